@@ -1,0 +1,17 @@
+//! shardkv: a Redis-compatible, sharded, strongly consistent key-value store. The keyspace
+//! is cut into the 16384 Redis Cluster hash slots; contiguous slot ranges form shards, and
+//! every shard is its own Raft group.
+//!
+//! # Layout
+//! - [`raft`]: the pure Raft core — no I/O, no clocks, no threads. Inputs are ticks and
+//!   messages; output is a `Ready` to persist, send and apply.
+//! - [`storage`]: the node's redb database: Raft logs, hard state, snapshots and the
+//!   key-value state machines of every group, written with group commit.
+//! - [`linearizability`]: the history checker shared by the simulation and the
+//!   real-cluster tests.
+//!
+//! The runtime (`shard`, `router`, `transport`), the RESP front end (`resp`), metrics and
+//! operator commands (`admin`) are described in DESIGN.md and arrive with their issues.
+
+pub mod raft;
+pub mod storage;

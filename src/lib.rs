@@ -13,5 +13,6 @@
 //! The runtime (`shard`, `router`, `transport`), the RESP front end (`resp`), metrics and
 //! operator commands (`admin`) are described in DESIGN.md and arrive with their issues.
 
+pub mod kv;
 pub mod raft;
 pub mod storage;

@@ -1,2 +1,3 @@
 //! Durable storage of a node: one redb database holding every group's Raft state and
 //! key-value state machine. Only this module touches redb.
+pub mod tables;

@@ -1,0 +1,21 @@
+//! The key-value state machine with Redis string semantics.
+//!
+//! Applying a committed command is pure and deterministic: it reads through a `KvRead`
+//! view, and produces a reply plus a list of `KvMutation`s that storage persists in the
+//! group-commit transaction (together with the applied index). The server, the simulation
+//! and the tests all share this code.
+
+use bytes::Bytes;
+
+/// One change to a group's persisted state-machine data, as produced by applying a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvMutation {
+    /// Write a value record under (slot, key).
+    Put { slot: u16, key: Bytes, record: Bytes },
+    /// Remove (slot, key).
+    Delete { slot: u16, key: Bytes },
+    /// Write the deduplication session of a client (in the group of the write).
+    PutSession { client_id: u64, record: Bytes },
+    /// Remove a client's session (expired or evicted).
+    DeleteSession { client_id: u64 },
+}

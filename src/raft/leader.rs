@@ -290,11 +290,13 @@ impl<S: Storage> Raft<S> {
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.on_heartbeat_response();
         if p.matched < last {
-            self.maybe_send_append(from, false);
+            // An empty probe too: if the last appends were lost, the follower's rejection
+            // of it is what starts the repair.
+            self.maybe_send_append(from, true);
         }
         let conf = &self.conf;
         if let Some(released) = self.read_only.ack(round, from, |acks| quorum::has_quorum(conf, acks)) {
-            if self.lead_transferee.is_none() {
+            if !self.lease_revoked {
                 let anchor = self.lease_anchor_tick.unwrap_or(0).max(released.sent_tick);
                 self.lease_anchor_tick = Some(anchor);
             }
@@ -313,8 +315,11 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// A single voter is its own quorum: its reads need no round, only the barrier.
     fn release_waiting_reads_if_single(&mut self) {
-        if !quorum::has_quorum(&self.conf, &BTreeSet::from([self.id])) {
+        let barrier_done = self.committed_entry_in_current_term()
+            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
+        if !barrier_done || !quorum::has_quorum(&self.conf, &BTreeSet::from([self.id])) {
             return;
         }
         let commit = self.log.committed();
@@ -329,7 +334,7 @@ impl<S: Storage> Raft<S> {
     fn lease_valid(&self) -> bool {
         let lease_ticks = self.cfg.election_timeout_ticks_min - self.cfg.lease_clock_drift_ticks;
         self.cfg.read_mode == ReadMode::LeaseBased
-            && self.lead_transferee.is_none()
+            && !self.lease_revoked
             && self.lease_anchor_tick.is_some_and(|t| self.ticks < t + lease_ticks)
     }
 
@@ -387,7 +392,10 @@ impl<S: Storage> Raft<S> {
         info!(group = %self.cfg.group, node = %self.id, %to, "leader transfer started");
         self.lead_transferee = Some(to);
         self.election_elapsed = 0;
+        // TimeoutNow lets `to` win while voters still hear from us, so no lease for the
+        // rest of this term (a delayed TimeoutNow may arrive after the transfer gave up).
         self.lease_anchor_tick = None;
+        self.lease_revoked = true;
         let caught_up = self.progress.get(&to).map(|p| p.matched) == Some(self.log.last_index());
         if caught_up {
             self.send(to, self.term, MessageBody::TimeoutNow);
@@ -426,6 +434,7 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return;
         }
+        self.needs_broadcast = true; // new members start receiving the log at once
         if self.conf.is_joint() {
             let leave = ConfState {
                 voters: self.conf.voters.clone(),
@@ -437,8 +446,9 @@ impl<S: Storage> Raft<S> {
         } else if !self.conf.voters.contains(&self.id) {
             info!(group = %self.cfg.group, node = %self.id, "removed from the group: stepping down");
             self.become_follower(self.term, NodeId::NONE);
-        } else if self.maybe_commit() {
-            self.needs_broadcast = true;
+        } else {
+            // Fewer voters may make a quorum of what is already replicated.
+            self.maybe_commit();
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Raft<S: Storage> {
     /// Logical time, for the lease.
     pub(crate) ticks: u64,
     pub(crate) lease_anchor_tick: Option<u64>,
+    /// Set once a leader transfer started in this term: the lease is off until the term ends.
+    pub(crate) lease_revoked: bool,
     pub(crate) lead_transferee: Option<NodeId>,
     pub(crate) pending_conf_index: LogIndex,
     /// (index, bytes) of the leader's uncommitted entries, for the proposal bound.
@@ -96,6 +98,7 @@ impl<S: Storage> Raft<S> {
             randomized_election_timeout: cfg.election_timeout_ticks_min,
             ticks: 0,
             lease_anchor_tick: None,
+            lease_revoked: false,
             lead_transferee: None,
             pending_conf_index: LogIndex(0),
             uncommitted: Default::default(),
@@ -174,6 +177,7 @@ impl<S: Storage> Raft<S> {
         self.reset_randomized_election_timeout();
         self.lead_transferee = None;
         self.lease_anchor_tick = None;
+        self.lease_revoked = false;
         self.votes.clear();
         self.read_only.reset();
         self.uncommitted.clear();

@@ -69,6 +69,10 @@ impl Model for KvModel {
         }
     }
 
+    fn is_read_only(&self, input: &KvInput) -> bool {
+        matches!(input, KvInput::Get(_))
+    }
+
     fn step(&self, state: &Option<u64>, input: &KvInput, output: &KvOutput) -> Option<Self::State> {
         let (next, expected) = Self::apply(*state, input);
         assert_eq!(

@@ -130,6 +130,13 @@ pub trait Model {
     /// for unobserved ops (one successor state).
     fn step_unobserved(&self, state: &Self::State, input: &Self::Input) -> Self::State;
 
+    /// Whether `input` never changes the state (a read). Unknown-outcome reads constrain
+    /// nothing, so [`check`] drops them instead of searching over their placements.
+    fn is_read_only(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+
     /// A short human-readable form of an op for explanations, e.g. `get(7) -> Some(3)`;
     /// `output` is `None` for an unknown outcome.
     fn describe(&self, input: &Self::Input, output: Option<&Self::Output>) -> String;
@@ -205,7 +212,8 @@ pub fn check<M: Model>(
     }
 }
 
-/// Splits a history into per-key sub-histories (P-compositionality), dropping failed ops.
+/// Splits a history into per-key sub-histories (P-compositionality), dropping failed ops
+/// and unknown-outcome reads (neither can constrain a linearization).
 /// A `BTreeMap` keeps the key order, and so the verdict, deterministic.
 fn partition_by_key<'h, M: Model>(
     model: &M,
@@ -222,7 +230,9 @@ fn partition_by_key<'h, M: Model>(
                 op.call
             );
         }
-        if matches!(op.outcome, Outcome::Fail) {
+        let unobserved_read =
+            matches!(op.outcome, Outcome::Unknown) && model.is_read_only(&op.input);
+        if matches!(op.outcome, Outcome::Fail) || unobserved_read {
             continue;
         }
         partitions.entry(model.key(&op.input)).or_default().push(op);

@@ -61,6 +61,10 @@ impl Model for RegisterModel {
         }
     }
 
+    fn is_read_only(&self, input: &RegisterInput) -> bool {
+        matches!(input, RegisterInput::Get(_))
+    }
+
     fn step(
         &self,
         state: &Option<Bytes>,

@@ -212,13 +212,16 @@ pub fn check<M: Model>(
     }
 }
 
+/// The ops of one key, in history order.
+type SubHistory<'h, M> = Vec<&'h Operation<<M as Model>::Input, <M as Model>::Output>>;
+
 /// Splits a history into per-key sub-histories (P-compositionality), dropping failed ops
 /// and unknown-outcome reads (neither can constrain a linearization).
 /// A `BTreeMap` keeps the key order, and so the verdict, deterministic.
 fn partition_by_key<'h, M: Model>(
     model: &M,
     history: &'h [Operation<M::Input, M::Output>],
-) -> BTreeMap<M::Key, Vec<&'h Operation<M::Input, M::Output>>> {
+) -> BTreeMap<M::Key, SubHistory<'h, M>> {
     let mut partitions: BTreeMap<M::Key, Vec<_>> = BTreeMap::new();
     for op in history {
         if let Outcome::Ok { ret, .. } = op.outcome {

@@ -215,9 +215,9 @@ fn mutate_kv(history: &mut History<KvModel>, op_pick: usize, value_pick: u64) {
     };
     *output = match *output {
         KvOutput::Put => KvOutput::Put,
-        KvOutput::Get(Some(_)) if value_pick % 3 == 0 => KvOutput::Get(None),
+        KvOutput::Get(Some(_)) if value_pick.is_multiple_of(3) => KvOutput::Get(None),
         KvOutput::Get(_) => KvOutput::Get(Some(1 + value_pick % 8)),
-        KvOutput::Incr(sum) if value_pick % 2 == 0 => KvOutput::Incr(sum + 1),
+        KvOutput::Incr(sum) if value_pick.is_multiple_of(2) => KvOutput::Incr(sum + 1),
         KvOutput::Incr(sum) => KvOutput::Incr(sum.wrapping_sub(1)),
         KvOutput::Cas(swapped) => KvOutput::Cas(!swapped),
     };

@@ -7,7 +7,7 @@
 //! 2017) is the same design in Go. Here the list lives in index arrays, and lifting and
 //! unlifting are the "dancing links" unlink/relink, undone in LIFO order by the stack.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
@@ -64,6 +64,7 @@ impl EventList {
             }
         }
         events.sort_unstable();
+        let events = defer_unknown_calls(events, ops);
         let nodes = events.len() + 1;
         let mut list = EventList {
             next: (1..=nodes)
@@ -125,6 +126,35 @@ impl EventList {
     }
 }
 
+/// Moves each unknown-outcome call to just before the first return event after it.
+///
+/// The candidates at any point of the search are the calls before the first remaining
+/// return, and this move keeps every call on the same side of every return, so the
+/// candidate sets are unchanged. What changes is the order in which candidates are tried:
+/// completed ops first, so the search explores "the unknown op has not happened yet"
+/// before "it has". Unknown ops are always accepted by the model; tried first, they
+/// multiply the configurations the search visits before it can refute a history.
+fn defer_unknown_calls<I, O>(
+    events: Vec<(u64, u8, usize)>,
+    ops: &[&Operation<I, O>],
+) -> Vec<(u64, u8, usize)> {
+    let mut ordered = Vec::with_capacity(events.len());
+    let mut deferred = Vec::new();
+    for event in events {
+        let (_, kind, op) = event;
+        if kind == 0 && matches!(ops[op].outcome, Outcome::Unknown) {
+            deferred.push(event);
+            continue;
+        }
+        if kind == 1 {
+            ordered.append(&mut deferred);
+        }
+        ordered.push(event);
+    }
+    ordered.append(&mut deferred);
+    ordered
+}
+
 /// A set of op indices as a compact bitset; hashed into the memo.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct OpSet {
@@ -144,6 +174,13 @@ impl OpSet {
 
     fn remove(&mut self, op: usize) {
         self.words[op / 64] &= !(1 << (op % 64));
+    }
+
+    fn is_subset_of(&self, other: &OpSet) -> bool {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .all(|(mine, theirs)| mine & !theirs == 0)
     }
 }
 
@@ -165,9 +202,18 @@ struct Search<'h, M: Model> {
     model: &'h M,
     ops: &'h [&'h Operation<M::Input, M::Output>],
     events: EventList,
-    linearized: OpSet,
-    /// Lowe's memo: configurations already explored (and known to lead nowhere new).
-    memo: HashSet<(OpSet, M::State), MemoHasher>,
+    /// Completed ops linearized so far.
+    completed_linearized: OpSet,
+    /// Unknown-outcome ops linearized so far.
+    unknown_linearized: OpSet,
+    /// Lowe's memo of configurations entered, extended with subsumption for unknown ops:
+    /// (completed set, state) → the antichain of unknown sets entered with it. Entering
+    /// with a superset of one of those is pointless: the unknown ops already consumed can
+    /// only remove options (each may still be placed later, or never), so whatever the
+    /// new configuration can reach, the recorded one reaches too. Without this, every
+    /// subset of pending unknown writes is a distinct configuration, and refuting a
+    /// history with a few dozen of them on one key exhausts any budget.
+    memo: HashMap<(OpSet, M::State), Vec<OpSet>, MemoHasher>,
     /// Linearized calls, each with the model state before it, for backtracking.
     stack: Vec<(usize, M::State)>,
     state: M::State,
@@ -186,8 +232,9 @@ impl<'h, M: Model> Search<'h, M> {
             model,
             ops,
             events: EventList::new(ops),
-            linearized: OpSet::with_capacity(ops.len()),
-            memo: HashSet::default(),
+            completed_linearized: OpSet::with_capacity(ops.len()),
+            unknown_linearized: OpSet::with_capacity(ops.len()),
+            memo: HashMap::default(),
             stack: Vec::new(),
             state: model.init(),
             completed_pending: completed.count(),
@@ -235,12 +282,9 @@ impl<'h, M: Model> Search<'h, M> {
         let Some(next_state) = next_state else {
             return false;
         };
-        self.linearized.insert(op_index);
-        if !self
-            .memo
-            .insert((self.linearized.clone(), next_state.clone()))
-        {
-            self.linearized.remove(op_index);
+        self.linearized_of_kind(call).insert(op_index);
+        if !self.enter(&next_state) {
+            self.linearized_of_kind(call).remove(op_index);
             return false;
         }
         let state_before = std::mem::replace(&mut self.state, next_state);
@@ -252,11 +296,38 @@ impl<'h, M: Model> Search<'h, M> {
         true
     }
 
+    /// The set that records the op of `call` once linearized.
+    fn linearized_of_kind(&mut self, call: usize) -> &mut OpSet {
+        if self.events.return_node[call].is_some() {
+            &mut self.completed_linearized
+        } else {
+            &mut self.unknown_linearized
+        }
+    }
+
+    /// Records the configuration (linearized sets, `state`) in the memo; false if it, or
+    /// one that subsumes it, was entered before.
+    fn enter(&mut self, state: &M::State) -> bool {
+        let key = (self.completed_linearized.clone(), state.clone());
+        let entered = self.memo.entry(key).or_default();
+        if entered
+            .iter()
+            .any(|unknown| unknown.is_subset_of(&self.unknown_linearized))
+        {
+            return false;
+        }
+        // Keep an antichain: sets the new one subsumes can never prune anything it won't.
+        entered.retain(|unknown| !self.unknown_linearized.is_subset_of(unknown));
+        entered.push(self.unknown_linearized.clone());
+        true
+    }
+
     /// Undoes the last linearization; returns its call node, or `None` if none is left.
     fn backtrack(&mut self) -> Option<usize> {
         let (call, state_before) = self.stack.pop()?;
         self.state = state_before;
-        self.linearized.remove(self.events.op[call]);
+        let op_index = self.events.op[call];
+        self.linearized_of_kind(call).remove(op_index);
         self.events.unlift(call);
         if self.events.return_node[call].is_some() {
             self.completed_pending += 1;

@@ -14,5 +14,6 @@
 //! operator commands (`admin`) are described in DESIGN.md and arrive with their issues.
 
 pub mod kv;
+pub mod linearizability;
 pub mod raft;
 pub mod storage;

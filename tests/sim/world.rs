@@ -1,0 +1,342 @@
+//! The simulated world of one seed: N nodes, each hosting a replica of each of M groups,
+//! driven by one thread in ticks. Owns the replicas (a `RawNode` while up, its durable
+//! `MemStorage` and state machine always), the Ready loop (send, persist, send after
+//! persist, apply, serve reads, advance), crash and restart, and the per-tick schedule:
+//! faults, ticks, client attempts, message deliveries, compaction.
+
+use shardkv::raft::{
+    Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, NodeId, RawNode, ReadMode,
+    ReadState, Ready, ConfState,
+};
+
+use super::faults::{FaultMix, FaultPlan};
+use super::invariants::Checks;
+use super::network::Network;
+use super::rng::SimRng;
+use super::state_machine::{Command, KvStateMachine};
+use super::workload::{ClientParams, Workload};
+
+/// Time units per tick; message delays are drawn in units, so deliveries interleave.
+pub const UNITS_PER_TICK: u64 = 8;
+/// Readies handled in a row for one replica before the loop is declared stuck.
+const READY_ROUNDS_MAX: usize = 64;
+
+/// The shape of one seed's world.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub tier: &'static str,
+    pub nodes: u64,
+    pub groups: usize,
+    pub fault_ticks: u64,
+    pub liveness_ticks_max: u64,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub read_mode: ReadMode,
+    pub bug: Option<InjectedBug>,
+}
+
+/// One replica of one group on one node.
+pub struct Replica {
+    pub raw: Option<RawNode<MemStorage>>,
+    /// The store while the node is down.
+    pub disk: Option<MemStorage>,
+    /// Persisted atomically with each apply (see `state_machine`).
+    pub sm: KvStateMachine,
+    /// Read states waiting for the state machine to reach their index.
+    pub reads: Vec<ReadState>,
+    /// Commit index last observed in this process life.
+    pub last_commit: LogIndex,
+    pub incarnation: u64,
+}
+
+pub struct World {
+    pub seed: u64,
+    pub shape: Shape,
+    pub mix: FaultMix,
+    pub rng: SimRng,
+    pub tick: u64,
+    pub now_units: u64,
+    pub up: Vec<bool>,
+    /// `replicas[node - 1][group - 1]`.
+    pub replicas: Vec<Vec<Replica>>,
+    pub net: Network,
+    pub checks: Checks,
+    pub workload: Workload,
+    pub plan: FaultPlan,
+}
+
+pub fn node_id(n: usize) -> NodeId {
+    NodeId(n as u64 + 1)
+}
+
+impl World {
+    pub fn new(seed: u64, shape: Shape, mix: FaultMix, clients: ClientParams, rng: SimRng) -> World {
+        let conf = ConfState::with_voters((1..=shape.nodes).map(NodeId));
+        let mut w = World {
+            seed,
+            net: Network::new(mix.link),
+            checks: Checks::new(seed, shape.groups),
+            workload: Workload::new(clients, shape.nodes, shape.groups),
+            plan: FaultPlan::default(),
+            up: vec![true; shape.nodes as usize],
+            replicas: Vec::new(),
+            tick: 0,
+            now_units: 0,
+            rng,
+            mix,
+            shape,
+        };
+        for n in 0..w.shape.nodes as usize {
+            let row = (0..w.shape.groups)
+                .map(|g| Replica {
+                    raw: Some(w.new_raw(n, g, 0, MemStorage::new_with_conf_state(conf.clone()), 0)),
+                    disk: None,
+                    sm: KvStateMachine::default(),
+                    reads: Vec::new(),
+                    last_commit: LogIndex(0),
+                    incarnation: 0,
+                })
+                .collect();
+            w.replicas.push(row);
+        }
+        w
+    }
+
+    fn new_raw(&self, n: usize, g: usize, inc: u64, store: MemStorage, applied: u64) -> RawNode<MemStorage> {
+        let mut cfg = Config::new(node_id(n), GroupId(g as u64 + 1));
+        cfg.pre_vote = self.shape.pre_vote;
+        cfg.check_quorum = self.shape.check_quorum;
+        cfg.read_mode = self.shape.read_mode;
+        cfg.applied = LogIndex(applied);
+        cfg.injected_bug = self.shape.bug;
+        cfg.max_inflight_msgs = 8;
+        cfg.max_entries_bytes_per_msg = 512;
+        cfg.snapshot_timeout_ticks = 30;
+        cfg.rng_seed = self.seed ^ (n as u64 + 1) << 48 ^ (g as u64 + 1) << 32 ^ inc << 16;
+        RawNode::new(cfg, store).unwrap_or_else(|e| panic!("seed {}: raw node: {e}", self.seed))
+    }
+
+    /// One tick: faults, every replica ticks, clients act, messages of this tick arrive.
+    pub fn step_tick(&mut self) {
+        self.tick += 1;
+        self.now_units = self.tick * UNITS_PER_TICK;
+        self.fire_faults();
+        for n in 0..self.up.len() {
+            if !self.up[n] {
+                continue;
+            }
+            for g in 0..self.shape.groups {
+                if let Some(raw) = self.replicas[n][g].raw.as_mut() {
+                    raw.tick();
+                }
+                self.after_input(n, g);
+            }
+        }
+        self.client_attempts();
+        self.deliver_until((self.tick + 1) * UNITS_PER_TICK);
+        self.maybe_compact();
+    }
+
+    fn deliver_until(&mut self, end_units: u64) {
+        while let Some((time_units, env)) = self.net.pop_due(end_units) {
+            self.now_units = time_units;
+            let n = (env.to.get() - 1) as usize;
+            if !self.up[n] {
+                continue;
+            }
+            let g = (env.group.get() - 1) as usize;
+            let m = env.decode();
+            let Some(raw) = self.replicas[n][g].raw.as_mut() else { continue };
+            if let Err(e) = raw.step(m) {
+                panic!("seed {}: group {} node {}: step failed: {e}", self.seed, g + 1, n + 1);
+            }
+            self.after_input(n, g);
+        }
+    }
+
+    /// Checks the invariants on a replica that just took input, then drains its Readies.
+    pub fn after_input(&mut self, n: usize, g: usize) {
+        let rep = &mut self.replicas[n][g];
+        if let Some(raw) = rep.raw.as_ref() {
+            self.checks.observe(g, raw, &mut rep.last_commit);
+        }
+        for _ in 0..READY_ROUNDS_MAX {
+            let Some(raw) = self.replicas[n][g].raw.as_mut() else { return };
+            if !raw.has_ready() {
+                return;
+            }
+            let rd = raw.ready();
+            self.handle_ready(n, g, rd);
+        }
+        panic!("seed {}: group {} node {}: Ready loop does not settle", self.seed, g + 1, n + 1);
+    }
+
+    fn send_all(&mut self, g: usize, msgs: &[shardkv::raft::Message]) {
+        for m in msgs {
+            self.net.send(&mut self.rng, self.now_units, GroupId(g as u64 + 1), m);
+        }
+    }
+
+    /// Step 2 of a Ready: make the snapshot, entries, hard state and conf state durable.
+    fn persist(&mut self, n: usize, g: usize, rd: &Ready) {
+        let rep = &mut self.replicas[n][g];
+        let raw = rep.raw.as_mut().expect("persisting on a live replica");
+        let store = raw.store_mut();
+        if let Some(s) = &rd.snapshot {
+            store.apply_snapshot(s.clone()).expect("snapshot installs");
+            rep.sm = KvStateMachine::from_snapshot(&s.data);
+            rep.sm.applied_index = s.metadata.index.get();
+            let digest = rep.sm.digest();
+            self.checks.on_snapshot(g, node_id(n), s.metadata.index, digest);
+        }
+        let store = rep.raw.as_mut().expect("live").store_mut();
+        store.append(&rd.entries).expect("entries append");
+        if let Some(hs) = rd.hard_state {
+            store.set_hard_state(hs);
+        }
+        if let Some(cs) = &rd.conf_state {
+            store.set_conf_state(cs.clone());
+        }
+    }
+
+    fn handle_ready(&mut self, n: usize, g: usize, rd: Ready) {
+        self.send_all(g, &rd.messages);
+        self.persist(n, g, &rd);
+        self.send_all(g, &rd.persisted_messages);
+        self.apply(n, g, &rd);
+        let rep = &mut self.replicas[n][g];
+        rep.reads.extend(rd.read_states.iter().cloned());
+        let raw = rep.raw.as_mut().expect("live");
+        raw.advance(&rd);
+        self.checks.observe(g, raw, &mut rep.last_commit);
+        self.serve_reads(n, g);
+    }
+
+    fn apply(&mut self, n: usize, g: usize, rd: &Ready) {
+        let id = node_id(n);
+        for e in &rd.committed_entries {
+            let rep = &mut self.replicas[n][g];
+            let index = e.index.get();
+            if index <= rep.sm.applied_index {
+                continue; // already in the state machine (restored from a snapshot)
+            }
+            if index != rep.sm.applied_index + 1 {
+                panic!(
+                    "seed {}: group {} node {}: applies {index} after {}: a gap",
+                    self.seed, g + 1, n + 1, rep.sm.applied_index
+                );
+            }
+            match &e.payload {
+                EntryPayload::Normal(data) => {
+                    let cmd = Command::decode(data);
+                    if let Some(reply) = rep.sm.apply(index, &cmd) {
+                        self.workload.on_write_applied(id, &cmd, reply, self.now_units);
+                    }
+                }
+                _ => rep.sm.applied_index = index,
+            }
+            let digest = self.replicas[n][g].sm.digest();
+            self.checks.on_apply(g, id, e, digest);
+        }
+    }
+
+    fn serve_reads(&mut self, n: usize, g: usize) {
+        let rep = &mut self.replicas[n][g];
+        let applied = rep.sm.applied_index;
+        let (due, wait): (Vec<_>, Vec<_>) = rep.reads.drain(..).partition(|r| r.index.get() <= applied);
+        rep.reads = wait;
+        for r in due {
+            self.workload.on_read_served(node_id(n), &r.context, &rep.sm, self.now_units);
+        }
+    }
+
+    fn client_attempts(&mut self) {
+        let attempts = self.workload.attempts(&mut self.rng, self.tick, self.now_units);
+        for a in attempts {
+            let n = (a.node.get() - 1) as usize;
+            let (accepted, hint) = match self.replicas[n][a.group].raw.as_mut() {
+                Some(raw) if self.up[n] => {
+                    let r = match &a.command {
+                        Some(cmd) => raw.propose(cmd.clone()),
+                        None => raw.read_index(a.context.clone()),
+                    };
+                    (r.is_ok(), raw.leader_id())
+                }
+                _ => (false, NodeId::NONE),
+            };
+            self.workload.attempt_result(&mut self.rng, &a, accepted, hint);
+            if self.up[n] {
+                self.after_input(n, a.group);
+            }
+        }
+    }
+
+    /// Crashes node `n`: volatile state is lost. A replica with work pending may crash
+    /// between `ready()` and persisting (the whole Ready is lost) or just after persisting
+    /// (its `persisted_messages` are never sent and its entries never applied).
+    pub fn crash(&mut self, n: usize) {
+        for g in 0..self.shape.groups {
+            let has_ready = self.replicas[n][g].raw.as_ref().is_some_and(|r| r.has_ready());
+            if has_ready && self.rng.percent(50) {
+                let rd = self.replicas[n][g].raw.as_mut().expect("live").ready();
+                if self.rng.percent(50) {
+                    self.send_all(g, &rd.messages);
+                    self.persist(n, g, &rd);
+                }
+            }
+            let rep = &mut self.replicas[n][g];
+            if let Some(raw) = rep.raw.take() {
+                rep.disk = Some(raw.into_store());
+            }
+            rep.reads.clear();
+        }
+        self.up[n] = false;
+    }
+
+    /// Restarts node `n` over its durable stores and state machines.
+    pub fn restart(&mut self, n: usize) {
+        self.up[n] = true;
+        for g in 0..self.shape.groups {
+            let rep = &mut self.replicas[n][g];
+            let Some(store) = rep.disk.take() else { continue };
+            rep.incarnation += 1;
+            let (inc, applied) = (rep.incarnation, rep.sm.applied_index);
+            let raw = self.new_raw(n, g, inc, store, applied);
+            self.checks.on_restart(g, &raw);
+            let rep = &mut self.replicas[n][g];
+            rep.last_commit = raw.commit_index();
+            rep.raw = Some(raw);
+            self.after_input(n, g);
+        }
+    }
+
+    /// The node believed leader of group `g` with the highest term, if any.
+    pub fn leader_of(&self, g: usize) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for n in 0..self.up.len() {
+            let Some(raw) = self.replicas[n][g].raw.as_ref() else { continue };
+            if raw.role() == shardkv::raft::Role::Leader && best.is_none_or(|(t, _)| raw.term().get() > t) {
+                best = Some((raw.term().get(), n));
+            }
+        }
+        best.map(|(_, n)| n)
+    }
+
+    /// A replica compacts its log to its applied index with a state-machine snapshot.
+    fn maybe_compact(&mut self) {
+        if !self.mix.compaction || !self.rng.percent(20) {
+            return;
+        }
+        let n = self.rng.below(self.up.len() as u64) as usize;
+        let g = self.rng.below(self.shape.groups as u64) as usize;
+        let rep = &mut self.replicas[n][g];
+        let Some(raw) = rep.raw.as_mut() else { return };
+        let applied = LogIndex(rep.sm.applied_index);
+        if applied.get() < raw.first_index().get() + self.mix.compact_entries_min {
+            return;
+        }
+        let conf = raw.conf_state().clone();
+        let data = rep.sm.snapshot_bytes();
+        raw.store_mut().compact_to_snapshot(applied, conf, data).expect("compaction");
+    }
+}

@@ -367,14 +367,18 @@ impl<S: Storage> Raft<S> {
     /// Starts a heartbeat round for the reads registered since the last one, once the
     /// no-op of this term has committed (before that, the commit index may be stale).
     pub(crate) fn flush_reads(&mut self) {
-        if self.role != Role::Leader || !self.read_only.has_waiting() {
-            return;
-        }
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if barrier_done {
+        if self.can_flush_reads() {
             self.bcast_heartbeat(true);
         }
+    }
+
+    /// Whether `flush_reads` would start a round now. `has_ready` must use this rather than
+    /// "reads are waiting": before the no-op commits, waiting reads produce no work, and a
+    /// runtime looping on `has_ready()` would spin forever on empty Readies.
+    pub(crate) fn can_flush_reads(&self) -> bool {
+        let barrier_done = self.committed_entry_in_current_term()
+            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
+        self.role == Role::Leader && self.read_only.has_waiting() && barrier_done
     }
 
     /// Hands leadership to `to` (dissertation §3.10): proposals stop, `to` is brought up to

@@ -168,7 +168,14 @@ impl World {
             let rd = raw.ready();
             self.handle_ready(n, g, rd);
         }
-        panic!("seed {}: group {} node {}: Ready loop does not settle", self.seed, g + 1, n + 1);
+        let status = self.replicas[n][g].raw.as_ref().map(|r| r.status());
+        panic!(
+            "seed {}: group {} node {}: has_ready() stays true after {READY_ROUNDS_MAX} Readies: \
+             {status:?}",
+            self.seed,
+            g + 1,
+            n + 1
+        );
     }
 
     fn send_all(&mut self, g: usize, msgs: &[shardkv::raft::Message]) {

@@ -36,8 +36,36 @@ impl World {
             }
         }
         if !self.workload.all_done() {
-            return Err(format!("client ops in flight:{}", self.workload.describe_inflight()));
+            let mut what = format!("client ops in flight:{}", self.workload.describe_inflight());
+            for g in 0..self.shape.groups {
+                what += &self.describe_group(g);
+            }
+            return Err(what);
         }
         Ok(())
+    }
+
+    /// Each replica's role, term, leader, commit and applied index, and waiting reads.
+    pub fn describe_group(&self, g: usize) -> String {
+        let mut s = format!("\n  group {}:", g + 1);
+        for (n, row) in self.replicas.iter().enumerate() {
+            let rep = &row[g];
+            match rep.raw.as_ref() {
+                None => s += &format!(" [node {} down]", n + 1),
+                Some(raw) => {
+                    let reads: Vec<u64> = rep.reads.iter().map(|r| r.index.get()).collect();
+                    s += &format!(
+                        " [node {} {:?} term {} leader {} commit {} applied {} reads {reads:?}]",
+                        n + 1,
+                        raw.role(),
+                        raw.term(),
+                        raw.leader_id(),
+                        raw.commit_index(),
+                        rep.sm.applied_index
+                    );
+                }
+            }
+        }
+        s
     }
 }

@@ -221,6 +221,11 @@ impl Workload {
             if tick < f.next_try_tick {
                 continue;
             }
+            if f.asked.contains(&f.target) && rng.percent(50) {
+                // No answer from a node that accepted: it may be cut off, or no longer a
+                // member. Try elsewhere (same seq).
+                f.target = NodeId(rng.range(1, self.nodes));
+            }
             f.next_try_tick = tick + self.params.retry_ticks;
             let command = match f.request {
                 Request::Write(op) => Some(Command { client_id: c.id, seq: f.seq, op }.encode()),

@@ -65,6 +65,7 @@ fn draw_shape(seed: u64, rng: &mut SimRng, bug: Option<InjectedBug>) -> (Shape, 
         pre_vote: rng.percent(75),
         check_quorum,
         read_mode,
+        entries_bytes_per_msg_max: if rng.percent(50) { 1 } else { 512 },
         bug,
     };
     (shape, Allowed { node_faults })
@@ -84,29 +85,39 @@ fn draw_clients(rng: &mut SimRng) -> ClientParams {
 /// Builds the world of `seed` (with `bug` planted in every replica, if any).
 pub fn build_world(seed: u64, bug: Option<InjectedBug>) -> World {
     let mut rng = SimRng::new(seed);
-    let (shape, allowed) = draw_shape(seed, &mut rng, bug);
+    let (mut shape, allowed) = draw_shape(seed, &mut rng, bug);
     let mut mix = FaultMix::draw(&mut rng, allowed);
     if !shape.check_quorum {
         // A removed server that never learns of its removal disrupts the group unless
         // voters ignore it while they hear from a leader (dissertation §4.2.3).
         mix.membership = false;
     }
+    let mut clients = draw_clients(&mut rng);
     if let Some(bug) = bug {
-        tune_for_bug(bug, &mut mix);
+        tune_for_bug(bug, &mut shape, &mut mix, &mut clients);
     }
-    let clients = draw_clients(&mut rng);
     World::new(seed, shape, mix, clients, rng)
 }
 
-/// Makes the planted bug reachable: leader changes while entries are uncommitted
-/// (Figure 8) and reads right after elections with writes pending.
-fn tune_for_bug(bug: InjectedBug, mix: &mut FaultMix) {
+/// Makes the planted bug reachable: leader changes while entries are uncommitted and
+/// followers acknowledge one entry at a time (Figure 8), and reads right after elections
+/// with writes pending.
+fn tune_for_bug(bug: InjectedBug, shape: &mut Shape, mix: &mut FaultMix, c: &mut ClientParams) {
     mix.isolate_leader = true;
     mix.partitions = true;
     mix.crashes = true;
-    mix.fault_gap_ticks = mix.fault_gap_ticks.min(20);
-    if bug == InjectedBug::ReadBeforeNoopCommit {
-        mix.transfers = true;
+    mix.fault_gap_ticks = mix.fault_gap_ticks.min(15);
+    mix.fault_len_ticks_max = mix.fault_len_ticks_max.min(40);
+    c.clients_per_group = c.clients_per_group.max(3);
+    c.think_ticks_max = 0;
+    match bug {
+        InjectedBug::CommitPriorTermByCounting => {
+            shape.entries_bytes_per_msg_max = 1;
+            mix.link.loss_pct = mix.link.loss_pct.max(20);
+            c.read_pct = c.read_pct.min(20);
+        }
+        InjectedBug::ReadBeforeNoopCommit => mix.transfers = true,
+        InjectedBug::VoteWithoutLogCheck | InjectedBug::SkipConflictTruncation => {}
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Shape {
     pub pre_vote: bool,
     pub check_quorum: bool,
     pub read_mode: ReadMode,
+    /// 1 sends one entry per Append (so followers acknowledge prefixes of a leader's tail).
+    pub entries_bytes_per_msg_max: u64,
     pub bug: Option<InjectedBug>,
 }
 
@@ -110,7 +112,7 @@ impl World {
         cfg.applied = LogIndex(applied);
         cfg.injected_bug = self.shape.bug;
         cfg.max_inflight_msgs = 8;
-        cfg.max_entries_bytes_per_msg = 512;
+        cfg.max_entries_bytes_per_msg = self.shape.entries_bytes_per_msg_max;
         cfg.snapshot_timeout_ticks = 30;
         cfg.rng_seed = self.seed ^ (n as u64 + 1) << 48 ^ (g as u64 + 1) << 32 ^ inc << 16;
         RawNode::new(cfg, store).unwrap_or_else(|e| panic!("seed {}: raw node: {e}", self.seed))

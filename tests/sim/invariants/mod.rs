@@ -7,6 +7,7 @@
 pub mod commit_monotonic;
 pub mod committed_immutable;
 pub mod election_safety;
+pub mod leader_commit_rule;
 pub mod leader_completeness;
 pub mod log_matching;
 pub mod state_machine_safety;
@@ -96,6 +97,7 @@ impl Checks {
         let commit = raw.commit_index();
         commit_monotonic::check(at, *last_commit, commit);
         if commit > *last_commit {
+            leader_commit_rule::check(at, raw, *last_commit, commit);
             committed_immutable::observe_commit(record, at, raw, *last_commit, commit);
             *last_commit = commit;
         }

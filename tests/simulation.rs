@@ -34,12 +34,14 @@ fn safety_and_liveness_hold_across_seeds() {
     let mut tiers: BTreeMap<&str, (u64, f64, u64)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut ops = (0, 0, 0);
+    let mut counters = sim::world::Counters::default();
     for (seed, r) in seeds.iter().zip(&results) {
         match r {
             Ok(rep) => {
                 let t = tiers.entry(rep.tier).or_default();
                 *t = (t.0 + 1, t.1 + rep.elapsed_ms, t.2 + rep.messages);
                 ops = (ops.0 + rep.ops.0, ops.1 + rep.ops.1, ops.2 + rep.ops.2);
+                counters.add(&rep.counters);
             }
             Err(msg) => failures.push((*seed, msg.clone())),
         }
@@ -51,6 +53,7 @@ fn safety_and_liveness_hold_across_seeds() {
         "{} seeds in {wall_s:.1} s wall; client ops ok/unknown/fail = {}/{}/{}",
         seeds.len(), ops.0, ops.1, ops.2
     );
+    println!("faults and recoveries over all seeds: {counters:?}");
     for (seed, msg) in &failures {
         println!("FAILED {msg}\n  replay: {}", sim::replay_command(*seed, None));
     }

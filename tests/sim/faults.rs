@@ -76,6 +76,10 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
+    pub fn schedule_restart(&mut self, tick: u64, n: usize) {
+        self.schedule(tick, FaultEnd::Restart(n));
+    }
+
     fn schedule(&mut self, tick: u64, end: FaultEnd) {
         self.seq += 1;
         self.pending.insert((tick, self.seq), end);
@@ -112,9 +116,11 @@ impl World {
             2 if self.mix.isolate_leader && !self.plan.partitioned => self.isolate_leader(until),
             3 if self.mix.crashes => {
                 let n = self.rng.below(self.up.len() as u64) as usize;
-                if self.up[n] {
+                if self.up[n] && self.rng.percent(50) {
                     self.crash(n);
-                    self.plan.schedule(until, super::faults::FaultEnd::Restart(n));
+                    self.plan.schedule_restart(until, n);
+                } else if self.up[n] {
+                    self.crash_armed[n] = Some(until);
                 }
             }
             4 if self.mix.transfers => self.transfer_leader(),
@@ -137,6 +143,7 @@ impl World {
     }
 
     fn partition_minority(&mut self, until: u64) {
+        self.counters.partitions += 1;
         let n = self.up.len() as u64;
         let size = self.rng.range(1, (n - 1) / 2);
         let mut side = Vec::new();
@@ -150,6 +157,7 @@ impl World {
     }
 
     fn cut_one_way(&mut self, until: u64) {
+        self.counters.one_way_cuts += 1;
         let n = self.up.len() as u64;
         for _ in 0..self.rng.range(1, 3) {
             let (a, b) = (self.rng.below(n) as usize, self.rng.below(n) as usize);
@@ -164,6 +172,7 @@ impl World {
     fn isolate_leader(&mut self, until: u64) {
         let g = self.rng.below(self.shape.groups as u64) as usize;
         if let Some(l) = self.leader_of(g) {
+            self.counters.leader_isolations += 1;
             self.isolate(&[l], until);
         }
     }
@@ -174,7 +183,9 @@ impl World {
         let raw = self.replicas[l][g].raw.as_mut().expect("leader is up");
         let voters: Vec<NodeId> = raw.conf_state().voters.iter().copied().collect();
         if let Some(to) = self.rng.pick(&voters) {
-            let _ = raw.transfer_leader(to); // refusals (not leader any more…) are fine
+            if raw.transfer_leader(to).is_ok() {
+                self.counters.transfers += 1;
+            }
         }
         self.after_input(l, g);
     }
@@ -186,7 +197,10 @@ impl World {
         let raw = self.replicas[l][g].raw.as_mut().expect("leader is up");
         let steps = next_membership_steps(&mut self.rng, raw.conf_state(), &all, raw.id());
         if !steps.is_empty() {
-            let _ = raw.propose_conf_change(&steps); // refused while one is pending
+            // Refused while another change is pending: fine, a later fault tries again.
+            if raw.propose_conf_change(&steps).is_ok() {
+                self.counters.conf_changes_proposed += 1;
+            }
         }
         self.after_input(l, g);
     }
@@ -200,6 +214,7 @@ impl World {
         self.net.heal_all();
         self.net.faults.loss_pct = 0;
         self.net.faults.dup_pct = 0;
+        self.crash_armed.iter_mut().for_each(|c| *c = None);
         for n in 0..self.up.len() {
             if !self.up[n] {
                 self.restart(n);

@@ -44,6 +44,7 @@ pub struct SeedReport {
     pub messages: u64,
     pub ops: (usize, usize, usize),
     pub trace: u64,
+    pub counters: world::Counters,
 }
 
 /// The tier (shape) of a seed: 60 % small, 36 % medium, 4 % large.
@@ -149,6 +150,10 @@ pub fn run_seed(seed: u64, bug: Option<InjectedBug>) -> SeedReport {
         messages: w.net.delivered_messages,
         ops: w.workload.history.counts(),
         trace: w.net.trace,
+        counters: world::Counters {
+            elections: w.checks.groups.iter().map(|g| g.leaders.len() as u64).sum(),
+            ..w.counters
+        },
     }
 }
 

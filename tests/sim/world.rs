@@ -37,6 +37,40 @@ pub struct Shape {
     pub bug: Option<InjectedBug>,
 }
 
+/// How often each fault and recovery path ran, to show a seed exercised what it claims.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub crashes: u64,
+    pub readies_lost_before_persist: u64,
+    pub readies_cut_after_persist: u64,
+    pub partitions: u64,
+    pub one_way_cuts: u64,
+    pub leader_isolations: u64,
+    pub transfers: u64,
+    pub conf_changes_proposed: u64,
+    pub conf_changes_applied: u64,
+    pub compactions: u64,
+    pub snapshots_installed: u64,
+    pub elections: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.crashes += o.crashes;
+        self.readies_lost_before_persist += o.readies_lost_before_persist;
+        self.readies_cut_after_persist += o.readies_cut_after_persist;
+        self.partitions += o.partitions;
+        self.one_way_cuts += o.one_way_cuts;
+        self.leader_isolations += o.leader_isolations;
+        self.transfers += o.transfers;
+        self.conf_changes_proposed += o.conf_changes_proposed;
+        self.conf_changes_applied += o.conf_changes_applied;
+        self.compactions += o.compactions;
+        self.snapshots_installed += o.snapshots_installed;
+        self.elections += o.elections;
+    }
+}
+
 /// One replica of one group on one node.
 pub struct Replica {
     pub raw: Option<RawNode<MemStorage>>,
@@ -65,6 +99,9 @@ pub struct World {
     pub checks: Checks,
     pub workload: Workload,
     pub plan: FaultPlan,
+    pub counters: Counters,
+    /// `Some(restart tick)`: the node crashes inside its next Ready.
+    pub crash_armed: Vec<Option<u64>>,
 }
 
 pub fn node_id(n: usize) -> NodeId {
@@ -80,6 +117,8 @@ impl World {
             checks: Checks::new(seed, shape.groups),
             workload: Workload::new(clients, shape.nodes, shape.groups),
             plan: FaultPlan::default(),
+            counters: Counters::default(),
+            crash_armed: vec![None; shape.nodes as usize],
             up: vec![true; shape.nodes as usize],
             replicas: Vec::new(),
             tick: 0,
@@ -168,6 +207,9 @@ impl World {
                 return;
             }
             let rd = raw.ready();
+            if let Some(restart_tick) = self.crash_armed[n].take() {
+                return self.crash_mid_ready(n, g, rd, restart_tick);
+            }
             self.handle_ready(n, g, rd);
         }
         let status = self.replicas[n][g].raw.as_ref().map(|r| r.status());
@@ -195,6 +237,7 @@ impl World {
             store.apply_snapshot(s.clone()).expect("snapshot installs");
             rep.sm = KvStateMachine::from_snapshot(&s.data);
             rep.sm.applied_index = s.metadata.index.get();
+            self.counters.snapshots_installed += 1;
             let digest = rep.sm.digest();
             self.checks.on_snapshot(g, node_id(n), s.metadata.index, digest);
         }
@@ -242,7 +285,11 @@ impl World {
                         self.workload.on_write_applied(id, &cmd, reply, self.now_units);
                     }
                 }
-                _ => rep.sm.applied_index = index,
+                EntryPayload::ConfChange(_) => {
+                    rep.sm.applied_index = index;
+                    self.counters.conf_changes_applied += 1;
+                }
+                EntryPayload::Noop => rep.sm.applied_index = index,
             }
             let digest = self.replicas[n][g].sm.digest();
             self.checks.on_apply(g, id, e, digest);
@@ -280,19 +327,9 @@ impl World {
         }
     }
 
-    /// Crashes node `n`: volatile state is lost. A replica with work pending may crash
-    /// between `ready()` and persisting (the whole Ready is lost) or just after persisting
-    /// (its `persisted_messages` are never sent and its entries never applied).
+    /// Crashes node `n`: volatile state is lost, durable stores and state machines stay.
     pub fn crash(&mut self, n: usize) {
         for g in 0..self.shape.groups {
-            let has_ready = self.replicas[n][g].raw.as_ref().is_some_and(|r| r.has_ready());
-            if has_ready && self.rng.percent(50) {
-                let rd = self.replicas[n][g].raw.as_mut().expect("live").ready();
-                if self.rng.percent(50) {
-                    self.send_all(g, &rd.messages);
-                    self.persist(n, g, &rd);
-                }
-            }
             let rep = &mut self.replicas[n][g];
             if let Some(raw) = rep.raw.take() {
                 rep.disk = Some(raw.into_store());
@@ -300,6 +337,22 @@ impl World {
             rep.reads.clear();
         }
         self.up[n] = false;
+        self.counters.crashes += 1;
+    }
+
+    /// Crashes node `n` in the middle of handling `rd`: between `ready()` and persisting
+    /// (the whole Ready is lost), or just after persisting (its `persisted_messages` are
+    /// never sent and its committed entries never applied).
+    fn crash_mid_ready(&mut self, n: usize, g: usize, rd: Ready, restart_tick: u64) {
+        if self.rng.percent(50) {
+            self.send_all(g, &rd.messages);
+            self.persist(n, g, &rd);
+            self.counters.readies_cut_after_persist += 1;
+        } else {
+            self.counters.readies_lost_before_persist += 1;
+        }
+        self.crash(n);
+        self.plan.schedule_restart(restart_tick, n);
     }
 
     /// Restarts node `n` over its durable stores and state machines.
@@ -347,5 +400,6 @@ impl World {
         let conf = raw.conf_state().clone();
         let data = rep.sm.snapshot_bytes();
         raw.store_mut().compact_to_snapshot(applied, conf, data).expect("compaction");
+        self.counters.compactions += 1;
     }
 }

@@ -50,9 +50,9 @@ pub struct SeedReport {
 /// The tier (shape) of a seed: 60 % small, 36 % medium, 4 % large.
 fn draw_shape(seed: u64, rng: &mut SimRng, bug: Option<InjectedBug>) -> (Shape, Allowed) {
     let (tier, nodes, groups, fault_ticks, node_faults) = match seed % 100 {
-        0..=59 => ("S", 3, rng.range(1, 2), 300, false),
-        60..=95 => ("M", if rng.percent(50) { 3 } else { 5 }, rng.range(1, 4), 500, true),
-        _ => ("L", if rng.percent(50) { 5 } else { 7 }, rng.range(4, 8), 250, true),
+        0..=59 => ("S", 3, rng.range(1, 2), 500, false),
+        60..=95 => ("M", if rng.percent(50) { 3 } else { 5 }, rng.range(1, 4), 1000, true),
+        _ => ("L", if rng.percent(50) { 5 } else { 7 }, rng.range(4, 8), 500, true),
     };
     let check_quorum = rng.percent(75);
     let read_mode =

@@ -47,11 +47,18 @@ fn safety_and_liveness_hold_across_seeds() {
         }
     }
     for (tier, (n, ms, msgs)) in &tiers {
-        println!("tier {tier}: {n} seeds, {:.1} ms/seed, {} messages/seed", ms / *n as f64, msgs / n);
+        println!(
+            "tier {tier}: {n} seeds, {:.1} ms/seed, {} messages/seed",
+            ms / *n as f64,
+            msgs / n
+        );
     }
     println!(
         "{} seeds in {wall_s:.1} s wall; client ops ok/unknown/fail = {}/{}/{}",
-        seeds.len(), ops.0, ops.1, ops.2
+        seeds.len(),
+        ops.0,
+        ops.1,
+        ops.2
     );
     println!("faults and recoveries over all seeds: {counters:?}");
     for (seed, msg) in &failures {

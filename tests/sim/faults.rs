@@ -234,7 +234,8 @@ pub fn next_membership_steps(
     if conf.is_joint() {
         return Vec::new();
     }
-    let missing: Vec<NodeId> = all.iter().copied().filter(|&id| !conf.all_nodes().contains(&id)).collect();
+    let missing: Vec<NodeId> =
+        all.iter().copied().filter(|&id| !conf.all_nodes().contains(&id)).collect();
     if let Some(&learner) = conf.learners.iter().next() {
         return vec![ConfChangeStep::AddVoter(learner)];
     }

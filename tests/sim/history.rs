@@ -3,8 +3,7 @@
 //! checker in `shardkv::linearizability`.
 
 use shardkv::linearizability::{
-    check, CheckResult, KvInput, KvModel, KvOutput, Operation, Outcome,
-    STEPS_PER_KEY_MAX_DEFAULT,
+    check, CheckResult, KvInput, KvModel, KvOutput, Operation, Outcome, STEPS_PER_KEY_MAX_DEFAULT,
 };
 
 /// The ops of every group, in invocation order.

@@ -1,5 +1,5 @@
 //! The liveness phase's goal (after everything healed): every group has a leader whose
-//! whole log is committed, every member (voter or learner of the leader's configuration)
+//! whole log is committed and whose configuration is not joint, every member (voter or learner of the leader's configuration)
 //! applied exactly that log and holds the same state, and every client op in flight
 //! (including one probe write per group) completed.
 
@@ -21,6 +21,10 @@ impl World {
                     l + 1,
                     raw.last_index()
                 ));
+            }
+            if raw.conf_state().is_joint() {
+                // Dissertation §4.3: the leader leaves a joint configuration by itself.
+                return Err(format!("group {} is stuck in joint {:?}", g + 1, raw.conf_state()));
             }
             let digest = self.replicas[l][g].sm.digest();
             for id in raw.conf_state().all_nodes() {

@@ -140,8 +140,10 @@ pub fn run_seed(seed: u64, bug: Option<InjectedBug>) -> SeedReport {
         converged = w.converged();
     }
     if let Err(what) = converged {
-        panic!("seed {seed}: LIVENESS: not converged {} ticks after healing: {what}",
-            w.shape.liveness_ticks_max);
+        panic!(
+            "seed {seed}: LIVENESS: not converged {} ticks after healing: {what}",
+            w.shape.liveness_ticks_max
+        );
     }
     w.workload.history.check_linearizable(seed);
     SeedReport {

@@ -113,7 +113,14 @@ impl Workload {
     fn add_client(&mut self, group: usize, start_tick: u64) -> usize {
         let id = self.next_client_id;
         self.next_client_id += 1;
-        let c = Client { id, group, seq: 0, next_issue_tick: start_tick, inflight: None, stopped: false };
+        let c = Client {
+            id,
+            group,
+            seq: 0,
+            next_issue_tick: start_tick,
+            inflight: None,
+            stopped: false,
+        };
         self.clients.push(c);
         self.by_id.insert(id, self.clients.len() - 1);
         self.clients.len() - 1
@@ -149,8 +156,14 @@ impl Workload {
         let mut s = String::new();
         for c in self.clients.iter().filter(|c| c.inflight.is_some()) {
             let f = c.inflight.as_ref().expect("filtered");
-            s += &format!(" [client {} group {} seq {} {:?} asked {:?}]",
-                c.id, c.group + 1, f.seq, f.request, f.asked);
+            s += &format!(
+                " [client {} group {} seq {} {:?} asked {:?}]",
+                c.id,
+                c.group + 1,
+                f.seq,
+                f.request,
+                f.asked
+            );
         }
         s
     }
@@ -169,14 +182,23 @@ impl Workload {
             0..=4 => WriteOp::Put { key, value: self.fresh_value() },
             5..=7 => WriteOp::Incr { key, by: rng.range(1, 3) },
             _ => {
-                let expected = if rng.percent(30) { None } else { Some(self.next_value - rng.below(3)) };
+                let expected =
+                    if rng.percent(30) { None } else { Some(self.next_value - rng.below(3)) };
                 WriteOp::Cas { key, expected, new: self.fresh_value() }
             }
         };
         Request::Write(op)
     }
 
-    fn start_op(&mut self, i: usize, request: Request, tick: u64, now_units: u64, give_up: u64, target: u64) {
+    fn start_op(
+        &mut self,
+        i: usize,
+        request: Request,
+        tick: u64,
+        now_units: u64,
+        give_up: u64,
+        target: u64,
+    ) {
         let c = &mut self.clients[i];
         c.seq += 1;
         let input = match request {
@@ -258,11 +280,8 @@ impl Workload {
             f.asked.insert(a.node);
             return;
         }
-        f.target = if hint != NodeId::NONE && hint != a.node {
-            hint
-        } else {
-            NodeId(rng.range(1, nodes))
-        };
+        f.target =
+            if hint != NodeId::NONE && hint != a.node { hint } else { NodeId(rng.range(1, nodes)) };
         f.next_try_tick = 0; // try the next node at the next tick
     }
 
@@ -270,7 +289,8 @@ impl Workload {
     pub fn on_write_applied(&mut self, node: NodeId, cmd: &Command, reply: Reply, now_units: u64) {
         let Some(&i) = self.by_id.get(&cmd.client_id) else { return };
         let c = &mut self.clients[i];
-        let matches = c.inflight.as_ref().is_some_and(|f| f.seq == cmd.seq && f.asked.contains(&node));
+        let matches =
+            c.inflight.as_ref().is_some_and(|f| f.seq == cmd.seq && f.asked.contains(&node));
         if matches {
             let f = c.inflight.take().expect("matched");
             self.history.complete(f.op, now_units, reply.output());
@@ -279,7 +299,13 @@ impl Workload {
     }
 
     /// A replica served the read named by `context` from `sm` (applied past its index).
-    pub fn on_read_served(&mut self, node: NodeId, context: &[u8], sm: &KvStateMachine, now_units: u64) {
+    pub fn on_read_served(
+        &mut self,
+        node: NodeId,
+        context: &[u8],
+        sm: &KvStateMachine,
+        now_units: u64,
+    ) {
         let Some((client_id, seq)) = parse_context(context) else { return };
         let Some(&i) = self.by_id.get(&client_id) else { return };
         let c = &mut self.clients[i];

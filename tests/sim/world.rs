@@ -5,8 +5,8 @@
 //! faults, ticks, client attempts, message deliveries, compaction.
 
 use shardkv::raft::{
-    Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, NodeId, RawNode, ReadMode,
-    ReadState, Ready, ConfState,
+    ConfState, Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, NodeId, RawNode,
+    ReadMode, ReadState, Ready,
 };
 
 use super::faults::{FaultMix, FaultPlan};
@@ -109,7 +109,13 @@ pub fn node_id(n: usize) -> NodeId {
 }
 
 impl World {
-    pub fn new(seed: u64, shape: Shape, mix: FaultMix, clients: ClientParams, rng: SimRng) -> World {
+    pub fn new(
+        seed: u64,
+        shape: Shape,
+        mix: FaultMix,
+        clients: ClientParams,
+        rng: SimRng,
+    ) -> World {
         let conf = ConfState::with_voters((1..=shape.nodes).map(NodeId));
         let mut w = World {
             seed,
@@ -143,7 +149,14 @@ impl World {
         w
     }
 
-    fn new_raw(&self, n: usize, g: usize, inc: u64, store: MemStorage, applied: u64) -> RawNode<MemStorage> {
+    fn new_raw(
+        &self,
+        n: usize,
+        g: usize,
+        inc: u64,
+        store: MemStorage,
+        applied: u64,
+    ) -> RawNode<MemStorage> {
         let mut cfg = Config::new(node_id(n), GroupId(g as u64 + 1));
         cfg.pre_vote = self.shape.pre_vote;
         cfg.check_quorum = self.shape.check_quorum;
@@ -244,6 +257,7 @@ impl World {
         let store = rep.raw.as_mut().expect("live").store_mut();
         store.append(&rd.entries).expect("entries append");
         if let Some(hs) = rd.hard_state {
+            self.checks.on_persist_hard_state(g, node_id(n), store.hard_state(), hs);
             store.set_hard_state(hs);
         }
         if let Some(cs) = &rd.conf_state {
@@ -275,7 +289,10 @@ impl World {
             if index != rep.sm.applied_index + 1 {
                 panic!(
                     "seed {}: group {} node {}: applies {index} after {}: a gap",
-                    self.seed, g + 1, n + 1, rep.sm.applied_index
+                    self.seed,
+                    g + 1,
+                    n + 1,
+                    rep.sm.applied_index
                 );
             }
             match &e.payload {
@@ -299,7 +316,8 @@ impl World {
     fn serve_reads(&mut self, n: usize, g: usize) {
         let rep = &mut self.replicas[n][g];
         let applied = rep.sm.applied_index;
-        let (due, wait): (Vec<_>, Vec<_>) = rep.reads.drain(..).partition(|r| r.index.get() <= applied);
+        let (due, wait): (Vec<_>, Vec<_>) =
+            rep.reads.drain(..).partition(|r| r.index.get() <= applied);
         rep.reads = wait;
         for r in due {
             self.workload.on_read_served(node_id(n), &r.context, &rep.sm, self.now_units);
@@ -377,7 +395,9 @@ impl World {
         let mut best: Option<(u64, usize)> = None;
         for n in 0..self.up.len() {
             let Some(raw) = self.replicas[n][g].raw.as_ref() else { continue };
-            if raw.role() == shardkv::raft::Role::Leader && best.is_none_or(|(t, _)| raw.term().get() > t) {
+            if raw.role() == shardkv::raft::Role::Leader
+                && best.is_none_or(|(t, _)| raw.term().get() > t)
+            {
                 best = Some((raw.term().get(), n));
             }
         }

@@ -20,7 +20,8 @@ pub fn observe_commit(
         return;
     }
     let entries = raw.log_entries(lo, to.next()).unwrap_or_else(|e| {
-        violation(at, "committed immutable §5.4", format!("committed [{lo}, {to}] unreadable: {e}"))
+        let what = format!("committed [{lo}, {to}] unreadable: {e}");
+        violation(at, "committed immutable §5.4", what)
     });
     for e in &entries {
         match record.committed.get(&e.index) {

@@ -18,7 +18,9 @@ pub fn check(at: At, raw: &RawNode<MemStorage>, before: LogIndex, after: LogInde
         t => violation(
             at,
             "leader commit rule §5.4.2",
-            format!("leader of term {term} advanced its commit {before} -> {after} onto term {t:?}"),
+            format!(
+                "leader of term {term} advanced its commit {before} -> {after} onto term {t:?}"
+            ),
         ),
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod commit_monotonic;
 pub mod committed_immutable;
+pub mod durable_vote;
 pub mod election_safety;
 pub mod leader_commit_rule;
 pub mod leader_completeness;
@@ -14,7 +15,9 @@ pub mod state_machine_safety;
 
 use std::collections::BTreeMap;
 
-use shardkv::raft::{Entry, EntryPayload, LogIndex, MemStorage, NodeId, RawNode, Role, Term};
+use shardkv::raft::{
+    Entry, EntryPayload, HardState, LogIndex, MemStorage, NodeId, RawNode, Role, Term,
+};
 
 use super::state_machine::Fnv64;
 
@@ -107,6 +110,11 @@ impl Checks {
     pub fn on_restart(&mut self, g: usize, raw: &RawNode<MemStorage>) {
         let at = self.at(g, raw.id());
         committed_immutable::check_restart(&self.groups[g], at, raw);
+    }
+
+    /// A replica is about to persist `after` over the durable `before`.
+    pub fn on_persist_hard_state(&self, g: usize, node: NodeId, before: HardState, after: HardState) {
+        durable_vote::check(self.at(g, node), before, after);
     }
 
     /// A replica applied the entry `e`, leaving its state machine with `state_digest`.

@@ -14,7 +14,10 @@ pub fn check_apply(record: &mut GroupRecord, at: At, e: &Entry, state_digest: u6
             violation(
                 at,
                 "state machine safety §5.4.3",
-                format!("applies entry {} (term {}) that differs from the committed one", e.index, e.term),
+                format!(
+                    "applies entry {} (term {}) that differs from the committed one",
+                    e.index, e.term
+                ),
             );
         }
     }

@@ -200,6 +200,7 @@ impl World {
             // Refused while another change is pending: fine, a later fault tries again.
             if raw.propose_conf_change(&steps).is_ok() {
                 self.counters.conf_changes_proposed += 1;
+                self.counters.joint_changes_proposed += (steps.len() > 1) as u64;
             }
         }
         self.after_input(l, g);
@@ -239,16 +240,20 @@ pub fn next_membership_steps(
     if let Some(&learner) = conf.learners.iter().next() {
         return vec![ConfChangeStep::AddVoter(learner)];
     }
+    let others: Vec<NodeId> = conf.voters.iter().copied().filter(|&id| id != leader).collect();
+    let remove_leader = rng.percent(10);
+    let victim = if remove_leader { leader } else { rng.pick(&others).unwrap_or(leader) };
     if missing.len() >= 2 && rng.percent(50) {
         return vec![ConfChangeStep::AddVoter(missing[0]), ConfChangeStep::AddVoter(missing[1])];
     }
     if let Some(&m) = missing.first() {
+        if conf.voters.len() >= 2 && rng.percent(30) {
+            // Replace a voter by a missing node in one joint change.
+            return vec![ConfChangeStep::RemoveNode(victim), ConfChangeStep::AddVoter(m)];
+        }
         return vec![ConfChangeStep::AddLearner(m)];
     }
-    let others: Vec<NodeId> = conf.voters.iter().copied().filter(|&id| id != leader).collect();
-    let remove_leader = rng.percent(10);
-    let victim = if remove_leader { leader } else { rng.pick(&others).unwrap_or(leader) };
-    if others.len() >= 3 && rng.percent(40) {
+    if others.len() >= 2 && rng.percent(50) {
         let second = others.iter().copied().find(|&id| id != victim).unwrap_or(victim);
         return vec![ConfChangeStep::RemoveNode(victim), ConfChangeStep::RemoveNode(second)];
     }

@@ -48,6 +48,7 @@ pub struct Counters {
     pub leader_isolations: u64,
     pub transfers: u64,
     pub conf_changes_proposed: u64,
+    pub joint_changes_proposed: u64,
     pub conf_changes_applied: u64,
     pub compactions: u64,
     pub snapshots_installed: u64,
@@ -64,6 +65,7 @@ impl Counters {
         self.leader_isolations += o.leader_isolations;
         self.transfers += o.transfers;
         self.conf_changes_proposed += o.conf_changes_proposed;
+        self.joint_changes_proposed += o.joint_changes_proposed;
         self.conf_changes_applied += o.conf_changes_applied;
         self.compactions += o.compactions;
         self.snapshots_installed += o.snapshots_installed;

@@ -440,19 +440,40 @@ impl<S: Storage> Raft<S> {
         }
         self.needs_broadcast = true; // new members start receiving the log at once
         if self.conf.is_joint() {
-            let leave = ConfState {
-                voters: self.conf.voters.clone(),
-                learners: self.conf.learners.clone(),
-                voters_outgoing: Default::default(),
-            };
-            self.pending_conf_index = self.log.last_index().next();
-            self.append_entries(vec![EntryPayload::ConfChange(leave)]);
+            self.append_leave_joint();
         } else if !self.conf.voters.contains(&self.id) {
             info!(group = %self.cfg.group, node = %self.id, "removed from the group: stepping down");
             self.become_follower(self.term, NodeId::NONE);
         } else {
             // Fewer voters may make a quorum of what is already replicated.
             self.maybe_commit();
+        }
+    }
+}
+
+impl<S: Storage> Raft<S> {
+    fn append_leave_joint(&mut self) {
+        let leave = ConfState {
+            voters: self.conf.voters.clone(),
+            learners: self.conf.learners.clone(),
+            voters_outgoing: Default::default(),
+        };
+        self.pending_conf_index = self.log.last_index().next();
+        self.append_entries(vec![EntryPayload::ConfChange(leave)]);
+    }
+
+    /// A leader whose applied configuration is joint proposes leaving it (dissertation
+    /// §4.3). `apply_conf_change` does this when the leader itself applies the joint entry;
+    /// this covers a leader that inherited the joint configuration: its predecessor applied
+    /// the joint entry and appended the leave entry, but crashed before that entry reached
+    /// this node, which had already applied the joint entry as a follower. Without this the
+    /// group stayed joint forever and refused every later membership change. It waits until
+    /// the log it had at election is applied (`pending_conf_index`), since that log may
+    /// already hold the leave entry or a later change.
+    pub(crate) fn maybe_leave_joint(&mut self) {
+        let all_applied = self.pending_conf_index <= self.log.applied();
+        if self.role == Role::Leader && self.conf.is_joint() && all_applied {
+            self.append_leave_joint();
         }
     }
 }

@@ -208,6 +208,7 @@ impl<S: Storage> RawNode<S> {
     /// The state machine has applied everything up to `index`.
     pub fn on_applied(&mut self, index: LogIndex) {
         self.raft.log.applied_to(index);
+        self.raft.maybe_leave_joint();
     }
 
     pub fn status(&self) -> Status {

@@ -1,10 +1,11 @@
 //! Deterministic simulation tests of the Raft core (see `sim/mod.rs`).
 //!
-//! - `safety_and_liveness_hold_across_seeds`: `SIM_SEEDS` seeds (default 500) from
+//! - `safety_and_liveness_hold_across_seeds`: `SIM_SEEDS` seeds (default 1000) from
 //!   `SIM_SEED_BASE` (default fixed, printed); prints ms/seed per tier.
 //! - `replay`: `SIM_SEED=<s> cargo test --release --test simulation -- --nocapture replay`
 //!   (add `SIM_BUG=<InjectedBug variant>` to replay a mutation seed).
 //! - `same_seed_same_run`: the determinism guard.
+//! - `regression_seeds_pass`: seeds that once failed (`tests/sim_regressions.txt`).
 //! - `catches_*`: the mutation proof, one per `InjectedBug` variant.
 
 mod sim;
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use shardkv::raft::InjectedBug;
 
 const SEED_BASE_DEFAULT: u64 = 0x5EED_0000;
-const SEEDS_DEFAULT: u64 = 500;
+const SEEDS_DEFAULT: u64 = 1000;
 /// A planted bug must be caught within this many seeds.
 const MUTATION_SEEDS_MAX: u64 = 200;
 
@@ -65,6 +66,26 @@ fn safety_and_liveness_hold_across_seeds() {
         println!("FAILED {msg}\n  replay: {}", sim::replay_command(*seed, None));
     }
     assert!(failures.is_empty(), "{} of {} seeds failed (see above)", failures.len(), seeds.len());
+}
+
+/// Seeds that once failed (`tests/sim_regressions.txt`).
+fn regression_seeds() -> Vec<u64> {
+    include_str!("sim_regressions.txt")
+        .lines()
+        .filter_map(|l| l.split('#').next())
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn regression_seeds_pass() {
+    let seeds = regression_seeds();
+    assert!(!seeds.is_empty(), "the regression list parses");
+    for (seed, r) in seeds.iter().zip(sim::run_many(&seeds, None)) {
+        if let Err(msg) = r {
+            panic!("{msg}\n  replay: {}", sim::replay_command(*seed, None));
+        }
+    }
 }
 
 #[test]

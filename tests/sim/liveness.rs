@@ -10,7 +10,7 @@ impl World {
     pub fn converged(&self) -> Result<(), String> {
         for g in 0..self.shape.groups {
             let Some(l) = self.leader_of(g) else {
-                return Err(format!("group {} has no leader", g + 1));
+                return Err(format!("group {} has no leader:{}", g + 1, self.describe_group(g)));
             };
             let raw = self.replicas[l][g].raw.as_ref().expect("leader is up");
             let commit = raw.commit_index();
@@ -59,13 +59,18 @@ impl World {
                 Some(raw) => {
                     let reads: Vec<u64> = rep.reads.iter().map(|r| r.index.get()).collect();
                     s += &format!(
-                        " [node {} {:?} term {} leader {} commit {} applied {} reads {reads:?}]",
+                        " [node {} {:?} term {} leader {} commit {} applied {} last {}@{:?} reads {reads:?} \
+                         voters {:?} outgoing {:?}]",
                         n + 1,
                         raw.role(),
                         raw.term(),
                         raw.leader_id(),
                         raw.commit_index(),
-                        rep.sm.applied_index
+                        rep.sm.applied_index,
+                        raw.last_index(),
+                        raw.log_term(raw.last_index()),
+                        raw.conf_state().voters,
+                        raw.conf_state().voters_outgoing
                     );
                 }
             }

@@ -276,6 +276,7 @@ impl World {
         rep.reads.extend(rd.read_states.iter().cloned());
         let raw = rep.raw.as_mut().expect("live");
         raw.advance(&rd);
+        self.checks.after_advance(g, raw, rep.sm.applied_index);
         self.checks.observe(g, raw, &mut rep.last_commit);
         self.serve_reads(n, g);
     }

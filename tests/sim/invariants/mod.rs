@@ -11,6 +11,7 @@ pub mod election_safety;
 pub mod leader_commit_rule;
 pub mod leader_completeness;
 pub mod log_matching;
+pub mod ordering;
 pub mod state_machine_safety;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,11 @@ impl Checks {
             committed_immutable::observe_commit(record, at, raw, *last_commit, commit);
             *last_commit = commit;
         }
+    }
+
+    /// A replica advanced past a Ready it fully persisted and applied.
+    pub fn after_advance(&self, g: usize, raw: &RawNode<MemStorage>, sm_applied: u64) {
+        ordering::check(self.at(g, raw.id()), raw, sm_applied);
     }
 
     /// A replica restarted over its durable store: its committed prefix must be intact.

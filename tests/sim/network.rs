@@ -94,7 +94,8 @@ impl Network {
     }
 
     /// Encodes and schedules `m`, unless the link drops it; may also replay an old message.
-    pub fn send(&mut self, rng: &mut SimRng, now_units: u64, group: GroupId, m: &Message) {
+    /// Returns false if the link is cut (a transport knows the peer is unreachable).
+    pub fn send(&mut self, rng: &mut SimRng, now_units: u64, group: GroupId, m: &Message) -> bool {
         self.sent_messages += 1;
         let bytes = rmp_serde::to_vec(m).expect("a raft message encodes");
         let envelope = Envelope { group, from: m.from, to: m.to, bytes };
@@ -106,11 +107,14 @@ impl Network {
                 self.schedule(now_units + late_units, old);
             }
         }
-        if self.is_blocked(m.from, m.to) || rng.percent(self.faults.loss_pct) {
-            return;
+        if self.is_blocked(m.from, m.to) {
+            return false;
         }
-        let delay = rng.range(1, self.faults.delay_units_max.max(1));
-        self.schedule(now_units + delay, envelope);
+        if !rng.percent(self.faults.loss_pct) {
+            let delay = rng.range(1, self.faults.delay_units_max.max(1));
+            self.schedule(now_units + delay, envelope);
+        }
+        true
     }
 
     fn remember(&mut self, rng: &mut SimRng, envelope: Envelope) {

@@ -5,8 +5,8 @@
 //! faults, ticks, client attempts, message deliveries, compaction.
 
 use shardkv::raft::{
-    ConfState, Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, NodeId, RawNode,
-    ReadMode, ReadState, Ready,
+    ConfState, Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, Message,
+    MessageBody, NodeId, RawNode, ReadMode, ReadState, Ready,
 };
 
 use super::faults::{FaultMix, FaultPlan};
@@ -52,6 +52,7 @@ pub struct Counters {
     pub conf_changes_applied: u64,
     pub compactions: u64,
     pub snapshots_installed: u64,
+    pub snapshot_failures_reported: u64,
     pub elections: u64,
 }
 
@@ -69,6 +70,7 @@ impl Counters {
         self.conf_changes_applied += o.conf_changes_applied;
         self.compactions += o.compactions;
         self.snapshots_installed += o.snapshots_installed;
+        self.snapshot_failures_reported += o.snapshot_failures_reported;
         self.elections += o.elections;
     }
 }
@@ -237,9 +239,19 @@ impl World {
         );
     }
 
-    fn send_all(&mut self, g: usize, msgs: &[shardkv::raft::Message]) {
+    /// Sends messages; a snapshot that cannot reach its peer is reported back to the
+    /// sender's core, as a real transport would (`report_snapshot_failure`).
+    fn send_all(&mut self, g: usize, msgs: &[Message]) {
         for m in msgs {
-            self.net.send(&mut self.rng, self.now_units, GroupId(g as u64 + 1), m);
+            let reachable = self.net.send(&mut self.rng, self.now_units, GroupId(g as u64 + 1), m);
+            if reachable || !matches!(m.body, MessageBody::Snapshot { .. }) {
+                continue;
+            }
+            let n = (m.from.get() - 1) as usize;
+            if let Some(raw) = self.replicas[n][g].raw.as_mut() {
+                raw.report_snapshot_failure(m.to);
+                self.counters.snapshot_failures_reported += 1;
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The liveness phase's goal (after everything healed): every group has a leader whose
-//! whole log is committed and whose configuration is not joint, every member (voter or learner of the leader's configuration)
-//! applied exactly that log and holds the same state, and every client op in flight
-//! (including one probe write per group) completed.
+//! whole log is committed and whose configuration is not joint, every member (voter or
+//! learner of the leader's configuration) applied exactly that log and holds the same
+//! state, and every client op in flight (including one probe write per group) completed.
 
 use super::world::World;
 
@@ -59,8 +59,8 @@ impl World {
                 Some(raw) => {
                     let reads: Vec<u64> = rep.reads.iter().map(|r| r.index.get()).collect();
                     s += &format!(
-                        " [node {} {:?} term {} leader {} commit {} applied {} last {}@{:?} reads {reads:?} \
-                         voters {:?} outgoing {:?}]",
+                        " [node {} {:?} term {} leader {} commit {} applied {} last {}@{:?} \
+                         reads {reads:?} voters {:?} outgoing {:?}]",
                         n + 1,
                         raw.role(),
                         raw.term(),

@@ -119,8 +119,8 @@ impl Checks {
     }
 
     /// A replica is about to persist `after` over the durable `before`.
-    pub fn on_persist_hard_state(&self, g: usize, node: NodeId, before: HardState, after: HardState) {
-        durable_vote::check(self.at(g, node), before, after);
+    pub fn on_persist_hard_state(&self, g: usize, n: NodeId, before: HardState, after: HardState) {
+        durable_vote::check(self.at(g, n), before, after);
     }
 
     /// A replica applied the entry `e`, leaving its state machine with `state_digest`.

@@ -7,6 +7,24 @@
 
 use bytes::Bytes;
 
+pub mod apply;
+pub mod command;
+pub mod mem;
+pub mod number;
+pub mod overlay;
+pub mod read;
+pub mod record;
+pub mod reply;
+pub mod session;
+pub mod slot;
+
+pub use apply::{apply, KvRead};
+pub use command::{KvCommand, Request};
+pub use mem::MemKv;
+pub use overlay::Overlay;
+pub use reply::{KvError, Reply};
+pub use slot::key_slot;
+
 /// One change to a group's persisted state-machine data, as produced by applying a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvMutation {

@@ -8,6 +8,8 @@
 use bytes::Bytes;
 
 pub mod apply;
+#[cfg(test)]
+mod apply_tests;
 pub mod command;
 pub mod mem;
 pub mod number;

@@ -7,8 +7,8 @@ use std::ops::RangeInclusive;
 
 use bytes::{Bytes, BytesMut};
 
-use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::command::NO_CLIENT_ID;
+use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::number::{format_f64, parse_f64, parse_i64};
 use super::overlay::Overlay;
 use super::read;
@@ -262,11 +262,7 @@ fn incrby<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: i64) -> Result<Rep
 }
 
 /// INCRBYFLOAT: stores and answers the printed sum; keeps the TTL.
-fn incrbyfloat<V: KvRead>(
-    cx: &mut Ctx<'_, V>,
-    key: &Bytes,
-    delta: f64,
-) -> Result<Reply, KvError> {
+fn incrbyfloat<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: f64) -> Result<Reply, KvError> {
     let old = cx.lookup_string(key)?;
     let current = match &old {
         Some(record) => parse_f64(&record.value).ok_or(KvError::NotFloat)?,

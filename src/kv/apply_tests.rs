@@ -167,10 +167,7 @@ fn incrby_rejects_non_integers_and_overflow() {
         f.run(set("s", bad));
         assert_eq!(f.run(incrby("s", 1)), Reply::Error(KvError::NotInteger));
     }
-    assert_eq!(
-        KvError::Overflow.to_string(),
-        "ERR increment or decrement would overflow"
-    );
+    assert_eq!(KvError::Overflow.to_string(), "ERR increment or decrement would overflow");
 }
 
 #[test]

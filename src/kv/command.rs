@@ -71,26 +71,71 @@ pub enum KvCommand {
         condition: SetCondition,
         get: bool,
     },
-    GetSet { key: Bytes, value: Bytes },
-    GetDel { key: Bytes },
-    GetEx { key: Bytes, ttl: GetExTtl },
-    SetRange { key: Bytes, offset: u64, value: Bytes },
-    Append { key: Bytes, value: Bytes },
+    GetSet {
+        key: Bytes,
+        value: Bytes,
+    },
+    GetDel {
+        key: Bytes,
+    },
+    GetEx {
+        key: Bytes,
+        ttl: GetExTtl,
+    },
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
     /// INCR, DECR, INCRBY, DECRBY (the leader negates DECRBY's amount).
-    IncrBy { key: Bytes, delta: i64 },
-    IncrByFloat { key: Bytes, delta: f64 },
+    IncrBy {
+        key: Bytes,
+        delta: i64,
+    },
+    IncrByFloat {
+        key: Bytes,
+        delta: f64,
+    },
     /// DEL and UNLINK.
-    Del { keys: Vec<Bytes> },
+    Del {
+        keys: Vec<Bytes>,
+    },
     /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT; a deadline not after `now_ms` deletes the key.
-    Expire { key: Bytes, deadline_ms: u64, condition: ExpireCondition },
-    Persist { key: Bytes },
-    Rename { key: Bytes, new_key: Bytes },
-    RenameNx { key: Bytes, new_key: Bytes },
-    MSet { pairs: Vec<(Bytes, Bytes)> },
-    MSetNx { pairs: Vec<(Bytes, Bytes)> },
+    Expire {
+        key: Bytes,
+        deadline_ms: u64,
+        condition: ExpireCondition,
+    },
+    Persist {
+        key: Bytes,
+    },
+    Rename {
+        key: Bytes,
+        new_key: Bytes,
+    },
+    RenameNx {
+        key: Bytes,
+        new_key: Bytes,
+    },
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    MSetNx {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
     /// FLUSHALL/FLUSHDB of the slots `slot_first..=slot_last` of a group.
-    FlushSlots { slot_first: u16, slot_last: u16 },
+    FlushSlots {
+        slot_first: u16,
+        slot_last: u16,
+    },
     /// Delete `key` if its deadline is still `deadline_ms` and has passed: the leader's
     /// active expiry, harmless if the key was rewritten meanwhile.
-    DeleteExpired { key: Bytes, deadline_ms: u64 },
+    DeleteExpired {
+        key: Bytes,
+        deadline_ms: u64,
+    },
 }

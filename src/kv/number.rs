@@ -59,8 +59,8 @@ pub fn parse_f64(text: &[u8]) -> Option<f64> {
 /// significant digits (never more than 17 decimals) gives the same text for the values
 /// people type. Integers up to 2^53 print exactly.
 pub fn format_f64(value: f64) -> String {
-    let decimals = (FLOAT_SIGNIFICANT_DIGITS - integer_digits(value))
-        .clamp(0, FLOAT_DECIMALS_MAX) as usize;
+    let decimals =
+        (FLOAT_SIGNIFICANT_DIGITS - integer_digits(value)).clamp(0, FLOAT_DECIMALS_MAX) as usize;
     let mut text = format!("{value:.decimals$}");
     if text.contains('.') {
         let kept = text.trim_end_matches('0').trim_end_matches('.').len();
@@ -93,7 +93,8 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"-0", b"01", b"+1", b" 1", b"1 ", b"1.0", b"9223372036854775808"]
+        for bad in
+            [&b""[..], b"-", b"-0", b"01", b"+1", b" 1", b"1 ", b"1.0", b"9223372036854775808"]
         {
             assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }

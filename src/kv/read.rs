@@ -54,9 +54,10 @@ pub fn mget(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
 
 /// STRLEN.
 pub fn strlen(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
-    answer(lookup_string(view, now_ms, key).map(|found| {
-        Reply::Int(found.map_or(0, |record| record.value.len() as i64))
-    }))
+    answer(
+        lookup_string(view, now_ms, key)
+            .map(|found| Reply::Int(found.map_or(0, |record| record.value.len() as i64))),
+    )
 }
 
 /// GETRANGE with Redis 7's index rules (negative indexes count from the end).

@@ -152,10 +152,7 @@ mod tests {
             assert_eq!(Record::decode(&Bytes::copy_from_slice(raw)), Err(error));
         }
         let short_deadline = Bytes::from_static(b"\x01\x00\x01\x00\x00");
-        assert_eq!(
-            Record::decode(&short_deadline),
-            Err(RecordError::Truncated { len_bytes: 5 })
-        );
+        assert_eq!(Record::decode(&short_deadline), Err(RecordError::Truncated { len_bytes: 5 }));
     }
 
     #[test]

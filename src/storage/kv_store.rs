@@ -153,3 +153,85 @@ pub fn apply_mutations(
     }
     Ok(())
 }
+
+/// Tests of the redb key-value store against `MemKv` (named so that `kv::` selects them).
+#[cfg(test)]
+mod redb_kv {
+    use super::*;
+    use crate::kv::command::{KvCommand, Request, SetCondition};
+    use crate::kv::{apply, MemKv, Overlay, Reply};
+    use redb::ReadableDatabase;
+
+    fn set(key: &str, value: &str, expire_at_ms: Option<u64>) -> KvCommand {
+        KvCommand::Set {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            expire_at_ms,
+            keep_ttl: false,
+            condition: SetCondition::Always,
+            get: false,
+        }
+    }
+
+    fn commands() -> Vec<KvCommand> {
+        let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+        vec![
+            set("a", "1", None),
+            set("b", "2", Some(5_000)),
+            KvCommand::IncrBy { key: key("a"), delta: 41 },
+            KvCommand::Append { key: key("c"), value: key("xyz") },
+            KvCommand::Del { keys: vec![key("b")] },
+            KvCommand::FlushSlots { slot_first: 0, slot_last: 10_000 },
+            set("d", "4", None),
+        ]
+    }
+
+    #[test]
+    fn redb_store_matches_mem_kv_batch_by_batch() -> Result<(), Box<dyn std::error::Error>> {
+        let file = tempfile::NamedTempFile::new()?;
+        let db = redb::Database::create(file.path())?;
+        let group = 3;
+        let mut mem = MemKv::new();
+        for (seq, command) in commands().into_iter().enumerate() {
+            let req = Request { client_id: 11, seq: seq as u64 + 1, now_ms: 1_000, command };
+            let txn = db.begin_read()?;
+            let view = RedbKvView::open(&txn, group)?;
+            let mut overlay = Overlay::new();
+            let reply = apply(&view, &mut overlay, &req);
+            view.check()?;
+            let mutations = overlay.drain();
+            let mut mem_overlay = Overlay::new();
+            assert_eq!(apply(&mem, &mut mem_overlay, &req), reply, "{req:?}");
+            assert_eq!(mem_overlay.drain(), mutations);
+            mem.apply_mutations(&mutations);
+            let write = db.begin_write()?;
+            apply_mutations(&write, group, &mutations)?;
+            write.commit()?;
+        }
+        let txn = db.begin_read()?;
+        let view = RedbKvView::open(&txn, group)?;
+        assert_eq!(view.keys_in_slots(0..=16383), mem.keys_in_slots(0..=16383));
+        assert_eq!(view.sessions(), mem.sessions());
+        let slot = crate::kv::key_slot(b"a");
+        assert_eq!(view.get(slot, b"a"), mem.get(slot, b"a"));
+        let other_group = RedbKvView::open(&txn, group + 1)?;
+        assert!(other_group.sessions().is_empty());
+        assert_eq!(other_group.session(11), None);
+        let retry = Request { client_id: 11, seq: 7, now_ms: 1_000, command: set("d", "x", None) };
+        assert_eq!(apply(&view, &mut Overlay::new(), &retry), Reply::Ok);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_database_reads_as_empty() -> Result<(), Box<dyn std::error::Error>> {
+        let file = tempfile::NamedTempFile::new()?;
+        let db = redb::Database::create(file.path())?;
+        let txn = db.begin_read()?;
+        let view = RedbKvView::open(&txn, 1)?;
+        assert_eq!(view.get(0, b"k"), None);
+        assert!(view.keys_in_slots(0..=16383).is_empty());
+        assert!(view.sessions().is_empty());
+        view.check()?;
+        Ok(())
+    }
+}

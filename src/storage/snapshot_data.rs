@@ -202,8 +202,12 @@ impl SnapshotExport {
         let take_bytes = self.pending.len().min(self.payload_bytes_max);
         let last = exhausted && take_bytes == self.pending.len();
         let payload = self.pending.split_to(take_bytes).freeze();
-        let chunk =
-            Chunk { format_version: SNAPSHOT_FORMAT_VERSION, index: self.next_index, last, payload };
+        let chunk = Chunk {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            index: self.next_index,
+            last,
+            payload,
+        };
         self.next_index += 1;
         self.finished = last;
         encode_frame(&chunk).map(Some)
@@ -321,4 +325,179 @@ pub fn import_chunks<F: AsRef<[u8]>>(
         import.push_chunk(frame.as_ref())?;
     }
     import.finish()
+}
+
+/// Snapshot round trips through real redb files (named so that `kv::` selects them).
+#[cfg(test)]
+mod snapshot_kv {
+    use super::*;
+    use crate::kv::{KvMutation, KvRead};
+    use crate::storage::kv_store::{apply_mutations, RedbKvView};
+    use redb::ReadableDatabase;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const GROUP: u64 = 5;
+    const CHUNK_BYTES_MAX: usize = 256;
+
+    fn fill(db: &redb::Database, group: u64, slots: RangeInclusive<u16>, tag: &str) -> TestResult {
+        let mut mutations = Vec::new();
+        for slot in slots.step_by(97) {
+            for i in 0..3 {
+                let key = Bytes::from(format!("{tag}-key-{slot}-{i}"));
+                let record = Bytes::from(format!("{tag}-value-{i}").repeat(i + 1));
+                mutations.push(KvMutation::Put { slot, key, record });
+            }
+        }
+        let big = Bytes::from(vec![7u8; 3 * CHUNK_BYTES_MAX + 5]);
+        mutations.push(KvMutation::Put {
+            slot: 100,
+            key: Bytes::from(tag.to_owned()),
+            record: big,
+        });
+        for client_id in 1..=20 {
+            let record = Bytes::from(format!("{tag}-session-{client_id}"));
+            mutations.push(KvMutation::PutSession { client_id, record });
+        }
+        let txn = db.begin_write()?;
+        apply_mutations(&txn, group, &mutations)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn temp_db() -> Result<(tempfile::NamedTempFile, redb::Database), Box<dyn std::error::Error>> {
+        let file = tempfile::NamedTempFile::new()?;
+        let db = redb::Database::create(file.path())?;
+        Ok((file, db))
+    }
+
+    fn export(
+        db: &redb::Database,
+        slots: RangeInclusive<u16>,
+    ) -> Result<Vec<Bytes>, Box<dyn std::error::Error>> {
+        let txn = db.begin_read()?;
+        let frames = SnapshotExport::new(&txn, GROUP, slots, CHUNK_BYTES_MAX)?;
+        Ok(frames.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn dump(
+        db: &redb::Database,
+        group: u64,
+    ) -> Result<(Vec<(u16, Bytes, Option<Bytes>)>, Vec<(u64, Bytes)>), Box<dyn std::error::Error>>
+    {
+        let txn = db.begin_read()?;
+        let view = RedbKvView::open(&txn, group)?;
+        let keys = view.keys_in_slots(0..=16383);
+        let records = keys.into_iter().map(|(slot, key)| {
+            let record = view.get(slot, &key);
+            (slot, key, record)
+        });
+        Ok((records.collect(), view.sessions()))
+    }
+
+    #[test]
+    fn snapshot_round_trips_across_chunk_boundaries() -> TestResult {
+        let (_source_file, source) = temp_db()?;
+        fill(&source, GROUP, 0..=16383, "src")?;
+        fill(&source, GROUP + 1, 0..=16383, "other")?;
+        let frames = export(&source, 0..=8191)?;
+        assert!(frames.len() > 10, "{} frames", frames.len());
+        assert!(frames.iter().all(|frame| frame.len() <= CHUNK_BYTES_MAX));
+
+        let (_target_file, target) = temp_db()?;
+        fill(&target, GROUP, 0..=16383, "old")?;
+        let txn = target.begin_write()?;
+        import_chunks(&txn, GROUP, 0..=8191, &frames)?;
+        txn.commit()?;
+
+        let (source_records, source_sessions) = dump(&source, GROUP)?;
+        let (target_records, target_sessions) = dump(&target, GROUP)?;
+        let lower = |records: &[(u16, Bytes, Option<Bytes>)]| -> Vec<_> {
+            records.iter().filter(|(slot, _, _)| *slot <= 8191).cloned().collect()
+        };
+        assert_eq!(lower(&target_records), lower(&source_records));
+        assert!(target_records
+            .iter()
+            .any(|(slot, key, _)| *slot > 8191 && key.starts_with(b"old")));
+        let stale =
+            |(slot, key, _): &(u16, Bytes, Option<Bytes>)| *slot <= 8191 && key.starts_with(b"old");
+        assert!(!target_records.iter().any(stale), "old records of the range are cleared");
+        assert_eq!(target_sessions, source_sessions);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_snapshot_is_one_last_chunk() -> TestResult {
+        let (_file, db) = temp_db()?;
+        let frames = export(&db, 0..=16383)?;
+        assert_eq!(frames.len(), 1);
+        let (_target_file, target) = temp_db()?;
+        fill(&target, GROUP, 0..=16383, "old")?;
+        let txn = target.begin_write()?;
+        import_chunks(&txn, GROUP, 0..=16383, &frames)?;
+        txn.commit()?;
+        let (records, sessions) = dump(&target, GROUP)?;
+        assert!(records.is_empty() && sessions.is_empty());
+        Ok(())
+    }
+
+    fn import_result(frames: &[Bytes]) -> Result<(), SnapshotDataError> {
+        let (_file, db) = temp_db().map_err(|e| SnapshotDataError::Decode(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| SnapshotDataError::Decode(e.to_string()))?;
+        import_chunks(&txn, GROUP, 0..=16383, frames)
+    }
+
+    #[test]
+    fn corrupt_truncated_or_reordered_chunks_are_rejected() -> TestResult {
+        let (_file, db) = temp_db()?;
+        fill(&db, GROUP, 0..=16383, "src")?;
+        let frames = export(&db, 0..=16383)?;
+        assert!(import_result(&frames).is_ok());
+
+        let mut flipped = frames.clone();
+        let mut bad = flipped[2].to_vec();
+        bad[10] ^= 0x40;
+        flipped[2] = Bytes::from(bad);
+        assert!(matches!(import_result(&flipped), Err(SnapshotDataError::Checksum)));
+
+        let mut cut = frames.clone();
+        cut[1] = cut[1].slice(..cut[1].len() - 9);
+        assert!(import_result(&cut).is_err());
+        cut[1] = cut[1].slice(..2);
+        assert!(import_result(&cut).is_err());
+
+        let missing_last = &frames[..frames.len() - 1];
+        assert!(matches!(import_result(missing_last), Err(SnapshotDataError::Incomplete)));
+
+        let mut swapped = frames.clone();
+        swapped.swap(1, 2);
+        let error = import_result(&swapped);
+        assert!(matches!(error, Err(SnapshotDataError::OutOfOrder { expected: 1, got: 2 })));
+
+        let mut doubled = frames.clone();
+        doubled.push(frames[0].clone());
+        assert!(matches!(import_result(&doubled), Err(SnapshotDataError::AfterLast)));
+        Ok(())
+    }
+
+    #[test]
+    fn records_outside_the_installed_slots_are_rejected() -> TestResult {
+        let (_file, db) = temp_db()?;
+        fill(&db, GROUP, 0..=16383, "src")?;
+        let frames = export(&db, 0..=16383)?;
+        let (_target_file, target) = temp_db()?;
+        let txn = target.begin_write()?;
+        let error = import_chunks(&txn, GROUP, 0..=50, &frames);
+        assert!(matches!(error, Err(SnapshotDataError::SlotOutOfRange { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn chunk_bound_below_minimum_is_an_error() -> TestResult {
+        let (_file, db) = temp_db()?;
+        let txn = db.begin_read()?;
+        let export = SnapshotExport::new(&txn, GROUP, 0..=1, SNAPSHOT_CHUNK_BYTES_MIN - 1);
+        assert!(matches!(export, Err(SnapshotDataError::ChunkBoundTooSmall(_))));
+        Ok(())
+    }
 }

@@ -10,6 +10,8 @@ use bytes::Bytes;
 pub mod apply;
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod model_tests;
 pub mod command;
 pub mod mem;
 pub mod number;

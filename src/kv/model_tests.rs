@@ -34,7 +34,7 @@ fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEYS.len();
     let value = 0..VALUES.len();
     prop_oneof![
-        (key.clone(), value.clone(), proptest::option::of(0u64..40), any::<bool>(), 0u8..3)
+        (key.clone(), value.clone(), proptest::option::of(0u64..8), any::<bool>(), 0u8..3)
             .prop_flat_map(|(key, value, ttl_ms, keep, cond)| {
                 any::<bool>().prop_map(move |get| Op::Set {
                     key,
@@ -50,14 +50,14 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(key, delta)| Op::IncrBy { key, delta }),
         proptest::collection::vec(key.clone(), 1..4).prop_map(|keys| Op::Del { keys }),
         key.clone().prop_map(|key| Op::GetDel { key }),
-        (key.clone(), 0u64..60, 0u8..6).prop_map(|(key, offset_ms, cond)| Op::Expire {
+        (key.clone(), 0u64..12, 0u8..6).prop_map(|(key, offset_ms, cond)| Op::Expire {
             key,
             offset_ms,
             cond
         }),
         key.clone().prop_map(|key| Op::Persist { key }),
         (key, 0u64..6, value).prop_map(|(key, offset, value)| Op::SetRange { key, offset, value }),
-        (0u64..30).prop_map(|ms| Op::Advance { ms }),
+        (0u64..6).prop_map(|ms| Op::Advance { ms }),
         Just(Op::Retry),
         Just(Op::Drain),
     ]
@@ -99,7 +99,7 @@ fn to_command(op: &Op, now_ms: u64) -> Option<KvCommand> {
         Op::GetDel { key: k } => KvCommand::GetDel { key: key(k) },
         Op::Expire { key: k, offset_ms, cond } => KvCommand::Expire {
             key: key(k),
-            deadline_ms: now_ms + offset_ms - 10,
+            deadline_ms: now_ms + offset_ms - 4,
             condition: expire_condition(*cond),
         },
         Op::Persist { key: k } => KvCommand::Persist { key: key(k) },
@@ -179,7 +179,7 @@ impl Model {
                 None => Reply::Nil,
             },
             Op::Expire { key, offset_ms, cond } => {
-                self.expire(KEYS[*key], now_ms + offset_ms - 10, *cond, now_ms)
+                self.expire(KEYS[*key], now_ms + offset_ms - 4, *cond, now_ms)
             }
             Op::Persist { key } => match self.live(KEYS[*key], now_ms) {
                 Some((value, Some(_))) => {

@@ -380,11 +380,10 @@ mod snapshot_kv {
         Ok(frames.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn dump(
-        db: &redb::Database,
-        group: u64,
-    ) -> Result<(Vec<(u16, Bytes, Option<Bytes>)>, Vec<(u64, Bytes)>), Box<dyn std::error::Error>>
-    {
+    /// Every record (slot, key, record) and every session of a group.
+    type Dump = (Vec<(u16, Bytes, Option<Bytes>)>, Vec<(u64, Bytes)>);
+
+    fn dump(db: &redb::Database, group: u64) -> Result<Dump, Box<dyn std::error::Error>> {
         let txn = db.begin_read()?;
         let view = RedbKvView::open(&txn, group)?;
         let keys = view.keys_in_slots(0..=16383);

@@ -296,3 +296,98 @@ fn check_format(db: &impl ReadableDatabase, path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("node.redb")
+    }
+
+    /// Opens `path`, expects `check` to accept the error, and the file to be unchanged.
+    fn refused(path: &Path, check: impl Fn(&StorageError) -> bool) {
+        let before = fs::read(path).expect("read file");
+        let err = NodeDb::open(path).expect_err("open must fail");
+        assert!(check(&err), "unexpected error: {err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "names the file: {err}");
+        assert_eq!(fs::read(path).expect("read file"), before, "file left as it was");
+    }
+
+    #[test]
+    fn new_path_is_created_and_stamped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let db = NodeDb::open(&path).expect("create");
+        drop(db);
+        let db = NodeDb::open(&path).expect("reopen");
+        assert_eq!(db.group_ids(), Ok(vec![]));
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".creating");
+        assert!(!PathBuf::from(tmp).exists());
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_redb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        fs::write(&path, b"*1\r\n$4\r\nPING\r\n and more text that is not a database").unwrap();
+        refused(&path, |e| matches!(e, StorageError::NotShardkv { .. }));
+    }
+
+    #[test]
+    fn refuses_an_empty_or_truncated_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        fs::write(&path, b"").unwrap();
+        refused(&path, |e| matches!(e, StorageError::Corrupt { .. }));
+        fs::write(&path, &REDB_MAGIC[..5]).unwrap();
+        refused(&path, |e| matches!(e, StorageError::Corrupt { .. }));
+        let full_path = dir.path().join("full.redb");
+        drop(NodeDb::open(&full_path).expect("create"));
+        let full = fs::read(&full_path).expect("read");
+        for len in [64, 512, full.len() / 2] {
+            fs::write(&path, &full[..len]).unwrap();
+            refused(&path, |e| {
+                matches!(e, StorageError::Corrupt { .. } | StorageError::Io { .. })
+            });
+        }
+    }
+
+    #[test]
+    fn refuses_a_redb_file_without_shardkv_tables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let other: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("other");
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(other).expect("table").insert(1, 2).expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        refused(&path, |e| matches!(e, StorageError::NotShardkv { .. }));
+    }
+
+    #[test]
+    fn refuses_another_format_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        drop(NodeDb::open(&path).expect("create"));
+        let db = Database::open(&path).expect("open");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META).expect("meta").insert(FORMAT_VERSION_KEY, 2).expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        refused(&path, |e| {
+            *e == StorageError::UnsupportedVersion { path: path.clone(), found: 2, expected: 1 }
+        });
+    }
+
+    #[test]
+    fn refuses_a_second_open_of_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let _db = NodeDb::open(&path).expect("create");
+        let err = NodeDb::open(&path).expect_err("second open");
+        assert!(matches!(err, StorageError::AlreadyOpen { .. }), "{err}");
+    }
+}

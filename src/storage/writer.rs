@@ -560,3 +560,126 @@ fn commit_submissions(writer: &GroupCommitWriter, batch: Vec<Submission>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::raft::{EntryPayload, Term};
+    use crate::storage::conformance::entries;
+
+    fn open() -> (tempfile::TempDir, GroupCommitWriter) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(NodeDb::open(dir.path().join("node.redb")).expect("open"));
+        (dir, GroupCommitWriter::new(db))
+    }
+
+    fn append(group: u64, from: u64, to: u64) -> GroupWrite {
+        GroupWrite { entries: entries(from, to, 1), ..GroupWrite::new(GroupId(group)) }
+    }
+
+    #[test]
+    fn one_fsync_per_batch_whatever_the_group_count() {
+        let (_dir, writer) = open();
+        for groups in [1u64, 16, 64, 256] {
+            let before = writer.db().fsync_count();
+            let writes: Vec<GroupWrite> = (1..=groups).map(|g| append(g, 1, 4)).collect();
+            let durable = writer.write_batch(&writes).expect("write");
+            assert_eq!(writer.db().fsync_count() - before, 1, "{groups} groups");
+            assert!(durable.iter().all(|d| d.last_index >= LogIndex(4)));
+            for g in 1..=groups {
+                let more = GroupWrite { entries: entries(5, 5, 1), ..GroupWrite::new(GroupId(g)) };
+                writer.write_batch(&[more]).expect("write");
+            }
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_entry_bound() {
+        let (_dir, writer) = open();
+        let per_group = 1000;
+        let groups = (BATCH_ENTRIES_MAX / per_group + 2) as u64;
+        let writes: Vec<GroupWrite> =
+            (1..=groups).map(|g| append(g, 1, per_group as u64)).collect();
+        let before = writer.db().fsync_count();
+        let durable = writer.write_batch(&writes).expect("write");
+        assert_eq!(durable.len(), writes.len());
+        assert_eq!(writer.db().fsync_count() - before, 2, "one item moved to the next batch");
+    }
+
+    #[test]
+    fn mutations_applied_index_and_hard_state_commit_together() {
+        let (_dir, writer) = open();
+        let hs = HardState { term: Term(3), commit_index: LogIndex(2), ..HardState::default() };
+        let w = GroupWrite {
+            hard_state: Some(hs),
+            applied_index: Some(LogIndex(2)),
+            mutations: vec![
+                KvMutation::Put { slot: 9, key: Bytes::from("k"), record: Bytes::from("v") },
+                KvMutation::Put { slot: 9, key: Bytes::from("gone"), record: Bytes::from("x") },
+                KvMutation::Delete { slot: 9, key: Bytes::from("gone") },
+                KvMutation::PutSession { client_id: 77, record: Bytes::from("s") },
+            ],
+            ..append(5, 1, 2)
+        };
+        let durable = writer.write_batch(&[w]).expect("write");
+        let expected = GroupDurable {
+            group: GroupId(5),
+            last_index: LogIndex(2),
+            hard_state: hs,
+            applied_index: LogIndex(2),
+        };
+        assert_eq!(durable, vec![expected]);
+        let txn = writer.db().begin_read().expect("read");
+        let kv = txn.open_table(KV).expect("kv");
+        let k: &[u8] = b"k";
+        assert_eq!(kv.get((9u16, k)).expect("get").map(|v| v.value().to_vec()), Some(b"v".to_vec()));
+        let gone: &[u8] = b"gone";
+        assert!(kv.get((9u16, gone)).expect("get").is_none());
+        let sessions = txn.open_table(SESSIONS).expect("sessions");
+        assert!(sessions.get((5u64, 77u64)).expect("get").is_some());
+    }
+
+    #[test]
+    fn an_invalid_write_fails_its_batch_and_writes_nothing() {
+        let (_dir, writer) = open();
+        writer.write_batch(&[append(1, 1, 3)]).expect("write");
+        let before = writer.db().fsync_count();
+        let err = writer.write_batch(&[append(2, 1, 3), append(1, 6, 7)]).expect_err("gap");
+        assert!(matches!(err, StorageError::InvalidWrite { group: GroupId(1), .. }), "{err}");
+        assert_eq!(writer.db().fsync_count(), before);
+        let g2 = RedbStorage::open(Arc::clone(writer.db()), GroupId(2)).expect("storage");
+        assert_eq!(g2.last_index(), Ok(LogIndex(0)));
+    }
+
+    #[test]
+    fn threaded_writer_answers_every_submitter_and_isolates_a_bad_one() {
+        let (_dir, writer) = open();
+        let db = Arc::clone(writer.db());
+        let threaded = Arc::new(writer.spawn().expect("spawn"));
+        let submitters: Vec<_> = (1..=8u64)
+            .map(|g| {
+                let threaded = Arc::clone(&threaded);
+                std::thread::spawn(move || {
+                    for i in 1..=50u64 {
+                        let d = threaded.write(vec![append(g, i, i)]).expect("write");
+                        assert_eq!(d[0].last_index, LogIndex(i));
+                    }
+                })
+            })
+            .collect();
+        let bad = threaded.write(vec![append(100, 5, 5)]);
+        assert!(matches!(bad, Err(StorageError::InvalidWrite { .. })));
+        for s in submitters {
+            s.join().expect("submitter");
+        }
+        for g in 1..=8u64 {
+            let s = RedbStorage::open(Arc::clone(&db), GroupId(g)).expect("storage");
+            assert_eq!(s.last_index(), Ok(LogIndex(50)));
+            let e = s.entries(LogIndex(1), LogIndex(2), u64::MAX).expect("entries");
+            assert!(matches!(e[0].payload, EntryPayload::Normal(_)));
+        }
+        assert!(db.fsync_count() <= 8 * 50 + 1, "batches shared fsyncs: {}", db.fsync_count());
+    }
+}

@@ -35,12 +35,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
 
 /// Decodes the log entry stored under `(group, index)`, checking that it is the entry the
 /// key says it is (a record moved or half-written under another key is corruption).
-pub(crate) fn decode_entry(
-    path: &Path,
-    group: GroupId,
-    index: u64,
-    bytes: &[u8],
-) -> Result<Entry> {
+pub(crate) fn decode_entry(path: &Path, group: GroupId, index: u64, bytes: &[u8]) -> Result<Entry> {
     let entry: Entry = decode(path, group, "log entry", bytes)?;
     if entry.index != LogIndex(index) {
         return Err(StorageError::corrupt(

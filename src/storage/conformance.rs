@@ -8,8 +8,8 @@
 use bytes::Bytes;
 
 use crate::raft::{
-    ConfState, Entry, EntryPayload, HardState, LogIndex, MemStorage, NodeId, RaftError,
-    Snapshot, SnapshotMetadata, Storage, Term,
+    ConfState, Entry, EntryPayload, HardState, LogIndex, MemStorage, NodeId, RaftError, Snapshot,
+    SnapshotMetadata, Storage, Term,
 };
 
 /// The writes the suite needs, on top of `raft::Storage`.
@@ -193,7 +193,10 @@ fn compaction_moves_first_index_and_survives_a_restart<S: TestableStore>(mut s: 
         assert_eq!(s.entries(LogIndex(5), LogIndex(7), u64::MAX), Err(RaftError::Compacted));
         assert_eq!(s.term(LogIndex(4)), Err(RaftError::Compacted));
         let meta = s.snapshot().expect("snapshot").metadata;
-        assert_eq!(meta, SnapshotMetadata { index: LogIndex(5), term: Term(1), conf_state: conf(&[1, 2]) });
+        assert_eq!(
+            meta,
+            SnapshotMetadata { index: LogIndex(5), term: Term(1), conf_state: conf(&[1, 2]) }
+        );
     };
     check(&s);
     let mut s = s.restart();
@@ -218,7 +221,8 @@ fn apply_snapshot_replaces_the_log<S: TestableStore>(mut s: S) {
     s.append(&entries(1, 5, 1)).expect("append");
     s.set_hard_state(HardState { term: Term(1), voted_for: NodeId(1), commit_index: LogIndex(2) })
         .expect("hard state");
-    let meta = SnapshotMetadata { index: LogIndex(10), term: Term(4), conf_state: conf(&[1, 2, 3]) };
+    let meta =
+        SnapshotMetadata { index: LogIndex(10), term: Term(4), conf_state: conf(&[1, 2, 3]) };
     s.apply_snapshot(meta.clone()).expect("apply snapshot");
     let check = |s: &S| {
         assert_eq!(s.first_index(), Ok(LogIndex(11)));

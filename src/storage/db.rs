@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use redb::{
-    Builder, Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase,
-    ReadableTable, TableError, WriteTransaction,
+    Builder, Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableError, WriteTransaction,
 };
 
 use crate::raft::GroupId;
@@ -176,9 +176,7 @@ fn create_stamped(path: &Path) -> Result<()> {
     db.close().map_err(|e| StorageError::redb(&tmp, "close", e))?;
     fs::rename(&tmp, path).map_err(|e| io_err(path, "rename new database", e))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err(dir, "sync directory", e))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, "sync directory", e))?;
     }
     Ok(())
 }
@@ -348,9 +346,7 @@ mod tests {
         let full = fs::read(&full_path).expect("read");
         for len in [64, 512, full.len() / 2] {
             fs::write(&path, &full[..len]).unwrap();
-            refused(&path, |e| {
-                matches!(e, StorageError::Corrupt { .. } | StorageError::Io { .. })
-            });
+            refused(&path, |e| matches!(e, StorageError::Corrupt { .. } | StorageError::Io { .. }));
         }
     }
 

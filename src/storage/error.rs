@@ -54,11 +54,7 @@ impl StorageError {
             redb::Error::DatabaseAlreadyOpen => {
                 StorageError::AlreadyOpen { path: path.to_path_buf() }
             }
-            other => StorageError::Io {
-                path: path.to_path_buf(),
-                op,
-                detail: other.to_string(),
-            },
+            other => StorageError::Io { path: path.to_path_buf(), op, detail: other.to_string() },
         }
     }
 

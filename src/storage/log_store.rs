@@ -17,8 +17,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use redb::ReadTransaction;
 
 use crate::raft::{
-    ConfState, Entry, GroupId, HardState, LogIndex, NodeId, RaftError, RaftState,
-    SnapshotMetadata, Storage, Term,
+    ConfState, Entry, GroupId, HardState, LogIndex, NodeId, RaftError, RaftState, SnapshotMetadata,
+    Storage, Term,
 };
 use crate::storage::codec::{decode, decode_entry};
 use crate::storage::db::NodeDb;

@@ -32,13 +32,10 @@ use crate::storage::codec::encode;
 use crate::storage::db::NodeDb;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::limits::{
-    BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, COMPACT_DELETES_PER_TXN_MAX,
-    WRITER_QUEUE_SUBMISSIONS_MAX,
+    BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, COMPACT_DELETES_PER_TXN_MAX, WRITER_QUEUE_SUBMISSIONS_MAX,
 };
 use crate::storage::log_store::{GroupCache, GroupMeta, RedbStorage};
-use crate::storage::tables::{
-    APPLIED, CONF_STATE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META,
-};
+use crate::storage::tables::{APPLIED, CONF_STATE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META};
 
 /// The persist work of one group: what one `Ready` asks to make durable, plus what
 /// applying committed entries changed.
@@ -355,7 +352,8 @@ impl GroupCommitWriter {
             let mut cache = write_cache(&cache_arc);
             let txn = self.db.begin_durable_write()?;
             {
-                let mut table = txn.open_table(SNAPSHOT_META).map_err(|e| self.db.err("open", e))?;
+                let mut table =
+                    txn.open_table(SNAPSHOT_META).map_err(|e| self.db.err("open", e))?;
                 let bytes = encode(self.db.path(), &snap)?;
                 table.insert(group.get(), bytes.as_slice()).map_err(|e| self.db.err("write", e))?;
             }
@@ -384,7 +382,8 @@ impl GroupCommitWriter {
                 .map(|(k, _)| k.value().1);
             let Some(lo) = lowest else { return Ok(false) };
             let hi = index.get().min(lo.saturating_add(COMPACT_DELETES_PER_TXN_MAX - 1));
-            log.retain_in((g, lo)..=(g, hi), |_, _| false).map_err(|e| self.db.err("compact", e))?;
+            log.retain_in((g, lo)..=(g, hi), |_, _| false)
+                .map_err(|e| self.db.err("compact", e))?;
             true
         };
         self.db.commit(txn)?;
@@ -634,7 +633,10 @@ mod tests {
         let txn = writer.db().begin_read().expect("read");
         let kv = txn.open_table(KV).expect("kv");
         let k: &[u8] = b"k";
-        assert_eq!(kv.get((9u16, k)).expect("get").map(|v| v.value().to_vec()), Some(b"v".to_vec()));
+        assert_eq!(
+            kv.get((9u16, k)).expect("get").map(|v| v.value().to_vec()),
+            Some(b"v".to_vec())
+        );
         let gone: &[u8] = b"gone";
         assert!(kv.get((9u16, gone)).expect("get").is_none());
         let sessions = txn.open_table(SESSIONS).expect("sessions");

@@ -118,7 +118,7 @@ fn crash_child() {
         (last, term) = (to, new_term);
         println!("DURABLE {last}");
         batch += 1;
-        if batch % COMPACT_EVERY_BATCHES == 0 && last > COMPACT_KEEP_ENTRIES {
+        if batch.is_multiple_of(COMPACT_EVERY_BATCHES) && last > COMPACT_KEEP_ENTRIES {
             let index = LogIndex(last - COMPACT_KEEP_ENTRIES);
             for g in &groups {
                 if g.snapshot_metadata().index < index {

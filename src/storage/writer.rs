@@ -290,8 +290,8 @@ impl GroupCommitWriter {
         let _ordered = self.db.lock_writes();
         let mut caches = BTreeMap::new();
         for w in writes {
-            if !caches.contains_key(&w.group) {
-                caches.insert(w.group, self.db.group_cache(w.group)?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
+                slot.insert(self.db.group_cache(w.group)?);
             }
         }
         let steps = plan_batch(&caches, writes)?;

@@ -718,7 +718,7 @@ mod tests {
             })
         };
         let mut last = 1500u64;
-        for round in 2..60u64 {
+        for round in 2..150u64 {
             // Down to 1099 entries back: below the 1024 cached ones at times.
             let from = last - round * 37 % 1100;
             let w = GroupWrite { entries: entries(from, from + 1099, round), ..GroupWrite::new(g) };

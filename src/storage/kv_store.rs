@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
-use redb::{ReadOnlyTable, ReadTransaction, TableDefinition, WriteTransaction};
+use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 
 use super::tables::{KV, SESSIONS};
 use crate::kv::{KvMutation, KvRead};
@@ -135,6 +135,18 @@ pub fn apply_mutations(
 ) -> Result<(), KvStoreError> {
     let mut kv = txn.open_table(KV)?;
     let mut sessions = txn.open_table(SESSIONS)?;
+    write_mutations(&mut kv, &mut sessions, group, mutations)?;
+    Ok(())
+}
+
+/// Writes `mutations` of `group` into the already open KV and SESSIONS tables (the
+/// group-commit writer opens them once per transaction for all groups).
+pub fn write_mutations(
+    kv: &mut Table<'_, (u16, &'static [u8]), &'static [u8]>,
+    sessions: &mut Table<'_, (u64, u64), &'static [u8]>,
+    group: u64,
+    mutations: &[KvMutation],
+) -> Result<(), redb::StorageError> {
     for mutation in mutations {
         match mutation {
             KvMutation::Put { slot, key, record } => {

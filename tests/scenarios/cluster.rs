@@ -86,8 +86,13 @@ impl Cluster {
         Ok(true)
     }
 
+    /// Queues a message for its recipient. A message sent to a crashed node is lost (it
+    /// must not reach the node after it restarts, as if it had waited in a socket).
     fn post(&mut self, m: Message) -> Result<(), String> {
-        self.replica(m.to.get())?.inbox.push_back(m);
+        let r = self.replica(m.to.get())?;
+        if r.node.is_some() {
+            r.inbox.push_back(m);
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //!   empty configuration (it joins through a membership change).
 //! - `campaign ID`, `tick ID [COUNT]`, `tick-heartbeat ID..`, `tick-election ID..`
 //!   (enough ticks for any election time-out to expire).
-//! - `propose ID DATA`, `propose-conf-change ID v4 l5 r2`, `transfer-leader ID TO`,
+//! - `propose ID DATA`, `propose-n ID COUNT` (data `p1`..`pCOUNT`), `propose-conf-change ID v4 l5 r2`, `transfer-leader ID TO`,
 //!   `read-index ID CTX`.
 //! - `process-ready ID..`, `deliver-msgs [drop=B] [dup=B] [reverse=B] [keep=B] [type=KIND]
 //!   ID..`, `stabilize [ID..]`.
@@ -38,6 +38,7 @@ pub fn run(c: &mut Cluster, cmd: &Command) -> Outcome {
         "tick-heartbeat" => tick_by(c, cmd, |cfg| cfg.heartbeat_interval_ticks),
         "tick-election" => tick_by(c, cmd, |cfg| cfg.election_timeout_ticks_max - 1),
         "propose" => propose(c, cmd),
+        "propose-n" => propose_n(c, cmd),
         "propose-conf-change" => propose_conf_change(c, cmd),
         "transfer-leader" => transfer_leader(c, cmd),
         "read-index" => read_index(c, cmd),
@@ -166,6 +167,15 @@ fn propose(c: &mut Cluster, cmd: &Command) -> Outcome {
     let [data] = rest.as_slice() else { return Err("propose: expected ID DATA".into()) };
     let data = Bytes::copy_from_slice(data.as_bytes());
     Ok(raft_result(c.node(id)?.propose(data)))
+}
+
+fn propose_n(c: &mut Cluster, cmd: &Command) -> Outcome {
+    let [id, count] = cmd.numbers()?[..] else { return Err("propose-n: expected ID COUNT".into()) };
+    let mut out = String::new();
+    for i in 1..=count {
+        out += &raft_result(c.node(id)?.propose(Bytes::from(format!("p{i}"))));
+    }
+    Ok(out)
 }
 
 fn propose_conf_change(c: &mut Cluster, cmd: &Command) -> Outcome {

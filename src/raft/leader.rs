@@ -290,7 +290,11 @@ impl<S: Storage> Raft<S> {
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.on_heartbeat_response();
         if p.matched < last {
-            self.maybe_send_append(from, false);
+            // Allow an empty append: in Replicate, `next_index` may already be past appends
+            // that were lost. Only a (possibly empty) append at `next_index - 1` makes the
+            // follower reject, so that the leader backs off and resends (or sends a
+            // snapshot); without it an idle leader never repairs such a follower.
+            self.maybe_send_append(from, true);
         }
         let conf = &self.conf;
         if let Some(released) = self.read_only.ack(round, from, |acks| quorum::has_quorum(conf, acks)) {

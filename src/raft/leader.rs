@@ -366,14 +366,20 @@ impl<S: Storage> Raft<S> {
     /// Starts a heartbeat round for the reads registered since the last one, once the
     /// no-op of this term has committed (before that, the commit index may be stale).
     pub(crate) fn flush_reads(&mut self) {
-        if self.role != Role::Leader || !self.read_only.has_waiting() {
-            return;
-        }
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if barrier_done {
+        if self.has_reads_to_flush() {
             self.bcast_heartbeat(true);
         }
+    }
+
+    /// Reads wait for a heartbeat round and may start one now (the no-op has committed).
+    /// `has_ready` asks this rather than "are reads waiting": reads that must wait for the
+    /// no-op give the runtime nothing to do, and claiming otherwise makes a runtime that
+    /// loops `while has_ready()` spin on empty Readies.
+    pub(crate) fn has_reads_to_flush(&self) -> bool {
+        self.role == Role::Leader
+            && self.read_only.has_waiting()
+            && (self.committed_entry_in_current_term()
+                || self.has_bug(InjectedBug::ReadBeforeNoopCommit))
     }
 
     /// Hands leadership to `to` (dissertation §3.10): proposals stop, `to` is brought up to

@@ -104,7 +104,7 @@ impl<S: Storage> Raft<S> {
             self.uncommitted.push_back((e.index, bytes));
             self.uncommitted_bytes += bytes;
         }
-        self.log.append(&entries);
+        self.log.append(entries);
         self.needs_broadcast = true;
     }
 

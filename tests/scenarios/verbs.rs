@@ -9,8 +9,9 @@
 //!   empty configuration (it joins through a membership change).
 //! - `campaign ID`, `tick ID [COUNT]`, `tick-heartbeat ID..`, `tick-election ID..`
 //!   (enough ticks for any election time-out to expire).
-//! - `propose ID DATA`, `propose-n ID COUNT` (data `p1`..`pCOUNT`), `propose-conf-change ID v4 l5 r2`, `transfer-leader ID TO`,
-//!   `read-index ID CTX`.
+//! - `propose ID DATA`, `propose-n ID COUNT` (data `p1`..`pCOUNT`),
+//!   `propose-conf-change ID v4 l5 r2` (add voter 4, add learner 5, remove 2),
+//!   `transfer-leader ID TO`, `read-index ID CTX`.
 //! - `process-ready ID..`, `deliver-msgs [drop=B] [dup=B] [reverse=B] [keep=B] [type=KIND]
 //!   ID..`, `stabilize [ID..]`.
 //! - `isolate ID`, `partition (1)(2,3)`, `heal`, `crash ID`, `restart ID`,

@@ -104,7 +104,7 @@ impl<S: Storage> Raft<S> {
             self.uncommitted.push_back((e.index, bytes));
             self.uncommitted_bytes += bytes;
         }
-        self.log.append(&entries);
+        self.log.append(entries);
         self.needs_broadcast = true;
     }
 
@@ -290,8 +290,10 @@ impl<S: Storage> Raft<S> {
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.on_heartbeat_response();
         if p.matched < last {
-            // An empty probe too: if the last appends were lost, the follower's rejection
-            // of it is what starts the repair.
+            // Allow an empty append: in Replicate, `next_index` may already be past appends
+            // that were lost. Only a (possibly empty) append at `next_index - 1` makes the
+            // follower reject, so that the leader backs off and resends (or sends a
+            // snapshot); without it an idle leader never repairs such a follower.
             self.maybe_send_append(from, true);
         }
         let conf = &self.conf;
@@ -367,14 +369,20 @@ impl<S: Storage> Raft<S> {
     /// Starts a heartbeat round for the reads registered since the last one, once the
     /// no-op of this term has committed (before that, the commit index may be stale).
     pub(crate) fn flush_reads(&mut self) {
-        if self.role != Role::Leader || !self.read_only.has_waiting() {
-            return;
-        }
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if barrier_done {
+        if self.has_reads_to_flush() {
             self.bcast_heartbeat(true);
         }
+    }
+
+    /// Reads wait for a heartbeat round and may start one now (the no-op has committed).
+    /// `has_ready` asks this rather than "are reads waiting": reads that must wait for the
+    /// no-op give the runtime nothing to do, and claiming otherwise makes a runtime that
+    /// loops `while has_ready()` spin on empty Readies.
+    pub(crate) fn has_reads_to_flush(&self) -> bool {
+        self.role == Role::Leader
+            && self.read_only.has_waiting()
+            && (self.committed_entry_in_current_term()
+                || self.has_bug(InjectedBug::ReadBeforeNoopCommit))
     }
 
     /// Hands leadership to `to` (dissertation §3.10): proposals stop, `to` is brought up to

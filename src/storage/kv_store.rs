@@ -52,14 +52,15 @@ pub struct RedbKvView {
     error: RefCell<Option<KvStoreError>>,
 }
 
-fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
+/// Opens a table for reading; a table never written reads as absent (`None`).
+pub(crate) fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     table: TableDefinition<K, V>,
-) -> Result<Option<ReadOnlyTable<K, V>>, KvStoreError> {
+) -> Result<Option<ReadOnlyTable<K, V>>, redb::TableError> {
     match txn.open_table(table) {
         Ok(table) => Ok(Some(table)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(error) => Err(error.into()),
+        Err(error) => Err(error),
     }
 }
 

@@ -12,10 +12,10 @@
 use std::ops::RangeInclusive;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use redb::{ReadOnlyTable, ReadTransaction, Table, WriteTransaction};
+use redb::{ReadTransaction, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::kv_store::{group_sessions, slot_bounds, KvStoreError};
+use super::kv_store::{group_sessions, open_if_present, slot_bounds, KvStoreError};
 use super::tables::{KV, SESSIONS};
 use crate::kv::apply::STRING_BYTES_MAX;
 
@@ -123,17 +123,6 @@ pub struct SnapshotExport {
     payload_bytes_max: usize,
     next_index: u32,
     finished: bool,
-}
-
-fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    table: redb::TableDefinition<K, V>,
-) -> Result<Option<ReadOnlyTable<K, V>>, SnapshotDataError> {
-    match txn.open_table(table) {
-        Ok(table) => Ok(Some(table)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
 }
 
 impl SnapshotExport {

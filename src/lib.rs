@@ -6,14 +6,20 @@
 //! - [`raft`]: the pure Raft core — no I/O, no clocks, no threads. Inputs are ticks and
 //!   messages; output is a `Ready` to persist, send and apply.
 //! - [`storage`]: the node's redb database: Raft logs, hard state, snapshots and the
-//!   key-value state machines of every group, written with group commit.
+//!   key-value state machines of every group, written with group commit. Only module
+//!   that touches redb.
+//! - [`kv`]: the deterministic key-value state machine (Redis string semantics, hash
+//!   slots, request-id deduplication); pure, shared by the server and the simulation.
+//! - [`router`]: the cluster layout (slot ranges → groups → replicas) and, with the node
+//!   runtime, the router actor.
 //! - [`linearizability`]: the history checker shared by the simulation and the
 //!   real-cluster tests.
 //!
-//! The runtime (`shard`, `router`, `transport`), the RESP front end (`resp`), metrics and
-//! operator commands (`admin`) are described in DESIGN.md and arrive with their issues.
+//! The runtime (`shard`, `transport`), the RESP front end (`resp`), metrics and operator
+//! commands (`admin`) arrive with their issues.
 
 pub mod kv;
 pub mod linearizability;
 pub mod raft;
+pub mod router;
 pub mod storage;

@@ -4,8 +4,37 @@
 //! view, and produces a reply plus a list of `KvMutation`s that storage persists in the
 //! group-commit transaction (together with the applied index). The server, the simulation
 //! and the tests all share this code.
+//!
+//! `slot` (key → hash slot), `record` (stored value layout), `command` (write commands
+//! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
+//! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
+//! `number` (integer/float text), `reply` (answers and Redis error texts), `mem`
+//! (in-memory state for the simulation and tests). Nothing here does I/O or reads a clock.
 
 use bytes::Bytes;
+
+pub mod apply;
+pub mod command;
+pub mod mem;
+pub mod number;
+pub mod overlay;
+pub mod read;
+pub mod record;
+pub mod reply;
+pub mod session;
+pub mod slot;
+
+#[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
+mod model_tests;
+
+pub use apply::{apply, KvRead};
+pub use command::{KvCommand, Request};
+pub use mem::MemKv;
+pub use overlay::Overlay;
+pub use reply::{KvError, Reply};
+pub use slot::key_slot;
 
 /// One change to a group's persisted state-machine data, as produced by applying a command.
 #[derive(Clone, Debug, PartialEq, Eq)]

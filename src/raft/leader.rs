@@ -104,7 +104,7 @@ impl<S: Storage> Raft<S> {
             self.uncommitted.push_back((e.index, bytes));
             self.uncommitted_bytes += bytes;
         }
-        self.log.append(&entries);
+        self.log.append(entries);
         self.needs_broadcast = true;
     }
 
@@ -290,8 +290,10 @@ impl<S: Storage> Raft<S> {
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.on_heartbeat_response();
         if p.matched < last {
-            // An empty probe too: if the last appends were lost, the follower's rejection
-            // of it is what starts the repair.
+            // Allow an empty append: in Replicate, `next_index` may already be past appends
+            // that were lost. Only a (possibly empty) append at `next_index - 1` makes the
+            // follower reject, so that the leader backs off and resends (or sends a
+            // snapshot); without it an idle leader never repairs such a follower.
             self.maybe_send_append(from, true);
         }
         let conf = &self.conf;
@@ -367,18 +369,20 @@ impl<S: Storage> Raft<S> {
     /// Starts a heartbeat round for the reads registered since the last one, once the
     /// no-op of this term has committed (before that, the commit index may be stale).
     pub(crate) fn flush_reads(&mut self) {
-        if self.can_flush_reads() {
+        if self.has_reads_to_flush() {
             self.bcast_heartbeat(true);
         }
     }
 
-    /// Whether `flush_reads` would start a round now. `has_ready` must use this rather than
-    /// "reads are waiting": before the no-op commits, waiting reads produce no work, and a
-    /// runtime looping on `has_ready()` would spin forever on empty Readies.
-    pub(crate) fn can_flush_reads(&self) -> bool {
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        self.role == Role::Leader && self.read_only.has_waiting() && barrier_done
+    /// Reads wait for a heartbeat round and may start one now (the no-op has committed).
+    /// `has_ready` asks this rather than "are reads waiting": reads that must wait for the
+    /// no-op give the runtime nothing to do, and claiming otherwise makes a runtime that
+    /// loops `while has_ready()` spin on empty Readies.
+    pub(crate) fn has_reads_to_flush(&self) -> bool {
+        self.role == Role::Leader
+            && self.read_only.has_waiting()
+            && (self.committed_entry_in_current_term()
+                || self.has_bug(InjectedBug::ReadBeforeNoopCommit))
     }
 
     /// Hands leadership to `to` (dissertation §3.10): proposals stop, `to` is brought up to
@@ -465,11 +469,11 @@ impl<S: Storage> Raft<S> {
     /// A leader whose applied configuration is joint proposes leaving it (dissertation
     /// §4.3). `apply_conf_change` does this when the leader itself applies the joint entry;
     /// this covers a leader that inherited the joint configuration: its predecessor applied
-    /// the joint entry and appended the leave entry, but crashed before that entry reached
-    /// this node, which had already applied the joint entry as a follower. Without this the
-    /// group stayed joint forever and refused every later membership change. It waits until
-    /// the log it had at election is applied (`pending_conf_index`), since that log may
-    /// already hold the leave entry or a later change.
+    /// the joint entry and appended the leave entry, but lost leadership before that entry
+    /// reached this node, which had already applied the joint entry as a follower. Without
+    /// this the group stayed joint forever and refused every later membership change. It
+    /// waits until the log it had at election is applied (`pending_conf_index`), since that
+    /// log may already hold the leave entry or a later change.
     pub(crate) fn maybe_leave_joint(&mut self) {
         let all_applied = self.pending_conf_index <= self.log.applied();
         if self.role == Role::Leader && self.conf.is_joint() && all_applied {

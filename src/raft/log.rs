@@ -187,7 +187,7 @@ impl<S: Storage> RaftLog<S> {
         prev_index: LogIndex,
         prev_term: Term,
         leader_commit: LogIndex,
-        entries: &[Entry],
+        mut entries: Vec<Entry>,
         truncate_conflicts: bool,
     ) -> Option<LogIndex> {
         if !self.match_term(prev_index, prev_term) {
@@ -207,7 +207,8 @@ impl<S: Storage> RaftLog<S> {
                     self.committed
                 );
                 let from = (c_index.get() - prev_index.get() - 1) as usize;
-                self.append(&entries[from..]);
+                entries.drain(..from);
+                self.append(entries);
             }
         }
         self.commit_to(leader_commit.min(last_new));
@@ -215,7 +216,8 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Appends entries, truncating any conflicting suffix. Returns the new last index.
-    pub fn append(&mut self, entries: &[Entry]) -> LogIndex {
+    /// Takes the entries by value: they are moved, not cloned, into the unstable log.
+    pub fn append(&mut self, entries: Vec<Entry>) -> LogIndex {
         let Some(first) = entries.first() else { return self.last_index() };
         let after = first.index.prev();
         assert!(
@@ -226,15 +228,15 @@ impl<S: Storage> RaftLog<S> {
         );
         let u = &mut self.unstable;
         if after.next() == u.offset.plus(u.entries.len() as u64) {
-            u.entries.extend_from_slice(entries);
+            u.entries.extend(entries);
         } else if after < u.offset {
             // Replaces entries that may already be durable: the new suffix starts below them.
             u.offset = after.next();
-            u.entries = entries.to_vec();
+            u.entries = entries;
             self.persisted = self.persisted.min(after);
         } else {
             u.entries.truncate((after.get() + 1 - u.offset.get()) as usize);
-            u.entries.extend_from_slice(entries);
+            u.entries.extend(entries);
         }
         u.handed_out = u.handed_out.min(after);
         self.last_index()

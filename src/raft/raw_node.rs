@@ -131,7 +131,7 @@ impl<S: Storage> RawNode<S> {
             || r.needs_broadcast
             || r.hard_state() != self.prev_hard_state
             || r.soft_state() != self.prev_soft_state
-            || r.can_flush_reads()
+            || r.has_reads_to_flush()
     }
 
     /// Collects what the runtime must do now (see `Ready`).

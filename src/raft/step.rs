@@ -175,7 +175,7 @@ impl<S: Storage> Raft<S> {
             MessageBody::Append { prev_log_index, prev_log_term, entries, commit_index } => {
                 self.election_elapsed = 0;
                 self.leader_id = m.from;
-                self.handle_append(m.from, prev_log_index, prev_log_term, &entries, commit_index);
+                self.handle_append(m.from, prev_log_index, prev_log_term, entries, commit_index);
             }
             MessageBody::Heartbeat { commit_index, read_round } => {
                 self.election_elapsed = 0;
@@ -209,7 +209,7 @@ impl<S: Storage> Raft<S> {
         leader: NodeId,
         prev_index: LogIndex,
         prev_term: Term,
-        entries: &[Entry],
+        entries: Vec<Entry>,
         commit: LogIndex,
     ) {
         let ok = |index| MessageBody::AppendResponse {

@@ -4,7 +4,7 @@
 //! The core never writes storage: it hands entries, hard state and snapshots out in a
 //! `Ready`, and the runtime persists them (the redb implementation batches many groups into
 //! one transaction) before calling `advance`. Every implementation must pass the
-//! conformance suite in `conformance`.
+//! conformance suite in `crate::storage::conformance`.
 
 use crate::raft::error::{RaftError, Result};
 use crate::raft::types::{ConfState, Entry, HardState, LogIndex, Snapshot, Term};

@@ -1,0 +1,400 @@
+//! Applying a committed `Request` to a group's key-value state: deduplicate by client
+//! session, then run the command with Redis 7 string semantics. Pure and deterministic:
+//! it reads through a `KvRead`, writes only into the batch's `Overlay`, and takes time
+//! only from `Request::now_ms`. It must never do I/O or read a clock.
+
+use std::ops::RangeInclusive;
+
+use bytes::{Bytes, BytesMut};
+
+use super::command::NO_CLIENT_ID;
+use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
+use super::number::{format_f64, parse_f64, parse_i64};
+use super::overlay::Overlay;
+use super::read;
+use super::record::Record;
+use super::reply::{KvError, Reply};
+use super::session;
+use super::slot::key_slot;
+
+/// Largest string value, as Redis's default `proto-max-bulk-len` (512 MiB).
+pub const STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+/// Read access to a group's committed state-machine data.
+pub trait KvRead {
+    /// The record under (slot, key).
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes>;
+    /// The session record of a client of this group.
+    fn session(&self, client_id: u64) -> Option<Bytes>;
+    /// Every session of this group (at most the session bound). Called only when a new
+    /// client arrives, to pick the session to evict.
+    fn sessions(&self) -> Vec<(u64, Bytes)>;
+    /// Every key stored in `slots`, in (slot, key) order (for FLUSH of a slot range).
+    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)>;
+}
+
+/// Apply one committed request; its writes go to `overlay`. A retried request (seq not
+/// above the client's last) changes nothing: the last seq gets its cached reply again,
+/// older ones `ERR request already applied`.
+pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply {
+    if req.client_id == NO_CLIENT_ID {
+        return execute(&mut Ctx { view, overlay, now_ms: req.now_ms }, &req.command);
+    }
+    let known = session::find(view, overlay, req.client_id);
+    if let Some(last) = &known {
+        if req.seq == last.last_seq {
+            return last.reply.clone();
+        }
+        if req.seq < last.last_seq {
+            return Reply::Error(KvError::AlreadyApplied);
+        }
+    }
+    let reply = execute(&mut Ctx { view, overlay, now_ms: req.now_ms }, &req.command);
+    session::remember(view, overlay, req, known.is_none(), &reply);
+    reply
+}
+
+struct Ctx<'a, V> {
+    view: &'a V,
+    overlay: &'a mut Overlay,
+    now_ms: u64,
+}
+
+impl<V: KvRead> Ctx<'_, V> {
+    fn lookup(&self, key: &[u8]) -> Result<Option<Record>, KvError> {
+        read::lookup(&self.overlay.over(self.view), self.now_ms, key)
+    }
+
+    fn lookup_string(&self, key: &[u8]) -> Result<Option<Record>, KvError> {
+        read::lookup_string(&self.overlay.over(self.view), self.now_ms, key)
+    }
+
+    /// Store `record`, or delete the key if the record's deadline has already passed.
+    fn store(&mut self, key: &Bytes, record: &Record) {
+        if record.is_expired(self.now_ms) {
+            self.delete(key);
+        } else {
+            self.overlay.put(key_slot(key), key.clone(), record.encode());
+        }
+    }
+
+    fn delete(&mut self, key: &Bytes) {
+        self.overlay.delete(key_slot(key), key.clone());
+    }
+}
+
+fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
+    let result = match command {
+        KvCommand::Set { key, value, expire_at_ms, keep_ttl, condition, get } => {
+            let options = SetOptions {
+                expire_at_ms: *expire_at_ms,
+                keep_ttl: *keep_ttl,
+                condition: *condition,
+                get: *get,
+            };
+            set(cx, key, value, options)
+        }
+        KvCommand::GetSet { key, value } => set(cx, key, value, SetOptions::GETSET),
+        KvCommand::GetDel { key } => getdel(cx, key),
+        KvCommand::GetEx { key, ttl } => getex(cx, key, *ttl),
+        KvCommand::SetRange { key, offset, value } => setrange(cx, key, *offset, value),
+        KvCommand::Append { key, value } => append(cx, key, value),
+        KvCommand::IncrBy { key, delta } => incrby(cx, key, *delta),
+        KvCommand::IncrByFloat { key, delta } => incrbyfloat(cx, key, *delta),
+        KvCommand::Del { keys } => del(cx, keys),
+        KvCommand::Expire { key, deadline_ms, condition } => {
+            expire(cx, key, *deadline_ms, *condition)
+        }
+        KvCommand::Persist { key } => persist(cx, key),
+        KvCommand::Rename { key, new_key } => rename(cx, key, new_key, false),
+        KvCommand::RenameNx { key, new_key } => rename(cx, key, new_key, true),
+        KvCommand::MSet { pairs } => mset(cx, pairs, false),
+        KvCommand::MSetNx { pairs } => mset(cx, pairs, true),
+        KvCommand::FlushSlots { slot_first, slot_last } => {
+            flush_slots(cx, *slot_first..=*slot_last)
+        }
+        KvCommand::DeleteExpired { key, deadline_ms } => delete_expired(cx, key, *deadline_ms),
+    };
+    result.unwrap_or_else(Reply::Error)
+}
+
+#[derive(Clone, Copy)]
+struct SetOptions {
+    expire_at_ms: Option<u64>,
+    keep_ttl: bool,
+    condition: SetCondition,
+    get: bool,
+}
+
+impl SetOptions {
+    const GETSET: SetOptions = SetOptions {
+        expire_at_ms: None,
+        keep_ttl: false,
+        condition: SetCondition::Always,
+        get: true,
+    };
+}
+
+/// SET (and GETSET): overwrites a value of any type unless GET is given, which needs a
+/// string. A deadline already passed leaves the key absent, as Redis 7 does.
+fn set<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    value: &Bytes,
+    options: SetOptions,
+) -> Result<Reply, KvError> {
+    if options.keep_ttl && options.expire_at_ms.is_some() {
+        return Err(KvError::Syntax);
+    }
+    if options.expire_at_ms == Some(0) {
+        return Err(KvError::InvalidExpireTime("set".to_string()));
+    }
+    let old = if options.get { cx.lookup_string(key)? } else { cx.lookup(key)? };
+    let answer = match (&old, options.get) {
+        (Some(record), true) => Reply::Bulk(record.value.clone()),
+        (None, true) => Reply::Nil,
+        (_, false) => Reply::Ok,
+    };
+    let blocked = match options.condition {
+        SetCondition::Always => false,
+        SetCondition::IfAbsent => old.is_some(),
+        SetCondition::IfPresent => old.is_none(),
+    };
+    if blocked {
+        return Ok(if options.get { answer } else { Reply::Nil });
+    }
+    let expire_at_ms = match options.keep_ttl {
+        true => old.and_then(|record| record.expire_at_ms),
+        false => options.expire_at_ms,
+    };
+    cx.store(key, &Record::string(value.clone(), expire_at_ms));
+    Ok(answer)
+}
+
+fn getdel<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes) -> Result<Reply, KvError> {
+    let Some(record) = cx.lookup_string(key)? else {
+        return Ok(Reply::Nil);
+    };
+    cx.delete(key);
+    Ok(Reply::Bulk(record.value))
+}
+
+fn getex<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, ttl: GetExTtl) -> Result<Reply, KvError> {
+    if ttl == (GetExTtl::At { deadline_ms: 0 }) {
+        return Err(KvError::InvalidExpireTime("getex".to_string()));
+    }
+    let Some(mut record) = cx.lookup_string(key)? else {
+        return Ok(Reply::Nil);
+    };
+    let value = record.value.clone();
+    match ttl {
+        GetExTtl::Keep => {}
+        GetExTtl::Persist if record.expire_at_ms.is_none() => {}
+        GetExTtl::Persist => {
+            record.expire_at_ms = None;
+            cx.store(key, &record);
+        }
+        GetExTtl::At { deadline_ms } => {
+            record.expire_at_ms = Some(deadline_ms);
+            cx.store(key, &record);
+        }
+    }
+    Ok(Reply::Bulk(value))
+}
+
+/// Error if a string of `len_bytes` would exceed the maximum string size.
+fn check_string_len(len_bytes: Option<u64>) -> Result<usize, KvError> {
+    match len_bytes {
+        Some(len) if len <= STRING_BYTES_MAX => Ok(len as usize),
+        _ => Err(KvError::StringTooLong),
+    }
+}
+
+/// SETRANGE: zero-pads up to `offset`; keeps the TTL; an empty value writes nothing.
+fn setrange<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    offset: u64,
+    value: &Bytes,
+) -> Result<Reply, KvError> {
+    let old = cx.lookup_string(key)?;
+    if value.is_empty() {
+        return Ok(Reply::Int(old.map_or(0, |record| record.value.len() as i64)));
+    }
+    let end = check_string_len(offset.checked_add(value.len() as u64))?;
+    let (old_value, expire_at_ms) =
+        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
+    let mut buffer = BytesMut::from(&old_value[..]);
+    if buffer.len() < end {
+        buffer.resize(end, 0);
+    }
+    buffer[end - value.len()..end].copy_from_slice(value);
+    let new_len = buffer.len() as i64;
+    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    Ok(Reply::Int(new_len))
+}
+
+/// APPEND: keeps the TTL.
+fn append<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, value: &Bytes) -> Result<Reply, KvError> {
+    let old = cx.lookup_string(key)?;
+    let (old_value, expire_at_ms) =
+        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
+    check_string_len((old_value.len() as u64).checked_add(value.len() as u64))?;
+    let mut buffer = BytesMut::with_capacity(old_value.len() + value.len());
+    buffer.extend_from_slice(&old_value);
+    buffer.extend_from_slice(value);
+    let new_len = buffer.len() as i64;
+    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    Ok(Reply::Int(new_len))
+}
+
+/// INCRBY and friends: the value must be a canonical 64-bit integer; keeps the TTL.
+fn incrby<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: i64) -> Result<Reply, KvError> {
+    let old = cx.lookup_string(key)?;
+    let current = match &old {
+        Some(record) => parse_i64(&record.value).ok_or(KvError::NotInteger)?,
+        None => 0,
+    };
+    let new = current.checked_add(delta).ok_or(KvError::Overflow)?;
+    let expire_at_ms = old.and_then(|record| record.expire_at_ms);
+    cx.store(key, &Record::string(Bytes::from(new.to_string()), expire_at_ms));
+    Ok(Reply::Int(new))
+}
+
+/// INCRBYFLOAT: stores and answers the printed sum; keeps the TTL.
+fn incrbyfloat<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: f64) -> Result<Reply, KvError> {
+    let old = cx.lookup_string(key)?;
+    let current = match &old {
+        Some(record) => parse_f64(&record.value).ok_or(KvError::NotFloat)?,
+        None => 0.0,
+    };
+    let new = current + delta;
+    if !new.is_finite() {
+        return Err(KvError::NanOrInfinity);
+    }
+    let text = Bytes::from(format_f64(new));
+    let expire_at_ms = old.and_then(|record| record.expire_at_ms);
+    cx.store(key, &Record::string(text.clone(), expire_at_ms));
+    Ok(Reply::Bulk(text))
+}
+
+/// DEL: counts the live keys it removed (a repeated key once).
+fn del<V: KvRead>(cx: &mut Ctx<'_, V>, keys: &[Bytes]) -> Result<Reply, KvError> {
+    let mut removed = 0;
+    for key in keys {
+        if cx.lookup(key)?.is_some() {
+            cx.delete(key);
+            removed += 1;
+        }
+    }
+    Ok(Reply::Int(removed))
+}
+
+/// EXPIRE family: the NX/XX/GT/LT checks come first, then a deadline not after now
+/// deletes the key (answering 1), as Redis's `expireGenericCommand`.
+fn expire<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    deadline_ms: u64,
+    condition: ExpireCondition,
+) -> Result<Reply, KvError> {
+    let Some(mut record) = cx.lookup(key)? else {
+        return Ok(Reply::Int(0));
+    };
+    let current = record.expire_at_ms;
+    let allowed = match condition {
+        ExpireCondition::Always => true,
+        ExpireCondition::Nx => current.is_none(),
+        ExpireCondition::Xx => current.is_some(),
+        ExpireCondition::Gt => current.is_some_and(|current| deadline_ms > current),
+        ExpireCondition::Lt => current.is_none_or(|current| deadline_ms < current),
+        ExpireCondition::XxLt => current.is_some_and(|current| deadline_ms < current),
+    };
+    if !allowed {
+        return Ok(Reply::Int(0));
+    }
+    record.expire_at_ms = Some(deadline_ms);
+    cx.store(key, &record);
+    Ok(Reply::Int(1))
+}
+
+fn persist<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes) -> Result<Reply, KvError> {
+    match cx.lookup(key)? {
+        Some(mut record) if record.expire_at_ms.is_some() => {
+            record.expire_at_ms = None;
+            cx.store(key, &record);
+            Ok(Reply::Int(1))
+        }
+        _ => Ok(Reply::Int(0)),
+    }
+}
+
+/// RENAME / RENAMENX within one slot; the value keeps its TTL.
+fn rename<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    new_key: &Bytes,
+    only_if_absent: bool,
+) -> Result<Reply, KvError> {
+    if key_slot(key) != key_slot(new_key) {
+        return Err(KvError::CrossSlot);
+    }
+    let record = cx.lookup(key)?.ok_or(KvError::NoSuchKey)?;
+    let done = if only_if_absent { Reply::Int(1) } else { Reply::Ok };
+    if key == new_key {
+        return Ok(if only_if_absent { Reply::Int(0) } else { Reply::Ok });
+    }
+    if only_if_absent && cx.lookup(new_key)?.is_some() {
+        return Ok(Reply::Int(0));
+    }
+    cx.delete(key);
+    cx.store(new_key, &record);
+    Ok(done)
+}
+
+/// MSET / MSETNX: values without TTL; MSETNX writes nothing if any key exists.
+fn mset<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    pairs: &[(Bytes, Bytes)],
+    only_if_none_exist: bool,
+) -> Result<Reply, KvError> {
+    if only_if_none_exist {
+        for (key, _) in pairs {
+            if cx.lookup(key)?.is_some() {
+                return Ok(Reply::Int(0));
+            }
+        }
+    }
+    for (key, value) in pairs {
+        cx.store(key, &Record::string(value.clone(), None));
+    }
+    Ok(if only_if_none_exist { Reply::Int(1) } else { Reply::Ok })
+}
+
+fn flush_slots<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    slots: RangeInclusive<u16>,
+) -> Result<Reply, KvError> {
+    let keys = cx.overlay.over(cx.view).keys_in_slots(slots);
+    for (slot, key) in keys {
+        cx.overlay.delete(slot, key);
+    }
+    Ok(Reply::Ok)
+}
+
+/// Active expiry: delete only if the key still carries this passed deadline.
+fn delete_expired<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    deadline_ms: u64,
+) -> Result<Reply, KvError> {
+    let Some(raw) = cx.overlay.over(cx.view).get(key_slot(key), key) else {
+        return Ok(Reply::Int(0));
+    };
+    let record = Record::decode(&raw).map_err(|e| KvError::CorruptRecord(e.to_string()))?;
+    if record.expire_at_ms != Some(deadline_ms) || deadline_ms > cx.now_ms {
+        return Ok(Reply::Int(0));
+    }
+    cx.delete(key);
+    Ok(Reply::Int(1))
+}

@@ -1,0 +1,419 @@
+//! Per-command tests of `apply` and `read` over `MemKv`: the edge cases Redis documents.
+
+use bytes::Bytes;
+
+use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
+use super::mem::MemKv;
+use super::read::{self, TtlForm};
+use super::{apply, KvError, Overlay, Reply};
+
+const NOW_MS: u64 = 1_000_000;
+
+fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn bulk(text: &str) -> Reply {
+    Reply::Bulk(b(text))
+}
+
+/// A group's state with a client whose seqs count up.
+struct Fixture {
+    kv: MemKv,
+    overlay: Overlay,
+    seq: u64,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture { kv: MemKv::new(), overlay: Overlay::new(), seq: 0 }
+    }
+
+    fn at(&mut self, now_ms: u64, command: KvCommand) -> Reply {
+        self.seq += 1;
+        let req = Request { client_id: 7, seq: self.seq, now_ms, command };
+        self.send(&req)
+    }
+
+    fn send(&mut self, req: &Request) -> Reply {
+        let reply = apply(&self.kv, &mut self.overlay, req);
+        self.kv.apply_mutations(&self.overlay.drain());
+        reply
+    }
+
+    fn run(&mut self, command: KvCommand) -> Reply {
+        self.at(NOW_MS, command)
+    }
+
+    fn get(&self, key: &str) -> Reply {
+        read::get(&self.kv, NOW_MS, key.as_bytes())
+    }
+
+    fn pttl(&self, key: &str) -> Reply {
+        read::ttl(&self.kv, NOW_MS, key.as_bytes(), TtlForm::Millis)
+    }
+}
+
+fn set(key: &str, value: &str) -> KvCommand {
+    set_with(key, value, None, false, SetCondition::Always, false)
+}
+
+fn set_with(
+    key: &str,
+    value: &str,
+    expire_at_ms: Option<u64>,
+    keep_ttl: bool,
+    condition: SetCondition,
+    get: bool,
+) -> KvCommand {
+    KvCommand::Set { key: b(key), value: b(value), expire_at_ms, keep_ttl, condition, get }
+}
+
+fn expire(key: &str, deadline_ms: u64, condition: ExpireCondition) -> KvCommand {
+    KvCommand::Expire { key: b(key), deadline_ms, condition }
+}
+
+fn incrby(key: &str, delta: i64) -> KvCommand {
+    KvCommand::IncrBy { key: b(key), delta }
+}
+
+fn incrbyfloat(key: &str, delta: f64) -> KvCommand {
+    KvCommand::IncrByFloat { key: b(key), delta }
+}
+
+#[test]
+fn set_nx_xx_and_get_option() {
+    let mut f = Fixture::new();
+    let nx = |v| set_with("k", v, None, false, SetCondition::IfAbsent, false);
+    let xx = |v| set_with("k", v, None, false, SetCondition::IfPresent, false);
+    assert_eq!(f.run(xx("a")), Reply::Nil);
+    assert_eq!(f.get("k"), Reply::Nil);
+    assert_eq!(f.run(nx("a")), Reply::Ok);
+    assert_eq!(f.run(nx("b")), Reply::Nil);
+    assert_eq!(f.run(xx("c")), Reply::Ok);
+    assert_eq!(f.get("k"), bulk("c"));
+    let nx_get = set_with("k", "d", None, false, SetCondition::IfAbsent, true);
+    assert_eq!(f.run(nx_get), bulk("c"));
+    assert_eq!(f.get("k"), bulk("c"));
+    let get = set_with("k", "e", None, false, SetCondition::Always, true);
+    assert_eq!(f.run(get), bulk("c"));
+    let get_new = set_with("n", "e", None, false, SetCondition::Always, true);
+    assert_eq!(f.run(get_new), Reply::Nil);
+    assert_eq!(f.run(KvCommand::GetSet { key: b("k"), value: b("f") }), bulk("e"));
+    assert_eq!(f.get("k"), bulk("f"));
+}
+
+#[test]
+fn set_clears_ttl_unless_keepttl() {
+    let mut f = Fixture::new();
+    f.run(set_with("k", "a", Some(NOW_MS + 5000), false, SetCondition::Always, false));
+    assert_eq!(f.pttl("k"), Reply::Int(5000));
+    f.run(set_with("k", "b", None, true, SetCondition::Always, false));
+    assert_eq!(f.pttl("k"), Reply::Int(5000));
+    f.run(set("k", "c"));
+    assert_eq!(f.pttl("k"), Reply::Int(-1));
+    let both = set_with("k", "d", Some(NOW_MS + 1), true, SetCondition::Always, false);
+    assert_eq!(f.run(both), Reply::Error(KvError::Syntax));
+    let zero = set_with("k", "d", Some(0), false, SetCondition::Always, false);
+    let error = KvError::InvalidExpireTime("set".to_string());
+    assert_eq!(f.run(zero), Reply::Error(error.clone()));
+    assert_eq!(error.to_string(), "ERR invalid expire time in 'set' command");
+}
+
+#[test]
+fn set_with_passed_deadline_leaves_key_absent() {
+    let mut f = Fixture::new();
+    f.run(set("k", "a"));
+    let past = set_with("k", "b", Some(NOW_MS), false, SetCondition::Always, true);
+    assert_eq!(f.run(past), bulk("a"));
+    assert_eq!(f.get("k"), Reply::Nil);
+    assert!(f.kv.is_empty());
+}
+
+#[test]
+fn key_expires_at_exactly_its_deadline() {
+    let mut f = Fixture::new();
+    f.run(set_with("k", "a", Some(NOW_MS + 10), false, SetCondition::Always, false));
+    assert_eq!(read::get(&f.kv, NOW_MS + 9, b"k"), bulk("a"));
+    assert_eq!(read::get(&f.kv, NOW_MS + 10, b"k"), Reply::Nil);
+    assert_eq!(read::exists(&f.kv, NOW_MS + 10, &[b("k")]), Reply::Int(0));
+    // A write at the deadline sees no key: NX succeeds, and INCR starts from zero
+    // although the expired value was not a number.
+    let nx = set_with("k", "b", Some(NOW_MS + 20), false, SetCondition::IfAbsent, false);
+    assert_eq!(f.at(NOW_MS + 10, nx), Reply::Ok);
+    assert_eq!(read::get(&f.kv, NOW_MS + 10, b"k"), bulk("b"));
+    assert_eq!(f.at(NOW_MS + 20, incrby("k", 1)), Reply::Int(1));
+}
+
+#[test]
+fn expired_key_counts_as_absent_for_incr() {
+    let mut f = Fixture::new();
+    f.run(set_with("k", "41", Some(NOW_MS + 10), false, SetCondition::Always, false));
+    assert_eq!(f.at(NOW_MS + 10, incrby("k", 1)), Reply::Int(1));
+    assert_eq!(read::ttl(&f.kv, NOW_MS, b"k", TtlForm::Millis), Reply::Int(-1));
+}
+
+#[test]
+fn incrby_rejects_non_integers_and_overflow() {
+    let mut f = Fixture::new();
+    assert_eq!(f.run(incrby("n", 5)), Reply::Int(5));
+    assert_eq!(f.run(incrby("n", -7)), Reply::Int(-2));
+    f.run(set("n", "9223372036854775806"));
+    assert_eq!(f.run(incrby("n", 1)), Reply::Int(i64::MAX));
+    assert_eq!(f.run(incrby("n", 1)), Reply::Error(KvError::Overflow));
+    f.run(set("m", "-9223372036854775808"));
+    assert_eq!(f.run(incrby("m", -1)), Reply::Error(KvError::Overflow));
+    for bad in ["x", " 1", "1.5", "01", ""] {
+        f.run(set("s", bad));
+        assert_eq!(f.run(incrby("s", 1)), Reply::Error(KvError::NotInteger));
+    }
+    assert_eq!(KvError::Overflow.to_string(), "ERR increment or decrement would overflow");
+}
+
+#[test]
+fn incrby_keeps_the_ttl() {
+    let mut f = Fixture::new();
+    f.run(set_with("n", "1", Some(NOW_MS + 500), false, SetCondition::Always, false));
+    f.run(incrby("n", 1));
+    assert_eq!(f.pttl("n"), Reply::Int(500));
+}
+
+#[test]
+fn incrbyfloat_formats_like_redis() {
+    let mut f = Fixture::new();
+    f.run(set("f", "10.50"));
+    assert_eq!(f.run(incrbyfloat("f", 0.1)), bulk("10.6"));
+    assert_eq!(f.run(incrbyfloat("f", -5.0)), bulk("5.6"));
+    f.run(set("g", "5.0e3"));
+    assert_eq!(f.run(incrbyfloat("g", 2.0e2)), bulk("5200"));
+    assert_eq!(f.get("g"), bulk("5200"));
+    assert_eq!(f.run(incrbyfloat("new", 3.0)), bulk("3"));
+    f.run(set("bad", "abc"));
+    assert_eq!(f.run(incrbyfloat("bad", 1.0)), Reply::Error(KvError::NotFloat));
+    f.run(set("big", "1.7e308"));
+    assert_eq!(f.run(incrbyfloat("big", 1.7e308)), Reply::Error(KvError::NanOrInfinity));
+    assert_eq!(f.run(incrbyfloat("f", f64::INFINITY)), Reply::Error(KvError::NanOrInfinity));
+}
+
+#[test]
+fn append_and_setrange_bounds() {
+    let mut f = Fixture::new();
+    assert_eq!(f.run(KvCommand::Append { key: b("a"), value: b("Hello") }), Reply::Int(5));
+    assert_eq!(f.run(KvCommand::Append { key: b("a"), value: b(" World") }), Reply::Int(11));
+    let setrange = |key: &str, offset, value: &str| KvCommand::SetRange {
+        key: b(key),
+        offset,
+        value: b(value),
+    };
+    assert_eq!(f.run(setrange("a", 6, "Redis")), Reply::Int(11));
+    assert_eq!(f.get("a"), bulk("Hello Redis"));
+    assert_eq!(f.run(setrange("z", 3, "x")), Reply::Int(4));
+    assert_eq!(f.get("z"), Reply::Bulk(Bytes::from_static(b"\0\0\0x")));
+    assert_eq!(f.run(setrange("none", 5, "")), Reply::Int(0));
+    assert_eq!(f.get("none"), Reply::Nil);
+    assert_eq!(f.run(setrange("a", 100, "")), Reply::Int(11));
+    let max = super::apply::STRING_BYTES_MAX;
+    let too_far = f.run(setrange("a", max, "x"));
+    assert_eq!(too_far, Reply::Error(KvError::StringTooLong));
+    assert_eq!(
+        KvError::StringTooLong.to_string(),
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+    );
+    assert_eq!(f.run(setrange("a", u64::MAX, "x")), Reply::Error(KvError::StringTooLong));
+}
+
+#[test]
+fn getdel_and_getex() {
+    let mut f = Fixture::new();
+    f.run(set("k", "v"));
+    assert_eq!(f.run(KvCommand::GetDel { key: b("k") }), bulk("v"));
+    assert_eq!(f.run(KvCommand::GetDel { key: b("k") }), Reply::Nil);
+    f.run(set("k", "v"));
+    let at = |deadline_ms| KvCommand::GetEx { key: b("k"), ttl: GetExTtl::At { deadline_ms } };
+    assert_eq!(f.run(at(NOW_MS + 100)), bulk("v"));
+    assert_eq!(f.pttl("k"), Reply::Int(100));
+    assert_eq!(f.run(KvCommand::GetEx { key: b("k"), ttl: GetExTtl::Persist }), bulk("v"));
+    assert_eq!(f.pttl("k"), Reply::Int(-1));
+    assert_eq!(f.run(at(NOW_MS - 1)), bulk("v"));
+    assert_eq!(f.get("k"), Reply::Nil);
+    let invalid = KvError::InvalidExpireTime("getex".to_string());
+    assert_eq!(f.run(at(0)), Reply::Error(invalid));
+}
+
+#[test]
+fn expire_conditions_nx_xx_gt_lt() {
+    let mut f = Fixture::new();
+    f.run(set("k", "v"));
+    let later = NOW_MS + 2000;
+    let sooner = NOW_MS + 1000;
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Xx)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Gt)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::XxLt)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Lt)), Reply::Int(1));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Nx)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", sooner, ExpireCondition::Gt)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Gt)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", later + 1, ExpireCondition::Gt)), Reply::Int(1));
+    assert_eq!(f.run(expire("k", later + 1, ExpireCondition::Lt)), Reply::Int(0));
+    assert_eq!(f.run(expire("k", sooner, ExpireCondition::XxLt)), Reply::Int(1));
+    assert_eq!(f.pttl("k"), Reply::Int(1000));
+    assert_eq!(f.run(expire("k", later, ExpireCondition::Xx)), Reply::Int(1));
+    assert_eq!(f.run(expire("missing", later, ExpireCondition::Always)), Reply::Int(0));
+    assert_eq!(f.run(KvCommand::Persist { key: b("k") }), Reply::Int(1));
+    assert_eq!(f.run(KvCommand::Persist { key: b("k") }), Reply::Int(0));
+}
+
+#[test]
+fn expire_in_the_past_deletes_after_conditions() {
+    let mut f = Fixture::new();
+    f.run(set("k", "v"));
+    assert_eq!(f.run(expire("k", 1, ExpireCondition::Gt)), Reply::Int(0));
+    assert_eq!(f.get("k"), bulk("v"));
+    assert_eq!(f.run(expire("k", NOW_MS, ExpireCondition::Always)), Reply::Int(1));
+    assert_eq!(f.get("k"), Reply::Nil);
+    assert!(f.kv.is_empty());
+}
+
+#[test]
+fn ttl_family_rounds_like_redis() {
+    let mut f = Fixture::new();
+    f.run(set_with("k", "v", Some(NOW_MS + 1499), false, SetCondition::Always, false));
+    let ttl = |form| read::ttl(&f.kv, NOW_MS, b"k", form);
+    assert_eq!(ttl(TtlForm::Seconds), Reply::Int(1));
+    assert_eq!(ttl(TtlForm::Millis), Reply::Int(1499));
+    assert_eq!(ttl(TtlForm::DeadlineMillis), Reply::Int((NOW_MS + 1499) as i64));
+    assert_eq!(ttl(TtlForm::DeadlineSeconds), Reply::Int(1001));
+    assert_eq!(read::ttl(&f.kv, NOW_MS, b"none", TtlForm::Seconds), Reply::Int(-2));
+}
+
+#[test]
+fn del_rename_and_mset() {
+    let mut f = Fixture::new();
+    f.run(KvCommand::MSet { pairs: vec![(b("{t}a"), b("1")), (b("{t}b"), b("2"))] });
+    let del = KvCommand::Del { keys: vec![b("{t}a"), b("{t}a"), b("nope")] };
+    assert_eq!(f.run(del), Reply::Int(1));
+    let msetnx = |k: &str| KvCommand::MSetNx { pairs: vec![(b(k), b("x")), (b("{t}b"), b("y"))] };
+    assert_eq!(f.run(msetnx("{t}c")), Reply::Int(0));
+    assert_eq!(f.get("{t}c"), Reply::Nil);
+    f.run(expire("{t}b", NOW_MS + 300, ExpireCondition::Always));
+    let rename = |k: &str, n: &str| KvCommand::Rename { key: b(k), new_key: b(n) };
+    let renamenx = |k: &str, n: &str| KvCommand::RenameNx { key: b(k), new_key: b(n) };
+    assert_eq!(f.run(rename("{t}b", "{t}c")), Reply::Ok);
+    assert_eq!(f.get("{t}c"), bulk("2"));
+    assert_eq!(f.pttl("{t}c"), Reply::Int(300));
+    assert_eq!(f.run(rename("{t}b", "{t}d")), Reply::Error(KvError::NoSuchKey));
+    assert_eq!(f.run(rename("{t}c", "{t}c")), Reply::Ok);
+    assert_eq!(f.run(rename("{t}c", "{u}c")), Reply::Error(KvError::CrossSlot));
+    f.run(set("{t}e", "e"));
+    assert_eq!(f.run(renamenx("{t}c", "{t}e")), Reply::Int(0));
+    assert_eq!(f.run(renamenx("{t}c", "{t}f")), Reply::Int(1));
+    assert_eq!(f.get("{t}f"), bulk("2"));
+}
+
+#[test]
+fn wrongtype_for_string_commands_on_other_types() {
+    use super::record::{Record, ValueType};
+    let mut f = Fixture::new();
+    let list = Record { value_type: ValueType::List, expire_at_ms: None, value: b("x") };
+    let slot = super::key_slot(b"l");
+    f.kv.apply_mutations(&[super::KvMutation::Put { slot, key: b("l"), record: list.encode() }]);
+    assert_eq!(f.get("l"), Reply::Error(KvError::WrongType));
+    assert_eq!(f.run(incrby("l", 1)), Reply::Error(KvError::WrongType));
+    let get = set_with("l", "v", None, false, SetCondition::Always, true);
+    assert_eq!(f.run(get), Reply::Error(KvError::WrongType));
+    assert_eq!(read::value_type(&f.kv, NOW_MS, b"l"), Reply::Status("list".to_string()));
+    assert_eq!(read::mget(&f.kv, NOW_MS, &[b("l")]), Reply::Array(vec![Reply::Nil]));
+    assert_eq!(f.run(set("l", "v")), Reply::Ok);
+    assert_eq!(read::value_type(&f.kv, NOW_MS, b"l"), Reply::Status("string".to_string()));
+}
+
+#[test]
+fn getrange_follows_redis_index_rules() {
+    let mut f = Fixture::new();
+    f.run(set("s", "This is a string"));
+    let range = |start, end| read::getrange(&f.kv, NOW_MS, b"s", start, end);
+    assert_eq!(range(0, 3), bulk("This"));
+    assert_eq!(range(-3, -1), bulk("ing"));
+    assert_eq!(range(0, -1), bulk("This is a string"));
+    assert_eq!(range(10, 100), bulk("string"));
+    assert_eq!(range(-1, -5), bulk(""));
+    assert_eq!(range(5, 2), bulk(""));
+    assert_eq!(read::getrange(&f.kv, NOW_MS, b"none", 0, -1), bulk(""));
+    assert_eq!(read::strlen(&f.kv, NOW_MS, b"s"), Reply::Int(16));
+}
+
+#[test]
+fn flush_slots_removes_only_that_range_including_pending_writes() {
+    let mut f = Fixture::new();
+    f.run(set("foo", "1")); // slot 12182
+    f.run(set("bar", "2")); // slot 5061
+    let pending = Request { client_id: 9, seq: 1, now_ms: NOW_MS, command: set("baz", "3") };
+    apply(&f.kv, &mut f.overlay, &pending); // slot 4813, not yet drained
+    let flush = KvCommand::FlushSlots { slot_first: 0, slot_last: 6000 };
+    assert_eq!(f.run(flush), Reply::Ok);
+    assert_eq!(f.get("foo"), bulk("1"));
+    assert_eq!(f.get("bar"), Reply::Nil);
+    assert_eq!(f.get("baz"), Reply::Nil);
+}
+
+#[test]
+fn delete_expired_only_deletes_the_same_passed_deadline() {
+    let mut f = Fixture::new();
+    f.run(set_with("k", "v", Some(NOW_MS + 10), false, SetCondition::Always, false));
+    let internal = |now_ms, deadline_ms| Request {
+        client_id: super::command::NO_CLIENT_ID,
+        seq: 0,
+        now_ms,
+        command: KvCommand::DeleteExpired { key: b("k"), deadline_ms },
+    };
+    assert_eq!(f.send(&internal(NOW_MS + 5, NOW_MS + 10)), Reply::Int(0));
+    assert_eq!(f.send(&internal(NOW_MS + 20, NOW_MS + 11)), Reply::Int(0));
+    assert_eq!(f.kv.len(), 1);
+    assert_eq!(f.send(&internal(NOW_MS + 20, NOW_MS + 10)), Reply::Int(1));
+    assert!(f.kv.is_empty());
+    assert_eq!(f.kv.session_count(), 1, "internal proposals create no session");
+}
+
+#[test]
+fn retried_request_is_applied_once() {
+    let mut f = Fixture::new();
+    let first = Request { client_id: 3, seq: 1, now_ms: NOW_MS, command: incrby("c", 1) };
+    let second = Request { seq: 2, ..first.clone() };
+    assert_eq!(f.send(&first), Reply::Int(1));
+    assert_eq!(f.send(&first), Reply::Int(1));
+    assert_eq!(f.send(&second), Reply::Int(2));
+    assert_eq!(f.send(&second), Reply::Int(2));
+    assert_eq!(f.send(&first), Reply::Error(KvError::AlreadyApplied));
+    assert_eq!(f.get("c"), bulk("2"));
+    // Within one batch too: the retry sees the session written by the first copy.
+    let third = Request { seq: 3, ..first.clone() };
+    assert_eq!(apply(&f.kv, &mut f.overlay, &third), Reply::Int(3));
+    assert_eq!(apply(&f.kv, &mut f.overlay, &third), Reply::Int(3));
+    f.kv.apply_mutations(&f.overlay.drain());
+    assert_eq!(f.get("c"), bulk("3"));
+}
+
+#[test]
+fn sessions_are_bounded_and_evict_least_recently_used() {
+    let mut kv = MemKv::new();
+    let mut overlay = Overlay::with_sessions_max(3);
+    let mut send = |kv: &mut MemKv, client_id, seq, now_ms| {
+        let req = Request { client_id, seq, now_ms, command: incrby("c", 1) };
+        let reply = apply(&*kv, &mut overlay, &req);
+        kv.apply_mutations(&overlay.drain());
+        reply
+    };
+    send(&mut kv, 1, 1, 10);
+    send(&mut kv, 2, 1, 20);
+    send(&mut kv, 3, 1, 30);
+    send(&mut kv, 1, 2, 40); // client 1 is now the most recent
+    send(&mut kv, 4, 1, 50); // evicts client 2
+    assert_eq!(kv.session_count(), 3);
+    assert!(super::KvRead::session(&kv, 2).is_none());
+    assert!(super::KvRead::session(&kv, 1).is_some());
+    // Client 1's retry is still deduplicated; client 2's is not (its session is gone).
+    assert_eq!(send(&mut kv, 1, 2, 60), Reply::Int(4));
+    assert_eq!(send(&mut kv, 2, 1, 70), Reply::Int(6));
+    assert_eq!(kv.session_count(), 3);
+    assert!(super::KvRead::session(&kv, 3).is_none());
+}

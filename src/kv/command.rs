@@ -1,0 +1,141 @@
+//! The write commands as they travel in the Raft log. The leader builds them: it checks
+//! syntax and converts relative TTLs to absolute deadlines with its clock, so applying a
+//! command never reads a clock and every replica computes the same result. Owns the
+//! shapes only; never applies anything.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Client id of requests that need no deduplication (proposals the leader makes itself,
+/// such as `DeleteExpired`); they never create a session.
+pub const NO_CLIENT_ID: u64 = 0;
+
+/// One proposal: a client's command with its request id and the leader's clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Who sent it; `NO_CLIENT_ID` for internal proposals.
+    pub client_id: u64,
+    /// Increases by one per request of the client; a retry keeps its seq.
+    pub seq: u64,
+    /// Leader's unix clock at proposal: every expiry decision of the apply uses it.
+    pub now_ms: u64,
+    pub command: KvCommand,
+}
+
+/// SET's NX / XX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    Always,
+    /// NX: only when the key does not exist.
+    IfAbsent,
+    /// XX: only when the key exists.
+    IfPresent,
+}
+
+/// EXPIRE's options. A key without TTL counts as an infinite TTL for GT and LT, so
+/// `XX GT` is the same as `GT`; `XX LT` is not the same as `LT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireCondition {
+    Always,
+    /// NX: only when the key has no TTL.
+    Nx,
+    /// XX: only when the key has a TTL.
+    Xx,
+    /// GT: only when the new deadline is later than the current one.
+    Gt,
+    /// LT: only when the new deadline is earlier than the current one (or there is none).
+    Lt,
+    /// XX and LT together.
+    XxLt,
+}
+
+/// What GETEX does to the TTL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GetExTtl {
+    /// No option: a plain read (kept for completeness; the leader may serve it as a read).
+    Keep,
+    /// PERSIST.
+    Persist,
+    /// EX/PX/EXAT/PXAT converted to an absolute deadline.
+    At { deadline_ms: u64 },
+}
+
+/// A write command. Keys of a multi-key command belong to one group; RENAME needs one slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KvCommand {
+    Set {
+        key: Bytes,
+        value: Bytes,
+        expire_at_ms: Option<u64>,
+        keep_ttl: bool,
+        condition: SetCondition,
+        get: bool,
+    },
+    GetSet {
+        key: Bytes,
+        value: Bytes,
+    },
+    GetDel {
+        key: Bytes,
+    },
+    GetEx {
+        key: Bytes,
+        ttl: GetExTtl,
+    },
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
+    /// INCR, DECR, INCRBY, DECRBY (the leader negates DECRBY's amount).
+    IncrBy {
+        key: Bytes,
+        delta: i64,
+    },
+    IncrByFloat {
+        key: Bytes,
+        delta: f64,
+    },
+    /// DEL and UNLINK.
+    Del {
+        keys: Vec<Bytes>,
+    },
+    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT; a deadline not after `now_ms` deletes the key.
+    Expire {
+        key: Bytes,
+        deadline_ms: u64,
+        condition: ExpireCondition,
+    },
+    Persist {
+        key: Bytes,
+    },
+    Rename {
+        key: Bytes,
+        new_key: Bytes,
+    },
+    RenameNx {
+        key: Bytes,
+        new_key: Bytes,
+    },
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    MSetNx {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// FLUSHALL/FLUSHDB of the slots `slot_first..=slot_last` of a group.
+    FlushSlots {
+        slot_first: u16,
+        slot_last: u16,
+    },
+    /// Delete `key` if its deadline is still `deadline_ms` and has passed: the leader's
+    /// active expiry, harmless if the key was rewritten meanwhile.
+    DeleteExpired {
+        key: Bytes,
+        deadline_ms: u64,
+    },
+}

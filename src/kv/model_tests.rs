@@ -1,0 +1,305 @@
+//! Property test: random command sequences applied through `apply` + `MemKv` (in batches,
+//! with retries) answer and end up exactly as an independent, obvious model of Redis
+//! strings: a map from key to (value, deadline).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::command::{ExpireCondition, KvCommand, Request, SetCondition};
+use super::read::{self, TtlForm};
+use super::{apply, KvError, MemKv, Overlay, Reply};
+
+const KEYS: [&str; 4] = ["a", "b", "{t}c", "{t}d"];
+const VALUES: [&str; 8] = ["", "0", "1", "-3", "10", "x", "9223372036854775807", "abc"];
+const START_MS: u64 = 1_000;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set { key: usize, value: usize, ttl_ms: Option<u64>, keep_ttl: bool, cond: u8, get: bool },
+    Append { key: usize, value: usize },
+    IncrBy { key: usize, delta: i64 },
+    Del { keys: Vec<usize> },
+    GetDel { key: usize },
+    Expire { key: usize, offset_ms: u64, cond: u8 },
+    Persist { key: usize },
+    SetRange { key: usize, offset: u64, value: usize },
+    Advance { ms: u64 },
+    Retry,
+    Drain,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS.len();
+    let value = 0..VALUES.len();
+    prop_oneof![
+        (key.clone(), value.clone(), proptest::option::of(0u64..8), any::<bool>(), 0u8..3)
+            .prop_flat_map(|(key, value, ttl_ms, keep, cond)| {
+                any::<bool>().prop_map(move |get| Op::Set {
+                    key,
+                    value,
+                    ttl_ms,
+                    keep_ttl: keep && ttl_ms.is_none(),
+                    cond,
+                    get,
+                })
+            }),
+        (key.clone(), value.clone()).prop_map(|(key, value)| Op::Append { key, value }),
+        (key.clone(), prop_oneof![-5i64..5, Just(i64::MAX), Just(i64::MIN)])
+            .prop_map(|(key, delta)| Op::IncrBy { key, delta }),
+        proptest::collection::vec(key.clone(), 1..4).prop_map(|keys| Op::Del { keys }),
+        key.clone().prop_map(|key| Op::GetDel { key }),
+        (key.clone(), 0u64..12, 0u8..6).prop_map(|(key, offset_ms, cond)| Op::Expire {
+            key,
+            offset_ms,
+            cond
+        }),
+        key.clone().prop_map(|key| Op::Persist { key }),
+        (key, 0u64..6, value).prop_map(|(key, offset, value)| Op::SetRange { key, offset, value }),
+        (0u64..6).prop_map(|ms| Op::Advance { ms }),
+        Just(Op::Retry),
+        Just(Op::Drain),
+    ]
+}
+
+fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn expire_condition(code: u8) -> ExpireCondition {
+    [
+        ExpireCondition::Always,
+        ExpireCondition::Nx,
+        ExpireCondition::Xx,
+        ExpireCondition::Gt,
+        ExpireCondition::Lt,
+        ExpireCondition::XxLt,
+    ][code as usize]
+}
+
+fn set_condition(code: u8) -> SetCondition {
+    [SetCondition::Always, SetCondition::IfAbsent, SetCondition::IfPresent][code as usize]
+}
+
+fn to_command(op: &Op, now_ms: u64) -> Option<KvCommand> {
+    let key = |i: &usize| b(KEYS[*i]);
+    Some(match op {
+        Op::Set { key: k, value, ttl_ms, keep_ttl, cond, get } => KvCommand::Set {
+            key: key(k),
+            value: b(VALUES[*value]),
+            expire_at_ms: ttl_ms.map(|ttl| now_ms + ttl),
+            keep_ttl: *keep_ttl,
+            condition: set_condition(*cond),
+            get: *get,
+        },
+        Op::Append { key: k, value } => KvCommand::Append { key: key(k), value: b(VALUES[*value]) },
+        Op::IncrBy { key: k, delta } => KvCommand::IncrBy { key: key(k), delta: *delta },
+        Op::Del { keys } => KvCommand::Del { keys: keys.iter().map(key).collect() },
+        Op::GetDel { key: k } => KvCommand::GetDel { key: key(k) },
+        Op::Expire { key: k, offset_ms, cond } => KvCommand::Expire {
+            key: key(k),
+            deadline_ms: now_ms + offset_ms - 4,
+            condition: expire_condition(*cond),
+        },
+        Op::Persist { key: k } => KvCommand::Persist { key: key(k) },
+        Op::SetRange { key: k, offset, value } => {
+            KvCommand::SetRange { key: key(k), offset: *offset, value: b(VALUES[*value]) }
+        }
+        Op::Advance { .. } | Op::Retry | Op::Drain => return None,
+    })
+}
+
+/// The obvious model: key → (value, deadline); a deadline ≤ now hides the key.
+#[derive(Default)]
+struct Model {
+    map: BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>,
+}
+
+impl Model {
+    fn live(&self, key: &str, now_ms: u64) -> Option<(Vec<u8>, Option<u64>)> {
+        let (value, deadline) = self.map.get(key.as_bytes())?;
+        match deadline {
+            Some(deadline) if *deadline <= now_ms => None,
+            _ => Some((value.clone(), *deadline)),
+        }
+    }
+
+    fn put(&mut self, key: &str, value: Vec<u8>, deadline: Option<u64>, now_ms: u64) {
+        match deadline {
+            Some(deadline) if deadline <= now_ms => self.map.remove(key.as_bytes()),
+            _ => self.map.insert(key.as_bytes().to_vec(), (value, deadline)),
+        };
+    }
+
+    fn run(&mut self, op: &Op, now_ms: u64) -> Reply {
+        match op {
+            Op::Set { key, value, ttl_ms, keep_ttl, cond, get } => {
+                let key = KEYS[*key];
+                let old = self.live(key, now_ms);
+                let answer = match (&old, get) {
+                    (Some((value, _)), true) => Reply::Bulk(Bytes::from(value.clone())),
+                    (None, true) => Reply::Nil,
+                    (_, false) => Reply::Ok,
+                };
+                let blocked = (*cond == 1 && old.is_some()) || (*cond == 2 && old.is_none());
+                if blocked {
+                    return if *get { answer } else { Reply::Nil };
+                }
+                let deadline = match keep_ttl {
+                    true => old.and_then(|(_, deadline)| deadline),
+                    false => ttl_ms.map(|ttl| now_ms + ttl),
+                };
+                self.put(key, VALUES[*value].as_bytes().to_vec(), deadline, now_ms);
+                answer
+            }
+            Op::Append { key, value } => {
+                let (mut old, deadline) = self.live(KEYS[*key], now_ms).unwrap_or_default();
+                old.extend_from_slice(VALUES[*value].as_bytes());
+                let len = old.len() as i64;
+                self.put(KEYS[*key], old, deadline, now_ms);
+                Reply::Int(len)
+            }
+            Op::IncrBy { key, delta } => self.incrby(KEYS[*key], *delta, now_ms),
+            Op::Del { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    if self.live(KEYS[*key], now_ms).is_some() {
+                        self.map.remove(KEYS[*key].as_bytes());
+                        removed += 1;
+                    }
+                }
+                Reply::Int(removed)
+            }
+            Op::GetDel { key } => match self.live(KEYS[*key], now_ms) {
+                Some((value, _)) => {
+                    self.map.remove(KEYS[*key].as_bytes());
+                    Reply::Bulk(Bytes::from(value))
+                }
+                None => Reply::Nil,
+            },
+            Op::Expire { key, offset_ms, cond } => {
+                self.expire(KEYS[*key], now_ms + offset_ms - 4, *cond, now_ms)
+            }
+            Op::Persist { key } => match self.live(KEYS[*key], now_ms) {
+                Some((value, Some(_))) => {
+                    self.put(KEYS[*key], value, None, now_ms);
+                    Reply::Int(1)
+                }
+                _ => Reply::Int(0),
+            },
+            Op::SetRange { key, offset, value } => {
+                self.setrange(KEYS[*key], *offset as usize, VALUES[*value], now_ms)
+            }
+            Op::Advance { .. } | Op::Retry | Op::Drain => Reply::Nil,
+        }
+    }
+
+    fn incrby(&mut self, key: &str, delta: i64, now_ms: u64) -> Reply {
+        let (old, deadline) = self.live(key, now_ms).unwrap_or((b"0".to_vec(), None));
+        let text = String::from_utf8(old).unwrap_or_default();
+        // Canonical decimal only: the text must be exactly how the number prints.
+        let current = match text.parse::<i64>() {
+            Ok(n) if n.to_string() == text => n,
+            _ => return Reply::Error(KvError::NotInteger),
+        };
+        let Some(new) = current.checked_add(delta) else {
+            return Reply::Error(KvError::Overflow);
+        };
+        self.put(key, new.to_string().into_bytes(), deadline, now_ms);
+        Reply::Int(new)
+    }
+
+    fn expire(&mut self, key: &str, deadline_ms: u64, cond: u8, now_ms: u64) -> Reply {
+        let Some((value, current)) = self.live(key, now_ms) else {
+            return Reply::Int(0);
+        };
+        let allowed = match (cond, current) {
+            (0, _) => true,
+            (1, current) => current.is_none(),
+            (2, current) => current.is_some(),
+            (3, Some(current)) => deadline_ms > current,
+            (4, Some(current)) | (5, Some(current)) => deadline_ms < current,
+            (4, None) => true,
+            _ => false,
+        };
+        if allowed {
+            self.put(key, value, Some(deadline_ms), now_ms);
+        }
+        Reply::Int(allowed as i64)
+    }
+
+    fn setrange(&mut self, key: &str, offset: usize, value: &str, now_ms: u64) -> Reply {
+        let old = self.live(key, now_ms);
+        if value.is_empty() {
+            return Reply::Int(old.map_or(0, |(v, _)| v.len() as i64));
+        }
+        let (mut bytes, deadline) = old.unwrap_or_default();
+        if bytes.len() < offset + value.len() {
+            bytes.resize(offset + value.len(), 0);
+        }
+        bytes[offset..offset + value.len()].copy_from_slice(value.as_bytes());
+        let len = bytes.len() as i64;
+        self.put(key, bytes, deadline, now_ms);
+        Reply::Int(len)
+    }
+}
+
+fn assert_same_state(kv: &MemKv, model: &Model, now_ms: u64) -> Result<(), TestCaseError> {
+    for key in KEYS {
+        let expected = model.live(key, now_ms);
+        let value =
+            expected.as_ref().map_or(Reply::Nil, |(v, _)| Reply::Bulk(Bytes::from(v.clone())));
+        prop_assert_eq!(read::get(kv, now_ms, key.as_bytes()), value, "GET {}", key);
+        let pttl = match expected {
+            None => -2,
+            Some((_, None)) => -1,
+            Some((_, Some(deadline))) => (deadline - now_ms) as i64,
+        };
+        let got = read::ttl(kv, now_ms, key.as_bytes(), TtlForm::Millis);
+        prop_assert_eq!(got, Reply::Int(pttl), "PTTL {}", key);
+    }
+    Ok(())
+}
+
+fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
+    let (mut kv, mut overlay, mut model) = (MemKv::new(), Overlay::new(), Model::default());
+    let mut now_ms = START_MS;
+    let mut last: Option<(Request, Reply)> = None;
+    for op in ops {
+        match op {
+            Op::Advance { ms } => {
+                kv.apply_mutations(&overlay.drain());
+                now_ms += ms;
+            }
+            Op::Drain => kv.apply_mutations(&overlay.drain()),
+            Op::Retry => {
+                if let Some((req, reply)) = &last {
+                    prop_assert_eq!(&apply(&kv, &mut overlay, req), reply, "retry of {:?}", req);
+                }
+            }
+            _ => {
+                let Some(command) = to_command(op, now_ms) else { continue };
+                let seq = last.as_ref().map_or(1, |(req, _)| req.seq + 1);
+                let req = Request { client_id: 1, seq, now_ms, command };
+                let reply = apply(&kv, &mut overlay, &req);
+                prop_assert_eq!(&reply, &model.run(op, now_ms), "{:?} at {}", op, now_ms);
+                last = Some((req, reply));
+            }
+        }
+        if overlay.is_empty() {
+            assert_same_state(&kv, &model, now_ms)?;
+        }
+    }
+    kv.apply_mutations(&overlay.drain());
+    assert_same_state(&kv, &model, now_ms)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_agrees_with_a_simple_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run_sequence(&ops)?;
+    }
+}

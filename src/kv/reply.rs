@@ -1,0 +1,58 @@
+//! What applying or reading a command answers: a plain `Reply` and the `KvError`s whose
+//! texts are exactly Redis's. Owns no wire format; the RESP layer renders these.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A command's answer, before any protocol encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// `+OK`.
+    Ok,
+    /// Another simple string, such as `TYPE`'s `string` or `none`.
+    Status(String),
+    /// The null bulk string (RESP3 null).
+    Nil,
+    Int(i64),
+    Bulk(Bytes),
+    Array(Vec<Reply>),
+    Error(KvError),
+}
+
+impl From<KvError> for Reply {
+    fn from(error: KvError) -> Reply {
+        Reply::Error(error)
+    }
+}
+
+/// Errors a command answers with; `Display` is the exact Redis text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KvError {
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The command name is lower case, as Redis prints it (`set`, `getex`, `expire`).
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpireTime(String),
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    #[error("ERR syntax error")]
+    Syntax,
+    /// A retried request older than the client's last applied one.
+    #[error("ERR request already applied")]
+    AlreadyApplied,
+    /// A stored record that does not decode (the text names what is wrong).
+    #[error("ERR corrupt value record: {0}")]
+    CorruptRecord(String),
+}

@@ -1,0 +1,105 @@
+//! Client sessions: exactly-once apply of retried requests (Raft dissertation §6.3). A
+//! session remembers the last applied seq of a client and its reply. Sessions are bounded
+//! per group; the least recently used one (by the leader clock of its last request, then
+//! by client id, so every replica picks the same) is evicted to admit a new client.
+//! Owns the session record and the eviction rule; never executes commands.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::apply::KvRead;
+use super::command::Request;
+use super::overlay::Overlay;
+use super::reply::Reply;
+
+/// Client sessions kept per group before the least recently used one is evicted.
+pub const SESSIONS_PER_GROUP_MAX: usize = 4096;
+/// Layout of the session record: this byte, then the rmp-serde encoding of `Session`.
+pub const SESSION_FORMAT_VERSION: u8 = 1;
+
+/// What the group remembers about one client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Seq of the client's last applied request.
+    pub last_seq: u64,
+    /// Leader clock of that request: the eviction order.
+    pub touched_ms: u64,
+    /// Its reply, answered again if the same request is retried.
+    pub reply: Reply,
+}
+
+/// A session record that cannot be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("empty session record")]
+    Empty,
+    #[error("unknown session format version {0}")]
+    UnknownVersion(u8),
+    #[error("session record does not decode: {0}")]
+    Decode(String),
+}
+
+impl Session {
+    pub fn encode(&self) -> Bytes {
+        let body = rmp_serde::to_vec(self).expect("a Session always serializes");
+        let mut out = BytesMut::with_capacity(1 + body.len());
+        out.put_u8(SESSION_FORMAT_VERSION);
+        out.put_slice(&body);
+        out.freeze()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Session, SessionError> {
+        match bytes.split_first() {
+            None => Err(SessionError::Empty),
+            Some((&SESSION_FORMAT_VERSION, body)) => {
+                rmp_serde::from_slice(body).map_err(|e| SessionError::Decode(e.to_string()))
+            }
+            Some((&version, _)) => Err(SessionError::UnknownVersion(version)),
+        }
+    }
+}
+
+/// The client's session as this batch sees it. A record that does not decode counts as
+/// no session: the client starts afresh instead of being stuck forever.
+pub(crate) fn find<V: KvRead>(view: &V, overlay: &Overlay, client_id: u64) -> Option<Session> {
+    let raw = overlay.over(view).session(client_id)?;
+    Session::decode(&raw).ok()
+}
+
+/// Record `reply` as the client's last, evicting the least recently used sessions first
+/// when a new client would exceed the bound.
+pub(crate) fn remember<V: KvRead>(
+    view: &V,
+    overlay: &mut Overlay,
+    req: &Request,
+    is_new: bool,
+    reply: &Reply,
+) {
+    if is_new {
+        evict_for_new(view, overlay);
+    }
+    let session = Session { last_seq: req.seq, touched_ms: req.now_ms, reply: reply.clone() };
+    overlay.put_session(req.client_id, session.encode());
+}
+
+fn evict_for_new<V: KvRead>(view: &V, overlay: &mut Overlay) {
+    let all = overlay.over(view).sessions();
+    let Some(excess) = (all.len() + 1).checked_sub(overlay.sessions_max()) else {
+        return;
+    };
+    if excess == 0 {
+        return;
+    }
+    // Undecodable records sort first (touched at 0): they are the first to go.
+    let mut order: Vec<(u64, u64)> = all
+        .iter()
+        .map(|(client_id, raw)| {
+            let touched_ms = Session::decode(raw).map_or(0, |s| s.touched_ms);
+            (touched_ms, *client_id)
+        })
+        .collect();
+    order.sort_unstable();
+    for (_, client_id) in order.into_iter().take(excess) {
+        overlay.delete_session(client_id);
+    }
+}

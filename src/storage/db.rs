@@ -1,0 +1,389 @@
+//! `NodeDb`: the one redb database of a node, shared by every group on it.
+//!
+//! Owns: opening (and refusing) the file, the format version, the node-wide write lock that
+//! orders commits with the updates of the in-memory group caches, the fsync counter, and the
+//! registry of group caches (one `Arc<RwLock<GroupCache>>` per group, shared by that
+//! group's `RedbStorage` and the writer).
+//!
+//! Must never: overwrite, truncate or "repair" a file that is not a shardkv database of
+//! this format version. The only write before the format check is redb's own crash
+//! recovery of a redb file that was not shut down cleanly, which restores its last commit.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use redb::{
+    Builder, Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableError, WriteTransaction,
+};
+
+use crate::raft::GroupId;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::limits::DB_PAGE_CACHE_BYTES_MAX;
+use crate::storage::log_store::{load_group_cache, GroupCache};
+use crate::storage::tables::{
+    APPLIED, CONF_STATE, HARD_STATE, KV, LOG, META, SESSIONS, SNAPSHOT_META,
+};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+/// The META key holding the format version.
+pub const FORMAT_VERSION_KEY: &str = "format_version";
+/// The first bytes of every redb file (redb's `MAGICNUMBER`).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// The database of one node.
+pub struct NodeDb {
+    db: Database,
+    path: PathBuf,
+    /// Durable commits (each one fsync) since open.
+    fsyncs: AtomicU64,
+    /// Held from `begin_write` until the group caches reflect the commit, so that caches
+    /// change in commit order.
+    write_lock: Mutex<()>,
+    caches: Mutex<BTreeMap<GroupId, Arc<RwLock<GroupCache>>>>,
+}
+
+impl std::fmt::Debug for NodeDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeDb").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl NodeDb {
+    /// Opens the node's database at `path`, creating and stamping it if the path does not
+    /// exist. An existing file must be a shardkv database of `FORMAT_VERSION`; anything
+    /// else is an error naming the file, and the file is left as it was.
+    pub fn open(path: impl AsRef<Path>) -> Result<NodeDb> {
+        let path = path.as_ref().to_path_buf();
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_stamped(&path)?,
+            Err(e) => return Err(io_err(&path, "stat", e)),
+        }
+        let db = open_existing(&path)?;
+        Ok(NodeDb {
+            db,
+            path,
+            fsyncs: AtomicU64::new(0),
+            write_lock: Mutex::new(()),
+            caches: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The file this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durable commits (fsyncs) made through this handle since it was opened.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Groups that have any Raft state on this node (hard state, configuration or snapshot).
+    pub fn group_ids(&self) -> Result<Vec<GroupId>> {
+        let txn = self.begin_read()?;
+        let mut ids = std::collections::BTreeSet::new();
+        for def in [HARD_STATE, CONF_STATE, SNAPSHOT_META] {
+            let table = txn.open_table(def).map_err(|e| self.err("open table", e))?;
+            for item in table.iter().map_err(|e| self.err("scan groups", e))? {
+                let (k, _) = item.map_err(|e| self.err("scan groups", e))?;
+                ids.insert(GroupId(k.value()));
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// The shared cache of `group`, loaded from disk on first use.
+    pub(crate) fn group_cache(&self, group: GroupId) -> Result<Arc<RwLock<GroupCache>>> {
+        let mut caches = self.caches.lock().expect("group cache registry poisoned");
+        if let Some(cache) = caches.get(&group) {
+            return Ok(Arc::clone(cache));
+        }
+        let cache = Arc::new(RwLock::new(load_group_cache(self, group)?));
+        caches.insert(group, Arc::clone(&cache));
+        Ok(cache)
+    }
+
+    /// Takes the node-wide write lock (see the field).
+    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.write_lock.lock().expect("node write lock poisoned")
+    }
+
+    /// A write transaction whose commit is durable when it returns.
+    pub(crate) fn begin_durable_write(&self) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err("begin write", e))?;
+        // Group commit: one fsync per batch, and a batch is acknowledged only once durable.
+        txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
+            path: self.path.clone(),
+            op: "set durability",
+            detail: e.to_string(),
+        })?;
+        Ok(txn)
+    }
+
+    /// Commits `txn` (one fsync) and counts it.
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<()> {
+        txn.commit().map_err(|e| self.err("commit", e))?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
+        self.db.begin_read().map_err(|e| self.err("begin read", e))
+    }
+
+    /// A redb error met doing `op` on this file.
+    pub(crate) fn err(&self, op: &'static str, e: impl Into<redb::Error>) -> StorageError {
+        StorageError::redb(&self.path, op, e)
+    }
+}
+
+fn io_err(path: &Path, op: &'static str, e: std::io::Error) -> StorageError {
+    StorageError::Io { path: path.to_path_buf(), op, detail: e.to_string() }
+}
+
+fn builder() -> Builder {
+    let mut builder = Builder::new();
+    builder.set_cache_size(DB_PAGE_CACHE_BYTES_MAX);
+    builder
+}
+
+/// Creates a new database next to `path`, stamps it, and moves it into place, so that a
+/// crash during creation never leaves a half-made file under the real name.
+fn create_stamped(path: &Path) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = PathBuf::from(tmp);
+    // The ".creating" file is only ever ours: a leftover is an interrupted creation.
+    if tmp.exists() {
+        fs::remove_file(&tmp).map_err(|e| io_err(&tmp, "remove interrupted creation", e))?;
+    }
+    // `create_new` so that two openers never build the same file at once.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_err(&tmp, "create", e))?;
+    let db = builder().create(&tmp).map_err(|e| StorageError::redb(&tmp, "create", e))?;
+    stamp(&db, &tmp)?;
+    db.close().map_err(|e| StorageError::redb(&tmp, "close", e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, "rename new database", e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, "sync directory", e))?;
+    }
+    Ok(())
+}
+
+/// Creates every table and writes the format version, durably.
+fn stamp(db: &Database, path: &Path) -> Result<()> {
+    let err = |op, e: redb::Error| StorageError::redb(path, op, e);
+    let mut txn = db.begin_write().map_err(|e| err("begin write", e.into()))?;
+    txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
+        path: path.to_path_buf(),
+        op: "set durability",
+        detail: e.to_string(),
+    })?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+        meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
+            .map_err(|e| err("stamp format version", e.into()))?;
+        txn.open_table(HARD_STATE).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(CONF_STATE).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(LOG).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(SNAPSHOT_META).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(APPLIED).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(KV).map_err(|e| err("create table", e.into()))?;
+        txn.open_table(SESSIONS).map_err(|e| err("create table", e.into()))?;
+    }
+    txn.commit().map_err(|e| err("commit stamp", e.into()))
+}
+
+/// Opens an existing file, checking before any write that it is ours.
+fn open_existing(path: &Path) -> Result<Database> {
+    check_header(path)?;
+    // Check the format through a read-only handle first: it never writes. A file that
+    // was not shut down cleanly needs redb's recovery, which a read-only open refuses; that
+    // file is checked right after the recovery instead.
+    let checked = guard_panic(path, || match builder().open_read_only(path) {
+        Ok(ro) => check_format(&ro, path).map(|()| true),
+        Err(DatabaseError::RepairAborted) => Ok(false),
+        Err(e) => Err(StorageError::redb(path, "open read-only", e)),
+    })?;
+    let db = guard_panic(path, || {
+        builder().open(path).map_err(|e| StorageError::redb(path, "open", e))
+    })?;
+    if !checked {
+        check_format(&db, path)?;
+    }
+    Ok(db)
+}
+
+/// redb documents that opening a file damaged outside redb may panic; turn that into an
+/// error naming the file.
+fn guard_panic<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(StorageError::corrupt(path, format!("redb failed reading the file: {what}")))
+    })
+}
+
+/// Refuses files that are empty, too short, or do not start with redb's magic number.
+fn check_header(path: &Path) -> Result<()> {
+    let mut file = File::open(path).map_err(|e| io_err(path, "open", e))?;
+    let mut head = [0u8; REDB_MAGIC.len()];
+    let mut read = 0;
+    while read < head.len() {
+        match file.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(io_err(path, "read header", e)),
+        }
+    }
+    if read == 0 {
+        return Err(StorageError::corrupt(path, "empty file"));
+    }
+    if head[..read] != REDB_MAGIC[..read] {
+        return Err(StorageError::NotShardkv {
+            path: path.to_path_buf(),
+            reason: "no redb header".to_string(),
+        });
+    }
+    if read < head.len() {
+        return Err(StorageError::corrupt(path, format!("truncated to {read} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks the META table's format version.
+fn check_format(db: &impl ReadableDatabase, path: &Path) -> Result<()> {
+    let not_ours = |reason: &str| StorageError::NotShardkv {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| StorageError::redb(path, "begin read", e))?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => return Err(not_ours("no meta table")),
+        Err(TableError::TableTypeMismatch { .. }) => {
+            return Err(not_ours("meta table of another type"))
+        }
+        Err(e) => return Err(StorageError::redb(path, "open meta", e)),
+    };
+    let found = meta
+        .get(FORMAT_VERSION_KEY)
+        .map_err(|e| StorageError::redb(path, "read format version", e))?
+        .map(|v| v.value())
+        .ok_or_else(|| not_ours("no format version"))?;
+    if found != FORMAT_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("node.redb")
+    }
+
+    /// Opens `path`, expects `check` to accept the error, and the file to be unchanged.
+    fn refused(path: &Path, check: impl Fn(&StorageError) -> bool) {
+        let before = fs::read(path).expect("read file");
+        let err = NodeDb::open(path).expect_err("open must fail");
+        assert!(check(&err), "unexpected error: {err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "names the file: {err}");
+        assert_eq!(fs::read(path).expect("read file"), before, "file left as it was");
+    }
+
+    #[test]
+    fn new_path_is_created_and_stamped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let db = NodeDb::open(&path).expect("create");
+        drop(db);
+        let db = NodeDb::open(&path).expect("reopen");
+        assert_eq!(db.group_ids(), Ok(vec![]));
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".creating");
+        assert!(!PathBuf::from(tmp).exists());
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_redb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        fs::write(&path, b"*1\r\n$4\r\nPING\r\n and more text that is not a database").unwrap();
+        refused(&path, |e| matches!(e, StorageError::NotShardkv { .. }));
+    }
+
+    #[test]
+    fn refuses_an_empty_or_truncated_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        fs::write(&path, b"").unwrap();
+        refused(&path, |e| matches!(e, StorageError::Corrupt { .. }));
+        fs::write(&path, &REDB_MAGIC[..5]).unwrap();
+        refused(&path, |e| matches!(e, StorageError::Corrupt { .. }));
+        let full_path = dir.path().join("full.redb");
+        drop(NodeDb::open(&full_path).expect("create"));
+        let full = fs::read(&full_path).expect("read");
+        for len in [64, 512, full.len() / 2] {
+            fs::write(&path, &full[..len]).unwrap();
+            refused(&path, |e| matches!(e, StorageError::Corrupt { .. } | StorageError::Io { .. }));
+        }
+    }
+
+    #[test]
+    fn refuses_a_redb_file_without_shardkv_tables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let other: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("other");
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(other).expect("table").insert(1, 2).expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        refused(&path, |e| matches!(e, StorageError::NotShardkv { .. }));
+    }
+
+    #[test]
+    fn refuses_another_format_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        drop(NodeDb::open(&path).expect("create"));
+        let db = Database::open(&path).expect("open");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META).expect("meta").insert(FORMAT_VERSION_KEY, 2).expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        refused(&path, |e| {
+            *e == StorageError::UnsupportedVersion { path: path.clone(), found: 2, expected: 1 }
+        });
+    }
+
+    #[test]
+    fn refuses_a_second_open_of_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        let _db = NodeDb::open(&path).expect("create");
+        let err = NodeDb::open(&path).expect_err("second open");
+        assert!(matches!(err, StorageError::AlreadyOpen { .. }), "{err}");
+    }
+}

@@ -1,0 +1,31 @@
+//! Every bound of the storage layer, in one place, each with its unit and its reason.
+//!
+//! Owns: the numbers. Must never: hold logic; a bound that is hit yields backpressure (the
+//! writer queue) or a split into the next batch, never unbounded memory.
+
+/// Entries kept in memory per group, newest first, so that `term()` and `entries()` on the
+/// replication hot path need no read transaction. A follower that lags by more than this
+/// is served from redb. 1024 entries covers several round trips of a pipelined leader.
+pub const LOG_CACHE_ENTRIES_MAX: usize = 1024;
+
+/// Bytes of entries kept in memory per group (counted with `Entry::size_bytes`), so that a
+/// node with many groups of large entries stays bounded: 256 groups × 1 MiB = 256 MiB.
+pub const LOG_CACHE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Entries in one group-commit transaction. With 256 groups that is 16 entries each; the
+/// limit keeps a single commit (and the latency of every group in it) bounded.
+pub const BATCH_ENTRIES_MAX: usize = 4096;
+
+/// Bytes (entries, by `Entry::size_bytes`, plus key-value records) in one group-commit
+/// transaction. 8 MiB takes about as long to write as one fsync on a common SSD.
+pub const BATCH_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// Submissions queued for the threaded writer before `submit` blocks (backpressure).
+pub const WRITER_QUEUE_SUBMISSIONS_MAX: usize = 1024;
+
+/// Log entries deleted per compaction transaction, so that compacting a long log does not
+/// hold the node's write transaction (and every group's commit) for long.
+pub const COMPACT_DELETES_PER_TXN_MAX: u64 = 4096;
+
+/// redb's page cache, per node.
+pub const DB_PAGE_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;

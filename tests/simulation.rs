@@ -1,6 +1,6 @@
 //! Deterministic simulation tests of the Raft core (see `sim/mod.rs`).
 //!
-//! - `safety_and_liveness_hold_across_seeds`: `SIM_SEEDS` seeds (default 1000) from
+//! - `safety_and_liveness_hold_across_seeds`: `SIM_SEEDS` seeds (default 5000) from
 //!   `SIM_SEED_BASE` (default fixed, printed); prints ms/seed per tier.
 //! - `replay`: `SIM_SEED=<s> cargo test --release --test simulation -- --nocapture replay`
 //!   (add `SIM_BUG=<InjectedBug variant>` to replay a mutation seed).
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use shardkv::raft::InjectedBug;
 
 const SEED_BASE_DEFAULT: u64 = 0x5EED_0000;
-const SEEDS_DEFAULT: u64 = 1000;
+const SEEDS_DEFAULT: u64 = 5000;
 /// A planted bug must be caught within this many seeds.
 const MUTATION_SEEDS_MAX: u64 = 200;
 

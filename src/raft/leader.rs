@@ -117,6 +117,13 @@ impl<S: Storage> Raft<S> {
         if self.lead_transferee.is_some() {
             return Err(RaftError::ProposalDropped("leader transfer in progress"));
         }
+        if self.conf.is_joint() {
+            // Only the entry that leaves the joint configuration may follow it. Entries after
+            // it would reach outgoing voters, which stop campaigning once they apply the
+            // leave entry, yet their longer logs would make them refuse the votes that the
+            // nodes still in the joint configuration need from them: no leader, ever.
+            return Err(RaftError::ProposalDropped("leaving a joint configuration"));
+        }
         let bytes: u64 = data.iter().map(|d| d.len() as u64 + 24).sum();
         if self.uncommitted_bytes > 0
             && self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_entries_bytes

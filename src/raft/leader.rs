@@ -124,7 +124,7 @@ impl<S: Storage> Raft<S> {
             // nodes still in the joint configuration need from them: no leader, ever.
             return Err(RaftError::ProposalDropped("leaving a joint configuration"));
         }
-        let bytes: u64 = data.iter().map(|d| d.len() as u64 + 24).sum();
+        let bytes: u64 = data.iter().map(|d| d.len() as u64 + ENTRY_OVERHEAD_BYTES).sum();
         if self.uncommitted_bytes > 0
             && self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_entries_bytes
         {
@@ -326,9 +326,12 @@ impl<S: Storage> Raft<S> {
 
     /// A single voter is its own quorum: its reads need no round, only the barrier.
     fn release_waiting_reads_if_single(&mut self) {
+        if !quorum::is_sole_voter(&self.conf, self.id) {
+            return;
+        }
         let barrier_done = self.committed_entry_in_current_term()
             || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if !barrier_done || !quorum::has_quorum(&self.conf, &BTreeSet::from([self.id])) {
+        if !barrier_done {
             return;
         }
         let commit = self.log.committed();

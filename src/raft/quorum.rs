@@ -62,9 +62,45 @@ pub fn committed_index(conf: &ConfState, index_of: impl Fn(NodeId) -> LogIndex) 
 
 /// True if the nodes in `acks` form a quorum of both halves.
 pub fn has_quorum(conf: &ConfState, acks: &BTreeSet<NodeId>) -> bool {
-    let votes: BTreeMap<NodeId, bool> = acks.iter().map(|&id| (id, true)).collect();
     let full = |voters: &BTreeSet<NodeId>| {
-        voters.is_empty() || voters.iter().filter(|id| votes.contains_key(id)).count() > voters.len() / 2
+        voters.is_empty() || voters.iter().filter(|id| acks.contains(id)).count() > voters.len() / 2
     };
     full(&conf.voters) && full(&conf.voters_outgoing)
+}
+
+/// True if `id` alone is a quorum (a group with a single voter).
+pub fn is_sole_voter(conf: &ConfState, id: NodeId) -> bool {
+    let only = |voters: &BTreeSet<NodeId>| voters.iter().all(|&v| v == id);
+    !conf.voters.is_empty() && only(&conf.voters) && only(&conf.voters_outgoing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(voters: &[u64], outgoing: &[u64]) -> ConfState {
+        ConfState {
+            voters: voters.iter().map(|&v| NodeId(v)).collect(),
+            voters_outgoing: outgoing.iter().map(|&v| NodeId(v)).collect(),
+            ..ConfState::default()
+        }
+    }
+
+    #[test]
+    fn a_sole_voter_is_its_own_quorum_in_both_halves_only() {
+        assert!(is_sole_voter(&conf(&[1], &[]), NodeId(1)));
+        assert!(!is_sole_voter(&conf(&[1], &[]), NodeId(2)));
+        assert!(!is_sole_voter(&conf(&[1, 2], &[]), NodeId(1)));
+        assert!(!is_sole_voter(&conf(&[1], &[1, 2]), NodeId(1)));
+        assert!(!is_sole_voter(&conf(&[], &[]), NodeId(1)));
+    }
+
+    #[test]
+    fn joint_quorum_needs_a_majority_of_each_half() {
+        let c = conf(&[1, 2, 3], &[3, 4, 5]);
+        let acks = |ids: &[u64]| ids.iter().map(|&i| NodeId(i)).collect::<BTreeSet<_>>();
+        assert!(has_quorum(&c, &acks(&[1, 3, 4])));
+        assert!(!has_quorum(&c, &acks(&[1, 2, 3])));
+        assert!(!has_quorum(&c, &acks(&[3, 4, 5])));
+    }
 }

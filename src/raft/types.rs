@@ -103,11 +103,14 @@ pub struct Entry {
     pub payload: EntryPayload,
 }
 
+/// Bytes an entry is counted for beyond its payload (term, index, framing), in the byte
+/// bounds on messages, batches and uncommitted proposals.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 24;
+
 impl Entry {
     /// Approximate size in bytes, used for the byte bounds on messages and batches.
     pub fn size_bytes(&self) -> u64 {
-        const OVERHEAD_BYTES: u64 = 24;
-        OVERHEAD_BYTES
+        ENTRY_OVERHEAD_BYTES
             + match &self.payload {
                 EntryPayload::Noop => 0,
                 EntryPayload::Normal(data) => data.len() as u64,

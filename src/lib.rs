@@ -20,6 +20,9 @@
 
 pub mod kv;
 pub mod linearizability;
+pub mod node;
 pub mod raft;
 pub mod router;
+pub mod shard;
 pub mod storage;
+pub mod transport;

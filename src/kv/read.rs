@@ -93,7 +93,7 @@ pub fn exists(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
 }
 
 /// Which of the TTL family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TtlForm {
     /// TTL: seconds left, rounded.
     Seconds,
@@ -131,4 +131,30 @@ pub fn value_type(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
         let name = found.map_or("none", |record| record.value_type.name());
         Reply::Status(name.to_string())
     }))
+}
+
+/// A read command as the router hands it to a group (and as it crosses the wire when
+/// forwarded to the leader's node). Every key of one command belongs to the group.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReadCommand {
+    Get { key: Bytes },
+    MGet { keys: Vec<Bytes> },
+    StrLen { key: Bytes },
+    GetRange { key: Bytes, start: i64, end: i64 },
+    Exists { keys: Vec<Bytes> },
+    Ttl { key: Bytes, form: TtlForm },
+    Type { key: Bytes },
+}
+
+/// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
+pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply {
+    match command {
+        ReadCommand::Get { key } => get(view, now_ms, key),
+        ReadCommand::MGet { keys } => mget(view, now_ms, keys),
+        ReadCommand::StrLen { key } => strlen(view, now_ms, key),
+        ReadCommand::GetRange { key, start, end } => getrange(view, now_ms, key, *start, *end),
+        ReadCommand::Exists { keys } => exists(view, now_ms, keys),
+        ReadCommand::Ttl { key, form } => ttl(view, now_ms, key, *form),
+        ReadCommand::Type { key } => value_type(view, now_ms, key),
+    }
 }

@@ -1,0 +1,209 @@
+//! A node's configuration file (`shardkv server --config FILE`): who it is, where it
+//! listens, where its data lives, the cluster's layout and peers, the shared secret, and
+//! every time-out and bound an operator may tune. Parsing and validation only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::router::layout::{Layout, LayoutError};
+
+/// A configuration that cannot be used; the text says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("layout {path}: {source}")]
+    Layout { path: PathBuf, source: LayoutError },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The addresses a node listens on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Redis clients (RESP2/RESP3).
+    pub resp: SocketAddr,
+    /// Other shardkv nodes (the transport).
+    pub peer: SocketAddr,
+    /// Prometheus `/metrics`.
+    pub metrics: SocketAddr,
+}
+
+/// Another node (or this one) of the cluster, as clients and peers reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: u64,
+    /// Its transport address.
+    pub peer: SocketAddr,
+    /// Its RESP address, announced in CLUSTER SLOTS/SHARDS/NODES and `-MOVED`.
+    pub resp: SocketAddr,
+}
+
+/// Time-outs; every one has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// One Raft tick.
+    pub tick_ms: u64,
+    /// Election time-out, drawn from [min, max) ticks.
+    pub election_ticks_min: u64,
+    pub election_ticks_max: u64,
+    /// A leader heartbeats every this many ticks; the transport sends one coalesced
+    /// heartbeat frame per peer per `tick_ms * heartbeat_ticks`.
+    pub heartbeat_ticks: u64,
+    /// A client request (including forwarding and retries) gives up after this long.
+    pub request_ms: u64,
+    /// Connecting to a peer.
+    pub connect_ms: u64,
+    /// Reconnect back-off to a peer, doubling from min to max.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Graceful shutdown gives up waiting after this long.
+    pub shutdown_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> TimeoutConfig {
+        TimeoutConfig {
+            tick_ms: 50,
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            heartbeat_ticks: 2,
+            request_ms: 5_000,
+            connect_ms: 1_000,
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 2_000,
+            shutdown_ms: 5_000,
+        }
+    }
+}
+
+impl TimeoutConfig {
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.tick_ms * self.heartbeat_ticks)
+    }
+
+    pub fn request(&self) -> Duration {
+        Duration::from_millis(self.request_ms)
+    }
+}
+
+/// Bounds; every one has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Largest peer frame, either direction.
+    pub frame_bytes_max: u64,
+    /// Frames queued to one peer before new ones are dropped (Raft retries).
+    pub peer_queue_frames_max: usize,
+    /// Client connections at once.
+    pub clients_max: usize,
+    /// Largest bulk string a client may send (Redis's proto-max-bulk-len).
+    pub bulk_bytes_max: u64,
+    /// Most elements of one multibulk request.
+    pub multibulk_len_max: u64,
+    /// Reply bytes buffered for one client before it is disconnected.
+    pub client_output_bytes_max: u64,
+    /// Proposals and reads waiting in one group replica.
+    pub pending_requests_per_group_max: usize,
+}
+
+impl Default for LimitConfig {
+    fn default() -> LimitConfig {
+        LimitConfig {
+            frame_bytes_max: 64 * 1024 * 1024,
+            peer_queue_frames_max: 1024,
+            clients_max: 10_000,
+            bulk_bytes_max: 512 * 1024 * 1024,
+            multibulk_len_max: 1024 * 1024,
+            client_output_bytes_max: 64 * 1024 * 1024,
+            pending_requests_per_group_max: 10_000,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    /// This node's redb database and nothing else lives here.
+    pub data_dir: PathBuf,
+    /// The layout file; relative paths are relative to the configuration file.
+    pub layout: PathBuf,
+    /// Every peer must present it when it connects; at least 16 bytes.
+    pub secret: String,
+    /// `requirepass` for clients; empty: no authentication.
+    #[serde(default)]
+    pub requirepass: String,
+    pub listen: ListenConfig,
+    /// Every node of the layout, this one included.
+    pub nodes: Vec<PeerConfig>,
+    #[serde(default)]
+    pub timeouts: TimeoutConfig,
+    #[serde(default)]
+    pub limits: LimitConfig,
+}
+
+/// Smallest accepted shared secret.
+pub const SECRET_BYTES_MIN: usize = 16;
+
+impl NodeConfig {
+    /// Reads, parses and validates a configuration file and the layout it names.
+    pub fn load(path: &Path) -> Result<(NodeConfig, Layout), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+        if config.layout.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.layout = base.join(&config.layout);
+        }
+        let layout_text = std::fs::read_to_string(&config.layout)
+            .map_err(|source| ConfigError::Read { path: config.layout.clone(), source })?;
+        let layout = Layout::parse(&layout_text)
+            .map_err(|source| ConfigError::Layout { path: config.layout.clone(), source })?;
+        config.validate(&layout)?;
+        Ok((config, layout))
+    }
+
+    /// Checks the file against itself and against the layout.
+    pub fn validate(&self, layout: &Layout) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.secret.len() < SECRET_BYTES_MIN {
+            return invalid(format!("secret must be at least {SECRET_BYTES_MIN} bytes"));
+        }
+        if !layout.nodes.iter().any(|n| n.id == self.node_id) {
+            return invalid(format!("node_id {} is not a node of the layout", self.node_id));
+        }
+        for n in &layout.nodes {
+            if !self.nodes.iter().any(|p| p.id == n.id) {
+                return invalid(format!("node {} of the layout has no [[nodes]] entry", n.id));
+            }
+        }
+        let t = &self.timeouts;
+        if t.tick_ms == 0 || t.heartbeat_ticks == 0 || t.election_ticks_min <= t.heartbeat_ticks {
+            return invalid("need tick_ms > 0 and 0 < heartbeat_ticks < election_ticks_min".into());
+        }
+        if t.election_ticks_max <= t.election_ticks_min {
+            return invalid("election_ticks_max must exceed election_ticks_min".into());
+        }
+        Ok(())
+    }
+
+    /// The entry of node `id` in `nodes`.
+    pub fn node(&self, id: u64) -> Option<&PeerConfig> {
+        self.nodes.iter().find(|p| p.id == id)
+    }
+}

@@ -1,0 +1,60 @@
+//! What the rest of the node asks of a group replica, and what it answers. These types
+//! cross the wire when a node forwards a request to the leader's node, so they are plain
+//! serde data. Owns the shapes only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::read::ReadCommand;
+use crate::kv::{Reply, Request};
+use crate::raft::types::{GroupId, NodeId};
+
+/// One operation on one group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShardOp {
+    /// A write: proposed, committed, applied; answered with the apply's reply. Retrying the
+    /// same `Request` (same client id and seq) is applied at most once.
+    Write(Request),
+    /// A linearizable read: ReadIndex through the leader (or the lease), served once the
+    /// replica has applied the read index. `now_ms` is the clock expiry is judged by.
+    Read { command: ReadCommand, now_ms: u64 },
+}
+
+/// Why a group could not answer. `Display` texts are for logs; the RESP layer maps each
+/// kind to the Redis error a client expects (MOVED, TRYAGAIN, CLUSTERDOWN, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ShardError {
+    /// This replica is not the leader; `leader` is its best knowledge (None: unknown).
+    #[error("group {group} is led by node {leader:?}, not here")]
+    NotLeader { group: GroupId, leader: Option<NodeId> },
+    /// The group has no replica on the node that was asked.
+    #[error("group {group} has no replica on this node")]
+    NoReplica { group: GroupId },
+    /// Backpressure: a bound on pending proposals, reads or uncommitted bytes is reached.
+    #[error("group {group} is busy: {reason}")]
+    Busy { group: GroupId, reason: String },
+    /// No answer in time. For a write the outcome is unknown: it may still commit, and a
+    /// retry with the same request id is applied at most once.
+    #[error("group {group}: no answer within the time-out; the outcome is unknown")]
+    Timeout { group: GroupId },
+    /// Leadership was lost after the write was proposed: the outcome is unknown.
+    #[error("group {group}: leadership changed; the outcome is unknown")]
+    LeadershipLost { group: GroupId },
+    /// The replica is shutting down.
+    #[error("group {group} is stopping")]
+    Stopped { group: GroupId },
+    /// The node's storage failed; the replica stops serving.
+    #[error("group {group}: storage failed: {reason}")]
+    Storage { group: GroupId, reason: String },
+}
+
+/// The answer to a `ShardOp`.
+pub type ShardResult = Result<Reply, ShardError>;
+
+/// A leadership change seen by a replica: the router's leader cache is fed from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderChange {
+    pub group: GroupId,
+    /// `None` while the group has no known leader.
+    pub leader: Option<NodeId>,
+    pub term: crate::raft::types::Term,
+}

@@ -1,0 +1,60 @@
+//! The seam between the shard replicas and the node-level transport: what a replica hands
+//! the transport, and what the transport delivers. Plain data; the wire encoding lives in
+//! the transport's own modules.
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::types::{GroupId, Message, NodeId};
+use crate::shard::api::{ShardOp, ShardResult};
+
+/// A Raft message of one group (`Message` itself does not name its group).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMessage {
+    pub group: GroupId,
+    pub msg: Message,
+}
+
+/// How soon a message must leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Urgency {
+    /// With the next flush to its node (every message but idle heartbeats).
+    Now,
+    /// An idle `Heartbeat`/`HeartbeatResponse`: it may wait for the node's next coalesced
+    /// heartbeat frame (one per peer per heartbeat interval, whatever the number of groups).
+    Coalesce,
+}
+
+/// A client request forwarded to the node that leads its group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    /// Unique per origin node for the node's lifetime: the answer is matched by it.
+    pub request_id: u64,
+    pub group: GroupId,
+    pub op: ShardOp,
+}
+
+/// The answer to a `ForwardRequest`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardReply {
+    pub request_id: u64,
+    pub result: ShardResult,
+}
+
+/// What replicas and the request path use to reach other nodes. Never blocks: messages are
+/// queued in bounded per-peer queues; when a queue is full the message is dropped and
+/// counted (Raft retries), and the drop is logged at debug level.
+pub trait PeerSender: Send + Sync + 'static {
+    fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency);
+    fn send_forward(&self, to: NodeId, request: ForwardRequest);
+    fn send_forward_reply(&self, to: NodeId, reply: ForwardReply);
+}
+
+/// Where the transport delivers what arrives from peers. Called from the transport's
+/// tasks; implementations must only enqueue (never block or wait for a replica).
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Raft messages from node `from` in one frame (coalesced heartbeats expanded back into
+    /// ordinary `Heartbeat`/`HeartbeatResponse` messages, marked `Urgency::Coalesce`).
+    fn on_raft(&self, from: NodeId, messages: Vec<(GroupMessage, Urgency)>);
+    fn on_forward(&self, from: NodeId, request: ForwardRequest);
+    fn on_forward_reply(&self, from: NodeId, reply: ForwardReply);
+}

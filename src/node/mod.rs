@@ -1,4 +1,5 @@
 //! A running node: its configuration, and the assembly of storage, shard replicas, the
 //! router, the transport and the RESP listener into one process.
 
+pub mod client;
 pub mod config;

@@ -1,0 +1,311 @@
+//! The node's request path: send a `ShardOp` to the replica that leads its group — here,
+//! through the local replica, or on another node, forwarded over the transport with a
+//! request id — following leader hints and retrying until the request's deadline. A write
+//! keeps its `Request` (client id, seq) across retries, so the group applies it at most
+//! once. Owns the table of forwards awaiting an answer; never touches Raft state.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::raft::types::{GroupId, NodeId};
+use crate::router::table::RoutingTable;
+use crate::shard::api::{ShardError, ShardOp, ShardResult};
+use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
+
+/// Forwards from this node awaiting an answer before new ones are refused (`Busy`).
+pub const FORWARDS_PENDING_MAX: usize = 100_000;
+/// Wait before asking again when a group has no known leader.
+pub const NO_LEADER_RETRY_MS: u64 = 20;
+/// One attempt (on one node) gets this share of the request time-out, so a dead leader's
+/// silence leaves time to try the others.
+pub const ATTEMPTS_PER_TIMEOUT_MIN: u32 = 4;
+
+/// A boxed future of a local replica's answer.
+pub type LocalFuture = Pin<Box<dyn Future<Output = ShardResult> + Send>>;
+
+/// The replicas hosted on this node, as the request path sees them.
+pub trait LocalGroups: Send + Sync + 'static {
+    /// Runs `op` on this node's replica of `group`; `None` if there is none here.
+    fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture>;
+}
+
+/// The request path of one node; cheap to clone.
+#[derive(Clone)]
+pub struct NodeClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: Arc<RoutingTable>,
+    local: Arc<dyn LocalGroups>,
+    peers: Arc<dyn PeerSender>,
+    pending: DashMap<u64, oneshot::Sender<ShardResult>>,
+    next_request_id: AtomicU64,
+    request_timeout: Duration,
+}
+
+impl NodeClient {
+    pub fn new(
+        table: Arc<RoutingTable>,
+        local: Arc<dyn LocalGroups>,
+        peers: Arc<dyn PeerSender>,
+        request_timeout: Duration,
+    ) -> NodeClient {
+        let inner = Inner {
+            table,
+            local,
+            peers,
+            pending: DashMap::new(),
+            next_request_id: AtomicU64::new(1),
+            request_timeout,
+        };
+        NodeClient { inner: Arc::new(inner) }
+    }
+
+    pub fn table(&self) -> &Arc<RoutingTable> {
+        &self.inner.table
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// Runs `op` on the leader of `group`, wherever it is, within the request time-out.
+    /// A write that times out after it may have been proposed answers `Timeout` (outcome
+    /// unknown); one that was never accepted anywhere answers what the last replica said.
+    pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        let mut target = self.first_target(group)?;
+        let mut attempt: usize = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ShardError::Timeout { group });
+            }
+            let budget = left.min(self.inner.request_timeout / ATTEMPTS_PER_TIMEOUT_MIN);
+            let result = self.attempt(target, group, op.clone(), budget).await;
+            attempt += 1;
+            match result {
+                Err(ShardError::NotLeader { leader: Some(leader), .. }) if leader != target => {
+                    target = leader;
+                }
+                Err(e) if retryable(&e) => {
+                    debug!(group = group.get(), node = target.get(), attempt, error = %e, "retrying");
+                    tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS).min(left)).await;
+                    target = self.next_target(group, target, attempt)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The cached leader, else this node if it holds a replica, else the first replica.
+    fn first_target(&self, group: GroupId) -> Result<NodeId, ShardError> {
+        let route = self.inner.table.group(group).ok_or(ShardError::NoReplica { group })?;
+        if let Some(leader) = route.leader {
+            return Ok(leader);
+        }
+        let me = self.inner.table.me();
+        if route.replicas.contains(&me) {
+            return Ok(me);
+        }
+        route.replicas.first().copied().ok_or(ShardError::NoReplica { group })
+    }
+
+    /// After a failed attempt: the cached leader if it is another node, else the replicas
+    /// in turn.
+    fn next_target(&self, group: GroupId, last: NodeId, attempt: usize) -> Result<NodeId, ShardError> {
+        let route = self.inner.table.group(group).ok_or(ShardError::NoReplica { group })?;
+        match route.leader {
+            Some(leader) if leader != last => Ok(leader),
+            _ if route.replicas.is_empty() => Err(ShardError::NoReplica { group }),
+            _ => Ok(route.replicas[attempt % route.replicas.len()]),
+        }
+    }
+
+    async fn attempt(&self, target: NodeId, group: GroupId, op: ShardOp, left: Duration) -> ShardResult {
+        if target == self.inner.table.me() {
+            let Some(answer) = self.inner.local.execute(group, op) else {
+                return Err(ShardError::NoReplica { group });
+            };
+            return match tokio::time::timeout(left, answer).await {
+                Ok(result) => result,
+                Err(_) => Err(ShardError::Timeout { group }),
+            };
+        }
+        self.forward(target, group, op, left).await
+    }
+
+    /// Sends `op` to `target` and waits at most `left` for its answer.
+    async fn forward(&self, target: NodeId, group: GroupId, op: ShardOp, left: Duration) -> ShardResult {
+        if self.inner.pending.len() >= FORWARDS_PENDING_MAX {
+            return Err(ShardError::Busy { group, reason: "too many forwarded requests".into() });
+        }
+        let request_id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.insert(request_id, tx);
+        self.inner.peers.send_forward(target, ForwardRequest { request_id, group, op });
+        let result = tokio::time::timeout(left, rx).await;
+        self.inner.pending.remove(&request_id);
+        match result {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) | Err(_) => Err(ShardError::Timeout { group }),
+        }
+    }
+
+    /// A peer answered a forward of ours (late answers are dropped).
+    pub fn on_forward_reply(&self, reply: ForwardReply) {
+        if let Some((_, tx)) = self.inner.pending.remove(&reply.request_id) {
+            let _ = tx.send(reply.result);
+        }
+    }
+
+    /// A peer forwarded a request to us: run it on our replica only (never forward again,
+    /// so a stale cache cannot make a request circle) and answer the peer.
+    pub fn on_forward(&self, from: NodeId, request: ForwardRequest) {
+        let ForwardRequest { request_id, group, op } = request;
+        let answer = self.inner.local.execute(group, op);
+        let peers = self.inner.peers.clone();
+        let timeout = self.inner.request_timeout;
+        tokio::spawn(async move {
+            let result = match answer {
+                None => Err(ShardError::NoReplica { group }),
+                Some(answer) => match tokio::time::timeout(timeout, answer).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ShardError::Timeout { group }),
+                },
+            };
+            peers.send_forward_reply(from, ForwardReply { request_id, result });
+        });
+    }
+}
+
+/// Errors after which another attempt (the same request, maybe elsewhere) is safe and useful.
+/// A write retried after `Timeout` or `LeadershipLost` is deduplicated by its request id.
+fn retryable(error: &ShardError) -> bool {
+    matches!(
+        error,
+        ShardError::NotLeader { .. }
+            | ShardError::NoReplica { .. }
+            | ShardError::Timeout { .. }
+            | ShardError::LeadershipLost { .. }
+            | ShardError::Stopped { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::kv::{Reply, Request};
+    use crate::raft::types::Term;
+    use crate::router::layout::Layout;
+    use crate::router::table::NodeAddrs;
+    use crate::transport::api::{GroupMessage, Urgency};
+
+    /// Node 2 leads every group; it answers writes with the request's seq.
+    struct FakeGroups {
+        leader: NodeId,
+        me: NodeId,
+    }
+
+    impl LocalGroups for FakeGroups {
+        fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
+            let (me, leader) = (self.me, self.leader);
+            Some(Box::pin(async move {
+                if me != leader {
+                    return Err(ShardError::NotLeader { group, leader: Some(leader) });
+                }
+                match op {
+                    ShardOp::Write(req) => Ok(Reply::Int(req.seq as i64)),
+                    ShardOp::Read { .. } => Ok(Reply::Nil),
+                }
+            }))
+        }
+    }
+
+    /// Delivers forwards between NodeClients in-process.
+    #[derive(Default)]
+    struct Wire {
+        nodes: Mutex<Vec<(NodeId, NodeClient)>>,
+    }
+
+    struct WireEnd {
+        me: NodeId,
+        wire: Arc<Wire>,
+    }
+
+    impl WireEnd {
+        fn client(&self, id: NodeId) -> NodeClient {
+            let nodes = self.wire.nodes.lock().expect("wire");
+            nodes.iter().find(|(n, _)| *n == id).map(|(_, c)| c.clone()).expect("known node")
+        }
+    }
+
+    impl PeerSender for WireEnd {
+        fn send_raft(&self, _: NodeId, _: GroupMessage, _: Urgency) {}
+        fn send_forward(&self, to: NodeId, request: ForwardRequest) {
+            self.client(to).on_forward(self.me, request);
+        }
+        fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
+            self.client(to).on_forward_reply(reply);
+        }
+    }
+
+    fn cluster() -> Vec<NodeClient> {
+        let layout = Layout::even(3, 4, 3);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addrs: Vec<(NodeId, NodeAddrs)> =
+            (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
+        let wire = Arc::new(Wire::default());
+        let mut clients = Vec::new();
+        for i in 1..=3 {
+            let me = NodeId(i);
+            let table = RoutingTable::new(me, &layout, &addrs);
+            let local = Arc::new(FakeGroups { leader: NodeId(2), me });
+            let peers = Arc::new(WireEnd { me, wire: wire.clone() });
+            let client = NodeClient::new(table, local, peers, Duration::from_secs(2));
+            wire.nodes.lock().expect("wire").push((me, client.clone()));
+            clients.push(client);
+        }
+        clients
+    }
+
+    fn write(seq: u64) -> ShardOp {
+        let command = crate::kv::KvCommand::Del { keys: vec![] };
+        ShardOp::Write(Request { client_id: 7, seq, now_ms: 0, command })
+    }
+
+    #[tokio::test]
+    async fn a_write_on_a_follower_node_follows_the_hint_to_the_leader() {
+        let clients = cluster();
+        let answer = clients[0].execute(GroupId(1), write(41)).await;
+        assert_eq!(answer, Ok(Reply::Int(41)));
+        assert!(clients[0].inner.pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_leader_cache_is_corrected_by_the_hint() {
+        let clients = cluster();
+        clients[0].table().set_leader(GroupId(2), Some(NodeId(3)), Term(1));
+        let answer = clients[0].execute(GroupId(2), write(5)).await;
+        assert_eq!(answer, Ok(Reply::Int(5)));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_group_is_refused_at_once() {
+        let clients = cluster();
+        let answer = clients[0].execute(GroupId(99), write(1)).await;
+        assert_eq!(answer, Err(ShardError::NoReplica { group: GroupId(99) }));
+    }
+}

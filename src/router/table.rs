@@ -1,0 +1,168 @@
+//! The routing state connection tasks read on every request, lock-free: slot → group,
+//! group → replicas and cached leader, node → addresses. Written only by the router actor
+//! (layout loads, leader changes); read through `dashmap` shards by everyone else. Owns no
+//! I/O and never blocks on a replica.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::raft::types::{GroupId, NodeId, Term};
+use crate::kv::slot::SLOT_COUNT;
+use crate::router::layout::Layout;
+
+/// What the table knows about one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRoute {
+    pub group: GroupId,
+    /// Inclusive slot range.
+    pub slots: (u16, u16),
+    /// Nodes holding a replica (voters first, in layout order).
+    pub replicas: Vec<NodeId>,
+    /// The leader as last reported; `None` while unknown.
+    pub leader: Option<NodeId>,
+    /// Term of that report (a report of an older term never overrides a newer one).
+    pub term: Term,
+}
+
+/// How clients and peers reach a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeAddrs {
+    pub resp: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+/// The shared routing table.
+#[derive(Debug)]
+pub struct RoutingTable {
+    me: NodeId,
+    slots: DashMap<u16, GroupId>,
+    groups: DashMap<GroupId, GroupRoute>,
+    nodes: DashMap<NodeId, NodeAddrs>,
+    /// Bumped on every change, so a reader can tell a view is stale.
+    version: AtomicU64,
+}
+
+impl RoutingTable {
+    /// A table for node `me` from a validated layout and the nodes' addresses.
+    pub fn new(me: NodeId, layout: &Layout, nodes: &[(NodeId, NodeAddrs)]) -> Arc<RoutingTable> {
+        let table = RoutingTable {
+            me,
+            slots: DashMap::with_capacity(usize::from(SLOT_COUNT)),
+            groups: DashMap::new(),
+            nodes: nodes.iter().copied().collect(),
+            version: AtomicU64::new(0),
+        };
+        for (slot, group) in layout.slot_table().into_iter().enumerate() {
+            let slot = u16::try_from(slot).expect("a layout has 16384 slots");
+            table.slots.insert(slot, group);
+        }
+        for g in &layout.groups {
+            let route = GroupRoute {
+                group: GroupId(g.id),
+                slots: (g.slots[0], g.slots[1]),
+                replicas: g.replicas.iter().map(|&n| NodeId(n)).collect(),
+                leader: None,
+                term: Term(0),
+            };
+            table.groups.insert(GroupId(g.id), route);
+        }
+        Arc::new(table)
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The group owning `slot`.
+    pub fn group_of_slot(&self, slot: u16) -> Option<GroupId> {
+        self.slots.get(&slot).map(|g| *g)
+    }
+
+    pub fn group(&self, group: GroupId) -> Option<GroupRoute> {
+        self.groups.get(&group).map(|r| r.clone())
+    }
+
+    /// Every group, by id.
+    pub fn groups(&self) -> Vec<GroupRoute> {
+        let mut all: Vec<GroupRoute> = self.groups.iter().map(|r| r.clone()).collect();
+        all.sort_by_key(|r| r.group);
+        all
+    }
+
+    pub fn leader(&self, group: GroupId) -> Option<NodeId> {
+        self.groups.get(&group).and_then(|r| r.leader)
+    }
+
+    pub fn node(&self, node: NodeId) -> Option<NodeAddrs> {
+        self.nodes.get(&node).map(|a| *a)
+    }
+
+    /// Every node, by id.
+    pub fn nodes(&self) -> Vec<(NodeId, NodeAddrs)> {
+        let mut all: Vec<(NodeId, NodeAddrs)> = self.nodes.iter().map(|e| (*e.key(), *e.value())).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Records a leader report. A report older than the one held is ignored; a report of
+    /// "no leader" in the same or a newer term clears the cache. Returns whether it changed.
+    pub fn set_leader(&self, group: GroupId, leader: Option<NodeId>, term: Term) -> bool {
+        let Some(mut route) = self.groups.get_mut(&group) else { return false };
+        let newer = term > route.term;
+        let same_term_news = term == route.term && leader.is_some() && route.leader != leader;
+        let lost = term >= route.term && leader.is_none() && route.leader.is_some();
+        if !(newer || same_term_news || lost) {
+            return false;
+        }
+        route.leader = leader;
+        route.term = term;
+        drop(route);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Arc<RoutingTable> {
+        let layout = Layout::even(3, 8, 3);
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let nodes: Vec<(NodeId, NodeAddrs)> = (1..=3u16)
+            .map(|i| (NodeId(u64::from(i)), NodeAddrs { resp: addr(7000 + i), peer: addr(7100 + i) }))
+            .collect();
+        RoutingTable::new(NodeId(1), &layout, &nodes)
+    }
+
+    #[test]
+    fn every_slot_maps_to_the_group_of_its_range() {
+        let t = table();
+        assert_eq!(t.group_of_slot(0), Some(GroupId(1)));
+        assert_eq!(t.group_of_slot(2047), Some(GroupId(1)));
+        assert_eq!(t.group_of_slot(2048), Some(GroupId(2)));
+        assert_eq!(t.group_of_slot(16383), Some(GroupId(8)));
+        assert_eq!(t.groups().len(), 8);
+    }
+
+    #[test]
+    fn leader_reports_of_older_terms_are_ignored() {
+        let t = table();
+        assert!(t.set_leader(GroupId(3), Some(NodeId(2)), Term(5)));
+        assert!(!t.set_leader(GroupId(3), Some(NodeId(1)), Term(4)));
+        assert_eq!(t.leader(GroupId(3)), Some(NodeId(2)));
+        assert!(t.set_leader(GroupId(3), None, Term(6)));
+        assert_eq!(t.leader(GroupId(3)), None);
+        assert!(t.set_leader(GroupId(3), Some(NodeId(3)), Term(6)));
+        assert_eq!(t.leader(GroupId(3)), Some(NodeId(3)));
+        assert!(!t.set_leader(GroupId(99), Some(NodeId(3)), Term(9)));
+    }
+}

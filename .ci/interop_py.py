@@ -1,0 +1,49 @@
+"""redis-py against a live local shardkv cluster: the plain client (RESP2 and RESP3) and the
+cluster client, each checked for what it reads back."""
+import redis
+from redis.cluster import RedisCluster
+
+
+def check(got, want, what):
+    if got != want:
+        raise SystemExit(f"{what}: expected {want!r}, got {got!r}")
+
+
+def plain(protocol):
+    r = redis.Redis(port=7002, protocol=protocol, socket_timeout=10)
+    check(r.ping(), True, "PING")
+    check(r.set(f"py:{protocol}:k", "v"), True, "SET")
+    check(r.get(f"py:{protocol}:k"), b"v", "GET")
+    check(r.incrby(f"py:{protocol}:n", 5), 5, "INCRBY")
+    check(r.set(f"py:{protocol}:t", "x", ex=100), True, "SET EX")
+    ttl = r.ttl(f"py:{protocol}:t")
+    if not 0 < ttl <= 100:
+        raise SystemExit(f"TTL out of range: {ttl}")
+    check(r.delete(f"py:{protocol}:k", f"py:{protocol}:n"), 2, "DEL")
+    check(r.exists(f"py:{protocol}:k"), 0, "EXISTS")
+    pipe = r.pipeline(transaction=False)
+    for i in range(100):
+        pipe.set(f"py:{protocol}:p:{i}", i)
+    check(all(pipe.execute()), True, "pipelined SET")
+    check(r.get(f"py:{protocol}:p:99"), b"99", "GET after pipeline")
+    try:
+        r.execute_command("GET")
+        raise SystemExit("GET without a key must fail")
+    except redis.ResponseError as e:
+        check(str(e), "wrong number of arguments for 'get' command", "arity error")
+
+
+def cluster():
+    rc = RedisCluster(host="127.0.0.1", port=7001, socket_timeout=10)
+    for i in range(200):
+        rc.set(f"pyc:{i}", i)
+    for i in range(0, 200, 7):
+        check(rc.get(f"pyc:{i}"), str(i).encode(), f"cluster GET pyc:{i}")
+    check(len(rc.get_primaries()) >= 1, True, "cluster primaries")
+    check(rc.mget_nonatomic([f"pyc:{i}" for i in range(5)]), [b"0", b"1", b"2", b"3", b"4"], "MGET")
+
+
+plain(2)
+plain(3)
+cluster()
+print("redis-py: ok")

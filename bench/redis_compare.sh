@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# shardkv beside redis-server in one run, with the same redis-benchmark arguments.
+#
+# redis-server runs with `appendonly yes` and `appendfsync always` (every write fsynced
+# before the reply, one fsync per event-loop round), shardkv as a local 3-node cluster
+# (every write committed on a majority of three, each fsyncing). Prints requests per
+# second of both and the ratio shardkv / redis for SET and GET, with -P 1 and -P 16.
+#
+# usage: bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
+# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+requests="${1:-100000}"
+clients="${2:-50}"
+redis_port=6390
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+cargo build --release --quiet
+
+mkdir -p "$work/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save "" \
+  --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
+pids+=($!)
+./target/release/shardkv local --data-dir "$work/shardkv" >"$work/shardkv.log" 2>&1 &
+pids+=($!)
+
+wait_for() { # port
+  for _ in $(seq 1 150); do
+    [ "$(timeout 2 redis-cli -p "$1" PING 2>/dev/null)" = "PONG" ] && return 0
+    sleep 0.2
+  done
+  echo "port $1 did not answer" >&2; tail -30 "$work/shardkv.log" >&2; exit 1
+}
+wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
+# Let every group elect and take a first write.
+timeout 60 redis-benchmark -p 7001 -t set -n 2000 -c 10 -q >/dev/null
+
+rps() { # port test pipeline extra...
+  local port="$1" test="$2" pipe="$3"; shift 3
+  timeout 600 redis-benchmark -p "$port" -t "$test" -n "$requests" -c "$clients" -P "$pipe" \
+    -r 100000 --csv "$@" | awk -F'"' 'NR==2 {print $4}'
+}
+
+printf '%-8s %-4s %14s %14s %14s %8s\n' test P redis-always shardkv shardkv-cluster ratio
+for pipe in 1 16; do
+  for test in set get; do
+    r="$(rps "$redis_port" "$test" "$pipe")"
+    s="$(rps 7001 "$test" "$pipe")"
+    c="$(rps 7001 "$test" "$pipe" --cluster)"
+    ratio="$(awk -v s="$s" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "n/a" }')"
+    printf '%-8s %-4s %14s %14s %14s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$ratio"
+  done
+done
+echo "(ratio = shardkv through one node, forwarding to each group's leader / redis-server)"

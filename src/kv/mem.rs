@@ -2,7 +2,7 @@
 //! and the tests. Owns nothing durable; it must behave exactly as the redb store does.
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
+use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
 
@@ -112,5 +112,33 @@ impl KvRead for MemKv {
     fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
         let keys = self.kv.range(slots);
         keys.flat_map(|(slot, keys)| keys.keys().map(|key| (*slot, key.clone()))).collect()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let mut out = Vec::new();
+        for (slot, keys) in self.kv.range(slots) {
+            let lower = match after {
+                Some((after_slot, _)) if *slot < after_slot => continue,
+                Some((after_slot, key)) if *slot == after_slot => Bound::Excluded(key),
+                _ => Bound::Unbounded,
+            };
+            let range = keys.range::<[u8], _>((lower, Bound::Unbounded));
+            for (key, _) in range.take(limit - out.len()) {
+                out.push((*slot, key.clone()));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        self.kv.range(slots).map(|(_, keys)| keys.len() as u64).sum()
     }
 }

@@ -126,6 +126,42 @@ impl KvRead for RedbKvView {
         let rows = range.map_while(|row| self.keep(row));
         rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1))).collect()
     }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let Some(table) = &self.kv else {
+            return Vec::new();
+        };
+        if after.is_some_and(|(slot, _)| slot > *slots.end()) {
+            return Vec::new();
+        }
+        let (lower, upper) = slot_bounds(&slots);
+        let range = match after {
+            Some(after) if after.0 >= *slots.start() => {
+                table.range::<(u16, &[u8])>((Bound::Excluded(after), upper))
+            }
+            _ => table.range((lower, upper)),
+        };
+        let Some(range) = self.keep(range) else {
+            return Vec::new();
+        };
+        let rows = range.map_while(|row| self.keep(row)).take(limit);
+        rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1))).collect()
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        let Some(table) = &self.kv else {
+            return 0;
+        };
+        let Some(range) = self.keep(table.range(slot_bounds(&slots))) else {
+            return 0;
+        };
+        range.map_while(|row| self.keep(row)).count() as u64
+    }
 }
 
 /// Write a batch's mutations of `group` into `txn`, in order.

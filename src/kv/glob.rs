@@ -88,7 +88,10 @@ fn match_class(pattern: &[u8], mut p: usize, c: u8) -> (bool, usize) {
         } else if pattern[p] == b']' {
             break;
         } else if rest >= 3 && pattern[p + 1] == b'-' {
-            let (low, high) = (pattern[p].min(pattern[p + 2]), pattern[p].max(pattern[p + 2]));
+            let (low, high) = (
+                pattern[p].min(pattern[p + 2]),
+                pattern[p].max(pattern[p + 2]),
+            );
             matched |= (low..=high).contains(&c);
             p += 2;
         } else {
@@ -107,7 +110,8 @@ mod tests {
     fn globs_match_as_redis_stringmatchlen() {
         let cases: &[(&str, &str, bool)] = &[
             ("*", "anything", true),
-            ("*", "", true),
+            // As stringmatchlen: an empty key matches no pattern; KEYS * special-cases it.
+            ("*", "", false),
             ("", "", true),
             ("h?llo", "hello", true),
             ("h?llo", "hllo", false),

@@ -35,7 +35,11 @@ impl Overlay {
     /// replica must use the same bound (it changes what apply writes).
     pub fn with_sessions_max(sessions_max: usize) -> Overlay {
         assert!(sessions_max > 0, "the session bound must be positive");
-        Overlay { kv: BTreeMap::new(), sessions: BTreeMap::new(), sessions_max }
+        Overlay {
+            kv: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            sessions_max,
+        }
     }
 
     /// The bound on client sessions per group.
@@ -91,7 +95,10 @@ impl Overlay {
 
     /// The committed state `view` as this batch sees it.
     pub fn over<'a, V: KvRead>(&'a self, view: &'a V) -> Layered<'a, V> {
-        Layered { view, overlay: self }
+        Layered {
+            view,
+            overlay: self,
+        }
     }
 }
 
@@ -163,7 +170,9 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         // large still holds `limit` live keys unless the committed data ends.
         let want = limit.saturating_add(pending.len());
         let committed = self.view.scan(slots, after, want);
-        let last = (committed.len() >= want).then(|| committed.last().cloned()).flatten();
+        let last = (committed.len() >= want)
+            .then(|| committed.last().cloned())
+            .flatten();
         let mut all: BTreeSet<(u16, Bytes)> = committed.into_iter().collect();
         for (slot, key, present) in pending {
             let entry = (slot, key.clone());

@@ -47,11 +47,13 @@ pub fn get(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
 
 /// MGET: a key that is absent or not a string reads as nil.
 pub fn mget(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
-    let values = keys.iter().map(|key| match lookup_string(view, now_ms, key) {
-        Ok(Some(record)) => Reply::Bulk(record.value),
-        Ok(None) | Err(KvError::WrongType) => Reply::Nil,
-        Err(error) => Reply::Error(error),
-    });
+    let values = keys
+        .iter()
+        .map(|key| match lookup_string(view, now_ms, key) {
+            Ok(Some(record)) => Reply::Bulk(record.value),
+            Ok(None) | Err(KvError::WrongType) => Reply::Nil,
+            Err(error) => Reply::Error(error),
+        });
     Reply::Array(values.collect())
 }
 
@@ -74,8 +76,18 @@ pub fn getrange(view: &impl KvRead, now_ms: u64, key: &[u8], start: i64, end: i6
     if (start < 0 && end < 0 && start > end) || len == 0 {
         return Reply::Bulk(Bytes::new());
     }
-    let start = if start < 0 { len.saturating_add(start) } else { start }.max(0);
-    let end = if end < 0 { len.saturating_add(end) } else { end }.clamp(0, len - 1);
+    let start = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    }
+    .max(0);
+    let end = if end < 0 {
+        len.saturating_add(end)
+    } else {
+        end
+    }
+    .clamp(0, len - 1);
     if start > end {
         return Reply::Bulk(Bytes::new());
     }
@@ -140,25 +152,59 @@ pub fn value_type(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
 /// forwarded to the leader's node). Every key of one command belongs to the group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReadCommand {
-    Get { key: Bytes },
-    MGet { keys: Vec<Bytes> },
-    StrLen { key: Bytes },
-    GetRange { key: Bytes, start: i64, end: i64 },
-    Exists { keys: Vec<Bytes> },
-    Ttl { key: Bytes, form: TtlForm },
-    Type { key: Bytes },
+    Get {
+        key: Bytes,
+    },
+    MGet {
+        keys: Vec<Bytes>,
+    },
+    StrLen {
+        key: Bytes,
+    },
+    GetRange {
+        key: Bytes,
+        start: i64,
+        end: i64,
+    },
+    Exists {
+        keys: Vec<Bytes>,
+    },
+    Ttl {
+        key: Bytes,
+        form: TtlForm,
+    },
+    Type {
+        key: Bytes,
+    },
     /// One page of KEYS over `slot_first..=slot_last`, after `after` (exclusive).
-    Keys { pattern: Bytes, slot_first: u16, slot_last: u16, after: Option<(u16, Bytes)> },
+    Keys {
+        pattern: Bytes,
+        slot_first: u16,
+        slot_last: u16,
+        after: Option<(u16, Bytes)>,
+    },
     /// One SCAN step from `offset` keys into `slot` up to `slot_last`.
     Scan(ScanStep),
     /// Stored keys of `slot_first..=slot_last` (DBSIZE of one group).
-    DbSize { slot_first: u16, slot_last: u16 },
+    DbSize {
+        slot_first: u16,
+        slot_last: u16,
+    },
     /// A live key of `slot_first..=slot_last`, starting the search at a point `seed` picks.
-    RandomKey { slot_first: u16, slot_last: u16, seed: u64 },
+    RandomKey {
+        slot_first: u16,
+        slot_last: u16,
+        seed: u64,
+    },
     /// CLUSTER COUNTKEYSINSLOT.
-    CountKeysInSlot { slot: u16 },
+    CountKeysInSlot {
+        slot: u16,
+    },
     /// CLUSTER GETKEYSINSLOT (at most `READ_PAGE_KEYS_MAX` keys).
-    GetKeysInSlot { slot: u16, count: u64 },
+    GetKeysInSlot {
+        slot: u16,
+        count: u64,
+    },
 }
 
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
@@ -171,20 +217,26 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),
         ReadCommand::Ttl { key, form } => ttl(view, now_ms, key, *form),
         ReadCommand::Type { key } => value_type(view, now_ms, key),
-        ReadCommand::Keys { pattern, slot_first, slot_last, after } => {
+        ReadCommand::Keys {
+            pattern,
+            slot_first,
+            slot_last,
+            after,
+        } => {
             let after = after.as_ref().map(|(slot, key)| (*slot, key.as_ref()));
             keys_page(view, now_ms, pattern, *slot_first..=*slot_last, after)
         }
         ReadCommand::Scan(step) => scan(view, now_ms, step),
-        ReadCommand::DbSize { slot_first, slot_last } => {
-            Reply::Int(view.count_keys(*slot_first..=*slot_last) as i64)
-        }
-        ReadCommand::RandomKey { slot_first, slot_last, seed } => {
-            random_key(view, now_ms, *slot_first..=*slot_last, *seed)
-        }
-        ReadCommand::CountKeysInSlot { slot } => {
-            Reply::Int(view.count_keys(*slot..=*slot) as i64)
-        }
+        ReadCommand::DbSize {
+            slot_first,
+            slot_last,
+        } => Reply::Int(view.count_keys(*slot_first..=*slot_last) as i64),
+        ReadCommand::RandomKey {
+            slot_first,
+            slot_last,
+            seed,
+        } => random_key(view, now_ms, *slot_first..=*slot_last, *seed),
+        ReadCommand::CountKeysInSlot { slot } => Reply::Int(view.count_keys(*slot..=*slot) as i64),
         ReadCommand::GetKeysInSlot { slot, count } => {
             let limit = (*count).min(READ_PAGE_KEYS_MAX as u64) as usize;
             let keys = view.scan(*slot..=*slot, None, limit);
@@ -223,7 +275,9 @@ pub fn scan_cursor(slot: u16, offset: u64) -> u64 {
 /// The (slot, offset) of a cursor, or `None` when the slot is out of range.
 pub fn parse_scan_cursor(cursor: u64) -> Option<(u16, u64)> {
     let slot = cursor >> SCAN_CURSOR_OFFSET_BITS;
-    let slot = u16::try_from(slot).ok().filter(|s| *s < super::slot::SLOT_COUNT)?;
+    let slot = u16::try_from(slot)
+        .ok()
+        .filter(|s| *s < super::slot::SLOT_COUNT)?;
     Some((slot, cursor & ((1 << SCAN_CURSOR_OFFSET_BITS) - 1)))
 }
 
@@ -242,7 +296,8 @@ fn keys_page(
     let page = view.scan(slots, after, READ_PAGE_KEYS_MAX);
     let mut found = Vec::new();
     for (_, key) in &page {
-        if !glob_match(pattern, key) {
+        // Redis's KEYS skips matching for `*`, so even the empty key is listed.
+        if pattern != b"*" && !glob_match(pattern, key) {
             continue;
         }
         match is_live(view, now_ms, key) {
@@ -312,13 +367,20 @@ fn scan_match(
     step: &ScanStep,
     key: &[u8],
 ) -> Result<bool, KvError> {
-    if step.pattern.as_ref().is_some_and(|pattern| !glob_match(pattern, key)) {
+    if step
+        .pattern
+        .as_ref()
+        .is_some_and(|pattern| !glob_match(pattern, key))
+    {
         return Ok(false);
     }
     let Some(record) = is_live(view, now_ms, key)? else {
         return Ok(false);
     };
-    Ok(step.value_type.as_ref().is_none_or(|name| name == record.value_type.name()))
+    Ok(step
+        .value_type
+        .as_ref()
+        .is_none_or(|name| name == record.value_type.name()))
 }
 
 /// RANDOMKEY inside one group: the first live key at or after a point `seed` picks,

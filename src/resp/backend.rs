@@ -29,7 +29,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn now_ms(&self) -> u64;
     /// The leader of `group` as this node knows it; the default asks `cluster_view`.
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
-        self.cluster_view().groups.into_iter().find(|g| g.id == group).and_then(|g| g.leader)
+        self.cluster_view()
+            .groups
+            .into_iter()
+            .find(|g| g.id == group)
+            .and_then(|g| g.leader)
     }
 }
 

@@ -53,7 +53,9 @@ impl ClientEntry {
     /// Records what CLIENT LIST shows of the connection.
     pub fn show(&self, name: Option<&Bytes>, last_command: &str, proto: Proto) {
         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-        shown.name = name.map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        shown.name = name
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
         if !last_command.is_empty() {
             shown.last_command = last_command.to_string();
         }
@@ -64,7 +66,11 @@ impl ClientEntry {
     pub fn line(&self) -> String {
         let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         let age = self.created.elapsed().as_secs();
-        let cmd = if shown.last_command.is_empty() { "NULL" } else { &shown.last_command };
+        let cmd = if shown.last_command.is_empty() {
+            "NULL"
+        } else {
+            &shown.last_command
+        };
         format!(
             "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
@@ -103,7 +109,10 @@ impl Clients {
             id,
             addr,
             created: Instant::now(),
-            shown: Mutex::new(Shown { proto: 2, ..Shown::default() }),
+            shown: Mutex::new(Shown {
+                proto: 2,
+                ..Shown::default()
+            }),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
         });

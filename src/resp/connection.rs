@@ -118,7 +118,8 @@ impl<B: Backend> Conn<B> {
                 Err(error) => {
                     tracing::debug!(client = self.client.id, %error, "protocol error");
                     let proto = self.client.proto;
-                    self.pending.push_back((proto, Pending::Ready(Frame::error(error.reply_text()))));
+                    self.pending
+                        .push_back((proto, Pending::Ready(Frame::error(error.reply_text()))));
                     open = false;
                     break;
                 }
@@ -136,7 +137,11 @@ impl<B: Backend> Conn<B> {
     /// Prepares one request and queues (or, for a write, runs) it; false after QUIT.
     async fn submit(&mut self, args: &[bytes::Bytes]) -> Result<bool, ConnectionError> {
         let job = {
-            let mut cx = Ctx { backend: &self.backend, client: &mut self.client, shared: &self.shared };
+            let mut cx = Ctx {
+                backend: &self.backend,
+                client: &mut self.client,
+                shared: &self.shared,
+            };
             cmd::prepare(&mut cx, args)
         };
         let proto = self.client.proto;

@@ -69,7 +69,10 @@ pub enum Checked {
 
 /// Takes the next request out of `buf`: `Ok(None)` when it is not complete yet; an empty
 /// argument list for an empty request (`*0`, `*-1`, a blank line), which the caller skips.
-pub fn decode(buf: &mut BytesMut, limits: &DecodeLimits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+pub fn decode(
+    buf: &mut BytesMut,
+    limits: &DecodeLimits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     match check(buf, limits)? {
         Checked::Incomplete => Ok(None),
         Checked::Complete(len) => {
@@ -93,7 +96,10 @@ pub fn parse(frame: &Bytes) -> Result<Vec<Bytes>, ProtocolError> {
     if frame.first() == Some(&b'*') {
         return Ok(parse_multibulk(frame));
     }
-    let end = frame.iter().position(|&b| b == b'\n').unwrap_or(frame.len());
+    let end = frame
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(frame.len());
     let line = &frame[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     split_args(line).ok_or(ProtocolError::UnbalancedQuotes)
@@ -110,10 +116,18 @@ fn check_inline(buf: &[u8]) -> Result<Checked, ProtocolError> {
 
 /// The header line at `pos` (`*N` or `$N`): its number text and the position after CRLF.
 /// `None` when incomplete; `Err(too_big)` when no CR comes within the inline bound.
-fn header(buf: &[u8], pos: usize, too_big: ProtocolError) -> Result<Option<(&[u8], usize)>, ProtocolError> {
+fn header(
+    buf: &[u8],
+    pos: usize,
+    too_big: ProtocolError,
+) -> Result<Option<(&[u8], usize)>, ProtocolError> {
     let rest = &buf[pos..];
     let Some(cr) = rest.iter().position(|&b| b == b'\r') else {
-        return if rest.len() > INLINE_BYTES_MAX { Err(too_big) } else { Ok(None) };
+        return if rest.len() > INLINE_BYTES_MAX {
+            Err(too_big)
+        } else {
+            Ok(None)
+        };
     };
     if cr > INLINE_BYTES_MAX {
         return Err(too_big);
@@ -153,7 +167,9 @@ fn check_multibulk(buf: &[u8], limits: &DecodeLimits) -> Result<Checked, Protoco
             return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         // As Redis does, the two bytes after the payload are skipped, not checked.
-        let end = body.checked_add(len as usize + 2).ok_or(ProtocolError::InvalidBulkLength)?;
+        let end = body
+            .checked_add(len as usize + 2)
+            .ok_or(ProtocolError::InvalidBulkLength)?;
         if end > buf.len() {
             return Ok(Checked::Incomplete);
         }

@@ -27,7 +27,11 @@ pub enum Job {
     /// Shard operations whose replies merge into one answer.
     Run(Ops),
     /// KEYS: pages of every group in turn.
-    Keys { pattern: Bytes, groups: Vec<(GroupId, u16, u16)>, now_ms: u64 },
+    Keys {
+        pattern: Bytes,
+        groups: Vec<(GroupId, u16, u16)>,
+        now_ms: u64,
+    },
 }
 
 impl Job {
@@ -85,12 +89,21 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
     match job {
         Job::Now(frame) | Job::Close(frame) => frame,
         Job::Run(ops) => run_ops(backend, ops).await,
-        Job::Keys { pattern, groups, now_ms } => keys(backend, pattern, groups, now_ms).await,
+        Job::Keys {
+            pattern,
+            groups,
+            now_ms,
+        } => keys(backend, pattern, groups, now_ms).await,
     }
 }
 
 async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
-    let Ops { write, parts, merge, redirects } = ops;
+    let Ops {
+        write,
+        parts,
+        merge,
+        redirects,
+    } = ops;
     let mut replies: Vec<Option<Reply>> = vec![None; parts.len()];
     let mut positions = Vec::with_capacity(parts.len());
     let mut tasks = JoinSet::new();
@@ -111,7 +124,10 @@ async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
             Err(error) => return shard_error(&backend, error, slot, write, redirects),
         }
     }
-    let replies: Vec<Reply> = replies.into_iter().map(|r| r.unwrap_or(Reply::Nil)).collect();
+    let replies: Vec<Reply> = replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Reply::Nil))
+        .collect();
     merge_replies(merge, replies, positions)
 }
 
@@ -168,7 +184,11 @@ fn scan_reply(replies: Vec<Reply>, next_slot: Option<u16>) -> Frame {
     let Some(Reply::Array(mut items)) = replies.into_iter().next() else {
         return Frame::error("ERR internal error: malformed scan reply");
     };
-    let keys = if items.len() == 2 { items.pop().map(Frame::from) } else { None };
+    let keys = if items.len() == 2 {
+        items.pop().map(Frame::from)
+    } else {
+        None
+    };
     let cursor = match items.pop() {
         Some(Reply::Int(cursor)) => cursor as u64,
         _ => next_slot.map_or(0, |slot| scan_cursor(slot, 0)),
@@ -187,8 +207,15 @@ async fn keys<B: Backend>(
     for (group, slot_first, slot_last) in groups {
         let mut after = None;
         loop {
-            let command = ReadCommand::Keys { pattern: pattern.clone(), slot_first, slot_last, after };
-            let result = backend.execute(group, ShardOp::Read { command, now_ms }).await;
+            let command = ReadCommand::Keys {
+                pattern: pattern.clone(),
+                slot_first,
+                slot_last,
+                after,
+            };
+            let result = backend
+                .execute(group, ShardOp::Read { command, now_ms })
+                .await;
             let reply = match result {
                 Ok(reply) => reply,
                 Err(error) => return shard_error(&backend, error, slot_first, false, false),
@@ -204,7 +231,8 @@ async fn keys<B: Backend>(
                 found.extend(keys.into_iter().map(Frame::from));
             }
             if found.len() > KEYS_REPLY_KEYS_MAX {
-                let text = format!("ERR KEYS matches more than {KEYS_REPLY_KEYS_MAX} keys; use SCAN");
+                let text =
+                    format!("ERR KEYS matches more than {KEYS_REPLY_KEYS_MAX} keys; use SCAN");
                 return Frame::error(text);
             }
             if after.is_none() {
@@ -232,12 +260,13 @@ pub fn shard_error<B: Backend>(
 ) -> Frame {
     let not_applied = "the command was not applied";
     match error {
-        ShardError::NotLeader { leader: Some(leader), .. } if redirects => {
-            match backend.cluster_view().resp_addr(leader) {
-                Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
-                None => Frame::error("CLUSTERDOWN The cluster is down"),
-            }
-        }
+        ShardError::NotLeader {
+            leader: Some(leader),
+            ..
+        } if redirects => match backend.cluster_view().resp_addr(leader) {
+            Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
+            None => Frame::error("CLUSTERDOWN The cluster is down"),
+        },
         ShardError::NotLeader { leader: None, .. } if redirects => {
             Frame::error("CLUSTERDOWN The cluster is down")
         }
@@ -247,9 +276,9 @@ pub fn shard_error<B: Backend>(
         ShardError::NoReplica { group } | ShardError::Stopped { group } => Frame::error(format!(
             "TRYAGAIN shard {group} cannot be reached from this node; {not_applied}"
         )),
-        ShardError::Busy { group, reason } => {
-            Frame::error(format!("BUSY shard {group} is busy ({reason}); {not_applied}"))
-        }
+        ShardError::Busy { group, reason } => Frame::error(format!(
+            "BUSY shard {group} is busy ({reason}); {not_applied}"
+        )),
         ShardError::Timeout { group } | ShardError::LeadershipLost { group } if write => {
             Frame::error(format!(
                 "ERR outcome unknown: shard {group} did not confirm the write in time; it may \

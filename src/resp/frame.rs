@@ -80,9 +80,12 @@ impl Frame {
             }
             Frame::Bool(value) => line(out, b':', if *value { b"1" } else { b"0" }),
             Frame::Array(items) => items_of(out, b'*', items, proto),
-            Frame::Set(items) => {
-                items_of(out, if proto == Proto::Resp3 { b'~' } else { b'*' }, items, proto)
-            }
+            Frame::Set(items) => items_of(
+                out,
+                if proto == Proto::Resp3 { b'~' } else { b'*' },
+                items,
+                proto,
+            ),
             Frame::Map(pairs) => map(out, pairs, proto),
             Frame::Verbatim(text) if proto == Proto::Resp3 => {
                 let mut body = Vec::with_capacity(text.len() + 4);

@@ -36,12 +36,19 @@ struct MemGroup {
 impl MemBackend {
     /// `groups` groups over the slots, led by node 1 reachable at `resp_addr`.
     pub fn new(groups: u16, resp_addr: SocketAddr) -> MemBackend {
-        assert!(groups > 0 && groups <= SLOT_COUNT, "between 1 and 16384 groups");
+        assert!(
+            groups > 0 && groups <= SLOT_COUNT,
+            "between 1 and 16384 groups"
+        );
         let node_id = NodeId(1);
         let width = SLOT_COUNT / groups;
         let groups = (0..groups)
             .map(|i| {
-                let slot_last = if i + 1 == groups { SLOT_COUNT - 1 } else { (i + 1) * width - 1 };
+                let slot_last = if i + 1 == groups {
+                    SLOT_COUNT - 1
+                } else {
+                    (i + 1) * width - 1
+                };
                 let view = GroupView {
                     id: GroupId(u64::from(i) + 1),
                     slot_first: i * width,
@@ -49,12 +56,25 @@ impl MemBackend {
                     replicas: vec![node_id],
                     leader: Some(node_id),
                 };
-                Mutex::new(MemGroup { view, kv: MemKv::new() })
+                Mutex::new(MemGroup {
+                    view,
+                    kv: MemKv::new(),
+                })
             })
             .collect();
-        let nodes = Mutex::new(vec![NodeView { id: node_id, resp_addr }]);
+        let nodes = Mutex::new(vec![NodeView {
+            id: node_id,
+            resp_addr,
+        }]);
         let next_client_id = AtomicU64::new(1);
-        MemBackend { inner: Arc::new(Inner { node_id, nodes, groups, next_client_id }) }
+        MemBackend {
+            inner: Arc::new(Inner {
+                node_id,
+                nodes,
+                groups,
+                next_client_id,
+            }),
+        }
     }
 
     /// Adds (or moves) another node, so a group can be said to be led elsewhere.
@@ -85,7 +105,10 @@ impl MemBackend {
         };
         let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
         if g.view.leader.is_none() {
-            return Err(ShardError::NotLeader { group, leader: None });
+            return Err(ShardError::NotLeader {
+                group,
+                leader: None,
+            });
         }
         match op {
             ShardOp::Write(request) => {
@@ -114,8 +137,17 @@ impl Backend for MemBackend {
     fn cluster_view(&self) -> ClusterView {
         let groups = self.inner.groups.iter();
         let groups = groups.map(|g| g.lock().unwrap_or_else(|e| e.into_inner()).view.clone());
-        let nodes = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        ClusterView { node_id: self.inner.node_id, nodes, groups: groups.collect() }
+        let nodes = self
+            .inner
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        ClusterView {
+            node_id: self.inner.node_id,
+            nodes,
+            groups: groups.collect(),
+        }
     }
 
     fn node_id(&self) -> NodeId {
@@ -127,7 +159,9 @@ impl Backend for MemBackend {
     }
 
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {

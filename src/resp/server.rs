@@ -64,8 +64,12 @@ pub async fn serve<B: Backend>(
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let clients_max = options.limits.clients_max.max(1);
-    let shared =
-        Arc::new(Shared { options, clients: Clients::default(), started: Instant::now(), local_addr });
+    let shared = Arc::new(Shared {
+        options,
+        clients: Clients::default(),
+        started: Instant::now(),
+        local_addr,
+    });
     let permits = Arc::new(Semaphore::new(clients_max));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

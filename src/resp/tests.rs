@@ -8,8 +8,11 @@ use super::decode::{check, decode, split_args, Checked, DecodeLimits, ProtocolEr
 use super::frame::{Frame, Proto};
 use crate::kv::{KvError, Reply};
 
-const LIMITS: DecodeLimits =
-    DecodeLimits { bulk_bytes_max: 1024, multibulk_len_max: 100, authenticated: true };
+const LIMITS: DecodeLimits = DecodeLimits {
+    bulk_bytes_max: 1024,
+    multibulk_len_max: 100,
+    authenticated: true,
+};
 
 fn decode_all(input: &[u8], limits: &DecodeLimits) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
     let mut buf = BytesMut::from(input);
@@ -21,7 +24,10 @@ fn decode_all(input: &[u8], limits: &DecodeLimits) -> Result<Vec<Vec<Bytes>>, Pr
 }
 
 fn args(words: &[&str]) -> Vec<Bytes> {
-    words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+    words
+        .iter()
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
 }
 
 fn error_of(input: &[u8], limits: &DecodeLimits) -> String {
@@ -50,7 +56,11 @@ fn empty_requests_are_skipped_as_redis_does() {
 fn truncated_frames_wait_for_more_bytes() {
     let whole = b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
     for cut in 0..whole.len() {
-        assert_eq!(check(&whole[..cut], &LIMITS), Ok(Checked::Incomplete), "cut at {cut}");
+        assert_eq!(
+            check(&whole[..cut], &LIMITS),
+            Ok(Checked::Incomplete),
+            "cut at {cut}"
+        );
     }
     assert_eq!(check(whole, &LIMITS), Ok(Checked::Complete(whole.len())));
 }
@@ -58,12 +68,27 @@ fn truncated_frames_wait_for_more_bytes() {
 #[test]
 fn every_protocol_error_has_redis_text() {
     let e = |input: &[u8]| error_of(input, &LIMITS);
-    assert_eq!(e(b"*101\r\n"), "ERR Protocol error: invalid multibulk length");
+    assert_eq!(
+        e(b"*101\r\n"),
+        "ERR Protocol error: invalid multibulk length"
+    );
     assert_eq!(e(b"*x\r\n"), "ERR Protocol error: invalid multibulk length");
-    assert_eq!(e(b"*3000000000\r\n"), "ERR Protocol error: invalid multibulk length");
-    assert_eq!(e(b"*1\r\n$1025\r\n"), "ERR Protocol error: invalid bulk length");
-    assert_eq!(e(b"*1\r\n$-1\r\n"), "ERR Protocol error: invalid bulk length");
-    assert_eq!(e(b"*1\r\n$01\r\n"), "ERR Protocol error: invalid bulk length");
+    assert_eq!(
+        e(b"*3000000000\r\n"),
+        "ERR Protocol error: invalid multibulk length"
+    );
+    assert_eq!(
+        e(b"*1\r\n$1025\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        e(b"*1\r\n$-1\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        e(b"*1\r\n$01\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
     assert_eq!(
         e(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n"),
         "ERR Protocol error: expected '$', got 'f'"
@@ -72,15 +97,30 @@ fn every_protocol_error_has_redis_text() {
     assert_eq!(e(&long), "ERR Protocol error: too big mbulk count string");
     let long = [b"*1\r\n$".as_slice(), &vec![b'1'; 70_000]].concat();
     assert_eq!(e(&long), "ERR Protocol error: too big bulk count string");
-    assert_eq!(e(&vec![b'a'; 70_000]), "ERR Protocol error: too big inline request");
-    assert_eq!(e(b"set \"k\r\n"), "ERR Protocol error: unbalanced quotes in request");
-    assert_eq!(e(b"set \"k\"x\r\n"), "ERR Protocol error: unbalanced quotes in request");
-    let guest = DecodeLimits { authenticated: false, ..LIMITS };
+    assert_eq!(
+        e(&vec![b'a'; 70_000]),
+        "ERR Protocol error: too big inline request"
+    );
+    assert_eq!(
+        e(b"set \"k\r\n"),
+        "ERR Protocol error: unbalanced quotes in request"
+    );
+    assert_eq!(
+        e(b"set \"k\"x\r\n"),
+        "ERR Protocol error: unbalanced quotes in request"
+    );
+    let guest = DecodeLimits {
+        authenticated: false,
+        ..LIMITS
+    };
     assert_eq!(
         error_of(b"*11\r\n", &guest),
         "ERR Protocol error: unauthenticated multibulk length"
     );
-    let big = DecodeLimits { bulk_bytes_max: 1 << 20, ..guest };
+    let big = DecodeLimits {
+        bulk_bytes_max: 1 << 20,
+        ..guest
+    };
     assert_eq!(
         error_of(b"*1\r\n$20000\r\n", &big),
         "ERR Protocol error: unauthenticated bulk length"
@@ -90,15 +130,26 @@ fn every_protocol_error_has_redis_text() {
 #[test]
 fn inline_quotes_follow_sdssplitargs() {
     assert_eq!(split_args(b"  a   b  "), Some(args(&["a", "b"])));
-    assert_eq!(split_args(b"\"\\t\\r\\a\\b\""), Some(vec![Bytes::from_static(b"\t\r\x07\x08")]));
+    assert_eq!(
+        split_args(b"\"\\t\\r\\a\\b\""),
+        Some(vec![Bytes::from_static(b"\t\r\x07\x08")])
+    );
     assert_eq!(split_args(b"'a"), None);
     assert_eq!(split_args(b"'a'b"), None);
     assert_eq!(split_args(b""), Some(vec![]));
 }
 
 fn golden(frame: Frame, resp2: &str, resp3: &str) {
-    assert_eq!(String::from_utf8(frame.to_bytes(Proto::Resp2)).unwrap(), resp2, "{frame:?}");
-    assert_eq!(String::from_utf8(frame.to_bytes(Proto::Resp3)).unwrap(), resp3, "{frame:?}");
+    assert_eq!(
+        String::from_utf8(frame.to_bytes(Proto::Resp2)).unwrap(),
+        resp2,
+        "{frame:?}"
+    );
+    assert_eq!(
+        String::from_utf8(frame.to_bytes(Proto::Resp3)).unwrap(),
+        resp3,
+        "{frame:?}"
+    );
 }
 
 #[test]
@@ -116,8 +167,16 @@ fn replies_encode_as_redis_under_resp2_and_resp3() {
         "*2\r\n$5\r\nproto\r\n:3\r\n",
         "%1\r\n$5\r\nproto\r\n:3\r\n",
     );
-    golden(Frame::Set(vec![Frame::Int(1)]), "*1\r\n:1\r\n", "~1\r\n:1\r\n");
-    golden(Frame::Verbatim("a:1\r\n".into()), "$5\r\na:1\r\n\r\n", "=9\r\ntxt:a:1\r\n\r\n");
+    golden(
+        Frame::Set(vec![Frame::Int(1)]),
+        "*1\r\n:1\r\n",
+        "~1\r\n:1\r\n",
+    );
+    golden(
+        Frame::Verbatim("a:1\r\n".into()),
+        "$5\r\na:1\r\n\r\n",
+        "=9\r\ntxt:a:1\r\n\r\n",
+    );
     golden(
         Frame::Array(vec![Frame::Null, Frame::text("v")]),
         "*2\r\n$-1\r\n$1\r\nv\r\n",
@@ -127,7 +186,10 @@ fn replies_encode_as_redis_under_resp2_and_resp3() {
 
 #[test]
 fn kv_replies_keep_their_meaning() {
-    assert_eq!(Frame::from(Reply::Status("string".into())), Frame::Simple("string".into()));
+    assert_eq!(
+        Frame::from(Reply::Status("string".into())),
+        Frame::Simple("string".into())
+    );
     assert_eq!(Frame::from(Reply::Nil), Frame::Null);
     let wrongtype = Frame::from(Reply::Error(KvError::WrongType));
     assert_eq!(

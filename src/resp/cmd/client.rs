@@ -31,7 +31,9 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         "setname" if !valid_name(&args[2]) => bad_name(),
         "setname" => {
             client.name = Some(args[2].clone()).filter(|n| !n.is_empty());
-            client.entry.show(client.name.as_ref(), "client|setname", client.proto);
+            client
+                .entry
+                .show(client.name.as_ref(), "client|setname", client.proto);
             Frame::ok()
         }
         "setinfo" => Frame::ok(),
@@ -53,14 +55,18 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
 fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
     let clients = cx.shared.clients.all();
     if let [addr] = args {
-        let target = clients.iter().find(|c| c.addr.to_string().as_bytes() == &addr[..]);
+        let target = clients
+            .iter()
+            .find(|c| c.addr.to_string().as_bytes() == &addr[..]);
         let target = target.ok_or_else(|| Frame::error("ERR No such client"))?;
         target.kill();
         return Ok(Frame::ok());
     }
     let (mut id, mut addr, mut skip_me) = (None, None, true);
     for pair in args.chunks(2) {
-        let [name, value] = pair else { return Err(syntax_error()) };
+        let [name, value] = pair else {
+            return Err(syntax_error());
+        };
         match () {
             _ if is(name, "id") => id = Some(int_arg(value)?),
             _ if is(name, "addr") => addr = Some(String::from_utf8_lossy(value).into_owned()),

@@ -46,14 +46,23 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             if count < 0 {
                 return Job::Now(Frame::error("ERR Invalid slot or number of keys"));
             }
-            cx.read(slot, ReadCommand::GetKeysInSlot { slot, count: count as u64 })
+            cx.read(
+                slot,
+                ReadCommand::GetKeysInSlot {
+                    slot,
+                    count: count as u64,
+                },
+            )
         }
     }
 }
 
 fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {
     let slot = int_arg(arg).map_err(|_| Frame::error("ERR Invalid slot"))?;
-    u16::try_from(slot).ok().filter(|s| *s < SLOT_COUNT).ok_or_else(|| Frame::error("ERR Invalid slot"))
+    u16::try_from(slot)
+        .ok()
+        .filter(|s| *s < SLOT_COUNT)
+        .ok_or_else(|| Frame::error("ERR Invalid slot"))
 }
 
 /// The master first, then the other replicas.
@@ -66,9 +75,14 @@ fn members(group: &GroupView) -> Vec<NodeId> {
 
 fn slots(view: &ClusterView) -> Frame {
     let entries = view.groups.iter().map(|g| {
-        let mut entry = vec![Frame::Int(i64::from(g.slot_first)), Frame::Int(i64::from(g.slot_last))];
+        let mut entry = vec![
+            Frame::Int(i64::from(g.slot_first)),
+            Frame::Int(i64::from(g.slot_last)),
+        ];
         for id in members(g) {
-            let Some(addr) = view.resp_addr(id) else { continue };
+            let Some(addr) = view.resp_addr(id) else {
+                continue;
+            };
             entry.push(Frame::Array(vec![
                 Frame::text(&addr.ip().to_string()),
                 Frame::Int(i64::from(addr.port())),
@@ -82,7 +96,10 @@ fn slots(view: &ClusterView) -> Frame {
 
 fn shards(view: &ClusterView) -> Frame {
     let shards = view.groups.iter().map(|g| {
-        let slots = vec![Frame::Int(i64::from(g.slot_first)), Frame::Int(i64::from(g.slot_last))];
+        let slots = vec![
+            Frame::Int(i64::from(g.slot_first)),
+            Frame::Int(i64::from(g.slot_last)),
+        ];
         let nodes = members(g).into_iter().enumerate().filter_map(|(i, id)| {
             let addr = view.resp_addr(id)?;
             let role = if i == 0 { "master" } else { "replica" };
@@ -115,7 +132,11 @@ fn nodes(view: &ClusterView) -> String {
             .filter(|g| members(g).first() == Some(&node.id))
             .map(|g| format!("{}-{}", g.slot_first, g.slot_last))
             .collect();
-        let myself = if node.id == view.node_id { "myself," } else { "" };
+        let myself = if node.id == view.node_id {
+            "myself,"
+        } else {
+            ""
+        };
         let addr = node.resp_addr;
         let bus = u32::from(addr.port()) + 10_000;
         text.push_str(&format!(
@@ -134,7 +155,11 @@ fn info(view: &ClusterView) -> String {
         .filter(|g| g.leader.is_some())
         .map(|g| u64::from(g.slot_last - g.slot_first) + 1)
         .sum();
-    let state = if led == u64::from(SLOT_COUNT) { "ok" } else { "fail" };
+    let state = if led == u64::from(SLOT_COUNT) {
+        "ok"
+    } else {
+        "fail"
+    };
     format!(
         "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{SLOT_COUNT}\r\n\
          cluster_slots_ok:{led}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\n\

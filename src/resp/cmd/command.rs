@@ -21,13 +21,23 @@ pub fn prepare<B: Backend>(_cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         "count" => Frame::Int(SPECS.len() as i64),
         "list" => Frame::Array(SPECS.iter().map(|s| Frame::text(s.name)).collect()),
         "info" if args.len() == 2 => Frame::Array(SPECS.iter().map(info).collect()),
-        "info" => Frame::Array(named(&args[2..]).into_iter().map(|s| s.map_or(Frame::Null, info)).collect()),
+        "info" => Frame::Array(
+            named(&args[2..])
+                .into_iter()
+                .map(|s| s.map_or(Frame::Null, info))
+                .collect(),
+        ),
         "docs" => {
             let specs: Vec<&Spec> = match args.len() {
                 2 => SPECS.iter().collect(),
                 _ => named(&args[2..]).into_iter().flatten().collect(),
             };
-            Frame::Map(specs.into_iter().map(|s| (Frame::text(s.name), docs(s))).collect())
+            Frame::Map(
+                specs
+                    .into_iter()
+                    .map(|s| (Frame::text(s.name), docs(s)))
+                    .collect(),
+            )
         }
         _ => unknown_subcommand(&args[1], "command"),
     })
@@ -38,7 +48,12 @@ fn info(spec: &Spec) -> Frame {
     Frame::Array(vec![
         Frame::text(spec.name),
         Frame::Int(spec.arity),
-        Frame::Set(spec.flags.iter().map(|f| Frame::Simple((*f).into())).collect()),
+        Frame::Set(
+            spec.flags
+                .iter()
+                .map(|f| Frame::Simple((*f).into()))
+                .collect(),
+        ),
         Frame::Int(spec.first_key),
         Frame::Int(spec.last_key),
         Frame::Int(spec.step),

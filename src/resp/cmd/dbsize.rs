@@ -19,9 +19,17 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
 pub fn count_parts<B: Backend>(cx: &Ctx<'_, B>) -> Vec<Part> {
     let now_ms = cx.now_ms();
     let parts = cx.groups().into_iter().map(|g| {
-        let command = ReadCommand::DbSize { slot_first: g.slot_first, slot_last: g.slot_last };
+        let command = ReadCommand::DbSize {
+            slot_first: g.slot_first,
+            slot_last: g.slot_last,
+        };
         let op = ShardOp::Read { command, now_ms };
-        Part { group: g.id, slot: g.slot_first, op, positions: Vec::new() }
+        Part {
+            group: g.id,
+            slot: g.slot_first,
+            op,
+            positions: Vec::new(),
+        }
     });
     parts.collect()
 }

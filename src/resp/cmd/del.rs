@@ -17,7 +17,12 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let keys = &args[1..];
     if cx.client.redirects {
         let slot = tri!(cx.one_slot(keys));
-        return cx.write(slot, KvCommand::Del { keys: keys.to_vec() });
+        return cx.write(
+            slot,
+            KvCommand::Del {
+                keys: keys.to_vec(),
+            },
+        );
     }
     let request = cx.request(KvCommand::Del { keys: Vec::new() });
     let parts = split_by_group(cx.backend, keys)
@@ -27,7 +32,12 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             let mut request = request.clone();
             request.command = KvCommand::Del { keys };
             let op = ShardOp::Write(request);
-            Part { group: cx.backend.group_of_slot(slot), slot, op, positions }
+            Part {
+                group: cx.backend.group_of_slot(slot),
+                slot,
+                op,
+                positions,
+            }
         })
         .collect();
     cx.ops(true, parts, Merge::SumInt)

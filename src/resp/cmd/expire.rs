@@ -33,7 +33,14 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     };
     let key = args[1].clone();
     let deadline_ms = deadline.max(0) as u64;
-    cx.write(key_slot(&key), KvCommand::Expire { key, deadline_ms, condition })
+    cx.write(
+        key_slot(&key),
+        KvCommand::Expire {
+            key,
+            deadline_ms,
+            condition,
+        },
+    )
 }
 
 /// NX, XX, GT, LT with Redis 7's compatibility errors.
@@ -56,7 +63,9 @@ fn condition(options: &[Bytes]) -> Result<ExpireCondition, Frame> {
         return Err(Frame::error(text));
     }
     if gt && lt {
-        return Err(Frame::error("ERR GT and LT options at the same time are not compatible"));
+        return Err(Frame::error(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
     }
     Ok(match (nx, xx, gt, lt) {
         (true, ..) => ExpireCondition::Nx,

@@ -19,14 +19,24 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         _ => return Job::Now(syntax_error()),
     }
     let groups = cx.groups();
-    let request = cx.request(KvCommand::FlushSlots { slot_first: 0, slot_last: 0 });
+    let request = cx.request(KvCommand::FlushSlots {
+        slot_first: 0,
+        slot_last: 0,
+    });
     let parts = groups
         .into_iter()
         .map(|g| {
             let mut request = request.clone();
-            request.command =
-                KvCommand::FlushSlots { slot_first: g.slot_first, slot_last: g.slot_last };
-            Part { group: g.id, slot: g.slot_first, op: ShardOp::Write(request), positions: Vec::new() }
+            request.command = KvCommand::FlushSlots {
+                slot_first: g.slot_first,
+                slot_last: g.slot_last,
+            };
+            Part {
+                group: g.id,
+                slot: g.slot_first,
+                op: ShardOp::Write(request),
+                positions: Vec::new(),
+            }
         })
         .collect();
     cx.ops(true, parts, Merge::AllOk)

@@ -20,9 +20,9 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         [] => return cx.read(slot, ReadCommand::Get { key }),
         [option] if is(option, "persist") => GetExTtl::Persist,
         [option, value] => match ExpiryUnit::of(option) {
-            Some(unit) => {
-                GetExTtl::At { deadline_ms: tri!(deadline_ms(cx.now_ms(), value, unit, "getex")) }
-            }
+            Some(unit) => GetExTtl::At {
+                deadline_ms: tri!(deadline_ms(cx.now_ms(), value, unit, "getex")),
+            },
             None => return Job::Now(syntax_error()),
         },
         _ => return Job::Now(syntax_error()),

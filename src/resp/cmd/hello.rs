@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Ctx};
+use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 
@@ -45,7 +45,9 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             i += 2;
         } else {
             let option = String::from_utf8_lossy(&args[i]).into_owned();
-            return Job::Now(Frame::error(format!("ERR Syntax error in HELLO option '{option}'")));
+            return Job::Now(Frame::error(format!(
+                "ERR Syntax error in HELLO option '{option}'"
+            )));
         }
     }
     if !cx.client.authenticated {
@@ -55,15 +57,24 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         cx.client.name = (!name.is_empty()).then_some(name);
     }
     cx.client.proto = proto;
-    cx.client.entry.show(cx.client.name.as_ref(), "hello", proto);
+    cx.client
+        .entry
+        .show(cx.client.name.as_ref(), "hello", proto);
     Job::Now(server_map(cx, proto))
 }
 
 fn server_map<B: Backend>(cx: &Ctx<'_, B>, proto: Proto) -> Frame {
-    let mode = if cx.client.redirects { "cluster" } else { "standalone" };
+    let mode = if cx.client.redirects {
+        "cluster"
+    } else {
+        "standalone"
+    };
     Frame::Map(vec![
         (Frame::text("server"), Frame::text("redis")),
-        (Frame::text("version"), Frame::text(super::info::REDIS_VERSION)),
+        (
+            Frame::text("version"),
+            Frame::text(super::info::REDIS_VERSION),
+        ),
         (Frame::text("proto"), Frame::Int(proto.number())),
         (Frame::text("id"), Frame::Int(cx.client.id as i64)),
         (Frame::text("mode"), Frame::text(mode)),

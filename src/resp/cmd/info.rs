@@ -16,7 +16,10 @@ pub const REDIS_VERSION: &str = "7.2.0";
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let asked: Vec<String> = args[1..].iter().map(|a| lower(a)).collect();
-    let all = asked.is_empty() || asked.iter().any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let all = asked.is_empty()
+        || asked
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
     let wants = |section: &str| all || asked.iter().any(|s| s == section);
     let mut text = String::new();
     if wants("server") {
@@ -37,12 +40,23 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         return Job::Now(Frame::Verbatim(text));
     }
     let parts = super::dbsize::count_parts(cx);
-    cx.ops(false, parts, Merge::Info { text, keyspace: true })
+    cx.ops(
+        false,
+        parts,
+        Merge::Info {
+            text,
+            keyspace: true,
+        },
+    )
 }
 
 fn server_section<B: Backend>(cx: &Ctx<'_, B>) -> String {
     let uptime = cx.shared.started.elapsed().as_secs();
-    let mode = if cx.client.redirects { "cluster" } else { "standalone" };
+    let mode = if cx.client.redirects {
+        "cluster"
+    } else {
+        "standalone"
+    };
     format!(
         "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:{mode}\r\n\
          server_name:shardkv\r\nshardkv_version:{}\r\nshardkv_node_id:{}\r\n\

@@ -8,6 +8,14 @@ use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
-    let groups = cx.groups().into_iter().map(|g| (g.id, g.slot_first, g.slot_last)).collect();
-    Job::Keys { pattern: args[1].clone(), groups, now_ms: cx.now_ms() }
+    let groups = cx
+        .groups()
+        .into_iter()
+        .map(|g| (g.id, g.slot_first, g.slot_last))
+        .collect();
+    Job::Keys {
+        pattern: args[1].clone(),
+        groups,
+        now_ms: cx.now_ms(),
+    }
 }

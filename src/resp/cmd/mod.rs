@@ -100,61 +100,439 @@ const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 
 /// Every command this server knows, in no particular order.
 pub const SPECS: &[Spec] = &[
-    spec!("ping", -1, C, NO_KEY, "connection", "Returns the server's liveliness response."),
-    spec!("echo", 2, C, NO_KEY, "connection", "Returns the given string."),
-    spec!("hello", -1, NOAUTH, NO_KEY, "connection", "Handshakes with the Redis server."),
-    spec!("auth", -2, NOAUTH, NO_KEY, "connection", "Authenticates the connection."),
-    spec!("select", 2, C, NO_KEY, "connection", "Changes the selected database."),
-    spec!("quit", -1, NOAUTH, NO_KEY, "connection", "Closes the connection."),
-    spec!("reset", 1, NOAUTH, NO_KEY, "connection", "Resets the connection."),
-    spec!("client", -2, C, NO_KEY, "connection", "A container for client connection commands."),
-    spec!("command", -1, C, NO_KEY, "server", "Returns detailed information about all commands."),
-    spec!("info", -1, C, NO_KEY, "server", "Returns information and statistics about the server."),
-    spec!("dbsize", 1, R, NO_KEY, "server", "Returns the number of keys in the database."),
+    spec!(
+        "ping",
+        -1,
+        C,
+        NO_KEY,
+        "connection",
+        "Returns the server's liveliness response."
+    ),
+    spec!(
+        "echo",
+        2,
+        C,
+        NO_KEY,
+        "connection",
+        "Returns the given string."
+    ),
+    spec!(
+        "hello",
+        -1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Handshakes with the Redis server."
+    ),
+    spec!(
+        "auth",
+        -2,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Authenticates the connection."
+    ),
+    spec!(
+        "select",
+        2,
+        C,
+        NO_KEY,
+        "connection",
+        "Changes the selected database."
+    ),
+    spec!(
+        "quit",
+        -1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Closes the connection."
+    ),
+    spec!(
+        "reset",
+        1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Resets the connection."
+    ),
+    spec!(
+        "client",
+        -2,
+        C,
+        NO_KEY,
+        "connection",
+        "A container for client connection commands."
+    ),
+    spec!(
+        "command",
+        -1,
+        C,
+        NO_KEY,
+        "server",
+        "Returns detailed information about all commands."
+    ),
+    spec!(
+        "info",
+        -1,
+        C,
+        NO_KEY,
+        "server",
+        "Returns information and statistics about the server."
+    ),
+    spec!(
+        "dbsize",
+        1,
+        R,
+        NO_KEY,
+        "server",
+        "Returns the number of keys in the database."
+    ),
     spec!("time", 1, C, NO_KEY, "server", "Returns the server time."),
-    spec!("readonly", 1, C, NO_KEY, "cluster", "Enables read-only queries for a connection."),
-    spec!("readwrite", 1, C, NO_KEY, "cluster", "Enables read-write queries for a connection."),
-    spec!("cluster", -2, C, NO_KEY, "cluster", "A container for Redis Cluster commands."),
-    spec!("get", 2, R, ONE_KEY, "string", "Returns the string value of a key."),
-    spec!("set", -3, W, ONE_KEY, "string", "Sets the string value of a key."),
-    spec!("setnx", 3, W, ONE_KEY, "string", "Set the string value of a key only when it does not exist."),
-    spec!("setex", 4, W, ONE_KEY, "string", "Sets the value and expiration time of a key."),
-    spec!("psetex", 4, W, ONE_KEY, "string", "Sets the value and expiration in milliseconds of a key."),
-    spec!("getset", 3, W, ONE_KEY, "string", "Returns the previous value of a key after setting it."),
-    spec!("getdel", 2, W, ONE_KEY, "string", "Returns the value of a key after deleting the key."),
-    spec!("getex", -2, W, ONE_KEY, "string", "Returns the value of a key after setting its expiration."),
-    spec!("mget", -2, R, ALL_KEYS, "string", "Atomically returns the values of one or more keys."),
-    spec!("mset", -3, W, (1, -1, 2), "string", "Atomically creates or modifies keys."),
-    spec!("msetnx", -3, W, (1, -1, 2), "string", "Sets keys only when none of them exist."),
-    spec!("append", 3, W, ONE_KEY, "string", "Appends a string to the value of a key."),
-    spec!("strlen", 2, R, ONE_KEY, "string", "Returns the length of a string value."),
-    spec!("getrange", 4, R, ONE_KEY, "string", "Returns a substring of the string of a key."),
-    spec!("setrange", 4, W, ONE_KEY, "string", "Overwrites part of a string value at an offset."),
-    spec!("incr", 2, W, ONE_KEY, "string", "Increments the integer value of a key by one."),
-    spec!("decr", 2, W, ONE_KEY, "string", "Decrements the integer value of a key by one."),
-    spec!("incrby", 3, W, ONE_KEY, "string", "Increments the integer value of a key by a number."),
-    spec!("decrby", 3, W, ONE_KEY, "string", "Decrements a number from the integer value of a key."),
-    spec!("incrbyfloat", 3, W, ONE_KEY, "string", "Increment the value of a key by a float."),
-    spec!("del", -2, W, ALL_KEYS, "generic", "Deletes one or more keys."),
-    spec!("unlink", -2, W, ALL_KEYS, "generic", "Asynchronously deletes one or more keys."),
-    spec!("exists", -2, R, ALL_KEYS, "generic", "Determines whether one or more keys exist."),
-    spec!("type", 2, R, ONE_KEY, "generic", "Determines the type of value stored at a key."),
-    spec!("rename", 3, W, (1, 2, 1), "generic", "Renames a key and overwrites the destination."),
-    spec!("renamenx", 3, W, (1, 2, 1), "generic", "Renames a key only when the target does not exist."),
-    spec!("expire", -3, W, ONE_KEY, "generic", "Sets the expiration time of a key in seconds."),
-    spec!("pexpire", -3, W, ONE_KEY, "generic", "Sets the expiration time of a key in milliseconds."),
-    spec!("expireat", -3, W, ONE_KEY, "generic", "Sets the expiration time of a key to a Unix timestamp."),
-    spec!("pexpireat", -3, W, ONE_KEY, "generic", "Sets the expiration of a key to a Unix ms timestamp."),
-    spec!("ttl", 2, R, ONE_KEY, "generic", "Returns the expiration time in seconds of a key."),
-    spec!("pttl", 2, R, ONE_KEY, "generic", "Returns the expiration time in milliseconds of a key."),
-    spec!("expiretime", 2, R, ONE_KEY, "generic", "Returns the expiration time of a key as a Unix timestamp."),
-    spec!("pexpiretime", 2, R, ONE_KEY, "generic", "Returns the expiration of a key as a Unix ms timestamp."),
-    spec!("persist", 2, W, ONE_KEY, "generic", "Removes the expiration time of a key."),
-    spec!("keys", 2, R, NO_KEY, "generic", "Returns all key names that match a pattern."),
-    spec!("scan", -2, R, NO_KEY, "generic", "Iterates over the key names in the database."),
-    spec!("randomkey", 1, R, NO_KEY, "generic", "Returns a random key name from the database."),
-    spec!("flushall", -1, W, NO_KEY, "server", "Removes all keys from all databases."),
-    spec!("flushdb", -1, W, NO_KEY, "server", "Remove all keys from the current database."),
+    spec!(
+        "readonly",
+        1,
+        C,
+        NO_KEY,
+        "cluster",
+        "Enables read-only queries for a connection."
+    ),
+    spec!(
+        "readwrite",
+        1,
+        C,
+        NO_KEY,
+        "cluster",
+        "Enables read-write queries for a connection."
+    ),
+    spec!(
+        "cluster",
+        -2,
+        C,
+        NO_KEY,
+        "cluster",
+        "A container for Redis Cluster commands."
+    ),
+    spec!(
+        "get",
+        2,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns the string value of a key."
+    ),
+    spec!(
+        "set",
+        -3,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the string value of a key."
+    ),
+    spec!(
+        "setnx",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Set the string value of a key only when it does not exist."
+    ),
+    spec!(
+        "setex",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration time of a key."
+    ),
+    spec!(
+        "psetex",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in milliseconds of a key."
+    ),
+    spec!(
+        "getset",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the previous value of a key after setting it."
+    ),
+    spec!(
+        "getdel",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the value of a key after deleting the key."
+    ),
+    spec!(
+        "getex",
+        -2,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the value of a key after setting its expiration."
+    ),
+    spec!(
+        "mget",
+        -2,
+        R,
+        ALL_KEYS,
+        "string",
+        "Atomically returns the values of one or more keys."
+    ),
+    spec!(
+        "mset",
+        -3,
+        W,
+        (1, -1, 2),
+        "string",
+        "Atomically creates or modifies keys."
+    ),
+    spec!(
+        "msetnx",
+        -3,
+        W,
+        (1, -1, 2),
+        "string",
+        "Sets keys only when none of them exist."
+    ),
+    spec!(
+        "append",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Appends a string to the value of a key."
+    ),
+    spec!(
+        "strlen",
+        2,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns the length of a string value."
+    ),
+    spec!(
+        "getrange",
+        4,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns a substring of the string of a key."
+    ),
+    spec!(
+        "setrange",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Overwrites part of a string value at an offset."
+    ),
+    spec!(
+        "incr",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by one."
+    ),
+    spec!(
+        "decr",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Decrements the integer value of a key by one."
+    ),
+    spec!(
+        "incrby",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by a number."
+    ),
+    spec!(
+        "decrby",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Decrements a number from the integer value of a key."
+    ),
+    spec!(
+        "incrbyfloat",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Increment the value of a key by a float."
+    ),
+    spec!(
+        "del",
+        -2,
+        W,
+        ALL_KEYS,
+        "generic",
+        "Deletes one or more keys."
+    ),
+    spec!(
+        "unlink",
+        -2,
+        W,
+        ALL_KEYS,
+        "generic",
+        "Asynchronously deletes one or more keys."
+    ),
+    spec!(
+        "exists",
+        -2,
+        R,
+        ALL_KEYS,
+        "generic",
+        "Determines whether one or more keys exist."
+    ),
+    spec!(
+        "type",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Determines the type of value stored at a key."
+    ),
+    spec!(
+        "rename",
+        3,
+        W,
+        (1, 2, 1),
+        "generic",
+        "Renames a key and overwrites the destination."
+    ),
+    spec!(
+        "renamenx",
+        3,
+        W,
+        (1, 2, 1),
+        "generic",
+        "Renames a key only when the target does not exist."
+    ),
+    spec!(
+        "expire",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in seconds."
+    ),
+    spec!(
+        "pexpire",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in milliseconds."
+    ),
+    spec!(
+        "expireat",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix timestamp."
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration of a key to a Unix ms timestamp."
+    ),
+    spec!(
+        "ttl",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in seconds of a key."
+    ),
+    spec!(
+        "pttl",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in milliseconds of a key."
+    ),
+    spec!(
+        "expiretime",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time of a key as a Unix timestamp."
+    ),
+    spec!(
+        "pexpiretime",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration of a key as a Unix ms timestamp."
+    ),
+    spec!(
+        "persist",
+        2,
+        W,
+        ONE_KEY,
+        "generic",
+        "Removes the expiration time of a key."
+    ),
+    spec!(
+        "keys",
+        2,
+        R,
+        NO_KEY,
+        "generic",
+        "Returns all key names that match a pattern."
+    ),
+    spec!(
+        "scan",
+        -2,
+        R,
+        NO_KEY,
+        "generic",
+        "Iterates over the key names in the database."
+    ),
+    spec!(
+        "randomkey",
+        1,
+        R,
+        NO_KEY,
+        "generic",
+        "Returns a random key name from the database."
+    ),
+    spec!(
+        "flushall",
+        -1,
+        W,
+        NO_KEY,
+        "server",
+        "Removes all keys from all databases."
+    ),
+    spec!(
+        "flushdb",
+        -1,
+        W,
+        NO_KEY,
+        "server",
+        "Remove all keys from the current database."
+    ),
 ];
 
 /// The table entry of a lower-case command name.
@@ -185,7 +563,9 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if !cx.client.authenticated && !spec.flags.contains(&"noauth") {
         return Job::Now(Frame::error("NOAUTH Authentication required."));
     }
-    cx.client.entry.show(cx.client.name.as_ref(), &name, cx.client.proto);
+    cx.client
+        .entry
+        .show(cx.client.name.as_ref(), &name, cx.client.proto);
     dispatch(cx, &name, args)
 }
 
@@ -263,7 +643,10 @@ impl<B: Backend> Ctx<'_, B> {
 
     /// A read of one slot's group.
     pub fn read(&mut self, slot: u16, command: ReadCommand) -> Job {
-        let op = ShardOp::Read { command, now_ms: self.now_ms() };
+        let op = ShardOp::Read {
+            command,
+            now_ms: self.now_ms(),
+        };
         self.routed(slot, op, false, Merge::One)
     }
 
@@ -279,8 +662,18 @@ impl<B: Backend> Ctx<'_, B> {
         if let Some(moved) = self.moved(slot) {
             return Job::Now(moved);
         }
-        let part = Part { group, slot, op, positions: Vec::new() };
-        Job::Run(Ops { write, parts: vec![part], merge, redirects: self.client.redirects })
+        let part = Part {
+            group,
+            slot,
+            op,
+            positions: Vec::new(),
+        };
+        Job::Run(Ops {
+            write,
+            parts: vec![part],
+            merge,
+            redirects: self.client.redirects,
+        })
     }
 
     /// `-MOVED slot addr` when this connection wants redirects and another node leads.
@@ -305,7 +698,12 @@ impl<B: Backend> Ctx<'_, B> {
 
     /// Ops over several groups.
     pub fn ops(&self, write: bool, parts: Vec<Part>, merge: Merge) -> Job {
-        Job::Run(Ops { write, parts, merge, redirects: self.client.redirects })
+        Job::Run(Ops {
+            write,
+            parts,
+            merge,
+            redirects: self.client.redirects,
+        })
     }
 }
 
@@ -321,7 +719,10 @@ pub fn split_by_group<B: Backend>(backend: &B, keys: &[Bytes]) -> Vec<(u16, Vec<
             None => groups.push((group, slot, vec![position])),
         }
     }
-    groups.into_iter().map(|(_, slot, positions)| (slot, positions)).collect()
+    groups
+        .into_iter()
+        .map(|(_, slot, positions)| (slot, positions))
+        .collect()
 }
 
 /// ASCII lower case of a command word.
@@ -344,7 +745,9 @@ pub fn syntax_error() -> Frame {
 }
 
 pub fn wrong_args(name: &str) -> Frame {
-    Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// Redis's text for an unknown command: the name and up to 128 bytes of each argument.
@@ -361,7 +764,9 @@ pub fn unknown_command(name: &[u8], args: &[Bytes]) -> Frame {
         quoted.push_str(&format!("'{arg}' "));
     }
     let name = clip(name);
-    Frame::error(format!("ERR unknown command '{name}', with args beginning with: {quoted}"))
+    Frame::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {quoted}"
+    ))
 }
 
 /// Redis's text for an unknown subcommand of `container`.

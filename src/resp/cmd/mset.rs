@@ -15,8 +15,10 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if args.len() % 2 == 0 {
         return Job::Now(wrong_args(&name));
     }
-    let pairs: Vec<(Bytes, Bytes)> =
-        args[1..].chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    let pairs: Vec<(Bytes, Bytes)> = args[1..]
+        .chunks_exact(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
     let slot = tri!(cx.one_slot(pairs.iter().map(|(key, _)| key)));
     let command = match name.as_str() {
         "mset" => KvCommand::MSet { pairs },

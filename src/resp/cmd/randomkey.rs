@@ -23,9 +23,18 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
         .map(|g| {
             let seed = random.hash_one((g.id.0, now_ms));
             let (slot_first, slot_last) = (g.slot_first, g.slot_last);
-            let command = ReadCommand::RandomKey { slot_first, slot_last, seed };
+            let command = ReadCommand::RandomKey {
+                slot_first,
+                slot_last,
+                seed,
+            };
             let op = ShardOp::Read { command, now_ms };
-            Part { group: g.id, slot: g.slot_first, op, positions: Vec::new() }
+            Part {
+                group: g.id,
+                slot: g.slot_first,
+                op,
+                positions: Vec::new(),
+            }
         })
         .collect();
     let start = (random.hash_one(now_ms) % count as u64) as usize;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Ctx};
+use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 

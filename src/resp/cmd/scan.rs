@@ -21,7 +21,9 @@ pub const SCAN_COUNT_DEFAULT: u64 = 10;
 const TYPES: &[&str] = &["string", "list", "set", "zset", "hash", "stream"];
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
-    let cursor = std::str::from_utf8(&args[1]).ok().and_then(|c| c.parse::<u64>().ok());
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok());
     let Some((slot, offset)) = cursor.and_then(parse_scan_cursor) else {
         return Job::Now(Frame::error("ERR invalid cursor"));
     };
@@ -54,9 +56,27 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let Some(view) = groups.iter().find(|g| g.id == group) else {
         return Job::Now(Frame::error("ERR invalid cursor"));
     };
-    let next_slot = view.slot_last.checked_add(1).filter(|s| *s < crate::kv::slot::SLOT_COUNT);
-    let step = ScanStep { slot, offset, slot_last: view.slot_last, count, pattern, value_type };
-    let op = ShardOp::Read { command: ReadCommand::Scan(step), now_ms: cx.now_ms() };
-    let part = Part { group, slot, op, positions: Vec::new() };
+    let next_slot = view
+        .slot_last
+        .checked_add(1)
+        .filter(|s| *s < crate::kv::slot::SLOT_COUNT);
+    let step = ScanStep {
+        slot,
+        offset,
+        slot_last: view.slot_last,
+        count,
+        pattern,
+        value_type,
+    };
+    let op = ShardOp::Read {
+        command: ReadCommand::Scan(step),
+        now_ms: cx.now_ms(),
+    };
+    let part = Part {
+        group,
+        slot,
+        op,
+        positions: Vec::new(),
+    };
     cx.ops(false, vec![part], Merge::Scan { next_slot })
 }

@@ -25,7 +25,10 @@ impl ExpiryUnit {
     pub fn of(option: &[u8]) -> Option<ExpiryUnit> {
         [("ex", ExpiryUnit::Seconds), ("px", ExpiryUnit::Millis)]
             .into_iter()
-            .chain([("exat", ExpiryUnit::UnixSeconds), ("pxat", ExpiryUnit::UnixMillis)])
+            .chain([
+                ("exat", ExpiryUnit::UnixSeconds),
+                ("pxat", ExpiryUnit::UnixMillis),
+            ])
             .find(|(name, _)| is(option, name))
             .map(|(_, unit)| unit)
     }
@@ -82,6 +85,13 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         None => None,
     };
     let (key, value) = (args[1].clone(), args[2].clone());
-    let command = KvCommand::Set { key: key.clone(), value, expire_at_ms, keep_ttl, condition, get };
+    let command = KvCommand::Set {
+        key: key.clone(),
+        value,
+        expire_at_ms,
+        keep_ttl,
+        condition,
+        get,
+    };
     cx.write(key_slot(&key), command)
 }

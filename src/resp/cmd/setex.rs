@@ -13,7 +13,11 @@ use crate::kv::{key_slot, KvCommand};
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let name = lower(&args[0]);
-    let unit = if name == "setex" { ExpiryUnit::Seconds } else { ExpiryUnit::Millis };
+    let unit = if name == "setex" {
+        ExpiryUnit::Seconds
+    } else {
+        ExpiryUnit::Millis
+    };
     let deadline = tri!(deadline_ms(cx.now_ms(), &args[2], unit, &name));
     let (key, value) = (args[1].clone(), args[3].clone());
     let command = KvCommand::Set {

@@ -15,13 +15,17 @@
 //! - [`linearizability`]: the history checker shared by the simulation and the
 //!   real-cluster tests.
 //!
-//! The runtime (`shard`, `transport`), the RESP front end (`resp`), metrics and operator
-//! commands (`admin`) arrive with their issues.
+//! - [`resp`]: the Redis-compatible front end: RESP2/RESP3 codec, command table, the
+//!   connection server, and the `Backend` trait the node runtime implements.
+//!
+//! The runtime (`shard`, `transport`), metrics and operator commands (`admin`) arrive
+//! with their issues.
 
 pub mod kv;
 pub mod linearizability;
 pub mod node;
 pub mod raft;
+pub mod resp;
 pub mod router;
 pub mod shard;
 pub mod storage;

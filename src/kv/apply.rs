@@ -31,6 +31,18 @@ pub trait KvRead {
     fn sessions(&self) -> Vec<(u64, Bytes)>;
     /// Every key stored in `slots`, in (slot, key) order (for FLUSH of a slot range).
     fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)>;
+    /// At most `limit` keys stored in `slots` strictly after `after` (from the start of
+    /// `slots` when `None`), in (slot, key) order: one bounded page of KEYS, SCAN,
+    /// RANDOMKEY and CLUSTER GETKEYSINSLOT. Expired keys are included until deleted.
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)>;
+    /// Number of keys stored in `slots`, expired ones included until deleted (DBSIZE,
+    /// CLUSTER COUNTKEYSINSLOT).
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64;
 }
 
 /// Apply one committed request; its writes go to `overlay`. A retried request (seq not

@@ -2,7 +2,7 @@
 //! and the tests. Owns nothing durable; it must behave exactly as the redb store does.
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
+use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
 
@@ -49,7 +49,10 @@ impl MemKv {
         for mutation in mutations {
             match mutation {
                 KvMutation::Put { slot, key, record } => {
-                    self.kv.entry(*slot).or_default().insert(key.clone(), record.clone());
+                    self.kv
+                        .entry(*slot)
+                        .or_default()
+                        .insert(key.clone(), record.clone());
                 }
                 KvMutation::Delete { slot, key } => {
                     if let Some(keys) = self.kv.get_mut(slot) {
@@ -76,20 +79,31 @@ impl MemKv {
             .range(slots)
             .flat_map(|(slot, keys)| keys.iter().map(|(k, r)| (*slot, k.clone(), r.clone())))
             .collect();
-        let sessions = self.sessions.iter().map(|(id, r)| (*id, r.clone())).collect();
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
         SlotRangeData { records, sessions }
     }
 
     /// Replace the records of `slots` and all sessions with `data`. Records of `data`
     /// outside `slots` are ignored.
     pub fn import_slots(&mut self, slots: RangeInclusive<u16>, data: &SlotRangeData) {
-        let doomed: Vec<u16> = self.kv.range(slots.clone()).map(|(slot, _)| *slot).collect();
+        let doomed: Vec<u16> = self
+            .kv
+            .range(slots.clone())
+            .map(|(slot, _)| *slot)
+            .collect();
         for slot in doomed {
             self.kv.remove(&slot);
         }
         for (slot, key, record) in &data.records {
             if slots.contains(slot) {
-                self.kv.entry(*slot).or_default().insert(key.clone(), record.clone());
+                self.kv
+                    .entry(*slot)
+                    .or_default()
+                    .insert(key.clone(), record.clone());
             }
         }
         self.sessions = data.sessions.iter().cloned().collect();
@@ -106,11 +120,46 @@ impl KvRead for MemKv {
     }
 
     fn sessions(&self) -> Vec<(u64, Bytes)> {
-        self.sessions.iter().map(|(id, record)| (*id, record.clone())).collect()
+        self.sessions
+            .iter()
+            .map(|(id, record)| (*id, record.clone()))
+            .collect()
     }
 
     fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
         let keys = self.kv.range(slots);
-        keys.flat_map(|(slot, keys)| keys.keys().map(|key| (*slot, key.clone()))).collect()
+        keys.flat_map(|(slot, keys)| keys.keys().map(|key| (*slot, key.clone())))
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let mut out = Vec::new();
+        for (slot, keys) in self.kv.range(slots) {
+            let lower = match after {
+                Some((after_slot, _)) if *slot < after_slot => continue,
+                Some((after_slot, key)) if *slot == after_slot => Bound::Excluded(key),
+                _ => Bound::Unbounded,
+            };
+            let range = keys.range::<[u8], _>((lower, Bound::Unbounded));
+            for (key, _) in range.take(limit - out.len()) {
+                out.push((*slot, key.clone()));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        self.kv
+            .range(slots)
+            .map(|(_, keys)| keys.len() as u64)
+            .sum()
     }
 }

@@ -8,13 +8,14 @@
 //! `slot` (key → hash slot), `record` (stored value layout), `command` (write commands
 //! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
 //! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
-//! `number` (integer/float text), `reply` (answers and Redis error texts), `mem`
+//! `number` (integer/float text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
 //! (in-memory state for the simulation and tests). Nothing here does I/O or reads a clock.
 
 use bytes::Bytes;
 
 pub mod apply;
 pub mod command;
+pub mod glob;
 pub mod mem;
 pub mod number;
 pub mod overlay;

@@ -35,7 +35,11 @@ impl Overlay {
     /// replica must use the same bound (it changes what apply writes).
     pub fn with_sessions_max(sessions_max: usize) -> Overlay {
         assert!(sessions_max > 0, "the session bound must be positive");
-        Overlay { kv: BTreeMap::new(), sessions: BTreeMap::new(), sessions_max }
+        Overlay {
+            kv: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            sessions_max,
+        }
     }
 
     /// The bound on client sessions per group.
@@ -91,7 +95,10 @@ impl Overlay {
 
     /// The committed state `view` as this batch sees it.
     pub fn over<'a, V: KvRead>(&'a self, view: &'a V) -> Layered<'a, V> {
-        Layered { view, overlay: self }
+        Layered {
+            view,
+            overlay: self,
+        }
     }
 }
 
@@ -140,5 +147,57 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
             }
         }
         all.into_iter().collect()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let is_after = |slot: u16, key: &[u8]| match after {
+            None => true,
+            Some((after_slot, after_key)) => (slot, key) > (after_slot, after_key),
+        };
+        let pending: Vec<(u16, &Bytes, bool)> = self
+            .overlay
+            .kv
+            .range(slots.clone())
+            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())))
+            .filter(|(slot, key, _)| is_after(*slot, key))
+            .collect();
+        // Pending deletes can hide at most `pending.len()` committed keys, so a page that
+        // large still holds `limit` live keys unless the committed data ends.
+        let want = limit.saturating_add(pending.len());
+        let committed = self.view.scan(slots, after, want);
+        let last = (committed.len() >= want)
+            .then(|| committed.last().cloned())
+            .flatten();
+        let mut all: BTreeSet<(u16, Bytes)> = committed.into_iter().collect();
+        for (slot, key, present) in pending {
+            let entry = (slot, key.clone());
+            let beyond = last.as_ref().is_some_and(|last| &entry > last);
+            if !present {
+                all.remove(&entry);
+            } else if !beyond {
+                all.insert(entry);
+            }
+        }
+        all.into_iter().take(limit).collect()
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        let mut count = self.view.count_keys(slots.clone());
+        for (slot, keys) in self.overlay.kv.range(slots) {
+            for (key, pending) in keys {
+                let committed = self.view.get(*slot, key).is_some();
+                match (committed, pending.is_some()) {
+                    (false, true) => count += 1,
+                    (true, false) => count = count.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+        count
     }
 }

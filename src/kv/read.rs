@@ -1,10 +1,13 @@
 //! Read commands (GET, MGET, STRLEN, GETRANGE, EXISTS, TTL, PTTL, EXPIRETIME, PEXPIRETIME,
-//! TYPE) over a `KvRead` at a given `now_ms`. The leader serves them after ReadIndex. A key
-//! whose deadline is not after `now_ms` is invisible. Never writes, never reads a clock.
+//! TYPE, and the key scans of KEYS, SCAN, DBSIZE, RANDOMKEY, CLUSTER COUNTKEYSINSLOT and
+//! GETKEYSINSLOT) over a `KvRead` at a given `now_ms`. The leader serves them after
+//! ReadIndex. A key whose deadline is not after `now_ms` is invisible. Never writes, never
+//! reads a clock; every scan examines a bounded page of keys.
 
 use bytes::Bytes;
 
 use super::apply::KvRead;
+use super::glob::glob_match;
 use super::record::{Record, ValueType};
 use super::reply::{KvError, Reply};
 use super::slot::key_slot;
@@ -44,11 +47,13 @@ pub fn get(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
 
 /// MGET: a key that is absent or not a string reads as nil.
 pub fn mget(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
-    let values = keys.iter().map(|key| match lookup_string(view, now_ms, key) {
-        Ok(Some(record)) => Reply::Bulk(record.value),
-        Ok(None) | Err(KvError::WrongType) => Reply::Nil,
-        Err(error) => Reply::Error(error),
-    });
+    let values = keys
+        .iter()
+        .map(|key| match lookup_string(view, now_ms, key) {
+            Ok(Some(record)) => Reply::Bulk(record.value),
+            Ok(None) | Err(KvError::WrongType) => Reply::Nil,
+            Err(error) => Reply::Error(error),
+        });
     Reply::Array(values.collect())
 }
 
@@ -71,8 +76,18 @@ pub fn getrange(view: &impl KvRead, now_ms: u64, key: &[u8], start: i64, end: i6
     if (start < 0 && end < 0 && start > end) || len == 0 {
         return Reply::Bulk(Bytes::new());
     }
-    let start = if start < 0 { len.saturating_add(start) } else { start }.max(0);
-    let end = if end < 0 { len.saturating_add(end) } else { end }.clamp(0, len - 1);
+    let start = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    }
+    .max(0);
+    let end = if end < 0 {
+        len.saturating_add(end)
+    } else {
+        end
+    }
+    .clamp(0, len - 1);
     if start > end {
         return Reply::Bulk(Bytes::new());
     }
@@ -137,13 +152,59 @@ pub fn value_type(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
 /// forwarded to the leader's node). Every key of one command belongs to the group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReadCommand {
-    Get { key: Bytes },
-    MGet { keys: Vec<Bytes> },
-    StrLen { key: Bytes },
-    GetRange { key: Bytes, start: i64, end: i64 },
-    Exists { keys: Vec<Bytes> },
-    Ttl { key: Bytes, form: TtlForm },
-    Type { key: Bytes },
+    Get {
+        key: Bytes,
+    },
+    MGet {
+        keys: Vec<Bytes>,
+    },
+    StrLen {
+        key: Bytes,
+    },
+    GetRange {
+        key: Bytes,
+        start: i64,
+        end: i64,
+    },
+    Exists {
+        keys: Vec<Bytes>,
+    },
+    Ttl {
+        key: Bytes,
+        form: TtlForm,
+    },
+    Type {
+        key: Bytes,
+    },
+    /// One page of KEYS over `slot_first..=slot_last`, after `after` (exclusive).
+    Keys {
+        pattern: Bytes,
+        slot_first: u16,
+        slot_last: u16,
+        after: Option<(u16, Bytes)>,
+    },
+    /// One SCAN step from `offset` keys into `slot` up to `slot_last`.
+    Scan(ScanStep),
+    /// Stored keys of `slot_first..=slot_last` (DBSIZE of one group).
+    DbSize {
+        slot_first: u16,
+        slot_last: u16,
+    },
+    /// A live key of `slot_first..=slot_last`, starting the search at a point `seed` picks.
+    RandomKey {
+        slot_first: u16,
+        slot_last: u16,
+        seed: u64,
+    },
+    /// CLUSTER COUNTKEYSINSLOT.
+    CountKeysInSlot {
+        slot: u16,
+    },
+    /// CLUSTER GETKEYSINSLOT (at most `READ_PAGE_KEYS_MAX` keys).
+    GetKeysInSlot {
+        slot: u16,
+        count: u64,
+    },
 }
 
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
@@ -156,5 +217,194 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),
         ReadCommand::Ttl { key, form } => ttl(view, now_ms, key, *form),
         ReadCommand::Type { key } => value_type(view, now_ms, key),
+        ReadCommand::Keys {
+            pattern,
+            slot_first,
+            slot_last,
+            after,
+        } => {
+            let after = after.as_ref().map(|(slot, key)| (*slot, key.as_ref()));
+            keys_page(view, now_ms, pattern, *slot_first..=*slot_last, after)
+        }
+        ReadCommand::Scan(step) => scan(view, now_ms, step),
+        ReadCommand::DbSize {
+            slot_first,
+            slot_last,
+        } => Reply::Int(view.count_keys(*slot_first..=*slot_last) as i64),
+        ReadCommand::RandomKey {
+            slot_first,
+            slot_last,
+            seed,
+        } => random_key(view, now_ms, *slot_first..=*slot_last, *seed),
+        ReadCommand::CountKeysInSlot { slot } => Reply::Int(view.count_keys(*slot..=*slot) as i64),
+        ReadCommand::GetKeysInSlot { slot, count } => {
+            let limit = (*count).min(READ_PAGE_KEYS_MAX as u64) as usize;
+            let keys = view.scan(*slot..=*slot, None, limit);
+            Reply::Array(keys.into_iter().map(|(_, key)| Reply::Bulk(key)).collect())
+        }
     }
+}
+
+/// Most keys one page of a key scan examines (KEYS page, SCAN step, GETKEYSINSLOT).
+pub const READ_PAGE_KEYS_MAX: usize = 1024;
+/// Most keys RANDOMKEY examines looking for a live one.
+pub const RANDOMKEY_PROBES_MAX: usize = 64;
+/// Bits of a SCAN cursor that hold the offset within its slot; the slot sits above them.
+pub const SCAN_CURSOR_OFFSET_BITS: u32 = 40;
+
+/// One SCAN step inside one group.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanStep {
+    /// Where the step starts: this slot, after skipping `offset` keys of it.
+    pub slot: u16,
+    pub offset: u64,
+    /// The group's last slot: the step never looks beyond it.
+    pub slot_last: u16,
+    /// Keys to examine (COUNT), at most `READ_PAGE_KEYS_MAX`.
+    pub count: u64,
+    pub pattern: Option<Bytes>,
+    /// TYPE filter: a type name as TYPE prints it.
+    pub value_type: Option<String>,
+}
+
+/// A SCAN cursor: `slot` in the high bits, the offset of the next key in the slot below.
+pub fn scan_cursor(slot: u16, offset: u64) -> u64 {
+    (u64::from(slot) << SCAN_CURSOR_OFFSET_BITS) | (offset & ((1 << SCAN_CURSOR_OFFSET_BITS) - 1))
+}
+
+/// The (slot, offset) of a cursor, or `None` when the slot is out of range.
+pub fn parse_scan_cursor(cursor: u64) -> Option<(u16, u64)> {
+    let slot = cursor >> SCAN_CURSOR_OFFSET_BITS;
+    let slot = u16::try_from(slot)
+        .ok()
+        .filter(|s| *s < super::slot::SLOT_COUNT)?;
+    Some((slot, cursor & ((1 << SCAN_CURSOR_OFFSET_BITS) - 1)))
+}
+
+fn is_live(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Result<Option<Record>, KvError> {
+    lookup(view, now_ms, key)
+}
+
+/// One KEYS page: `[matching live keys, resume point (nil when the range is done)]`.
+fn keys_page(
+    view: &impl KvRead,
+    now_ms: u64,
+    pattern: &[u8],
+    slots: std::ops::RangeInclusive<u16>,
+    after: Option<(u16, &[u8])>,
+) -> Reply {
+    let page = view.scan(slots, after, READ_PAGE_KEYS_MAX);
+    let mut found = Vec::new();
+    for (_, key) in &page {
+        // Redis's KEYS skips matching for `*`, so even the empty key is listed.
+        if pattern != b"*" && !glob_match(pattern, key) {
+            continue;
+        }
+        match is_live(view, now_ms, key) {
+            Ok(Some(_)) => found.push(Reply::Bulk(key.clone())),
+            Ok(None) => {}
+            Err(error) => return Reply::Error(error),
+        }
+    }
+    let resume = match page.last() {
+        Some((slot, key)) if page.len() == READ_PAGE_KEYS_MAX => {
+            Reply::Array(vec![Reply::Int(i64::from(*slot)), Reply::Bulk(key.clone())])
+        }
+        _ => Reply::Nil,
+    };
+    Reply::Array(vec![Reply::Array(found), resume])
+}
+
+/// Skips `offset` keys of `slot`: the last key skipped (the step resumes after it) and
+/// how many were skipped (fewer than `offset` when the slot shrank meanwhile).
+fn skip_into_slot(view: &impl KvRead, slot: u16, offset: u64) -> (Option<(u16, Bytes)>, u64) {
+    let mut after: Option<(u16, Bytes)> = None;
+    let mut skipped = 0;
+    while skipped < offset {
+        let take = (offset - skipped).min(READ_PAGE_KEYS_MAX as u64) as usize;
+        let from = after.as_ref().map(|(s, k)| (*s, k.as_ref()));
+        let page = view.scan(slot..=slot, from, take);
+        skipped += page.len() as u64;
+        let done = page.len() < take;
+        if let Some(last) = page.last() {
+            after = Some(last.clone());
+        }
+        if done {
+            break;
+        }
+    }
+    (after, skipped)
+}
+
+/// One SCAN step: `[next cursor or nil when the group is done, matching live keys]`.
+pub fn scan(view: &impl KvRead, now_ms: u64, step: &ScanStep) -> Reply {
+    let count = step.count.clamp(1, READ_PAGE_KEYS_MAX as u64) as usize;
+    let (after, skipped) = skip_into_slot(view, step.slot, step.offset);
+    let from = after.as_ref().map(|(slot, key)| (*slot, key.as_ref()));
+    let page = view.scan(step.slot..=step.slot_last.max(step.slot), from, count);
+    let mut found = Vec::new();
+    for (_, key) in &page {
+        match scan_match(view, now_ms, step, key) {
+            Ok(true) => found.push(Reply::Bulk(key.clone())),
+            Ok(false) => {}
+            Err(error) => return Reply::Error(error),
+        }
+    }
+    let next = match page.last() {
+        Some((slot, _)) if page.len() == count => {
+            let in_slot = page.iter().filter(|(s, _)| s == slot).count() as u64;
+            let base = if *slot == step.slot { skipped } else { 0 };
+            Reply::Int(scan_cursor(*slot, base + in_slot) as i64)
+        }
+        _ => Reply::Nil,
+    };
+    Reply::Array(vec![next, Reply::Array(found)])
+}
+
+fn scan_match(
+    view: &impl KvRead,
+    now_ms: u64,
+    step: &ScanStep,
+    key: &[u8],
+) -> Result<bool, KvError> {
+    if step
+        .pattern
+        .as_ref()
+        .is_some_and(|pattern| !glob_match(pattern, key))
+    {
+        return Ok(false);
+    }
+    let Some(record) = is_live(view, now_ms, key)? else {
+        return Ok(false);
+    };
+    Ok(step
+        .value_type
+        .as_ref()
+        .is_none_or(|name| name == record.value_type.name()))
+}
+
+/// RANDOMKEY inside one group: the first live key at or after a point `seed` picks,
+/// wrapping around once; nil when none is found within `RANDOMKEY_PROBES_MAX` keys.
+fn random_key(
+    view: &impl KvRead,
+    now_ms: u64,
+    slots: std::ops::RangeInclusive<u16>,
+    seed: u64,
+) -> Reply {
+    let (first, last) = (*slots.start(), *slots.end());
+    let width = u64::from(last.saturating_sub(first)) + 1;
+    let start = first + (seed % width) as u16;
+    let mut page = view.scan(start..=last, None, RANDOMKEY_PROBES_MAX);
+    if page.len() < RANDOMKEY_PROBES_MAX {
+        let more = view.scan(first..=last, None, RANDOMKEY_PROBES_MAX - page.len());
+        page.extend(more);
+    }
+    for (_, key) in page {
+        match is_live(view, now_ms, &key) {
+            Ok(Some(_)) => return Reply::Bulk(key),
+            Ok(None) => {}
+            Err(error) => return Reply::Error(error),
+        }
+    }
+    Reply::Nil
 }

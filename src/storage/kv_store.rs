@@ -113,7 +113,8 @@ impl KvRead for RedbKvView {
             return Vec::new();
         };
         let rows = range.map_while(|row| self.keep(row));
-        rows.map(|(k, v)| (k.value().1, Bytes::copy_from_slice(v.value()))).collect()
+        rows.map(|(k, v)| (k.value().1, Bytes::copy_from_slice(v.value())))
+            .collect()
     }
 
     fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
@@ -124,7 +125,45 @@ impl KvRead for RedbKvView {
             return Vec::new();
         };
         let rows = range.map_while(|row| self.keep(row));
-        rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1))).collect()
+        rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1)))
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let Some(table) = &self.kv else {
+            return Vec::new();
+        };
+        if after.is_some_and(|(slot, _)| slot > *slots.end()) {
+            return Vec::new();
+        }
+        let (lower, upper) = slot_bounds(&slots);
+        let range = match after {
+            Some(after) if after.0 >= *slots.start() => {
+                table.range::<(u16, &[u8])>((Bound::Excluded(after), upper))
+            }
+            _ => table.range((lower, upper)),
+        };
+        let Some(range) = self.keep(range) else {
+            return Vec::new();
+        };
+        let rows = range.map_while(|row| self.keep(row)).take(limit);
+        rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1)))
+            .collect()
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        let Some(table) = &self.kv else {
+            return 0;
+        };
+        let Some(range) = self.keep(table.range(slot_bounds(&slots))) else {
+            return 0;
+        };
+        range.map_while(|row| self.keep(row)).count() as u64
     }
 }
 
@@ -191,10 +230,21 @@ mod redb_kv {
         vec![
             set("a", "1", None),
             set("b", "2", Some(5_000)),
-            KvCommand::IncrBy { key: key("a"), delta: 41 },
-            KvCommand::Append { key: key("c"), value: key("xyz") },
-            KvCommand::Del { keys: vec![key("b")] },
-            KvCommand::FlushSlots { slot_first: 0, slot_last: 10_000 },
+            KvCommand::IncrBy {
+                key: key("a"),
+                delta: 41,
+            },
+            KvCommand::Append {
+                key: key("c"),
+                value: key("xyz"),
+            },
+            KvCommand::Del {
+                keys: vec![key("b")],
+            },
+            KvCommand::FlushSlots {
+                slot_first: 0,
+                slot_last: 10_000,
+            },
             set("d", "4", None),
         ]
     }
@@ -206,7 +256,12 @@ mod redb_kv {
         let group = 3;
         let mut mem = MemKv::new();
         for (seq, command) in commands().into_iter().enumerate() {
-            let req = Request { client_id: 11, seq: seq as u64 + 1, now_ms: 1_000, command };
+            let req = Request {
+                client_id: 11,
+                seq: seq as u64 + 1,
+                now_ms: 1_000,
+                command,
+            };
             let txn = db.begin_read()?;
             let view = RedbKvView::open(&txn, group)?;
             let mut overlay = Overlay::new();
@@ -230,7 +285,12 @@ mod redb_kv {
         let other_group = RedbKvView::open(&txn, group + 1)?;
         assert!(other_group.sessions().is_empty());
         assert_eq!(other_group.session(11), None);
-        let retry = Request { client_id: 11, seq: 7, now_ms: 1_000, command: set("d", "x", None) };
+        let retry = Request {
+            client_id: 11,
+            seq: 7,
+            now_ms: 1_000,
+            command: set("d", "x", None),
+        };
         assert_eq!(apply(&view, &mut Overlay::new(), &retry), Reply::Ok);
         Ok(())
     }

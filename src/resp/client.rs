@@ -1,0 +1,138 @@
+//! Per-connection state (protocol, authentication, name, redirect mode, request seq) and
+//! the server-wide registry of connected clients behind CLIENT LIST/KILL and INFO. Owns
+//! that bookkeeping; never reads or writes a socket.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::frame::Proto;
+
+/// What one connection knows about itself.
+#[derive(Debug)]
+pub struct ClientState {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    /// Cluster-aware mode: `-MOVED` for keys led elsewhere, `-CROSSSLOT` for multi-key
+    /// commands whose keys hash to different slots.
+    pub redirects: bool,
+    /// READONLY was sent (reads are linearizable either way; kept for CLIENT LIST).
+    pub readonly: bool,
+    /// The seq of the last write request built; the next write gets `seq + 1`.
+    pub seq: u64,
+    pub entry: Arc<ClientEntry>,
+}
+
+/// A connected client as others see it (CLIENT LIST, CLIENT KILL).
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub created: Instant,
+    shown: Mutex<Shown>,
+    killed: AtomicBool,
+    kill: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Shown {
+    name: String,
+    last_command: String,
+    proto: i64,
+}
+
+impl ClientEntry {
+    /// Records what CLIENT LIST shows of the connection.
+    pub fn show(&self, name: Option<&Bytes>, last_command: &str, proto: Proto) {
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.name = name
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        if !last_command.is_empty() {
+            shown.last_command = last_command.to_string();
+        }
+        shown.proto = proto.number();
+    }
+
+    /// The CLIENT LIST / CLIENT INFO line of this client (without a newline).
+    pub fn line(&self) -> String {
+        let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        let age = self.created.elapsed().as_secs();
+        let cmd = if shown.last_command.is_empty() {
+            "NULL"
+        } else {
+            &shown.last_command
+        };
+        format!(
+            "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
+             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+            self.id, self.addr, shown.name, age, cmd, shown.proto
+        )
+    }
+
+    /// Asks the connection to close (CLIENT KILL, shutdown).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `kill` has been called.
+    pub async fn killed(&self) {
+        if !self.is_killed() {
+            self.kill.notified().await;
+        }
+    }
+}
+
+/// Every connected client of the server.
+#[derive(Debug, Default)]
+pub struct Clients {
+    entries: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+}
+
+impl Clients {
+    pub fn register(&self, id: u64, addr: SocketAddr) -> Arc<ClientEntry> {
+        let entry = Arc::new(ClientEntry {
+            id,
+            addr,
+            created: Instant::now(),
+            shown: Mutex::new(Shown {
+                proto: 2,
+                ..Shown::default()
+            }),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        });
+        self.lock().insert(id, entry.clone());
+        entry
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientEntry>> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

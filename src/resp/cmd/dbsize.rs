@@ -1,0 +1,35 @@
+//! DBSIZE: the sum of every group's stored keys.
+
+use bytes::Bytes;
+
+use super::Ctx;
+use crate::resp::backend::Backend;
+use crate::resp::exec::Job;
+
+use crate::kv::read::ReadCommand;
+use crate::resp::exec::{Merge, Part};
+use crate::shard::api::ShardOp;
+
+pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
+    let parts = count_parts(cx);
+    cx.ops(false, parts, Merge::SumInt)
+}
+
+/// One DBSIZE read per group.
+pub fn count_parts<B: Backend>(cx: &Ctx<'_, B>) -> Vec<Part> {
+    let now_ms = cx.now_ms();
+    let parts = cx.groups().into_iter().map(|g| {
+        let command = ReadCommand::DbSize {
+            slot_first: g.slot_first,
+            slot_last: g.slot_last,
+        };
+        let op = ShardOp::Read { command, now_ms };
+        Part {
+            group: g.id,
+            slot: g.slot_first,
+            op,
+            positions: Vec::new(),
+        }
+    });
+    parts.collect()
+}

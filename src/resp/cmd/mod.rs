@@ -1,0 +1,790 @@
+//! The command table: one Redis command per file (a family that differs only by a unit or
+//! a sign — INCR/DECR/INCRBY/DECRBY, EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT, TTL/PTTL/
+//! EXPIRETIME/PEXPIRETIME, SETEX/PSETEX, DEL/UNLINK, FLUSHALL/FLUSHDB — shares one file,
+//! since its members share every line but a constant). Each `prepare` checks syntax and
+//! turns the arguments into a `Job`: an answer now, or shard operations routed by key
+//! slot whose replies `exec` merges. Arity and authentication are checked here, before
+//! any command runs. Never awaits and never touches a socket.
+
+use bytes::Bytes;
+
+use super::backend::{Backend, GroupView};
+use super::client::ClientState;
+use super::exec::{Job, Merge, Ops, Part};
+use super::frame::Frame;
+use super::server::Shared;
+use crate::kv::number::parse_i64;
+use crate::kv::read::ReadCommand;
+use crate::kv::slot::key_slot;
+use crate::kv::{KvCommand, KvError, Request};
+use crate::shard::api::ShardOp;
+
+mod append;
+mod auth;
+mod client;
+mod cluster;
+mod command;
+mod dbsize;
+mod del;
+mod echo;
+mod exists;
+mod expire;
+mod flushall;
+mod get;
+mod getdel;
+mod getex;
+mod getrange;
+mod getset;
+mod hello;
+mod incr;
+mod incrbyfloat;
+mod info;
+mod keys;
+mod mget;
+mod mset;
+mod persist;
+mod ping;
+mod quit;
+mod randomkey;
+mod readonly;
+mod rename;
+mod reset;
+mod scan;
+mod select;
+mod set;
+mod setex;
+mod setnx;
+mod setrange;
+mod strlen;
+mod time;
+mod ttl;
+mod type_;
+
+/// A command as the table describes it (COMMAND INFO/DOCS and the arity check).
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    /// Redis's arity: `n` exactly n arguments with the name, `-n` at least n.
+    pub arity: i64,
+    pub flags: &'static [&'static str],
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+    pub group: &'static str,
+    pub summary: &'static str,
+}
+
+const W: &[&str] = &["write"];
+const R: &[&str] = &["readonly"];
+const C: &[&str] = &["fast"];
+const NOAUTH: &[&str] = &["noauth", "fast"];
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $keys.0,
+            last_key: $keys.1,
+            step: $keys.2,
+            group: $group,
+            summary: $summary,
+        }
+    };
+}
+
+const NO_KEY: (i64, i64, i64) = (0, 0, 0);
+const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
+const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+
+/// Every command this server knows, in no particular order.
+pub const SPECS: &[Spec] = &[
+    spec!(
+        "ping",
+        -1,
+        C,
+        NO_KEY,
+        "connection",
+        "Returns the server's liveliness response."
+    ),
+    spec!(
+        "echo",
+        2,
+        C,
+        NO_KEY,
+        "connection",
+        "Returns the given string."
+    ),
+    spec!(
+        "hello",
+        -1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Handshakes with the Redis server."
+    ),
+    spec!(
+        "auth",
+        -2,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Authenticates the connection."
+    ),
+    spec!(
+        "select",
+        2,
+        C,
+        NO_KEY,
+        "connection",
+        "Changes the selected database."
+    ),
+    spec!(
+        "quit",
+        -1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Closes the connection."
+    ),
+    spec!(
+        "reset",
+        1,
+        NOAUTH,
+        NO_KEY,
+        "connection",
+        "Resets the connection."
+    ),
+    spec!(
+        "client",
+        -2,
+        C,
+        NO_KEY,
+        "connection",
+        "A container for client connection commands."
+    ),
+    spec!(
+        "command",
+        -1,
+        C,
+        NO_KEY,
+        "server",
+        "Returns detailed information about all commands."
+    ),
+    spec!(
+        "info",
+        -1,
+        C,
+        NO_KEY,
+        "server",
+        "Returns information and statistics about the server."
+    ),
+    spec!(
+        "dbsize",
+        1,
+        R,
+        NO_KEY,
+        "server",
+        "Returns the number of keys in the database."
+    ),
+    spec!("time", 1, C, NO_KEY, "server", "Returns the server time."),
+    spec!(
+        "readonly",
+        1,
+        C,
+        NO_KEY,
+        "cluster",
+        "Enables read-only queries for a connection."
+    ),
+    spec!(
+        "readwrite",
+        1,
+        C,
+        NO_KEY,
+        "cluster",
+        "Enables read-write queries for a connection."
+    ),
+    spec!(
+        "cluster",
+        -2,
+        C,
+        NO_KEY,
+        "cluster",
+        "A container for Redis Cluster commands."
+    ),
+    spec!(
+        "get",
+        2,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns the string value of a key."
+    ),
+    spec!(
+        "set",
+        -3,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the string value of a key."
+    ),
+    spec!(
+        "setnx",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Set the string value of a key only when it does not exist."
+    ),
+    spec!(
+        "setex",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration time of a key."
+    ),
+    spec!(
+        "psetex",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in milliseconds of a key."
+    ),
+    spec!(
+        "getset",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the previous value of a key after setting it."
+    ),
+    spec!(
+        "getdel",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the value of a key after deleting the key."
+    ),
+    spec!(
+        "getex",
+        -2,
+        W,
+        ONE_KEY,
+        "string",
+        "Returns the value of a key after setting its expiration."
+    ),
+    spec!(
+        "mget",
+        -2,
+        R,
+        ALL_KEYS,
+        "string",
+        "Atomically returns the values of one or more keys."
+    ),
+    spec!(
+        "mset",
+        -3,
+        W,
+        (1, -1, 2),
+        "string",
+        "Atomically creates or modifies keys."
+    ),
+    spec!(
+        "msetnx",
+        -3,
+        W,
+        (1, -1, 2),
+        "string",
+        "Sets keys only when none of them exist."
+    ),
+    spec!(
+        "append",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Appends a string to the value of a key."
+    ),
+    spec!(
+        "strlen",
+        2,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns the length of a string value."
+    ),
+    spec!(
+        "getrange",
+        4,
+        R,
+        ONE_KEY,
+        "string",
+        "Returns a substring of the string of a key."
+    ),
+    spec!(
+        "setrange",
+        4,
+        W,
+        ONE_KEY,
+        "string",
+        "Overwrites part of a string value at an offset."
+    ),
+    spec!(
+        "incr",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by one."
+    ),
+    spec!(
+        "decr",
+        2,
+        W,
+        ONE_KEY,
+        "string",
+        "Decrements the integer value of a key by one."
+    ),
+    spec!(
+        "incrby",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by a number."
+    ),
+    spec!(
+        "decrby",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Decrements a number from the integer value of a key."
+    ),
+    spec!(
+        "incrbyfloat",
+        3,
+        W,
+        ONE_KEY,
+        "string",
+        "Increment the value of a key by a float."
+    ),
+    spec!(
+        "del",
+        -2,
+        W,
+        ALL_KEYS,
+        "generic",
+        "Deletes one or more keys."
+    ),
+    spec!(
+        "unlink",
+        -2,
+        W,
+        ALL_KEYS,
+        "generic",
+        "Asynchronously deletes one or more keys."
+    ),
+    spec!(
+        "exists",
+        -2,
+        R,
+        ALL_KEYS,
+        "generic",
+        "Determines whether one or more keys exist."
+    ),
+    spec!(
+        "type",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Determines the type of value stored at a key."
+    ),
+    spec!(
+        "rename",
+        3,
+        W,
+        (1, 2, 1),
+        "generic",
+        "Renames a key and overwrites the destination."
+    ),
+    spec!(
+        "renamenx",
+        3,
+        W,
+        (1, 2, 1),
+        "generic",
+        "Renames a key only when the target does not exist."
+    ),
+    spec!(
+        "expire",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in seconds."
+    ),
+    spec!(
+        "pexpire",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in milliseconds."
+    ),
+    spec!(
+        "expireat",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix timestamp."
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        W,
+        ONE_KEY,
+        "generic",
+        "Sets the expiration of a key to a Unix ms timestamp."
+    ),
+    spec!(
+        "ttl",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in seconds of a key."
+    ),
+    spec!(
+        "pttl",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in milliseconds of a key."
+    ),
+    spec!(
+        "expiretime",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time of a key as a Unix timestamp."
+    ),
+    spec!(
+        "pexpiretime",
+        2,
+        R,
+        ONE_KEY,
+        "generic",
+        "Returns the expiration of a key as a Unix ms timestamp."
+    ),
+    spec!(
+        "persist",
+        2,
+        W,
+        ONE_KEY,
+        "generic",
+        "Removes the expiration time of a key."
+    ),
+    spec!(
+        "keys",
+        2,
+        R,
+        NO_KEY,
+        "generic",
+        "Returns all key names that match a pattern."
+    ),
+    spec!(
+        "scan",
+        -2,
+        R,
+        NO_KEY,
+        "generic",
+        "Iterates over the key names in the database."
+    ),
+    spec!(
+        "randomkey",
+        1,
+        R,
+        NO_KEY,
+        "generic",
+        "Returns a random key name from the database."
+    ),
+    spec!(
+        "flushall",
+        -1,
+        W,
+        NO_KEY,
+        "server",
+        "Removes all keys from all databases."
+    ),
+    spec!(
+        "flushdb",
+        -1,
+        W,
+        NO_KEY,
+        "server",
+        "Remove all keys from the current database."
+    ),
+];
+
+/// The table entry of a lower-case command name.
+pub fn spec_of(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|spec| spec.name == name)
+}
+
+/// What a command needs while it is prepared.
+pub struct Ctx<'a, B> {
+    pub backend: &'a B,
+    pub client: &'a mut ClientState,
+    pub shared: &'a Shared,
+}
+
+/// Turns one request into a job: table lookup, arity, authentication, then the command.
+pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+    let Some(first) = args.first() else {
+        return Job::Now(Frame::Null);
+    };
+    let name = lower(first);
+    let Some(spec) = spec_of(&name) else {
+        return Job::Now(unknown_command(first, &args[1..]));
+    };
+    let argc = args.len() as i64;
+    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        return Job::Now(wrong_args(&name));
+    }
+    if !cx.client.authenticated && !spec.flags.contains(&"noauth") {
+        return Job::Now(Frame::error("NOAUTH Authentication required."));
+    }
+    cx.client
+        .entry
+        .show(cx.client.name.as_ref(), &name, cx.client.proto);
+    dispatch(cx, &name, args)
+}
+
+fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {
+    match name {
+        "ping" => ping::prepare(cx, args),
+        "echo" => echo::prepare(cx, args),
+        "hello" => hello::prepare(cx, args),
+        "auth" => auth::prepare(cx, args),
+        "select" => select::prepare(cx, args),
+        "quit" => quit::prepare(cx, args),
+        "reset" => reset::prepare(cx, args),
+        "client" => client::prepare(cx, args),
+        "command" => command::prepare(cx, args),
+        "info" => info::prepare(cx, args),
+        "dbsize" => dbsize::prepare(cx, args),
+        "time" => time::prepare(cx, args),
+        "readonly" | "readwrite" => readonly::prepare(cx, args),
+        "cluster" => cluster::prepare(cx, args),
+        "get" => get::prepare(cx, args),
+        "set" => set::prepare(cx, args),
+        "setnx" => setnx::prepare(cx, args),
+        "setex" | "psetex" => setex::prepare(cx, args),
+        "getset" => getset::prepare(cx, args),
+        "getdel" => getdel::prepare(cx, args),
+        "getex" => getex::prepare(cx, args),
+        "mget" => mget::prepare(cx, args),
+        "mset" | "msetnx" => mset::prepare(cx, args),
+        "append" => append::prepare(cx, args),
+        "strlen" => strlen::prepare(cx, args),
+        "getrange" => getrange::prepare(cx, args),
+        "setrange" => setrange::prepare(cx, args),
+        "incr" | "decr" | "incrby" | "decrby" => incr::prepare(cx, args),
+        "incrbyfloat" => incrbyfloat::prepare(cx, args),
+        "del" | "unlink" => del::prepare(cx, args),
+        "exists" => exists::prepare(cx, args),
+        "type" => type_::prepare(cx, args),
+        "rename" | "renamenx" => rename::prepare(cx, args),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => expire::prepare(cx, args),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => ttl::prepare(cx, args),
+        "persist" => persist::prepare(cx, args),
+        "keys" => keys::prepare(cx, args),
+        "scan" => scan::prepare(cx, args),
+        "randomkey" => randomkey::prepare(cx, args),
+        "flushall" | "flushdb" => flushall::prepare(cx, args),
+        _ => Job::Now(unknown_command(&args[0], &args[1..])),
+    }
+}
+
+impl<B: Backend> Ctx<'_, B> {
+    /// A write request of this client: the next seq, the node's clock.
+    pub fn request(&mut self, command: KvCommand) -> Request {
+        self.client.seq += 1;
+        Request {
+            client_id: self.client.id,
+            seq: self.client.seq,
+            now_ms: self.backend.now_ms(),
+            command,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.backend.now_ms()
+    }
+
+    /// The one slot of `keys`, or `-CROSSSLOT`.
+    pub fn one_slot<'k>(&self, keys: impl IntoIterator<Item = &'k Bytes>) -> Result<u16, Frame> {
+        let mut slots = keys.into_iter().map(|key| key_slot(key));
+        let first = slots.next().unwrap_or(0);
+        match slots.all(|slot| slot == first) {
+            true => Ok(first),
+            false => Err(Frame::from(KvError::CrossSlot)),
+        }
+    }
+
+    /// A read of one slot's group.
+    pub fn read(&mut self, slot: u16, command: ReadCommand) -> Job {
+        let op = ShardOp::Read {
+            command,
+            now_ms: self.now_ms(),
+        };
+        self.routed(slot, op, false, Merge::One)
+    }
+
+    /// A write to one slot's group.
+    pub fn write(&mut self, slot: u16, command: KvCommand) -> Job {
+        let op = ShardOp::Write(self.request(command));
+        self.routed(slot, op, true, Merge::One)
+    }
+
+    /// One op on `slot`'s group; `-MOVED` first in redirect mode when another node leads.
+    pub fn routed(&self, slot: u16, op: ShardOp, write: bool, merge: Merge) -> Job {
+        let group = self.backend.group_of_slot(slot);
+        if let Some(moved) = self.moved(slot) {
+            return Job::Now(moved);
+        }
+        let part = Part {
+            group,
+            slot,
+            op,
+            positions: Vec::new(),
+        };
+        Job::Run(Ops {
+            write,
+            parts: vec![part],
+            merge,
+            redirects: self.client.redirects,
+        })
+    }
+
+    /// `-MOVED slot addr` when this connection wants redirects and another node leads.
+    pub fn moved(&self, slot: u16) -> Option<Frame> {
+        if !self.client.redirects {
+            return None;
+        }
+        let leader = self.backend.leader_of(self.backend.group_of_slot(slot))?;
+        if leader == self.backend.node_id() {
+            return None;
+        }
+        let addr = self.backend.cluster_view().resp_addr(leader)?;
+        Some(Frame::error(format!("MOVED {slot} {addr}")))
+    }
+
+    /// Every group, in slot order.
+    pub fn groups(&self) -> Vec<GroupView> {
+        let mut groups = self.backend.cluster_view().groups;
+        groups.sort_by_key(|g| g.slot_first);
+        groups
+    }
+
+    /// Ops over several groups.
+    pub fn ops(&self, write: bool, parts: Vec<Part>, merge: Merge) -> Job {
+        Job::Run(Ops {
+            write,
+            parts,
+            merge,
+            redirects: self.client.redirects,
+        })
+    }
+}
+
+/// Splits `keys` by group: (group's first key slot, key positions) per group, in order of
+/// first appearance.
+pub fn split_by_group<B: Backend>(backend: &B, keys: &[Bytes]) -> Vec<(u16, Vec<usize>)> {
+    let mut groups: Vec<(crate::raft::types::GroupId, u16, Vec<usize>)> = Vec::new();
+    for (position, key) in keys.iter().enumerate() {
+        let slot = key_slot(key);
+        let group = backend.group_of_slot(slot);
+        match groups.iter_mut().find(|(g, _, _)| *g == group) {
+            Some((_, _, positions)) => positions.push(position),
+            None => groups.push((group, slot, vec![position])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, slot, positions)| (slot, positions))
+        .collect()
+}
+
+/// ASCII lower case of a command word.
+pub fn lower(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+/// Whether `arg` is `word`, ignoring ASCII case.
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// An integer argument, or Redis's "not an integer" error.
+pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
+    parse_i64(arg).ok_or_else(|| Frame::from(KvError::NotInteger))
+}
+
+pub fn syntax_error() -> Frame {
+    Frame::from(KvError::Syntax)
+}
+
+pub fn wrong_args(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Redis's text for an unknown command: the name and up to 128 bytes of each argument.
+pub fn unknown_command(name: &[u8], args: &[Bytes]) -> Frame {
+    let clip = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned();
+    // As Redis: the quoted arguments stop once their text reaches 128 bytes.
+    let mut quoted = String::new();
+    for arg in args {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        let arg = String::from_utf8_lossy(&arg[..arg.len().min(room)]).into_owned();
+        quoted.push_str(&format!("'{arg}' "));
+    }
+    let name = clip(name);
+    Frame::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {quoted}"
+    ))
+}
+
+/// Redis's text for an unknown subcommand of `container`.
+pub fn unknown_subcommand(sub: &[u8], container: &str) -> Frame {
+    let sub = String::from_utf8_lossy(&sub[..sub.len().min(128)]).into_owned();
+    Frame::error(format!(
+        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+        container.to_ascii_uppercase()
+    ))
+}
+
+/// Unwraps a parse step inside a `prepare` that returns `Job`.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(frame) => return $crate::resp::exec::Job::Now(frame),
+        }
+    };
+}
+pub(crate) use tri;

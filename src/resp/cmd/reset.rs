@@ -1,0 +1,21 @@
+//! RESET: back to a fresh connection's state (RESP2, no name, not authenticated when a
+//! password is required, the server's redirect mode), answered `+RESET`.
+
+use bytes::Bytes;
+
+use super::Ctx;
+use crate::resp::backend::Backend;
+use crate::resp::exec::Job;
+
+use crate::resp::frame::{Frame, Proto};
+
+pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
+    let client = &mut *cx.client;
+    client.proto = Proto::Resp2;
+    client.name = None;
+    client.readonly = false;
+    client.redirects = cx.shared.options.cluster_redirects;
+    client.authenticated = cx.shared.options.requirepass.is_empty();
+    client.entry.show(None, "reset", Proto::Resp2);
+    Job::Now(Frame::Simple("RESET".into()))
+}

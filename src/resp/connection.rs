@@ -1,0 +1,196 @@
+//! One client connection: read bytes, decode requests, prepare each in order, run reads
+//! concurrently and writes one at a time, and write the replies back in request order.
+//! A protocol error is answered and closes this connection only. Bounds: the number of
+//! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
+//! client is disconnected). Never interprets a command itself.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::backend::Backend;
+use super::client::ClientState;
+use super::cmd::{self, Ctx};
+use super::decode::{decode, DecodeLimits};
+use super::exec::{self, Job};
+use super::frame::{Frame, Proto};
+use super::server::Shared;
+
+/// Requests of one connection prepared but not yet answered.
+pub const PIPELINE_REQUESTS_MAX: usize = 1024;
+/// Reply bytes gathered before they are written out mid-pipeline.
+pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Initial size of a connection's read buffer.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reply bytes exceeded client_output_bytes_max ({0} bytes)")]
+    OutputLimit(u64),
+}
+
+enum Pending {
+    Ready(Frame),
+    Running(JoinHandle<Frame>),
+}
+
+struct Conn<B> {
+    backend: B,
+    shared: Arc<Shared>,
+    client: ClientState,
+    writer: OwnedWriteHalf,
+    output: BytesMut,
+    pending: VecDeque<(Proto, Pending)>,
+}
+
+/// Serves one client until it quits, breaks the protocol, is killed or disconnects.
+pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, shared: Arc<Shared>) {
+    let id = backend.new_client_id();
+    let entry = shared.clients.register(id, addr);
+    let client = ClientState {
+        id,
+        addr,
+        proto: Proto::Resp2,
+        authenticated: shared.options.requirepass.is_empty(),
+        name: None,
+        redirects: shared.options.cluster_redirects,
+        readonly: false,
+        seq: 0,
+        entry: entry.clone(),
+    };
+    let (mut reader, writer) = stream.into_split();
+    let mut conn = Conn {
+        backend,
+        shared: shared.clone(),
+        client,
+        writer,
+        output: BytesMut::new(),
+        pending: VecDeque::new(),
+    };
+    let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    loop {
+        match conn.serve_buffered(&mut input).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => {
+                tracing::debug!(client = id, %addr, %error, "closing client connection");
+                break;
+            }
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = entry.killed() => break,
+        }
+    }
+    let _ = conn.writer.shutdown().await;
+    shared.clients.unregister(id);
+}
+
+impl<B: Backend> Conn<B> {
+    /// Serves every complete request in `input`; `Ok(false)` when the connection must close.
+    async fn serve_buffered(&mut self, input: &mut BytesMut) -> Result<bool, ConnectionError> {
+        let mut open = true;
+        loop {
+            if self.pending.len() >= PIPELINE_REQUESTS_MAX {
+                self.drain().await?;
+            }
+            let limits = DecodeLimits {
+                bulk_bytes_max: self.shared.options.limits.bulk_bytes_max,
+                multibulk_len_max: self.shared.options.limits.multibulk_len_max,
+                authenticated: self.client.authenticated,
+            };
+            let args = match decode(input, &limits) {
+                Ok(None) => break,
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => args,
+                Err(error) => {
+                    tracing::debug!(client = self.client.id, %error, "protocol error");
+                    let proto = self.client.proto;
+                    self.pending
+                        .push_back((proto, Pending::Ready(Frame::error(error.reply_text()))));
+                    open = false;
+                    break;
+                }
+            };
+            if !self.submit(&args).await? {
+                open = false;
+                break;
+            }
+        }
+        self.drain().await?;
+        self.flush().await?;
+        Ok(open && !self.client.entry.is_killed())
+    }
+
+    /// Prepares one request and queues (or, for a write, runs) it; false after QUIT.
+    async fn submit(&mut self, args: &[bytes::Bytes]) -> Result<bool, ConnectionError> {
+        let job = {
+            let mut cx = Ctx {
+                backend: &self.backend,
+                client: &mut self.client,
+                shared: &self.shared,
+            };
+            cmd::prepare(&mut cx, args)
+        };
+        let proto = self.client.proto;
+        match job {
+            Job::Now(frame) => self.pending.push_back((proto, Pending::Ready(frame))),
+            Job::Close(frame) => {
+                self.pending.push_back((proto, Pending::Ready(frame)));
+                return Ok(false);
+            }
+            job if job.is_write() => {
+                self.drain().await?;
+                let frame = exec::run(self.backend.clone(), job).await;
+                self.pending.push_back((proto, Pending::Ready(frame)));
+                self.drain().await?;
+            }
+            job => {
+                let task = tokio::spawn(exec::run(self.backend.clone(), job));
+                self.pending.push_back((proto, Pending::Running(task)));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits for every queued reply, in order, and encodes it.
+    async fn drain(&mut self) -> Result<(), ConnectionError> {
+        while let Some((proto, pending)) = self.pending.pop_front() {
+            let frame = match pending {
+                Pending::Ready(frame) => frame,
+                Pending::Running(task) => task.await.unwrap_or_else(|_| {
+                    Frame::error("ERR internal error: the command's task failed")
+                }),
+            };
+            frame.encode(proto, &mut self.output);
+            let output_max = self.shared.options.limits.client_output_bytes_max;
+            if self.output.len() as u64 > output_max {
+                return Err(ConnectionError::OutputLimit(output_max));
+            }
+            if self.output.len() >= OUTPUT_FLUSH_BYTES {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if !self.output.is_empty() {
+            self.writer.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! Running prepared jobs against the backend: the shard operations of one command run
+//! concurrently (one per group), their replies merge into one frame, and a `ShardError`
+//! becomes the Redis error a client expects, saying whether the command was definitely
+//! not applied (`-MOVED`, `-TRYAGAIN`, `-CLUSTERDOWN`, `-BUSY`) or its outcome is unknown.
+//! Owns no connection state; never writes to a socket.
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use super::backend::Backend;
+use super::frame::Frame;
+use crate::kv::read::{scan_cursor, ReadCommand};
+use crate::kv::Reply;
+use crate::raft::types::GroupId;
+use crate::shard::api::{ShardError, ShardOp};
+
+/// Most keys KEYS may answer with; past it the client is told to use SCAN.
+pub const KEYS_REPLY_KEYS_MAX: usize = 1_000_000;
+
+/// What a prepared command does.
+#[derive(Debug)]
+pub enum Job {
+    /// Answered already (errors, connection commands).
+    Now(Frame),
+    /// Answer, then close the connection (QUIT).
+    Close(Frame),
+    /// Shard operations whose replies merge into one answer.
+    Run(Ops),
+    /// KEYS: pages of every group in turn.
+    Keys {
+        pattern: Bytes,
+        groups: Vec<(GroupId, u16, u16)>,
+        now_ms: u64,
+    },
+}
+
+impl Job {
+    /// Whether the job changes data: it runs alone, after every earlier job of the
+    /// connection has answered and before any later one starts.
+    pub fn is_write(&self) -> bool {
+        matches!(self, Job::Run(ops) if ops.write)
+    }
+}
+
+/// The shard operations of one command.
+#[derive(Debug)]
+pub struct Ops {
+    pub write: bool,
+    pub parts: Vec<Part>,
+    pub merge: Merge,
+    /// The connection is cluster-aware (NotLeader becomes `-MOVED`).
+    pub redirects: bool,
+}
+
+/// One operation on one group.
+#[derive(Debug)]
+pub struct Part {
+    pub group: GroupId,
+    /// A slot of the keys (the slot a `-MOVED` names).
+    pub slot: u16,
+    pub op: ShardOp,
+    /// Where this part's answers go in the merged reply (MGET).
+    pub positions: Vec<usize>,
+}
+
+/// How the replies of the parts become one answer.
+#[derive(Debug)]
+pub enum Merge {
+    /// The single part's reply as it is.
+    One,
+    /// The sum of integer replies (DEL, EXISTS, DBSIZE).
+    SumInt,
+    /// SETNX: `+OK` becomes 1, nil becomes 0.
+    SetNx,
+    /// MGET: each part's array spread to its positions in a reply of `len` values.
+    MGet { len: usize },
+    /// `+OK` once every part answered OK (FLUSHALL).
+    AllOk,
+    /// One SCAN step; `next_slot` is where the next group starts (None: last group).
+    Scan { next_slot: Option<u16> },
+    /// RANDOMKEY: the first non-nil reply, starting at part `start`.
+    RandomKey { start: usize },
+    /// INFO: the text so far, then the keyspace section from the summed key count.
+    Info { text: String, keyspace: bool },
+}
+
+/// Runs a job that is not `Now`/`Close`.
+pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
+    match job {
+        Job::Now(frame) | Job::Close(frame) => frame,
+        Job::Run(ops) => run_ops(backend, ops).await,
+        Job::Keys {
+            pattern,
+            groups,
+            now_ms,
+        } => keys(backend, pattern, groups, now_ms).await,
+    }
+}
+
+async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
+    let Ops {
+        write,
+        parts,
+        merge,
+        redirects,
+    } = ops;
+    let mut replies: Vec<Option<Reply>> = vec![None; parts.len()];
+    let mut positions = Vec::with_capacity(parts.len());
+    let mut tasks = JoinSet::new();
+    for (index, part) in parts.into_iter().enumerate() {
+        positions.push(part.positions);
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let result = backend.execute(part.group, part.op).await;
+            (index, part.slot, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((index, slot, result)) = joined else {
+            return Frame::error("ERR internal error: a shard operation failed to run");
+        };
+        match result {
+            Ok(reply) => replies[index] = Some(reply),
+            Err(error) => return shard_error(&backend, error, slot, write, redirects),
+        }
+    }
+    let replies: Vec<Reply> = replies
+        .into_iter()
+        .map(|r| r.unwrap_or(Reply::Nil))
+        .collect();
+    merge_replies(merge, replies, positions)
+}
+
+fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) -> Frame {
+    if let Some(Reply::Error(error)) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+        return Frame::from(error.clone());
+    }
+    match merge {
+        Merge::One => replies.into_iter().next().map_or(Frame::Null, Frame::from),
+        Merge::SumInt => Frame::Int(replies.iter().map(int_of).sum()),
+        Merge::AllOk => Frame::ok(),
+        Merge::SetNx => Frame::Int(i64::from(matches!(replies.first(), Some(Reply::Ok)))),
+        Merge::MGet { len } => {
+            let mut values = vec![Frame::Null; len];
+            for (reply, positions) in replies.into_iter().zip(positions) {
+                let Reply::Array(items) = reply else { continue };
+                for (item, position) in items.into_iter().zip(positions) {
+                    if let Some(slot) = values.get_mut(position) {
+                        *slot = Frame::from(item);
+                    }
+                }
+            }
+            Frame::Array(values)
+        }
+        Merge::Scan { next_slot } => scan_reply(replies, next_slot),
+        Merge::RandomKey { start } => {
+            let count = replies.len().max(1);
+            let pick = (0..replies.len()).map(|i| &replies[(start + i) % count]);
+            let found = pick.into_iter().find(|r| matches!(r, Reply::Bulk(_)));
+            found.cloned().map_or(Frame::Null, Frame::from)
+        }
+        Merge::Info { mut text, keyspace } => {
+            if keyspace {
+                let keys: i64 = replies.iter().map(int_of).sum();
+                text.push_str("# Keyspace\r\n");
+                if keys > 0 {
+                    text.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
+                }
+            }
+            Frame::Verbatim(text)
+        }
+    }
+}
+
+fn int_of(reply: &Reply) -> i64 {
+    match reply {
+        Reply::Int(value) => *value,
+        _ => 0,
+    }
+}
+
+/// A SCAN step's `[cursor or nil, keys]` as the client sees it: `[cursor text, keys]`.
+fn scan_reply(replies: Vec<Reply>, next_slot: Option<u16>) -> Frame {
+    let Some(Reply::Array(mut items)) = replies.into_iter().next() else {
+        return Frame::error("ERR internal error: malformed scan reply");
+    };
+    let keys = if items.len() == 2 {
+        items.pop().map(Frame::from)
+    } else {
+        None
+    };
+    let cursor = match items.pop() {
+        Some(Reply::Int(cursor)) => cursor as u64,
+        _ => next_slot.map_or(0, |slot| scan_cursor(slot, 0)),
+    };
+    let keys = keys.unwrap_or(Frame::Array(Vec::new()));
+    Frame::Array(vec![Frame::text(&cursor.to_string()), keys])
+}
+
+async fn keys<B: Backend>(
+    backend: B,
+    pattern: Bytes,
+    groups: Vec<(GroupId, u16, u16)>,
+    now_ms: u64,
+) -> Frame {
+    let mut found = Vec::new();
+    for (group, slot_first, slot_last) in groups {
+        let mut after = None;
+        loop {
+            let command = ReadCommand::Keys {
+                pattern: pattern.clone(),
+                slot_first,
+                slot_last,
+                after,
+            };
+            let result = backend
+                .execute(group, ShardOp::Read { command, now_ms })
+                .await;
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(error) => return shard_error(&backend, error, slot_first, false, false),
+            };
+            let Reply::Array(mut page) = reply else {
+                return Frame::from(reply);
+            };
+            after = match page.pop() {
+                Some(Reply::Array(resume)) => resume_point(resume),
+                _ => None,
+            };
+            if let Some(Reply::Array(keys)) = page.pop() {
+                found.extend(keys.into_iter().map(Frame::from));
+            }
+            if found.len() > KEYS_REPLY_KEYS_MAX {
+                let text =
+                    format!("ERR KEYS matches more than {KEYS_REPLY_KEYS_MAX} keys; use SCAN");
+                return Frame::error(text);
+            }
+            if after.is_none() {
+                break;
+            }
+        }
+    }
+    Frame::Array(found)
+}
+
+fn resume_point(resume: Vec<Reply>) -> Option<(u16, Bytes)> {
+    match resume.as_slice() {
+        [Reply::Int(slot), Reply::Bulk(key)] => Some((u16::try_from(*slot).ok()?, key.clone())),
+        _ => None,
+    }
+}
+
+/// The Redis error for a shard failure. `write`: whether the op may have been proposed.
+pub fn shard_error<B: Backend>(
+    backend: &B,
+    error: ShardError,
+    slot: u16,
+    write: bool,
+    redirects: bool,
+) -> Frame {
+    let not_applied = "the command was not applied";
+    match error {
+        ShardError::NotLeader {
+            leader: Some(leader),
+            ..
+        } if redirects => match backend.cluster_view().resp_addr(leader) {
+            Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
+            None => Frame::error("CLUSTERDOWN The cluster is down"),
+        },
+        ShardError::NotLeader { leader: None, .. } if redirects => {
+            Frame::error("CLUSTERDOWN The cluster is down")
+        }
+        ShardError::NotLeader { group, .. } => Frame::error(format!(
+            "TRYAGAIN shard {group} has no reachable leader at the moment; {not_applied}"
+        )),
+        ShardError::NoReplica { group } | ShardError::Stopped { group } => Frame::error(format!(
+            "TRYAGAIN shard {group} cannot be reached from this node; {not_applied}"
+        )),
+        ShardError::Busy { group, reason } => Frame::error(format!(
+            "BUSY shard {group} is busy ({reason}); {not_applied}"
+        )),
+        ShardError::Timeout { group } | ShardError::LeadershipLost { group } if write => {
+            Frame::error(format!(
+                "ERR outcome unknown: shard {group} did not confirm the write in time; it may \
+                 or may not have been applied"
+            ))
+        }
+        ShardError::Timeout { group } | ShardError::LeadershipLost { group } => Frame::error(
+            format!("TRYAGAIN shard {group} did not answer the read in time; retry"),
+        ),
+        ShardError::Storage { group, reason } => {
+            Frame::error(format!("ERR shard {group} storage failed: {reason}"))
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The RESP front end through real sockets: a shardkv RESP server on 127.0.0.1:0 over the
+//! in-memory backend (four groups), driven by the `redis` crate and by raw TCP for
+//! malformed frames.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use redis::{Commands, Value};
+use shardkv::node::config::LimitConfig;
+use shardkv::raft::types::NodeId;
+use shardkv::resp::{serve, Backend, MemBackend, RespOptions};
+
+struct Server {
+    addr: SocketAddr,
+    backend: MemBackend,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn start(options: RespOptions) -> Server {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backend = MemBackend::new(4, addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = backend.clone();
+    runtime.spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        serve(listener, served, options, shutdown).await.unwrap();
+    });
+    Server {
+        addr,
+        backend,
+        stop: Some(stop),
+        _runtime: runtime,
+    }
+}
+
+fn client(server: &Server) -> redis::Connection {
+    redis::Client::open(format!("redis://{}/", server.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+fn raw(server: &Server, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn err_text(result: redis::RedisResult<Value>) -> String {
+    let error = result.expect_err("expected an error reply");
+    format!(
+        "{} {}",
+        error.code().unwrap_or("?"),
+        error.detail().unwrap_or("")
+    )
+}
+
+#[test]
+fn string_commands_behave_as_redis() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(c.get::<_, String>("k").unwrap(), "v");
+    assert_eq!(c.append::<_, _, i64>("k", "w").unwrap(), 2);
+    assert_eq!(c.strlen::<_, i64>("k").unwrap(), 2);
+    assert_eq!(c.getrange::<_, String>("k", 0, 0).unwrap(), "v");
+    assert_eq!(c.incr::<_, _, i64>("n", 5).unwrap(), 5);
+    assert_eq!(c.decr::<_, _, i64>("n", 2).unwrap(), 3);
+    let f: String = redis::cmd("INCRBYFLOAT")
+        .arg("f")
+        .arg("1.5")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(f, "1.5");
+    let nx: i64 = redis::cmd("SETNX").arg("k").arg("x").query(&mut c).unwrap();
+    assert_eq!(nx, 0);
+    let old: String = redis::cmd("SET")
+        .arg("k")
+        .arg("z")
+        .arg("GET")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(old, "vw");
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("1")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let ttl: i64 = c.ttl("t").unwrap();
+    assert!((99..=100).contains(&ttl));
+    assert_eq!(c.get_del::<_, String>("t").unwrap(), "1");
+    let _: () = c.mset(&[("{a}1", "1"), ("{a}2", "2")]).unwrap();
+    let got: Vec<Option<String>> = c.mget(&["{a}1", "missing", "k"]).unwrap();
+    assert_eq!(got, vec![Some("1".into()), None, Some("z".into())]);
+    assert_eq!(
+        err_text(redis::cmd("INCR").arg("k").query(&mut c)),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .arg("EX")
+                .arg(0)
+                .query(&mut c)
+        ),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .arg("NX")
+                .arg("XX")
+                .query(&mut c)
+        ),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("MSET")
+                .arg("a")
+                .arg("1")
+                .arg("b")
+                .arg("2")
+                .query(&mut c)
+        ),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+}
+
+#[test]
+fn keyspace_commands_fan_out_over_groups() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let keys: Vec<String> = (0..300).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        let _: () = c.set(key, "x").unwrap();
+    }
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 300);
+    assert_eq!(c.exists::<_, i64>(&keys[..10]).unwrap(), 10);
+    let mut listed: Vec<String> = c.keys("key:*").unwrap();
+    listed.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    let mut scanned: Vec<String> = c
+        .scan_match("key:1*")
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    scanned.sort();
+    scanned.dedup();
+    assert_eq!(
+        scanned.len(),
+        keys.iter().filter(|k| k.starts_with("key:1")).count()
+    );
+    let random: Option<String> = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+    assert!(random.is_some());
+    assert_eq!(c.del::<_, i64>(&keys[..50]).unwrap(), 50);
+    assert_eq!(c.key_type::<_, String>("key:60").unwrap(), "string");
+    assert!(c.expire::<_, bool>("key:60", 100).unwrap());
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("key:60")
+            .arg(10)
+            .arg("GT")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("EXPIRE")
+                .arg("key:60")
+                .arg(10)
+                .arg("NX")
+                .arg("GT")
+                .query(&mut c)
+        ),
+        "ERR NX and XX, GT or LT options at the same time are not compatible"
+    );
+    assert!(c.persist::<_, bool>("key:60").unwrap());
+    let _: () = redis::cmd("RENAME")
+        .arg("{x}a")
+        .arg("{x}b")
+        .query(&mut c)
+        .unwrap_or(());
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 0);
+}
+
+#[test]
+fn connection_commands_and_errors_match_redis() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+    assert_eq!(
+        redis::cmd("ECHO")
+            .arg("hi")
+            .query::<String>(&mut c)
+            .unwrap(),
+        "hi"
+    );
+    assert_eq!(
+        err_text(redis::cmd("GET").query(&mut c)),
+        "ERR wrong number of arguments for 'get' command"
+    );
+    assert_eq!(
+        err_text(redis::cmd("FOO").arg("a").arg("b").query(&mut c)),
+        "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+    );
+    assert_eq!(
+        err_text(redis::cmd("SELECT").arg(1).query(&mut c)),
+        "ERR DB index is out of range"
+    );
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("me")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        redis::cmd("CLIENT")
+            .arg("GETNAME")
+            .query::<String>(&mut c)
+            .unwrap(),
+        "me"
+    );
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    assert!(list.contains("name=me"), "{list}");
+    let info: String = redis::cmd("INFO").query(&mut c).unwrap();
+    assert!(
+        info.contains("redis_version:") && info.contains("# Keyspace"),
+        "{info}"
+    );
+    let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+    assert!(count > 50);
+    let time: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
+    assert_eq!(time.len(), 2);
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("foo")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(slot, 12182);
+    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+    assert_eq!(slots.len(), 4);
+}
+
+#[test]
+fn pipelines_answer_in_order() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg(format!("p{i}")).arg(i).ignore();
+        pipe.cmd("GET").arg(format!("p{i}"));
+        pipe.cmd("INCR").arg("counter");
+    }
+    let replies: Vec<i64> = pipe.query(&mut c).unwrap();
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(pair, [i as i64, i as i64 + 1]);
+    }
+}
+
+#[test]
+fn hello_3_switches_to_resp3() {
+    let server = start(RespOptions::default());
+    let mut c = redis::Client::open(format!("redis://{}/?protocol=resp3", server.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(
+        redis::cmd("GET")
+            .arg("nope")
+            .query::<Value>(&mut c)
+            .unwrap(),
+        Value::Nil
+    );
+    let hello: Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
+    assert!(matches!(hello, Value::Map(_)), "{hello:?}");
+    let wire = raw(&server, b"HELLO 3\r\nGET nope\r\nQUIT\r\n");
+    assert!(wire.starts_with("%7\r\n"), "{wire}");
+    assert!(wire.ends_with("_\r\n+OK\r\n"), "{wire}");
+}
+
+#[test]
+fn auth_is_required_before_commands() {
+    let options = RespOptions {
+        requirepass: "secret".into(),
+        ..RespOptions::default()
+    };
+    let server = start(options);
+    let wire = raw(
+        &server,
+        b"GET k\r\nAUTH wrong\r\nAUTH secret\r\nPING\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        wire,
+        "-NOAUTH Authentication required.\r\n\
+         -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n+PONG\r\n+OK\r\n"
+    );
+    let mut c = redis::Client::open(format!("redis://:secret@{}/", server.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let server = start(RespOptions::default());
+    let mut healthy = client(&server);
+    let _: () = healthy.set("k", "v").unwrap();
+    assert_eq!(
+        raw(&server, b"*1\r\n$-5\r\n"),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
+        raw(&server, b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n"),
+        "+PONG\r\n-ERR Protocol error: expected '$', got 'f'\r\n"
+    );
+    assert_eq!(
+        raw(&server, b"*99999999\r\n"),
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    // A truncated frame then a close: nothing is answered, nothing breaks.
+    assert_eq!(raw(&server, b"*2\r\n$3\r\nGET\r\n$5\r\nab"), "");
+    assert_eq!(healthy.get::<_, String>("k").unwrap(), "v");
+}
+
+#[test]
+fn clients_beyond_the_bound_are_refused() {
+    let limits = LimitConfig {
+        clients_max: 1,
+        ..LimitConfig::default()
+    };
+    let server = start(RespOptions {
+        limits,
+        ..RespOptions::default()
+    });
+    let mut first = client(&server);
+    assert_eq!(
+        redis::cmd("PING").query::<String>(&mut first).unwrap(),
+        "PONG"
+    );
+    assert_eq!(
+        raw(&server, b"PING\r\n"),
+        "-ERR max number of clients reached\r\n"
+    );
+}
+
+#[test]
+fn cluster_aware_connections_get_moved_and_crossslot() {
+    let server = start(RespOptions {
+        cluster_redirects: true,
+        ..RespOptions::default()
+    });
+    let other: SocketAddr = "127.0.0.1:7999".parse().unwrap();
+    server.backend.add_node(NodeId(2), other);
+    let group = server.backend.group_of_slot(12182);
+    server.backend.set_leader(group, Some(NodeId(2)));
+    assert_eq!(
+        raw(&server, b"GET foo\r\n"),
+        "-MOVED 12182 127.0.0.1:7999\r\n"
+    );
+    let mut c = client(&server);
+    assert_eq!(
+        err_text(redis::cmd("MGET").arg("a").arg("b").query(&mut c)),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    server.backend.set_leader(group, None);
+    assert_eq!(
+        raw(&server, b"GET foo\r\n"),
+        "-CLUSTERDOWN The cluster is down\r\n"
+    );
+    // The same connection in plain mode: the backend forwards, MGET splits.
+    let _: () = redis::cmd("CLIENT")
+        .arg("REDIRECTS")
+        .arg("OFF")
+        .query(&mut c)
+        .unwrap();
+    server.backend.set_leader(group, Some(NodeId(2)));
+    let got: Vec<Option<String>> = c.mget(&["a", "b", "foo"]).unwrap();
+    assert_eq!(got, vec![None, None, None]);
+    server
+        .backend
+        .set_leader(server.backend.group_of_slot(5061), None);
+    let text = err_text(redis::cmd("GET").arg("bar").query(&mut c));
+    assert!(text.starts_with("TRYAGAIN"), "{text}");
+}
+
+#[test]
+fn redis_cluster_client_works_against_one_node() {
+    let server = start(RespOptions {
+        cluster_redirects: true,
+        ..RespOptions::default()
+    });
+    let nodes = vec![format!("redis://{}/", server.addr)];
+    let cluster = redis::cluster::ClusterClient::new(nodes).unwrap();
+    let mut c = cluster.get_connection().unwrap();
+    for i in 0..50 {
+        let _: () = c.set(format!("c{i}"), i).unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(c.get::<_, i64>(format!("c{i}")).unwrap(), i);
+    }
+}

@@ -133,7 +133,7 @@ mod tests {
     use crate::kv::MemKv;
 
     fn put(key: &str, value: &str) -> KvMutation {
-        KvMutation::Put { slot: 1, key: Bytes::from(key.to_string()), record: value.into() }
+        KvMutation::Put { slot: 1, key: Bytes::from(key.to_string()), record: Bytes::from(value.to_string()) }
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub struct ShardStatus {
     pub conf_state: ConfState,
     pub pending_writes: usize,
     pub pending_reads: usize,
+    /// Snapshots received from a leader and installed since the replica started.
+    pub snapshots_installed: u64,
     /// Why the replica stopped serving, if it did (a storage failure).
     pub failed: Option<String>,
 }
@@ -230,6 +232,7 @@ pub struct ShardActor {
     pub(crate) snapshot_sends: usize,
     pub(crate) last_compact: LogIndex,
     pub(crate) compacting: bool,
+    pub(crate) snapshots_installed: u64,
     pub(crate) failed: Option<String>,
 }
 
@@ -258,8 +261,8 @@ impl ShardActor {
         let snapshot_index = storage.snapshot_metadata().index;
         let raft_cfg = cfg.raft_config(applied);
         raft_cfg.validate().map_err(|source| ShardStartError::Raft { group, source })?;
-        let raw =
-            RawNode::new(raft_cfg, storage).map_err(|source| ShardStartError::Raft { group, source })?;
+        let raft_err = |source| ShardStartError::Raft { group, source };
+        let raw = RawNode::new(raft_cfg, storage).map_err(raft_err)?;
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
             last_index = %raw.last_index(), "replica opened");
         Ok(ShardActor {
@@ -282,6 +285,7 @@ impl ShardActor {
             snapshot_sends: 0,
             last_compact: snapshot_index,
             compacting: false,
+            snapshots_installed: 0,
             failed: None,
         })
     }
@@ -393,6 +397,7 @@ impl ShardActor {
             conf_state: self.raw.conf_state().clone(),
             pending_writes: self.writes.len(),
             pending_reads: self.reads.len() + self.confirmed_reads.len(),
+            snapshots_installed: self.snapshots_installed,
             failed: self.failed.clone(),
         }
     }

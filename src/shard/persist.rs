@@ -72,11 +72,13 @@ impl ShardWriter {
         &self,
         write: GroupWrite,
         done: PersistCallback,
-    ) -> Result<(), (SubmitError, GroupWrite)> {
+    ) -> Result<(), (SubmitError, Box<GroupWrite>)> {
         match self.jobs.try_send(Job { write, done }) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job)) => Err((SubmitError::Full, job.write)),
-            Err(TrySendError::Disconnected(job)) => Err((SubmitError::Stopped, job.write)),
+            Err(TrySendError::Full(job)) => Err((SubmitError::Full, Box::new(job.write))),
+            Err(TrySendError::Disconnected(job)) => {
+                Err((SubmitError::Stopped, Box::new(job.write)))
+            }
         }
     }
 

@@ -135,7 +135,7 @@ impl ShardActor {
             Ok(()) => self.in_flight = Some(flight),
             Err((SubmitError::Full, write)) => {
                 debug!(group = %self.cfg.group, "persist queue full; retrying next tick");
-                self.deferred = Some(InFlight { write: Some(write), ..flight });
+                self.deferred = Some(InFlight { write: Some(*write), ..flight });
             }
             Err((SubmitError::Stopped, _)) => self.fail_storage("node writer stopped".into()),
         }
@@ -155,6 +155,7 @@ impl ShardActor {
             self.undurable.clear();
             self.applied = self.applied.max(index);
             self.last_compact = self.last_compact.max(index);
+            self.snapshots_installed += 1;
             info!(group = %self.cfg.group, node = %self.cfg.node, index = %index,
                 term = %self.raw.term(), "snapshot installed");
         }
@@ -445,7 +446,7 @@ impl ShardActor {
             return;
         }
         self.compacting = true;
-        let (writer, group) = (self.deps.writer.clone(), self.cfg.group);
+        let (writer, group, node) = (self.deps.writer.clone(), self.cfg.group, self.cfg.node);
         let conf = self.raw.conf_state().clone();
         let task = tokio::task::spawn_blocking(move || writer.compact(group, index, conf));
         ctx.spawn(actix::fut::wrap_future(task).map(move |res, act: &mut ShardActor, _| {
@@ -453,10 +454,10 @@ impl ShardActor {
             match res {
                 Ok(Ok(())) => {
                     act.last_compact = act.last_compact.max(index);
-                    info!(group = %group, index = %index, "log compacted");
+                    info!(group = %group, node = %node, index = %index, "log compacted");
                 }
-                Ok(Err(e)) => warn!(group = %group, index = %index, error = %e, "compaction failed"),
-                Err(e) => warn!(group = %group, index = %index, error = %e, "compaction failed"),
+                Ok(Err(e)) => warn!(group = %group, %index, error = %e, "compaction failed"),
+                Err(e) => warn!(group = %group, %index, error = %e, "compaction failed"),
             }
         }));
     }

@@ -153,6 +153,10 @@ fn bulk(value: &str) -> ShardResult {
 }
 
 fn run(test: impl std::future::Future<Output = ()> + 'static) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     System::new().block_on(async move {
         tokio::time::timeout(Duration::from_secs(90), test).await.expect("test timed out");
     });
@@ -199,8 +203,9 @@ fn a_read_right_after_a_write_sees_it() {
         }
         // Pipelined: writes sent together, then a read; it must see the last one.
         let addr = cluster.addr(leader);
-        let writes: Vec<_> =
-            (61..=80u64).map(|seq| addr.send(Execute(set(seq, "hot", &format!("p{seq}"))))).collect();
+        let writes: Vec<_> = (61..=80u64)
+            .map(|seq| addr.send(Execute(set(seq, "hot", &format!("p{seq}")))))
+            .collect();
         for w in writes {
             assert_eq!(w.await.expect("mailbox"), Ok(Reply::Ok));
         }
@@ -233,6 +238,7 @@ fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
         loop {
             let s = cluster.status(down).await;
             if s.applied_index >= leader_status.commit_index {
+                assert!(s.snapshots_installed >= 1, "caught up by snapshot: {s:?}");
                 break;
             }
             assert!(start.elapsed() < WAIT_MAX, "no catch-up: {s:?}");

@@ -133,7 +133,8 @@ mod tests {
     use crate::kv::MemKv;
 
     fn put(key: &str, value: &str) -> KvMutation {
-        KvMutation::Put { slot: 1, key: Bytes::from(key.to_string()), record: Bytes::from(value.to_string()) }
+        let (key, record) = (Bytes::from(key.to_string()), Bytes::from(value.to_string()));
+        KvMutation::Put { slot: 1, key, record }
     }
 
     #[test]

@@ -1,3 +1,28 @@
-//! Group replicas at run time: one `ShardActor` (actix) per group replica on this node.
+//! Group replicas at run time: one `ShardActor` (actix) per group replica on this node,
+//! started on one of a few shared arbiters.
+//!
+//! - [`api`]: what the node asks of a replica and what it answers (pinned seam).
+//! - [`actor`]: `ShardActor`, its configuration, dependencies, messages and bootstrap.
+//! - `ready`: the Ready loop: send, apply, persist, answer; snapshots and compaction.
+//! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
+//! - [`undurable`]: applied but not yet durable mutations, layered over redb.
+//! - [`limits`]: every bound of the runtime.
+//!
+//! Must never: run Raft logic across an await, block an arbiter on disk, or answer a
+//! client before its write is committed and applied.
 
+pub mod actor;
 pub mod api;
+pub mod limits;
+pub mod persist;
+mod ready;
+pub mod undurable;
+
+#[cfg(test)]
+mod tests;
+
+pub use actor::{
+    bootstrap_group, Execute, GetStatus, Inbound, LeaderChangeFn, ShardActor, ShardConfig,
+    ShardDeps, ShardStartError, ShardStatus, Stop, TransferLeader,
+};
+pub use persist::{ShardWriter, SubmitError};

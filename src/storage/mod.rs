@@ -11,6 +11,8 @@
 //! - [`conformance`]: the suite every `raft::Storage` implementation must pass.
 //! - [`kv_store`]: the key-value state machine's view of redb (a `kv::KvRead` over a read
 //!   transaction) and the writing of its mutations.
+//! - [`group_snapshot`]: a group's snapshot data paired with its applied index and
+//!   configuration, as the runtime ships and installs it; the runtime's read view.
 //! - [`snapshot_data`]: one group's state-machine data streamed in bounded, CRC-checked
 //!   chunks, and their installation.
 //!
@@ -22,6 +24,7 @@ mod codec;
 pub mod conformance;
 pub mod db;
 pub mod error;
+pub mod group_snapshot;
 pub mod limits;
 pub mod log_store;
 pub mod tables;

@@ -31,6 +31,8 @@ use crate::raft::{ConfState, Entry, GroupId, HardState, LogIndex, SnapshotMetada
 use crate::storage::codec::encode;
 use crate::storage::db::NodeDb;
 use crate::storage::error::{Result, StorageError};
+use crate::storage::group_snapshot::GroupSnapshotData;
+use crate::storage::snapshot_data::import_chunks;
 use crate::storage::limits::{
     BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, COMPACT_DELETES_PER_TXN_MAX, WRITER_QUEUE_SUBMISSIONS_MAX,
 };
@@ -54,6 +56,9 @@ pub struct GroupWrite {
     pub conf_state: Option<ConfState>,
     pub applied_index: Option<LogIndex>,
     pub mutations: Vec<KvMutation>,
+    /// With `snapshot`: the state machine's data to install in the same transaction (it
+    /// replaces the records of its slots and the group's sessions, before `mutations`).
+    pub snapshot_data: Option<GroupSnapshotData>,
 }
 
 impl GroupWrite {
@@ -66,7 +71,8 @@ impl GroupWrite {
     pub fn size_bytes(&self) -> u64 {
         let entries: u64 = self.entries.iter().map(Entry::size_bytes).sum();
         let mutations: u64 = self.mutations.iter().map(mutation_bytes).sum();
-        entries + mutations
+        let data = self.snapshot_data.as_ref().map_or(0, GroupSnapshotData::size_bytes);
+        entries + mutations + data
     }
 }
 
@@ -286,9 +292,22 @@ impl GroupCommitWriter {
         }
         let txn = self.db.begin_durable_write()?;
         {
-            let mut tables = Tables::open(&self.db, &txn)?;
+            let mut tables = Some(Tables::open(&self.db, &txn)?);
             for (w, step) in writes.iter().zip(&steps) {
-                tables.write(&self.db, w, step)?;
+                if let Some(data) = &w.snapshot_data {
+                    // The import opens the KV tables itself: close ours around it.
+                    tables = None;
+                    import_chunks(&txn, w.group.get(), data.slot_range(), &data.frames)
+                        .map_err(|e| StorageError::InvalidWrite {
+                            group: w.group,
+                            reason: format!("snapshot data: {e}"),
+                        })?;
+                }
+                let open = match tables.as_mut() {
+                    Some(open) => open,
+                    None => tables.insert(Tables::open(&self.db, &txn)?),
+                };
+                open.write(&self.db, w, step)?;
             }
         }
         self.db.commit(txn)?;

@@ -1,0 +1,488 @@
+//! `ShardActor`: one replica of one group on this node. It owns the group's `RawNode`
+//! over `RedbStorage`, ticks it, feeds it messages, proposals and reads, and turns each
+//! `Ready` into sends, one persist job on the node's `ShardWriter`, applies and answers
+//! (see `ready`). Handlers are synchronous and short: disk work runs on the writer's
+//! threads or the blocking pool and comes back as messages.
+//!
+//! Must never: hold Raft state across an await, block on disk, or answer a write before
+//! it is committed and applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::kv::read::ReadCommand;
+use crate::kv::Request;
+use crate::raft::{
+    Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role, Storage,
+    Term,
+};
+use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult};
+use crate::shard::limits::{
+    COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
+};
+use crate::shard::persist::ShardWriter;
+use crate::shard::ready::InFlight;
+use crate::shard::undurable::Undurable;
+use crate::storage::{GroupWrite, NodeDb, RedbStorage, StorageError};
+use crate::transport::api::{GroupMessage, PeerSender, Urgency};
+
+/// What a replica is told about itself.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    pub node: NodeId,
+    pub group: GroupId,
+    /// The group's hash slots (its snapshot data is the records of these slots).
+    pub slots: RangeInclusive<u16>,
+    /// One Raft tick.
+    pub tick: Duration,
+    pub election_ticks_min: u64,
+    pub election_ticks_max: u64,
+    pub heartbeat_ticks: u64,
+    /// Client writes and reads waiting for an answer, each; more are refused with `Busy`.
+    pub pending_requests_max: usize,
+    /// Compact the log every this many durably applied entries.
+    pub compact_every_entries: u64,
+    /// Entries kept below the applied index at a compaction.
+    pub log_keep_entries: u64,
+    /// Seed of the election-timeout RNG (mixed with node and group).
+    pub rng_seed: u64,
+}
+
+impl ShardConfig {
+    /// Defaults for a 50 ms tick: elections after 0.5–1 s, heartbeats every 100 ms.
+    pub fn new(node: NodeId, group: GroupId, slots: RangeInclusive<u16>) -> ShardConfig {
+        ShardConfig {
+            node,
+            group,
+            slots,
+            tick: Duration::from_millis(50),
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            heartbeat_ticks: 2,
+            pending_requests_max: PENDING_REQUESTS_MAX,
+            compact_every_entries: COMPACT_EVERY_ENTRIES,
+            log_keep_entries: LOG_KEEP_ENTRIES,
+            rng_seed: 0,
+        }
+    }
+
+    fn raft_config(&self, applied: LogIndex) -> Config {
+        let mut cfg = Config::new(self.node, self.group);
+        cfg.election_timeout_ticks_min = self.election_ticks_min;
+        cfg.election_timeout_ticks_max = self.election_ticks_max;
+        cfg.heartbeat_interval_ticks = self.heartbeat_ticks;
+        cfg.max_pending_reads = self.pending_requests_max.max(1);
+        cfg.applied = applied;
+        let mix = self.node.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.group.get();
+        cfg.rng_seed = self.rng_seed ^ mix;
+        cfg
+    }
+}
+
+/// Fed every leader or term change a replica sees (the router's leader cache). Called on
+/// the replica's arbiter: it must only enqueue or update a map.
+pub type LeaderChangeFn = Arc<dyn Fn(LeaderChange) + Send + Sync>;
+
+/// What a replica shares with the rest of the node.
+#[derive(Clone)]
+pub struct ShardDeps {
+    pub db: Arc<NodeDb>,
+    /// The node's one writer (group commit across every replica of the node).
+    pub writer: ShardWriter,
+    pub peers: Arc<dyn PeerSender>,
+    pub on_leader_change: LeaderChangeFn,
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("group {group}: {source}")]
+    Raft { group: GroupId, source: RaftError },
+    #[error("group {group} has no state on this node and no voters to bootstrap it with")]
+    NoState { group: GroupId },
+}
+
+/// Writes a new group's initial configuration if the node holds no state for it; a group
+/// that has state is left alone (restart). Blocking: call it at start-up, before `start`.
+/// Returns whether it wrote.
+pub fn bootstrap_group(
+    writer: &ShardWriter,
+    group: GroupId,
+    voters: &[NodeId],
+) -> Result<bool, ShardStartError> {
+    let storage = RedbStorage::open(Arc::clone(writer.db()), group)?;
+    if has_state(&storage)? {
+        return Ok(false);
+    }
+    if voters.is_empty() {
+        return Err(ShardStartError::NoState { group });
+    }
+    let conf = ConfState::with_voters(voters.iter().copied());
+    let write = GroupWrite { conf_state: Some(conf), ..GroupWrite::new(group) };
+    writer.write_now(write)?;
+    info!(group = %group, ?voters, "bootstrapped group");
+    Ok(true)
+}
+
+fn has_state(storage: &RedbStorage) -> Result<bool, ShardStartError> {
+    let group = storage.group();
+    let raft = |source| ShardStartError::Raft { group, source };
+    let state = storage.initial_state().map_err(raft)?;
+    let last = storage.last_index().map_err(raft)?;
+    Ok(!state.conf_state.all_nodes().is_empty() || last > LogIndex(0))
+}
+
+/// One operation of a client (or of a forwarded request).
+#[derive(Debug, Message)]
+#[rtype(result = "ShardResult")]
+pub struct Execute(pub ShardOp);
+
+/// Raft messages from the transport (any group; others than this replica's are dropped).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Inbound(pub Vec<(GroupMessage, Urgency)>);
+
+/// Asks for a `ShardStatus`.
+#[derive(Debug, Message)]
+#[rtype(result = "ShardStatus")]
+pub struct GetStatus;
+
+/// Asks the leader to hand leadership to a node.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ShardError>")]
+pub struct TransferLeader(pub NodeId);
+
+/// Stops the replica: waiters are answered `Stopped`; what was handed to the writer is
+/// still written.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// A replica's state, for status commands, metrics and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub node: NodeId,
+    pub group: GroupId,
+    pub role: Role,
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    pub commit_index: LogIndex,
+    /// Applied to the state machine (possibly not durable yet).
+    pub applied_index: LogIndex,
+    /// Applied and durable.
+    pub durable_applied_index: LogIndex,
+    pub first_index: LogIndex,
+    pub last_index: LogIndex,
+    pub conf_state: ConfState,
+    pub pending_writes: usize,
+    pub pending_reads: usize,
+    /// Snapshots received from a leader and installed since the replica started.
+    pub snapshots_installed: u64,
+    /// Why the replica stopped serving, if it did (a storage failure).
+    pub failed: Option<String>,
+}
+
+/// A write waiting for its entry to apply.
+pub(crate) struct PendingWrite {
+    pub term: Term,
+    pub tx: oneshot::Sender<ShardResult>,
+}
+
+/// A read waiting for its ReadIndex and then for the apply of that index.
+pub(crate) struct PendingRead {
+    pub command: ReadCommand,
+    pub now_ms: u64,
+    pub tx: oneshot::Sender<ShardResult>,
+}
+
+/// One replica of one group.
+pub struct ShardActor {
+    pub(crate) cfg: ShardConfig,
+    pub(crate) deps: ShardDeps,
+    pub(crate) raw: RawNode<RedbStorage>,
+    /// Applied but not yet durable mutations.
+    pub(crate) undurable: Undurable,
+    /// Last index applied to the state machine (durable or not).
+    pub(crate) applied: LogIndex,
+    pub(crate) durable_applied: LogIndex,
+    /// The one persist job in flight, if any (a new Ready waits for it).
+    pub(crate) in_flight: Option<InFlight>,
+    /// A persist job the writer's queue had no room for, retried on the next tick.
+    pub(crate) deferred: Option<InFlight>,
+    pub(crate) next_gen: u64,
+    pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
+    /// Reads waiting for their ReadIndex, by read id.
+    pub(crate) reads: BTreeMap<u64, PendingRead>,
+    /// Reads whose index is known, waiting for the apply of that index.
+    pub(crate) confirmed_reads: BTreeMap<(LogIndex, u64), PendingRead>,
+    pub(crate) next_read_id: u64,
+    /// (from, read round) of heartbeats that arrived `Urgency::Now`: their answers are too.
+    pub(crate) urgent_heartbeats: BTreeSet<(NodeId, u64)>,
+    pub(crate) reported: (Option<NodeId>, Term),
+    pub(crate) role: Role,
+    pub(crate) snapshot_sends: usize,
+    pub(crate) last_compact: LogIndex,
+    pub(crate) compacting: bool,
+    pub(crate) snapshots_installed: u64,
+    pub(crate) failed: Option<String>,
+}
+
+impl ShardActor {
+    /// Opens the group's replica from what the node's database holds (bootstrap a new
+    /// group first with `bootstrap_group`) and starts it on `arbiter`.
+    pub fn start(
+        arbiter: &ArbiterHandle,
+        cfg: ShardConfig,
+        deps: ShardDeps,
+    ) -> Result<Addr<ShardActor>, ShardStartError> {
+        let actor = ShardActor::open(cfg, deps)?;
+        Ok(ShardActor::start_in_arbiter(arbiter, move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_MESSAGES_MAX);
+            actor
+        }))
+    }
+
+    fn open(cfg: ShardConfig, deps: ShardDeps) -> Result<ShardActor, ShardStartError> {
+        let group = cfg.group;
+        let storage = RedbStorage::open(Arc::clone(&deps.db), group)?;
+        if !has_state(&storage)? {
+            return Err(ShardStartError::NoState { group });
+        }
+        let applied = storage.applied_index();
+        let snapshot_index = storage.snapshot_metadata().index;
+        let raft_cfg = cfg.raft_config(applied);
+        raft_cfg.validate().map_err(|source| ShardStartError::Raft { group, source })?;
+        let raft_err = |source| ShardStartError::Raft { group, source };
+        let raw = RawNode::new(raft_cfg, storage).map_err(raft_err)?;
+        info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
+            last_index = %raw.last_index(), "replica opened");
+        Ok(ShardActor {
+            cfg,
+            deps,
+            role: raw.role(),
+            raw,
+            undurable: Undurable::default(),
+            applied,
+            durable_applied: applied,
+            in_flight: None,
+            deferred: None,
+            next_gen: 1,
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            confirmed_reads: BTreeMap::new(),
+            next_read_id: 1,
+            urgent_heartbeats: BTreeSet::new(),
+            reported: (None, Term(0)),
+            snapshot_sends: 0,
+            last_compact: snapshot_index,
+            compacting: false,
+            snapshots_installed: 0,
+            failed: None,
+        })
+    }
+
+    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
+        let leader = self.raw.leader_id();
+        (leader != NodeId::NONE).then_some(leader)
+    }
+
+    pub(crate) fn not_leader(&self) -> ShardError {
+        ShardError::NotLeader { group: self.cfg.group, leader: self.leader_hint() }
+    }
+
+    fn busy(&self, reason: impl Into<String>) -> ShardError {
+        ShardError::Busy { group: self.cfg.group, reason: reason.into() }
+    }
+
+    fn refusal(&self) -> Option<ShardError> {
+        if let Some(reason) = &self.failed {
+            return Some(ShardError::Storage { group: self.cfg.group, reason: reason.clone() });
+        }
+        (self.raw.role() != Role::Leader).then(|| self.not_leader())
+    }
+
+    fn propose_write(&mut self, req: Request, tx: oneshot::Sender<ShardResult>) {
+        if let Some(err) = self.refusal() {
+            let _ = tx.send(Err(err));
+            return;
+        }
+        if self.writes.len() >= self.cfg.pending_requests_max {
+            let _ = tx.send(Err(self.busy("too many pending writes")));
+            return;
+        }
+        let data = match rmp_serde::to_vec(&req) {
+            Ok(data) => Bytes::from(data),
+            Err(e) => {
+                let _ = tx.send(Err(self.busy(format!("request does not encode: {e}"))));
+                return;
+            }
+        };
+        match self.raw.propose(data) {
+            Ok(()) => {
+                let index = self.raw.last_index();
+                self.writes.insert(index, PendingWrite { term: self.raw.term(), tx });
+            }
+            Err(RaftError::ProposalDropped(reason)) => {
+                let _ = tx.send(Err(self.busy(reason)));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(self.busy(e.to_string())));
+            }
+        }
+    }
+
+    fn start_read(&mut self, command: ReadCommand, now_ms: u64, tx: oneshot::Sender<ShardResult>) {
+        if let Some(err) = self.refusal() {
+            let _ = tx.send(Err(err));
+            return;
+        }
+        if self.reads.len() + self.confirmed_reads.len() >= self.cfg.pending_requests_max {
+            let _ = tx.send(Err(self.busy("too many pending reads")));
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        match self.raw.read_index(Bytes::copy_from_slice(&id.to_be_bytes())) {
+            Ok(()) => {
+                self.reads.insert(id, PendingRead { command, now_ms, tx });
+            }
+            Err(e) => {
+                let _ = tx.send(Err(self.busy(e.to_string())));
+            }
+        }
+    }
+
+    fn step_inbound(&mut self, messages: Vec<(GroupMessage, Urgency)>) {
+        for (gm, urgency) in messages {
+            if gm.group != self.cfg.group {
+                warn!(group = %self.cfg.group, to_group = %gm.group, "message for another group");
+                continue;
+            }
+            self.note_heartbeat(&gm.msg, urgency);
+            if let Err(e) = self.raw.step(gm.msg) {
+                tracing::debug!(group = %self.cfg.group, error = %e, "message refused");
+            }
+        }
+    }
+
+    fn note_heartbeat(&mut self, msg: &Message, urgency: Urgency) {
+        if let crate::raft::MessageBody::Heartbeat { read_round, .. } = msg.body {
+            if urgency == Urgency::Now && self.urgent_heartbeats.len() < MAILBOX_MESSAGES_MAX {
+                self.urgent_heartbeats.insert((msg.from, read_round));
+            }
+        }
+    }
+
+    fn status(&self) -> ShardStatus {
+        ShardStatus {
+            node: self.cfg.node,
+            group: self.cfg.group,
+            role: self.raw.role(),
+            leader: self.leader_hint(),
+            term: self.raw.term(),
+            commit_index: self.raw.commit_index(),
+            applied_index: self.applied,
+            durable_applied_index: self.durable_applied,
+            first_index: self.raw.first_index(),
+            last_index: self.raw.last_index(),
+            conf_state: self.raw.conf_state().clone(),
+            pending_writes: self.writes.len(),
+            pending_reads: self.reads.len() + self.confirmed_reads.len(),
+            snapshots_installed: self.snapshots_installed,
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Answers every waiter (stop, storage failure).
+    pub(crate) fn fail_all(&mut self, err: &ShardError) {
+        for (_, w) in std::mem::take(&mut self.writes) {
+            let _ = w.tx.send(Err(err.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.reads) {
+            let _ = r.tx.send(Err(err.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.confirmed_reads) {
+            let _ = r.tx.send(Err(err.clone()));
+        }
+    }
+}
+
+impl Actor for ShardActor {
+    type Context = Context<ShardActor>;
+
+    fn started(&mut self, ctx: &mut Context<ShardActor>) {
+        ctx.run_interval(self.cfg.tick, |act, ctx| {
+            act.raw.tick();
+            act.retry_deferred(ctx);
+            act.drive(ctx);
+        });
+        self.drive(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<ShardActor>) {
+        self.fail_all(&ShardError::Stopped { group: self.cfg.group });
+        info!(group = %self.cfg.group, node = %self.cfg.node, "replica stopped");
+    }
+}
+
+impl Handler<Execute> for ShardActor {
+    type Result = ResponseFuture<ShardResult>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<ShardActor>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        match msg.0 {
+            ShardOp::Write(req) => self.propose_write(req, tx),
+            ShardOp::Read { command, now_ms } => self.start_read(command, now_ms, tx),
+        }
+        self.drive(ctx);
+        let group = self.cfg.group;
+        Box::pin(async move { rx.await.unwrap_or(Err(ShardError::Stopped { group })) })
+    }
+}
+
+impl Handler<Inbound> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<ShardActor>) {
+        self.step_inbound(msg.0);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<GetStatus> for ShardActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _msg: GetStatus, _ctx: &mut Context<ShardActor>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<TransferLeader> for ShardActor {
+    type Result = Result<(), ShardError>;
+
+    fn handle(&mut self, msg: TransferLeader, ctx: &mut Context<ShardActor>) -> Self::Result {
+        if self.raw.role() != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let result = self.raw.transfer_leader(msg.0).map_err(|e| self.busy(e.to_string()));
+        self.drive(ctx);
+        result
+    }
+}
+
+impl Handler<Stop> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<ShardActor>) {
+        ctx.stop();
+    }
+}

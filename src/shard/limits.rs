@@ -1,0 +1,35 @@
+//! Every bound of the group-replica runtime, in one place, each with its unit and its
+//! reason. Owns the numbers only; hitting one yields `ShardError::Busy` or a retry later,
+//! never unbounded memory.
+
+/// Messages queued in one replica's mailbox before `try_send` to it fails (the transport
+/// drops the Raft message, the router answers `-TRYAGAIN`). Inbound batches and client
+/// requests share it.
+pub const MAILBOX_MESSAGES_MAX: usize = 4096;
+
+/// Client writes proposed and not yet answered, per replica, unless the configuration
+/// says otherwise.
+pub const PENDING_REQUESTS_MAX: usize = 4096;
+
+/// Persist jobs queued for the node's writer wrapper before a replica must retry on a
+/// later tick. One job per replica is in flight at a time, so this is about the number of
+/// groups a node hosts.
+pub const PERSIST_QUEUE_JOBS_MAX: usize = 4096;
+
+/// Snapshots one replica exports and sends at once; more wait for Raft to ask again.
+pub const SNAPSHOT_SENDS_MAX: usize = 2;
+
+/// Bytes of one chunk frame of snapshot data.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Bytes of state-machine data one snapshot message may carry; the snapshot travels as one
+/// Raft message for now, so this must stay below the transport's frame bound.
+pub const SNAPSHOT_DATA_BYTES_MAX: u64 = 48 * 1024 * 1024;
+
+/// Compact the log once this many entries were applied (durably) since the last
+/// compaction.
+pub const COMPACT_EVERY_ENTRIES: u64 = 4096;
+
+/// Entries kept below the applied index at a compaction, so that a follower a little
+/// behind catches up from the log rather than by snapshot.
+pub const LOG_KEEP_ENTRIES: u64 = 1024;

@@ -1,0 +1,464 @@
+//! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
+//! at once; apply committed entries (durable locally already) through the undurable
+//! overlay, answering their writers; hand entries, hard state, configuration, snapshot,
+//! applied index and mutations to the node's writer as one job; only when it reports them
+//! durable send `persisted_messages` and call `on_persisted`. One job per replica is in
+//! flight; the next Ready waits for it (the writer batches many replicas per fsync).
+//! Also: serving reads once applied, shipping and installing snapshots, log compaction.
+//!
+//! Must never: send a persisted message before its write is durable, or serve a read
+//! before its ReadIndex is applied.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{debug, error, info, warn};
+
+use crate::kv::{self, read, KvMutation, Overlay, Request};
+use crate::raft::{
+    Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Snapshot,
+    SnapshotMetadata, Term,
+};
+use crate::shard::actor::ShardActor;
+use crate::shard::api::{LeaderChange, ShardError, ShardResult};
+use crate::shard::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_SENDS_MAX};
+use crate::shard::persist::SubmitError;
+use crate::storage::group_snapshot::{export_group, latest_kv_view, GroupSnapshotData};
+use crate::storage::{GroupDurable, GroupWrite, StorageError};
+use crate::transport::api::{GroupMessage, Urgency};
+
+/// Readies handled in one call when each needs nothing persisted (bounds a handler).
+const READY_ROUNDS_PER_CALL_MAX: usize = 8;
+
+/// One persist job of a replica.
+pub(crate) struct InFlight {
+    gen: u64,
+    /// Held only while the job waits for room in the writer's queue.
+    write: Option<GroupWrite>,
+    last_entry: Option<(LogIndex, Term)>,
+    snapshot_index: Option<LogIndex>,
+    persisted_messages: Vec<Message>,
+}
+
+/// The writer's answer to a persist job.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Persisted {
+    gen: u64,
+    result: Result<GroupDurable, StorageError>,
+}
+
+fn is_empty(w: &GroupWrite) -> bool {
+    w.snapshot.is_none()
+        && w.entries.is_empty()
+        && w.hard_state.is_none()
+        && w.conf_state.is_none()
+        && w.applied_index.is_none()
+        && w.mutations.is_empty()
+}
+
+impl ShardActor {
+    /// Handles what the core has to do, unless a persist job is still in flight.
+    pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
+        for _ in 0..READY_ROUNDS_PER_CALL_MAX {
+            if self.in_flight.is_some() || self.deferred.is_some() || self.failed.is_some() {
+                return;
+            }
+            if !self.raw.has_ready() || !self.handle_ready(ctx) {
+                return;
+            }
+        }
+    }
+
+    /// One Ready; true if it completed at once (nothing to persist).
+    fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
+        let rd = self.raw.ready();
+        self.observe_leadership();
+        self.send_messages(rd.messages, ctx);
+        let mutations = match self.apply_committed(&rd.committed_entries) {
+            Ok(m) => m,
+            Err(reason) => {
+                self.fail_storage(reason);
+                return false;
+            }
+        };
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.undurable.push(gen, &mutations);
+        self.take_read_states(rd.read_states);
+        self.serve_reads();
+        let mut write = GroupWrite {
+            entries: rd.entries,
+            hard_state: rd.hard_state,
+            conf_state: rd.conf_state,
+            applied_index: (!rd.committed_entries.is_empty()).then_some(self.applied),
+            mutations,
+            ..GroupWrite::new(self.cfg.group)
+        };
+        if !rd.committed_entries.is_empty() {
+            self.raw.on_applied(self.applied);
+        }
+        let snapshot_index = match rd.snapshot {
+            Some(s) => match self.prepare_install(s, &mut write) {
+                Ok(index) => Some(index),
+                Err(reason) => {
+                    self.fail_storage(reason);
+                    return false;
+                }
+            },
+            None => None,
+        };
+        let flight = InFlight {
+            gen,
+            last_entry: write.entries.last().map(|e| (e.index, e.term)),
+            snapshot_index,
+            persisted_messages: rd.persisted_messages,
+            write: None,
+        };
+        if is_empty(&write) {
+            let durable = self.durable_applied;
+            self.complete(flight, durable);
+            return true;
+        }
+        self.submit(InFlight { write: Some(write), ..flight }, ctx);
+        false
+    }
+
+    fn submit(&mut self, mut flight: InFlight, ctx: &mut Context<ShardActor>) {
+        let Some(write) = flight.write.take() else { return };
+        let addr = ctx.address();
+        let gen = flight.gen;
+        // `do_send`: one answer per replica in flight, never client-driven; it must not be
+        // lost to a full mailbox.
+        let done = Box::new(move |result| addr.do_send(Persisted { gen, result }));
+        match self.deps.writer.submit(write, done) {
+            Ok(()) => self.in_flight = Some(flight),
+            Err((SubmitError::Full, write)) => {
+                debug!(group = %self.cfg.group, "persist queue full; retrying next tick");
+                self.deferred = Some(InFlight { write: Some(*write), ..flight });
+            }
+            Err((SubmitError::Stopped, _)) => self.fail_storage("node writer stopped".into()),
+        }
+    }
+
+    /// Resubmits a job the writer's queue had no room for.
+    pub(crate) fn retry_deferred(&mut self, ctx: &mut Context<ShardActor>) {
+        if let Some(flight) = self.deferred.take() {
+            self.submit(flight, ctx);
+        }
+    }
+
+    /// The job's write is durable: finish its Ready.
+    fn complete(&mut self, flight: InFlight, durable_applied: LogIndex) {
+        if let Some(index) = flight.snapshot_index {
+            self.raw.on_snapshot_persisted(index);
+            self.undurable.clear();
+            self.applied = self.applied.max(index);
+            self.last_compact = self.last_compact.max(index);
+            self.snapshots_installed += 1;
+            info!(group = %self.cfg.group, node = %self.cfg.node, index = %index,
+                term = %self.raw.term(), "snapshot installed");
+        }
+        if let Some((index, term)) = flight.last_entry {
+            self.raw.on_persisted(index, term);
+        }
+        self.undurable.release_through(flight.gen);
+        self.durable_applied = self.durable_applied.max(durable_applied);
+        for m in flight.persisted_messages {
+            self.send_one(m, Urgency::Now);
+        }
+    }
+
+    pub(crate) fn fail_storage(&mut self, reason: String) {
+        error!(group = %self.cfg.group, node = %self.cfg.node, %reason,
+            "storage failed; the replica stops serving");
+        let err = ShardError::Storage { group: self.cfg.group, reason: reason.clone() };
+        self.failed = Some(reason);
+        self.fail_all(&err);
+    }
+
+    /// Role, leader and term changes: logs, the leader-change callback, and the answers
+    /// owed to waiters of a leadership that ended.
+    fn observe_leadership(&mut self) {
+        let role = self.raw.role();
+        let (group, term) = (self.cfg.group, self.raw.term());
+        if role != self.role {
+            if self.role == Role::Leader {
+                self.leadership_lost();
+            }
+            if role == Role::Follower {
+                info!(group = %group, node = %self.cfg.node, term = %term, "became follower");
+            }
+            self.role = role;
+        }
+        let now = (self.leader_hint(), term);
+        if now != self.reported {
+            if now.1 != self.reported.1 {
+                info!(group = %group, node = %self.cfg.node, term = %term, "term changed");
+            }
+            info!(group = %group, node = %self.cfg.node, term = %term, leader = ?now.0,
+                "leader changed");
+            self.reported = now;
+            (self.deps.on_leader_change)(LeaderChange { group, leader: now.0, term });
+        }
+    }
+
+    fn leadership_lost(&mut self) {
+        let group = self.cfg.group;
+        for (_, w) in std::mem::take(&mut self.writes) {
+            let _ = w.tx.send(Err(ShardError::LeadershipLost { group }));
+        }
+        let not_leader = self.not_leader();
+        for (_, r) in std::mem::take(&mut self.reads) {
+            let _ = r.tx.send(Err(not_leader.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.confirmed_reads) {
+            let _ = r.tx.send(Err(not_leader.clone()));
+        }
+    }
+
+    fn send_messages(&mut self, messages: Vec<Message>, ctx: &mut Context<ShardActor>) {
+        for m in messages {
+            if matches!(m.body, MessageBody::Snapshot { .. }) {
+                self.send_snapshot(m, ctx);
+                continue;
+            }
+            let urgency = self.urgency(&m);
+            self.send_one(m, urgency);
+        }
+        // Every heartbeat stepped so far was answered in these messages.
+        self.urgent_heartbeats.clear();
+    }
+
+    /// Heartbeats are urgent while this replica has reads waiting for their round, and
+    /// heartbeat answers are urgent when the heartbeat was; everything else leaves now.
+    fn urgency(&mut self, m: &Message) -> Urgency {
+        match m.body {
+            MessageBody::Heartbeat { .. } if self.reads.is_empty() => Urgency::Coalesce,
+            MessageBody::HeartbeatResponse { read_round } => {
+                if self.urgent_heartbeats.remove(&(m.to, read_round)) {
+                    Urgency::Now
+                } else {
+                    Urgency::Coalesce
+                }
+            }
+            _ => Urgency::Now,
+        }
+    }
+
+    fn send_one(&self, msg: Message, urgency: Urgency) {
+        let to = msg.to;
+        self.deps.peers.send_raft(to, GroupMessage { group: self.cfg.group, msg }, urgency);
+    }
+
+    /// Applies committed entries on top of the undurable overlay; returns the mutations.
+    fn apply_committed(&mut self, entries: &[Entry]) -> Result<Vec<KvMutation>, String> {
+        let Some(last) = entries.last() else { return Ok(Vec::new()) };
+        let view = latest_kv_view(&self.deps.db, self.cfg.group).map_err(|e| e.to_string())?;
+        let layered = self.undurable.over(&view);
+        let mut batch = Overlay::new();
+        let mut answers = Vec::with_capacity(entries.len());
+        for e in entries {
+            let reply = match &e.payload {
+                EntryPayload::Normal(data) => Some(match rmp_serde::from_slice::<Request>(data) {
+                    Ok(req) => Ok(kv::apply(&layered, &mut batch, &req)),
+                    Err(err) => {
+                        // Every replica skips the same entry: the state stays identical.
+                        warn!(group = %self.cfg.group, index = %e.index, %err,
+                            "entry does not decode; skipped");
+                        let reason = format!("entry {} does not decode: {err}", e.index);
+                        Err(ShardError::Storage { group: self.cfg.group, reason })
+                    }
+                }),
+                EntryPayload::Noop | EntryPayload::ConfChange(_) => None,
+            };
+            answers.push((e.index, e.term, reply));
+        }
+        view.check().map_err(|e| e.to_string())?;
+        for (index, term, reply) in answers {
+            self.answer_write(index, term, reply);
+        }
+        self.applied = last.index;
+        debug!(group = %self.cfg.group, index = %last.index, commit = %self.raw.commit_index(),
+            "applied committed entries");
+        Ok(batch.drain())
+    }
+
+    fn answer_write(&mut self, index: LogIndex, term: Term, reply: Option<ShardResult>) {
+        let group = self.cfg.group;
+        // Waiters below `index` whose entries never applied were overwritten: unknown.
+        while let Some(first) = self.writes.first_entry() {
+            if *first.key() >= index {
+                break;
+            }
+            let _ = first.remove().tx.send(Err(ShardError::LeadershipLost { group }));
+        }
+        if let Some(w) = self.writes.remove(&index) {
+            let answer = match reply {
+                Some(reply) if w.term == term => reply,
+                _ => Err(ShardError::LeadershipLost { group }),
+            };
+            let _ = w.tx.send(answer);
+        }
+    }
+
+    fn take_read_states(&mut self, states: Vec<ReadState>) {
+        for rs in states {
+            let Ok(raw_id) = <[u8; 8]>::try_from(&rs.context[..]) else { continue };
+            let id = u64::from_be_bytes(raw_id);
+            if let Some(read) = self.reads.remove(&id) {
+                self.confirmed_reads.insert((rs.index, id), read);
+            }
+        }
+    }
+
+    /// Serves every confirmed read whose index is applied.
+    pub(crate) fn serve_reads(&mut self) {
+        let due = self.applied.next();
+        if self.confirmed_reads.first_key_value().is_none_or(|((i, _), _)| *i >= due) {
+            return;
+        }
+        let later = self.confirmed_reads.split_off(&(due, 0));
+        let now = std::mem::replace(&mut self.confirmed_reads, later);
+        let group = self.cfg.group;
+        let view = match latest_kv_view(&self.deps.db, group) {
+            Ok(view) => view,
+            Err(e) => return self.fail_storage(e.to_string()),
+        };
+        let layered = self.undurable.over(&view);
+        let answers: Vec<_> = now
+            .into_values()
+            .map(|r| (read::execute(&layered, r.now_ms, &r.command), r.tx))
+            .collect();
+        let checked = view.check().map_err(|e| e.to_string());
+        for (reply, tx) in answers {
+            let answer = match &checked {
+                Ok(()) => Ok(reply),
+                Err(reason) => Err(ShardError::Storage { group, reason: reason.clone() }),
+            };
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+impl Handler<Persisted> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persisted, ctx: &mut Context<ShardActor>) {
+        let Some(flight) = self.in_flight.take() else { return };
+        assert_eq!(flight.gen, msg.gen, "group {}: persist answers out of order", self.cfg.group);
+        match msg.result {
+            Ok(durable) => {
+                self.complete(flight, durable.applied_index);
+                self.serve_reads();
+                self.maybe_compact(ctx);
+                self.drive(ctx);
+            }
+            Err(e) => self.fail_storage(e.to_string()),
+        }
+    }
+}
+
+/// Snapshots: shipping (leader), installing (follower), compaction.
+impl ShardActor {
+    /// Exports the group's durable state off the actor's thread, then sends it with
+    /// metadata that matches the exported applied index.
+    fn send_snapshot(&mut self, m: Message, ctx: &mut Context<ShardActor>) {
+        if self.snapshot_sends >= SNAPSHOT_SENDS_MAX {
+            self.raw.report_snapshot_failure(m.to);
+            return;
+        }
+        self.snapshot_sends += 1;
+        let db = Arc::clone(&self.deps.db);
+        let (group, slots) = (self.cfg.group, self.cfg.slots.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            export_group(&db, group, slots, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX)
+        });
+        ctx.spawn(actix::fut::wrap_future(task).map(move |res, act: &mut ShardActor, _| {
+            act.snapshot_sends -= 1;
+            let data = match res {
+                Ok(Ok(data)) => data,
+                Ok(Err(e)) => return act.snapshot_send_failed(&m, e.to_string()),
+                Err(e) => return act.snapshot_send_failed(&m, e.to_string()),
+            };
+            act.finish_snapshot_send(m, data);
+        }));
+    }
+
+    fn snapshot_send_failed(&mut self, m: &Message, reason: String) {
+        warn!(group = %self.cfg.group, to = %m.to, %reason, "snapshot export failed");
+        self.raw.report_snapshot_failure(m.to);
+    }
+
+    fn finish_snapshot_send(&mut self, m: Message, data: GroupSnapshotData) {
+        if self.raw.role() != Role::Leader || self.raw.term() != m.term {
+            return;
+        }
+        let index = data.applied;
+        let Some(term) = self.raw.log_term(index).filter(|_| index > LogIndex(0)) else {
+            return self.snapshot_send_failed(&m, format!("no term for index {index}"));
+        };
+        let conf_state = if data.conf_state.all_nodes().is_empty() {
+            self.raw.conf_state().clone()
+        } else {
+            data.conf_state.clone()
+        };
+        let bytes = match rmp_serde::to_vec(&data) {
+            Ok(bytes) => bytes,
+            Err(e) => return self.snapshot_send_failed(&m, e.to_string()),
+        };
+        info!(group = %self.cfg.group, to = %m.to, index = %index, term = %term,
+            bytes = bytes.len(), "snapshot sent");
+        let metadata = SnapshotMetadata { index, term, conf_state };
+        let snapshot = Snapshot { metadata, data: bytes.into() };
+        let msg = Message { body: MessageBody::Snapshot { snapshot }, ..m };
+        self.send_one(msg, Urgency::Now);
+    }
+
+    /// Puts a received snapshot (metadata and data) into the write; returns its index.
+    fn prepare_install(&mut self, s: Snapshot, write: &mut GroupWrite) -> Result<LogIndex, String> {
+        let index = s.metadata.index;
+        let mut data: GroupSnapshotData = rmp_serde::from_slice(&s.data)
+            .map_err(|e| format!("snapshot {index} data does not decode: {e}"))?;
+        data.slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
+        let group = self.cfg.group;
+        // The snapshot replaces the state: writes waiting at or below it are unknown.
+        while let Some(first) = self.writes.first_entry() {
+            if *first.key() > index {
+                break;
+            }
+            let _ = first.remove().tx.send(Err(ShardError::LeadershipLost { group }));
+        }
+        write.snapshot = Some(s.metadata);
+        write.snapshot_data = Some(data);
+        write.applied_index = Some(index);
+        Ok(index)
+    }
+
+    /// Compacts the log every `compact_every_entries` durably applied entries.
+    fn maybe_compact(&mut self, ctx: &mut Context<ShardActor>) {
+        let due = self.last_compact.plus(self.cfg.compact_every_entries);
+        if self.compacting || self.durable_applied < due {
+            return;
+        }
+        let index = LogIndex(self.durable_applied.get().saturating_sub(self.cfg.log_keep_entries));
+        if index < self.raw.first_index() {
+            return;
+        }
+        self.compacting = true;
+        let (writer, group, node) = (self.deps.writer.clone(), self.cfg.group, self.cfg.node);
+        let conf = self.raw.conf_state().clone();
+        let task = tokio::task::spawn_blocking(move || writer.compact(group, index, conf));
+        ctx.spawn(actix::fut::wrap_future(task).map(move |res, act: &mut ShardActor, _| {
+            act.compacting = false;
+            match res {
+                Ok(Ok(())) => {
+                    act.last_compact = act.last_compact.max(index);
+                    info!(group = %group, node = %node, index = %index, "log compacted");
+                }
+                Ok(Err(e)) => warn!(group = %group, %index, error = %e, "compaction failed"),
+                Err(e) => warn!(group = %group, %index, error = %e, "compaction failed"),
+            }
+        }));
+    }
+}

@@ -1,0 +1,263 @@
+//! In-process clusters of three nodes (three redb files, three writers, replicas on two
+//! arbiters of one actix system) joined by an in-memory `PeerSender`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::*;
+use crate::kv::command::{KvCommand, Request, SetCondition};
+use crate::kv::read::ReadCommand;
+use crate::kv::Reply;
+use crate::raft::{GroupId, NodeId, Role};
+use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult};
+use crate::storage::{NodeDb, StorageError};
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, PeerSender, Urgency};
+
+const GROUP: GroupId = GroupId(1);
+const NODES: [u64; 3] = [1, 2, 3];
+const WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// Routes Raft messages to the replica registered for the destination node.
+#[derive(Default)]
+struct Net {
+    routes: Mutex<HashMap<NodeId, Addr<ShardActor>>>,
+}
+
+impl PeerSender for Net {
+    fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency) {
+        let addr = self.routes.lock().expect("routes").get(&to).cloned();
+        if let Some(addr) = addr {
+            let _ = addr.try_send(Inbound(vec![(message, urgency)]));
+        }
+    }
+    fn send_forward(&self, _to: NodeId, _request: ForwardRequest) {}
+    fn send_forward_reply(&self, _to: NodeId, _reply: ForwardReply) {}
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    net: Arc<Net>,
+    arbiters: Vec<Arbiter>,
+    changes: Arc<Mutex<Vec<LeaderChange>>>,
+    compact_every_entries: u64,
+}
+
+fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
+    let start = Instant::now();
+    loop {
+        match NodeDb::open(path) {
+            Ok(db) => return Arc::new(db),
+            // The previous incarnation's last handles are still being dropped.
+            Err(StorageError::AlreadyOpen { .. }) if start.elapsed() < WAIT_MAX => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
+impl Cluster {
+    fn new(compact_every_entries: u64) -> Cluster {
+        Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            net: Arc::new(Net::default()),
+            arbiters: vec![Arbiter::new(), Arbiter::new()],
+            changes: Arc::new(Mutex::new(Vec::new())),
+            compact_every_entries,
+        }
+    }
+
+    fn start_node(&self, node: u64) {
+        let db = open_db(&self.dir.path().join(format!("node{node}.redb")));
+        let writer = ShardWriter::start(Arc::clone(&db)).expect("writer");
+        let voters: Vec<NodeId> = NODES.iter().map(|&n| NodeId(n)).collect();
+        bootstrap_group(&writer, GROUP, &voters).expect("bootstrap");
+        let mut cfg = ShardConfig::new(NodeId(node), GROUP, 0..=16383);
+        cfg.tick = Duration::from_millis(10);
+        cfg.compact_every_entries = self.compact_every_entries;
+        cfg.log_keep_entries = 2;
+        cfg.rng_seed = 42;
+        let changes = Arc::clone(&self.changes);
+        let deps = ShardDeps {
+            db,
+            writer,
+            peers: Arc::clone(&self.net) as Arc<dyn PeerSender>,
+            on_leader_change: Arc::new(move |c| changes.lock().expect("changes").push(c)),
+        };
+        let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
+        let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");
+        self.net.routes.lock().expect("routes").insert(NodeId(node), addr);
+    }
+
+    async fn stop_node(&self, node: u64) {
+        let addr = self.net.routes.lock().expect("routes").remove(&NodeId(node));
+        if let Some(addr) = addr {
+            let _ = addr.send(Stop).await;
+        }
+    }
+
+    fn addr(&self, node: u64) -> Addr<ShardActor> {
+        self.net.routes.lock().expect("routes")[&NodeId(node)].clone()
+    }
+
+    async fn status(&self, node: u64) -> ShardStatus {
+        self.addr(node).send(GetStatus).await.expect("status")
+    }
+
+    /// Waits for a leader whose no-op is applied.
+    async fn leader(&self) -> u64 {
+        let start = Instant::now();
+        while start.elapsed() < WAIT_MAX {
+            let routes: Vec<u64> =
+                self.net.routes.lock().expect("routes").keys().map(|n| n.get()).collect();
+            for node in routes {
+                let s = self.status(node).await;
+                if s.role == Role::Leader && s.applied_index >= s.commit_index
+                    && s.commit_index > crate::raft::LogIndex(0)
+                {
+                    return node;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no leader within {WAIT_MAX:?}");
+    }
+
+    async fn exec(&self, node: u64, op: ShardOp) -> ShardResult {
+        self.addr(node).send(Execute(op)).await.expect("mailbox")
+    }
+}
+
+fn set(seq: u64, key: &str, value: &str) -> ShardOp {
+    let command = KvCommand::Set {
+        key: Bytes::from(key.to_string()),
+        value: Bytes::from(value.to_string()),
+        expire_at_ms: None,
+        keep_ttl: false,
+        condition: SetCondition::Always,
+        get: false,
+    };
+    ShardOp::Write(Request { client_id: 7, seq, now_ms: 1_000, command })
+}
+
+fn get(key: &str) -> ShardOp {
+    ShardOp::Read { command: ReadCommand::Get { key: Bytes::from(key.to_string()) }, now_ms: 1_000 }
+}
+
+fn bulk(value: &str) -> ShardResult {
+    Ok(Reply::Bulk(Bytes::from(value.to_string())))
+}
+
+fn run(test: impl std::future::Future<Output = ()> + 'static) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    System::new().block_on(async move {
+        tokio::time::timeout(Duration::from_secs(90), test).await.expect("test timed out");
+    });
+}
+
+#[test]
+fn three_replicas_elect_write_and_read_linearizably() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, get("k")).await, bulk("v1"));
+        // A retry of the same request is answered again, not applied twice.
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        for follower in NODES.into_iter().filter(|&n| n != leader) {
+            let hint = Some(NodeId(leader));
+            let not_leader = Err(ShardError::NotLeader { group: GROUP, leader: hint });
+            assert_eq!(cluster.exec(follower, get("k")).await, not_leader);
+            assert_eq!(cluster.exec(follower, set(2, "k", "x")).await, not_leader);
+        }
+        let changes = cluster.changes.lock().expect("changes").clone();
+        assert!(changes.iter().any(|c| c.leader == Some(NodeId(leader))), "{changes:?}");
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}
+
+#[test]
+fn a_read_right_after_a_write_sees_it() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        for seq in 1..=60u64 {
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "hot", &value)).await, Ok(Reply::Ok));
+            assert_eq!(cluster.exec(leader, get("hot")).await, bulk(&value), "seq {seq}");
+        }
+        // Pipelined: writes sent together, then a read; it must see the last one.
+        let addr = cluster.addr(leader);
+        let writes: Vec<_> = (61..=80u64)
+            .map(|seq| addr.send(Execute(set(seq, "hot", &format!("p{seq}")))))
+            .collect();
+        for w in writes {
+            assert_eq!(w.await.expect("mailbox"), Ok(Reply::Ok));
+        }
+        assert_eq!(cluster.exec(leader, get("hot")).await, bulk("p80"));
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}
+
+#[test]
+fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
+    run(async {
+        let cluster = Cluster::new(8);
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        let down = NODES.into_iter().find(|&n| n != leader).expect("a follower");
+        assert_eq!(cluster.exec(leader, set(1, "before", "1")).await, Ok(Reply::Ok));
+        cluster.stop_node(down).await;
+        for seq in 2..=60u64 {
+            let key = format!("k{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, &key, "x")).await, Ok(Reply::Ok));
+        }
+        let leader_status = cluster.status(leader).await;
+        assert!(leader_status.first_index.get() > 2, "log compacted: {leader_status:?}");
+        cluster.start_node(down);
+        let start = Instant::now();
+        loop {
+            let s = cluster.status(down).await;
+            if s.applied_index >= leader_status.commit_index {
+                assert!(s.snapshots_installed >= 1, "caught up by snapshot: {s:?}");
+                break;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "no catch-up: {s:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cluster.addr(leader).send(TransferLeader(NodeId(down))).await.expect("mailbox")
+            .expect("transfer");
+        let start = Instant::now();
+        while cluster.status(down).await.role != Role::Leader {
+            assert!(start.elapsed() < WAIT_MAX, "transfer did not happen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let new_leader = cluster.leader().await;
+        assert_eq!(new_leader, down);
+        assert_eq!(cluster.exec(down, get("before")).await, bulk("1"));
+        assert_eq!(cluster.exec(down, get("k60")).await, bulk("x"));
+        assert_eq!(cluster.exec(down, set(61, "after", "y")).await, Ok(Reply::Ok));
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}

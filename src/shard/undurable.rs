@@ -1,0 +1,157 @@
+//! `Undurable`: mutations a replica has applied but the writer has not yet reported
+//! durable, layered over the committed redb view. Reads and later applies go through it,
+//! so that a client who got a write's answer sees that write at once (linearizability)
+//! even while the fsync that carries it is still running.
+//!
+//! Owns: that bookkeeping, tagged by the persist generation that carries each mutation.
+//! Must never: drop a mutation before the write carrying it (or a later one for the same
+//! key) is durable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+
+use crate::kv::{KvMutation, KvRead};
+
+/// One pending value: `None` is a delete; `gen` the persist that carries it.
+#[derive(Clone, Debug)]
+struct Pending {
+    value: Option<Bytes>,
+    gen: u64,
+}
+
+/// Applied, not yet durable mutations of one group.
+#[derive(Debug, Default)]
+pub struct Undurable {
+    kv: BTreeMap<(u16, Bytes), Pending>,
+    sessions: BTreeMap<u64, Pending>,
+}
+
+impl Undurable {
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty() && self.sessions.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.kv.len() + self.sessions.len()
+    }
+
+    /// Records the mutations carried by persist generation `gen`.
+    pub fn push(&mut self, gen: u64, mutations: &[KvMutation]) {
+        for m in mutations {
+            match m {
+                KvMutation::Put { slot, key, record } => {
+                    let value = Some(record.clone());
+                    self.kv.insert((*slot, key.clone()), Pending { value, gen });
+                }
+                KvMutation::Delete { slot, key } => {
+                    self.kv.insert((*slot, key.clone()), Pending { value: None, gen });
+                }
+                KvMutation::PutSession { client_id, record } => {
+                    let value = Some(record.clone());
+                    self.sessions.insert(*client_id, Pending { value, gen });
+                }
+                KvMutation::DeleteSession { client_id } => {
+                    self.sessions.insert(*client_id, Pending { value: None, gen });
+                }
+            }
+        }
+    }
+
+    /// Persist generations up to `gen` are durable: their mutations are now in redb.
+    pub fn release_through(&mut self, gen: u64) {
+        self.kv.retain(|_, p| p.gen > gen);
+        self.sessions.retain(|_, p| p.gen > gen);
+    }
+
+    /// Forgets everything (a snapshot replaced the state machine).
+    pub fn clear(&mut self) {
+        self.kv.clear();
+        self.sessions.clear();
+    }
+
+    /// `view` as this replica has applied it.
+    pub fn over<'a, V: KvRead>(&'a self, view: &'a V) -> Layered<'a, V> {
+        Layered { view, pending: self }
+    }
+}
+
+/// A committed view with the undurable mutations on top.
+pub struct Layered<'a, V> {
+    view: &'a V,
+    pending: &'a Undurable,
+}
+
+impl<V: KvRead> KvRead for Layered<'_, V> {
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+        // The map is keyed by owned `Bytes`; a lookup key costs one copy of the key.
+        match self.pending.kv.get(&(slot, Bytes::copy_from_slice(key))) {
+            Some(p) => p.value.clone(),
+            None => self.view.get(slot, key),
+        }
+    }
+
+    fn session(&self, client_id: u64) -> Option<Bytes> {
+        match self.pending.sessions.get(&client_id) {
+            Some(p) => p.value.clone(),
+            None => self.view.session(client_id),
+        }
+    }
+
+    fn sessions(&self) -> Vec<(u64, Bytes)> {
+        let mut all: BTreeMap<u64, Bytes> = self.view.sessions().into_iter().collect();
+        for (client_id, p) in &self.pending.sessions {
+            match &p.value {
+                Some(record) => all.insert(*client_id, record.clone()),
+                None => all.remove(client_id),
+            };
+        }
+        all.into_iter().collect()
+    }
+
+    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
+        let mut all: BTreeSet<(u16, Bytes)> =
+            self.view.keys_in_slots(slots.clone()).into_iter().collect();
+        for ((slot, key), p) in &self.pending.kv {
+            if !slots.contains(slot) {
+                continue;
+            }
+            let entry = (*slot, key.clone());
+            match p.value {
+                Some(_) => all.insert(entry),
+                None => all.remove(&entry),
+            };
+        }
+        all.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+
+    fn put(key: &str, value: &str) -> KvMutation {
+        let (key, record) = (Bytes::from(key.to_string()), Bytes::from(value.to_string()));
+        KvMutation::Put { slot: 1, key, record }
+    }
+
+    #[test]
+    fn a_mutation_stays_visible_until_its_own_write_is_durable() {
+        let mut mem = MemKv::new();
+        mem.apply_mutations(&[put("a", "old")]);
+        let mut pending = Undurable::default();
+        pending.push(1, &[put("a", "one")]);
+        pending.push(2, &[put("b", "two")]);
+        assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("one")));
+        pending.release_through(1);
+        assert_eq!(pending.over(&mem).get(1, b"b"), Some(Bytes::from("two")));
+        assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("old")));
+        pending.push(3, &[KvMutation::Delete { slot: 1, key: Bytes::from("a") }]);
+        assert_eq!(pending.over(&mem).get(1, b"a"), None);
+        assert_eq!(pending.over(&mem).keys_in_slots(0..=5).len(), 1);
+        pending.release_through(3);
+        assert!(pending.is_empty());
+    }
+}

@@ -155,49 +155,72 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         after: Option<(u16, &[u8])>,
         limit: usize,
     ) -> Vec<(u16, Bytes)> {
-        let is_after = |slot: u16, key: &[u8]| match after {
-            None => true,
-            Some((after_slot, after_key)) => (slot, key) > (after_slot, after_key),
-        };
-        let pending: Vec<(u16, &Bytes, bool)> = self
+        let pending = self
             .overlay
             .kv
             .range(slots.clone())
-            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())))
-            .filter(|(slot, key, _)| is_after(*slot, key))
-            .collect();
-        // Pending deletes can hide at most `pending.len()` committed keys, so a page that
-        // large still holds `limit` live keys unless the committed data ends.
-        let want = limit.saturating_add(pending.len());
-        let committed = self.view.scan(slots, after, want);
-        let last = (committed.len() >= want)
-            .then(|| committed.last().cloned())
-            .flatten();
-        let mut all: BTreeSet<(u16, Bytes)> = committed.into_iter().collect();
-        for (slot, key, present) in pending {
-            let entry = (slot, key.clone());
-            let beyond = last.as_ref().is_some_and(|last| &entry > last);
-            if !present {
-                all.remove(&entry);
-            } else if !beyond {
-                all.insert(entry);
-            }
-        }
-        all.into_iter().take(limit).collect()
+            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
+        layered_scan(self.view, pending, slots, after, limit)
     }
 
     fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
-        let mut count = self.view.count_keys(slots.clone());
-        for (slot, keys) in self.overlay.kv.range(slots) {
-            for (key, pending) in keys {
-                let committed = self.view.get(*slot, key).is_some();
-                match (committed, pending.is_some()) {
-                    (false, true) => count += 1,
-                    (true, false) => count = count.saturating_sub(1),
-                    _ => {}
-                }
-            }
-        }
-        count
+        let pending = self
+            .overlay
+            .kv
+            .range(slots.clone())
+            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
+        layered_count(self.view, pending, slots)
     }
+}
+
+/// One bounded page of keys of `view` with pending writes on top: `pending` yields
+/// (slot, key, present) in (slot, key) order, `false` being a pending delete. Shared by
+/// every layered view (an apply batch's overlay, a replica's not-yet-durable mutations).
+pub fn layered_scan<'p, V: KvRead>(
+    view: &V,
+    pending: impl Iterator<Item = (u16, &'p Bytes, bool)>,
+    slots: RangeInclusive<u16>,
+    after: Option<(u16, &[u8])>,
+    limit: usize,
+) -> Vec<(u16, Bytes)> {
+    let is_after = |slot: u16, key: &[u8]| match after {
+        None => true,
+        Some((after_slot, after_key)) => (slot, key) > (after_slot, after_key),
+    };
+    let pending: Vec<(u16, &Bytes, bool)> = pending
+        .filter(|(slot, key, _)| slots.contains(slot) && is_after(*slot, key))
+        .collect();
+    // Pending deletes can hide at most `pending.len()` committed keys, so a page that
+    // large still holds `limit` live keys unless the committed data ends.
+    let want = limit.saturating_add(pending.len());
+    let committed = view.scan(slots, after, want);
+    let last = (committed.len() >= want).then(|| committed.last().cloned()).flatten();
+    let mut all: BTreeSet<(u16, Bytes)> = committed.into_iter().collect();
+    for (slot, key, present) in pending {
+        let entry = (slot, key.clone());
+        let beyond = last.as_ref().is_some_and(|last| &entry > last);
+        if !present {
+            all.remove(&entry);
+        } else if !beyond {
+            all.insert(entry);
+        }
+    }
+    all.into_iter().take(limit).collect()
+}
+
+/// The number of keys of `view` in `slots` with pending writes on top (see `layered_scan`).
+pub fn layered_count<'p, V: KvRead>(
+    view: &V,
+    pending: impl Iterator<Item = (u16, &'p Bytes, bool)>,
+    slots: RangeInclusive<u16>,
+) -> u64 {
+    let mut count = view.count_keys(slots.clone());
+    for (slot, key, present) in pending.filter(|(slot, _, _)| slots.contains(slot)) {
+        match (view.get(slot, key).is_some(), present) {
+            (false, true) => count += 1,
+            (true, false) => count = count.saturating_sub(1),
+            _ => {}
+        }
+    }
+    count
 }

@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 
+use crate::kv::overlay::{layered_count, layered_scan};
 use crate::kv::{KvMutation, KvRead};
 
 /// One pending value: `None` is a delete; `gen` the persist that carries it.
@@ -125,6 +126,36 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         }
         all.into_iter().collect()
     }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        let pending = self.pending_in(&slots);
+        layered_scan(self.view, pending, slots, after, limit)
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        let pending = self.pending_in(&slots);
+        layered_count(self.view, pending, slots)
+    }
+}
+
+impl<V> Layered<'_, V> {
+    /// Pending keys of `slots` as (slot, key, present), in order.
+    fn pending_in(
+        &self,
+        slots: &RangeInclusive<u16>,
+    ) -> impl Iterator<Item = (u16, &Bytes, bool)> + use<'_, V> {
+        let (lower, last) = ((*slots.start(), Bytes::new()), *slots.end());
+        self.pending
+            .kv
+            .range(lower..)
+            .take_while(move |((slot, _), _)| *slot <= last)
+            .map(|((slot, key), p)| (*slot, key, p.value.is_some()))
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +184,22 @@ mod tests {
         assert_eq!(pending.over(&mem).keys_in_slots(0..=5).len(), 1);
         pending.release_through(3);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn scans_and_counts_see_pending_puts_and_hide_pending_deletes() {
+        let mut mem = MemKv::new();
+        mem.apply_mutations(&[put("a", "1"), put("b", "2"), put("c", "3")]);
+        let mut pending = Undurable::default();
+        let delete_b = KvMutation::Delete { slot: 1, key: Bytes::from_static(b"b") };
+        pending.push(1, &[delete_b, put("d", "4")]);
+        let view = pending.over(&mem);
+        let keys: Vec<Bytes> = view.scan(0..=16383, None, 10).into_iter().map(|(_, k)| k).collect();
+        assert_eq!(keys, vec![Bytes::from("a"), Bytes::from("c"), Bytes::from("d")]);
+        assert_eq!(view.scan(1..=1, Some((1, &b"a"[..])), 1), vec![(1, Bytes::from("c"))]);
+        assert_eq!(view.count_keys(0..=16383), 3);
+        assert_eq!(view.count_keys(2..=16383), 0);
+        pending.release_through(1);
+        assert_eq!(pending.over(&mem).count_keys(0..=16383), 3);
     }
 }

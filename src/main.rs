@@ -158,16 +158,7 @@ fn server(args: &ServerArgs) -> ExitCode {
         }
     };
     init_tracing(args.log_format);
-    tracing::info!(
-        node = config.node_id,
-        config = %args.config.display(),
-        resp = %config.listen.resp,
-        peer = %config.listen.peer,
-        metrics = %config.listen.metrics,
-        "shardkv {} starting",
-        env!("CARGO_PKG_VERSION")
-    );
-    actix_rt::System::new().block_on(serve(config, layout))
+    actix_rt::System::new().block_on(serve(config, layout, &args.config))
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), registered before the node starts so none is missed.
@@ -192,7 +183,8 @@ impl StopSignals {
     }
 }
 
-async fn serve(config: NodeConfig, layout: Layout) -> ExitCode {
+/// Runs the node until SIGTERM or Ctrl-C, then gives it `timeouts.shutdown_ms` to stop.
+async fn serve(config: NodeConfig, layout: Layout, path: &Path) -> ExitCode {
     let mut signals = match StopSignals::new() {
         Ok(signals) => signals,
         Err(e) => {
@@ -200,6 +192,16 @@ async fn serve(config: NodeConfig, layout: Layout) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
+    // Logged once SIGTERM is handled: the tests wait for this line before sending it.
+    tracing::info!(
+        node = config.node_id,
+        config = %path.display(),
+        resp = %config.listen.resp,
+        peer = %config.listen.peer,
+        metrics = %config.listen.metrics,
+        "shardkv {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
     let shutdown_ms = config.timeouts.shutdown_ms;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown: Shutdown = Box::pin(async move {

@@ -153,7 +153,8 @@ impl TestCluster {
         for node in written {
             let log_path = cluster.plan.data_dir.join(format!("node{}.log", node.id));
             let name = format!("node{}", node.id);
-            let proc = Proc { name, config_path: node.config_path, log_path, child: None, starts: 0 };
+            let config_path = node.config_path;
+            let proc = Proc { name, config_path, log_path, child: None, starts: 0 };
             cluster.nodes.insert(node.id, proc);
             cluster.configs.insert(node.id, node.config);
         }
@@ -308,7 +309,8 @@ impl TestCluster {
     /// For every node, how many slot ranges (groups) it leads, as node `asked` sees it: in
     /// shardkv the master of a range in `CLUSTER SLOTS` is the leader of its group.
     pub fn leaders_per_node(&self, asked: u64) -> Result<BTreeMap<u64, usize>, String> {
-        let mut counts: BTreeMap<u64, usize> = self.node_ids().into_iter().map(|n| (n, 0)).collect();
+        let mut counts: BTreeMap<u64, usize> =
+            self.node_ids().into_iter().map(|n| (n, 0)).collect();
         for range in self.slot_masters(asked)? {
             let node = self
                 .node_at(range.master)

@@ -12,6 +12,8 @@
 //!   slots, request-id deduplication); pure, shared by the server and the simulation.
 //! - [`router`]: the cluster layout (slot ranges → groups → replicas) and, with the node
 //!   runtime, the router actor.
+//! - [`local`]: `shardkv local` — the files of a loopback cluster and the supervisor of
+//!   its `shardkv server` child processes.
 //! - [`linearizability`]: the history checker shared by the simulation and the
 //!   real-cluster tests.
 //!
@@ -23,6 +25,7 @@
 
 pub mod kv;
 pub mod linearizability;
+pub mod local;
 pub mod node;
 pub mod raft;
 pub mod resp;

@@ -1,32 +1,334 @@
-//! The `shardkv` binary: the server, the local cluster and the operator commands.
+//! The `shardkv` binary.
+//!
+//! - `shardkv server --config FILE`: one node, until SIGTERM or Ctrl-C. Exit code 0 after a
+//!   clean shutdown, 1 on a runtime failure, 2 when the configuration cannot be used.
+//! - `shardkv local`: a loopback cluster of `shardkv server` child processes (see
+//!   `shardkv::local`).
+//!
+//! The node runtime is reached through one seam, [`RUN_NODE`]; nothing else here knows how
+//! a node works.
 
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::time::Duration;
 
-const USAGE: &str = "usage: shardkv <local|server|status|admin> [options]";
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shardkv::local::plan::{discard, local_layout};
+use shardkv::local::supervisor::{server_command, supervise, Ended};
+use shardkv::local::{LocalNode, LocalPlan, PortBase};
+use shardkv::node::config::NodeConfig;
+use shardkv::router::layout::Layout;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+/// Completes when the node is asked to shut down.
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A running node: completes when the node has stopped.
+type NodeRun = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error>>>>>;
+
+/// How `shardkv server` runs a node. Called inside an actix system; the future must finish
+/// soon after `Shutdown` completes (`timeouts.shutdown_ms` is allowed). When the runtime
+/// lands, this line becomes:
+///
+/// ```text
+/// |config, layout, shutdown| Box::pin(async move {
+///     shardkv::node::run(config, layout, shutdown).await.map_err(Into::into)
+/// })
+/// ```
+const RUN_NODE: fn(NodeConfig, Layout, Shutdown) -> NodeRun = run_without_runtime;
+
+/// Stand-in for the node runtime, which this build does not include yet: it says so, serves
+/// nothing and waits for shutdown, so that the process life cycle can be exercised.
+fn run_without_runtime(config: NodeConfig, _layout: Layout, shutdown: Shutdown) -> NodeRun {
+    Box::pin(async move {
+        tracing::warn!(
+            node = config.node_id,
+            "the node runtime is not part of this build: nothing listens on {}",
+            config.listen.resp
+        );
+        shutdown.await;
+        Ok(())
+    })
+}
+
+/// Exit codes.
+const EXIT_RUNTIME_FAILURE: u8 = 1;
+const EXIT_BAD_CONFIG: u8 = 2;
+/// Most nodes `shardkv local` starts.
+const LOCAL_NODES_MAX: u64 = 64;
+/// Groups and replicas per group of the layout made for `local --nodes N` when N differs
+/// from the default layout's node count and no layout is given.
+const LOCAL_GROUPS: u64 = 8;
+const LOCAL_REPLICAS_MAX: u64 = 3;
+
+const ABOUT: &str = "A sharded, strongly consistent Redis: every shard a Raft group.";
+
+fn nodes_in_range(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if (1..=LOCAL_NODES_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number from 1 to {LOCAL_NODES_MAX}")),
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "shardkv", version, about = ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Server(ServerArgs),
+    /// Run a cluster of nodes on this machine (127.0.0.1), one child process each.
+    Local(LocalArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The node's configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Log lines as text or as JSON objects; the filter is RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Where the nodes' configurations, secret and databases live.
+    #[arg(long, value_name = "DIR", default_value = "./data/local")]
+    data_dir: PathBuf,
+    /// The layout [default: shards/local-3x8.toml if present, else a built-in copy of it].
+    #[arg(long, value_name = "FILE")]
+    layout: Option<PathBuf>,
+    /// Number of nodes; without --layout, a number other than 3 gets an even layout.
+    #[arg(long, default_value_t = 3, value_parser = nodes_in_range)]
+    nodes: u64,
+    /// RESP port of the first node; node N listens on this + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    base_resp_port: u16,
+    /// Peer (transport) port of the first node.
+    #[arg(long, default_value_t = 7101)]
+    base_peer_port: u16,
+    /// Metrics port of the first node.
+    #[arg(long, default_value_t = 9101)]
+    base_metrics_port: u16,
+    /// Delete the data directory first: a new cluster, with a new secret.
+    #[arg(long)]
+    fresh: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("local") => {
-            println!("shardkv {}: local cluster", env!("CARGO_PKG_VERSION"));
-            println!("plan: three `shardkv server` processes on 127.0.0.1,");
-            println!("      RESP ports 7001-7003, peer ports 7101-7103, metrics 9101-9103,");
-            println!("      layout shards/local-3x8.toml, data under ./data/local.");
-            println!("The node runtime that serves this is not built yet; the Raft core,");
-            println!("its simulation and the storage are. Run the tests: cargo test --release");
-            ExitCode::SUCCESS
+    match Cli::parse().command {
+        Command::Server(args) => server(&args),
+        Command::Local(args) => local(&args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn server(args: &ServerArgs) -> ExitCode {
+    let (config, layout) = match NodeConfig::load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("shardkv: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
-        Some("--version") | Some("-V") => {
-            println!("shardkv {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("shardkv: '{other}' is not available yet\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    };
+    init_tracing(args.log_format);
+    actix_rt::System::new().block_on(serve(config, layout, &args.config))
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), registered before the node starts so none is missed.
+struct StopSignals {
+    term: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        let term = signal(SignalKind::terminate())?;
+        let interrupt = signal(SignalKind::interrupt())?;
+        Ok(StopSignals { term, interrupt })
+    }
+
+    /// The name of the first signal to arrive.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
         }
     }
+}
+
+/// Runs the node until SIGTERM or Ctrl-C, then gives it `timeouts.shutdown_ms` to stop.
+async fn serve(config: NodeConfig, layout: Layout, path: &Path) -> ExitCode {
+    let mut signals = match StopSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!("cannot listen for signals: {e}");
+            return ExitCode::from(EXIT_RUNTIME_FAILURE);
+        }
+    };
+    // Logged once SIGTERM is handled: the tests wait for this line before sending it.
+    tracing::info!(
+        node = config.node_id,
+        config = %path.display(),
+        resp = %config.listen.resp,
+        peer = %config.listen.peer,
+        metrics = %config.listen.metrics,
+        "shardkv {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let shutdown_ms = config.timeouts.shutdown_ms;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown: Shutdown = Box::pin(async move {
+        let _ = stop_rx.await;
+    });
+    let mut node = RUN_NODE(config, layout, shutdown);
+    let name = tokio::select! {
+        result = &mut node => return node_exit(result, "stopped by itself"),
+        name = signals.next() => name,
+    };
+    tracing::info!("{name}: shutting down (at most {shutdown_ms} ms)");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_millis(shutdown_ms), node).await {
+        Ok(result) => node_exit(result, "stopped"),
+        Err(_) => {
+            tracing::error!("the node did not stop within {shutdown_ms} ms (timeouts.shutdown_ms)");
+            ExitCode::from(EXIT_RUNTIME_FAILURE)
+        }
+    }
+}
+
+fn node_exit(result: Result<(), Box<dyn std::error::Error>>, how: &str) -> ExitCode {
+    match result {
+        Ok(()) => {
+            tracing::info!("node {how}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("node failed: {e}");
+            ExitCode::from(EXIT_RUNTIME_FAILURE)
+        }
+    }
+}
+
+fn local(args: &LocalArgs) -> ExitCode {
+    let nodes = match write_local_files(args) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            eprintln!("shardkv local: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("shardkv local: cannot find this executable: {e}");
+            return ExitCode::from(EXIT_RUNTIME_FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("shardkv local: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME_FAILURE);
+        }
+    };
+    runtime.block_on(run_local(&exe, &nodes))
+}
+
+async fn run_local(exe: &Path, nodes: &[LocalNode]) -> ExitCode {
+    let mut signals = match StopSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("shardkv local: cannot listen for signals: {e}");
+            return ExitCode::from(EXIT_RUNTIME_FAILURE);
+        }
+    };
+    let shutdown = async move {
+        let name = signals.next().await;
+        println!("[local] {name}");
+    };
+    match supervise(exe, nodes, |started| announce(exe, started), shutdown).await {
+        Ok(Ended::Stopped { killed: 0 }) => ExitCode::SUCCESS,
+        Ok(Ended::Stopped { .. }) | Ok(Ended::AllExited) => ExitCode::from(EXIT_RUNTIME_FAILURE),
+        Err(e) => {
+            eprintln!("shardkv local: {e}");
+            ExitCode::from(EXIT_RUNTIME_FAILURE)
+        }
+    }
+}
+
+/// `--fresh`, the layout, the plan and its files.
+fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::error::Error>> {
+    if args.fresh {
+        discard(&args.data_dir)?;
+    }
+    let (mut layout, mut source) = local_layout(args.layout.as_deref())?;
+    let declared = layout.nodes.len() as u64;
+    if declared != args.nodes {
+        if args.layout.is_some() {
+            return Err(format!("{source} declares {declared} nodes; --nodes is {}", args.nodes))?;
+        }
+        let replicas = args.nodes.min(LOCAL_REPLICAS_MAX);
+        layout = Layout::even(args.nodes, LOCAL_GROUPS, replicas);
+        source = format!("even: {LOCAL_GROUPS} groups of {replicas} replicas");
+    }
+    let base = PortBase {
+        resp: args.base_resp_port,
+        peer: args.base_peer_port,
+        metrics: args.base_metrics_port,
+    };
+    let mut plan = LocalPlan::on_loopback(&args.data_dir, layout, base)?;
+    let nodes = plan.write()?;
+    println!(
+        "shardkv {}: local cluster of {} nodes, {} groups, layout {source}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        nodes.len(),
+        plan.layout.groups.len(),
+        plan.data_dir.display()
+    );
+    Ok(nodes)
+}
+
+/// What an operator needs once the children run.
+fn announce(exe: &Path, started: &[(LocalNode, u32)]) {
+    for (node, pid) in started {
+        let l = &node.config.listen;
+        println!(
+            "  node{}  pid {pid:<7}  resp {}  peer {}  metrics {}",
+            node.id, l.resp, l.peer, l.metrics
+        );
+    }
+    let Some((first, _)) = started.first() else { return };
+    println!("Talk to it:      redis-cli -p {}", first.config.listen.resp.port());
+    println!("Kill a node:     kill -9 <pid>   (its groups elect leaders on the other nodes)");
+    println!("Restart a node:  {}", server_command(exe, &first.config_path));
+    println!("                 (with that node's own nodeN.toml)");
+    println!("Stop them all:   Ctrl-C");
 }

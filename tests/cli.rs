@@ -1,0 +1,190 @@
+//! The `shardkv` binary as an operator runs it: exit codes, help, the life cycle of
+//! `shardkv server` under signals, and `shardkv local` supervising its children. None of
+//! these needs a node that serves clients.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{terminate, ClusterLayout, ClusterOpts, TestCluster, SHARDKV_EXE};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long a process may take to print what a test waits for.
+const OUTPUT_TIMEOUT_MS: u64 = 20_000;
+/// Exit code of `shardkv server` for a configuration it cannot use.
+const EXIT_BAD_CONFIG: i32 = 2;
+
+#[test]
+fn server_with_a_missing_config_exits_2_naming_the_file() {
+    let out = Command::new(SHARDKV_EXE)
+        .args(["server", "--config", "missing.toml"])
+        .output()
+        .expect("run shardkv");
+    assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read missing.toml"), "stderr: {stderr}");
+}
+
+#[test]
+fn server_with_an_invalid_config_exits_2_saying_why() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(&path, "node_id = \"one\"\n").expect("write");
+    let out = Command::new(SHARDKV_EXE)
+        .args(["server", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run shardkv");
+    assert_eq!(out.status.code(), Some(EXIT_BAD_CONFIG));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml") && stderr.contains("node_id"), "stderr: {stderr}");
+}
+
+#[test]
+fn local_help_lists_its_options() {
+    let out = Command::new(SHARDKV_EXE).args(["local", "--help"]).output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--data-dir",
+        "--layout",
+        "--nodes",
+        "--base-resp-port",
+        "--base-peer-port",
+        "--base-metrics-port",
+        "--fresh",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn server_help_offers_json_logs() {
+    let out = Command::new(SHARDKV_EXE).args(["server", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--config") && help.contains("json"), "{help}");
+}
+
+fn wait_for_log(cluster: &TestCluster, node: u64, needle: &str) {
+    let deadline = Instant::now() + Duration::from_millis(OUTPUT_TIMEOUT_MS);
+    while !cluster.log(node).contains(needle) {
+        assert!(Instant::now() < deadline, "node{node} never logged {needle:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn server_shuts_down_cleanly_on_sigterm_and_can_restart() {
+    let layout = ClusterLayout::Even { groups: 2, replicas: 1 };
+    let mut cluster = TestCluster::start(1, layout, ClusterOpts::default());
+    wait_for_log(&cluster, 1, "starting");
+    let status = cluster.stop(1).expect("node1 stops within its shutdown time-out");
+    assert!(status.success(), "exit status {status}");
+    assert!(cluster.log(1).contains("SIGTERM: shutting down"));
+    cluster.restart(1);
+    wait_for_log(&cluster, 1, "===== node1 start 2 =====");
+    cluster.kill9(1);
+}
+
+/// A base port with `count` consecutive free ports after it.
+fn free_port_run(count: u16) -> u16 {
+    for _ in 0..100 {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = probe.local_addr().expect("addr").port();
+        drop(probe);
+        if base > u16::MAX - count {
+            continue;
+        }
+        let held: Vec<_> =
+            (base..base + count).filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok()).collect();
+        if held.len() == usize::from(count) {
+            return base;
+        }
+    }
+    panic!("no run of {count} free ports");
+}
+
+/// Lines of a child's stdout, through a channel, so that a test can wait with a deadline.
+fn lines_of(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines until one contains `needle`; returns every line read.
+fn read_until(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_millis(OUTPUT_TIMEOUT_MS);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains(needle);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("never printed {needle:?}; printed:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// The PID printed on `  nodeN  pid P ...`.
+fn pid_of(lines: &[String], node: u64) -> i32 {
+    let prefix = format!("node{node}  pid ");
+    let line = lines.iter().find(|l| l.trim_start().starts_with(&prefix)).expect("node line");
+    let rest = &line.trim_start()[prefix.len()..];
+    rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("a PID")
+}
+
+#[test]
+fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut local = Command::new(SHARDKV_EXE)
+        .arg("local")
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["--base-resp-port", &free_port_run(3).to_string()])
+        .args(["--base-peer-port", &free_port_run(3).to_string()])
+        .args(["--base-metrics-port", &free_port_run(3).to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shardkv local");
+    let lines = lines_of(local.stdout.take().expect("stdout"));
+    let banner = read_until(&lines, "Stop them all");
+    assert!(banner.iter().any(|l| l.starts_with("Talk to it:") && l.contains("redis-cli -p")));
+    let pids: Vec<i32> = (1..=3).map(|n| pid_of(&banner, n)).collect();
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one process per node: {pids:?}");
+    for n in 1..=3 {
+        let path = tmp.path().join(format!("node{n}.toml"));
+        shardkv::node::config::NodeConfig::load(&path).expect("the written config loads");
+    }
+    // A node killed with -9 is reported with the command that restarts it; the rest run on.
+    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).expect("kill -9 node2");
+    let report = read_until(&lines, "server --config");
+    let restart = report.last().expect("a line");
+    assert!(restart.contains("node2.toml"), "{restart}");
+    assert!(report.iter().any(|l| l.contains("node2") && l.contains("SIGKILL")));
+    // SIGTERM to `local` stops the others and it exits 0.
+    let status = terminate(local, Duration::from_millis(OUTPUT_TIMEOUT_MS)).expect("exits");
+    assert!(status.success(), "shardkv local exited with {status}");
+    for pid in [pids[0], pids[2]] {
+        assert!(kill(Pid::from_raw(pid), None).is_err(), "pid {pid} still runs");
+    }
+}

@@ -1,0 +1,186 @@
+//! Real three-node clusters on loopback, driven through the Redis protocol with a plain
+//! (not cluster-aware) client: any node serves any key, forwarding to the group's leader.
+//! Writes, `kill -9` of the node leading most groups, a restarted node catching up, and a
+//! process with the wrong secret being refused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
+use shardkv::kv::slot::key_slot;
+use shardkv::router::layout::Layout;
+
+/// A fresh cluster answers PING within this.
+const READY_TIMEOUT_MS: u64 = 20_000;
+/// Every group elects a leader, or fails over, within this.
+const CONVERGE_TIMEOUT_MS: u64 = 20_000;
+/// Between two attempts of an operation that may fail while leaders change.
+const RETRY_INTERVAL_MS: u64 = 50;
+const LAYOUT_FILE: &str = "shards/local-3x8.toml";
+
+fn start_local_3x8() -> TestCluster {
+    let layout = ClusterLayout::File(LAYOUT_FILE.into());
+    let cluster = TestCluster::start(3, layout, ClusterOpts::default());
+    if let Err(e) = cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)) {
+        panic!("cluster not ready: {e}");
+    }
+    cluster
+}
+
+/// One key per group, in group order: the first `<prefix>:<n>` whose slot the group owns.
+fn key_per_group(layout: &Layout, prefix: &str) -> Vec<(u64, String)> {
+    layout
+        .groups
+        .iter()
+        .map(|g| {
+            let key = (0u64..)
+                .map(|n| format!("{prefix}:{n}"))
+                .find(|k| (g.slots[0]..=g.slots[1]).contains(&key_slot(k.as_bytes())))
+                .unwrap_or_default();
+            (g.id, key)
+        })
+        .collect()
+}
+
+/// Retries `op` until it succeeds or `CONVERGE_TIMEOUT_MS` passes (leaders may be changing).
+fn eventually<T>(what: &str, mut op: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+    loop {
+        match op() {
+            Ok(value) => return value,
+            Err(e) if Instant::now() >= deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(RETRY_INTERVAL_MS)),
+        }
+    }
+}
+
+fn set(cluster: &TestCluster, node: u64, key: &str, value: &str) -> Result<(), String> {
+    let mut con = cluster.client(node).get_connection().map_err(|e| e.to_string())?;
+    let reply: String =
+        redis::cmd("SET").arg(key).arg(value).query(&mut con).map_err(|e| e.to_string())?;
+    if reply == "OK" {
+        Ok(())
+    } else {
+        Err(format!("SET {key}: {reply}"))
+    }
+}
+
+fn get(cluster: &TestCluster, node: u64, key: &str) -> Result<Option<String>, String> {
+    let mut con = cluster.client(node).get_connection().map_err(|e| e.to_string())?;
+    redis::cmd("GET").arg(key).query(&mut con).map_err(|e| e.to_string())
+}
+
+/// Writes `<key> = <key>-<tag>` for every key through `node`, each retried until it works.
+fn write_all(cluster: &TestCluster, node: u64, keys: &[(u64, String)], tag: &str) {
+    for (group, key) in keys {
+        let value = format!("{key}-{tag}");
+        eventually(&format!("SET to group {group} via node{node}"), || {
+            set(cluster, node, key, &value)
+        });
+    }
+}
+
+/// Reads every key through `node` and expects the value `write_all` wrote with `tag`.
+fn check_all(cluster: &TestCluster, node: u64, keys: &[(u64, String)], tag: &str) {
+    for (group, key) in keys {
+        let value = eventually(&format!("GET from group {group} via node{node}"), || {
+            get(cluster, node, key)
+        });
+        assert_eq!(value, Some(format!("{key}-{tag}")), "group {group}, key {key}");
+    }
+}
+
+/// Leaders per node, once every group has one, as `asked` sees it through CLUSTER SLOTS.
+fn settled_leaders(cluster: &TestCluster, asked: u64) -> BTreeMap<u64, usize> {
+    let groups = cluster.layout().groups.len();
+    eventually("every group has a leader", || {
+        let counts = cluster.leaders_per_node(asked)?;
+        let led: usize = counts.values().sum();
+        if led == groups {
+            Ok(counts)
+        } else {
+            Err(format!("{led} of {groups} groups have a leader: {counts:?}"))
+        }
+    })
+}
+
+#[test]
+#[ignore = "needs the node runtime"]
+fn cluster_accepts_writes_to_every_group() {
+    let cluster = start_local_3x8();
+    let keys = key_per_group(cluster.layout(), "every-group");
+    assert_eq!(keys.len(), 8);
+    write_all(&cluster, 1, &keys, "v1");
+    check_all(&cluster, 1, &keys, "v1");
+    check_all(&cluster, 2, &keys, "v1");
+}
+
+#[test]
+#[ignore = "needs the node runtime"]
+fn kill9_leader_of_most_groups_then_failover() {
+    let mut cluster = start_local_3x8();
+    let keys = key_per_group(cluster.layout(), "failover");
+    write_all(&cluster, 1, &keys, "before");
+    let counts = settled_leaders(&cluster, 1);
+    let (&victim, _) = counts.iter().max_by_key(|(_, &led)| led).expect("three nodes");
+    let survivor = cluster.node_ids().into_iter().find(|&n| n != victim).expect("a survivor");
+    cluster.kill9(victim);
+    // Every group elects a leader among the two survivors, and none is still the victim.
+    let after = eventually("failover", || {
+        let counts = cluster.leaders_per_node(survivor)?;
+        let led: usize = counts.values().sum();
+        match counts.get(&victim) {
+            Some(&n) if n > 0 => Err(format!("node{victim} still leads {n} groups")),
+            _ if led < keys.len() => Err(format!("only {led} groups have a leader")),
+            _ => Ok(counts),
+        }
+    });
+    assert_eq!(after.get(&victim).copied().unwrap_or(0), 0);
+    check_all(&cluster, survivor, &keys, "before");
+    write_all(&cluster, survivor, &keys, "after");
+    check_all(&cluster, survivor, &keys, "after");
+}
+
+#[test]
+#[ignore = "needs the node runtime"]
+fn restarted_node_catches_up() {
+    let mut cluster = start_local_3x8();
+    let keys = key_per_group(cluster.layout(), "catch-up");
+    write_all(&cluster, 1, &keys, "v1");
+    cluster.kill9(3);
+    write_all(&cluster, 1, &keys, "v2");
+    cluster.restart(3);
+    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("node3 back");
+    check_all(&cluster, 3, &keys, "v2");
+    // With node1 gone, every group needs node3 in its majority: it must have caught up
+    // (entries or a snapshot) for writes to commit and reads to see v2.
+    cluster.kill9(1);
+    check_all(&cluster, 3, &keys, "v2");
+    write_all(&cluster, 3, &keys, "v3");
+    check_all(&cluster, 2, &keys, "v3");
+}
+
+#[test]
+#[ignore = "needs the node runtime"]
+fn wrong_secret_is_refused() {
+    let mut cluster = start_local_3x8();
+    let keys = key_per_group(cluster.layout(), "secret");
+    write_all(&cluster, 1, &keys, "v1");
+    let impostor_log = cluster.wrong_secret(1);
+    eventually("a node logs that it refused the wrong secret", || {
+        let refused = cluster
+            .node_ids()
+            .into_iter()
+            .any(|n| cluster.log(n).to_lowercase().contains("refused"));
+        if refused {
+            Ok(())
+        } else {
+            Err(format!("no node log mentions \"refused\"; see {}", impostor_log.display()))
+        }
+    });
+    // The impostor disturbs nothing: every group still serves.
+    write_all(&cluster, 2, &keys, "v2");
+    check_all(&cluster, 1, &keys, "v2");
+}

@@ -1,0 +1,129 @@
+//! Node configuration files and the layouts they name: every mistake an operator can make is
+//! refused by `NodeConfig::load` with a message that says what to fix.
+
+use std::path::{Path, PathBuf};
+
+use shardkv::local::plan::DEFAULT_LAYOUT_TOML;
+use shardkv::local::{LocalPlan, PortBase};
+use shardkv::node::config::{ConfigError, NodeConfig};
+use shardkv::router::layout::{Layout, LayoutError};
+
+const BASE: PortBase = PortBase { resp: 7001, peer: 7101, metrics: 9101 };
+
+/// A valid cluster's files in `dir`; returns node 1's configuration file.
+fn valid_files(dir: &Path) -> PathBuf {
+    let layout = Layout::parse(DEFAULT_LAYOUT_TOML).expect("built-in layout");
+    let mut plan = LocalPlan::on_loopback(dir, layout, BASE).expect("plan");
+    plan.write().expect("write")[0].config_path.clone()
+}
+
+/// Rewrites node 1's configuration with `edit` applied to its text, then loads it.
+fn load_edited(edit: impl FnOnce(String) -> String) -> Result<(), ConfigError> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    std::fs::write(&path, edit(text)).expect("write config");
+    NodeConfig::load(&path).map(|_| ())
+}
+
+/// Replaces the layout file next to a valid configuration, then loads the configuration.
+fn load_with_layout(layout: &str) -> Result<(), ConfigError> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    std::fs::write(tmp.path().join("layout.toml"), layout).expect("write layout");
+    NodeConfig::load(&path).map(|_| ())
+}
+
+fn message(result: Result<(), ConfigError>) -> String {
+    match result {
+        Ok(()) => panic!("the configuration was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_written_configuration_loads() {
+    assert!(load_edited(|text| text).is_ok());
+}
+
+#[test]
+fn bad_toml_is_refused_naming_the_file() {
+    let e = load_edited(|text| text.replace("node_id = 1", "node_id = = 1"));
+    assert!(matches!(e, Err(ConfigError::Syntax { .. })), "{e:?}");
+    assert!(message(e).contains("node1.toml"));
+}
+
+#[test]
+fn an_unknown_field_is_refused() {
+    let e = load_edited(|text| text.replace("node_id = 1", "node_id = 1\ncolour = 'red'"));
+    assert!(message(e).contains("colour"));
+}
+
+#[test]
+fn a_node_id_outside_the_layout_is_refused() {
+    let e = load_edited(|text| text.replace("node_id = 1", "node_id = 9"));
+    assert_eq!(message(e), "invalid configuration: node_id 9 is not a node of the layout");
+}
+
+#[test]
+fn a_short_secret_is_refused() {
+    let e = load_edited(|text| {
+        let line = text.lines().find(|l| l.starts_with("secret = ")).expect("secret line");
+        text.replace(line, "secret = \"short\"")
+    });
+    assert_eq!(message(e), "invalid configuration: secret must be at least 16 bytes");
+}
+
+#[test]
+fn a_missing_peer_entry_is_refused() {
+    let e = load_edited(|text| {
+        let start = text.find("[[nodes]]\nid = 3").expect("node 3 entry");
+        let end = start + text[start..].find("\n\n").expect("end of entry");
+        format!("{}{}", &text[..start], &text[end..])
+    });
+    assert_eq!(message(e), "invalid configuration: node 3 of the layout has no [[nodes]] entry");
+}
+
+#[test]
+fn heartbeat_not_shorter_than_the_election_timeout_is_refused() {
+    let e = load_edited(|text| text.replace("heartbeat_ticks = 2", "heartbeat_ticks = 10"));
+    assert!(message(e).contains("heartbeat_ticks < election_ticks_min"));
+}
+
+#[test]
+fn a_missing_layout_file_is_refused_naming_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    std::fs::remove_file(tmp.path().join("layout.toml")).expect("remove layout");
+    let e = message(NodeConfig::load(&path).map(|_| ()));
+    assert!(e.starts_with("cannot read") && e.contains("layout.toml"), "{e}");
+}
+
+const NODES: &str = "[[node]]\nid = 1\n[[node]]\nid = 2\n[[node]]\nid = 3\n";
+
+#[test]
+fn a_layout_with_a_gap_is_refused_naming_the_slots() {
+    let groups = "[[group]]\nid = 1\nslots = [0, 99]\nreplicas = [1, 2, 3]\n\
+                  [[group]]\nid = 2\nslots = [200, 16383]\nreplicas = [1, 2, 3]\n";
+    let e = load_with_layout(&format!("{NODES}{groups}"));
+    assert!(matches!(
+        &e,
+        Err(ConfigError::Layout { source: LayoutError::Gap { first: 100, last: 199 }, .. })
+    ));
+    assert!(message(e).ends_with("slots 100-199 belong to no group (a gap)"));
+}
+
+#[test]
+fn a_layout_with_an_overlap_is_refused_naming_both_groups() {
+    let groups = "[[group]]\nid = 1\nslots = [0, 100]\nreplicas = [1, 2, 3]\n\
+                  [[group]]\nid = 2\nslots = [50, 16383]\nreplicas = [1, 2, 3]\n";
+    let e = message(load_with_layout(&format!("{NODES}{groups}")));
+    assert!(e.ends_with("slot 50 belongs to both group 1 and group 2 (an overlap)"), "{e}");
+}
+
+#[test]
+fn a_layout_naming_an_unknown_node_is_refused() {
+    let groups = "[[group]]\nid = 1\nslots = [0, 16383]\nreplicas = [1, 2, 4]\n";
+    let e = message(load_with_layout(&format!("{NODES}{groups}")));
+    assert!(e.ends_with("group 1 names node 4, which the layout does not declare"), "{e}");
+}

@@ -215,3 +215,80 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     write_frame(stream, &Frame::Welcome, HANDSHAKE_FRAME_BYTES_MAX).await?;
     Ok(node)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"the cluster's shared secret";
+
+    async fn run(
+        dialer: NodeId,
+        dialer_secret: &'static [u8],
+        expected: NodeId,
+    ) -> (Result<(), HandshakeError>, Result<NodeId, HandshakeError>, Option<NodeId>) {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
+        let dial = async move {
+            let r = dial(&mut a, dialer, expected, dialer_secret).await;
+            drop(a);
+            r
+        };
+        let accept = async move {
+            let mut claimed = None;
+            let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut claimed).await;
+            drop(b);
+            (r, claimed)
+        };
+        let (d, (a, claimed)) = tokio::join!(dial, accept);
+        (d, a, claimed)
+    }
+
+    #[tokio::test]
+    async fn peers_with_the_same_secret_agree() {
+        let (d, a, _) = run(NodeId(2), SECRET, NodeId(1)).await;
+        assert!(d.is_ok(), "{d:?}");
+        assert_eq!(a.unwrap(), NodeId(2));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_on_both_sides() {
+        let (d, a, claimed) = run(NodeId(2), b"another secret", NodeId(1)).await;
+        assert!(matches!(d, Err(HandshakeError::WrongSecret)), "{d:?}");
+        assert!(a.is_err());
+        assert_eq!(claimed, Some(NodeId(2)));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_is_not_a_peer_is_refused() {
+        let (d, a, _) = run(NodeId(9), SECRET, NodeId(1)).await;
+        assert!(matches!(a, Err(HandshakeError::UnknownNode(NodeId(9)))), "{a:?}");
+        assert!(d.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_dialer_refuses_an_acceptor_with_another_node_id() {
+        let (d, _, _) = run(NodeId(2), SECRET, NodeId(5)).await;
+        assert!(matches!(d, Err(HandshakeError::UnexpectedNode { .. })), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn another_protocol_version_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let hello = Frame::Hello { version: 99, node: NodeId(2), nonce: vec![0; NONCE_BYTES] };
+        write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX).await.unwrap();
+        let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
+        let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut None).await;
+        assert!(matches!(r, Err(HandshakeError::Version { got: 99 })), "{r:?}");
+    }
+
+    #[test]
+    fn proofs_differ_by_role_and_never_contain_the_secret() {
+        let nonce = [7u8; NONCE_BYTES];
+        let d = proof(SECRET, true, &nonce, NodeId(1), NodeId(2));
+        let a = proof(SECRET, false, &nonce, NodeId(1), NodeId(2));
+        assert_ne!(d, a);
+        assert_eq!(d.len(), 32);
+        assert!(!d.windows(SECRET.len().min(32)).any(|w| w == &SECRET[..w.len()]));
+    }
+}

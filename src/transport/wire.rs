@@ -300,3 +300,110 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     write_encoded(writer, &encoded).await?;
     Ok(encoded.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn heartbeat_batch(groups: u64) -> Batch {
+        Batch {
+            heartbeats: (1..=groups)
+                .map(|g| HeartbeatEntry {
+                    group: GroupId(g),
+                    term: Term(2),
+                    commit_index: LogIndex(g),
+                    read_round: 0,
+                })
+                .collect(),
+            heartbeat_responses: vec![HeartbeatResponseEntry {
+                group: GroupId(9),
+                term: Term(3),
+                read_round: 4,
+            }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_round_trips_through_the_wire() {
+        let frame = Frame::Batch(heartbeat_batch(64));
+        let encoded = encode_frame(&frame, 1 << 20).unwrap();
+        let (frames, error) = decode_stream(&encoded, 1 << 20);
+        assert!(error.is_none());
+        assert_eq!(frames, vec![frame]);
+    }
+
+    #[test]
+    fn coalesced_entries_expand_into_ordinary_messages_from_the_frame_endpoints() {
+        let mut batch = heartbeat_batch(2);
+        let out = batch.raft_messages(NodeId(1), NodeId(2));
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|(m, u)| *u == Urgency::Coalesce
+            && m.msg.from == NodeId(1)
+            && m.msg.to == NodeId(2)));
+        let body = MessageBody::Heartbeat { commit_index: LogIndex(2), read_round: 0 };
+        assert_eq!(out[1].0.msg.body, body);
+        assert_eq!(out[2].0.msg.body, MessageBody::HeartbeatResponse { read_round: 4 });
+        assert_eq!((out[2].0.group, out[2].0.msg.term), (GroupId(9), Term(3)));
+    }
+
+    #[test]
+    fn splitting_a_batch_keeps_every_item_and_makes_progress() {
+        for groups in 0..6 {
+            let batch = heartbeat_batch(groups);
+            let len = batch.len();
+            let (a, b) = batch.clone().split();
+            assert_eq!(a.len() + b.len(), len);
+            if len >= 2 {
+                assert!(!a.is_empty() && !b.is_empty(), "{groups} groups");
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_beyond_the_bound_is_refused_before_reading_the_body() {
+        let (frames, error) = decode_stream(&[0xff, 0xff, 0xff, 0xff], 1024);
+        assert!(frames.is_empty());
+        assert!(matches!(error, Some(WireError::TooLarge { frame_bytes: 4294967295, .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes);
+            let _ = decode_stream(&bytes, 1 << 16);
+        }
+
+        #[test]
+        fn arbitrary_bodies_behind_a_valid_prefix_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&body);
+            let (frames, error) = decode_stream(&framed, 1 << 16);
+            prop_assert!(frames.len() + usize::from(error.is_some()) == 1);
+        }
+
+        #[test]
+        fn corrupting_a_valid_frame_never_panics(at in 0usize..4096, byte in any::<u8>()) {
+            let mut encoded = encode_frame(&Frame::Batch(heartbeat_batch(8)), 1 << 16).unwrap();
+            let at = at % encoded.len();
+            encoded[at] = byte;
+            let _ = decode_stream(&encoded, 1 << 16);
+            let _ = decode_stream(&encoded[..at], 1 << 16);
+        }
+
+        #[test]
+        fn the_async_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut reader = &bytes[..];
+                for _ in 0..bytes.len() + 1 {
+                    match read_frame(&mut reader, 1 << 16).await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            });
+        }
+    }
+}

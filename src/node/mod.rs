@@ -3,3 +3,6 @@
 
 pub mod client;
 pub mod config;
+pub mod run;
+
+pub use run::{run, Node, NodeBackend, NodeError};

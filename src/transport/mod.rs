@@ -1,4 +1,265 @@
 //! The node-level transport: one TCP connection per peer node carrying the Raft messages
 //! of every group, coalesced heartbeats and forwarded client requests.
+//!
+//! Each node dials every peer once (`peer`: the outbound link, written only) and accepts
+//! the peers' own dials (`inbound`: read only). Both ends prove the cluster secret first
+//! (`handshake`); then every frame is a length-prefixed rmp-serde `Batch` (`wire`). The
+//! node's heartbeat clock flushes each peer's coalesced heartbeat entries once per
+//! heartbeat interval, whatever the number of groups. This module owns start-up, the
+//! handle and shutdown; it must never block a sender or hold an unbounded queue.
 
 pub mod api;
+pub mod handshake;
+mod inbound;
+mod peer;
+pub mod stats;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::raft::types::NodeId;
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
+use crate::transport::api::{PeerSender, Urgency};
+use crate::transport::peer::{LinkConfig, Outgoing, Peer};
+use crate::transport::stats::{Counters, TransportStats};
+
+pub use crate::transport::inbound::INBOUND_CONNECTIONS_MAX;
+pub use crate::transport::peer::HEARTBEAT_BATCH_ENTRIES_MAX;
+pub use crate::transport::stats::PeerStats;
+
+/// Listen backlog of the peer port.
+const LISTEN_BACKLOG: u32 = 128;
+
+/// Everything the transport needs; `node::config` supplies the values.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    pub node: NodeId,
+    /// The peer port; port 0 binds any free port (see `TransportHandle::local_addr`).
+    pub listen: SocketAddr,
+    /// The other nodes' transport addresses (this node's own entry, if any, is ignored).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster's shared secret; it never crosses the wire.
+    pub secret: String,
+    /// The node's heartbeat clock: one coalesced heartbeat frame per peer per interval.
+    pub heartbeat_interval: Duration,
+    /// Connecting plus the handshake, either direction.
+    pub connect_timeout: Duration,
+    /// Reconnect back-off, doubling from min to max.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Largest frame body, either direction (capped at `u32::MAX`).
+    pub frame_bytes_max: u64,
+    /// Items queued for one peer before new ones are dropped.
+    pub peer_queue_frames_max: usize,
+}
+
+impl TransportOptions {
+    fn validate(&self) -> io::Result<()> {
+        let invalid = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                what.to_string(),
+            ))
+        };
+        if self.node == NodeId(0) {
+            return invalid("node id 0 is not a node");
+        }
+        if self.heartbeat_interval.is_zero() || self.connect_timeout.is_zero() {
+            return invalid("heartbeat interval and connect time-out must be positive");
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
+            return invalid("reconnect back-off needs 0 < min <= max");
+        }
+        if self.frame_bytes_max < u64::from(wire::HANDSHAKE_FRAME_BYTES_MAX) {
+            return invalid("frame_bytes_max is smaller than a handshake frame");
+        }
+        if self.peer_queue_frames_max == 0 {
+            return invalid("peer_queue_frames_max must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Starts transports.
+pub struct Transport;
+
+impl Transport {
+    /// Binds `options.listen` and starts the transport on the current tokio runtime.
+    pub async fn start(
+        options: TransportOptions,
+        handler: Arc<dyn InboundHandler>,
+    ) -> io::Result<TransportHandle> {
+        let listener = Transport::bind(options.listen)?;
+        Transport::start_on(listener, options, handler).await
+    }
+
+    /// Binds a peer listener (SO_REUSEADDR, so a restarted node gets its port back at once).
+    /// With port 0, bind first and read `local_addr()` to learn the port before `start_on`.
+    pub fn bind(listen: SocketAddr) -> io::Result<TcpListener> {
+        let socket = if listen.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen)?;
+        socket.listen(LISTEN_BACKLOG)
+    }
+
+    /// Starts the transport on an already bound listener (`options.listen` is ignored).
+    pub async fn start_on(
+        listener: TcpListener,
+        options: TransportOptions,
+        handler: Arc<dyn InboundHandler>,
+    ) -> io::Result<TransportHandle> {
+        options.validate()?;
+        let local_addr = listener.local_addr()?;
+        let frame_bytes_max = u32::try_from(options.frame_bytes_max).unwrap_or(u32::MAX);
+        let link = LinkConfig {
+            me: options.node,
+            secret: options.secret.as_bytes().to_vec(),
+            connect_timeout: options.connect_timeout,
+            reconnect_min: options.reconnect_min,
+            reconnect_max: options.reconnect_max,
+            frame_bytes_max,
+            peer_queue_frames_max: options.peer_queue_frames_max,
+        };
+        let mut peers = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for (&node, &addr) in options.peers.iter().filter(|(n, _)| **n != options.node) {
+            let (p, rx) = Peer::new(node, addr, options.peer_queue_frames_max);
+            let p = Arc::new(p);
+            tasks.push(tokio::spawn(peer::run(p.clone(), link.clone(), rx)));
+            peers.insert(node, p);
+        }
+        let strangers = Arc::new(Counters::default());
+        let ctx = inbound::InboundContext {
+            me: options.node,
+            secret: link.secret.clone(),
+            peer_ids: peers.keys().copied().collect::<BTreeSet<_>>(),
+            peers: peers.clone(),
+            strangers: strangers.clone(),
+            handler,
+            handshake_timeout: options.connect_timeout,
+            frame_bytes_max,
+        };
+        tasks.push(tokio::spawn(inbound::accept_loop(listener, Arc::new(ctx))));
+        tasks.push(tokio::spawn(heartbeat_clock(
+            peers.clone(),
+            options.heartbeat_interval,
+        )));
+        info!(node = %options.node, %local_addr, peers = peers.len(), "transport listening");
+        let inner = Inner {
+            node: options.node,
+            local_addr,
+            peers,
+            strangers,
+            stopped: AtomicBool::new(false),
+            tasks: Mutex::new(tasks),
+        };
+        Ok(TransportHandle {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// Rings every peer's clock once per heartbeat interval.
+async fn heartbeat_clock(peers: BTreeMap<NodeId, Arc<Peer>>, interval: Duration) {
+    let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        clock.tick().await;
+        for peer in peers.values() {
+            peer.clock.notify_one();
+        }
+    }
+}
+
+struct Inner {
+    node: NodeId,
+    local_addr: SocketAddr,
+    peers: BTreeMap<NodeId, Arc<Peer>>,
+    strangers: Arc<Counters>,
+    stopped: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running transport: cheap to clone, never blocks a sender.
+#[derive(Clone)]
+pub struct TransportHandle {
+    inner: Arc<Inner>,
+}
+
+impl TransportHandle {
+    /// The address the peer listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// A snapshot of the counters, summed and per peer.
+    pub fn stats(&self) -> TransportStats {
+        let peers = self.inner.peers.iter().map(|(n, p)| (*n, &p.counters));
+        TransportStats::collect(peers, &self.inner.strangers)
+    }
+
+    /// Stops every task and closes every socket and the listener; returns once they are
+    /// closed. Messages sent afterwards are dropped. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+        let tasks = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        info!(node = %self.inner.node, "transport stopped");
+    }
+
+    fn peer(&self, to: NodeId) -> Option<&Peer> {
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return None;
+        }
+        let peer = self.inner.peers.get(&to).map(|p| &**p);
+        if peer.is_none() {
+            debug!(node = %to, "dropped a message to an unknown peer");
+        }
+        peer
+    }
+}
+
+impl PeerSender for TransportHandle {
+    fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency) {
+        if let Some(peer) = self.peer(to) {
+            peer.send_raft(self.inner.node, message, urgency);
+        }
+    }
+
+    fn send_forward(&self, to: NodeId, request: ForwardRequest) {
+        if let Some(peer) = self.peer(to) {
+            peer.enqueue(Outgoing::Forward(request));
+        }
+    }
+
+    fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
+        if let Some(peer) = self.peer(to) {
+            peer.enqueue(Outgoing::ForwardReply(reply));
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Assembles a node: storage and its one writer, the shard replicas on a few arbiters, the
+//! router, the transport and the RESP listener; runs until told to stop, then shuts them
+//! down in reverse order. Owns the wiring only; every part keeps its own rules.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Addr, Arbiter};
+use dashmap::DashMap;
+use tracing::{debug, info, warn};
+
+use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
+use crate::node::config::NodeConfig;
+use crate::raft::types::{GroupId, NodeId};
+use crate::resp::backend::{Backend, ClusterView, GroupView, NodeView};
+use crate::resp::server::{serve, RespOptions};
+use crate::router::actor::{ReportLeader, RouterActor};
+use crate::router::layout::Layout;
+use crate::router::table::{NodeAddrs, RoutingTable};
+use crate::shard::actor::{
+    bootstrap_group, Execute, Inbound, ShardActor, ShardConfig, ShardDeps, ShardStartError, Stop,
+};
+use crate::shard::api::{ShardError, ShardOp, ShardResult};
+use crate::shard::persist::ShardWriter;
+use crate::storage::{NodeDb, StorageError};
+use crate::transport::api::{
+    ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Urgency,
+};
+use crate::transport::stats::TransportStats;
+use crate::transport::{Transport, TransportHandle, TransportOptions};
+
+/// File name of the node's database inside its data directory.
+pub const DB_FILE_NAME: &str = "shardkv.redb";
+/// Arbiters (threads) hosting shard replicas, at most; the default is one per core.
+pub const ARBITERS_MAX: usize = 8;
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Shard(#[from] ShardStartError),
+    #[error("cannot start the storage writer: {0}")]
+    Writer(std::io::Error),
+    #[error("cannot listen for peers on {addr}: {source}")]
+    PeerListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen for clients on {addr}: {source}")]
+    RespListen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// This node's replicas by group: the request path's view of them.
+#[derive(Default)]
+pub struct LocalShards {
+    replicas: DashMap<GroupId, Addr<ShardActor>>,
+}
+
+impl LocalShards {
+    pub fn get(&self, group: GroupId) -> Option<Addr<ShardActor>> {
+        self.replicas.get(&group).map(|a| a.clone())
+    }
+
+    pub fn all(&self) -> Vec<(GroupId, Addr<ShardActor>)> {
+        self.replicas.iter().map(|e| (*e.key(), e.value().clone())).collect()
+    }
+}
+
+impl LocalGroups for LocalShards {
+    fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
+        let addr = self.get(group)?;
+        Some(Box::pin(async move {
+            // `send` waits while the mailbox is full (bounded: backpressure), and the
+            // request path bounds the whole wait by the request time-out.
+            match addr.send(Execute(op)).await {
+                Ok(result) => result,
+                Err(_) => Err(ShardError::Stopped { group }),
+            }
+        }))
+    }
+}
+
+/// What arrives from peers, handed to the replicas and the request path.
+struct NodeInbound {
+    shards: Arc<LocalShards>,
+    client: OnceLock<NodeClient>,
+}
+
+impl InboundHandler for NodeInbound {
+    fn on_raft(&self, from: NodeId, messages: Vec<(GroupMessage, Urgency)>) {
+        let mut by_group: BTreeMap<GroupId, Vec<(GroupMessage, Urgency)>> = BTreeMap::new();
+        for (message, urgency) in messages {
+            by_group.entry(message.group).or_default().push((message, urgency));
+        }
+        for (group, batch) in by_group {
+            let Some(addr) = self.shards.get(group) else {
+                debug!(group = group.get(), from = from.get(), "message for a group not here");
+                continue;
+            };
+            // A full mailbox drops the batch: Raft retransmits what matters.
+            if addr.try_send(Inbound(batch)).is_err() {
+                debug!(group = group.get(), from = from.get(), "replica mailbox full; dropped");
+            }
+        }
+    }
+
+    fn on_forward(&self, from: NodeId, request: ForwardRequest) {
+        if let Some(client) = self.client.get() {
+            client.on_forward(from, request);
+        }
+    }
+
+    fn on_forward_reply(&self, _from: NodeId, reply: ForwardReply) {
+        if let Some(client) = self.client.get() {
+            client.on_forward_reply(reply);
+        }
+    }
+}
+
+/// The transport as a `PeerSender` for the request path and the replicas.
+#[derive(Clone)]
+struct Peers(TransportHandle);
+
+impl PeerSender for Peers {
+    fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency) {
+        self.0.send_raft(to, message, urgency);
+    }
+    fn send_forward(&self, to: NodeId, request: ForwardRequest) {
+        self.0.send_forward(to, request);
+    }
+    fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
+        self.0.send_forward_reply(to, reply);
+    }
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    table: Arc<RoutingTable>,
+    client: NodeClient,
+    transport: TransportHandle,
+    shards: Arc<LocalShards>,
+    db: Arc<NodeDb>,
+    arbiters: Vec<Arbiter>,
+    _router: Addr<RouterActor>,
+    _writer: ShardWriter,
+}
+
+impl Node {
+    /// Opens the node's storage, starts its replicas, the router and the transport. Must be
+    /// called inside a running actix `System` (on its tokio runtime).
+    pub async fn start(config: NodeConfig, layout: Layout) -> Result<Node, NodeError> {
+        let me = NodeId(config.node_id);
+        let db = open_db(&config)?;
+        let writer = ShardWriter::start(db.clone()).map_err(NodeError::Writer)?;
+        let addrs: Vec<(NodeId, NodeAddrs)> = config
+            .nodes
+            .iter()
+            .map(|n| (NodeId(n.id), NodeAddrs { resp: n.resp, peer: n.peer }))
+            .collect();
+        let table = RoutingTable::new(me, &layout, &addrs);
+        let router = RouterActor::new(table.clone(), layout.clone()).start();
+        let shards = Arc::new(LocalShards::default());
+        let inbound = Arc::new(NodeInbound { shards: shards.clone(), client: OnceLock::new() });
+        let transport = start_transport(&config, inbound.clone()).await?;
+        let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
+        let arbiters = start_arbiters();
+        start_replicas(&config, &layout, &writer, &db, &peers, &router, &arbiters, &shards)?;
+        let local: Arc<dyn LocalGroups> = shards.clone();
+        let client = NodeClient::new(table.clone(), local, peers, config.timeouts.request());
+        let _ = inbound.client.set(client.clone());
+        info!(node = me.get(), groups = shards.all().len(), "node started");
+        Ok(Node {
+            config,
+            table,
+            client,
+            transport,
+            shards,
+            db,
+            arbiters,
+            _router: router,
+            _writer: writer,
+        })
+    }
+
+    pub fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
+    pub fn table(&self) -> &Arc<RoutingTable> {
+        &self.table
+    }
+
+    pub fn shards(&self) -> &Arc<LocalShards> {
+        &self.shards
+    }
+
+    pub fn transport_stats(&self) -> TransportStats {
+        self.transport.stats()
+    }
+
+    /// fsyncs of the node's database since it opened.
+    pub fn fsync_count(&self) -> u64 {
+        self.db.fsync_count()
+    }
+
+    /// The RESP front end's view of this node.
+    pub fn backend(&self) -> NodeBackend {
+        NodeBackend::new(self.client.clone())
+    }
+
+    /// Stops the replicas (each finishes what it was doing), the transport, the arbiters.
+    pub async fn stop(self) {
+        let deadline = Duration::from_millis(self.config.timeouts.shutdown_ms);
+        let stops = self.shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
+        let all = futures_join_all(stops);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            warn!("replicas did not stop within the shutdown time-out");
+        }
+        self.transport.shutdown().await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!(node = self.config.node_id, "node stopped");
+    }
+}
+
+/// Waits for every future (in order; each is already running in its actor).
+async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) {
+    for f in futures {
+        let _ = f.await;
+    }
+}
+
+fn open_db(config: &NodeConfig) -> Result<Arc<NodeDb>, NodeError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
+    Ok(Arc::new(NodeDb::open(dir.join(DB_FILE_NAME))?))
+}
+
+async fn start_transport(
+    config: &NodeConfig,
+    inbound: Arc<NodeInbound>,
+) -> Result<TransportHandle, NodeError> {
+    let t = &config.timeouts;
+    let options = TransportOptions {
+        node: NodeId(config.node_id),
+        listen: config.listen.peer,
+        peers: config.nodes.iter().map(|n| (NodeId(n.id), n.peer)).collect(),
+        secret: config.secret.clone(),
+        heartbeat_interval: t.heartbeat(),
+        connect_timeout: Duration::from_millis(t.connect_ms),
+        reconnect_min: Duration::from_millis(t.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(t.reconnect_max_ms),
+        frame_bytes_max: config.limits.frame_bytes_max,
+        peer_queue_frames_max: config.limits.peer_queue_frames_max,
+    };
+    let addr = options.listen;
+    Transport::start(options, inbound)
+        .await
+        .map_err(|source| NodeError::PeerListen { addr, source })
+}
+
+fn start_arbiters() -> Vec<Arbiter> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (0..cores.clamp(1, ARBITERS_MAX)).map(|_| Arbiter::new()).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_replicas(
+    config: &NodeConfig,
+    layout: &Layout,
+    writer: &ShardWriter,
+    db: &Arc<NodeDb>,
+    peers: &Arc<dyn PeerSender>,
+    router: &Addr<RouterActor>,
+    arbiters: &[Arbiter],
+    shards: &LocalShards,
+) -> Result<(), NodeError> {
+    let me = NodeId(config.node_id);
+    let router = router.clone();
+    let on_leader_change: crate::shard::actor::LeaderChangeFn = Arc::new(move |change| {
+        if router.try_send(ReportLeader(change)).is_err() {
+            warn!(group = change.group.get(), "router mailbox full; leader report dropped");
+        }
+    });
+    let deps = ShardDeps { db: db.clone(), writer: writer.clone(), peers: peers.clone(), on_leader_change };
+    let t = &config.timeouts;
+    for (i, g) in layout.groups.iter().filter(|g| g.replicas.contains(&me.get())).enumerate() {
+        let group = GroupId(g.id);
+        let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
+        bootstrap_group(writer, group, &voters)?;
+        let mut cfg = ShardConfig::new(me, group, g.slots[0]..=g.slots[1]);
+        cfg.tick = t.tick();
+        cfg.election_ticks_min = t.election_ticks_min;
+        cfg.election_ticks_max = t.election_ticks_max;
+        cfg.heartbeat_ticks = t.heartbeat_ticks;
+        cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
+        cfg.rng_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let arbiter = arbiters[i % arbiters.len()].handle();
+        let addr = ShardActor::start(&arbiter, cfg, deps.clone())?;
+        shards.replicas.insert(group, addr);
+    }
+    Ok(())
+}
+
+/// The RESP front end's backend: the node's request path and routing table.
+#[derive(Clone)]
+pub struct NodeBackend {
+    client: NodeClient,
+    ids: Arc<ClientIds>,
+}
+
+/// Client ids: a per-process random prefix in the high 32 bits and a counter below, so an
+/// id is never reused, not even by a restarted node (the groups remember sessions by id).
+struct ClientIds {
+    prefix: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl NodeBackend {
+    pub fn new(client: NodeClient) -> NodeBackend {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let seed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
+        let prefix = rand_core::Rng::next_u64(&mut rng) & 0xFFFF_FFFF_0000_0000;
+        let ids = ClientIds { prefix: prefix.max(1 << 32), next: 1.into() };
+        NodeBackend { client, ids: Arc::new(ids) }
+    }
+}
+
+impl Backend for NodeBackend {
+    fn execute(&self, group: GroupId, op: ShardOp) -> impl Future<Output = ShardResult> + Send {
+        let client = self.client.clone();
+        async move { client.execute(group, op).await }
+    }
+
+    fn group_of_slot(&self, slot: u16) -> GroupId {
+        self.client.table().group_of_slot(slot).unwrap_or(GroupId(0))
+    }
+
+    fn cluster_view(&self) -> ClusterView {
+        let table = self.client.table();
+        let nodes = table.nodes().into_iter().map(|(id, a)| NodeView { id, resp_addr: a.resp });
+        let groups = table.groups().into_iter().map(|g| GroupView {
+            id: g.group,
+            slot_first: g.slots.0,
+            slot_last: g.slots.1,
+            replicas: g.replicas,
+            leader: g.leader,
+        });
+        let mut groups: Vec<GroupView> = groups.collect();
+        groups.sort_by_key(|g| g.slot_first);
+        ClusterView { node_id: table.me(), nodes: nodes.collect(), groups }
+    }
+
+    fn node_id(&self) -> NodeId {
+        self.client.table().me()
+    }
+
+    fn new_client_id(&self) -> u64 {
+        let n = self.ids.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ids.prefix | (n & 0xFFFF_FFFF)
+    }
+
+    fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        self.client.table().leader(group)
+    }
+}
+
+/// Runs a node until `shutdown` resolves: replicas, transport, and the RESP listener on
+/// `listen.resp`. Must be called inside a running actix `System`.
+pub async fn run(
+    config: NodeConfig,
+    layout: Layout,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let resp_addr = config.listen.resp;
+    let listener = tokio::net::TcpListener::bind(resp_addr)
+        .await
+        .map_err(|source| NodeError::RespListen { addr: resp_addr, source })?;
+    let options = RespOptions {
+        limits: config.limits.clone(),
+        requirepass: config.requirepass.clone(),
+        cluster_redirects: false,
+    };
+    let node = Node::start(config, layout).await?;
+    info!(%resp_addr, "serving RESP clients");
+    if let Err(error) = serve(listener, node.backend(), options, shutdown).await {
+        warn!(%error, "RESP listener failed");
+    }
+    node.stop().await;
+    Ok(())
+}

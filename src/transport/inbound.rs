@@ -1,0 +1,143 @@
+//! The listening side: accepts peer connections, runs the acceptor's handshake, then reads
+//! batch frames and hands their contents to the `InboundHandler`. Owns inbound sockets; it
+//! must never let one bad connection (garbage, oversized or truncated frames, a wrong
+//! secret) affect the listener or any other connection, and never write after `Welcome`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::raft::types::NodeId;
+use crate::transport::api::InboundHandler;
+use crate::transport::handshake::{self, HandshakeError};
+use crate::transport::peer::Peer;
+use crate::transport::stats::{bump, Counters};
+use crate::transport::wire::{read_frame, Batch, Frame, WireError};
+
+/// Inbound connections open at once (handshaking or established); more are closed at once.
+pub const INBOUND_CONNECTIONS_MAX: usize = 256;
+
+/// Pause after a failed `accept` (say, out of file descriptors) before trying again.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// What the inbound side needs of the node.
+pub(crate) struct InboundContext {
+    pub me: NodeId,
+    pub secret: Vec<u8>,
+    pub peer_ids: BTreeSet<NodeId>,
+    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// Counts refusals of strangers that claim no known node id.
+    pub strangers: Arc<Counters>,
+    pub handler: Arc<dyn InboundHandler>,
+    pub handshake_timeout: Duration,
+    pub frame_bytes_max: u32,
+}
+
+/// Accepts until aborted; aborting it closes every inbound connection too.
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<InboundContext>) {
+    let mut connections = JoinSet::new();
+    let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("accepting a peer connection failed: {e}");
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%addr, "peer {addr} refused: {INBOUND_CONNECTIONS_MAX} connections already open");
+            continue;
+        };
+        connections.spawn(serve(ctx.clone(), stream, addr, permit));
+    }
+}
+
+async fn serve(
+    ctx: Arc<InboundContext>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(%addr, "peer {addr}: cannot set TCP_NODELAY: {e}");
+    }
+    let from = match handshake(&ctx, &mut stream, addr).await {
+        Some(node) => node,
+        None => return,
+    };
+    let Some(peer) = ctx.peers.get(&from) else {
+        return;
+    };
+    info!(peer = %from, %addr, "peer connected (inbound)");
+    loop {
+        match read_frame(&mut stream, ctx.frame_bytes_max).await {
+            Ok(Some((Frame::Batch(batch), bytes))) => deliver(&ctx, peer, batch, bytes),
+            Ok(Some((_, _))) => {
+                warn!(peer = %from, %addr, "peer {addr}: unexpected handshake frame; closing");
+                return;
+            }
+            Ok(None) | Err(WireError::Closed) => {
+                info!(peer = %from, %addr, "peer disconnected (inbound)");
+                return;
+            }
+            Err(e) => {
+                warn!(peer = %from, %addr, "peer {addr}: {e}; closing the connection");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the acceptor's handshake within the time-out; logs and counts a refusal.
+async fn handshake(
+    ctx: &InboundContext,
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+) -> Option<NodeId> {
+    let mut claimed = None;
+    let attempt = handshake::accept(stream, ctx.me, &ctx.peer_ids, &ctx.secret, &mut claimed);
+    let refusal = match tokio::time::timeout(ctx.handshake_timeout, attempt).await {
+        Ok(Ok(node)) => return Some(node),
+        Ok(Err(e)) => e,
+        Err(_) => HandshakeError::Timeout(ctx.handshake_timeout),
+    };
+    let counters = match claimed.and_then(|n| ctx.peers.get(&n)) {
+        Some(peer) => &peer.counters,
+        None => &*ctx.strangers,
+    };
+    bump(&counters.refused_handshakes, 1);
+    match claimed {
+        Some(node) => warn!(%addr, "peer {addr} (node {node}) refused: {refusal}"),
+        None => warn!(%addr, "peer {addr} refused: {refusal}"),
+    }
+    None
+}
+
+fn deliver(ctx: &InboundContext, peer: &Peer, mut batch: Batch, frame_bytes: usize) {
+    let c = &peer.counters;
+    bump(&c.frames_received, 1);
+    bump(&c.bytes_received, frame_bytes as u64);
+    bump(&c.messages_received, batch.len() as u64);
+    let raft = batch.raft_messages(peer.node, ctx.me);
+    if !raft.is_empty() {
+        ctx.handler.on_raft(peer.node, raft);
+    }
+    for request in batch.forwards {
+        ctx.handler.on_forward(peer.node, request);
+    }
+    for reply in batch.forward_replies {
+        ctx.handler.on_forward_reply(peer.node, reply);
+    }
+}

@@ -1,0 +1,330 @@
+//! One peer node as seen from this one: its bounded outbound queue, its coalesced heartbeat
+//! batch, its counters, and the task that dials it, keeps one connection open (reconnecting
+//! with exponential back-off) and writes one frame per drain of the queue. Owns the
+//! outbound half of the link; it must never block a sender, grow without bound while the
+//! peer is down, or read anything but end-of-stream from the outbound socket.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use crate::raft::types::{GroupId, MessageBody, NodeId};
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
+use crate::transport::handshake::{self, HandshakeError};
+use crate::transport::stats::{bump, Counters};
+use crate::transport::wire::{
+    encode_frame, write_encoded, Batch, Frame, HeartbeatEntry, HeartbeatResponseEntry, WireError,
+};
+
+/// Coalesced heartbeat entries kept for one peer between two heartbeat frames (one per
+/// group and kind, the newest wins); beyond this many groups new entries are dropped.
+pub const HEARTBEAT_BATCH_ENTRIES_MAX: usize = 65_536;
+
+/// The knobs of the outbound side, shared by every peer.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkConfig {
+    pub me: NodeId,
+    pub secret: Vec<u8>,
+    pub connect_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub frame_bytes_max: u32,
+    pub peer_queue_frames_max: usize,
+}
+
+/// What waits in a peer's queue.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Raft(GroupMessage),
+    Forward(ForwardRequest),
+    ForwardReply(ForwardReply),
+}
+
+/// Why a connection to a peer ended or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no connection and handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("closed by the peer")]
+    Closed,
+    #[error("the peer sent bytes on the outbound connection")]
+    UnexpectedBytes,
+    #[error("{0}")]
+    Wire(#[from] WireError),
+}
+
+#[derive(Debug, Default)]
+struct HeartbeatBatch {
+    heartbeats: BTreeMap<GroupId, HeartbeatEntry>,
+    responses: BTreeMap<GroupId, HeartbeatResponseEntry>,
+}
+
+/// The state of one peer shared by senders and its writer task.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    queue: mpsc::Sender<Outgoing>,
+    heartbeats: Mutex<HeartbeatBatch>,
+    /// Rung by the node's heartbeat clock: flush the heartbeat batch.
+    pub clock: Notify,
+    pub counters: Counters,
+}
+
+impl Peer {
+    pub fn new(
+        node: NodeId,
+        addr: SocketAddr,
+        queue_max: usize,
+    ) -> (Peer, mpsc::Receiver<Outgoing>) {
+        let (queue, rx) = mpsc::channel(queue_max);
+        let peer = Peer {
+            node,
+            addr,
+            queue,
+            heartbeats: Mutex::new(HeartbeatBatch::default()),
+            clock: Notify::new(),
+            counters: Counters::default(),
+        };
+        (peer, rx)
+    }
+
+    /// Queues a Raft message; an idle heartbeat joins the coalesced batch instead.
+    pub fn send_raft(&self, me: NodeId, message: GroupMessage, urgency: Urgency) {
+        let from_here = message.msg.from == me && message.msg.to == self.node;
+        if urgency == Urgency::Coalesce && from_here && self.coalesce(&message) {
+            return;
+        }
+        self.enqueue(Outgoing::Raft(message));
+    }
+
+    /// Puts a heartbeat (response) in the batch; false when it is not one.
+    fn coalesce(&self, m: &GroupMessage) -> bool {
+        let mut batch = match self.heartbeats.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let held = batch.heartbeats.len() + batch.responses.len();
+        let full = held >= HEARTBEAT_BATCH_ENTRIES_MAX;
+        let (group, term) = (m.group, m.msg.term);
+        match m.msg.body {
+            MessageBody::Heartbeat {
+                commit_index,
+                read_round,
+            } => {
+                if full && !batch.heartbeats.contains_key(&group) {
+                    drop(batch);
+                    self.dropped("heartbeat batch full");
+                    return true;
+                }
+                let e = HeartbeatEntry {
+                    group,
+                    term,
+                    commit_index,
+                    read_round,
+                };
+                batch.heartbeats.insert(group, e);
+            }
+            MessageBody::HeartbeatResponse { read_round } => {
+                if full && !batch.responses.contains_key(&group) {
+                    drop(batch);
+                    self.dropped("heartbeat batch full");
+                    return true;
+                }
+                batch.responses.insert(
+                    group,
+                    HeartbeatResponseEntry {
+                        group,
+                        term,
+                        read_round,
+                    },
+                );
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn enqueue(&self, item: Outgoing) {
+        match self.queue.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.dropped("queue full"),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.dropped("transport stopped"),
+        }
+    }
+
+    fn dropped(&self, why: &str) {
+        bump(&self.counters.dropped_full_queue, 1);
+        debug!(peer = %self.node, addr = %self.addr, "dropped a message to the peer: {why}");
+    }
+
+    /// Everything drained from the queue plus the whole heartbeat batch (piggybacked).
+    fn take_batch(&self, items: &mut Vec<Outgoing>) -> Batch {
+        let mut batch = Batch::default();
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Raft(m) => batch.messages.push(m),
+                Outgoing::Forward(f) => batch.forwards.push(f),
+                Outgoing::ForwardReply(r) => batch.forward_replies.push(r),
+            }
+        }
+        let mut hb = match self.heartbeats.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        batch
+            .heartbeats
+            .extend(std::mem::take(&mut hb.heartbeats).into_values());
+        batch
+            .heartbeat_responses
+            .extend(std::mem::take(&mut hb.responses).into_values());
+        batch
+    }
+
+    fn count_sent(&self, batch: &Batch, frame_bytes: usize) {
+        let c = &self.counters;
+        bump(&c.frames_sent, 1);
+        bump(&c.bytes_sent, frame_bytes as u64);
+        bump(&c.messages_sent, batch.len() as u64);
+        let entries = batch.heartbeat_entries() as u64;
+        if entries > 0 {
+            bump(&c.heartbeat_frames_sent, 1);
+            bump(&c.heartbeat_entries_sent, entries);
+        }
+    }
+
+    /// Writes `batch` as one frame, or as several when one would exceed `frame_bytes_max`;
+    /// a single item that alone exceeds it is dropped and counted.
+    async fn write_batch(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        batch: Batch,
+        frame_bytes_max: u32,
+    ) -> Result<(), LinkError> {
+        let mut pending = vec![batch];
+        while let Some(batch) = pending.pop() {
+            let frame = Frame::Batch(batch);
+            match encode_frame(&frame, frame_bytes_max) {
+                Ok(encoded) => {
+                    write_encoded(writer, &encoded).await?;
+                    if let Frame::Batch(b) = &frame {
+                        self.count_sent(b, encoded.len());
+                    }
+                }
+                Err(e) => {
+                    let Frame::Batch(batch) = frame else { continue };
+                    if matches!(e, WireError::TooLarge { .. }) && batch.len() >= 2 {
+                        let (lower, upper) = batch.split();
+                        pending.push(upper);
+                        pending.push(lower);
+                    } else {
+                        warn!(peer = %self.node, addr = %self.addr, "dropped a frame: {e}");
+                        bump(&self.counters.dropped_full_queue, batch.len() as u64);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dials the peer, keeps the connection and writes its frames until the transport stops.
+pub(crate) async fn run(
+    peer: std::sync::Arc<Peer>,
+    cfg: LinkConfig,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    let mut backoff = cfg.reconnect_min;
+    let mut failures = 0u64;
+    loop {
+        match connect(&peer, &cfg).await {
+            Ok(stream) => {
+                bump(&peer.counters.connects, 1);
+                info!(peer = %peer.node, addr = %peer.addr, "connected to peer");
+                failures = 0;
+                let since = Instant::now();
+                let end = run_connected(&peer, &cfg, &mut rx, stream).await;
+                match end {
+                    Ok(()) => return,
+                    Err(e) => info!(peer = %peer.node, addr = %peer.addr, "disconnected: {e}"),
+                }
+                if since.elapsed() >= cfg.reconnect_max {
+                    backoff = cfg.reconnect_min;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if matches!(e, LinkError::Handshake(_)) {
+                    warn!(peer = %peer.node, addr = %peer.addr, "cannot join peer: {e}");
+                } else if failures == 1 {
+                    info!(peer = %peer.node, addr = %peer.addr, "cannot connect: {e}");
+                } else {
+                    debug!(peer = %peer.node, addr = %peer.addr, failures, "cannot connect: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(cfg.reconnect_max);
+    }
+}
+
+async fn connect(peer: &Peer, cfg: &LinkConfig) -> Result<TcpStream, LinkError> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(peer.addr)
+            .await
+            .map_err(LinkError::Connect)?;
+        stream.set_nodelay(true).map_err(LinkError::Connect)?;
+        handshake::dial(&mut stream, cfg.me, peer.node, &cfg.secret).await?;
+        Ok(stream)
+    };
+    match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(LinkError::Timeout(cfg.connect_timeout)),
+    }
+}
+
+/// Writes one frame per wake-up (queue items, or the heartbeat clock) until the connection
+/// fails; `Ok` only when the queue is closed (the transport stopped).
+async fn run_connected(
+    peer: &Peer,
+    cfg: &LinkConfig,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    stream: TcpStream,
+) -> Result<(), LinkError> {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut items = Vec::with_capacity(cfg.peer_queue_frames_max.min(1024));
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut items, cfg.peer_queue_frames_max) => {
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+            _ = peer.clock.notified() => {}
+            r = reader.read(&mut probe) => {
+                return Err(match r {
+                    Ok(0) => LinkError::Closed,
+                    Ok(_) => LinkError::UnexpectedBytes,
+                    Err(e) => LinkError::Wire(WireError::Io(e)),
+                });
+            }
+        }
+        let batch = peer.take_batch(&mut items);
+        if !batch.is_empty() {
+            peer.write_batch(&mut writer, batch, cfg.frame_bytes_max)
+                .await?;
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The peer wire format: every frame is a `u32` big-endian body length followed by an
+//! rmp-serde body encoding one `Frame`. Owns the frame shapes, the coalesced heartbeat
+//! entries, encoding and the bounded, panic-free decoder. It must never trust a length or a
+//! body that came from a socket: every length is checked against a bound before anything
+//! is allocated, and a body that does not decode is an error, never a panic.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::raft::types::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
+
+/// The version of this wire format; a peer speaking another one is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// Largest frame accepted before the handshake completes: the handshake frames are tiny,
+/// and an unauthenticated stranger must not make the node allocate `frame_bytes_max`.
+pub const HANDSHAKE_FRAME_BYTES_MAX: u32 = 1024;
+
+/// Bytes of a handshake nonce.
+pub const NONCE_BYTES: usize = 32;
+
+/// Why a frame could not be read, decoded or encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {frame_bytes} bytes exceeds the bound of {frame_bytes_max} bytes")]
+    TooLarge {
+        frame_bytes: u64,
+        frame_bytes_max: u64,
+    },
+    #[error("frame body does not decode: {0}")]
+    Decode(String),
+    #[error("frame does not encode: {0}")]
+    Encode(String),
+    #[error("connection closed")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A coalesced `Heartbeat` of one group; `from`/`to` are the frame's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatEntry {
+    pub group: GroupId,
+    pub term: Term,
+    pub commit_index: LogIndex,
+    pub read_round: u64,
+}
+
+/// A coalesced `HeartbeatResponse` of one group; `from`/`to` are the frame's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponseEntry {
+    pub group: GroupId,
+    pub term: Term,
+    pub read_round: u64,
+}
+
+/// Everything queued for one peer between two flushes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub messages: Vec<GroupMessage>,
+    pub heartbeats: Vec<HeartbeatEntry>,
+    pub heartbeat_responses: Vec<HeartbeatResponseEntry>,
+    pub forwards: Vec<ForwardRequest>,
+    pub forward_replies: Vec<ForwardReply>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.heartbeats.is_empty()
+            && self.heartbeat_responses.is_empty()
+            && self.forwards.is_empty()
+            && self.forward_replies.is_empty()
+    }
+
+    /// Coalesced heartbeat entries (requests and responses) carried.
+    pub fn heartbeat_entries(&self) -> usize {
+        self.heartbeats.len() + self.heartbeat_responses.len()
+    }
+
+    /// Items of any kind carried.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+            + self.heartbeat_entries()
+            + self.forwards.len()
+            + self.forward_replies.len()
+    }
+
+    /// Cuts the batch in two halves (by item, kind by kind); used when one frame would
+    /// exceed `frame_bytes_max`. Both halves are non-empty when `len() >= 2`.
+    pub fn split(mut self) -> (Batch, Batch) {
+        fn half<T>(v: &mut Vec<T>) -> Vec<T> {
+            v.split_off(v.len() / 2)
+        }
+        let total = self.len();
+        let mut upper = Batch {
+            messages: half(&mut self.messages),
+            heartbeats: half(&mut self.heartbeats),
+            heartbeat_responses: half(&mut self.heartbeat_responses),
+            forwards: half(&mut self.forwards),
+            forward_replies: half(&mut self.forward_replies),
+        };
+        if self.is_empty() && total >= 2 {
+            // Every kind held at most one item: move one whole kind across.
+            std::mem::swap(&mut self.messages, &mut upper.messages);
+            if self.is_empty() {
+                std::mem::swap(&mut self.forwards, &mut upper.forwards);
+            }
+            if self.is_empty() {
+                std::mem::swap(&mut self.heartbeats, &mut upper.heartbeats);
+            }
+        }
+        (self, upper)
+    }
+
+    /// Expands the batch back into Raft messages from `from` to `to`: ordinary messages
+    /// first (`Urgency::Now`), then the coalesced entries (`Urgency::Coalesce`).
+    pub fn raft_messages(&mut self, from: NodeId, to: NodeId) -> Vec<(GroupMessage, Urgency)> {
+        let mut out = Vec::with_capacity(
+            self.messages.len() + self.heartbeats.len() + self.heartbeat_responses.len(),
+        );
+        out.extend(self.messages.drain(..).map(|m| (m, Urgency::Now)));
+        for e in self.heartbeats.drain(..) {
+            let body = MessageBody::Heartbeat {
+                commit_index: e.commit_index,
+                read_round: e.read_round,
+            };
+            let msg = Message {
+                from,
+                to,
+                term: e.term,
+                body,
+            };
+            out.push((
+                GroupMessage {
+                    group: e.group,
+                    msg,
+                },
+                Urgency::Coalesce,
+            ));
+        }
+        for e in self.heartbeat_responses.drain(..) {
+            let body = MessageBody::HeartbeatResponse {
+                read_round: e.read_round,
+            };
+            let msg = Message {
+                from,
+                to,
+                term: e.term,
+                body,
+            };
+            out.push((
+                GroupMessage {
+                    group: e.group,
+                    msg,
+                },
+                Urgency::Coalesce,
+            ));
+        }
+        out
+    }
+}
+
+/// One frame. The first three are the handshake (see `handshake`), the last is traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Dialer → acceptor: who I am, which wire version I speak, and a nonce the acceptor
+    /// must answer to prove it knows the secret too.
+    Hello {
+        version: u32,
+        node: NodeId,
+        nonce: Vec<u8>,
+    },
+    /// Acceptor → dialer: who I am, my nonce for the dialer to answer, and my proof.
+    Challenge {
+        version: u32,
+        node: NodeId,
+        nonce: Vec<u8>,
+        proof: Vec<u8>,
+    },
+    /// Dialer → acceptor: the dialer's proof.
+    Proof { proof: Vec<u8> },
+    /// Acceptor → dialer: the proof was right; batches may flow.
+    Welcome,
+    /// Dialer → acceptor, after `Welcome`.
+    Batch(Batch),
+}
+
+/// Encodes `frame` with its length prefix; refuses a body longer than `frame_bytes_max`.
+pub fn encode_frame(frame: &Frame, frame_bytes_max: u32) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; LENGTH_PREFIX_BYTES];
+    rmp_serde::encode::write(&mut out, frame).map_err(|e| WireError::Encode(e.to_string()))?;
+    let body_bytes = out.len() - LENGTH_PREFIX_BYTES;
+    if body_bytes > frame_bytes_max as usize {
+        return Err(WireError::TooLarge {
+            frame_bytes: body_bytes as u64,
+            frame_bytes_max: u64::from(frame_bytes_max),
+        });
+    }
+    let prefix = (body_bytes as u32).to_be_bytes();
+    out[..LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+    Ok(out)
+}
+
+/// Decodes one frame body (without its length prefix). Never panics on any input.
+pub fn decode_frame(body: &[u8]) -> Result<Frame, WireError> {
+    rmp_serde::from_slice(body).map_err(|e| WireError::Decode(e.to_string()))
+}
+
+/// Decodes a whole buffer of prefixed frames (a test and fuzzing aid): the frames read,
+/// and the error that stopped it, if the buffer did not end on a frame boundary.
+pub fn decode_stream(mut bytes: &[u8], frame_bytes_max: u32) -> (Vec<Frame>, Option<WireError>) {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < LENGTH_PREFIX_BYTES {
+            return (frames, Some(WireError::Closed));
+        }
+        let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+        prefix.copy_from_slice(&bytes[..LENGTH_PREFIX_BYTES]);
+        let len = u32::from_be_bytes(prefix);
+        if len > frame_bytes_max {
+            let e = WireError::TooLarge {
+                frame_bytes: u64::from(len),
+                frame_bytes_max: u64::from(frame_bytes_max),
+            };
+            return (frames, Some(e));
+        }
+        let rest = &bytes[LENGTH_PREFIX_BYTES..];
+        if rest.len() < len as usize {
+            return (frames, Some(WireError::Closed));
+        }
+        match decode_frame(&rest[..len as usize]) {
+            Ok(f) => frames.push(f),
+            Err(e) => return (frames, Some(e)),
+        }
+        bytes = &rest[len as usize..];
+    }
+    (frames, None)
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream at a frame boundary. The length is
+/// checked against `frame_bytes_max` before the body is allocated. Returns the frame and
+/// its size on the wire.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frame_bytes_max: u32,
+) -> Result<Option<(Frame, usize)>, WireError> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    let first = reader.read(&mut prefix).await?;
+    if first == 0 {
+        return Ok(None);
+    }
+    if first < LENGTH_PREFIX_BYTES {
+        read_exact_or_closed(reader, &mut prefix[first..]).await?;
+    }
+    let len = u32::from_be_bytes(prefix);
+    if len > frame_bytes_max {
+        return Err(WireError::TooLarge {
+            frame_bytes: u64::from(len),
+            frame_bytes_max: u64::from(frame_bytes_max),
+        });
+    }
+    let mut body = vec![0u8; len as usize];
+    read_exact_or_closed(reader, &mut body).await?;
+    let frame = decode_frame(&body)?;
+    Ok(Some((frame, LENGTH_PREFIX_BYTES + body.len())))
+}
+
+async fn read_exact_or_closed<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<(), WireError> {
+    match reader.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Closed),
+        Err(e) => Err(WireError::Io(e)),
+    }
+}
+
+/// Writes one already encoded frame.
+pub async fn write_encoded<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    encoded: &[u8],
+) -> Result<(), WireError> {
+    writer.write_all(encoded).await?;
+    Ok(())
+}
+
+/// Encodes and writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &Frame,
+    frame_bytes_max: u32,
+) -> Result<usize, WireError> {
+    let encoded = encode_frame(frame, frame_bytes_max)?;
+    write_encoded(writer, &encoded).await?;
+    Ok(encoded.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn heartbeat_batch(groups: u64) -> Batch {
+        Batch {
+            heartbeats: (1..=groups)
+                .map(|g| HeartbeatEntry {
+                    group: GroupId(g),
+                    term: Term(2),
+                    commit_index: LogIndex(g),
+                    read_round: 0,
+                })
+                .collect(),
+            heartbeat_responses: vec![HeartbeatResponseEntry {
+                group: GroupId(9),
+                term: Term(3),
+                read_round: 4,
+            }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_round_trips_through_the_wire() {
+        let frame = Frame::Batch(heartbeat_batch(64));
+        let encoded = encode_frame(&frame, 1 << 20).unwrap();
+        let (frames, error) = decode_stream(&encoded, 1 << 20);
+        assert!(error.is_none());
+        assert_eq!(frames, vec![frame]);
+    }
+
+    #[test]
+    fn coalesced_entries_expand_into_ordinary_messages_from_the_frame_endpoints() {
+        let mut batch = heartbeat_batch(2);
+        let out = batch.raft_messages(NodeId(1), NodeId(2));
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|(m, u)| *u == Urgency::Coalesce
+            && m.msg.from == NodeId(1)
+            && m.msg.to == NodeId(2)));
+        let body = MessageBody::Heartbeat { commit_index: LogIndex(2), read_round: 0 };
+        assert_eq!(out[1].0.msg.body, body);
+        assert_eq!(out[2].0.msg.body, MessageBody::HeartbeatResponse { read_round: 4 });
+        assert_eq!((out[2].0.group, out[2].0.msg.term), (GroupId(9), Term(3)));
+    }
+
+    #[test]
+    fn splitting_a_batch_keeps_every_item_and_makes_progress() {
+        for groups in 0..6 {
+            let batch = heartbeat_batch(groups);
+            let len = batch.len();
+            let (a, b) = batch.clone().split();
+            assert_eq!(a.len() + b.len(), len);
+            if len >= 2 {
+                assert!(!a.is_empty() && !b.is_empty(), "{groups} groups");
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_beyond_the_bound_is_refused_before_reading_the_body() {
+        let (frames, error) = decode_stream(&[0xff, 0xff, 0xff, 0xff], 1024);
+        assert!(frames.is_empty());
+        assert!(matches!(error, Some(WireError::TooLarge { frame_bytes: 4294967295, .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes);
+            let _ = decode_stream(&bytes, 1 << 16);
+        }
+
+        #[test]
+        fn arbitrary_bodies_behind_a_valid_prefix_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&body);
+            let (frames, error) = decode_stream(&framed, 1 << 16);
+            prop_assert!(frames.len() + usize::from(error.is_some()) == 1);
+        }
+
+        #[test]
+        fn corrupting_a_valid_frame_never_panics(at in 0usize..4096, byte in any::<u8>()) {
+            let mut encoded = encode_frame(&Frame::Batch(heartbeat_batch(8)), 1 << 16).unwrap();
+            let at = at % encoded.len();
+            encoded[at] = byte;
+            let _ = decode_stream(&encoded, 1 << 16);
+            let _ = decode_stream(&encoded[..at], 1 << 16);
+        }
+
+        #[test]
+        fn the_async_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut reader = &bytes[..];
+                for _ in 0..bytes.len() + 1 {
+                    match read_frame(&mut reader, 1 << 16).await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            });
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! - `shardkv local`: a loopback cluster of `shardkv server` child processes (see
 //!   `shardkv::local`).
 //!
-//! The node runtime is reached through one seam, [`RUN_NODE`]; nothing else here knows how
+//! The node runtime is reached through one seam, [`run_node`]; nothing else here knows how
 //! a node works.
 
 use std::future::Future;
@@ -29,29 +29,10 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A running node: completes when the node has stopped.
 type NodeRun = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error>>>>>;
 
-/// How `shardkv server` runs a node. Called inside an actix system; the future must finish
-/// soon after `Shutdown` completes (`timeouts.shutdown_ms` is allowed). When the runtime
-/// lands, this line becomes:
-///
-/// ```text
-/// |config, layout, shutdown| Box::pin(async move {
-///     shardkv::node::run(config, layout, shutdown).await.map_err(Into::into)
-/// })
-/// ```
-const RUN_NODE: fn(NodeConfig, Layout, Shutdown) -> NodeRun = run_without_runtime;
-
-/// Stand-in for the node runtime, which this build does not include yet: it says so, serves
-/// nothing and waits for shutdown, so that the process life cycle can be exercised.
-fn run_without_runtime(config: NodeConfig, _layout: Layout, shutdown: Shutdown) -> NodeRun {
-    Box::pin(async move {
-        tracing::warn!(
-            node = config.node_id,
-            "the node runtime is not part of this build: nothing listens on {}",
-            config.listen.resp
-        );
-        shutdown.await;
-        Ok(())
-    })
+/// How `shardkv server` runs a node, inside an actix system: the future finishes soon after
+/// `Shutdown` completes (`timeouts.shutdown_ms` is allowed).
+fn run_node(config: NodeConfig, layout: Layout, shutdown: Shutdown) -> NodeRun {
+    Box::pin(async move { shardkv::node::run(config, layout, shutdown).await.map_err(Into::into) })
 }
 
 /// Exit codes.
@@ -207,7 +188,7 @@ async fn serve(config: NodeConfig, layout: Layout, path: &Path) -> ExitCode {
     let shutdown: Shutdown = Box::pin(async move {
         let _ = stop_rx.await;
     });
-    let mut node = RUN_NODE(config, layout, shutdown);
+    let mut node = run_node(config, layout, shutdown);
     let name = tokio::select! {
         result = &mut node => return node_exit(result, "stopped by itself"),
         name = signals.next() => name,

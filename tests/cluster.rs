@@ -107,7 +107,6 @@ fn settled_leaders(cluster: &TestCluster, asked: u64) -> BTreeMap<u64, usize> {
 }
 
 #[test]
-#[ignore = "needs the node runtime"]
 fn cluster_accepts_writes_to_every_group() {
     let cluster = start_local_3x8();
     let keys = key_per_group(cluster.layout(), "every-group");
@@ -118,7 +117,6 @@ fn cluster_accepts_writes_to_every_group() {
 }
 
 #[test]
-#[ignore = "needs the node runtime"]
 fn kill9_leader_of_most_groups_then_failover() {
     let mut cluster = start_local_3x8();
     let keys = key_per_group(cluster.layout(), "failover");
@@ -144,7 +142,6 @@ fn kill9_leader_of_most_groups_then_failover() {
 }
 
 #[test]
-#[ignore = "needs the node runtime"]
 fn restarted_node_catches_up() {
     let mut cluster = start_local_3x8();
     let keys = key_per_group(cluster.layout(), "catch-up");
@@ -163,7 +160,6 @@ fn restarted_node_catches_up() {
 }
 
 #[test]
-#[ignore = "needs the node runtime"]
 fn wrong_secret_is_refused() {
     let mut cluster = start_local_3x8();
     let keys = key_per_group(cluster.layout(), "secret");

@@ -180,3 +180,74 @@ fn wrong_secret_is_refused() {
     write_all(&cluster, 2, &keys, "v2");
     check_all(&cluster, 1, &keys, "v2");
 }
+
+/// Writers running through a surviving node while the node leading most groups is killed.
+const WRITERS: u64 = 4;
+/// How long writers run before and after the kill.
+const WRITE_BEFORE_KILL_MS: u64 = 1_000;
+const WRITE_AFTER_KILL_MS: u64 = 3_000;
+
+/// Writes unique keys until `stop`, returning the acknowledged ones.
+fn acknowledged_writes(cluster: &TestCluster, node: u64, writer: u64, stop: Instant) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut con = None;
+    let mut i = 0u64;
+    while Instant::now() < stop {
+        i += 1;
+        if con.is_none() {
+            con = cluster.client(node).get_connection().ok();
+        }
+        let Some(c) = con.as_mut() else { continue };
+        let key = format!("ack:{writer}:{i}");
+        let reply: redis::RedisResult<String> = redis::cmd("SET").arg(&key).arg(&key).query(c);
+        match reply {
+            Ok(ok) if ok == "OK" => acked.push(key),
+            Ok(_) => {}
+            // An error may be "outcome unknown": the key is neither acknowledged nor lost.
+            Err(e) if e.is_io_error() => con = None,
+            Err(_) => {}
+        }
+    }
+    acked
+}
+
+#[test]
+fn kill9_under_load_loses_no_acknowledged_write() {
+    let mut cluster = start_local_3x8();
+    let counts = settled_leaders(&cluster, 1);
+    let (&victim, _) = counts.iter().max_by_key(|(_, &led)| led).expect("three nodes");
+    let survivor = cluster.node_ids().into_iter().find(|&n| n != victim).expect("a survivor");
+    let stop = Instant::now() + Duration::from_millis(WRITE_BEFORE_KILL_MS + WRITE_AFTER_KILL_MS);
+    let acked: Vec<String> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let cluster = &cluster;
+                s.spawn(move || acknowledged_writes(cluster, survivor, w, stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(WRITE_BEFORE_KILL_MS));
+        // Safe: kill9 only signals the victim's process; writers use the survivor.
+        let victim_pid = cluster.pid(victim);
+        nix_kill9(victim_pid);
+        writers.into_iter().flat_map(|w| w.join().expect("writer")).collect()
+    });
+    cluster.kill9(victim);
+    assert!(acked.len() > 50, "only {} writes were acknowledged", acked.len());
+    for key in &acked {
+        let value = eventually(&format!("GET {key} via node{survivor}"), || get(&cluster, survivor, key));
+        assert_eq!(value.as_deref(), Some(key.as_str()), "acknowledged write {key} lost");
+    }
+    cluster.restart(victim);
+    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("victim back");
+    for key in acked.iter().step_by(7) {
+        let value = eventually(&format!("GET {key} via node{victim}"), || get(&cluster, victim, key));
+        assert_eq!(value.as_deref(), Some(key.as_str()), "restarted node lost {key}");
+    }
+}
+
+/// SIGKILL by pid (the harness's `kill9` needs `&mut`, which the writers' borrow forbids).
+fn nix_kill9(pid: Option<u32>) {
+    let pid = pid.expect("the victim runs");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL the victim");
+}

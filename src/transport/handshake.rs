@@ -226,7 +226,11 @@ mod tests {
         dialer: NodeId,
         dialer_secret: &'static [u8],
         expected: NodeId,
-    ) -> (Result<(), HandshakeError>, Result<NodeId, HandshakeError>, Option<NodeId>) {
+    ) -> (
+        Result<(), HandshakeError>,
+        Result<NodeId, HandshakeError>,
+        Option<NodeId>,
+    ) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
         let dial = async move {
@@ -262,24 +266,39 @@ mod tests {
     #[tokio::test]
     async fn a_node_that_is_not_a_peer_is_refused() {
         let (d, a, _) = run(NodeId(9), SECRET, NodeId(1)).await;
-        assert!(matches!(a, Err(HandshakeError::UnknownNode(NodeId(9)))), "{a:?}");
+        assert!(
+            matches!(a, Err(HandshakeError::UnknownNode(NodeId(9)))),
+            "{a:?}"
+        );
         assert!(d.is_err());
     }
 
     #[tokio::test]
     async fn the_dialer_refuses_an_acceptor_with_another_node_id() {
         let (d, _, _) = run(NodeId(2), SECRET, NodeId(5)).await;
-        assert!(matches!(d, Err(HandshakeError::UnexpectedNode { .. })), "{d:?}");
+        assert!(
+            matches!(d, Err(HandshakeError::UnexpectedNode { .. })),
+            "{d:?}"
+        );
     }
 
     #[tokio::test]
     async fn another_protocol_version_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let hello = Frame::Hello { version: 99, node: NodeId(2), nonce: vec![0; NONCE_BYTES] };
-        write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX).await.unwrap();
+        let hello = Frame::Hello {
+            version: 99,
+            node: NodeId(2),
+            nonce: vec![0; NONCE_BYTES],
+        };
+        write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX)
+            .await
+            .unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
         let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut None).await;
-        assert!(matches!(r, Err(HandshakeError::Version { got: 99 })), "{r:?}");
+        assert!(
+            matches!(r, Err(HandshakeError::Version { got: 99 })),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -289,6 +308,8 @@ mod tests {
         let a = proof(SECRET, false, &nonce, NodeId(1), NodeId(2));
         assert_ne!(d, a);
         assert_eq!(d.len(), 32);
-        assert!(!d.windows(SECRET.len().min(32)).any(|w| w == &SECRET[..w.len()]));
+        assert!(!d
+            .windows(SECRET.len().min(32))
+            .any(|w| w == &SECRET[..w.len()]));
     }
 }

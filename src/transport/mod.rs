@@ -33,7 +33,9 @@ use crate::transport::peer::{LinkConfig, Outgoing, Peer};
 use crate::transport::stats::{Counters, TransportStats};
 
 pub use crate::transport::inbound::INBOUND_CONNECTIONS_MAX;
-pub use crate::transport::peer::HEARTBEAT_BATCH_ENTRIES_MAX;
+pub use crate::transport::peer::{
+    FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS, HEARTBEAT_BATCH_ENTRIES_MAX,
+};
 pub use crate::transport::stats::PeerStats;
 
 /// Listen backlog of the peer port.

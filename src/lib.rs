@@ -14,8 +14,12 @@
 //!   runtime, the router actor.
 //! - [`linearizability`]: the history checker shared by the simulation and the
 //!   real-cluster tests.
+//! - [`transport`]: the node-level peer transport — one authenticated TCP link per peer
+//!   node, length-prefixed rmp-serde batch frames carrying every group's messages,
+//!   heartbeats coalesced per node pair, forwarded client requests. Only module that
+//!   touches peer sockets.
 //!
-//! The runtime (`shard`, `transport`), the RESP front end (`resp`), metrics and operator
+//! The runtime (`shard`), the RESP front end (`resp`), metrics and operator
 //! commands (`admin`) arrive with their issues.
 
 pub mod kv;

@@ -160,11 +160,13 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     if nonce_a.len() != NONCE_BYTES {
         return Err(HandshakeError::BadNonce(nonce_a.len()));
     }
-    verify(secret, false, &nonce_d, (me, node), &proof_a)?;
+    // Answer before checking the acceptor's proof, so that an acceptor holding the right
+    // secret learns (and logs) that this dialer holds a wrong one.
     let answer = Frame::Proof {
         proof: proof(secret, true, &nonce_a, me, node),
     };
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
+    verify(secret, false, &nonce_d, (me, node), &proof_a)?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
         other => Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
@@ -259,7 +261,7 @@ mod tests {
     async fn a_wrong_secret_is_refused_on_both_sides() {
         let (d, a, claimed) = run(NodeId(2), b"another secret", NodeId(1)).await;
         assert!(matches!(d, Err(HandshakeError::WrongSecret)), "{d:?}");
-        assert!(a.is_err());
+        assert!(matches!(a, Err(HandshakeError::WrongSecret)), "{a:?}");
         assert_eq!(claimed, Some(NodeId(2)));
     }
 

@@ -16,12 +16,19 @@
 //!   its `shardkv server` child processes.
 //! - [`linearizability`]: the history checker shared by the simulation and the
 //!   real-cluster tests.
+//! - [`transport`]: the node-level peer transport — one authenticated TCP link per peer
+//!   node, length-prefixed rmp-serde batch frames carrying every group's messages,
+//!   heartbeats coalesced per node pair, forwarded client requests. Only module that
+//!   touches peer sockets.
 //!
 //! - [`resp`]: the Redis-compatible front end: RESP2/RESP3 codec, command table, the
 //!   connection server, and the `Backend` trait the node runtime implements.
+//! - [`shard`]: one actix `ShardActor` per group replica: drives its `RawNode`, persists
+//!   through the node's one group-commit writer, applies, serves reads and writes.
+//! - [`node`]: a running node — its configuration file, the request path (local replica
+//!   or forwarded to the leader's node, with request ids) and the assembly of all parts.
 //!
-//! The runtime (`shard`, `transport`), metrics and operator commands (`admin`) arrive
-//! with their issues.
+//! Metrics and operator commands (`admin`) arrive with their issues.
 
 pub mod kv;
 pub mod linearizability;

@@ -25,9 +25,12 @@ const SECRET: &str = "a shared cluster secret of some length";
 /// Every wait in these tests gives up after this long.
 const WAIT_MAX: Duration = Duration::from_secs(10);
 
+/// One `on_raft` call.
+type RaftCall = (NodeId, Vec<(GroupMessage, Urgency)>);
+
 #[derive(Default)]
 struct Recorder {
-    raft: Mutex<Vec<(NodeId, Vec<(GroupMessage, Urgency)>)>>,
+    raft: Mutex<Vec<RaftCall>>,
     forwards: Mutex<Vec<(NodeId, ForwardRequest)>>,
     replies: Mutex<Vec<(NodeId, ForwardReply)>>,
 }
@@ -47,9 +50,20 @@ impl InboundHandler for Recorder {
 impl Recorder {
     fn raft_messages(&self) -> Vec<(NodeId, GroupMessage, Urgency)> {
         let calls = self.raft.lock().unwrap();
-        let each = calls.iter().flat_map(|(from, ms)| ms.iter().map(move |m| (*from, m)));
+        let each = calls
+            .iter()
+            .flat_map(|(from, ms)| ms.iter().map(move |m| (*from, m)));
         each.map(|(from, (m, u))| (from, m.clone(), *u)).collect()
     }
+}
+
+/// Logs go to the test's captured output (shown when a test fails, or with --nocapture).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::new("shardkv=info");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -80,7 +94,9 @@ fn bind(n: u64) -> (Vec<TcpListener>, BTreeMap<NodeId, SocketAddr>) {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| Transport::bind("127.0.0.1:0".parse().unwrap()).unwrap())
         .collect();
-    let addrs = (1..=n).zip(&listeners).map(|(i, l)| (NodeId(i), l.local_addr().unwrap()));
+    let addrs = (1..=n)
+        .zip(&listeners)
+        .map(|(i, l)| (NodeId(i), l.local_addr().unwrap()));
     let addrs = addrs.collect();
     (listeners, addrs)
 }
@@ -88,8 +104,11 @@ fn bind(n: u64) -> (Vec<TcpListener>, BTreeMap<NodeId, SocketAddr>) {
 type Node = (TransportHandle, Arc<Recorder>);
 
 async fn start(listener: TcpListener, opts: TransportOptions) -> Node {
+    init_logs();
     let recorder = Arc::new(Recorder::default());
-    let handle = Transport::start_on(listener, opts, recorder.clone()).await.unwrap();
+    let handle = Transport::start_on(listener, opts, recorder.clone())
+        .await
+        .unwrap();
     (handle, recorder)
 }
 
@@ -126,14 +145,33 @@ fn append(group: u64, from: u64, to: u64, index: u64) -> GroupMessage {
         entries: vec![entry],
         commit_index: LogIndex(index - 1),
     };
-    let msg = Message { from: NodeId(from), to: NodeId(to), term: Term(3), body };
-    GroupMessage { group: GroupId(group), msg }
+    let msg = Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(3),
+        body,
+    };
+    GroupMessage {
+        group: GroupId(group),
+        msg,
+    }
 }
 
 fn heartbeat(group: u64, from: u64, to: u64) -> GroupMessage {
-    let body = MessageBody::Heartbeat { commit_index: LogIndex(7), read_round: 0 };
-    let msg = Message { from: NodeId(from), to: NodeId(to), term: Term(2), body };
-    GroupMessage { group: GroupId(group), msg }
+    let body = MessageBody::Heartbeat {
+        commit_index: LogIndex(7),
+        read_round: 0,
+    };
+    let msg = Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(2),
+        body,
+    };
+    GroupMessage {
+        group: GroupId(group),
+        msg,
+    }
 }
 
 /// Every node sends one Append of each of `groups` groups to every other node.
@@ -165,7 +203,8 @@ async fn two_nodes_exchange_raft_messages_of_many_groups() {
     let a = nodes[0].0.stats();
     assert_eq!(a.peers[&NodeId(2)].messages_sent, 32);
     assert_eq!(a.peers[&NodeId(2)].messages_received, 32);
-    assert!(a.total.frames_sent <= 32, "sends are batched: {a:?}");
+    // The 16 sends of a round happen between two flushes: one frame per round.
+    assert_eq!(a.total.frames_sent, 2, "sends are batched: {a:?}");
     for (h, _) in &nodes {
         h.shutdown().await;
     }
@@ -182,8 +221,14 @@ async fn three_nodes_exchange_raft_messages_of_many_groups() {
 }
 
 fn forward(request_id: u64) -> ForwardRequest {
-    let command = ReadCommand::Get { key: Bytes::from_static(b"k") };
-    ForwardRequest { request_id, group: GroupId(4), op: ShardOp::Read { command, now_ms: 9 } }
+    let command = ReadCommand::Get {
+        key: Bytes::from_static(b"k"),
+    };
+    ForwardRequest {
+        request_id,
+        group: GroupId(4),
+        op: ShardOp::Read { command, now_ms: 9 },
+    }
 }
 
 #[tokio::test]
@@ -196,13 +241,25 @@ async fn forwards_and_replies_round_trip() {
     wait_until("forwards", || rb.forwards.lock().unwrap().len() == 2).await;
     let got = rb.forwards.lock().unwrap().clone();
     assert_eq!(got, vec![(NodeId(1), forward(1)), (NodeId(1), forward(2))]);
-    let ok = ForwardReply { request_id: 1, result: Ok(Reply::Bulk(Bytes::from_static(b"v"))) };
-    let err = ShardError::NotLeader { group: GroupId(4), leader: Some(NodeId(1)) };
-    let no = ForwardReply { request_id: 2, result: Err(err) };
+    let ok = ForwardReply {
+        request_id: 1,
+        result: Ok(Reply::Bulk(Bytes::from_static(b"v"))),
+    };
+    let err = ShardError::NotLeader {
+        group: GroupId(4),
+        leader: Some(NodeId(1)),
+    };
+    let no = ForwardReply {
+        request_id: 2,
+        result: Err(err),
+    };
     b.send_forward_reply(NodeId(1), ok.clone());
     b.send_forward_reply(NodeId(1), no.clone());
     wait_until("replies", || ra.replies.lock().unwrap().len() == 2).await;
-    assert_eq!(*ra.replies.lock().unwrap(), vec![(NodeId(2), ok), (NodeId(2), no)]);
+    assert_eq!(
+        *ra.replies.lock().unwrap(),
+        vec![(NodeId(2), ok), (NodeId(2), no)]
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -219,15 +276,28 @@ async fn peer_with_wrong_secret_is_refused_and_counted_while_good_peers_work() {
     let (c, _) = start(listeners.next().unwrap(), wrong).await;
     for (h, _) in &nodes {
         let node = h.node();
-        wait_until("refusals", || h.stats().peers[&NodeId(3)].refused_handshakes >= 1).await;
-        assert_eq!(h.stats().peers[&NodeId(3)].connects, 0, "node {node} joined a stranger");
+        wait_until("refusals", || {
+            h.stats().peers[&NodeId(3)].refused_handshakes >= 1
+        })
+        .await;
+        assert_eq!(
+            h.stats().peers[&NodeId(3)].connects,
+            0,
+            "node {node} joined a stranger"
+        );
     }
     assert_eq!(c.stats().total.connects, 0);
-    assert!(c.stats().total.refused_handshakes >= 1, "the impostor refuses the good ones too");
+    assert!(
+        c.stats().total.refused_handshakes >= 1,
+        "the impostor refuses the good ones too"
+    );
     let (h1, _) = &nodes[0];
     let (_, r2) = &nodes[1];
     h1.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
-    wait_until("a message between good peers", || r2.raft_messages().len() == 1).await;
+    wait_until("a message between good peers", || {
+        r2.raft_messages().len() == 1
+    })
+    .await;
     for (h, _) in &nodes {
         h.shutdown().await;
     }
@@ -251,7 +321,9 @@ async fn hostile(addr: SocketAddr, bytes: &[u8], close: bool) {
             }
         }
     };
-    tokio::time::timeout(WAIT_MAX, closed).await.expect("the node closes a hostile connection");
+    tokio::time::timeout(WAIT_MAX, closed)
+        .await
+        .expect("the node closes a hostile connection");
 }
 
 #[tokio::test]
@@ -266,22 +338,39 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     hostile(addr, &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1], false).await;
     // A peer that passes the handshake, then sends an oversized frame: only it is closed.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes()).await.unwrap();
+    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes())
+        .await
+        .unwrap();
     s.write_all(&(2u32 << 20).to_be_bytes()).await.unwrap();
     let mut buf = [0u8; 16];
-    let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf)).await.unwrap();
-    assert!(matches!(eof, Ok(0) | Err(_)), "an oversized frame closes the connection");
+    let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(eof, Ok(0) | Err(_)),
+        "an oversized frame closes the connection"
+    );
     // Then one that sends an undecodable body of a legal length.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes()).await.unwrap();
+    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes())
+        .await
+        .unwrap();
     s.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
-    let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf)).await.unwrap();
-    assert!(matches!(eof, Ok(0) | Err(_)), "an undecodable frame closes the connection");
+    let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(eof, Ok(0) | Err(_)),
+        "an undecodable frame closes the connection"
+    );
     assert_eq!(a.stats().total.refused_handshakes, 4);
     // The listener still serves a good peer, both ways.
     let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
     a.send_raft(NodeId(2), append(5, 1, 2, 1), Urgency::Now);
-    wait_until("a message after the attacks", || rb.raft_messages().len() == 1).await;
+    wait_until("a message after the attacks", || {
+        rb.raft_messages().len() == 1
+    })
+    .await;
     wait_until("node 2 dials node 1", || b.stats().total.connects == 1).await;
     a.shutdown().await;
     b.shutdown().await;
@@ -306,11 +395,23 @@ async fn coalesced_heartbeats(groups: u64) -> (f64, u64) {
     let elapsed = start.elapsed();
     let bound = (elapsed.as_secs_f64() / interval.as_secs_f64()) as u64 + 2;
     let frames = stats.heartbeat_frames_sent;
-    assert!(frames <= bound, "{frames} heartbeat frames in {elapsed:?} (bound {bound})");
-    assert!(frames >= bound / 2, "{frames} heartbeat frames in {elapsed:?}: too few");
-    assert_eq!(stats.frames_sent, frames, "heartbeats alone: every frame is a heartbeat frame");
+    assert!(
+        frames <= bound,
+        "{frames} heartbeat frames in {elapsed:?} (bound {bound})"
+    );
+    assert!(
+        frames >= bound / 2,
+        "{frames} heartbeat frames in {elapsed:?}: too few"
+    );
+    assert_eq!(
+        stats.frames_sent, frames,
+        "heartbeats alone: every frame is a heartbeat frame"
+    );
     assert_eq!(stats.heartbeat_entries_sent, groups * frames, "{stats:?}");
-    wait_until("heartbeats delivered", || rb.raft.lock().unwrap().len() as u64 == frames).await;
+    wait_until("heartbeats delivered", || {
+        rb.raft.lock().unwrap().len() as u64 == frames
+    })
+    .await;
     for (from, messages) in rb.raft.lock().unwrap().iter() {
         assert_eq!((*from, messages.len() as u64), (NodeId(1), groups));
         for (g, (m, urgency)) in (1..=groups).zip(messages) {
@@ -320,7 +421,10 @@ async fn coalesced_heartbeats(groups: u64) -> (f64, u64) {
     for (h, _) in &nodes {
         h.shutdown().await;
     }
-    (frames as f64 / elapsed.as_secs_f64(), stats.heartbeat_entries_sent / frames)
+    (
+        frames as f64 / elapsed.as_secs_f64(),
+        stats.heartbeat_entries_sent / frames,
+    )
 }
 
 #[tokio::test]
@@ -365,7 +469,10 @@ async fn a_peer_that_is_down_never_blocks_senders_and_its_queue_is_bounded() {
     for i in 0..10_000 {
         a.send_raft(NodeId(2), append(1, 1, 2, i + 1), Urgency::Now);
     }
-    assert!(start_at.elapsed() < Duration::from_secs(2), "senders never wait");
+    assert!(
+        start_at.elapsed() < Duration::from_secs(2),
+        "senders never wait"
+    );
     let s = a.stats().peers[&NodeId(2)];
     assert!(s.dropped_full_queue >= 10_000 - 64, "{s:?}");
     assert_eq!(s.connects, 0);
@@ -382,15 +489,23 @@ async fn reconnects_after_the_peer_restarts_on_the_same_port() {
     wait_until("first message", || rb.raft_messages().len() == 1).await;
     b.shutdown().await;
     let recorder = Arc::new(Recorder::default());
-    let b2 = Transport::start(options(2, &addrs, SECRET), recorder.clone()).await.unwrap();
+    let b2 = Transport::start(options(2, &addrs, SECRET), recorder.clone())
+        .await
+        .unwrap();
     wait_until("reconnect", || a.stats().peers[&NodeId(2)].connects == 2).await;
     a.send_raft(NodeId(2), append(1, 1, 2, 2), Urgency::Now);
     wait_until("message after restart", || {
-        recorder.raft_messages().iter().any(|(_, m, _)| *m == append(1, 1, 2, 2))
+        recorder
+            .raft_messages()
+            .iter()
+            .any(|(_, m, _)| *m == append(1, 1, 2, 2))
     })
     .await;
     b2.send_raft(NodeId(1), append(1, 2, 1, 3), Urgency::Now);
-    wait_until("and back", || a.stats().peers[&NodeId(2)].messages_received == 1).await;
+    wait_until("and back", || {
+        a.stats().peers[&NodeId(2)].messages_received == 1
+    })
+    .await;
     a.shutdown().await;
     b2.shutdown().await;
 }
@@ -398,7 +513,40 @@ async fn reconnects_after_the_peer_restarts_on_the_same_port() {
 #[test]
 fn an_oversized_frame_is_refused_by_the_encoder() {
     let messages = (1..=64).map(|i| append(1, 1, 2, i)).collect();
-    let frame = Frame::Batch(Batch { messages, ..Batch::default() });
+    let frame = Frame::Batch(Batch {
+        messages,
+        ..Batch::default()
+    });
     assert!(encode_frame(&frame, 64).is_err());
     assert!(encode_frame(&frame, 1 << 20).is_ok());
+}
+
+#[tokio::test]
+async fn a_newer_inbound_connection_of_a_peer_replaces_the_older_one() {
+    let (listeners, addrs) = bind(2);
+    let mut listeners = listeners.into_iter();
+    let (a, _) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
+    // A connection of node 2 whose host then goes silent (no FIN).
+    let mut stale = TcpStream::connect(a.local_addr()).await.unwrap();
+    handshake::dial(&mut stale, NodeId(2), NodeId(1), SECRET.as_bytes())
+        .await
+        .unwrap();
+    let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
+    let mut buf = [0u8; 16];
+    let eof = tokio::time::timeout(WAIT_MAX, stale.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(eof, Ok(0) | Err(_)),
+        "the stale connection is closed"
+    );
+    b.send_raft(NodeId(1), append(1, 2, 1, 1), Urgency::Now);
+    wait_until("traffic on the new connection", || {
+        a.stats().peers[&NodeId(2)].messages_received == 1
+    })
+    .await;
+    a.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
+    wait_until("and back", || rb.raft_messages().len() == 1).await;
+    a.shutdown().await;
+    b.shutdown().await;
 }

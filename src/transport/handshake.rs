@@ -160,11 +160,13 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     if nonce_a.len() != NONCE_BYTES {
         return Err(HandshakeError::BadNonce(nonce_a.len()));
     }
-    verify(secret, false, &nonce_d, (me, node), &proof_a)?;
+    // Answer before checking the acceptor's proof, so that an acceptor holding the right
+    // secret learns (and logs) that this dialer holds a wrong one.
     let answer = Frame::Proof {
         proof: proof(secret, true, &nonce_a, me, node),
     };
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
+    verify(secret, false, &nonce_d, (me, node), &proof_a)?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
         other => Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
@@ -226,7 +228,11 @@ mod tests {
         dialer: NodeId,
         dialer_secret: &'static [u8],
         expected: NodeId,
-    ) -> (Result<(), HandshakeError>, Result<NodeId, HandshakeError>, Option<NodeId>) {
+    ) -> (
+        Result<(), HandshakeError>,
+        Result<NodeId, HandshakeError>,
+        Option<NodeId>,
+    ) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
         let dial = async move {
@@ -255,31 +261,46 @@ mod tests {
     async fn a_wrong_secret_is_refused_on_both_sides() {
         let (d, a, claimed) = run(NodeId(2), b"another secret", NodeId(1)).await;
         assert!(matches!(d, Err(HandshakeError::WrongSecret)), "{d:?}");
-        assert!(a.is_err());
+        assert!(matches!(a, Err(HandshakeError::WrongSecret)), "{a:?}");
         assert_eq!(claimed, Some(NodeId(2)));
     }
 
     #[tokio::test]
     async fn a_node_that_is_not_a_peer_is_refused() {
         let (d, a, _) = run(NodeId(9), SECRET, NodeId(1)).await;
-        assert!(matches!(a, Err(HandshakeError::UnknownNode(NodeId(9)))), "{a:?}");
+        assert!(
+            matches!(a, Err(HandshakeError::UnknownNode(NodeId(9)))),
+            "{a:?}"
+        );
         assert!(d.is_err());
     }
 
     #[tokio::test]
     async fn the_dialer_refuses_an_acceptor_with_another_node_id() {
         let (d, _, _) = run(NodeId(2), SECRET, NodeId(5)).await;
-        assert!(matches!(d, Err(HandshakeError::UnexpectedNode { .. })), "{d:?}");
+        assert!(
+            matches!(d, Err(HandshakeError::UnexpectedNode { .. })),
+            "{d:?}"
+        );
     }
 
     #[tokio::test]
     async fn another_protocol_version_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let hello = Frame::Hello { version: 99, node: NodeId(2), nonce: vec![0; NONCE_BYTES] };
-        write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX).await.unwrap();
+        let hello = Frame::Hello {
+            version: 99,
+            node: NodeId(2),
+            nonce: vec![0; NONCE_BYTES],
+        };
+        write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX)
+            .await
+            .unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
         let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut None).await;
-        assert!(matches!(r, Err(HandshakeError::Version { got: 99 })), "{r:?}");
+        assert!(
+            matches!(r, Err(HandshakeError::Version { got: 99 })),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -289,6 +310,8 @@ mod tests {
         let a = proof(SECRET, false, &nonce, NodeId(1), NodeId(2));
         assert_ne!(d, a);
         assert_eq!(d.len(), 32);
-        assert!(!d.windows(SECRET.len().min(32)).any(|w| w == &SECRET[..w.len()]));
+        assert!(!d
+            .windows(SECRET.len().min(32))
+            .any(|w| w == &SECRET[..w.len()]));
     }
 }

@@ -81,8 +81,20 @@ async fn serve(
         return;
     };
     info!(peer = %from, %addr, "peer connected (inbound)");
+    // A peer has one link to us: a new one means the old one is dead (its host may have
+    // vanished without a FIN), so the older reader closes.
+    peer.inbound_replaced.notify_waiters();
+    let replaced = peer.inbound_replaced.notified();
+    tokio::pin!(replaced);
     loop {
-        match read_frame(&mut stream, ctx.frame_bytes_max).await {
+        let read = tokio::select! {
+            r = read_frame(&mut stream, ctx.frame_bytes_max) => r,
+            _ = &mut replaced => {
+                info!(peer = %from, %addr, "inbound connection replaced by a newer one");
+                return;
+            }
+        };
+        match read {
             Ok(Some((Frame::Batch(batch), bytes))) => deliver(&ctx, peer, batch, bytes),
             Ok(Some((_, _))) => {
                 warn!(peer = %from, %addr, "peer {addr}: unexpected handshake frame; closing");

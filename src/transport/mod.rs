@@ -30,11 +30,13 @@ use crate::raft::types::NodeId;
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
 use crate::transport::api::{PeerSender, Urgency};
 use crate::transport::peer::{LinkConfig, Outgoing, Peer};
-use crate::transport::stats::{Counters, TransportStats};
+use crate::transport::stats::Counters;
 
 pub use crate::transport::inbound::INBOUND_CONNECTIONS_MAX;
-pub use crate::transport::peer::HEARTBEAT_BATCH_ENTRIES_MAX;
-pub use crate::transport::stats::PeerStats;
+pub use crate::transport::peer::{
+    FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS, HEARTBEAT_BATCH_ENTRIES_MAX,
+};
+pub use crate::transport::stats::{PeerStats, TransportStats};
 
 /// Listen backlog of the peer port.
 const LISTEN_BACKLOG: u32 = 128;

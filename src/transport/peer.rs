@@ -27,6 +27,10 @@ use crate::transport::wire::{
 /// group and kind, the newest wins); beyond this many groups new entries are dropped.
 pub const HEARTBEAT_BATCH_ENTRIES_MAX: usize = 65_536;
 
+/// Writing one frame may take this many connect time-outs before the connection is taken
+/// for dead and re-dialled (a peer host that vanished without a FIN or RST).
+pub const FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS: u32 = 10;
+
 /// The knobs of the outbound side, shared by every peer.
 #[derive(Clone, Debug)]
 pub(crate) struct LinkConfig {
@@ -58,6 +62,8 @@ pub(crate) enum LinkError {
     Handshake(#[from] HandshakeError),
     #[error("closed by the peer")]
     Closed,
+    #[error("writing a frame took longer than {0:?}")]
+    WriteTimeout(Duration),
     #[error("the peer sent bytes on the outbound connection")]
     UnexpectedBytes,
     #[error("{0}")]
@@ -79,6 +85,8 @@ pub(crate) struct Peer {
     heartbeats: Mutex<HeartbeatBatch>,
     /// Rung by the node's heartbeat clock: flush the heartbeat batch.
     pub clock: Notify,
+    /// Rung when an inbound connection from this peer completes its handshake.
+    pub inbound_replaced: Notify,
     pub counters: Counters,
 }
 
@@ -95,6 +103,7 @@ impl Peer {
             queue,
             heartbeats: Mutex::new(HeartbeatBatch::default()),
             clock: Notify::new(),
+            inbound_replaced: Notify::new(),
             counters: Counters::default(),
         };
         (peer, rx)
@@ -322,9 +331,14 @@ async fn run_connected(
             }
         }
         let batch = peer.take_batch(&mut items);
-        if !batch.is_empty() {
-            peer.write_batch(&mut writer, batch, cfg.frame_bytes_max)
-                .await?;
+        if batch.is_empty() {
+            continue;
+        }
+        let write_timeout = cfg.connect_timeout * FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS;
+        let write = peer.write_batch(&mut writer, batch, cfg.frame_bytes_max);
+        match tokio::time::timeout(write_timeout, write).await {
+            Ok(r) => r?,
+            Err(_) => return Err(LinkError::WriteTimeout(write_timeout)),
         }
     }
 }

@@ -304,6 +304,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::collection::vec;
     use proptest::prelude::*;
 
     fn heartbeat_batch(groups: u64) -> Batch {
@@ -342,9 +343,15 @@ mod tests {
         assert!(out.iter().all(|(m, u)| *u == Urgency::Coalesce
             && m.msg.from == NodeId(1)
             && m.msg.to == NodeId(2)));
-        let body = MessageBody::Heartbeat { commit_index: LogIndex(2), read_round: 0 };
+        let body = MessageBody::Heartbeat {
+            commit_index: LogIndex(2),
+            read_round: 0,
+        };
         assert_eq!(out[1].0.msg.body, body);
-        assert_eq!(out[2].0.msg.body, MessageBody::HeartbeatResponse { read_round: 4 });
+        assert_eq!(
+            out[2].0.msg.body,
+            MessageBody::HeartbeatResponse { read_round: 4 }
+        );
         assert_eq!((out[2].0.group, out[2].0.msg.term), (GroupId(9), Term(3)));
     }
 
@@ -365,18 +372,24 @@ mod tests {
     fn a_length_beyond_the_bound_is_refused_before_reading_the_body() {
         let (frames, error) = decode_stream(&[0xff, 0xff, 0xff, 0xff], 1024);
         assert!(frames.is_empty());
-        assert!(matches!(error, Some(WireError::TooLarge { frame_bytes: 4294967295, .. })));
+        assert!(matches!(
+            error,
+            Some(WireError::TooLarge {
+                frame_bytes: 4294967295,
+                ..
+            })
+        ));
     }
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in vec(any::<u8>(), 0..512)) {
             let _ = decode_frame(&bytes);
             let _ = decode_stream(&bytes, 1 << 16);
         }
 
         #[test]
-        fn arbitrary_bodies_behind_a_valid_prefix_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        fn arbitrary_bodies_behind_a_valid_prefix_never_panic(body in vec(any::<u8>(), 0..512)) {
             let mut framed = (body.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(&body);
             let (frames, error) = decode_stream(&framed, 1 << 16);
@@ -393,7 +406,7 @@ mod tests {
         }
 
         #[test]
-        fn the_async_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn the_async_reader_never_panics(bytes in vec(any::<u8>(), 0..256)) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             rt.block_on(async {
                 let mut reader = &bytes[..];

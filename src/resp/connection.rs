@@ -1,5 +1,10 @@
-//! One client connection: read bytes, decode requests, prepare each in order, run reads
-//! concurrently and writes one at a time, and write the replies back in request order.
+//! One client connection: read bytes, decode requests, prepare each in order, run them
+//! concurrently except where they conflict, and write the replies back in request order.
+//! Two commands conflict when one writes and they touch a common group: the later starts
+//! only once the earlier has answered. So a connection's writes reach each group in order
+//! (its seqs increase per group, as the group's deduplication requires), a read sees the
+//! connection's earlier writes of its group, and pipelined commands on different groups —
+//! operations whose replies the client has not yet seen, hence concurrent — overlap.
 //! A protocol error is answered and closes this connection only. Bounds: the number of
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
@@ -20,6 +25,7 @@ use super::cmd::{self, Ctx};
 use super::decode::{decode, DecodeLimits};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
+use crate::raft::types::GroupId;
 use super::server::Shared;
 
 /// Requests of one connection prepared but not yet answered.
@@ -40,7 +46,35 @@ enum ConnectionError {
 
 enum Pending {
     Ready(Frame),
-    Running(JoinHandle<Frame>),
+    Running(JoinHandle<Frame>, Footprint),
+}
+
+/// What a running command touches, for the conflict rule.
+struct Footprint {
+    write: bool,
+    /// `None`: every group.
+    groups: Option<Vec<GroupId>>,
+}
+
+impl Footprint {
+    fn of(job: &Job) -> Footprint {
+        match job {
+            Job::Run(ops) => {
+                Footprint { write: ops.write, groups: Some(ops.parts.iter().map(|p| p.group).collect()) }
+            }
+            _ => Footprint { write: false, groups: None },
+        }
+    }
+
+    fn conflicts(&self, other: &Footprint) -> bool {
+        if !self.write && !other.write {
+            return false;
+        }
+        match (&self.groups, &other.groups) {
+            (Some(a), Some(b)) => a.iter().any(|g| b.contains(g)),
+            _ => true,
+        }
+    }
 }
 
 struct Conn<B> {
@@ -151,18 +185,24 @@ impl<B: Backend> Conn<B> {
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 return Ok(false);
             }
-            job if job.is_write() => {
-                self.drain().await?;
-                let frame = exec::run(self.backend.clone(), job).await;
-                self.pending.push_back((proto, Pending::Ready(frame)));
-                self.drain().await?;
-            }
             job => {
+                let footprint = Footprint::of(&job);
+                self.settle_conflicts(&footprint).await;
                 let task = tokio::spawn(exec::run(self.backend.clone(), job));
-                self.pending.push_back((proto, Pending::Running(task)));
+                self.pending.push_back((proto, Pending::Running(task, footprint)));
             }
         }
         Ok(true)
+    }
+
+    /// Waits, in place, for every queued command that conflicts with `footprint`.
+    async fn settle_conflicts(&mut self, footprint: &Footprint) {
+        for (_, pending) in self.pending.iter_mut() {
+            let Pending::Running(task, other) = pending else { continue };
+            if footprint.conflicts(other) {
+                *pending = Pending::Ready(finish(task).await);
+            }
+        }
     }
 
     /// Waits for every queued reply, in order, and encodes it.
@@ -170,9 +210,7 @@ impl<B: Backend> Conn<B> {
         while let Some((proto, pending)) = self.pending.pop_front() {
             let frame = match pending {
                 Pending::Ready(frame) => frame,
-                Pending::Running(task) => task.await.unwrap_or_else(|_| {
-                    Frame::error("ERR internal error: the command's task failed")
-                }),
+                Pending::Running(mut task, _) => finish(&mut task).await,
             };
             frame.encode(proto, &mut self.output);
             let output_max = self.shared.options.limits.client_output_bytes_max;
@@ -193,4 +231,9 @@ impl<B: Backend> Conn<B> {
         }
         Ok(())
     }
+}
+
+/// A command task's answer (a task that panicked answers an error, the connection lives).
+async fn finish(task: &mut JoinHandle<Frame>) -> Frame {
+    task.await.unwrap_or_else(|_| Frame::error("ERR internal error: the command's task failed"))
 }

@@ -35,8 +35,8 @@ pub enum Job {
 }
 
 impl Job {
-    /// Whether the job changes data: it runs alone, after every earlier job of the
-    /// connection has answered and before any later one starts.
+    /// Whether the job changes data (it then waits for, and holds back, the connection's
+    /// commands on the same groups).
     pub fn is_write(&self) -> bool {
         matches!(self, Job::Run(ops) if ops.write)
     }

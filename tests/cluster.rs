@@ -251,3 +251,37 @@ fn nix_kill9(pid: Option<u32>) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL the victim");
 }
+
+#[test]
+fn cluster_client_follows_the_slot_map_and_plain_pipelines_span_groups() {
+    let cluster = start_local_3x8();
+    settled_leaders(&cluster, 1);
+    let nodes: Vec<String> =
+        cluster.node_ids().into_iter().map(|n| format!("redis://{}/", cluster.resp_addr(n))).collect();
+    let client = redis::cluster::ClusterClient::new(nodes).expect("cluster client");
+    let mut con = eventually("cluster connection", || client.get_connection().map_err(|e| e.to_string()));
+    for i in 0..200 {
+        let key = format!("cc:{i}");
+        let _: () = eventually(&format!("cluster SET {key}"), || {
+            redis::cmd("SET").arg(&key).arg(i).query(&mut con).map_err(|e| e.to_string())
+        });
+    }
+    for i in (0..200).step_by(13) {
+        let value: Option<i64> = redis::cmd("GET").arg(format!("cc:{i}")).query(&mut con).expect("GET");
+        assert_eq!(value, Some(i));
+    }
+    // A plain connection pipelines writes and reads over every group through one node.
+    let mut plain = cluster.client(2).get_connection().expect("plain connection");
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET").arg(format!("pp:{i}")).arg(i).ignore();
+        pipe.cmd("INCR").arg(format!("pp:{i}"));
+    }
+    let counts: Vec<i64> = pipe.query(&mut plain).expect("pipeline");
+    assert_eq!(counts, (1..=100).collect::<Vec<i64>>());
+    let values: Vec<Option<i64>> = redis::cmd("MGET")
+        .arg((0..100).map(|i| format!("pp:{i}")).collect::<Vec<_>>())
+        .query(&mut plain)
+        .expect("MGET across groups");
+    assert_eq!(values, (1..=100).map(Some).collect::<Vec<_>>());
+}

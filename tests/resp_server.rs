@@ -436,3 +436,19 @@ fn redis_cluster_client_works_against_one_node() {
         assert_eq!(c.get::<_, i64>(format!("c{i}")).unwrap(), i);
     }
 }
+
+#[test]
+fn config_get_describes_durability_and_refuses_set() {
+    let server = start(RespOptions::default());
+    assert_eq!(
+        raw(&server, b"CONFIG GET appendonly\r\nQUIT\r\n"),
+        "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n+OK\r\n"
+    );
+    let save = raw(&server, b"CONFIG GET save\r\nQUIT\r\n");
+    assert_eq!(save, "*2\r\n$4\r\nsave\r\n$0\r\n\r\n+OK\r\n");
+    let mut con = client(&server);
+    let fsync: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("appendf*").query(&mut con).unwrap();
+    assert_eq!(fsync, vec!["appendfsync".to_string(), "always".to_string()]);
+    let set = redis::cmd("CONFIG").arg("SET").arg("save").arg("").query::<Value>(&mut con);
+    assert!(err_text(set).contains("not supported"));
+}

@@ -24,6 +24,7 @@ mod auth;
 mod client;
 mod cluster;
 mod command;
+mod config;
 mod dbsize;
 mod del;
 mod echo;
@@ -189,6 +190,14 @@ pub const SPECS: &[Spec] = &[
         "Returns the number of keys in the database."
     ),
     spec!("time", 1, C, NO_KEY, "server", "Returns the server time."),
+    spec!(
+        "config",
+        -2,
+        C,
+        NO_KEY,
+        "server",
+        "Returns the effective values of configuration parameters."
+    ),
     spec!(
         "readonly",
         1,
@@ -583,6 +592,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "info" => info::prepare(cx, args),
         "dbsize" => dbsize::prepare(cx, args),
         "time" => time::prepare(cx, args),
+        "config" => config::prepare(cx, args),
         "readonly" | "readwrite" => readonly::prepare(cx, args),
         "cluster" => cluster::prepare(cx, args),
         "get" => get::prepare(cx, args),

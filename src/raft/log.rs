@@ -206,6 +206,11 @@ impl<S: Storage> RaftLog<S> {
                     self.group,
                     self.committed
                 );
+                if c_index <= self.last_index() {
+                    tracing::info!(group = %self.group, index = %c_index,
+                        last_index = %self.last_index(),
+                        "log mismatch: truncating the conflicting suffix from index");
+                }
                 let from = (c_index.get() - prev_index.get() - 1) as usize;
                 entries.drain(..from);
                 self.append(entries);

@@ -124,43 +124,19 @@ impl Batch {
             self.messages.len() + self.heartbeats.len() + self.heartbeat_responses.len(),
         );
         out.extend(self.messages.drain(..).map(|m| (m, Urgency::Now)));
-        for e in self.heartbeats.drain(..) {
-            let body = MessageBody::Heartbeat {
-                commit_index: e.commit_index,
-                read_round: e.read_round,
-            };
-            let msg = Message {
-                from,
-                to,
-                term: e.term,
-                body,
-            };
-            out.push((
-                GroupMessage {
-                    group: e.group,
-                    msg,
-                },
-                Urgency::Coalesce,
-            ));
-        }
-        for e in self.heartbeat_responses.drain(..) {
-            let body = MessageBody::HeartbeatResponse {
-                read_round: e.read_round,
-            };
-            let msg = Message {
-                from,
-                to,
-                term: e.term,
-                body,
-            };
-            out.push((
-                GroupMessage {
-                    group: e.group,
-                    msg,
-                },
-                Urgency::Coalesce,
-            ));
-        }
+        let coalesced = |group, term, body| {
+            let msg = Message { from, to, term, body };
+            (GroupMessage { group, msg }, Urgency::Coalesce)
+        };
+        out.extend(self.heartbeats.drain(..).map(|e| {
+            let body =
+                MessageBody::Heartbeat { commit_index: e.commit_index, read_round: e.read_round };
+            coalesced(e.group, e.term, body)
+        }));
+        out.extend(self.heartbeat_responses.drain(..).map(|e| {
+            let body = MessageBody::HeartbeatResponse { read_round: e.read_round };
+            coalesced(e.group, e.term, body)
+        }));
         out
     }
 }

@@ -707,6 +707,33 @@ impl<B: Backend> Ctx<'_, B> {
     }
 
     /// Ops over several groups.
+    /// A read of several keys (MGET, EXISTS): one slot on a cluster-aware connection
+    /// (`-CROSSSLOT` otherwise), else split per group and merged by `merge`.
+    pub fn multi_key_read(
+        &mut self,
+        keys: &[Bytes],
+        command: impl Fn(Vec<Bytes>) -> ReadCommand,
+        merge: Merge,
+    ) -> Job {
+        if self.client.redirects {
+            let slot = match self.one_slot(keys) {
+                Ok(slot) => slot,
+                Err(frame) => return Job::Now(frame),
+            };
+            return self.read(slot, command(keys.to_vec()));
+        }
+        let now_ms = self.now_ms();
+        let parts = split_by_group(self.backend, keys)
+            .into_iter()
+            .map(|(slot, positions)| {
+                let group_keys = positions.iter().map(|&p| keys[p].clone()).collect();
+                let op = ShardOp::Read { command: command(group_keys), now_ms };
+                Part { group: self.backend.group_of_slot(slot), slot, op, positions }
+            })
+            .collect();
+        self.ops(false, parts, merge)
+    }
+
     pub fn ops(&self, write: bool, parts: Vec<Part>, merge: Merge) -> Job {
         Job::Run(Ops {
             write,

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +22,8 @@ use super::decode::{decode, DecodeLimits};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
 use super::server::Shared;
+use crate::metrics::resp::UNKNOWN_COMMAND;
+use crate::metrics::RespMetrics;
 
 /// Requests of one connection prepared but not yet answered.
 pub const PIPELINE_REQUESTS_MAX: usize = 1024;
@@ -136,6 +139,7 @@ impl<B: Backend> Conn<B> {
 
     /// Prepares one request and queues (or, for a write, runs) it; false after QUIT.
     async fn submit(&mut self, args: &[bytes::Bytes]) -> Result<bool, ConnectionError> {
+        let timer = CommandTimer::start(self.shared.options.metrics.clone(), args);
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
@@ -146,19 +150,29 @@ impl<B: Backend> Conn<B> {
         };
         let proto = self.client.proto;
         match job {
-            Job::Now(frame) => self.pending.push_back((proto, Pending::Ready(frame))),
+            Job::Now(frame) => {
+                timer.stop();
+                self.pending.push_back((proto, Pending::Ready(frame)));
+            }
             Job::Close(frame) => {
+                timer.stop();
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 return Ok(false);
             }
             job if job.is_write() => {
                 self.drain().await?;
                 let frame = exec::run(self.backend.clone(), job).await;
+                timer.stop();
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 self.drain().await?;
             }
             job => {
-                let task = tokio::spawn(exec::run(self.backend.clone(), job));
+                let run = exec::run(self.backend.clone(), job);
+                let task = tokio::spawn(async move {
+                    let frame = run.await;
+                    timer.stop();
+                    frame
+                });
                 self.pending.push_back((proto, Pending::Running(task)));
             }
         }
@@ -192,5 +206,31 @@ impl<B: Backend> Conn<B> {
             self.output.clear();
         }
         Ok(())
+    }
+}
+
+/// Times one command for `RespMetrics`, from its preparation to its reply.
+struct CommandTimer {
+    metrics: Option<RespMetrics>,
+    name: &'static str,
+    started: Instant,
+}
+
+impl CommandTimer {
+    fn start(metrics: Option<RespMetrics>, args: &[bytes::Bytes]) -> CommandTimer {
+        let name = match (&metrics, args.first()) {
+            (Some(_), Some(first)) => {
+                let lower = String::from_utf8_lossy(first).to_ascii_lowercase();
+                cmd::spec_of(&lower).map_or(UNKNOWN_COMMAND, |spec| spec.name)
+            }
+            _ => UNKNOWN_COMMAND,
+        };
+        CommandTimer { metrics, name, started: Instant::now() }
+    }
+
+    fn stop(self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.command(self.name, self.started.elapsed());
+        }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - `shardkv server --config FILE`: one node, until SIGTERM or Ctrl-C. Exit code 0 after a
 //!   clean shutdown, 1 on a runtime failure, 2 when the configuration cannot be used.
+//! - `shardkv status --node HOST:PORT[,...] [--json]`: every group's state, read from the
+//!   nodes' `/metrics`.
 //! - `shardkv local`: a loopback cluster of `shardkv server` child processes (see
 //!   `shardkv::local`).
 //!
@@ -32,7 +34,11 @@ type NodeRun = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error>
 /// How `shardkv server` runs a node, inside an actix system: the future finishes soon after
 /// `Shutdown` completes (`timeouts.shutdown_ms` is allowed).
 fn run_node(config: NodeConfig, layout: Layout, shutdown: Shutdown) -> NodeRun {
-    Box::pin(async move { shardkv::node::run(config, layout, shutdown).await.map_err(Into::into) })
+    Box::pin(async move {
+        shardkv::node::run(config, layout, shutdown)
+            .await
+            .map_err(Into::into)
+    })
 }
 
 /// Exit codes.
@@ -67,6 +73,19 @@ enum Command {
     Server(ServerArgs),
     /// Run a cluster of nodes on this machine (127.0.0.1), one child process each.
     Local(LocalArgs),
+    /// Every group's slot range, leader, term, commit index, replica lag and health, read
+    /// from the nodes' /metrics endpoints (give every node for a complete table).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// A node's metrics address (listen.metrics); repeat or comma-separate for several.
+    #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
+    node: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -114,6 +133,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Server(args) => server(&args),
         Command::Local(args) => local(&args),
+        Command::Status(args) => status(&args),
     }
 }
 
@@ -217,6 +237,31 @@ fn node_exit(result: Result<(), Box<dyn std::error::Error>>, how: &str) -> ExitC
     }
 }
 
+/// One scrape of `shardkv status` gives up after this long.
+const STATUS_SCRAPE_TIMEOUT_MS: u64 = 3_000;
+
+fn status(args: &StatusArgs) -> ExitCode {
+    use shardkv::metrics::{scrape, status};
+    let timeout = Duration::from_millis(STATUS_SCRAPE_TIMEOUT_MS);
+    let mut scrapes = Vec::with_capacity(args.node.len());
+    for addr in &args.node {
+        match scrape::fetch(addr, timeout) {
+            Ok(text) => scrapes.push(scrape::parse(&text)),
+            Err(e) => eprintln!("shardkv status: {e}"),
+        }
+    }
+    if scrapes.is_empty() {
+        return ExitCode::from(EXIT_RUNTIME_FAILURE);
+    }
+    let rows = status::rows(&scrapes);
+    if args.json {
+        println!("{}", status::json(&rows));
+    } else {
+        print!("{}", status::table(&rows));
+    }
+    ExitCode::SUCCESS
+}
+
 fn local(args: &LocalArgs) -> ExitCode {
     let nodes = match write_local_files(args) {
         Ok(nodes) => nodes,
@@ -232,7 +277,9 @@ fn local(args: &LocalArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -274,7 +321,10 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     let declared = layout.nodes.len() as u64;
     if declared != args.nodes {
         if args.layout.is_some() {
-            return Err(format!("{source} declares {declared} nodes; --nodes is {}", args.nodes))?;
+            return Err(format!(
+                "{source} declares {declared} nodes; --nodes is {}",
+                args.nodes
+            ))?;
         }
         let replicas = args.nodes.min(LOCAL_REPLICAS_MAX);
         layout = Layout::even(args.nodes, LOCAL_GROUPS, replicas);
@@ -306,10 +356,18 @@ fn announce(exe: &Path, started: &[(LocalNode, u32)]) {
             node.id, l.resp, l.peer, l.metrics
         );
     }
-    let Some((first, _)) = started.first() else { return };
-    println!("Talk to it:      redis-cli -p {}", first.config.listen.resp.port());
+    let Some((first, _)) = started.first() else {
+        return;
+    };
+    println!(
+        "Talk to it:      redis-cli -p {}",
+        first.config.listen.resp.port()
+    );
     println!("Kill a node:     kill -9 <pid>   (its groups elect leaders on the other nodes)");
-    println!("Restart a node:  {}", server_command(exe, &first.config_path));
+    println!(
+        "Restart a node:  {}",
+        server_command(exe, &first.config_path)
+    );
     println!("                 (with that node's own nodeN.toml)");
     println!("Stop them all:   Ctrl-C");
 }

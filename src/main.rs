@@ -34,11 +34,7 @@ type NodeRun = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error>
 /// How `shardkv server` runs a node, inside an actix system: the future finishes soon after
 /// `Shutdown` completes (`timeouts.shutdown_ms` is allowed).
 fn run_node(config: NodeConfig, layout: Layout, shutdown: Shutdown) -> NodeRun {
-    Box::pin(async move {
-        shardkv::node::run(config, layout, shutdown)
-            .await
-            .map_err(Into::into)
-    })
+    Box::pin(async move { shardkv::node::run(config, layout, shutdown).await.map_err(Into::into) })
 }
 
 /// Exit codes.
@@ -277,9 +273,7 @@ fn local(args: &LocalArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -321,10 +315,7 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     let declared = layout.nodes.len() as u64;
     if declared != args.nodes {
         if args.layout.is_some() {
-            return Err(format!(
-                "{source} declares {declared} nodes; --nodes is {}",
-                args.nodes
-            ))?;
+            return Err(format!("{source} declares {declared} nodes; --nodes is {}", args.nodes))?;
         }
         let replicas = args.nodes.min(LOCAL_REPLICAS_MAX);
         layout = Layout::even(args.nodes, LOCAL_GROUPS, replicas);
@@ -356,18 +347,10 @@ fn announce(exe: &Path, started: &[(LocalNode, u32)]) {
             node.id, l.resp, l.peer, l.metrics
         );
     }
-    let Some((first, _)) = started.first() else {
-        return;
-    };
-    println!(
-        "Talk to it:      redis-cli -p {}",
-        first.config.listen.resp.port()
-    );
+    let Some((first, _)) = started.first() else { return };
+    println!("Talk to it:      redis-cli -p {}", first.config.listen.resp.port());
     println!("Kill a node:     kill -9 <pid>   (its groups elect leaders on the other nodes)");
-    println!(
-        "Restart a node:  {}",
-        server_command(exe, &first.config_path)
-    );
+    println!("Restart a node:  {}", server_command(exe, &first.config_path));
     println!("                 (with that node's own nodeN.toml)");
     println!("Stop them all:   Ctrl-C");
 }

@@ -28,11 +28,15 @@
 //! - [`node`]: a running node — its configuration file, the request path (local replica
 //!   or forwarded to the leader's node, with request ids) and the assembly of all parts.
 //!
-//! Metrics and operator commands (`admin`) arrive with their issues.
+//! - [`metrics`]: the node's Prometheus registry, the per-group status poll, the HTTP
+//!   `/metrics` endpoint, and the reading of it back for `shardkv status`.
+//!
+//! Operator commands (`admin`) arrive with their issue.
 
 pub mod kv;
 pub mod linearizability;
 pub mod local;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod resp;

@@ -2,6 +2,8 @@
 //!
 //! - `shardkv server --config FILE`: one node, until SIGTERM or Ctrl-C. Exit code 0 after a
 //!   clean shutdown, 1 on a runtime failure, 2 when the configuration cannot be used.
+//! - `shardkv status --node HOST:PORT[,...] [--json]`: every group's state, read from the
+//!   nodes' `/metrics`.
 //! - `shardkv local`: a loopback cluster of `shardkv server` child processes (see
 //!   `shardkv::local`).
 //!
@@ -67,6 +69,19 @@ enum Command {
     Server(ServerArgs),
     /// Run a cluster of nodes on this machine (127.0.0.1), one child process each.
     Local(LocalArgs),
+    /// Every group's slot range, leader, term, commit index, replica lag and health, read
+    /// from the nodes' /metrics endpoints (give every node for a complete table).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// A node's metrics address (listen.metrics); repeat or comma-separate for several.
+    #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
+    node: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -114,6 +129,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Server(args) => server(&args),
         Command::Local(args) => local(&args),
+        Command::Status(args) => status(&args),
     }
 }
 
@@ -215,6 +231,31 @@ fn node_exit(result: Result<(), Box<dyn std::error::Error>>, how: &str) -> ExitC
             ExitCode::from(EXIT_RUNTIME_FAILURE)
         }
     }
+}
+
+/// One scrape of `shardkv status` gives up after this long.
+const STATUS_SCRAPE_TIMEOUT_MS: u64 = 3_000;
+
+fn status(args: &StatusArgs) -> ExitCode {
+    use shardkv::metrics::{scrape, status};
+    let timeout = Duration::from_millis(STATUS_SCRAPE_TIMEOUT_MS);
+    let mut scrapes = Vec::with_capacity(args.node.len());
+    for addr in &args.node {
+        match scrape::fetch(addr, timeout) {
+            Ok(text) => scrapes.push(scrape::parse(&text)),
+            Err(e) => eprintln!("shardkv status: {e}"),
+        }
+    }
+    if scrapes.is_empty() {
+        return ExitCode::from(EXIT_RUNTIME_FAILURE);
+    }
+    let rows = status::rows(&scrapes);
+    if args.json {
+        println!("{}", status::json(&rows));
+    } else {
+        print!("{}", status::table(&rows));
+    }
+    ExitCode::SUCCESS
 }
 
 fn local(args: &LocalArgs) -> ExitCode {

@@ -11,6 +11,7 @@ use actix::{Actor, Addr, Arbiter};
 use dashmap::DashMap;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
 use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
 use crate::node::config::NodeConfig;
 use crate::raft::types::{GroupId, NodeId};
@@ -51,12 +52,15 @@ pub enum NodeError {
     PeerListen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot listen for clients on {addr}: {source}")]
     RespListen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// This node's replicas by group: the request path's view of them.
-#[derive(Default)]
 pub struct LocalShards {
     replicas: DashMap<GroupId, Addr<ShardActor>>,
+    /// Where new replicas count.
+    metrics: NodeMetrics,
 }
 
 impl LocalShards {
@@ -66,6 +70,12 @@ impl LocalShards {
 
     pub fn all(&self) -> Vec<(GroupId, Addr<ShardActor>)> {
         self.replicas.iter().map(|e| (*e.key(), e.value().clone())).collect()
+    }
+}
+
+impl Replicas for LocalShards {
+    fn replicas(&self) -> Vec<(GroupId, Addr<ShardActor>)> {
+        self.all()
     }
 }
 
@@ -145,6 +155,7 @@ pub struct Node {
     shards: Arc<LocalShards>,
     db: Arc<NodeDb>,
     arbiters: Vec<Arbiter>,
+    metrics: NodeMetrics,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -154,7 +165,10 @@ impl Node {
     /// called inside a running actix `System` (on its tokio runtime).
     pub async fn start(config: NodeConfig, layout: Layout) -> Result<Node, NodeError> {
         let me = NodeId(config.node_id);
+        let metrics = NodeMetrics::new(me)?;
         let db = open_db(&config)?;
+        let observer = metrics.clone();
+        db.observe_commits(Box::new(move |took, writes| observer.observe_fsync(took, writes)));
         let writer = ShardWriter::start(db.clone()).map_err(NodeError::Writer)?;
         let addrs: Vec<(NodeId, NodeAddrs)> = config
             .nodes
@@ -163,7 +177,8 @@ impl Node {
             .collect();
         let table = RoutingTable::new(me, &layout, &addrs);
         let router = RouterActor::new(table.clone(), layout.clone()).start();
-        let shards = Arc::new(LocalShards::default());
+        let replicas = DashMap::new();
+        let shards = Arc::new(LocalShards { replicas, metrics: metrics.clone() });
         let inbound = Arc::new(NodeInbound { shards: shards.clone(), client: OnceLock::new() });
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
@@ -181,6 +196,7 @@ impl Node {
             shards,
             db,
             arbiters,
+            metrics,
             _router: router,
             _writer: writer,
         })
@@ -205,6 +221,22 @@ impl Node {
     /// fsyncs of the node's database since it opened.
     pub fn fsync_count(&self) -> u64 {
         self.db.fsync_count()
+    }
+
+    /// The node's metrics registry.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
+    /// Copies the transport and fsync totals into the registry before every scrape, and
+    /// polls every replica's status into the per-group gauges until the task is aborted.
+    pub fn start_metrics(&self) -> tokio::task::JoinHandle<()> {
+        let (transport, db) = (self.transport.clone(), self.db.clone());
+        self.metrics.on_scrape(Box::new(move |m| {
+            m.copy_transport(&transport.stats());
+            m.copy_fsyncs(db.fsync_count());
+        }));
+        crate::metrics::poll::spawn(self.metrics.clone(), self.shards.clone())
     }
 
     /// The RESP front end's view of this node.
@@ -300,6 +332,7 @@ fn start_replicas(
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
+        cfg.metrics = shards.metrics.group(group);
         cfg.rng_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let arbiter = arbiters[i % arbiters.len()].handle();
         let addr = ShardActor::start(&arbiter, cfg, deps.clone())?;
@@ -387,16 +420,22 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(resp_addr)
         .await
         .map_err(|source| NodeError::RespListen { addr: resp_addr, source })?;
-    let options = RespOptions {
+    let metrics_listener = crate::metrics::http::bind(config.listen.metrics).await?;
+    let mut options = RespOptions {
         limits: config.limits.clone(),
         requirepass: config.requirepass.clone(),
         cluster_redirects: false,
+        metrics: None,
     };
     let node = Node::start(config, layout).await?;
+    options.metrics = Some(node.metrics().resp());
+    let http = crate::metrics::http::spawn(metrics_listener, node.metrics().clone());
+    let tasks = [node.start_metrics(), http];
     info!(%resp_addr, "serving RESP clients");
     if let Err(error) = serve(listener, node.backend(), options, shutdown).await {
         warn!(%error, "RESP listener failed");
     }
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
     node.stop().await;
     Ok(())
 }

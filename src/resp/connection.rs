@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +28,8 @@ use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
 use crate::raft::types::GroupId;
 use super::server::Shared;
+use crate::metrics::resp::UNKNOWN_COMMAND;
+use crate::metrics::RespMetrics;
 
 /// Requests of one connection prepared but not yet answered.
 pub const PIPELINE_REQUESTS_MAX: usize = 1024;
@@ -170,6 +173,7 @@ impl<B: Backend> Conn<B> {
 
     /// Prepares one request and queues (or, for a write, runs) it; false after QUIT.
     async fn submit(&mut self, args: &[bytes::Bytes]) -> Result<bool, ConnectionError> {
+        let timer = CommandTimer::start(self.shared.options.metrics.clone(), args);
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
@@ -180,15 +184,24 @@ impl<B: Backend> Conn<B> {
         };
         let proto = self.client.proto;
         match job {
-            Job::Now(frame) => self.pending.push_back((proto, Pending::Ready(frame))),
+            Job::Now(frame) => {
+                timer.stop();
+                self.pending.push_back((proto, Pending::Ready(frame)));
+            }
             Job::Close(frame) => {
+                timer.stop();
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 return Ok(false);
             }
             job => {
                 let footprint = Footprint::of(&job);
                 self.settle_conflicts(&footprint).await;
-                let task = tokio::spawn(exec::run(self.backend.clone(), job));
+                let run = exec::run(self.backend.clone(), job);
+                let task = tokio::spawn(async move {
+                    let frame = run.await;
+                    timer.stop();
+                    frame
+                });
                 self.pending.push_back((proto, Pending::Running(task, footprint)));
             }
         }
@@ -236,4 +249,30 @@ impl<B: Backend> Conn<B> {
 /// A command task's answer (a task that panicked answers an error, the connection lives).
 async fn finish(task: &mut JoinHandle<Frame>) -> Frame {
     task.await.unwrap_or_else(|_| Frame::error("ERR internal error: the command's task failed"))
+}
+
+/// Times one command for `RespMetrics`, from its preparation to its reply.
+struct CommandTimer {
+    metrics: Option<RespMetrics>,
+    name: &'static str,
+    started: Instant,
+}
+
+impl CommandTimer {
+    fn start(metrics: Option<RespMetrics>, args: &[bytes::Bytes]) -> CommandTimer {
+        let name = match (&metrics, args.first()) {
+            (Some(_), Some(first)) => {
+                let lower = String::from_utf8_lossy(first).to_ascii_lowercase();
+                cmd::spec_of(&lower).map_or(UNKNOWN_COMMAND, |spec| spec.name)
+            }
+            _ => UNKNOWN_COMMAND,
+        };
+        CommandTimer { metrics, name, started: Instant::now() }
+    }
+
+    fn stop(self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.command(self.name, self.started.elapsed());
+        }
+    }
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use super::backend::Backend;
 use super::client::Clients;
 use super::connection;
+use crate::metrics::RespMetrics;
 use crate::node::config::LimitConfig;
 
 /// How long a refused client gets to receive its error before the socket closes.
@@ -36,6 +37,8 @@ pub struct RespOptions {
     /// across groups. `READWRITE`/`READONLY` do not change it; `CLIENT REDIRECTS ON|OFF`
     /// does, per connection.
     pub cluster_redirects: bool,
+    /// Where commands, latencies and connections are counted, if anywhere.
+    pub metrics: Option<RespMetrics>,
 }
 
 /// A listener failure (accept errors are logged and retried, not returned).
@@ -92,11 +95,15 @@ pub async fn serve<B: Backend>(
                     Ok(permit) => {
                         let (backend, shared) = (backend.clone(), shared.clone());
                         connections.spawn(async move {
+                            let metrics = shared.options.metrics.clone();
+                            metrics.iter().for_each(RespMetrics::client_connected);
                             connection::run(stream, addr, backend, shared).await;
+                            metrics.iter().for_each(RespMetrics::client_disconnected);
                             drop(permit);
                         });
                     }
                     Err(_) => {
+                        shared.options.metrics.iter().for_each(RespMetrics::rejected);
                         connections.spawn(refuse(stream, addr));
                     }
                 }

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::kv::read::ReadCommand;
+use crate::metrics::GroupMetrics;
 use crate::kv::Request;
 use crate::raft::{
     Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role, Storage,
@@ -53,6 +54,8 @@ pub struct ShardConfig {
     pub log_keep_entries: u64,
     /// Seed of the election-timeout RNG (mixed with node and group).
     pub rng_seed: u64,
+    /// Counters and histograms this replica updates (detached unless the node sets them).
+    pub metrics: GroupMetrics,
 }
 
 impl ShardConfig {
@@ -70,6 +73,7 @@ impl ShardConfig {
             compact_every_entries: COMPACT_EVERY_ENTRIES,
             log_keep_entries: LOG_KEEP_ENTRIES,
             rng_seed: 0,
+            metrics: GroupMetrics::detached(),
         }
     }
 
@@ -187,6 +191,10 @@ pub struct ShardStatus {
     pub pending_reads: usize,
     /// Snapshots received from a leader and installed since the replica started.
     pub snapshots_installed: u64,
+    /// The group's hash slots, first and last.
+    pub slots: (u16, u16),
+    /// On the leader: each other replica's match index; empty elsewhere.
+    pub followers: Vec<(NodeId, LogIndex)>,
     /// Why the replica stopped serving, if it did (a storage failure).
     pub failed: Option<String>,
 }
@@ -194,6 +202,8 @@ pub struct ShardStatus {
 /// A write waiting for its entry to apply.
 pub(crate) struct PendingWrite {
     pub term: Term,
+    /// When it was proposed (the proposal latency histogram).
+    pub proposed: std::time::Instant,
     pub tx: oneshot::Sender<ShardResult>,
 }
 
@@ -329,7 +339,10 @@ impl ShardActor {
         match self.raw.propose(data) {
             Ok(()) => {
                 let index = self.raw.last_index();
-                self.writes.insert(index, PendingWrite { term: self.raw.term(), tx });
+                self.cfg.metrics.proposals.inc();
+                let proposed = std::time::Instant::now();
+                let pending = PendingWrite { term: self.raw.term(), proposed, tx };
+                self.writes.insert(index, pending);
             }
             Err(RaftError::ProposalDropped(reason)) => {
                 let _ = tx.send(Err(self.busy(reason)));
@@ -398,8 +411,21 @@ impl ShardActor {
             pending_writes: self.writes.len(),
             pending_reads: self.reads.len() + self.confirmed_reads.len(),
             snapshots_installed: self.snapshots_installed,
+            slots: (*self.cfg.slots.start(), *self.cfg.slots.end()),
+            followers: self.followers_matched(),
             failed: self.failed.clone(),
         }
+    }
+
+    /// The leader's match index of every other replica (empty on a non-leader).
+    fn followers_matched(&self) -> Vec<(NodeId, LogIndex)> {
+        if self.raw.role() != Role::Leader {
+            return Vec::new();
+        }
+        let me = self.cfg.node;
+        let status = self.raw.status();
+        let others = status.followers.iter().filter(|(id, _)| *id != me);
+        others.map(|(id, f)| (*id, f.matched)).collect()
     }
 
     /// Answers every waiter (stop, storage failure).

@@ -156,6 +156,7 @@ impl ShardActor {
             self.applied = self.applied.max(index);
             self.last_compact = self.last_compact.max(index);
             self.snapshots_installed += 1;
+            self.cfg.metrics.snapshots_installed.inc();
             info!(group = %self.cfg.group, node = %self.cfg.node, index = %index,
                 term = %self.raw.term(), "snapshot installed");
         }
@@ -182,6 +183,7 @@ impl ShardActor {
     fn observe_leadership(&mut self) {
         let role = self.raw.role();
         let (group, term) = (self.cfg.group, self.raw.term());
+        self.count_elections(role, term);
         if role != self.role {
             if self.role == Role::Leader {
                 self.leadership_lost();
@@ -200,6 +202,25 @@ impl ShardActor {
                 "leader changed");
             self.reported = now;
             (self.deps.on_leader_change)(LeaderChange { group, leader: now.0, term });
+        }
+    }
+
+    /// An election starts when the replica becomes a candidate or, still a candidate, moves
+    /// to a new term; a leader reached straight from a pre-vote (a lone voter) started one too.
+    fn count_elections(&self, role: Role, term: Term) {
+        let m = &self.cfg.metrics;
+        let new_term = term != self.reported.1;
+        match role {
+            Role::Candidate if self.role != Role::Candidate || new_term => {
+                m.elections_started.inc();
+            }
+            Role::Leader if self.role != Role::Leader => {
+                if self.role != Role::Candidate {
+                    m.elections_started.inc();
+                }
+                m.elections_won.inc();
+            }
+            _ => {}
         }
     }
 
@@ -254,6 +275,7 @@ impl ShardActor {
     /// Applies committed entries on top of the undurable overlay; returns the mutations.
     fn apply_committed(&mut self, entries: &[Entry]) -> Result<Vec<KvMutation>, String> {
         let Some(last) = entries.last() else { return Ok(Vec::new()) };
+        let started = std::time::Instant::now();
         let view = latest_kv_view(&self.deps.db, self.cfg.group).map_err(|e| e.to_string())?;
         let layered = self.undurable.over(&view);
         let mut batch = Overlay::new();
@@ -279,6 +301,7 @@ impl ShardActor {
             self.answer_write(index, term, reply);
         }
         self.applied = last.index;
+        self.cfg.metrics.observe_apply(started.elapsed());
         debug!(group = %self.cfg.group, index = %last.index, commit = %self.raw.commit_index(),
             "applied committed entries");
         Ok(batch.drain())
@@ -295,7 +318,10 @@ impl ShardActor {
         }
         if let Some(w) = self.writes.remove(&index) {
             let answer = match reply {
-                Some(reply) if w.term == term => reply,
+                Some(reply) if w.term == term => {
+                    self.cfg.metrics.observe_proposal(w.proposed.elapsed());
+                    reply
+                }
                 _ => Err(ShardError::LeadershipLost { group }),
             };
             let _ = w.tx.send(answer);
@@ -413,6 +439,7 @@ impl ShardActor {
         let snapshot = Snapshot { metadata, data: bytes.into() };
         let msg = Message { body: MessageBody::Snapshot { snapshot }, ..m };
         self.send_one(msg, Urgency::Now);
+        self.cfg.metrics.snapshots_sent.inc();
     }
 
     /// Puts a received snapshot (metadata and data) into the write; returns its index.

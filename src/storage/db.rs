@@ -37,12 +37,18 @@ pub const FORMAT_VERSION_KEY: &str = "format_version";
 /// The first bytes of every redb file (redb's `MAGICNUMBER`).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
+/// Told of each durable commit: how long it took and how many group writes it carried.
+/// Runs on the writer's thread: it must only update counters.
+pub type CommitObserver = Box<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+
 /// The database of one node.
 pub struct NodeDb {
     db: Database,
     path: PathBuf,
     /// Durable commits (each one fsync) since open.
     fsyncs: AtomicU64,
+    /// Told the duration and the group writes of every durable commit (metrics).
+    commit_observer: std::sync::OnceLock<CommitObserver>,
     /// Held from `begin_write` until the group caches reflect the commit, so that caches
     /// change in commit order.
     write_lock: Mutex<()>,
@@ -71,6 +77,7 @@ impl NodeDb {
             db,
             path,
             fsyncs: AtomicU64::new(0),
+            commit_observer: std::sync::OnceLock::new(),
             write_lock: Mutex::new(()),
             caches: Mutex::new(BTreeMap::new()),
         })
@@ -84,6 +91,12 @@ impl NodeDb {
     /// Durable commits (fsyncs) made through this handle since it was opened.
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Calls `observer` after every durable commit with its duration and the number of
+    /// group writes it carried. The first observer set stays.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.commit_observer.set(observer);
     }
 
     /// Groups that have any Raft state on this node (hard state, configuration or snapshot).
@@ -128,10 +141,14 @@ impl NodeDb {
         Ok(txn)
     }
 
-    /// Commits `txn` (one fsync) and counts it.
-    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<()> {
+    /// Commits `txn` (one fsync, carrying `group_writes` group writes) and counts it.
+    pub(crate) fn commit(&self, txn: WriteTransaction, group_writes: usize) -> Result<()> {
+        let started = std::time::Instant::now();
         txn.commit().map_err(|e| self.err("commit", e))?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(observe) = self.commit_observer.get() {
+            observe(started.elapsed(), group_writes);
+        }
         Ok(())
     }
 

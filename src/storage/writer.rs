@@ -310,7 +310,7 @@ impl GroupCommitWriter {
                 open.write(&self.db, w, step)?;
             }
         }
-        self.db.commit(txn)?;
+        self.db.commit(txn, writes.len())?;
         let mut durable = Vec::with_capacity(writes.len());
         for (w, step) in writes.iter().zip(steps) {
             let mut fresh;
@@ -357,7 +357,7 @@ impl GroupCommitWriter {
                 let bytes = encode(self.db.path(), &snap)?;
                 table.insert(group.get(), bytes.as_slice()).map_err(|e| self.db.err("write", e))?;
             }
-            self.db.commit(txn)?;
+            self.db.commit(txn, 0)?;
             cache.meta.snapshot = snap;
             cache.drop_through(index);
         }
@@ -386,7 +386,7 @@ impl GroupCommitWriter {
                 .map_err(|e| self.db.err("compact", e))?;
             true
         };
-        self.db.commit(txn)?;
+        self.db.commit(txn, 0)?;
         Ok(deleted)
     }
 

@@ -1,0 +1,424 @@
+//! `NodeMetrics`: one registry per node and every metric family in it. Per-group gauges are
+//! set by the status poll; counters of other layers (transport, fsyncs) are copied in at
+//! scrape time by adding what their monotonic totals gained since the last copy. Must never
+//! be shared between nodes: the `node` label is constant per registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use super::LATENCY_BUCKETS_SECONDS;
+use super::{GroupMetrics, MetricsError, RespMetrics, BATCH_BUCKETS_WRITES};
+use crate::raft::types::{GroupId, NodeId};
+use crate::transport::stats::{PeerStats, TransportStats};
+
+/// Namespace of every series.
+pub const NAMESPACE: &str = "shardkv";
+
+/// Per-group gauges, set from each replica's `ShardStatus`.
+pub(crate) struct GroupGauges {
+    pub term: IntGaugeVec,
+    pub role: IntGaugeVec,
+    pub is_leader: IntGaugeVec,
+    pub leader_node: IntGaugeVec,
+    pub last_index: IntGaugeVec,
+    pub commit_index: IntGaugeVec,
+    pub applied_index: IntGaugeVec,
+    pub commit_lag: IntGaugeVec,
+    pub follower_match_lag: IntGaugeVec,
+    pub slot_first: IntGaugeVec,
+    pub slot_last: IntGaugeVec,
+    pub replicas: IntGaugeVec,
+}
+
+struct GroupCounters {
+    elections_started: IntCounterVec,
+    elections_won: IntCounterVec,
+    proposals: IntCounterVec,
+    proposal_seconds: HistogramVec,
+    apply_seconds: HistogramVec,
+    snapshots_sent: IntCounterVec,
+    snapshots_installed: IntCounterVec,
+}
+
+/// Copies of monotonic totals kept elsewhere, by (metric, peer).
+struct Copied {
+    transport: Vec<(&'static str, IntCounterVec, fn(&PeerStats) -> u64)>,
+    fsyncs: IntCounter,
+}
+
+/// A hook run before every scrape (copies the transport and fsync totals).
+pub type ScrapeHook = Box<dyn Fn(&NodeMetrics) + Send + Sync>;
+
+struct Inner {
+    registry: Registry,
+    node: NodeId,
+    groups: GroupGauges,
+    counters: GroupCounters,
+    copied: Copied,
+    fsync_seconds: Histogram,
+    fsync_batch_writes: Histogram,
+    resp: RespMetrics,
+    on_scrape: OnceLock<ScrapeHook>,
+    /// Serialises scrape-time copies so two scrapes never add the same gain twice.
+    copy_lock: Mutex<()>,
+}
+
+/// A node's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    inner: Arc<Inner>,
+}
+
+fn gauge(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<HistogramVec, MetricsError> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS_SECONDS.to_vec());
+    let h = HistogramVec::new(opts, labels)?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+fn group_gauges(r: &Registry) -> Result<GroupGauges, MetricsError> {
+    let g = &["group"];
+    Ok(GroupGauges {
+        term: gauge(r, "raft_term", "Current Raft term of the replica.", g)?,
+        role: gauge(
+            r,
+            "raft_role",
+            "Role: 0 follower, 1 pre-candidate, 2 candidate, 3 leader.",
+            g,
+        )?,
+        is_leader: gauge(r, "raft_is_leader", "1 if this replica leads its group.", g)?,
+        leader_node: gauge(
+            r,
+            "raft_leader_node",
+            "Node id of the leader as seen here; 0: none.",
+            g,
+        )?,
+        last_index: gauge(
+            r,
+            "raft_last_index",
+            "Index of the last entry of the log.",
+            g,
+        )?,
+        commit_index: gauge(r, "raft_commit_index", "Highest index known committed.", g)?,
+        applied_index: gauge(r, "raft_applied_index", "Highest index applied.", g)?,
+        commit_lag: gauge(
+            r,
+            "raft_commit_lag_entries",
+            "Last log index minus commit index.",
+            g,
+        )?,
+        follower_match_lag: gauge(
+            r,
+            "raft_follower_match_lag_entries",
+            "On the leader: its last index minus the follower's match index.",
+            &["group", "follower"],
+        )?,
+        slot_first: gauge(r, "group_slot_first", "First hash slot of the group.", g)?,
+        slot_last: gauge(r, "group_slot_last", "Last hash slot of the group.", g)?,
+        replicas: gauge(r, "group_replicas", "Voters and learners of the group.", g)?,
+    })
+}
+
+fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
+    let g = &["group"];
+    Ok(GroupCounters {
+        elections_started: counter(
+            r,
+            "raft_elections_started_total",
+            "Times the replica became a candidate.",
+            g,
+        )?,
+        elections_won: counter(
+            r,
+            "raft_elections_won_total",
+            "Times the replica became leader.",
+            g,
+        )?,
+        proposals: counter(
+            r,
+            "raft_proposals_total",
+            "Client writes proposed as leader.",
+            g,
+        )?,
+        proposal_seconds: histogram(
+            r,
+            "raft_proposal_duration_seconds",
+            "From proposal to the applied answer.",
+            g,
+        )?,
+        apply_seconds: histogram(
+            r,
+            "raft_apply_duration_seconds",
+            "Applying one batch of committed entries.",
+            g,
+        )?,
+        snapshots_sent: counter(
+            r,
+            "raft_snapshots_sent_total",
+            "Snapshots sent to followers.",
+            g,
+        )?,
+        snapshots_installed: counter(
+            r,
+            "raft_snapshots_installed_total",
+            "Snapshots installed from a leader.",
+            g,
+        )?,
+    })
+}
+
+fn copied(r: &Registry) -> Result<Copied, MetricsError> {
+    type Field = fn(&PeerStats) -> u64;
+    let fields: [(&'static str, &str, Field); 11] = [
+        (
+            "transport_frames_sent_total",
+            "Frames written to the peer.",
+            |s| s.frames_sent,
+        ),
+        (
+            "transport_frames_received_total",
+            "Frames read from the peer.",
+            |s| s.frames_received,
+        ),
+        (
+            "transport_heartbeat_frames_sent_total",
+            "Frames that carried coalesced heartbeats.",
+            |s| s.heartbeat_frames_sent,
+        ),
+        (
+            "transport_heartbeat_entries_sent_total",
+            "Coalesced heartbeat entries sent.",
+            |s| s.heartbeat_entries_sent,
+        ),
+        (
+            "transport_messages_sent_total",
+            "Raft messages, forwards and replies sent.",
+            |s| s.messages_sent,
+        ),
+        (
+            "transport_messages_received_total",
+            "Raft messages, forwards and replies received.",
+            |s| s.messages_received,
+        ),
+        (
+            "transport_bytes_sent_total",
+            "Bytes written to the peer.",
+            |s| s.bytes_sent,
+        ),
+        (
+            "transport_bytes_received_total",
+            "Bytes read from the peer.",
+            |s| s.bytes_received,
+        ),
+        (
+            "transport_dropped_total",
+            "Items dropped: full queue or oversized.",
+            |s| s.dropped_full_queue,
+        ),
+        (
+            "transport_refused_handshakes_total",
+            "Inbound handshakes refused.",
+            |s| s.refused_handshakes,
+        ),
+        (
+            "transport_connects_total",
+            "Outbound connections established.",
+            |s| s.connects,
+        ),
+    ];
+    let mut transport = Vec::with_capacity(fields.len());
+    for (name, help, field) in fields {
+        transport.push((name, counter(r, name, help, &["peer"])?, field));
+    }
+    let fsyncs = IntCounter::new("storage_fsyncs_total", "Durable commits (one fsync each).")?;
+    r.register(Box::new(fsyncs.clone()))?;
+    Ok(Copied { transport, fsyncs })
+}
+
+fn resp(r: &Registry) -> Result<RespMetrics, MetricsError> {
+    let connected_clients = IntGauge::new("resp_connected_clients", "RESP clients connected.")?;
+    r.register(Box::new(connected_clients.clone()))?;
+    let rejected_connections = IntCounter::new(
+        "resp_rejected_connections_total",
+        "RESP connections refused at clients_max.",
+    )?;
+    r.register(Box::new(rejected_connections.clone()))?;
+    Ok(RespMetrics {
+        commands: counter(
+            r,
+            "resp_commands_total",
+            "RESP commands answered.",
+            &["command"],
+        )?,
+        command_seconds: histogram(
+            r,
+            "resp_command_duration_seconds",
+            "RESP command latency.",
+            &["command"],
+        )?,
+        connected_clients,
+        rejected_connections,
+    })
+}
+
+fn plain_histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> Result<Histogram, MetricsError> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// Adds to `counter` what `total` gained over it (totals only grow).
+fn copy_total(counter: &IntCounter, total: u64) {
+    let gain = total.saturating_sub(counter.get());
+    if gain > 0 {
+        counter.inc_by(gain);
+    }
+}
+
+impl NodeMetrics {
+    /// A registry for node `node` with every family registered.
+    pub fn new(node: NodeId) -> Result<NodeMetrics, MetricsError> {
+        let labels = HashMap::from([("node".to_string(), node.get().to_string())]);
+        let r = Registry::new_custom(Some(NAMESPACE.to_string()), Some(labels))?;
+        let inner = Inner {
+            groups: group_gauges(&r)?,
+            counters: group_counters(&r)?,
+            copied: copied(&r)?,
+            fsync_seconds: plain_histogram(
+                &r,
+                "storage_fsync_duration_seconds",
+                "One durable commit (fsync).",
+                LATENCY_BUCKETS_SECONDS,
+            )?,
+            fsync_batch_writes: plain_histogram(
+                &r,
+                "storage_fsync_batch_writes",
+                "Group writes per durable commit.",
+                BATCH_BUCKETS_WRITES,
+            )?,
+            resp: resp(&r)?,
+            registry: r,
+            node,
+            on_scrape: OnceLock::new(),
+            copy_lock: Mutex::new(()),
+        };
+        Ok(NodeMetrics {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The series one replica of `group` updates itself.
+    pub fn group(&self, group: GroupId) -> GroupMetrics {
+        let c = &self.inner.counters;
+        let g = group.get().to_string();
+        let l = &[g.as_str()];
+        GroupMetrics {
+            elections_started: c.elections_started.with_label_values(l),
+            elections_won: c.elections_won.with_label_values(l),
+            proposals: c.proposals.with_label_values(l),
+            proposal_seconds: c.proposal_seconds.with_label_values(l),
+            apply_seconds: c.apply_seconds.with_label_values(l),
+            snapshots_sent: c.snapshots_sent.with_label_values(l),
+            snapshots_installed: c.snapshots_installed.with_label_values(l),
+        }
+    }
+
+    pub(crate) fn gauges(&self) -> &GroupGauges {
+        &self.inner.groups
+    }
+
+    pub fn resp(&self) -> RespMetrics {
+        self.inner.resp.clone()
+    }
+
+    /// One durable commit of `group_writes` writes that took `elapsed`.
+    pub fn observe_fsync(&self, elapsed: Duration, group_writes: usize) {
+        self.inner.fsync_seconds.observe(elapsed.as_secs_f64());
+        self.inner.fsync_batch_writes.observe(group_writes as f64);
+    }
+
+    /// Runs `hook` before every scrape; the first hook set wins.
+    pub fn on_scrape(&self, hook: ScrapeHook) {
+        let _ = self.inner.on_scrape.set(hook);
+    }
+
+    /// Copies the transport's per-peer totals.
+    pub fn copy_transport(&self, stats: &TransportStats) {
+        let _serial = self
+            .inner
+            .copy_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (peer, s) in &stats.peers {
+            let p = peer.get().to_string();
+            for (_, vec, field) in &self.inner.copied.transport {
+                copy_total(&vec.with_label_values(&[p.as_str()]), field(s));
+            }
+        }
+    }
+
+    /// Copies the database's fsync total.
+    pub fn copy_fsyncs(&self, total: u64) {
+        let _serial = self
+            .inner
+            .copy_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        copy_total(&self.inner.copied.fsyncs, total);
+    }
+
+    /// The text exposition of every series, after running the scrape hook.
+    pub fn render(&self) -> String {
+        if let Some(hook) = self.inner.on_scrape.get() {
+            hook(self);
+        }
+        let mut out = Vec::new();
+        let families = self.inner.registry.gather();
+        if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::warn!(%error, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,153 @@
+//! `shardkv status`: one row per group — slot range, leader, term, commit index, the lag of
+//! each replica behind the leader, and a health word — built from the `/metrics` of one or
+//! more nodes. A node's registry shows only its own replicas, and the per-replica lag only
+//! where it leads, so pass every node for a complete table. Reads, never changes, a node.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::scrape::Sample;
+
+/// A follower further behind its leader than this many entries makes a group `lagging`.
+pub const LAG_ENTRIES_WARN: u64 = 1_000;
+
+/// One replica's distance behind its leader; `None` when no scraped leader reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicaLag {
+    pub node: u64,
+    pub lag_entries: Option<u64>,
+}
+
+/// One group as the scraped nodes see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupRow {
+    pub group: u64,
+    pub slot_first: u16,
+    pub slot_last: u16,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub replicas: Vec<ReplicaLag>,
+    /// `ok`, `no-leader`, `lagging`, or `partial` (the leader's node was not scraped).
+    pub health: String,
+}
+
+#[derive(Default)]
+struct Seen {
+    slots: (u16, u16),
+    term: u64,
+    commit: u64,
+    leader: Option<u64>,
+    nodes: BTreeMap<u64, Option<u64>>,
+}
+
+fn num(s: &Sample, label: &str) -> Option<u64> {
+    s.label(label)?.parse().ok()
+}
+
+fn gather(samples: &[Sample], groups: &mut BTreeMap<u64, Seen>) {
+    for s in samples {
+        let (Some(group), Some(node)) = (num(s, "group"), num(s, "node")) else {
+            continue;
+        };
+        let g = groups.entry(group).or_default();
+        let v = s.value.max(0.0) as u64;
+        g.nodes.entry(node).or_insert(None);
+        match s.name.as_str() {
+            "shardkv_raft_term" => g.term = g.term.max(v),
+            "shardkv_raft_commit_index" => g.commit = g.commit.max(v),
+            "shardkv_group_slot_first" => g.slots.0 = v as u16,
+            "shardkv_group_slot_last" => g.slots.1 = v as u16,
+            "shardkv_raft_is_leader" if v == 1 => {
+                g.leader = Some(node);
+                g.nodes.insert(node, Some(0));
+            }
+            "shardkv_raft_follower_match_lag_entries" => {
+                if let Some(follower) = num(s, "follower") {
+                    g.nodes.insert(follower, Some(v));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The rows of every group in the scrapes of one or more nodes.
+pub fn rows(scrapes: &[Vec<Sample>]) -> Vec<GroupRow> {
+    let mut groups = BTreeMap::new();
+    for samples in scrapes {
+        gather(samples, &mut groups);
+    }
+    groups
+        .into_iter()
+        .map(|(group, g)| {
+            let replicas: Vec<ReplicaLag> = g
+                .nodes
+                .iter()
+                .map(|(&node, &lag_entries)| ReplicaLag { node, lag_entries })
+                .collect();
+            let health = match g.leader {
+                None => "no-leader",
+                Some(_) if replicas.iter().any(|r| r.lag_entries.is_none()) => "partial",
+                Some(_)
+                    if replicas
+                        .iter()
+                        .any(|r| r.lag_entries > Some(LAG_ENTRIES_WARN)) =>
+                {
+                    "lagging"
+                }
+                Some(_) => "ok",
+            };
+            GroupRow {
+                group,
+                slot_first: g.slots.0,
+                slot_last: g.slots.1,
+                leader: g.leader,
+                term: g.term,
+                commit_index: g.commit,
+                replicas,
+                health: health.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The table for a person at a terminal.
+pub fn table(rows: &[GroupRow]) -> String {
+    let mut out = format!(
+        "{:>6}  {:>11}  {:>6}  {:>6}  {:>10}  {:<28}  {}\n",
+        "GROUP", "SLOTS", "LEADER", "TERM", "COMMIT", "LAG (node:entries)", "HEALTH"
+    );
+    for r in rows {
+        let leader = r.leader.map_or("-".to_string(), |n| n.to_string());
+        let lags: Vec<String> = r
+            .replicas
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}:{}",
+                    l.node,
+                    l.lag_entries.map_or("?".into(), |v| v.to_string())
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:>6}  {:>5}-{:<5}  {:>6}  {:>6}  {:>10}  {:<28}  {}\n",
+            r.group,
+            r.slot_first,
+            r.slot_last,
+            leader,
+            r.term,
+            r.commit_index,
+            lags.join(" "),
+            r.health
+        ));
+    }
+    out
+}
+
+/// The rows as a JSON array, for scripts.
+pub fn json(rows: &[GroupRow]) -> String {
+    serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".to_string())
+}

@@ -37,7 +37,8 @@ fn free_port() -> u16 {
 
 fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+    let ports: Vec<(u16, u16, u16)> =
+        (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
     let nodes: Vec<PeerConfig> = ports
         .iter()
         .enumerate()
@@ -50,7 +51,11 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             layout: dir.join("layout.toml"),
             secret: "benchmark-secret-0123456789".into(),
             requirepass: String::new(),
-            listen: ListenConfig { resp: addr(ports[i].0), peer: addr(ports[i].1), metrics: addr(ports[i].2) },
+            listen: ListenConfig {
+                resp: addr(ports[i].0),
+                peer: addr(ports[i].1),
+                metrics: addr(ports[i].2),
+            },
             nodes: nodes.clone(),
             timeouts: TimeoutConfig::default(),
             limits: LimitConfig::default(),
@@ -163,7 +168,8 @@ async fn row(groups: u64) {
     let per_s = |a: u64, b: u64| (b - a) as f64 / secs;
     // 3 nodes, 2 peers each: 6 directed peer links.
     let idle_hb = (idle_after.heartbeat_frames - idle_before.heartbeat_frames) as f64
-        / IDLE_DURATION.as_secs_f64() / 6.0;
+        / IDLE_DURATION.as_secs_f64()
+        / 6.0;
     println!(
         "{groups:>6} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>11.0} {:>10.0} {:>9.0} {:>12.1}",
         latencies.len() as f64 / secs,
@@ -187,7 +193,14 @@ fn main() {
     println!("3 nodes on loopback, {WRITERS} writers through node 1, {VALUE_BYTES}-byte values");
     println!(
         "{:>6} {:>10} {:>8} {:>8} {:>7} {:>11} {:>10} {:>9} {:>12}",
-        "groups", "writes/s", "p50 ms", "p99 ms", "errors", "messages/s", "frames/s", "fsyncs/s",
+        "groups",
+        "writes/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "messages/s",
+        "frames/s",
+        "fsyncs/s",
         "idle hb f/s"
     );
     let system = actix_rt::System::new();

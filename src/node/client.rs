@@ -122,7 +122,12 @@ impl NodeClient {
 
     /// After a failed attempt: the cached leader if it is another node, else the replicas
     /// in turn.
-    fn next_target(&self, group: GroupId, last: NodeId, attempt: usize) -> Result<NodeId, ShardError> {
+    fn next_target(
+        &self,
+        group: GroupId,
+        last: NodeId,
+        attempt: usize,
+    ) -> Result<NodeId, ShardError> {
         let route = self.inner.table.group(group).ok_or(ShardError::NoReplica { group })?;
         match route.leader {
             Some(leader) if leader != last => Ok(leader),
@@ -131,7 +136,13 @@ impl NodeClient {
         }
     }
 
-    async fn attempt(&self, target: NodeId, group: GroupId, op: ShardOp, left: Duration) -> ShardResult {
+    async fn attempt(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        op: ShardOp,
+        left: Duration,
+    ) -> ShardResult {
         if target == self.inner.table.me() {
             let Some(answer) = self.inner.local.execute(group, op) else {
                 return Err(ShardError::NoReplica { group });
@@ -145,16 +156,24 @@ impl NodeClient {
     }
 
     /// Sends `op` to `target` and waits at most `left` for its answer.
-    async fn forward(&self, target: NodeId, group: GroupId, op: ShardOp, left: Duration) -> ShardResult {
+    async fn forward(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        op: ShardOp,
+        left: Duration,
+    ) -> ShardResult {
         if self.inner.pending.len() >= FORWARDS_PENDING_MAX {
             return Err(ShardError::Busy { group, reason: "too many forwarded requests".into() });
         }
         let request_id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.pending.insert(request_id, tx);
+        // Removes the id however this future ends, also when it is dropped mid-wait (a
+        // multi-group command abandons its other parts after the first failure).
+        let _forgotten = PendingGuard { inner: &self.inner, request_id };
         self.inner.peers.send_forward(target, ForwardRequest { request_id, group, op });
         let result = tokio::time::timeout(left, rx).await;
-        self.inner.pending.remove(&request_id);
         match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) | Err(_) => Err(ShardError::Timeout { group }),
@@ -185,6 +204,18 @@ impl NodeClient {
             };
             peers.send_forward_reply(from, ForwardReply { request_id, result });
         });
+    }
+}
+
+/// Forgets a forward's id when its waiter goes away.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    request_id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.remove(&self.request_id);
     }
 }
 
@@ -307,5 +338,30 @@ mod tests {
         let clients = cluster();
         let answer = clients[0].execute(GroupId(99), write(1)).await;
         assert_eq!(answer, Err(ShardError::NoReplica { group: GroupId(99) }));
+    }
+
+    /// Loses every forward.
+    struct BlackHole;
+
+    impl PeerSender for BlackHole {
+        fn send_raft(&self, _: NodeId, _: GroupMessage, _: Urgency) {}
+        fn send_forward(&self, _: NodeId, _: ForwardRequest) {}
+        fn send_forward_reply(&self, _: NodeId, _: ForwardReply) {}
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_forward_forgets_its_request_id() {
+        let layout = Layout::even(3, 4, 3);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addrs: Vec<(NodeId, NodeAddrs)> =
+            (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
+        let table = RoutingTable::new(NodeId(1), &layout, &addrs);
+        table.set_leader(GroupId(1), Some(NodeId(2)), Term(1));
+        let local = Arc::new(FakeGroups { leader: NodeId(2), me: NodeId(1) });
+        let client = NodeClient::new(table, local, Arc::new(BlackHole), Duration::from_secs(60));
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(20), client.execute(GroupId(1), write(1)));
+        assert!(abandoned.await.is_err(), "nobody answers, so the caller gives up first");
+        assert!(client.inner.pending.is_empty(), "the dropped wait removed its id");
     }
 }

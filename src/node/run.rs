@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter};
 use dashmap::DashMap;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
@@ -58,18 +59,47 @@ pub enum NodeError {
 
 /// This node's replicas by group: the request path's view of them.
 pub struct LocalShards {
-    replicas: DashMap<GroupId, Addr<ShardActor>>,
+    replicas: DashMap<GroupId, Replica>,
+    /// Requests (`Execute`) one replica may have queued or running before more are
+    /// refused with `Busy` (`limits.pending_requests_per_group_max`).
+    requests_max: usize,
     /// Where new replicas count.
     metrics: NodeMetrics,
 }
 
+/// One replica: its address and the permits that bound the requests sent to it. actix
+/// checks a mailbox's bound per sender handle, and every request uses a fresh clone of
+/// the address, so the bound on client requests must be kept here.
+struct Replica {
+    addr: Addr<ShardActor>,
+    requests: Arc<Semaphore>,
+}
+
 impl LocalShards {
+    fn new(requests_max: usize, metrics: NodeMetrics) -> LocalShards {
+        LocalShards { replicas: DashMap::new(), requests_max: requests_max.max(1), metrics }
+    }
+
+    fn insert(&self, group: GroupId, addr: Addr<ShardActor>) {
+        let requests = Arc::new(Semaphore::new(self.requests_max));
+        self.replicas.insert(group, Replica { addr, requests });
+    }
+
     pub fn get(&self, group: GroupId) -> Option<Addr<ShardActor>> {
-        self.replicas.get(&group).map(|a| a.clone())
+        self.replicas.get(&group).map(|r| r.addr.clone())
     }
 
     pub fn all(&self) -> Vec<(GroupId, Addr<ShardActor>)> {
-        self.replicas.iter().map(|e| (*e.key(), e.value().clone())).collect()
+        self.replicas.iter().map(|e| (*e.key(), e.value().addr.clone())).collect()
+    }
+
+    /// Hands peer messages to a replica through its one long-lived address, so a full
+    /// mailbox refuses them (Raft retransmits what matters). False if refused or absent.
+    fn deliver(&self, group: GroupId, batch: Vec<(GroupMessage, Urgency)>) -> bool {
+        match self.replicas.get(&group) {
+            Some(replica) => replica.addr.try_send(Inbound(batch)).is_ok(),
+            None => false,
+        }
     }
 }
 
@@ -81,10 +111,15 @@ impl Replicas for LocalShards {
 
 impl LocalGroups for LocalShards {
     fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
-        let addr = self.get(group)?;
+        let (addr, permit) = {
+            let replica = self.replicas.get(&group)?;
+            (replica.addr.clone(), replica.requests.clone().try_acquire_owned())
+        };
         Some(Box::pin(async move {
-            // `send` waits while the mailbox is full (bounded: backpressure), and the
-            // request path bounds the whole wait by the request time-out.
+            let Ok(_permit) = permit else {
+                let reason = "too many requests waiting for this replica".to_string();
+                return Err(ShardError::Busy { group, reason });
+            };
             match addr.send(Execute(op)).await {
                 Ok(result) => result,
                 Err(_) => Err(ShardError::Stopped { group }),
@@ -106,13 +141,9 @@ impl InboundHandler for NodeInbound {
             by_group.entry(message.group).or_default().push((message, urgency));
         }
         for (group, batch) in by_group {
-            let Some(addr) = self.shards.get(group) else {
-                debug!(group = group.get(), from = from.get(), "message for a group not here");
-                continue;
-            };
-            // A full mailbox drops the batch: Raft retransmits what matters.
-            if addr.try_send(Inbound(batch)).is_err() {
-                debug!(group = group.get(), from = from.get(), "replica mailbox full; dropped");
+            if !self.shards.deliver(group, batch) {
+                let (group, from) = (group.get(), from.get());
+                debug!(group, from, "no replica here, or its mailbox is full: dropped");
             }
         }
     }
@@ -177,8 +208,8 @@ impl Node {
             .collect();
         let table = RoutingTable::new(me, &layout, &addrs);
         let router = RouterActor::new(table.clone(), layout.clone()).start();
-        let replicas = DashMap::new();
-        let shards = Arc::new(LocalShards { replicas, metrics: metrics.clone() });
+        let requests_max = config.limits.pending_requests_per_group_max;
+        let shards = Arc::new(LocalShards::new(requests_max, metrics.clone()));
         let inbound = Arc::new(NodeInbound { shards: shards.clone(), client: OnceLock::new() });
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
@@ -320,7 +351,12 @@ fn start_replicas(
             warn!(group = change.group.get(), "router mailbox full; leader report dropped");
         }
     });
-    let deps = ShardDeps { db: db.clone(), writer: writer.clone(), peers: peers.clone(), on_leader_change };
+    let deps = ShardDeps {
+        db: db.clone(),
+        writer: writer.clone(),
+        peers: peers.clone(),
+        on_leader_change,
+    };
     let t = &config.timeouts;
     for (i, g) in layout.groups.iter().filter(|g| g.replicas.contains(&me.get())).enumerate() {
         let group = GroupId(g.id);
@@ -333,10 +369,11 @@ fn start_replicas(
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.metrics = shards.metrics.group(group);
-        cfg.rng_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        cfg.rng_seed =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let arbiter = arbiters[i % arbiters.len()].handle();
         let addr = ShardActor::start(&arbiter, cfg, deps.clone())?;
-        shards.replicas.insert(group, addr);
+        shards.insert(group, addr);
     }
     Ok(())
 }
@@ -358,7 +395,8 @@ struct ClientIds {
 impl NodeBackend {
     pub fn new(client: NodeClient) -> NodeBackend {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let seed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
+        let seed =
+            (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
         let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
         let prefix = rand_core::Rng::next_u64(&mut rng) & 0xFFFF_FFFF_0000_0000;
         let ids = ClientIds { prefix: prefix.max(1 << 32), next: 1.into() };

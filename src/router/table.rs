@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::raft::types::{GroupId, NodeId, Term};
 use crate::kv::slot::SLOT_COUNT;
+use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::layout::Layout;
 
 /// What the table knows about one group.
@@ -103,7 +103,8 @@ impl RoutingTable {
 
     /// Every node, by id.
     pub fn nodes(&self) -> Vec<(NodeId, NodeAddrs)> {
-        let mut all: Vec<(NodeId, NodeAddrs)> = self.nodes.iter().map(|e| (*e.key(), *e.value())).collect();
+        let mut all: Vec<(NodeId, NodeAddrs)> =
+            self.nodes.iter().map(|e| (*e.key(), *e.value())).collect();
         all.sort_by_key(|(id, _)| *id);
         all
     }
@@ -138,7 +139,9 @@ mod tests {
         let layout = Layout::even(3, 8, 3);
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let nodes: Vec<(NodeId, NodeAddrs)> = (1..=3u16)
-            .map(|i| (NodeId(u64::from(i)), NodeAddrs { resp: addr(7000 + i), peer: addr(7100 + i) }))
+            .map(|i| {
+                (NodeId(u64::from(i)), NodeAddrs { resp: addr(7000 + i), peer: addr(7100 + i) })
+            })
             .collect();
         RoutingTable::new(NodeId(1), &layout, &nodes)
     }

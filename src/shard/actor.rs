@@ -447,6 +447,11 @@ impl Actor for ShardActor {
 
     fn started(&mut self, ctx: &mut Context<ShardActor>) {
         ctx.run_interval(self.cfg.tick, |act, ctx| {
+            // A replica whose storage failed takes no Ready any more: stepping it would
+            // only pile up entries and answers in memory.
+            if act.failed.is_some() {
+                return;
+            }
             act.raw.tick();
             act.retry_deferred(ctx);
             act.drive(ctx);
@@ -479,6 +484,9 @@ impl Handler<Inbound> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<ShardActor>) {
+        if self.failed.is_some() {
+            return;
+        }
         self.step_inbound(msg.0);
         self.drive(ctx);
     }

@@ -188,7 +188,12 @@ const WRITE_BEFORE_KILL_MS: u64 = 1_000;
 const WRITE_AFTER_KILL_MS: u64 = 3_000;
 
 /// Writes unique keys until `stop`, returning the acknowledged ones.
-fn acknowledged_writes(cluster: &TestCluster, node: u64, writer: u64, stop: Instant) -> Vec<String> {
+fn acknowledged_writes(
+    cluster: &TestCluster,
+    node: u64,
+    writer: u64,
+    stop: Instant,
+) -> Vec<String> {
     let mut acked = Vec::new();
     let mut con = None;
     let mut i = 0u64;
@@ -234,13 +239,15 @@ fn kill9_under_load_loses_no_acknowledged_write() {
     cluster.kill9(victim);
     assert!(acked.len() > 50, "only {} writes were acknowledged", acked.len());
     for key in &acked {
-        let value = eventually(&format!("GET {key} via node{survivor}"), || get(&cluster, survivor, key));
+        let value =
+            eventually(&format!("GET {key} via node{survivor}"), || get(&cluster, survivor, key));
         assert_eq!(value.as_deref(), Some(key.as_str()), "acknowledged write {key} lost");
     }
     cluster.restart(victim);
     cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("victim back");
     for key in acked.iter().step_by(7) {
-        let value = eventually(&format!("GET {key} via node{victim}"), || get(&cluster, victim, key));
+        let value =
+            eventually(&format!("GET {key} via node{victim}"), || get(&cluster, victim, key));
         assert_eq!(value.as_deref(), Some(key.as_str()), "restarted node lost {key}");
     }
 }
@@ -256,10 +263,14 @@ fn nix_kill9(pid: Option<u32>) {
 fn cluster_client_follows_the_slot_map_and_plain_pipelines_span_groups() {
     let cluster = start_local_3x8();
     settled_leaders(&cluster, 1);
-    let nodes: Vec<String> =
-        cluster.node_ids().into_iter().map(|n| format!("redis://{}/", cluster.resp_addr(n))).collect();
+    let nodes: Vec<String> = cluster
+        .node_ids()
+        .into_iter()
+        .map(|n| format!("redis://{}/", cluster.resp_addr(n)))
+        .collect();
     let client = redis::cluster::ClusterClient::new(nodes).expect("cluster client");
-    let mut con = eventually("cluster connection", || client.get_connection().map_err(|e| e.to_string()));
+    let mut con =
+        eventually("cluster connection", || client.get_connection().map_err(|e| e.to_string()));
     for i in 0..200 {
         let key = format!("cc:{i}");
         let _: () = eventually(&format!("cluster SET {key}"), || {
@@ -267,7 +278,8 @@ fn cluster_client_follows_the_slot_map_and_plain_pipelines_span_groups() {
         });
     }
     for i in (0..200).step_by(13) {
-        let value: Option<i64> = redis::cmd("GET").arg(format!("cc:{i}")).query(&mut con).expect("GET");
+        let value: Option<i64> =
+            redis::cmd("GET").arg(format!("cc:{i}")).query(&mut con).expect("GET");
         assert_eq!(value, Some(i));
     }
     // A plain connection pipelines writes and reads over every group through one node.

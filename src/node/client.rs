@@ -98,7 +98,8 @@ impl NodeClient {
                     target = leader;
                 }
                 Err(e) if retryable(&e) => {
-                    debug!(group = group.get(), node = target.get(), attempt, error = %e, "retrying");
+                    let (g, node) = (group.get(), target.get());
+                    debug!(group = g, node, attempt, error = %e, "retrying");
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS).min(left)).await;
                     target = self.next_target(group, target, attempt)?;
                 }

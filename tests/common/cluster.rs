@@ -54,7 +54,10 @@ pub fn fast_timeouts() -> TimeoutConfig {
 #[derive(Clone, Debug)]
 pub enum ClusterLayout {
     /// `Layout::even(nodes, groups, replicas)`.
-    Even { groups: u64, replicas: u64 },
+    Even {
+        groups: u64,
+        replicas: u64,
+    },
     Given(Layout),
     /// A layout file, such as `shards/local-3x8.toml` (relative to the crate root).
     File(PathBuf),

@@ -277,17 +277,30 @@ impl Node {
 
     /// Stops the replicas (each finishes what it was doing), the transport, the arbiters.
     pub async fn stop(self) {
-        let deadline = Duration::from_millis(self.config.timeouts.shutdown_ms);
-        let stops = self.shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
+        let Node { config, shards, transport, arbiters, _writer, .. } = self;
+        let deadline = Duration::from_millis(config.timeouts.shutdown_ms);
+        let stops = shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
         let all = futures_join_all(stops);
         if tokio::time::timeout(deadline, all).await.is_err() {
             warn!("replicas did not stop within the shutdown time-out");
         }
-        self.transport.shutdown().await;
-        for arbiter in &self.arbiters {
+        transport.shutdown().await;
+        for arbiter in &arbiters {
             arbiter.stop();
         }
-        info!(node = self.config.node_id, "node stopped");
+        // Joining the arbiters drops the replicas and their handles on the writer; with
+        // ours dropped too, the writer finishes what is queued and closes the database.
+        let joined = tokio::task::spawn_blocking(move || {
+            for arbiter in arbiters {
+                let _ = arbiter.join();
+            }
+        });
+        if tokio::time::timeout(deadline, joined).await.is_err() {
+            warn!("replica threads did not finish within the shutdown time-out");
+        }
+        drop(shards);
+        drop(_writer);
+        info!(node = config.node_id, "node stopped");
     }
 }
 

@@ -126,6 +126,8 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
             flush_slots(cx, *slot_first..=*slot_last)
         }
         KvCommand::DeleteExpired { key, deadline_ms } => delete_expired(cx, key, *deadline_ms),
+        // The shard applies splits; reaching here means a caller skipped it.
+        KvCommand::Split { .. } => Err(KvError::NotHere),
     };
     result.unwrap_or_else(Reply::Error)
 }

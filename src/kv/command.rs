@@ -138,4 +138,13 @@ pub enum KvCommand {
         key: Bytes,
         deadline_ms: u64,
     },
+    /// Split the group: slots from `at` to its last go to the new group `child`, on the
+    /// same replicas. Applied by the shard (it changes the group's range and creates the
+    /// child), never by `kv::apply`; no data moves, records are keyed by slot.
+    Split {
+        at: u16,
+        child: crate::raft::types::GroupId,
+        /// The child's voters: the parent's voters when the leader proposed the split.
+        replicas: Vec<crate::raft::types::NodeId>,
+    },
 }

@@ -55,4 +55,10 @@ pub enum KvError {
     /// A stored record that does not decode (the text names what is wrong).
     #[error("ERR corrupt value record: {0}")]
     CorruptRecord(String),
+    /// A command the key-value state machine does not apply (a split reaches the shard).
+    #[error("ERR this command is applied by the shard, not the key-value state machine")]
+    NotHere,
+    /// A split the group refused (the text says why).
+    #[error("{0}")]
+    Split(String),
 }

@@ -82,6 +82,7 @@ impl NodeClient {
     /// A write that times out after it may have been proposed answers `Timeout` (outcome
     /// unknown); one that was never accepted anywhere answers what the last replica said.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
+        let mut group = group;
         let deadline = Instant::now() + self.inner.request_timeout;
         let mut target = self.first_target(group)?;
         let mut attempt: usize = 0;
@@ -96,6 +97,13 @@ impl NodeClient {
             match result {
                 Err(ShardError::NotLeader { leader: Some(leader), .. }) if leader != target => {
                     target = leader;
+                }
+                // A split handed the slot on: learn it, and ask the group that has it now
+                // (the request was not applied, so it keeps its id).
+                Err(ShardError::SlotMoved { moved: Some(off), .. }) if off.group != group => {
+                    self.inner.table.apply_split(group, &off);
+                    group = off.group;
+                    target = self.first_target(group)?;
                 }
                 Err(e) if retryable(&e) => {
                     let (g, node) = (group.get(), target.get());

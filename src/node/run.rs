@@ -24,7 +24,7 @@ use crate::router::table::{NodeAddrs, RoutingTable};
 use crate::shard::actor::{
     bootstrap_group, Execute, Inbound, ShardActor, ShardConfig, ShardDeps, ShardStartError, Stop,
 };
-use crate::shard::api::{ShardError, ShardOp, ShardResult};
+use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::persist::ShardWriter;
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
@@ -214,7 +214,7 @@ impl Node {
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters();
-        start_replicas(&config, &layout, &writer, &db, &peers, &router, &arbiters, &shards)?;
+        start_replicas(&config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table)?;
         let local: Arc<dyn LocalGroups> = shards.clone();
         let client = NodeClient::new(table.clone(), local, peers, config.timeouts.request());
         let _ = inbound.client.set(client.clone());
@@ -346,6 +346,10 @@ fn start_arbiters() -> Vec<Arbiter> {
     (0..cores.clamp(1, ARBITERS_MAX)).map(|_| Arbiter::new()).collect()
 }
 
+/// Starts this node's replicas: the layout's groups that name this node (bootstrapped on
+/// first start) and every group the node holds state for (the children of splits), each
+/// with the slots its durable range record gives. Returns the factory that starts the
+/// children of later splits.
 #[allow(clippy::too_many_arguments)]
 fn start_replicas(
     config: &NodeConfig,
@@ -355,7 +359,8 @@ fn start_replicas(
     peers: &Arc<dyn PeerSender>,
     router: &Addr<RouterActor>,
     arbiters: &[Arbiter],
-    shards: &LocalShards,
+    shards: &Arc<LocalShards>,
+    table: &Arc<RoutingTable>,
 ) -> Result<(), NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
@@ -364,31 +369,114 @@ fn start_replicas(
             warn!(group = change.group.get(), "router mailbox full; leader report dropped");
         }
     });
+    let factory: Arc<OnceLock<ReplicaFactory>> = Arc::new(OnceLock::new());
+    let on_split: crate::shard::actor::SplitFn = {
+        let (factory, table, shards) = (factory.clone(), table.clone(), shards.clone());
+        Arc::new(move |done: SplitDone| {
+            table.apply_split(done.parent, &done.child);
+            let child = done.child.group;
+            if !done.child.replicas.contains(&me) || shards.get(child).is_some() {
+                return;
+            }
+            let Some(factory) = factory.get() else { return };
+            let range = done.child.range;
+            if let Err(error) = factory.start(child, range.first..=range.last) {
+                warn!(group = child.get(), %error, "cannot start the child of a split");
+            }
+        })
+    };
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),
         peers: peers.clone(),
         on_leader_change,
+        on_split,
     };
-    let t = &config.timeouts;
-    for (i, g) in layout.groups.iter().filter(|g| g.replicas.contains(&me.get())).enumerate() {
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let made = ReplicaFactory {
+        config: config.clone(),
+        deps,
+        arbiters: handles,
+        shards: shards.clone(),
+        next_arbiter: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    let factory = factory.get_or_init(|| made);
+    let mut started = std::collections::BTreeSet::new();
+    for g in layout.groups.iter().filter(|g| g.replicas.contains(&me.get())) {
         let group = GroupId(g.id);
         let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
         bootstrap_group(writer, group, &voters)?;
-        let mut cfg = ShardConfig::new(me, group, g.slots[0]..=g.slots[1]);
+        factory.start(group, g.slots[0]..=g.slots[1])?;
+        started.insert(group);
+    }
+    // Groups made by splits: not in the layout file, their range is on disk.
+    for group in db.group_ids()?.into_iter().filter(|g| !started.contains(g)) {
+        let Some(range) = db.group_range(group)? else {
+            warn!(group = group.get(), "state for a group that is neither in the layout nor \
+                made by a split; not started");
+            continue;
+        };
+        factory.start(group, range.range.first..=range.range.last)?;
+    }
+    learn_local_splits(db, table)?;
+    Ok(())
+}
+
+/// Puts the splits recorded by this node's groups into the routing table (a parent's
+/// records before its children's, whatever their ids).
+fn learn_local_splits(db: &NodeDb, table: &RoutingTable) -> Result<(), NodeError> {
+    let mut records = Vec::new();
+    for group in db.group_ids()? {
+        if let Some(range) = db.group_range(group)? {
+            records.extend(range.split_off.into_iter().map(|off| (group, off)));
+        }
+    }
+    while !records.is_empty() {
+        let before = records.len();
+        records.retain(|(parent, off)| {
+            let known = table.group(*parent).is_some();
+            if known {
+                table.apply_split(*parent, off);
+            }
+            !known
+        });
+        if records.len() == before {
+            warn!(left = before, "splits of groups this node does not know; left out");
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Starts replicas on the node's arbiters, round robin: at start-up and for the children
+/// of splits.
+#[derive(Clone)]
+struct ReplicaFactory {
+    config: NodeConfig,
+    deps: ShardDeps,
+    arbiters: Vec<actix::ArbiterHandle>,
+    shards: Arc<LocalShards>,
+    next_arbiter: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReplicaFactory {
+    fn start(&self, group: GroupId, slots: std::ops::RangeInclusive<u16>) -> Result<(), NodeError> {
+        let (config, t) = (&self.config, &self.config.timeouts);
+        let mut cfg = ShardConfig::new(NodeId(config.node_id), group, slots);
         cfg.tick = t.tick();
         cfg.election_ticks_min = t.election_ticks_min;
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
-        cfg.metrics = shards.metrics.group(group);
+        cfg.metrics = self.shards.metrics.group(group);
         cfg.rng_seed =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let arbiter = arbiters[i % arbiters.len()].handle();
-        let addr = ShardActor::start(&arbiter, cfg, deps.clone())?;
-        shards.insert(group, addr);
+        let i = self.next_arbiter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let arbiter = &self.arbiters[i % self.arbiters.len()];
+        let addr = ShardActor::start(arbiter, cfg, self.deps.clone())?;
+        self.shards.insert(group, addr);
+        Ok(())
     }
-    Ok(())
 }
 
 /// The RESP front end's backend: the node's request path and routing table.

@@ -288,6 +288,19 @@ pub fn shard_error<B: Backend>(
         ShardError::Timeout { group } | ShardError::LeadershipLost { group } => Frame::error(
             format!("TRYAGAIN shard {group} did not answer the read in time; retry"),
         ),
+        ShardError::SlotMoved { moved: Some(off), .. } if redirects => {
+            let leader = backend.leader_of(off.group);
+            match leader.and_then(|l| backend.cluster_view().resp_addr(l)) {
+                Some(addr) => Frame::error(format!("MOVED {slot} {addr}")),
+                None => Frame::error(format!(
+                    "TRYAGAIN slot {slot} moved to shard {}; {not_applied}",
+                    off.group
+                )),
+            }
+        }
+        ShardError::SlotMoved { group, .. } => Frame::error(format!(
+            "TRYAGAIN slot {slot} is moving away from shard {group}; {not_applied}"
+        )),
         ShardError::Storage { group, reason } => {
             Frame::error(format!("ERR shard {group} storage failed: {reason}"))
         }

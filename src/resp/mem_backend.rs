@@ -119,6 +119,10 @@ impl MemBackend {
                 Ok(reply)
             }
             ShardOp::Read { command, now_ms } => Ok(read::execute(&g.kv, now_ms, &command)),
+            ShardOp::Split { .. } | ShardOp::TransferLeader { .. } => Err(ShardError::Busy {
+                group,
+                reason: "the in-memory backend has one replica per group and never splits".into(),
+            }),
         }
     }
 }

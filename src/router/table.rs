@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::kv::range::{SlotRange, SplitOff};
 use crate::kv::slot::SLOT_COUNT;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::layout::Layout;
@@ -113,6 +114,36 @@ impl RoutingTable {
         self.version.load(Ordering::Acquire)
     }
 
+    /// Records a split: `child.range` now belongs to `child.group` (on `child.replicas`),
+    /// and `parent` keeps the slots below it. Returns whether anything changed (a split
+    /// already known changes nothing).
+    pub fn apply_split(&self, parent: GroupId, child: &SplitOff) -> bool {
+        let SlotRange { first, last } = child.range;
+        if let Some(route) = self.groups.get(&child.group) {
+            if route.slots == (first, last) {
+                return false;
+            }
+        }
+        if let Some(mut route) = self.groups.get_mut(&parent) {
+            if route.slots.0 < first && route.slots.1 >= first {
+                route.slots.1 = first - 1;
+            }
+        }
+        let route = GroupRoute {
+            group: child.group,
+            slots: (first, last),
+            replicas: child.replicas.clone(),
+            leader: None,
+            term: Term(0),
+        };
+        self.groups.insert(child.group, route);
+        for slot in first..=last {
+            self.slots.insert(slot, child.group);
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Records a leader report. A report older than the one held is ignored; a report of
     /// "no leader" in the same or a newer term clears the cache. Returns whether it changed.
     pub fn set_leader(&self, group: GroupId, leader: Option<NodeId>, term: Term) -> bool {
@@ -167,5 +198,24 @@ mod tests {
         assert!(t.set_leader(GroupId(3), Some(NodeId(3)), Term(6)));
         assert_eq!(t.leader(GroupId(3)), Some(NodeId(3)));
         assert!(!t.set_leader(GroupId(99), Some(NodeId(3)), Term(9)));
+    }
+
+    #[test]
+    fn a_split_hands_the_upper_slots_to_the_child_once() {
+        let t = table();
+        let child = SplitOff {
+            group: GroupId(9),
+            range: SlotRange::new(1024, 2047),
+            replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+        };
+        let before = t.version();
+        assert!(t.apply_split(GroupId(1), &child));
+        assert!(!t.apply_split(GroupId(1), &child), "a known split changes nothing");
+        assert_eq!(t.version(), before + 1);
+        assert_eq!(t.group_of_slot(1023), Some(GroupId(1)));
+        assert_eq!(t.group_of_slot(1024), Some(GroupId(9)));
+        assert_eq!(t.group_of_slot(2047), Some(GroupId(9)));
+        assert_eq!(t.group(GroupId(1)).map(|r| r.slots), Some((0, 1023)));
+        assert_eq!(t.group(GroupId(9)).map(|r| r.replicas.len()), Some(3));
     }
 }

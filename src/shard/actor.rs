@@ -17,14 +17,15 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::kv::range::{GroupRange, SlotRange};
 use crate::kv::read::ReadCommand;
-use crate::metrics::GroupMetrics;
 use crate::kv::Request;
+use crate::metrics::GroupMetrics;
 use crate::raft::{
     Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role, Storage,
     Term,
 };
-use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult};
+use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
     COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
 };
@@ -94,6 +95,10 @@ impl ShardConfig {
 /// the replica's arbiter: it must only enqueue or update a map.
 pub type LeaderChangeFn = Arc<dyn Fn(LeaderChange) + Send + Sync>;
 
+/// Called once a split this replica applied is durable: the node starts the child and
+/// updates its routing. Called on the replica's arbiter: it must not block.
+pub type SplitFn = Arc<dyn Fn(SplitDone) + Send + Sync>;
+
 /// What a replica shares with the rest of the node.
 #[derive(Clone)]
 pub struct ShardDeps {
@@ -102,6 +107,7 @@ pub struct ShardDeps {
     pub writer: ShardWriter,
     pub peers: Arc<dyn PeerSender>,
     pub on_leader_change: LeaderChangeFn,
+    pub on_split: SplitFn,
 }
 
 /// Why a replica could not start.
@@ -244,6 +250,8 @@ pub struct ShardActor {
     pub(crate) compacting: bool,
     pub(crate) snapshots_installed: u64,
     pub(crate) failed: Option<String>,
+    /// The slots this group owns as of `applied`, and what it split off.
+    pub(crate) range: GroupRange,
 }
 
 impl ShardActor {
@@ -273,9 +281,16 @@ impl ShardActor {
         raft_cfg.validate().map_err(|source| ShardStartError::Raft { group, source })?;
         let raft_err = |source| ShardStartError::Raft { group, source };
         let raw = RawNode::new(raft_cfg, storage).map_err(raft_err)?;
+        let mut cfg = cfg;
+        let range = match deps.db.group_range(group)? {
+            Some(range) => range,
+            None => GroupRange::new(SlotRange::new(*cfg.slots.start(), *cfg.slots.end())),
+        };
+        cfg.slots = range.range.first..=range.range.last;
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
-            last_index = %raw.last_index(), "replica opened");
+            last_index = %raw.last_index(), slots = %range.range, "replica opened");
         Ok(ShardActor {
+            range,
             cfg,
             deps,
             role: raw.role(),
@@ -320,7 +335,17 @@ impl ShardActor {
         (self.raw.role() != Role::Leader).then(|| self.not_leader())
     }
 
-    fn propose_write(&mut self, req: Request, tx: oneshot::Sender<ShardResult>) {
+    fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ShardError> {
+        if let Some(err) = self.refusal() {
+            return Err(err);
+        }
+        if to == self.cfg.node {
+            return Ok(());
+        }
+        self.raw.transfer_leader(to).map_err(|e| self.busy(e.to_string()))
+    }
+
+    pub(crate) fn propose_write(&mut self, req: Request, tx: oneshot::Sender<ShardResult>) {
         if let Some(err) = self.refusal() {
             let _ = tx.send(Err(err));
             return;
@@ -355,6 +380,11 @@ impl ShardActor {
 
     fn start_read(&mut self, command: ReadCommand, now_ms: u64, tx: oneshot::Sender<ShardResult>) {
         if let Some(err) = self.refusal() {
+            let _ = tx.send(Err(err));
+            return;
+        }
+        // Checked again when served: a split may apply before the read index does.
+        if let Err(err) = crate::shard::split::prepare_read(self.cfg.group, &self.range, &command) {
             let _ = tx.send(Err(err));
             return;
         }
@@ -473,6 +503,11 @@ impl Handler<Execute> for ShardActor {
         match msg.0 {
             ShardOp::Write(req) => self.propose_write(req, tx),
             ShardOp::Read { command, now_ms } => self.start_read(command, now_ms, tx),
+            ShardOp::Split { at, child } => self.propose_split(at, child, tx),
+            ShardOp::TransferLeader { to } => {
+                let answer = self.transfer_leadership(to);
+                let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
+            }
         }
         self.drive(ctx);
         let group = self.cfg.group;
@@ -504,10 +539,7 @@ impl Handler<TransferLeader> for ShardActor {
     type Result = Result<(), ShardError>;
 
     fn handle(&mut self, msg: TransferLeader, ctx: &mut Context<ShardActor>) -> Self::Result {
-        if self.raw.role() != Role::Leader {
-            return Err(self.not_leader());
-        }
-        let result = self.raw.transfer_leader(msg.0).map_err(|e| self.busy(e.to_string()));
+        let result = self.transfer_leadership(msg.0);
         self.drive(ctx);
         result
     }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::range::{SlotRange, SplitOff};
 use crate::kv::read::ReadCommand;
 use crate::kv::{Reply, Request};
 use crate::raft::types::{GroupId, NodeId};
@@ -17,6 +18,12 @@ pub enum ShardOp {
     /// A linearizable read: ReadIndex through the leader (or the lease), served once the
     /// replica has applied the read index. `now_ms` is the clock expiry is judged by.
     Read { command: ReadCommand, now_ms: u64 },
+    /// Split the group at `at` (`None`: the slot that halves its keys) into the new group
+    /// `child`, on the same replicas; answered once the split entry applied, with
+    /// `[child, first slot, last slot]` of the child.
+    Split { at: Option<u16>, child: GroupId },
+    /// Hand leadership to `to` (a voter of the group); answered once the transfer started.
+    TransferLeader { to: NodeId },
 }
 
 /// Why a group could not answer. `Display` texts are for logs; the RESP layer maps each
@@ -42,6 +49,11 @@ pub enum ShardError {
     /// The replica is shutting down.
     #[error("group {group} is stopping")]
     Stopped { group: GroupId },
+    /// The slot is no longer this group's: a split handed it to `moved.group`. Definitely
+    /// not applied; the request path retries on that group.
+    /// `moved` is `None` for a slot the group never owned (a stale route).
+    #[error("slot {slot} is not served by group {group} (moved to {moved:?})")]
+    SlotMoved { group: GroupId, slot: u16, moved: Option<SplitOff> },
     /// The node's storage failed; the replica stops serving.
     #[error("group {group}: storage failed: {reason}")]
     Storage { group: GroupId, reason: String },
@@ -57,4 +69,14 @@ pub struct LeaderChange {
     /// `None` while the group has no known leader.
     pub leader: Option<NodeId>,
     pub term: crate::raft::types::Term,
+}
+
+/// A split a replica applied and made durable: the node starts the child replica and
+/// updates its routing table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitDone {
+    pub parent: GroupId,
+    /// The parent's slots after the split.
+    pub parent_range: SlotRange,
+    pub child: SplitOff,
 }

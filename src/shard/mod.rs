@@ -4,6 +4,7 @@
 //! - [`api`]: what the node asks of a replica and what it answers (pinned seam).
 //! - [`actor`]: `ShardActor`, its configuration, dependencies, messages and bootstrap.
 //! - `ready`: the Ready loop: send, apply, persist, answer; snapshots and compaction.
+//! - [`split`]: splitting the group (a log entry) and the slot-ownership rule.
 //! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
 //! - [`undurable`]: applied but not yet durable mutations, layered over redb.
 //! - [`limits`]: every bound of the runtime.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod limits;
 pub mod persist;
 mod ready;
+pub mod split;
 pub mod undurable;
 
 #[cfg(test)]
@@ -23,6 +25,6 @@ mod tests;
 
 pub use actor::{
     bootstrap_group, Execute, GetStatus, Inbound, LeaderChangeFn, ShardActor, ShardConfig,
-    ShardDeps, ShardStartError, ShardStatus, Stop, TransferLeader,
+    ShardDeps, ShardStartError, ShardStatus, SplitFn, Stop, TransferLeader,
 };
 pub use persist::{ShardWriter, SubmitError};

@@ -23,6 +23,8 @@ pub type PersistCallback = Box<dyn FnOnce(Result<GroupDurable, StorageError>) + 
 
 struct Job {
     write: GroupWrite,
+    /// Written in the same submission after `write` (groups a split creates).
+    also: Vec<GroupWrite>,
     done: PersistCallback,
 }
 
@@ -66,14 +68,16 @@ impl ShardWriter {
         Ok(ShardWriter { jobs, commit })
     }
 
-    /// Queues `write`; `done` is called once it is durable. Never blocks: when the queue
-    /// is full (or the writer stopped) the write comes back with the reason.
+    /// Queues `write` (and `also`, other groups' writes that must follow it in the same
+    /// submission); `done` is called with `write`'s answer once all are durable. Never
+    /// blocks: when the queue is full (or the writer stopped) the write comes back.
     pub fn submit(
         &self,
         write: GroupWrite,
+        also: Vec<GroupWrite>,
         done: PersistCallback,
     ) -> Result<(), (SubmitError, Box<GroupWrite>)> {
-        match self.jobs.try_send(Job { write, done }) {
+        match self.jobs.try_send(Job { write, also, done }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => Err((SubmitError::Full, Box::new(job.write))),
             Err(TrySendError::Disconnected(job)) => {
@@ -111,7 +115,10 @@ fn run_submitter(
     while let Ok(job) = jobs.recv() {
         // Blocks while the writer's own queue is full: backpressure reaches the replicas
         // through `submit` failing with `Full`.
-        let pending = threaded.submit(vec![job.write]);
+        let mut writes = Vec::with_capacity(1 + job.also.len());
+        writes.push(job.write);
+        writes.extend(job.also);
+        let pending = threaded.submit(writes);
         if wait.send((pending, job.done)).is_err() {
             return;
         }
@@ -122,7 +129,7 @@ fn run_waiter(wait: &Receiver<(Result<Pending, StorageError>, PersistCallback)>)
     while let Ok((pending, done)) = wait.recv() {
         let result = pending
             .and_then(Pending::wait)
-            .and_then(|mut durable| durable.pop().ok_or(StorageError::WriterStopped));
+            .and_then(|durable| durable.into_iter().next().ok_or(StorageError::WriterStopped));
         done(result);
     }
 }

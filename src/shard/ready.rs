@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
-use crate::kv::{self, read, KvMutation, Overlay, Request};
+use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{
     Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Snapshot,
     SnapshotMetadata, Term,
@@ -23,6 +23,7 @@ use crate::shard::actor::ShardActor;
 use crate::shard::api::{LeaderChange, ShardError, ShardResult};
 use crate::shard::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_SENDS_MAX};
 use crate::shard::persist::SubmitError;
+use crate::shard::split::{apply_request, prepare_read, ChildWrite};
 use crate::storage::group_snapshot::{export_group, latest_kv_view, GroupSnapshotData};
 use crate::storage::{GroupDurable, GroupWrite, StorageError};
 use crate::transport::api::{GroupMessage, Urgency};
@@ -38,6 +39,8 @@ pub(crate) struct InFlight {
     last_entry: Option<(LogIndex, Term)>,
     snapshot_index: Option<LogIndex>,
     persisted_messages: Vec<Message>,
+    /// Child groups split off in this Ready: written in the same job, started once durable.
+    children: Vec<ChildWrite>,
 }
 
 /// The writer's answer to a persist job.
@@ -75,7 +78,7 @@ impl ShardActor {
         let rd = self.raw.ready();
         self.observe_leadership();
         self.send_messages(rd.messages, ctx);
-        let mutations = match self.apply_committed(&rd.committed_entries) {
+        let (mutations, children) = match self.apply_committed(&rd.committed_entries) {
             Ok(m) => m,
             Err(reason) => {
                 self.fail_storage(reason);
@@ -93,6 +96,7 @@ impl ShardActor {
             conf_state: rd.conf_state,
             applied_index: (!rd.committed_entries.is_empty()).then_some(self.applied),
             mutations,
+            range: (!children.is_empty()).then(|| self.range.clone()),
             ..GroupWrite::new(self.cfg.group)
         };
         if !rd.committed_entries.is_empty() {
@@ -114,6 +118,7 @@ impl ShardActor {
             snapshot_index,
             persisted_messages: rd.persisted_messages,
             write: None,
+            children,
         };
         if is_empty(&write) {
             let durable = self.durable_applied;
@@ -131,7 +136,8 @@ impl ShardActor {
         // `do_send`: one answer per replica in flight, never client-driven; it must not be
         // lost to a full mailbox.
         let done = Box::new(move |result| addr.do_send(Persisted { gen, result }));
-        match self.deps.writer.submit(write, done) {
+        let children = flight.children.iter().map(|c| c.write.clone()).collect();
+        match self.deps.writer.submit(write, children, done) {
             Ok(()) => self.in_flight = Some(flight),
             Err((SubmitError::Full, write)) => {
                 debug!(group = %self.cfg.group, "persist queue full; retrying next tick");
@@ -167,6 +173,9 @@ impl ShardActor {
         self.durable_applied = self.durable_applied.max(durable_applied);
         for m in flight.persisted_messages {
             self.send_one(m, Urgency::Now);
+        }
+        for child in flight.children {
+            (self.deps.on_split)(child.done);
         }
     }
 
@@ -272,18 +281,26 @@ impl ShardActor {
         self.deps.peers.send_raft(to, GroupMessage { group: self.cfg.group, msg }, urgency);
     }
 
-    /// Applies committed entries on top of the undurable overlay; returns the mutations.
-    fn apply_committed(&mut self, entries: &[Entry]) -> Result<Vec<KvMutation>, String> {
-        let Some(last) = entries.last() else { return Ok(Vec::new()) };
+    /// Applies committed entries on top of the undurable overlay; returns the mutations
+    /// and the child groups of the splits among them.
+    #[allow(clippy::type_complexity)]
+    fn apply_committed(
+        &mut self,
+        entries: &[Entry],
+    ) -> Result<(Vec<KvMutation>, Vec<ChildWrite>), String> {
+        let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
         let view = latest_kv_view(&self.deps.db, self.cfg.group).map_err(|e| e.to_string())?;
         let layered = self.undurable.over(&view);
         let mut batch = Overlay::new();
         let mut answers = Vec::with_capacity(entries.len());
+        let (group, mut children) = (self.cfg.group, Vec::new());
+        let mut range = self.range.clone();
         for e in entries {
             let reply = match &e.payload {
                 EntryPayload::Normal(data) => Some(match rmp_serde::from_slice::<Request>(data) {
-                    Ok(req) => Ok(kv::apply(&layered, &mut batch, &req)),
+                    Ok(req) => apply_request(group, &mut range, &layered, &mut batch, &req,
+                        &mut children),
                     Err(err) => {
                         // Every replica skips the same entry: the state stays identical.
                         warn!(group = %self.cfg.group, index = %e.index, %err,
@@ -297,6 +314,8 @@ impl ShardActor {
             answers.push((e.index, e.term, reply));
         }
         view.check().map_err(|e| e.to_string())?;
+        self.cfg.slots = range.range.first..=range.range.last;
+        self.range = range;
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }
@@ -304,7 +323,7 @@ impl ShardActor {
         self.cfg.metrics.observe_apply(started.elapsed());
         debug!(group = %self.cfg.group, index = %last.index, commit = %self.raw.commit_index(),
             "applied committed entries");
-        Ok(batch.drain())
+        Ok((batch.drain(), children))
     }
 
     fn answer_write(&mut self, index: LogIndex, term: Term, reply: Option<ShardResult>) {
@@ -354,12 +373,16 @@ impl ShardActor {
         let layered = self.undurable.over(&view);
         let answers: Vec<_> = now
             .into_values()
-            .map(|r| (read::execute(&layered, r.now_ms, &r.command), r.tx))
+            .map(|r| {
+                let reply = prepare_read(group, &self.range, &r.command)
+                    .map(|command| read::execute(&layered, r.now_ms, &command));
+                (reply, r.tx)
+            })
             .collect();
         let checked = view.check().map_err(|e| e.to_string());
         for (reply, tx) in answers {
             let answer = match &checked {
-                Ok(()) => Ok(reply),
+                Ok(()) => reply,
                 Err(reason) => Err(ShardError::Storage { group, reason: reason.clone() }),
             };
             let _ = tx.send(answer);
@@ -447,6 +470,17 @@ impl ShardActor {
         let index = s.metadata.index;
         let mut data: GroupSnapshotData = rmp_serde::from_slice(&s.data)
             .map_err(|e| format!("snapshot {index} data does not decode: {e}"))?;
+        // The snapshot's range is the group's as of its index (splits it covers included).
+        if let Some(range) = data.range.clone() {
+            if range.split_off.len() > self.range.split_off.len() {
+                warn!(group = %self.cfg.group, index = %index, slots = %range.range,
+                    "snapshot covers a split this replica did not apply; its child must be \
+                     added to this node by a replica move");
+            }
+            self.cfg.slots = range.range.first..=range.range.last;
+            self.range = range.clone();
+            write.range = Some(range);
+        }
         data.slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
         let group = self.cfg.group;
         // The snapshot replaces the state: writes waiting at or below it are unknown.

@@ -87,6 +87,7 @@ impl Cluster {
             writer,
             peers: Arc::clone(&self.net) as Arc<dyn PeerSender>,
             on_leader_change: Arc::new(move |c| changes.lock().expect("changes").push(c)),
+            on_split: Arc::new(|_| {}),
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");

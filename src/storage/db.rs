@@ -22,12 +22,14 @@ use redb::{
     TableError, WriteTransaction,
 };
 
+use crate::kv::range::GroupRange;
 use crate::raft::GroupId;
+use crate::storage::codec::decode;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::limits::DB_PAGE_CACHE_BYTES_MAX;
 use crate::storage::log_store::{load_group_cache, GroupCache};
 use crate::storage::tables::{
-    APPLIED, CONF_STATE, HARD_STATE, KV, LOG, META, SESSIONS, SNAPSHOT_META,
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, META, SESSIONS, SNAPSHOT_META,
 };
 
 /// The on-disk format this build reads and writes.
@@ -111,6 +113,22 @@ impl NodeDb {
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// The slots `group` owns as its last durable split left them; `None` if it never
+    /// split and was not made by a split (its layout range holds).
+    pub fn group_range(&self, group: GroupId) -> Result<Option<GroupRange>> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(GROUP_RANGE) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err("open group ranges", e)),
+        };
+        let Some(bytes) = table.get(group.get()).map_err(|e| self.err("read group range", e))?
+        else {
+            return Ok(None);
+        };
+        decode(&self.path, group, "group range", bytes.value()).map(Some)
     }
 
     /// The shared cache of `group`, loaded from disk on first use.

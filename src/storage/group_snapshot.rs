@@ -16,7 +16,8 @@ use super::db::NodeDb;
 use super::error::{Result, StorageError};
 use super::kv_store::RedbKvView;
 use super::snapshot_data::SnapshotExport;
-use super::tables::{APPLIED, CONF_STATE};
+use super::tables::{APPLIED, CONF_STATE, GROUP_RANGE};
+use crate::kv::range::GroupRange;
 use crate::raft::{ConfState, GroupId, LogIndex};
 
 /// A group's state-machine data as of `applied`, as chunk frames of `snapshot_data`.
@@ -29,6 +30,9 @@ pub struct GroupSnapshotData {
     /// The configuration as of `applied`.
     pub conf_state: ConfState,
     pub frames: Vec<Bytes>,
+    /// The group's range record as of `applied` (`None`: never split, `slots` holds).
+    #[serde(default)]
+    pub range: Option<GroupRange>,
 }
 
 impl GroupSnapshotData {
@@ -67,6 +71,16 @@ pub fn export_group(
             None => ConfState::default(),
         }
     };
+    // The range stored beside `applied` wins over the caller's (it may have split since).
+    let range: Option<GroupRange> = match txn.open_table(GROUP_RANGE) {
+        Ok(table) => match table.get(g).map_err(|e| db.err("read group range", e))? {
+            Some(bytes) => Some(decode(db.path(), group, "group range", bytes.value())?),
+            None => None,
+        },
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(db.err("open group ranges", e)),
+    };
+    let slots = range.as_ref().map_or(slots, |r| r.range.first..=r.range.last);
     let fail = |e: super::snapshot_data::SnapshotDataError| StorageError::Io {
         path: db.path().to_path_buf(),
         op: "export snapshot",
@@ -85,7 +99,7 @@ pub fn export_group(
         frames.push(frame);
     }
     let slots = (*slots.start(), *slots.end());
-    Ok(GroupSnapshotData { slots, applied, conf_state, frames })
+    Ok(GroupSnapshotData { slots, applied, conf_state, frames, range })
 }
 
 /// A read view of `group`'s key-value data as last committed.

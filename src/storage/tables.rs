@@ -23,3 +23,6 @@ pub const KV: TableDefinition<(u16, &[u8]), &[u8]> = TableDefinition::new("kv");
 /// (group, client id) -> client session record (encoding owned by `kv`): the request-id
 /// deduplication table.
 pub const SESSIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("sessions");
+/// group -> `kv::range::GroupRange`: the slots the group owns and what it split off (absent:
+/// the range of the layout the group was created with, never split).
+pub const GROUP_RANGE: TableDefinition<u64, &[u8]> = TableDefinition::new("group_range");

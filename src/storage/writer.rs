@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use crate::kv::range::GroupRange;
 use crate::kv::KvMutation;
 use crate::raft::{ConfState, Entry, GroupId, HardState, LogIndex, SnapshotMetadata, Storage};
 use crate::storage::codec::encode;
@@ -38,7 +39,9 @@ use crate::storage::limits::{
 };
 use crate::storage::log_store::{GroupCache, GroupMeta, RedbStorage};
 use crate::storage::kv_store::write_mutations;
-use crate::storage::tables::{APPLIED, CONF_STATE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META};
+use crate::storage::tables::{
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META,
+};
 
 /// The persist work of one group: what one `Ready` asks to make durable, plus what
 /// applying committed entries changed.
@@ -56,6 +59,9 @@ pub struct GroupWrite {
     pub conf_state: Option<ConfState>,
     pub applied_index: Option<LogIndex>,
     pub mutations: Vec<KvMutation>,
+    /// The group's slots after this write (a split applied, a split-off group created);
+    /// written last.
+    pub range: Option<GroupRange>,
     /// With `snapshot`: the state machine's data to install in the same transaction (it
     /// replaces the records of its slots and the group's sessions, before `mutations`).
     pub snapshot_data: Option<GroupSnapshotData>,
@@ -185,6 +191,7 @@ struct Tables<'t> {
     applied: Table<'t, u64, u64>,
     kv: Table<'t, (u16, &'static [u8]), &'static [u8]>,
     sessions: Table<'t, (u64, u64), &'static [u8]>,
+    group_range: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -198,6 +205,7 @@ impl<'t> Tables<'t> {
             applied: txn.open_table(APPLIED).map_err(e)?,
             kv: txn.open_table(KV).map_err(e)?,
             sessions: txn.open_table(SESSIONS).map_err(e)?,
+            group_range: txn.open_table(GROUP_RANGE).map_err(e)?,
         })
     }
 
@@ -229,6 +237,9 @@ impl<'t> Tables<'t> {
         }
         write_mutations(&mut self.kv, &mut self.sessions, g, &w.mutations)
             .map_err(|e| db.err("write kv", e))?;
+        if let Some(range) = &w.range {
+            self.group_range.insert(g, encode(path, range)?.as_slice()).map_err(e)?;
+        }
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     }
 }
 
-fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {
+pub(super) fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {
     let slot = int_arg(arg).map_err(|_| Frame::error("ERR Invalid slot"))?;
     u16::try_from(slot)
         .ok()

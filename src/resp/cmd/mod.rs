@@ -56,6 +56,7 @@ mod set;
 mod setex;
 mod setnx;
 mod setrange;
+mod shardkv;
 mod strlen;
 mod time;
 mod ttl;
@@ -213,6 +214,14 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "cluster",
         "Enables read-write queries for a connection."
+    ),
+    spec!(
+        "shardkv",
+        -2,
+        W,
+        NO_KEY,
+        "server",
+        "shardkv operator commands: GROUPS, SPLIT, TRANSFER-LEADER."
     ),
     spec!(
         "cluster",
@@ -595,6 +604,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "config" => config::prepare(cx, args),
         "readonly" | "readwrite" => readonly::prepare(cx, args),
         "cluster" => cluster::prepare(cx, args),
+        "shardkv" => shardkv::prepare(cx, args),
         "get" => get::prepare(cx, args),
         "set" => set::prepare(cx, args),
         "setnx" => setnx::prepare(cx, args),

@@ -1,0 +1,183 @@
+//! Which hash slots a group owns, and what it handed to the groups split off it. The
+//! record is part of a group's replicated state: a split is a log entry, so every replica
+//! changes its range at the same index, and a request for a slot the group handed away is
+//! refused the same way on every replica (with where the slot went). Pure data; the shard
+//! persists it beside the applied index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::command::KvCommand;
+use crate::kv::read::ReadCommand;
+use crate::kv::slot::{key_slot, SLOT_COUNT};
+use crate::raft::types::{GroupId, NodeId};
+
+/// Splits one group may record; a further split of it is refused (its child can split).
+pub const SPLITS_PER_GROUP_MAX: usize = 1024;
+
+/// An inclusive range of hash slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl SlotRange {
+    pub fn new(first: u16, last: u16) -> SlotRange {
+        assert!(first <= last && last < SLOT_COUNT, "slot range {first}-{last}");
+        SlotRange { first, last }
+    }
+
+    pub fn contains(&self, slot: u16) -> bool {
+        (self.first..=self.last).contains(&slot)
+    }
+
+    /// The part of `first..=last` inside this range, if any.
+    pub fn clamp(&self, first: u16, last: u16) -> Option<(u16, u16)> {
+        let (a, b) = (first.max(self.first), last.min(self.last));
+        (a <= b).then_some((a, b))
+    }
+}
+
+impl std::fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// A range a split handed to a new group, and the replicas it started on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitOff {
+    pub group: GroupId,
+    pub range: SlotRange,
+    pub replicas: Vec<NodeId>,
+}
+
+/// A group's slots and its split history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRange {
+    pub range: SlotRange,
+    /// Oldest first. A slot outside `range` was handed to the group of the entry that
+    /// contains it (which may have split it further).
+    pub split_off: Vec<SplitOff>,
+}
+
+/// Why a split cannot apply. Every replica reaches the same verdict at the same index.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    #[error("ERR split slot {at} must be in {first}-{last} and not its first slot")]
+    BadSlot { at: u16, first: u16, last: u16 },
+    #[error("ERR group {0} cannot split into itself or a group it already made")]
+    BadChild(GroupId),
+    #[error("ERR group has split {SPLITS_PER_GROUP_MAX} times; split its children instead")]
+    TooMany,
+}
+
+impl GroupRange {
+    pub fn new(range: SlotRange) -> GroupRange {
+        GroupRange { range, split_off: Vec::new() }
+    }
+
+    /// Hands `at..=last` to `child` on `replicas`; this group keeps `first..at`.
+    pub fn split(
+        &mut self,
+        me: GroupId,
+        at: u16,
+        child: GroupId,
+        replicas: Vec<NodeId>,
+    ) -> Result<SplitOff, SplitError> {
+        let SlotRange { first, last } = self.range;
+        if at <= first || at > last {
+            return Err(SplitError::BadSlot { at, first, last });
+        }
+        if child == me || child == GroupId(0) || self.split_off.iter().any(|s| s.group == child) {
+            return Err(SplitError::BadChild(child));
+        }
+        if self.split_off.len() >= SPLITS_PER_GROUP_MAX {
+            return Err(SplitError::TooMany);
+        }
+        let off = SplitOff { group: child, range: SlotRange::new(at, last), replicas };
+        self.range = SlotRange::new(first, at - 1);
+        self.split_off.push(off.clone());
+        Ok(off)
+    }
+
+    /// Where `slot` went, if this group handed it away (`None`: still here, or never ours).
+    pub fn moved(&self, slot: u16) -> Option<&SplitOff> {
+        if self.range.contains(slot) {
+            return None;
+        }
+        self.split_off.iter().rev().find(|s| s.range.contains(slot))
+    }
+
+    /// The first slot a keyed command touches outside this group's range, if any.
+    pub fn first_foreign_slot<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Option<u16> {
+        keys.into_iter().map(key_slot).find(|&s| !self.range.contains(s))
+    }
+}
+
+/// The keys a write names (empty for the range commands and the split itself).
+pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
+    use KvCommand as C;
+    match command {
+        C::Set { key, .. }
+        | C::GetSet { key, .. }
+        | C::GetDel { key }
+        | C::GetEx { key, .. }
+        | C::SetRange { key, .. }
+        | C::Append { key, .. }
+        | C::IncrBy { key, .. }
+        | C::IncrByFloat { key, .. }
+        | C::Expire { key, .. }
+        | C::Persist { key }
+        | C::DeleteExpired { key, .. } => vec![&key[..]],
+        C::Del { keys } => keys.iter().map(|k| &k[..]).collect(),
+        C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
+        C::MSet { pairs } | C::MSetNx { pairs } => pairs.iter().map(|(k, _)| &k[..]).collect(),
+        C::FlushSlots { .. } | C::Split { .. } => Vec::new(),
+    }
+}
+
+/// The keys (or single slots) a read names; range reads name none.
+pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
+    use ReadCommand as R;
+    match command {
+        R::Get { key }
+        | R::StrLen { key }
+        | R::GetRange { key, .. }
+        | R::Ttl { key, .. }
+        | R::Type { key } => vec![key_slot(key)],
+        R::MGet { keys } | R::Exists { keys } => keys.iter().map(|k| key_slot(k)).collect(),
+        R::CountKeysInSlot { slot } | R::GetKeysInSlot { slot, .. } => vec![*slot],
+        R::Keys { .. } | R::Scan(_) | R::DbSize { .. } | R::RandomKey { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_keeps_the_lower_half_and_remembers_where_the_upper_went() {
+        let mut r = GroupRange::new(SlotRange::new(0, 2047));
+        let off = r.split(GroupId(1), 1024, GroupId(9), vec![NodeId(1), NodeId(2)]).unwrap();
+        assert_eq!(r.range, SlotRange::new(0, 1023));
+        assert_eq!(off.range, SlotRange::new(1024, 2047));
+        assert_eq!(r.moved(1500).map(|s| s.group), Some(GroupId(9)));
+        assert_eq!(r.moved(10), None);
+        assert_eq!(r.moved(3000), None);
+        let again = r.split(GroupId(1), 512, GroupId(10), vec![]).unwrap();
+        assert_eq!(again.range, SlotRange::new(512, 1023));
+        assert_eq!(r.moved(600).map(|s| s.group), Some(GroupId(10)));
+    }
+
+    #[test]
+    fn a_split_at_a_bad_slot_or_into_a_known_group_is_refused() {
+        let mut r = GroupRange::new(SlotRange::new(100, 200));
+        assert!(matches!(r.split(GroupId(1), 100, GroupId(2), vec![]), Err(SplitError::BadSlot { .. })));
+        assert!(matches!(r.split(GroupId(1), 201, GroupId(2), vec![]), Err(SplitError::BadSlot { .. })));
+        assert_eq!(r.split(GroupId(1), 150, GroupId(1), vec![]), Err(SplitError::BadChild(GroupId(1))));
+        r.split(GroupId(1), 150, GroupId(2), vec![]).unwrap();
+        assert_eq!(r.split(GroupId(1), 120, GroupId(2), vec![]), Err(SplitError::BadChild(GroupId(2))));
+        assert_eq!(r.range, SlotRange::new(100, 149));
+    }
+}

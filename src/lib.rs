@@ -31,8 +31,10 @@
 //! - [`metrics`]: the node's Prometheus registry, the per-group status poll, the HTTP
 //!   `/metrics` endpoint, and the reading of it back for `shardkv status`.
 //!
-//! Operator commands (`admin`) arrive with their issue.
+//! - [`admin`]: `shardkv admin` — operator commands (split, leader transfer) sent to a
+//!   node's RESP port, reporting how long the group took to serve again.
 
+pub mod admin;
 pub mod kv;
 pub mod linearizability;
 pub mod local;

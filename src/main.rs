@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shardkv::local::plan::{discard, local_layout};
@@ -34,7 +34,11 @@ type NodeRun = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error>
 /// How `shardkv server` runs a node, inside an actix system: the future finishes soon after
 /// `Shutdown` completes (`timeouts.shutdown_ms` is allowed).
 fn run_node(config: NodeConfig, layout: Layout, shutdown: Shutdown) -> NodeRun {
-    Box::pin(async move { shardkv::node::run(config, layout, shutdown).await.map_err(Into::into) })
+    Box::pin(async move {
+        shardkv::node::run(config, layout, shutdown)
+            .await
+            .map_err(Into::into)
+    })
 }
 
 /// Exit codes.
@@ -72,6 +76,47 @@ enum Command {
     /// Every group's slot range, leader, term, commit index, replica lag and health, read
     /// from the nodes' /metrics endpoints (give every node for a complete table).
     Status(StatusArgs),
+    /// Operator commands: split a group, transfer a group's leadership, list groups.
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Any node's RESP address.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:7001",
+        global = true
+    )]
+    node: String,
+    /// The cluster's requirepass, if it has one.
+    #[arg(long, global = true)]
+    password: Option<String>,
+    /// How long to wait for the cluster to show the change, in milliseconds.
+    #[arg(long, default_value_t = 10_000, global = true)]
+    wait_ms: u64,
+    #[command(subcommand)]
+    op: AdminOp,
+}
+
+#[derive(Subcommand)]
+enum AdminOp {
+    /// Every group: slots, leader, replicas.
+    Groups,
+    /// Split GROUP: the slots from --at (default: where its keys halve) go to a new group
+    /// on the same replicas; no data is copied.
+    Split {
+        group: u64,
+        #[arg(long, value_name = "SLOT")]
+        at: Option<u16>,
+    },
+    /// Hand GROUP's leadership to NODE (a voter of the group).
+    TransferLeader {
+        group: u64,
+        #[arg(value_name = "NODE")]
+        to: u64,
+    },
 }
 
 #[derive(Args)]
@@ -130,6 +175,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server(&args),
         Command::Local(args) => local(&args),
         Command::Status(args) => status(&args),
+        Command::Admin(args) => admin(&args),
     }
 }
 
@@ -258,6 +304,70 @@ fn status(args: &StatusArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn admin(args: &AdminArgs) -> ExitCode {
+    match run_admin(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardkv admin: {e}");
+            ExitCode::from(EXIT_RUNTIME_FAILURE)
+        }
+    }
+}
+
+fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
+    use shardkv::admin::Admin;
+    let wait = Duration::from_millis(args.wait_ms);
+    let mut admin = Admin::connect(&args.node, args.password.as_deref(), wait)?;
+    let started = Instant::now();
+    let deadline = started + wait;
+    match args.op {
+        AdminOp::Groups => {
+            println!("{:>6}  {:>11}  {:>6}  replicas", "group", "slots", "leader");
+            for g in admin.groups()? {
+                let leader = g.leader.map_or("-".to_string(), |l| l.to_string());
+                let replicas: Vec<String> = g.replicas.iter().map(u64::to_string).collect();
+                let slots = format!("{}-{}", g.slots.0, g.slots.1);
+                println!(
+                    "{:>6}  {slots:>11}  {leader:>6}  {}",
+                    g.id,
+                    replicas.join(",")
+                );
+            }
+        }
+        AdminOp::Split { group, at } => {
+            let child = admin.split(group, at)?;
+            let applied = started.elapsed();
+            let first = admin.group(group)?.slots.0;
+            println!(
+                "split group {group}: it keeps slots {first}-{}, new group {} has {}-{} \
+                 (applied in {} ms)",
+                child.slots.0 - 1,
+                child.id,
+                child.slots.0,
+                child.slots.1,
+                applied.as_millis()
+            );
+            let leader = admin.wait_leader(child.id, deadline, |_| true)?;
+            println!(
+                "group {} elected node {leader} as leader {} ms after the split was asked",
+                child.id,
+                started.elapsed().as_millis()
+            );
+        }
+        AdminOp::TransferLeader { group, to: node } => {
+            let before = admin.group(group)?.leader;
+            admin.transfer_leader(group, node)?;
+            admin.wait_leader(group, deadline, |l| l == node)?;
+            let from = before.map_or("none".to_string(), |l| format!("node {l}"));
+            println!(
+                "group {group}: leadership moved from {from} to node {node} in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn local(args: &LocalArgs) -> ExitCode {
     let nodes = match write_local_files(args) {
         Ok(nodes) => nodes,
@@ -273,7 +383,9 @@ fn local(args: &LocalArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -315,7 +427,10 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     let declared = layout.nodes.len() as u64;
     if declared != args.nodes {
         if args.layout.is_some() {
-            return Err(format!("{source} declares {declared} nodes; --nodes is {}", args.nodes))?;
+            return Err(format!(
+                "{source} declares {declared} nodes; --nodes is {}",
+                args.nodes
+            ))?;
         }
         let replicas = args.nodes.min(LOCAL_REPLICAS_MAX);
         layout = Layout::even(args.nodes, LOCAL_GROUPS, replicas);
@@ -347,10 +462,18 @@ fn announce(exe: &Path, started: &[(LocalNode, u32)]) {
             node.id, l.resp, l.peer, l.metrics
         );
     }
-    let Some((first, _)) = started.first() else { return };
-    println!("Talk to it:      redis-cli -p {}", first.config.listen.resp.port());
+    let Some((first, _)) = started.first() else {
+        return;
+    };
+    println!(
+        "Talk to it:      redis-cli -p {}",
+        first.config.listen.resp.port()
+    );
     println!("Kill a node:     kill -9 <pid>   (its groups elect leaders on the other nodes)");
-    println!("Restart a node:  {}", server_command(exe, &first.config_path));
+    println!(
+        "Restart a node:  {}",
+        server_command(exe, &first.config_path)
+    );
     println!("                 (with that node's own nodeN.toml)");
     println!("Stop them all:   Ctrl-C");
 }

@@ -23,7 +23,10 @@ pub struct SlotRange {
 
 impl SlotRange {
     pub fn new(first: u16, last: u16) -> SlotRange {
-        assert!(first <= last && last < SLOT_COUNT, "slot range {first}-{last}");
+        assert!(
+            first <= last && last < SLOT_COUNT,
+            "slot range {first}-{last}"
+        );
         SlotRange { first, last }
     }
 
@@ -74,7 +77,10 @@ pub enum SplitError {
 
 impl GroupRange {
     pub fn new(range: SlotRange) -> GroupRange {
-        GroupRange { range, split_off: Vec::new() }
+        GroupRange {
+            range,
+            split_off: Vec::new(),
+        }
     }
 
     /// Hands `at..=last` to `child` on `replicas`; this group keeps `first..at`.
@@ -95,7 +101,11 @@ impl GroupRange {
         if self.split_off.len() >= SPLITS_PER_GROUP_MAX {
             return Err(SplitError::TooMany);
         }
-        let off = SplitOff { group: child, range: SlotRange::new(at, last), replicas };
+        let off = SplitOff {
+            group: child,
+            range: SlotRange::new(at, last),
+            replicas,
+        };
         self.range = SlotRange::new(first, at - 1);
         self.split_off.push(off.clone());
         Ok(off)
@@ -111,7 +121,9 @@ impl GroupRange {
 
     /// The first slot a keyed command touches outside this group's range, if any.
     pub fn first_foreign_slot<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Option<u16> {
-        keys.into_iter().map(key_slot).find(|&s| !self.range.contains(s))
+        keys.into_iter()
+            .map(key_slot)
+            .find(|&s| !self.range.contains(s))
     }
 }
 
@@ -159,7 +171,9 @@ mod tests {
     #[test]
     fn a_split_keeps_the_lower_half_and_remembers_where_the_upper_went() {
         let mut r = GroupRange::new(SlotRange::new(0, 2047));
-        let off = r.split(GroupId(1), 1024, GroupId(9), vec![NodeId(1), NodeId(2)]).unwrap();
+        let off = r
+            .split(GroupId(1), 1024, GroupId(9), vec![NodeId(1), NodeId(2)])
+            .unwrap();
         assert_eq!(r.range, SlotRange::new(0, 1023));
         assert_eq!(off.range, SlotRange::new(1024, 2047));
         assert_eq!(r.moved(1500).map(|s| s.group), Some(GroupId(9)));
@@ -173,11 +187,23 @@ mod tests {
     #[test]
     fn a_split_at_a_bad_slot_or_into_a_known_group_is_refused() {
         let mut r = GroupRange::new(SlotRange::new(100, 200));
-        assert!(matches!(r.split(GroupId(1), 100, GroupId(2), vec![]), Err(SplitError::BadSlot { .. })));
-        assert!(matches!(r.split(GroupId(1), 201, GroupId(2), vec![]), Err(SplitError::BadSlot { .. })));
-        assert_eq!(r.split(GroupId(1), 150, GroupId(1), vec![]), Err(SplitError::BadChild(GroupId(1))));
+        assert!(matches!(
+            r.split(GroupId(1), 100, GroupId(2), vec![]),
+            Err(SplitError::BadSlot { .. })
+        ));
+        assert!(matches!(
+            r.split(GroupId(1), 201, GroupId(2), vec![]),
+            Err(SplitError::BadSlot { .. })
+        ));
+        assert_eq!(
+            r.split(GroupId(1), 150, GroupId(1), vec![]),
+            Err(SplitError::BadChild(GroupId(1)))
+        );
         r.split(GroupId(1), 150, GroupId(2), vec![]).unwrap();
-        assert_eq!(r.split(GroupId(1), 120, GroupId(2), vec![]), Err(SplitError::BadChild(GroupId(2))));
+        assert_eq!(
+            r.split(GroupId(1), 120, GroupId(2), vec![]),
+            Err(SplitError::BadChild(GroupId(2)))
+        );
         assert_eq!(r.range, SlotRange::new(100, 149));
     }
 }

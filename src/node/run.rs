@@ -22,7 +22,8 @@ use crate::router::actor::{ReportLeader, RouterActor};
 use crate::router::layout::Layout;
 use crate::router::table::{NodeAddrs, RoutingTable};
 use crate::shard::actor::{
-    bootstrap_group, Execute, Inbound, ShardActor, ShardConfig, ShardDeps, ShardStartError, Stop,
+    bootstrap_group, Campaign, Execute, Inbound, ShardActor, ShardConfig, ShardDeps,
+    ShardStartError, Stop,
 };
 use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::persist::ShardWriter;
@@ -42,7 +43,10 @@ pub const ARBITERS_MAX: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -50,9 +54,15 @@ pub enum NodeError {
     #[error("cannot start the storage writer: {0}")]
     Writer(std::io::Error),
     #[error("cannot listen for peers on {addr}: {source}")]
-    PeerListen { addr: std::net::SocketAddr, source: std::io::Error },
+    PeerListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen for clients on {addr}: {source}")]
-    RespListen { addr: std::net::SocketAddr, source: std::io::Error },
+    RespListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Metrics(#[from] MetricsError),
 }
@@ -77,7 +87,11 @@ struct Replica {
 
 impl LocalShards {
     fn new(requests_max: usize, metrics: NodeMetrics) -> LocalShards {
-        LocalShards { replicas: DashMap::new(), requests_max: requests_max.max(1), metrics }
+        LocalShards {
+            replicas: DashMap::new(),
+            requests_max: requests_max.max(1),
+            metrics,
+        }
     }
 
     fn insert(&self, group: GroupId, addr: Addr<ShardActor>) {
@@ -90,7 +104,10 @@ impl LocalShards {
     }
 
     pub fn all(&self) -> Vec<(GroupId, Addr<ShardActor>)> {
-        self.replicas.iter().map(|e| (*e.key(), e.value().addr.clone())).collect()
+        self.replicas
+            .iter()
+            .map(|e| (*e.key(), e.value().addr.clone()))
+            .collect()
     }
 
     /// Hands peer messages to a replica through its one long-lived address, so a full
@@ -113,7 +130,10 @@ impl LocalGroups for LocalShards {
     fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
         let (addr, permit) = {
             let replica = self.replicas.get(&group)?;
-            (replica.addr.clone(), replica.requests.clone().try_acquire_owned())
+            (
+                replica.addr.clone(),
+                replica.requests.clone().try_acquire_owned(),
+            )
         };
         Some(Box::pin(async move {
             let Ok(_permit) = permit else {
@@ -138,12 +158,18 @@ impl InboundHandler for NodeInbound {
     fn on_raft(&self, from: NodeId, messages: Vec<(GroupMessage, Urgency)>) {
         let mut by_group: BTreeMap<GroupId, Vec<(GroupMessage, Urgency)>> = BTreeMap::new();
         for (message, urgency) in messages {
-            by_group.entry(message.group).or_default().push((message, urgency));
+            by_group
+                .entry(message.group)
+                .or_default()
+                .push((message, urgency));
         }
         for (group, batch) in by_group {
             if !self.shards.deliver(group, batch) {
                 let (group, from) = (group.get(), from.get());
-                debug!(group, from, "no replica here, or its mailbox is full: dropped");
+                debug!(
+                    group,
+                    from, "no replica here, or its mailbox is full: dropped"
+                );
             }
         }
     }
@@ -199,22 +225,37 @@ impl Node {
         let metrics = NodeMetrics::new(me)?;
         let db = open_db(&config)?;
         let observer = metrics.clone();
-        db.observe_commits(Box::new(move |took, writes| observer.observe_fsync(took, writes)));
+        db.observe_commits(Box::new(move |took, writes| {
+            observer.observe_fsync(took, writes)
+        }));
         let writer = ShardWriter::start(db.clone()).map_err(NodeError::Writer)?;
         let addrs: Vec<(NodeId, NodeAddrs)> = config
             .nodes
             .iter()
-            .map(|n| (NodeId(n.id), NodeAddrs { resp: n.resp, peer: n.peer }))
+            .map(|n| {
+                (
+                    NodeId(n.id),
+                    NodeAddrs {
+                        resp: n.resp,
+                        peer: n.peer,
+                    },
+                )
+            })
             .collect();
         let table = RoutingTable::new(me, &layout, &addrs);
         let router = RouterActor::new(table.clone(), layout.clone()).start();
         let requests_max = config.limits.pending_requests_per_group_max;
         let shards = Arc::new(LocalShards::new(requests_max, metrics.clone()));
-        let inbound = Arc::new(NodeInbound { shards: shards.clone(), client: OnceLock::new() });
+        let inbound = Arc::new(NodeInbound {
+            shards: shards.clone(),
+            client: OnceLock::new(),
+        });
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters();
-        start_replicas(&config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table)?;
+        start_replicas(
+            &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
+        )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
         let client = NodeClient::new(table.clone(), local, peers, config.timeouts.request());
         let _ = inbound.client.set(client.clone());
@@ -277,7 +318,14 @@ impl Node {
 
     /// Stops the replicas (each finishes what it was doing), the transport, the arbiters.
     pub async fn stop(self) {
-        let Node { config, shards, transport, arbiters, _writer, .. } = self;
+        let Node {
+            config,
+            shards,
+            transport,
+            arbiters,
+            _writer,
+            ..
+        } = self;
         let deadline = Duration::from_millis(config.timeouts.shutdown_ms);
         let stops = shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
         let all = futures_join_all(stops);
@@ -313,8 +361,10 @@ async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) {
 
 fn open_db(config: &NodeConfig) -> Result<Arc<NodeDb>, NodeError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(Arc::new(NodeDb::open(dir.join(DB_FILE_NAME))?))
 }
 
@@ -326,7 +376,11 @@ async fn start_transport(
     let options = TransportOptions {
         node: NodeId(config.node_id),
         listen: config.listen.peer,
-        peers: config.nodes.iter().map(|n| (NodeId(n.id), n.peer)).collect(),
+        peers: config
+            .nodes
+            .iter()
+            .map(|n| (NodeId(n.id), n.peer))
+            .collect(),
         secret: config.secret.clone(),
         heartbeat_interval: t.heartbeat(),
         connect_timeout: Duration::from_millis(t.connect_ms),
@@ -343,7 +397,9 @@ async fn start_transport(
 
 fn start_arbiters() -> Vec<Arbiter> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    (0..cores.clamp(1, ARBITERS_MAX)).map(|_| Arbiter::new()).collect()
+    (0..cores.clamp(1, ARBITERS_MAX))
+        .map(|_| Arbiter::new())
+        .collect()
 }
 
 /// Starts this node's replicas: the layout's groups that name this node (bootstrapped on
@@ -366,7 +422,10 @@ fn start_replicas(
     let router = router.clone();
     let on_leader_change: crate::shard::actor::LeaderChangeFn = Arc::new(move |change| {
         if router.try_send(ReportLeader(change)).is_err() {
-            warn!(group = change.group.get(), "router mailbox full; leader report dropped");
+            warn!(
+                group = change.group.get(),
+                "router mailbox full; leader report dropped"
+            );
         }
     });
     let factory: Arc<OnceLock<ReplicaFactory>> = Arc::new(OnceLock::new());
@@ -380,8 +439,12 @@ fn start_replicas(
             }
             let Some(factory) = factory.get() else { return };
             let range = done.child.range;
-            if let Err(error) = factory.start(child, range.first..=range.last) {
-                warn!(group = child.get(), %error, "cannot start the child of a split");
+            match factory.start(child, range.first..=range.last) {
+                Ok(addr) if done.campaign => addr.do_send(Campaign),
+                Ok(_) => {}
+                Err(error) => {
+                    warn!(group = child.get(), %error, "cannot start the child of a split")
+                }
             }
         })
     };
@@ -402,7 +465,11 @@ fn start_replicas(
     };
     let factory = factory.get_or_init(|| made);
     let mut started = std::collections::BTreeSet::new();
-    for g in layout.groups.iter().filter(|g| g.replicas.contains(&me.get())) {
+    for g in layout
+        .groups
+        .iter()
+        .filter(|g| g.replicas.contains(&me.get()))
+    {
         let group = GroupId(g.id);
         let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
         bootstrap_group(writer, group, &voters)?;
@@ -412,8 +479,11 @@ fn start_replicas(
     // Groups made by splits: not in the layout file, their range is on disk.
     for group in db.group_ids()?.into_iter().filter(|g| !started.contains(g)) {
         let Some(range) = db.group_range(group)? else {
-            warn!(group = group.get(), "state for a group that is neither in the layout nor \
-                made by a split; not started");
+            warn!(
+                group = group.get(),
+                "state for a group that is neither in the layout nor \
+                made by a split; not started"
+            );
             continue;
         };
         factory.start(group, range.range.first..=range.range.last)?;
@@ -441,7 +511,10 @@ fn learn_local_splits(db: &NodeDb, table: &RoutingTable) -> Result<(), NodeError
             !known
         });
         if records.len() == before {
-            warn!(left = before, "splits of groups this node does not know; left out");
+            warn!(
+                left = before,
+                "splits of groups this node does not know; left out"
+            );
             break;
         }
     }
@@ -460,7 +533,11 @@ struct ReplicaFactory {
 }
 
 impl ReplicaFactory {
-    fn start(&self, group: GroupId, slots: std::ops::RangeInclusive<u16>) -> Result<(), NodeError> {
+    fn start(
+        &self,
+        group: GroupId,
+        slots: std::ops::RangeInclusive<u16>,
+    ) -> Result<Addr<ShardActor>, NodeError> {
         let (config, t) = (&self.config, &self.config.timeouts);
         let mut cfg = ShardConfig::new(NodeId(config.node_id), group, slots);
         cfg.tick = t.tick();
@@ -469,13 +546,16 @@ impl ReplicaFactory {
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.metrics = self.shards.metrics.group(group);
-        cfg.rng_seed =
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let i = self.next_arbiter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cfg.rng_seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let i = self
+            .next_arbiter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
         let addr = ShardActor::start(arbiter, cfg, self.deps.clone())?;
-        self.shards.insert(group, addr);
-        Ok(())
+        self.shards.insert(group, addr.clone());
+        Ok(addr)
     }
 }
 
@@ -495,13 +575,21 @@ struct ClientIds {
 
 impl NodeBackend {
     pub fn new(client: NodeClient) -> NodeBackend {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let seed =
             (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
         let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
         let prefix = rand_core::Rng::next_u64(&mut rng) & 0xFFFF_FFFF_0000_0000;
-        let ids = ClientIds { prefix: prefix.max(1 << 32), next: 1.into() };
-        NodeBackend { client, ids: Arc::new(ids) }
+        let ids = ClientIds {
+            prefix: prefix.max(1 << 32),
+            next: 1.into(),
+        };
+        NodeBackend {
+            client,
+            ids: Arc::new(ids),
+        }
     }
 }
 
@@ -512,12 +600,18 @@ impl Backend for NodeBackend {
     }
 
     fn group_of_slot(&self, slot: u16) -> GroupId {
-        self.client.table().group_of_slot(slot).unwrap_or(GroupId(0))
+        self.client
+            .table()
+            .group_of_slot(slot)
+            .unwrap_or(GroupId(0))
     }
 
     fn cluster_view(&self) -> ClusterView {
         let table = self.client.table();
-        let nodes = table.nodes().into_iter().map(|(id, a)| NodeView { id, resp_addr: a.resp });
+        let nodes = table.nodes().into_iter().map(|(id, a)| NodeView {
+            id,
+            resp_addr: a.resp,
+        });
         let groups = table.groups().into_iter().map(|g| GroupView {
             id: g.group,
             slot_first: g.slots.0,
@@ -527,7 +621,11 @@ impl Backend for NodeBackend {
         });
         let mut groups: Vec<GroupView> = groups.collect();
         groups.sort_by_key(|g| g.slot_first);
-        ClusterView { node_id: table.me(), nodes: nodes.collect(), groups }
+        ClusterView {
+            node_id: table.me(),
+            nodes: nodes.collect(),
+            groups,
+        }
     }
 
     fn node_id(&self) -> NodeId {
@@ -535,12 +633,17 @@ impl Backend for NodeBackend {
     }
 
     fn new_client_id(&self) -> u64 {
-        let n = self.ids.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .ids
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.ids.prefix | (n & 0xFFFF_FFFF)
     }
 
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
@@ -558,7 +661,10 @@ pub async fn run(
     let resp_addr = config.listen.resp;
     let listener = tokio::net::TcpListener::bind(resp_addr)
         .await
-        .map_err(|source| NodeError::RespListen { addr: resp_addr, source })?;
+        .map_err(|source| NodeError::RespListen {
+            addr: resp_addr,
+            source,
+        })?;
     let metrics_listener = crate::metrics::http::bind(config.listen.metrics).await?;
     let mut options = RespOptions {
         limits: config.limits.clone(),

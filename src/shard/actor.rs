@@ -171,6 +171,11 @@ pub struct GetStatus;
 #[rtype(result = "Result<(), ShardError>")]
 pub struct TransferLeader(pub NodeId);
 
+/// Starts an election at once (the child of a split, on the node that led its parent).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Campaign;
+
 /// Stops the replica: waiters are answered `Stopped`; what was handed to the writer is
 /// still written.
 #[derive(Debug, Message)]
@@ -542,6 +547,15 @@ impl Handler<TransferLeader> for ShardActor {
         let result = self.transfer_leadership(msg.0);
         self.drive(ctx);
         result
+    }
+}
+
+impl Handler<Campaign> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Campaign, ctx: &mut Context<ShardActor>) {
+        self.raw.campaign();
+        self.drive(ctx);
     }
 }
 

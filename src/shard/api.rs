@@ -79,4 +79,7 @@ pub struct SplitDone {
     /// The parent's slots after the split.
     pub parent_range: SlotRange,
     pub child: SplitOff,
+    /// This replica led the parent when it applied the split: its child campaigns at once,
+    /// so the child serves without waiting out an election time-out.
+    pub campaign: bool,
 }

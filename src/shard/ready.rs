@@ -20,7 +20,7 @@ use crate::raft::{
     SnapshotMetadata, Term,
 };
 use crate::shard::actor::ShardActor;
-use crate::shard::api::{LeaderChange, ShardError, ShardResult};
+use crate::shard::api::{LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_SENDS_MAX};
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
@@ -174,8 +174,9 @@ impl ShardActor {
         for m in flight.persisted_messages {
             self.send_one(m, Urgency::Now);
         }
+        let leads = self.raw.role() == Role::Leader;
         for child in flight.children {
-            (self.deps.on_split)(child.done);
+            (self.deps.on_split)(SplitDone { campaign: leads, ..child.done });
         }
     }
 

@@ -48,15 +48,26 @@ impl ShardActor {
             Some(at) => at,
             None => match self.halving_slot() {
                 Ok(at) => at,
-                Err(reason) => return drop(tx.send(Err(ShardError::Storage {
-                    group: self.cfg.group,
-                    reason,
-                }))),
+                Err(reason) => {
+                    return drop(tx.send(Err(ShardError::Storage {
+                        group: self.cfg.group,
+                        reason,
+                    })))
+                }
             },
         };
         let replicas = self.raw.conf_state().voters.iter().copied().collect();
-        let command = KvCommand::Split { at, child, replicas };
-        let req = Request { client_id: NO_CLIENT_ID, seq: 0, now_ms: 0, command };
+        let command = KvCommand::Split {
+            at,
+            child,
+            replicas,
+        };
+        let req = Request {
+            client_id: NO_CLIENT_ID,
+            seq: 0,
+            now_ms: 0,
+            command,
+        };
         self.propose_write(req, tx);
     }
 
@@ -98,20 +109,45 @@ pub(crate) fn apply_request<V: KvRead>(
     req: &Request,
     children: &mut Vec<ChildWrite>,
 ) -> ShardResult {
-    if let KvCommand::Split { at, child, replicas } = &req.command {
+    if let KvCommand::Split {
+        at,
+        child,
+        replicas,
+    } = &req.command
+    {
         let sessions = batch.over(state).sessions();
-        return Ok(apply_split(group, range, *at, *child, replicas, sessions, children));
+        return Ok(apply_split(
+            group, range, *at, *child, replicas, sessions, children,
+        ));
     }
-    if let KvCommand::FlushSlots { slot_first, slot_last } = req.command {
+    if let KvCommand::FlushSlots {
+        slot_first,
+        slot_last,
+    } = req.command
+    {
         // A flush names the slots its sender saw; only this group's part is flushed.
         let Some((first, last)) = range.range.clamp(slot_first, slot_last) else {
             return Ok(Reply::Ok);
         };
-        let command = KvCommand::FlushSlots { slot_first: first, slot_last: last };
-        return Ok(kv::apply(state, batch, &Request { command, ..req.clone() }));
+        let command = KvCommand::FlushSlots {
+            slot_first: first,
+            slot_last: last,
+        };
+        return Ok(kv::apply(
+            state,
+            batch,
+            &Request {
+                command,
+                ..req.clone()
+            },
+        ));
     }
     if let Some(slot) = range.first_foreign_slot(write_keys(&req.command)) {
-        return Err(ShardError::SlotMoved { group, slot, moved: range.moved(slot).cloned() });
+        return Err(ShardError::SlotMoved {
+            group,
+            slot,
+            moved: range.moved(slot).cloned(),
+        });
     }
     Ok(kv::apply(state, batch, req))
 }
@@ -137,7 +173,11 @@ fn apply_split(
         Reply::Int(i64::from(off.range.last)),
     ]);
     let conf_state = ConfState::with_voters(replicas.iter().copied());
-    let snapshot = SnapshotMetadata { index: CHILD_FIRST_INDEX, term: Term(1), conf_state };
+    let snapshot = SnapshotMetadata {
+        index: CHILD_FIRST_INDEX,
+        term: Term(1),
+        conf_state,
+    };
     let mutations = sessions
         .into_iter()
         .map(|(client_id, record)| KvMutation::PutSession { client_id, record })
@@ -149,7 +189,12 @@ fn apply_split(
         range: Some(GroupRange::new(off.range)),
         ..GroupWrite::new(child)
     };
-    let done = SplitDone { parent: group, parent_range: range.range, child: off };
+    let done = SplitDone {
+        parent: group,
+        parent_range: range.range,
+        child: off,
+        campaign: false,
+    };
     children.push(ChildWrite { write, done });
     reply
 }
@@ -162,17 +207,37 @@ pub(crate) fn prepare_read(
     range: &GroupRange,
     command: &ReadCommand,
 ) -> Result<ReadCommand, ShardError> {
-    let moved = |slot: u16| ShardError::SlotMoved { group, slot, moved: range.moved(slot).cloned() };
-    if let Some(slot) = read_slots(command).into_iter().find(|&s| !range.range.contains(s)) {
+    let moved = |slot: u16| ShardError::SlotMoved {
+        group,
+        slot,
+        moved: range.moved(slot).cloned(),
+    };
+    if let Some(slot) = read_slots(command)
+        .into_iter()
+        .find(|&s| !range.range.contains(s))
+    {
         return Err(moved(slot));
     }
     let r = range.range;
     let mut c = command.clone();
     match &mut c {
-        ReadCommand::Keys { slot_first, slot_last, .. }
-        | ReadCommand::DbSize { slot_first, slot_last }
-        | ReadCommand::RandomKey { slot_first, slot_last, .. } => {
-            let (a, b) = r.clamp(*slot_first, *slot_last).ok_or_else(|| moved(*slot_first))?;
+        ReadCommand::Keys {
+            slot_first,
+            slot_last,
+            ..
+        }
+        | ReadCommand::DbSize {
+            slot_first,
+            slot_last,
+        }
+        | ReadCommand::RandomKey {
+            slot_first,
+            slot_last,
+            ..
+        } => {
+            let (a, b) = r
+                .clamp(*slot_first, *slot_last)
+                .ok_or_else(|| moved(*slot_first))?;
             (*slot_first, *slot_last) = (a, b);
         }
         ReadCommand::Scan(step) => {

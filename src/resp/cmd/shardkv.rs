@@ -44,18 +44,32 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             None => None,
         };
         let highest = cx.groups().iter().map(|g| g.id.get()).max().unwrap_or(0);
-        ShardOp::Split { at, child: GroupId(highest + 1) }
+        ShardOp::Split {
+            at,
+            child: GroupId(highest + 1),
+        }
     } else {
-        ShardOp::TransferLeader { to: NodeId(tri!(id_arg(&args[3], "node"))) }
+        ShardOp::TransferLeader {
+            to: NodeId(tri!(id_arg(&args[3], "node"))),
+        }
     };
-    let part = Part { group: view.id, slot: view.slot_first, op, positions: Vec::new() };
+    let part = Part {
+        group: view.id,
+        slot: view.slot_first,
+        op,
+        positions: Vec::new(),
+    };
     cx.ops(true, vec![part], Merge::One)
 }
 
 fn groups<B: Backend>(cx: &Ctx<'_, B>) -> Frame {
     let rows = cx.groups().into_iter().map(|g| {
         let leader = g.leader.map_or(Frame::Null, |l| Frame::Int(l.get() as i64));
-        let replicas = g.replicas.iter().map(|r| Frame::Int(r.get() as i64)).collect();
+        let replicas = g
+            .replicas
+            .iter()
+            .map(|r| Frame::Int(r.get() as i64))
+            .collect();
         Frame::Array(vec![
             Frame::Int(g.id.get() as i64),
             Frame::Int(i64::from(g.slot_first)),
@@ -69,5 +83,8 @@ fn groups<B: Backend>(cx: &Ctx<'_, B>) -> Frame {
 
 fn id_arg(arg: &[u8], what: &str) -> Result<u64, Frame> {
     let id = int_arg(arg).map_err(|_| Frame::error(format!("ERR invalid {what} id")))?;
-    u64::try_from(id).ok().filter(|&id| id > 0).ok_or_else(|| Frame::error(format!("ERR invalid {what} id")))
+    u64::try_from(id)
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| Frame::error(format!("ERR invalid {what} id")))
 }

@@ -83,7 +83,7 @@
 //! assert!(matches!(result, CheckResult::Illegal { key: 7, .. }));
 //! ```
 
-mod kv_model;
+pub mod kv_model;
 mod register_model;
 mod search;
 #[cfg(test)]

@@ -476,6 +476,7 @@ fn start_replicas(
         factory.start(group, g.slots[0]..=g.slots[1])?;
         started.insert(group);
     }
+    recreate_missing_children(db, writer, me)?;
     // Groups made by splits: not in the layout file, their range is on disk.
     for group in db.group_ids()?.into_iter().filter(|g| !started.contains(g)) {
         let Some(range) = db.group_range(group)? else {
@@ -489,6 +490,34 @@ fn start_replicas(
         factory.start(group, range.range.first..=range.range.last)?;
     }
     learn_local_splits(db, table)?;
+    Ok(())
+}
+
+/// A split's parent and child are written in one submission, but a large one may commit
+/// in two transactions: after a crash between them the parent records the split and the
+/// child has no state. Writes the child's first state again (without the parent's client
+/// sessions, which only deduplicate retries that spanned the crash).
+fn recreate_missing_children(
+    db: &NodeDb,
+    writer: &ShardWriter,
+    me: NodeId,
+) -> Result<(), NodeError> {
+    let have: std::collections::BTreeSet<GroupId> = db.group_ids()?.into_iter().collect();
+    for group in &have {
+        let Some(range) = db.group_range(*group)? else {
+            continue;
+        };
+        for off in range.split_off.iter().filter(|o| o.replicas.contains(&me)) {
+            if !have.contains(&off.group) {
+                warn!(
+                    group = off.group.get(),
+                    parent = group.get(),
+                    "split child missing after a crash; recreating it"
+                );
+                writer.write_now(crate::shard::split::child_write(off))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::kv::command::{KvCommand, NO_CLIENT_ID};
-use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange};
+use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange, SplitOff};
 use crate::kv::read::ReadCommand;
 use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
 use crate::raft::{ConfState, GroupId, LogIndex, NodeId, SnapshotMetadata, Term};
@@ -172,22 +172,13 @@ fn apply_split(
         Reply::Int(i64::from(off.range.first)),
         Reply::Int(i64::from(off.range.last)),
     ]);
-    let conf_state = ConfState::with_voters(replicas.iter().copied());
-    let snapshot = SnapshotMetadata {
-        index: CHILD_FIRST_INDEX,
-        term: Term(1),
-        conf_state,
-    };
     let mutations = sessions
         .into_iter()
         .map(|(client_id, record)| KvMutation::PutSession { client_id, record })
         .collect();
     let write = GroupWrite {
-        snapshot: Some(snapshot),
-        applied_index: Some(CHILD_FIRST_INDEX),
         mutations,
-        range: Some(GroupRange::new(off.range)),
-        ..GroupWrite::new(child)
+        ..child_write(&off)
     };
     let done = SplitDone {
         parent: group,
@@ -197,6 +188,19 @@ fn apply_split(
     };
     children.push(ChildWrite { write, done });
     reply
+}
+
+/// The first state of the group `off` describes: its voters, a snapshot point at
+/// `CHILD_FIRST_INDEX` and its range (the caller adds the parent's sessions).
+pub fn child_write(off: &SplitOff) -> GroupWrite {
+    let conf_state = ConfState::with_voters(off.replicas.iter().copied());
+    let snapshot = SnapshotMetadata { index: CHILD_FIRST_INDEX, term: Term(1), conf_state };
+    GroupWrite {
+        snapshot: Some(snapshot),
+        applied_index: Some(CHILD_FIRST_INDEX),
+        range: Some(GroupRange::new(off.range)),
+        ..GroupWrite::new(off.group)
+    }
 }
 
 /// A read as this group may serve it: every slot it names must be the group's, and a range

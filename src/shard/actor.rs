@@ -389,7 +389,7 @@ impl ShardActor {
             return;
         }
         // Checked again when served: a split may apply before the read index does.
-        if let Err(err) = crate::shard::split::prepare_read(self.cfg.group, &self.range, &command) {
+        if let Err(err) = crate::shard::split::check_read_slots(self.cfg.group, &self.range, &command) {
             let _ = tx.send(Err(err));
             return;
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
+use crate::kv::range::GroupRange;
 use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{
     Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Snapshot,
@@ -296,7 +297,9 @@ impl ShardActor {
         let mut batch = Overlay::new();
         let mut answers = Vec::with_capacity(entries.len());
         let (group, mut children) = (self.cfg.group, Vec::new());
-        let mut range = self.range.clone();
+        // Taken, not cloned, on this hot path; put back below before any early return.
+        let placeholder = GroupRange::new(self.range.range);
+        let mut range = std::mem::replace(&mut self.range, placeholder);
         for e in entries {
             let reply = match &e.payload {
                 EntryPayload::Normal(data) => Some(match rmp_serde::from_slice::<Request>(data) {
@@ -314,9 +317,9 @@ impl ShardActor {
             };
             answers.push((e.index, e.term, reply));
         }
-        view.check().map_err(|e| e.to_string())?;
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
+        view.check().map_err(|e| e.to_string())?;
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }

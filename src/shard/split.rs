@@ -203,6 +203,19 @@ pub fn child_write(off: &SplitOff) -> GroupWrite {
     }
 }
 
+/// Refuses a read that names a slot the group does not own (no copy of the command: this
+/// runs for every read as it arrives).
+pub(crate) fn check_read_slots(
+    group: GroupId,
+    range: &GroupRange,
+    command: &ReadCommand,
+) -> Result<(), ShardError> {
+    match read_slots(command).into_iter().find(|&s| !range.range.contains(s)) {
+        Some(slot) => Err(ShardError::SlotMoved { group, slot, moved: range.moved(slot).cloned() }),
+        None => Ok(()),
+    }
+}
+
 /// A read as this group may serve it: every slot it names must be the group's, and a range
 /// read is cut to the group's slots. A read for slots the group handed away is refused
 /// with where they went (the request path retries there).

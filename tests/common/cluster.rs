@@ -106,10 +106,7 @@ pub fn free_addrs(count: usize) -> Vec<SocketAddr> {
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
         .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address"))
-        .collect()
+    listeners.iter().map(|l| l.local_addr().expect("local address")).collect()
 }
 
 fn resolve_layout(nodes: u64, layout: ClusterLayout) -> Layout {
@@ -123,11 +120,7 @@ fn resolve_layout(nodes: u64, layout: ClusterLayout) -> Layout {
             Layout::parse(&text).unwrap_or_else(|e| panic!("layout {}: {e}", path.display()))
         }
     };
-    assert_eq!(
-        layout.nodes.len() as u64,
-        nodes,
-        "the layout must have {nodes} nodes"
-    );
+    assert_eq!(layout.nodes.len() as u64, nodes, "the layout must have {nodes} nodes");
     layout
 }
 
@@ -136,25 +129,13 @@ impl TestCluster {
     /// it to serve: see `wait_ready`.
     pub fn start(nodes: u64, layout: ClusterLayout, opts: ClusterOpts) -> TestCluster {
         let layout = resolve_layout(nodes, layout);
-        let dir = tempfile::Builder::new()
-            .prefix("shardkv-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("shardkv-test-").tempdir().expect("tempdir");
         let addrs = free_addrs(layout.nodes.len() * 3);
         let listen = layout
             .nodes
             .iter()
             .zip(addrs.chunks(3))
-            .map(|(n, a)| {
-                (
-                    n.id,
-                    ListenConfig {
-                        resp: a[0],
-                        peer: a[1],
-                        metrics: a[2],
-                    },
-                )
-            })
+            .map(|(n, a)| (n.id, ListenConfig { resp: a[0], peer: a[1], metrics: a[2] }))
             .collect();
         let mut plan = LocalPlan {
             data_dir: dir.path().to_path_buf(),
@@ -176,13 +157,7 @@ impl TestCluster {
             let log_path = cluster.plan.data_dir.join(format!("node{}.log", node.id));
             let name = format!("node{}", node.id);
             let config_path = node.config_path;
-            let proc = Proc {
-                name,
-                config_path,
-                log_path,
-                child: None,
-                starts: 0,
-            };
+            let proc = Proc { name, config_path, log_path, child: None, starts: 0 };
             cluster.nodes.insert(node.id, proc);
             cluster.configs.insert(node.id, node.config);
         }
@@ -195,15 +170,11 @@ impl TestCluster {
     }
 
     fn proc_mut(&mut self, node: u64) -> &mut Proc {
-        self.nodes
-            .get_mut(&node)
-            .unwrap_or_else(|| panic!("node{node} is not in the cluster"))
+        self.nodes.get_mut(&node).unwrap_or_else(|| panic!("node{node} is not in the cluster"))
     }
 
     fn proc(&self, node: u64) -> &Proc {
-        self.nodes
-            .get(&node)
-            .unwrap_or_else(|| panic!("node{node} is not in the cluster"))
+        self.nodes.get(&node).unwrap_or_else(|| panic!("node{node} is not in the cluster"))
     }
 
     /// Node ids, ascending.
@@ -229,10 +200,7 @@ impl TestCluster {
 
     /// The node whose RESP address is `addr`, as `CLUSTER SLOTS` announces it.
     pub fn node_at(&self, addr: SocketAddr) -> Option<u64> {
-        self.configs
-            .iter()
-            .find(|(_, c)| c.listen.resp == addr)
-            .map(|(id, _)| *id)
+        self.configs.iter().find(|(_, c)| c.listen.resp == addr).map(|(id, _)| *id)
     }
 
     /// The PID of the node's process, if it is running.
@@ -258,10 +226,7 @@ impl TestCluster {
     /// SIGKILL, and reap the process.
     pub fn kill9(&mut self, node: u64) {
         let proc = self.proc_mut(node);
-        let mut child = proc
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("node{node} is not running"));
+        let mut child = proc.child.take().unwrap_or_else(|| panic!("node{node} is not running"));
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -271,10 +236,7 @@ impl TestCluster {
     pub fn stop(&mut self, node: u64) -> Option<ExitStatus> {
         let timeout_ms = self.config(node).timeouts.shutdown_ms + STOP_MARGIN_MS;
         let proc = self.proc_mut(node);
-        let child = proc
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("node{node} is not running"));
+        let child = proc.child.take().unwrap_or_else(|| panic!("node{node} is not running"));
         terminate(child, Duration::from_millis(timeout_ms))
     }
 
@@ -291,10 +253,7 @@ impl TestCluster {
     /// Whether the node's process has exited by itself; reaps it if so.
     pub fn exited(&mut self, node: u64) -> Option<ExitStatus> {
         let proc = self.proc_mut(node);
-        let status = proc
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
+        let status = proc.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
         if status.is_some() {
             proc.child = None;
         }
@@ -319,11 +278,7 @@ impl TestCluster {
     pub fn wrong_secret(&mut self, as_node: u64) -> PathBuf {
         let mut config = self.config(as_node).clone();
         let addrs = free_addrs(3);
-        config.listen = ListenConfig {
-            resp: addrs[0],
-            peer: addrs[1],
-            metrics: addrs[2],
-        };
+        config.listen = ListenConfig { resp: addrs[0], peer: addrs[1], metrics: addrs[2] };
         config.secret = WRONG_SECRET.to_string();
         let name = format!("wrong-secret-{}", self.extras.len() + 1);
         let dir = &self.plan.data_dir;
@@ -334,13 +289,7 @@ impl TestCluster {
         let text = toml::to_string(&config).expect("config to TOML");
         std::fs::write(&config_path, text).expect("write the extra node's configuration");
         let log_path = dir.join(format!("{name}.log"));
-        let mut proc = Proc {
-            name,
-            config_path,
-            log_path,
-            child: None,
-            starts: 0,
-        };
+        let mut proc = Proc { name, config_path, log_path, child: None, starts: 0 };
         spawn(&mut proc, &self.rust_log);
         let log = proc.log_path.clone();
         self.extras.push(proc);
@@ -381,11 +330,7 @@ impl TestCluster {
             let text = std::fs::read_to_string(&proc.log_path).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-            out.push_str(&format!(
-                "----- {} ({}) -----\n",
-                proc.name,
-                proc.log_path.display()
-            ));
+            out.push_str(&format!("----- {} ({}) -----\n", proc.name, proc.log_path.display()));
             for line in tail {
                 out.push_str(line);
                 out.push('\n');
@@ -423,28 +368,18 @@ pub struct SlotMaster {
 /// Parses `CLUSTER SLOTS`: `[[first, last, [host, port, id, ...], replicas...], ...]`.
 pub fn parse_cluster_slots(reply: redis::Value) -> Result<Vec<SlotMaster>, String> {
     let bad = |what: &str| format!("CLUSTER SLOTS: {what}");
-    let redis::Value::Array(ranges) = reply else {
-        return Err(bad("not an array"));
-    };
+    let redis::Value::Array(ranges) = reply else { return Err(bad("not an array")) };
     let mut out = Vec::with_capacity(ranges.len());
     for range in ranges {
-        let redis::Value::Array(fields) = range else {
-            return Err(bad("range not an array"));
-        };
+        let redis::Value::Array(fields) = range else { return Err(bad("range not an array")) };
         let [first, last, master, ..] = fields.as_slice() else {
             return Err(bad("range with fewer than 3 fields"));
         };
-        let redis::Value::Array(master) = master else {
-            return Err(bad("master not an array"));
-        };
-        let [host, port, ..] = master.as_slice() else {
-            return Err(bad("master without port"));
-        };
+        let redis::Value::Array(master) = master else { return Err(bad("master not an array")) };
+        let [host, port, ..] = master.as_slice() else { return Err(bad("master without port")) };
         let host: String = redis::from_redis_value_ref(host).map_err(|e| bad(&e.to_string()))?;
         let port: u16 = redis::from_redis_value_ref(port).map_err(|e| bad(&e.to_string()))?;
-        let addr = format!("{host}:{port}")
-            .parse()
-            .map_err(|_| bad("master address"))?;
+        let addr = format!("{host}:{port}").parse().map_err(|_| bad("master address"))?;
         out.push(SlotMaster {
             first: redis::from_redis_value_ref(first).map_err(|e| bad(&e.to_string()))?,
             last: redis::from_redis_value_ref(last).map_err(|e| bad(&e.to_string()))?,
@@ -506,9 +441,7 @@ fn wait_ping(client: &redis::Client, deadline: Instant) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
     }
-    Err(format!(
-        "no PONG before the deadline; last error: {last_error}"
-    ))
+    Err(format!("no PONG before the deadline; last error: {last_error}"))
 }
 
 fn ping(client: &redis::Client) -> redis::RedisResult<()> {
@@ -519,9 +452,6 @@ fn ping(client: &redis::Client) -> redis::RedisResult<()> {
     if pong == "PONG" {
         Ok(())
     } else {
-        Err(redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "unexpected PING reply",
-        )))
+        Err(redis::RedisError::from((redis::ErrorKind::Client, "unexpected PING reply")))
     }
 }

@@ -76,7 +76,8 @@ enum Command {
     /// Every group's slot range, leader, term, commit index, replica lag and health, read
     /// from the nodes' /metrics endpoints (give every node for a complete table).
     Status(StatusArgs),
-    /// Operator commands: split a group, transfer a group's leadership, list groups.
+    /// Operator commands: list groups and nodes, split a group, transfer leadership, add,
+    /// remove and move replicas, rebalance.
     Admin(AdminArgs),
 }
 
@@ -93,8 +94,9 @@ struct AdminArgs {
     /// The cluster's requirepass, if it has one.
     #[arg(long, global = true)]
     password: Option<String>,
-    /// How long to wait for the cluster to show the change, in milliseconds.
-    #[arg(long, default_value_t = 10_000, global = true)]
+    /// How long to wait for the cluster to show the change (for rebalance: each step),
+    /// in milliseconds.
+    #[arg(long, default_value_t = 60_000, global = true)]
     wait_ms: u64,
     #[command(subcommand)]
     op: AdminOp,
@@ -116,6 +118,40 @@ enum AdminOp {
         group: u64,
         #[arg(value_name = "NODE")]
         to: u64,
+    },
+    /// Every node of the cluster and its RESP address.
+    Nodes,
+    /// GROUP's replicas as its leader sees them: voter or learner, and how far each has
+    /// the log.
+    Members { group: u64 },
+    /// Add a replica of GROUP on NODE: it joins as a learner, catches up (a snapshot,
+    /// then the log), then votes.
+    AddReplica {
+        group: u64,
+        #[arg(value_name = "NODE")]
+        target: u64,
+    },
+    /// Remove NODE's replica of GROUP (its leadership is handed off first); NODE deletes it.
+    RemoveReplica {
+        group: u64,
+        #[arg(value_name = "NODE")]
+        target: u64,
+    },
+    /// Move GROUP's replica from FROM to TO: TO joins as a learner and catches up, then
+    /// one joint change makes it a voter and removes FROM, which deletes its replica.
+    MoveReplica { group: u64, from: u64, to: u64 },
+    /// Delete NODE's leftover replica of GROUP (NODE was removed while unreachable).
+    DropReplica {
+        group: u64,
+        #[arg(value_name = "NODE")]
+        target: u64,
+    },
+    /// Spread replicas, then leaderships, evenly over the nodes; prints the plan, then
+    /// carries it out step by step (--wait-ms bounds each step).
+    Rebalance {
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -315,7 +351,8 @@ fn admin(args: &AdminArgs) -> ExitCode {
 }
 
 fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
-    use shardkv::admin::Admin;
+    use shardkv::admin::{moves, rebalance, Admin};
+    let mut say = |line: &str| println!("{line}");
     let wait = Duration::from_millis(args.wait_ms);
     let mut admin = Admin::connect(&args.node, args.password.as_deref(), wait)?;
     let started = Instant::now();
@@ -363,6 +400,56 @@ fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
                 "group {group}: leadership moved from {from} to node {node} in {} ms",
                 started.elapsed().as_millis()
             );
+        }
+        AdminOp::Nodes => {
+            for (id, addr) in admin.nodes()? {
+                println!("{id:>6}  {addr}");
+            }
+        }
+        AdminOp::Members { group } => {
+            let m = admin.members(group)?;
+            let joint = if m.joint { " (joint configuration)" } else { "" };
+            println!("group {group}: leader {}, commit index {}{joint}", m.leader, m.commit_index);
+            for r in &m.replicas {
+                println!("{:>6}  {:<8}  log at {}", r.node, r.kind, r.matched);
+            }
+        }
+        AdminOp::AddReplica { group, target: node } => {
+            moves::add_replica(&mut admin, group, node, deadline, &mut say)?;
+            println!("group {group}: replica added on node {node} in {} ms", started.elapsed().as_millis());
+        }
+        AdminOp::RemoveReplica { group, target: node } => {
+            moves::remove_replica(&mut admin, group, node, deadline, &mut say)?;
+            println!("group {group}: replica removed from node {node} in {} ms", started.elapsed().as_millis());
+        }
+        AdminOp::MoveReplica { group, from, to } => {
+            moves::move_replica(&mut admin, group, from, to, deadline, &mut say)?;
+            println!(
+                "group {group}: replica moved from node {from} to node {to} in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+        AdminOp::DropReplica { group, target: node } => {
+            admin.connect_node(node)?.drop_replica(group)?;
+            println!("node {node} deleted its replica of group {group}");
+        }
+        AdminOp::Rebalance { dry_run } => {
+            let nodes: Vec<u64> = admin.nodes()?.into_iter().map(|(id, _)| id).collect();
+            let groups: Vec<rebalance::GroupShape> = admin.groups()?.iter().map(Into::into).collect();
+            let steps = rebalance::plan(&nodes, &groups);
+            if steps.is_empty() {
+                println!("balanced: nothing to do");
+                return Ok(());
+            }
+            println!("plan ({} steps):", steps.len());
+            for (i, step) in steps.iter().enumerate() {
+                println!("  {:>3}. {step}", i + 1);
+            }
+            if dry_run {
+                return Ok(());
+            }
+            rebalance::execute(&mut admin, &steps, wait, &mut say)?;
+            println!("rebalanced in {} ms", started.elapsed().as_millis());
         }
     }
     Ok(())

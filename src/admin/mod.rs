@@ -1,8 +1,13 @@
 //! `shardkv admin`: operator commands sent to any node's RESP port as `SHARDKV …`, each
 //! reporting what it did and how long the group took to serve again. Owns the client
-//! side only; the node runs the operations (`resp::cmd::shardkv`, `shard::split`).
+//! side only; the node runs the operations (`resp::cmd::shardkv`, `shard::split`,
+//! `shard::members`). Replica moves are sequences of such commands (`moves`); the
+//! rebalance plan is computed here (`rebalance`).
 //!
 //! Must never: report an operation done before the cluster shows it done.
+
+pub mod moves;
+pub mod rebalance;
 
 use std::time::{Duration, Instant};
 
@@ -36,9 +41,44 @@ pub struct GroupInfo {
     pub replicas: Vec<u64>,
 }
 
+/// One replica as the group's leader reports it (`SHARDKV MEMBERS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub node: u64,
+    /// `voter`, `learner` or `outgoing`.
+    pub kind: String,
+    /// How far the leader knows this replica has the log.
+    pub matched: u64,
+}
+
+/// A group's membership as its leader reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembersInfo {
+    pub leader: u64,
+    pub commit_index: u64,
+    pub joint: bool,
+    pub replicas: Vec<MemberInfo>,
+}
+
+impl MembersInfo {
+    pub fn member(&self, node: u64) -> Option<&MemberInfo> {
+        self.replicas.iter().find(|m| m.node == node)
+    }
+
+    /// The voters, joint halves included.
+    pub fn voters(&self) -> Vec<u64> {
+        let voters = self.replicas.iter().filter(|m| m.kind != "learner");
+        voters.map(|m| m.node).collect()
+    }
+}
+
 /// A connection to one node.
 pub struct Admin {
     con: redis::Connection,
+    /// The node's address, the password and the time-out, to reach other nodes alike.
+    node: String,
+    password: Option<String>,
+    timeout: Duration,
 }
 
 impl Admin {
@@ -62,7 +102,90 @@ impl Admin {
                 .query::<()>(&mut con)
                 .map_err(refused)?;
         }
-        Ok(Admin { con })
+        Ok(Admin {
+            con,
+            node: node.to_string(),
+            password: password.map(str::to_string),
+            timeout,
+        })
+    }
+
+    /// The address this connection reaches.
+    pub fn address(&self) -> &str {
+        &self.node
+    }
+
+    /// A connection to another node, with the same password and time-out.
+    pub fn connect_to(&self, node: &str) -> Result<Admin, AdminError> {
+        Admin::connect(node, self.password.as_deref(), self.timeout)
+    }
+
+    /// Every node of the cluster: id and RESP address.
+    pub fn nodes(&mut self) -> Result<Vec<(u64, String)>, AdminError> {
+        let rows: Vec<(u64, String)> = redis::cmd("SHARDKV")
+            .arg("NODES")
+            .query(&mut self.con)
+            .map_err(refused)?;
+        Ok(rows)
+    }
+
+    /// A connection to node `id`.
+    pub fn connect_node(&mut self, id: u64) -> Result<Admin, AdminError> {
+        let nodes = self.nodes()?;
+        let Some((_, addr)) = nodes.into_iter().find(|(n, _)| *n == id) else {
+            return Err(AdminError::Refused(format!("no node {id} in the cluster")));
+        };
+        self.connect_to(&addr)
+    }
+
+    /// The group's membership as its leader reports it.
+    pub fn members(&mut self, group: u64) -> Result<MembersInfo, AdminError> {
+        let (leader, commit_index, joint, rows): (u64, u64, u8, Vec<(u64, String, u64)>) =
+            redis::cmd("SHARDKV")
+                .arg("MEMBERS")
+                .arg(group)
+                .query(&mut self.con)
+                .map_err(refused)?;
+        let replicas = rows
+            .into_iter()
+            .map(|(node, kind, matched)| MemberInfo {
+                node,
+                kind,
+                matched,
+            })
+            .collect();
+        Ok(MembersInfo {
+            leader,
+            commit_index,
+            joint: joint != 0,
+            replicas,
+        })
+    }
+
+    /// One membership command (`ADD-LEARNER`, `PROMOTE`, `REMOVE-NODE`: one node;
+    /// `REPLACE`: from, to), answered once it applied on the leader.
+    pub fn change(&mut self, sub: &str, group: u64, nodes: &[u64]) -> Result<(), AdminError> {
+        let mut cmd = redis::cmd("SHARDKV");
+        cmd.arg(sub).arg(group);
+        for node in nodes {
+            cmd.arg(*node);
+        }
+        cmd.query::<()>(&mut self.con).map_err(refused)
+    }
+
+    /// On the node this connection reaches: start an empty replica of `group`.
+    pub fn open_replica(&mut self, group: u64) -> Result<(), AdminError> {
+        let mut cmd = redis::cmd("SHARDKV");
+        cmd.arg("OPEN-REPLICA").arg(group);
+        cmd.query::<()>(&mut self.con).map_err(refused)
+    }
+
+    /// On the node this connection reaches: delete its replica of `group`, once the
+    /// group's leader confirms the node is no longer a member.
+    pub fn drop_replica(&mut self, group: u64) -> Result<(), AdminError> {
+        let mut cmd = redis::cmd("SHARDKV");
+        cmd.arg("DROP-REPLICA").arg(group);
+        cmd.query::<()>(&mut self.con).map_err(refused)
     }
 
     pub fn groups(&mut self) -> Result<Vec<GroupInfo>, AdminError> {
@@ -103,7 +226,8 @@ impl Admin {
         cmd.query::<()>(&mut self.con).map_err(refused)
     }
 
-    /// Waits until `group` has a leader that `accept` likes; returns it.
+    /// Waits until `group` has a leader that `accept` likes; returns it. Asks the group
+    /// itself (`MEMBERS` is answered by its leader), not the asked node's cache of it.
     pub fn wait_leader(
         &mut self,
         group: u64,
@@ -111,9 +235,9 @@ impl Admin {
         accept: impl Fn(u64) -> bool,
     ) -> Result<u64, AdminError> {
         loop {
-            if let Ok(info) = self.group(group) {
-                if let Some(leader) = info.leader.filter(|&l| accept(l)) {
-                    return Ok(leader);
+            if let Ok(members) = self.members(group) {
+                if accept(members.leader) {
+                    return Ok(members.leader);
                 }
             }
             if Instant::now() >= deadline {
@@ -126,8 +250,12 @@ impl Admin {
     }
 }
 
+/// A node's error reply as the node worded it (`CODE detail`), or the client's error.
 fn refused(e: redis::RedisError) -> AdminError {
-    AdminError::Refused(e.to_string())
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => AdminError::Refused(format!("{code} {detail}")),
+        _ => AdminError::Refused(e.to_string()),
+    }
 }
 
 fn group_info(row: &Value) -> Result<GroupInfo, AdminError> {

@@ -95,6 +95,14 @@ impl NodeClient {
             let result = self.attempt(target, group, op.clone(), budget).await;
             attempt += 1;
             match result {
+                // Served by `target`: it leads the group (a node without a replica of the
+                // group hears of no election, so it learns the leader here).
+                Ok(reply) => {
+                    if self.inner.table.leader(group) != Some(target) {
+                        self.inner.table.learn_leader(group, target);
+                    }
+                    return Ok(reply);
+                }
                 Err(ShardError::NotLeader { leader: Some(leader), .. }) if leader != target => {
                     target = leader;
                 }

@@ -99,6 +99,10 @@ impl LocalShards {
         self.replicas.insert(group, Replica { addr, requests });
     }
 
+    fn remove(&self, group: GroupId) -> Option<Addr<ShardActor>> {
+        self.replicas.remove(&group).map(|(_, r)| r.addr)
+    }
+
     pub fn get(&self, group: GroupId) -> Option<Addr<ShardActor>> {
         self.replicas.get(&group).map(|r| r.addr.clone())
     }
@@ -213,6 +217,7 @@ pub struct Node {
     db: Arc<NodeDb>,
     arbiters: Vec<Arbiter>,
     metrics: NodeMetrics,
+    factory: ReplicaFactory,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -253,7 +258,7 @@ impl Node {
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters();
-        start_replicas(
+        let factory = start_replicas(
             &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
         )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
@@ -269,6 +274,7 @@ impl Node {
             db,
             arbiters,
             metrics,
+            factory,
             _router: router,
             _writer: writer,
         })
@@ -313,7 +319,12 @@ impl Node {
 
     /// The RESP front end's view of this node.
     pub fn backend(&self) -> NodeBackend {
-        NodeBackend::new(self.client.clone())
+        let local = LocalAdmin {
+            factory: self.factory.clone(),
+            shards: self.shards.clone(),
+            db: self.db.clone(),
+        };
+        NodeBackend::new(self.client.clone(), Some(local))
     }
 
     /// Stops the replicas (each finishes what it was doing), the transport, the arbiters.
@@ -417,7 +428,7 @@ fn start_replicas(
     arbiters: &[Arbiter],
     shards: &Arc<LocalShards>,
     table: &Arc<RoutingTable>,
-) -> Result<(), NodeError> {
+) -> Result<ReplicaFactory, NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
     let on_leader_change: crate::shard::actor::LeaderChangeFn = Arc::new(move |change| {
@@ -448,12 +459,31 @@ fn start_replicas(
             }
         })
     };
+    let on_removed: crate::shard::actor::RemovedFn = {
+        let (shards, db) = (shards.clone(), db.clone());
+        Arc::new(move |group, slots| {
+            if let Some(addr) = shards.remove(group) {
+                tokio::spawn(destroy_replica(addr, db.clone(), group, slots));
+            }
+        })
+    };
+    let on_members: crate::shard::actor::MembersFn = {
+        let table = table.clone();
+        Arc::new(move |group, replicas| {
+            if table.set_replicas(group, replicas.clone()) {
+                let replicas: Vec<u64> = replicas.iter().map(|n| n.get()).collect();
+                info!(group = group.get(), ?replicas, "replicas changed");
+            }
+        })
+    };
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),
         peers: peers.clone(),
         on_leader_change,
         on_split,
+        on_removed,
+        on_members,
     };
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let made = ReplicaFactory {
@@ -472,7 +502,8 @@ fn start_replicas(
     {
         let group = GroupId(g.id);
         let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
-        bootstrap_group(writer, group, &voters)?;
+        let slots = crate::kv::range::SlotRange::new(g.slots[0], g.slots[1]);
+        bootstrap_group(writer, group, &voters, slots)?;
         factory.start(group, g.slots[0]..=g.slots[1])?;
         started.insert(group);
     }
@@ -490,7 +521,7 @@ fn start_replicas(
         factory.start(group, range.range.first..=range.range.last)?;
     }
     learn_local_splits(db, table)?;
-    Ok(())
+    Ok(factory.clone())
 }
 
 /// A split's parent and child are written in one submission, but a large one may commit
@@ -519,6 +550,24 @@ fn recreate_missing_children(
         }
     }
     Ok(())
+}
+
+/// Stops a replica removed from its group and deletes its state (off the async threads).
+async fn destroy_replica(
+    addr: Addr<ShardActor>,
+    db: Arc<NodeDb>,
+    group: GroupId,
+    slots: Option<std::ops::RangeInclusive<u16>>,
+) {
+    let _ = addr.send(Stop).await;
+    let done = tokio::task::spawn_blocking(move || {
+        crate::storage::destroy::destroy_group(&db, group, slots)
+    });
+    match done.await {
+        Ok(Ok(())) => info!(group = group.get(), "replica removed and its state deleted"),
+        Ok(Err(error)) => warn!(group = group.get(), %error, "deleting a removed replica failed"),
+        Err(error) => warn!(group = group.get(), %error, "deleting a removed replica failed"),
+    }
 }
 
 /// Puts the splits recorded by this node's groups into the routing table (a parent's
@@ -567,6 +616,21 @@ impl ReplicaFactory {
         group: GroupId,
         slots: std::ops::RangeInclusive<u16>,
     ) -> Result<Addr<ShardActor>, NodeError> {
+        self.launch(group, slots, false)
+    }
+
+    /// Starts an empty replica of a group this node is being added to (or opens the one
+    /// it holds state for): see `ShardActor::start_empty`.
+    fn start_empty(&self, group: GroupId) -> Result<Addr<ShardActor>, NodeError> {
+        self.launch(group, 0..=0, true)
+    }
+
+    fn launch(
+        &self,
+        group: GroupId,
+        slots: std::ops::RangeInclusive<u16>,
+        empty: bool,
+    ) -> Result<Addr<ShardActor>, NodeError> {
         let (config, t) = (&self.config, &self.config.timeouts);
         let mut cfg = ShardConfig::new(NodeId(config.node_id), group, slots);
         cfg.tick = t.tick();
@@ -582,7 +646,11 @@ impl ReplicaFactory {
             .next_arbiter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
-        let addr = ShardActor::start(arbiter, cfg, self.deps.clone())?;
+        let addr = if empty {
+            ShardActor::start_empty(arbiter, cfg, self.deps.clone())?
+        } else {
+            ShardActor::start(arbiter, cfg, self.deps.clone())?
+        };
         self.shards.insert(group, addr.clone());
         Ok(addr)
     }
@@ -593,6 +661,72 @@ impl ReplicaFactory {
 pub struct NodeBackend {
     client: NodeClient,
     ids: Arc<ClientIds>,
+    /// Node-local operator operations (`OpenReplica`, `DropReplica`); `None`: refused.
+    local: Option<LocalAdmin>,
+}
+
+/// What node-local operator operations need: starting and deleting this node's replicas.
+#[derive(Clone)]
+pub struct LocalAdmin {
+    factory: ReplicaFactory,
+    shards: Arc<LocalShards>,
+    db: Arc<NodeDb>,
+}
+
+impl LocalAdmin {
+    /// Starts an empty replica of `group` unless one runs here already.
+    fn open(&self, group: GroupId) -> ShardResult {
+        if self.shards.get(group).is_none() {
+            self.factory.start_empty(group).map_err(|e| ShardError::Refused {
+                group,
+                reason: format!("cannot start a replica: {e}"),
+            })?;
+            info!(group = group.get(), "empty replica started; waiting for a snapshot");
+        }
+        Ok(crate::kv::Reply::Ok)
+    }
+
+    /// Deletes this node's replica of `group` once the group's leader confirms the node
+    /// is no longer a member (a replica that missed the entry removing it).
+    async fn drop_replica(&self, client: &NodeClient, group: GroupId) -> ShardResult {
+        let me = client.table().me();
+        let members = client.execute(group, ShardOp::Members).await?;
+        let named = members_of(&members).ok_or_else(|| ShardError::Refused {
+            group,
+            reason: "the leader's member list does not parse".into(),
+        })?;
+        if named.contains(&me) {
+            let reason = format!("node {me} is still a replica of the group; remove it first");
+            return Err(ShardError::Refused { group, reason });
+        }
+        client.table().set_replicas(group, named);
+        let Some(addr) = self.shards.remove(group) else {
+            return Ok(crate::kv::Reply::Ok);
+        };
+        let status = addr.send(crate::shard::actor::GetStatus).await;
+        let slots = status
+            .ok()
+            .filter(|s| s.initialized)
+            .map(|s| s.slots.0..=s.slots.1);
+        destroy_replica(addr, self.db.clone(), group, slots).await;
+        Ok(crate::kv::Reply::Ok)
+    }
+}
+
+/// The node ids of a `Members` reply.
+fn members_of(reply: &crate::kv::Reply) -> Option<Vec<NodeId>> {
+    use crate::kv::Reply;
+    let Reply::Array(fields) = reply else { return None };
+    let Some(Reply::Array(rows)) = fields.get(3) else { return None };
+    rows.iter()
+        .map(|row| match row {
+            Reply::Array(cols) => match cols.first() {
+                Some(Reply::Int(id)) => u64::try_from(*id).ok().map(NodeId),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Client ids: a per-process random prefix in the high 32 bits and a counter below, so an
@@ -603,7 +737,7 @@ struct ClientIds {
 }
 
 impl NodeBackend {
-    pub fn new(client: NodeClient) -> NodeBackend {
+    pub fn new(client: NodeClient, local: Option<LocalAdmin>) -> NodeBackend {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -618,14 +752,35 @@ impl NodeBackend {
         NodeBackend {
             client,
             ids: Arc::new(ids),
+            local,
         }
     }
 }
 
 impl Backend for NodeBackend {
     fn execute(&self, group: GroupId, op: ShardOp) -> impl Future<Output = ShardResult> + Send {
-        let client = self.client.clone();
-        async move { client.execute(group, op).await }
+        let (client, local) = (self.client.clone(), self.local.clone());
+        async move {
+            let refused = || ShardError::Refused {
+                group,
+                reason: "this node does not run operator operations".into(),
+            };
+            match op {
+                ShardOp::OpenReplica => local.ok_or_else(refused)?.open(group),
+                ShardOp::DropReplica => {
+                    local.ok_or_else(refused)?.drop_replica(&client, group).await
+                }
+                ShardOp::Members => {
+                    let reply = client.execute(group, ShardOp::Members).await?;
+                    // The leader's list is the newest this node can have.
+                    if let Some(replicas) = members_of(&reply) {
+                        client.table().set_replicas(group, replicas);
+                    }
+                    Ok(reply)
+                }
+                op => client.execute(group, op).await,
+            }
+        }
     }
 
     fn group_of_slot(&self, slot: u16) -> GroupId {

@@ -304,5 +304,8 @@ pub fn shard_error<B: Backend>(
         ShardError::Storage { group, reason } => {
             Frame::error(format!("ERR shard {group} storage failed: {reason}"))
         }
+        ShardError::Refused { group, reason } => {
+            Frame::error(format!("ERR shard {group} refused: {reason}"))
+        }
     }
 }

@@ -119,9 +119,15 @@ impl MemBackend {
                 Ok(reply)
             }
             ShardOp::Read { command, now_ms } => Ok(read::execute(&g.kv, now_ms, &command)),
-            ShardOp::Split { .. } | ShardOp::TransferLeader { .. } => Err(ShardError::Busy {
+            ShardOp::Split { .. }
+            | ShardOp::TransferLeader { .. }
+            | ShardOp::ChangeMembers { .. }
+            | ShardOp::Members
+            | ShardOp::OpenReplica
+            | ShardOp::DropReplica => Err(ShardError::Busy {
                 group,
-                reason: "the in-memory backend has one replica per group and never splits".into(),
+                reason: "the in-memory backend has one replica per group and never splits or moves"
+                    .into(),
             }),
         }
     }

@@ -144,6 +144,32 @@ impl RoutingTable {
         true
     }
 
+    /// Records a group's replicas as one of its replicas on this node applied them
+    /// (voters first, then learners). Returns whether it changed.
+    pub fn set_replicas(&self, group: GroupId, replicas: Vec<NodeId>) -> bool {
+        let Some(mut route) = self.groups.get_mut(&group) else { return false };
+        if route.replicas == replicas {
+            return false;
+        }
+        route.replicas = replicas;
+        drop(route);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Records that `leader` just answered as the group's leader (a request it served).
+    /// Keeps the term of the last report: a later report still orders against it.
+    pub fn learn_leader(&self, group: GroupId, leader: NodeId) -> bool {
+        let Some(mut route) = self.groups.get_mut(&group) else { return false };
+        if route.leader == Some(leader) {
+            return false;
+        }
+        route.leader = Some(leader);
+        drop(route);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Records a leader report. A report older than the one held is ignored; a report of
     /// "no leader" in the same or a newer term clears the cache. Returns whether it changed.
     pub fn set_leader(&self, group: GroupId, leader: Option<NodeId>, term: Term) -> bool {

@@ -22,8 +22,8 @@ use crate::kv::read::ReadCommand;
 use crate::kv::Request;
 use crate::metrics::GroupMetrics;
 use crate::raft::{
-    Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role, Storage,
-    Term,
+    Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role,
+    SnapshotMetadata, Storage, Term,
 };
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
@@ -99,6 +99,15 @@ pub type LeaderChangeFn = Arc<dyn Fn(LeaderChange) + Send + Sync>;
 /// updates its routing. Called on the replica's arbiter: it must not block.
 pub type SplitFn = Arc<dyn Fn(SplitDone) + Send + Sync>;
 
+/// Called once a replica applied (durably) a configuration without its node: the node
+/// stops it and deletes its state, with the records of these slots (`None`: it never
+/// installed any). Called on the replica's arbiter: it must not block.
+pub type RemovedFn = Arc<dyn Fn(GroupId, Option<RangeInclusive<u16>>) + Send + Sync>;
+
+/// Fed a group's replicas (voters, then learners) whenever a replica of it on this node
+/// applied a new configuration (the routing table's replica lists). Must not block.
+pub type MembersFn = Arc<dyn Fn(GroupId, Vec<NodeId>) + Send + Sync>;
+
 /// What a replica shares with the rest of the node.
 #[derive(Clone)]
 pub struct ShardDeps {
@@ -108,6 +117,8 @@ pub struct ShardDeps {
     pub peers: Arc<dyn PeerSender>,
     pub on_leader_change: LeaderChangeFn,
     pub on_split: SplitFn,
+    pub on_removed: RemovedFn,
+    pub on_members: MembersFn,
 }
 
 /// Why a replica could not start.
@@ -121,13 +132,33 @@ pub enum ShardStartError {
     NoState { group: GroupId },
 }
 
-/// Writes a new group's initial configuration if the node holds no state for it; a group
-/// that has state is left alone (restart). Blocking: call it at start-up, before `start`.
+/// Every group's first state is a snapshot point at this index (empty data, the first
+/// voters), written alike on each first replica: a layout group's at bootstrap, a split
+/// child's with the split. Its log therefore starts above it, so a replica added later
+/// (empty) is always sent a snapshot, never entries it could not check against a range
+/// and configuration it does not know.
+pub const FIRST_INDEX: LogIndex = LogIndex(1);
+
+/// The first state of a group: `voters`, a snapshot point at `FIRST_INDEX`, `slots`.
+pub fn first_state_write(group: GroupId, voters: &[NodeId], slots: SlotRange) -> GroupWrite {
+    let conf_state = ConfState::with_voters(voters.iter().copied());
+    let snapshot = SnapshotMetadata { index: FIRST_INDEX, term: Term(1), conf_state };
+    GroupWrite {
+        snapshot: Some(snapshot),
+        applied_index: Some(FIRST_INDEX),
+        range: Some(GroupRange::new(slots)),
+        ..GroupWrite::new(group)
+    }
+}
+
+/// Writes a new group's first state if the node holds no state for it; a group that has
+/// state is left alone (restart). Blocking: call it at start-up, before `start`.
 /// Returns whether it wrote.
 pub fn bootstrap_group(
     writer: &ShardWriter,
     group: GroupId,
     voters: &[NodeId],
+    slots: SlotRange,
 ) -> Result<bool, ShardStartError> {
     let storage = RedbStorage::open(Arc::clone(writer.db()), group)?;
     if has_state(&storage)? {
@@ -136,9 +167,7 @@ pub fn bootstrap_group(
     if voters.is_empty() {
         return Err(ShardStartError::NoState { group });
     }
-    let conf = ConfState::with_voters(voters.iter().copied());
-    let write = GroupWrite { conf_state: Some(conf), ..GroupWrite::new(group) };
-    writer.write_now(write)?;
+    writer.write_now(first_state_write(group, voters, slots))?;
     info!(group = %group, ?voters, "bootstrapped group");
     Ok(true)
 }
@@ -208,6 +237,8 @@ pub struct ShardStatus {
     pub followers: Vec<(NodeId, LogIndex)>,
     /// Why the replica stopped serving, if it did (a storage failure).
     pub failed: Option<String>,
+    /// False while an added replica waits for its first snapshot.
+    pub initialized: bool,
 }
 
 /// A write waiting for its entry to apply.
@@ -257,6 +288,16 @@ pub struct ShardActor {
     pub(crate) failed: Option<String>,
     /// The slots this group owns as of `applied`, and what it split off.
     pub(crate) range: GroupRange,
+    /// False for an empty replica (`start_empty`) until its first snapshot is installed:
+    /// `range` and `cfg.slots` are placeholders until then.
+    pub(crate) initialized: bool,
+    /// The configuration named this node once (a replica added by a snapshot taken just
+    /// before its own addition is not yet named, and must not take that as a removal).
+    pub(crate) was_member: bool,
+    /// The node was told this replica is removed; it takes no more Readies.
+    pub(crate) removed: bool,
+    /// The configuration last reported through `on_members`.
+    pub(crate) reported_conf: ConfState,
 }
 
 impl ShardActor {
@@ -267,17 +308,36 @@ impl ShardActor {
         cfg: ShardConfig,
         deps: ShardDeps,
     ) -> Result<Addr<ShardActor>, ShardStartError> {
-        let actor = ShardActor::open(cfg, deps)?;
-        Ok(ShardActor::start_in_arbiter(arbiter, move |ctx| {
-            ctx.set_mailbox_capacity(MAILBOX_MESSAGES_MAX);
-            actor
-        }))
+        let actor = ShardActor::open(cfg, deps, false)?;
+        Ok(ShardActor::spawn(arbiter, actor))
     }
 
-    fn open(cfg: ShardConfig, deps: ShardDeps) -> Result<ShardActor, ShardStartError> {
+    /// Starts a replica of a group this node holds no state for, to be added to the group
+    /// (a learner first): it knows neither the group's configuration nor its slots, never
+    /// campaigns, and serves nothing until the leader's snapshot is installed. A group the
+    /// node holds state for opens as `start` would. The empty replica writes nothing, so
+    /// a restart before its snapshot forgets it (the operator's add is then re-run).
+    pub fn start_empty(
+        arbiter: &ArbiterHandle,
+        cfg: ShardConfig,
+        deps: ShardDeps,
+    ) -> Result<Addr<ShardActor>, ShardStartError> {
+        let actor = ShardActor::open(cfg, deps, true)?;
+        Ok(ShardActor::spawn(arbiter, actor))
+    }
+
+    fn spawn(arbiter: &ArbiterHandle, actor: ShardActor) -> Addr<ShardActor> {
+        ShardActor::start_in_arbiter(arbiter, move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_MESSAGES_MAX);
+            actor
+        })
+    }
+
+    fn open(cfg: ShardConfig, deps: ShardDeps, empty_ok: bool) -> Result<ShardActor, ShardStartError> {
         let group = cfg.group;
         let storage = RedbStorage::open(Arc::clone(&deps.db), group)?;
-        if !has_state(&storage)? {
+        let initialized = has_state(&storage)?;
+        if !initialized && !empty_ok {
             return Err(ShardStartError::NoState { group });
         }
         let applied = storage.applied_index();
@@ -294,7 +354,12 @@ impl ShardActor {
         cfg.slots = range.range.first..=range.range.last;
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
             last_index = %raw.last_index(), slots = %range.range, "replica opened");
+        let was_member = raw.conf_state().all_nodes().contains(&cfg.node);
         Ok(ShardActor {
+            initialized,
+            was_member,
+            removed: false,
+            reported_conf: ConfState::default(),
             range,
             cfg,
             deps,
@@ -333,7 +398,7 @@ impl ShardActor {
         ShardError::Busy { group: self.cfg.group, reason: reason.into() }
     }
 
-    fn refusal(&self) -> Option<ShardError> {
+    pub(crate) fn refusal(&self) -> Option<ShardError> {
         if let Some(reason) = &self.failed {
             return Some(ShardError::Storage { group: self.cfg.group, reason: reason.clone() });
         }
@@ -449,6 +514,7 @@ impl ShardActor {
             slots: (*self.cfg.slots.start(), *self.cfg.slots.end()),
             followers: self.followers_matched(),
             failed: self.failed.clone(),
+            initialized: self.initialized,
         }
     }
 
@@ -490,6 +556,7 @@ impl Actor for ShardActor {
             act.raw.tick();
             act.retry_deferred(ctx);
             act.drive(ctx);
+            act.maybe_report_removal();
         });
         self.drive(ctx);
     }
@@ -512,6 +579,14 @@ impl Handler<Execute> for ShardActor {
             ShardOp::TransferLeader { to } => {
                 let answer = self.transfer_leadership(to);
                 let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
+            }
+            ShardOp::ChangeMembers { steps } => self.propose_members(&steps, tx),
+            ShardOp::Members => {
+                let _ = tx.send(self.members());
+            }
+            ShardOp::OpenReplica | ShardOp::DropReplica => {
+                let reason = "a node-local operation reached a replica".to_string();
+                let _ = tx.send(Err(ShardError::Refused { group: self.cfg.group, reason }));
             }
         }
         self.drive(ctx);

@@ -24,6 +24,95 @@ pub enum ShardOp {
     Split { at: Option<u16>, child: GroupId },
     /// Hand leadership to `to` (a voter of the group); answered once the transfer started.
     TransferLeader { to: NodeId },
+    /// Change the group's replicas (leader only): one step that changes the voters by at
+    /// most one node is a simple change, more enter a joint configuration the leader then
+    /// leaves by itself. Answered `Ok` once the change applied on the leader, at once if
+    /// the configuration is already what the steps ask for.
+    ChangeMembers { steps: Vec<MemberStep> },
+    /// The group's replicas as its leader sees them: `Members::to_reply`.
+    Members,
+    /// Node-local, never routed: start an empty replica of the group on the node asked,
+    /// waiting for the leader's snapshot (`+OK`; also when one runs already).
+    OpenReplica,
+    /// Node-local, never routed: stop and delete the node's replica of the group, if the
+    /// group's leader confirms the node is no longer a member.
+    DropReplica,
+}
+
+/// One membership step an operator asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStep {
+    /// Receives the log (and first a snapshot) but does not vote.
+    AddLearner(NodeId),
+    /// Votes (a learner promoted, or a new voter).
+    AddVoter(NodeId),
+    Remove(NodeId),
+}
+
+impl MemberStep {
+    pub fn to_raft(self) -> crate::raft::ConfChangeStep {
+        use crate::raft::ConfChangeStep;
+        match self {
+            MemberStep::AddLearner(id) => ConfChangeStep::AddLearner(id),
+            MemberStep::AddVoter(id) => ConfChangeStep::AddVoter(id),
+            MemberStep::Remove(id) => ConfChangeStep::RemoveNode(id),
+        }
+    }
+}
+
+/// How a group's leader sees one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberKind {
+    Voter,
+    Learner,
+    /// A voter of the outgoing half of a joint configuration only (being removed).
+    Outgoing,
+}
+
+impl MemberKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberKind::Voter => "voter",
+            MemberKind::Learner => "learner",
+            MemberKind::Outgoing => "outgoing",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MemberKind> {
+        [MemberKind::Voter, MemberKind::Learner, MemberKind::Outgoing]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+/// A group's replicas as its leader sees them, the answer to `ShardOp::Members`. Crosses
+/// RESP as `[leader, commit index, joint 0|1, [[node, kind, match index], ...]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    pub leader: NodeId,
+    pub commit_index: u64,
+    pub joint: bool,
+    /// Every replica with its kind and the leader's match index for it (the leader's own:
+    /// its last index).
+    pub replicas: Vec<(NodeId, MemberKind, u64)>,
+}
+
+impl Members {
+    pub fn to_reply(&self) -> Reply {
+        let rows = self.replicas.iter().map(|(node, kind, matched)| {
+            Reply::Array(vec![
+                Reply::Int(node.get() as i64),
+                Reply::Status(kind.name().to_string()),
+                Reply::Int(*matched as i64),
+            ])
+        });
+        Reply::Array(vec![
+            Reply::Int(self.leader.get() as i64),
+            Reply::Int(self.commit_index as i64),
+            Reply::Int(i64::from(self.joint)),
+            Reply::Array(rows.collect()),
+        ])
+    }
 }
 
 /// Why a group could not answer. `Display` texts are for logs; the RESP layer maps each
@@ -54,6 +143,10 @@ pub enum ShardError {
     /// `moved` is `None` for a slot the group never owned (a stale route).
     #[error("slot {slot} is not served by group {group} (moved to {moved:?})")]
     SlotMoved { group: GroupId, slot: u16, moved: Option<SplitOff> },
+    /// An operator's request that cannot be done as asked (a membership change the
+    /// group's configuration does not allow); nothing was changed.
+    #[error("group {group} refused: {reason}")]
+    Refused { group: GroupId, reason: String },
     /// The node's storage failed; the replica stops serving.
     #[error("group {group}: storage failed: {reason}")]
     Storage { group: GroupId, reason: String },

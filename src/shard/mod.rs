@@ -15,6 +15,7 @@
 pub mod actor;
 pub mod api;
 pub mod limits;
+mod members;
 pub mod persist;
 mod ready;
 pub mod split;
@@ -24,7 +25,7 @@ pub mod undurable;
 mod tests;
 
 pub use actor::{
-    bootstrap_group, Execute, GetStatus, Inbound, LeaderChangeFn, ShardActor, ShardConfig,
-    ShardDeps, ShardStartError, ShardStatus, SplitFn, Stop, TransferLeader,
+    bootstrap_group, first_state_write, Execute, GetStatus, Inbound, LeaderChangeFn, ShardActor, ShardConfig,
+    MembersFn, RemovedFn, ShardDeps, ShardStartError, ShardStatus, SplitFn, Stop, TransferLeader,
 };
 pub use persist::{ShardWriter, SubmitError};

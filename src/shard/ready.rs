@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
-use crate::kv::range::GroupRange;
+use crate::kv::range::{GroupRange, SlotRange};
 use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{
     Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Snapshot,
@@ -65,7 +65,8 @@ impl ShardActor {
     /// Handles what the core has to do, unless a persist job is still in flight.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
-            if self.in_flight.is_some() || self.deferred.is_some() || self.failed.is_some() {
+            let busy = self.in_flight.is_some() || self.deferred.is_some();
+            if busy || self.failed.is_some() || self.removed {
                 return;
             }
             if !self.raw.has_ready() || !self.handle_ready(ctx) {
@@ -163,6 +164,7 @@ impl ShardActor {
             self.applied = self.applied.max(index);
             self.last_compact = self.last_compact.max(index);
             self.snapshots_installed += 1;
+            self.initialized = true;
             self.cfg.metrics.snapshots_installed.inc();
             info!(group = %self.cfg.group, node = %self.cfg.node, index = %index,
                 term = %self.raw.term(), "snapshot installed");
@@ -179,6 +181,32 @@ impl ShardActor {
         for child in flight.children {
             (self.deps.on_split)(SplitDone { campaign: leads, ..child.done });
         }
+        if self.raw.conf_state().all_nodes().contains(&self.cfg.node) {
+            self.was_member = true;
+        }
+        if self.initialized && *self.raw.conf_state() != self.reported_conf {
+            let conf = self.raw.conf_state().clone();
+            let mut replicas: Vec<_> = conf.voters.union(&conf.voters_outgoing).copied().collect();
+            replicas.extend(conf.learners.iter().filter(|l| !conf.is_voter(**l)));
+            (self.deps.on_members)(self.cfg.group, replicas);
+            self.reported_conf = conf;
+        }
+        self.maybe_report_removal();
+    }
+
+    /// Tells the node once a durable configuration no longer names this replica's node
+    /// (after any compaction in progress ended: none may write after the state is gone).
+    pub(crate) fn maybe_report_removal(&mut self) {
+        if self.removed || !self.was_member || self.compacting || !self.removed_from_group() {
+            return;
+        }
+        if self.in_flight.is_some() || self.deferred.is_some() {
+            return;
+        }
+        self.removed = true;
+        info!(group = %self.cfg.group, node = %self.cfg.node, "removed from the group");
+        let slots = self.initialized.then(|| self.cfg.slots.clone());
+        (self.deps.on_removed)(self.cfg.group, slots);
     }
 
     pub(crate) fn fail_storage(&mut self, reason: String) {
@@ -313,7 +341,9 @@ impl ShardActor {
                         Err(ShardError::Storage { group: self.cfg.group, reason })
                     }
                 }),
-                EntryPayload::Noop | EntryPayload::ConfChange(_) => None,
+                // A membership change's proposer is answered once it applied.
+                EntryPayload::ConfChange(_) => Some(Ok(crate::kv::Reply::Ok)),
+                EntryPayload::Noop => None,
             };
             answers.push((e.index, e.term, reply));
         }
@@ -484,6 +514,12 @@ impl ShardActor {
             self.cfg.slots = range.range.first..=range.range.last;
             self.range = range.clone();
             write.range = Some(range);
+        } else if !self.initialized {
+            // A group never split: its range is the snapshot's slots.
+            let range = GroupRange::new(SlotRange::new(data.slots.0, data.slots.1));
+            self.cfg.slots = data.slot_range();
+            self.range = range.clone();
+            write.range = Some(range);
         }
         data.slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
         let group = self.cfg.group;
@@ -503,7 +539,7 @@ impl ShardActor {
     /// Compacts the log every `compact_every_entries` durably applied entries.
     fn maybe_compact(&mut self, ctx: &mut Context<ShardActor>) {
         let due = self.last_compact.plus(self.cfg.compact_every_entries);
-        if self.compacting || self.durable_applied < due {
+        if self.compacting || self.removed || self.durable_applied < due {
             return;
         }
         let index = LogIndex(self.durable_applied.get().saturating_sub(self.cfg.log_keep_entries));

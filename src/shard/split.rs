@@ -19,15 +19,12 @@ use crate::kv::command::{KvCommand, NO_CLIENT_ID};
 use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange, SplitOff};
 use crate::kv::read::ReadCommand;
 use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
-use crate::raft::{ConfState, GroupId, LogIndex, NodeId, SnapshotMetadata, Term};
-use crate::shard::actor::ShardActor;
+use crate::raft::{GroupId, NodeId};
+use crate::shard::actor::{first_state_write, ShardActor};
 use crate::shard::api::{ShardError, ShardResult, SplitDone};
 use crate::storage::group_snapshot::latest_kv_view;
 use crate::storage::GroupWrite;
 
-/// A child group's first state: a snapshot point at this index, so a replica that has to
-/// join it later (empty) is sent a snapshot rather than entries it cannot check.
-pub const CHILD_FIRST_INDEX: LogIndex = LogIndex(1);
 
 /// A child written by a split in this Ready, and what to tell the node once durable.
 pub(crate) struct ChildWrite {
@@ -190,17 +187,9 @@ fn apply_split(
     reply
 }
 
-/// The first state of the group `off` describes: its voters, a snapshot point at
-/// `CHILD_FIRST_INDEX` and its range (the caller adds the parent's sessions).
+/// The first state of the group `off` describes (the caller adds the parent's sessions).
 pub fn child_write(off: &SplitOff) -> GroupWrite {
-    let conf_state = ConfState::with_voters(off.replicas.iter().copied());
-    let snapshot = SnapshotMetadata { index: CHILD_FIRST_INDEX, term: Term(1), conf_state };
-    GroupWrite {
-        snapshot: Some(snapshot),
-        applied_index: Some(CHILD_FIRST_INDEX),
-        range: Some(GroupRange::new(off.range)),
-        ..GroupWrite::new(off.group)
-    }
+    first_state_write(off.group, &off.replicas, off.range)
 }
 
 /// Refuses a read that names a slot the group does not own (no copy of the command: this

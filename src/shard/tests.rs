@@ -75,7 +75,8 @@ impl Cluster {
         let db = open_db(&self.dir.path().join(format!("node{node}.redb")));
         let writer = ShardWriter::start(Arc::clone(&db)).expect("writer");
         let voters: Vec<NodeId> = NODES.iter().map(|&n| NodeId(n)).collect();
-        bootstrap_group(&writer, GROUP, &voters).expect("bootstrap");
+        let slots = crate::kv::range::SlotRange::new(0, 16383);
+        bootstrap_group(&writer, GROUP, &voters, slots).expect("bootstrap");
         let mut cfg = ShardConfig::new(NodeId(node), GROUP, 0..=16383);
         cfg.tick = Duration::from_millis(10);
         cfg.compact_every_entries = self.compact_every_entries;
@@ -88,6 +89,8 @@ impl Cluster {
             peers: Arc::clone(&self.net) as Arc<dyn PeerSender>,
             on_leader_change: Arc::new(move |c| changes.lock().expect("changes").push(c)),
             on_split: Arc::new(|_| {}),
+            on_removed: Arc::new(|_, _| {}),
+            on_members: Arc::new(|_, _| {}),
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");

@@ -142,6 +142,11 @@ impl NodeDb {
         Ok(cache)
     }
 
+    /// Drops the cache of a group whose state was deleted (the next use reloads it).
+    pub(crate) fn forget_group(&self, group: GroupId) {
+        self.caches.lock().expect("group cache registry poisoned").remove(&group);
+    }
+
     /// Takes the node-wide write lock (see the field).
     pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
         self.write_lock.lock().expect("node write lock poisoned")

@@ -13,6 +13,7 @@
 //!   transaction) and the writing of its mutations.
 //! - [`group_snapshot`]: a group's snapshot data paired with its applied index and
 //!   configuration, as the runtime ships and installs it; the runtime's read view.
+//! - [`destroy`]: deleting a group's replica (state, log, records) in one transaction.
 //! - [`snapshot_data`]: one group's state-machine data streamed in bounded, CRC-checked
 //!   chunks, and their installation.
 //!
@@ -23,6 +24,7 @@ mod codec;
 #[doc(hidden)]
 pub mod conformance;
 pub mod db;
+pub mod destroy;
 pub mod error;
 pub mod group_snapshot;
 pub mod limits;

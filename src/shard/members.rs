@@ -1,0 +1,99 @@
+//! Membership, as the replica runs it: the leader proposes an operator's change through
+//! the Raft core (a learner first, joint consensus for more than one voter) and answers
+//! once it applied; the leader reports who the replicas are and how far each has the log;
+//! a replica that applies a configuration without itself tells the node, which stops it
+//! and deletes its state once that is durable.
+//!
+//! Must never: answer a change before it applied, or leave a removed replica serving.
+
+use tokio::sync::oneshot;
+use tracing::info;
+
+use crate::kv::Reply;
+use crate::raft::{next_conf, ConfChangeStep, RaftError, Role};
+use crate::shard::actor::{PendingWrite, ShardActor};
+use crate::shard::api::{MemberKind, MemberStep, Members, ShardError, ShardResult};
+
+impl ShardActor {
+    /// Leader: proposes `steps`; the answer waits for the apply of the change.
+    pub(crate) fn propose_members(&mut self, steps: &[MemberStep], tx: oneshot::Sender<ShardResult>) {
+        if let Some(err) = self.refusal() {
+            let _ = tx.send(Err(err));
+            return;
+        }
+        let group = self.cfg.group;
+        let raft_steps: Vec<ConfChangeStep> = steps.iter().map(|s| s.to_raft()).collect();
+        let current = self.raw.conf_state().clone();
+        let target = match next_conf(&current, &raft_steps) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = tx.send(Err(ShardError::Refused { group, reason: e.to_string() }));
+                return;
+            }
+        };
+        if target.voters == current.voters && target.learners == current.learners {
+            // Already so (a retried request): nothing to propose.
+            let _ = tx.send(Ok(Reply::Ok));
+            return;
+        }
+        match self.raw.propose_conf_change(&raft_steps) {
+            Ok(()) => {
+                info!(group = %group, ?steps, "membership change proposed");
+                let index = self.raw.last_index();
+                let proposed = std::time::Instant::now();
+                let pending = PendingWrite { term: self.raw.term(), proposed, tx };
+                self.writes.insert(index, pending);
+            }
+            Err(RaftError::ProposalDropped(reason)) => {
+                let _ = tx.send(Err(ShardError::Busy { group, reason: reason.to_string() }));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(ShardError::Refused { group, reason: e.to_string() }));
+            }
+        }
+    }
+
+    /// Leader: who the replicas are and how far each has the log.
+    pub(crate) fn members(&self) -> ShardResult {
+        if let Some(err) = self.refusal() {
+            return Err(err);
+        }
+        let conf = self.raw.conf_state();
+        let status = self.raw.status();
+        let me = self.cfg.node;
+        let replicas = conf
+            .all_nodes()
+            .into_iter()
+            .map(|node| {
+                let kind = if conf.voters.contains(&node) {
+                    MemberKind::Voter
+                } else if conf.voters_outgoing.contains(&node) {
+                    MemberKind::Outgoing
+                } else {
+                    MemberKind::Learner
+                };
+                let matched = if node == me {
+                    self.raw.last_index()
+                } else {
+                    let found = status.followers.iter().find(|(id, _)| *id == node);
+                    found.map_or(crate::raft::LogIndex(0), |(_, f)| f.matched)
+                };
+                (node, kind, matched.get())
+            })
+            .collect();
+        let members = Members {
+            leader: me,
+            commit_index: self.raw.commit_index().get(),
+            joint: conf.is_joint(),
+            replicas,
+        };
+        Ok(members.to_reply())
+    }
+
+    /// True once this replica applied a configuration that no longer names its node.
+    pub(crate) fn removed_from_group(&self) -> bool {
+        self.initialized
+            && self.raw.role() != Role::Leader
+            && !self.raw.conf_state().all_nodes().contains(&self.cfg.node)
+    }
+}

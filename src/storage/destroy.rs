@@ -1,0 +1,49 @@
+//! Removing a group's replica from the node: everything the group wrote (Raft state, log,
+//! snapshot point, applied index, range, client sessions, and the records of its slots)
+//! is deleted in one durable transaction, so a crash leaves either the whole replica or
+//! none of it. Used once a membership change removed this node from the group.
+//!
+//! Must never: delete records of slots outside the range it is given (other groups of the
+//! node share the key-value table).
+
+use std::ops::RangeInclusive;
+
+use crate::raft::GroupId;
+use crate::storage::db::NodeDb;
+use crate::storage::kv_store::{group_sessions, slot_bounds};
+use crate::storage::tables::{
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META,
+};
+use crate::storage::StorageError;
+
+/// Deletes `group`'s state and, with `slots`, the records of those slots. Idempotent.
+pub fn destroy_group(
+    db: &NodeDb,
+    group: GroupId,
+    slots: Option<RangeInclusive<u16>>,
+) -> Result<(), StorageError> {
+    let g = group.get();
+    let _ordered = db.lock_writes();
+    let txn = db.begin_durable_write()?;
+    {
+        let err = |e: redb::Error| db.err("destroy group", e);
+        // Every redb error kind converts into `redb::Error`.
+        for def in [HARD_STATE, CONF_STATE, SNAPSHOT_META, GROUP_RANGE] {
+            let mut table = txn.open_table(def).map_err(|e| err(e.into()))?;
+            table.remove(g).map_err(|e| err(e.into()))?;
+        }
+        let mut applied = txn.open_table(APPLIED).map_err(|e| err(e.into()))?;
+        applied.remove(g).map_err(|e| err(e.into()))?;
+        let mut log = txn.open_table(LOG).map_err(|e| err(e.into()))?;
+        log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false).map_err(|e| err(e.into()))?;
+        let mut sessions = txn.open_table(SESSIONS).map_err(|e| err(e.into()))?;
+        sessions.retain_in(group_sessions(g), |_, _| false).map_err(|e| err(e.into()))?;
+        if let Some(slots) = slots {
+            let mut kv = txn.open_table(KV).map_err(|e| err(e.into()))?;
+            kv.retain_in(slot_bounds(&slots), |_, _| false).map_err(|e| err(e.into()))?;
+        }
+    }
+    db.commit(txn, 0)?;
+    db.forget_group(group);
+    Ok(())
+}

@@ -30,6 +30,8 @@ use crate::shard::limits::{
     COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
 };
 use crate::shard::persist::ShardWriter;
+use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
+use crate::storage::group_snapshot::GroupSnapshotData;
 use crate::shard::ready::InFlight;
 use crate::shard::undurable::Undurable;
 use crate::storage::{GroupWrite, NodeDb, RedbStorage, StorageError};
@@ -298,6 +300,12 @@ pub struct ShardActor {
     pub(crate) removed: bool,
     /// The configuration last reported through `on_members`.
     pub(crate) reported_conf: ConfState,
+    /// Snapshots this leader is streaming, at most `SNAPSHOT_SENDS_MAX` with the exports.
+    pub(crate) outgoing: Vec<OutgoingSnapshot>,
+    /// A snapshot arriving in parts.
+    pub(crate) incoming: Option<IncomingSnapshot>,
+    /// The data of the last snapshot assembled and handed to the core, until installed.
+    pub(crate) assembled: Option<(LogIndex, GroupSnapshotData)>,
 }
 
 impl ShardActor {
@@ -360,6 +368,9 @@ impl ShardActor {
             was_member,
             removed: false,
             reported_conf: ConfState::default(),
+            outgoing: Vec::new(),
+            incoming: None,
+            assembled: None,
             range,
             cfg,
             deps,
@@ -481,7 +492,8 @@ impl ShardActor {
                 continue;
             }
             self.note_heartbeat(&gm.msg, urgency);
-            if let Err(e) = self.raw.step(gm.msg) {
+            let Some(msg) = self.receive_snapshot_part(gm.msg) else { continue };
+            if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(group = %self.cfg.group, error = %e, "message refused");
             }
         }
@@ -554,6 +566,7 @@ impl Actor for ShardActor {
                 return;
             }
             act.raw.tick();
+            act.pump_snapshots();
             act.retry_deferred(ctx);
             act.drive(ctx);
             act.maybe_report_removal();

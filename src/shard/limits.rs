@@ -22,9 +22,18 @@ pub const SNAPSHOT_SENDS_MAX: usize = 2;
 /// Bytes of one chunk frame of snapshot data.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Bytes of state-machine data one snapshot message may carry; the snapshot travels as one
-/// Raft message for now, so this must stay below the transport's frame bound.
-pub const SNAPSHOT_DATA_BYTES_MAX: u64 = 48 * 1024 * 1024;
+/// Bytes of state-machine data one snapshot may carry. The leader exports it and the
+/// follower assembles it in memory before installing it in one transaction, so this bounds
+/// the memory a snapshot takes on either side.
+pub const SNAPSHOT_DATA_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Bytes of data one part of a streamed snapshot carries (one Raft message), at most; a
+/// single chunk frame larger than this travels alone.
+pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
+
+/// Parts of each outgoing snapshot sent per tick: bounds what one snapshot puts in the
+/// peer's queue at once (other groups' messages interleave).
+pub const SNAPSHOT_PARTS_PER_TICK: usize = 8;
 
 /// Compact the log once this many entries were applied (durably) since the last
 /// compaction.

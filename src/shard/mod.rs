@@ -18,6 +18,7 @@ pub mod limits;
 mod members;
 pub mod persist;
 mod ready;
+mod snapshot;
 pub mod split;
 pub mod undurable;
 

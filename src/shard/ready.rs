@@ -9,23 +9,18 @@
 //! Must never: send a persisted message before its write is durable, or serve a read
 //! before its ReadIndex is applied.
 
-use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
-use crate::kv::range::{GroupRange, SlotRange};
+use crate::kv::range::GroupRange;
 use crate::kv::{read, KvMutation, Overlay, Request};
-use crate::raft::{
-    Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Snapshot,
-    SnapshotMetadata, Term,
-};
+use crate::raft::{Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{LeaderChange, ShardError, ShardResult, SplitDone};
-use crate::shard::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_SENDS_MAX};
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
-use crate::storage::group_snapshot::{export_group, latest_kv_view, GroupSnapshotData};
+use crate::storage::group_snapshot::latest_kv_view;
 use crate::storage::{GroupDurable, GroupWrite, StorageError};
 use crate::transport::api::{GroupMessage, Urgency};
 
@@ -306,7 +301,7 @@ impl ShardActor {
         }
     }
 
-    fn send_one(&self, msg: Message, urgency: Urgency) {
+    pub(crate) fn send_one(&self, msg: Message, urgency: Urgency) {
         let to = msg.to;
         self.deps.peers.send_raft(to, GroupMessage { group: self.cfg.group, msg }, urgency);
     }
@@ -442,102 +437,10 @@ impl Handler<Persisted> for ShardActor {
     }
 }
 
-/// Snapshots: shipping (leader), installing (follower), compaction.
+/// Log compaction.
 impl ShardActor {
-    /// Exports the group's durable state off the actor's thread, then sends it with
-    /// metadata that matches the exported applied index.
-    fn send_snapshot(&mut self, m: Message, ctx: &mut Context<ShardActor>) {
-        if self.snapshot_sends >= SNAPSHOT_SENDS_MAX {
-            self.raw.report_snapshot_failure(m.to);
-            return;
-        }
-        self.snapshot_sends += 1;
-        let db = Arc::clone(&self.deps.db);
-        let (group, slots) = (self.cfg.group, self.cfg.slots.clone());
-        let task = tokio::task::spawn_blocking(move || {
-            export_group(&db, group, slots, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX)
-        });
-        ctx.spawn(actix::fut::wrap_future(task).map(move |res, act: &mut ShardActor, _| {
-            act.snapshot_sends -= 1;
-            let data = match res {
-                Ok(Ok(data)) => data,
-                Ok(Err(e)) => return act.snapshot_send_failed(&m, e.to_string()),
-                Err(e) => return act.snapshot_send_failed(&m, e.to_string()),
-            };
-            act.finish_snapshot_send(m, data);
-        }));
-    }
-
-    fn snapshot_send_failed(&mut self, m: &Message, reason: String) {
-        warn!(group = %self.cfg.group, to = %m.to, %reason, "snapshot export failed");
-        self.raw.report_snapshot_failure(m.to);
-    }
-
-    fn finish_snapshot_send(&mut self, m: Message, data: GroupSnapshotData) {
-        if self.raw.role() != Role::Leader || self.raw.term() != m.term {
-            return;
-        }
-        let index = data.applied;
-        let Some(term) = self.raw.log_term(index).filter(|_| index > LogIndex(0)) else {
-            return self.snapshot_send_failed(&m, format!("no term for index {index}"));
-        };
-        let conf_state = if data.conf_state.all_nodes().is_empty() {
-            self.raw.conf_state().clone()
-        } else {
-            data.conf_state.clone()
-        };
-        let bytes = match rmp_serde::to_vec(&data) {
-            Ok(bytes) => bytes,
-            Err(e) => return self.snapshot_send_failed(&m, e.to_string()),
-        };
-        info!(group = %self.cfg.group, to = %m.to, index = %index, term = %term,
-            bytes = bytes.len(), "snapshot sent");
-        let metadata = SnapshotMetadata { index, term, conf_state };
-        let snapshot = Snapshot { metadata, data: bytes.into() };
-        let msg = Message { body: MessageBody::Snapshot { snapshot }, ..m };
-        self.send_one(msg, Urgency::Now);
-        self.cfg.metrics.snapshots_sent.inc();
-    }
-
-    /// Puts a received snapshot (metadata and data) into the write; returns its index.
-    fn prepare_install(&mut self, s: Snapshot, write: &mut GroupWrite) -> Result<LogIndex, String> {
-        let index = s.metadata.index;
-        let mut data: GroupSnapshotData = rmp_serde::from_slice(&s.data)
-            .map_err(|e| format!("snapshot {index} data does not decode: {e}"))?;
-        // The snapshot's range is the group's as of its index (splits it covers included).
-        if let Some(range) = data.range.clone() {
-            if range.split_off.len() > self.range.split_off.len() {
-                warn!(group = %self.cfg.group, index = %index, slots = %range.range,
-                    "snapshot covers a split this replica did not apply; its child must be \
-                     added to this node by a replica move");
-            }
-            self.cfg.slots = range.range.first..=range.range.last;
-            self.range = range.clone();
-            write.range = Some(range);
-        } else if !self.initialized {
-            // A group never split: its range is the snapshot's slots.
-            let range = GroupRange::new(SlotRange::new(data.slots.0, data.slots.1));
-            self.cfg.slots = data.slot_range();
-            self.range = range.clone();
-            write.range = Some(range);
-        }
-        data.slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
-        let group = self.cfg.group;
-        // The snapshot replaces the state: writes waiting at or below it are unknown.
-        while let Some(first) = self.writes.first_entry() {
-            if *first.key() > index {
-                break;
-            }
-            let _ = first.remove().tx.send(Err(ShardError::LeadershipLost { group }));
-        }
-        write.snapshot = Some(s.metadata);
-        write.snapshot_data = Some(data);
-        write.applied_index = Some(index);
-        Ok(index)
-    }
-
     /// Compacts the log every `compact_every_entries` durably applied entries.
-    fn maybe_compact(&mut self, ctx: &mut Context<ShardActor>) {
+    pub(crate) fn maybe_compact(&mut self, ctx: &mut Context<ShardActor>) {
         let due = self.last_compact.plus(self.cfg.compact_every_entries);
         if self.compacting || self.removed || self.durable_applied < due {
             return;

@@ -222,7 +222,23 @@ fn a_read_right_after_a_write_sees_it() {
 
 #[test]
 fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
-    run(async {
+    catch_up_by_snapshot(1);
+}
+
+/// A snapshot several times `SNAPSHOT_PART_BYTES` travels in parts, assembled in order.
+#[test]
+fn a_large_snapshot_streams_in_parts_and_installs_whole() {
+    let value_bytes = 64 * 1024;
+    let keys = 59;
+    assert!(value_bytes * keys > 3 * crate::shard::limits::SNAPSHOT_PART_BYTES);
+    catch_up_by_snapshot(value_bytes);
+}
+
+/// One replica misses 59 writes of `value_bytes` each while the log is compacted past
+/// them; restarted, it catches up by snapshot, takes the leadership and serves them all.
+fn catch_up_by_snapshot(value_bytes: usize) {
+    run(async move {
+        let value = "x".repeat(value_bytes);
         let cluster = Cluster::new(8);
         for n in NODES {
             cluster.start_node(n);
@@ -233,7 +249,7 @@ fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
         cluster.stop_node(down).await;
         for seq in 2..=60u64 {
             let key = format!("k{seq}");
-            assert_eq!(cluster.exec(leader, set(seq, &key, "x")).await, Ok(Reply::Ok));
+            assert_eq!(cluster.exec(leader, set(seq, &key, &value)).await, Ok(Reply::Ok));
         }
         let leader_status = cluster.status(leader).await;
         assert!(leader_status.first_index.get() > 2, "log compacted: {leader_status:?}");
@@ -258,7 +274,9 @@ fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
         let new_leader = cluster.leader().await;
         assert_eq!(new_leader, down);
         assert_eq!(cluster.exec(down, get("before")).await, bulk("1"));
-        assert_eq!(cluster.exec(down, get("k60")).await, bulk("x"));
+        for seq in [2u64, 31, 60] {
+            assert_eq!(cluster.exec(down, get(&format!("k{seq}"))).await, bulk(&value));
+        }
         assert_eq!(cluster.exec(down, set(61, "after", "y")).await, Ok(Reply::Ok));
         for n in NODES {
             cluster.stop_node(n).await;

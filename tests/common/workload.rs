@@ -1,0 +1,188 @@
+//! A writing and reading load through the `redis` crate for the tests that change the
+//! cluster under traffic (splits, replica moves): clients alternately write fresh values
+//! to and read a set of keys over plain connections (any node serves any key), recording
+//! a history for the linearizability checker and the time of every acknowledged write
+//! (the unavailability windows).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shardkv::linearizability::kv_model::{KvInput, KvOutput};
+use shardkv::linearizability::{Operation, Outcome};
+
+use crate::common::cluster::TestCluster;
+
+/// A client's socket time-out; a write without an answer by then has an unknown outcome.
+pub const CLIENT_TIMEOUT_MS: u64 = 4_000;
+/// Client id of the final reads.
+const FINAL_READER: u64 = 1_000;
+
+pub type History = Vec<Operation<KvInput, KvOutput>>;
+
+/// Running clients.
+pub struct Load {
+    pub start: Instant,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+    acks: Arc<Mutex<Vec<u64>>>,
+    clients: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` clients over `keys`, client i first on `addrs[i % len]`.
+    pub fn start(clients: u64, addrs: Vec<String>, keys: Vec<String>) -> Load {
+        let start = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(History::new()));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let keys = Arc::new(keys);
+        let clients = (0..clients)
+            .map(|id| {
+                let (addrs, keys, stop) = (addrs.clone(), keys.clone(), stop.clone());
+                let (history, acks) = (history.clone(), acks.clone());
+                std::thread::spawn(move || {
+                    client_loop(id, addrs, keys, start, stop, history, acks)
+                })
+            })
+            .collect();
+        Load { start, stop, history, acks, clients }
+    }
+
+    /// Nanoseconds since the load started (the history's clock).
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Stops the clients; returns the history and the acknowledged writes' times.
+    pub fn stop(self) -> (History, Vec<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().expect("client thread");
+        }
+        let history = std::mem::take(&mut *self.history.lock().unwrap());
+        let acks = self.acks.lock().unwrap().clone();
+        (history, acks)
+    }
+}
+
+/// Whether a failed write was definitely not applied (the server says so).
+fn definitely_not_applied(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    text.contains("was not applied") || text.contains("CLUSTERDOWN")
+}
+
+fn open(addr: &str) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let con = client.get_connection().ok()?;
+    let timeout = Some(Duration::from_millis(CLIENT_TIMEOUT_MS));
+    con.set_read_timeout(timeout).ok()?;
+    con.set_write_timeout(timeout).ok()?;
+    Some(con)
+}
+
+/// One client: alternately writes a fresh value to and reads a key, until `stop`; moves
+/// to the next node after a connection fails.
+fn client_loop(
+    id: u64,
+    addrs: Vec<String>,
+    keys: Arc<Vec<String>>,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+    acks: Arc<Mutex<Vec<u64>>>,
+) {
+    let now = || start.elapsed().as_nanos() as u64;
+    let mut node = id as usize;
+    let mut con = open(&addrs[node % addrs.len()]);
+    let mut n = 0u64;
+    let key_count = keys.len() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = con.as_mut() else {
+            node += 1;
+            con = open(&addrs[node % addrs.len()]);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        n += 1;
+        let k = (id * 7 + n) % key_count;
+        let key = &keys[k as usize];
+        let input = if n % 2 == 0 {
+            KvInput::Put(k, id * 1_000_000 + n)
+        } else {
+            KvInput::Get(k)
+        };
+        let call = now();
+        let outcome = match input {
+            KvInput::Put(_, v) => match redis::cmd("SET").arg(key).arg(v).query::<()>(c) {
+                Ok(()) => {
+                    acks.lock().unwrap().push(now());
+                    Outcome::Ok { ret: now(), output: KvOutput::Put }
+                }
+                Err(e) if definitely_not_applied(&e) => Outcome::Fail,
+                Err(_) => {
+                    con = None;
+                    Outcome::Unknown
+                }
+            },
+            _ => match redis::cmd("GET").arg(key).query::<Option<u64>>(c) {
+                Ok(v) => Outcome::Ok { ret: now(), output: KvOutput::Get(v) },
+                Err(e) => {
+                    if !definitely_not_applied(&e) {
+                        con = None;
+                    }
+                    Outcome::Unknown
+                }
+            },
+        };
+        history.lock().unwrap().push(Operation { client_id: id, input, call, outcome });
+    }
+}
+
+/// The longest stretch without an acknowledged write inside `[from, to]` (nanoseconds
+/// in, milliseconds out).
+pub fn longest_gap_ms(acks: &[u64], from: u64, to: u64) -> u64 {
+    let mut inside: Vec<u64> = acks.iter().copied().filter(|&t| t >= from && t <= to).collect();
+    inside.sort_unstable();
+    let mut gap = 0;
+    let mut last = from;
+    for t in inside.into_iter().chain([to]) {
+        gap = gap.max(t.saturating_sub(last));
+        last = t;
+    }
+    gap / 1_000_000
+}
+
+/// Reads every key through `node`: each read ends the key's history, so a lost
+/// acknowledged write makes it illegal.
+pub fn final_reads(
+    cluster: &TestCluster,
+    node: u64,
+    keys: &[String],
+    start: Instant,
+    timeout: Duration,
+    history: &mut History,
+) {
+    let deadline = Instant::now() + timeout;
+    let addr = cluster.resp_addr(node).to_string();
+    for (k, key) in keys.iter().enumerate() {
+        loop {
+            let call = start.elapsed().as_nanos() as u64;
+            let read = open(&addr).ok_or_else(|| "no connection".to_string()).and_then(|mut c| {
+                redis::cmd("GET").arg(key).query::<Option<u64>>(&mut c).map_err(|e| e.to_string())
+            });
+            match read {
+                Ok(v) => {
+                    let ret = start.elapsed().as_nanos() as u64;
+                    let outcome = Outcome::Ok { ret, output: KvOutput::Get(v) };
+                    let input = KvInput::Get(k as u64);
+                    history.push(Operation { client_id: FINAL_READER, input, call, outcome });
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => panic!("final read of {key}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! from node 2 to node 4 and kill -9 node 2 in the middle of it (the move completes
 //! without it; restarted, node 2 deletes its leftover replica when told); rebalance
 //! (replicas and leaderships even over the four nodes); a leader transfer; kill -9 and
-//! restart node 4, which then serves every key. The history is checked for
+//! restart node 4, which then serves every key; restart node 2, which must not bring back
+//! the replica it lost. The history is checked for
 //! linearizability and ends with a read of every key, so a lost acknowledged write fails
 //! it. The windows are measured and printed (`--nocapture`).
 
@@ -163,6 +164,18 @@ fn moves_a_kill_mid_move_and_a_rebalance_under_load_keep_every_acknowledged_writ
     cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("node 4 back");
     let timeout = Duration::from_millis(READY_TIMEOUT_MS);
     final_reads(&cluster, 4, &keys, start, timeout, &mut history);
+
+    // 6. Node 2 lost its replica of group 2: restarted, it does not bootstrap it again from
+    // the layout file (which still names it).
+    cluster.kill9(2);
+    cluster.restart(2);
+    cluster.wait_ready(timeout).expect("node 2 back again");
+    assert!(
+        cluster.log(2).contains("replica was removed from the group group=2"),
+        "node 2 skipped its removed replica of group 2 at start-up"
+    );
+    let members = admin.members(2).expect("members of 2");
+    assert!(members.member(2).is_none(), "node 2 stays out of group 2: {members:?}");
 
     for line in &log {
         println!("admin: {line}");

@@ -501,6 +501,13 @@ fn start_replicas(
         .filter(|g| g.replicas.contains(&me.get()))
     {
         let group = GroupId(g.id);
+        if db.is_removed(group)? {
+            info!(
+                group = group.get(),
+                "not started: this node's replica was removed from the group"
+            );
+            continue;
+        }
         let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
         let slots = crate::kv::range::SlotRange::new(g.slots[0], g.slots[1]);
         bootstrap_group(writer, group, &voters, slots)?;
@@ -539,7 +546,7 @@ fn recreate_missing_children(
             continue;
         };
         for off in range.split_off.iter().filter(|o| o.replicas.contains(&me)) {
-            if !have.contains(&off.group) {
+            if !have.contains(&off.group) && !db.is_removed(off.group)? {
                 warn!(
                     group = off.group.get(),
                     parent = group.get(),
@@ -677,10 +684,12 @@ impl LocalAdmin {
     /// Starts an empty replica of `group` unless one runs here already.
     fn open(&self, group: GroupId) -> ShardResult {
         if self.shards.get(group).is_none() {
-            self.factory.start_empty(group).map_err(|e| ShardError::Refused {
+            let refused = |e: &dyn std::fmt::Display| ShardError::Refused {
                 group,
                 reason: format!("cannot start a replica: {e}"),
-            })?;
+            };
+            self.db.clear_removed(group).map_err(|e| refused(&e))?;
+            self.factory.start_empty(group).map_err(|e| refused(&e))?;
             info!(group = group.get(), "empty replica started; waiting for a snapshot");
         }
         Ok(crate::kv::Reply::Ok)

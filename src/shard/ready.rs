@@ -4,11 +4,11 @@
 //! applied index and mutations to the node's writer as one job; only when it reports them
 //! durable send `persisted_messages` and call `on_persisted`. One job per replica is in
 //! flight; the next Ready waits for it (the writer batches many replicas per fsync).
-//! Also: serving reads once applied, shipping and installing snapshots, log compaction.
+//! Also: serving reads once applied, log compaction, and telling the node of a new
+//! configuration or of this replica's removal (snapshots: `snapshot`).
 //!
 //! Must never: send a persisted message before its write is durable, or serve a read
 //! before its ReadIndex is applied.
-
 
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};

@@ -29,7 +29,8 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::limits::DB_PAGE_CACHE_BYTES_MAX;
 use crate::storage::log_store::{load_group_cache, GroupCache};
 use crate::storage::tables::{
-    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, META, SESSIONS, SNAPSHOT_META,
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, META, REMOVED_GROUPS, SESSIONS,
+    SNAPSHOT_META,
 };
 
 /// The on-disk format this build reads and writes.
@@ -113,6 +114,34 @@ impl NodeDb {
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// Whether this node's replica of `group` was removed and deleted (see
+    /// `tables::REMOVED_GROUPS`).
+    pub fn is_removed(&self, group: GroupId) -> Result<bool> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(REMOVED_GROUPS) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(self.err("open removed groups", e)),
+        };
+        let found = table.get(group.get()).map_err(|e| self.err("read removed groups", e))?;
+        Ok(found.is_some())
+    }
+
+    /// Forgets that `group` was removed from this node (it is being added again).
+    pub fn clear_removed(&self, group: GroupId) -> Result<()> {
+        if !self.is_removed(group)? {
+            return Ok(());
+        }
+        let _ordered = self.lock_writes();
+        let txn = self.begin_durable_write()?;
+        {
+            let mut table =
+                txn.open_table(REMOVED_GROUPS).map_err(|e| self.err("open removed groups", e))?;
+            table.remove(group.get()).map_err(|e| self.err("clear removed group", e))?;
+        }
+        self.commit(txn, 0)
     }
 
     /// The slots `group` owns as its last durable split left them; `None` if it never

@@ -1,7 +1,9 @@
 //! Removing a group's replica from the node: everything the group wrote (Raft state, log,
 //! snapshot point, applied index, range, client sessions, and the records of its slots)
 //! is deleted in one durable transaction, so a crash leaves either the whole replica or
-//! none of it. Used once a membership change removed this node from the group.
+//! none of it, and the same transaction records the group as removed, so a restart does
+//! not bootstrap it again from the layout file. Used once a membership change removed
+//! this node from the group.
 //!
 //! Must never: delete records of slots outside the range it is given (other groups of the
 //! node share the key-value table).
@@ -12,7 +14,8 @@ use crate::raft::GroupId;
 use crate::storage::db::NodeDb;
 use crate::storage::kv_store::{group_sessions, slot_bounds};
 use crate::storage::tables::{
-    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META,
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, REMOVED_GROUPS, SESSIONS,
+    SNAPSHOT_META,
 };
 use crate::storage::StorageError;
 
@@ -38,6 +41,11 @@ pub fn destroy_group(
         log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false).map_err(|e| err(e.into()))?;
         let mut sessions = txn.open_table(SESSIONS).map_err(|e| err(e.into()))?;
         sessions.retain_in(group_sessions(g), |_, _| false).map_err(|e| err(e.into()))?;
+        let mut removed = txn.open_table(REMOVED_GROUPS).map_err(|e| err(e.into()))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        removed.insert(g, now_ms).map_err(|e| err(e.into()))?;
         if let Some(slots) = slots {
             let mut kv = txn.open_table(KV).map_err(|e| err(e.into()))?;
             kv.retain_in(slot_bounds(&slots), |_, _| false).map_err(|e| err(e.into()))?;

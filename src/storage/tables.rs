@@ -26,3 +26,7 @@ pub const SESSIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("s
 /// group -> `kv::range::GroupRange`: the slots the group owns and what it split off (absent:
 /// the range of the layout the group was created with, never split).
 pub const GROUP_RANGE: TableDefinition<u64, &[u8]> = TableDefinition::new("group_range");
+/// Groups whose replica on this node was removed (by a membership change) and deleted,
+/// with the time of the deletion in Unix milliseconds: never bootstrapped again from the
+/// layout file; cleared when the node is added to the group again.
+pub const REMOVED_GROUPS: TableDefinition<u64, u64> = TableDefinition::new("removed_groups");

@@ -7,7 +7,7 @@
 //! Must never: hold Raft state across an await, block on disk, or answer a write before
 //! it is committed and applied.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use crate::raft::{
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
     COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
+    PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
 use crate::shard::ready::InFlight;
@@ -235,8 +236,9 @@ pub struct ShardActor {
     /// Last index applied to the state machine (durable or not).
     pub(crate) applied: LogIndex,
     pub(crate) durable_applied: LogIndex,
-    /// The one persist job in flight, if any (a new Ready waits for it).
-    pub(crate) in_flight: Option<InFlight>,
+    /// Persist jobs handed to the writer, oldest first, answered in this order (at most
+    /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
+    pub(crate) in_flight: VecDeque<InFlight>,
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
@@ -303,7 +305,7 @@ impl ShardActor {
             undurable: Undurable::default(),
             applied,
             durable_applied: applied,
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             deferred: None,
             next_gen: 1,
             writes: BTreeMap::new(),

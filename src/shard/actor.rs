@@ -239,6 +239,8 @@ pub struct ShardActor {
     /// Persist jobs handed to the writer, oldest first, answered in this order (at most
     /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
     pub(crate) in_flight: VecDeque<InFlight>,
+    /// A drive is queued behind the messages now in the mailbox (`drive_soon`).
+    pub(crate) drive_scheduled: bool,
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
@@ -306,6 +308,7 @@ impl ShardActor {
             applied,
             durable_applied: applied,
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
+            drive_scheduled: false,
             deferred: None,
             next_gen: 1,
             writes: BTreeMap::new(),
@@ -516,7 +519,7 @@ impl Handler<Execute> for ShardActor {
                 let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
             }
         }
-        self.drive(ctx);
+        self.drive_soon(ctx);
         let group = self.cfg.group;
         Box::pin(async move { rx.await.unwrap_or(Err(ShardError::Stopped { group })) })
     }
@@ -530,7 +533,7 @@ impl Handler<Inbound> for ShardActor {
             return;
         }
         self.step_inbound(msg.0);
-        self.drive(ctx);
+        self.drive_soon(ctx);
     }
 }
 

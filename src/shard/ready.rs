@@ -90,6 +90,21 @@ impl ShardActor {
         }
     }
 
+    /// Drives once the mailbox is drained: every message already queued (client requests,
+    /// peer messages, persist answers) is stepped first, so that one Ready, one append per
+    /// follower and one persist job carry them all. Actix polls a context's spawned futures
+    /// right after its mailbox runs empty, so a lone message waits for nothing.
+    pub(crate) fn drive_soon(&mut self, ctx: &mut Context<ShardActor>) {
+        if self.drive_scheduled {
+            return;
+        }
+        self.drive_scheduled = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut ShardActor, ctx| {
+            act.drive_scheduled = false;
+            act.drive(ctx);
+        }));
+    }
+
     fn may_take_ready(&self) -> bool {
         self.deferred.is_none()
             && self.failed.is_none()
@@ -440,7 +455,7 @@ impl Handler<Persisted> for ShardActor {
                 }
                 self.serve_reads();
                 self.maybe_compact(ctx);
-                self.drive(ctx);
+                self.drive_soon(ctx);
             }
             Err(e) => self.fail_storage(e.to_string()),
         }

@@ -7,7 +7,7 @@
 //! Must never: hold Raft state across an await, block on disk, or answer a write before
 //! it is committed and applied.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use crate::raft::{
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
     COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
+    PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
@@ -268,8 +269,11 @@ pub struct ShardActor {
     /// Last index applied to the state machine (durable or not).
     pub(crate) applied: LogIndex,
     pub(crate) durable_applied: LogIndex,
-    /// The one persist job in flight, if any (a new Ready waits for it).
-    pub(crate) in_flight: Option<InFlight>,
+    /// Persist jobs handed to the writer, oldest first, answered in this order (at most
+    /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
+    pub(crate) in_flight: VecDeque<InFlight>,
+    /// A drive is queued behind the messages now in the mailbox (`drive_soon`).
+    pub(crate) drive_scheduled: bool,
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
@@ -379,7 +383,8 @@ impl ShardActor {
             undurable: Undurable::default(),
             applied,
             durable_applied: applied,
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
+            drive_scheduled: false,
             deferred: None,
             next_gen: 1,
             writes: BTreeMap::new(),
@@ -602,7 +607,7 @@ impl Handler<Execute> for ShardActor {
                 let _ = tx.send(Err(ShardError::Refused { group: self.cfg.group, reason }));
             }
         }
-        self.drive(ctx);
+        self.drive_soon(ctx);
         let group = self.cfg.group;
         Box::pin(async move { rx.await.unwrap_or(Err(ShardError::Stopped { group })) })
     }
@@ -616,7 +621,7 @@ impl Handler<Inbound> for ShardActor {
             return;
         }
         self.step_inbound(msg.0);
-        self.drive(ctx);
+        self.drive_soon(ctx);
     }
 }
 

@@ -11,10 +11,11 @@ pub const MAILBOX_MESSAGES_MAX: usize = 4096;
 /// says otherwise.
 pub const PENDING_REQUESTS_MAX: usize = 4096;
 
-/// Persist jobs queued for the node's writer wrapper before a replica must retry on a
-/// later tick. One job per replica is in flight at a time, so this is about the number of
-/// groups a node hosts.
-pub const PERSIST_QUEUE_JOBS_MAX: usize = 4096;
+/// Persist jobs one replica has handed to the node's writer and not yet seen durable. More
+/// than one lets a Ready taken while a commit runs join the very next batch instead of
+/// waiting a whole commit for the previous job's answer; the bound keeps a replica from
+/// filling the writer's queue (`WRITER_QUEUE_SUBMISSIONS_MAX`) alone.
+pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 
 /// Snapshots one replica exports and sends at once; more wait for Raft to ask again.
 pub const SNAPSHOT_SENDS_MAX: usize = 2;

@@ -1,37 +1,28 @@
 //! `ShardWriter`: the node's one durability path for its group replicas. It wraps the
 //! storage layer's `ThreadedWriter` (group commit: one transaction and one fsync for
-//! whatever many groups queued) with two threads: a submitter that hands each replica's
-//! `GroupWrite` to the writer without waiting, and a waiter that waits for each answer in
-//! submission order and calls the replica back. Replica actors therefore never block on
-//! disk.
+//! whatever many groups queued). A replica hands it a `GroupWrite` without waiting; the
+//! writer's thread calls the replica back once the write is durable, in submission order.
+//! Replica actors therefore never block on disk.
 //!
-//! Owns: those two threads and their bounded queues. Must never: report a write durable
-//! before the writer did, or reorder the answers of one replica.
+//! Owns: the handle on that writer. Must never: report a write durable before the writer
+//! did, or reorder the answers of one replica.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use crate::raft::ConfState;
 use crate::raft::{GroupId, LogIndex};
-use crate::shard::limits::PERSIST_QUEUE_JOBS_MAX;
 use crate::storage::{
-    GroupCommitWriter, GroupDurable, GroupWrite, NodeDb, Pending, StorageError, ThreadedWriter,
+    GroupCommitWriter, GroupDurable, GroupWrite, NodeDb, Refused, StorageError, ThreadedWriter,
 };
 
-/// Called once a write is durable (or failed), on the waiter thread: it must only enqueue.
+/// Called once a write is durable (or failed), on the writer's thread: it must only
+/// enqueue.
 pub type PersistCallback = Box<dyn FnOnce(Result<GroupDurable, StorageError>) + Send>;
-
-struct Job {
-    write: GroupWrite,
-    /// Written in the same submission after `write` (groups a split creates).
-    also: Vec<GroupWrite>,
-    done: PersistCallback,
-}
 
 /// Why a write could not be queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
-    /// `PERSIST_QUEUE_JOBS_MAX` jobs are queued: retry later.
+    /// The writer's queue (`WRITER_QUEUE_SUBMISSIONS_MAX`) is full: retry later.
     #[error("persist queue full")]
     Full,
     #[error("node writer stopped")]
@@ -41,7 +32,7 @@ pub enum SubmitError {
 /// A handle on the node's writer; cheap to clone, one per replica.
 #[derive(Clone)]
 pub struct ShardWriter {
-    jobs: SyncSender<Job>,
+    threaded: Arc<ThreadedWriter>,
     commit: GroupCommitWriter,
 }
 
@@ -52,37 +43,39 @@ impl std::fmt::Debug for ShardWriter {
 }
 
 impl ShardWriter {
-    /// Starts the node's writer over `db`. The threads end once every handle is dropped,
+    /// Starts the node's writer over `db`. Its thread ends once every handle is dropped,
     /// after what was queued is written.
     pub fn start(db: Arc<NodeDb>) -> std::io::Result<ShardWriter> {
         let commit = GroupCommitWriter::new(db);
-        let threaded = commit.clone().spawn()?;
-        let (jobs, job_rx) = mpsc::sync_channel::<Job>(PERSIST_QUEUE_JOBS_MAX);
-        let (wait_tx, wait_rx) = mpsc::sync_channel(PERSIST_QUEUE_JOBS_MAX);
-        std::thread::Builder::new()
-            .name("shardkv-persist-wait".to_string())
-            .spawn(move || run_waiter(&wait_rx))?;
-        std::thread::Builder::new()
-            .name("shardkv-persist-submit".to_string())
-            .spawn(move || run_submitter(threaded, &job_rx, &wait_tx))?;
-        Ok(ShardWriter { jobs, commit })
+        let threaded = Arc::new(commit.clone().spawn()?);
+        Ok(ShardWriter { threaded, commit })
     }
 
     /// Queues `write` (and `also`, other groups' writes that must follow it in the same
     /// submission); `done` is called with `write`'s answer once all are durable. Never
-    /// blocks: when the queue is full (or the writer stopped) the write comes back.
+    /// blocks: when the writer's queue is full (or the writer stopped) the write comes back.
     pub fn submit(
         &self,
         write: GroupWrite,
         also: Vec<GroupWrite>,
         done: PersistCallback,
     ) -> Result<(), (SubmitError, Box<GroupWrite>)> {
-        match self.jobs.try_send(Job { write, also, done }) {
+        let mut writes = Vec::with_capacity(1 + also.len());
+        writes.push(write);
+        writes.extend(also);
+        let answer = Box::new(move |result: Result<Vec<GroupDurable>, StorageError>| {
+            let first = result.and_then(|durable| {
+                durable.into_iter().next().ok_or(StorageError::WriterStopped)
+            });
+            done(first);
+        });
+        let first = |writes: Vec<GroupWrite>| {
+            Box::new(writes.into_iter().next().expect("a refused submission returns its writes"))
+        };
+        match self.threaded.try_submit_then(writes, answer) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job)) => Err((SubmitError::Full, Box::new(job.write))),
-            Err(TrySendError::Disconnected(job)) => {
-                Err((SubmitError::Stopped, Box::new(job.write)))
-            }
+            Err(Refused::Full(writes)) => Err((SubmitError::Full, first(writes))),
+            Err(Refused::Stopped(writes)) => Err((SubmitError::Stopped, first(writes))),
         }
     }
 
@@ -104,32 +97,5 @@ impl ShardWriter {
 
     pub fn db(&self) -> &Arc<NodeDb> {
         self.commit.db()
-    }
-}
-
-fn run_submitter(
-    threaded: ThreadedWriter,
-    jobs: &Receiver<Job>,
-    wait: &SyncSender<(Result<Pending, StorageError>, PersistCallback)>,
-) {
-    while let Ok(job) = jobs.recv() {
-        // Blocks while the writer's own queue is full: backpressure reaches the replicas
-        // through `submit` failing with `Full`.
-        let mut writes = Vec::with_capacity(1 + job.also.len());
-        writes.push(job.write);
-        writes.extend(job.also);
-        let pending = threaded.submit(writes);
-        if wait.send((pending, job.done)).is_err() {
-            return;
-        }
-    }
-}
-
-fn run_waiter(wait: &Receiver<(Result<Pending, StorageError>, PersistCallback)>) {
-    while let Ok((pending, done)) = wait.recv() {
-        let result = pending
-            .and_then(Pending::wait)
-            .and_then(|durable| durable.into_iter().next().ok_or(StorageError::WriterStopped));
-        done(result);
     }
 }

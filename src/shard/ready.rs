@@ -2,8 +2,12 @@
 //! at once; apply committed entries (durable locally already) through the undurable
 //! overlay, answering their writers; hand entries, hard state, configuration, snapshot,
 //! applied index and mutations to the node's writer as one job; only when it reports them
-//! durable send `persisted_messages` and call `on_persisted`. One job per replica is in
-//! flight; the next Ready waits for it (the writer batches many replicas per fsync).
+//! durable send `persisted_messages` and call `on_persisted`. Up to
+//! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
+//! writer batches many replicas per fsync); a job that installs a snapshot or creates split
+//! children is the last in flight until it is durable. A Ready with nothing to write still
+//! completes only after every job before it, so its persisted messages never get ahead of
+//! the writes they acknowledge.
 //! Also: serving reads once applied, log compaction, and telling the node of a new
 //! configuration or of this replica's removal (snapshots: `snapshot`).
 //!
@@ -18,6 +22,7 @@ use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{LeaderChange, ShardError, ShardResult, SplitDone};
+use crate::shard::limits::PERSIST_JOBS_IN_FLIGHT_MAX;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
 use crate::storage::group_snapshot::latest_kv_view;
@@ -37,6 +42,16 @@ pub(crate) struct InFlight {
     persisted_messages: Vec<Message>,
     /// Child groups split off in this Ready: written in the same job, started once durable.
     children: Vec<ChildWrite>,
+    /// Nothing to write: completes as soon as every job before it has.
+    empty: bool,
+}
+
+impl InFlight {
+    /// No Ready is taken after this job until it is durable: it replaces the state machine
+    /// (a snapshot) or starts other groups (a split).
+    fn exclusive(&self) -> bool {
+        self.snapshot_index.is_some() || !self.children.is_empty()
+    }
 }
 
 /// The writer's answer to a persist job.
@@ -57,11 +72,10 @@ fn is_empty(w: &GroupWrite) -> bool {
 }
 
 impl ShardActor {
-    /// Handles what the core has to do, unless a persist job is still in flight.
+    /// Handles what the core has to do, while the replica may take another Ready.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
-            let busy = self.in_flight.is_some() || self.deferred.is_some();
-            if busy || self.failed.is_some() || self.removed {
+            if !self.may_take_ready() || self.removed {
                 return;
             }
             if !self.raw.has_ready() || !self.handle_ready(ctx) {
@@ -70,7 +84,29 @@ impl ShardActor {
         }
     }
 
-    /// One Ready; true if it completed at once (nothing to persist).
+    /// Drives once the mailbox is drained: every message already queued (client requests,
+    /// peer messages, persist answers) is stepped first, so that one Ready, one append per
+    /// follower and one persist job carry them all. Actix polls a context's spawned futures
+    /// right after its mailbox runs empty, so a lone message waits for nothing.
+    pub(crate) fn drive_soon(&mut self, ctx: &mut Context<ShardActor>) {
+        if self.drive_scheduled {
+            return;
+        }
+        self.drive_scheduled = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut ShardActor, ctx| {
+            act.drive_scheduled = false;
+            act.drive(ctx);
+        }));
+    }
+
+    fn may_take_ready(&self) -> bool {
+        self.deferred.is_none()
+            && self.failed.is_none()
+            && self.in_flight.len() < PERSIST_JOBS_IN_FLIGHT_MAX
+            && !self.in_flight.back().is_some_and(InFlight::exclusive)
+    }
+
+    /// One Ready; true if another may be taken at once (its job was queued or completed).
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
         let rd = self.raw.ready();
         self.observe_leadership();
@@ -116,14 +152,19 @@ impl ShardActor {
             persisted_messages: rd.persisted_messages,
             write: None,
             children,
+            empty: false,
         };
-        if is_empty(&write) {
-            let durable = self.durable_applied;
-            self.complete(flight, durable);
+        if is_empty(&write) && !flight.exclusive() {
+            if self.in_flight.is_empty() {
+                let durable = self.durable_applied;
+                self.complete(flight, durable);
+            } else {
+                self.in_flight.push_back(InFlight { empty: true, ..flight });
+            }
             return true;
         }
         self.submit(InFlight { write: Some(write), ..flight }, ctx);
-        false
+        self.deferred.is_none() && self.failed.is_none()
     }
 
     fn submit(&mut self, mut flight: InFlight, ctx: &mut Context<ShardActor>) {
@@ -135,7 +176,7 @@ impl ShardActor {
         let done = Box::new(move |result| addr.do_send(Persisted { gen, result }));
         let children = flight.children.iter().map(|c| c.write.clone()).collect();
         match self.deps.writer.submit(write, children, done) {
-            Ok(()) => self.in_flight = Some(flight),
+            Ok(()) => self.in_flight.push_back(flight),
             Err((SubmitError::Full, write)) => {
                 debug!(group = %self.cfg.group, "persist queue full; retrying next tick");
                 self.deferred = Some(InFlight { write: Some(*write), ..flight });
@@ -195,7 +236,7 @@ impl ShardActor {
         if self.removed || !self.was_member || self.compacting || !self.removed_from_group() {
             return;
         }
-        if self.in_flight.is_some() || self.deferred.is_some() {
+        if !self.in_flight.is_empty() || self.deferred.is_some() {
             return;
         }
         self.removed = true;
@@ -423,14 +464,21 @@ impl Handler<Persisted> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, msg: Persisted, ctx: &mut Context<ShardActor>) {
-        let Some(flight) = self.in_flight.take() else { return };
+        let Some(flight) = self.in_flight.pop_front() else { return };
         assert_eq!(flight.gen, msg.gen, "group {}: persist answers out of order", self.cfg.group);
+        assert!(!flight.empty, "group {}: an empty job got a persist answer", self.cfg.group);
         match msg.result {
             Ok(durable) => {
                 self.complete(flight, durable.applied_index);
+                // Jobs with nothing to write were waiting only for this one.
+                while self.in_flight.front().is_some_and(|f| f.empty) {
+                    let Some(empty) = self.in_flight.pop_front() else { break };
+                    let durable = self.durable_applied;
+                    self.complete(empty, durable);
+                }
                 self.serve_reads();
                 self.maybe_compact(ctx);
-                self.drive(ctx);
+                self.drive_soon(ctx);
             }
             Err(e) => self.fail_storage(e.to_string()),
         }

@@ -37,4 +37,6 @@ pub mod writer;
 pub use db::{NodeDb, FORMAT_VERSION};
 pub use error::StorageError;
 pub use log_store::RedbStorage;
-pub use writer::{GroupCommitWriter, GroupDurable, GroupWrite, Pending, ThreadedWriter};
+pub use writer::{
+    DurableCallback, GroupCommitWriter, GroupDurable, GroupWrite, Pending, Refused, ThreadedWriter,
+};

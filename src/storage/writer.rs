@@ -445,10 +445,41 @@ fn update_cache(cache: &mut GroupCache, w: &GroupWrite, step: Step) -> GroupDura
     }
 }
 
+/// Called on the writer's thread with the answer to one submission: it must only enqueue
+/// (the next batch waits for it).
+pub type DurableCallback = Box<dyn FnOnce(Result<Vec<GroupDurable>>) + Send>;
+
+/// Where the answer to a submission goes.
+enum Answer {
+    /// A caller waiting on a `Pending`.
+    Channel(SyncSender<Result<Vec<GroupDurable>>>),
+    /// A caller that does not wait (a replica actor).
+    Callback(DurableCallback),
+}
+
+impl Answer {
+    fn send(self, result: Result<Vec<GroupDurable>>) {
+        match self {
+            Answer::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Answer::Callback(done) => done(result),
+        }
+    }
+}
+
 /// One caller's writes and where to answer.
 struct Submission {
     writes: Vec<GroupWrite>,
-    reply: SyncSender<Result<Vec<GroupDurable>>>,
+    reply: Answer,
+}
+
+/// Why `try_submit_then` did not queue its writes; they come back.
+#[derive(Debug)]
+pub enum Refused {
+    /// `WRITER_QUEUE_SUBMISSIONS_MAX` submissions are queued: retry later.
+    Full(Vec<GroupWrite>),
+    Stopped(Vec<GroupWrite>),
 }
 
 /// The group-commit writer on its own thread: submissions queue in a bounded channel
@@ -492,7 +523,8 @@ impl ThreadedWriter {
     pub fn submit(&self, writes: Vec<GroupWrite>) -> Result<Pending> {
         let (reply, answer) = mpsc::sync_channel(1);
         let tx = self.tx.as_ref().ok_or(StorageError::WriterStopped)?;
-        tx.send(Submission { writes, reply }).map_err(|_| StorageError::WriterStopped)?;
+        let submission = Submission { writes, reply: Answer::Channel(reply) };
+        tx.send(submission).map_err(|_| StorageError::WriterStopped)?;
         Ok(Pending(answer))
     }
 
@@ -500,10 +532,26 @@ impl ThreadedWriter {
     pub fn try_submit(&self, writes: Vec<GroupWrite>) -> Result<Option<Pending>> {
         let (reply, answer) = mpsc::sync_channel(1);
         let tx = self.tx.as_ref().ok_or(StorageError::WriterStopped)?;
-        match tx.try_send(Submission { writes, reply }) {
+        match tx.try_send(Submission { writes, reply: Answer::Channel(reply) }) {
             Ok(()) => Ok(Some(Pending(answer))),
             Err(TrySendError::Full(_)) => Ok(None),
             Err(TrySendError::Disconnected(_)) => Err(StorageError::WriterStopped),
+        }
+    }
+
+    /// Queues `writes` if the queue has room, never blocking; `done` is called on the
+    /// writer's thread once they are durable (or failed). Answers to the submissions of
+    /// one caller come in submission order.
+    pub fn try_submit_then(
+        &self,
+        writes: Vec<GroupWrite>,
+        done: DurableCallback,
+    ) -> std::result::Result<(), Refused> {
+        let Some(tx) = self.tx.as_ref() else { return Err(Refused::Stopped(writes)) };
+        match tx.try_send(Submission { writes, reply: Answer::Callback(done) }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(s)) => Err(Refused::Full(s.writes)),
+            Err(TrySendError::Disconnected(s)) => Err(Refused::Stopped(s.writes)),
         }
     }
 
@@ -549,23 +597,33 @@ fn run_writer(writer: &GroupCommitWriter, rx: &Receiver<Submission>) {
     }
 }
 
-/// Commits a batch of submissions and answers each. If the batch fails, each submission
-/// is retried alone, so that one invalid submission fails only its own caller.
+/// Commits a batch of submissions and answers each, in order. If the batch fails, each
+/// submission is retried alone, so that one invalid submission fails only its own caller.
 fn commit_submissions(writer: &GroupCommitWriter, batch: Vec<Submission>) {
-    let writes: Vec<GroupWrite> = batch.iter().flat_map(|s| s.writes.iter().cloned()).collect();
+    // The writes are moved, not cloned, into one slice; each submission keeps its count.
+    let mut writes = Vec::with_capacity(batch.iter().map(|s| s.writes.len()).sum());
+    let mut replies = Vec::with_capacity(batch.len());
+    for s in batch {
+        replies.push((s.writes.len(), s.reply));
+        writes.extend(s.writes);
+    }
     match writer.commit_one(&writes) {
-        Ok(mut durable) => {
-            for s in batch.into_iter().rev() {
-                let mine = durable.split_off(durable.len() - s.writes.len());
-                let _ = s.reply.send(Ok(mine));
+        Ok(durable) => {
+            let mut durable = durable.into_iter();
+            for (count, reply) in replies {
+                reply.send(Ok(durable.by_ref().take(count).collect()));
             }
         }
-        Err(err) if batch.len() == 1 => {
-            let _ = batch[0].reply.send(Err(err));
+        Err(err) if replies.len() == 1 => {
+            if let Some((_, reply)) = replies.pop() {
+                reply.send(Err(err));
+            }
         }
         Err(_) => {
-            for s in batch {
-                let _ = s.reply.send(writer.commit_one(&s.writes));
+            let mut start = 0;
+            for (count, reply) in replies {
+                reply.send(writer.commit_one(&writes[start..start + count]));
+                start += count;
             }
         }
     }

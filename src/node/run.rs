@@ -36,6 +36,10 @@ use crate::transport::{Transport, TransportHandle, TransportOptions};
 
 /// File name of the node's database inside its data directory.
 pub const DB_FILE_NAME: &str = "shardkv.redb";
+/// How long `DROP-REPLICA` waits for the replica to finish its writes and be deleted.
+const DROP_WAIT_MS: u64 = 10_000;
+/// How often it looks.
+const DROP_POLL_MS: u64 = 10;
 /// Arbiters (threads) hosting shard replicas, at most; the default is one per core.
 pub const ARBITERS_MAX: usize = 8;
 
@@ -70,6 +74,8 @@ pub enum NodeError {
 /// This node's replicas by group: the request path's view of them.
 pub struct LocalShards {
     replicas: DashMap<GroupId, Replica>,
+    /// Replicas stopped and being deleted (`destroy_replica`): not opened again meanwhile.
+    destroying: DashMap<GroupId, ()>,
     /// Requests (`Execute`) one replica may have queued or running before more are
     /// refused with `Busy` (`limits.pending_requests_per_group_max`).
     requests_max: usize,
@@ -89,6 +95,7 @@ impl LocalShards {
     fn new(requests_max: usize, metrics: NodeMetrics) -> LocalShards {
         LocalShards {
             replicas: DashMap::new(),
+            destroying: DashMap::new(),
             requests_max: requests_max.max(1),
             metrics,
         }
@@ -463,7 +470,12 @@ fn start_replicas(
         let (shards, db) = (shards.clone(), db.clone());
         Arc::new(move |group, slots| {
             if let Some(addr) = shards.remove(group) {
-                tokio::spawn(destroy_replica(addr, db.clone(), group, slots));
+                shards.destroying.insert(group, ());
+                let (shards, db) = (shards.clone(), db.clone());
+                tokio::spawn(async move {
+                    destroy_replica(addr, db, group, slots).await;
+                    shards.destroying.remove(&group);
+                });
             }
         })
     };
@@ -517,6 +529,10 @@ fn start_replicas(
     recreate_missing_children(db, writer, me)?;
     // Groups made by splits: not in the layout file, their range is on disk.
     for group in db.group_ids()?.into_iter().filter(|g| !started.contains(g)) {
+        if db.is_removed(group)? {
+            warn!(group = group.get(), "state of a removed replica left over; not started");
+            continue;
+        }
         let Some(range) = db.group_range(group)? else {
             warn!(
                 group = group.get(),
@@ -684,12 +700,14 @@ impl LocalAdmin {
     /// Starts an empty replica of `group` unless one runs here already.
     fn open(&self, group: GroupId) -> ShardResult {
         if self.shards.get(group).is_none() {
-            let refused = |e: &dyn std::fmt::Display| ShardError::Refused {
+            if self.shards.destroying.contains_key(&group) {
+                let reason = "the node's old replica is being deleted; retry".to_string();
+                return Err(ShardError::Busy { group, reason });
+            }
+            self.factory.start_empty(group).map_err(|e| ShardError::Refused {
                 group,
                 reason: format!("cannot start a replica: {e}"),
-            };
-            self.db.clear_removed(group).map_err(|e| refused(&e))?;
-            self.factory.start_empty(group).map_err(|e| refused(&e))?;
+            })?;
             info!(group = group.get(), "empty replica started; waiting for a snapshot");
         }
         Ok(crate::kv::Reply::Ok)
@@ -709,16 +727,23 @@ impl LocalAdmin {
             return Err(ShardError::Refused { group, reason });
         }
         client.table().set_replicas(group, named);
-        let Some(addr) = self.shards.remove(group) else {
+        let Some(addr) = self.shards.get(group) else {
             return Ok(crate::kv::Reply::Ok);
         };
-        let status = addr.send(crate::shard::actor::GetStatus).await;
-        let slots = status
-            .ok()
-            .filter(|s| s.initialized)
-            .map(|s| s.slots.0..=s.slots.1);
-        destroy_replica(addr, self.db.clone(), group, slots).await;
-        Ok(crate::kv::Reply::Ok)
+        // The replica finishes what it handed the writer, then the node deletes it.
+        let _ = addr.send(crate::shard::actor::Retire).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(DROP_WAIT_MS);
+        loop {
+            let gone = self.shards.get(group).is_none() && !self.shards.destroying.contains_key(&group);
+            if gone && self.db.is_removed(group).unwrap_or(false) {
+                return Ok(crate::kv::Reply::Ok);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let reason = "the replica was not deleted in time; see the node's log".to_string();
+                return Err(ShardError::Refused { group, reason });
+            }
+            tokio::time::sleep(Duration::from_millis(DROP_POLL_MS)).await;
+        }
     }
 }
 

@@ -87,6 +87,7 @@ impl ShardConfig {
         cfg.election_timeout_ticks_max = self.election_ticks_max;
         cfg.heartbeat_interval_ticks = self.heartbeat_ticks;
         cfg.max_pending_reads = self.pending_requests_max.max(1);
+        cfg.snapshot_timeout_ticks = crate::shard::limits::SNAPSHOT_TIMEOUT_TICKS;
         cfg.applied = applied;
         let mix = self.node.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.group.get();
         cfg.rng_seed = self.rng_seed ^ mix;
@@ -203,6 +204,12 @@ pub struct GetStatus;
 #[rtype(result = "Result<(), ShardError>")]
 pub struct TransferLeader(pub NodeId);
 
+/// Retires the replica (its node was removed from the group): it takes no more Readies
+/// and, once nothing it handed the writer is pending, tells the node, which deletes it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// Starts an election at once (the child of a split, on the node that led its parent).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -302,6 +309,8 @@ pub struct ShardActor {
     pub(crate) was_member: bool,
     /// The node was told this replica is removed; it takes no more Readies.
     pub(crate) removed: bool,
+    /// Asked to retire (`Retire`): takes no more Readies, reports itself removed once idle.
+    pub(crate) retiring: bool,
     /// The configuration last reported through `on_members`.
     pub(crate) reported_conf: ConfState,
     /// Snapshots this leader is streaming, at most `SNAPSHOT_SENDS_MAX` with the exports.
@@ -371,6 +380,7 @@ impl ShardActor {
             initialized,
             was_member,
             removed: false,
+            retiring: false,
             reported_conf: ConfState::default(),
             outgoing: Vec::new(),
             incoming: None,
@@ -640,6 +650,15 @@ impl Handler<TransferLeader> for ShardActor {
         let result = self.transfer_leadership(msg.0);
         self.drive(ctx);
         result
+    }
+}
+
+impl Handler<Retire> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, _ctx: &mut Context<ShardActor>) {
+        self.retiring = true;
+        self.maybe_report_removal();
     }
 }
 

@@ -50,6 +50,12 @@ pub enum MemberStep {
 }
 
 impl MemberStep {
+    pub fn node(self) -> NodeId {
+        match self {
+            MemberStep::AddLearner(id) | MemberStep::AddVoter(id) | MemberStep::Remove(id) => id,
+        }
+    }
+
     pub fn to_raft(self) -> crate::raft::ConfChangeStep {
         use crate::raft::ConfChangeStep;
         match self {

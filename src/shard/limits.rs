@@ -32,6 +32,11 @@ pub const SNAPSHOT_DATA_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// single chunk frame larger than this travels alone.
 pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
 
+/// Ticks a leader waits for a follower to acknowledge a snapshot before it sends it again
+/// (10 s at the default 50 ms tick): room for streaming `SNAPSHOT_DATA_BYTES_MAX` at
+/// `SNAPSHOT_PARTS_PER_TICK` parts per tick. A retry never cuts a stream under way.
+pub const SNAPSHOT_TIMEOUT_TICKS: u64 = 200;
+
 /// Parts of each outgoing snapshot sent per tick: bounds what one snapshot puts in the
 /// peer's queue at once (other groups' messages interleave).
 pub const SNAPSHOT_PARTS_PER_TICK: usize = 8;

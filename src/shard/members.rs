@@ -1,8 +1,10 @@
 //! Membership, as the replica runs it: the leader proposes an operator's change through
 //! the Raft core (a learner first, joint consensus for more than one voter) and answers
 //! once it applied; the leader reports who the replicas are and how far each has the log;
-//! a replica that applies a configuration without itself tells the node, which stops it
-//! and deletes its state once that is durable.
+//! a replica that applies a configuration without itself (a leader that removed itself; a
+//! follower seldom learns the commit of its own removal) or that the node retires
+//! (`DROP-REPLICA`) tells the node, once nothing of it is left to write, and the node
+//! deletes its state.
 //!
 //! Must never: answer a change before it applied, or leave a removed replica serving.
 
@@ -10,7 +12,7 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 use crate::kv::Reply;
-use crate::raft::{next_conf, ConfChangeStep, RaftError, Role};
+use crate::raft::{next_conf, ConfChangeStep, ConfState, LogIndex, NodeId, RaftError, Role};
 use crate::shard::actor::{PendingWrite, ShardActor};
 use crate::shard::api::{MemberKind, MemberStep, Members, ShardError, ShardResult};
 
@@ -22,8 +24,12 @@ impl ShardActor {
             return;
         }
         let group = self.cfg.group;
-        let raft_steps: Vec<ConfChangeStep> = steps.iter().map(|s| s.to_raft()).collect();
         let current = self.raw.conf_state().clone();
+        if let Err(reason) = self.check_steps(&current, steps) {
+            let _ = tx.send(Err(ShardError::Refused { group, reason }));
+            return;
+        }
+        let raft_steps: Vec<ConfChangeStep> = steps.iter().map(|s| s.to_raft()).collect();
         let target = match next_conf(&current, &raft_steps) {
             Ok(target) => target,
             Err(e) => {
@@ -51,6 +57,34 @@ impl ShardActor {
                 let _ = tx.send(Err(ShardError::Refused { group, reason: e.to_string() }));
             }
         }
+    }
+
+    /// What the core would allow but an operator must not do: make a node vote that is not
+    /// a learner of the group (it may not exist, and a quorum counting it may never form),
+    /// name a node twice, or add a node while the group's log still starts at index 1 (a
+    /// group written before groups began at a snapshot point: the new replica would be
+    /// sent entries, not the snapshot that gives it its slots).
+    fn check_steps(&self, conf: &ConfState, steps: &[MemberStep]) -> Result<(), String> {
+        let nodes: Vec<NodeId> = steps.iter().map(|s| s.node()).collect();
+        if nodes.iter().enumerate().any(|(i, n)| nodes[..i].contains(n)) {
+            return Err("a change names the same node twice".into());
+        }
+        for step in steps {
+            match *step {
+                MemberStep::AddVoter(n) if !conf.voters.contains(&n) && !conf.learners.contains(&n) => {
+                    return Err(format!("node {n} is not a learner of the group: add it as one first"));
+                }
+                MemberStep::AddLearner(n) if !conf.all_nodes().contains(&n) => {
+                    if self.raw.first_index() <= LogIndex(1) {
+                        return Err("the group's log starts at index 1, so a new replica would \
+                            not get a snapshot; wait for a log compaction"
+                            .into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Leader: who the replicas are and how far each has the log.
@@ -90,10 +124,12 @@ impl ShardActor {
         Ok(members.to_reply())
     }
 
-    /// True once this replica applied a configuration that no longer names its node.
+    /// True once this replica applied a configuration that no longer names its node (and
+    /// the core holds nothing newer that is not yet handed out).
     pub(crate) fn removed_from_group(&self) -> bool {
         self.initialized
             && self.raw.role() != Role::Leader
+            && !self.raw.has_ready()
             && !self.raw.conf_state().all_nodes().contains(&self.cfg.node)
     }
 }

@@ -75,7 +75,7 @@ impl ShardActor {
     /// Handles what the core has to do, while the replica may take another Ready.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
-            if !self.may_take_ready() || self.removed {
+            if !self.may_take_ready() || self.removed || self.retiring {
                 return;
             }
             if !self.raw.has_ready() || !self.handle_ready(ctx) {
@@ -174,7 +174,14 @@ impl ShardActor {
         // `do_send`: one answer per replica in flight, never client-driven; it must not be
         // lost to a full mailbox.
         let done = Box::new(move |result| addr.do_send(Persisted { gen, result }));
-        let children = flight.children.iter().map(|c| c.write.clone()).collect();
+        // A child starts on the parent's voters only: a learner of the parent writes none.
+        let me = self.cfg.node;
+        let children = flight
+            .children
+            .iter()
+            .filter(|c| c.done.child.replicas.contains(&me))
+            .map(|c| c.write.clone())
+            .collect();
         match self.deps.writer.submit(write, children, done) {
             Ok(()) => self.in_flight.push_back(flight),
             Err((SubmitError::Full, write)) => {
@@ -201,6 +208,9 @@ impl ShardActor {
             self.last_compact = self.last_compact.max(index);
             self.snapshots_installed += 1;
             self.initialized = true;
+            // Recomputed below from the installed configuration: a snapshot taken just
+            // before this node's addition does not name it yet, which is no removal.
+            self.was_member = false;
             self.cfg.metrics.snapshots_installed.inc();
             info!(group = %self.cfg.group, node = %self.cfg.node, index = %index,
                 term = %self.raw.term(), "snapshot installed");
@@ -233,10 +243,11 @@ impl ShardActor {
     /// Tells the node once a durable configuration no longer names this replica's node
     /// (after any compaction in progress ended: none may write after the state is gone).
     pub(crate) fn maybe_report_removal(&mut self) {
-        if self.removed || !self.was_member || self.compacting || !self.removed_from_group() {
+        let busy = !self.in_flight.is_empty() || self.deferred.is_some() || self.compacting;
+        if self.removed || busy {
             return;
         }
-        if !self.in_flight.is_empty() || self.deferred.is_some() {
+        if !self.retiring && !(self.was_member && self.removed_from_group()) {
             return;
         }
         self.removed = true;
@@ -490,7 +501,7 @@ impl ShardActor {
     /// Compacts the log every `compact_every_entries` durably applied entries.
     pub(crate) fn maybe_compact(&mut self, ctx: &mut Context<ShardActor>) {
         let due = self.last_compact.plus(self.cfg.compact_every_entries);
-        if self.compacting || self.removed || self.durable_applied < due {
+        if self.compacting || self.removed || self.retiring || self.durable_applied < due {
             return;
         }
         let index = LogIndex(self.durable_applied.get().saturating_sub(self.cfg.log_keep_entries));

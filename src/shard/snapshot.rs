@@ -63,30 +63,72 @@ pub(crate) struct IncomingSnapshot {
     data: GroupSnapshotData,
 }
 
+/// An exported snapshot, encoded as the `data` of its parts.
+pub(crate) struct EncodedSnapshot {
+    applied: LogIndex,
+    conf_state: crate::raft::ConfState,
+    bytes: u64,
+    parts: Vec<Bytes>,
+}
+
+/// Cuts exported data into parts of at most `SNAPSHOT_PART_BYTES` (a larger frame alone)
+/// and encodes them.
+fn encode_parts(mut data: GroupSnapshotData) -> Result<EncodedSnapshot, String> {
+    let (applied, conf_state, bytes) = (data.applied, data.conf_state.clone(), data.size_bytes());
+    let frames = std::mem::take(&mut data.frames);
+    let mut groups: Vec<Vec<Bytes>> = vec![Vec::new()];
+    let mut in_last = 0usize;
+    for frame in frames {
+        if in_last > 0 && in_last + frame.len() > SNAPSHOT_PART_BYTES {
+            groups.push(Vec::new());
+            in_last = 0;
+        }
+        in_last += frame.len();
+        groups.last_mut().expect("one group at least").push(frame);
+    }
+    let count = groups.len() as u32;
+    let mut header = Some(data);
+    let mut parts = Vec::with_capacity(groups.len());
+    for (i, frames) in groups.into_iter().enumerate() {
+        let part = SnapshotPart { part: i as u32, parts: count, header: header.take(), frames };
+        parts.push(Bytes::from(rmp_serde::to_vec(&part).map_err(|e| e.to_string())?));
+    }
+    Ok(EncodedSnapshot { applied, conf_state, bytes, parts })
+}
+
 /// Shipping (leader).
 impl ShardActor {
     /// Exports the group's durable state off the actor's thread, then streams it with
     /// metadata that matches the exported applied index.
     pub(crate) fn send_snapshot(&mut self, m: Message, ctx: &mut Context<ShardActor>) {
-        self.outgoing.retain(|o| o.to != m.to);
+        let (group, to) = (self.cfg.group, m.to);
+        if self.outgoing.iter().any(|o| o.to == to && o.term == m.term) {
+            // One stream per follower: the one under way is not cut short by a retry (it
+            // acknowledges an index at least the one asked for).
+            debug!(group = %group, to = %to, "snapshot already streaming to this follower");
+            return;
+        }
         if self.snapshot_sends + self.outgoing.len() >= SNAPSHOT_SENDS_MAX {
-            self.raw.report_snapshot_failure(m.to);
+            self.raw.report_snapshot_failure(to);
             return;
         }
         self.snapshot_sends += 1;
         let db = Arc::clone(&self.deps.db);
-        let (group, slots) = (self.cfg.group, self.cfg.slots.clone());
+        let slots = self.cfg.slots.clone();
+        // Export and encode off the actor's thread.
         let task = tokio::task::spawn_blocking(move || {
-            export_group(&db, group, slots, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX)
+            let data =
+                export_group(&db, group, slots, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_DATA_BYTES_MAX)
+                    .map_err(|e| e.to_string())?;
+            encode_parts(data)
         });
         ctx.spawn(actix::fut::wrap_future(task).map(move |res, act: &mut ShardActor, _| {
             act.snapshot_sends -= 1;
-            let data = match res {
-                Ok(Ok(data)) => data,
-                Ok(Err(e)) => return act.snapshot_send_failed(&m, e.to_string()),
-                Err(e) => return act.snapshot_send_failed(&m, e.to_string()),
-            };
-            act.start_snapshot_stream(m, data);
+            match res {
+                Ok(Ok(encoded)) => act.start_snapshot_stream(m, encoded),
+                Ok(Err(e)) => act.snapshot_send_failed(&m, e),
+                Err(e) => act.snapshot_send_failed(&m, e.to_string()),
+            }
         }));
     }
 
@@ -95,46 +137,31 @@ impl ShardActor {
         self.raw.report_snapshot_failure(m.to);
     }
 
-    fn start_snapshot_stream(&mut self, m: Message, mut data: GroupSnapshotData) {
+    fn start_snapshot_stream(&mut self, m: Message, encoded: EncodedSnapshot) {
         if self.raw.role() != Role::Leader || self.raw.term() != m.term {
             return;
         }
-        let index = data.applied;
+        let index = encoded.applied;
         let Some(term) = self.raw.log_term(index).filter(|_| index > LogIndex(0)) else {
             return self.snapshot_send_failed(&m, format!("no term for index {index}"));
         };
-        let conf_state = if data.conf_state.all_nodes().is_empty() {
+        let conf_state = if encoded.conf_state.all_nodes().is_empty() {
             self.raw.conf_state().clone()
         } else {
-            data.conf_state.clone()
+            encoded.conf_state
         };
         let metadata = SnapshotMetadata { index, term, conf_state };
-        let bytes = data.size_bytes();
-        let frames = std::mem::take(&mut data.frames);
-        let mut groups: Vec<Vec<Bytes>> = vec![Vec::new()];
-        let mut in_last = 0usize;
-        for frame in frames {
-            if in_last > 0 && in_last + frame.len() > SNAPSHOT_PART_BYTES {
-                groups.push(Vec::new());
-                in_last = 0;
-            }
-            in_last += frame.len();
-            groups.last_mut().expect("one group at least").push(frame);
-        }
-        let parts = groups.len() as u32;
-        let mut header = Some(data);
-        let mut queue = VecDeque::with_capacity(groups.len());
-        for (i, frames) in groups.into_iter().enumerate() {
-            let part = SnapshotPart { part: i as u32, parts, header: header.take(), frames };
-            let encoded = match rmp_serde::to_vec(&part) {
-                Ok(encoded) => encoded,
-                Err(e) => return self.snapshot_send_failed(&m, e.to_string()),
-            };
-            let snapshot = Snapshot { metadata: metadata.clone(), data: encoded.into() };
-            queue.push_back(Message { body: MessageBody::Snapshot { snapshot }, ..m.clone() });
-        }
-        info!(group = %self.cfg.group, to = %m.to, index = %index, term = %term, bytes, parts,
-            "sending snapshot");
+        let parts = encoded.parts.len();
+        let queue = encoded
+            .parts
+            .into_iter()
+            .map(|data| {
+                let snapshot = Snapshot { metadata: metadata.clone(), data };
+                Message { body: MessageBody::Snapshot { snapshot }, ..m.clone() }
+            })
+            .collect();
+        info!(group = %self.cfg.group, to = %m.to, index = %index, term = %term,
+            bytes = encoded.bytes, parts, "sending snapshot");
         self.outgoing.push(OutgoingSnapshot { to: m.to, term: m.term, parts: queue });
         self.cfg.metrics.snapshots_sent.inc();
         self.pump_snapshots();
@@ -176,6 +203,12 @@ impl ShardActor {
             }
         };
         let index = snapshot.metadata.index;
+        if m.term < self.raw.term() || index <= self.raw.commit_index() {
+            // The core refuses it (an old leader, or nothing new): answer through it, do
+            // not assemble.
+            self.incoming = None;
+            return Some(m);
+        }
         let bytes: u64 = part.frames.iter().map(|f| f.len() as u64).sum();
         if part.part == 0 {
             let Some(mut data) = part.header else {
@@ -216,8 +249,15 @@ impl ShardActor {
             return None;
         }
         let inc = self.incoming.take()?;
+        if inc.data.slots.0 > inc.data.slots.1 {
+            warn!(group = %group, from = %m.from, "snapshot with an empty slot range; dropped");
+            return None;
+        }
         snapshot.data = Bytes::new();
-        self.assembled = Some((inc.index, inc.data));
+        // A snapshot the core accepted and has not handed out yet keeps its data.
+        if self.assembled.as_ref().is_none_or(|(at, _)| *at < inc.index) {
+            self.assembled = Some((inc.index, inc.data));
+        }
         Some(m)
     }
 

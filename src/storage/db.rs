@@ -129,21 +129,6 @@ impl NodeDb {
         Ok(found.is_some())
     }
 
-    /// Forgets that `group` was removed from this node (it is being added again).
-    pub fn clear_removed(&self, group: GroupId) -> Result<()> {
-        if !self.is_removed(group)? {
-            return Ok(());
-        }
-        let _ordered = self.lock_writes();
-        let txn = self.begin_durable_write()?;
-        {
-            let mut table =
-                txn.open_table(REMOVED_GROUPS).map_err(|e| self.err("open removed groups", e))?;
-            table.remove(group.get()).map_err(|e| self.err("clear removed group", e))?;
-        }
-        self.commit(txn, 0)
-    }
-
     /// The slots `group` owns as its last durable split left them; `None` if it never
     /// split and was not made by a split (its layout range holds).
     pub fn group_range(&self, group: GroupId) -> Result<Option<GroupRange>> {

@@ -55,3 +55,15 @@ pub fn destroy_group(
     db.forget_group(group);
     Ok(())
 }
+
+/// Within `txn`: forgets that `group` was removed from this node (a replica of it installed
+/// a snapshot: the node was added to the group again).
+pub(crate) fn clear_removed(
+    db: &NodeDb,
+    txn: &redb::WriteTransaction,
+    group: GroupId,
+) -> Result<(), StorageError> {
+    let mut removed = txn.open_table(REMOVED_GROUPS).map_err(|e| db.err("open removed groups", e))?;
+    removed.remove(group.get()).map_err(|e| db.err("clear removed group", e))?;
+    Ok(())
+}

@@ -313,6 +313,8 @@ impl GroupCommitWriter {
                             group: w.group,
                             reason: format!("snapshot data: {e}"),
                         })?;
+                    // A replica installed: the group is this node's again (`destroy`).
+                    crate::storage::destroy::clear_removed(&self.db, &txn, w.group)?;
                 }
                 let open = match tables.as_mut() {
                     Some(open) => open,

@@ -287,6 +287,8 @@ pub struct ShardActor {
     pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
     /// Reads waiting for their ReadIndex, by read id.
     pub(crate) reads: BTreeMap<u64, PendingRead>,
+    /// `Members` requests waiting for their ReadIndex round, by read id.
+    pub(crate) member_reads: BTreeMap<u64, oneshot::Sender<ShardResult>>,
     /// Reads whose index is known, waiting for the apply of that index.
     pub(crate) confirmed_reads: BTreeMap<(LogIndex, u64), PendingRead>,
     pub(crate) next_read_id: u64,
@@ -400,6 +402,7 @@ impl ShardActor {
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
+            member_reads: BTreeMap::new(),
             next_read_id: 1,
             urgent_heartbeats: BTreeSet::new(),
             reported: (None, Term(0)),
@@ -567,6 +570,9 @@ impl ShardActor {
         for (_, r) in std::mem::take(&mut self.confirmed_reads) {
             let _ = r.tx.send(Err(err.clone()));
         }
+        for (_, tx) in std::mem::take(&mut self.member_reads) {
+            let _ = tx.send(Err(err.clone()));
+        }
     }
 }
 
@@ -609,9 +615,7 @@ impl Handler<Execute> for ShardActor {
                 let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
             }
             ShardOp::ChangeMembers { steps } => self.propose_members(&steps, tx),
-            ShardOp::Members => {
-                let _ = tx.send(self.members());
-            }
+            ShardOp::Members => self.start_members_read(tx),
             ShardOp::OpenReplica | ShardOp::DropReplica => {
                 let reason = "a node-local operation reached a replica".to_string();
                 let _ = tx.send(Err(ShardError::Refused { group: self.cfg.group, reason }));

@@ -87,6 +87,32 @@ impl ShardActor {
         Ok(())
     }
 
+    /// Leader: answers `Members` once a ReadIndex round confirmed the leadership, so a
+    /// deposed leader that has not noticed cannot answer with an old configuration (the
+    /// node deletes a replica on this answer).
+    pub(crate) fn start_members_read(&mut self, tx: oneshot::Sender<ShardResult>) {
+        if let Some(err) = self.refusal() {
+            let _ = tx.send(Err(err));
+            return;
+        }
+        let group = self.cfg.group;
+        if self.member_reads.len() >= self.cfg.pending_requests_max {
+            let reason = "too many pending member reads".to_string();
+            let _ = tx.send(Err(ShardError::Busy { group, reason }));
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        match self.raw.read_index(bytes::Bytes::copy_from_slice(&id.to_be_bytes())) {
+            Ok(()) => {
+                self.member_reads.insert(id, tx);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(ShardError::Busy { group, reason: e.to_string() }));
+            }
+        }
+    }
+
     /// Leader: who the replicas are and how far each has the log.
     pub(crate) fn members(&self) -> ShardResult {
         if let Some(err) = self.refusal() {

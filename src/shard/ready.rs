@@ -322,6 +322,9 @@ impl ShardActor {
         for (_, r) in std::mem::take(&mut self.confirmed_reads) {
             let _ = r.tx.send(Err(not_leader.clone()));
         }
+        for (_, tx) in std::mem::take(&mut self.member_reads) {
+            let _ = tx.send(Err(not_leader.clone()));
+        }
     }
 
     fn send_messages(&mut self, messages: Vec<Message>, ctx: &mut Context<ShardActor>) {
@@ -341,7 +344,9 @@ impl ShardActor {
     /// heartbeat answers are urgent when the heartbeat was; everything else leaves now.
     fn urgency(&mut self, m: &Message) -> Urgency {
         match m.body {
-            MessageBody::Heartbeat { .. } if self.reads.is_empty() => Urgency::Coalesce,
+            MessageBody::Heartbeat { .. } if self.reads.is_empty() && self.member_reads.is_empty() => {
+                Urgency::Coalesce
+            }
             MessageBody::HeartbeatResponse { read_round } => {
                 if self.urgent_heartbeats.remove(&(m.to, read_round)) {
                     Urgency::Now
@@ -434,6 +439,9 @@ impl ShardActor {
             let id = u64::from_be_bytes(raw_id);
             if let Some(read) = self.reads.remove(&id) {
                 self.confirmed_reads.insert((rs.index, id), read);
+            } else if let Some(tx) = self.member_reads.remove(&id) {
+                // A quorum just confirmed this leadership: its configuration is current.
+                let _ = tx.send(self.members());
             }
         }
     }

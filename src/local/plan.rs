@@ -142,6 +142,12 @@ impl LocalPlan {
             peers.push(PeerConfig { id: n.id, peer: l.peer, resp: l.resp });
         }
         let mut configs = Vec::with_capacity(peers.len());
+        let mut limits = self.limits.clone();
+        if limits.replica_threads == 0 {
+            // The nodes share this machine: each gets its share of the cores.
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            limits.replica_threads = (cores / self.layout.nodes.len().max(1)).max(1);
+        }
         for n in &self.layout.nodes {
             let listen = self.listen.get(&n.id).ok_or(LocalError::NoListen { node: n.id })?;
             let config = NodeConfig {
@@ -153,7 +159,7 @@ impl LocalPlan {
                 listen: listen.clone(),
                 nodes: peers.clone(),
                 timeouts: self.timeouts.clone(),
-                limits: self.limits.clone(),
+                limits: limits.clone(),
             };
             config
                 .validate(&self.layout)

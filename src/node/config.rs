@@ -117,6 +117,9 @@ pub struct LimitConfig {
     pub client_output_bytes_max: u64,
     /// Proposals and reads waiting in one group replica.
     pub pending_requests_per_group_max: usize,
+    /// Threads hosting the node's group replicas; 0: one per core (at most 8). Nodes that
+    /// share one machine (`shardkv local`) divide its cores between them.
+    pub replica_threads: usize,
 }
 
 impl Default for LimitConfig {
@@ -129,6 +132,7 @@ impl Default for LimitConfig {
             multibulk_len_max: 1024 * 1024,
             client_output_bytes_max: 64 * 1024 * 1024,
             pending_requests_per_group_max: 10_000,
+            replica_threads: 0,
         }
     }
 }

@@ -264,7 +264,7 @@ impl Node {
         });
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
-        let arbiters = start_arbiters();
+        let arbiters = start_arbiters(config.limits.replica_threads);
         let factory = start_replicas(
             &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
         )?;
@@ -413,9 +413,11 @@ async fn start_transport(
         .map_err(|source| NodeError::PeerListen { addr, source })
 }
 
-fn start_arbiters() -> Vec<Arbiter> {
+/// `threads` arbiters (0: one per core), at most `ARBITERS_MAX`.
+fn start_arbiters(threads: usize) -> Vec<Arbiter> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    (0..cores.clamp(1, ARBITERS_MAX))
+    let threads = if threads == 0 { cores } else { threads };
+    (0..threads.clamp(1, ARBITERS_MAX))
         .map(|_| Arbiter::new())
         .collect()
 }

@@ -249,8 +249,10 @@ impl ShardActor {
             return None;
         }
         let inc = self.incoming.take()?;
-        if inc.data.slots.0 > inc.data.slots.1 {
-            warn!(group = %group, from = %m.from, "snapshot with an empty slot range; dropped");
+        let (first, last) = inc.data.slots;
+        if first > last || last >= crate::kv::slot::SLOT_COUNT {
+            warn!(group = %group, from = %m.from, first, last,
+                "snapshot with an invalid slot range; dropped");
             return None;
         }
         snapshot.data = Bytes::new();

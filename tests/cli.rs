@@ -5,12 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{terminate, ClusterLayout, ClusterOpts, TestCluster, SHARDKV_EXE};
+use common::cluster::{free_port_run, terminate, ClusterLayout, ClusterOpts, TestCluster, SHARDKV_EXE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -89,24 +88,6 @@ fn server_shuts_down_cleanly_on_sigterm_and_can_restart() {
     cluster.restart(1);
     wait_for_log(&cluster, 1, "===== node1 start 2 =====");
     cluster.kill9(1);
-}
-
-/// A base port with `count` consecutive free ports after it.
-fn free_port_run(count: u16) -> u16 {
-    for _ in 0..100 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        if base > u16::MAX - count {
-            continue;
-        }
-        let held: Vec<_> =
-            (base..base + count).filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok()).collect();
-        if held.len() == usize::from(count) {
-            return base;
-        }
-    }
-    panic!("no run of {count} free ports");
 }
 
 /// Lines of a child's stdout, through a channel, so that a test can wait with a deadline.

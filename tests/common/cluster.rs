@@ -101,12 +101,54 @@ pub struct TestCluster {
     rust_log: String,
 }
 
-/// Loopback addresses on ports that were free a moment ago (all held at once, so distinct).
+/// Test ports come from here, below Linux's default ephemeral range (32768-60999): a port
+/// found free and released cannot then be taken by some process's outgoing connection, or
+/// handed by the kernel to another test asking for port 0, before the node binds it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// The next candidate port of this process: each test process starts at its own offset
+/// (from its PID) and walks up, so concurrent tests of one process never get the same
+/// port, and test processes running at once rarely meet.
+fn next_test_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+    TEST_PORTS.start + n as u16
+}
+
+/// A run of `count` consecutive ports, each free when checked, that no other test of this
+/// process is given.
+pub fn free_port_run(count: u16) -> u16 {
+    for _ in 0..TEST_PORTS.len() {
+        let base = next_test_port();
+        if base.checked_add(count).is_none_or(|end| end > TEST_PORTS.end) {
+            continue;
+        }
+        for _ in 1..count {
+            next_test_port();
+        }
+        let free = (base..base + count)
+            .map(|p| TcpListener::bind(("127.0.0.1", p)))
+            .collect::<Result<Vec<_>, _>>();
+        if free.is_ok() {
+            return base;
+        }
+    }
+    panic!("no run of {count} free loopback ports in {TEST_PORTS:?}");
+}
+
+/// `count` loopback addresses on ports that were free a moment ago (see `free_port_run`).
 pub fn free_addrs(count: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
-        .collect();
-    listeners.iter().map(|l| l.local_addr().expect("local address")).collect()
+    let count = u16::try_from(count).expect("port count");
+    let base = free_port_run(count);
+    (base..base + count).map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect()
 }
 
 fn resolve_layout(nodes: u64, layout: ClusterLayout) -> Layout {

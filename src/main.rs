@@ -121,6 +121,9 @@ enum AdminOp {
     },
     /// Every node of the cluster and its RESP address.
     Nodes,
+    /// The cluster map (the layout as the metadata group holds it), as a layout file:
+    /// nodes with their addresses, groups with their slots and replicas.
+    Layout,
     /// GROUP's replicas as its leader sees them: voter or learner, and how far each has
     /// the log.
     Members { group: u64 },
@@ -170,6 +173,14 @@ struct ServerArgs {
     /// The node's configuration file (TOML).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Join a running cluster through any of these nodes (RESP addresses): the cluster
+    /// map records this node, and the node takes the layout and peers from it (the
+    /// configuration needs no layout or [[nodes]]). Give it again on every start.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    join: Vec<String>,
+    /// How long --join keeps trying.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    join_timeout_ms: u64,
     /// Log lines as text or as JSON objects; the filter is RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -229,6 +240,9 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn server(args: &ServerArgs) -> ExitCode {
+    if !args.join.is_empty() {
+        return join_and_serve(args);
+    }
     let (config, layout) = match NodeConfig::load(&args.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -237,6 +251,27 @@ fn server(args: &ServerArgs) -> ExitCode {
         }
     };
     init_tracing(args.log_format);
+    actix_rt::System::new().block_on(serve(config, layout, &args.config))
+}
+
+/// `shardkv server --join`: the layout and peers come from the cluster.
+fn join_and_serve(args: &ServerArgs) -> ExitCode {
+    let mut config = match NodeConfig::load_alone(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("shardkv: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    init_tracing(args.log_format);
+    let timeout = Duration::from_millis(args.join_timeout_ms);
+    let layout = match shardkv::node::join::join(&mut config, &args.join, timeout) {
+        Ok(layout) => layout,
+        Err(e) => {
+            tracing::error!("cannot join the cluster: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     actix_rt::System::new().block_on(serve(config, layout, &args.config))
 }
 
@@ -405,6 +440,11 @@ fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
             for (id, addr) in admin.nodes()? {
                 println!("{id:>6}  {addr}");
             }
+        }
+        AdminOp::Layout => {
+            let map = admin.map()?;
+            println!("# cluster map version {}; next group id {}", map.version, map.next_group);
+            print!("{}", Layout::from_map(&map).to_toml());
         }
         AdminOp::Members { group } => {
             let m = admin.members(group)?;

@@ -38,7 +38,7 @@ const ADMIN_NODE: u64 = 3;
 /// Four groups of three replicas on nodes 1-3; node 4 holds nothing.
 fn layout() -> Layout {
     let mut layout = Layout::even(3, 4, 3);
-    layout.nodes.push(NodeLayout { id: 4 });
+    layout.nodes.push(NodeLayout::new(4));
     layout
 }
 

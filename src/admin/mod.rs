@@ -204,13 +204,16 @@ impl Admin {
         found.ok_or_else(|| AdminError::Refused(format!("no group {id}")))
     }
 
-    /// Splits `group` (at `at`, or where it halves its keys); returns the child.
+    /// Splits `group` (at `at`, or where it halves its keys) into a group whose id the
+    /// metadata group hands out; returns the child.
     pub fn split(&mut self, group: u64, at: Option<u16>) -> Result<GroupInfo, AdminError> {
+        let child = self.alloc_group()?;
         let mut cmd = redis::cmd("SHARDKV");
         cmd.arg("SPLIT").arg(group);
         if let Some(at) = at {
             cmd.arg(at);
         }
+        cmd.arg("CHILD").arg(child);
         let (child, first, last): (u64, u16, u16) = cmd.query(&mut self.con).map_err(refused)?;
         Ok(GroupInfo {
             id: child,
@@ -218,6 +221,17 @@ impl Admin {
             leader: None,
             replicas: Vec::new(),
         })
+    }
+
+    /// A group id no one else is given (a logged operation of the metadata group).
+    pub fn alloc_group(&mut self) -> Result<u64, AdminError> {
+        redis::cmd("SHARDKV").arg("ALLOC-GROUP").query(&mut self.con).map_err(refused)
+    }
+
+    /// The cluster map, read through the metadata group's leader.
+    pub fn map(&mut self) -> Result<crate::kv::meta::ClusterMap, AdminError> {
+        let bytes: Vec<u8> = redis::cmd("SHARDKV").arg("MAP").query(&mut self.con).map_err(refused)?;
+        crate::kv::meta::ClusterMap::decode(&bytes).map_err(|e| AdminError::Reply(e.to_string()))
     }
 
     pub fn transfer_leader(&mut self, group: u64, to: u64) -> Result<(), AdminError> {

@@ -126,6 +126,7 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
             flush_slots(cx, *slot_first..=*slot_last)
         }
         KvCommand::DeleteExpired { key, deadline_ms } => delete_expired(cx, key, *deadline_ms),
+        KvCommand::Meta(op) => Ok(apply_meta(cx, op)),
         // The shard applies splits; reaching here means a caller skipped it.
         KvCommand::Split { .. } => Err(KvError::NotHere),
     };
@@ -383,6 +384,25 @@ fn mset<V: KvRead>(
         cx.store(key, &Record::string(value.clone(), None));
     }
     Ok(if only_if_none_exist { Reply::Int(1) } else { Reply::Ok })
+}
+
+/// Applies a change of the cluster map to its record (the metadata group's only one); a
+/// group without the record (not the metadata group) answers an error.
+fn apply_meta<V: KvRead>(cx: &mut Ctx<'_, V>, op: &crate::kv::meta::MetaOp) -> Reply {
+    use crate::kv::meta::{ClusterMap, MAP_KEY, META_SLOT};
+    let Some(raw) = cx.overlay.over(cx.view).get(META_SLOT, MAP_KEY) else {
+        return Reply::Error(KvError::Meta("ERR this group holds no cluster map".into()));
+    };
+    let mut map = match ClusterMap::from_record(&raw) {
+        Ok(map) => map,
+        Err(e) => return Reply::Error(e),
+    };
+    let version = map.version;
+    let reply = map.apply(op);
+    if map.version != version {
+        cx.overlay.put(META_SLOT, Bytes::from_static(MAP_KEY), map.to_record());
+    }
+    reply
 }
 
 fn flush_slots<V: KvRead>(

@@ -147,4 +147,6 @@ pub enum KvCommand {
         /// The child's voters: the parent's voters when the leader proposed the split.
         replicas: Vec<crate::raft::types::NodeId>,
     },
+    /// A change of the cluster map (the metadata group only).
+    Meta(crate::kv::meta::MetaOp),
 }

@@ -30,6 +30,18 @@ impl SlotRange {
         SlotRange { first, last }
     }
 
+    /// The range, if `group` may own it: a range of hash slots for a data group, only
+    /// `META_RANGE` for the metadata group.
+    pub fn of_group(group: GroupId, first: u16, last: u16) -> Option<SlotRange> {
+        let range = SlotRange { first, last };
+        let valid = if group == crate::kv::meta::META_GROUP {
+            range == crate::kv::meta::META_RANGE
+        } else {
+            first <= last && last < SLOT_COUNT
+        };
+        valid.then_some(range)
+    }
+
     pub fn contains(&self, slot: u16) -> bool {
         (self.first..=self.last).contains(&slot)
     }
@@ -145,7 +157,7 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
         C::Del { keys } => keys.iter().map(|k| &k[..]).collect(),
         C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
         C::MSet { pairs } | C::MSetNx { pairs } => pairs.iter().map(|(k, _)| &k[..]).collect(),
-        C::FlushSlots { .. } | C::Split { .. } => Vec::new(),
+        C::FlushSlots { .. } | C::Split { .. } | C::Meta(_) => Vec::new(),
     }
 }
 
@@ -160,6 +172,8 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
         | R::Type { key } => vec![key_slot(key)],
         R::MGet { keys } | R::Exists { keys } => keys.iter().map(|k| key_slot(k)).collect(),
         R::CountKeysInSlot { slot } | R::GetKeysInSlot { slot, .. } => vec![*slot],
+        // Only the metadata group owns this slot: any other group refuses the read.
+        R::ClusterMap { .. } => vec![crate::kv::meta::META_SLOT],
         R::Keys { .. } | R::Scan(_) | R::DbSize { .. } | R::RandomKey { .. } => Vec::new(),
     }
 }

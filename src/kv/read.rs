@@ -205,6 +205,10 @@ pub enum ReadCommand {
         slot: u16,
         count: u64,
     },
+    /// The cluster map (the metadata group only), encoded; nil if its version is `known`.
+    ClusterMap {
+        known: u64,
+    },
 }
 
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
@@ -227,6 +231,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
             keys_page(view, now_ms, pattern, *slot_first..=*slot_last, after)
         }
         ReadCommand::Scan(step) => scan(view, now_ms, step),
+        ReadCommand::ClusterMap { known } => cluster_map(view, *known),
         ReadCommand::DbSize {
             slot_first,
             slot_last,
@@ -270,6 +275,18 @@ pub struct ScanStep {
 /// A SCAN cursor: `slot` in the high bits, the offset of the next key in the slot below.
 pub fn scan_cursor(slot: u16, offset: u64) -> u64 {
     (u64::from(slot) << SCAN_CURSOR_OFFSET_BITS) | (offset & ((1 << SCAN_CURSOR_OFFSET_BITS) - 1))
+}
+
+fn cluster_map(view: &impl KvRead, known: u64) -> Reply {
+    use crate::kv::meta::{ClusterMap, MAP_KEY, META_SLOT};
+    let Some(raw) = view.get(META_SLOT, MAP_KEY) else {
+        return Reply::Error(KvError::Meta("ERR this group holds no cluster map".into()));
+    };
+    match ClusterMap::from_record(&raw) {
+        Ok(map) if map.version == known => Reply::Nil,
+        Ok(map) => Reply::Bulk(map.encode()),
+        Err(e) => Reply::Error(e),
+    }
 }
 
 /// The (slot, offset) of a cursor, or `None` when the slot is out of range.

@@ -61,4 +61,7 @@ pub enum KvError {
     /// A split the group refused (the text says why).
     #[error("{0}")]
     Split(String),
+    /// A change of the cluster map the metadata group refused (the text says why).
+    #[error("{0}")]
+    Meta(String),
 }

@@ -160,6 +160,7 @@ impl LocalPlan {
                 nodes: peers.clone(),
                 timeouts: self.timeouts.clone(),
                 limits: limits.clone(),
+                joined: false,
             };
             config
                 .validate(&self.layout)

@@ -35,6 +35,8 @@ pub type LocalFuture = Pin<Box<dyn Future<Output = ShardResult> + Send>>;
 pub trait LocalGroups: Send + Sync + 'static {
     /// Runs `op` on this node's replica of `group`; `None` if there is none here.
     fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture>;
+    /// Whether this node hosts a replica of `group`.
+    fn holds(&self, group: GroupId) -> bool;
 }
 
 /// The request path of one node; cheap to clone.
@@ -280,6 +282,10 @@ mod tests {
                     _ => Ok(Reply::Ok),
                 }
             }))
+        }
+
+        fn holds(&self, _group: GroupId) -> bool {
+            false
         }
     }
 

@@ -67,6 +67,9 @@ pub struct TimeoutConfig {
     pub reconnect_max_ms: u64,
     /// Graceful shutdown gives up waiting after this long.
     pub shutdown_ms: u64,
+    /// How often the node reads the cluster map (new nodes, groups it holds no replica
+    /// of) and sends its leaders' pending reports to it.
+    pub meta_sync_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -81,6 +84,7 @@ impl Default for TimeoutConfig {
             reconnect_min_ms: 50,
             reconnect_max_ms: 2_000,
             shutdown_ms: 5_000,
+            meta_sync_ms: 500,
         }
     }
 }
@@ -144,7 +148,9 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// This node's redb database and nothing else lives here.
     pub data_dir: PathBuf,
-    /// The layout file; relative paths are relative to the configuration file.
+    /// The layout file; relative paths are relative to the configuration file. A node
+    /// started with `--join` takes the layout from the cluster and needs none.
+    #[serde(default)]
     pub layout: PathBuf,
     /// Every peer must present it when it connects; at least 16 bytes.
     pub secret: String,
@@ -152,12 +158,18 @@ pub struct NodeConfig {
     #[serde(default)]
     pub requirepass: String,
     pub listen: ListenConfig,
-    /// Every node of the layout, this one included.
+    /// Every node of the layout, this one included (a node started with `--join` learns
+    /// them from the cluster; it may list only itself, to give its announced addresses).
+    #[serde(default)]
     pub nodes: Vec<PeerConfig>,
     #[serde(default)]
     pub timeouts: TimeoutConfig,
     #[serde(default)]
     pub limits: LimitConfig,
+    /// Set by `shardkv server --join`: the layout and `nodes` came from the cluster map,
+    /// so the node bootstraps no group from them (its replicas arrive by replica moves).
+    #[serde(skip)]
+    pub joined: bool,
 }
 
 /// Smallest accepted shared secret.
@@ -166,10 +178,12 @@ pub const SECRET_BYTES_MIN: usize = 16;
 impl NodeConfig {
     /// Reads, parses and validates a configuration file and the layout it names.
     pub fn load(path: &Path) -> Result<(NodeConfig, Layout), ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut config: NodeConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut config = NodeConfig::load_alone(path)?;
+        if config.layout.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "no layout: name the layout file, or start the node with --join".into(),
+            ));
+        }
         if config.layout.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.layout = base.join(&config.layout);
@@ -180,6 +194,32 @@ impl NodeConfig {
             .map_err(|source| ConfigError::Layout { path: config.layout.clone(), source })?;
         config.validate(&layout)?;
         Ok((config, layout))
+    }
+
+    /// Reads and parses a configuration file, without its layout (a node that joins a
+    /// cluster gets the layout from it, then `validate`s against that).
+    pub fn load_alone(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// The addresses this node announces to the cluster: its `nodes` entry, else where it
+    /// listens (which must then be a specific address, not 0.0.0.0).
+    pub fn announced(&self) -> Result<PeerConfig, ConfigError> {
+        if let Some(me) = self.node(self.node_id) {
+            return Ok(me.clone());
+        }
+        let (peer, resp) = (self.listen.peer, self.listen.resp);
+        if peer.ip().is_unspecified() || resp.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(format!(
+                "node {} listens on an unspecified address: give its reachable addresses \
+                in a [[nodes]] entry of its own",
+                self.node_id
+            )));
+        }
+        Ok(PeerConfig { id: self.node_id, peer, resp })
     }
 
     /// Checks the file against itself and against the layout.

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod config;
+pub mod join;
+pub mod meta;
 pub mod run;
 
 pub use run::{run, Node, NodeBackend, NodeError};

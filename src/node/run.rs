@@ -12,9 +12,14 @@ use dashmap::DashMap;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use bytes::Bytes;
+
+use crate::kv::meta::{MapNode, MAP_KEY, META_GROUP, META_RANGE, META_SLOT};
+use crate::kv::KvMutation;
 use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
 use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
 use crate::node::config::NodeConfig;
+use crate::node::meta::{MetaSync, PendingReports};
 use crate::raft::types::{GroupId, NodeId};
 use crate::resp::backend::{Backend, ClusterView, GroupView, NodeView};
 use crate::resp::server::{serve, RespOptions};
@@ -22,7 +27,7 @@ use crate::router::actor::{ReportLeader, RouterActor};
 use crate::router::layout::Layout;
 use crate::router::table::{NodeAddrs, RoutingTable};
 use crate::shard::actor::{
-    bootstrap_group, Campaign, Execute, Inbound, ShardActor, ShardConfig, ShardDeps,
+    bootstrap_group, bootstrap_group_with, Campaign, Execute, Inbound, ShardActor, ShardConfig, ShardDeps,
     ShardStartError, Stop,
 };
 use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
@@ -157,6 +162,10 @@ impl LocalGroups for LocalShards {
             }
         }))
     }
+
+    fn holds(&self, group: GroupId) -> bool {
+        self.replicas.contains_key(&group)
+    }
 }
 
 /// What arrives from peers, handed to the replicas and the request path.
@@ -225,6 +234,7 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     metrics: NodeMetrics,
     factory: ReplicaFactory,
+    meta_task: tokio::task::JoinHandle<()>,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -265,12 +275,18 @@ impl Node {
         let transport = start_transport(&config, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters(config.limits.replica_threads);
+        let reports = Arc::new(PendingReports::default());
         let factory = start_replicas(
             &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
+            &reports,
         )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
-        let client = NodeClient::new(table.clone(), local, peers, config.timeouts.request());
+        let client =
+            NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request());
         let _ = inbound.client.set(client.clone());
+        let sync = MetaSync::new(client.clone(), transport.clone(), local, reports);
+        let every = Duration::from_millis(config.timeouts.meta_sync_ms.max(1));
+        let meta_task = tokio::spawn(sync.run(every));
         info!(node = me.get(), groups = shards.all().len(), "node started");
         Ok(Node {
             config,
@@ -282,6 +298,7 @@ impl Node {
             arbiters,
             metrics,
             factory,
+            meta_task,
             _router: router,
             _writer: writer,
         })
@@ -341,9 +358,11 @@ impl Node {
             shards,
             transport,
             arbiters,
+            meta_task,
             _writer,
             ..
         } = self;
+        meta_task.abort();
         let deadline = Duration::from_millis(config.timeouts.shutdown_ms);
         let stops = shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
         let all = futures_join_all(stops);
@@ -437,6 +456,7 @@ fn start_replicas(
     arbiters: &[Arbiter],
     shards: &Arc<LocalShards>,
     table: &Arc<RoutingTable>,
+    reports: &Arc<PendingReports>,
 ) -> Result<ReplicaFactory, NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
@@ -490,6 +510,10 @@ fn start_replicas(
             }
         })
     };
+    let on_report: crate::shard::actor::ReportFn = {
+        let reports = reports.clone();
+        Arc::new(move |report| reports.report(report))
+    };
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),
@@ -498,6 +522,7 @@ fn start_replicas(
         on_split,
         on_removed,
         on_members,
+        on_report,
     };
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let made = ReplicaFactory {
@@ -509,11 +534,13 @@ fn start_replicas(
     };
     let factory = factory.get_or_init(|| made);
     let mut started = std::collections::BTreeSet::new();
-    for g in layout
-        .groups
-        .iter()
-        .filter(|g| g.replicas.contains(&me.get()))
-    {
+    // A joined node's layout is the cluster map's: its groups already have a history, and
+    // this node's replicas of them arrive by replica moves (a snapshot), never bootstrap.
+    let bootstrap = if config.joined { Vec::new() } else { layout.groups.clone() };
+    if !config.joined && start_meta_group(config, layout, writer, db, factory)? {
+        started.insert(META_GROUP);
+    }
+    for g in bootstrap.iter().filter(|g| g.replicas.contains(&me.get())) {
         let group = GroupId(g.id);
         if db.is_removed(group)? {
             info!(
@@ -547,6 +574,36 @@ fn start_replicas(
     }
     learn_local_splits(db, table)?;
     Ok(factory.clone())
+}
+
+/// Bootstraps (on first start) and starts this node's replica of the metadata group, if
+/// the layout places one here; its first state holds the initial cluster map, the same on
+/// every node of the group (the same layout and node addresses). Returns whether it started.
+fn start_meta_group(
+    config: &NodeConfig,
+    layout: &Layout,
+    writer: &ShardWriter,
+    db: &NodeDb,
+    factory: &ReplicaFactory,
+) -> Result<bool, NodeError> {
+    let voters: Vec<NodeId> = layout.meta_replicas().into_iter().map(NodeId).collect();
+    if !voters.contains(&NodeId(config.node_id)) || db.is_removed(META_GROUP)? {
+        return Ok(false);
+    }
+    let addrs = config
+        .nodes
+        .iter()
+        .map(|n| (n.id, MapNode { peer: n.peer, resp: n.resp }))
+        .collect();
+    let map = layout.initial_map(&addrs);
+    let record = KvMutation::Put {
+        slot: META_SLOT,
+        key: Bytes::from_static(MAP_KEY),
+        record: map.to_record(),
+    };
+    bootstrap_group_with(writer, META_GROUP, &voters, META_RANGE, vec![record])?;
+    factory.start(META_GROUP, META_SLOT..=META_SLOT)?;
+    Ok(true)
 }
 
 /// A split's parent and child are written in one submission, but a large one may commit

@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::kv::meta::{ClusterMap, MapGroup, MapNode, META_GROUP, META_SLOT};
 use crate::kv::slot::SLOT_COUNT;
 use crate::raft::{GroupId, NodeId};
 
@@ -42,11 +44,22 @@ pub enum LayoutError {
     Overlap { slot: u16, a: u64, b: u64 },
 }
 
-/// One node of the layout.
+/// One node of the layout. A layout file names ids only (each node's configuration says
+/// where its peers listen); a layout made from the cluster map also gives the addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeLayout {
     pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp: Option<SocketAddr>,
+}
+
+impl NodeLayout {
+    pub fn new(id: u64) -> NodeLayout {
+        NodeLayout { id, peer: None, resp: None }
+    }
 }
 
 /// One group: an inclusive slot range and the nodes holding its replicas (voters).
@@ -66,7 +79,14 @@ pub struct Layout {
     pub nodes: Vec<NodeLayout>,
     #[serde(rename = "group")]
     pub groups: Vec<GroupLayout>,
+    /// The nodes holding the metadata group's replicas (the cluster map); empty: the first
+    /// `META_REPLICAS_DEFAULT` nodes by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meta: Vec<u64>,
 }
+
+/// Replicas of the metadata group when the layout does not name them.
+pub const META_REPLICAS_DEFAULT: usize = 3;
 
 impl Layout {
     /// Parses and validates layout TOML.
@@ -90,7 +110,8 @@ impl Layout {
                 GroupLayout { id: g + 1, slots: [first, last], replicas }
             })
             .collect();
-        Layout { nodes: (1..=nodes).map(|id| NodeLayout { id }).collect(), groups: groups_v }
+        let nodes = (1..=nodes).map(NodeLayout::new).collect();
+        Layout { nodes, groups: groups_v, meta: Vec::new() }
     }
 
     /// The checks of `parse`.
@@ -140,7 +161,74 @@ impl Layout {
                 return Err(LayoutError::DuplicateNode(n.id));
             }
         }
+        let mut seen = BTreeSet::new();
+        for &node in &self.meta {
+            if !ids.contains(&node) {
+                return Err(LayoutError::UnknownNode { group: META_GROUP.get(), node });
+            }
+            if !seen.insert(node) {
+                return Err(LayoutError::DuplicateReplica { group: META_GROUP.get(), node });
+            }
+        }
         Ok(ids)
+    }
+
+    /// The nodes of the metadata group's first configuration.
+    pub fn meta_replicas(&self) -> Vec<u64> {
+        if !self.meta.is_empty() {
+            return self.meta.clone();
+        }
+        let mut ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids.truncate(META_REPLICAS_DEFAULT);
+        ids
+    }
+
+    /// The cluster map a new cluster starts with: this layout's groups (epoch 0), the
+    /// metadata group on `meta_replicas`, and the nodes' addresses. Every node of the
+    /// metadata group computes the same map from the same layout and addresses.
+    pub fn initial_map(&self, addrs: &BTreeMap<u64, MapNode>) -> ClusterMap {
+        let mut groups: BTreeMap<u64, MapGroup> = self
+            .groups
+            .iter()
+            .map(|g| (g.id, MapGroup { slots: g.slots, replicas: g.replicas.clone(), epoch: 0 }))
+            .collect();
+        let meta = MapGroup {
+            slots: [META_SLOT, META_SLOT],
+            replicas: self.meta_replicas(),
+            epoch: 0,
+        };
+        groups.insert(META_GROUP.get(), meta);
+        let next_group = groups.keys().max().map_or(1, |m| m + 1);
+        ClusterMap { version: 1, nodes: addrs.clone(), groups, next_group }
+    }
+
+    /// The layout the cluster map describes, with the nodes' addresses. Where two groups'
+    /// reported ranges overlap (a split's child reported before its parent's shrink), the
+    /// higher id (the child's) owns the slots, and the parent keeps the rest.
+    pub fn from_map(map: &ClusterMap) -> Layout {
+        let mut owner = vec![0u64; usize::from(SLOT_COUNT)];
+        for (&id, g) in map.groups.iter().filter(|(id, _)| **id != META_GROUP.get()) {
+            for slot in g.slots[0]..=g.slots[1].min(SLOT_COUNT - 1) {
+                owner[usize::from(slot)] = id;
+            }
+        }
+        let mut ranges: BTreeMap<u64, [u16; 2]> = BTreeMap::new();
+        for (slot, &id) in owner.iter().enumerate().filter(|(_, id)| **id != 0) {
+            let slot = slot as u16;
+            ranges.entry(id).and_modify(|r| r[1] = slot).or_insert([slot, slot]);
+        }
+        let groups = ranges
+            .into_iter()
+            .map(|(id, slots)| GroupLayout { id, slots, replicas: map.groups[&id].replicas.clone() })
+            .collect();
+        let nodes = map
+            .nodes
+            .iter()
+            .map(|(&id, n)| NodeLayout { id, peer: Some(n.peer), resp: Some(n.resp) })
+            .collect();
+        let meta = map.groups.get(&META_GROUP.get()).map(|g| g.replicas.clone());
+        Layout { nodes, groups, meta: meta.unwrap_or_default() }
     }
 
     fn validate_group(&self, g: &GroupLayout, nodes: &BTreeSet<u64>) -> Result<(), LayoutError> {
@@ -186,8 +274,19 @@ impl Layout {
     /// The layout as TOML, with one line per group (the form of the files in `shards/`).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
+        if !self.meta.is_empty() {
+            let meta: Vec<String> = self.meta.iter().map(u64::to_string).collect();
+            let _ = writeln!(out, "meta = [{}]\n", meta.join(", "));
+        }
         for n in &self.nodes {
-            let _ = writeln!(out, "[[node]]\nid = {}\n", n.id);
+            let _ = writeln!(out, "[[node]]\nid = {}", n.id);
+            if let Some(peer) = n.peer {
+                let _ = writeln!(out, "peer = \"{peer}\"");
+            }
+            if let Some(resp) = n.resp {
+                let _ = writeln!(out, "resp = \"{resp}\"");
+            }
+            out.push('\n');
         }
         for g in &self.groups {
             let replicas: Vec<String> = g.replicas.iter().map(u64::to_string).collect();

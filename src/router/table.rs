@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::kv::meta::{META_GROUP, META_SLOT};
 use crate::kv::range::{SlotRange, SplitOff};
 use crate::kv::slot::SLOT_COUNT;
 use crate::raft::types::{GroupId, NodeId, Term};
@@ -70,6 +71,14 @@ impl RoutingTable {
             };
             table.groups.insert(GroupId(g.id), route);
         }
+        let meta = GroupRoute {
+            group: META_GROUP,
+            slots: (META_SLOT, META_SLOT),
+            replicas: layout.meta_replicas().into_iter().map(NodeId).collect(),
+            leader: None,
+            term: Term(0),
+        };
+        table.groups.insert(META_GROUP, meta);
         Arc::new(table)
     }
 
@@ -87,9 +96,14 @@ impl RoutingTable {
         self.groups.get(&group).map(|r| r.clone())
     }
 
-    /// Every group, by id.
+    /// Every data group, by id (the metadata group owns no hash slot: see `group`).
     pub fn groups(&self) -> Vec<GroupRoute> {
-        let mut all: Vec<GroupRoute> = self.groups.iter().map(|r| r.clone()).collect();
+        let mut all: Vec<GroupRoute> = self
+            .groups
+            .iter()
+            .filter(|r| r.group != META_GROUP)
+            .map(|r| r.clone())
+            .collect();
         all.sort_by_key(|r| r.group);
         all
     }
@@ -112,6 +126,50 @@ impl RoutingTable {
 
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// Records a node that joined the cluster. Returns whether it was new (a known node
+    /// keeps its addresses).
+    pub fn add_node(&self, node: NodeId, addrs: NodeAddrs) -> bool {
+        if self.nodes.contains_key(&node) {
+            return false;
+        }
+        self.nodes.insert(node, addrs);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Records a group as the cluster map reports it: its slots (taken from whichever group
+    /// held them) and replicas; its leader cache is kept. For groups this node holds no
+    /// replica of: a local replica reports its own state first-hand. Returns whether it
+    /// changed.
+    pub fn set_group(&self, group: GroupId, slots: (u16, u16), replicas: Vec<NodeId>) -> bool {
+        let data = group != META_GROUP;
+        if data && (slots.0 > slots.1 || slots.1 >= SLOT_COUNT) {
+            return false;
+        }
+        let mut changed = false;
+        let mut route = self.groups.entry(group).or_insert_with(|| {
+            changed = true;
+            GroupRoute { group, slots, replicas: replicas.clone(), leader: None, term: Term(0) }
+        });
+        if route.slots != slots || route.replicas != replicas {
+            route.slots = slots;
+            route.replicas = replicas;
+            changed = true;
+        }
+        drop(route);
+        if data {
+            for slot in slots.0..=slots.1 {
+                if self.slots.insert(slot, group) != Some(group) {
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
     }
 
     /// Records a split: `child.range` now belongs to `child.group` (on `child.replicas`),

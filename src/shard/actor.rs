@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::kv::range::{GroupRange, SlotRange};
 use crate::kv::read::ReadCommand;
-use crate::kv::Request;
+use crate::kv::{KvMutation, Request};
 use crate::metrics::GroupMetrics;
 use crate::raft::{
     Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role,
@@ -112,6 +112,10 @@ pub type RemovedFn = Arc<dyn Fn(GroupId, Option<RangeInclusive<u16>>) + Send + S
 /// applied a new configuration (the routing table's replica lists). Must not block.
 pub type MembersFn = Arc<dyn Fn(GroupId, Vec<NodeId>) + Send + Sync>;
 
+/// Fed the group's state by its leader for the cluster map: on winning an election, and
+/// whenever its configuration or slots changed since. Must not block.
+pub type ReportFn = Arc<dyn Fn(crate::shard::api::GroupReport) + Send + Sync>;
+
 /// What a replica shares with the rest of the node.
 #[derive(Clone)]
 pub struct ShardDeps {
@@ -123,6 +127,7 @@ pub struct ShardDeps {
     pub on_split: SplitFn,
     pub on_removed: RemovedFn,
     pub on_members: MembersFn,
+    pub on_report: ReportFn,
 }
 
 /// Why a replica could not start.
@@ -164,6 +169,17 @@ pub fn bootstrap_group(
     voters: &[NodeId],
     slots: SlotRange,
 ) -> Result<bool, ShardStartError> {
+    bootstrap_group_with(writer, group, voters, slots, Vec::new())
+}
+
+/// `bootstrap_group` with the state machine's first records (the metadata group's map).
+pub fn bootstrap_group_with(
+    writer: &ShardWriter,
+    group: GroupId,
+    voters: &[NodeId],
+    slots: SlotRange,
+    records: Vec<KvMutation>,
+) -> Result<bool, ShardStartError> {
     let storage = RedbStorage::open(Arc::clone(writer.db()), group)?;
     if has_state(&storage)? {
         return Ok(false);
@@ -171,7 +187,9 @@ pub fn bootstrap_group(
     if voters.is_empty() {
         return Err(ShardStartError::NoState { group });
     }
-    writer.write_now(first_state_write(group, voters, slots))?;
+    let mut write = first_state_write(group, voters, slots);
+    write.mutations = records;
+    writer.write_now(write)?;
     info!(group = %group, ?voters, "bootstrapped group");
     Ok(true)
 }
@@ -315,6 +333,9 @@ pub struct ShardActor {
     pub(crate) retiring: bool,
     /// The configuration last reported through `on_members`.
     pub(crate) reported_conf: ConfState,
+    /// What this replica last reported through `on_report`, as leader: term,
+    /// configuration, slots.
+    pub(crate) reported_group: Option<(Term, ConfState, (u16, u16))>,
     /// Snapshots this leader is streaming, at most `SNAPSHOT_SENDS_MAX` with the exports.
     pub(crate) outgoing: Vec<OutgoingSnapshot>,
     /// A snapshot arriving in parts.
@@ -372,7 +393,12 @@ impl ShardActor {
         let mut cfg = cfg;
         let range = match deps.db.group_range(group)? {
             Some(range) => range,
-            None => GroupRange::new(SlotRange::new(*cfg.slots.start(), *cfg.slots.end())),
+            None => {
+                let (first, last) = (*cfg.slots.start(), *cfg.slots.end());
+                let slots = SlotRange::of_group(group, first, last)
+                    .ok_or(ShardStartError::NoState { group })?;
+                GroupRange::new(slots)
+            }
         };
         cfg.slots = range.range.first..=range.range.last;
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
@@ -384,6 +410,7 @@ impl ShardActor {
             removed: false,
             retiring: false,
             reported_conf: ConfState::default(),
+            reported_group: None,
             outgoing: Vec::new(),
             incoming: None,
             assembled: None,

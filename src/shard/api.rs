@@ -182,3 +182,14 @@ pub struct SplitDone {
     /// so the child serves without waiting out an election time-out.
     pub campaign: bool,
 }
+
+/// A group's state as its leader reports it for the cluster map (`MetaOp::ReportGroup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupReport {
+    pub group: GroupId,
+    /// The leader's applied index: the state below is the group's as of it.
+    pub epoch: u64,
+    pub slots: (u16, u16),
+    /// Voters (outgoing ones included), then learners.
+    pub replicas: Vec<NodeId>,
+}

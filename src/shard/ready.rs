@@ -19,9 +19,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::kv::range::GroupRange;
 use crate::kv::{read, KvMutation, Overlay, Request};
-use crate::raft::{Entry, EntryPayload, LogIndex, Message, MessageBody, ReadState, Role, Term};
+use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId};
+use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
-use crate::shard::api::{LeaderChange, ShardError, ShardResult, SplitDone};
+use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::PERSIST_JOBS_IN_FLIGHT_MAX;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
@@ -232,12 +233,31 @@ impl ShardActor {
         }
         if self.initialized && *self.raw.conf_state() != self.reported_conf {
             let conf = self.raw.conf_state().clone();
-            let mut replicas: Vec<_> = conf.voters.union(&conf.voters_outgoing).copied().collect();
-            replicas.extend(conf.learners.iter().filter(|l| !conf.is_voter(**l)));
-            (self.deps.on_members)(self.cfg.group, replicas);
+            (self.deps.on_members)(self.cfg.group, replicas_of(&conf));
             self.reported_conf = conf;
         }
+        self.maybe_report_group();
         self.maybe_report_removal();
+    }
+
+    /// As leader, reports the group's state for the cluster map once per term, and again
+    /// whenever its configuration or slots change.
+    fn maybe_report_group(&mut self) {
+        if !self.initialized || self.removed || self.raw.role() != Role::Leader {
+            return;
+        }
+        let slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
+        let now = (self.raw.term(), self.raw.conf_state().clone(), slots);
+        if self.reported_group.as_ref() == Some(&now) {
+            return;
+        }
+        (self.deps.on_report)(GroupReport {
+            group: self.cfg.group,
+            epoch: self.applied.get(),
+            slots,
+            replicas: replicas_of(&now.1),
+        });
+        self.reported_group = Some(now);
     }
 
     /// Tells the node once a durable configuration no longer names this replica's node
@@ -532,4 +552,11 @@ impl ShardActor {
             }
         }));
     }
+}
+
+/// A configuration's nodes: voters (outgoing ones included), then learners.
+fn replicas_of(conf: &ConfState) -> Vec<NodeId> {
+    let mut replicas: Vec<_> = conf.voters.union(&conf.voters_outgoing).copied().collect();
+    replicas.extend(conf.learners.iter().filter(|l| !conf.is_voter(**l)));
+    replicas
 }

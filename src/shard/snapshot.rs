@@ -250,7 +250,7 @@ impl ShardActor {
         }
         let inc = self.incoming.take()?;
         let (first, last) = inc.data.slots;
-        if first > last || last >= crate::kv::slot::SLOT_COUNT {
+        if SlotRange::of_group(group, first, last).is_none() {
             warn!(group = %group, from = %m.from, first, last,
                 "snapshot with an invalid slot range; dropped");
             return None;
@@ -287,7 +287,9 @@ impl ShardActor {
             write.range = Some(range);
         } else if !self.initialized {
             // A group never split: its range is the snapshot's slots.
-            let range = GroupRange::new(SlotRange::new(data.slots.0, data.slots.1));
+            let (first, last) = data.slots;
+            let slots = SlotRange::of_group(self.cfg.group, first, last);
+            let range = GroupRange::new(slots.unwrap_or(SlotRange { first, last }));
             self.cfg.slots = data.slot_range();
             self.range = range.clone();
             write.range = Some(range);

@@ -91,6 +91,7 @@ impl Cluster {
             on_split: Arc::new(|_| {}),
             on_removed: Arc::new(|_, _| {}),
             on_members: Arc::new(|_, _| {}),
+            on_report: Arc::new(|_| {}),
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");

@@ -3,7 +3,6 @@
 //! must never let one bad connection (garbage, oversized or truncated frames, a wrong
 //! secret) affect the listener or any other connection, and never write after `Welcome`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +29,7 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 pub(crate) struct InboundContext {
     pub me: NodeId,
     pub secret: Vec<u8>,
-    pub peer_ids: BTreeSet<NodeId>,
-    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    pub peers: super::PeerSet,
     /// Counts refusals of strangers that claim no known node id.
     pub strangers: Arc<Counters>,
     pub handler: Arc<dyn InboundHandler>,
@@ -77,7 +75,7 @@ async fn serve(
         Some(node) => node,
         None => return,
     };
-    let Some(peer) = ctx.peers.get(&from) else {
+    let Some(peer) = ctx.peers.get(from) else {
         return;
     };
     info!(peer = %from, %addr, "peer connected (inbound)");
@@ -95,7 +93,7 @@ async fn serve(
             }
         };
         match read {
-            Ok(Some((Frame::Batch(batch), bytes))) => deliver(&ctx, peer, batch, bytes),
+            Ok(Some((Frame::Batch(batch), bytes))) => deliver(&ctx, &peer, batch, bytes),
             Ok(Some((_, _))) => {
                 warn!(peer = %from, %addr, "peer {addr}: unexpected handshake frame; closing");
                 return;
@@ -119,17 +117,17 @@ async fn handshake(
     addr: SocketAddr,
 ) -> Option<NodeId> {
     let mut claimed = None;
-    let attempt = handshake::accept(stream, ctx.me, &ctx.peer_ids, &ctx.secret, &mut claimed);
+    let known = ctx.peers.ids();
+    let attempt = handshake::accept(stream, ctx.me, &known, &ctx.secret, &mut claimed);
     let refusal = match tokio::time::timeout(ctx.handshake_timeout, attempt).await {
         Ok(Ok(node)) => return Some(node),
         Ok(Err(e)) => e,
         Err(_) => HandshakeError::Timeout(ctx.handshake_timeout),
     };
-    let counters = match claimed.and_then(|n| ctx.peers.get(&n)) {
-        Some(peer) => &peer.counters,
-        None => &*ctx.strangers,
-    };
-    bump(&counters.refused_handshakes, 1);
+    match claimed.and_then(|n| ctx.peers.get(n)) {
+        Some(peer) => bump(&peer.counters.refused_handshakes, 1),
+        None => bump(&ctx.strangers.refused_handshakes, 1),
+    }
     match claimed {
         Some(node) => warn!(%addr, "peer {addr} (node {node}) refused: {refusal}"),
         None => warn!(%addr, "peer {addr} refused: {refusal}"),

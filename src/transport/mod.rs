@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::raft::types::NodeId;
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
@@ -40,6 +40,37 @@ pub use crate::transport::stats::{PeerStats, TransportStats};
 
 /// Listen backlog of the peer port.
 const LISTEN_BACKLOG: u32 = 128;
+
+/// Peers one transport knows at most (its configuration's plus those added later, as
+/// nodes join); `add_peer` refuses more.
+pub const PEERS_MAX: usize = 1024;
+
+/// The transport's peers, shared by the senders, the acceptor and the heartbeat clock;
+/// it grows when a node joins (`TransportHandle::add_peer`), and never shrinks.
+#[derive(Clone, Default)]
+pub(crate) struct PeerSet(Arc<RwLock<BTreeMap<NodeId, Arc<Peer>>>>);
+
+impl PeerSet {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<NodeId, Arc<Peer>>> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<NodeId, Arc<Peer>>> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, node: NodeId) -> Option<Arc<Peer>> {
+        self.read().get(&node).cloned()
+    }
+
+    pub(crate) fn ids(&self) -> BTreeSet<NodeId> {
+        self.read().keys().copied().collect()
+    }
+
+    fn all(&self) -> Vec<Arc<Peer>> {
+        self.read().values().cloned().collect()
+    }
+}
 
 /// Everything the transport needs; `node::config` supplies the values.
 #[derive(Clone, Debug)]
@@ -135,19 +166,18 @@ impl Transport {
             frame_bytes_max,
             peer_queue_frames_max: options.peer_queue_frames_max,
         };
-        let mut peers = BTreeMap::new();
+        let peers = PeerSet::default();
         let mut tasks = Vec::new();
         for (&node, &addr) in options.peers.iter().filter(|(n, _)| **n != options.node) {
             let (p, rx) = Peer::new(node, addr, options.peer_queue_frames_max);
             let p = Arc::new(p);
             tasks.push(tokio::spawn(peer::run(p.clone(), link.clone(), rx)));
-            peers.insert(node, p);
+            peers.write().insert(node, p);
         }
         let strangers = Arc::new(Counters::default());
         let ctx = inbound::InboundContext {
             me: options.node,
             secret: link.secret.clone(),
-            peer_ids: peers.keys().copied().collect::<BTreeSet<_>>(),
             peers: peers.clone(),
             strangers: strangers.clone(),
             handler,
@@ -159,10 +189,12 @@ impl Transport {
             peers.clone(),
             options.heartbeat_interval,
         )));
-        info!(node = %options.node, %local_addr, peers = peers.len(), "transport listening");
+        let known = peers.read().len();
+        info!(node = %options.node, %local_addr, peers = known, "transport listening");
         let inner = Inner {
             node: options.node,
             local_addr,
+            link,
             peers,
             strangers,
             stopped: AtomicBool::new(false),
@@ -175,12 +207,12 @@ impl Transport {
 }
 
 /// Rings every peer's clock once per heartbeat interval.
-async fn heartbeat_clock(peers: BTreeMap<NodeId, Arc<Peer>>, interval: Duration) {
+async fn heartbeat_clock(peers: PeerSet, interval: Duration) {
     let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         clock.tick().await;
-        for peer in peers.values() {
+        for peer in peers.all() {
             peer.clock.notify_one();
         }
     }
@@ -189,7 +221,8 @@ async fn heartbeat_clock(peers: BTreeMap<NodeId, Arc<Peer>>, interval: Duration)
 struct Inner {
     node: NodeId,
     local_addr: SocketAddr,
-    peers: BTreeMap<NodeId, Arc<Peer>>,
+    link: LinkConfig,
+    peers: PeerSet,
     strangers: Arc<Counters>,
     stopped: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -213,8 +246,48 @@ impl TransportHandle {
 
     /// A snapshot of the counters, summed and per peer.
     pub fn stats(&self) -> TransportStats {
-        let peers = self.inner.peers.iter().map(|(n, p)| (*n, &p.counters));
-        TransportStats::collect(peers, &self.inner.strangers)
+        let peers = self.inner.peers.read();
+        let counters = peers.iter().map(|(n, p)| (*n, &p.counters));
+        TransportStats::collect(counters, &self.inner.strangers)
+    }
+
+    /// The peers this transport dials (and accepts), this node excluded.
+    pub fn peer_ids(&self) -> BTreeSet<NodeId> {
+        self.inner.peers.ids()
+    }
+
+    /// Starts dialling a node that joined the cluster, and accepts its connections from now
+    /// on. Returns whether it was added: a known node keeps its address (a node's address
+    /// does not change while it is a member), this node is never its own peer, and past
+    /// `PEERS_MAX` peers it is refused (logged).
+    pub fn add_peer(&self, node: NodeId, addr: SocketAddr) -> bool {
+        if node == self.inner.node || self.inner.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut peers = self.inner.peers.write();
+        if let Some(known) = peers.get(&node) {
+            if known.addr != addr {
+                warn!(peer = %node, known = %known.addr, announced = %addr,
+                    "a known peer announced another address; keeping the known one");
+            }
+            return false;
+        }
+        if peers.len() >= PEERS_MAX {
+            warn!(peer = %node, "peer {node} not added: {PEERS_MAX} peers known already");
+            return false;
+        }
+        let queue = self.inner.link.peer_queue_frames_max;
+        let (p, rx) = Peer::new(node, addr, queue);
+        let p = Arc::new(p);
+        let task = tokio::spawn(peer::run(p.clone(), self.inner.link.clone(), rx));
+        peers.insert(node, p);
+        drop(peers);
+        match self.inner.tasks.lock() {
+            Ok(mut t) => t.push(task),
+            Err(poisoned) => poisoned.into_inner().push(task),
+        }
+        info!(peer = %node, %addr, "peer added");
+        true
     }
 
     /// Stops every task and closes every socket and the listener; returns once they are
@@ -234,11 +307,11 @@ impl TransportHandle {
         info!(node = %self.inner.node, "transport stopped");
     }
 
-    fn peer(&self, to: NodeId) -> Option<&Peer> {
+    fn peer(&self, to: NodeId) -> Option<Arc<Peer>> {
         if self.inner.stopped.load(Ordering::Relaxed) {
             return None;
         }
-        let peer = self.inner.peers.get(&to).map(|p| &**p);
+        let peer = self.inner.peers.get(to);
         if peer.is_none() {
             debug!(node = %to, "dropped a message to an unknown peer");
         }

@@ -47,6 +47,7 @@ pub fn fast_timeouts() -> TimeoutConfig {
         reconnect_min_ms: 20,
         reconnect_max_ms: 300,
         shutdown_ms: 3_000,
+        meta_sync_ms: 200,
     }
 }
 

@@ -4,9 +4,15 @@
 //! - `SHARDKV GROUPS`: every group as this node knows it:
 //!   `[id, first slot, last slot, leader id or nil, [replica ids]]`.
 //! - `SHARDKV NODES`: every node of the cluster: `[id, RESP address]`.
-//! - `SHARDKV SPLIT group [slot]`: split `group` at `slot` (default: the slot that halves
-//!   its keys) into a new group, numbered one above the highest this node knows; answers
+//! - `SHARDKV SPLIT group [slot] CHILD id`: split `group` at `slot` (default: the slot
+//!   that halves its keys) into the new group `id` (handed out by `ALLOC-GROUP`); answers
 //!   `[child, first slot, last slot]` once the split applied on the group's leader.
+//! - `SHARDKV ALLOC-GROUP`: a group id nobody else is given (a logged operation of the
+//!   metadata group, group 0, which holds the cluster map).
+//! - `SHARDKV JOIN node peer-address resp-address`: records a node in the cluster map
+//!   (`shardkv server --join` sends it); `+OK`, also when the node is recorded already.
+//! - `SHARDKV MAP`: the cluster map (rmp-serde of `kv::meta::ClusterMap`), read through
+//!   the metadata group's leader.
 //! - `SHARDKV TRANSFER-LEADER group node`: asks the group's leader to hand over to `node`;
 //!   `+OK` once the transfer started (the new leader is announced within an election
 //!   time-out; `SHARDKV GROUPS` shows it).
@@ -19,10 +25,15 @@
 //!   start an empty replica that waits for the leader's snapshot; delete this node's
 //!   replica once the leader confirms the node is no longer a member.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 
 use super::cluster::slot_arg;
 use super::{int_arg, lower, tri, unknown_subcommand, wrong_args, Ctx};
+use crate::kv::meta::{MetaOp, META_GROUP, META_SLOT};
+use crate::kv::read::ReadCommand;
+use crate::kv::KvCommand;
 use crate::raft::types::{GroupId, NodeId};
 use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Merge, Part};
@@ -32,8 +43,9 @@ use crate::shard::api::{MemberStep, ShardOp};
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let sub = lower(&args[1]);
     let arity_ok = match sub.as_str() {
-        "groups" | "nodes" => args.len() == 2,
-        "split" => args.len() == 3 || args.len() == 4,
+        "groups" | "nodes" | "alloc-group" | "map" => args.len() == 2,
+        "split" => (3..=6).contains(&args.len()),
+        "join" => args.len() == 5,
         "members" | "open-replica" | "drop-replica" => args.len() == 3,
         "transfer-leader" | "add-learner" | "promote" | "remove-node" => args.len() == 4,
         "replace" => args.len() == 5,
@@ -45,18 +57,43 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     match sub.as_str() {
         "groups" => return Job::Now(groups(cx)),
         "nodes" => return Job::Now(nodes(cx)),
+        "alloc-group" => return meta_write(cx, MetaOp::AllocGroup),
+        "join" => {
+            let id = tri!(id_arg(&args[2], "node"));
+            let addr = |i: usize| {
+                std::str::from_utf8(&args[i]).ok().and_then(|a| a.parse::<SocketAddr>().ok())
+            };
+            let (Some(peer), Some(resp)) = (addr(3), addr(4)) else {
+                return Job::Now(Frame::error("ERR invalid address (IP:port expected)"));
+            };
+            return meta_write(cx, MetaOp::AddNode { id, peer, resp });
+        }
+        "map" => {
+            let op = ShardOp::Read { command: ReadCommand::ClusterMap { known: 0 }, now_ms: cx.now_ms() };
+            let part = Part { group: META_GROUP, slot: META_SLOT, op, positions: Vec::new() };
+            return cx.ops(false, vec![part], Merge::One);
+        }
         _ => {}
     }
-    let group = GroupId(tri!(id_arg(&args[2], "group")));
+    // Group 0 is the metadata group: its replicas move like any other's.
+    let group = GroupId(tri!(group_arg(&args[2])));
     let node = |i: usize| id_arg(&args[i], "node").map(NodeId);
     let op = match sub.as_str() {
         "split" => {
-            let at = match args.get(3) {
-                Some(arg) => Some(tri!(slot_arg(arg))),
-                None => None,
+            let (at, rest) = match args.get(3) {
+                Some(arg) if lower(arg) != "child" => (Some(tri!(slot_arg(arg))), &args[4..]),
+                _ => (None, &args[3..]),
             };
-            let highest = cx.groups().iter().map(|g| g.id.get()).max().unwrap_or(0);
-            ShardOp::Split { at, child: GroupId(highest + 1) }
+            let child = match rest {
+                [word, id] if lower(word) == "child" => GroupId(tri!(id_arg(id, "group"))),
+                [] => {
+                    return Job::Now(Frame::error(
+                        "ERR SPLIT needs CHILD id (a group id from SHARDKV ALLOC-GROUP)",
+                    ))
+                }
+                _ => return Job::Now(Frame::error("ERR syntax error")),
+            };
+            ShardOp::Split { at, child }
         }
         "transfer-leader" => ShardOp::TransferLeader { to: tri!(node(3)) },
         "members" => ShardOp::Members,
@@ -74,11 +111,19 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let local = matches!(op, ShardOp::OpenReplica | ShardOp::DropReplica);
     let view = cx.groups().into_iter().find(|g| g.id == group);
     let slot = match (view, local) {
+        _ if group == META_GROUP => META_SLOT,
         (Some(view), _) => view.slot_first,
         (None, true) => 0,
         (None, false) => return Job::Now(Frame::error(format!("ERR no group {group}"))),
     };
     let part = Part { group, slot, op, positions: Vec::new() };
+    cx.ops(true, vec![part], Merge::One)
+}
+
+/// A change of the cluster map, through the metadata group's leader.
+fn meta_write<B: Backend>(cx: &mut Ctx<'_, B>, op: MetaOp) -> Job {
+    let op = ShardOp::Write(cx.request(KvCommand::Meta(op)));
+    let part = Part { group: META_GROUP, slot: META_SLOT, op, positions: Vec::new() };
     cx.ops(true, vec![part], Merge::One)
 }
 
@@ -113,6 +158,12 @@ fn groups<B: Backend>(cx: &Ctx<'_, B>) -> Frame {
         ])
     });
     Frame::Array(rows.collect())
+}
+
+/// A group id: 0 (the metadata group) or a data group's.
+fn group_arg(arg: &[u8]) -> Result<u64, Frame> {
+    let id = int_arg(arg).map_err(|_| Frame::error("ERR invalid group id"))?;
+    u64::try_from(id).map_err(|_| Frame::error("ERR invalid group id"))
 }
 
 fn id_arg(arg: &[u8], what: &str) -> Result<u64, Frame> {

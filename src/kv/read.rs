@@ -206,8 +206,10 @@ pub enum ReadCommand {
         count: u64,
     },
     /// The cluster map (the metadata group only), encoded; nil if its version is `known`.
+    /// Not `linearizable`: any replica answers from what it applied (a node's sync).
     ClusterMap {
         known: u64,
+        linearizable: bool,
     },
 }
 
@@ -231,7 +233,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
             keys_page(view, now_ms, pattern, *slot_first..=*slot_last, after)
         }
         ReadCommand::Scan(step) => scan(view, now_ms, step),
-        ReadCommand::ClusterMap { known } => cluster_map(view, *known),
+        ReadCommand::ClusterMap { known, .. } => cluster_map(view, *known),
         ReadCommand::DbSize {
             slot_first,
             slot_last,

@@ -132,11 +132,16 @@ pub fn table(rows: &[GroupRow]) -> String {
                 )
             })
             .collect();
+        // The metadata group owns no hash slot: it holds the cluster map.
+        let slots = if r.slot_first >= crate::kv::slot::SLOT_COUNT {
+            "(cluster map)".to_string()
+        } else {
+            format!("{:>5}-{:<5}", r.slot_first, r.slot_last)
+        };
         out.push_str(&format!(
-            "{:>6}  {:>5}-{:<5}  {:>6}  {:>6}  {:>10}  {:<28}  {}\n",
+            "{:>6}  {:>11}  {:>6}  {:>6}  {:>10}  {:<28}  {}\n",
             r.group,
-            r.slot_first,
-            r.slot_last,
+            slots,
             leader,
             r.term,
             r.commit_index,

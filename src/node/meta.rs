@@ -113,8 +113,14 @@ impl MetaSync {
     /// Reads the map and applies what changed since the last read.
     pub async fn pull(&self) -> Result<(), String> {
         let known = self.known.load(Ordering::Acquire);
-        let read = ShardOp::Read { command: ReadCommand::ClusterMap { known }, now_ms: now_ms() };
-        let bytes = match self.client.execute(META_GROUP, read).await {
+        let command = ReadCommand::ClusterMap { known, linearizable: false };
+        let read = ShardOp::Read { command, now_ms: now_ms() };
+        // This node's own replica of the metadata group answers without a round trip.
+        let answer = match self.local.execute(META_GROUP, read.clone()) {
+            Some(local) => local.await,
+            None => self.client.execute(META_GROUP, read).await,
+        };
+        let bytes = match answer {
             Ok(Reply::Nil) => return Ok(()),
             Ok(Reply::Bulk(bytes)) => bytes,
             Ok(other) => return Err(format!("unexpected answer {other:?}")),

@@ -505,6 +505,18 @@ impl ShardActor {
     }
 
     fn start_read(&mut self, command: ReadCommand, now_ms: u64, tx: oneshot::Sender<ShardResult>) {
+        // A node's own sync of the cluster map is a cache: any replica of the metadata
+        // group answers it from what it applied, without a ReadIndex round.
+        if matches!(command, ReadCommand::ClusterMap { linearizable: false, .. })
+            && self.initialized
+            && self.failed.is_none()
+        {
+            let id = self.next_read_id;
+            self.next_read_id += 1;
+            self.confirmed_reads.insert((self.applied, id), PendingRead { command, now_ms, tx });
+            self.serve_reads();
+            return;
+        }
         if let Some(err) = self.refusal() {
             let _ = tx.send(Err(err));
             return;

@@ -90,6 +90,8 @@ struct Proc {
     log_path: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Given to `shardkv server` after `--config FILE` (such as `--join ADDR`).
+    args: Vec<String>,
 }
 
 /// A running cluster of `shardkv server` processes.
@@ -200,7 +202,7 @@ impl TestCluster {
             let log_path = cluster.plan.data_dir.join(format!("node{}.log", node.id));
             let name = format!("node{}", node.id);
             let config_path = node.config_path;
-            let proc = Proc { name, config_path, log_path, child: None, starts: 0 };
+            let proc = Proc { name, config_path, log_path, child: None, starts: 0, args: Vec::new() };
             cluster.nodes.insert(node.id, proc);
             cluster.configs.insert(node.id, node.config);
         }
@@ -332,11 +334,41 @@ impl TestCluster {
         let text = toml::to_string(&config).expect("config to TOML");
         std::fs::write(&config_path, text).expect("write the extra node's configuration");
         let log_path = dir.join(format!("{name}.log"));
-        let mut proc = Proc { name, config_path, log_path, child: None, starts: 0 };
+        let mut proc =
+            Proc { name, config_path, log_path, child: None, starts: 0, args: Vec::new() };
         spawn(&mut proc, &self.rust_log);
         let log = proc.log_path.clone();
         self.extras.push(proc);
         log
+    }
+
+    /// Starts a new node `id` that joins the running cluster through the RESP ports of
+    /// `seeds` (`shardkv server --join`): its configuration names no layout and no peers,
+    /// only its own ports, data directory and the cluster's secret. Restarting it joins
+    /// again, as an operator's unit file would.
+    pub fn join(&mut self, id: u64, seeds: &[u64]) {
+        assert!(!self.nodes.contains_key(&id), "node{id} exists already");
+        let any = *self.configs.keys().next().expect("a cluster has nodes");
+        let mut config = self.config(any).clone();
+        let addrs = free_addrs(3);
+        config.node_id = id;
+        config.listen = ListenConfig { resp: addrs[0], peer: addrs[1], metrics: addrs[2] };
+        config.nodes = Vec::new();
+        config.layout = PathBuf::new();
+        let dir = self.plan.data_dir.clone();
+        config.data_dir = dir.join(format!("node{id}"));
+        let name = format!("node{id}");
+        let config_path = dir.join(format!("{name}.toml"));
+        let text = toml::to_string(&config).expect("config to TOML");
+        std::fs::write(&config_path, text).expect("write the joining node's configuration");
+        let seeds: Vec<String> = seeds.iter().map(|&n| self.resp_addr(n).to_string()).collect();
+        let args = vec!["--join".to_string(), seeds.join(",")];
+        let log_path = dir.join(format!("{name}.log"));
+        let proc = Proc { name, config_path, log_path, child: None, starts: 0, args };
+        self.nodes.insert(id, proc);
+        self.configs.insert(id, config);
+        let rust_log = self.rust_log.clone();
+        spawn(self.proc_mut(id), &rust_log);
     }
 
     /// `CLUSTER SLOTS` as node `node` answers it.
@@ -450,6 +482,7 @@ fn spawn(proc: &mut Proc, rust_log: &str) {
         .arg("server")
         .arg("--config")
         .arg(&proc.config_path)
+        .args(&proc.args)
         .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(log)

@@ -69,7 +69,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return meta_write(cx, MetaOp::AddNode { id, peer, resp });
         }
         "map" => {
-            let op = ShardOp::Read { command: ReadCommand::ClusterMap { known: 0 }, now_ms: cx.now_ms() };
+            let op = ShardOp::Read { command: ReadCommand::ClusterMap { known: 0, linearizable: true }, now_ms: cx.now_ms() };
             let part = Part { group: META_GROUP, slot: META_SLOT, op, positions: Vec::new() };
             return cx.ops(false, vec![part], Merge::One);
         }

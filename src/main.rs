@@ -427,7 +427,7 @@ fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
             );
         }
         AdminOp::TransferLeader { group, to: node } => {
-            let before = admin.group(group)?.leader;
+            let before = admin.members(group).ok().map(|m| m.leader);
             admin.transfer_leader(group, node)?;
             admin.wait_leader(group, deadline, |l| l == node)?;
             let from = before.map_or("none".to_string(), |l| format!("node {l}"));

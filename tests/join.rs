@@ -3,8 +3,8 @@
 //! replicated cluster map. The scenario: node 4 joins with a configuration that names no
 //! layout and no peers; every node learns it from the map; a second node cannot take its
 //! addresses; rebalance gives node 4 its share of replicas and leaderships; a split takes
-//! its child's id from the map, and every node, node 4 included, ends up with the same map
-//! and routes the child's slots; node 4 is killed and joins again on restart, then serves
+//! its child's id from the map, and every node, node 4 included, routes the child's slots
+//! by the map; the metadata group's own replica moves to node 4; node 4 is killed and joins again on restart, then serves
 //! every key. The history is checked for linearizability and ends with a read of every
 //! key through node 4, so a lost acknowledged write fails it.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
 use common::workload::{final_reads, longest_gap_ms, Load};
 use shardkv::admin::rebalance::{self, GroupShape};
-use shardkv::admin::Admin;
+use shardkv::admin::{moves, Admin};
 use shardkv::kv::meta::ClusterMap;
 use shardkv::linearizability::kv_model::KvModel;
 use shardkv::linearizability::{check, CheckResult, Outcome};
@@ -131,6 +131,16 @@ fn a_node_joins_under_load_gets_work_and_every_node_agrees_on_the_map() {
     assert!(replicas[&4] >= 2, "node 4 got replicas: {replicas:?}");
     assert!(evenness(&replicas) <= 1, "replicas per node after rebalance: {replicas:?}");
     assert!(evenness(&leaders) <= 1, "leaders per node after rebalance: {leaders:?}");
+    phase();
+
+    // The metadata group's replicas move like any group's: node 3's goes to node 4.
+    let t0 = load.now();
+    let mut say = |line: &str| log.push(line.to_string());
+    moves::move_replica(&mut admin, 0, 3, 4, Instant::now() + wait, &mut say)
+        .expect("move the metadata group's replica");
+    windows.push(("move of the metadata group's replica from node 3 to node 4".into(), t0, load.now()));
+    let members = admin.members(0).expect("members of group 0");
+    assert!(members.member(3).is_none() && members.member(4).is_some(), "{members:?}");
     phase();
 
     // 3. A split takes its child's id from the map; every node's map converges on the

@@ -115,6 +115,13 @@ impl ClusterMap {
                     }
                     None => {}
                 }
+                let usable = |a: &SocketAddr| !a.ip().is_unspecified() && a.port() != 0;
+                if !usable(peer) || !usable(resp) || peer == resp {
+                    return meta_error(format!(
+                        "ERR node {id}: peer and RESP addresses must be two reachable \
+                        addresses (not 0.0.0.0, not port 0)"
+                    ));
+                }
                 if let Some((other, _)) =
                     self.nodes.iter().find(|(_, n)| n.peer == *peer || n.resp == *resp)
                 {
@@ -128,9 +135,12 @@ impl ClusterMap {
                 }
                 let floor = self.groups.keys().max().map_or(1, |m| m + 1);
                 let id = self.next_group.max(floor);
+                if i64::try_from(id).is_err() {
+                    return meta_error("ERR group ids are exhausted".into());
+                }
                 self.next_group = id + 1;
                 self.version += 1;
-                return Reply::Int(i64::try_from(id).unwrap_or(i64::MAX));
+                return Reply::Int(id as i64);
             }
             MetaOp::ReportGroup { group, epoch, slots, replicas } => {
                 if let Some(known) = self.groups.get(group) {
@@ -157,6 +167,22 @@ impl ClusterMap {
         Reply::Ok
     }
 
+}
+
+impl ClusterMap {
+    /// The owner of each hash slot by the reports (`None`: no report names it yet, as
+    /// between a parent's shrink and its child's first report). Where two reports overlap
+    /// (a child reported before its parent's shrink) the higher id wins: a split's child
+    /// always has a higher id than its parent.
+    pub fn slot_owners(&self) -> Vec<Option<u64>> {
+        let mut owner = vec![None; usize::from(SLOT_COUNT)];
+        for (&id, g) in self.groups.iter().filter(|(id, _)| **id != META_GROUP.get()) {
+            for slot in g.slots[0]..=g.slots[1].min(SLOT_COUNT - 1) {
+                owner[usize::from(slot)] = Some(id);
+            }
+        }
+        owner
+    }
 }
 
 fn meta_error(text: String) -> Reply {
@@ -206,6 +232,11 @@ mod tests {
             map.apply(&MetaOp::AddNode { id: 0, peer: addr(1), resp: addr(2) }),
             Reply::Error(_)
         ));
+        let anywhere = SocketAddr::from(([0, 0, 0, 0], 7105));
+        for (peer, resp) in [(anywhere, addr(7005)), (addr(7105), addr(0)), (addr(7105), addr(7105))] {
+            let bad = MetaOp::AddNode { id: 5, peer, resp };
+            assert!(matches!(map.apply(&bad), Reply::Error(_)), "{peer} {resp}");
+        }
         assert_eq!(map.nodes.len(), 4);
     }
 

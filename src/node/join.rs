@@ -3,7 +3,8 @@
 //! the metadata group), then reads the map (`SHARDKV MAP`) and starts with the layout and
 //! peers it gives. It starts with no replica; `shardkv admin rebalance` (or
 //! `add-replica`) gives it work. Joining again with the same id and addresses is a no-op,
-//! so a joined node is restarted with the same command.
+//! so a joined node is restarted with the same command; if no seed answers within the
+//! time-out, it starts from the cluster map its last run kept.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,14 @@ pub fn join(
             }
         }
         if Instant::now() >= deadline {
+            let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
+            if let Some(map) = crate::node::meta::load_map(&saved) {
+                if map.nodes.contains_key(&me.id) {
+                    tracing::warn!(seeds = %seeds.join(","), "no seed answered ({last}); \
+                        starting from the cluster map kept by the last run");
+                    return adopt(config, &map);
+                }
+            }
             return Err(JoinError::Unreachable {
                 seeds: seeds.join(","),
                 waited_ms: started.elapsed().as_millis(),
@@ -95,7 +104,11 @@ fn try_seed(
         return Err(if refused { Attempt::Refused(text) } else { Attempt::Retry(text) });
     }
     let bytes: Vec<u8> = redis::cmd("SHARDKV").arg("MAP").query(&mut con).map_err(retry)?;
-    ClusterMap::decode(&bytes).map_err(|e| Attempt::Retry(e.to_string()))
+    let map = ClusterMap::decode(&bytes).map_err(|e| Attempt::Retry(e.to_string()))?;
+    // Between a split's two reports the map may name no owner for some slots (or, before
+    // this node's own join applied on the replica read, not name this node): read again.
+    Layout::from_map(&map).validate().map_err(|e| Attempt::Retry(format!("map: {e}")))?;
+    Ok(map)
 }
 
 /// Takes the map's layout and nodes as this node's own.

@@ -4,9 +4,13 @@
 //! - reads the map (a linearizable read of the metadata group, skipped when unchanged)
 //!   and learns from it what no replica of this node tells it: nodes that joined (the
 //!   transport starts dialling them, the routing table gets their addresses) and the
-//!   slots and replicas of groups this node holds no replica of.
+//!   slots and replicas of groups this node holds no replica of. That read is served by
+//!   any replica from what it applied (a cache may lag a moment; `SHARDKV MAP`, for
+//!   operators and joining nodes, is linearizable). The last map is kept in a file, so a
+//!   restarted node knows its peers before it can read the group.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,6 +60,8 @@ pub struct MetaSync {
     pending: Arc<PendingReports>,
     /// The version of the map last applied (0: none yet).
     known: AtomicU64,
+    /// Where the last map applied is kept (`SAVED_MAP_FILE` in the data directory).
+    saved: PathBuf,
 }
 
 impl MetaSync {
@@ -64,8 +70,10 @@ impl MetaSync {
         transport: TransportHandle,
         local: Arc<dyn LocalGroups>,
         pending: Arc<PendingReports>,
+        saved: PathBuf,
     ) -> Arc<MetaSync> {
-        Arc::new(MetaSync { client, transport, local, pending, known: AtomicU64::new(0) })
+        let known = AtomicU64::new(0);
+        Arc::new(MetaSync { client, transport, local, pending, known, saved })
     }
 
     /// Syncs every `interval` until the task is aborted.
@@ -81,8 +89,11 @@ impl MetaSync {
         }
     }
 
+    /// Sends the pending reports, oldest group id first; at the first failure (the
+    /// metadata group has no leader, say) the rest wait for the next round.
     async fn send_reports(&self) {
-        for report in self.pending.take() {
+        let mut reports = self.pending.take().into_iter();
+        while let Some(report) = reports.next() {
             let op = MetaOp::ReportGroup {
                 group: report.group.get(),
                 epoch: report.epoch,
@@ -93,8 +104,10 @@ impl MetaSync {
                 Ok(Reply::Error(e)) => warn!(group = report.group.get(), "report refused: {e}"),
                 Ok(_) => debug!(group = report.group.get(), epoch = report.epoch, "reported"),
                 Err(e) => {
-                    debug!(group = report.group.get(), "report not sent yet: {e}");
+                    debug!(group = report.group.get(), "reports not sent yet: {e}");
                     self.pending.report(report);
+                    reports.for_each(|r| self.pending.report(r));
+                    return;
                 }
             }
         }
@@ -110,14 +123,19 @@ impl MetaSync {
         self.client.execute(META_GROUP, ShardOp::Write(request)).await
     }
 
-    /// Reads the map and applies what changed since the last read.
+    /// Reads the map and applies it if it is newer than the last one applied.
     pub async fn pull(&self) -> Result<(), String> {
         let known = self.known.load(Ordering::Acquire);
         let command = ReadCommand::ClusterMap { known, linearizable: false };
         let read = ShardOp::Read { command, now_ms: now_ms() };
-        // This node's own replica of the metadata group answers without a round trip.
-        let answer = match self.local.execute(META_GROUP, read.clone()) {
-            Some(local) => local.await,
+        // This node's own replica of the metadata group answers without a round trip; one
+        // that cannot (not initialized yet, failed) leaves it to the others.
+        let local = match self.local.execute(META_GROUP, read.clone()) {
+            Some(answer) => answer.await.ok(),
+            None => None,
+        };
+        let answer = match local {
+            Some(reply) => Ok(reply),
             None => self.client.execute(META_GROUP, read).await,
         };
         let bytes = match answer {
@@ -127,9 +145,24 @@ impl MetaSync {
             Err(e) => return Err(e.to_string()),
         };
         let map = ClusterMap::decode(&bytes).map_err(|e| e.to_string())?;
+        // A lagging replica (a follower just restarted) may hold an older map.
+        if map.version <= known {
+            return Ok(());
+        }
         self.apply(&map);
         self.known.store(map.version, Ordering::Release);
+        if let Err(e) = save_map(&self.saved, &map) {
+            warn!("cannot keep the cluster map in {}: {e}", self.saved.display());
+        }
         Ok(())
+    }
+
+    /// Applies a map this node kept from an earlier run, before the first read.
+    pub fn apply_saved(&self) {
+        let Some(map) = load_map(&self.saved) else { return };
+        self.apply(&map);
+        self.known.store(map.version, Ordering::Release);
+        info!(version = map.version, "cluster map from the last run applied");
     }
 
     fn apply(&self, map: &ClusterMap) {
@@ -144,17 +177,42 @@ impl MetaSync {
                 info!(node = id, resp = %n.resp, peer = %n.peer, "node joined the cluster");
             }
         }
-        // In id order: a split's child (a higher id) takes its slots from a parent whose
-        // shrink is not reported yet.
-        for (&id, g) in &map.groups {
-            let group = GroupId(id);
-            if self.local.holds(group) {
-                continue;
-            }
-            let replicas = g.replicas.iter().map(|&n| NodeId(n)).collect();
-            if table.set_group(group, (g.slots[0], g.slots[1]), replicas) {
-                debug!(group = id, slots = ?g.slots, "group learned from the cluster map");
-            }
+        let owners: Vec<Option<GroupId>> =
+            map.slot_owners().into_iter().map(|o| o.map(GroupId)).collect();
+        let groups: Vec<(GroupId, (u16, u16), Vec<NodeId>)> = map
+            .groups
+            .iter()
+            .map(|(&id, g)| {
+                let replicas = g.replicas.iter().map(|&n| NodeId(n)).collect();
+                (GroupId(id), (g.slots[0], g.slots[1]), replicas)
+            })
+            .collect();
+        if table.learn_map(&owners, &groups, &|g| self.local.holds(g)) {
+            debug!(version = map.version, "routing learned from the cluster map");
+        }
+    }
+}
+
+/// The file a node keeps its last cluster map in, beside its database: a node restarted
+/// while the metadata group is unreachable, or after the group moved away from the nodes
+/// its layout file names, still knows its peers and where the group is.
+pub const SAVED_MAP_FILE: &str = "cluster-map.bin";
+
+/// Writes the map to `path` (through a temporary file and a rename: never half written).
+pub fn save_map(path: &Path, map: &ClusterMap) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, map.encode())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The map kept in `path`, if there is a readable one (a corrupt file is logged, ignored).
+pub fn load_map(path: &Path) -> Option<ClusterMap> {
+    let bytes = std::fs::read(path).ok()?;
+    match ClusterMap::decode(&bytes) {
+        Ok(map) => Some(map),
+        Err(e) => {
+            warn!("ignoring {}: {e}", path.display());
+            None
         }
     }
 }

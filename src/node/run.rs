@@ -284,7 +284,9 @@ impl Node {
         let client =
             NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request());
         let _ = inbound.client.set(client.clone());
-        let sync = MetaSync::new(client.clone(), transport.clone(), local, reports);
+        let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
+        let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
+        sync.apply_saved();
         let every = Duration::from_millis(config.timeouts.meta_sync_ms.max(1));
         let meta_task = tokio::spawn(sync.run(every));
         info!(node = me.get(), groups = shards.all().len(), "node started");
@@ -704,7 +706,9 @@ impl ReplicaFactory {
     /// Starts an empty replica of a group this node is being added to (or opens the one
     /// it holds state for): see `ShardActor::start_empty`.
     fn start_empty(&self, group: GroupId) -> Result<Addr<ShardActor>, NodeError> {
-        self.launch(group, 0..=0, true)
+        // Placeholder slots until the snapshot brings the range; the metadata group's one.
+        let slots = if group == META_GROUP { META_SLOT..=META_SLOT } else { 0..=0 };
+        self.launch(group, slots, true)
     }
 
     fn launch(

@@ -203,19 +203,13 @@ impl Layout {
         ClusterMap { version: 1, nodes: addrs.clone(), groups, next_group }
     }
 
-    /// The layout the cluster map describes, with the nodes' addresses. Where two groups'
-    /// reported ranges overlap (a split's child reported before its parent's shrink), the
-    /// higher id (the child's) owns the slots, and the parent keeps the rest.
+    /// The layout the cluster map describes, with the nodes' addresses (slot owners as
+    /// `ClusterMap::slot_owners` gives them). Slots no report names yet leave a gap, which
+    /// `validate` refuses: such a map is read again a moment later.
     pub fn from_map(map: &ClusterMap) -> Layout {
-        let mut owner = vec![0u64; usize::from(SLOT_COUNT)];
-        for (&id, g) in map.groups.iter().filter(|(id, _)| **id != META_GROUP.get()) {
-            for slot in g.slots[0]..=g.slots[1].min(SLOT_COUNT - 1) {
-                owner[usize::from(slot)] = id;
-            }
-        }
         let mut ranges: BTreeMap<u64, [u16; 2]> = BTreeMap::new();
-        for (slot, &id) in owner.iter().enumerate().filter(|(_, id)| **id != 0) {
-            let slot = slot as u16;
+        for (slot, owner) in map.slot_owners().into_iter().enumerate() {
+            let (Some(id), slot) = (owner, slot as u16) else { continue };
             ranges.entry(id).and_modify(|r| r[1] = slot).or_insert([slot, slot]);
         }
         let groups = ranges

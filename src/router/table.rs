@@ -139,31 +139,46 @@ impl RoutingTable {
         true
     }
 
-    /// Records a group as the cluster map reports it: its slots (taken from whichever group
-    /// held them) and replicas; its leader cache is kept. For groups this node holds no
-    /// replica of: a local replica reports its own state first-hand. Returns whether it
-    /// changed.
-    pub fn set_group(&self, group: GroupId, slots: (u16, u16), replicas: Vec<NodeId>) -> bool {
-        let data = group != META_GROUP;
-        if data && (slots.0 > slots.1 || slots.1 >= SLOT_COUNT) {
-            return false;
-        }
+    /// Learns from the cluster map what no replica of this node reports first-hand:
+    /// `owners` (each hash slot's group, `ClusterMap::slot_owners`) and the slots and
+    /// replicas of `groups`. A group `hosted` here is left alone, and so is every slot it
+    /// owns in this table: its own replica applies its splits and configurations before
+    /// any report of them reaches the map. A slot no report names keeps its owner. A group
+    /// keeps its leader cache. Returns whether anything changed.
+    pub fn learn_map(
+        &self,
+        owners: &[Option<GroupId>],
+        groups: &[(GroupId, (u16, u16), Vec<NodeId>)],
+        hosted: &dyn Fn(GroupId) -> bool,
+    ) -> bool {
         let mut changed = false;
-        let mut route = self.groups.entry(group).or_insert_with(|| {
-            changed = true;
-            GroupRoute { group, slots, replicas: replicas.clone(), leader: None, term: Term(0) }
-        });
-        if route.slots != slots || route.replicas != replicas {
-            route.slots = slots;
-            route.replicas = replicas;
+        let mut owned: std::collections::BTreeMap<GroupId, (u16, u16)> = Default::default();
+        for (slot, owner) in owners.iter().enumerate().take(usize::from(SLOT_COUNT)) {
+            let (Some(group), slot) = (*owner, slot as u16) else { continue };
+            owned.entry(group).and_modify(|r| r.1 = slot).or_insert((slot, slot));
+            let current = self.group_of_slot(slot);
+            if current == Some(group) || current.is_some_and(hosted) {
+                continue;
+            }
+            self.slots.insert(slot, group);
             changed = true;
         }
-        drop(route);
-        if data {
-            for slot in slots.0..=slots.1 {
-                if self.slots.insert(slot, group) != Some(group) {
-                    changed = true;
+        for (group, slots, replicas) in groups.iter().filter(|(g, _, _)| !hosted(*g)) {
+            let slots = owned.get(group).copied().unwrap_or(*slots);
+            let mut route = self.groups.entry(*group).or_insert_with(|| {
+                changed = true;
+                GroupRoute {
+                    group: *group,
+                    slots,
+                    replicas: replicas.clone(),
+                    leader: None,
+                    term: Term(0),
                 }
+            });
+            if route.slots != slots || route.replicas != *replicas {
+                route.slots = slots;
+                route.replicas = replicas.clone();
+                changed = true;
             }
         }
         if changed {

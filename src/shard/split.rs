@@ -117,6 +117,12 @@ pub(crate) fn apply_request<V: KvRead>(
             group, range, *at, *child, replicas, sessions, children,
         ));
     }
+    // The cluster map is the metadata group's alone: any other group refuses to touch it
+    // (every replica of that group the same way: the check reads no node-local state).
+    if matches!(req.command, KvCommand::Meta(_)) && group != crate::kv::meta::META_GROUP {
+        let text = format!("ERR group {group} holds no cluster map");
+        return Ok(crate::kv::Reply::Error(crate::kv::KvError::Meta(text)));
+    }
     if let KvCommand::FlushSlots {
         slot_first,
         slot_last,

@@ -85,7 +85,14 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
                 _ => (None, &args[3..]),
             };
             let child = match rest {
-                [word, id] if lower(word) == "child" => GroupId(tri!(id_arg(id, "group"))),
+                [word, id] if lower(word) == "child" => {
+                    let child = GroupId(tri!(id_arg(id, "group")));
+                    // Ids come from ALLOC-GROUP; a group this node knows is never reused.
+                    if cx.groups().iter().any(|g| g.id == child) {
+                        return Job::Now(Frame::error(format!("ERR group {child} exists")));
+                    }
+                    child
+                }
                 [] => {
                     return Job::Now(Frame::error(
                         "ERR SPLIT needs CHILD id (a group id from SHARDKV ALLOC-GROUP)",

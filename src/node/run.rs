@@ -748,7 +748,8 @@ pub struct NodeBackend {
     client: NodeClient,
     ids: Arc<ClientIds>,
     /// Node-local operator operations (`OpenReplica`, `DropReplica`); `None`: refused.
-    local: Option<LocalAdmin>,
+    /// Shared: a backend is cloned for every request.
+    local: Option<Arc<LocalAdmin>>,
 }
 
 /// What node-local operator operations need: starting and deleting this node's replicas.
@@ -849,14 +850,18 @@ impl NodeBackend {
         NodeBackend {
             client,
             ids: Arc::new(ids),
-            local,
+            local: local.map(Arc::new),
         }
     }
 }
 
 impl Backend for NodeBackend {
     fn execute(&self, group: GroupId, op: ShardOp) -> impl Future<Output = ShardResult> + Send {
-        let (client, local) = (self.client.clone(), self.local.clone());
+        let client = self.client.clone();
+        let local = match op {
+            ShardOp::OpenReplica | ShardOp::DropReplica => self.local.clone(),
+            _ => None,
+        };
         async move {
             let refused = || ShardError::Refused {
                 group,

@@ -302,6 +302,10 @@ pub struct ShardActor {
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
+    /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`), and
+    /// the Readies and ticks since it was last handed to the writer.
+    pub(crate) unflushed_applied: Option<LogIndex>,
+    pub(crate) unflushed_readies: u32,
     pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
     /// Reads waiting for their ReadIndex, by read id.
     pub(crate) reads: BTreeMap<u64, PendingRead>,
@@ -426,6 +430,8 @@ impl ShardActor {
             drive_scheduled: false,
             deferred: None,
             next_gen: 1,
+            unflushed_applied: None,
+            unflushed_readies: 0,
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
@@ -629,6 +635,7 @@ impl Actor for ShardActor {
             act.pump_snapshots();
             act.retry_deferred(ctx);
             act.drive(ctx);
+            act.flush_applied(ctx);
             act.maybe_report_removal();
         });
         self.drive(ctx);

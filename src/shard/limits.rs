@@ -17,6 +17,19 @@ pub const PENDING_REQUESTS_MAX: usize = 4096;
 /// filling the writer's queue (`WRITER_QUEUE_SUBMISSIONS_MAX`) alone.
 pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 
+/// Readies whose applied state (key-value records, sessions, the applied index) a replica
+/// keeps in memory before it hands them to the writer. The log is durable before an entry
+/// applies, so a crash loses nothing: the replica applies again from the durable applied
+/// index. Writing the applied state once per many Readies (and at the latest on the next
+/// tick) turns a hot key's thousands of updates into one record written, and takes the
+/// state machine's scattered pages off most fsyncs. A split, a configuration change or a
+/// snapshot writes it at once.
+pub const APPLY_FLUSH_READIES: u32 = 32;
+
+/// Keys (and sessions) applied and not yet durable, per replica, past which the applied
+/// state is written with the next Ready whatever `APPLY_FLUSH_READIES` says.
+pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;
+
 /// Snapshots one replica exports and sends at once; more wait for Raft to ask again.
 pub const SNAPSHOT_SENDS_MAX: usize = 2;
 

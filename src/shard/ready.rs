@@ -1,7 +1,10 @@
 //! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
 //! at once; apply committed entries (durable locally already) through the undurable
-//! overlay, answering their writers; hand entries, hard state, configuration, snapshot,
-//! applied index and mutations to the node's writer as one job; only when it reports them
+//! overlay, answering their writers; hand entries, hard state, configuration and snapshot
+//! to the node's writer as one job, with the applied state (index and mutations) of this
+//! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick, a split, a
+//! configuration change: the log is durable, so a crash re-applies from the durable
+//! applied index); only when it reports them
 //! durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
 //! writer batches many replicas per fsync); a job that installs a snapshot or creates split
@@ -23,7 +26,8 @@ use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody
 use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
-use crate::shard::limits::PERSIST_JOBS_IN_FLIGHT_MAX;
+use crate::shard::limits::{APPLY_FLUSH_READIES, APPLY_UNFLUSHED_KEYS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX};
+use crate::shard::undurable::UNFLUSHED;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
 use crate::storage::group_snapshot::latest_kv_view;
@@ -121,14 +125,32 @@ impl ShardActor {
         };
         let gen = self.next_gen;
         self.next_gen += 1;
-        self.undurable.push(gen, &mutations);
+        self.undurable.push(UNFLUSHED, &mutations);
+        if !rd.committed_entries.is_empty() {
+            self.unflushed_applied = Some(self.applied);
+            self.unflushed_readies += 1;
+        }
         self.take_read_states(rd.read_states);
         self.serve_reads();
+        if rd.snapshot.is_some() {
+            // The snapshot replaces the state machine, what was applied before it included.
+            self.undurable.drop_unflushed();
+            self.unflushed_applied = None;
+            self.unflushed_readies = 0;
+        }
+        // The applied state goes with a configuration (stored beside the applied index) and
+        // a split (its child reads the parent's records from disk) at once; otherwise once
+        // in `APPLY_FLUSH_READIES` Readies, or on the next tick (`flush_applied`).
+        let flush = !children.is_empty()
+            || rd.conf_state.is_some()
+            || self.unflushed_readies >= APPLY_FLUSH_READIES
+            || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX;
+        let (mutations, applied_index) = if flush { self.take_unflushed(gen) } else { (Vec::new(), None) };
         let mut write = GroupWrite {
             entries: rd.entries,
             hard_state: rd.hard_state,
             conf_state: rd.conf_state,
-            applied_index: (!rd.committed_entries.is_empty()).then_some(self.applied),
+            applied_index,
             mutations,
             range: (!children.is_empty()).then(|| self.range.clone()),
             ..GroupWrite::new(self.cfg.group)
@@ -166,6 +188,34 @@ impl ShardActor {
         }
         self.submit(InFlight { write: Some(write), ..flight }, ctx);
         self.deferred.is_none() && self.failed.is_none()
+    }
+
+    /// The applied state kept in memory, handed to persist generation `gen`.
+    fn take_unflushed(&mut self, gen: u64) -> (Vec<KvMutation>, Option<LogIndex>) {
+        self.unflushed_readies = 0;
+        (self.undurable.take_unflushed(gen), self.unflushed_applied.take())
+    }
+
+    /// On a tick: hands the applied state kept in memory to the writer in a job of its own,
+    /// when no Ready did since the last tick.
+    pub(crate) fn flush_applied(&mut self, ctx: &mut Context<ShardActor>) {
+        if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
+            return;
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let (mutations, applied_index) = self.take_unflushed(gen);
+        let write = GroupWrite { applied_index, mutations, ..GroupWrite::new(self.cfg.group) };
+        let flight = InFlight {
+            gen,
+            write: Some(write),
+            last_entry: None,
+            snapshot_index: None,
+            persisted_messages: Vec::new(),
+            children: Vec::new(),
+            empty: false,
+        };
+        self.submit(flight, ctx);
     }
 
     fn submit(&mut self, mut flight: InFlight, ctx: &mut Context<ShardActor>) {

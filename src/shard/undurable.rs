@@ -22,6 +22,10 @@ struct Pending {
     gen: u64,
 }
 
+/// The generation of mutations applied but not yet handed to the writer (see
+/// `take_unflushed`); no persist generation reaches it.
+pub const UNFLUSHED: u64 = u64::MAX;
+
 /// Applied, not yet durable mutations of one group.
 #[derive(Debug, Default)]
 pub struct Undurable {
@@ -58,6 +62,33 @@ impl Undurable {
                 }
             }
         }
+    }
+
+    /// Hands every mutation still `UNFLUSHED` to persist generation `gen`: the latest value
+    /// of each key and session, as one batch of mutations for that job.
+    pub fn take_unflushed(&mut self, gen: u64) -> Vec<KvMutation> {
+        let mut out = Vec::new();
+        for ((slot, key), p) in self.kv.iter_mut().filter(|(_, p)| p.gen == UNFLUSHED) {
+            p.gen = gen;
+            out.push(match &p.value {
+                Some(record) => KvMutation::Put { slot: *slot, key: key.clone(), record: record.clone() },
+                None => KvMutation::Delete { slot: *slot, key: key.clone() },
+            });
+        }
+        for (client_id, p) in self.sessions.iter_mut().filter(|(_, p)| p.gen == UNFLUSHED) {
+            p.gen = gen;
+            out.push(match &p.value {
+                Some(record) => KvMutation::PutSession { client_id: *client_id, record: record.clone() },
+                None => KvMutation::DeleteSession { client_id: *client_id },
+            });
+        }
+        out
+    }
+
+    /// Forgets the mutations not yet handed to the writer (a snapshot replaces them).
+    pub fn drop_unflushed(&mut self) {
+        self.kv.retain(|_, p| p.gen != UNFLUSHED);
+        self.sessions.retain(|_, p| p.gen != UNFLUSHED);
     }
 
     /// Persist generations up to `gen` are durable: their mutations are now in redb.

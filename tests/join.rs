@@ -10,11 +10,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
-use common::workload::{final_reads, longest_gap_ms, Load};
+use common::workload::{evenness, final_reads, longest_gap_ms, spread, Load};
 use shardkv::admin::rebalance::{self, GroupShape};
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::meta::ClusterMap;
@@ -51,24 +50,6 @@ fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> T, ok: 
         }
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
-}
-
-/// Replicas and leaderships per node, as each group's leader reports them.
-fn spread(admin: &mut Admin, nodes: &[u64]) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
-    let mut replicas: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();
-    let mut leaders = replicas.clone();
-    for g in admin.groups().expect("groups") {
-        let members = admin.members(g.id).expect("members");
-        for m in &members.replicas {
-            *replicas.entry(m.node).or_default() += 1;
-        }
-        *leaders.entry(members.leader).or_default() += 1;
-    }
-    (replicas, leaders)
-}
-
-fn evenness(counts: &BTreeMap<u64, usize>) -> usize {
-    counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0)
 }
 
 #[test]

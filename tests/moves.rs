@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
-use common::workload::{final_reads, longest_gap_ms, Load};
+use common::workload::{evenness, final_reads, longest_gap_ms, spread, Load};
 use shardkv::admin::rebalance::{self, GroupShape};
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::slot::key_slot;
@@ -54,25 +53,6 @@ fn workload_keys() -> Vec<String> {
         n += 1;
     }
     keys
-}
-
-/// Replicas and leaderships per node, as each group's leader reports them.
-fn spread(admin: &mut Admin, nodes: &[u64]) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
-    let mut replicas: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();
-    let mut leaders = replicas.clone();
-    for g in admin.groups().expect("groups") {
-        let members = admin.members(g.id).expect("members");
-        assert!(!members.joint, "group {} left joint", g.id);
-        for m in &members.replicas {
-            *replicas.entry(m.node).or_default() += 1;
-        }
-        *leaders.entry(members.leader).or_default() += 1;
-    }
-    (replicas, leaders)
-}
-
-fn evenness(counts: &BTreeMap<u64, usize>) -> usize {
-    counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0)
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //! a history for the linearizability checker and the time of every acknowledged write
 //! (the unavailability windows).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use shardkv::admin::Admin;
 use shardkv::linearizability::kv_model::{KvInput, KvOutput};
 use shardkv::linearizability::{Operation, Outcome};
 
@@ -185,4 +187,24 @@ pub fn final_reads(
             }
         }
     }
+}
+
+/// Replicas and leaderships per node, as each group's leader reports them.
+pub fn spread(admin: &mut Admin, nodes: &[u64]) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+    let mut replicas: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();
+    let mut leaders = replicas.clone();
+    for g in admin.groups().expect("groups") {
+        let members = admin.members(g.id).expect("members");
+        assert!(!members.joint, "group {} left joint", g.id);
+        for m in &members.replicas {
+            *replicas.entry(m.node).or_default() += 1;
+        }
+        *leaders.entry(members.leader).or_default() += 1;
+    }
+    (replicas, leaders)
+}
+
+/// How far apart the busiest and the idlest node are.
+pub fn evenness(counts: &BTreeMap<u64, usize>) -> usize {
+    counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0)
 }

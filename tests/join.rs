@@ -13,18 +13,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
-use common::workload::{evenness, final_reads, longest_gap_ms, spread, Load};
+use common::workload::{evenness, final_reads, report_and_check, spread, Load};
 use shardkv::admin::rebalance::{self, GroupShape};
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::meta::ClusterMap;
-use shardkv::linearizability::kv_model::KvModel;
-use shardkv::linearizability::{check, CheckResult, Outcome};
 use shardkv::router::layout::Layout;
 
 const READY_TIMEOUT_MS: u64 = 20_000;
 const KEYS: u64 = 24;
 const CLIENTS: u64 = 6;
-const CHECK_STEPS_PER_KEY_MAX: u64 = 5_000_000;
 /// How long one admin step, or the map reaching every node, may take.
 const WAIT_MS: u64 = 20_000;
 const PHASE_MS: u64 = 700;
@@ -167,19 +164,5 @@ fn a_node_joins_under_load_gets_work_and_every_node_agrees_on_the_map() {
     assert!(cluster.log(4).matches("joined the cluster").count() >= 2, "node 4 joined twice");
     final_reads(&cluster, 4, &keys, start, ready, &mut history);
 
-    for line in &log {
-        println!("admin: {line}");
-    }
-    let acked = history.iter().filter(|op| matches!(op.outcome, Outcome::Ok { .. })).count();
-    println!("{} ops, {acked} acknowledged, {} writes acknowledged", history.len(), acks.len());
-    for (what, from, to) in &windows {
-        let gap = longest_gap_ms(&acks, *from, *to);
-        let took = (to - from) / 1_000_000;
-        println!("{what}: done in {took} ms; longest gap in acknowledged writes meanwhile {gap} ms");
-    }
-    assert!(acks.len() > 50, "the clients made too little progress: {} writes", acks.len());
-    match check(&KvModel, &history, CHECK_STEPS_PER_KEY_MAX) {
-        CheckResult::Ok => {}
-        other => panic!("history is not linearizable: {other:?}\n{}", cluster.log_tails()),
-    }
+    report_and_check(&cluster, &log, &history, &acks, &windows);
 }

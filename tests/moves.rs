@@ -15,19 +15,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
-use common::workload::{evenness, final_reads, longest_gap_ms, spread, Load};
+use common::workload::{evenness, final_reads, report_and_check, spread, Load};
 use shardkv::admin::rebalance::{self, GroupShape};
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::slot::key_slot;
-use shardkv::linearizability::kv_model::KvModel;
-use shardkv::linearizability::{check, CheckResult, Outcome};
 use shardkv::router::layout::{Layout, NodeLayout};
 
 const READY_TIMEOUT_MS: u64 = 20_000;
 /// Keys of the workload, in groups 1 and 2 (slots 0-8191), the groups that move.
 const KEYS: u64 = 24;
 const CLIENTS: u64 = 6;
-const CHECK_STEPS_PER_KEY_MAX: u64 = 5_000_000;
 /// How long one admin step may take.
 const ADMIN_WAIT_MS: u64 = 20_000;
 const PHASE_MS: u64 = 700;
@@ -157,19 +154,5 @@ fn moves_a_kill_mid_move_and_a_rebalance_under_load_keep_every_acknowledged_writ
     let members = admin.members(2).expect("members of 2");
     assert!(members.member(2).is_none(), "node 2 stays out of group 2: {members:?}");
 
-    for line in &log {
-        println!("admin: {line}");
-    }
-    let acked = history.iter().filter(|op| matches!(op.outcome, Outcome::Ok { .. })).count();
-    println!("{} ops, {acked} acknowledged, {} writes acknowledged", history.len(), acks.len());
-    for (what, from, to) in &windows {
-        let gap = longest_gap_ms(&acks, *from, *to);
-        let took = (to - from) / 1_000_000;
-        println!("{what}: done in {took} ms; longest gap in acknowledged writes meanwhile {gap} ms");
-    }
-    assert!(acks.len() > 50, "the clients made too little progress: {} writes", acks.len());
-    match check(&KvModel, &history, CHECK_STEPS_PER_KEY_MAX) {
-        CheckResult::Ok => {}
-        other => panic!("history is not linearizable: {other:?}\n{}", cluster.log_tails()),
-    }
+    report_and_check(&cluster, &log, &history, &acks, &windows);
 }

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shardkv::admin::Admin;
-use shardkv::linearizability::kv_model::{KvInput, KvOutput};
-use shardkv::linearizability::{Operation, Outcome};
+use shardkv::linearizability::kv_model::{KvInput, KvModel, KvOutput};
+use shardkv::linearizability::{check, CheckResult, Operation, Outcome};
 
 use crate::common::cluster::TestCluster;
 
@@ -207,4 +207,34 @@ pub fn spread(admin: &mut Admin, nodes: &[u64]) -> (BTreeMap<u64, usize>, BTreeM
 /// How far apart the busiest and the idlest node are.
 pub fn evenness(counts: &BTreeMap<u64, usize>) -> usize {
     counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0)
+}
+
+/// Longest the linearizability check may search per key.
+pub const CHECK_STEPS_PER_KEY_MAX: u64 = 5_000_000;
+
+/// Prints the admin's lines, the history's size and each window (how long it took, the
+/// longest stretch without an acknowledged write in it), then checks that the clients
+/// made progress and that the history is linearizable.
+pub fn report_and_check(
+    cluster: &TestCluster,
+    log: &[String],
+    history: &[Operation<KvInput, KvOutput>],
+    acks: &[u64],
+    windows: &[(String, u64, u64)],
+) {
+    for line in log {
+        println!("admin: {line}");
+    }
+    let acked = history.iter().filter(|op| matches!(op.outcome, Outcome::Ok { .. })).count();
+    println!("{} ops, {acked} acknowledged, {} writes acknowledged", history.len(), acks.len());
+    for (what, from, to) in windows {
+        let gap = longest_gap_ms(acks, *from, *to);
+        let took = (to - from) / 1_000_000;
+        println!("{what}: done in {took} ms; longest gap in acknowledged writes meanwhile {gap} ms");
+    }
+    assert!(acks.len() > 50, "the clients made too little progress: {} writes", acks.len());
+    match check(&KvModel, history, CHECK_STEPS_PER_KEY_MAX) {
+        CheckResult::Ok => {}
+        other => panic!("history is not linearizable: {other:?}\n{}", cluster.log_tails()),
+    }
 }

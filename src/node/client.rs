@@ -22,6 +22,8 @@ use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
 
 /// Forwards from this node awaiting an answer before new ones are refused (`Busy`).
 pub const FORWARDS_PENDING_MAX: usize = 100_000;
+/// How often a forward waiting for its answer checks that the link to its node is up.
+pub const PEER_DOWN_CHECK_MS: u64 = 20;
 /// Wait before asking again when a group has no known leader.
 pub const NO_LEADER_RETRY_MS: u64 = 20;
 /// One attempt (on one node) gets this share of the request time-out, so a dead leader's
@@ -191,11 +193,25 @@ impl NodeClient {
         // Removes the id however this future ends, also when it is dropped mid-wait (a
         // multi-group command abandons its other parts after the first failure).
         let _forgotten = PendingGuard { inner: &self.inner, request_id };
+        // A node whose link is down (it died, say) is not waited for: the request path
+        // tries the group's other replicas at once (a write keeps its id: at most once).
+        if !self.inner.peers.is_up(target) {
+            return Err(ShardError::Timeout { group });
+        }
         self.inner.peers.send_forward(target, ForwardRequest { request_id, group, op });
-        let result = tokio::time::timeout(left, rx).await;
-        match result {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) | Err(_) => Err(ShardError::Timeout { group }),
+        let deadline = Instant::now() + left;
+        let mut rx = rx;
+        loop {
+            let slice = deadline.saturating_duration_since(Instant::now());
+            let slice = slice.min(Duration::from_millis(PEER_DOWN_CHECK_MS));
+            match tokio::time::timeout(slice, &mut rx).await {
+                Ok(Ok(answer)) => return answer,
+                Ok(Err(_)) => return Err(ShardError::Timeout { group }),
+                Err(_) if Instant::now() >= deadline || !self.inner.peers.is_up(target) => {
+                    return Err(ShardError::Timeout { group });
+                }
+                Err(_) => {}
+            }
         }
     }
 

@@ -221,6 +221,10 @@ impl PeerSender for Peers {
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
         self.0.send_forward_reply(to, reply);
     }
+
+    fn is_up(&self, to: NodeId) -> bool {
+        self.0.is_up(to)
+    }
 }
 
 /// A running node.

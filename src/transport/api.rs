@@ -47,6 +47,12 @@ pub trait PeerSender: Send + Sync + 'static {
     fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency);
     fn send_forward(&self, to: NodeId, request: ForwardRequest);
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply);
+    /// Whether the link to `to` is up: false from the moment either direction of it
+    /// closed until a connection is made again (a forward to a node that died is given up
+    /// at once rather than after its time-out).
+    fn is_up(&self, _to: NodeId) -> bool {
+        true
+    }
 }
 
 /// Where the transport delivers what arrives from peers. Called from the transport's

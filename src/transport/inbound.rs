@@ -79,6 +79,7 @@ async fn serve(
         return;
     };
     info!(peer = %from, %addr, "peer connected (inbound)");
+    peer.up.store(true, std::sync::atomic::Ordering::Release);
     // A peer has one link to us: a new one means the old one is dead (its host may have
     // vanished without a FIN), so the older reader closes.
     peer.inbound_replaced.notify_waiters();
@@ -100,10 +101,12 @@ async fn serve(
             }
             Ok(None) | Err(WireError::Closed) => {
                 info!(peer = %from, %addr, "peer disconnected (inbound)");
+                peer.up.store(false, std::sync::atomic::Ordering::Release);
                 return;
             }
             Err(e) => {
                 warn!(peer = %from, %addr, "peer {addr}: {e}; closing the connection");
+                peer.up.store(false, std::sync::atomic::Ordering::Release);
                 return;
             }
         }

@@ -337,4 +337,8 @@ impl PeerSender for TransportHandle {
             peer.enqueue(Outgoing::ForwardReply(reply));
         }
     }
+
+    fn is_up(&self, to: NodeId) -> bool {
+        self.inner.peers.get(to).is_some_and(|p| p.up.load(Ordering::Acquire))
+    }
 }

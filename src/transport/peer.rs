@@ -88,6 +88,8 @@ pub(crate) struct Peer {
     /// Rung when an inbound connection from this peer completes its handshake.
     pub inbound_replaced: Notify,
     pub counters: Counters,
+    /// A connection to or from the peer completed its handshake, and none closed since.
+    pub up: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -105,6 +107,7 @@ impl Peer {
             clock: Notify::new(),
             inbound_replaced: Notify::new(),
             counters: Counters::default(),
+            up: std::sync::atomic::AtomicBool::new(false),
         };
         (peer, rx)
     }
@@ -261,9 +264,11 @@ pub(crate) async fn run(
             Ok(stream) => {
                 bump(&peer.counters.connects, 1);
                 info!(peer = %peer.node, addr = %peer.addr, "connected to peer");
+                peer.up.store(true, std::sync::atomic::Ordering::Release);
                 failures = 0;
                 let since = Instant::now();
                 let end = run_connected(&peer, &cfg, &mut rx, stream).await;
+                peer.up.store(false, std::sync::atomic::Ordering::Release);
                 match end {
                     Ok(()) => return,
                     Err(e) => info!(peer = %peer.node, addr = %peer.addr, "disconnected: {e}"),

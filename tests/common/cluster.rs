@@ -1,8 +1,9 @@
 //! Real clusters for tests: one `shardkv server` process per node on loopback ports picked
 //! at random, configurations and databases in a temporary directory, each node's output in
 //! its own log file there. Nodes can be SIGKILLed, stopped with SIGTERM and restarted.
-//! Dropping the cluster SIGKILLs every process it started; if the test is failing, it
-//! prints the tail of every log and keeps the directory for a look.
+//! Dropping the cluster SIGKILLs every process it started; if the test is failing (or
+//! `SHARDKV_KEEP_TEST_FILES` is set), it prints the tail of every log and keeps the
+//! directory for a look.
 //!
 //! The configuration files are written by `shardkv::local::LocalPlan`, the code behind
 //! `shardkv local`, so the tests start nodes exactly as an operator would.
@@ -423,7 +424,7 @@ impl Drop for TestCluster {
                 let _ = child.wait();
             }
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("SHARDKV_KEEP_TEST_FILES").is_some() {
             eprintln!("{}", self.log_tails());
             if let Some(dir) = self.dir.take() {
                 eprintln!("cluster files kept in {}", dir.keep().display());

@@ -4,6 +4,7 @@
 //! secret) affect the listener or any other connection, and never write after `Welcome`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,14 @@ async fn serve(
         return;
     };
     info!(peer = %from, %addr, "peer connected (inbound)");
-    peer.up.store(true, std::sync::atomic::Ordering::Release);
+    let generation = peer.inbound_gen.fetch_add(1, Ordering::AcqRel) + 1;
+    peer.inbound_up.store(true, Ordering::Release);
+    // Only the newest inbound connection may mark the peer's link down.
+    let closed = || {
+        if peer.inbound_gen.load(Ordering::Acquire) == generation {
+            peer.inbound_up.store(false, Ordering::Release);
+        }
+    };
     // A peer has one link to us: a new one means the old one is dead (its host may have
     // vanished without a FIN), so the older reader closes.
     peer.inbound_replaced.notify_waiters();
@@ -87,11 +95,12 @@ async fn serve(
     tokio::pin!(replaced);
     loop {
         let read = tokio::select! {
-            r = read_frame(&mut stream, ctx.frame_bytes_max) => r,
+            biased;
             _ = &mut replaced => {
                 info!(peer = %from, %addr, "inbound connection replaced by a newer one");
                 return;
             }
+            r = read_frame(&mut stream, ctx.frame_bytes_max) => r,
         };
         match read {
             Ok(Some((Frame::Batch(batch), bytes))) => deliver(&ctx, &peer, batch, bytes),
@@ -101,12 +110,12 @@ async fn serve(
             }
             Ok(None) | Err(WireError::Closed) => {
                 info!(peer = %from, %addr, "peer disconnected (inbound)");
-                peer.up.store(false, std::sync::atomic::Ordering::Release);
+                closed();
                 return;
             }
             Err(e) => {
                 warn!(peer = %from, %addr, "peer {addr}: {e}; closing the connection");
-                peer.up.store(false, std::sync::atomic::Ordering::Release);
+                closed();
                 return;
             }
         }

@@ -339,6 +339,6 @@ impl PeerSender for TransportHandle {
     }
 
     fn is_up(&self, to: NodeId) -> bool {
-        self.inner.peers.get(to).is_some_and(|p| p.up.load(Ordering::Acquire))
+        self.inner.peers.get(to).is_some_and(|p| p.is_up())
     }
 }

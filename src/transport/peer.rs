@@ -88,11 +88,22 @@ pub(crate) struct Peer {
     /// Rung when an inbound connection from this peer completes its handshake.
     pub inbound_replaced: Notify,
     pub counters: Counters,
-    /// A connection to or from the peer completed its handshake, and none closed since.
-    pub up: std::sync::atomic::AtomicBool,
+    /// Our link to the peer is connected.
+    pub outbound_up: std::sync::atomic::AtomicBool,
+    /// The peer's link to us (the newest one, `inbound_gen`) is connected.
+    pub inbound_up: std::sync::atomic::AtomicBool,
+    /// Numbers the peer's inbound connections: only the newest may mark the link down.
+    pub inbound_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Peer {
+    /// Whether either direction of the link is connected: a peer that died closes both
+    /// (ours fails on the next write, the peer's ends with EOF), so only then is it down.
+    pub fn is_up(&self) -> bool {
+        use std::sync::atomic::Ordering::Acquire;
+        self.outbound_up.load(Acquire) || self.inbound_up.load(Acquire)
+    }
+
     pub fn new(
         node: NodeId,
         addr: SocketAddr,
@@ -107,7 +118,9 @@ impl Peer {
             clock: Notify::new(),
             inbound_replaced: Notify::new(),
             counters: Counters::default(),
-            up: std::sync::atomic::AtomicBool::new(false),
+            outbound_up: std::sync::atomic::AtomicBool::new(false),
+            inbound_up: std::sync::atomic::AtomicBool::new(false),
+            inbound_gen: std::sync::atomic::AtomicU64::new(0),
         };
         (peer, rx)
     }
@@ -264,11 +277,11 @@ pub(crate) async fn run(
             Ok(stream) => {
                 bump(&peer.counters.connects, 1);
                 info!(peer = %peer.node, addr = %peer.addr, "connected to peer");
-                peer.up.store(true, std::sync::atomic::Ordering::Release);
+                peer.outbound_up.store(true, std::sync::atomic::Ordering::Release);
                 failures = 0;
                 let since = Instant::now();
                 let end = run_connected(&peer, &cfg, &mut rx, stream).await;
-                peer.up.store(false, std::sync::atomic::Ordering::Release);
+                peer.outbound_up.store(false, std::sync::atomic::Ordering::Release);
                 match end {
                     Ok(()) => return,
                     Err(e) => info!(peer = %peer.node, addr = %peer.addr, "disconnected: {e}"),

@@ -121,6 +121,12 @@ enum AdminOp {
     },
     /// Every node of the cluster and its RESP address.
     Nodes,
+    /// Remove NODE from the cluster (a machine being retired): refused while it holds a
+    /// replica of any group (move them away first, metadata group 0 included).
+    ForgetNode {
+        #[arg(value_name = "NODE")]
+        node: u64,
+    },
     /// The cluster map (the layout as the metadata group holds it), as a layout file:
     /// nodes with their addresses, groups with their slots and replicas.
     Layout,
@@ -440,6 +446,10 @@ fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
             for (id, addr) in admin.nodes()? {
                 println!("{id:>6}  {addr}");
             }
+        }
+        AdminOp::ForgetNode { node } => {
+            admin.forget_node(node)?;
+            println!("node {node} left the cluster map; the nodes stop routing to it within a sync");
         }
         AdminOp::Layout => {
             let map = admin.map()?;

@@ -2,11 +2,13 @@
 //! writing and reading through the `redis` crate; the layout is the metadata group's
 //! replicated cluster map. The scenario: node 4 joins with a configuration that names no
 //! layout and no peers; every node learns it from the map; a second node cannot take its
-//! addresses; rebalance gives node 4 its share of replicas and leaderships; a split takes
-//! its child's id from the map, and every node, node 4 included, routes the child's slots
-//! by the map; the metadata group's own replica moves to node 4; node 4 is killed and joins again on restart, then serves
-//! every key. The history is checked for linearizability and ends with a read of every
-//! key through node 4, so a lost acknowledged write fails it.
+//! addresses; rebalance gives node 4 its share of replicas and leaderships; the metadata
+//! group's own replica moves to node 4; a split takes its child's id from the map, and
+//! every node, node 4 included, routes the child's slots by the map; a node holding
+//! replicas cannot be forgotten, a fifth node holding none is, and every node stops listing
+//! it; node 4 is killed and joins again on restart, then serves every key. The history is
+//! checked for linearizability and ends with a read of every key through node 4, so a lost
+//! acknowledged write fails it.
 
 mod common;
 
@@ -32,6 +34,12 @@ fn map_of(cluster: &TestCluster, node: u64) -> Result<ClusterMap, String> {
     let bytes: Vec<u8> =
         redis::cmd("SHARDKV").arg("MAP").query(&mut con).map_err(|e| e.to_string())?;
     ClusterMap::decode(&bytes).map_err(|e| e.to_string())
+}
+
+/// Whether `node` lists node `id` among the cluster's nodes.
+fn lists(admin: &mut Admin, node: u64, id: u64) -> Result<bool, String> {
+    let nodes = admin.connect_node(node).and_then(|mut a| a.nodes()).map_err(|e| e.to_string())?;
+    Ok(nodes.iter().any(|(i, _)| *i == id))
 }
 
 /// Polls until `ok` holds or `WAIT_MS` passes; panics with the last state.
@@ -153,6 +161,27 @@ fn a_node_joins_under_load_gets_work_and_every_node_agrees_on_the_map() {
         );
     }
     phase();
+
+    // A node that holds replicas cannot be forgotten; one that holds none (node 5, just
+    // joined) can, and every node stops listing it.
+    assert!(admin.forget_node(4).is_err(), "node 4 holds replicas");
+    cluster.join(5, &[1]);
+    cluster.wait_ready(ready).expect("node 5 serves");
+    let _ = eventually(
+        "node 1 lists node 5",
+        || lists(&mut admin, 1, 5),
+        |l| *l == Ok(true),
+    );
+    admin.forget_node(5).expect("forget node 5");
+    cluster.kill9(5);
+    for node in 1..=4 {
+        let _ = eventually(
+            &format!("node {node} forgot node 5"),
+            || lists(&mut admin, node, 5),
+            |l| *l == Ok(false),
+        );
+    }
+    assert!(!map_of(&cluster, 1).expect("map").nodes.contains_key(&5));
 
     let start = load.start;
     let (mut history, acks) = load.stop();

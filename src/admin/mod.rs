@@ -228,6 +228,11 @@ impl Admin {
         redis::cmd("SHARDKV").arg("ALLOC-GROUP").query(&mut self.con).map_err(refused)
     }
 
+    /// Removes `node`, which must hold no replica any more, from the cluster map.
+    pub fn forget_node(&mut self, node: u64) -> Result<(), AdminError> {
+        redis::cmd("SHARDKV").arg("FORGET-NODE").arg(node).query(&mut self.con).map_err(refused)
+    }
+
     /// The cluster map, read through the metadata group's leader.
     pub fn map(&mut self) -> Result<crate::kv::meta::ClusterMap, AdminError> {
         let bytes: Vec<u8> = redis::cmd("SHARDKV").arg("MAP").query(&mut self.con).map_err(refused)?;

@@ -68,6 +68,9 @@ pub struct ClusterMap {
 pub enum MetaOp {
     /// A node joins, or announces itself again (the same addresses: no change).
     AddNode { id: u64, peer: SocketAddr, resp: SocketAddr },
+    /// Forgets a node that holds no replica any more (a decommissioned machine); refused
+    /// while any group, the metadata group included, names it.
+    RemoveNode { id: u64 },
     /// Hands out a group id nobody else gets (for the child of a split). Answers it.
     AllocGroup,
     /// A group's leader reports the group's slots and replicas as of its applied index
@@ -128,6 +131,24 @@ impl ClusterMap {
                     return meta_error(format!("ERR node {other} already uses these addresses"));
                 }
                 self.nodes.insert(*id, node);
+            }
+            MetaOp::RemoveNode { id } => {
+                if !self.nodes.contains_key(id) {
+                    return Reply::Ok;
+                }
+                let holding: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.replicas.contains(id))
+                    .map(|(g, _)| g.to_string())
+                    .collect();
+                if !holding.is_empty() {
+                    return meta_error(format!(
+                        "ERR node {id} still holds replicas of groups {}: move them away first",
+                        holding.join(",")
+                    ));
+                }
+                self.nodes.remove(id);
             }
             MetaOp::AllocGroup => {
                 if self.groups.len() >= MAP_GROUPS_MAX {
@@ -238,6 +259,19 @@ mod tests {
             assert!(matches!(map.apply(&bad), Reply::Error(_)), "{peer} {resp}");
         }
         assert_eq!(map.nodes.len(), 4);
+    }
+
+    #[test]
+    fn a_node_is_forgotten_only_once_it_holds_no_replica() {
+        let mut map = three_nodes();
+        assert!(matches!(map.apply(&MetaOp::RemoveNode { id: 3 }), Reply::Error(_)));
+        let join = MetaOp::AddNode { id: 4, peer: addr(7104), resp: addr(7004) };
+        assert_eq!(map.apply(&join), Reply::Ok);
+        assert_eq!(map.apply(&MetaOp::RemoveNode { id: 4 }), Reply::Ok);
+        assert!(!map.nodes.contains_key(&4));
+        let v = map.version;
+        assert_eq!(map.apply(&MetaOp::RemoveNode { id: 4 }), Reply::Ok, "again: no change");
+        assert_eq!(map.version, v);
     }
 
     #[test]

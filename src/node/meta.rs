@@ -62,6 +62,8 @@ pub struct MetaSync {
     known: AtomicU64,
     /// Where the last map applied is kept (`SAVED_MAP_FILE` in the data directory).
     saved: PathBuf,
+    /// The nodes of the last map applied.
+    mapped: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl MetaSync {
@@ -73,7 +75,8 @@ impl MetaSync {
         saved: PathBuf,
     ) -> Arc<MetaSync> {
         let known = AtomicU64::new(0);
-        Arc::new(MetaSync { client, transport, local, pending, known, saved })
+        let mapped = Mutex::new(Default::default());
+        Arc::new(MetaSync { client, transport, local, pending, known, saved, mapped })
     }
 
     /// Syncs every `interval` until the task is aborted.
@@ -177,6 +180,19 @@ impl MetaSync {
                 info!(node = id, resp = %n.resp, peer = %n.peer, "node joined the cluster");
             }
         }
+        // Nodes an earlier map had and this one forgot (`RemoveNode`): no longer routed to,
+        // dialled or accepted. (A node only in this node's configuration is left alone.)
+        let mut mapped = self.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        for &id in mapped.iter().filter(|id| !map.nodes.contains_key(id)) {
+            let node = NodeId(id);
+            if node != table.me() {
+                table.remove_node(node);
+                self.transport.remove_peer(node);
+                info!(node = id, "node left the cluster");
+            }
+        }
+        *mapped = map.nodes.keys().copied().collect();
+        drop(mapped);
         let owners: Vec<Option<GroupId>> =
             map.slot_owners().into_iter().map(|o| o.map(GroupId)).collect();
         let groups: Vec<(GroupId, (u16, u16), Vec<NodeId>)> = map

@@ -139,6 +139,15 @@ impl RoutingTable {
         true
     }
 
+    /// Forgets a node the cluster map no longer has. Returns whether it was known.
+    pub fn remove_node(&self, node: NodeId) -> bool {
+        if self.nodes.remove(&node).is_none() {
+            return false;
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Learns from the cluster map what no replica of this node reports first-hand:
     /// `owners` (each hash slot's group, `ClusterMap::slot_owners`) and the slots and
     /// replicas of `groups`. A group `hosted` here is left alone, and so is every slot it

@@ -251,6 +251,15 @@ impl TransportHandle {
         TransportStats::collect(counters, &self.inner.strangers)
     }
 
+    /// Stops accepting a node that left the cluster; its link is not dialled again once
+    /// it closes. Returns whether it was a peer.
+    pub fn remove_peer(&self, node: NodeId) -> bool {
+        let Some(peer) = self.inner.peers.write().remove(&node) else { return false };
+        peer.removed.store(true, Ordering::Release);
+        info!(peer = %node, "peer removed");
+        true
+    }
+
     /// The peers this transport dials (and accepts), this node excluded.
     pub fn peer_ids(&self) -> BTreeSet<NodeId> {
         self.inner.peers.ids()

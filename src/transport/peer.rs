@@ -94,6 +94,8 @@ pub(crate) struct Peer {
     pub inbound_up: std::sync::atomic::AtomicBool,
     /// Numbers the peer's inbound connections: only the newest may mark the link down.
     pub inbound_gen: std::sync::atomic::AtomicU64,
+    /// The node left the cluster: its link is not dialled again once it closes.
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -121,6 +123,7 @@ impl Peer {
             outbound_up: std::sync::atomic::AtomicBool::new(false),
             inbound_up: std::sync::atomic::AtomicBool::new(false),
             inbound_gen: std::sync::atomic::AtomicU64::new(0),
+            removed: std::sync::atomic::AtomicBool::new(false),
         };
         (peer, rx)
     }
@@ -273,6 +276,10 @@ pub(crate) async fn run(
     let mut backoff = cfg.reconnect_min;
     let mut failures = 0u64;
     loop {
+        if peer.removed.load(std::sync::atomic::Ordering::Acquire) {
+            info!(peer = %peer.node, "peer left the cluster; not dialled any more");
+            return;
+        }
         match connect(&peer, &cfg).await {
             Ok(stream) => {
                 bump(&peer.counters.connects, 1);

@@ -11,6 +11,9 @@
 //!   metadata group, group 0, which holds the cluster map).
 //! - `SHARDKV JOIN node peer-address resp-address`: records a node in the cluster map
 //!   (`shardkv server --join` sends it); `+OK`, also when the node is recorded already.
+//! - `SHARDKV FORGET-NODE node`: removes a node that holds no replica (of any group,
+//!   the metadata group included) from the cluster map; every node stops routing to,
+//!   dialling and accepting it.
 //! - `SHARDKV MAP`: the cluster map (rmp-serde of `kv::meta::ClusterMap`), read through
 //!   the metadata group's leader.
 //! - `SHARDKV TRANSFER-LEADER group node`: asks the group's leader to hand over to `node`;
@@ -46,6 +49,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         "groups" | "nodes" | "alloc-group" | "map" => args.len() == 2,
         "split" => (3..=6).contains(&args.len()),
         "join" => args.len() == 5,
+        "forget-node" => args.len() == 3,
         "members" | "open-replica" | "drop-replica" => args.len() == 3,
         "transfer-leader" | "add-learner" | "promote" | "remove-node" => args.len() == 4,
         "replace" => args.len() == 5,
@@ -67,6 +71,10 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
                 return Job::Now(Frame::error("ERR invalid address (IP:port expected)"));
             };
             return meta_write(cx, MetaOp::AddNode { id, peer, resp });
+        }
+        "forget-node" => {
+            let id = tri!(id_arg(&args[2], "node"));
+            return meta_write(cx, MetaOp::RemoveNode { id });
         }
         "map" => {
             let op = ShardOp::Read { command: ReadCommand::ClusterMap { known: 0, linearizable: true }, now_ms: cx.now_ms() };

@@ -485,21 +485,26 @@ fn run_admin(args: &AdminArgs) -> Result<(), shardkv::admin::AdminError> {
         }
         AdminOp::Rebalance { dry_run } => {
             let nodes: Vec<u64> = admin.nodes()?.into_iter().map(|(id, _)| id).collect();
-            let groups: Vec<rebalance::GroupShape> = admin.groups()?.iter().map(Into::into).collect();
-            let steps = rebalance::plan(&nodes, &groups);
-            if steps.is_empty() {
-                println!("balanced: nothing to do");
-                return Ok(());
-            }
-            println!("plan ({} steps):", steps.len());
-            for (i, step) in steps.iter().enumerate() {
-                println!("  {:>3}. {step}", i + 1);
-            }
+            let show = |steps: &[rebalance::Step]| {
+                println!("plan ({} steps):", steps.len());
+                for (i, step) in steps.iter().enumerate() {
+                    println!("  {:>3}. {step}", i + 1);
+                }
+            };
             if dry_run {
+                let steps = rebalance::plan(&nodes, &rebalance::live_shapes(&mut admin)?);
+                match steps.is_empty() {
+                    true => println!("balanced: nothing to do"),
+                    false => show(&steps),
+                }
                 return Ok(());
             }
-            rebalance::execute(&mut admin, &steps, wait, &mut say)?;
-            println!("rebalanced in {} ms", started.elapsed().as_millis());
+            let mut shown = |steps: &[rebalance::Step]| show(steps);
+            let taken = rebalance::run(&mut admin, &nodes, wait, &mut shown, &mut say)?;
+            match taken {
+                0 => println!("balanced: nothing to do"),
+                n => println!("rebalanced in {} ms ({n} steps)", started.elapsed().as_millis()),
+            }
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
 use common::workload::{evenness, final_reads, report_and_check, spread, Load};
-use shardkv::admin::rebalance::{self, GroupShape};
+use shardkv::admin::rebalance;
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::meta::ClusterMap;
 use shardkv::router::layout::Layout;
@@ -107,12 +107,10 @@ fn a_node_joins_under_load_gets_work_and_every_node_agrees_on_the_map() {
     // 2. Rebalance gives node 4 its share.
     let nodes: Vec<u64> = admin.nodes().expect("nodes").into_iter().map(|(id, _)| id).collect();
     assert_eq!(nodes, vec![1, 2, 3, 4]);
-    let shapes: Vec<GroupShape> = admin.groups().expect("groups").iter().map(Into::into).collect();
-    let steps = rebalance::plan(&nodes, &shapes);
     let t0 = load.now();
     let mut say = |line: &str| log.push(line.to_string());
-    rebalance::execute(&mut admin, &steps, wait, &mut say).expect("rebalance");
-    windows.push((format!("rebalance onto node 4 ({} steps)", steps.len()), t0, load.now()));
+    let steps = rebalance::run(&mut admin, &nodes, wait, &mut |_| {}, &mut say).expect("rebalance");
+    windows.push((format!("rebalance onto node 4 ({} steps)", steps), t0, load.now()));
     let (replicas, leaders) = spread(&mut admin, &nodes);
     assert!(replicas[&4] >= 2, "node 4 got replicas: {replicas:?}");
     assert!(evenness(&replicas) <= 1, "replicas per node after rebalance: {replicas:?}");

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
 use common::workload::{evenness, final_reads, report_and_check, spread, Load};
-use shardkv::admin::rebalance::{self, GroupShape};
+use shardkv::admin::rebalance;
 use shardkv::admin::{moves, Admin};
 use shardkv::kv::slot::key_slot;
 use shardkv::router::layout::{Layout, NodeLayout};
@@ -111,12 +111,10 @@ fn moves_a_kill_mid_move_and_a_rebalance_under_load_keep_every_acknowledged_writ
 
     // 3. Rebalance: node 4 gets its share of replicas and leaderships.
     let nodes = [1, 2, 3, 4];
-    let shapes: Vec<GroupShape> = admin.groups().expect("groups").iter().map(Into::into).collect();
-    let steps = rebalance::plan(&nodes, &shapes);
     let t0 = load.now();
     let mut say = |line: &str| log.push(line.to_string());
-    rebalance::execute(&mut admin, &steps, wait, &mut say).expect("rebalance");
-    windows.push((format!("rebalance ({} steps)", steps.len()), t0, load.now()));
+    let steps = rebalance::run(&mut admin, &nodes, wait, &mut |_| {}, &mut say).expect("rebalance");
+    windows.push((format!("rebalance ({} steps)", steps), t0, load.now()));
     let (replicas, leaders) = spread(&mut admin, &nodes);
     assert!(evenness(&replicas) <= 1, "replicas per node after rebalance: {replicas:?}");
     assert!(evenness(&leaders) <= 1, "leaders per node after rebalance: {leaders:?}");

@@ -171,6 +171,46 @@ pub fn execute(
     Ok(())
 }
 
+/// Rounds of plan-then-execute `run` makes at most: a round's moves can change leaders
+/// the plan did not foresee (a moved leader hands off to whichever voter takes it).
+pub const REBALANCE_ROUNDS_MAX: usize = 3;
+
+/// Every data group as its leader reports it (`MEMBERS`: the leader and the replicas are
+/// the group's own, not a node's cache of them).
+pub fn live_shapes(admin: &mut Admin) -> Result<Vec<GroupShape>, AdminError> {
+    let groups = admin.groups()?;
+    let mut shapes = Vec::with_capacity(groups.len());
+    for g in groups {
+        let members = admin.members(g.id)?;
+        let replicas = members.replicas.iter().map(|m| m.node).collect();
+        shapes.push(GroupShape { id: g.id, replicas, leader: Some(members.leader) });
+    }
+    Ok(shapes)
+}
+
+/// Plans from the groups' live state and executes, again until a plan is empty (at most
+/// `REBALANCE_ROUNDS_MAX` rounds); `first_plan` sees each round's plan before it runs.
+/// Returns the steps taken.
+pub fn run(
+    admin: &mut Admin,
+    nodes: &[u64],
+    step_wait: Duration,
+    first_plan: &mut dyn FnMut(&[Step]),
+    progress: Progress<'_>,
+) -> Result<usize, AdminError> {
+    let mut taken = 0;
+    for _ in 0..REBALANCE_ROUNDS_MAX {
+        let steps = plan(nodes, &live_shapes(admin)?);
+        if steps.is_empty() {
+            break;
+        }
+        first_plan(&steps);
+        execute(admin, &steps, step_wait, &mut *progress)?;
+        taken += steps.len();
+    }
+    Ok(taken)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

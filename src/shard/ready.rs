@@ -297,10 +297,12 @@ impl ShardActor {
             return;
         }
         let slots = (*self.cfg.slots.start(), *self.cfg.slots.end());
-        let now = (self.raw.term(), self.raw.conf_state().clone(), slots);
-        if self.reported_group.as_ref() == Some(&now) {
+        let (term, conf) = (self.raw.term(), self.raw.conf_state());
+        // Runs after every persist job: compare first, clone the configuration only on news.
+        if self.reported_group.as_ref().is_some_and(|(t, c, s)| *t == term && c == conf && *s == slots) {
             return;
         }
+        let now = (term, conf.clone(), slots);
         (self.deps.on_report)(GroupReport {
             group: self.cfg.group,
             epoch: self.applied.get(),

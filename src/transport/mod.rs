@@ -260,11 +260,6 @@ impl TransportHandle {
         true
     }
 
-    /// The peers this transport dials (and accepts), this node excluded.
-    pub fn peer_ids(&self) -> BTreeSet<NodeId> {
-        self.inner.peers.ids()
-    }
-
     /// Starts dialling a node that joined the cluster, and accepts its connections from now
     /// on. Returns whether it was added: a known node keeps its address (a node's address
     /// does not change while it is a member), this node is never its own peer, and past

@@ -22,13 +22,19 @@ pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 /// applies, so a crash loses nothing: the replica applies again from the durable applied
 /// index. Writing the applied state once per many Readies (and at the latest on the next
 /// tick) turns a hot key's thousands of updates into one record written, and takes the
-/// state machine's scattered pages off most fsyncs. A split, a configuration change or a
-/// snapshot writes it at once.
-pub const APPLY_FLUSH_READIES: u32 = 32;
+/// state machine's scattered pages off most fsyncs: with random keys each record written
+/// costs a B-tree page copied and checksummed, and records flushed together share pages. A
+/// split, a configuration change or a snapshot writes it at once.
+pub const APPLY_FLUSH_READIES: u32 = 512;
 
 /// Keys (and sessions) applied and not yet durable, per replica, past which the applied
 /// state is written with the next Ready whatever `APPLY_FLUSH_READIES` says.
 pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;
+
+/// Bytes of keys and records applied and not yet handed to the writer, per replica, past
+/// which the applied state is written with the next Ready: large values do not pile up in
+/// memory while `APPLY_FLUSH_READIES` counts.
+pub const APPLY_UNFLUSHED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
 /// Snapshots one replica exports and sends at once; more wait for Raft to ask again.
 pub const SNAPSHOT_SENDS_MAX: usize = 2;

@@ -26,7 +26,10 @@ use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody
 use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
-use crate::shard::limits::{APPLY_FLUSH_READIES, APPLY_UNFLUSHED_KEYS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX};
+use crate::shard::limits::{
+    APPLY_FLUSH_READIES, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
+    PERSIST_JOBS_IN_FLIGHT_MAX,
+};
 use crate::shard::undurable::UNFLUSHED;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
@@ -144,7 +147,8 @@ impl ShardActor {
         let flush = !children.is_empty()
             || rd.conf_state.is_some()
             || self.unflushed_readies >= APPLY_FLUSH_READIES
-            || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX;
+            || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX
+            || self.undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX;
         let (mutations, applied_index) = if flush { self.take_unflushed(gen) } else { (Vec::new(), None) };
         let mut write = GroupWrite {
             entries: rd.entries,

@@ -31,6 +31,12 @@ pub const UNFLUSHED: u64 = u64::MAX;
 pub struct Undurable {
     kv: BTreeMap<(u16, Bytes), Pending>,
     sessions: BTreeMap<u64, Pending>,
+    /// Generations `take_unflushed` handed mutations to, not yet released: a release that
+    /// reaches none of them has nothing to drop and skips the walk over every key.
+    carrying: BTreeSet<u64>,
+    /// Bytes of keys and records pushed since the last `take_unflushed` (an upper bound: a
+    /// key written twice counts twice).
+    unflushed_bytes: u64,
 }
 
 impl Undurable {
@@ -42,9 +48,23 @@ impl Undurable {
         self.kv.len() + self.sessions.len()
     }
 
+    /// Bytes applied since the applied state was last handed to the writer (at most).
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.unflushed_bytes
+    }
+
     /// Records the mutations carried by persist generation `gen`.
     pub fn push(&mut self, gen: u64, mutations: &[KvMutation]) {
+        if gen != UNFLUSHED && !mutations.is_empty() {
+            self.carrying.insert(gen);
+        }
         for m in mutations {
+            self.unflushed_bytes += match m {
+                KvMutation::Put { key, record, .. } => (key.len() + record.len()) as u64,
+                KvMutation::Delete { key, .. } => key.len() as u64,
+                KvMutation::PutSession { record, .. } => record.len() as u64,
+                KvMutation::DeleteSession { .. } => 0,
+            };
             match m {
                 KvMutation::Put { slot, key, record } => {
                     let value = Some(record.clone());
@@ -67,6 +87,7 @@ impl Undurable {
     /// Hands every mutation still `UNFLUSHED` to persist generation `gen`: the latest value
     /// of each key and session, as one batch of mutations for that job.
     pub fn take_unflushed(&mut self, gen: u64) -> Vec<KvMutation> {
+        self.unflushed_bytes = 0;
         let mut out = Vec::new();
         for ((slot, key), p) in self.kv.iter_mut().filter(|(_, p)| p.gen == UNFLUSHED) {
             p.gen = gen;
@@ -82,23 +103,33 @@ impl Undurable {
                 None => KvMutation::DeleteSession { client_id: *client_id },
             });
         }
+        if !out.is_empty() {
+            self.carrying.insert(gen);
+        }
         out
     }
 
     /// Forgets the mutations not yet handed to the writer (a snapshot replaces them).
     pub fn drop_unflushed(&mut self) {
+        self.unflushed_bytes = 0;
         self.kv.retain(|_, p| p.gen != UNFLUSHED);
         self.sessions.retain(|_, p| p.gen != UNFLUSHED);
     }
 
     /// Persist generations up to `gen` are durable: their mutations are now in redb.
     pub fn release_through(&mut self, gen: u64) {
+        if self.carrying.first().is_none_or(|&first| first > gen) {
+            return;
+        }
+        self.carrying = self.carrying.split_off(&(gen + 1));
         self.kv.retain(|_, p| p.gen > gen);
         self.sessions.retain(|_, p| p.gen > gen);
     }
 
     /// Forgets everything (a snapshot replaced the state machine).
     pub fn clear(&mut self) {
+        self.carrying.clear();
+        self.unflushed_bytes = 0;
         self.kv.clear();
         self.sessions.clear();
     }
@@ -214,6 +245,27 @@ mod tests {
         assert_eq!(pending.over(&mem).get(1, b"a"), None);
         assert_eq!(pending.over(&mem).keys_in_slots(0..=5).len(), 1);
         pending.release_through(3);
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn unflushed_mutations_wait_for_the_generation_they_are_handed_to() {
+        let mem = MemKv::new();
+        let mut pending = Undurable::default();
+        pending.push(UNFLUSHED, &[put("a", "1"), put("b", "22")]);
+        assert_eq!(pending.unflushed_bytes(), 5);
+        pending.release_through(7);
+        assert_eq!(pending.len(), 2, "a release before the hand-over drops nothing");
+        assert_eq!(pending.take_unflushed(8).len(), 2);
+        assert_eq!(pending.unflushed_bytes(), 0);
+        pending.push(UNFLUSHED, &[put("c", "3")]);
+        pending.release_through(7);
+        assert_eq!(pending.len(), 3);
+        pending.release_through(8);
+        assert_eq!(pending.len(), 1, "generation 8's records are durable; c is not");
+        assert_eq!(pending.over(&mem).get(1, b"c"), Some(Bytes::from("3")));
+        assert!(pending.take_unflushed(9).len() == 1);
+        pending.release_through(9);
         assert!(pending.is_empty());
     }
 

@@ -1,7 +1,8 @@
 //! `NodeDb`: the one redb database of a node, shared by every group on it.
 //!
 //! Owns: opening (and refusing) the file, the format version, the node-wide write lock that
-//! orders commits with the updates of the in-memory group caches, the fsync counter, and the
+//! orders commits with the updates of the in-memory group caches (it guards the
+//! write-ahead log, `<file>.wal`, opened and replayed here), the fsync counter, and the
 //! registry of group caches (one `Arc<RwLock<GroupCache>>` per group, shared by that
 //! group's `RedbStorage` and the writer).
 //!
@@ -28,6 +29,7 @@ use crate::storage::codec::decode;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::limits::DB_PAGE_CACHE_BYTES_MAX;
 use crate::storage::log_store::{load_group_cache, GroupCache};
+use crate::storage::wal::{wal_path, Wal};
 use crate::storage::tables::{
     APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, META, REMOVED_GROUPS, SESSIONS,
     SNAPSHOT_META,
@@ -37,6 +39,9 @@ use crate::storage::tables::{
 pub const FORMAT_VERSION: u64 = 1;
 /// The META key holding the format version.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
+/// The META key holding the sequence number of the last write-ahead log record whose
+/// writes redb holds (written by every transaction that absorbs the log).
+pub const WAL_ABSORBED_SEQ_KEY: &str = "wal_absorbed_seq";
 /// The first bytes of every redb file (redb's `MAGICNUMBER`).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
@@ -52,9 +57,10 @@ pub struct NodeDb {
     fsyncs: AtomicU64,
     /// Told the duration and the group writes of every durable commit (metrics).
     commit_observer: std::sync::OnceLock<CommitObserver>,
-    /// Held from `begin_write` until the group caches reflect the commit, so that caches
-    /// change in commit order.
-    write_lock: Mutex<()>,
+    /// The write-ahead log, and the node-wide write lock: held from the start of a write
+    /// (a log append or a redb transaction) until the group caches reflect it, so that
+    /// caches change in commit order.
+    wal: Mutex<Wal>,
     caches: Mutex<BTreeMap<GroupId, Arc<RwLock<GroupCache>>>>,
 }
 
@@ -70,20 +76,32 @@ impl NodeDb {
     /// else is an error naming the file, and the file is left as it was.
     pub fn open(path: impl AsRef<Path>) -> Result<NodeDb> {
         let path = path.as_ref().to_path_buf();
+        let log_path = wal_path(&path);
         match fs::symlink_metadata(&path) {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_stamped(&path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if fs::symlink_metadata(&log_path).is_ok() {
+                    let reason = "a write-ahead log without its database; move it away to start \
+                                  empty";
+                    return Err(StorageError::corrupt(&log_path, reason));
+                }
+                create_stamped(&path)?
+            }
             Err(e) => return Err(io_err(&path, "stat", e)),
         }
         let db = open_existing(&path)?;
-        Ok(NodeDb {
+        let absorbed_seq = read_absorbed_seq(&db, &path)?;
+        let (wal, replay) = Wal::open(log_path, absorbed_seq)?;
+        let node_db = NodeDb {
             db,
             path,
             fsyncs: AtomicU64::new(0),
             commit_observer: std::sync::OnceLock::new(),
-            write_lock: Mutex::new(()),
+            wal: Mutex::new(wal),
             caches: Mutex::new(BTreeMap::new()),
-        })
+        };
+        crate::storage::writer::replay_wal(&node_db, replay)?;
+        Ok(node_db)
     }
 
     /// The file this database lives in.
@@ -161,9 +179,22 @@ impl NodeDb {
         self.caches.lock().expect("group cache registry poisoned").remove(&group);
     }
 
-    /// Takes the node-wide write lock (see the field).
-    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
-        self.write_lock.lock().expect("node write lock poisoned")
+    /// Takes the node-wide write lock, with the write-ahead log it guards (see the field).
+    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().expect("node write lock poisoned")
+    }
+
+    /// Forgets every group cache (the next use of each reloads it from redb).
+    pub(crate) fn forget_all_groups(&self) {
+        self.caches.lock().expect("group cache registry poisoned").clear();
+    }
+
+    /// Counts a durable write that was not a redb commit (a write-ahead log append).
+    pub(crate) fn count_durable(&self, started: std::time::Instant, group_writes: usize) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(observe) = self.commit_observer.get() {
+            observe(started.elapsed(), group_writes);
+        }
     }
 
     /// A write transaction whose commit is durable when it returns.
@@ -182,10 +213,7 @@ impl NodeDb {
     pub(crate) fn commit(&self, txn: WriteTransaction, group_writes: usize) -> Result<()> {
         let started = std::time::Instant::now();
         txn.commit().map_err(|e| self.err("commit", e))?;
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        if let Some(observe) = self.commit_observer.get() {
-            observe(started.elapsed(), group_writes);
-        }
+        self.count_durable(started, group_writes);
         Ok(())
     }
 
@@ -317,6 +345,17 @@ fn check_header(path: &Path) -> Result<()> {
         return Err(StorageError::corrupt(path, format!("truncated to {read} bytes")));
     }
     Ok(())
+}
+
+/// The last write-ahead log record redb holds (`WAL_ABSORBED_SEQ_KEY`; 0: none).
+fn read_absorbed_seq(db: &Database, path: &Path) -> Result<u64> {
+    let txn = db.begin_read().map_err(|e| StorageError::redb(path, "begin read", e))?;
+    let meta = txn.open_table(META).map_err(|e| StorageError::redb(path, "open meta", e))?;
+    let seq = meta
+        .get(WAL_ABSORBED_SEQ_KEY)
+        .map_err(|e| StorageError::redb(path, "read log position", e))?
+        .map_or(0, |v| v.value());
+    Ok(seq)
 }
 
 /// Checks the META table's format version.

@@ -26,8 +26,11 @@ pub fn destroy_group(
     slots: Option<RangeInclusive<u16>>,
 ) -> Result<(), StorageError> {
     let g = group.get();
-    let _ordered = db.lock_writes();
+    let mut wal = db.lock_writes();
     let txn = db.begin_durable_write()?;
+    // Every group's log writes that redb does not hold yet go first, this group's with the
+    // rest: none may reach redb after the deletion.
+    crate::storage::writer::absorb_into(db, &wal, &txn)?;
     {
         let err = |e: redb::Error| db.err("destroy group", e);
         // Every redb error kind converts into `redb::Error`.
@@ -52,6 +55,7 @@ pub fn destroy_group(
         }
     }
     db.commit(txn, 0)?;
+    crate::storage::writer::absorbed(db, &mut wal)?;
     db.forget_group(group);
     Ok(())
 }

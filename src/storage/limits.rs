@@ -29,3 +29,17 @@ pub const COMPACT_DELETES_PER_TXN_MAX: u64 = 4096;
 
 /// redb's page cache, per node.
 pub const DB_PAGE_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Bytes of log writes durable in the write-ahead log but not yet in redb, summed over the
+/// node's groups (`Entry::size_bytes`). Past it the writer absorbs them into redb in a
+/// transaction of their own. It also bounds how far the group caches may grow past
+/// `LOG_CACHE_BYTES_MAX`: a cache keeps every entry redb does not hold yet.
+pub const WAL_PENDING_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The write-ahead log file is emptied once everything in it is absorbed and it is at least
+/// this long; it grows about this far, plus one record, between two emptyings.
+pub const WAL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Bytes of one write-ahead log record's payload. A batch larger than this (a single huge
+/// entry) goes to redb directly; a longer length read from the file is damage.
+pub const WAL_RECORD_BYTES_MAX: u64 = 64 * 1024 * 1024;

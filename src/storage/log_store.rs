@@ -58,6 +58,11 @@ pub(crate) struct GroupCache {
     /// The newest entries, contiguous, the last one at `meta.last_index`.
     recent: VecDeque<Entry>,
     recent_bytes: u64,
+    /// redb holds this group's log through this index; entries after it are durable in the
+    /// write-ahead log only, and the cache keeps them whatever its bounds say (their bytes
+    /// are bounded by `WAL_PENDING_BYTES_MAX` instead), so that every entry below the cached
+    /// window can be read from redb.
+    absorbed: LogIndex,
 }
 
 impl GroupCache {
@@ -83,6 +88,10 @@ impl GroupCache {
     /// Mirrors an append that truncated any conflicting suffix; `meta` is already updated.
     pub(crate) fn append_entries(&mut self, entries: &[Entry]) {
         let Some(first_new) = entries.first() else { return };
+        if first_new.index <= self.absorbed {
+            // redb's entries from here on are replaced: it holds the log only below.
+            self.absorbed = LogIndex(first_new.index.get() - 1);
+        }
         while self.recent.back().is_some_and(|e| e.index >= first_new.index) {
             self.pop_back();
         }
@@ -104,9 +113,16 @@ impl GroupCache {
         }
     }
 
+    /// redb now holds the whole log (a transaction absorbed the write-ahead log).
+    pub(crate) fn mark_absorbed(&mut self) {
+        self.absorbed = self.meta.last_index;
+        self.trim();
+    }
+
     fn trim(&mut self) {
-        while self.recent.len() > LOG_CACHE_ENTRIES_MAX
-            || (self.recent.len() > 1 && self.recent_bytes > LOG_CACHE_BYTES_MAX)
+        while (self.recent.len() > LOG_CACHE_ENTRIES_MAX
+            || (self.recent.len() > 1 && self.recent_bytes > LOG_CACHE_BYTES_MAX))
+            && self.recent.front().is_some_and(|e| e.index <= self.absorbed)
         {
             self.pop_front();
         }
@@ -146,6 +162,7 @@ pub(crate) fn load_group_cache(db: &NodeDb, group: GroupId) -> Result<GroupCache
     }
     let mut cache = GroupCache { meta, ..GroupCache::default() };
     load_recent_entries(db, &txn, group, &mut cache)?;
+    cache.mark_absorbed();
     Ok(cache)
 }
 

@@ -14,6 +14,8 @@
 //! - [`group_snapshot`]: a group's snapshot data paired with its applied index and
 //!   configuration, as the runtime ships and installs it; the runtime's read view.
 //! - [`destroy`]: deleting a group's replica (state, log, records) in one transaction.
+//! - [`wal`]: the write-ahead log of Raft appends: the durable home of entries and hard
+//!   states between two redb transactions, replayed into redb at open.
 //! - [`snapshot_data`]: one group's state-machine data streamed in bounded, CRC-checked
 //!   chunks, and their installation.
 //!
@@ -32,6 +34,7 @@ pub mod log_store;
 pub mod tables;
 pub mod kv_store;
 pub mod snapshot_data;
+pub mod wal;
 pub mod writer;
 
 pub use db::{NodeDb, FORMAT_VERSION};

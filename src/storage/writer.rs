@@ -1,23 +1,33 @@
-//! Group commit: the persist work of many groups written in one redb write transaction
-//! with one fsync, then reported durable per group.
+//! Group commit: the persist work of many groups made durable with one fsync, then reported
+//! durable per group.
+//!
+//! Two durable paths, one fsync each:
+//! - a batch that only appends entries and sets hard states (the replication hot path) is
+//!   one record of the write-ahead log (`wal`); its writes stay pending in memory;
+//! - any other batch is one redb write transaction, which first writes every pending log
+//!   write (absorbing the log), then the batch.
 //!
 //! Owns: every write to the node's database after it is stamped — log appends (with
 //! truncation of a conflicting suffix), hard state, conf state, snapshot metadata (install
-//! and compaction), applied index and the key-value mutations of applied entries — and the
-//! updates of the group caches that `RedbStorage` reads.
+//! and compaction), applied index and the key-value mutations of applied entries — the
+//! write-ahead log's appends, absorption and replay at open, and the updates of the group
+//! caches that `RedbStorage` reads.
 //!
-//! Cache consistency: the node write lock (`NodeDb::lock_writes`) is held from the start of
-//! a batch until every cache reflects its commit, so caches change in commit order. A
-//! batch that removes entries of a group (a conflicting-suffix truncation, a snapshot
-//! install, a compaction) takes that group's cache write lock *before* its commit and holds
-//! it until the cache is updated; readers hold the read lock across their own disk reads,
-//! so they see either the log before the batch or the log after it, never a mix. A batch
-//! that only appends updates the cache after its commit: until then readers see the old,
-//! still valid, shorter log. A cache therefore never shows anything that is not durable.
+//! Cache consistency: the node write lock (`NodeDb::lock_writes`, which guards the log) is
+//! held from the start of a batch until every cache reflects it, so caches change in commit
+//! order. A redb batch that removes entries of a group (a conflicting-suffix truncation, a
+//! snapshot install, a compaction) takes that group's cache write lock *before* its commit
+//! and holds it until the cache is updated; readers hold the read lock across their own disk
+//! reads, so they see either the log before the batch or the log after it, never a mix. A
+//! batch that only appends updates the cache after its commit: until then readers see the
+//! old, still valid, shorter log. A log-path batch changes no redb page, and its cache update
+//! is one step under the cache's write lock. A cache therefore never shows anything that is
+//! not durable, and keeps every entry redb does not hold (`GroupCache::absorbed`).
 //!
-//! Must never: acknowledge a write before its commit returned, split one submission over
-//! two transactions, or let a batch exceed `BATCH_ENTRIES_MAX`/`BATCH_BYTES_MAX` unless a
-//! single submission alone is that large.
+//! Must never: acknowledge a write before its commit or log append returned, split one
+//! submission over two transactions, let a redb transaction skip the pending log writes, or
+//! let a batch exceed `BATCH_ENTRIES_MAX`/`BATCH_BYTES_MAX` unless a single submission alone
+//! is that large.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -35,13 +45,16 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::group_snapshot::GroupSnapshotData;
 use crate::storage::snapshot_data::import_chunks;
 use crate::storage::limits::{
-    BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, COMPACT_DELETES_PER_TXN_MAX, WRITER_QUEUE_SUBMISSIONS_MAX,
+    BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, COMPACT_DELETES_PER_TXN_MAX, WAL_PENDING_BYTES_MAX,
+    WAL_RECORD_BYTES_MAX, WRITER_QUEUE_SUBMISSIONS_MAX,
 };
 use crate::storage::log_store::{GroupCache, GroupMeta, RedbStorage};
 use crate::storage::kv_store::write_mutations;
+use crate::storage::db::WAL_ABSORBED_SEQ_KEY;
 use crate::storage::tables::{
-    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, SESSIONS, SNAPSHOT_META,
+    APPLIED, CONF_STATE, GROUP_RANGE, HARD_STATE, KV, LOG, META, SESSIONS, SNAPSHOT_META,
 };
+use crate::storage::wal::{LogWrite, LogWriteRef, Unabsorbed, Wal};
 
 /// The persist work of one group: what one `Ready` asks to make durable, plus what
 /// applying committed entries changed.
@@ -283,9 +296,11 @@ impl GroupCommitWriter {
         Ok(durable)
     }
 
-    /// Writes `writes` in one transaction with one fsync, bounds or not.
+    /// Makes `writes` durable with one fsync, bounds or not: as one write-ahead log record
+    /// if they only append entries and set hard states (see `wal`), else in one redb
+    /// transaction, which also absorbs whatever the log holds that redb does not.
     fn commit_one(&self, writes: &[GroupWrite]) -> Result<Vec<GroupDurable>> {
-        let _ordered = self.db.lock_writes();
+        let mut wal = self.db.lock_writes();
         let mut caches = BTreeMap::new();
         for w in writes {
             if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
@@ -293,6 +308,9 @@ impl GroupCommitWriter {
             }
         }
         let steps = plan_batch(&caches, writes)?;
+        if goes_to_log(writes) {
+            return self.append_to_log(&mut wal, &caches, writes, steps);
+        }
         // Groups whose stored entries this batch removes: lock their caches across the
         // commit (see the module doc).
         let mut held: BTreeMap<GroupId, RwLockWriteGuard<'_, GroupCache>> = BTreeMap::new();
@@ -302,6 +320,7 @@ impl GroupCommitWriter {
             }
         }
         let txn = self.db.begin_durable_write()?;
+        absorb_into(&self.db, &wal, &txn)?;
         {
             let mut tables = Some(Tables::open(&self.db, &txn)?);
             for (w, step) in writes.iter().zip(&steps) {
@@ -335,8 +354,53 @@ impl GroupCommitWriter {
                 }
             };
             durable.push(update_cache(cache, w, step));
+            cache.mark_absorbed();
+        }
+        drop(held);
+        absorbed(&self.db, &mut wal)?;
+        Ok(durable)
+    }
+
+    /// The fast path of `commit_one`: one record in the write-ahead log, one `fdatasync`;
+    /// redb is not touched. The caches show the writes once the record is durable.
+    fn append_to_log(
+        &self,
+        wal: &mut Wal,
+        caches: &BTreeMap<GroupId, Arc<RwLock<GroupCache>>>,
+        writes: &[GroupWrite],
+        steps: Vec<Step>,
+    ) -> Result<Vec<GroupDurable>> {
+        let started = std::time::Instant::now();
+        let refs: Vec<LogWriteRef<'_>> = writes
+            .iter()
+            .map(|w| LogWriteRef { group: w.group, entries: &w.entries, hard_state: w.hard_state })
+            .collect();
+        wal.append(&refs)?;
+        self.db.count_durable(started, writes.len());
+        let mut durable = Vec::with_capacity(writes.len());
+        for (w, step) in writes.iter().zip(steps) {
+            wal.pending_bytes += w.entries.iter().map(Entry::size_bytes).sum::<u64>();
+            let delete = step.delete.clone();
+            durable.push(update_cache(&mut write_cache(&caches[&w.group]), w, step));
+            let write = LogWrite { group: w.group, entries: w.entries.clone(), hard_state: w.hard_state };
+            wal.pending.push(Unabsorbed { write, delete });
+        }
+        if wal.pending_bytes > WAL_PENDING_BYTES_MAX {
+            self.absorb(wal)?;
         }
         Ok(durable)
+    }
+
+    /// Writes what the write-ahead log holds that redb does not into redb, in a
+    /// transaction of its own.
+    fn absorb(&self, wal: &mut Wal) -> Result<()> {
+        if wal.pending.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_durable_write()?;
+        absorb_into(&self.db, wal, &txn)?;
+        self.db.commit(txn, 0)?;
+        absorbed(&self.db, wal)
     }
 
     /// Log compaction (§7): records a snapshot taken by the state machine at `index`
@@ -347,7 +411,10 @@ impl GroupCommitWriter {
     pub fn compact(&self, group: GroupId, index: LogIndex, conf_state: ConfState) -> Result<()> {
         let storage = RedbStorage::open(Arc::clone(&self.db), group)?;
         {
-            let _ordered = self.db.lock_writes();
+            let mut wal = self.db.lock_writes();
+            // Entries at or below `index` may be in the write-ahead log only: redb must hold
+            // them before the deletions below, or a later absorption would bring them back.
+            self.absorb(&mut wal)?;
             let cache_arc = self.db.group_cache(group)?;
             let meta = cache_arc.read().expect("group cache poisoned").meta.clone();
             if index <= meta.snapshot.index {
@@ -411,6 +478,102 @@ impl GroupCommitWriter {
 
 fn write_cache(cache: &RwLock<GroupCache>) -> RwLockWriteGuard<'_, GroupCache> {
     cache.write().expect("group cache poisoned")
+}
+
+/// Whether `writes` go to the write-ahead log: they only append entries and set hard
+/// states, and fit one record.
+fn goes_to_log(writes: &[GroupWrite]) -> bool {
+    let only_log = writes.iter().all(|w| {
+        w.snapshot.is_none()
+            && w.conf_state.is_none()
+            && w.applied_index.is_none()
+            && w.mutations.is_empty()
+            && w.range.is_none()
+            && w.snapshot_data.is_none()
+    });
+    // Encoded entries are a little larger than `size_bytes`; keep a margin of a quarter.
+    only_log && BatchSize::of(writes).bytes <= WAL_RECORD_BYTES_MAX / 4 * 3
+}
+
+/// Within `txn`: writes the log writes redb does not hold yet (in their order, with the
+/// deletions planned for them) and the log position they reach.
+pub(crate) fn absorb_into(db: &NodeDb, wal: &Wal, txn: &WriteTransaction) -> Result<()> {
+    if wal.pending.is_empty() {
+        return Ok(());
+    }
+    let path = db.path();
+    let e = |e: redb::Error| db.err("absorb log", e);
+    let mut log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
+    let mut hard_state = txn.open_table(HARD_STATE).map_err(|x| e(x.into()))?;
+    for p in &wal.pending {
+        let g = p.write.group.get();
+        for &(lo, hi) in &p.delete {
+            log.retain_in((g, lo)..=(g, hi), |_, _| false).map_err(|x| e(x.into()))?;
+        }
+        for entry in &p.write.entries {
+            let bytes = encode(path, entry)?;
+            log.insert((g, entry.index.get()), bytes.as_slice()).map_err(|x| e(x.into()))?;
+        }
+        if let Some(hs) = &p.write.hard_state {
+            let bytes = encode(path, hs)?;
+            hard_state.insert(g, bytes.as_slice()).map_err(|x| e(x.into()))?;
+        }
+    }
+    let mut meta = txn.open_table(META).map_err(|x| e(x.into()))?;
+    meta.insert(WAL_ABSORBED_SEQ_KEY, wal.last_seq()).map_err(|x| e(x.into()))?;
+    Ok(())
+}
+
+/// After the commit of a transaction that ran `absorb_into`: redb holds every group's log.
+pub(crate) fn absorbed(db: &NodeDb, wal: &mut Wal) -> Result<()> {
+    let groups: std::collections::BTreeSet<GroupId> =
+        wal.pending.iter().map(|p| p.write.group).collect();
+    wal.absorbed();
+    for group in groups {
+        let cache = db.group_cache(group)?;
+        write_cache(&cache).mark_absorbed();
+    }
+    Ok(())
+}
+
+/// At open, before any group cache is used: writes the records of the write-ahead log that
+/// redb does not hold into redb, in one transaction, each planned against the state the
+/// previous ones left (as when it was first written).
+pub(crate) fn replay_wal(db: &NodeDb, records: Vec<(u64, Vec<LogWrite>)>) -> Result<()> {
+    let Some(&(last_seq, _)) = records.last() else { return Ok(()) };
+    let mut wal = db.lock_writes();
+    let writes: Vec<GroupWrite> = records
+        .into_iter()
+        .flat_map(|(_, writes)| writes)
+        .map(|w| GroupWrite {
+            entries: w.entries,
+            hard_state: w.hard_state,
+            ..GroupWrite::new(w.group)
+        })
+        .collect();
+    let mut caches = BTreeMap::new();
+    for w in &writes {
+        if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
+            slot.insert(db.group_cache(w.group)?);
+        }
+    }
+    let steps = plan_batch(&caches, &writes).map_err(|e| {
+        StorageError::corrupt(wal.path(), format!("write-ahead log does not replay: {e}"))
+    })?;
+    let txn = db.begin_durable_write()?;
+    {
+        let mut tables = Tables::open(db, &txn)?;
+        for (w, step) in writes.iter().zip(&steps) {
+            tables.write(db, w, step)?;
+        }
+        let mut meta = txn.open_table(META).map_err(|e| db.err("open meta", e))?;
+        meta.insert(WAL_ABSORBED_SEQ_KEY, last_seq).map_err(|e| db.err("write log position", e))?;
+    }
+    db.commit(txn, writes.len())?;
+    db.forget_all_groups();
+    wal.absorbed();
+    tracing::info!(path = %db.path().display(), writes = writes.len(), "write-ahead log replayed");
+    Ok(())
 }
 
 /// Plans every write of a batch in order, each against the state the previous ones left.
@@ -754,6 +917,110 @@ mod tests {
             assert!(matches!(e[0].payload, EntryPayload::Normal(_)));
         }
         assert!(db.fsync_count() <= 8 * 50 + 1, "batches shared fsyncs: {}", db.fsync_count());
+    }
+
+    fn reopen(dir: &tempfile::TempDir, writer: GroupCommitWriter) -> GroupCommitWriter {
+        drop(writer);
+        let db = Arc::new(NodeDb::open(dir.path().join("node.redb")).expect("reopen"));
+        GroupCommitWriter::new(db)
+    }
+
+    fn log_of(writer: &GroupCommitWriter, group: u64) -> (LogIndex, Vec<Entry>, HardState) {
+        let s = RedbStorage::open(Arc::clone(writer.db()), GroupId(group)).expect("storage");
+        let (first, last) = (s.first_index().expect("first"), s.last_index().expect("last"));
+        let log = s.entries(first, last.next(), u64::MAX).expect("entries");
+        (first, log, s.hard_state())
+    }
+
+    #[test]
+    fn log_writes_live_in_the_write_ahead_log_and_survive_a_reopen() {
+        let (dir, writer) = open();
+        let hs = HardState { term: Term(2), commit_index: LogIndex(3), ..HardState::default() };
+        writer.write_batch(&[append(1, 1, 5), append(2, 1, 2)]).expect("write");
+        let truncate = GroupWrite {
+            entries: entries(4, 6, 2),
+            hard_state: Some(hs),
+            ..GroupWrite::new(GroupId(1))
+        };
+        writer.write_batch(&[truncate]).expect("truncate and append");
+        {
+            let wal = writer.db().lock_writes();
+            assert_eq!(wal.pending.len(), 3, "nothing reached redb");
+            assert_eq!(wal.last_seq(), 2);
+        }
+        let before = log_of(&writer, 1);
+        let writer = reopen(&dir, writer);
+        let after = log_of(&writer, 1);
+        assert_eq!(after, before);
+        assert_eq!(after.1.iter().map(|e| e.term.get()).collect::<Vec<_>>(), vec![1, 1, 1, 2, 2, 2]);
+        assert_eq!(after.2, hs);
+        assert_eq!(log_of(&writer, 2).1, entries(1, 2, 1));
+        assert!(writer.db().lock_writes().pending.is_empty(), "replayed into redb at open");
+        // Appends go on after the replayed records, and survive another reopen.
+        writer.write_batch(&[append(2, 3, 4)]).expect("write after replay");
+        assert_eq!(writer.db().lock_writes().last_seq(), 3);
+        let writer = reopen(&dir, writer);
+        assert_eq!(log_of(&writer, 2).1, entries(1, 4, 1));
+        assert_eq!(log_of(&writer, 1), before);
+    }
+
+    #[test]
+    fn a_redb_transaction_absorbs_the_log_before_its_own_writes() {
+        let (dir, writer) = open();
+        writer.write_batch(&[append(1, 1, 3)]).expect("log write");
+        let applied = GroupWrite { applied_index: Some(LogIndex(2)), ..GroupWrite::new(GroupId(1)) };
+        let before = writer.db().fsync_count();
+        writer.write_batch(&[append(2, 1, 1), applied]).expect("redb write");
+        assert_eq!(writer.db().fsync_count() - before, 1, "absorbed in the same commit");
+        assert!(writer.db().lock_writes().pending.is_empty());
+        let txn = writer.db().begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        let seq = meta.get(WAL_ABSORBED_SEQ_KEY).expect("get").map(|v| v.value());
+        assert_eq!(seq, Some(1));
+        let log = txn.open_table(LOG).expect("log");
+        assert_eq!(log.range((1u64, 0u64)..=(1u64, u64::MAX)).expect("range").count(), 3);
+        drop((log, meta, txn));
+        let writer = reopen(&dir, writer);
+        assert_eq!(log_of(&writer, 1).1, entries(1, 3, 1));
+        assert_eq!(log_of(&writer, 2).1, entries(1, 1, 1));
+    }
+
+    #[test]
+    fn compaction_and_removal_absorb_the_log_first() {
+        let (dir, writer) = open();
+        writer.write_batch(&[append(1, 1, 100), append(3, 1, 10)]).expect("write");
+        writer.compact(GroupId(1), LogIndex(50), ConfState::default()).expect("compact");
+        crate::storage::destroy::destroy_group(writer.db(), GroupId(3), None).expect("destroy");
+        writer.write_batch(&[append(1, 101, 101)]).expect("write after");
+        let writer = reopen(&dir, writer);
+        let (first, log, _) = log_of(&writer, 1);
+        assert_eq!(first, LogIndex(51));
+        assert_eq!(log, entries(51, 101, 1));
+        assert_eq!(log_of(&writer, 3).1, vec![], "a removed group's log never comes back");
+        assert!(!writer.db().group_ids().expect("ids").contains(&GroupId(3)));
+    }
+
+    #[test]
+    fn pending_log_writes_are_absorbed_past_their_bound() {
+        let (_dir, writer) = open();
+        let big = Bytes::from(vec![1u8; 1024 * 1024]);
+        let mut next = 1;
+        while writer.db().lock_writes().pending_bytes <= WAL_PENDING_BYTES_MAX / 2 {
+            let e = Entry { term: Term(1), index: LogIndex(next), payload: EntryPayload::Normal(big.clone()) };
+            writer.write_batch(&[GroupWrite { entries: vec![e], ..GroupWrite::new(GroupId(1)) }])
+                .expect("write");
+            next += 1;
+        }
+        for _ in 0..(WAL_PENDING_BYTES_MAX / (1024 * 1024)) {
+            let e = Entry { term: Term(1), index: LogIndex(next), payload: EntryPayload::Normal(big.clone()) };
+            writer.write_batch(&[GroupWrite { entries: vec![e], ..GroupWrite::new(GroupId(1)) }])
+                .expect("write");
+            next += 1;
+        }
+        let pending = writer.db().lock_writes().pending_bytes;
+        assert!(pending <= WAL_PENDING_BYTES_MAX, "pending {pending}");
+        let s = RedbStorage::open(Arc::clone(writer.db()), GroupId(1)).expect("storage");
+        assert_eq!(s.entries(LogIndex(1), LogIndex(2), u64::MAX).expect("oldest").len(), 1);
     }
 
     /// Readers racing truncations (deep below the cached window) and compactions always

@@ -1,0 +1,396 @@
+//! The node's write-ahead log of Raft appends: the durable home of log entries and hard
+//! states between two redb commits.
+//!
+//! A Ready that only appends entries and changes the hard state (the replication hot path,
+//! on leaders and followers alike) is made durable by one record appended to this file and
+//! one `fdatasync`, instead of a redb transaction: a redb commit copies and checksums every
+//! B-tree page it touches, one leaf per group at least, and that cost grew with the groups
+//! in a batch. The writes stay here, and in memory (`Wal::pending`), until the next redb
+//! transaction of the writer absorbs them (see `writer`): any batch with applied state, a
+//! configuration, a snapshot or a split, a compaction, a removal, or `WAL_PENDING_BYTES_MAX`
+//! pending bytes. That transaction records the sequence number it absorbed through, so a
+//! record is replayed after a crash only if redb does not hold it yet.
+//!
+//! File: `<database file>.wal`, a sequence of records
+//! `len: u32 LE | crc: u32 LE | seq: u64 LE | payload`, where `payload` (of `len` bytes) is
+//! the rmp-serde encoding of `[LogWrite]` and `crc` the CRC-32C of `seq` and `payload`.
+//! Sequence numbers are consecutive within the file. The file is emptied once everything
+//! in it is absorbed and it has grown past `WAL_FILE_BYTES_MAX`.
+//!
+//! A record is appended only after the previous one was synced, so only the last record
+//! can be torn by a crash: a damaged last record (short, bad checksum, or zeros to the end)
+//! was never acknowledged and is cut off at open. Damage anywhere else is corruption, an
+//! error naming the file.
+//!
+//! Must never: acknowledge a record before `fdatasync` returned, or append after a failed
+//! write or sync (the file's state is unknown then: every later append fails).
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{Entry, GroupId, HardState};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::limits::{WAL_FILE_BYTES_MAX, WAL_RECORD_BYTES_MAX};
+
+/// CRC-32C (Castagnoli), as in most storage engines' logs.
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// `len`, `crc` and `seq`.
+const HEADER_BYTES: usize = 16;
+/// What follows the database file's name to make the log's.
+pub const WAL_SUFFIX: &str = ".wal";
+
+/// One group's part of a record: entries to append (any stored entry at or after the first
+/// one is replaced) and the new hard state.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct LogWrite {
+    pub group: GroupId,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+}
+
+/// `LogWrite` as it is encoded, borrowing the entries (same field order: rmp-serde encodes
+/// structs as arrays).
+#[derive(Serialize)]
+pub(crate) struct LogWriteRef<'a> {
+    pub group: GroupId,
+    pub entries: &'a [Entry],
+    pub hard_state: Option<HardState>,
+}
+
+/// A write durable in the log but not yet in redb, with the inclusive index ranges its plan
+/// deletes (a conflicting suffix it replaces).
+#[derive(Debug)]
+pub(crate) struct Unabsorbed {
+    pub write: LogWrite,
+    pub delete: Vec<(u64, u64)>,
+}
+
+/// The log file and what it holds that redb does not. Lives behind `NodeDb`'s write lock.
+#[derive(Debug)]
+pub(crate) struct Wal {
+    file: File,
+    path: PathBuf,
+    /// Bytes of valid records in the file; the next record goes here.
+    len: u64,
+    /// The sequence number of the last record written (0: none ever).
+    last_seq: u64,
+    /// Writes of records after the last one redb absorbed, in order.
+    pub pending: Vec<Unabsorbed>,
+    /// `Entry::size_bytes` of the pending entries.
+    pub pending_bytes: u64,
+    /// Set by a failed write or sync: the file's state is unknown, nothing more is appended.
+    broken: Option<String>,
+    /// Reused encoding buffer.
+    buf: Vec<u8>,
+}
+
+/// The path of the log of the database at `db_path`.
+pub(crate) fn wal_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(WAL_SUFFIX);
+    PathBuf::from(name)
+}
+
+impl Wal {
+    /// Opens (or creates) the log at `path` and reads its records, cutting off a torn last
+    /// record. `absorbed_seq` is the last sequence number redb holds: the records after it
+    /// are returned, in order, for replay; the first of them must follow it.
+    pub(crate) fn open(path: PathBuf, absorbed_seq: u64) -> Result<(Wal, Vec<(u64, Vec<LogWrite>)>)> {
+        let io = |op, e: std::io::Error| StorageError::Io {
+            path: path.clone(),
+            op,
+            detail: e.to_string(),
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io("open log", e))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(|e| io("read log", e))?;
+        let (records, valid) = parse(&path, &data)?;
+        if valid < data.len() {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = data.len() - valid,
+                "cutting off a torn last record of the write-ahead log (never acknowledged)"
+            );
+            file.set_len(valid as u64).map_err(|e| io("cut torn record", e))?;
+            file.sync_all().map_err(|e| io("sync log", e))?;
+        }
+        let last_seq = records.last().map_or(0, |(seq, _)| *seq).max(absorbed_seq);
+        let replay: Vec<_> = records.into_iter().filter(|(seq, _)| *seq > absorbed_seq).collect();
+        if let Some((first, _)) = replay.first() {
+            if *first != absorbed_seq + 1 {
+                let reason = format!(
+                    "write-ahead log resumes at record {first}, but the database holds only \
+                     records through {absorbed_seq}"
+                );
+                return Err(StorageError::corrupt(&path, reason));
+            }
+        }
+        let wal = Wal {
+            file,
+            path,
+            len: valid as u64,
+            last_seq,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            broken: None,
+            buf: Vec::new(),
+        };
+        Ok((wal, replay))
+    }
+
+    /// The sequence number of the last record written.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The log's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record of `writes` and syncs it; they are durable when this returns Ok.
+    /// The caller adds them to `pending`.
+    pub(crate) fn append(&mut self, writes: &[LogWriteRef<'_>]) -> Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(self.io_err("append", format!("an earlier write failed: {why}")));
+        }
+        let seq = self.last_seq + 1;
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0u8; HEADER_BYTES]);
+        rmp_serde::encode::write(&mut self.buf, writes)
+            .map_err(|e| self.io_err("encode record", e.to_string()))?;
+        let payload_len = self.buf.len() - HEADER_BYTES;
+        if payload_len as u64 > WAL_RECORD_BYTES_MAX {
+            let detail = format!("record of {payload_len} bytes, past {WAL_RECORD_BYTES_MAX}");
+            return Err(self.io_err("append", detail));
+        }
+        let mut digest = CRC32C.digest();
+        digest.update(&seq.to_le_bytes());
+        digest.update(&self.buf[HEADER_BYTES..]);
+        self.buf[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        self.buf[4..8].copy_from_slice(&digest.finalize().to_le_bytes());
+        self.buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        let written = self
+            .file
+            .write_all_at(&self.buf, self.len)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.broken = Some(e.to_string());
+            return Err(self.io_err("append", e.to_string()));
+        }
+        self.len += self.buf.len() as u64;
+        self.last_seq = seq;
+        Ok(())
+    }
+
+    /// Everything pending is now in redb (the caller committed it): forgets it, and empties
+    /// the file once it has grown past `WAL_FILE_BYTES_MAX`.
+    pub(crate) fn absorbed(&mut self) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+        if self.len < WAL_FILE_BYTES_MAX || self.broken.is_some() {
+            return;
+        }
+        // Synced before the next append, so that no old record can follow a new one.
+        match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
+            Ok(()) => self.len = 0,
+            Err(e) => self.broken = Some(format!("emptying the log: {e}")),
+        }
+    }
+
+    fn io_err(&self, op: &'static str, detail: String) -> StorageError {
+        StorageError::Io { path: self.path.clone(), op, detail }
+    }
+}
+
+/// The valid records of `data` and the length they span; an error for damage that is not a
+/// torn last record.
+fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)> {
+    let mut records: Vec<(u64, Vec<LogWrite>)> = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let torn = |reason: &str| -> Result<()> {
+            // Only the last record can be torn; zeros to the end are an unwritten tail.
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(());
+            }
+            Err(StorageError::corrupt(path, format!("write-ahead log at byte {pos}: {reason}")))
+        };
+        if rest.len() < HEADER_BYTES {
+            // A header cut short can only be the last thing written.
+            break;
+        }
+        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
+        if len as u64 > WAL_RECORD_BYTES_MAX {
+            torn(&format!("record length {len} past {WAL_RECORD_BYTES_MAX}"))?;
+            break;
+        }
+        if rest.len() < HEADER_BYTES + len {
+            // The record runs past the end: the last one, cut short.
+            break;
+        }
+        let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
+        let mut digest = CRC32C.digest();
+        digest.update(&seq.to_le_bytes());
+        digest.update(payload);
+        if digest.finalize() != crc {
+            if rest.len() == HEADER_BYTES + len {
+                break; // the last record, torn
+            }
+            torn("checksum mismatch")?;
+            break;
+        }
+        if let Some((prev, _)) = records.last() {
+            if seq != prev + 1 {
+                let reason = format!("write-ahead log record {seq} follows record {prev}");
+                return Err(StorageError::corrupt(path, reason));
+            }
+        }
+        let writes: Vec<LogWrite> = rmp_serde::from_slice(payload).map_err(|e| {
+            StorageError::corrupt(path, format!("write-ahead log record {seq}: {e}"))
+        })?;
+        records.push((seq, writes));
+        pos += HEADER_BYTES + len;
+    }
+    Ok((records, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{EntryPayload, LogIndex, Term};
+
+    fn entry(i: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(i),
+            payload: EntryPayload::Normal(bytes::Bytes::from(format!("e{i}"))),
+        }
+    }
+
+    fn write(wal: &mut Wal, group: u64, first: u64, n: u64) {
+        let entries: Vec<Entry> = (first..first + n).map(entry).collect();
+        let hs = HardState { term: Term(1), commit_index: LogIndex(first), ..HardState::default() };
+        wal.append(&[LogWriteRef { group: GroupId(group), entries: &entries, hard_state: Some(hs) }])
+            .expect("append");
+    }
+
+    #[test]
+    fn records_come_back_in_order_after_the_absorbed_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("open");
+        assert!(replay.is_empty());
+        write(&mut wal, 1, 1, 3);
+        write(&mut wal, 2, 1, 1);
+        write(&mut wal, 1, 4, 2);
+        drop(wal);
+        let (wal, replay) = Wal::open(path.clone(), 1).expect("reopen");
+        assert_eq!(wal.last_seq(), 3);
+        let seqs: Vec<u64> = replay.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(replay[1].1[0].group, GroupId(1));
+        assert_eq!(replay[1].1[0].entries, vec![entry(4), entry(5)]);
+        assert_eq!(replay[1].1[0].hard_state.map(|h| h.commit_index), Some(LogIndex(4)));
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_and_appends_go_on_after_it() {
+        for cut in [1usize, 5, HEADER_BYTES, HEADER_BYTES + 3] {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("db.wal");
+            let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+            write(&mut wal, 1, 1, 2);
+            let good = wal.len;
+            write(&mut wal, 1, 3, 2);
+            drop(wal);
+            let file = OpenOptions::new().write(true).open(&path).expect("file");
+            file.set_len(good + cut as u64).expect("tear");
+            drop(file);
+            let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
+            assert_eq!(replay.len(), 1, "cut {cut}");
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), good);
+            write(&mut wal, 1, 3, 1);
+            drop(wal);
+            let (_, replay) = Wal::open(path, 0).expect("reopen");
+            assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        }
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_an_unwritten_tail() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        write(&mut wal, 1, 1, 2);
+        let good = wal.len;
+        drop(wal);
+        let file = OpenOptions::new().write(true).open(&path).expect("file");
+        file.set_len(good + 4096).expect("extend with zeros");
+        drop(file);
+        let (_, replay) = Wal::open(path.clone(), 0).expect("reopen");
+        assert_eq!(replay.len(), 1);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), good);
+    }
+
+    #[test]
+    fn damage_before_the_last_record_is_corruption() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        write(&mut wal, 1, 1, 2);
+        write(&mut wal, 1, 3, 2);
+        drop(wal);
+        let file = OpenOptions::new().read(true).write(true).open(&path).expect("file");
+        file.write_all_at(&[0xFF], HEADER_BYTES as u64 + 2).expect("flip");
+        drop(file);
+        let before = std::fs::read(&path).expect("read");
+        let err = Wal::open(path.clone(), 0).expect_err("corrupt");
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before, "a corrupt log is left as it was");
+    }
+
+    #[test]
+    fn a_gap_after_the_absorbed_record_is_corruption() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 5).expect("open");
+        write(&mut wal, 1, 1, 1);
+        assert_eq!(wal.last_seq(), 6);
+        drop(wal);
+        assert_eq!(Wal::open(path.clone(), 5).expect("reopen").1.len(), 1);
+        let err = Wal::open(path, 4).expect_err("records 5 missing");
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_file_is_emptied_only_when_large_and_absorbed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        write(&mut wal, 1, 1, 1);
+        wal.absorbed();
+        assert!(wal.len > 0, "a small log is kept");
+        wal.len = WAL_FILE_BYTES_MAX;
+        wal.absorbed();
+        assert_eq!(wal.len, 0);
+        write(&mut wal, 1, 2, 1);
+        drop(wal);
+        let (wal, replay) = Wal::open(path, 1).expect("reopen");
+        assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(wal.last_seq(), 2);
+    }
+}

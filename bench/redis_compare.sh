@@ -35,6 +35,11 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save ""
 pids+=($!)
 ./target/release/shardkv local --data-dir "$work/shardkv" >"$work/shardkv.log" 2>&1 &
 pids+=($!)
+# The same cluster with lease reads (`[reads] mode = "lease"`), for the GET rows.
+./target/release/shardkv local --lease-reads --data-dir "$work/shardkv-lease" \
+  --base-resp-port 7011 --base-peer-port 7111 --base-metrics-port 9111 \
+  >"$work/shardkv-lease.log" 2>&1 &
+pids+=($!)
 
 wait_for() { # port
   for _ in $(seq 1 150); do
@@ -44,8 +49,10 @@ wait_for() { # port
   echo "port $1 did not answer" >&2; tail -30 "$work/shardkv.log" >&2; exit 1
 }
 wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
+wait_for 7011; wait_for 7012; wait_for 7013
 # Let every group elect and take a first write.
 timeout 60 redis-benchmark -p 7001 -t set -n 2000 -c 10 -q >/dev/null
+timeout 60 redis-benchmark -p 7011 -t set -n 2000 -c 10 -q >/dev/null
 
 rps() { # port test pipeline extra...
   local port="$1" test="$2" pipe="$3"; shift 3
@@ -53,14 +60,19 @@ rps() { # port test pipeline extra...
     -r 100000 --csv "$@" 2>/dev/null | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}'
 }
 
-printf '%-8s %-4s %14s %14s %14s %8s\n' test P redis-always shardkv shardkv-cluster ratio
+printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
+  shardkv-lease ratio lease
 for pipe in 1 16; do
   for test in set get; do
     r="$(rps "$redis_port" "$test" "$pipe")"
     s="$(rps 7001 "$test" "$pipe")"
     c="$(rps 7001 "$test" "$pipe" --cluster)"
+    l=-
+    [ "$test" = get ] && l="$(rps 7011 "$test" "$pipe")"
     ratio="$(awk -v s="$s" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "n/a" }')"
-    printf '%-8s %-4s %14s %14s %14s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$ratio"
+    lratio="$(awk -v s="$l" -v r="$r" 'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "-" }')"
+    printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" "$ratio" "$lratio"
   done
 done
-echo "(ratio = shardkv through one node, forwarding to each group's leader / redis-server)"
+echo "(ratio = shardkv through one node, forwarding to each group's leader / redis-server;"
+echo " lease = the same with lease reads, [reads] mode = \"lease\")"

@@ -59,6 +59,7 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             nodes: nodes.clone(),
             timeouts: TimeoutConfig::default(),
             limits: LimitConfig::default(),
+            reads: Default::default(),
             joined: false,
         })
         .collect()

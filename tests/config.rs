@@ -91,6 +91,28 @@ fn heartbeat_not_shorter_than_the_election_timeout_is_refused() {
 }
 
 #[test]
+fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
+    let lease = |drift: u64| {
+        move |t: String| {
+            t.replace(
+                "[reads]\nmode = \"read-index\"\nlease_drift_ticks = 3",
+                &format!("[reads]\nmode = \"lease\"\nlease_drift_ticks = {drift}"),
+            )
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    assert!(text.contains("[reads]\nmode = \"read-index\""), "{text}");
+    std::fs::write(&path, lease(3)(text)).expect("write config");
+    let (config, _) = NodeConfig::load(&path).expect("lease reads load");
+    assert_eq!(config.reads.lease(), Some(3));
+    assert!(message(load_edited(lease(10))).contains("lease_drift_ticks"));
+    let unknown = |t: String| t.replace("mode = \"read-index\"", "mode = \"stale\"");
+    assert!(message(load_edited(unknown)).contains("stale"));
+}
+
+#[test]
 fn a_missing_layout_file_is_refused_naming_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = valid_files(tmp.path());

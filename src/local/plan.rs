@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::node::config::{
-    ConfigError, LimitConfig, ListenConfig, NodeConfig, PeerConfig, TimeoutConfig,
+    ConfigError, LimitConfig, ListenConfig, NodeConfig, PeerConfig, ReadConfig, TimeoutConfig,
     SECRET_BYTES_MIN,
 };
 use crate::router::layout::{Layout, LayoutError};
@@ -81,6 +81,7 @@ pub struct LocalPlan {
     pub listen: BTreeMap<u64, ListenConfig>,
     pub timeouts: TimeoutConfig,
     pub limits: LimitConfig,
+    pub reads: ReadConfig,
 }
 
 /// One node as written: its configuration file and what that file says.
@@ -121,6 +122,7 @@ impl LocalPlan {
             listen,
             timeouts: TimeoutConfig::default(),
             limits: LimitConfig::default(),
+            reads: ReadConfig::default(),
         })
     }
 
@@ -160,6 +162,7 @@ impl LocalPlan {
                 nodes: peers.clone(),
                 timeouts: self.timeouts.clone(),
                 limits: limits.clone(),
+                reads: self.reads.clone(),
                 joined: false,
             };
             config

@@ -141,6 +141,42 @@ impl Default for LimitConfig {
     }
 }
 
+/// How a group's leader confirms that a read is linearizable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadConsistency {
+    /// A heartbeat round acknowledged by a majority (ReadIndex) per batch of reads: no
+    /// assumption about clocks.
+    #[default]
+    ReadIndex,
+    /// The leader's lease: within an election time-out (less `lease_drift_ticks`) of a
+    /// round a majority acknowledged, no other leader can exist, so the leader answers at
+    /// once. Correct only while clocks run at about the same rate on every node.
+    Lease,
+}
+
+/// `[reads]`: the read path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadConfig {
+    pub mode: ReadConsistency,
+    /// With `lease`: ticks taken off the lease for clock drift between nodes.
+    pub lease_drift_ticks: u64,
+}
+
+impl Default for ReadConfig {
+    fn default() -> ReadConfig {
+        ReadConfig { mode: ReadConsistency::ReadIndex, lease_drift_ticks: 3 }
+    }
+}
+
+impl ReadConfig {
+    /// The replicas' setting: `Some(drift ticks)` for lease reads.
+    pub fn lease(&self) -> Option<u64> {
+        (self.mode == ReadConsistency::Lease).then_some(self.lease_drift_ticks)
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +202,8 @@ pub struct NodeConfig {
     pub timeouts: TimeoutConfig,
     #[serde(default)]
     pub limits: LimitConfig,
+    #[serde(default)]
+    pub reads: ReadConfig,
     /// Set by `shardkv server --join`: the layout and `nodes` came from the cluster map,
     /// so the node bootstraps no group from them (its replicas arrive by replica moves).
     #[serde(skip)]
@@ -242,6 +280,11 @@ impl NodeConfig {
         }
         if t.election_ticks_max <= t.election_ticks_min {
             return invalid("election_ticks_max must exceed election_ticks_min".into());
+        }
+        if self.reads.mode == ReadConsistency::Lease
+            && self.reads.lease_drift_ticks >= t.election_ticks_min
+        {
+            return invalid("reads.lease_drift_ticks must be below election_ticks_min".into());
         }
         Ok(())
     }

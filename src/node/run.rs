@@ -728,6 +728,7 @@ impl ReplicaFactory {
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
+        cfg.lease_reads = config.reads.lease();
         cfg.metrics = self.shards.metrics.group(group);
         cfg.rng_seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -58,6 +58,10 @@ pub struct ShardConfig {
     pub log_keep_entries: u64,
     /// Seed of the election-timeout RNG (mixed with node and group).
     pub rng_seed: u64,
+    /// `Some(drift)`: the leader answers reads on its lease (`ReadMode::LeaseBased`),
+    /// trusting clocks to drift less than `drift` ticks over an election time-out; `None`:
+    /// every read takes a ReadIndex round.
+    pub lease_reads: Option<u64>,
     /// Counters and histograms this replica updates (detached unless the node sets them).
     pub metrics: GroupMetrics,
 }
@@ -77,6 +81,7 @@ impl ShardConfig {
             compact_every_entries: COMPACT_EVERY_ENTRIES,
             log_keep_entries: LOG_KEEP_ENTRIES,
             rng_seed: 0,
+            lease_reads: None,
             metrics: GroupMetrics::detached(),
         }
     }
@@ -91,6 +96,10 @@ impl ShardConfig {
         cfg.applied = applied;
         let mix = self.node.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.group.get();
         cfg.rng_seed = self.rng_seed ^ mix;
+        if let Some(drift) = self.lease_reads {
+            cfg.read_mode = crate::raft::ReadMode::LeaseBased;
+            cfg.lease_clock_drift_ticks = drift;
+        }
         cfg
     }
 }
@@ -286,6 +295,8 @@ pub(crate) struct PendingRead {
 
 /// One replica of one group.
 pub struct ShardActor {
+    /// Real time up to which the core was ticked (see `catch_up_ticks`).
+    pub(crate) tick_clock: std::time::Instant,
     pub(crate) cfg: ShardConfig,
     pub(crate) deps: ShardDeps,
     pub(crate) raw: RawNode<RedbStorage>,
@@ -409,6 +420,7 @@ impl ShardActor {
             last_index = %raw.last_index(), slots = %range.range, "replica opened");
         let was_member = raw.conf_state().all_nodes().contains(&cfg.node);
         Ok(ShardActor {
+            tick_clock: std::time::Instant::now(),
             initialized,
             was_member,
             removed: false,
@@ -538,6 +550,10 @@ impl ShardActor {
         }
         let id = self.next_read_id;
         self.next_read_id += 1;
+        if self.cfg.lease_reads.is_some() {
+            // The lease is counted in ticks: they must be the real time's before it is used.
+            self.catch_up_ticks();
+        }
         match self.raw.read_index(Bytes::copy_from_slice(&id.to_be_bytes())) {
             Ok(()) => {
                 self.reads.insert(id, PendingRead { command, now_ms, tx });
@@ -621,17 +637,46 @@ impl ShardActor {
     }
 }
 
+/// Ticks the core makes up at once at most: past an election time-out and a half, every
+/// timer of the core has fired anyway.
+fn catch_up_ticks_max(cfg: &ShardConfig) -> u64 {
+    cfg.election_ticks_max + cfg.election_ticks_max / 2 + 1
+}
+
+impl ShardActor {
+    /// Ticks the core once for every whole tick of real (monotonic) time since the last
+    /// one, so that its clock keeps up with time even when timers fire late or the process
+    /// was paused: a leader's lease, counted in ticks, must never outlast the real time it
+    /// stands for (followers count their election time-out in real time too).
+    pub(crate) fn catch_up_ticks(&mut self) {
+        let tick = self.cfg.tick.as_nanos().max(1);
+        let elapsed = self.tick_clock.elapsed().as_nanos();
+        let due = elapsed / tick;
+        if due == 0 {
+            return;
+        }
+        let remainder = std::time::Duration::from_nanos((elapsed % tick) as u64);
+        self.tick_clock = std::time::Instant::now() - remainder;
+        for _ in 0..(due as u64).min(catch_up_ticks_max(&self.cfg)) {
+            self.raw.tick();
+        }
+    }
+}
+
 impl Actor for ShardActor {
     type Context = Context<ShardActor>;
 
     fn started(&mut self, ctx: &mut Context<ShardActor>) {
+        // Half a tick in the past: each timer firing finds one whole tick due, however it
+        // jitters by less than half a tick.
+        self.tick_clock = std::time::Instant::now() - self.cfg.tick / 2;
         ctx.run_interval(self.cfg.tick, |act, ctx| {
             // A replica whose storage failed takes no Ready any more: stepping it would
             // only pile up entries and answers in memory.
             if act.failed.is_some() {
                 return;
             }
-            act.raw.tick();
+            act.catch_up_ticks();
             act.pump_snapshots();
             act.retry_deferred(ctx);
             act.drive(ctx);

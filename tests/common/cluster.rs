@@ -20,7 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shardkv::local::plan::LAYOUT_FILE;
 use shardkv::local::LocalPlan;
-use shardkv::node::config::{LimitConfig, ListenConfig, NodeConfig, TimeoutConfig};
+use shardkv::node::config::{LimitConfig, ListenConfig, NodeConfig, ReadConfig, TimeoutConfig};
 use shardkv::router::layout::Layout;
 
 /// The binary under test.
@@ -70,6 +70,7 @@ pub enum ClusterLayout {
 pub struct ClusterOpts {
     pub timeouts: TimeoutConfig,
     pub limits: LimitConfig,
+    pub reads: ReadConfig,
     /// `RUST_LOG` of the nodes.
     pub rust_log: String,
 }
@@ -79,6 +80,7 @@ impl Default for ClusterOpts {
         ClusterOpts {
             timeouts: fast_timeouts(),
             limits: LimitConfig::default(),
+            reads: ReadConfig::default(),
             rust_log: "info".to_string(),
         }
     }
@@ -189,6 +191,7 @@ impl TestCluster {
             listen,
             timeouts: opts.timeouts,
             limits: opts.limits,
+            reads: opts.reads,
         };
         let written = plan.write().expect("write the cluster's files");
         let mut cluster = TestCluster {

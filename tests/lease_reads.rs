@@ -1,0 +1,93 @@
+//! Lease reads (`[reads] mode = "lease"`) stay linearizable when the leader of most groups
+//! is paused (SIGSTOP) past an election time-out while clients keep writing and reading
+//! through every node, then wakes (SIGCONT). The paused leader's lease is counted in ticks;
+//! on waking, its queued reads must find the lease expired (its ticks catch up with the
+//! monotonic clock first), not answer from a state the new leaders have moved past. The
+//! history, ending with a read of every key through the woken node, is checked for
+//! linearizability.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
+use common::workload::{final_reads, report_and_check, Load};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shardkv::node::config::{ReadConfig, ReadConsistency};
+
+const READY_TIMEOUT_MS: u64 = 20_000;
+const KEYS: u64 = 16;
+const CLIENTS: u64 = 6;
+const PHASE_MS: u64 = 1_000;
+/// Several election time-outs of the test's 20 ms ticks (10–20 ticks).
+const PAUSE_MS: u64 = 1_500;
+const POLL_MS: u64 = 50;
+
+fn signal(cluster: &TestCluster, node: u64, sig: Signal) {
+    let pid = cluster.pid(node).expect("the node runs");
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+    kill(pid, sig).unwrap_or_else(|e| panic!("{sig} to node{node}: {e}"));
+}
+
+/// Leaderships per node as `asked` reports them, once every group has a leader.
+fn leaders(cluster: &TestCluster, asked: u64, groups: usize) -> BTreeMap<u64, usize> {
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    loop {
+        match cluster.leaders_per_node(asked) {
+            Ok(counts) if counts.values().sum::<usize>() == groups => return counts,
+            other if Instant::now() > deadline => panic!("leaders never settled: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(POLL_MS)),
+        }
+    }
+}
+
+#[test]
+fn lease_reads_stay_linearizable_when_a_paused_leader_wakes() {
+    let groups = 4;
+    let opts = ClusterOpts {
+        reads: ReadConfig { mode: ReadConsistency::Lease, ..ReadConfig::default() },
+        ..ClusterOpts::default()
+    };
+    let layout = ClusterLayout::Even { groups: groups as u64, replicas: 3 };
+    let cluster = TestCluster::start(3, layout, opts);
+    let ready = Duration::from_millis(READY_TIMEOUT_MS);
+    if let Err(e) = cluster.wait_ready(ready) {
+        panic!("cluster not ready: {e}");
+    }
+    let before = leaders(&cluster, 1, groups);
+    let (&victim, &led) = before.iter().max_by_key(|(_, &n)| n).expect("three nodes");
+    assert!(led > 0, "some node leads a group: {before:?}");
+    let survivor = if victim == 1 { 2 } else { 1 };
+
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("lease:{k}")).collect();
+    let addrs: Vec<String> = (1..=3).map(|n| cluster.resp_addr(n).to_string()).collect();
+    let load = Load::start(CLIENTS, addrs, keys.clone());
+    std::thread::sleep(Duration::from_millis(PHASE_MS));
+
+    let paused = load.now();
+    signal(&cluster, victim, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(PAUSE_MS));
+    let during = leaders(&cluster, survivor, groups);
+    signal(&cluster, victim, Signal::SIGCONT);
+    let woke = load.now();
+    std::thread::sleep(Duration::from_millis(PHASE_MS));
+    let after = leaders(&cluster, survivor, groups);
+
+    let start = load.start;
+    let (mut history, acks) = load.stop();
+    println!("leaders before {before:?}, during the pause {during:?}, after {after:?}");
+    assert_eq!(during.get(&victim), Some(&0), "the paused node's groups elected new leaders");
+    final_reads(&cluster, victim, &keys, start, ready, &mut history);
+    let windows = vec![
+        (format!("node{victim} paused"), paused, woke),
+        (format!("node{victim} awake"), woke, load_end(&acks, woke)),
+    ];
+    report_and_check(&cluster, &[], &history, &acks, &windows);
+}
+
+/// The last acknowledged write's time (at least `from`).
+fn load_end(acks: &[u64], from: u64) -> u64 {
+    acks.iter().copied().max().unwrap_or(from).max(from)
+}

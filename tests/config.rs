@@ -108,6 +108,7 @@ fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
     let (config, _) = NodeConfig::load(&path).expect("lease reads load");
     assert_eq!(config.reads.lease(), Some(3));
     assert!(message(load_edited(lease(10))).contains("lease_drift_ticks"));
+    assert!(message(load_edited(lease(0))).contains("lease_drift_ticks"));
     let unknown = |t: String| t.replace("mode = \"read-index\"", "mode = \"stale\"");
     assert!(message(load_edited(unknown)).contains("stale"));
 }

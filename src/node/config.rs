@@ -160,7 +160,8 @@ pub enum ReadConsistency {
 #[serde(deny_unknown_fields, default)]
 pub struct ReadConfig {
     pub mode: ReadConsistency,
-    /// With `lease`: ticks taken off the lease for clock drift between nodes.
+    /// With `lease`: ticks taken off the lease for clock drift between nodes and the
+    /// granularity of ticks (at least 1).
     pub lease_drift_ticks: u64,
 }
 
@@ -282,9 +283,12 @@ impl NodeConfig {
             return invalid("election_ticks_max must exceed election_ticks_min".into());
         }
         if self.reads.mode == ReadConsistency::Lease
-            && self.reads.lease_drift_ticks >= t.election_ticks_min
+            && (self.reads.lease_drift_ticks == 0
+                || self.reads.lease_drift_ticks >= t.election_ticks_min)
         {
-            return invalid("reads.lease_drift_ticks must be below election_ticks_min".into());
+            return invalid(
+                "reads.lease_drift_ticks must be at least 1 and below election_ticks_min".into(),
+            );
         }
         Ok(())
     }

@@ -565,6 +565,12 @@ impl ShardActor {
     }
 
     fn step_inbound(&mut self, messages: Vec<(GroupMessage, Urgency)>) {
+        if self.cfg.lease_reads.is_some() {
+            // A follower's election timer restarts on a leader's message: the ticks owed for
+            // the time before it must be counted first, or they would shorten the wait the
+            // leader's lease relies on.
+            self.catch_up_ticks();
+        }
         for (gm, urgency) in messages {
             if gm.group != self.cfg.group {
                 warn!(group = %self.cfg.group, to_group = %gm.group, "message for another group");
@@ -649,14 +655,15 @@ impl ShardActor {
     /// was paused: a leader's lease, counted in ticks, must never outlast the real time it
     /// stands for (followers count their election time-out in real time too).
     pub(crate) fn catch_up_ticks(&mut self) {
+        let now = std::time::Instant::now();
         let tick = self.cfg.tick.as_nanos().max(1);
-        let elapsed = self.tick_clock.elapsed().as_nanos();
+        let elapsed = now.saturating_duration_since(self.tick_clock).as_nanos();
         let due = elapsed / tick;
         if due == 0 {
             return;
         }
         let remainder = std::time::Duration::from_nanos((elapsed % tick) as u64);
-        self.tick_clock = std::time::Instant::now() - remainder;
+        self.tick_clock = now - remainder;
         for _ in 0..(due as u64).min(catch_up_ticks_max(&self.cfg)) {
             self.raw.tick();
         }

@@ -35,8 +35,11 @@ use crate::storage::tables::{
     SNAPSHOT_META,
 };
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format this build reads and writes. 2: log appends may be in the write-ahead
+/// log beside the file (`<file>.wal`), which a build of version 1 would ignore.
+pub const FORMAT_VERSION: u64 = 2;
+/// An older format this build opens and upgrades (stamping `FORMAT_VERSION`).
+const FORMAT_VERSION_UPGRADED: u64 = 1;
 /// The META key holding the format version.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
 /// The META key holding the sequence number of the last write-ahead log record whose
@@ -90,6 +93,7 @@ impl NodeDb {
             Err(e) => return Err(io_err(&path, "stat", e)),
         }
         let db = open_existing(&path)?;
+        upgrade_format(&db, &path)?;
         let absorbed_seq = read_absorbed_seq(&db, &path)?;
         let (wal, replay) = Wal::open(log_path, absorbed_seq)?;
         let node_db = NodeDb {
@@ -347,6 +351,33 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Stamps `FORMAT_VERSION` on a file of `FORMAT_VERSION_UPGRADED` (before its first
+/// write-ahead log record), so that an older build refuses it from then on.
+fn upgrade_format(db: &Database, path: &Path) -> Result<()> {
+    let err = |op, e: redb::Error| StorageError::redb(path, op, e);
+    let found = {
+        let txn = db.begin_read().map_err(|e| err("begin read", e.into()))?;
+        let meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+        let v = meta.get(FORMAT_VERSION_KEY).map_err(|e| err("read format version", e.into()))?;
+        v.map(|v| v.value())
+    };
+    if found != Some(FORMAT_VERSION_UPGRADED) {
+        return Ok(());
+    }
+    let mut txn = db.begin_write().map_err(|e| err("begin write", e.into()))?;
+    txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
+        path: path.to_path_buf(),
+        op: "set durability",
+        detail: e.to_string(),
+    })?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+        meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
+            .map_err(|e| err("stamp format version", e.into()))?;
+    }
+    txn.commit().map_err(|e| err("commit format version", e.into()))
+}
+
 /// The last write-ahead log record redb holds (`WAL_ABSORBED_SEQ_KEY`; 0: none).
 fn read_absorbed_seq(db: &Database, path: &Path) -> Result<u64> {
     let txn = db.begin_read().map_err(|e| StorageError::redb(path, "begin read", e))?;
@@ -378,7 +409,7 @@ fn check_format(db: &impl ReadableDatabase, path: &Path) -> Result<()> {
         .map_err(|e| StorageError::redb(path, "read format version", e))?
         .map(|v| v.value())
         .ok_or_else(|| not_ours("no format version"))?;
-    if found != FORMAT_VERSION {
+    if found != FORMAT_VERSION && found != FORMAT_VERSION_UPGRADED {
         return Err(StorageError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
@@ -463,12 +494,35 @@ mod tests {
         drop(NodeDb::open(&path).expect("create"));
         let db = Database::open(&path).expect("open");
         let txn = db.begin_write().expect("write");
-        txn.open_table(META).expect("meta").insert(FORMAT_VERSION_KEY, 2).expect("insert");
+        let next = FORMAT_VERSION + 1;
+        txn.open_table(META).expect("meta").insert(FORMAT_VERSION_KEY, next).expect("insert");
         txn.commit().expect("commit");
         drop(db);
         refused(&path, |e| {
-            *e == StorageError::UnsupportedVersion { path: path.clone(), found: 2, expected: 1 }
+            *e == StorageError::UnsupportedVersion {
+                path: path.clone(),
+                found: FORMAT_VERSION + 1,
+                expected: FORMAT_VERSION,
+            }
         });
+    }
+
+    #[test]
+    fn a_version_1_file_opens_and_is_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = new_path(&dir);
+        drop(NodeDb::open(&path).expect("create"));
+        let db = Database::open(&path).expect("open");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META).expect("meta").insert(FORMAT_VERSION_KEY, 1).expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        drop(NodeDb::open(&path).expect("open version 1"));
+        let db = Database::open(&path).expect("open");
+        let txn = db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        let found = meta.get(FORMAT_VERSION_KEY).expect("get").map(|v| v.value());
+        assert_eq!(found, Some(FORMAT_VERSION));
     }
 
     #[test]

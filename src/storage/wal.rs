@@ -76,8 +76,10 @@ pub(crate) struct Wal {
     path: PathBuf,
     /// Bytes of valid records in the file; the next record goes here.
     len: u64,
-    /// The sequence number of the last record written (0: none ever).
+    /// The sequence number of the last record written, or attempted (0: none ever).
     last_seq: u64,
+    /// The last sequence number redb holds.
+    absorbed_seq: u64,
     /// Writes of records after the last one redb absorbed, in order.
     pub pending: Vec<Unabsorbed>,
     /// `Entry::size_bytes` of the pending entries.
@@ -105,6 +107,7 @@ impl Wal {
             op,
             detail: e.to_string(),
         };
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -112,18 +115,15 @@ impl Wal {
             .truncate(false)
             .open(&path)
             .map_err(|e| io("open log", e))?;
+        if !existed {
+            // The new file's name must survive a power loss with the records it will hold.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync directory", e))?;
+            }
+        }
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| io("read log", e))?;
         let (records, valid) = parse(&path, &data)?;
-        if valid < data.len() {
-            tracing::warn!(
-                path = %path.display(),
-                bytes = data.len() - valid,
-                "cutting off a torn last record of the write-ahead log (never acknowledged)"
-            );
-            file.set_len(valid as u64).map_err(|e| io("cut torn record", e))?;
-            file.sync_all().map_err(|e| io("sync log", e))?;
-        }
         let last_seq = records.last().map_or(0, |(seq, _)| *seq).max(absorbed_seq);
         let replay: Vec<_> = records.into_iter().filter(|(seq, _)| *seq > absorbed_seq).collect();
         if let Some((first, _)) = replay.first() {
@@ -135,11 +135,21 @@ impl Wal {
                 return Err(StorageError::corrupt(&path, reason));
             }
         }
+        if valid < data.len() {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = data.len() - valid,
+                "cutting off a torn last record of the write-ahead log (never acknowledged)"
+            );
+            file.set_len(valid as u64).map_err(|e| io("cut torn record", e))?;
+            file.sync_all().map_err(|e| io("sync log", e))?;
+        }
         let wal = Wal {
             file,
             path,
             len: valid as u64,
             last_seq,
+            absorbed_seq,
             pending: Vec::new(),
             pending_bytes: 0,
             broken: None,
@@ -148,9 +158,21 @@ impl Wal {
         Ok((wal, replay))
     }
 
-    /// The sequence number of the last record written.
+    /// The sequence number of the last record written or attempted: a transaction that
+    /// absorbs the log records it, so that a record whose append failed (and may be on
+    /// disk) is never replayed over what came after it.
     pub(crate) fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Whether redb lacks anything: pending writes, or a sequence number not yet recorded.
+    pub(crate) fn unabsorbed(&self) -> bool {
+        !self.pending.is_empty() || self.last_seq > self.absorbed_seq
+    }
+
+    /// Whether an append failed: the log takes no more records (batches go to redb).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
     }
 
     /// The log's file.
@@ -185,6 +207,8 @@ impl Wal {
             .write_all_at(&self.buf, self.len)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
+            // The record may be on disk: its number is used up.
+            self.last_seq = seq;
             self.broken = Some(e.to_string());
             return Err(self.io_err("append", e.to_string()));
         }
@@ -198,6 +222,7 @@ impl Wal {
     pub(crate) fn absorbed(&mut self) {
         self.pending.clear();
         self.pending_bytes = 0;
+        self.absorbed_seq = self.last_seq;
         if self.len < WAL_FILE_BYTES_MAX || self.broken.is_some() {
             return;
         }
@@ -239,7 +264,20 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
             break;
         }
         if rest.len() < HEADER_BYTES + len {
-            // The record runs past the end: the last one, cut short.
+            // The record runs past the end: the last one, cut short, unless its length is
+            // what is damaged and the records after it are still there.
+            if let Some((prev, _)) = records.last() {
+                if let Some(at) = record_further_on(&rest[1..], prev + 2) {
+                    let reason = format!(
+                        "write-ahead log at byte {pos}: record {} runs past the end, but record \
+                         {} follows at byte {}",
+                        prev + 1,
+                        prev + 2,
+                        pos + 1 + at
+                    );
+                    return Err(StorageError::corrupt(path, reason));
+                }
+            }
             break;
         }
         let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
@@ -266,6 +304,27 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
         pos += HEADER_BYTES + len;
     }
     Ok((records, pos))
+}
+
+/// The offset in `data` of a whole, valid record numbered `seq`, if any: the record after a
+/// damaged one. Candidates are found by their sequence number, then checked.
+fn record_further_on(data: &[u8], seq: u64) -> Option<usize> {
+    let want = seq.to_le_bytes();
+    (0..data.len().saturating_sub(HEADER_BYTES - 1)).find(|&at| {
+        let h = &data[at..];
+        if h.len() < HEADER_BYTES || h[8..16] != want {
+            return false;
+        }
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+        if h.len() < HEADER_BYTES + len {
+            return false;
+        }
+        let crc = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let mut digest = CRC32C.digest();
+        digest.update(&want);
+        digest.update(&h[HEADER_BYTES..HEADER_BYTES + len]);
+        digest.finalize() == crc
+    })
 }
 
 #[cfg(test)]
@@ -361,6 +420,43 @@ mod tests {
         let err = Wal::open(path.clone(), 0).expect_err("corrupt");
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), before, "a corrupt log is left as it was");
+    }
+
+    #[test]
+    fn a_damaged_length_before_the_last_record_is_corruption() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        write(&mut wal, 1, 1, 2);
+        let second = wal.len;
+        write(&mut wal, 1, 3, 2);
+        write(&mut wal, 1, 5, 2);
+        drop(wal);
+        let file = OpenOptions::new().read(true).write(true).open(&path).expect("file");
+        file.write_all_at(&[0xFF, 0xFF, 0x00], second).expect("damage the length");
+        drop(file);
+        let err = Wal::open(path, 0).expect_err("corrupt");
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_failed_append_uses_up_its_number() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db.wal");
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        write(&mut wal, 1, 1, 1);
+        wal.absorbed();
+        assert!(!wal.unabsorbed());
+        // A read-only handle makes the next write fail.
+        wal.file = File::open(&path).expect("read-only");
+        let entries = [entry(2)];
+        let w = LogWriteRef { group: GroupId(1), entries: &entries, hard_state: None };
+        assert!(wal.append(&[w]).is_err());
+        assert!(wal.is_broken());
+        assert_eq!(wal.last_seq(), 2, "the failed record's number is used up");
+        assert!(wal.unabsorbed(), "the next transaction records it");
+        let w = LogWriteRef { group: GroupId(1), entries: &entries, hard_state: None };
+        assert!(wal.append(&[w]).is_err(), "a broken log takes no more records");
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl GroupCommitWriter {
             }
         }
         let steps = plan_batch(&caches, writes)?;
-        if goes_to_log(writes) {
+        if goes_to_log(writes) && !wal.is_broken() {
             return self.append_to_log(&mut wal, &caches, writes, steps);
         }
         // Groups whose stored entries this batch removes: lock their caches across the
@@ -379,14 +379,19 @@ impl GroupCommitWriter {
         self.db.count_durable(started, writes.len());
         let mut durable = Vec::with_capacity(writes.len());
         for (w, step) in writes.iter().zip(steps) {
-            wal.pending_bytes += w.entries.iter().map(Entry::size_bytes).sum::<u64>();
+            wal.pending_bytes +=
+                PENDING_WRITE_OVERHEAD_BYTES + w.entries.iter().map(Entry::size_bytes).sum::<u64>();
             let delete = step.delete.clone();
             durable.push(update_cache(&mut write_cache(&caches[&w.group]), w, step));
             let write = LogWrite { group: w.group, entries: w.entries.clone(), hard_state: w.hard_state };
             wal.pending.push(Unabsorbed { write, delete });
         }
         if wal.pending_bytes > WAL_PENDING_BYTES_MAX {
-            self.absorb(wal)?;
+            // The writes are durable whatever becomes of this: a failure is only logged
+            // (the next redb transaction absorbs them, or a restart replays them).
+            if let Err(e) = self.absorb(wal) {
+                tracing::warn!(error = %e, "absorbing the write-ahead log into the database failed");
+            }
         }
         Ok(durable)
     }
@@ -394,7 +399,7 @@ impl GroupCommitWriter {
     /// Writes what the write-ahead log holds that redb does not into redb, in a
     /// transaction of its own.
     fn absorb(&self, wal: &mut Wal) -> Result<()> {
-        if wal.pending.is_empty() {
+        if !wal.unabsorbed() {
             return Ok(());
         }
         let txn = self.db.begin_durable_write()?;
@@ -446,7 +451,8 @@ impl GroupCommitWriter {
     }
 
     /// Deletes up to `COMPACT_DELETES_PER_TXN_MAX` entries at or below `index`; false when
-    /// none was left.
+    /// none was left. It need not absorb the log: `compact` did, and what the log gained
+    /// since is above `index` (committed entries are never replaced).
     fn delete_compacted(&self, group: GroupId, index: LogIndex) -> Result<bool> {
         let _ordered = self.db.lock_writes();
         let g = group.get();
@@ -480,6 +486,10 @@ fn write_cache(cache: &RwLock<GroupCache>) -> RwLockWriteGuard<'_, GroupCache> {
     cache.write().expect("group cache poisoned")
 }
 
+/// What one pending log write counts against `WAL_PENDING_BYTES_MAX` beside its entries,
+/// so that writes of hard states alone are bounded too.
+const PENDING_WRITE_OVERHEAD_BYTES: u64 = 64;
+
 /// Whether `writes` go to the write-ahead log: they only append entries and set hard
 /// states, and fit one record.
 fn goes_to_log(writes: &[GroupWrite]) -> bool {
@@ -498,7 +508,7 @@ fn goes_to_log(writes: &[GroupWrite]) -> bool {
 /// Within `txn`: writes the log writes redb does not hold yet (in their order, with the
 /// deletions planned for them) and the log position they reach.
 pub(crate) fn absorb_into(db: &NodeDb, wal: &Wal, txn: &WriteTransaction) -> Result<()> {
-    if wal.pending.is_empty() {
+    if !wal.unabsorbed() {
         return Ok(());
     }
     let path = db.path();

@@ -23,6 +23,10 @@ use crate::transport::wire::{read_frame, Batch, Frame, WireError};
 /// Inbound connections open at once (handshaking or established); more are closed at once.
 pub const INBOUND_CONNECTIONS_MAX: usize = 256;
 
+/// Read buffer of one established inbound connection: a frame's length prefix and body
+/// (and often the next frames) come in one `read` instead of one each.
+const INBOUND_READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Pause after a failed `accept` (say, out of file descriptors) before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -93,6 +97,7 @@ async fn serve(
     peer.inbound_replaced.notify_waiters();
     let replaced = peer.inbound_replaced.notified();
     tokio::pin!(replaced);
+    let mut stream = tokio::io::BufReader::with_capacity(INBOUND_READ_BUFFER_BYTES, stream);
     loop {
         let read = tokio::select! {
             biased;

@@ -203,14 +203,7 @@ impl NodeDb {
 
     /// A write transaction whose commit is durable when it returns.
     pub(crate) fn begin_durable_write(&self) -> Result<WriteTransaction> {
-        let mut txn = self.db.begin_write().map_err(|e| self.err("begin write", e))?;
-        // Group commit: one fsync per batch, and a batch is acknowledged only once durable.
-        txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
-            path: self.path.clone(),
-            op: "set durability",
-            detail: e.to_string(),
-        })?;
-        Ok(txn)
+        begin_durable(&self.db, &self.path)
     }
 
     /// Commits `txn` (one fsync, carrying `group_writes` group writes) and counts it.
@@ -270,16 +263,9 @@ fn create_stamped(path: &Path) -> Result<()> {
 /// Creates every table and writes the format version, durably.
 fn stamp(db: &Database, path: &Path) -> Result<()> {
     let err = |op, e: redb::Error| StorageError::redb(path, op, e);
-    let mut txn = db.begin_write().map_err(|e| err("begin write", e.into()))?;
-    txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
-        path: path.to_path_buf(),
-        op: "set durability",
-        detail: e.to_string(),
-    })?;
+    let txn = begin_durable(db, path)?;
+    write_format_version(&txn, path)?;
     {
-        let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
-        meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
-            .map_err(|e| err("stamp format version", e.into()))?;
         txn.open_table(HARD_STATE).map_err(|e| err("create table", e.into()))?;
         txn.open_table(CONF_STATE).map_err(|e| err("create table", e.into()))?;
         txn.open_table(LOG).map_err(|e| err("create table", e.into()))?;
@@ -364,18 +350,30 @@ fn upgrade_format(db: &Database, path: &Path) -> Result<()> {
     if found != Some(FORMAT_VERSION_UPGRADED) {
         return Ok(());
     }
-    let mut txn = db.begin_write().map_err(|e| err("begin write", e.into()))?;
+    let txn = begin_durable(db, path)?;
+    write_format_version(&txn, path)?;
+    txn.commit().map_err(|e| err("commit format version", e.into()))
+}
+
+/// A write transaction on `db` whose commit is durable when it returns.
+fn begin_durable(db: &Database, path: &Path) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write().map_err(|e| StorageError::redb(path, "begin write", e))?;
+    // Group commit: one fsync per batch, and a batch is acknowledged only once durable.
     txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Io {
         path: path.to_path_buf(),
         op: "set durability",
         detail: e.to_string(),
     })?;
-    {
-        let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
-        meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
-            .map_err(|e| err("stamp format version", e.into()))?;
-    }
-    txn.commit().map_err(|e| err("commit format version", e.into()))
+    Ok(txn)
+}
+
+/// Within `txn`: stamps `FORMAT_VERSION`.
+fn write_format_version(txn: &WriteTransaction, path: &Path) -> Result<()> {
+    let err = |op, e: redb::Error| StorageError::redb(path, op, e);
+    let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
+        .map_err(|e| err("stamp format version", e.into()))?;
+    Ok(())
 }
 
 /// The last write-ahead log record redb holds (`WAL_ABSORBED_SEQ_KEY`; 0: none).

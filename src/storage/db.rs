@@ -58,6 +58,8 @@ pub struct NodeDb {
     path: PathBuf,
     /// Durable commits (each one fsync) since open.
     fsyncs: AtomicU64,
+    /// Of those, transactions that only absorbed the write-ahead log (past its bound).
+    absorptions: AtomicU64,
     /// Told the duration and the group writes of every durable commit (metrics).
     commit_observer: std::sync::OnceLock<CommitObserver>,
     /// The write-ahead log, and the node-wide write lock: held from the start of a write
@@ -100,6 +102,7 @@ impl NodeDb {
             db,
             path,
             fsyncs: AtomicU64::new(0),
+            absorptions: AtomicU64::new(0),
             commit_observer: std::sync::OnceLock::new(),
             wal: Mutex::new(wal),
             caches: Mutex::new(BTreeMap::new()),
@@ -116,6 +119,16 @@ impl NodeDb {
     /// Durable commits (fsyncs) made through this handle since it was opened.
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Transactions that only absorbed the write-ahead log into redb (each one fsync, also
+    /// counted by `fsync_count`), since open.
+    pub fn absorption_count(&self) -> u64 {
+        self.absorptions.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_absorption(&self) {
+        self.absorptions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Calls `observer` after every durable commit with its duration and the number of

@@ -405,6 +405,7 @@ impl GroupCommitWriter {
         let txn = self.db.begin_durable_write()?;
         absorb_into(&self.db, wal, &txn)?;
         self.db.commit(txn, 0)?;
+        self.db.count_absorption();
         absorbed(&self.db, wal)
     }
 

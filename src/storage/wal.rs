@@ -347,102 +347,92 @@ mod tests {
             .expect("append");
     }
 
-    #[test]
-    fn records_come_back_in_order_after_the_absorbed_one() {
+    /// A closed log of `records` records (group 1, two entries each) after record
+    /// `absorbed`; returns where each record starts, and where the last one ends.
+    fn log_of(records: u64, absorbed: u64) -> (tempfile::TempDir, PathBuf, Vec<u64>) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("db.wal");
-        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("open");
+        let (mut wal, replay) = Wal::open(path.clone(), absorbed).expect("open");
         assert!(replay.is_empty());
-        write(&mut wal, 1, 1, 3);
-        write(&mut wal, 2, 1, 1);
-        write(&mut wal, 1, 4, 2);
-        drop(wal);
-        let (wal, replay) = Wal::open(path.clone(), 1).expect("reopen");
+        let mut starts = Vec::new();
+        for r in 0..records {
+            starts.push(wal.len);
+            write(&mut wal, 1, 2 * r + 1, 2);
+        }
+        starts.push(wal.len);
+        (dir, path, starts)
+    }
+
+    fn seqs(replay: &[(u64, Vec<LogWrite>)]) -> Vec<u64> {
+        replay.iter().map(|(s, _)| *s).collect()
+    }
+
+    fn set_len(path: &Path, len: u64) {
+        OpenOptions::new().write(true).open(path).expect("file").set_len(len).expect("set len");
+    }
+
+    fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).expect("file");
+        file.write_all_at(bytes, at).expect("overwrite");
+    }
+
+    fn refused(path: PathBuf, absorbed: u64) {
+        let before = std::fs::read(&path).expect("read");
+        let err = Wal::open(path.clone(), absorbed).expect_err("corrupt");
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before, "a refused log is left as it was");
+    }
+
+    #[test]
+    fn records_come_back_in_order_after_the_absorbed_one() {
+        let (_dir, path, _) = log_of(3, 0);
+        let (wal, replay) = Wal::open(path, 1).expect("reopen");
         assert_eq!(wal.last_seq(), 3);
-        let seqs: Vec<u64> = replay.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(seqs(&replay), vec![2, 3]);
         assert_eq!(replay[1].1[0].group, GroupId(1));
-        assert_eq!(replay[1].1[0].entries, vec![entry(4), entry(5)]);
-        assert_eq!(replay[1].1[0].hard_state.map(|h| h.commit_index), Some(LogIndex(4)));
+        assert_eq!(replay[1].1[0].entries, vec![entry(5), entry(6)]);
+        assert_eq!(replay[1].1[0].hard_state.map(|h| h.commit_index), Some(LogIndex(5)));
     }
 
     #[test]
     fn a_torn_last_record_is_cut_off_and_appends_go_on_after_it() {
-        for cut in [1usize, 5, HEADER_BYTES, HEADER_BYTES + 3] {
-            let dir = tempfile::tempdir().expect("dir");
-            let path = dir.path().join("db.wal");
-            let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
-            write(&mut wal, 1, 1, 2);
-            let good = wal.len;
-            write(&mut wal, 1, 3, 2);
-            drop(wal);
-            let file = OpenOptions::new().write(true).open(&path).expect("file");
-            file.set_len(good + cut as u64).expect("tear");
-            drop(file);
+        for cut in [1u64, 5, HEADER_BYTES as u64, HEADER_BYTES as u64 + 3] {
+            let (_dir, path, starts) = log_of(2, 0);
+            set_len(&path, starts[1] + cut);
             let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
-            assert_eq!(replay.len(), 1, "cut {cut}");
-            assert_eq!(std::fs::metadata(&path).expect("meta").len(), good);
+            assert_eq!(seqs(&replay), vec![1], "cut {cut}");
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), starts[1]);
             write(&mut wal, 1, 3, 1);
             drop(wal);
-            let (_, replay) = Wal::open(path, 0).expect("reopen");
-            assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
         }
     }
 
     #[test]
     fn zeros_after_the_last_record_are_an_unwritten_tail() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
-        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
-        write(&mut wal, 1, 1, 2);
-        let good = wal.len;
-        drop(wal);
-        let file = OpenOptions::new().write(true).open(&path).expect("file");
-        file.set_len(good + 4096).expect("extend with zeros");
-        drop(file);
-        let (_, replay) = Wal::open(path.clone(), 0).expect("reopen");
-        assert_eq!(replay.len(), 1);
-        assert_eq!(std::fs::metadata(&path).expect("meta").len(), good);
+        let (_dir, path, starts) = log_of(1, 0);
+        set_len(&path, starts[1] + 4096);
+        assert_eq!(Wal::open(path.clone(), 0).expect("reopen").1.len(), 1);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), starts[1]);
     }
 
     #[test]
     fn damage_before_the_last_record_is_corruption() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
-        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
-        write(&mut wal, 1, 1, 2);
-        write(&mut wal, 1, 3, 2);
-        drop(wal);
-        let file = OpenOptions::new().read(true).write(true).open(&path).expect("file");
-        file.write_all_at(&[0xFF], HEADER_BYTES as u64 + 2).expect("flip");
-        drop(file);
-        let before = std::fs::read(&path).expect("read");
-        let err = Wal::open(path.clone(), 0).expect_err("corrupt");
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-        assert_eq!(std::fs::read(&path).expect("read"), before, "a corrupt log is left as it was");
+        let (_dir, path, starts) = log_of(2, 0);
+        overwrite(&path, starts[0] + HEADER_BYTES as u64 + 2, &[0xFF]);
+        refused(path, 0);
     }
 
     #[test]
     fn a_damaged_length_before_the_last_record_is_corruption() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
-        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
-        write(&mut wal, 1, 1, 2);
-        let second = wal.len;
-        write(&mut wal, 1, 3, 2);
-        write(&mut wal, 1, 5, 2);
-        drop(wal);
-        let file = OpenOptions::new().read(true).write(true).open(&path).expect("file");
-        file.write_all_at(&[0xFF, 0xFF, 0x00], second).expect("damage the length");
-        drop(file);
-        let err = Wal::open(path, 0).expect_err("corrupt");
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        let (_dir, path, starts) = log_of(3, 0);
+        overwrite(&path, starts[1], &[0xFF, 0xFF, 0x00]);
+        refused(path, 0);
     }
 
     #[test]
     fn a_failed_append_uses_up_its_number() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
+        let (_dir, path, _) = log_of(0, 0);
         let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
         write(&mut wal, 1, 1, 1);
         wal.absorbed();
@@ -461,21 +451,16 @@ mod tests {
 
     #[test]
     fn a_gap_after_the_absorbed_record_is_corruption() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
-        let (mut wal, _) = Wal::open(path.clone(), 5).expect("open");
-        write(&mut wal, 1, 1, 1);
-        assert_eq!(wal.last_seq(), 6);
+        let (_dir, path, _) = log_of(1, 5);
+        let (wal, replay) = Wal::open(path.clone(), 5).expect("reopen");
+        assert_eq!((wal.last_seq(), seqs(&replay)), (6, vec![6]));
         drop(wal);
-        assert_eq!(Wal::open(path.clone(), 5).expect("reopen").1.len(), 1);
-        let err = Wal::open(path, 4).expect_err("records 5 missing");
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        refused(path, 4);
     }
 
     #[test]
     fn the_file_is_emptied_only_when_large_and_absorbed() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("db.wal");
+        let (_dir, path, _) = log_of(0, 0);
         let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
         write(&mut wal, 1, 1, 1);
         wal.absorbed();
@@ -486,7 +471,6 @@ mod tests {
         write(&mut wal, 1, 2, 1);
         drop(wal);
         let (wal, replay) = Wal::open(path, 1).expect("reopen");
-        assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2]);
-        assert_eq!(wal.last_seq(), 2);
+        assert_eq!((wal.last_seq(), seqs(&replay)), (2, vec![2]));
     }
 }

@@ -189,13 +189,13 @@ pub fn live_shapes(admin: &mut Admin) -> Result<Vec<GroupShape>, AdminError> {
 }
 
 /// Plans from the groups' live state and executes, again until a plan is empty (at most
-/// `REBALANCE_ROUNDS_MAX` rounds); `first_plan` sees each round's plan before it runs.
+/// `REBALANCE_ROUNDS_MAX` rounds); `on_plan` sees each round's plan before it runs.
 /// Returns the steps taken.
 pub fn run(
     admin: &mut Admin,
     nodes: &[u64],
     step_wait: Duration,
-    first_plan: &mut dyn FnMut(&[Step]),
+    on_plan: &mut dyn FnMut(&[Step]),
     progress: Progress<'_>,
 ) -> Result<usize, AdminError> {
     let mut taken = 0;
@@ -204,7 +204,7 @@ pub fn run(
         if steps.is_empty() {
             break;
         }
-        first_plan(&steps);
+        on_plan(&steps);
         execute(admin, &steps, step_wait, &mut *progress)?;
         taken += steps.len();
     }

@@ -51,3 +51,15 @@ pub enum KvMutation {
     /// Remove a client's session (expired or evicted).
     DeleteSession { client_id: u64 },
 }
+
+impl KvMutation {
+    /// The bytes of keys and records it carries.
+    pub fn data_bytes(&self) -> u64 {
+        match self {
+            KvMutation::Put { key, record, .. } => (key.len() + record.len()) as u64,
+            KvMutation::Delete { key, .. } => key.len() as u64,
+            KvMutation::PutSession { record, .. } => record.len() as u64,
+            KvMutation::DeleteSession { .. } => 0,
+        }
+    }
+}

@@ -59,12 +59,7 @@ impl Undurable {
             self.carrying.insert(gen);
         }
         for m in mutations {
-            self.unflushed_bytes += match m {
-                KvMutation::Put { key, record, .. } => (key.len() + record.len()) as u64,
-                KvMutation::Delete { key, .. } => key.len() as u64,
-                KvMutation::PutSession { record, .. } => record.len() as u64,
-                KvMutation::DeleteSession { .. } => 0,
-            };
+            self.unflushed_bytes += m.data_bytes();
             match m {
                 KvMutation::Put { slot, key, record } => {
                     let value = Some(record.clone());

@@ -97,13 +97,7 @@ impl GroupWrite {
 
 fn mutation_bytes(m: &KvMutation) -> u64 {
     const OVERHEAD_BYTES: u64 = 16;
-    OVERHEAD_BYTES
-        + match m {
-            KvMutation::Put { key, record, .. } => (key.len() + record.len()) as u64,
-            KvMutation::Delete { key, .. } => key.len() as u64,
-            KvMutation::PutSession { record, .. } => record.len() as u64,
-            KvMutation::DeleteSession { .. } => 0,
-        }
+    OVERHEAD_BYTES + m.data_bytes()
 }
 
 /// What one `GroupWrite` made durable: the group's log ends at `last_index`, and its hard
@@ -227,15 +221,9 @@ impl<'t> Tables<'t> {
         let g = w.group.get();
         let path = db.path();
         let e = |e| db.err("write", e);
-        for &(lo, hi) in &step.delete {
-            self.log.retain_in((g, lo)..=(g, hi), |_, _| false).map_err(e)?;
-        }
+        write_log(db, &mut self.log, w.group, &step.delete, &w.entries)?;
         if let Some(snap) = &w.snapshot {
             self.snapshot_meta.insert(g, encode(path, snap)?.as_slice()).map_err(e)?;
-        }
-        for entry in &w.entries {
-            let bytes = encode(path, entry)?;
-            self.log.insert((g, entry.index.get()), bytes.as_slice()).map_err(e)?;
         }
         if w.hard_state.is_some() || w.snapshot.is_some() {
             let bytes = encode(path, &step.after.hard_state)?;
@@ -301,14 +289,11 @@ impl GroupCommitWriter {
     /// transaction, which also absorbs whatever the log holds that redb does not.
     fn commit_one(&self, writes: &[GroupWrite]) -> Result<Vec<GroupDurable>> {
         let mut wal = self.db.lock_writes();
-        let mut caches = BTreeMap::new();
-        for w in writes {
-            if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
-                slot.insert(self.db.group_cache(w.group)?);
-            }
-        }
+        let caches = caches_of(&self.db, writes)?;
         let steps = plan_batch(&caches, writes)?;
-        if goes_to_log(writes) && !wal.is_broken() {
+        // Past the pending bound (an absorption failed) batches take the redb path, which
+        // absorbs the log or fails: the pending writes never grow past one batch more.
+        if goes_to_log(writes) && !wal.is_broken() && wal.pending_bytes <= WAL_PENDING_BYTES_MAX {
             return self.append_to_log(&mut wal, &caches, writes, steps);
         }
         // Groups whose stored entries this batch removes: lock their caches across the
@@ -487,6 +472,41 @@ fn write_cache(cache: &RwLock<GroupCache>) -> RwLockWriteGuard<'_, GroupCache> {
     cache.write().expect("group cache poisoned")
 }
 
+/// Within a transaction: deletes `group`'s entries in the inclusive ranges `delete` (a
+/// replaced suffix, a snapshot's whole log), then stores `entries`.
+fn write_log(
+    db: &NodeDb,
+    log: &mut Table<'_, (u64, u64), &'static [u8]>,
+    group: GroupId,
+    delete: &[(u64, u64)],
+    entries: &[Entry],
+) -> Result<()> {
+    let g = group.get();
+    let e = |e| db.err("write log", e);
+    for &(lo, hi) in delete {
+        log.retain_in((g, lo)..=(g, hi), |_, _| false).map_err(e)?;
+    }
+    for entry in entries {
+        let bytes = encode(db.path(), entry)?;
+        log.insert((g, entry.index.get()), bytes.as_slice()).map_err(e)?;
+    }
+    Ok(())
+}
+
+/// The cache of every group `writes` name.
+fn caches_of(
+    db: &NodeDb,
+    writes: &[GroupWrite],
+) -> Result<BTreeMap<GroupId, Arc<RwLock<GroupCache>>>> {
+    let mut caches = BTreeMap::new();
+    for w in writes {
+        if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
+            slot.insert(db.group_cache(w.group)?);
+        }
+    }
+    Ok(caches)
+}
+
 /// What one pending log write counts against `WAL_PENDING_BYTES_MAX` beside its entries,
 /// so that writes of hard states alone are bounded too.
 const PENDING_WRITE_OVERHEAD_BYTES: u64 = 64;
@@ -517,17 +537,10 @@ pub(crate) fn absorb_into(db: &NodeDb, wal: &Wal, txn: &WriteTransaction) -> Res
     let mut log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
     let mut hard_state = txn.open_table(HARD_STATE).map_err(|x| e(x.into()))?;
     for p in &wal.pending {
-        let g = p.write.group.get();
-        for &(lo, hi) in &p.delete {
-            log.retain_in((g, lo)..=(g, hi), |_, _| false).map_err(|x| e(x.into()))?;
-        }
-        for entry in &p.write.entries {
-            let bytes = encode(path, entry)?;
-            log.insert((g, entry.index.get()), bytes.as_slice()).map_err(|x| e(x.into()))?;
-        }
+        write_log(db, &mut log, p.write.group, &p.delete, &p.write.entries)?;
         if let Some(hs) = &p.write.hard_state {
             let bytes = encode(path, hs)?;
-            hard_state.insert(g, bytes.as_slice()).map_err(|x| e(x.into()))?;
+            hard_state.insert(p.write.group.get(), bytes.as_slice()).map_err(|x| e(x.into()))?;
         }
     }
     let mut meta = txn.open_table(META).map_err(|x| e(x.into()))?;
@@ -562,12 +575,7 @@ pub(crate) fn replay_wal(db: &NodeDb, records: Vec<(u64, Vec<LogWrite>)>) -> Res
             ..GroupWrite::new(w.group)
         })
         .collect();
-    let mut caches = BTreeMap::new();
-    for w in &writes {
-        if let std::collections::btree_map::Entry::Vacant(slot) = caches.entry(w.group) {
-            slot.insert(db.group_cache(w.group)?);
-        }
-    }
+    let caches = caches_of(db, &writes)?;
     let steps = plan_batch(&caches, &writes).map_err(|e| {
         StorageError::corrupt(wal.path(), format!("write-ahead log does not replay: {e}"))
     })?;
@@ -1014,19 +1022,19 @@ mod tests {
     #[test]
     fn pending_log_writes_are_absorbed_past_their_bound() {
         let (_dir, writer) = open();
-        let big = Bytes::from(vec![1u8; 1024 * 1024]);
-        let mut next = 1;
-        while writer.db().lock_writes().pending_bytes <= WAL_PENDING_BYTES_MAX / 2 {
-            let e = Entry { term: Term(1), index: LogIndex(next), payload: EntryPayload::Normal(big.clone()) };
+        const MIB: u64 = 1024 * 1024;
+        let big = Bytes::from(vec![1u8; MIB as usize]);
+        let mut next = 0;
+        let mut write_one = || {
+            next += 1;
+            let payload = EntryPayload::Normal(big.clone());
+            let e = Entry { term: Term(1), index: LogIndex(next), payload };
             writer.write_batch(&[GroupWrite { entries: vec![e], ..GroupWrite::new(GroupId(1)) }])
                 .expect("write");
-            next += 1;
-        }
-        for _ in 0..(WAL_PENDING_BYTES_MAX / (1024 * 1024)) {
-            let e = Entry { term: Term(1), index: LogIndex(next), payload: EntryPayload::Normal(big.clone()) };
-            writer.write_batch(&[GroupWrite { entries: vec![e], ..GroupWrite::new(GroupId(1)) }])
-                .expect("write");
-            next += 1;
+        };
+        // Half the bound, then the whole bound again: more than it holds.
+        for _ in 0..(WAL_PENDING_BYTES_MAX / MIB / 2 + WAL_PENDING_BYTES_MAX / MIB) {
+            write_one();
         }
         let pending = writer.db().lock_writes().pending_bytes;
         assert!(pending <= WAL_PENDING_BYTES_MAX, "pending {pending}");

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,21 +90,20 @@ pub(crate) struct Peer {
     pub inbound_replaced: Notify,
     pub counters: Counters,
     /// Our link to the peer is connected.
-    pub outbound_up: std::sync::atomic::AtomicBool,
+    pub outbound_up: AtomicBool,
     /// The peer's link to us (the newest one, `inbound_gen`) is connected.
-    pub inbound_up: std::sync::atomic::AtomicBool,
+    pub inbound_up: AtomicBool,
     /// Numbers the peer's inbound connections: only the newest may mark the link down.
-    pub inbound_gen: std::sync::atomic::AtomicU64,
+    pub inbound_gen: AtomicU64,
     /// The node left the cluster: its link is not dialled again once it closes.
-    pub removed: std::sync::atomic::AtomicBool,
+    pub removed: AtomicBool,
 }
 
 impl Peer {
     /// Whether either direction of the link is connected: a peer that died closes both
     /// (ours fails on the next write, the peer's ends with EOF), so only then is it down.
     pub fn is_up(&self) -> bool {
-        use std::sync::atomic::Ordering::Acquire;
-        self.outbound_up.load(Acquire) || self.inbound_up.load(Acquire)
+        self.outbound_up.load(Ordering::Acquire) || self.inbound_up.load(Ordering::Acquire)
     }
 
     pub fn new(
@@ -120,10 +120,10 @@ impl Peer {
             clock: Notify::new(),
             inbound_replaced: Notify::new(),
             counters: Counters::default(),
-            outbound_up: std::sync::atomic::AtomicBool::new(false),
-            inbound_up: std::sync::atomic::AtomicBool::new(false),
-            inbound_gen: std::sync::atomic::AtomicU64::new(0),
-            removed: std::sync::atomic::AtomicBool::new(false),
+            outbound_up: AtomicBool::new(false),
+            inbound_up: AtomicBool::new(false),
+            inbound_gen: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
         };
         (peer, rx)
     }
@@ -276,7 +276,7 @@ pub(crate) async fn run(
     let mut backoff = cfg.reconnect_min;
     let mut failures = 0u64;
     loop {
-        if peer.removed.load(std::sync::atomic::Ordering::Acquire) {
+        if peer.removed.load(Ordering::Acquire) {
             info!(peer = %peer.node, "peer left the cluster; not dialled any more");
             return;
         }
@@ -284,11 +284,11 @@ pub(crate) async fn run(
             Ok(stream) => {
                 bump(&peer.counters.connects, 1);
                 info!(peer = %peer.node, addr = %peer.addr, "connected to peer");
-                peer.outbound_up.store(true, std::sync::atomic::Ordering::Release);
+                peer.outbound_up.store(true, Ordering::Release);
                 failures = 0;
                 let since = Instant::now();
                 let end = run_connected(&peer, &cfg, &mut rx, stream).await;
-                peer.outbound_up.store(false, std::sync::atomic::Ordering::Release);
+                peer.outbound_up.store(false, Ordering::Release);
                 match end {
                     Ok(()) => return,
                     Err(e) => info!(peer = %peer.node, addr = %peer.addr, "disconnected: {e}"),

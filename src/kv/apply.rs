@@ -164,7 +164,14 @@ fn set<V: KvRead>(
     if options.expire_at_ms == Some(0) {
         return Err(KvError::InvalidExpireTime("set".to_string()));
     }
-    let old = if options.get { cx.lookup_string(key)? } else { cx.lookup(key)? };
+    // A plain SET replaces whatever is there: it needs no read of the old record.
+    let needs_old =
+        options.get || options.keep_ttl || options.condition != SetCondition::Always;
+    let old = match (needs_old, options.get) {
+        (false, _) => None,
+        (true, true) => cx.lookup_string(key)?,
+        (true, false) => cx.lookup(key)?,
+    };
     let answer = match (&old, options.get) {
         (Some(record), true) => Reply::Bulk(record.value.clone()),
         (None, true) => Reply::Nil,

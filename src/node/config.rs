@@ -70,6 +70,11 @@ pub struct TimeoutConfig {
     /// How often the node reads the cluster map (new nodes, groups it holds no replica
     /// of) and sends its leaders' pending reports to it.
     pub meta_sync_ms: u64,
+    /// A replica writes the state it applied (records and applied index) at the latest
+    /// this long after it last did, on its next tick (sooner after `APPLY_FLUSH_READIES`
+    /// Readies or a configuration change). Longer: fewer, larger B-tree transactions under
+    /// load; a restart re-applies at most this much of the log. 0: on every tick.
+    pub apply_flush_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -85,6 +90,7 @@ impl Default for TimeoutConfig {
             reconnect_max_ms: 2_000,
             shutdown_ms: 5_000,
             meta_sync_ms: 500,
+            apply_flush_ms: crate::shard::limits::APPLY_FLUSH_MS_DEFAULT,
         }
     }
 }
@@ -100,6 +106,10 @@ impl TimeoutConfig {
 
     pub fn request(&self) -> Duration {
         Duration::from_millis(self.request_ms)
+    }
+
+    pub fn apply_flush(&self) -> Duration {
+        Duration::from_millis(self.apply_flush_ms)
     }
 }
 
@@ -121,8 +131,11 @@ pub struct LimitConfig {
     pub client_output_bytes_max: u64,
     /// Proposals and reads waiting in one group replica.
     pub pending_requests_per_group_max: usize,
-    /// Threads hosting the node's group replicas; 0: one per core (at most 8). Nodes that
-    /// share one machine (`shardkv local`) divide its cores between them.
+    /// Threads hosting the node's group replicas, the node's own thread (which also runs
+    /// the client connections and the transport) counted first: 1 keeps every replica on
+    /// it, so a message between a connection, the transport and a replica never wakes
+    /// another thread. 0: one per core (at most 8). Nodes that share one machine
+    /// (`shardkv local`) divide its cores between them.
     pub replica_threads: usize,
 }
 

@@ -45,7 +45,8 @@ pub const DB_FILE_NAME: &str = "shardkv.redb";
 const DROP_WAIT_MS: u64 = 10_000;
 /// How often it looks.
 const DROP_POLL_MS: u64 = 10;
-/// Arbiters (threads) hosting shard replicas, at most; the default is one per core.
+/// Threads hosting shard replicas (the node's own and arbiters), at most; the default is
+/// one per core.
 pub const ARBITERS_MAX: usize = 8;
 
 /// Why a node could not start or stopped badly.
@@ -438,11 +439,12 @@ async fn start_transport(
         .map_err(|source| NodeError::PeerListen { addr, source })
 }
 
-/// `threads` arbiters (0: one per core), at most `ARBITERS_MAX`.
+/// The arbiters beside the node's own thread for `threads` replica threads in all (0: one
+/// per core), at most `ARBITERS_MAX`: none for one thread.
 fn start_arbiters(threads: usize) -> Vec<Arbiter> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = if threads == 0 { cores } else { threads };
-    (0..threads.clamp(1, ARBITERS_MAX))
+    (1..threads.clamp(1, ARBITERS_MAX))
         .map(|_| Arbiter::new())
         .collect()
 }
@@ -530,7 +532,10 @@ fn start_replicas(
         on_members,
         on_report,
     };
-    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    // The node's own thread first (`Node::start` runs on the System's arbiter).
+    let handles = std::iter::once(Arbiter::current())
+        .chain(arbiters.iter().map(Arbiter::handle))
+        .collect();
     let made = ReplicaFactory {
         config: config.clone(),
         deps,
@@ -727,6 +732,7 @@ impl ReplicaFactory {
         cfg.election_ticks_min = t.election_ticks_min;
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
+        cfg.apply_flush = t.apply_flush();
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.lease_reads = config.reads.lease();
         cfg.metrics = self.shards.metrics.group(group);

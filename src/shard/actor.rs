@@ -27,7 +27,7 @@ use crate::raft::{
 };
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
-    COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
+    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
     PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
@@ -52,6 +52,8 @@ pub struct ShardConfig {
     pub heartbeat_ticks: u64,
     /// Client writes and reads waiting for an answer, each; more are refused with `Busy`.
     pub pending_requests_max: usize,
+    /// The applied state is written at the latest this long after it last was, on a tick.
+    pub apply_flush: Duration,
     /// Compact the log every this many durably applied entries.
     pub compact_every_entries: u64,
     /// Entries kept below the applied index at a compaction.
@@ -77,6 +79,7 @@ impl ShardConfig {
             election_ticks_min: 10,
             election_ticks_max: 20,
             heartbeat_ticks: 2,
+            apply_flush: Duration::from_millis(APPLY_FLUSH_MS_DEFAULT),
             pending_requests_max: PENDING_REQUESTS_MAX,
             compact_every_entries: COMPACT_EVERY_ENTRIES,
             log_keep_entries: LOG_KEEP_ENTRIES,
@@ -314,9 +317,11 @@ pub struct ShardActor {
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
     /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`), and
-    /// the Readies and ticks since it was last handed to the writer.
+    /// the Readies since it was last handed to the writer.
     pub(crate) unflushed_applied: Option<LogIndex>,
     pub(crate) unflushed_readies: u32,
+    /// When the applied state was last handed to the writer (`ShardConfig::apply_flush`).
+    pub(crate) last_flush: std::time::Instant,
     pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
     /// Reads waiting for their ReadIndex, by read id.
     pub(crate) reads: BTreeMap<u64, PendingRead>,
@@ -444,6 +449,7 @@ impl ShardActor {
             next_gen: 1,
             unflushed_applied: None,
             unflushed_readies: 0,
+            last_flush: std::time::Instant::now(),
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),

@@ -2,7 +2,8 @@
 //! at once; apply committed entries (durable locally already) through the undurable
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
-//! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick, a split, a
+//! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick `apply_flush` after the
+//! last time, a split, a
 //! configuration change: the log is durable, so a crash re-applies from the durable
 //! applied index); only when it reports them
 //! durable send `persisted_messages` and call `on_persisted`. Up to
@@ -143,7 +144,8 @@ impl ShardActor {
         }
         // The applied state goes with a configuration (stored beside the applied index) and
         // a split (its child reads the parent's records from disk) at once; otherwise once
-        // in `APPLY_FLUSH_READIES` Readies, or on the next tick (`flush_applied`).
+        // in `APPLY_FLUSH_READIES` Readies, or on a tick `apply_flush` after the last time
+        // (`flush_applied`).
         let flush = !children.is_empty()
             || rd.conf_state.is_some()
             || self.unflushed_readies >= APPLY_FLUSH_READIES
@@ -197,6 +199,7 @@ impl ShardActor {
     /// The applied state kept in memory, handed to persist generation `gen`.
     fn take_unflushed(&mut self, gen: u64) -> (Vec<KvMutation>, Option<LogIndex>) {
         self.unflushed_readies = 0;
+        self.last_flush = std::time::Instant::now();
         (self.undurable.take_unflushed(gen), self.unflushed_applied.take())
     }
 
@@ -204,6 +207,9 @@ impl ShardActor {
     /// when no Ready did since the last tick.
     pub(crate) fn flush_applied(&mut self, ctx: &mut Context<ShardActor>) {
         if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
+            return;
+        }
+        if self.last_flush.elapsed() < self.cfg.apply_flush {
             return;
         }
         let gen = self.next_gen;

@@ -44,6 +44,9 @@ struct Cluster {
     arbiters: Vec<Arbiter>,
     changes: Arc<Mutex<Vec<LeaderChange>>>,
     compact_every_entries: u64,
+    /// `ShardConfig::apply_flush`: zero (every tick) unless a test studies the interval,
+    /// so durable applied indexes, and the compactions they allow, follow writes at once.
+    apply_flush: Duration,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -68,6 +71,7 @@ impl Cluster {
             arbiters: vec![Arbiter::new(), Arbiter::new()],
             changes: Arc::new(Mutex::new(Vec::new())),
             compact_every_entries,
+            apply_flush: Duration::ZERO,
         }
     }
 
@@ -81,6 +85,7 @@ impl Cluster {
         cfg.tick = Duration::from_millis(10);
         cfg.compact_every_entries = self.compact_every_entries;
         cfg.log_keep_entries = 2;
+        cfg.apply_flush = self.apply_flush;
         cfg.rng_seed = 42;
         let changes = Arc::clone(&self.changes);
         let deps = ShardDeps {
@@ -224,6 +229,42 @@ fn a_read_right_after_a_write_sees_it() {
 #[test]
 fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
     catch_up_by_snapshot(1);
+}
+
+/// The applied state of a few writes stays in memory (served to reads) until
+/// `apply_flush` after the last flush, then a tick writes it.
+#[test]
+fn the_applied_state_is_written_once_per_flush_interval() {
+    run(async {
+        let flush = Duration::from_millis(1_500);
+        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        // Past the flush of the election's no-op, if it came in the first interval.
+        tokio::time::sleep(flush + Duration::from_millis(100)).await;
+        let before = cluster.status(leader).await;
+        let written = Instant::now();
+        for seq in 1..=5u64 {
+            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+        }
+        let s = cluster.status(leader).await;
+        assert!(s.applied_index >= before.applied_index.plus(5), "{s:?}");
+        assert!(s.durable_applied_index < s.applied_index, "written before the interval: {s:?}");
+        assert_eq!(cluster.exec(leader, get("k")).await, bulk("v5"));
+        loop {
+            let now = cluster.status(leader).await;
+            if now.durable_applied_index >= s.applied_index {
+                break;
+            }
+            assert!(written.elapsed() < flush * 3, "not written within the interval: {now:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
 }
 
 /// A snapshot several times `SNAPSHOT_PART_BYTES` travels in parts, assembled in order.

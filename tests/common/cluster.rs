@@ -49,6 +49,7 @@ pub fn fast_timeouts() -> TimeoutConfig {
         reconnect_max_ms: 300,
         shutdown_ms: 3_000,
         meta_sync_ms: 200,
+        ..TimeoutConfig::default()
     }
 }
 

@@ -384,13 +384,15 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Reads wait for a heartbeat round and may start one now (the no-op has committed).
+    /// Reads wait for a heartbeat round and may start one now (the no-op has committed, and
+    /// no round carrying reads is still waiting for its quorum).
     /// `has_ready` asks this rather than "are reads waiting": reads that must wait for the
     /// no-op give the runtime nothing to do, and claiming otherwise makes a runtime that
     /// loops `while has_ready()` spin on empty Readies.
     pub(crate) fn has_reads_to_flush(&self) -> bool {
         self.role == Role::Leader
             && self.read_only.has_waiting()
+            && !self.read_only.read_round_in_flight()
             && (self.committed_entry_in_current_term()
                 || self.has_bug(InjectedBug::ReadBeforeNoopCommit))
     }

@@ -1,7 +1,9 @@
 //! Linearizable reads (dissertation §6.4). Every heartbeat broadcast is a numbered round;
 //! when a quorum answers round R the leader knows it was still leader when R was sent, so
 //! every read registered at or before R may be served once the commit index recorded for
-//! it is applied. Reads that arrive between two Readies share one round (batching).
+//! it is applied. Reads share rounds (batching): those that arrive while a round carrying
+//! reads is in flight all wait for the next, started once it is answered (or released by a
+//! later heartbeat round), so a round at a time carries reads.
 //! A quorum-acknowledged round also starts the leader lease used by `ReadMode::LeaseBased`.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -49,6 +51,13 @@ impl ReadOnly {
     /// True if reads wait for the next round.
     pub fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()
+    }
+
+    /// True while a round carrying reads waits for its quorum. Reads registered meanwhile
+    /// wait for it to end and then share the next round, so a leader answering many
+    /// reads sends one round per round trip, not one per Ready.
+    pub fn read_round_in_flight(&self) -> bool {
+        self.rounds.iter().any(|r| !r.reads.is_empty())
     }
 
     /// Reads registered and not yet released.

@@ -6,13 +6,17 @@
 # (every write committed on a majority of three, each fsyncing). Prints requests per
 # second of both and the ratio shardkv / redis for SET and GET, with -P 1 and -P 16.
 #
-# usage: bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
+# Each figure is the median of ROUNDS runs (default 3), the runs of one row interleaved
+# (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
+#
+# usage: [ROUNDS=n] bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 requests="${1:-100000}"
 clients="${2:-50}"
+rounds="${ROUNDS:-3}"
 redis_port=6390
 work="$(mktemp -d)"
 pids=()
@@ -60,15 +64,23 @@ rps() { # port test pipeline extra...
     -r 100000 --csv "$@" 2>/dev/null | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}'
 }
 
+median() { # values...
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
   shardkv-lease ratio lease
 for pipe in 1 16; do
   for test in set get; do
-    r="$(rps "$redis_port" "$test" "$pipe")"
-    s="$(rps 7001 "$test" "$pipe")"
-    c="$(rps 7001 "$test" "$pipe" --cluster)"
-    l=-
-    [ "$test" = get ] && l="$(rps 7011 "$test" "$pipe")"
+    rs=() ss=() cs=() ls=()
+    for _ in $(seq 1 "$rounds"); do
+      rs+=("$(rps "$redis_port" "$test" "$pipe")")
+      ss+=("$(rps 7001 "$test" "$pipe")")
+      cs+=("$(rps 7001 "$test" "$pipe" --cluster)")
+      [ "$test" = get ] && ls+=("$(rps 7011 "$test" "$pipe")")
+    done
+    r="$(median "${rs[@]}")" s="$(median "${ss[@]}")" c="$(median "${cs[@]}")" l=-
+    [ "$test" = get ] && l="$(median "${ls[@]}")"
     ratio="$(awk -v s="$s" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "n/a" }')"
     lratio="$(awk -v s="$l" -v r="$r" 'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "-" }')"
     printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" "$ratio" "$lratio"

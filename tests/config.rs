@@ -114,6 +114,18 @@ fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
 }
 
 #[test]
+fn the_applied_state_flush_interval_loads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    assert!(text.contains("apply_flush_ms = 1000"), "{text}");
+    std::fs::write(&path, text.replace("apply_flush_ms = 1000", "apply_flush_ms = 250"))
+        .expect("write config");
+    let (config, _) = NodeConfig::load(&path).expect("config loads");
+    assert_eq!(config.timeouts.apply_flush(), std::time::Duration::from_millis(250));
+}
+
+#[test]
 fn a_missing_layout_file_is_refused_naming_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = valid_files(tmp.path());

@@ -27,8 +27,8 @@ use crate::raft::{
 };
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX,
-    PERSIST_JOBS_IN_FLIGHT_MAX,
+    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX,
+    PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};

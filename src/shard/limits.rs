@@ -21,10 +21,11 @@ pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 /// keeps in memory before it hands them to the writer. The log is durable before an entry
 /// applies, so a crash loses nothing: the replica applies again from the durable applied
 /// index. Writing the applied state once per many Readies (and at the latest on the first
-/// tick `timeouts.apply_flush_ms` after the last time) turns a hot key's thousands of updates into one record written, and takes the
-/// state machine's scattered pages off most fsyncs: with random keys each record written
-/// costs a B-tree page copied and checksummed, and records flushed together share pages. A
-/// split, a configuration change or a snapshot writes it at once.
+/// tick `timeouts.apply_flush_ms` after the last time) turns a hot key's thousands of
+/// updates into one record written, and takes the state machine's scattered pages off most
+/// fsyncs: with random keys each record written costs a B-tree page copied and
+/// checksummed, and records flushed together share pages. A split, a configuration change
+/// or a snapshot writes it at once.
 pub const APPLY_FLUSH_READIES: u32 = 512;
 
 /// Default of `timeouts.apply_flush_ms`: an idle or lightly loaded replica writes its

@@ -3,9 +3,8 @@
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
 //! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick `apply_flush` after the
-//! last time, a split, a
-//! configuration change: the log is durable, so a crash re-applies from the durable
-//! applied index); only when it reports them
+//! last time, a split, a configuration change: the log is durable, so a crash re-applies
+//! from the durable applied index); only when it reports them
 //! durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
 //! writer batches many replicas per fsync); a job that installs a snapshot or creates split
@@ -34,7 +33,7 @@ use crate::shard::limits::{
 use crate::shard::undurable::UNFLUSHED;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
-use crate::storage::group_snapshot::latest_kv_view;
+use crate::storage::group_snapshot::{latest_kv_view, LazyKvView};
 use crate::storage::{GroupDurable, GroupWrite, StorageError};
 use crate::transport::api::{GroupMessage, Urgency};
 
@@ -454,7 +453,7 @@ impl ShardActor {
     ) -> Result<(Vec<KvMutation>, Vec<ChildWrite>), String> {
         let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
-        let view = latest_kv_view(&self.deps.db, self.cfg.group).map_err(|e| e.to_string())?;
+        let view = LazyKvView::new(&self.deps.db, self.cfg.group);
         let layered = self.undurable.over(&view);
         let mut batch = Overlay::new();
         let mut answers = Vec::with_capacity(entries.len());
@@ -483,7 +482,7 @@ impl ShardActor {
         }
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
-        view.check().map_err(|e| e.to_string())?;
+        view.check()?;
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }

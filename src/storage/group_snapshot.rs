@@ -17,6 +17,7 @@ use super::error::{Result, StorageError};
 use super::kv_store::RedbKvView;
 use super::snapshot_data::SnapshotExport;
 use super::tables::{APPLIED, CONF_STATE, GROUP_RANGE};
+use crate::kv::apply::KvRead;
 use crate::kv::range::GroupRange;
 use crate::raft::{ConfState, GroupId, LogIndex};
 
@@ -110,4 +111,67 @@ pub fn latest_kv_view(db: &NodeDb, group: GroupId) -> Result<RedbKvView> {
         op: "open kv view",
         detail: e.to_string(),
     })
+}
+
+/// `latest_kv_view`, opened at its first read: applying a batch whose reads the replica's
+/// undurable state answers (a plain SET reads nothing, its client's session is recent)
+/// opens no read transaction. Opened later than the batch began it is as good: the
+/// undurable state gives up only what redb already holds, and never while a batch is
+/// applied.
+pub struct LazyKvView<'a> {
+    db: &'a NodeDb,
+    group: GroupId,
+    view: std::cell::OnceCell<Result<RedbKvView>>,
+}
+
+impl<'a> LazyKvView<'a> {
+    pub fn new(db: &'a NodeDb, group: GroupId) -> LazyKvView<'a> {
+        LazyKvView { db, group, view: std::cell::OnceCell::new() }
+    }
+
+    /// The view, opened now if it was not; `None` if it could not be (`check` says why).
+    fn view(&self) -> Option<&RedbKvView> {
+        self.view.get_or_init(|| latest_kv_view(self.db, self.group)).as_ref().ok()
+    }
+
+    /// The first error met opening the view or reading through it, if any; a view never
+    /// read has none.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self.view.get() {
+            None => Ok(()),
+            Some(Err(error)) => Err(error.to_string()),
+            Some(Ok(view)) => view.check().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl KvRead for LazyKvView<'_> {
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+        self.view()?.get(slot, key)
+    }
+
+    fn session(&self, client_id: u64) -> Option<Bytes> {
+        self.view()?.session(client_id)
+    }
+
+    fn sessions(&self) -> Vec<(u64, Bytes)> {
+        self.view().map_or_else(Vec::new, |v| v.sessions())
+    }
+
+    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
+        self.view().map_or_else(Vec::new, |v| v.keys_in_slots(slots))
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        self.view().map_or_else(Vec::new, |v| v.scan(slots, after, limit))
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        self.view().map_or(0, |v| v.count_keys(slots))
+    }
 }

@@ -328,8 +328,9 @@ async fn connect(peer: &Peer, cfg: &LinkConfig) -> Result<TcpStream, LinkError> 
     }
 }
 
-/// Writes one frame per wake-up (queue items, or the heartbeat clock) until the connection
-/// fails; `Ok` only when the queue is closed (the transport stopped).
+/// Writes one frame per wake-up (queue items or the heartbeat clock, with what else is queued
+/// after one yield to the event loop) until the connection fails; `Ok` only when the queue
+/// is closed (the transport stopped).
 async fn run_connected(
     peer: &Peer,
     cfg: &LinkConfig,
@@ -354,6 +355,15 @@ async fn run_connected(
                     Err(e) => LinkError::Wire(WireError::Io(e)),
                 });
             }
+        }
+        // The first message woke this task; the rest of what this round of the node's
+        // event loop sends to the peer (other replicas' Readies, the writer's durable
+        // answers) is usually a moment behind. Yielding once lets it join the same frame:
+        // one write and one wake-up of the peer instead of several.
+        tokio::task::yield_now().await;
+        let room = cfg.peer_queue_frames_max.saturating_sub(items.len());
+        if room > 0 && !rx.is_empty() {
+            rx.recv_many(&mut items, room).await;
         }
         let batch = peer.take_batch(&mut items);
         if batch.is_empty() {

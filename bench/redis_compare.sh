@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 requests="${1:-100000}"
 clients="${2:-50}"
 rounds="${ROUNDS:-3}"
+[ "$rounds" -ge 1 ] 2>/dev/null || { echo "ROUNDS must be a whole number, at least 1" >&2; exit 2; }
 redis_port=6390
 work="$(mktemp -d)"
 pids=()
@@ -65,7 +66,8 @@ rps() { # port test pipeline extra...
 }
 
 median() { # values...
-  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+    END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \

@@ -127,6 +127,7 @@ fn crash_child() {
     let writer = GroupCommitWriter::new(Arc::clone(&db));
     let mut last = groups[0].last_index().expect("last").get();
     let mut term = groups[0].hard_state().term.get().max(1);
+    println!("OPENED {last}");
     let started = Instant::now();
     let mut batch = 0u64;
     while started.elapsed() < CHILD_LIFETIME {
@@ -147,13 +148,15 @@ fn crash_child() {
     }
 }
 
-/// Opens the database and checks every group; returns the common last index.
-fn verify(path: &Path, reported: u64) -> u64 {
+/// Opens the database and checks every group; returns the common last index. `seen` says
+/// what the killed child printed, for the failure messages.
+fn verify(path: &Path, reported: u64, seen: &str) -> u64 {
     let db = Arc::new(NodeDb::open(path).expect("reopen after kill"));
     let groups = open_groups(&db);
     let last = groups[0].last_index().expect("last").get();
-    assert!(last >= reported, "reported durable {reported}, found {last}");
-    assert!(last <= reported + ENTRIES_PER_GROUP_PER_BATCH, "at most one unreported batch");
+    assert!(last >= reported, "reported durable {reported}, found {last}; {seen}");
+    let most = reported + ENTRIES_PER_GROUP_PER_BATCH;
+    assert!(last <= most, "at most one unreported batch: found {last}, reported {reported}; {seen}");
     for s in &groups {
         let g = s.group().get();
         assert_eq!(s.last_index().expect("last").get(), last, "group {g}: batches are atomic");
@@ -234,6 +237,7 @@ fn kill_9_never_loses_a_reported_batch() {
             }
         });
         let wanted = rng.below(REPORTS_BEFORE_KILL_MAX + 1);
+        let mut printed = Vec::new();
         let mut seen = 0;
         while seen < wanted {
             let line = rx.recv_timeout(LINE_TIMEOUT);
@@ -245,6 +249,7 @@ fn kill_9_never_loses_a_reported_batch() {
                 reported = reported.max(n.trim().parse().expect("durable index"));
                 seen += 1;
             }
+            printed.push(line);
         }
         std::thread::sleep(Duration::from_micros(rng.below(KILL_DELAY_MICROS_MAX)));
         child.kill().expect("SIGKILL");
@@ -255,8 +260,11 @@ fn kill_9_never_loses_a_reported_batch() {
             if let Some(n) = line.strip_prefix("DURABLE ") {
                 reported = reported.max(n.trim().parse().expect("durable index"));
             }
+            printed.push(line);
         }
-        reported = verify(&path, reported);
+        printed.retain(|l| l.starts_with("OPENED ") || l.starts_with("DURABLE "));
+        let seen = format!("kill {kill} after {wanted} reports; the child printed {printed:?}");
+        reported = verify(&path, reported, &seen);
     }
     println!(
         "storage crash test: {KILLS} kills, last index {reported}, {:.1} s",

@@ -70,10 +70,11 @@ pub struct TimeoutConfig {
     /// How often the node reads the cluster map (new nodes, groups it holds no replica
     /// of) and sends its leaders' pending reports to it.
     pub meta_sync_ms: u64,
-    /// A replica writes the state it applied (records and applied index) at the latest
-    /// this long after it last did, on its next tick (sooner after `APPLY_FLUSH_READIES`
-    /// Readies or a configuration change). Longer: fewer, larger B-tree transactions under
-    /// load; a restart re-applies at most this much of the log. 0: on every tick.
+    /// A replica writes the state it applied (records and applied index) on its first tick
+    /// this long after it last did, while its writes in flight leave room (sooner after
+    /// `APPLY_FLUSH_READIES` Readies, past its bounds of keys and bytes held, at a split or
+    /// a configuration change). Longer: fewer, larger B-tree transactions under load; a
+    /// restart re-applies about this much of the log. 0: on every tick.
     pub apply_flush_ms: u64,
 }
 
@@ -131,11 +132,11 @@ pub struct LimitConfig {
     pub client_output_bytes_max: u64,
     /// Proposals and reads waiting in one group replica.
     pub pending_requests_per_group_max: usize,
-    /// Threads hosting the node's group replicas, the node's own thread (which also runs
-    /// the client connections and the transport) counted first: 1 keeps every replica on
-    /// it, so a message between a connection, the transport and a replica never wakes
-    /// another thread. 0: one per core (at most 8). Nodes that share one machine
-    /// (`shardkv local`) divide its cores between them.
+    /// Threads hosting the node's group replicas; 0: one per core (at most 8). Nodes that
+    /// share one machine (`shardkv local`) divide its cores between them. 1: the replicas
+    /// share the node's own thread (the client connections' and the transport's), so a
+    /// message between them wakes no other thread; a replica's synchronous work (a split
+    /// counting keys, DBSIZE) then also delays the node's I/O.
     pub replica_threads: usize,
 }
 

@@ -45,8 +45,9 @@ pub const DB_FILE_NAME: &str = "shardkv.redb";
 const DROP_WAIT_MS: u64 = 10_000;
 /// How often it looks.
 const DROP_POLL_MS: u64 = 10;
-/// Threads hosting shard replicas (the node's own and arbiters), at most; the default is
-/// one per core.
+/// How often a stopping node looks whether its replicas are gone.
+const STOP_POLL_MS: u64 = 5;
+/// Arbiters (threads) hosting shard replicas, at most; the default is one per core.
 pub const ARBITERS_MAX: usize = 8;
 
 /// Why a node could not start or stopped badly.
@@ -358,7 +359,8 @@ impl Node {
         NodeBackend::new(self.client.clone(), Some(local))
     }
 
-    /// Stops the replicas (each finishes what it was doing), the transport, the arbiters.
+    /// Stops the replicas (each finishes what it was doing, and is gone before the writer is
+    /// let go, on whichever thread it ran), the transport, the arbiters.
     pub async fn stop(self) {
         let Node {
             config,
@@ -375,6 +377,18 @@ impl Node {
         let all = futures_join_all(stops);
         if tokio::time::timeout(deadline, all).await.is_err() {
             warn!("replicas did not stop within the shutdown time-out");
+        }
+        // A replica on the node's own thread is dropped, with its handle on the writer, once
+        // its context next runs after `Stop`; no arbiter join waits for it.
+        let gone = async {
+            for (_, addr) in shards.all() {
+                while addr.connected() {
+                    tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, gone).await.is_err() {
+            warn!("replicas were not dropped within the shutdown time-out");
         }
         transport.shutdown().await;
         for arbiter in &arbiters {
@@ -439,14 +453,15 @@ async fn start_transport(
         .map_err(|source| NodeError::PeerListen { addr, source })
 }
 
-/// The arbiters beside the node's own thread for `threads` replica threads in all (0: one
-/// per core), at most `ARBITERS_MAX`: none for one thread.
+/// Arbiters for `threads` replica threads (0: one per core), at most `ARBITERS_MAX`; none
+/// for one thread: the replicas then share the node's own thread.
 fn start_arbiters(threads: usize) -> Vec<Arbiter> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = if threads == 0 { cores } else { threads };
-    (1..threads.clamp(1, ARBITERS_MAX))
-        .map(|_| Arbiter::new())
-        .collect()
+    match threads.clamp(1, ARBITERS_MAX) {
+        1 => Vec::new(),
+        n => (0..n).map(|_| Arbiter::new()).collect(),
+    }
 }
 
 /// Starts this node's replicas: the layout's groups that name this node (bootstrapped on
@@ -532,10 +547,11 @@ fn start_replicas(
         on_members,
         on_report,
     };
-    // The node's own thread first (`Node::start` runs on the System's arbiter).
-    let handles = std::iter::once(Arbiter::current())
-        .chain(arbiters.iter().map(Arbiter::handle))
-        .collect();
+    // No arbiters: the node's own thread (`Node::start` runs on the System's arbiter).
+    let handles = match arbiters {
+        [] => vec![Arbiter::current()],
+        arbiters => arbiters.iter().map(Arbiter::handle).collect(),
+    };
     let made = ReplicaFactory {
         config: config.clone(),
         deps,

@@ -43,7 +43,10 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
-            self.bcast_heartbeat(false);
+            // Sent after every waiting read registered, the round may carry them (once the
+            // no-op committed): reads held behind a round whose answers were lost wait for
+            // one heartbeat interval at most.
+            self.bcast_heartbeat(self.read_barrier_done());
         }
     }
 
@@ -329,9 +332,7 @@ impl<S: Storage> Raft<S> {
         if !quorum::is_sole_voter(&self.conf, self.id) {
             return;
         }
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if !barrier_done {
+        if !self.read_barrier_done() {
             return;
         }
         let commit = self.log.committed();
@@ -364,9 +365,7 @@ impl<S: Storage> Raft<S> {
         if self.read_only.pending_count() >= self.cfg.max_pending_reads {
             return Err(RaftError::ProposalDropped("too many pending reads"));
         }
-        let barrier_done = self.committed_entry_in_current_term()
-            || self.has_bug(InjectedBug::ReadBeforeNoopCommit);
-        if barrier_done && self.lease_valid() {
+        if self.read_barrier_done() && self.lease_valid() {
             let index = self.log.committed();
             self.read_states.push(ReadState { index, context });
             return Ok(());
@@ -377,7 +376,8 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Starts a heartbeat round for the reads registered since the last one, once the
-    /// no-op of this term has committed (before that, the commit index may be stale).
+    /// no-op of this term has committed (before that, the commit index may be stale) and no
+    /// round carrying reads still waits for its quorum (the reads then go with the next).
     pub(crate) fn flush_reads(&mut self) {
         if self.has_reads_to_flush() {
             self.bcast_heartbeat(true);
@@ -393,8 +393,12 @@ impl<S: Storage> Raft<S> {
         self.role == Role::Leader
             && self.read_only.has_waiting()
             && !self.read_only.read_round_in_flight()
-            && (self.committed_entry_in_current_term()
-                || self.has_bug(InjectedBug::ReadBeforeNoopCommit))
+            && self.read_barrier_done()
+    }
+
+    /// Reads may be given a commit index: the no-op of this term has committed.
+    fn read_barrier_done(&self) -> bool {
+        self.committed_entry_in_current_term() || self.has_bug(InjectedBug::ReadBeforeNoopCommit)
     }
 
     /// Hands leadership to `to` (dissertation §3.10): proposals stop, `to` is brought up to

@@ -2,8 +2,8 @@
 //! when a quorum answers round R the leader knows it was still leader when R was sent, so
 //! every read registered at or before R may be served once the commit index recorded for
 //! it is applied. Reads share rounds (batching): those that arrive while a round carrying
-//! reads is in flight all wait for the next, started once it is answered (or released by a
-//! later heartbeat round), so a round at a time carries reads.
+//! reads is in flight all wait for the next, started once it is answered, or for the next
+//! tick's heartbeat round, which takes them too; so a round at a time carries reads.
 //! A quorum-acknowledged round also starts the leader lease used by `ReadMode::LeaseBased`.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -41,8 +41,9 @@ pub struct Released {
 pub struct ReadOnly {
     next_round: u64,
     rounds: VecDeque<Round>,
-    /// Reads registered since the last round started (waiting for the next broadcast, or
-    /// for the new leader's first commit).
+    /// Reads registered since the last round that took reads (waiting for the next
+    /// broadcast: the end of the round carrying reads still in flight, or the next tick's;
+    /// or for the new leader's first commit).
     waiting: Vec<PendingRead>,
     pending_count: usize,
 }

@@ -203,7 +203,7 @@ impl ShardActor {
     }
 
     /// On a tick: hands the applied state kept in memory to the writer in a job of its own,
-    /// when no Ready did since the last tick.
+    /// once `apply_flush` passed since it was last handed over (by a Ready or a tick).
     pub(crate) fn flush_applied(&mut self, ctx: &mut Context<ShardActor>) {
         if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
             return;

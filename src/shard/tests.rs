@@ -247,7 +247,8 @@ fn the_applied_state_is_written_once_per_flush_interval() {
         let before = cluster.status(leader).await;
         let written = Instant::now();
         for seq in 1..=5u64 {
-            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "k", &value)).await, Ok(Reply::Ok));
         }
         let s = cluster.status(leader).await;
         assert!(s.applied_index >= before.applied_index.plus(5), "{s:?}");

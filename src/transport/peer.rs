@@ -361,9 +361,11 @@ async fn run_connected(
         // answers) is usually a moment behind. Yielding once lets it join the same frame:
         // one write and one wake-up of the peer instead of several.
         tokio::task::yield_now().await;
-        let room = cfg.peer_queue_frames_max.saturating_sub(items.len());
-        if room > 0 && !rx.is_empty() {
-            rx.recv_many(&mut items, room).await;
+        while items.len() < cfg.peer_queue_frames_max {
+            match rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
         }
         let batch = peer.take_batch(&mut items);
         if batch.is_empty() {

@@ -165,12 +165,12 @@ fn set<V: KvRead>(
         return Err(KvError::InvalidExpireTime("set".to_string()));
     }
     // A plain SET replaces whatever is there: it needs no read of the old record.
-    let needs_old =
-        options.get || options.keep_ttl || options.condition != SetCondition::Always;
-    let old = match (needs_old, options.get) {
-        (false, _) => None,
-        (true, true) => cx.lookup_string(key)?,
-        (true, false) => cx.lookup(key)?,
+    let old = if options.get {
+        cx.lookup_string(key)?
+    } else if options.keep_ttl || options.condition != SetCondition::Always {
+        cx.lookup(key)?
+    } else {
+        None
     };
     let answer = match (&old, options.get) {
         (Some(record), true) => Reply::Bulk(record.value.clone()),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::router::layout::{Layout, LayoutError};
+use crate::shard::limits::APPLY_FLUSH_MS_MAX;
 
 /// A configuration that cannot be used; the text says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,8 @@ pub struct TimeoutConfig {
     /// this long after it last did, while its writes in flight leave room (sooner after
     /// `APPLY_FLUSH_READIES` Readies, past its bounds of keys and bytes held, at a split or
     /// a configuration change). Longer: fewer, larger B-tree transactions under load; a
-    /// restart re-applies about this much of the log. 0: on every tick.
+    /// restart re-applies about this much of the log. 0: on every tick; at most
+    /// `APPLY_FLUSH_MS_MAX` (a minute).
     pub apply_flush_ms: u64,
 }
 
@@ -295,6 +297,9 @@ impl NodeConfig {
         }
         if t.election_ticks_max <= t.election_ticks_min {
             return invalid("election_ticks_max must exceed election_ticks_min".into());
+        }
+        if t.apply_flush_ms > APPLY_FLUSH_MS_MAX {
+            return invalid(format!("timeouts.apply_flush_ms must be at most {APPLY_FLUSH_MS_MAX}"));
         }
         if self.reads.mode == ReadConsistency::Lease
             && (self.reads.lease_drift_ticks == 0

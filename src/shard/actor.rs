@@ -245,8 +245,8 @@ pub struct Retire;
 #[rtype(result = "()")]
 pub struct Campaign;
 
-/// Stops the replica: waiters are answered `Stopped`; what was handed to the writer is
-/// still written.
+/// Stops the replica: waiters are answered `Stopped`; the applied state kept in memory is
+/// handed to the writer, and what was handed to the writer is still written.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Stop;
@@ -713,7 +713,7 @@ impl Handler<Execute> for ShardActor {
         match msg.0 {
             ShardOp::Write(req) => self.propose_write(req, tx),
             ShardOp::Read { command, now_ms } => self.start_read(command, now_ms, tx),
-            ShardOp::Split { at, child } => self.propose_split(at, child, tx),
+            ShardOp::Split { at, child } => self.propose_split(at, child, tx, ctx),
             ShardOp::TransferLeader { to } => {
                 let answer = self.transfer_leadership(to);
                 let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
@@ -783,6 +783,8 @@ impl Handler<Stop> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Stop, ctx: &mut Context<ShardActor>) {
+        // The writer finishes what is queued before it closes the database.
+        self.write_applied(ctx);
         ctx.stop();
     }
 }

@@ -34,6 +34,10 @@ pub const APPLY_FLUSH_READIES: u32 = 512;
 /// keys each, and those commits the largest cost of a write.
 pub const APPLY_FLUSH_MS_DEFAULT: u64 = 1_000;
 
+/// Largest `timeouts.apply_flush_ms`: the log is compacted only through the durable applied
+/// index, and a restart re-applies what came after it, so both grow with the interval.
+pub const APPLY_FLUSH_MS_MAX: u64 = 60_000;
+
 /// Keys (and sessions) applied and not yet durable, per replica, past which the applied
 /// state is written with the next Ready whatever `APPLY_FLUSH_READIES` says.
 pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;

@@ -205,10 +205,15 @@ impl ShardActor {
     /// On a tick: hands the applied state kept in memory to the writer in a job of its own,
     /// once `apply_flush` passed since it was last handed over (by a Ready or a tick).
     pub(crate) fn flush_applied(&mut self, ctx: &mut Context<ShardActor>) {
-        if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
-            return;
+        if self.last_flush.elapsed() >= self.cfg.apply_flush {
+            self.write_applied(ctx);
         }
-        if self.last_flush.elapsed() < self.cfg.apply_flush {
+    }
+
+    /// Hands the applied state kept in memory to the writer now, if there is any and the
+    /// replica may write (also on `Stop`: a clean restart then replays nothing).
+    pub(crate) fn write_applied(&mut self, ctx: &mut Context<ShardActor>) {
+        if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
             return;
         }
         let gen = self.next_gen;

@@ -12,6 +12,9 @@
 //! Must never: apply a write for a slot the group does not own, or start a child before
 //! the split is durable.
 
+use std::ops::RangeInclusive;
+
+use actix::{fut, ActorFutureExt, AsyncContext, Context};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
@@ -22,9 +25,9 @@ use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
 use crate::raft::{GroupId, NodeId};
 use crate::shard::actor::{first_state_write, ShardActor};
 use crate::shard::api::{ShardError, ShardResult, SplitDone};
+use crate::kv::overlay::layered_count;
 use crate::storage::group_snapshot::latest_kv_view;
 use crate::storage::GroupWrite;
-
 
 /// A child written by a split in this Ready, and what to tell the node once durable.
 pub(crate) struct ChildWrite {
@@ -33,26 +36,49 @@ pub(crate) struct ChildWrite {
 }
 
 impl ShardActor {
-    /// Leader: proposes the split of this group at `at` (or at the slot that halves its
-    /// keys) into `child`.
+    /// Leader: proposes the split of this group at `at`, or at the slot that halves its
+    /// keys. That slot is found off the replica's thread (`spawn_blocking`): counting keys
+    /// walks the group's records, and the replica's thread may be the node's I/O thread.
+    /// The count reads the replica's state as of this call; a split applied meanwhile makes
+    /// the chosen slot fall outside the range, and the proposal is refused when applied.
     pub(crate) fn propose_split(
         &mut self,
         at: Option<u16>,
         child: GroupId,
         tx: oneshot::Sender<ShardResult>,
+        ctx: &mut Context<ShardActor>,
     ) {
-        let at = match at {
-            Some(at) => at,
-            None => match self.halving_slot() {
-                Ok(at) => at,
-                Err(reason) => {
-                    return drop(tx.send(Err(ShardError::Storage {
-                        group: self.cfg.group,
-                        reason,
-                    })))
-                }
-            },
+        if let Some(at) = at {
+            return self.propose_split_at(at, child, tx);
+        }
+        let SlotRange { first, last } = self.range.range;
+        if first == last {
+            return self.propose_split_at(last, child, tx);
+        }
+        let group = self.cfg.group;
+        let view = match latest_kv_view(&self.deps.db, group) {
+            Ok(view) => view,
+            Err(e) => return drop(tx.send(Err(ShardError::Storage { group, reason: e.to_string() }))),
         };
+        let pending = self.undurable.pending_keys(first..=last);
+        let count = tokio::task::spawn_blocking(move || {
+            let at = halving_slot(&view, &pending, first, last);
+            view.check().map(|()| at)
+        });
+        ctx.spawn(fut::wrap_future(count).map(move |counted, act: &mut ShardActor, ctx| {
+            let reason = match counted {
+                Ok(Ok(at)) => {
+                    act.propose_split_at(at, child, tx);
+                    return act.drive_soon(ctx);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("counting keys to split: {e}"),
+            };
+            let _ = tx.send(Err(ShardError::Storage { group, reason }));
+        }));
+    }
+
+    fn propose_split_at(&mut self, at: u16, child: GroupId, tx: oneshot::Sender<ShardResult>) {
         let replicas = self.raw.conf_state().voters.iter().copied().collect();
         let command = KvCommand::Split {
             at,
@@ -67,33 +93,30 @@ impl ShardActor {
         };
         self.propose_write(req, tx);
     }
+}
 
-    /// The slot that splits the group's keys in two halves (the middle slot when it holds
-    /// none), found by bisection over key counts of the current state.
-    fn halving_slot(&self) -> Result<u16, String> {
-        let SlotRange { first, last } = self.range.range;
-        if first == last {
-            return Ok(last);
-        }
-        let view = latest_kv_view(&self.deps.db, self.cfg.group).map_err(|e| e.to_string())?;
-        let state = self.undurable.over(&view);
-        let total = state.count_keys(first..=last);
-        if total < 2 {
-            return Ok(first + (last - first).div_ceil(2));
-        }
-        // The smallest `at` in (first, last] with at least half the keys below it.
-        let (mut lo, mut hi) = (first + 1, last);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if state.count_keys(first..=mid - 1) * 2 >= total {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        view.check().map_err(|e| e.to_string())?;
-        Ok(lo)
+/// The slot that splits the keys of `first..=last` in two halves (the middle slot when
+/// they are fewer than two), found by bisection over key counts of `view` with `pending`
+/// (slot, key, present) on top.
+fn halving_slot<V: KvRead>(view: &V, pending: &[(u16, Bytes, bool)], first: u16, last: u16) -> u16 {
+    let count = |slots: RangeInclusive<u16>| {
+        layered_count(view, pending.iter().map(|(slot, key, present)| (*slot, key, *present)), slots)
+    };
+    let total = count(first..=last);
+    if total < 2 {
+        return first + (last - first).div_ceil(2);
     }
+    // The smallest `at` in (first, last] with at least half the keys below it.
+    let (mut lo, mut hi) = (first + 1, last);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if count(first..=mid - 1) * 2 >= total {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 /// Applies one committed request of `group` under its current `range`: a split changes
@@ -262,4 +285,32 @@ pub(crate) fn prepare_read(
         _ => {}
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+
+    fn put(slot: u16, key: &str) -> KvMutation {
+        KvMutation::Put { slot, key: Bytes::from(key.to_string()), record: Bytes::from_static(b"v") }
+    }
+
+    #[test]
+    fn the_halving_slot_counts_pending_keys_over_the_committed_ones() {
+        let mut mem = MemKv::new();
+        // Committed: four keys in slot 10, one in slot 20.
+        mem.apply_mutations(&[put(10, "a"), put(10, "b"), put(10, "c"), put(10, "d"), put(20, "e")]);
+        assert_eq!(halving_slot(&mem, &[], 0, 99), 11, "four of five keys lie below 11");
+        // Pending: three of slot 10's keys deleted, three added in slot 30 and one in 40.
+        let pending: Vec<(u16, Bytes, bool)> = [(10, "a", false), (10, "b", false), (10, "c", false)]
+            .into_iter()
+            .chain([(30, "x", true), (30, "y", true), (30, "z", true), (40, "w", true)])
+            .map(|(slot, key, present)| (slot, Bytes::from(key), present))
+            .collect();
+        // Now: slot 10 holds 1, slot 20 holds 1, slot 30 holds 3, slot 40 holds 1 (6 keys).
+        assert_eq!(halving_slot(&mem, &pending, 0, 99), 31, "2 of 6 keys lie below 30, 5 below 31");
+        assert_eq!(halving_slot(&mem, &[], 50, 99), 75, "no keys: the middle slot");
+        assert_eq!(halving_slot(&mem, &[], 20, 21), 21);
+    }
 }

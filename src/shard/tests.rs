@@ -268,6 +268,37 @@ fn the_applied_state_is_written_once_per_flush_interval() {
     });
 }
 
+/// `Stop` hands the applied state kept in memory to the writer: restarted, the replica finds
+/// it durable at once, and replays nothing it had applied.
+#[test]
+fn a_stopped_replica_writes_its_applied_state() {
+    run(async {
+        let flush = Duration::from_secs(3_600);
+        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        for seq in 1..=5u64 {
+            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+        }
+        let s = cluster.status(leader).await;
+        assert!(s.durable_applied_index < s.applied_index, "written before the interval: {s:?}");
+        cluster.stop_node(leader).await;
+        cluster.start_node(leader);
+        let after = cluster.status(leader).await;
+        assert!(
+            after.durable_applied_index >= s.applied_index,
+            "applied {} before the stop, durable {} after the restart",
+            s.applied_index,
+            after.durable_applied_index
+        );
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}
+
 /// A snapshot several times `SNAPSHOT_PART_BYTES` travels in parts, assembled in order.
 #[test]
 fn a_large_snapshot_streams_in_parts_and_installs_whole() {

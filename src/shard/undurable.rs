@@ -129,6 +129,17 @@ impl Undurable {
         self.sessions.clear();
     }
 
+    /// The pending keys of `slots` as (slot, key, present), in order: what a count of the
+    /// committed view must add or take away, for work done off the replica's thread.
+    pub fn pending_keys(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes, bool)> {
+        let (lower, last) = ((*slots.start(), Bytes::new()), *slots.end());
+        self.kv
+            .range(lower..)
+            .take_while(|((slot, _), _)| *slot <= last)
+            .map(|((slot, key), p)| (*slot, key.clone(), p.value.is_some()))
+            .collect()
+    }
+
     /// `view` as this replica has applied it.
     pub fn over<'a, V: KvRead>(&'a self, view: &'a V) -> Layered<'a, V> {
         Layered { view, pending: self }

@@ -40,6 +40,13 @@ pub const WAL_PENDING_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// this long; it grows about this far, plus one record, between two emptyings.
 pub const WAL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+/// The write-ahead log file is extended with zeros this many bytes at a time, ahead of the
+/// records that then overwrite them: an append that stays inside the file changes neither
+/// its size nor its blocks, so `fdatasync` writes the data and need not write the inode too
+/// (on ext4 without a journal that is one more wait on the disk per append). Each extension
+/// costs its zeros written once, flushed by the next append's sync.
+pub const WAL_PREALLOC_BYTES: u64 = 1024 * 1024;
+
 /// Bytes of one write-ahead log record's payload. A batch larger than this (a single huge
 /// entry) goes to redb directly; a longer length read from the file is damage.
 pub const WAL_RECORD_BYTES_MAX: u64 = 64 * 1024 * 1024;

@@ -14,12 +14,15 @@
 //! File: `<database file>.wal`, a sequence of records
 //! `len: u32 LE | crc: u32 LE | seq: u64 LE | payload`, where `payload` (of `len` bytes) is
 //! the rmp-serde encoding of `[LogWrite]` and `crc` the CRC-32C of `seq` and `payload`.
-//! Sequence numbers are consecutive within the file. The file is emptied once everything
-//! in it is absorbed and it has grown past `WAL_FILE_BYTES_MAX`.
+//! Sequence numbers are consecutive within the file. Ahead of the records the file is
+//! extended with zeros, `WAL_PREALLOC_BYTES` at a time, so that an append overwrites
+//! space the file already has (see `Wal::preallocate`); zeros after the last record are
+//! that unwritten space. The file is emptied once everything in it is absorbed and it has
+//! grown past `WAL_FILE_BYTES_MAX`.
 //!
 //! A record is appended only after the previous one was synced, so only the last record
-//! can be torn by a crash: a damaged last record (short, bad checksum, or zeros to the end)
-//! was never acknowledged and is cut off at open. Damage anywhere else is corruption, an
+//! can be torn by a crash: a damaged last record (short, or a bad checksum with nothing but
+//! zeros after it) was never acknowledged and is cut off at open. Damage anywhere else is corruption, an
 //! error naming the file.
 //!
 //! Must never: acknowledge a record before `fdatasync` returned, or append after a failed
@@ -34,12 +37,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::raft::{Entry, GroupId, HardState};
 use crate::storage::error::{Result, StorageError};
-use crate::storage::limits::{WAL_FILE_BYTES_MAX, WAL_RECORD_BYTES_MAX};
+use crate::storage::limits::{WAL_FILE_BYTES_MAX, WAL_PREALLOC_BYTES, WAL_RECORD_BYTES_MAX};
 
 /// CRC-32C (Castagnoli), as in most storage engines' logs.
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 /// `len`, `crc` and `seq`.
 const HEADER_BYTES: usize = 16;
+/// Zeros written per call when the file is extended.
+const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 /// What follows the database file's name to make the log's.
 pub const WAL_SUFFIX: &str = ".wal";
 
@@ -76,6 +81,11 @@ pub(crate) struct Wal {
     path: PathBuf,
     /// Bytes of valid records in the file; the next record goes here.
     len: u64,
+    /// Bytes the file spans: `len`, then zeros written ahead of the records.
+    allocated: u64,
+    /// Extending the file failed (a full disk, say): records are appended past its end
+    /// until it is next emptied, and the failure is logged once.
+    prealloc_failed: bool,
     /// The sequence number of the last record written, or attempted (0: none ever).
     last_seq: u64,
     /// The last sequence number redb holds.
@@ -135,7 +145,10 @@ impl Wal {
                 return Err(StorageError::corrupt(&path, reason));
             }
         }
-        if valid < data.len() {
+        // Zeros past the last record are space written ahead (`preallocate`), kept; anything
+        // else there is a torn record.
+        let zero_tail = data[valid..].iter().all(|&b| b == 0);
+        if !zero_tail {
             tracing::warn!(
                 path = %path.display(),
                 bytes = data.len() - valid,
@@ -148,6 +161,8 @@ impl Wal {
             file,
             path,
             len: valid as u64,
+            allocated: if zero_tail { data.len() } else { valid } as u64,
+            prealloc_failed: false,
             last_seq,
             absorbed_seq,
             pending: Vec::new(),
@@ -202,6 +217,10 @@ impl Wal {
         self.buf[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
         self.buf[4..8].copy_from_slice(&digest.finalize().to_le_bytes());
         self.buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        let end = self.len + self.buf.len() as u64;
+        if end > self.allocated && !self.prealloc_failed {
+            self.preallocate(end);
+        }
         let written = self
             .file
             .write_all_at(&self.buf, self.len)
@@ -212,9 +231,30 @@ impl Wal {
             self.broken = Some(e.to_string());
             return Err(self.io_err("append", e.to_string()));
         }
-        self.len += self.buf.len() as u64;
+        self.len = end;
+        self.allocated = self.allocated.max(end);
         self.last_seq = seq;
         Ok(())
+    }
+
+    /// Extends the file with zeros to the multiple of `WAL_PREALLOC_BYTES` past `end`. The
+    /// next sync makes them durable with the record, and the records after it overwrite
+    /// written blocks inside the file. A failure is logged and leaves appends to extend the
+    /// file themselves: zeros past the last record are harmless whatever part got written.
+    fn preallocate(&mut self, end: u64) {
+        let target = (end / WAL_PREALLOC_BYTES + 1) * WAL_PREALLOC_BYTES;
+        let mut at = self.allocated.max(self.len);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], at) {
+                tracing::warn!(path = %self.path.display(), error = %e,
+                    "extending the write-ahead log ahead of its records failed; appending instead");
+                self.prealloc_failed = true;
+                return;
+            }
+            at += n as u64;
+        }
+        self.allocated = target;
     }
 
     /// Everything pending is now in redb (the caller committed it): forgets it, and empties
@@ -228,7 +268,11 @@ impl Wal {
         }
         // Synced before the next append, so that no old record can follow a new one.
         match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
-            Ok(()) => self.len = 0,
+            Ok(()) => {
+                self.len = 0;
+                self.allocated = 0;
+                self.prealloc_failed = false;
+            }
             Err(e) => self.broken = Some(format!("emptying the log: {e}")),
         }
     }
@@ -285,8 +329,16 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
         digest.update(&seq.to_le_bytes());
         digest.update(payload);
         if digest.finalize() != crc {
-            if rest.len() == HEADER_BYTES + len {
-                break; // the last record, torn
+            if rest.iter().all(|&b| b == 0) {
+                break; // the space written ahead of the records
+            }
+            // The last record, torn: nothing but zeros after it, and it does not run over
+            // the record that would follow it (a damaged length would).
+            let next = records.last().map_or(seq, |(prev, _)| prev + 1) + 1;
+            if rest[HEADER_BYTES + len..].iter().all(|&b| b == 0)
+                && record_further_on(&rest[1..], next).is_none()
+            {
+                break;
             }
             torn("checksum mismatch")?;
             break;
@@ -401,19 +453,64 @@ mod tests {
             set_len(&path, starts[1] + cut);
             let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
             assert_eq!(seqs(&replay), vec![1], "cut {cut}");
-            assert_eq!(std::fs::metadata(&path).expect("meta").len(), starts[1]);
+            assert_eq!(file_len(&path), starts[1]);
             write(&mut wal, 1, 3, 1);
             drop(wal);
             assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
         }
     }
 
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("meta").len()
+    }
+
     #[test]
-    fn zeros_after_the_last_record_are_an_unwritten_tail() {
+    fn zeros_after_the_last_record_are_space_written_ahead_and_kept() {
         let (_dir, path, starts) = log_of(1, 0);
-        set_len(&path, starts[1] + 4096);
-        assert_eq!(Wal::open(path.clone(), 0).expect("reopen").1.len(), 1);
-        assert_eq!(std::fs::metadata(&path).expect("meta").len(), starts[1]);
+        assert_eq!(file_len(&path), WAL_PREALLOC_BYTES, "extended ahead of the first record");
+        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen");
+        assert_eq!(seqs(&replay), vec![1]);
+        assert_eq!((wal.len, wal.allocated), (starts[1], WAL_PREALLOC_BYTES));
+        write(&mut wal, 1, 3, 1);
+        assert_eq!(file_len(&path), WAL_PREALLOC_BYTES, "the next record overwrote zeros");
+        drop(wal);
+        assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_file_grows_one_extension_at_a_time() {
+        let (_dir, path, _) = log_of(0, 0);
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        let big = bytes::Bytes::from(vec![7u8; 100 * 1024]);
+        let mut index = 0;
+        let mut sizes = Vec::new();
+        while wal.len < WAL_PREALLOC_BYTES * 2 {
+            index += 1;
+            let e = Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Normal(big.clone()) };
+            let w = LogWriteRef { group: GroupId(1), entries: std::slice::from_ref(&e), hard_state: None };
+            wal.append(&[w]).expect("append");
+            assert!(wal.len <= file_len(&path), "the record is inside the file");
+            sizes.push(file_len(&path));
+        }
+        sizes.dedup();
+        let want: Vec<u64> = (1..=3).map(|k| k * WAL_PREALLOC_BYTES).collect();
+        assert_eq!(sizes, want, "extended by WAL_PREALLOC_BYTES, not by each record");
+        drop(wal);
+        assert_eq!(Wal::open(path, 0).expect("reopen").1.len() as u64, index);
+    }
+
+    #[test]
+    fn a_torn_record_over_zeros_is_cut_off() {
+        // A record written only in part: its first bytes, then the zeros it was to cover.
+        let (_dir, path, starts) = log_of(2, 0);
+        let kept = HEADER_BYTES as u64 + 3;
+        overwrite(&path, starts[1] + kept, &vec![0; (starts[2] - starts[1] - kept) as usize]);
+        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
+        assert_eq!(seqs(&replay), vec![1]);
+        assert_eq!(file_len(&path), starts[1], "the torn record is cut off");
+        write(&mut wal, 1, 3, 1);
+        drop(wal);
+        assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::kv::read::ReadCommand;
 use crate::kv::{KvMutation, Request};
 use crate::metrics::GroupMetrics;
 use crate::raft::{
-    Config, ConfState, GroupId, LogIndex, Message, NodeId, RaftError, RawNode, Role,
+    Config, ConfState, GroupId, HardState, LogIndex, Message, NodeId, RaftError, RawNode, Role,
     SnapshotMetadata, Storage, Term,
 };
 use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
@@ -308,6 +308,14 @@ pub struct ShardActor {
     /// Last index applied to the state machine (durable or not).
     pub(crate) applied: LogIndex,
     pub(crate) durable_applied: LogIndex,
+    /// The hard state of the last Ready that had one: a later one with the same term and
+    /// vote only moves the commit index.
+    pub(crate) last_hard_state: Option<HardState>,
+    /// A hard state that only moved the commit index, not yet handed to the writer. It needs
+    /// no sync of its own: Raft's commit index is volatile (after a restart the leader
+    /// tells it again), so it rides with the group's next write, and an applied index never
+    /// goes without it (`defer_commit_only`).
+    pub(crate) unsynced_hard_state: Option<HardState>,
     /// Persist jobs handed to the writer, oldest first, answered in this order (at most
     /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -443,6 +451,8 @@ impl ShardActor {
             undurable: Undurable::default(),
             applied,
             durable_applied: applied,
+            last_hard_state: None,
+            unsynced_hard_state: None,
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             drive_scheduled: false,
             deferred: None,

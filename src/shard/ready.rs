@@ -173,6 +173,7 @@ impl ShardActor {
             },
             None => None,
         };
+        self.defer_commit_only(&mut write);
         let flight = InFlight {
             gen,
             last_entry: write.entries.last().map(|e| (e.index, e.term)),
@@ -193,6 +194,31 @@ impl ShardActor {
         }
         self.submit(InFlight { write: Some(write), ..flight }, ctx);
         self.deferred.is_none() && self.failed.is_none()
+    }
+
+    /// Holds back a hard state that only moves the commit index when it is all `write`
+    /// carries (as etcd's raft, which syncs for entries, a term or a vote only); hands a
+    /// held one over with the group's next write of anything else. Every write after it
+    /// carries a newer hard state or the held one, so a durable applied index never
+    /// passes the durable commit index, and a restart finds the log's commit at least as
+    /// far as its applied state.
+    fn defer_commit_only(&mut self, write: &mut GroupWrite) {
+        match write.hard_state.take() {
+            Some(hs) => {
+                let same_vote = self.last_hard_state.is_some_and(|last| {
+                    last.term == hs.term && last.voted_for == hs.voted_for
+                });
+                self.last_hard_state = Some(hs);
+                if same_vote && is_empty(write) {
+                    self.unsynced_hard_state = Some(hs);
+                } else {
+                    write.hard_state = Some(hs);
+                    self.unsynced_hard_state = None;
+                }
+            }
+            None if !is_empty(write) => write.hard_state = self.unsynced_hard_state.take(),
+            None => {}
+        }
     }
 
     /// The applied state kept in memory, handed to persist generation `gen`.
@@ -219,7 +245,12 @@ impl ShardActor {
         let gen = self.next_gen;
         self.next_gen += 1;
         let (mutations, applied_index) = self.take_unflushed(gen);
-        let write = GroupWrite { applied_index, mutations, ..GroupWrite::new(self.cfg.group) };
+        let write = GroupWrite {
+            applied_index,
+            mutations,
+            hard_state: self.unsynced_hard_state.take(),
+            ..GroupWrite::new(self.cfg.group)
+        };
         let flight = InFlight {
             gen,
             write: Some(write),

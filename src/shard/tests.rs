@@ -2,7 +2,7 @@
 //! arbiters of one actix system) joined by an in-memory `PeerSender`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -47,6 +47,8 @@ struct Cluster {
     /// `ShardConfig::apply_flush`: zero (every tick) unless a test studies the interval,
     /// so durable applied indexes, and the compactions they allow, follow writes at once.
     apply_flush: Duration,
+    /// Each node's database, for its fsync count (weak: a stopped node closes it).
+    dbs: Mutex<HashMap<u64, Weak<NodeDb>>>,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -72,11 +74,13 @@ impl Cluster {
             changes: Arc::new(Mutex::new(Vec::new())),
             compact_every_entries,
             apply_flush: Duration::ZERO,
+            dbs: Mutex::new(HashMap::new()),
         }
     }
 
     fn start_node(&self, node: u64) {
         let db = open_db(&self.dir.path().join(format!("node{node}.redb")));
+        self.dbs.lock().expect("dbs").insert(node, Arc::downgrade(&db));
         let writer = ShardWriter::start(Arc::clone(&db)).expect("writer");
         let voters: Vec<NodeId> = NODES.iter().map(|&n| NodeId(n)).collect();
         let slots = crate::kv::range::SlotRange::new(0, 16383);
@@ -112,6 +116,12 @@ impl Cluster {
 
     fn addr(&self, node: u64) -> Addr<ShardActor> {
         self.net.routes.lock().expect("routes")[&NodeId(node)].clone()
+    }
+
+    /// Durable commits of `node`'s database since it was opened.
+    fn fsyncs(&self, node: u64) -> u64 {
+        let db = self.dbs.lock().expect("dbs").get(&node).and_then(Weak::upgrade);
+        db.expect("node running").fsync_count()
     }
 
     async fn status(&self, node: u64) -> ShardStatus {
@@ -262,6 +272,57 @@ fn the_applied_state_is_written_once_per_flush_interval() {
             assert!(written.elapsed() < flush * 3, "not written within the interval: {now:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}
+
+/// A Ready that only moves the commit index is not synced on its own (followers learn the
+/// commit from heartbeats): each write costs every replica one sync, its entry. Restarted
+/// with the commit indexes they last synced, the replicas serve every write.
+#[test]
+fn a_commit_index_alone_is_not_synced() {
+    run(async {
+        let cluster = Cluster { apply_flush: Duration::from_secs(3_600), ..Cluster::new(1_000_000) };
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        let all_applied = |target: crate::raft::LogIndex| {
+            let cluster = &cluster;
+            async move {
+                let start = Instant::now();
+                for n in NODES {
+                    while cluster.status(n).await.applied_index < target {
+                        assert!(start.elapsed() < WAIT_MAX, "node {n} never applied {target}");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        };
+        all_applied(cluster.status(leader).await.applied_index).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before: Vec<u64> = NODES.iter().map(|&n| cluster.fsyncs(n)).collect();
+        let writes = 5u64;
+        for seq in 1..=writes {
+            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+            all_applied(cluster.status(leader).await.applied_index).await;
+        }
+        // Several heartbeats, each telling the followers the commit index.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (n, before) in NODES.iter().zip(before) {
+            let syncs = cluster.fsyncs(*n) - before;
+            assert!(syncs <= writes, "node {n}: {syncs} syncs for {writes} writes");
+        }
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.exec(leader, get("k")).await, bulk("v5"));
         for n in NODES {
             cluster.stop_node(n).await;
         }

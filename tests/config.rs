@@ -123,6 +123,8 @@ fn the_applied_state_flush_interval_loads() {
         .expect("write config");
     let (config, _) = NodeConfig::load(&path).expect("config loads");
     assert_eq!(config.timeouts.apply_flush(), std::time::Duration::from_millis(250));
+    let longest = |t: String| t.replace("apply_flush_ms = 1000", "apply_flush_ms = 60000");
+    load_edited(longest).expect("the longest interval loads");
     let long = |t: String| t.replace("apply_flush_ms = 1000", "apply_flush_ms = 60001");
     assert!(message(load_edited(long)).contains("apply_flush_ms must be at most 60000"));
 }

@@ -312,10 +312,12 @@ pub struct ShardActor {
     /// vote only moves the commit index.
     pub(crate) last_hard_state: Option<HardState>,
     /// A hard state that only moved the commit index, not yet handed to the writer. It needs
-    /// no sync of its own: Raft's commit index is volatile (after a restart the leader
-    /// tells it again), so it rides with the group's next write, and an applied index never
-    /// goes without it (`defer_commit_only`).
+    /// no sync of its own: Raft's commit index is volatile (after a restart the leader tells
+    /// it again, or a lone voter finds it again), so it rides with the group's next write,
+    /// and an applied index never goes without it (`defer_commit_only`).
     pub(crate) unsynced_hard_state: Option<HardState>,
+    /// A split's halving slot is being counted off the replica's thread (`propose_split`).
+    pub(crate) counting_split: bool,
     /// Persist jobs handed to the writer, oldest first, answered in this order (at most
     /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -453,6 +455,7 @@ impl ShardActor {
             durable_applied: applied,
             last_hard_state: None,
             unsynced_hard_state: None,
+            counting_split: false,
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             drive_scheduled: false,
             deferred: None,

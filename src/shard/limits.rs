@@ -25,7 +25,7 @@ pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 /// updates into one record written, and takes the state machine's scattered pages off most
 /// fsyncs: with random keys each record written costs a B-tree page copied and
 /// checksummed, and records flushed together share pages. A split, a configuration change
-/// or a snapshot writes it at once.
+/// or a snapshot writes it at once, and a replica's `Stop` before it goes.
 pub const APPLY_FLUSH_READIES: u32 = 512;
 
 /// Default of `timeouts.apply_flush_ms`: an idle or lightly loaded replica writes its

@@ -3,9 +3,10 @@
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
 //! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick `apply_flush` after the
-//! last time, a split, a configuration change: the log is durable, so a crash re-applies
-//! from the durable applied index); only when it reports them
-//! durable send `persisted_messages` and call `on_persisted`. Up to
+//! last time, a split, a configuration change, a `Stop`: the log is durable, so a crash
+//! re-applies from the durable applied index). A hard state that only moves the commit index
+//! is held back and rides with the next job (`defer_commit_only`). Only when the writer
+//! reports a job durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
 //! writer batches many replicas per fsync); a job that installs a snapshot or creates split
 //! children is the last in flight until it is durable. A Ready with nothing to write still
@@ -239,7 +240,8 @@ impl ShardActor {
     /// Hands the applied state kept in memory to the writer now, if there is any and the
     /// replica may write (also on `Stop`: a clean restart then replays nothing).
     pub(crate) fn write_applied(&mut self, ctx: &mut Context<ShardActor>) {
-        if self.unflushed_applied.is_none() || !self.may_take_ready() || self.removed || self.retiring {
+        let nothing = self.unflushed_applied.is_none();
+        if nothing || !self.may_take_ready() || self.removed || self.retiring {
             return;
         }
         let gen = self.next_gen;

@@ -19,13 +19,13 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::kv::command::{KvCommand, NO_CLIENT_ID};
+use crate::kv::overlay::layered_count;
 use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange, SplitOff};
 use crate::kv::read::ReadCommand;
 use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
 use crate::raft::{GroupId, NodeId};
 use crate::shard::actor::{first_state_write, ShardActor};
 use crate::shard::api::{ShardError, ShardResult, SplitDone};
-use crate::kv::overlay::layered_count;
 use crate::storage::group_snapshot::latest_kv_view;
 use crate::storage::GroupWrite;
 
@@ -39,8 +39,9 @@ impl ShardActor {
     /// Leader: proposes the split of this group at `at`, or at the slot that halves its
     /// keys. That slot is found off the replica's thread (`spawn_blocking`): counting keys
     /// walks the group's records, and the replica's thread may be the node's I/O thread.
-    /// The count reads the replica's state as of this call; a split applied meanwhile makes
-    /// the chosen slot fall outside the range, and the proposal is refused when applied.
+    /// One count at a time. The count reads the replica's state as of this call: writes
+    /// applied meanwhile may leave the slot off the middle, and a split applied meanwhile
+    /// may leave it outside the range, which the proposal's apply refuses.
     pub(crate) fn propose_split(
         &mut self,
         at: Option<u16>,
@@ -55,17 +56,29 @@ impl ShardActor {
         if first == last {
             return self.propose_split_at(last, child, tx);
         }
+        if let Some(err) = self.refusal() {
+            return drop(tx.send(Err(err)));
+        }
         let group = self.cfg.group;
+        if self.counting_split {
+            let reason = "a split is already being prepared".to_string();
+            return drop(tx.send(Err(ShardError::Busy { group, reason })));
+        }
         let view = match latest_kv_view(&self.deps.db, group) {
             Ok(view) => view,
-            Err(e) => return drop(tx.send(Err(ShardError::Storage { group, reason: e.to_string() }))),
+            Err(e) => {
+                let reason = e.to_string();
+                return drop(tx.send(Err(ShardError::Storage { group, reason })));
+            }
         };
         let pending = self.undurable.pending_keys(first..=last);
         let count = tokio::task::spawn_blocking(move || {
             let at = halving_slot(&view, &pending, first, last);
             view.check().map(|()| at)
         });
+        self.counting_split = true;
         ctx.spawn(fut::wrap_future(count).map(move |counted, act: &mut ShardActor, ctx| {
+            act.counting_split = false;
             let reason = match counted {
                 Ok(Ok(at)) => {
                     act.propose_split_at(at, child, tx);
@@ -100,7 +113,8 @@ impl ShardActor {
 /// (slot, key, present) on top.
 fn halving_slot<V: KvRead>(view: &V, pending: &[(u16, Bytes, bool)], first: u16, last: u16) -> u16 {
     let count = |slots: RangeInclusive<u16>| {
-        layered_count(view, pending.iter().map(|(slot, key, present)| (*slot, key, *present)), slots)
+        let pending = pending.iter().map(|(slot, key, present)| (*slot, key, *present));
+        layered_count(view, pending, slots)
     };
     let total = count(first..=last);
     if total < 2 {
@@ -293,17 +307,20 @@ mod tests {
     use crate::kv::MemKv;
 
     fn put(slot: u16, key: &str) -> KvMutation {
-        KvMutation::Put { slot, key: Bytes::from(key.to_string()), record: Bytes::from_static(b"v") }
+        let key = Bytes::from(key.to_string());
+        KvMutation::Put { slot, key, record: Bytes::from_static(b"v") }
     }
 
     #[test]
     fn the_halving_slot_counts_pending_keys_over_the_committed_ones() {
         let mut mem = MemKv::new();
         // Committed: four keys in slot 10, one in slot 20.
-        mem.apply_mutations(&[put(10, "a"), put(10, "b"), put(10, "c"), put(10, "d"), put(20, "e")]);
+        let committed = [put(10, "a"), put(10, "b"), put(10, "c"), put(10, "d"), put(20, "e")];
+        mem.apply_mutations(&committed);
         assert_eq!(halving_slot(&mem, &[], 0, 99), 11, "four of five keys lie below 11");
         // Pending: three of slot 10's keys deleted, three added in slot 30 and one in 40.
-        let pending: Vec<(u16, Bytes, bool)> = [(10, "a", false), (10, "b", false), (10, "c", false)]
+        let deleted = [(10, "a", false), (10, "b", false), (10, "c", false)];
+        let pending: Vec<(u16, Bytes, bool)> = deleted
             .into_iter()
             .chain([(30, "x", true), (30, "y", true), (30, "z", true), (40, "w", true)])
             .map(|(slot, key, present)| (slot, Bytes::from(key), present))

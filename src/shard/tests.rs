@@ -279,12 +279,13 @@ fn the_applied_state_is_written_once_per_flush_interval() {
 }
 
 /// A Ready that only moves the commit index is not synced on its own (followers learn the
-/// commit from heartbeats): each write costs every replica one sync, its entry. Restarted
-/// with the commit indexes they last synced, the replicas serve every write.
+/// commit from heartbeats): each write costs every replica one sync, its entry. Stopped
+/// and restarted, the replicas serve every write.
 #[test]
 fn a_commit_index_alone_is_not_synced() {
     run(async {
-        let cluster = Cluster { apply_flush: Duration::from_secs(3_600), ..Cluster::new(1_000_000) };
+        let flush = Duration::from_secs(3_600);
+        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
         for n in NODES {
             cluster.start_node(n);
         }
@@ -306,7 +307,8 @@ fn a_commit_index_alone_is_not_synced() {
         let before: Vec<u64> = NODES.iter().map(|&n| cluster.fsyncs(n)).collect();
         let writes = 5u64;
         for seq in 1..=writes {
-            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "k", &value)).await, Ok(Reply::Ok));
             all_applied(cluster.status(leader).await.applied_index).await;
         }
         // Several heartbeats, each telling the followers the commit index.
@@ -329,6 +331,40 @@ fn a_commit_index_alone_is_not_synced() {
     });
 }
 
+/// The commit index held back from syncs rides with every later write: the durable commit
+/// index of each replica never falls behind its durable applied index, which a restart
+/// after a crash would otherwise lower the applied index to (and apply entries twice).
+#[test]
+fn the_durable_commit_index_never_falls_behind_the_durable_applied_index() {
+    run(async {
+        // The applied state is written on every tick, while commit indexes are held back.
+        let cluster = Cluster::new(1_000_000);
+        for n in NODES {
+            cluster.start_node(n);
+        }
+        let leader = cluster.leader().await;
+        let check = |cluster: &Cluster| {
+            for n in NODES {
+                let db = cluster.dbs.lock().expect("dbs")[&n].upgrade().expect("node running");
+                let storage = crate::storage::RedbStorage::open(db, GROUP).expect("storage");
+                let applied = storage.applied_index();
+                let commit = storage.hard_state().commit_index;
+                assert!(commit >= applied, "node {n}: durable commit {commit}, applied {applied}");
+            }
+        };
+        for seq in 1..=40u64 {
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "k", &value)).await, Ok(Reply::Ok));
+            check(&cluster);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            check(&cluster);
+        }
+        for n in NODES {
+            cluster.stop_node(n).await;
+        }
+    });
+}
+
 /// `Stop` hands the applied state kept in memory to the writer: restarted, the replica finds
 /// it durable at once, and replays nothing it had applied.
 #[test]
@@ -341,7 +377,8 @@ fn a_stopped_replica_writes_its_applied_state() {
         }
         let leader = cluster.leader().await;
         for seq in 1..=5u64 {
-            assert_eq!(cluster.exec(leader, set(seq, "k", &format!("v{seq}"))).await, Ok(Reply::Ok));
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "k", &value)).await, Ok(Reply::Ok));
         }
         let s = cluster.status(leader).await;
         assert!(s.durable_applied_index < s.applied_index, "written before the interval: {s:?}");

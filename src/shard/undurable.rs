@@ -132,12 +132,19 @@ impl Undurable {
     /// The pending keys of `slots` as (slot, key, present), in order: what a count of the
     /// committed view must add or take away, for work done off the replica's thread.
     pub fn pending_keys(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes, bool)> {
+        self.pending_in(&slots).map(|(slot, key, present)| (slot, key.clone(), present)).collect()
+    }
+
+    /// Pending keys of `slots` as (slot, key, present), in order.
+    fn pending_in(
+        &self,
+        slots: &RangeInclusive<u16>,
+    ) -> impl Iterator<Item = (u16, &Bytes, bool)> + use<'_> {
         let (lower, last) = ((*slots.start(), Bytes::new()), *slots.end());
         self.kv
             .range(lower..)
-            .take_while(|((slot, _), _)| *slot <= last)
-            .map(|((slot, key), p)| (*slot, key.clone(), p.value.is_some()))
-            .collect()
+            .take_while(move |((slot, _), _)| *slot <= last)
+            .map(|((slot, key), p)| (*slot, key, p.value.is_some()))
     }
 
     /// `view` as this replica has applied it.
@@ -201,28 +208,13 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         after: Option<(u16, &[u8])>,
         limit: usize,
     ) -> Vec<(u16, Bytes)> {
-        let pending = self.pending_in(&slots);
+        let pending = self.pending.pending_in(&slots);
         layered_scan(self.view, pending, slots, after, limit)
     }
 
     fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
-        let pending = self.pending_in(&slots);
+        let pending = self.pending.pending_in(&slots);
         layered_count(self.view, pending, slots)
-    }
-}
-
-impl<V> Layered<'_, V> {
-    /// Pending keys of `slots` as (slot, key, present), in order.
-    fn pending_in(
-        &self,
-        slots: &RangeInclusive<u16>,
-    ) -> impl Iterator<Item = (u16, &Bytes, bool)> + use<'_, V> {
-        let (lower, last) = ((*slots.start(), Bytes::new()), *slots.end());
-        self.pending
-            .kv
-            .range(lower..)
-            .take_while(move |((slot, _), _)| *slot <= last)
-            .map(|((slot, key), p)| (*slot, key, p.value.is_some()))
     }
 }
 

@@ -37,7 +37,8 @@ pub const DB_PAGE_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const WAL_PENDING_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// The write-ahead log file is emptied once everything in it is absorbed and it is at least
-/// this long; it grows about this far, plus one record, between two emptyings.
+/// this long; it grows about this far, plus one record and up to `WAL_PREALLOC_BYTES` of
+/// zeros written ahead, between two emptyings.
 pub const WAL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// The write-ahead log file is extended with zeros this many bytes at a time, ahead of the

@@ -21,15 +21,16 @@
 //! grown past `WAL_FILE_BYTES_MAX`.
 //!
 //! A record is appended only after the previous one was synced, so only the last record
-//! can be torn by a crash: a damaged last record (short, or a bad checksum with nothing but
-//! zeros after it) was never acknowledged and is cut off at open. Damage anywhere else is corruption, an
-//! error naming the file.
+//! can be torn by a crash: a damaged last record (short, zeros, or a bad checksum, with no
+//! valid record after it; see `parse`) was never acknowledged and is cut off at open.
+//! Damage anywhere else is corruption, an error naming the file.
 //!
 //! Must never: acknowledge a record before `fdatasync` returned, or append after a failed
 //! write or sync (the file's state is unknown then: every later append fails).
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 /// `len`, `crc` and `seq`.
 const HEADER_BYTES: usize = 16;
 /// Zeros written per call when the file is extended.
-const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 /// What follows the database file's name to make the log's.
 pub const WAL_SUFFIX: &str = ".wal";
 
@@ -133,7 +134,7 @@ impl Wal {
         }
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| io("read log", e))?;
-        let (records, valid) = parse(&path, &data)?;
+        let (records, valid) = parse(&path, &data, absorbed_seq)?;
         let last_seq = records.last().map_or(0, |(seq, _)| *seq).max(absorbed_seq);
         let replay: Vec<_> = records.into_iter().filter(|(seq, _)| *seq > absorbed_seq).collect();
         if let Some((first, _)) = replay.first() {
@@ -284,18 +285,25 @@ impl Wal {
 
 /// The valid records of `data` and the length they span; an error for damage that is not a
 /// torn last record.
-fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)> {
+///
+/// A crash during an append's sync may leave any part of that record on the disk, in any
+/// order (its space was written ahead as zeros, and the file's size is already durable):
+/// zeros, a prefix, a header lost with later pages kept. So damage counts as the torn last
+/// record when no valid record follows it and nothing past one append's reach from its start
+/// was written. Damage followed by a valid record is corruption, an error naming the file;
+/// damage in the last record alone cannot be told from a torn write, and is cut off the same
+/// way (it was never acknowledged if torn, and is found again from the other replicas if not).
+/// `absorbed_seq` bounds the numbers a record of the file can have: the first is at most
+/// one past it.
+fn parse(
+    path: &Path,
+    data: &[u8],
+    absorbed_seq: u64,
+) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)> {
     let mut records: Vec<(u64, Vec<LogWrite>)> = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
         let rest = &data[pos..];
-        let torn = |reason: &str| -> Result<()> {
-            // Only the last record can be torn; zeros to the end are an unwritten tail.
-            if rest.iter().all(|&b| b == 0) {
-                return Ok(());
-            }
-            Err(StorageError::corrupt(path, format!("write-ahead log at byte {pos}: {reason}")))
-        };
         if rest.len() < HEADER_BYTES {
             // A header cut short can only be the last thing written.
             break;
@@ -303,25 +311,35 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
         let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
+        // The numbers the record after this one may have (any the file allows, for its first).
+        let next = match records.last() {
+            Some((prev, _)) => prev + 2..=prev + 2,
+            None => 2..=absorbed_seq + 2,
+        };
+        let torn = |reason: &str| -> Result<()> {
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(()); // the space written ahead of the records
+            }
+            if let Some((found, number)) = record_further_on(&rest[1..], next.clone()) {
+                let at = pos + 1 + found;
+                let reason = format!(
+                    "write-ahead log at byte {pos}: {reason}, but record {number} follows at \
+                     byte {at}"
+                );
+                return Err(StorageError::corrupt(path, reason));
+            }
+            let last_written = rest.iter().rposition(|&b| b != 0).unwrap_or(0);
+            if last_written < HEADER_BYTES + WAL_RECORD_BYTES_MAX as usize {
+                return Ok(());
+            }
+            Err(StorageError::corrupt(path, format!("write-ahead log at byte {pos}: {reason}")))
+        };
         if len as u64 > WAL_RECORD_BYTES_MAX {
             torn(&format!("record length {len} past {WAL_RECORD_BYTES_MAX}"))?;
             break;
         }
         if rest.len() < HEADER_BYTES + len {
-            // The record runs past the end: the last one, cut short, unless its length is
-            // what is damaged and the records after it are still there.
-            if let Some((prev, _)) = records.last() {
-                if let Some(at) = record_further_on(&rest[1..], prev + 2) {
-                    let reason = format!(
-                        "write-ahead log at byte {pos}: record {} runs past the end, but record \
-                         {} follows at byte {}",
-                        prev + 1,
-                        prev + 2,
-                        pos + 1 + at
-                    );
-                    return Err(StorageError::corrupt(path, reason));
-                }
-            }
+            torn("the record runs past the end")?;
             break;
         }
         let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
@@ -329,17 +347,6 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
         digest.update(&seq.to_le_bytes());
         digest.update(payload);
         if digest.finalize() != crc {
-            if rest.iter().all(|&b| b == 0) {
-                break; // the space written ahead of the records
-            }
-            // The last record, torn: nothing but zeros after it, and it does not run over
-            // the record that would follow it (a damaged length would).
-            let next = records.last().map_or(seq, |(prev, _)| prev + 1) + 1;
-            if rest[HEADER_BYTES + len..].iter().all(|&b| b == 0)
-                && record_further_on(&rest[1..], next).is_none()
-            {
-                break;
-            }
             torn("checksum mismatch")?;
             break;
         }
@@ -358,24 +365,25 @@ fn parse(path: &Path, data: &[u8]) -> Result<(Vec<(u64, Vec<LogWrite>)>, usize)>
     Ok((records, pos))
 }
 
-/// The offset in `data` of a whole, valid record numbered `seq`, if any: the record after a
-/// damaged one. Candidates are found by their sequence number, then checked.
-fn record_further_on(data: &[u8], seq: u64) -> Option<usize> {
-    let want = seq.to_le_bytes();
-    (0..data.len().saturating_sub(HEADER_BYTES - 1)).find(|&at| {
+/// The offset and number of a whole, valid record numbered within `seqs` in `data`, if any:
+/// the record after a damaged one. Candidates are found by their sequence number, then
+/// checked.
+fn record_further_on(data: &[u8], seqs: RangeInclusive<u64>) -> Option<(usize, u64)> {
+    (0..data.len().saturating_sub(HEADER_BYTES - 1)).find_map(|at| {
         let h = &data[at..];
-        if h.len() < HEADER_BYTES || h[8..16] != want {
-            return false;
+        let seq = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        if !seqs.contains(&seq) {
+            return None;
         }
         let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
         if h.len() < HEADER_BYTES + len {
-            return false;
+            return None;
         }
         let crc = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
         let mut digest = CRC32C.digest();
-        digest.update(&want);
+        digest.update(&seq.to_le_bytes());
         digest.update(&h[HEADER_BYTES..HEADER_BYTES + len]);
-        digest.finalize() == crc
+        (digest.finalize() == crc).then_some((at, seq))
     })
 }
 
@@ -413,6 +421,11 @@ mod tests {
         }
         starts.push(wal.len);
         (dir, path, starts)
+    }
+
+    /// Group 1's write of `e` alone.
+    fn one(e: &Entry) -> LogWriteRef<'_> {
+        LogWriteRef { group: GroupId(1), entries: std::slice::from_ref(e), hard_state: None }
     }
 
     fn seqs(replay: &[(u64, Vec<LogWrite>)]) -> Vec<u64> {
@@ -486,9 +499,9 @@ mod tests {
         let mut sizes = Vec::new();
         while wal.len < WAL_PREALLOC_BYTES * 2 {
             index += 1;
-            let e = Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Normal(big.clone()) };
-            let w = LogWriteRef { group: GroupId(1), entries: std::slice::from_ref(&e), hard_state: None };
-            wal.append(&[w]).expect("append");
+            let payload = EntryPayload::Normal(big.clone());
+            let e = Entry { term: Term(1), index: LogIndex(index), payload };
+            wal.append(&[one(&e)]).expect("append");
             assert!(wal.len <= file_len(&path), "the record is inside the file");
             sizes.push(file_len(&path));
         }
@@ -511,6 +524,35 @@ mod tests {
         write(&mut wal, 1, 3, 1);
         drop(wal);
         assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_torn_record_whose_header_never_reached_the_disk_is_cut_off() {
+        // Pages of one append reach the disk in any order: here its first page is lost (zeros
+        // over the header) and a later one is kept.
+        let (_dir, path, starts) = log_of(1, 0);
+        let (mut wal, _) = Wal::open(path.clone(), 0).expect("open");
+        let big = Entry {
+            term: Term(1),
+            index: LogIndex(3),
+            payload: EntryPayload::Normal(bytes::Bytes::from(vec![7u8; 3 * 4096])),
+        };
+        wal.append(&[one(&big)]).expect("append");
+        drop(wal);
+        overwrite(&path, starts[1], &[0; 4096]);
+        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
+        assert_eq!(seqs(&replay), vec![1]);
+        assert_eq!(file_len(&path), starts[1], "the torn record is cut off");
+        write(&mut wal, 1, 3, 1);
+        drop(wal);
+        assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_damaged_first_record_before_a_valid_one_is_corruption() {
+        let (_dir, path, starts) = log_of(2, 0);
+        overwrite(&path, starts[0], &[0; HEADER_BYTES]);
+        refused(path, 0);
     }
 
     #[test]

@@ -107,6 +107,25 @@ impl Cluster {
         self.net.routes.lock().expect("routes").insert(NodeId(node), addr);
     }
 
+    /// A cluster whose replicas write their applied state every `apply_flush`, all started.
+    fn started_with_flush(apply_flush: Duration) -> Cluster {
+        let cluster = Cluster { apply_flush, ..Cluster::new(1_000_000) };
+        cluster.start_all();
+        cluster
+    }
+
+    fn start_all(&self) {
+        for n in NODES {
+            self.start_node(n);
+        }
+    }
+
+    async fn stop_all(&self) {
+        for n in NODES {
+            self.stop_node(n).await;
+        }
+    }
+
     async fn stop_node(&self, node: u64) {
         let addr = self.net.routes.lock().expect("routes").remove(&NodeId(node));
         if let Some(addr) = addr {
@@ -186,9 +205,7 @@ fn run(test: impl std::future::Future<Output = ()> + 'static) {
 fn three_replicas_elect_write_and_read_linearizably() {
     run(async {
         let cluster = Cluster::new(1_000_000);
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        cluster.start_all();
         let leader = cluster.leader().await;
         assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
         assert_eq!(cluster.exec(leader, get("k")).await, bulk("v1"));
@@ -202,9 +219,7 @@ fn three_replicas_elect_write_and_read_linearizably() {
         }
         let changes = cluster.changes.lock().expect("changes").clone();
         assert!(changes.iter().any(|c| c.leader == Some(NodeId(leader))), "{changes:?}");
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -212,9 +227,7 @@ fn three_replicas_elect_write_and_read_linearizably() {
 fn a_read_right_after_a_write_sees_it() {
     run(async {
         let cluster = Cluster::new(1_000_000);
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        cluster.start_all();
         let leader = cluster.leader().await;
         for seq in 1..=60u64 {
             let value = format!("v{seq}");
@@ -230,9 +243,7 @@ fn a_read_right_after_a_write_sees_it() {
             assert_eq!(w.await.expect("mailbox"), Ok(Reply::Ok));
         }
         assert_eq!(cluster.exec(leader, get("hot")).await, bulk("p80"));
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -247,10 +258,7 @@ fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
 fn the_applied_state_is_written_once_per_flush_interval() {
     run(async {
         let flush = Duration::from_millis(1_500);
-        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        let cluster = Cluster::started_with_flush(flush);
         let leader = cluster.leader().await;
         // Past the flush of the election's no-op, if it came in the first interval.
         tokio::time::sleep(flush + Duration::from_millis(100)).await;
@@ -272,9 +280,7 @@ fn the_applied_state_is_written_once_per_flush_interval() {
             assert!(written.elapsed() < flush * 3, "not written within the interval: {now:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -285,10 +291,7 @@ fn the_applied_state_is_written_once_per_flush_interval() {
 fn a_commit_index_alone_is_not_synced() {
     run(async {
         let flush = Duration::from_secs(3_600);
-        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        let cluster = Cluster::started_with_flush(flush);
         let leader = cluster.leader().await;
         let all_applied = |target: crate::raft::LogIndex| {
             let cluster = &cluster;
@@ -317,17 +320,11 @@ fn a_commit_index_alone_is_not_synced() {
             let syncs = cluster.fsyncs(*n) - before;
             assert!(syncs <= writes, "node {n}: {syncs} syncs for {writes} writes");
         }
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        cluster.stop_all().await;
+        cluster.start_all();
         let leader = cluster.leader().await;
         assert_eq!(cluster.exec(leader, get("k")).await, bulk("v5"));
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -339,9 +336,7 @@ fn the_durable_commit_index_never_falls_behind_the_durable_applied_index() {
     run(async {
         // The applied state is written on every tick, while commit indexes are held back.
         let cluster = Cluster::new(1_000_000);
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        cluster.start_all();
         let leader = cluster.leader().await;
         let check = |cluster: &Cluster| {
             for n in NODES {
@@ -359,9 +354,7 @@ fn the_durable_commit_index_never_falls_behind_the_durable_applied_index() {
             tokio::time::sleep(Duration::from_millis(3)).await;
             check(&cluster);
         }
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -371,10 +364,7 @@ fn the_durable_commit_index_never_falls_behind_the_durable_applied_index() {
 fn a_stopped_replica_writes_its_applied_state() {
     run(async {
         let flush = Duration::from_secs(3_600);
-        let cluster = Cluster { apply_flush: flush, ..Cluster::new(1_000_000) };
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        let cluster = Cluster::started_with_flush(flush);
         let leader = cluster.leader().await;
         for seq in 1..=5u64 {
             let value = format!("v{seq}");
@@ -391,9 +381,7 @@ fn a_stopped_replica_writes_its_applied_state() {
             s.applied_index,
             after.durable_applied_index
         );
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }
 
@@ -412,9 +400,7 @@ fn catch_up_by_snapshot(value_bytes: usize) {
     run(async move {
         let value = "x".repeat(value_bytes);
         let cluster = Cluster::new(8);
-        for n in NODES {
-            cluster.start_node(n);
-        }
+        cluster.start_all();
         let leader = cluster.leader().await;
         let down = NODES.into_iter().find(|&n| n != leader).expect("a follower");
         assert_eq!(cluster.exec(leader, set(1, "before", "1")).await, Ok(Reply::Ok));
@@ -450,8 +436,6 @@ fn catch_up_by_snapshot(value_bytes: usize) {
             assert_eq!(cluster.exec(down, get(&format!("k{seq}"))).await, bulk(&value));
         }
         assert_eq!(cluster.exec(down, set(61, "after", "y")).await, Ok(Reply::Ok));
-        for n in NODES {
-            cluster.stop_node(n).await;
-        }
+        cluster.stop_all().await;
     });
 }

@@ -464,13 +464,19 @@ mod tests {
         for cut in [1u64, 5, HEADER_BYTES as u64, HEADER_BYTES as u64 + 3] {
             let (_dir, path, starts) = log_of(2, 0);
             set_len(&path, starts[1] + cut);
-            let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
-            assert_eq!(seqs(&replay), vec![1], "cut {cut}");
-            assert_eq!(file_len(&path), starts[1]);
-            write(&mut wal, 1, 3, 1);
-            drop(wal);
-            assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+            second_record_cut_off(&path, starts[1]);
         }
+    }
+
+    /// After the second record of a log was torn (it began at `start`): opening replays the
+    /// first only and cuts the file there, and the next append follows the first record.
+    fn second_record_cut_off(path: &Path, start: u64) {
+        let (mut wal, replay) = Wal::open(path.to_path_buf(), 0).expect("reopen torn");
+        assert_eq!(seqs(&replay), vec![1]);
+        assert_eq!(file_len(path), start, "the torn record is cut off");
+        write(&mut wal, 1, 3, 1);
+        drop(wal);
+        assert_eq!(seqs(&Wal::open(path.to_path_buf(), 0).expect("reopen").1), vec![1, 2]);
     }
 
     fn file_len(path: &Path) -> u64 {
@@ -518,12 +524,7 @@ mod tests {
         let (_dir, path, starts) = log_of(2, 0);
         let kept = HEADER_BYTES as u64 + 3;
         overwrite(&path, starts[1] + kept, &vec![0; (starts[2] - starts[1] - kept) as usize]);
-        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
-        assert_eq!(seqs(&replay), vec![1]);
-        assert_eq!(file_len(&path), starts[1], "the torn record is cut off");
-        write(&mut wal, 1, 3, 1);
-        drop(wal);
-        assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+        second_record_cut_off(&path, starts[1]);
     }
 
     #[test]
@@ -540,12 +541,7 @@ mod tests {
         wal.append(&[one(&big)]).expect("append");
         drop(wal);
         overwrite(&path, starts[1], &[0; 4096]);
-        let (mut wal, replay) = Wal::open(path.clone(), 0).expect("reopen torn");
-        assert_eq!(seqs(&replay), vec![1]);
-        assert_eq!(file_len(&path), starts[1], "the torn record is cut off");
-        write(&mut wal, 1, 3, 1);
-        drop(wal);
-        assert_eq!(seqs(&Wal::open(path, 0).expect("reopen").1), vec![1, 2]);
+        second_record_cut_off(&path, starts[1]);
     }
 
     #[test]

@@ -156,7 +156,8 @@ fn verify(path: &Path, reported: u64, seen: &str) -> u64 {
     let last = groups[0].last_index().expect("last").get();
     assert!(last >= reported, "reported durable {reported}, found {last}; {seen}");
     let most = reported + ENTRIES_PER_GROUP_PER_BATCH;
-    assert!(last <= most, "at most one unreported batch: found {last}, reported {reported}; {seen}");
+    let unreported = format!("found {last}, reported {reported}; {seen}");
+    assert!(last <= most, "at most one unreported batch: {unreported}");
     for s in &groups {
         let g = s.group().get();
         assert_eq!(s.last_index().expect("last").get(), last, "group {g}: batches are atomic");

@@ -137,10 +137,15 @@ impl Cluster {
         self.net.routes.lock().expect("routes")[&NodeId(node)].clone()
     }
 
+    /// The database of running `node`.
+    fn db(&self, node: u64) -> Arc<NodeDb> {
+        let db = self.dbs.lock().expect("dbs").get(&node).and_then(Weak::upgrade);
+        db.expect("node running")
+    }
+
     /// Durable commits of `node`'s database since it was opened.
     fn fsyncs(&self, node: u64) -> u64 {
-        let db = self.dbs.lock().expect("dbs").get(&node).and_then(Weak::upgrade);
-        db.expect("node running").fsync_count()
+        self.db(node).fsync_count()
     }
 
     async fn status(&self, node: u64) -> ShardStatus {
@@ -363,8 +368,9 @@ fn the_durable_commit_index_never_falls_behind_the_durable_applied_index() {
         let leader = cluster.leader().await;
         let check = |cluster: &Cluster| {
             for n in NODES {
-                let db = cluster.dbs.lock().expect("dbs")[&n].upgrade().expect("node running");
-                let storage = crate::storage::RedbStorage::open(db, GROUP).expect("storage");
+                let storage = crate::storage::RedbStorage::open(cluster.db(n), GROUP);
+                let storage = storage.expect("storage");
+                // Applied first: the commit index read after it is at least what it was then.
                 let applied = storage.applied_index();
                 let commit = storage.hard_state().commit_index;
                 assert!(commit >= applied, "node {n}: durable commit {commit}, applied {applied}");

@@ -1,4 +1,4 @@
-//! CLIENT ID | SETNAME | GETNAME | INFO | LIST | KILL | SETINFO | REDIRECTS ON|OFF.
+//! CLIENT ID | SETNAME | GETNAME | INFO | LIST [TYPE|ID] | KILL | SETINFO | REDIRECTS ON|OFF.
 //! REDIRECTS is shardkv's own: it switches this connection to cluster-aware replies
 //! (`-MOVED`, `-CROSSSLOT`) or back.
 
@@ -38,10 +38,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         }
         "setinfo" => Frame::ok(),
         "info" => Frame::Verbatim(format!("{}\n", client.entry.line())),
-        "list" => {
-            let lines: Vec<String> = cx.shared.clients.all().iter().map(|c| c.line()).collect();
-            Frame::Verbatim(lines.iter().map(|l| format!("{l}\n")).collect())
-        }
+        "list" => tri!(list(cx, &args[2..])),
         "redirects" if is(&args[2], "on") || is(&args[2], "off") => {
             client.redirects = is(&args[2], "on");
             Frame::ok()
@@ -51,7 +48,43 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     })
 }
 
-/// CLIENT KILL addr (old form) or CLIENT KILL [ID id] [ADDR addr] [SKIPME yes|no].
+/// CLIENT LIST [TYPE type | ID id [id ...]]. Every connection here is of type `normal`.
+fn list<B: Backend>(cx: &Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
+    let clients = cx.shared.clients.all();
+    let chosen: Vec<_> = match args {
+        [] => clients.iter().collect(),
+        [name, kind] if is(name, "type") => match client_type(kind)? {
+            true => clients.iter().collect(),
+            false => Vec::new(),
+        },
+        [name, ids @ ..] if is(name, "id") && !ids.is_empty() => {
+            let mut chosen = Vec::new();
+            for id in ids {
+                let id = int_arg(id).map_err(|_| Frame::error("ERR Invalid client ID"))?;
+                chosen.extend(clients.iter().filter(|c| c.id as i64 == id));
+            }
+            chosen
+        }
+        _ => return Err(syntax_error()),
+    };
+    Ok(Frame::Verbatim(chosen.iter().map(|c| format!("{}\n", c.line())).collect()))
+}
+
+/// Whether a connection of Redis client type `name` is one of ours (all are `normal`); an
+/// unknown type is an error, as in Redis.
+fn client_type(name: &[u8]) -> Result<bool, Frame> {
+    match lower(name).as_str() {
+        "normal" => Ok(true),
+        "master" | "slave" | "replica" | "pubsub" => Ok(false),
+        _ => Err(Frame::error(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(&name[..name.len().min(128)])
+        ))),
+    }
+}
+
+/// CLIENT KILL addr (old form) or CLIENT KILL [ID id] [TYPE type] [ADDR addr] [USER user]
+/// [SKIPME yes|no].
 fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
     let clients = cx.shared.clients.all();
     if let [addr] = args {
@@ -62,13 +95,24 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
         target.kill();
         return Ok(Frame::ok());
     }
-    let (mut id, mut addr, mut skip_me) = (None, None, true);
+    let (mut id, mut addr, mut skip_me, mut any) = (None, None, true, true);
     for pair in args.chunks(2) {
         let [name, value] = pair else {
             return Err(syntax_error());
         };
         match () {
-            _ if is(name, "id") => id = Some(int_arg(value)?),
+            _ if is(name, "id") => {
+                let bad = || Frame::error("ERR client-id should be greater than 0");
+                id = Some(int_arg(value).ok().filter(|id| *id > 0).ok_or_else(bad)?);
+            }
+            _ if is(name, "type") => any &= client_type(value)?,
+            _ if is(name, "user") && is(value, "default") => {}
+            _ if is(name, "user") => {
+                return Err(Frame::error(format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(&value[..value.len().min(128)])
+                )))
+            }
             _ if is(name, "addr") => addr = Some(String::from_utf8_lossy(value).into_owned()),
             _ if is(name, "skipme") && (is(value, "yes") || is(value, "no")) => {
                 skip_me = is(value, "yes")
@@ -78,7 +122,8 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
     }
     let mut killed = 0;
     for c in clients {
-        let chosen = id.is_none_or(|id| c.id as i64 == id)
+        let chosen = any
+            && id.is_none_or(|id| c.id as i64 == id)
             && addr.as_ref().is_none_or(|a| *a == c.addr.to_string())
             && !(skip_me && c.id == cx.client.id);
         if chosen {

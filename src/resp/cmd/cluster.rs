@@ -37,15 +37,18 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         "myid" => Job::Now(Frame::text(&cluster_node_name(view.node_id))),
         "keyslot" => Job::Now(Frame::Int(i64::from(key_slot(&args[2])))),
         "countkeysinslot" => {
-            let slot = tri!(slot_arg(&args[2]));
+            let slot = tri!(int_arg(&args[2]));
+            let Some(slot) = in_slot_range(slot) else {
+                return Job::Now(Frame::error("ERR Invalid slot"));
+            };
             cx.read(slot, ReadCommand::CountKeysInSlot { slot })
         }
         _ => {
-            let slot = tri!(slot_arg(&args[2]));
+            let slot = tri!(int_arg(&args[2]));
             let count = tri!(int_arg(&args[3]));
-            if count < 0 {
+            let (Some(slot), true) = (in_slot_range(slot), count >= 0) else {
                 return Job::Now(Frame::error("ERR Invalid slot or number of keys"));
-            }
+            };
             cx.read(
                 slot,
                 ReadCommand::GetKeysInSlot {
@@ -55,6 +58,10 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             )
         }
     }
+}
+
+fn in_slot_range(slot: i64) -> Option<u16> {
+    u16::try_from(slot).ok().filter(|s| *s < SLOT_COUNT)
 }
 
 pub(super) fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {

@@ -1,5 +1,5 @@
 //! COMMAND, COMMAND COUNT, COMMAND INFO [name ...], COMMAND DOCS [name ...], COMMAND
-//! LIST: the command table as Redis 7 shapes it.
+//! LIST [FILTERBY ...]: the command table as Redis 7 shapes it.
 
 use bytes::Bytes;
 
@@ -18,8 +18,12 @@ pub fn prepare<B: Backend>(_cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         args.iter().map(|name| spec_of(&lower(name))).collect()
     };
     Job::Now(match sub.as_str() {
+        "count" if args.len() != 2 => super::wrong_args("command|count"),
         "count" => Frame::Int(SPECS.len() as i64),
-        "list" => Frame::Array(SPECS.iter().map(|s| Frame::text(s.name)).collect()),
+        "list" => match list(&args[2..]) {
+            Ok(names) => Frame::Array(names.into_iter().map(Frame::text).collect()),
+            Err(e) => e,
+        },
         "info" if args.len() == 2 => Frame::Array(SPECS.iter().map(info).collect()),
         "info" => Frame::Array(
             named(&args[2..])
@@ -43,6 +47,28 @@ pub fn prepare<B: Backend>(_cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     })
 }
 
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: the names of
+/// the commands that pass the filter (there are no modules).
+fn list(args: &[Bytes]) -> Result<Vec<&'static str>, Frame> {
+    let names = SPECS.iter();
+    match args {
+        [] => Ok(names.map(|s| s.name).collect()),
+        [filterby, kind, value] if lower(filterby) == "filterby" => match lower(kind).as_str() {
+            "module" => Ok(Vec::new()),
+            "aclcat" => {
+                let cat = format!("@{}", lower(value));
+                Ok(names.filter(|s| s.acl_categories.contains(&cat.as_str())).map(|s| s.name).collect())
+            }
+            "pattern" => Ok(names
+                .filter(|s| crate::kv::glob::glob_match(value, s.name.as_bytes()))
+                .map(|s| s.name)
+                .collect()),
+            _ => Err(super::syntax_error()),
+        },
+        _ => Err(super::syntax_error()),
+    }
+}
+
 /// COMMAND INFO's ten-element entry.
 fn info(spec: &Spec) -> Frame {
     Frame::Array(vec![
@@ -57,7 +83,12 @@ fn info(spec: &Spec) -> Frame {
         Frame::Int(spec.first_key),
         Frame::Int(spec.last_key),
         Frame::Int(spec.step),
-        Frame::Set(Vec::new()),
+        Frame::Set(
+            spec.acl_categories
+                .iter()
+                .map(|c| Frame::Simple((*c).into()))
+                .collect(),
+        ),
         Frame::Set(Vec::new()),
         Frame::Array(Vec::new()),
         Frame::Array(Vec::new()),

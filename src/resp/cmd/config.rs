@@ -12,6 +12,8 @@ use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 use crate::resp::frame::Frame;
 
+use super::unknown_subcommand;
+
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let sub = args.get(1).map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
     match sub.as_deref() {
@@ -24,12 +26,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
              configuration file",
             name.to_ascii_uppercase()
         ))),
-        _ => {
-            let name = sub.unwrap_or_default();
-            Job::Now(Frame::error(format!(
-                "ERR unknown subcommand '{name}'. Try CONFIG HELP."
-            )))
-        }
+        _ => Job::Now(unknown_subcommand(&args[1], "config")),
     }
 }
 

@@ -69,6 +69,7 @@ pub struct Spec {
     /// Redis's arity: `n` exactly n arguments with the name, `-n` at least n.
     pub arity: i64,
     pub flags: &'static [&'static str],
+    pub acl_categories: &'static [&'static str],
     pub first_key: i64,
     pub last_key: i64,
     pub step: i64,
@@ -76,17 +77,45 @@ pub struct Spec {
     pub summary: &'static str,
 }
 
+// Flags and ACL categories as Redis 7 reports them (COMMAND INFO); `no_auth` also lets a
+// command run before authentication here.
+const FAST: &[&str] = &["fast"];
+const CONN: &[&str] = &["loading", "stale", "fast"];
+const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
+const STALE: &[&str] = &["loading", "stale"];
+const CONTAINER: &[&str] = &[];
 const W: &[&str] = &["write"];
+const W_FAST: &[&str] = &["write", "fast"];
+const W_DENY: &[&str] = &["write", "denyoom"];
+const W_DENY_FAST: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
-const C: &[&str] = &["fast"];
-const NOAUTH: &[&str] = &["noauth", "fast"];
+const R_FAST: &[&str] = &["readonly", "fast"];
+
+const ACL_FAST: &[&str] = &["@fast"];
+const ACL_SLOW: &[&str] = &["@slow"];
+const ACL_CONN_FAST: &[&str] = &["@fast", "@connection"];
+const ACL_CONN_SLOW: &[&str] = &["@slow", "@connection"];
+const ACL_SLOW_DANGEROUS: &[&str] = &["@slow", "@dangerous"];
+const ACL_ADMIN: &[&str] = &["@admin", "@slow", "@dangerous"];
+const ACL_STRING_READ_FAST: &[&str] = &["@read", "@string", "@fast"];
+const ACL_STRING_READ_SLOW: &[&str] = &["@read", "@string", "@slow"];
+const ACL_STRING_WRITE_FAST: &[&str] = &["@write", "@string", "@fast"];
+const ACL_STRING_WRITE_SLOW: &[&str] = &["@write", "@string", "@slow"];
+const ACL_KEYS_READ_FAST: &[&str] = &["@keyspace", "@read", "@fast"];
+const ACL_KEYS_READ_SLOW: &[&str] = &["@keyspace", "@read", "@slow"];
+const ACL_KEYS_READ_DANGEROUS: &[&str] = &["@keyspace", "@read", "@slow", "@dangerous"];
+const ACL_KEYS_WRITE_FAST: &[&str] = &["@keyspace", "@write", "@fast"];
+const ACL_KEYS_WRITE_SLOW: &[&str] = &["@keyspace", "@write", "@slow"];
+const ACL_KEYS_WRITE_DANGEROUS: &[&str] = &["@keyspace", "@write", "@slow", "@dangerous"];
 
 macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal) => {
+    ($name:literal, $arity:expr, $flags:expr, $acl:expr, $keys:expr, $group:literal,
+     $summary:literal) => {
         Spec {
             name: $name,
             arity: $arity,
             flags: $flags,
+            acl_categories: $acl,
             first_key: $keys.0,
             last_key: $keys.1,
             step: $keys.2,
@@ -105,7 +134,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "ping",
         -1,
-        C,
+        FAST,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Returns the server's liveliness response."
@@ -113,7 +143,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "echo",
         2,
-        C,
+        CONN,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Returns the given string."
@@ -121,7 +152,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "hello",
         -1,
-        NOAUTH,
+        NO_AUTH,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Handshakes with the Redis server."
@@ -129,7 +161,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "auth",
         -2,
-        NOAUTH,
+        NO_AUTH,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Authenticates the connection."
@@ -137,7 +170,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "select",
         2,
-        C,
+        CONN,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Changes the selected database."
@@ -145,7 +179,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "quit",
         -1,
-        NOAUTH,
+        NO_AUTH,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Closes the connection."
@@ -153,7 +188,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "reset",
         1,
-        NOAUTH,
+        NO_AUTH,
+        ACL_CONN_FAST,
         NO_KEY,
         "connection",
         "Resets the connection."
@@ -161,7 +197,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "client",
         -2,
-        C,
+        CONTAINER,
+        ACL_SLOW,
         NO_KEY,
         "connection",
         "A container for client connection commands."
@@ -169,7 +206,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "command",
         -1,
-        C,
+        STALE,
+        ACL_CONN_SLOW,
         NO_KEY,
         "server",
         "Returns detailed information about all commands."
@@ -177,7 +215,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "info",
         -1,
-        C,
+        STALE,
+        ACL_SLOW_DANGEROUS,
         NO_KEY,
         "server",
         "Returns information and statistics about the server."
@@ -185,16 +224,18 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "dbsize",
         1,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         NO_KEY,
         "server",
         "Returns the number of keys in the database."
     ),
-    spec!("time", 1, C, NO_KEY, "server", "Returns the server time."),
+    spec!("time", 1, CONN, ACL_FAST, NO_KEY, "server", "Returns the server time."),
     spec!(
         "config",
         -2,
-        C,
+        CONTAINER,
+        ACL_SLOW,
         NO_KEY,
         "server",
         "Returns the effective values of configuration parameters."
@@ -202,7 +243,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "readonly",
         1,
-        C,
+        CONN,
+        ACL_CONN_FAST,
         NO_KEY,
         "cluster",
         "Enables read-only queries for a connection."
@@ -210,7 +252,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "readwrite",
         1,
-        C,
+        CONN,
+        ACL_CONN_FAST,
         NO_KEY,
         "cluster",
         "Enables read-write queries for a connection."
@@ -219,6 +262,7 @@ pub const SPECS: &[Spec] = &[
         "shardkv",
         -2,
         W,
+        ACL_ADMIN,
         NO_KEY,
         "server",
         "shardkv operator commands: GROUPS, SPLIT, TRANSFER-LEADER."
@@ -226,7 +270,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "cluster",
         -2,
-        C,
+        CONTAINER,
+        ACL_SLOW,
         NO_KEY,
         "cluster",
         "A container for Redis Cluster commands."
@@ -234,7 +279,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "get",
         2,
-        R,
+        R_FAST,
+        ACL_STRING_READ_FAST,
         ONE_KEY,
         "string",
         "Returns the string value of a key."
@@ -242,7 +288,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "set",
         -3,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         ONE_KEY,
         "string",
         "Sets the string value of a key."
@@ -250,7 +297,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "setnx",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Set the string value of a key only when it does not exist."
@@ -258,7 +306,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "setex",
         4,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         ONE_KEY,
         "string",
         "Sets the value and expiration time of a key."
@@ -266,7 +315,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "psetex",
         4,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         ONE_KEY,
         "string",
         "Sets the value and expiration in milliseconds of a key."
@@ -274,7 +324,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "getset",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Returns the previous value of a key after setting it."
@@ -282,7 +333,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "getdel",
         2,
-        W,
+        W_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Returns the value of a key after deleting the key."
@@ -290,7 +342,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "getex",
         -2,
-        W,
+        W_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Returns the value of a key after setting its expiration."
@@ -298,7 +351,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "mget",
         -2,
-        R,
+        R_FAST,
+        ACL_STRING_READ_FAST,
         ALL_KEYS,
         "string",
         "Atomically returns the values of one or more keys."
@@ -306,7 +360,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "mset",
         -3,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         (1, -1, 2),
         "string",
         "Atomically creates or modifies keys."
@@ -314,7 +369,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "msetnx",
         -3,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         (1, -1, 2),
         "string",
         "Sets keys only when none of them exist."
@@ -322,7 +378,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "append",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Appends a string to the value of a key."
@@ -330,7 +387,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "strlen",
         2,
-        R,
+        R_FAST,
+        ACL_STRING_READ_FAST,
         ONE_KEY,
         "string",
         "Returns the length of a string value."
@@ -339,6 +397,7 @@ pub const SPECS: &[Spec] = &[
         "getrange",
         4,
         R,
+        ACL_STRING_READ_SLOW,
         ONE_KEY,
         "string",
         "Returns a substring of the string of a key."
@@ -346,7 +405,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "setrange",
         4,
-        W,
+        W_DENY,
+        ACL_STRING_WRITE_SLOW,
         ONE_KEY,
         "string",
         "Overwrites part of a string value at an offset."
@@ -354,7 +414,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "incr",
         2,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Increments the integer value of a key by one."
@@ -362,7 +423,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "decr",
         2,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Decrements the integer value of a key by one."
@@ -370,7 +432,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "incrby",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Increments the integer value of a key by a number."
@@ -378,7 +441,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "decrby",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Decrements a number from the integer value of a key."
@@ -386,7 +450,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "incrbyfloat",
         3,
-        W,
+        W_DENY_FAST,
+        ACL_STRING_WRITE_FAST,
         ONE_KEY,
         "string",
         "Increment the value of a key by a float."
@@ -395,6 +460,7 @@ pub const SPECS: &[Spec] = &[
         "del",
         -2,
         W,
+        ACL_KEYS_WRITE_SLOW,
         ALL_KEYS,
         "generic",
         "Deletes one or more keys."
@@ -402,7 +468,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "unlink",
         -2,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ALL_KEYS,
         "generic",
         "Asynchronously deletes one or more keys."
@@ -410,7 +477,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "exists",
         -2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ALL_KEYS,
         "generic",
         "Determines whether one or more keys exist."
@@ -418,7 +486,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "type",
         2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ONE_KEY,
         "generic",
         "Determines the type of value stored at a key."
@@ -427,6 +496,7 @@ pub const SPECS: &[Spec] = &[
         "rename",
         3,
         W,
+        ACL_KEYS_WRITE_SLOW,
         (1, 2, 1),
         "generic",
         "Renames a key and overwrites the destination."
@@ -434,7 +504,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "renamenx",
         3,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         (1, 2, 1),
         "generic",
         "Renames a key only when the target does not exist."
@@ -442,7 +513,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "expire",
         -3,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ONE_KEY,
         "generic",
         "Sets the expiration time of a key in seconds."
@@ -450,7 +522,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "pexpire",
         -3,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ONE_KEY,
         "generic",
         "Sets the expiration time of a key in milliseconds."
@@ -458,7 +531,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "expireat",
         -3,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ONE_KEY,
         "generic",
         "Sets the expiration time of a key to a Unix timestamp."
@@ -466,7 +540,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "pexpireat",
         -3,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ONE_KEY,
         "generic",
         "Sets the expiration of a key to a Unix ms timestamp."
@@ -474,7 +549,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "ttl",
         2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ONE_KEY,
         "generic",
         "Returns the expiration time in seconds of a key."
@@ -482,7 +558,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "pttl",
         2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ONE_KEY,
         "generic",
         "Returns the expiration time in milliseconds of a key."
@@ -490,7 +567,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "expiretime",
         2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ONE_KEY,
         "generic",
         "Returns the expiration time of a key as a Unix timestamp."
@@ -498,7 +576,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "pexpiretime",
         2,
-        R,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
         ONE_KEY,
         "generic",
         "Returns the expiration of a key as a Unix ms timestamp."
@@ -506,7 +585,8 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "persist",
         2,
-        W,
+        W_FAST,
+        ACL_KEYS_WRITE_FAST,
         ONE_KEY,
         "generic",
         "Removes the expiration time of a key."
@@ -515,6 +595,7 @@ pub const SPECS: &[Spec] = &[
         "keys",
         2,
         R,
+        ACL_KEYS_READ_DANGEROUS,
         NO_KEY,
         "generic",
         "Returns all key names that match a pattern."
@@ -523,6 +604,7 @@ pub const SPECS: &[Spec] = &[
         "scan",
         -2,
         R,
+        ACL_KEYS_READ_SLOW,
         NO_KEY,
         "generic",
         "Iterates over the key names in the database."
@@ -531,6 +613,7 @@ pub const SPECS: &[Spec] = &[
         "randomkey",
         1,
         R,
+        ACL_KEYS_READ_SLOW,
         NO_KEY,
         "generic",
         "Returns a random key name from the database."
@@ -539,6 +622,7 @@ pub const SPECS: &[Spec] = &[
         "flushall",
         -1,
         W,
+        ACL_KEYS_WRITE_DANGEROUS,
         NO_KEY,
         "server",
         "Removes all keys from all databases."
@@ -547,6 +631,7 @@ pub const SPECS: &[Spec] = &[
         "flushdb",
         -1,
         W,
+        ACL_KEYS_WRITE_DANGEROUS,
         NO_KEY,
         "server",
         "Remove all keys from the current database."
@@ -578,7 +663,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
         return Job::Now(wrong_args(&name));
     }
-    if !cx.client.authenticated && !spec.flags.contains(&"noauth") {
+    if !cx.client.authenticated && !spec.flags.contains(&"no_auth") {
         return Job::Now(Frame::error("NOAUTH Authentication required."));
     }
     cx.client

@@ -1,4 +1,4 @@
-//! SELECT index: only database 0 exists (as in Redis Cluster).
+//! SELECT index: only database 0 exists, and any other answers as Redis Cluster does.
 
 use bytes::Bytes;
 
@@ -12,6 +12,6 @@ use crate::resp::frame::Frame;
 pub fn prepare<B: Backend>(_cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     match tri!(int_arg(&args[1])) {
         0 => Job::Now(Frame::ok()),
-        _ => Job::Now(Frame::error("ERR DB index is out of range")),
+        _ => Job::Now(Frame::error("ERR SELECT is not allowed in cluster mode")),
     }
 }

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Differential check: the same commands, byte for byte, against redis-server and shardkv.
+
+Usage: redis_diff.py REDIS_PORT SHARDKV_PORT
+
+The reference is a one-node Redis Cluster (`cluster-enabled yes`, every slot assigned), so
+that cluster-mode replies (SELECT, READONLY) are what shardkv is held to. Each case is a list
+of commands sent in order on one fresh connection to each server after both are emptied
+(FLUSHALL); the raw RESP replies must be identical. Every key carries the hash tag {d}, so
+that Redis Cluster rules allow every multi-key command. A command may be wrapped:
+- `Unordered(cmd)`: an array whose order Redis leaves unspecified (KEYS) is compared sorted;
+- `Ignored(cmd)`: sent, its reply not compared (HELLO 3 switches the protocol; the server
+  fields of its reply differ by nature);
+- `Info(name)`: COMMAND INFO name, compared on name, arity, flags, key positions and ACL
+  categories (shardkv does not list tips, key specs or subcommands);
+- `Raw(bytes)`: sent as is (malformed input); the replies up to the close must match.
+Replies that differ by nature (INFO, TIME, CLIENT ID, ...) are not here; the Rust tests check
+their shape. INCRBYFLOAT cases avoid results whose digits depend on the width of the C
+`long double` Redis computes in (80 bits on x86-64, 64 on some platforms): shardkv computes
+in `f64`. Exits 1 listing every difference.
+"""
+
+import socket
+import sys
+
+TIMEOUT_S = 10.0
+# A differing reply is shown up to this many characters.
+SHOWN_CHARS_MAX = 400
+
+
+def encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class Conn:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line + b"\r\n"
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def reply(self):
+        """One whole reply, raw."""
+        line = self._line()
+        kind, rest = line[:1], line[1:-2]
+        if kind in b"$=!":
+            n = int(rest)
+            return line if n < 0 else line + self._exact(n + 2)
+        if kind in b"*~>%|":
+            n = int(rest)
+            if n < 0:
+                return line
+            if kind in b"%|":
+                n *= 2
+            return line + b"".join(self.reply() for _ in range(n))
+        return line
+
+    def run(self, args):
+        self.sock.sendall(encode(args))
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+class Unordered(list):
+    pass
+
+
+class Ignored(list):
+    pass
+
+
+class Info(str):
+    pass
+
+
+class Raw(bytes):
+    pass
+
+
+def parse(raw, pos=0):
+    """(value, next position) of the reply at `pos` of `raw`, arrays as lists."""
+    end = raw.index(b"\r\n", pos)
+    kind, rest, pos = raw[pos:pos + 1], raw[pos + 1:end], end + 2
+    if kind in b"$=!":
+        n = int(rest)
+        return (None, pos) if n < 0 else (raw[pos:pos + n], pos + n + 2)
+    if kind in b"*~>%|":
+        n = int(rest)
+        if n < 0:
+            return None, pos
+        if kind in b"%|":
+            n *= 2
+        out = []
+        for _ in range(n):
+            v, pos = parse(raw, pos)
+            out.append(v)
+        return out, pos
+    if kind == b":":
+        return int(rest), pos
+    return kind + rest, pos
+
+
+def comparable(cmd, raw):
+    """What is compared of the reply `raw` to `cmd`."""
+    if isinstance(cmd, Unordered):
+        value, _ = parse(raw)
+        return sorted(value) if isinstance(value, list) else value
+    if isinstance(cmd, Info):
+        value, _ = parse(raw)
+        return value[0][:7] if isinstance(value, list) and value[0] is not None else value
+    if isinstance(cmd, Ignored):
+        return None
+    return raw
+
+
+def send(conn, cmd):
+    if isinstance(cmd, Raw):
+        conn.sock.sendall(cmd)
+        out = b""
+        try:
+            while True:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            out += b"<no close>"
+        return conn.buf + out
+    if isinstance(cmd, Info):
+        return conn.run(["COMMAND", "INFO", str(cmd)])
+    return conn.run(cmd)
+
+
+COMMANDS = """ping echo hello auth select quit reset client command info dbsize time config
+readonly readwrite cluster get set setnx setex psetex getset getdel getex mget mset msetnx
+append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
+rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
+scan randomkey flushall flushdb""".split()
+
+V = "v" * 40
+CASES = [
+    # Strings and SET options.
+    [["SET", "{d}a", "1"], ["GET", "{d}a"], ["GET", "{d}missing"]],
+    [["SET", "{d}a", "1", "NX"], ["SET", "{d}a", "2", "NX"], ["SET", "{d}a", "3", "XX"],
+     ["SET", "{d}b", "3", "XX"], ["GET", "{d}a"]],
+    [["SET", "{d}a", "1", "GET"], ["SET", "{d}a", "2", "GET"], ["SET", "{d}a", "3", "NX", "GET"]],
+    [["SET", "{d}a", "1", "EX", "0"], ["SET", "{d}a", "1", "EX", "-1"],
+     ["SET", "{d}a", "1", "PX", "abc"], ["SET", "{d}a", "1", "EX", "10", "PX", "10"],
+     ["SET", "{d}a", "1", "NX", "XX"], ["SET", "{d}a", "1", "KEEPTTL", "EX", "5"],
+     ["SET", "{d}a", "1", "BOGUS"], ["SET", "{d}a"], ["SET", "{d}a", "1", "EX"]],
+    [["SET", "{d}a", "1", "EX", "100"], ["TTL", "{d}a"], ["SET", "{d}a", "2", "KEEPTTL"],
+     ["TTL", "{d}a"], ["SET", "{d}a", "3"], ["TTL", "{d}a"], ["PTTL", "{d}missing"]],
+    [["SET", "{d}a", "1", "EXAT", "99999999999"], ["EXPIRETIME", "{d}a"],
+     ["SET", "{d}b", "1", "PXAT", "99999999999000"], ["PEXPIRETIME", "{d}b"],
+     ["EXPIRETIME", "{d}missing"], ["SET", "{d}c", "1"], ["EXPIRETIME", "{d}c"]],
+    [["SETNX", "{d}a", "1"], ["SETNX", "{d}a", "2"], ["GET", "{d}a"], ["SETNX", "{d}a"]],
+    [["SETEX", "{d}a", "100", "x"], ["TTL", "{d}a"], ["SETEX", "{d}a", "0", "x"],
+     ["SETEX", "{d}a", "abc", "x"], ["PSETEX", "{d}b", "100000", "y"], ["GET", "{d}b"],
+     ["PSETEX", "{d}b", "-5", "y"]],
+    [["GETSET", "{d}a", "1"], ["GETSET", "{d}a", "2"], ["GETDEL", "{d}a"], ["GETDEL", "{d}a"]],
+    [["SET", "{d}a", "1", "EX", "100"], ["GETEX", "{d}a", "PERSIST"], ["TTL", "{d}a"],
+     ["GETEX", "{d}a", "EX", "50"], ["TTL", "{d}a"], ["GETEX", "{d}a", "PX", "0"],
+     ["GETEX", "{d}a", "EX", "10", "PERSIST"], ["GETEX", "{d}missing"], ["GETEX", "{d}a", "FOO"]],
+    [["MSET", "{d}a", "1", "{d}b", "2"], ["MGET", "{d}a", "{d}b", "{d}c"],
+     ["MSET", "{d}a"], ["MSET", "{d}a", "1", "{d}b"], ["MSETNX", "{d}b", "3", "{d}c", "4"],
+     ["MSETNX", "{d}c", "3", "{d}e", "4"], ["MGET", "{d}c", "{d}e"]],
+    [["APPEND", "{d}a", "hello"], ["APPEND", "{d}a", " world"], ["GET", "{d}a"],
+     ["STRLEN", "{d}a"], ["STRLEN", "{d}missing"]],
+    [["SET", "{d}a", "Hello World"], ["GETRANGE", "{d}a", "0", "4"], ["GETRANGE", "{d}a", "-5", "-1"],
+     ["GETRANGE", "{d}a", "5", "2"], ["GETRANGE", "{d}a", "0", "100"], ["GETRANGE", "{d}missing", "0", "1"],
+     ["GETRANGE", "{d}a", "x", "1"], ["GETRANGE", "{d}a", "-100", "-50"]],
+    [["SETRANGE", "{d}a", "6", "Redis"], ["GET", "{d}a"], ["SET", "{d}b", "Hello World"],
+     ["SETRANGE", "{d}b", "6", "Redis"], ["GET", "{d}b"], ["SETRANGE", "{d}b", "-1", "x"],
+     ["SETRANGE", "{d}c", "0", ""], ["EXISTS", "{d}c"], ["SETRANGE", "{d}b", "536870912", "x"]],
+    # Counters.
+    [["INCR", "{d}n"], ["INCRBY", "{d}n", "10"], ["DECR", "{d}n"], ["DECRBY", "{d}n", "3"],
+     ["INCRBY", "{d}n", "abc"], ["SET", "{d}s", "abc"], ["INCR", "{d}s"],
+     ["SET", "{d}m", "9223372036854775807"], ["INCR", "{d}m"], ["DECRBY", "{d}n", "-9223372036854775808"],
+     ["SET", "{d}sp", " 1"], ["INCR", "{d}sp"], ["INCRBY", "{d}n", "1.5"]],
+    [["INCRBYFLOAT", "{d}f", "10.5"], ["INCRBYFLOAT", "{d}f", "0.1"], ["INCRBYFLOAT", "{d}f", "-5"],
+     ["INCRBYFLOAT", "{d}e", "5.0e3"], ["INCRBYFLOAT", "{d}f", "abc"], ["SET", "{d}g", "x1"],
+     ["INCRBYFLOAT", "{d}g", "1"], ["INCRBYFLOAT", "{d}f", "inf"], ["SET", "{d}h", "3"],
+     ["INCRBYFLOAT", "{d}h", "1.5"], ["GET", "{d}h"], ["INCRBYFLOAT", "{d}h", " 1"],
+     ["INCRBYFLOAT", "{d}h", "1 "], ["INCRBYFLOAT", "{d}h", "nan"]],
+    # Keys.
+    [["MSET", "{d}a", "1", "{d}b", "2"], ["DEL", "{d}a", "{d}b", "{d}c"], ["EXISTS", "{d}a"],
+     ["SET", "{d}a", "1"], ["EXISTS", "{d}a", "{d}a", "{d}b"], ["UNLINK", "{d}a"], ["DEL"]],
+    [["SET", "{d}a", "1"], ["TYPE", "{d}a"], ["TYPE", "{d}missing"]],
+    [["SET", "{d}a", "1"], ["RENAME", "{d}a", "{d}b"], ["GET", "{d}b"], ["RENAME", "{d}a", "{d}c"],
+     ["SET", "{d}c", "2"], ["RENAMENX", "{d}b", "{d}c"], ["RENAMENX", "{d}b", "{d}e"],
+     ["RENAME", "{d}e", "{d}e"], ["GET", "{d}e"], ["RENAMENX", "{d}e", "{d}e"]],
+    [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "100"], ["TTL", "{d}a"], ["EXPIRE", "{d}a", "50", "NX"],
+     ["EXPIRE", "{d}a", "50", "XX"], ["TTL", "{d}a"], ["EXPIRE", "{d}a", "10", "GT"],
+     ["EXPIRE", "{d}a", "200", "GT"], ["EXPIRE", "{d}a", "300", "LT"], ["EXPIRE", "{d}a", "10", "LT"],
+     ["TTL", "{d}a"], ["EXPIRE", "{d}a", "10", "NX", "XX"], ["EXPIRE", "{d}a", "10", "GT", "LT"],
+     ["EXPIRE", "{d}a", "10", "FOO"], ["EXPIRE", "{d}missing", "10"], ["EXPIRE", "{d}a", "abc"]],
+    [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "10", "XX"], ["EXPIRE", "{d}a", "10", "GT"],
+     ["EXPIRE", "{d}a", "10", "LT"], ["TTL", "{d}a"], ["PERSIST", "{d}a"], ["PERSIST", "{d}a"],
+     ["TTL", "{d}a"], ["PEXPIRE", "{d}a", "100000"], ["PTTL", "{d}missing"],
+     ["EXPIREAT", "{d}a", "99999999999"], ["PEXPIREAT", "{d}a", "99999999999000"],
+     ["EXPIRETIME", "{d}a"], ["EXPIRE", "{d}a", "-1"], ["EXISTS", "{d}a"]],
+    [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "9223372036854775807"],
+     ["PEXPIRE", "{d}a", "9223372036854775807"], ["EXPIREAT", "{d}a", "9223372036854775807"]],
+    [["MSET", "{d}k1", "1", "{d}k2", "2", "{d}other", "3"], Unordered(["KEYS", "{d}k[12]"]),
+     Unordered(["KEYS", "*"]), ["KEYS", "nomatch*"]],
+    [["SET", "{d}a", "1"], ["DBSIZE"], ["FLUSHALL"], ["DBSIZE"], ["FLUSHDB"], ["FLUSHALL", "ASYNC"],
+     ["FLUSHALL", "SYNC"], ["FLUSHALL", "BAD"]],
+    [["RANDOMKEY"], ["SET", "{d}a", "1"], ["RANDOMKEY"]],
+    [["SCAN", "0", "COUNT", "0"], ["SCAN", "abc"], ["SCAN", "0", "MATCH"], ["SCAN", "0", "FOO", "1"],
+     ["SCAN", "0", "TYPE", "string", "COUNT", "abc"]],
+    # Connection.
+    [["PING"], ["PING", "hi"], ["PING", "a", "b"], ["ECHO", "x"], ["ECHO"], ["SELECT", "0"],
+     ["SELECT", "1"], ["SELECT", "abc"]],
+    [["HELLO", "4"], ["HELLO", "abc"], ["HELLO", "2", "AUTH", "default"]],
+    [["AUTH", "x"], ["AUTH", "default", "x"], ["AUTH"]],
+    [["CLIENT", "SETNAME", "app"], ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "a b"],
+     ["CLIENT", "SETNAME"], ["CLIENT", "NOSUCH"], ["CLIENT", "KILL", "1.2.3.4:5"]],
+    [Info("get"), Info("mset"), ["COMMAND", "INFO", "nosuch"], ["COMMAND", "COUNT", "x"],
+     ["COMMAND", "LIST", "x"], ["COMMAND", "NOSUCH"], ["COMMAND", "LIST", "FILTERBY"],
+     ["COMMAND", "LIST", "FILTERBY", "MODULE", "x"], ["COMMAND", "LIST", "FILTERBY", "ACLCAT", "x"],
+     ["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuch*"], ["COMMAND", "LIST", "FILTERBY", "FOO", "x"],
+     Unordered(["COMMAND", "LIST", "FILTERBY", "PATTERN", "getr*"])],
+    # Subcommand arity.
+    [["CLIENT", "ID", "x"], ["CLIENT", "GETNAME", "x"], ["CLIENT", "SETNAME"],
+     ["CLIENT", "SETNAME", "a", "b"], ["CLIENT", "INFO", "x"], ["CLIENT", "KILL"],
+     ["CLIENT", "LIST", "TYPE"], ["CLIENT", "LIST", "FOO", "x"], ["CLIENT", "KILL", "ID", "abc"],
+     ["CLIENT", "KILL", "ID", "99999"], ["CLIENT", "KILL", "FOO", "x"], ["CLIENT", "KILL", "ID", "0"],
+     ["CLIENT", "KILL", "TYPE", "foo"], ["CLIENT", "KILL", "TYPE", "master"],
+     ["CLIENT", "KILL", "USER", "nosuch"], ["CLIENT", "KILL", "SKIPME", "maybe"],
+     ["CLIENT", "LIST", "TYPE", "foo"], ["CLIENT", "LIST", "TYPE", "pubsub"],
+     ["CLIENT", "LIST", "ID", "abc"], ["CLIENT", "LIST", "ID", "99999"], ["CLIENT", "LIST", "ID"]],
+    [["CLUSTER", "INFO", "x"], ["CLUSTER", "MYID", "x"], ["CLUSTER", "KEYSLOT"],
+     ["CLUSTER", "KEYSLOT", "foo"], ["CLUSTER", "KEYSLOT", "{user1}.following"],
+     ["CLUSTER", "KEYSLOT", "a", "b"], ["CLUSTER", "COUNTKEYSINSLOT"],
+     ["CLUSTER", "COUNTKEYSINSLOT", "abc"], ["CLUSTER", "COUNTKEYSINSLOT", "16384"],
+     ["CLUSTER", "COUNTKEYSINSLOT", "-1"], ["CLUSTER", "GETKEYSINSLOT", "1"],
+     ["CLUSTER", "GETKEYSINSLOT", "1", "abc"], ["CLUSTER", "GETKEYSINSLOT", "1", "-1"],
+     ["CLUSTER", "GETKEYSINSLOT", "16384", "1"], ["CLUSTER", "SLOTS", "x"],
+     ["CLUSTER", "SHARDS", "x"], ["CLUSTER", "NODES", "x"], ["CLUSTER", "NOSUCH"]],
+    [["SET", "{d}a", "1"], ["CLUSTER", "COUNTKEYSINSLOT", "11311"],
+     ["CLUSTER", "GETKEYSINSLOT", "11311", "10"], ["CLUSTER", "GETKEYSINSLOT", "11311", "0"]],
+    [["CONFIG", "GET"], ["CONFIG", "NOSUCH"], ["CONFIG", "GET", "nosuch*"]],
+    [["INFO", "a", "b", "c"], ["TIME", "x"], ["DBSIZE", "x"], ["RANDOMKEY", "x"], ["READONLY", "x"],
+     ["FLUSHALL", "SYNC", "x"], ["SCAN"], ["KEYS"], ["KEYS", "a", "b"], ["QUIT", "x"]],
+    [["RESET"], ["READONLY"], ["READWRITE"]],
+    # Errors: unknown commands, arity, wrong types of arguments.
+    [["NOPE"], ["NOPE", "x", "y"], ["GET"], ["GET", "a", "b"], ["MGET"], ["INCR"], ["TTL"],
+     ["EXISTS"], ["GETRANGE", "{d}a", "1"], ["CLUSTER"], ["CLIENT"], ["COMMAND", "NOSUCH"]],
+    # RESP3.
+    [Ignored(["HELLO", "3"]), ["SET", "{d}a", "1"], ["GET", "{d}a"], ["GET", "{d}missing"],
+     ["MGET", "{d}a", "{d}missing"], ["TTL", "{d}a"], ["INCRBYFLOAT", "{d}f", "1.5"],
+     ["EXISTS", "{d}a"], ["NOPE"], ["SET", "{d}a", "1", "BOGUS"], Info("get")],
+    # Malformed input: the protocol error, then the close.
+    [Raw(b"*abc\r\n")],
+    [Raw(b"*1\r\n$abc\r\n")],
+    [Raw(b"*2\r\n$3\r\nGET\r\n:1\r\n")],
+    [Raw(b"SET {d}a \"unbalanced\r\n")],
+    [Raw(b"*1\r\n$-5\r\n")],
+    [Raw(b"*3000000000\r\n")],
+    [["SET", "{d}big", V], ["GET", "{d}big"], ["STRLEN", "{d}big"], ["SET", "{d}empty", ""],
+     ["GET", "{d}empty"], ["STRLEN", "{d}empty"]],
+]
+
+
+def arity_case(port):
+    """Every command with one argument too few and one too many, as Redis counts them."""
+    c = Conn(port)
+    arities = {}
+    for name in COMMANDS:
+        info, _ = parse(c.run(["COMMAND", "INFO", name]))
+        arities[name] = info[0][1]
+    c.close()
+    case = []
+    for name, arity in sorted(arities.items()):
+        if name == "quit":
+            continue
+        if abs(arity) >= 2:
+            case.append([name.upper()] + ["{d}x"] * (abs(arity) - 2))
+        if arity > 0:
+            case.append([name.upper()] + ["{d}x"] * arity)
+    return case
+
+
+def main():
+    redis_port, shardkv_port = int(sys.argv[1]), int(sys.argv[2])
+    CASES.append([Info(name) for name in COMMANDS])
+    CASES.append(arity_case(redis_port))
+    failures = 0
+    for n, case in enumerate(CASES):
+        replies = []
+        for port in (redis_port, shardkv_port):
+            admin = Conn(port)
+            admin.run(["FLUSHALL"])
+            admin.close()
+            c = Conn(port)
+            replies.append([send(c, cmd) for cmd in case])
+            c.close()
+        for cmd, want, got in zip(case, replies[0], replies[1]):
+            want, got = comparable(cmd, want), comparable(cmd, got)
+            if want != got:
+                failures += 1
+                shown = cmd if isinstance(cmd, (bytes, str)) else " ".join(cmd)
+                print(f"case {n}: {shown!r}")
+                print(f"  redis:   {repr(want)[:SHOWN_CHARS_MAX]}")
+                print(f"  shardkv: {repr(got)[:SHOWN_CHARS_MAX]}")
+    total = sum(len(c) for c in CASES)
+    if failures:
+        print(f"{failures} of {total} replies differ from redis-server")
+        sys.exit(1)
+    print(f"all {total} replies match redis-server byte for byte")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,14 @@
-//! Lease reads (`[reads] mode = "lease"`) stay linearizable when the leader of most groups
-//! is paused (SIGSTOP) past an election time-out while clients keep writing and reading
-//! through every node, then wakes (SIGCONT). The paused leader's lease is counted in ticks;
-//! on waking, its queued reads must find the lease expired (its ticks catch up with the
-//! monotonic clock first), not answer from a state the new leaders have moved past. The
-//! history, ending with a read of every key through the woken node, is checked for
-//! linearizability.
+//! Reads stay linearizable when the leader of most groups is paused (SIGSTOP) past an
+//! election time-out while clients keep writing and reading through every node, then wakes
+//! (SIGCONT). The history, ending with a read of every key through the woken node, is
+//! checked for linearizability. Two read modes:
+//! - lease reads (`[reads] mode = "lease"`): the paused leader's lease is counted in ticks;
+//!   on waking, its queued reads must find the lease expired (its ticks catch up with the
+//!   monotonic clock first), not answer from a state the new leaders have moved past;
+//! - ReadIndex (the default): a read a node forwards to a leader carries the term of the
+//!   node's own replica (an endorsement, `RawNode::read_index_endorsed`) and is answered
+//!   with no heartbeat round when the two make a quorum; reads forwarded to the paused
+//!   leader, endorsed before it was deposed, must not be answered from its old state.
 
 mod common;
 
@@ -45,9 +49,18 @@ fn leaders(cluster: &TestCluster, asked: u64, groups: usize) -> BTreeMap<u64, us
 
 #[test]
 fn lease_reads_stay_linearizable_when_a_paused_leader_wakes() {
+    reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::Lease, "lease");
+}
+
+#[test]
+fn endorsed_read_index_reads_stay_linearizable_when_a_paused_leader_wakes() {
+    reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "index");
+}
+
+fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, prefix: &str) {
     let groups = 4;
     let opts = ClusterOpts {
-        reads: ReadConfig { mode: ReadConsistency::Lease, ..ReadConfig::default() },
+        reads: ReadConfig { mode, ..ReadConfig::default() },
         ..ClusterOpts::default()
     };
     let layout = ClusterLayout::Even { groups: groups as u64, replicas: 3 };
@@ -61,7 +74,7 @@ fn lease_reads_stay_linearizable_when_a_paused_leader_wakes() {
     assert!(led > 0, "some node leads a group: {before:?}");
     let survivor = if victim == 1 { 2 } else { 1 };
 
-    let keys: Vec<String> = (0..KEYS).map(|k| format!("lease:{k}")).collect();
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("{prefix}:{k}")).collect();
     let addrs: Vec<String> = (1..=3).map(|n| cluster.resp_addr(n).to_string()).collect();
     let load = Load::start(CLIENTS, addrs, keys.clone());
     std::thread::sleep(Duration::from_millis(PHASE_MS));

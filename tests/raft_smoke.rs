@@ -129,3 +129,96 @@ fn a_read_index_is_answered_after_the_leaders_noop_commits() {
     assert_eq!(got[0].context, Bytes::from_static(b"r1"));
     assert!(got[0].index >= c.nodes[l].commit_index().prev());
 }
+
+/// The read states and messages of `node`'s next Ready, handled as the runtime would
+/// (persisted, then advanced); messages are left undelivered.
+fn take_ready(c: &mut Cluster, node: usize) -> (Vec<ReadState>, Vec<Message>) {
+    let (mut reads, mut messages) = (Vec::new(), Vec::new());
+    while c.nodes[node].has_ready() {
+        let rd = c.nodes[node].ready();
+        reads.extend(rd.read_states.iter().cloned());
+        messages.extend(rd.messages.iter().cloned());
+        let store = c.nodes[node].store_mut();
+        store.append(&rd.entries).unwrap();
+        if let Some(hs) = rd.hard_state {
+            store.set_hard_state(hs);
+        }
+        messages.extend(rd.persisted_messages.iter().cloned());
+        c.nodes[node].advance(&rd);
+    }
+    (reads, messages)
+}
+
+fn read_rounds(messages: &[Message]) -> usize {
+    let round = |m: &&Message| matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0);
+    messages.iter().filter(round).count()
+}
+
+/// A read forwarded by a voter in the leader's term is served at the commit index at once
+/// when the two make a quorum (three voters), with no heartbeat round; one endorsed in
+/// another term, or by a voter of five, waits for a round like any read.
+#[test]
+fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum() {
+    let mut c = Cluster::new(3);
+    c.run(40);
+    let l = c.leader().expect("a leader");
+    let (term, commit) = (c.nodes[l].term(), c.nodes[l].commit_index());
+    let endorser = NodeId(((l + 1) % 3) as u64 + 1);
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e1"), endorser, term).unwrap();
+    let (reads, messages) = take_ready(&mut c, l);
+    assert_eq!(reads.len(), 1, "answered in the same Ready");
+    assert_eq!((reads[0].index, &reads[0].context[..]), (commit, &b"e1"[..]));
+    assert_eq!(read_rounds(&messages), 0, "no heartbeat round: {messages:?}");
+
+    // An endorsement of an older term proves nothing about this one: a round.
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e2"), endorser, Term(term.get() - 1)).unwrap();
+    let (reads, messages) = take_ready(&mut c, l);
+    assert!(reads.is_empty(), "{reads:?}");
+    assert_eq!(read_rounds(&messages), 2, "a round to both followers: {messages:?}");
+    c.queue.extend(messages);
+    c.deliver_all();
+
+    // The leader itself is no endorser.
+    let me = NodeId(l as u64 + 1);
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e3"), me, term).unwrap();
+    let (reads, messages) = take_ready(&mut c, l);
+    assert!(reads.is_empty() && read_rounds(&messages) == 2, "{reads:?} {messages:?}");
+    c.queue.extend(messages);
+    c.deliver_all();
+
+    let mut c = Cluster::new(5);
+    c.run(60);
+    let l = c.leader().expect("a leader of five");
+    let term = c.nodes[l].term();
+    let endorser = NodeId(((l + 1) % 5) as u64 + 1);
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"f1"), endorser, term).unwrap();
+    let (reads, messages) = take_ready(&mut c, l);
+    assert!(reads.is_empty(), "two of five are no quorum: {reads:?}");
+    assert_eq!(read_rounds(&messages), 4, "{messages:?}");
+}
+
+/// A follower's ReadIndex request is that follower's endorsement: in a group of three the
+/// leader answers it with its commit index without a heartbeat round.
+#[test]
+fn a_followers_read_index_in_a_group_of_three_takes_no_round() {
+    let mut c = Cluster::new(3);
+    c.run(40);
+    let l = c.leader().expect("a leader");
+    let f = (l + 1) % 3;
+    let commit = c.nodes[l].commit_index();
+    c.nodes[f].read_index(Bytes::from_static(b"r1")).unwrap();
+    let (_, asked) = take_ready(&mut c, f);
+    assert!(asked.iter().all(|m| matches!(m.body, MessageBody::ReadIndex { .. })), "{asked:?}");
+    for m in asked {
+        c.nodes[l].step(m).unwrap();
+    }
+    let (_, answered) = take_ready(&mut c, l);
+    assert_eq!(read_rounds(&answered), 0, "{answered:?}");
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    for m in answered {
+        c.nodes[f].step(m).unwrap();
+    }
+    let (reads, _) = take_ready(&mut c, f);
+    assert_eq!(reads.len(), 1);
+    assert_eq!((reads[0].index, &reads[0].context[..]), (commit, &b"r1"[..]));
+}

@@ -140,3 +140,8 @@ fn catches_skip_conflict_truncation() {
 fn catches_read_before_noop_commit() {
     assert_caught(InjectedBug::ReadBeforeNoopCommit);
 }
+
+#[test]
+fn catches_endorsement_without_quorum() {
+    assert_caught(InjectedBug::EndorsementWithoutQuorum);
+}

@@ -15,7 +15,7 @@ use shardkv::kv::read::ReadCommand;
 use shardkv::kv::Reply;
 use shardkv::raft::types::{Entry, EntryPayload, GroupId, LogIndex, Message, MessageBody};
 use shardkv::raft::types::{NodeId, Term};
-use shardkv::shard::api::{ShardError, ShardOp};
+use shardkv::shard::api::{Endorsement, ShardError, ShardOp};
 use shardkv::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
 use shardkv::transport::api::{PeerSender, Urgency};
 use shardkv::transport::wire::{encode_frame, Batch, Frame};
@@ -220,15 +220,23 @@ async fn three_nodes_exchange_raft_messages_of_many_groups() {
     }
 }
 
-fn forward(request_id: u64) -> ForwardRequest {
+/// A forwarded read with its origin's term; `claimed` also sets an endorsement in the op,
+/// which must not cross the wire (the receiver names the endorser itself).
+fn forward_claimed(request_id: u64, claimed: bool) -> ForwardRequest {
     let command = ReadCommand::Get {
         key: Bytes::from_static(b"k"),
     };
+    let endorsement = claimed.then_some(Endorsement { node: NodeId(9), term: Term(9) });
     ForwardRequest {
         request_id,
         group: GroupId(4),
-        op: ShardOp::Read { command, now_ms: 9 },
+        op: ShardOp::Read { command, now_ms: 9, endorsement },
+        endorsed_term: Some(Term(7)),
     }
+}
+
+fn forward(request_id: u64) -> ForwardRequest {
+    forward_claimed(request_id, false)
 }
 
 #[tokio::test]
@@ -236,7 +244,7 @@ async fn forwards_and_replies_round_trip() {
     let nodes = cluster(2, |_| {}).await;
     let (a, ra) = &nodes[0];
     let (b, rb) = &nodes[1];
-    a.send_forward(NodeId(2), forward(1));
+    a.send_forward(NodeId(2), forward_claimed(1, true));
     a.send_forward(NodeId(2), forward(2));
     wait_until("forwards", || rb.forwards.lock().unwrap().len() == 2).await;
     let got = rb.forwards.lock().unwrap().clone();

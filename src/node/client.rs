@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::raft::types::{GroupId, NodeId};
+use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
-use crate::shard::api::{ShardError, ShardOp, ShardResult};
+use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult};
 use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
 
 /// Forwards from this node awaiting an answer before new ones are refused (`Busy`).
@@ -39,6 +39,10 @@ pub trait LocalGroups: Send + Sync + 'static {
     fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture>;
     /// Whether this node hosts a replica of `group`.
     fn holds(&self, group: GroupId) -> bool;
+    /// The term of this node's replica of `group` (`ShardConfig::published_term`), if any.
+    fn term(&self, _group: GroupId) -> Option<Term> {
+        None
+    }
 }
 
 /// The request path of one node; cheap to clone.
@@ -198,7 +202,13 @@ impl NodeClient {
         if !self.inner.peers.is_up(target) {
             return Err(ShardError::Timeout { group });
         }
-        self.inner.peers.send_forward(target, ForwardRequest { request_id, group, op });
+        // A read is endorsed with our replica's term, read now: after the read began.
+        let endorsed_term = match op {
+            ShardOp::Read { .. } => self.inner.local.term(group),
+            _ => None,
+        };
+        let request = ForwardRequest { request_id, group, op, endorsed_term };
+        self.inner.peers.send_forward(target, request);
         let deadline = Instant::now() + left;
         let mut rx = rx;
         loop {
@@ -225,7 +235,11 @@ impl NodeClient {
     /// A peer forwarded a request to us: run it on our replica only (never forward again,
     /// so a stale cache cannot make a request circle) and answer the peer.
     pub fn on_forward(&self, from: NodeId, request: ForwardRequest) {
-        let ForwardRequest { request_id, group, op } = request;
+        let ForwardRequest { request_id, group, mut op, endorsed_term } = request;
+        if let (ShardOp::Read { endorsement, .. }, Some(term)) = (&mut op, endorsed_term) {
+            // The endorser is the node the request came from, whatever the frame says.
+            *endorsement = Some(Endorsement { node: from, term });
+        }
         let answer = self.inner.local.execute(group, op);
         let peers = self.inner.peers.clone();
         let timeout = self.inner.request_timeout;

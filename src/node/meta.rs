@@ -130,7 +130,7 @@ impl MetaSync {
     pub async fn pull(&self) -> Result<(), String> {
         let known = self.known.load(Ordering::Acquire);
         let command = ReadCommand::ClusterMap { known, linearizable: false };
-        let read = ShardOp::Read { command, now_ms: now_ms() };
+        let read = ShardOp::read(command, now_ms());
         // This node's own replica of the metadata group answers without a round trip; one
         // that cannot (not initialized yet, failed) leaves it to the others.
         let local = match self.local.execute(META_GROUP, read.clone()) {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +21,7 @@ use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
 use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
 use crate::node::config::NodeConfig;
 use crate::node::meta::{MetaSync, PendingReports};
-use crate::raft::types::{GroupId, NodeId};
+use crate::raft::types::{GroupId, NodeId, Term};
 use crate::resp::backend::{Backend, ClusterView, GroupView, NodeView};
 use crate::resp::server::{serve, RespOptions};
 use crate::router::actor::{ReportLeader, RouterActor};
@@ -96,6 +97,8 @@ pub struct LocalShards {
 struct Replica {
     addr: Addr<ShardActor>,
     requests: Arc<Semaphore>,
+    /// `ShardConfig::published_term` of the replica.
+    term: Arc<AtomicU64>,
 }
 
 impl LocalShards {
@@ -108,9 +111,9 @@ impl LocalShards {
         }
     }
 
-    fn insert(&self, group: GroupId, addr: Addr<ShardActor>) {
+    fn insert(&self, group: GroupId, addr: Addr<ShardActor>, term: Arc<AtomicU64>) {
         let requests = Arc::new(Semaphore::new(self.requests_max));
-        self.replicas.insert(group, Replica { addr, requests });
+        self.replicas.insert(group, Replica { addr, requests, term });
     }
 
     fn remove(&self, group: GroupId) -> Option<Addr<ShardActor>> {
@@ -167,6 +170,11 @@ impl LocalGroups for LocalShards {
 
     fn holds(&self, group: GroupId) -> bool {
         self.replicas.contains_key(&group)
+    }
+
+    fn term(&self, group: GroupId) -> Option<Term> {
+        let replica = self.replicas.get(&group)?;
+        Some(Term(replica.term.load(std::sync::atomic::Ordering::Acquire)))
     }
 }
 
@@ -759,12 +767,13 @@ impl ReplicaFactory {
             .next_arbiter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
+        let term = cfg.published_term.clone();
         let addr = if empty {
             ShardActor::start_empty(arbiter, cfg, self.deps.clone())?
         } else {
             ShardActor::start(arbiter, cfg, self.deps.clone())?
         };
-        self.shards.insert(group, addr.clone());
+        self.shards.insert(group, addr.clone(), term);
         Ok(addr)
     }
 }

@@ -28,6 +28,9 @@ pub enum InjectedBug {
     SkipConflictTruncation,
     /// Answer ReadIndex before the new leader's no-op has committed (§6.4 / §8).
     ReadBeforeNoopCommit,
+    /// Take one voter's endorsement of a read for a quorum in groups of any size
+    /// (`Raft::read_index_endorsed`): a read forwarded by a follower skips the round.
+    EndorsementWithoutQuorum,
 }
 
 /// One replica's configuration.

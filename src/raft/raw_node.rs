@@ -97,6 +97,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.read_index(context)
     }
 
+    /// A read forwarded by voter `endorser` while its replica was in `term`: served at the
+    /// commit index at once when leader and endorser make a quorum (`Raft::read_index_endorsed`).
+    pub fn read_index_endorsed(&mut self, context: Bytes, endorser: NodeId, term: Term) -> Result<()> {
+        self.raft.read_index_endorsed(context, endorser, term)
+    }
+
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
         self.raft.transfer_leader(to)
     }

@@ -214,7 +214,7 @@ async fn keys<B: Backend>(
                 after,
             };
             let result = backend
-                .execute(group, ShardOp::Read { command, now_ms })
+                .execute(group, ShardOp::read(command, now_ms))
                 .await;
             let reply = match result {
                 Ok(reply) => reply,

@@ -118,7 +118,7 @@ impl MemBackend {
                 g.kv.apply_mutations(&mutations);
                 Ok(reply)
             }
-            ShardOp::Read { command, now_ms } => Ok(read::execute(&g.kv, now_ms, &command)),
+            ShardOp::Read { command, now_ms, .. } => Ok(read::execute(&g.kv, now_ms, &command)),
             ShardOp::Split { .. }
             | ShardOp::TransferLeader { .. }
             | ShardOp::ChangeMembers { .. }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::raft::{
     Config, ConfState, GroupId, HardState, LogIndex, Message, NodeId, RaftError, RawNode, Role,
     SnapshotMetadata, Storage, Term,
 };
-use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
+use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
     APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX,
     PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
@@ -66,6 +67,9 @@ pub struct ShardConfig {
     pub lease_reads: Option<u64>,
     /// Counters and histograms this replica updates (detached unless the node sets them).
     pub metrics: GroupMetrics,
+    /// The replica's term, stored before it sends anything in a new term: the node reads it
+    /// to endorse a read it forwards to the leader (`ShardOp::Read::endorsement`).
+    pub published_term: Arc<AtomicU64>,
 }
 
 impl ShardConfig {
@@ -86,6 +90,7 @@ impl ShardConfig {
             rng_seed: 0,
             lease_reads: None,
             metrics: GroupMetrics::detached(),
+            published_term: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -434,6 +439,7 @@ impl ShardActor {
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
             last_index = %raw.last_index(), slots = %range.range, "replica opened");
         let was_member = raw.conf_state().all_nodes().contains(&cfg.node);
+        cfg.published_term.store(raw.term().get(), Ordering::Release);
         Ok(ShardActor {
             tick_clock: std::time::Instant::now(),
             initialized,
@@ -541,7 +547,13 @@ impl ShardActor {
         }
     }
 
-    fn start_read(&mut self, command: ReadCommand, now_ms: u64, tx: oneshot::Sender<ShardResult>) {
+    fn start_read(
+        &mut self,
+        command: ReadCommand,
+        now_ms: u64,
+        endorsement: Option<Endorsement>,
+        tx: oneshot::Sender<ShardResult>,
+    ) {
         // A node's own sync of the cluster map is a cache: any replica of the metadata
         // group answers it from what it applied, without a ReadIndex round.
         if matches!(command, ReadCommand::ClusterMap { linearizable: false, .. })
@@ -573,7 +585,12 @@ impl ShardActor {
             // The lease is counted in ticks: they must be the real time's before it is used.
             self.catch_up_ticks();
         }
-        match self.raw.read_index(Bytes::copy_from_slice(&id.to_be_bytes())) {
+        let context = Bytes::copy_from_slice(&id.to_be_bytes());
+        let asked = match endorsement {
+            Some(e) => self.raw.read_index_endorsed(context, e.node, e.term),
+            None => self.raw.read_index(context),
+        };
+        match asked {
             Ok(()) => {
                 self.reads.insert(id, PendingRead { command, now_ms, tx });
             }
@@ -725,7 +742,9 @@ impl Handler<Execute> for ShardActor {
         let (tx, rx) = oneshot::channel();
         match msg.0 {
             ShardOp::Write(req) => self.propose_write(req, tx),
-            ShardOp::Read { command, now_ms } => self.start_read(command, now_ms, tx),
+            ShardOp::Read { command, now_ms, endorsement } => {
+                self.start_read(command, now_ms, endorsement, tx)
+            }
             ShardOp::Split { at, child } => self.propose_split(at, child, tx, ctx),
             ShardOp::TransferLeader { to } => {
                 let answer = self.transfer_leadership(to);

@@ -17,7 +17,14 @@ pub enum ShardOp {
     Write(Request),
     /// A linearizable read: ReadIndex through the leader (or the lease), served once the
     /// replica has applied the read index. `now_ms` is the clock expiry is judged by.
-    Read { command: ReadCommand, now_ms: u64 },
+    /// `endorsement`: set by the node that received the read from a peer which forwarded
+    /// it (never taken from the wire): that peer's replica's term when it forwarded it.
+    Read {
+        command: ReadCommand,
+        now_ms: u64,
+        #[serde(skip)]
+        endorsement: Option<Endorsement>,
+    },
     /// Split the group at `at` (`None`: the slot that halves its keys) into the new group
     /// `child`, on the same replicas; answered once the split entry applied, with
     /// `[child, first slot, last slot]` of the child.
@@ -37,6 +44,21 @@ pub enum ShardOp {
     /// Node-local, never routed: stop and delete the node's replica of the group, if the
     /// group's leader confirms the node is no longer a member.
     DropReplica,
+}
+
+impl ShardOp {
+    /// A read not forwarded by a peer (no endorsement).
+    pub fn read(command: ReadCommand, now_ms: u64) -> ShardOp {
+        ShardOp::Read { command, now_ms, endorsement: None }
+    }
+}
+
+/// A voter's word on a read it forwarded to its group's leader: when it forwarded the read
+/// (after the read began) its replica of the group was in `term` (`RawNode::read_index_endorsed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endorsement {
+    pub node: NodeId,
+    pub term: crate::raft::types::Term,
 }
 
 /// One membership step an operator asks for.

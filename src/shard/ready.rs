@@ -388,6 +388,9 @@ impl ShardActor {
     fn observe_leadership(&mut self) {
         let role = self.raw.role();
         let (group, term) = (self.cfg.group, self.raw.term());
+        // Before this Ready's messages go out: a read this node forwards is endorsed with a
+        // term at least that of anything the replica has sent (`ShardConfig::published_term`).
+        self.cfg.published_term.store(term.get(), std::sync::atomic::Ordering::Release);
         self.count_elections(role, term);
         if role != self.role {
             if self.role == Role::Leader {

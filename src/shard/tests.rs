@@ -189,7 +189,7 @@ fn set(seq: u64, key: &str, value: &str) -> ShardOp {
 }
 
 fn get(key: &str) -> ShardOp {
-    ShardOp::Read { command: ReadCommand::Get { key: Bytes::from(key.to_string()) }, now_ms: 1_000 }
+    ShardOp::read(ReadCommand::Get { key: Bytes::from(key.to_string()) }, 1_000)
 }
 
 fn bulk(value: &str) -> ShardResult {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::types::{GroupId, Message, NodeId};
+use crate::raft::types::{GroupId, Message, NodeId, Term};
 use crate::shard::api::{ShardOp, ShardResult};
 
 /// A Raft message of one group (`Message` itself does not name its group).
@@ -31,6 +31,10 @@ pub struct ForwardRequest {
     pub request_id: u64,
     pub group: GroupId,
     pub op: ShardOp,
+    /// For a read: the term of the origin node's replica of the group when it forwarded
+    /// the read, if it has one (the receiver makes it the read's `Endorsement`).
+    #[serde(default)]
+    pub endorsed_term: Option<Term>,
 }
 
 /// The answer to a `ForwardRequest`.

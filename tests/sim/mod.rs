@@ -118,6 +118,11 @@ fn tune_for_bug(bug: InjectedBug, shape: &mut Shape, mix: &mut FaultMix, c: &mut
             c.read_pct = c.read_pct.min(20);
         }
         InjectedBug::ReadBeforeNoopCommit => mix.transfers = true,
+        InjectedBug::EndorsementWithoutQuorum => {
+            // Two voters of three are a quorum: only bigger groups can show the bug.
+            shape.nodes = shape.nodes.max(5);
+            c.read_pct = c.read_pct.max(40);
+        }
         InjectedBug::VoteWithoutLogCheck | InjectedBug::SkipConflictTruncation => {}
     }
 }
@@ -255,6 +260,7 @@ pub fn env_bug() -> Option<InjectedBug> {
         InjectedBug::VoteWithoutLogCheck,
         InjectedBug::SkipConflictTruncation,
         InjectedBug::ReadBeforeNoopCommit,
+        InjectedBug::EndorsementWithoutQuorum,
     ]
     .into_iter()
     .find(|b| format!("{b:?}") == v)

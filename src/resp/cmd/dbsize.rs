@@ -23,7 +23,7 @@ pub fn count_parts<B: Backend>(cx: &Ctx<'_, B>) -> Vec<Part> {
             slot_first: g.slot_first,
             slot_last: g.slot_last,
         };
-        let op = ShardOp::Read { command, now_ms };
+        let op = ShardOp::read(command, now_ms);
         Part {
             group: g.id,
             slot: g.slot_first,

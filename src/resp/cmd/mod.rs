@@ -748,10 +748,7 @@ impl<B: Backend> Ctx<'_, B> {
 
     /// A read of one slot's group.
     pub fn read(&mut self, slot: u16, command: ReadCommand) -> Job {
-        let op = ShardOp::Read {
-            command,
-            now_ms: self.now_ms(),
-        };
+        let op = ShardOp::read(command, self.now_ms());
         self.routed(slot, op, false, Merge::One)
     }
 
@@ -822,7 +819,7 @@ impl<B: Backend> Ctx<'_, B> {
             .into_iter()
             .map(|(slot, positions)| {
                 let group_keys = positions.iter().map(|&p| keys[p].clone()).collect();
-                let op = ShardOp::Read { command: command(group_keys), now_ms };
+                let op = ShardOp::read(command(group_keys), now_ms);
                 Part { group: self.backend.group_of_slot(slot), slot, op, positions }
             })
             .collect();

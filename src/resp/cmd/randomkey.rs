@@ -28,7 +28,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
                 slot_last,
                 seed,
             };
-            let op = ShardOp::Read { command, now_ms };
+            let op = ShardOp::read(command, now_ms);
             Part {
                 group: g.id,
                 slot: g.slot_first,

@@ -68,10 +68,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         pattern,
         value_type,
     };
-    let op = ShardOp::Read {
-        command: ReadCommand::Scan(step),
-        now_ms: cx.now_ms(),
-    };
+    let op = ShardOp::read(ReadCommand::Scan(step), cx.now_ms());
     let part = Part {
         group,
         slot,

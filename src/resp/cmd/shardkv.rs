@@ -77,7 +77,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return meta_write(cx, MetaOp::RemoveNode { id });
         }
         "map" => {
-            let op = ShardOp::Read { command: ReadCommand::ClusterMap { known: 0, linearizable: true }, now_ms: cx.now_ms() };
+            let op = ShardOp::read(ReadCommand::ClusterMap { known: 0, linearizable: true }, cx.now_ms());
             let part = Part { group: META_GROUP, slot: META_SLOT, op, positions: Vec::new() };
             return cx.ops(false, vec![part], Merge::One);
         }

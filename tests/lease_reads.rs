@@ -7,8 +7,11 @@
 //!   monotonic clock first), not answer from a state the new leaders have moved past;
 //! - ReadIndex (the default): a read a node forwards to a leader carries the term of the
 //!   node's own replica (an endorsement, `RawNode::read_index_endorsed`) and is answered
-//!   with no heartbeat round when the two make a quorum; reads forwarded to the paused
-//!   leader, endorsed before it was deposed, must not be answered from its old state.
+//!   with no heartbeat round when the two make a quorum. Reads that reach the woken leader
+//!   endorsed in its old term are concurrent with the new leaders' writes (they began
+//!   before their endorser moved on) and may see either; endorsed in the new term, they
+//!   must wait for a round the deposed leader cannot win. The test also checks, through
+//!   `/metrics`, that endorsed reads were answered without a round at all.
 
 mod common;
 
@@ -19,6 +22,7 @@ use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
 use common::workload::{final_reads, report_and_check, Load};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use shardkv::metrics::scrape::{fetch, parse};
 use shardkv::node::config::{ReadConfig, ReadConsistency};
 
 const READY_TIMEOUT_MS: u64 = 20_000;
@@ -28,6 +32,8 @@ const PHASE_MS: u64 = 1_000;
 /// Several election time-outs of the test's 20 ms ticks (10–20 ticks).
 const PAUSE_MS: u64 = 1_500;
 const POLL_MS: u64 = 50;
+/// One scrape of a node's `/metrics` gives up after this long.
+const SCRAPE_TIMEOUT_MS: u64 = 2_000;
 
 fn signal(cluster: &TestCluster, node: u64, sig: Signal) {
     let pid = cluster.pid(node).expect("the node runs");
@@ -93,11 +99,32 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
     println!("leaders before {before:?}, during the pause {during:?}, after {after:?}");
     assert_eq!(during.get(&victim), Some(&0), "the paused node's groups elected new leaders");
     final_reads(&cluster, victim, &keys, start, ready, &mut history);
+    if mode == ReadConsistency::ReadIndex {
+        let endorsed = endorsed_reads(&cluster);
+        println!("reads answered on an endorsement: {endorsed}");
+        assert!(endorsed > 0.0, "forwarded reads were endorsed and answered with no round");
+    }
     let windows = vec![
         (format!("node{victim} paused"), paused, woke),
         (format!("node{victim} awake"), woke, load_end(&acks, woke)),
     ];
     report_and_check(&cluster, &[], &history, &acks, &windows);
+}
+
+/// Reads answered on a forwarding voter's endorsement, summed over nodes and groups.
+fn endorsed_reads(cluster: &TestCluster) -> f64 {
+    let mut total = 0.0;
+    for node in cluster.node_ids() {
+        let addr = cluster.config(node).listen.metrics.to_string();
+        let text = fetch(&addr, Duration::from_millis(SCRAPE_TIMEOUT_MS))
+            .unwrap_or_else(|e| panic!("scrape node{node}: {e}"));
+        total += parse(&text)
+            .iter()
+            .filter(|s| s.name == "shardkv_raft_reads_endorsed_total")
+            .map(|s| s.value)
+            .sum::<f64>();
+    }
+    total
 }
 
 /// The last acknowledged write's time (at least `from`).

@@ -24,6 +24,8 @@ pub struct GroupMetrics {
     pub apply_seconds: Histogram,
     pub snapshots_sent: IntCounter,
     pub snapshots_installed: IntCounter,
+    /// Reads forwarded by another voter answered on its endorsement, with no heartbeat round.
+    pub reads_endorsed: IntCounter,
 }
 
 impl GroupMetrics {
@@ -44,6 +46,7 @@ impl GroupMetrics {
             apply_seconds: histogram("apply_seconds"),
             snapshots_sent: counter("snapshots_sent"),
             snapshots_installed: counter("snapshots_installed"),
+            reads_endorsed: counter("reads_endorsed"),
         }
     }
 

@@ -44,6 +44,7 @@ struct GroupCounters {
     apply_seconds: HistogramVec,
     snapshots_sent: IntCounterVec,
     snapshots_installed: IntCounterVec,
+    reads_endorsed: IntCounterVec,
 }
 
 /// Copies of monotonic totals kept elsewhere, by (metric, peer).
@@ -195,6 +196,12 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             r,
             "raft_snapshots_installed_total",
             "Snapshots installed from a leader.",
+            g,
+        )?,
+        reads_endorsed: counter(
+            r,
+            "raft_reads_endorsed_total",
+            "Reads forwarded by another voter answered on its endorsement, with no heartbeat round.",
             g,
         )?,
     })
@@ -362,6 +369,7 @@ impl NodeMetrics {
             apply_seconds: c.apply_seconds.with_label_values(l),
             snapshots_sent: c.snapshots_sent.with_label_values(l),
             snapshots_installed: c.snapshots_installed.with_label_values(l),
+            reads_endorsed: c.reads_endorsed.with_label_values(l),
         }
     }
 

@@ -2,7 +2,9 @@
 //! through the local replica, or on another node, forwarded over the transport with a
 //! request id — following leader hints and retrying until the request's deadline. A write
 //! keeps its `Request` (client id, seq) across retries, so the group applies it at most
-//! once. Owns the table of forwards awaiting an answer; never touches Raft state.
+//! once. A read it forwards carries the term its own replica of the group published (an
+//! endorsement, `RawNode::read_index_endorsed`). Owns the table of forwards awaiting an
+//! answer; reads no Raft state but that term.
 
 use std::future::Future;
 use std::pin::Pin;

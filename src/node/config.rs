@@ -162,7 +162,8 @@ impl Default for LimitConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum ReadConsistency {
     /// A heartbeat round acknowledged by a majority (ReadIndex) per batch of reads: no
-    /// assumption about clocks.
+    /// assumption about clocks. A read forwarded by another voter of the group needs no
+    /// round when the leader and it are a majority (its endorsement stands for its answer).
     #[default]
     ReadIndex,
     /// The leader's lease: within an election time-out (less `lease_drift_ticks`) of a

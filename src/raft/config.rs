@@ -7,7 +7,8 @@ use crate::raft::types::{GroupId, LogIndex, NodeId};
 /// How linearizable reads are confirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadMode {
-    /// ReadIndex: one heartbeat round acknowledged by a quorum confirms leadership (§6.4).
+    /// ReadIndex: one heartbeat round acknowledged by a quorum confirms leadership (§6.4);
+    /// a voter's endorsement counts as its answer (`Raft::read_index_endorsed`).
     Safe,
     /// Leader lease: while a quorum acknowledged a heartbeat round sent less than
     /// `election_timeout_ticks_min - lease_clock_drift_ticks` ago, no other leader can exist

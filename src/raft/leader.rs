@@ -386,14 +386,15 @@ impl<S: Storage> Raft<S> {
     /// three), no later leader can have committed anything before the read began, since
     /// its quorum would hold one of them; so the commit index is the read's index at once,
     /// with no round. Otherwise (another term, a learner, a bigger group, before the
-    /// no-op commits) the read waits for a round as `read_index` has it.
-    pub fn read_index_endorsed(&mut self, context: Bytes, endorser: NodeId, term: Term) -> Result<()> {
+    /// no-op commits) the read waits for a round as `read_index` has it. True when the read
+    /// was answered at once.
+    pub fn read_index_endorsed(&mut self, context: Bytes, endorser: NodeId, term: Term) -> Result<bool> {
         if self.role == Role::Leader && term == self.term && self.endorsement_confirms(endorser) {
             let index = self.log.committed();
             self.read_states.push(ReadState { index, context });
-            return Ok(());
+            return Ok(true);
         }
-        self.read_index(context)
+        self.read_index(context).map(|()| false)
     }
 
     /// Whether the endorsement of `endorser` (a node whose word is in this leader's term)

@@ -63,12 +63,17 @@ pub struct ShardConfig {
     pub rng_seed: u64,
     /// `Some(drift)`: the leader answers reads on its lease (`ReadMode::LeaseBased`),
     /// trusting clocks to drift less than `drift` ticks over an election time-out; `None`:
-    /// every read takes a ReadIndex round.
+    /// ReadIndex, a heartbeat round per batch of reads, unless a forwarding voter's
+    /// endorsement stands for it (`RawNode::read_index_endorsed`).
     pub lease_reads: Option<u64>,
     /// Counters and histograms this replica updates (detached unless the node sets them).
     pub metrics: GroupMetrics,
-    /// The replica's term, stored before it sends anything in a new term: the node reads it
-    /// to endorse a read it forwards to the leader (`ShardOp::Read::endorsement`).
+    /// The replica's term as of its latest Ready, stored before that Ready's messages go
+    /// out, and its durable term at open. Votes and append acknowledgements leave only once
+    /// their term is durable, so this is at least the term of every vote and acknowledgement
+    /// the replica ever sent: the node reads it to endorse a read it forwards to the leader
+    /// (`ShardOp::Read::endorsement`). Made fresh by `ShardConfig::new`: a config cloned for
+    /// another replica would share it.
     pub published_term: Arc<AtomicU64>,
 }
 
@@ -587,7 +592,11 @@ impl ShardActor {
         }
         let context = Bytes::copy_from_slice(&id.to_be_bytes());
         let asked = match endorsement {
-            Some(e) => self.raw.read_index_endorsed(context, e.node, e.term),
+            Some(e) => self.raw.read_index_endorsed(context, e.node, e.term).map(|at_once| {
+                if at_once {
+                    self.cfg.metrics.reads_endorsed.inc();
+                }
+            }),
             None => self.raw.read_index(context),
         };
         match asked {

@@ -15,8 +15,9 @@
 //! Also: serving reads once applied, log compaction, and telling the node of a new
 //! configuration or of this replica's removal (snapshots: `snapshot`).
 //!
-//! Must never: send a persisted message before its write is durable, or serve a read
-//! before its ReadIndex is applied.
+//! Must never: send a persisted message before its write is durable, serve a read before
+//! its ReadIndex is applied, or send a message of a term before publishing that term
+//! (`ShardConfig::published_term`: a forwarded read's endorsement relies on it).
 
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
@@ -389,7 +390,8 @@ impl ShardActor {
         let role = self.raw.role();
         let (group, term) = (self.cfg.group, self.raw.term());
         // Before this Ready's messages go out: a read this node forwards is endorsed with a
-        // term at least that of anything the replica has sent (`ShardConfig::published_term`).
+        // term at least that of every vote and acknowledgement the replica has sent
+        // (`ShardConfig::published_term`).
         self.cfg.published_term.store(term.get(), std::sync::atomic::Ordering::Release);
         self.count_elections(role, term);
         if role != self.role {

@@ -13,7 +13,7 @@ use crate::kv::command::{KvCommand, Request, SetCondition};
 use crate::kv::read::ReadCommand;
 use crate::kv::Reply;
 use crate::raft::{GroupId, NodeId, Role};
-use crate::shard::api::{LeaderChange, ShardError, ShardOp, ShardResult};
+use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult};
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, PeerSender, Urgency};
 
@@ -21,14 +21,43 @@ const GROUP: GroupId = GroupId(1);
 const NODES: [u64; 3] = [1, 2, 3];
 const WAIT_MAX: Duration = Duration::from_secs(20);
 
-/// Routes Raft messages to the replica registered for the destination node.
+/// Routes Raft messages to the replica registered for the destination node, and checks
+/// each against its sender's `published_term` (`Net::check_published`).
 #[derive(Default)]
 struct Net {
     routes: Mutex<HashMap<NodeId, Addr<ShardActor>>>,
+    published: Mutex<HashMap<NodeId, Arc<std::sync::atomic::AtomicU64>>>,
+    /// Messages checked against their sender's published term, and those above it.
+    checked: std::sync::atomic::AtomicU64,
+    above: Mutex<Vec<String>>,
+}
+
+impl Net {
+    /// A message of a term above its sender's published term would let an endorsement of
+    /// that older term stand for a node that had moved on. Pre-votes alone carry the next
+    /// term without being in it.
+    fn check_published(&self, m: &crate::raft::Message) {
+        use crate::raft::MessageBody::{PreVote, PreVoteResponse};
+        use std::sync::atomic::Ordering;
+        if matches!(m.body, PreVote { .. } | PreVoteResponse { .. }) {
+            return;
+        }
+        let Some(cell) = self.published.lock().expect("published").get(&m.from).cloned() else {
+            return;
+        };
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        let published = cell.load(Ordering::Acquire);
+        if m.term.get() > published {
+            let kind = m.body.kind();
+            let seen = format!("{kind} from {} in term {} (published {published})", m.from, m.term);
+            self.above.lock().expect("above").push(seen);
+        }
+    }
 }
 
 impl PeerSender for Net {
     fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency) {
+        self.check_published(&message.msg);
         let addr = self.routes.lock().expect("routes").get(&to).cloned();
         if let Some(addr) = addr {
             let _ = addr.try_send(Inbound(vec![(message, urgency)]));
@@ -49,6 +78,8 @@ struct Cluster {
     apply_flush: Duration,
     /// Each node's database, for its fsync count (weak: a stopped node closes it).
     dbs: Mutex<HashMap<u64, Weak<NodeDb>>>,
+    /// Each node's replica's counters (shared with it).
+    metrics: Mutex<HashMap<u64, crate::metrics::GroupMetrics>>,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -75,6 +106,7 @@ impl Cluster {
             compact_every_entries,
             apply_flush: Duration::ZERO,
             dbs: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,6 +123,9 @@ impl Cluster {
         cfg.log_keep_entries = 2;
         cfg.apply_flush = self.apply_flush;
         cfg.rng_seed = 42;
+        self.metrics.lock().expect("metrics").insert(node, cfg.metrics.clone());
+        let published = Arc::clone(&cfg.published_term);
+        self.net.published.lock().expect("published").insert(NodeId(node), published);
         let changes = Arc::clone(&self.changes);
         let deps = ShardDeps {
             db,
@@ -224,6 +259,57 @@ fn three_replicas_elect_write_and_read_linearizably() {
         }
         let changes = cluster.changes.lock().expect("changes").clone();
         assert!(changes.iter().any(|c| c.leader == Some(NodeId(leader))), "{changes:?}");
+        cluster.stop_all().await;
+    });
+}
+
+/// Every message a replica sends is in a term at most its published term (pre-votes
+/// aside), across elections and leader transfers; and a read endorsed by a follower in the
+/// leader's term is answered without a heartbeat round, one endorsed in an older term after
+/// one. Either way it sees the last write.
+#[test]
+fn the_published_term_covers_every_message_and_endorses_reads() {
+    use std::sync::atomic::Ordering;
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        let mut leader = cluster.leader().await;
+        for round in 1..=3u64 {
+            let value = format!("v{round}");
+            assert_eq!(cluster.exec(leader, set(round, "k", &value)).await, Ok(Reply::Ok));
+            let term = cluster.status(leader).await.term;
+            let follower = NODES.into_iter().find(|&n| n != leader).expect("a follower");
+            let endorsed = cluster.net.published.lock().expect("published")[&NodeId(follower)]
+                .load(Ordering::Acquire);
+            assert_eq!(endorsed, term.get(), "the follower published the leader's term");
+            let metrics = cluster.metrics.lock().expect("metrics")[&leader].clone();
+            let before = metrics.reads_endorsed.get();
+            let read = |term| ShardOp::Read {
+                command: ReadCommand::Get { key: Bytes::from_static(b"k") },
+                now_ms: 1_000,
+                endorsement: Some(Endorsement { node: NodeId(follower), term }),
+            };
+            assert_eq!(cluster.exec(leader, read(term)).await, bulk(&value));
+            assert_eq!(metrics.reads_endorsed.get(), before + 1, "answered on the endorsement");
+            let older = crate::raft::Term(term.get() - 1);
+            assert_eq!(cluster.exec(leader, read(older)).await, bulk(&value));
+            assert_eq!(metrics.reads_endorsed.get(), before + 1, "an older term takes a round");
+            // A new term for the next round.
+            let next = NODES.into_iter().find(|&n| n != leader && n != follower).expect("third");
+            let to = NodeId(next);
+            assert_eq!(cluster.exec(leader, ShardOp::TransferLeader { to }).await, Ok(Reply::Ok));
+            leader = next;
+            let start = Instant::now();
+            while cluster.leader().await != next && start.elapsed() < WAIT_MAX {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let above = cluster.net.above.lock().expect("above").clone();
+        assert!(above.is_empty(), "messages above their sender's published term: {above:?}");
+        let checked = cluster.net.checked.load(Ordering::Relaxed);
+        // Each round: a write's appends and acknowledgements, a transfer's TimeoutNow,
+        // votes and the new leader's appends (well over ten messages).
+        assert!(checked >= 30, "only {checked} messages checked");
         cluster.stop_all().await;
     });
 }

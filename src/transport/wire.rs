@@ -10,8 +10,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::raft::types::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
 
-/// The version of this wire format; a peer speaking another one is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of this wire format; a peer speaking another one is refused at the handshake
+/// (frames are rmp-serde arrays: a field added to a struct breaks older decoders).
+/// 2: `ForwardRequest::endorsed_term`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

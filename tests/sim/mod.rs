@@ -119,9 +119,14 @@ fn tune_for_bug(bug: InjectedBug, shape: &mut Shape, mix: &mut FaultMix, c: &mut
         }
         InjectedBug::ReadBeforeNoopCommit => mix.transfers = true,
         InjectedBug::EndorsementWithoutQuorum => {
-            // Two voters of three are a quorum: only bigger groups can show the bug.
+            // Two voters of three are a quorum: only bigger groups can show the bug, when a
+            // partition leaves a deposed leader with a follower still in its term (not alone,
+            // not crashed) and many reads go through that follower.
             shape.nodes = shape.nodes.max(5);
-            c.read_pct = c.read_pct.max(40);
+            c.read_pct = c.read_pct.max(60);
+            c.clients_per_group = c.clients_per_group.max(6);
+            mix.isolate_leader = false;
+            mix.crashes = false;
         }
         InjectedBug::VoteWithoutLogCheck | InjectedBug::SkipConflictTruncation => {}
     }

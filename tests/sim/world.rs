@@ -6,7 +6,7 @@
 
 use shardkv::raft::{
     ConfState, Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, Message,
-    MessageBody, NodeId, RawNode, ReadMode, ReadState, Ready,
+    MessageBody, NodeId, RawNode, ReadMode, ReadState, Ready, Role, Term,
 };
 
 use super::faults::{FaultMix, FaultPlan};
@@ -14,7 +14,7 @@ use super::invariants::Checks;
 use super::network::Network;
 use super::rng::SimRng;
 use super::state_machine::{Command, KvStateMachine};
-use super::workload::{ClientParams, Workload};
+use super::workload::{Attempt, ClientParams, Workload};
 
 /// Time units per tick; message delays are drawn in units, so deliveries interleave.
 pub const UNITS_PER_TICK: u64 = 8;
@@ -54,6 +54,10 @@ pub struct Counters {
     pub snapshots_installed: u64,
     pub snapshot_failures_reported: u64,
     pub elections: u64,
+    /// Reads a follower forwarded to its leader with its endorsement, and of those the ones
+    /// the leader answered at once (`RawNode::read_index_endorsed`).
+    pub reads_forwarded: u64,
+    pub reads_endorsed: u64,
 }
 
 impl Counters {
@@ -72,6 +76,8 @@ impl Counters {
         self.snapshots_installed += o.snapshots_installed;
         self.snapshot_failures_reported += o.snapshot_failures_reported;
         self.elections += o.elections;
+        self.reads_forwarded += o.reads_forwarded;
+        self.reads_endorsed += o.reads_endorsed;
     }
 }
 
@@ -106,7 +112,22 @@ pub struct World {
     pub counters: Counters,
     /// `Some(restart tick)`: the node crashes inside its next Ready.
     pub crash_armed: Vec<Option<u64>>,
+    /// Reads forwarded to a leader, delivered at their tick.
+    pub forwards: Vec<Forwarded>,
 }
+
+/// A read a follower's node forwarded to the leader it knew, with the term of the
+/// follower's replica when it forwarded it (its endorsement), as shardkv's request path does.
+pub struct Forwarded {
+    due_tick: u64,
+    leader: usize,
+    endorser: usize,
+    term: Term,
+    attempt: Attempt,
+}
+
+/// Forwarded reads take up to this many ticks to reach the leader.
+const FORWARD_DELAY_TICKS_MAX: u64 = 3;
 
 pub fn node_id(n: usize) -> NodeId {
     NodeId(n as u64 + 1)
@@ -129,6 +150,7 @@ impl World {
             plan: FaultPlan::default(),
             counters: Counters::default(),
             crash_armed: vec![None; shape.nodes as usize],
+            forwards: Vec::new(),
             up: vec![true; shape.nodes as usize],
             replicas: Vec::new(),
             tick: 0,
@@ -191,6 +213,7 @@ impl World {
             }
         }
         self.client_attempts();
+        self.deliver_forwards();
         self.deliver_until((self.tick + 1) * UNITS_PER_TICK);
         self.maybe_compact();
     }
@@ -339,10 +362,54 @@ impl World {
         }
     }
 
+    /// Where a read attempted at follower `n` may be forwarded, endorsed: the leader it
+    /// knows (if that node exists) and the follower's term now.
+    fn forward_target(&self, n: usize, g: usize) -> Option<(usize, Term)> {
+        let raw = self.replicas[n][g].raw.as_ref().filter(|_| self.up[n])?;
+        let leader = raw.leader_id();
+        if raw.role() != Role::Follower || leader == NodeId::NONE {
+            return None;
+        }
+        let l = (leader.get() - 1) as usize;
+        (l < self.up.len() && l != n).then_some((l, raw.term()))
+    }
+
+    fn deliver_forwards(&mut self) {
+        let tick = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.forwards).into_iter().partition(|f| f.due_tick <= tick);
+        self.forwards = later;
+        for f in due {
+            let g = f.attempt.group;
+            let at_leader = Attempt { node: node_id(f.leader), ..f.attempt.clone() };
+            let Some(raw) = self.replicas[f.leader][g].raw.as_mut().filter(|_| self.up[f.leader])
+            else {
+                self.workload.attempt_result(&mut self.rng, &at_leader, false, NodeId::NONE);
+                continue;
+            };
+            let r = raw.read_index_endorsed(f.attempt.context.clone(), node_id(f.endorser), f.term);
+            let hint = raw.leader_id();
+            self.counters.reads_endorsed += u64::from(matches!(r, Ok(true)));
+            self.workload.attempt_result(&mut self.rng, &at_leader, r.is_ok(), hint);
+            self.after_input(f.leader, g);
+        }
+    }
+
     fn client_attempts(&mut self) {
         let attempts = self.workload.attempts(&mut self.rng, self.tick, self.now_units);
         for a in attempts {
             let n = (a.node.get() - 1) as usize;
+            if a.command.is_none() {
+                if let Some((leader, term)) = self.forward_target(n, a.group) {
+                    if self.rng.percent(50) {
+                        let due_tick = self.tick + self.rng.range(0, FORWARD_DELAY_TICKS_MAX);
+                        self.counters.reads_forwarded += 1;
+                        let f = Forwarded { due_tick, leader, endorser: n, term, attempt: a };
+                        self.forwards.push(f);
+                        continue;
+                    }
+                }
+            }
             let (accepted, hint) = match self.replicas[n][a.group].raw.as_mut() {
                 Some(raw) if self.up[n] => {
                     let r = match &a.command {

@@ -48,7 +48,8 @@ pub fn prepare<B: Backend>(_cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
 }
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: the names of
-/// the commands that pass the filter (there are no modules).
+/// the commands that pass the filter (there are no modules). Redis also lists subcommands
+/// (`client|kill`); the table here has none.
 fn list(args: &[Bytes]) -> Result<Vec<&'static str>, Frame> {
     let names = SPECS.iter();
     match args {
@@ -59,10 +60,14 @@ fn list(args: &[Bytes]) -> Result<Vec<&'static str>, Frame> {
                 let cat = format!("@{}", lower(value));
                 Ok(names.filter(|s| s.acl_categories.contains(&cat.as_str())).map(|s| s.name).collect())
             }
-            "pattern" => Ok(names
-                .filter(|s| crate::kv::glob::glob_match(value, s.name.as_bytes()))
-                .map(|s| s.name)
-                .collect()),
+            // Case-insensitive, as Redis matches it (names here are lower case).
+            "pattern" => {
+                let pattern = lower(value);
+                Ok(names
+                    .filter(|s| crate::kv::glob::glob_match(pattern.as_bytes(), s.name.as_bytes()))
+                    .map(|s| s.name)
+                    .collect())
+            }
             _ => Err(super::syntax_error()),
         },
         _ => Err(super::syntax_error()),

@@ -18,9 +18,10 @@ Replies that differ by nature (INFO, TIME, CLIENT ID, HELLO's server fields, CON
 SCAN cursor) are not compared; the Rust tests check their shape. Nor are these, on purpose:
 CLIENT SETINFO (shardkv speaks Redis 7.2, the reference may be 7.0); SCAN with a negative
 cursor (shardkv refuses it, Redis wraps it); INCRBYFLOAT of hexadecimal floats (`0x10`,
-which Redis's strtold reads; shardkv refuses it as not a valid float). INCRBYFLOAT cases avoid results whose digits depend on the width of the C
-`long double` Redis computes in (80 bits on x86-64, 64 on some platforms): shardkv computes
-in `f64`. Exits 1 listing every difference.
+which Redis's strtold reads; shardkv refuses it as not a valid float). INCRBYFLOAT cases
+avoid results whose digits depend on the width of the C `long double` Redis computes in
+(80 bits on x86-64, 64 on some platforms): shardkv computes in `f64`. Exits 1 listing
+every difference.
 """
 
 import socket
@@ -214,8 +215,10 @@ CASES = [
      ["MSETNX", "{d}c", "3", "{d}e", "4"], ["MGET", "{d}c", "{d}e"]],
     [["APPEND", "{d}a", "hello"], ["APPEND", "{d}a", " world"], ["GET", "{d}a"],
      ["STRLEN", "{d}a"], ["STRLEN", "{d}missing"]],
-    [["SET", "{d}a", "Hello World"], ["GETRANGE", "{d}a", "0", "4"], ["GETRANGE", "{d}a", "-5", "-1"],
-     ["GETRANGE", "{d}a", "5", "2"], ["GETRANGE", "{d}a", "0", "100"], ["GETRANGE", "{d}missing", "0", "1"],
+    [["SET", "{d}a", "Hello World"], ["GETRANGE", "{d}a", "0", "4"],
+     ["GETRANGE", "{d}a", "-5", "-1"],
+     ["GETRANGE", "{d}a", "5", "2"], ["GETRANGE", "{d}a", "0", "100"],
+     ["GETRANGE", "{d}missing", "0", "1"],
      ["GETRANGE", "{d}a", "x", "1"], ["GETRANGE", "{d}a", "-100", "-50"]],
     [["SETRANGE", "{d}a", "6", "Redis"], ["GET", "{d}a"], ["SET", "{d}b", "Hello World"],
      ["SETRANGE", "{d}b", "6", "Redis"], ["GET", "{d}b"], ["SETRANGE", "{d}b", "-1", "x"],
@@ -223,7 +226,8 @@ CASES = [
     # Counters.
     [["INCR", "{d}n"], ["INCRBY", "{d}n", "10"], ["DECR", "{d}n"], ["DECRBY", "{d}n", "3"],
      ["INCRBY", "{d}n", "abc"], ["SET", "{d}s", "abc"], ["INCR", "{d}s"],
-     ["SET", "{d}m", "9223372036854775807"], ["INCR", "{d}m"], ["DECRBY", "{d}n", "-9223372036854775808"],
+     ["SET", "{d}m", "9223372036854775807"], ["INCR", "{d}m"],
+     ["DECRBY", "{d}n", "-9223372036854775808"],
      ["SET", "{d}sp", " 1"], ["INCR", "{d}sp"], ["INCRBY", "{d}n", "1.5"]],
     [["INCRBYFLOAT", "{d}f", "10.5"], ["INCRBYFLOAT", "{d}f", "0.1"], ["INCRBYFLOAT", "{d}f", "-5"],
      ["INCRBYFLOAT", "{d}e", "5.0e3"], ["INCRBYFLOAT", "{d}f", "abc"], ["SET", "{d}g", "x1"],
@@ -237,9 +241,11 @@ CASES = [
     [["SET", "{d}a", "1"], ["RENAME", "{d}a", "{d}b"], ["GET", "{d}b"], ["RENAME", "{d}a", "{d}c"],
      ["SET", "{d}c", "2"], ["RENAMENX", "{d}b", "{d}c"], ["RENAMENX", "{d}b", "{d}e"],
      ["RENAME", "{d}e", "{d}e"], ["GET", "{d}e"], ["RENAMENX", "{d}e", "{d}e"]],
-    [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "100"], ["TTL", "{d}a"], ["EXPIRE", "{d}a", "50", "NX"],
+    [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "100"], ["TTL", "{d}a"],
+     ["EXPIRE", "{d}a", "50", "NX"],
      ["EXPIRE", "{d}a", "50", "XX"], ["TTL", "{d}a"], ["EXPIRE", "{d}a", "10", "GT"],
-     ["EXPIRE", "{d}a", "200", "GT"], ["EXPIRE", "{d}a", "300", "LT"], ["EXPIRE", "{d}a", "10", "LT"],
+     ["EXPIRE", "{d}a", "200", "GT"], ["EXPIRE", "{d}a", "300", "LT"],
+     ["EXPIRE", "{d}a", "10", "LT"],
      ["TTL", "{d}a"], ["EXPIRE", "{d}a", "10", "NX", "XX"], ["EXPIRE", "{d}a", "10", "GT", "LT"],
      ["EXPIRE", "{d}a", "10", "FOO"], ["EXPIRE", "{d}missing", "10"], ["EXPIRE", "{d}a", "abc"]],
     [["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "10", "XX"], ["EXPIRE", "{d}a", "10", "GT"],
@@ -254,7 +260,8 @@ CASES = [
     [["SET", "{d}a", "1"], ["DBSIZE"], ["FLUSHALL"], ["DBSIZE"], ["FLUSHDB"], ["FLUSHALL", "ASYNC"],
      ["FLUSHALL", "SYNC"], ["FLUSHALL", "BAD"]],
     [["RANDOMKEY"], ["SET", "{d}a", "1"], ["RANDOMKEY"]],
-    [["SCAN", "0", "COUNT", "0"], ["SCAN", "abc"], ["SCAN", "0", "MATCH"], ["SCAN", "0", "FOO", "1"],
+    [["SCAN", "0", "COUNT", "0"], ["SCAN", "abc"], ["SCAN", "0", "MATCH"],
+     ["SCAN", "0", "FOO", "1"],
      ["SCAN", "0", "TYPE", "string", "COUNT", "abc"]],
     # Connection.
     [["PING"], ["PING", "hi"], ["PING", "a", "b"], ["ECHO", "x"], ["ECHO"], ["SELECT", "0"],
@@ -266,14 +273,16 @@ CASES = [
     [Info("get"), Info("mset"), ["COMMAND", "INFO", "nosuch"], ["COMMAND", "COUNT", "x"],
      ["COMMAND", "LIST", "x"], ["COMMAND", "NOSUCH"], ["COMMAND", "LIST", "FILTERBY"],
      ["COMMAND", "LIST", "FILTERBY", "MODULE", "x"], ["COMMAND", "LIST", "FILTERBY", "ACLCAT", "x"],
-     ["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuch*"], ["COMMAND", "LIST", "FILTERBY", "FOO", "x"],
+     ["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuch*"],
+     ["COMMAND", "LIST", "FILTERBY", "FOO", "x"],
      Unordered(["COMMAND", "LIST", "FILTERBY", "PATTERN", "getr*"]),
      Unordered(["COMMAND", "LIST", "FILTERBY", "PATTERN", "GETR*"])],
     # Subcommand arity.
     [["CLIENT", "ID", "x"], ["CLIENT", "GETNAME", "x"], ["CLIENT", "SETNAME"],
      ["CLIENT", "SETNAME", "a", "b"], ["CLIENT", "INFO", "x"], ["CLIENT", "KILL"],
      ["CLIENT", "LIST", "TYPE"], ["CLIENT", "LIST", "FOO", "x"], ["CLIENT", "KILL", "ID", "abc"],
-     ["CLIENT", "KILL", "ID", "99999"], ["CLIENT", "KILL", "FOO", "x"], ["CLIENT", "KILL", "ID", "0"],
+     ["CLIENT", "KILL", "ID", "99999"], ["CLIENT", "KILL", "FOO", "x"],
+     ["CLIENT", "KILL", "ID", "0"],
      ["CLIENT", "KILL", "TYPE", "foo"], ["CLIENT", "KILL", "TYPE", "master"],
      ["CLIENT", "KILL", "USER", "nosuch"], ["CLIENT", "KILL", "SKIPME", "maybe"],
      ["CLIENT", "LIST", "TYPE", "foo"], ["CLIENT", "LIST", "TYPE", "pubsub"],
@@ -306,7 +315,8 @@ CASES = [
     [["SET", "{d}a", "x"], ["GETRANGE", "{d}a", "0", "9223372036854775807"],
      ["GETRANGE", "{d}a", "-9223372036854775808", "0"], ["SETRANGE", "{d}a", "abc", "x"],
      ["SETRANGE", "{d}a", "0", ""], ["SETRANGE", "{d}a", "536870911", ""],
-     ["SET", "{d}b", "1", "EX", "9223372036854775807"], ["SET", "{d}b", "1", "PX", "9223372036854775807"],
+     ["SET", "{d}b", "1", "EX", "9223372036854775807"],
+     ["SET", "{d}b", "1", "PX", "9223372036854775807"],
      ["SET", "{d}b", "1", "EXAT", "0"], ["SET", "{d}b", "1", "PXAT", "-1"],
      ["SET", "{d}b", "1", "ex", "100", "nx"], ["TTL", "{d}b"], ["SET", "{d}c", "1", "pxat", "1"],
      ["EXISTS", "{d}c"], ["GETEX", "{d}b", "EXAT", "1"], ["EXISTS", "{d}b"],
@@ -314,14 +324,18 @@ CASES = [
      ["APPEND", "{d}e", ""], ["MSETNX", "{d}f", "1", "{d}f", "2"], ["GET", "{d}f"],
      ["DEL", "{d}f", "{d}f"], ["EXISTS", "{d}a", "{d}a"], ["RENAME", "{d}nosuch", "{d}nosuch"]],
     [["SET", "{d}a", "1"], ["PEXPIRE", "{d}a", "0"], ["EXISTS", "{d}a"], ["SET", "{d}a", "1"],
-     ["EXPIREAT", "{d}a", "1"], ["EXISTS", "{d}a"], ["SET", "{d}a", "1"], ["EXPIRE", "{d}a", "100", "nx"],
+     ["EXPIREAT", "{d}a", "1"], ["EXISTS", "{d}a"], ["SET", "{d}a", "1"],
+     ["EXPIRE", "{d}a", "100", "nx"],
      ["EXPIRE", "{d}a", "50", "gt", "xx"], ["PEXPIREAT", "{d}a", "-1"], ["TYPE", "{d}a"],
      ["SET", "{d}b", "1", "EX", "100"], ["PERSIST", "{d}b", "{d}b"], ["TTL", "{d}b", "x"]],
-    [["INCRBY", "{d}n", "9223372036854775807"], ["INCR", "{d}n"], ["DECRBY", "{d}m", "9223372036854775807"],
-     ["DECR", "{d}m"], ["DECR", "{d}m"], ["DECR", "{d}m"], ["INCRBY", "{d}n", "99999999999999999999"],
+    [["INCRBY", "{d}n", "9223372036854775807"], ["INCR", "{d}n"],
+     ["DECRBY", "{d}m", "9223372036854775807"],
+     ["DECR", "{d}m"], ["DECR", "{d}m"], ["DECR", "{d}m"],
+     ["INCRBY", "{d}n", "99999999999999999999"],
      ["SET", "{d}z", "007"], ["INCR", "{d}z"], ["SET", "{d}z", "-0"], ["INCR", "{d}z"],
      ["SET", "{d}z", "+1"], ["INCR", "{d}z"], ["SET", "{d}z", ""], ["INCR", "{d}z"],
-     ["INCRBYFLOAT", "{d}q", "1e2"], ["INCRBYFLOAT", "{d}q", ".5"], ["INCRBYFLOAT", "{d}q", "-100.5"],
+     ["INCRBYFLOAT", "{d}q", "1e2"], ["INCRBYFLOAT", "{d}q", ".5"],
+     ["INCRBYFLOAT", "{d}q", "-100.5"],
      ["INCRBYFLOAT", "{d}q", "1e"], ["INCRBYFLOAT", "{d}q", ""]],
     [["CLUSTER", "KEYSLOT", "{}"], ["CLUSTER", "KEYSLOT", "{}a"], ["CLUSTER", "KEYSLOT", "{{a}}"],
      ["CLUSTER", "KEYSLOT", "a{b}c{d}"], ["CLUSTER", "KEYSLOT", "{a"], ["CLUSTER", "KEYSLOT", ""]],

@@ -63,7 +63,12 @@ fn endorsed_read_index_reads_stay_linearizable_when_a_paused_leader_wakes() {
     reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "index");
 }
 
+/// The two tests run one at a time: each is three nodes and a load, and a node paused on a
+/// shared machine must see its groups elect new leaders within the pause.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, prefix: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let groups = 4;
     let opts = ClusterOpts {
         reads: ReadConfig { mode, ..ReadConfig::default() },

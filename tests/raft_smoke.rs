@@ -150,7 +150,9 @@ fn take_ready(c: &mut Cluster, node: usize) -> (Vec<ReadState>, Vec<Message>) {
 }
 
 fn read_rounds(messages: &[Message]) -> usize {
-    let round = |m: &&Message| matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0);
+    let round = |m: &&Message| {
+        matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0)
+    };
     messages.iter().filter(round).count()
 }
 
@@ -171,7 +173,8 @@ fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum()
     assert_eq!(read_rounds(&messages), 0, "no heartbeat round: {messages:?}");
 
     // An endorsement of an older term proves nothing about this one: a round.
-    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e2"), endorser, Term(term.get() - 1)).unwrap();
+    let older = Term(term.get() - 1);
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e2"), endorser, older).unwrap();
     let (reads, messages) = take_ready(&mut c, l);
     assert!(reads.is_empty(), "{reads:?}");
     assert_eq!(read_rounds(&messages), 2, "a round to both followers: {messages:?}");

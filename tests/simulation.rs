@@ -62,6 +62,10 @@ fn safety_and_liveness_hold_across_seeds() {
         ops.2
     );
     println!("faults and recoveries over all seeds: {counters:?}");
+    if count >= 100 {
+        // Reads forwarded with an endorsement, and answered on it in groups of three.
+        assert!(counters.reads_endorsed > 0, "no read answered on an endorsement: {counters:?}");
+    }
     for (seed, msg) in &failures {
         println!("FAILED {msg}\n  replay: {}", sim::replay_command(*seed, None));
     }

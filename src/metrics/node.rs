@@ -201,7 +201,7 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
         reads_endorsed: counter(
             r,
             "raft_reads_endorsed_total",
-            "Reads forwarded by another voter answered on its endorsement, with no heartbeat round.",
+            "Reads forwarded by another voter answered on its endorsement, with no round.",
             g,
         )?,
     })

@@ -81,7 +81,8 @@ impl<S: Storage> Raft<S> {
                 // The request is in this term (others never reach here): `from` endorses it.
                 if self.endorsement_confirms(from) {
                     let index = self.log.committed();
-                    self.send(from, self.term, MessageBody::ReadIndexResponse { context, index, reject: false });
+                    let body = MessageBody::ReadIndexResponse { context, index, reject: false };
+                    self.send(from, self.term, body);
                 } else if self.read_only.pending_count() >= self.cfg.max_pending_reads {
                     let body = MessageBody::ReadIndexResponse { context, index: LogIndex(0), reject: true };
                     self.send(from, self.term, body);
@@ -388,7 +389,12 @@ impl<S: Storage> Raft<S> {
     /// with no round. Otherwise (another term, a learner, a bigger group, before the
     /// no-op commits) the read waits for a round as `read_index` has it. True when the read
     /// was answered at once.
-    pub fn read_index_endorsed(&mut self, context: Bytes, endorser: NodeId, term: Term) -> Result<bool> {
+    pub fn read_index_endorsed(
+        &mut self,
+        context: Bytes,
+        endorser: NodeId,
+        term: Term,
+    ) -> Result<bool> {
         if self.role == Role::Leader && term == self.term && self.endorsement_confirms(endorser) {
             let index = self.log.committed();
             self.read_states.push(ReadState { index, context });

@@ -5,8 +5,9 @@
 //! reads is in flight all wait for the next, started once it is answered, or for the next
 //! tick's heartbeat round, which takes them too; so a round at a time carries reads.
 //! A quorum-acknowledged round also starts the leader lease used by `ReadMode::LeaseBased`.
-//! Reads a voter endorsed, where leader and endorser are a quorum, never come here: the
-//! leader answers them at once (`Raft::read_index_endorsed`, a follower's `ReadIndex`).
+//! Reads a voter endorsed in the leader's term, where leader and endorser are a quorum,
+//! never come here once the leader's no-op has committed: the leader answers them at once
+//! (`Raft::read_index_endorsed`, a follower's `ReadIndex`).
 
 use std::collections::{BTreeSet, VecDeque};
 

@@ -279,8 +279,14 @@ fn the_published_term_covers_every_message_and_endorses_reads() {
             assert_eq!(cluster.exec(leader, set(round, "k", &value)).await, Ok(Reply::Ok));
             let term = cluster.status(leader).await.term;
             let follower = NODES.into_iter().find(|&n| n != leader).expect("a follower");
-            let endorsed = cluster.net.published.lock().expect("published")[&NodeId(follower)]
-                .load(Ordering::Acquire);
+            // A write commits on one acknowledgement: the other follower may be a moment behind.
+            let published = cluster.net.published.lock().expect("published")[&NodeId(follower)]
+                .clone();
+            let start = Instant::now();
+            while published.load(Ordering::Acquire) != term.get() && start.elapsed() < WAIT_MAX {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let endorsed = published.load(Ordering::Acquire);
             assert_eq!(endorsed, term.get(), "the follower published the leader's term");
             let metrics = cluster.metrics.lock().expect("metrics")[&leader].clone();
             let before = metrics.reads_endorsed.get();
@@ -303,6 +309,7 @@ fn the_published_term_covers_every_message_and_endorses_reads() {
             while cluster.leader().await != next && start.elapsed() < WAIT_MAX {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            assert_eq!(cluster.leader().await, next, "the transfer to node {next} took");
         }
         let above = cluster.net.above.lock().expect("above").clone();
         assert!(above.is_empty(), "messages above their sender's published term: {above:?}");

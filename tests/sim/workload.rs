@@ -2,8 +2,9 @@
 //! writes are proposed on the node it believes leads (refused: try the hinted or another
 //! node; no answer within `retry_ticks`: propose again with the SAME (client_id, seq)),
 //! reads go through ReadIndex and are answered by the node that asked once it applied the
-//! read's index. After `give_up_ticks` the op ends `Unknown` (or `Fail` if no node ever
-//! accepted it) and the client retires; a new client id takes its place.
+//! read's index (a read the world forwards to a leader counts that leader as asked). After
+//! `give_up_ticks` the op ends `Unknown` (or `Fail` if no node ever accepted it) and the
+//! client retires; a new client id takes its place.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -270,6 +271,14 @@ impl Workload {
         self.clients[i].stopped = true;
         let group = self.clients[i].group;
         self.add_client(group, tick);
+    }
+
+    /// Whether `a` is still its client's op in flight (a forwarded read may arrive after its
+    /// client moved on).
+    pub fn still_in_flight(&self, a: &Attempt) -> bool {
+        let Some((id, seq)) = parse_context(&a.context) else { return false };
+        let c = &self.clients[a.client];
+        c.id == id && c.inflight.as_ref().is_some_and(|f| f.seq == seq)
     }
 
     /// The world's report on an attempt: accepted by `node`, or refused with a leader hint.

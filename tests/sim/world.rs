@@ -380,6 +380,9 @@ impl World {
             std::mem::take(&mut self.forwards).into_iter().partition(|f| f.due_tick <= tick);
         self.forwards = later;
         for f in due {
+            if !self.workload.still_in_flight(&f.attempt) {
+                continue;
+            }
             let g = f.attempt.group;
             let at_leader = Attempt { node: node_id(f.leader), ..f.attempt.clone() };
             let Some(raw) = self.replicas[f.leader][g].raw.as_mut().filter(|_| self.up[f.leader])

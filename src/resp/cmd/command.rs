@@ -58,7 +58,8 @@ fn list(args: &[Bytes]) -> Result<Vec<&'static str>, Frame> {
             "module" => Ok(Vec::new()),
             "aclcat" => {
                 let cat = format!("@{}", lower(value));
-                Ok(names.filter(|s| s.acl_categories.contains(&cat.as_str())).map(|s| s.name).collect())
+                let in_cat = |s: &&Spec| s.acl_categories.contains(&cat.as_str());
+                Ok(names.filter(in_cat).map(|s| s.name).collect())
             }
             // Case-insensitive, as Redis matches it (names here are lower case).
             "pattern" => {

@@ -77,7 +77,8 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return meta_write(cx, MetaOp::RemoveNode { id });
         }
         "map" => {
-            let op = ShardOp::read(ReadCommand::ClusterMap { known: 0, linearizable: true }, cx.now_ms());
+            let command = ReadCommand::ClusterMap { known: 0, linearizable: true };
+            let op = ShardOp::read(command, cx.now_ms());
             let part = Part { group: META_GROUP, slot: META_SLOT, op, positions: Vec::new() };
             return cx.ops(false, vec![part], Merge::One);
         }

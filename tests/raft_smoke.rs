@@ -166,7 +166,8 @@ fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum()
     let l = c.leader().expect("a leader");
     let (term, commit) = (c.nodes[l].term(), c.nodes[l].commit_index());
     let endorser = NodeId(((l + 1) % 3) as u64 + 1);
-    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e1"), endorser, term).unwrap();
+    let by = Endorsement { node: endorser, term };
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e1"), by).unwrap();
     let (reads, messages) = take_ready(&mut c, l);
     assert_eq!(reads.len(), 1, "answered in the same Ready");
     assert_eq!((reads[0].index, &reads[0].context[..]), (commit, &b"e1"[..]));
@@ -174,7 +175,8 @@ fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum()
 
     // An endorsement of an older term proves nothing about this one: a round.
     let older = Term(term.get() - 1);
-    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e2"), endorser, older).unwrap();
+    let by = Endorsement { node: endorser, term: older };
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e2"), by).unwrap();
     let (reads, messages) = take_ready(&mut c, l);
     assert!(reads.is_empty(), "{reads:?}");
     assert_eq!(read_rounds(&messages), 2, "a round to both followers: {messages:?}");
@@ -183,7 +185,8 @@ fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum()
 
     // The leader itself is no endorser.
     let me = NodeId(l as u64 + 1);
-    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e3"), me, term).unwrap();
+    let by = Endorsement { node: me, term };
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"e3"), by).unwrap();
     let (reads, messages) = take_ready(&mut c, l);
     assert!(reads.is_empty() && read_rounds(&messages) == 2, "{reads:?} {messages:?}");
     c.queue.extend(messages);
@@ -194,7 +197,8 @@ fn an_endorsed_read_needs_no_round_only_where_leader_and_endorser_are_a_quorum()
     let l = c.leader().expect("a leader of five");
     let term = c.nodes[l].term();
     let endorser = NodeId(((l + 1) % 5) as u64 + 1);
-    c.nodes[l].read_index_endorsed(Bytes::from_static(b"f1"), endorser, term).unwrap();
+    let by = Endorsement { node: endorser, term };
+    c.nodes[l].read_index_endorsed(Bytes::from_static(b"f1"), by).unwrap();
     let (reads, messages) = take_ready(&mut c, l);
     assert!(reads.is_empty(), "two of five are no quorum: {reads:?}");
     assert_eq!(read_rounds(&messages), 4, "{messages:?}");

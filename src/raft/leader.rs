@@ -389,13 +389,8 @@ impl<S: Storage> Raft<S> {
     /// with no round. Otherwise (another term, a learner, a bigger group, before the
     /// no-op commits) the read waits for a round as `read_index` has it. True when the read
     /// was answered at once.
-    pub fn read_index_endorsed(
-        &mut self,
-        context: Bytes,
-        endorser: NodeId,
-        term: Term,
-    ) -> Result<bool> {
-        if self.role == Role::Leader && term == self.term && self.endorsement_confirms(endorser) {
+    pub fn read_index_endorsed(&mut self, context: Bytes, by: Endorsement) -> Result<bool> {
+        if self.role == Role::Leader && by.term == self.term && self.endorsement_confirms(by.node) {
             let index = self.log.committed();
             self.read_states.push(ReadState { index, context });
             return Ok(true);

@@ -100,13 +100,8 @@ impl<S: Storage> RawNode<S> {
     /// A read forwarded by voter `endorser` while its replica was in `term`: served at the
     /// commit index at once when leader and endorser make a quorum (`Raft::read_index_endorsed`);
     /// true if it was.
-    pub fn read_index_endorsed(
-        &mut self,
-        context: Bytes,
-        endorser: NodeId,
-        term: Term,
-    ) -> Result<bool> {
-        self.raft.read_index_endorsed(context, endorser, term)
+    pub fn read_index_endorsed(&mut self, context: Bytes, by: Endorsement) -> Result<bool> {
+        self.raft.read_index_endorsed(context, by)
     }
 
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {

@@ -273,6 +273,14 @@ pub struct SoftState {
     pub role: Role,
 }
 
+/// A voter's word on a read it forwarded to its group's leader: when it forwarded the read
+/// (after the read began) its replica of the group was in `term` (`Raft::read_index_endorsed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endorsement {
+    pub node: NodeId,
+    pub term: Term,
+}
+
 /// A linearizable read may be served once the state machine has applied `index`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadState {

@@ -592,7 +592,7 @@ impl ShardActor {
         }
         let context = Bytes::copy_from_slice(&id.to_be_bytes());
         let asked = match endorsement {
-            Some(e) => self.raw.read_index_endorsed(context, e.node, e.term).map(|at_once| {
+            Some(by) => self.raw.read_index_endorsed(context, by).map(|at_once| {
                 if at_once {
                     self.cfg.metrics.reads_endorsed.inc();
                 }

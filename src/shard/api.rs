@@ -53,13 +53,7 @@ impl ShardOp {
     }
 }
 
-/// A voter's word on a read it forwarded to its group's leader: when it forwarded the read
-/// (after the read began) its replica of the group was in `term` (`RawNode::read_index_endorsed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endorsement {
-    pub node: NodeId,
-    pub term: crate::raft::types::Term,
-}
+pub use crate::raft::types::Endorsement;
 
 /// One membership step an operator asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 
 use shardkv::raft::{
     ConfState, Config, EntryPayload, GroupId, InjectedBug, LogIndex, MemStorage, Message,
-    MessageBody, NodeId, RawNode, ReadMode, ReadState, Ready, Role, Term,
+    Endorsement, MessageBody, NodeId, RawNode, ReadMode, ReadState, Ready, Role, Term,
 };
 
 use super::faults::{FaultMix, FaultPlan};
@@ -390,7 +390,8 @@ impl World {
                 self.workload.attempt_result(&mut self.rng, &at_leader, false, NodeId::NONE);
                 continue;
             };
-            let r = raw.read_index_endorsed(f.attempt.context.clone(), node_id(f.endorser), f.term);
+            let by = Endorsement { node: node_id(f.endorser), term: f.term };
+            let r = raw.read_index_endorsed(f.attempt.context.clone(), by);
             let hint = raw.leader_id();
             self.counters.reads_endorsed += u64::from(matches!(r, Ok(true)));
             self.workload.attempt_result(&mut self.rng, &at_leader, r.is_ok(), hint);

@@ -80,9 +80,7 @@ impl<S: Storage> Raft<S> {
             MessageBody::ReadIndex { context } => {
                 // The request is in this term (others never reach here): `from` endorses it.
                 if self.endorsement_confirms(from) {
-                    let index = self.log.committed();
-                    let body = MessageBody::ReadIndexResponse { context, index, reject: false };
-                    self.send(from, self.term, body);
+                    self.answer_read(PendingRead { from, context }, self.log.committed());
                 } else if self.read_only.pending_count() >= self.cfg.max_pending_reads {
                     let body = MessageBody::ReadIndexResponse { context, index: LogIndex(0), reject: true };
                     self.send(from, self.term, body);
@@ -391,8 +389,7 @@ impl<S: Storage> Raft<S> {
     /// was answered at once.
     pub fn read_index_endorsed(&mut self, context: Bytes, by: Endorsement) -> Result<bool> {
         if self.role == Role::Leader && by.term == self.term && self.endorsement_confirms(by.node) {
-            let index = self.log.committed();
-            self.read_states.push(ReadState { index, context });
+            self.answer_read(PendingRead { from: self.id, context }, self.log.committed());
             return Ok(true);
         }
         self.read_index(context).map(|()| false)

@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 
-use super::{int_arg, is, lower, syntax_error, tri, unknown_subcommand, wrong_args};
+use super::{clip, int_arg, is, lower, syntax_error, tri, unknown_subcommand, wrong_args};
 use crate::resp::frame::Frame;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
@@ -76,10 +76,7 @@ fn client_type(name: &[u8]) -> Result<bool, Frame> {
     match lower(name).as_str() {
         "normal" => Ok(true),
         "master" | "slave" | "replica" | "pubsub" => Ok(false),
-        _ => Err(Frame::error(format!(
-            "ERR Unknown client type '{}'",
-            String::from_utf8_lossy(&name[..name.len().min(128)])
-        ))),
+        _ => Err(Frame::error(format!("ERR Unknown client type '{}'", clip(name)))),
     }
 }
 
@@ -108,10 +105,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
             _ if is(name, "type") => any &= client_type(value)?,
             _ if is(name, "user") && is(value, "default") => {}
             _ if is(name, "user") => {
-                return Err(Frame::error(format!(
-                    "ERR No such user '{}'",
-                    String::from_utf8_lossy(&value[..value.len().min(128)])
-                )))
+                return Err(Frame::error(format!("ERR No such user '{}'", clip(value))))
             }
             _ if is(name, "addr") => addr = Some(String::from_utf8_lossy(value).into_owned()),
             _ if is(name, "skipme") && (is(value, "yes") || is(value, "no")) => {

@@ -66,10 +66,7 @@ fn in_slot_range(slot: i64) -> Option<u16> {
 
 pub(super) fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {
     let slot = int_arg(arg).map_err(|_| Frame::error("ERR Invalid slot"))?;
-    u16::try_from(slot)
-        .ok()
-        .filter(|s| *s < SLOT_COUNT)
-        .ok_or_else(|| Frame::error("ERR Invalid slot"))
+    in_slot_range(slot).ok_or_else(|| Frame::error("ERR Invalid slot"))
 }
 
 /// The master first, then the other replicas.

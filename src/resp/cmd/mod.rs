@@ -879,16 +879,23 @@ pub fn wrong_args(name: &str) -> Frame {
     ))
 }
 
+/// Bytes of a client's argument quoted in an error reply, at most (Redis clips at 128).
+pub const ERROR_ARG_BYTES_MAX: usize = 128;
+
+/// A client's argument as an error reply quotes it: lossy UTF-8, clipped.
+pub fn clip(arg: &[u8]) -> String {
+    String::from_utf8_lossy(&arg[..arg.len().min(ERROR_ARG_BYTES_MAX)]).into_owned()
+}
+
 /// Redis's text for an unknown command: the name and up to 128 bytes of each argument.
 pub fn unknown_command(name: &[u8], args: &[Bytes]) -> Frame {
-    let clip = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned();
     // As Redis: the quoted arguments stop once their text reaches 128 bytes.
     let mut quoted = String::new();
     for arg in args {
-        if quoted.len() >= 128 {
+        if quoted.len() >= ERROR_ARG_BYTES_MAX {
             break;
         }
-        let room = 128 - quoted.len();
+        let room = ERROR_ARG_BYTES_MAX - quoted.len();
         let arg = String::from_utf8_lossy(&arg[..arg.len().min(room)]).into_owned();
         quoted.push_str(&format!("'{arg}' "));
     }
@@ -900,7 +907,7 @@ pub fn unknown_command(name: &[u8], args: &[Bytes]) -> Frame {
 
 /// Redis's text for an unknown subcommand of `container`.
 pub fn unknown_subcommand(sub: &[u8], container: &str) -> Frame {
-    let sub = String::from_utf8_lossy(&sub[..sub.len().min(128)]).into_owned();
+    let sub = clip(sub);
     Frame::error(format!(
         "ERR unknown subcommand '{sub}'. Try {} HELP.",
         container.to_ascii_uppercase()

@@ -5,13 +5,19 @@
 //! - lease reads (`[reads] mode = "lease"`): the paused leader's lease is counted in ticks;
 //!   on waking, its queued reads must find the lease expired (its ticks catch up with the
 //!   monotonic clock first), not answer from a state the new leaders have moved past;
-//! - ReadIndex (the default): a read a node forwards to a leader carries the term of the
-//!   node's own replica (an endorsement, `RawNode::read_index_endorsed`) and is answered
-//!   with no heartbeat round when the two make a quorum. Reads that reach the woken leader
-//!   endorsed in its old term are concurrent with the new leaders' writes (they began
-//!   before their endorser moved on) and may see either; endorsed in the new term, they
-//!   must wait for a round the deposed leader cannot win. The test also checks, through
-//!   `/metrics`, that endorsed reads were answered without a round at all.
+//! - ReadIndex (the default), reads forwarded (`[reads] follower = false`): a read a node
+//!   forwards to a leader carries the term of the node's own replica (an endorsement,
+//!   `RawNode::read_index_endorsed`) and is answered with no heartbeat round when the two
+//!   make a quorum. Reads that reach the woken leader endorsed in its old term are
+//!   concurrent with the new leaders' writes (they began before their endorser moved on)
+//!   and may see either; endorsed in the new term, they must wait for a round the deposed
+//!   leader cannot win. The test also checks, through `/metrics`, that endorsed reads were
+//!   answered without a round at all.
+//! - ReadIndex with follower reads (the default): a node's follower of the key's group
+//!   asks the leader for a read index and serves the read itself; rounds asked of the
+//!   paused leader end and their reads are forwarded to the new one; a woken leader's late
+//!   answers reach followers that moved on to the new term and are dropped. Checked through
+//!   `/metrics`: followers served reads.
 
 mod common;
 
@@ -63,15 +69,22 @@ fn endorsed_read_index_reads_stay_linearizable_when_a_paused_leader_wakes() {
     reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "index");
 }
 
-/// The two tests run one at a time: each is three nodes and a load, and a node paused on a
+#[test]
+fn follower_reads_stay_linearizable_when_a_paused_leader_wakes() {
+    reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "follower");
+}
+
+/// The tests run one at a time: each is three nodes and a load, and a node paused on a
 /// shared machine must see its groups elect new leaders within the pause.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `prefix` names the keys, and "index" turns follower reads off.
 fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, prefix: &str) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let groups = 4;
+    let follower = prefix != "index";
     let opts = ClusterOpts {
-        reads: ReadConfig { mode, ..ReadConfig::default() },
+        reads: ReadConfig { mode, follower, ..ReadConfig::default() },
         ..ClusterOpts::default()
     };
     let layout = ClusterLayout::Even { groups: groups as u64, replicas: 3 };
@@ -104,10 +117,15 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
     println!("leaders before {before:?}, during the pause {during:?}, after {after:?}");
     assert_eq!(during.get(&victim), Some(&0), "the paused node's groups elected new leaders");
     final_reads(&cluster, victim, &keys, start, ready, &mut history);
-    if mode == ReadConsistency::ReadIndex {
-        let endorsed = endorsed_reads(&cluster);
+    if mode == ReadConsistency::ReadIndex && !follower {
+        let endorsed = counted(&cluster, "shardkv_raft_reads_endorsed_total");
         println!("reads answered on an endorsement: {endorsed}");
         assert!(endorsed > 0.0, "forwarded reads were endorsed and answered with no round");
+    }
+    if follower {
+        let served = counted(&cluster, "shardkv_raft_reads_follower_total");
+        println!("reads served by followers: {served}");
+        assert!(served > 0.0, "followers served reads after a read index");
     }
     let windows = vec![
         (format!("node{victim} paused"), paused, woke),
@@ -116,8 +134,8 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
     report_and_check(&cluster, &[], &history, &acks, &windows);
 }
 
-/// Reads answered on a forwarding voter's endorsement, summed over nodes and groups.
-fn endorsed_reads(cluster: &TestCluster) -> f64 {
+/// Counter `name` summed over nodes and groups.
+fn counted(cluster: &TestCluster, name: &str) -> f64 {
     let mut total = 0.0;
     for node in cluster.node_ids() {
         let addr = cluster.config(node).listen.metrics.to_string();
@@ -125,7 +143,7 @@ fn endorsed_reads(cluster: &TestCluster) -> f64 {
             .unwrap_or_else(|e| panic!("scrape node{node}: {e}"));
         total += parse(&text)
             .iter()
-            .filter(|s| s.name == "shardkv_raft_reads_endorsed_total")
+            .filter(|s| s.name == name)
             .map(|s| s.value)
             .sum::<f64>();
     }

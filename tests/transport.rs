@@ -220,8 +220,9 @@ async fn three_nodes_exchange_raft_messages_of_many_groups() {
     }
 }
 
-/// A forwarded read with its origin's term; `claimed` also sets an endorsement in the op,
-/// which must not cross the wire (the receiver names the endorser itself).
+/// A forwarded read with its origin's term; `claimed` also sets an endorsement and
+/// `follower_ok` in the op, which must not cross the wire (the receiver names the endorser
+/// itself, and a follower refuses a peer's read).
 fn forward_claimed(request_id: u64, claimed: bool) -> ForwardRequest {
     let command = ReadCommand::Get {
         key: Bytes::from_static(b"k"),
@@ -230,7 +231,7 @@ fn forward_claimed(request_id: u64, claimed: bool) -> ForwardRequest {
     ForwardRequest {
         request_id,
         group: GroupId(4),
-        op: ShardOp::Read { command, now_ms: 9, endorsement },
+        op: ShardOp::Read { command, now_ms: 9, endorsement, follower_ok: claimed },
         endorsed_term: Some(Term(7)),
     }
 }

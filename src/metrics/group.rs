@@ -26,6 +26,8 @@ pub struct GroupMetrics {
     pub snapshots_installed: IntCounter,
     /// Reads forwarded by another voter answered on its endorsement, with no heartbeat round.
     pub reads_endorsed: IntCounter,
+    /// Reads this replica served as a follower, after a read index asked of the leader.
+    pub reads_follower: IntCounter,
 }
 
 impl GroupMetrics {
@@ -47,6 +49,7 @@ impl GroupMetrics {
             snapshots_sent: counter("snapshots_sent"),
             snapshots_installed: counter("snapshots_installed"),
             reads_endorsed: counter("reads_endorsed"),
+            reads_follower: counter("reads_follower"),
         }
     }
 

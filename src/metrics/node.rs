@@ -45,6 +45,7 @@ struct GroupCounters {
     snapshots_sent: IntCounterVec,
     snapshots_installed: IntCounterVec,
     reads_endorsed: IntCounterVec,
+    reads_follower: IntCounterVec,
 }
 
 /// Copies of monotonic totals kept elsewhere, by (metric, peer).
@@ -202,6 +203,12 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             r,
             "raft_reads_endorsed_total",
             "Reads forwarded by another voter answered on its endorsement, with no round.",
+            g,
+        )?,
+        reads_follower: counter(
+            r,
+            "raft_reads_follower_total",
+            "Reads a follower served from its own state, after a read index from the leader.",
             g,
         )?,
     })
@@ -370,6 +377,7 @@ impl NodeMetrics {
             snapshots_sent: c.snapshots_sent.with_label_values(l),
             snapshots_installed: c.snapshots_installed.with_label_values(l),
             reads_endorsed: c.reads_endorsed.with_label_values(l),
+            reads_follower: c.reads_follower.with_label_values(l),
         }
     }
 

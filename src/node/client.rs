@@ -2,8 +2,9 @@
 //! through the local replica, or on another node, forwarded over the transport with a
 //! request id — following leader hints and retrying until the request's deadline. A write
 //! keeps its `Request` (client id, seq) across retries, so the group applies it at most
-//! once. A read it forwards carries the term its own replica of the group published (an
-//! endorsement, `RawNode::read_index_endorsed`). Owns the table of forwards awaiting an
+//! once. A read of a group this node holds a follower of is first offered to that
+//! follower (`[reads] follower`, `shard::follower_reads`); one it forwards carries the term
+//! its own replica of the group published (an endorsement, `RawNode::read_index_endorsed`). Owns the table of forwards awaiting an
 //! answer; reads no Raft state but that term.
 
 use std::future::Future;
@@ -51,6 +52,8 @@ pub trait LocalGroups: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct NodeClient {
     inner: Arc<Inner>,
+    /// Offer reads to this node's follower of the group first (`with_follower_reads`).
+    follower_reads: bool,
 }
 
 struct Inner {
@@ -77,7 +80,13 @@ impl NodeClient {
             next_request_id: AtomicU64::new(1),
             request_timeout,
         };
-        NodeClient { inner: Arc::new(inner) }
+        NodeClient { inner: Arc::new(inner), follower_reads: false }
+    }
+
+    /// Reads of a group whose leader is elsewhere go first to this node's replica of the
+    /// group, if it has one, which serves them as a follower when it can.
+    pub fn with_follower_reads(self, on: bool) -> NodeClient {
+        NodeClient { follower_reads: on, ..self }
     }
 
     pub fn table(&self) -> &Arc<RoutingTable> {
@@ -94,6 +103,9 @@ impl NodeClient {
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
         let deadline = Instant::now() + self.inner.request_timeout;
+        if let Some(served) = self.read_here(group, &op).await {
+            return Ok(served);
+        }
         let mut target = self.first_target(group)?;
         let mut attempt: usize = 0;
         loop {
@@ -132,6 +144,27 @@ impl NodeClient {
                 other => return other,
             }
         }
+    }
+
+    /// A read of a group led elsewhere, offered to this node's replica of it as a follower
+    /// read; `None` if there is none here or it did not serve it (not following a known
+    /// leader, no answer from the leader in time, a slot moved): the read then takes the
+    /// usual path, which sorts out every such case.
+    async fn read_here(&self, group: GroupId, op: &ShardOp) -> Option<crate::kv::Reply> {
+        let ShardOp::Read { command, now_ms, .. } = op else { return None };
+        let table = &self.inner.table;
+        if !self.follower_reads || table.leader(group) == Some(table.me()) {
+            return None;
+        }
+        let op = ShardOp::Read {
+            command: command.clone(),
+            now_ms: *now_ms,
+            endorsement: None,
+            follower_ok: true,
+        };
+        let answer = self.inner.local.execute(group, op)?;
+        let budget = self.inner.request_timeout / ATTEMPTS_PER_TIMEOUT_MIN;
+        tokio::time::timeout(budget, answer).await.ok()?.ok()
     }
 
     /// The cached leader, else this node if it holds a replica, else the first replica.
@@ -295,22 +328,27 @@ mod tests {
     use crate::router::table::NodeAddrs;
     use crate::transport::api::{GroupMessage, Urgency};
 
-    /// Node 2 leads every group; it answers writes with the request's seq.
+    /// Node 2 leads every group; it answers writes with the request's seq and reads with
+    /// "leader". A follower that `serves` answers the reads offered to it ("follower").
     struct FakeGroups {
         leader: NodeId,
         me: NodeId,
+        serves: bool,
     }
 
     impl LocalGroups for FakeGroups {
         fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
-            let (me, leader) = (self.me, self.leader);
+            let (me, leader, serves) = (self.me, self.leader, self.serves);
             Some(Box::pin(async move {
                 if me != leader {
+                    if let (ShardOp::Read { follower_ok: true, .. }, true) = (&op, serves) {
+                        return Ok(Reply::Bulk(bytes::Bytes::from_static(b"follower")));
+                    }
                     return Err(ShardError::NotLeader { group, leader: Some(leader) });
                 }
                 match op {
                     ShardOp::Write(req) => Ok(Reply::Int(req.seq as i64)),
-                    ShardOp::Read { .. } => Ok(Reply::Nil),
+                    ShardOp::Read { .. } => Ok(Reply::Bulk(bytes::Bytes::from_static(b"leader"))),
                     _ => Ok(Reply::Ok),
                 }
             }))
@@ -350,6 +388,11 @@ mod tests {
     }
 
     fn cluster() -> Vec<NodeClient> {
+        cluster_with(false, false)
+    }
+
+    /// Three nodes; `follower_reads` for their request paths, `serves` for their replicas.
+    fn cluster_with(follower_reads: bool, serves: bool) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let addrs: Vec<(NodeId, NodeAddrs)> =
@@ -359,9 +402,10 @@ mod tests {
         for i in 1..=3 {
             let me = NodeId(i);
             let table = RoutingTable::new(me, &layout, &addrs);
-            let local = Arc::new(FakeGroups { leader: NodeId(2), me });
+            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves });
             let peers = Arc::new(WireEnd { me, wire: wire.clone() });
-            let client = NodeClient::new(table, local, peers, Duration::from_secs(2));
+            let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
+                .with_follower_reads(follower_reads);
             wire.nodes.lock().expect("wire").push((me, client.clone()));
             clients.push(client);
         }
@@ -379,6 +423,28 @@ mod tests {
         let answer = clients[0].execute(GroupId(1), write(41)).await;
         assert_eq!(answer, Ok(Reply::Int(41)));
         assert!(clients[0].inner.pending.is_empty());
+    }
+
+    fn read() -> ShardOp {
+        ShardOp::read(crate::kv::read::ReadCommand::Get { key: bytes::Bytes::from_static(b"k") }, 0)
+    }
+
+    fn said(text: &'static str) -> ShardResult {
+        Ok(Reply::Bulk(bytes::Bytes::from_static(text.as_bytes())))
+    }
+
+    /// With follower reads, the node's own follower serves a read; one that refuses it
+    /// hands it to the leader; without them, the read goes to the leader.
+    #[tokio::test]
+    async fn a_read_is_offered_to_the_local_follower_first() {
+        let clients = cluster_with(true, true);
+        assert_eq!(clients[0].execute(GroupId(1), read()).await, said("follower"));
+        assert_eq!(clients[1].execute(GroupId(1), read()).await, said("leader"));
+        assert_eq!(clients[0].execute(GroupId(1), write(3)).await, Ok(Reply::Int(3)));
+        let refusing = cluster_with(true, false);
+        assert_eq!(refusing[0].execute(GroupId(1), read()).await, said("leader"));
+        let forwarding = cluster_with(false, true);
+        assert_eq!(forwarding[0].execute(GroupId(1), read()).await, said("leader"));
     }
 
     #[tokio::test]
@@ -413,7 +479,7 @@ mod tests {
             (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
         let table = RoutingTable::new(NodeId(1), &layout, &addrs);
         table.set_leader(GroupId(1), Some(NodeId(2)), Term(1));
-        let local = Arc::new(FakeGroups { leader: NodeId(2), me: NodeId(1) });
+        let local = Arc::new(FakeGroups { leader: NodeId(2), me: NodeId(1), serves: false });
         let client = NodeClient::new(table, local, Arc::new(BlackHole), Duration::from_secs(60));
         let abandoned =
             tokio::time::timeout(Duration::from_millis(20), client.execute(GroupId(1), write(1)));

@@ -180,11 +180,16 @@ pub struct ReadConfig {
     /// With `lease`: ticks taken off the lease for clock drift between nodes and the
     /// granularity of ticks (at least 1).
     pub lease_drift_ticks: u64,
+    /// A read reaching a node that holds a follower of the key's group is served by that
+    /// follower: it asks the leader for a read index (one message for every read waiting
+    /// then), waits to have applied it, and reads its own state. Linearizable as a read at
+    /// the leader; false forwards every read to the leader.
+    pub follower: bool,
 }
 
 impl Default for ReadConfig {
     fn default() -> ReadConfig {
-        ReadConfig { mode: ReadConsistency::ReadIndex, lease_drift_ticks: 3 }
+        ReadConfig { mode: ReadConsistency::ReadIndex, lease_drift_ticks: 3, follower: true }
     }
 }
 

@@ -296,7 +296,8 @@ impl Node {
         )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
         let client =
-            NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request());
+            NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request())
+                .with_follower_reads(config.reads.follower);
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
@@ -759,6 +760,7 @@ impl ReplicaFactory {
         cfg.apply_flush = t.apply_flush();
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.lease_reads = config.reads.lease();
+        cfg.follower_reads = config.reads.follower;
         cfg.metrics = self.shards.metrics.group(group);
         cfg.rng_seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)

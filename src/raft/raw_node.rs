@@ -104,6 +104,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.read_index_endorsed(context, by)
     }
 
+    /// On a leader: a heartbeat round carrying reads (its own or followers' read index
+    /// requests) waits for its quorum.
+    pub fn read_round_in_flight(&self) -> bool {
+        self.raft.role == Role::Leader && self.raft.read_only.read_round_in_flight()
+    }
+
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
         self.raft.transfer_leader(to)
     }

@@ -5,16 +5,20 @@
 //! (its seqs increase per group, as the group's deduplication requires), a read sees the
 //! connection's earlier writes of its group, and pipelined commands on different groups —
 //! operations whose replies the client has not yet seen, hence concurrent — overlap.
+//! A lone request (nothing before it unanswered, nothing after it read yet: a client that
+//! waits for each reply) runs in the connection's own task, without a task of its own.
 //! A protocol error is answered and closes this connection only. Bounds: the number of
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -161,7 +165,8 @@ impl<B: Backend> Conn<B> {
                     break;
                 }
             };
-            if !self.submit(&args).await? {
+            let alone = self.pending.is_empty() && input.is_empty();
+            if !self.submit(&args, alone).await? {
                 open = false;
                 break;
             }
@@ -171,8 +176,9 @@ impl<B: Backend> Conn<B> {
         Ok(open && !self.client.entry.is_killed())
     }
 
-    /// Prepares one request and queues (or, for a write, runs) it; false after QUIT.
-    async fn submit(&mut self, args: &[bytes::Bytes]) -> Result<bool, ConnectionError> {
+    /// Prepares one request and queues it, running; false after QUIT. `alone`: no other
+    /// request to overlap it with, so it runs here and now.
+    async fn submit(&mut self, args: &[bytes::Bytes], alone: bool) -> Result<bool, ConnectionError> {
         let timer = CommandTimer::start(self.shared.options.metrics.clone(), args);
         let job = {
             let mut cx = Ctx {
@@ -197,6 +203,12 @@ impl<B: Backend> Conn<B> {
                 let footprint = Footprint::of(&job);
                 self.settle_conflicts(&footprint).await;
                 let run = exec::run(self.backend.clone(), job);
+                if alone {
+                    let frame = AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| failed());
+                    timer.stop();
+                    self.pending.push_back((proto, Pending::Ready(frame)));
+                    return Ok(true);
+                }
                 let task = tokio::spawn(async move {
                     let frame = run.await;
                     timer.stop();
@@ -248,7 +260,12 @@ impl<B: Backend> Conn<B> {
 
 /// A command task's answer (a task that panicked answers an error, the connection lives).
 async fn finish(task: &mut JoinHandle<Frame>) -> Frame {
-    task.await.unwrap_or_else(|_| Frame::error("ERR internal error: the command's task failed"))
+    task.await.unwrap_or_else(|_| failed())
+}
+
+/// The answer of a command whose run panicked.
+fn failed() -> Frame {
+    Frame::error("ERR internal error: the command's task failed")
 }
 
 /// Times one command for `RespMetrics`, from its preparation to its reply.

@@ -34,6 +34,7 @@ use crate::shard::limits::{
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::storage::group_snapshot::GroupSnapshotData;
+use crate::shard::follower_reads::FollowerReads;
 use crate::shard::ready::InFlight;
 use crate::shard::undurable::Undurable;
 use crate::storage::{GroupWrite, NodeDb, RedbStorage, StorageError};
@@ -66,6 +67,9 @@ pub struct ShardConfig {
     /// ReadIndex, a heartbeat round per batch of reads, unless a forwarding voter's
     /// endorsement stands for it (`RawNode::read_index_endorsed`).
     pub lease_reads: Option<u64>,
+    /// Serve the node's own reads as a follower, after a read index from the leader
+    /// (`follower_reads`), when the request path asks (`ShardOp::Read::follower_ok`).
+    pub follower_reads: bool,
     /// Counters and histograms this replica updates (detached unless the node sets them).
     pub metrics: GroupMetrics,
     /// The replica's term as of its latest Ready, stored before that Ready's messages go
@@ -94,6 +98,7 @@ impl ShardConfig {
             log_keep_entries: LOG_KEEP_ENTRIES,
             rng_seed: 0,
             lease_reads: None,
+            follower_reads: true,
             metrics: GroupMetrics::detached(),
             published_term: Arc::new(AtomicU64::new(0)),
         }
@@ -349,6 +354,8 @@ pub struct ShardActor {
     pub(crate) member_reads: BTreeMap<u64, oneshot::Sender<ShardResult>>,
     /// Reads whose index is known, waiting for the apply of that index.
     pub(crate) confirmed_reads: BTreeMap<(LogIndex, u64), PendingRead>,
+    /// Reads served as a follower, waiting for their read index from the leader.
+    pub(crate) follower_reads: FollowerReads,
     pub(crate) next_read_id: u64,
     /// (from, read round) of heartbeats that arrived `Urgency::Now`: their answers are too.
     pub(crate) urgent_heartbeats: BTreeSet<(NodeId, u64)>,
@@ -478,6 +485,7 @@ impl ShardActor {
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
             member_reads: BTreeMap::new(),
+            follower_reads: FollowerReads::default(),
             next_read_id: 1,
             urgent_heartbeats: BTreeSet::new(),
             reported: (None, Term(0)),
@@ -557,6 +565,7 @@ impl ShardActor {
         command: ReadCommand,
         now_ms: u64,
         endorsement: Option<Endorsement>,
+        follower_ok: bool,
         tx: oneshot::Sender<ShardResult>,
     ) {
         // A node's own sync of the cluster map is a cache: any replica of the metadata
@@ -571,7 +580,8 @@ impl ShardActor {
             self.serve_reads();
             return;
         }
-        if let Some(err) = self.refusal() {
+        let as_follower = follower_ok && self.serves_follower_reads();
+        if let Some(err) = self.refusal().filter(|_| !as_follower) {
             let _ = tx.send(Err(err));
             return;
         }
@@ -580,12 +590,16 @@ impl ShardActor {
             let _ = tx.send(Err(err));
             return;
         }
-        if self.reads.len() + self.confirmed_reads.len() >= self.cfg.pending_requests_max {
+        if self.pending_reads() >= self.cfg.pending_requests_max {
             let _ = tx.send(Err(self.busy("too many pending reads")));
             return;
         }
         let id = self.next_read_id;
         self.next_read_id += 1;
+        if as_follower {
+            self.queue_follower_read(id, PendingRead { command, now_ms, tx });
+            return;
+        }
         if self.cfg.lease_reads.is_some() {
             // The lease is counted in ticks: they must be the real time's before it is used.
             self.catch_up_ticks();
@@ -651,13 +665,18 @@ impl ShardActor {
             last_index: self.raw.last_index(),
             conf_state: self.raw.conf_state().clone(),
             pending_writes: self.writes.len(),
-            pending_reads: self.reads.len() + self.confirmed_reads.len(),
+            pending_reads: self.pending_reads(),
             snapshots_installed: self.snapshots_installed,
             slots: (*self.cfg.slots.start(), *self.cfg.slots.end()),
             followers: self.followers_matched(),
             failed: self.failed.clone(),
             initialized: self.initialized,
         }
+    }
+
+    /// Reads waiting for a read index or for its apply.
+    fn pending_reads(&self) -> usize {
+        self.reads.len() + self.confirmed_reads.len() + self.follower_reads.len()
     }
 
     /// The leader's match index of every other replica (empty on a non-leader).
@@ -680,6 +699,9 @@ impl ShardActor {
             let _ = r.tx.send(Err(err.clone()));
         }
         for (_, r) in std::mem::take(&mut self.confirmed_reads) {
+            let _ = r.tx.send(Err(err.clone()));
+        }
+        for r in self.follower_reads.take_all() {
             let _ = r.tx.send(Err(err.clone()));
         }
         for (_, tx) in std::mem::take(&mut self.member_reads) {
@@ -729,6 +751,7 @@ impl Actor for ShardActor {
                 return;
             }
             act.catch_up_ticks();
+            act.check_follower_round();
             act.pump_snapshots();
             act.retry_deferred(ctx);
             act.drive(ctx);
@@ -751,8 +774,8 @@ impl Handler<Execute> for ShardActor {
         let (tx, rx) = oneshot::channel();
         match msg.0 {
             ShardOp::Write(req) => self.propose_write(req, tx),
-            ShardOp::Read { command, now_ms, endorsement } => {
-                self.start_read(command, now_ms, endorsement, tx)
+            ShardOp::Read { command, now_ms, endorsement, follower_ok } => {
+                self.start_read(command, now_ms, endorsement, follower_ok, tx)
             }
             ShardOp::Split { at, child } => self.propose_split(at, child, tx, ctx),
             ShardOp::TransferLeader { to } => {

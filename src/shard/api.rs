@@ -19,11 +19,17 @@ pub enum ShardOp {
     /// replica has applied the read index. `now_ms` is the clock expiry is judged by.
     /// `endorsement`: set by the node that received the read from a peer which forwarded
     /// it (never taken from the wire): that peer's replica's term when it forwarded it.
+    /// `follower_ok`: set by the node's own request path for its own replica (never taken
+    /// from the wire): a follower serves it after a read index from its leader instead of
+    /// refusing it (`[reads] follower`). A read from a peer is refused by a follower, so
+    /// that the peer learns the leader.
     Read {
         command: ReadCommand,
         now_ms: u64,
         #[serde(skip)]
         endorsement: Option<Endorsement>,
+        #[serde(skip)]
+        follower_ok: bool,
     },
     /// Split the group at `at` (`None`: the slot that halves its keys) into the new group
     /// `child`, on the same replicas; answered once the split entry applied, with
@@ -49,7 +55,7 @@ pub enum ShardOp {
 impl ShardOp {
     /// A read not forwarded by a peer (no endorsement).
     pub fn read(command: ReadCommand, now_ms: u64) -> ShardOp {
-        ShardOp::Read { command, now_ms, endorsement: None }
+        ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false }
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`api`]: what the node asks of a replica and what it answers (pinned seam).
 //! - [`actor`]: `ShardActor`, its configuration, dependencies, messages and bootstrap.
 //! - `ready`: the Ready loop: send, apply, persist, answer; snapshots and compaction.
+//! - `follower_reads`: the node's own reads served by a follower after a read index.
 //! - [`split`]: splitting the group (a log entry) and the slot-ownership rule.
 //! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
 //! - [`undurable`]: applied but not yet durable mutations, layered over redb.
@@ -14,6 +15,7 @@
 
 pub mod actor;
 pub mod api;
+mod follower_reads;
 pub mod limits;
 mod members;
 pub mod persist;

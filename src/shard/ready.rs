@@ -85,6 +85,7 @@ impl ShardActor {
     /// Handles what the core has to do, while the replica may take another Ready.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
+            self.ask_follower_round();
             if !self.may_take_ready() || self.removed || self.retiring {
                 return;
             }
@@ -120,6 +121,7 @@ impl ShardActor {
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
         let rd = self.raw.ready();
         self.observe_leadership();
+        self.check_follower_round();
         self.send_messages(rd.messages, ctx);
         let (mutations, children) = match self.apply_committed(&rd.committed_entries) {
             Ok(m) => m,
@@ -464,11 +466,16 @@ impl ShardActor {
         self.urgent_heartbeats.clear();
     }
 
-    /// Heartbeats are urgent while this replica has reads waiting for their round, and
-    /// heartbeat answers are urgent when the heartbeat was; everything else leaves now.
+    /// Heartbeats are urgent while reads wait for their round (this replica's, or a
+    /// follower's read index), and heartbeat answers are urgent when the heartbeat was;
+    /// everything else leaves now.
     fn urgency(&mut self, m: &Message) -> Urgency {
         match m.body {
-            MessageBody::Heartbeat { .. } if self.reads.is_empty() && self.member_reads.is_empty() => {
+            MessageBody::Heartbeat { .. }
+                if self.reads.is_empty()
+                    && self.member_reads.is_empty()
+                    && !self.raw.read_round_in_flight() =>
+            {
                 Urgency::Coalesce
             }
             MessageBody::HeartbeatResponse { read_round } => {
@@ -561,6 +568,9 @@ impl ShardActor {
         for rs in states {
             let Ok(raw_id) = <[u8; 8]>::try_from(&rs.context[..]) else { continue };
             let id = u64::from_be_bytes(raw_id);
+            if self.follower_round_answered(id, rs.index) {
+                continue;
+            }
             if let Some(read) = self.reads.remove(&id) {
                 self.confirmed_reads.insert((rs.index, id), read);
             } else if let Some(tx) = self.member_reads.remove(&id) {

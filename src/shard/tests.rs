@@ -30,6 +30,10 @@ struct Net {
     /// Messages checked against their sender's published term, and those above it.
     checked: std::sync::atomic::AtomicU64,
     above: Mutex<Vec<String>>,
+    /// ReadIndex requests sent, by sender.
+    read_indexes: Mutex<HashMap<NodeId, u64>>,
+    /// Nodes whose messages are dropped.
+    muted: Mutex<Vec<NodeId>>,
 }
 
 impl Net {
@@ -58,6 +62,13 @@ impl Net {
 impl PeerSender for Net {
     fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency) {
         self.check_published(&message.msg);
+        let from = message.msg.from;
+        if matches!(message.msg.body, crate::raft::MessageBody::ReadIndex { .. }) {
+            *self.read_indexes.lock().expect("read indexes").entry(from).or_default() += 1;
+        }
+        if self.muted.lock().expect("muted").contains(&from) {
+            return;
+        }
         let addr = self.routes.lock().expect("routes").get(&to).cloned();
         if let Some(addr) = addr {
             let _ = addr.try_send(Inbound(vec![(message, urgency)]));
@@ -227,6 +238,12 @@ fn get(key: &str) -> ShardOp {
     ShardOp::read(ReadCommand::Get { key: Bytes::from(key.to_string()) }, 1_000)
 }
 
+/// A read of the node's own request path: a follower may serve it.
+fn follower_get(key: &str) -> ShardOp {
+    let command = ReadCommand::Get { key: Bytes::from(key.to_string()) };
+    ShardOp::Read { command, now_ms: 1_000, endorsement: None, follower_ok: true }
+}
+
 fn bulk(value: &str) -> ShardResult {
     Ok(Reply::Bulk(Bytes::from(value.to_string())))
 }
@@ -294,6 +311,7 @@ fn the_published_term_covers_every_message_and_endorses_reads() {
                 command: ReadCommand::Get { key: Bytes::from_static(b"k") },
                 now_ms: 1_000,
                 endorsement: Some(Endorsement { node: NodeId(follower), term }),
+                follower_ok: false,
             };
             assert_eq!(cluster.exec(leader, read(term)).await, bulk(&value));
             assert_eq!(metrics.reads_endorsed.get(), before + 1, "answered on the endorsement");
@@ -317,6 +335,46 @@ fn the_published_term_covers_every_message_and_endorses_reads() {
         // Each round: a write's appends and acknowledgements, a transfer's TimeoutNow,
         // votes and the new leader's appends (well over ten messages).
         assert!(checked >= 30, "only {checked} messages checked");
+        cluster.stop_all().await;
+    });
+}
+
+/// A follower serves its node's reads after a read index from the leader: each sees the
+/// write acknowledged before it, reads arriving together share one request to the leader,
+/// and a round the leader never answers ends in `NotLeader` (the node then forwards).
+#[test]
+fn followers_serve_reads_after_a_read_index_and_share_rounds() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        let followers: Vec<u64> = NODES.into_iter().filter(|&n| n != leader).collect();
+        for (seq, &follower) in (1..).zip(&followers) {
+            let value = format!("v{seq}");
+            assert_eq!(cluster.exec(leader, set(seq, "k", &value)).await, Ok(Reply::Ok));
+            let served = cluster.metrics.lock().expect("metrics")[&follower].reads_follower.clone();
+            let before = served.get();
+            assert_eq!(cluster.exec(follower, follower_get("k")).await, bulk(&value));
+            assert_eq!(served.get(), before + 1, "node {follower} served it as a follower");
+        }
+        // Reads arriving together: far fewer read index requests than reads.
+        let follower = followers[0];
+        assert_eq!(cluster.exec(leader, set(9, "k", "last")).await, Ok(Reply::Ok));
+        let asked = |n: u64| {
+            cluster.net.read_indexes.lock().expect("read indexes").get(&NodeId(n)).copied()
+        };
+        let before = asked(follower).unwrap_or(0);
+        let reads = (0..32).map(|_| cluster.exec(follower, follower_get("k")));
+        for answer in futures_util::future::join_all(reads).await {
+            assert_eq!(answer, bulk("last"));
+        }
+        let rounds = asked(follower).unwrap_or(0) - before;
+        assert!((1..=8).contains(&rounds), "32 reads took {rounds} read index requests");
+        // The leader falls silent: the round in flight ends, the read is refused.
+        cluster.net.muted.lock().expect("muted").push(NodeId(leader));
+        let refused = cluster.exec(follower, follower_get("k")).await;
+        assert!(matches!(refused, Err(ShardError::NotLeader { .. })), "{refused:?}");
+        cluster.net.muted.lock().expect("muted").clear();
         cluster.stop_all().await;
     });
 }

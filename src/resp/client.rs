@@ -42,22 +42,24 @@ pub struct ClientEntry {
     kill: Notify,
 }
 
+/// Kept as given (a shared `Bytes`, a command-table name): recorded on every command, it
+/// allocates nothing; CLIENT LIST formats it.
 #[derive(Debug, Default)]
 struct Shown {
-    name: String,
-    last_command: String,
+    name: Option<Bytes>,
+    last_command: &'static str,
     proto: i64,
 }
 
 impl ClientEntry {
     /// Records what CLIENT LIST shows of the connection.
-    pub fn show(&self, name: Option<&Bytes>, last_command: &str, proto: Proto) {
+    pub fn show(&self, name: Option<&Bytes>, last_command: &'static str, proto: Proto) {
         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-        shown.name = name
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
+        if shown.name.as_ref() != name {
+            shown.name = name.cloned();
+        }
         if !last_command.is_empty() {
-            shown.last_command = last_command.to_string();
+            shown.last_command = last_command;
         }
         shown.proto = proto.number();
     }
@@ -66,16 +68,13 @@ impl ClientEntry {
     pub fn line(&self) -> String {
         let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         let age = self.created.elapsed().as_secs();
-        let cmd = if shown.last_command.is_empty() {
-            "NULL"
-        } else {
-            &shown.last_command
-        };
+        let cmd = if shown.last_command.is_empty() { "NULL" } else { shown.last_command };
+        let name = shown.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
         format!(
             "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
-            self.id, self.addr, shown.name, age, cmd, shown.proto
+            self.id, self.addr, name, age, cmd, shown.proto
         )
     }
 

@@ -278,10 +278,7 @@ struct CommandTimer {
 impl CommandTimer {
     fn start(metrics: Option<RespMetrics>, args: &[bytes::Bytes]) -> CommandTimer {
         let name = match (&metrics, args.first()) {
-            (Some(_), Some(first)) => {
-                let lower = String::from_utf8_lossy(first).to_ascii_lowercase();
-                cmd::spec_of(&lower).map_or(UNKNOWN_COMMAND, |spec| spec.name)
-            }
+            (Some(_), Some(first)) => cmd::spec_of_arg(first).map_or(UNKNOWN_COMMAND, |spec| spec.name),
             _ => UNKNOWN_COMMAND,
         };
         CommandTimer { metrics, name, started: Instant::now() }

@@ -643,6 +643,11 @@ pub fn spec_of(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|spec| spec.name == name)
 }
 
+/// The table entry of a request's first argument, whatever its ASCII case.
+pub fn spec_of_arg(arg: &[u8]) -> Option<&'static Spec> {
+    SPECS.iter().find(|spec| arg.eq_ignore_ascii_case(spec.name.as_bytes()))
+}
+
 /// What a command needs while it is prepared.
 pub struct Ctx<'a, B> {
     pub backend: &'a B,
@@ -655,21 +660,19 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let Some(first) = args.first() else {
         return Job::Now(Frame::Null);
     };
-    let name = lower(first);
-    let Some(spec) = spec_of(&name) else {
+    let Some(spec) = spec_of_arg(first) else {
         return Job::Now(unknown_command(first, &args[1..]));
     };
+    let name = spec.name;
     let argc = args.len() as i64;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return Job::Now(wrong_args(&name));
+        return Job::Now(wrong_args(name));
     }
     if !cx.client.authenticated && !spec.flags.contains(&"no_auth") {
         return Job::Now(Frame::error("NOAUTH Authentication required."));
     }
-    cx.client
-        .entry
-        .show(cx.client.name.as_ref(), &name, cx.client.proto);
-    dispatch(cx, &name, args)
+    cx.client.entry.show(cx.client.name.as_ref(), name, cx.client.proto);
+    dispatch(cx, name, args)
 }
 
 fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {

@@ -26,7 +26,7 @@ pub struct GroupMetrics {
     pub snapshots_installed: IntCounter,
     /// Reads forwarded by another voter answered on its endorsement, with no heartbeat round.
     pub reads_endorsed: IntCounter,
-    /// Reads this replica served as a follower, after a read index asked of the leader.
+    /// Reads this replica took as a follower: the leader gave their read index.
     pub reads_follower: IntCounter,
 }
 

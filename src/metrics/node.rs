@@ -208,7 +208,7 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
         reads_follower: counter(
             r,
             "raft_reads_follower_total",
-            "Reads a follower served from its own state, after a read index from the leader.",
+            "Reads a follower took to serve itself once the leader gave their read index.",
             g,
         )?,
     })

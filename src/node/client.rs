@@ -4,8 +4,8 @@
 //! keeps its `Request` (client id, seq) across retries, so the group applies it at most
 //! once. A read of a group this node holds a follower of is first offered to that
 //! follower (`[reads] follower`, `shard::follower_reads`); one it forwards carries the term
-//! its own replica of the group published (an endorsement, `RawNode::read_index_endorsed`). Owns the table of forwards awaiting an
-//! answer; reads no Raft state but that term.
+//! its own replica of the group published (an endorsement, `RawNode::read_index_endorsed`).
+//! Owns the table of forwards awaiting an answer; reads no Raft state but that term.
 
 use std::future::Future;
 use std::pin::Pin;

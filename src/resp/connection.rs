@@ -178,7 +178,11 @@ impl<B: Backend> Conn<B> {
 
     /// Prepares one request and queues it, running; false after QUIT. `alone`: no other
     /// request to overlap it with, so it runs here and now.
-    async fn submit(&mut self, args: &[bytes::Bytes], alone: bool) -> Result<bool, ConnectionError> {
+    async fn submit(
+        &mut self,
+        args: &[bytes::Bytes],
+        alone: bool,
+    ) -> Result<bool, ConnectionError> {
         let timer = CommandTimer::start(self.shared.options.metrics.clone(), args);
         let job = {
             let mut cx = Ctx {
@@ -204,7 +208,8 @@ impl<B: Backend> Conn<B> {
                 self.settle_conflicts(&footprint).await;
                 let run = exec::run(self.backend.clone(), job);
                 if alone {
-                    let frame = AssertUnwindSafe(run).catch_unwind().await.unwrap_or_else(|_| failed());
+                    let frame = AssertUnwindSafe(run).catch_unwind().await;
+                    let frame = frame.unwrap_or_else(|_| failed());
                     timer.stop();
                     self.pending.push_back((proto, Pending::Ready(frame)));
                     return Ok(true);
@@ -278,7 +283,9 @@ struct CommandTimer {
 impl CommandTimer {
     fn start(metrics: Option<RespMetrics>, args: &[bytes::Bytes]) -> CommandTimer {
         let name = match (&metrics, args.first()) {
-            (Some(_), Some(first)) => cmd::spec_of_arg(first).map_or(UNKNOWN_COMMAND, |spec| spec.name),
+            (Some(_), Some(first)) => {
+                cmd::spec_of_arg(first).map_or(UNKNOWN_COMMAND, |spec| spec.name)
+            }
             _ => UNKNOWN_COMMAND,
         };
         CommandTimer { metrics, name, started: Instant::now() }

@@ -11,7 +11,9 @@
 //! round: one message to the leader and one answer for all of them. A round the leader
 //! leaves unanswered for an election time-out, or one cut off by a change of leader or
 //! term, fails its reads with `NotLeader`; the request path then forwards them to the
-//! leader, as it does for every read a follower cannot take.
+//! leader, as it does for every read a follower cannot take. So does an answer that finds
+//! the follower more than `FOLLOWER_READ_LAG_ENTRIES_MAX` entries behind the read index (it
+//! is catching up, and the leader answers sooner).
 //!
 //! Must never: serve a read before its replica applied the index the leader gave for it,
 //! or give a read the index of a round asked before the read arrived (that index may miss
@@ -23,6 +25,7 @@ use bytes::Bytes;
 
 use crate::raft::{LogIndex, NodeId, Role, Term};
 use crate::shard::actor::{PendingRead, ShardActor};
+use crate::shard::limits::FOLLOWER_READ_LAG_ENTRIES_MAX;
 
 /// The follower's reads: those waiting for the next round and the round in flight.
 #[derive(Default)]
@@ -98,12 +101,17 @@ impl ShardActor {
     }
 
     /// The leader answered read index `index` to `context`: if that is the round in
-    /// flight, its reads wait for the apply of `index`. True if it was.
+    /// flight, its reads wait for the apply of `index` (or are refused if this replica
+    /// lags far behind it). True if it was.
     pub(crate) fn follower_round_answered(&mut self, context: u64, index: LogIndex) -> bool {
         if self.follower_reads.round.as_ref().is_none_or(|r| r.context != context) {
             return false;
         }
         let round = self.follower_reads.round.take().expect("checked above");
+        if index > self.applied.plus(FOLLOWER_READ_LAG_ENTRIES_MAX) {
+            self.refuse_follower_reads(round.reads);
+            return true;
+        }
         self.cfg.metrics.reads_follower.inc_by(round.reads.len() as u64);
         for (id, read) in round.reads {
             self.confirmed_reads.insert((index, id), read);
@@ -117,7 +125,8 @@ impl ShardActor {
     pub(crate) fn check_follower_round(&mut self) {
         let Some(round) = &self.follower_reads.round else { return };
         let moved_on = self.leader_hint() != Some(round.leader) || self.raw.term() != round.term;
-        let patience = self.cfg.tick * u32::try_from(self.cfg.election_ticks_min).unwrap_or(u32::MAX);
+        let ticks = u32::try_from(self.cfg.election_ticks_min).unwrap_or(u32::MAX);
+        let patience = self.cfg.tick * ticks;
         if moved_on || round.asked.elapsed() >= patience {
             let round = self.follower_reads.round.take().expect("checked above");
             self.refuse_follower_reads(round.reads);

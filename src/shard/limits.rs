@@ -78,3 +78,7 @@ pub const COMPACT_EVERY_ENTRIES: u64 = 4096;
 /// Entries kept below the applied index at a compaction, so that a follower a little
 /// behind catches up from the log rather than by snapshot.
 pub const LOG_KEEP_ENTRIES: u64 = 1024;
+
+/// Entries a follower may be behind a read index it was given and still serve the reads
+/// (waiting for the apply); further behind, it is catching up, and they go to the leader.
+pub const FOLLOWER_READ_LAG_ENTRIES_MAX: u64 = 1024;

@@ -78,11 +78,12 @@ fn follower_reads_stay_linearizable_when_a_paused_leader_wakes() {
 /// shared machine must see its groups elect new leaders within the pause.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `prefix` names the keys, and "index" turns follower reads off.
+/// `prefix` names the keys, and "follower" turns follower reads on (the other two variants
+/// keep every read forwarded to a leader, the path they are about).
 fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, prefix: &str) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let groups = 4;
-    let follower = prefix != "index";
+    let follower = prefix == "follower";
     let opts = ClusterOpts {
         reads: ReadConfig { mode, follower, ..ReadConfig::default() },
         ..ClusterOpts::default()

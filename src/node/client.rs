@@ -153,7 +153,10 @@ impl NodeClient {
     async fn read_here(&self, group: GroupId, op: &ShardOp) -> Option<crate::kv::Reply> {
         let ShardOp::Read { command, now_ms, .. } = op else { return None };
         let table = &self.inner.table;
-        if !self.follower_reads || table.leader(group) == Some(table.me()) {
+        if !self.follower_reads
+            || table.leader(group) == Some(table.me())
+            || !self.inner.local.holds(group)
+        {
             return None;
         }
         let op = ShardOp::Read {
@@ -355,7 +358,7 @@ mod tests {
         }
 
         fn holds(&self, _group: GroupId) -> bool {
-            false
+            true
         }
     }
 

@@ -180,10 +180,12 @@ pub struct ReadConfig {
     /// With `lease`: ticks taken off the lease for clock drift between nodes and the
     /// granularity of ticks (at least 1).
     pub lease_drift_ticks: u64,
-    /// A read reaching a node that holds a follower of the key's group is served by that
+    /// A read reaching a node that holds a follower of the key's group is offered to that
     /// follower: it asks the leader for a read index (one message for every read waiting
-    /// then), waits to have applied it, and reads its own state. Linearizable as a read at
-    /// the leader; false forwards every read to the leader.
+    /// then), waits to have applied it, and reads its own state; linearizable as a read at
+    /// the leader. A follower that cannot (no leader known, no answer within an election
+    /// time-out, far behind) hands the read back, and it is forwarded. False forwards
+    /// every read to the leader.
     pub follower: bool,
 }
 

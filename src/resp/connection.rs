@@ -208,7 +208,8 @@ impl<B: Backend> Conn<B> {
                 self.settle_conflicts(&footprint).await;
                 let run = exec::run(self.backend.clone(), job);
                 if alone {
-                    let frame = AssertUnwindSafe(run).catch_unwind().await;
+                    // Boxed: a connection's own future stays small while it idles.
+                    let frame = Box::pin(AssertUnwindSafe(run).catch_unwind()).await;
                     let frame = frame.unwrap_or_else(|_| failed());
                     timer.stop();
                     self.pending.push_back((proto, Pending::Ready(frame)));

@@ -348,7 +348,7 @@ pub struct ShardActor {
     /// When the applied state was last handed to the writer (`ShardConfig::apply_flush`).
     pub(crate) last_flush: std::time::Instant,
     pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
-    /// Reads waiting for their ReadIndex, by read id.
+    /// Reads waiting for their ReadIndex, by read id (`first_read_id`, then counting up).
     pub(crate) reads: BTreeMap<u64, PendingRead>,
     /// `Members` requests waiting for their ReadIndex round, by read id.
     pub(crate) member_reads: BTreeMap<u64, oneshot::Sender<ShardResult>>,
@@ -486,7 +486,7 @@ impl ShardActor {
             confirmed_reads: BTreeMap::new(),
             member_reads: BTreeMap::new(),
             follower_reads: FollowerReads::default(),
-            next_read_id: 1,
+            next_read_id: first_read_id(),
             urgent_heartbeats: BTreeSet::new(),
             reported: (None, Term(0)),
             snapshot_sends: 0,
@@ -708,6 +708,19 @@ impl ShardActor {
             let _ = tx.send(Err(err.clone()));
         }
     }
+}
+
+/// Where a replica's read ids (ReadIndex contexts) start: random, so that an answer the
+/// leader addressed to an earlier run of this replica (a restart, a drop and re-add) cannot
+/// match a round of this one. Below 2^63: the ids only count up from here.
+fn first_read_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the clock, which also differs between runs.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        bytes = now.map_or(1, |d| d.as_nanos() as u64).to_le_bytes();
+    }
+    (u64::from_le_bytes(bytes) >> 1).max(1)
 }
 
 /// Ticks the core makes up at once at most: past an election time-out and a half, every

@@ -331,6 +331,21 @@ fn pipelines_answer_in_order() {
 }
 
 #[test]
+fn pipelined_writes_of_a_group_go_as_one_request_and_answer_in_order() {
+    let server = start(RespOptions::default());
+    let before = server.backend.executed();
+    // Read together: the five writes of group {g} are one request, the GET that reads
+    // them waits for it, the APPEND after it goes alone, then the last GET.
+    let pipeline = "SET {g}n 1\r\nINCR {g}n\r\nINCR {g}n\r\nSET {g}s x\r\nINCR {g}s\r\n\
+                    GET {g}n\r\nAPPEND {g}s y\r\nGET {g}s\r\nQUIT\r\n";
+    let replies = raw(&server, pipeline.as_bytes());
+    let expected = "+OK\r\n:2\r\n:3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n\
+                    $1\r\n3\r\n:2\r\n$2\r\nxy\r\n+OK\r\n";
+    assert_eq!(replies, expected);
+    assert_eq!(server.backend.executed() - before, 4, "batch, GET, APPEND, GET");
+}
+
+#[test]
 fn hello_3_switches_to_resp3() {
     let server = start(RespOptions::default());
     let mut c = redis::Client::open(format!("redis://{}/?protocol=resp3", server.addr))

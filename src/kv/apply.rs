@@ -129,8 +129,22 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::Meta(op) => Ok(apply_meta(cx, op)),
         // The shard applies splits; reaching here means a caller skipped it.
         KvCommand::Split { .. } => Err(KvError::NotHere),
+        // Each in order on the same overlay: a later command sees the earlier ones' writes.
+        KvCommand::Batch { commands } => {
+            Ok(Reply::Array(commands.iter().map(|c| batch_member(cx, c)).collect()))
+        }
     };
     result.unwrap_or_else(Reply::Error)
+}
+
+/// One command of a `Batch`: what `execute` answers, except that a command a batch may not
+/// hold (a client never builds one) is refused rather than run.
+fn batch_member<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
+    if command.batchable() {
+        execute(cx, command)
+    } else {
+        Reply::Error(KvError::NotHere)
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -417,3 +417,33 @@ fn sessions_are_bounded_and_evict_least_recently_used() {
     assert_eq!(kv.session_count(), 3);
     assert!(super::KvRead::session(&kv, 3).is_none());
 }
+
+#[test]
+fn a_batch_applies_in_order_answers_each_and_is_applied_once() {
+    let mut f = Fixture::new();
+    let incr = |key: &str| KvCommand::IncrBy { key: b(key), delta: 1 };
+    let commands = vec![set("n", "1"), incr("n"), incr("n"), set("s", "x"), incr("s")];
+    f.seq += 1;
+    let command = KvCommand::Batch { commands };
+    let req = Request { client_id: 7, seq: f.seq, now_ms: NOW_MS, command };
+    let expected = Reply::Array(vec![
+        Reply::Ok,
+        Reply::Int(2),
+        Reply::Int(3),
+        Reply::Ok,
+        Reply::Error(KvError::NotInteger),
+    ]);
+    assert_eq!(f.send(&req), expected);
+    assert_eq!(f.get("n"), bulk("3"));
+    // A retry (same seq) gets the batch's answers again and changes nothing.
+    assert_eq!(f.send(&req), expected);
+    assert_eq!(f.get("n"), bulk("3"));
+    // A batch holds key writes only: anything else in one is refused, the rest applies.
+    let flush = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
+    let nested = KvCommand::Batch { commands: vec![incr("n")] };
+    let commands = vec![flush, nested, incr("n")];
+    let reply = f.run(KvCommand::Batch { commands });
+    let refused = Reply::Error(KvError::NotHere);
+    assert_eq!(reply, Reply::Array(vec![refused.clone(), refused, Reply::Int(4)]));
+    assert_eq!(f.get("s"), bulk("x"));
+}

@@ -149,4 +149,21 @@ pub enum KvCommand {
     },
     /// A change of the cluster map (the metadata group only).
     Meta(crate::kv::meta::MetaOp),
+    /// Key writes of one client's pipeline on one group, applied in their order as one
+    /// request (one seq, one log entry, one session reply); answered with the array of
+    /// their replies. Holds key writes only: no batch, split, flush or map change.
+    Batch { commands: Vec<KvCommand> },
+}
+
+impl KvCommand {
+    /// Whether the command may go in a `Batch`: a write of named keys.
+    pub fn batchable(&self) -> bool {
+        !matches!(
+            self,
+            KvCommand::Batch { .. }
+                | KvCommand::Split { .. }
+                | KvCommand::Meta(_)
+                | KvCommand::FlushSlots { .. }
+        )
+    }
 }

@@ -7,6 +7,10 @@
 //! operations whose replies the client has not yet seen, hence concurrent — overlap.
 //! A lone request (nothing before it unanswered, nothing after it read yet: a client that
 //! waits for each reply) runs in the connection's own task, without a task of its own.
+//! Pipelined writes of named keys on one group, read together, go to the group as one
+//! request (a batch, `exec::run_batch`) instead of one after another: a batch is open while
+//! the requests already read are prepared, until a command that conflicts with it, the
+//! batch bounds or the end of what was read starts it.
 //! A protocol error is answered and closes this connection only. Bounds: the number of
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
@@ -41,6 +45,11 @@ pub const PIPELINE_REQUESTS_MAX: usize = 1024;
 pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 /// Initial size of a connection's read buffer.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Writes gathered into one pipeline batch (one request to their group).
+pub const PIPELINE_BATCH_WRITES_MAX: usize = 128;
+/// Argument bytes of the writes of one pipeline batch; a write that would pass it starts
+/// the batch and opens the next (a write larger than this alone is a batch of one).
+pub const PIPELINE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +63,49 @@ enum ConnectionError {
 enum Pending {
     Ready(Frame),
     Running(JoinHandle<Frame>, Footprint),
+    /// The `index`-th write of the pipeline batch `id` (`Conn::batches`).
+    InBatch { id: u64, index: usize },
+}
+
+/// Pipelined writes of one group, run as one request.
+struct Batch {
+    id: u64,
+    group: GroupId,
+    state: BatchState,
+}
+
+enum BatchState {
+    /// Gathering: the writes, their timers, their argument bytes.
+    Open { writes: Vec<exec::Ops>, timers: Vec<CommandTimer>, bytes: usize },
+    Running(JoinHandle<Vec<Frame>>),
+    /// Answered: the answers not yet taken, by index.
+    Done(Vec<Option<Frame>>),
+}
+
+impl Batch {
+    fn footprint(&self) -> Footprint {
+        Footprint { write: true, groups: Some(vec![self.group]) }
+    }
+
+    /// Starts the batch if it is open.
+    fn launch<B: Backend>(&mut self, backend: &B) {
+        let BatchState::Open { writes, timers, .. } = &mut self.state else { return };
+        let (writes, timers) = (std::mem::take(writes), std::mem::take(timers));
+        let run = exec::run_batch(backend.clone(), writes);
+        self.state = BatchState::Running(tokio::spawn(async move {
+            let frames = run.await;
+            timers.into_iter().for_each(CommandTimer::stop);
+            frames
+        }));
+    }
+
+    /// Waits for the batch's answers if it runs.
+    async fn settle(&mut self) {
+        if let BatchState::Running(task) = &mut self.state {
+            let frames = task.await.unwrap_or_default();
+            self.state = BatchState::Done(frames.into_iter().map(Some).collect());
+        }
+    }
 }
 
 /// What a running command touches, for the conflict rule.
@@ -91,6 +143,9 @@ struct Conn<B> {
     writer: OwnedWriteHalf,
     output: BytesMut,
     pending: VecDeque<(Proto, Pending)>,
+    /// Pipeline batches with answers not yet written, oldest first.
+    batches: VecDeque<Batch>,
+    next_batch: u64,
 }
 
 /// Serves one client until it quits, breaks the protocol, is killed or disconnects.
@@ -116,6 +171,8 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         writer,
         output: BytesMut::new(),
         pending: VecDeque::new(),
+        batches: VecDeque::new(),
+        next_batch: 0,
     };
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
@@ -203,8 +260,13 @@ impl<B: Backend> Conn<B> {
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 return Ok(false);
             }
+            Job::Run(ops) if !alone && exec::batchable(&ops) => {
+                let bytes = args.iter().map(|a| a.len()).sum();
+                self.add_to_batch(ops, timer, bytes, proto).await;
+            }
             job => {
                 let footprint = Footprint::of(&job);
+                self.launch_conflicting(&footprint);
                 self.settle_conflicts(&footprint).await;
                 let run = exec::run(self.backend.clone(), job);
                 if alone {
@@ -226,7 +288,53 @@ impl<B: Backend> Conn<B> {
         Ok(true)
     }
 
-    /// Waits, in place, for every queued command that conflicts with `footprint`.
+    /// Queues a batchable write in its group's open batch, or opens one (once the
+    /// connection's earlier commands on the group have answered).
+    async fn add_to_batch(
+        &mut self,
+        ops: exec::Ops,
+        timer: CommandTimer,
+        size: usize,
+        proto: Proto,
+    ) {
+        let group = ops.parts[0].group;
+        let open = self.batches.iter_mut().find(|b| {
+            b.group == group && matches!(b.state, BatchState::Open { .. })
+        });
+        if let Some(batch) = open {
+            if let BatchState::Open { writes, timers, bytes } = &mut batch.state {
+                let fits = writes.len() < PIPELINE_BATCH_WRITES_MAX
+                    && *bytes + size <= PIPELINE_BATCH_BYTES_MAX;
+                if fits {
+                    writes.push(ops);
+                    timers.push(timer);
+                    *bytes += size;
+                    let (id, index) = (batch.id, writes.len() - 1);
+                    self.pending.push_back((proto, Pending::InBatch { id, index }));
+                    return;
+                }
+            }
+            batch.launch(&self.backend);
+        }
+        let footprint = Footprint { write: true, groups: Some(vec![group]) };
+        self.settle_conflicts(&footprint).await;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let state = BatchState::Open { writes: vec![ops], timers: vec![timer], bytes: size };
+        self.batches.push_back(Batch { id, group, state });
+        self.pending.push_back((proto, Pending::InBatch { id, index: 0 }));
+    }
+
+    /// Starts every open batch that conflicts with `footprint`.
+    fn launch_conflicting(&mut self, footprint: &Footprint) {
+        for batch in self.batches.iter_mut() {
+            if footprint.conflicts(&batch.footprint()) {
+                batch.launch(&self.backend);
+            }
+        }
+    }
+
+    /// Waits, in place, for every queued command and batch that conflicts with `footprint`.
     async fn settle_conflicts(&mut self, footprint: &Footprint) {
         for (_, pending) in self.pending.iter_mut() {
             let Pending::Running(task, other) = pending else { continue };
@@ -234,14 +342,36 @@ impl<B: Backend> Conn<B> {
                 *pending = Pending::Ready(finish(task).await);
             }
         }
+        for batch in self.batches.iter_mut() {
+            if footprint.conflicts(&batch.footprint()) {
+                batch.settle().await;
+            }
+        }
     }
 
-    /// Waits for every queued reply, in order, and encodes it.
+    /// The answer to the `index`-th write of batch `id`, once the batch answered.
+    async fn batch_answer(&mut self, id: u64, index: usize) -> Frame {
+        let Some(at) = self.batches.iter().position(|b| b.id == id) else { return failed() };
+        let batch = &mut self.batches[at];
+        batch.settle().await;
+        let BatchState::Done(frames) = &mut batch.state else { return failed() };
+        let frame = frames.get_mut(index).and_then(Option::take);
+        if frames.iter().all(Option::is_none) {
+            self.batches.remove(at);
+        }
+        frame.unwrap_or_else(failed)
+    }
+
+    /// Starts the open batches, then waits for every queued reply, in order, and encodes it.
     async fn drain(&mut self) -> Result<(), ConnectionError> {
+        for batch in self.batches.iter_mut() {
+            batch.launch(&self.backend);
+        }
         while let Some((proto, pending)) = self.pending.pop_front() {
             let frame = match pending {
                 Pending::Ready(frame) => frame,
                 Pending::Running(mut task, _) => finish(&mut task).await,
+                Pending::InBatch { id, index } => self.batch_answer(id, index).await,
             };
             frame.encode(proto, &mut self.output);
             let output_max = self.shared.options.limits.client_output_bytes_max;

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use super::backend::Backend;
 use super::frame::Frame;
 use crate::kv::read::{scan_cursor, ReadCommand};
-use crate::kv::Reply;
+use crate::kv::{KvCommand, Reply, Request};
 use crate::raft::types::GroupId;
 use crate::shard::api::{ShardError, ShardOp};
 
@@ -95,6 +95,80 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
             now_ms,
         } => keys(backend, pattern, groups, now_ms).await,
     }
+}
+
+/// The writes of one connection's pipeline on one group, in request order: one request when
+/// there are several (`KvCommand::Batch`: one seq, one log entry, applied in order), one
+/// answer per write. A batch that meets a moved slot (a split took some of its keys) was
+/// not applied; its writes then run one after another, each as the command alone would.
+/// Each of `writes` is one single-part write (`batchable`).
+pub async fn run_batch<B: Backend>(backend: B, writes: Vec<Ops>) -> Vec<Frame> {
+    if writes.len() < 2 {
+        let mut frames = Vec::with_capacity(1);
+        for ops in writes {
+            frames.push(run_ops(backend.clone(), ops).await);
+        }
+        return frames;
+    }
+    let mut members = Vec::with_capacity(writes.len());
+    let mut commands = Vec::with_capacity(writes.len());
+    let mut last = None;
+    let mut group = GroupId(0);
+    let mut redirects = false;
+    for ops in writes {
+        redirects = ops.redirects;
+        let Some(part) = ops.parts.into_iter().next() else { continue };
+        let ShardOp::Write(request) = part.op else { continue };
+        group = part.group;
+        members.push((part.slot, part.positions, ops.merge, request.seq, request.now_ms));
+        last = Some((request.client_id, request.seq, request.now_ms));
+        commands.push(request.command);
+    }
+    let Some((client_id, seq, now_ms)) = last else { return Vec::new() };
+    let batch = Request { client_id, seq, now_ms, command: KvCommand::Batch { commands } };
+    let result = backend.execute(group, ShardOp::Write(batch.clone())).await;
+    let replies = match result {
+        Ok(Reply::Array(replies)) if replies.len() == members.len() => replies,
+        Ok(Reply::Error(error)) => {
+            return members.iter().map(|_| Frame::from(error.clone())).collect();
+        }
+        Ok(_) => {
+            let frame = Frame::error("ERR internal error: malformed batch reply");
+            return members.iter().map(|_| frame.clone()).collect();
+        }
+        Err(ShardError::SlotMoved { .. }) => {
+            let KvCommand::Batch { commands } = batch.command else { return Vec::new() };
+            let mut frames = Vec::with_capacity(members.len());
+            for (member, command) in members.into_iter().zip(commands) {
+                let (slot, positions, merge, seq, now_ms) = member;
+                let request = Request { client_id, seq, now_ms, command };
+                let op = ShardOp::Write(request);
+                let parts = vec![Part { group, slot, op, positions }];
+                let ops = Ops { write: true, parts, merge, redirects };
+                frames.push(run_ops(backend.clone(), ops).await);
+            }
+            return frames;
+        }
+        Err(error) => {
+            return members
+                .iter()
+                .map(|(slot, ..)| shard_error(&backend, error.clone(), *slot, true, redirects))
+                .collect();
+        }
+    };
+    members
+        .into_iter()
+        .zip(replies)
+        .map(|((_, positions, merge, ..), reply)| {
+            merge_replies(merge, vec![reply], vec![positions])
+        })
+        .collect()
+}
+
+/// Whether `ops` may join a pipeline batch: one write of named keys on one group.
+pub fn batchable(ops: &Ops) -> bool {
+    ops.write
+        && matches!(&ops.parts[..], [Part { op: ShardOp::Write(r), .. }] if r.command.batchable())
 }
 
 async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {

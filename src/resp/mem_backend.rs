@@ -26,6 +26,8 @@ struct Inner {
     nodes: Mutex<Vec<NodeView>>,
     groups: Vec<Mutex<MemGroup>>,
     next_client_id: AtomicU64,
+    /// Operations executed, for tests that count what a client's commands became.
+    executed: AtomicU64,
 }
 
 struct MemGroup {
@@ -73,6 +75,7 @@ impl MemBackend {
                 nodes,
                 groups,
                 next_client_id,
+                executed: AtomicU64::new(0),
             }),
         }
     }
@@ -98,7 +101,13 @@ impl MemBackend {
         }
     }
 
+    /// Shard operations executed so far (a pipeline batch counts once).
+    pub fn executed(&self) -> u64 {
+        self.inner.executed.load(Ordering::Relaxed)
+    }
+
     fn run(&self, group: GroupId, op: ShardOp) -> ShardResult {
+        self.inner.executed.fetch_add(1, Ordering::Relaxed);
         let index = (group.0 as usize).wrapping_sub(1);
         let Some(g) = self.inner.groups.get(index) else {
             return Err(ShardError::NoReplica { group });

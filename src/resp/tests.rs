@@ -221,3 +221,77 @@ proptest! {
         prop_assert_eq!(got, vec![want]);
     }
 }
+
+/// A `MemBackend` whose groups refuse every batch as if a split had moved one of its
+/// slots (the batch is then not applied), as a replica does.
+#[derive(Clone)]
+struct RefusesBatches(super::MemBackend, std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl super::Backend for RefusesBatches {
+    async fn execute(
+        &self,
+        group: crate::raft::types::GroupId,
+        op: crate::shard::api::ShardOp,
+    ) -> crate::shard::api::ShardResult {
+        use crate::shard::api::{ShardError, ShardOp};
+        if let ShardOp::Write(r) = &op {
+            if matches!(r.command, crate::kv::KvCommand::Batch { .. }) {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(ShardError::SlotMoved { group, slot: 0, moved: None });
+            }
+        }
+        self.0.execute(group, op).await
+    }
+    fn group_of_slot(&self, slot: u16) -> crate::raft::types::GroupId {
+        self.0.group_of_slot(slot)
+    }
+    fn cluster_view(&self) -> super::backend::ClusterView {
+        self.0.cluster_view()
+    }
+    fn node_id(&self) -> crate::raft::types::NodeId {
+        self.0.node_id()
+    }
+    fn new_client_id(&self) -> u64 {
+        self.0.new_client_id()
+    }
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_refused_for_a_moved_slot_runs_its_writes_one_by_one_in_order() {
+    use super::exec::{run_batch, Merge, Ops, Part};
+    use crate::kv::{key_slot, KvCommand, Request};
+    use crate::shard::api::ShardOp;
+    let mem = super::MemBackend::new(1, "127.0.0.1:1".parse().unwrap());
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let backend = RefusesBatches(mem.clone(), refused.clone());
+    let key = Bytes::from_static(b"k");
+    let slot = key_slot(&key);
+    let group = super::Backend::group_of_slot(&backend, slot);
+    let set = KvCommand::Set {
+        key: key.clone(),
+        value: Bytes::from_static(b"1"),
+        expire_at_ms: None,
+        keep_ttl: false,
+        condition: crate::kv::command::SetCondition::Always,
+        get: false,
+    };
+    let incr = KvCommand::IncrBy { key: key.clone(), delta: 1 };
+    let writes = [set, incr.clone(), incr]
+        .into_iter()
+        .enumerate()
+        .map(|(i, command)| {
+            let request = Request { client_id: 9, seq: i as u64 + 1, now_ms: 1, command };
+            let part = Part { group, slot, op: ShardOp::Write(request), positions: Vec::new() };
+            Ops { write: true, parts: vec![part], merge: Merge::One, redirects: false }
+        })
+        .collect();
+    let frames = run_batch(backend, writes).await;
+    assert_eq!(frames, vec![Frame::ok(), Frame::Int(2), Frame::Int(3)]);
+    // The batch was refused once, then each write ran with its own seq (equal seqs would
+    // answer the second INCR with the first one's cached reply).
+    assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(mem.executed(), 3);
+}

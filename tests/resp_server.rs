@@ -331,18 +331,21 @@ fn pipelines_answer_in_order() {
 }
 
 #[test]
-fn pipelined_writes_of_a_group_go_as_one_request_and_answer_in_order() {
+fn pipelined_commands_of_a_group_go_as_one_request_and_answer_in_order() {
     let server = start(RespOptions::default());
     let before = server.backend.executed();
     // Read together: the five writes of group {g} are one request, the GET that reads
-    // them waits for it, the APPEND after it goes alone, then the last GET.
+    // them waits for it, the APPEND after it goes alone; then the four key reads are one.
     let pipeline = "SET {g}n 1\r\nINCR {g}n\r\nINCR {g}n\r\nSET {g}s x\r\nINCR {g}s\r\n\
-                    GET {g}n\r\nAPPEND {g}s y\r\nGET {g}s\r\nQUIT\r\n";
+                    GET {g}n\r\nAPPEND {g}s y\r\n\
+                    GET {g}s\r\nMGET {g}n {g}s {g}z\r\nEXISTS {g}n {g}z\r\nSTRLEN {g}s\r\n\
+                    QUIT\r\n";
     let replies = raw(&server, pipeline.as_bytes());
     let expected = "+OK\r\n:2\r\n:3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n\
-                    $1\r\n3\r\n:2\r\n$2\r\nxy\r\n+OK\r\n";
+                    $1\r\n3\r\n:2\r\n\
+                    $2\r\nxy\r\n*3\r\n$1\r\n3\r\n$2\r\nxy\r\n$-1\r\n:1\r\n:2\r\n+OK\r\n";
     assert_eq!(replies, expected);
-    assert_eq!(server.backend.executed() - before, 4, "batch, GET, APPEND, GET");
+    assert_eq!(server.backend.executed() - before, 4, "writes, GET, APPEND, reads");
 }
 
 #[test]

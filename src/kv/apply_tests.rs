@@ -447,3 +447,19 @@ fn a_batch_applies_in_order_answers_each_and_is_applied_once() {
     assert_eq!(reply, Reply::Array(vec![refused.clone(), refused, Reply::Int(4)]));
     assert_eq!(f.get("s"), bulk("x"));
 }
+
+#[test]
+fn a_read_batch_answers_each_key_read_and_refuses_range_reads() {
+    use super::read::ReadCommand;
+    let mut f = Fixture::new();
+    f.run(set("a", "1"));
+    let commands = vec![
+        ReadCommand::Get { key: b("a") },
+        ReadCommand::Get { key: b("b") },
+        ReadCommand::Exists { keys: vec![b("a"), b("b"), b("a")] },
+        ReadCommand::DbSize { slot_first: 0, slot_last: 16383 },
+    ];
+    let reply = read::execute(&f.kv, NOW_MS, &ReadCommand::Batch { commands });
+    let expected = vec![bulk("1"), Reply::Nil, Reply::Int(2), Reply::Error(KvError::NotHere)];
+    assert_eq!(reply, Reply::Array(expected));
+}

@@ -176,6 +176,7 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
         // Only the metadata group owns this slot: any other group refuses the read.
         R::ClusterMap { .. } => vec![crate::kv::meta::META_SLOT],
         R::Keys { .. } | R::Scan(_) | R::DbSize { .. } | R::RandomKey { .. } => Vec::new(),
+        R::Batch { commands } => commands.iter().flat_map(read_slots).collect(),
     }
 }
 

@@ -211,11 +211,42 @@ pub enum ReadCommand {
         known: u64,
         linearizable: bool,
     },
+    /// Key reads of one client's pipeline on one group, served together at one read index;
+    /// answered with the array of their replies. Holds key reads only (`batchable`).
+    Batch { commands: Vec<ReadCommand> },
+}
+
+impl ReadCommand {
+    /// Whether the command may go in a `Batch`: a read of named keys.
+    pub fn batchable(&self) -> bool {
+        matches!(
+            self,
+            ReadCommand::Get { .. }
+                | ReadCommand::MGet { .. }
+                | ReadCommand::StrLen { .. }
+                | ReadCommand::GetRange { .. }
+                | ReadCommand::Exists { .. }
+                | ReadCommand::Ttl { .. }
+                | ReadCommand::Type { .. }
+        )
+    }
 }
 
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
 pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply {
     match command {
+        ReadCommand::Batch { commands } => Reply::Array(
+            commands
+                .iter()
+                .map(|c| {
+                    if c.batchable() {
+                        execute(view, now_ms, c)
+                    } else {
+                        Reply::Error(KvError::NotHere)
+                    }
+                })
+                .collect(),
+        ),
         ReadCommand::Get { key } => get(view, now_ms, key),
         ReadCommand::MGet { keys } => mget(view, now_ms, keys),
         ReadCommand::StrLen { key } => strlen(view, now_ms, key),

@@ -8,9 +8,10 @@
 //! A lone request (nothing before it unanswered, nothing after it read yet: a client that
 //! waits for each reply) runs in the connection's own task, without a task of its own.
 //! Pipelined writes of named keys on one group, read together, go to the group as one
-//! request (a batch, `exec::run_batch`) instead of one after another: a batch is open while
-//! the requests already read are prepared, until a command that conflicts with it, the
-//! batch bounds or the end of what was read starts it.
+//! request (a batch, `exec::run_batch`) instead of one after another; so do pipelined reads
+//! of named keys on one group (one read instead of many). A batch is open while the
+//! requests already read are prepared, until a command that conflicts with it, the batch
+//! bounds or the end of what was read starts it; a group has at most one open batch.
 //! A protocol error is answered and closes this connection only. Bounds: the number of
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
@@ -45,10 +46,10 @@ pub const PIPELINE_REQUESTS_MAX: usize = 1024;
 pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 /// Initial size of a connection's read buffer.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
-/// Writes gathered into one pipeline batch (one request to their group).
-pub const PIPELINE_BATCH_WRITES_MAX: usize = 128;
-/// Argument bytes of the writes of one pipeline batch; a write that would pass it starts
-/// the batch and opens the next (a write larger than this alone is a batch of one).
+/// Commands gathered into one pipeline batch (one request to their group).
+pub const PIPELINE_BATCH_COMMANDS_MAX: usize = 128;
+/// Argument bytes of the commands of one pipeline batch; a command that would pass it
+/// starts the batch and opens the next (one larger than this alone is a batch of one).
 pub const PIPELINE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// Why a connection ended early.
@@ -67,16 +68,17 @@ enum Pending {
     InBatch { id: u64, index: usize },
 }
 
-/// Pipelined writes of one group, run as one request.
+/// Pipelined writes, or reads, of one group, run as one request.
 struct Batch {
     id: u64,
     group: GroupId,
+    write: bool,
     state: BatchState,
 }
 
 enum BatchState {
-    /// Gathering: the writes, their timers, their argument bytes.
-    Open { writes: Vec<exec::Ops>, timers: Vec<CommandTimer>, bytes: usize },
+    /// Gathering: the commands, their timers, their argument bytes.
+    Open { commands: Vec<exec::Ops>, timers: Vec<CommandTimer>, bytes: usize },
     Running(JoinHandle<Vec<Frame>>),
     /// Answered: the answers not yet taken, by index.
     Done(Vec<Option<Frame>>),
@@ -84,14 +86,14 @@ enum BatchState {
 
 impl Batch {
     fn footprint(&self) -> Footprint {
-        Footprint { write: true, groups: Some(vec![self.group]) }
+        Footprint { write: self.write, groups: Some(vec![self.group]) }
     }
 
     /// Starts the batch if it is open.
     fn launch<B: Backend>(&mut self, backend: &B) {
-        let BatchState::Open { writes, timers, .. } = &mut self.state else { return };
-        let (writes, timers) = (std::mem::take(writes), std::mem::take(timers));
-        let run = exec::run_batch(backend.clone(), writes);
+        let BatchState::Open { commands, timers, .. } = &mut self.state else { return };
+        let (commands, timers) = (std::mem::take(commands), std::mem::take(timers));
+        let run = exec::run_batch(backend.clone(), commands);
         self.state = BatchState::Running(tokio::spawn(async move {
             let frames = run.await;
             timers.into_iter().for_each(CommandTimer::stop);
@@ -288,8 +290,8 @@ impl<B: Backend> Conn<B> {
         Ok(true)
     }
 
-    /// Queues a batchable write in its group's open batch, or opens one (once the
-    /// connection's earlier commands on the group have answered).
+    /// Queues a batchable command in its group's open batch of its kind, or opens one
+    /// (once the connection's earlier commands it conflicts with have answered).
     async fn add_to_batch(
         &mut self,
         ops: exec::Ops,
@@ -297,31 +299,32 @@ impl<B: Backend> Conn<B> {
         size: usize,
         proto: Proto,
     ) {
-        let group = ops.parts[0].group;
+        let (group, write) = (ops.parts[0].group, ops.write);
         let open = self.batches.iter_mut().find(|b| {
-            b.group == group && matches!(b.state, BatchState::Open { .. })
+            b.group == group && b.write == write && matches!(b.state, BatchState::Open { .. })
         });
         if let Some(batch) = open {
-            if let BatchState::Open { writes, timers, bytes } = &mut batch.state {
-                let fits = writes.len() < PIPELINE_BATCH_WRITES_MAX
+            if let BatchState::Open { commands, timers, bytes } = &mut batch.state {
+                let fits = commands.len() < PIPELINE_BATCH_COMMANDS_MAX
                     && *bytes + size <= PIPELINE_BATCH_BYTES_MAX;
                 if fits {
-                    writes.push(ops);
+                    commands.push(ops);
                     timers.push(timer);
                     *bytes += size;
-                    let (id, index) = (batch.id, writes.len() - 1);
+                    let (id, index) = (batch.id, commands.len() - 1);
                     self.pending.push_back((proto, Pending::InBatch { id, index }));
                     return;
                 }
             }
             batch.launch(&self.backend);
         }
-        let footprint = Footprint { write: true, groups: Some(vec![group]) };
+        let footprint = Footprint { write, groups: Some(vec![group]) };
+        self.launch_conflicting(&footprint);
         self.settle_conflicts(&footprint).await;
         let id = self.next_batch;
         self.next_batch += 1;
-        let state = BatchState::Open { writes: vec![ops], timers: vec![timer], bytes: size };
-        self.batches.push_back(Batch { id, group, state });
+        let state = BatchState::Open { commands: vec![ops], timers: vec![timer], bytes: size };
+        self.batches.push_back(Batch { id, group, write, state });
         self.pending.push_back((proto, Pending::InBatch { id, index: 0 }));
     }
 

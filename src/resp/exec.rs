@@ -97,37 +97,35 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
     }
 }
 
-/// The writes of one connection's pipeline on one group, in request order: one request when
-/// there are several (`KvCommand::Batch`: one seq, one log entry, applied in order), one
-/// answer per write. A batch that meets a moved slot (a split took some of its keys) was
-/// not applied; its writes then run one after another, each as the command alone would.
-/// Each of `writes` is one single-part write (`batchable`).
-pub async fn run_batch<B: Backend>(backend: B, writes: Vec<Ops>) -> Vec<Frame> {
-    if writes.len() < 2 {
+/// The commands of one connection's pipeline on one group, all writes or all reads, in
+/// request order: one shard operation when there are several (`KvCommand::Batch`: one seq,
+/// one log entry, applied in order; `ReadCommand::Batch`: served at one read index), one
+/// answer per command. A batch that meets a moved slot (a split took some of its keys) was
+/// not applied; its commands then run one after another, each as it would alone. Each of
+/// `batch` is `batchable`.
+pub async fn run_batch<B: Backend>(backend: B, batch: Vec<Ops>) -> Vec<Frame> {
+    if batch.len() < 2 {
         let mut frames = Vec::with_capacity(1);
-        for ops in writes {
+        for ops in batch {
             frames.push(run_ops(backend.clone(), ops).await);
         }
         return frames;
     }
-    let mut members = Vec::with_capacity(writes.len());
-    let mut commands = Vec::with_capacity(writes.len());
-    let mut last = None;
+    let write = batch.iter().all(|ops| ops.write);
+    let redirects = batch.iter().any(|ops| ops.redirects);
+    let mut members = Vec::with_capacity(batch.len());
     let mut group = GroupId(0);
-    let mut redirects = false;
-    for ops in writes {
-        redirects = ops.redirects;
+    for ops in batch {
         let Some(part) = ops.parts.into_iter().next() else { continue };
-        let ShardOp::Write(request) = part.op else { continue };
         group = part.group;
-        members.push((part.slot, part.positions, ops.merge, request.seq, request.now_ms));
-        last = Some((request.client_id, request.seq, request.now_ms));
-        commands.push(request.command);
+        let (slot, positions, op) = (part.slot, part.positions, part.op);
+        members.push(Member { slot, positions, merge: ops.merge, op });
     }
-    let Some((client_id, seq, now_ms)) = last else { return Vec::new() };
-    let batch = Request { client_id, seq, now_ms, command: KvCommand::Batch { commands } };
-    let result = backend.execute(group, ShardOp::Write(batch.clone())).await;
-    let replies = match result {
+    let Some(op) = batch_op(&members) else {
+        let frame = Frame::error("ERR internal error: a pipeline batch mixes reads and writes");
+        return members.iter().map(|_| frame.clone()).collect();
+    };
+    let replies = match backend.execute(group, op).await {
         Ok(Reply::Array(replies)) if replies.len() == members.len() => replies,
         Ok(Reply::Error(error)) => {
             return members.iter().map(|_| Frame::from(error.clone())).collect();
@@ -137,14 +135,10 @@ pub async fn run_batch<B: Backend>(backend: B, writes: Vec<Ops>) -> Vec<Frame> {
             return members.iter().map(|_| frame.clone()).collect();
         }
         Err(ShardError::SlotMoved { .. }) => {
-            let KvCommand::Batch { commands } = batch.command else { return Vec::new() };
             let mut frames = Vec::with_capacity(members.len());
-            for (member, command) in members.into_iter().zip(commands) {
-                let (slot, positions, merge, seq, now_ms) = member;
-                let request = Request { client_id, seq, now_ms, command };
-                let op = ShardOp::Write(request);
-                let parts = vec![Part { group, slot, op, positions }];
-                let ops = Ops { write: true, parts, merge, redirects };
+            for m in members {
+                let parts = vec![Part { group, slot: m.slot, op: m.op, positions: m.positions }];
+                let ops = Ops { write, parts, merge: m.merge, redirects };
                 frames.push(run_ops(backend.clone(), ops).await);
             }
             return frames;
@@ -152,23 +146,59 @@ pub async fn run_batch<B: Backend>(backend: B, writes: Vec<Ops>) -> Vec<Frame> {
         Err(error) => {
             return members
                 .iter()
-                .map(|(slot, ..)| shard_error(&backend, error.clone(), *slot, true, redirects))
+                .map(|m| shard_error(&backend, error.clone(), m.slot, write, redirects))
                 .collect();
         }
     };
     members
         .into_iter()
         .zip(replies)
-        .map(|((_, positions, merge, ..), reply)| {
-            merge_replies(merge, vec![reply], vec![positions])
-        })
+        .map(|(m, reply)| merge_replies(m.merge, vec![reply], vec![m.positions]))
         .collect()
 }
 
-/// Whether `ops` may join a pipeline batch: one write of named keys on one group.
+/// One command of a pipeline batch.
+struct Member {
+    slot: u16,
+    positions: Vec<usize>,
+    merge: Merge,
+    op: ShardOp,
+}
+
+/// The one operation that runs `members`: their writes as one request with the last one's
+/// seq and clock (later seqs of the client are higher still), or their reads at the last
+/// one's clock. `None` if they are not all writes or all reads.
+fn batch_op(members: &[Member]) -> Option<ShardOp> {
+    match &members.last()?.op {
+        ShardOp::Write(last) => {
+            let commands = members.iter().map(|m| match &m.op {
+                ShardOp::Write(r) => Some(r.command.clone()),
+                _ => None,
+            });
+            let command = KvCommand::Batch { commands: commands.collect::<Option<_>>()? };
+            let (client_id, seq, now_ms) = (last.client_id, last.seq, last.now_ms);
+            Some(ShardOp::Write(Request { client_id, seq, now_ms, command }))
+        }
+        ShardOp::Read { now_ms, .. } => {
+            let commands = members.iter().map(|m| match &m.op {
+                ShardOp::Read { command, .. } => Some(command.clone()),
+                _ => None,
+            });
+            let command = ReadCommand::Batch { commands: commands.collect::<Option<_>>()? };
+            Some(ShardOp::read(command, *now_ms))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `ops` may join a pipeline batch: one write of named keys, or one read of named
+/// keys, on one group.
 pub fn batchable(ops: &Ops) -> bool {
-    ops.write
-        && matches!(&ops.parts[..], [Part { op: ShardOp::Write(r), .. }] if r.command.batchable())
+    match &ops.parts[..] {
+        [Part { op: ShardOp::Write(r), .. }] => ops.write && r.command.batchable(),
+        [Part { op: ShardOp::Read { command, .. }, .. }] => !ops.write && command.batchable(),
+        _ => false,
+    }
 }
 
 async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {

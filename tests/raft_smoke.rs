@@ -15,11 +15,16 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: u64) -> Cluster {
+        Cluster::with_config(n, |_| {})
+    }
+
+    fn with_config(n: u64, edit: impl Fn(&mut Config)) -> Cluster {
         let conf = ConfState::with_voters((1..=n).map(NodeId));
         let nodes = (1..=n)
             .map(|id| {
                 let mut cfg = Config::new(NodeId(id), GroupId(1));
                 cfg.rng_seed = id;
+                edit(&mut cfg);
                 RawNode::new(cfg, MemStorage::new_with_conf_state(conf.clone())).unwrap()
             })
             .collect();
@@ -228,4 +233,40 @@ fn a_followers_read_index_in_a_group_of_three_takes_no_round() {
     let (reads, _) = take_ready(&mut c, f);
     assert_eq!(reads.len(), 1);
     assert_eq!((reads[0].index, &reads[0].context[..]), (commit, &b"r1"[..]));
+}
+
+/// A ReadIndex request the leader refuses (its pending reads are at the bound) comes back
+/// to the follower as a rejected context in its Ready, with no read state: the runtime
+/// sends those reads elsewhere at once instead of waiting out an election time-out.
+#[test]
+fn a_refused_read_index_reaches_the_follower_as_rejected() {
+    let mut c = Cluster::with_config(5, |cfg| cfg.max_pending_reads = 1);
+    c.run(60);
+    let l = c.leader().expect("a leader of five");
+    let (f1, f2) = ((l + 1) % 5, (l + 2) % 5);
+    let mut ask = |c: &mut Cluster, f: usize, context: &'static [u8]| {
+        c.nodes[f].read_index(Bytes::from_static(context)).unwrap();
+        let (_, asked) = take_ready(c, f);
+        for m in asked {
+            c.nodes[l].step(m).unwrap();
+        }
+        let (_, answered) = take_ready(c, l);
+        answered.into_iter().filter(|m| m.to == NodeId(f as u64 + 1)).collect::<Vec<_>>()
+    };
+    // Two of five are no quorum: the first read waits for a round, filling the bound.
+    let first = ask(&mut c, f1, b"r1");
+    assert!(first.iter().all(|m| !matches!(m.body, MessageBody::ReadIndexResponse { .. })));
+    let second = ask(&mut c, f2, b"r2");
+    assert!(
+        second.iter().any(|m| matches!(m.body, MessageBody::ReadIndexResponse { reject: true, .. })),
+        "{second:?}"
+    );
+    for m in second {
+        c.nodes[f2].step(m).unwrap();
+    }
+    assert!(c.nodes[f2].has_ready());
+    let rd = c.nodes[f2].ready();
+    assert!(rd.read_states.is_empty(), "{:?}", rd.read_states);
+    assert_eq!(rd.rejected_reads, vec![Bytes::from_static(b"r2")]);
+    c.nodes[f2].advance(&rd);
 }

@@ -17,6 +17,7 @@ use crate::raft::types::*;
 ///    and `conf_state` — atomically or in that order — and make them durable;
 /// 3. only then send `persisted_messages` (vote grants, append answers, vote requests);
 /// 4. apply `committed_entries` in order; serve `read_states` once applied up to their index;
+///    send the reads of `rejected_reads` elsewhere (the leader refused to give them an index);
 /// 5. call `advance` (or `on_persisted` after 2 and `on_applied` after 4).
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be persisted, sent, applied and advanced"]
@@ -32,6 +33,9 @@ pub struct Ready {
     pub persisted_messages: Vec<Message>,
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// Contexts of this follower's ReadIndex requests that the leader refused (too many
+    /// reads pending there): no index will come for them.
+    pub rejected_reads: Vec<Bytes>,
 }
 
 /// The leader's view of one follower, for status and metrics.
@@ -141,6 +145,7 @@ impl<S: Storage> RawNode<S> {
             || !r.msgs.is_empty()
             || !r.msgs_after_persist.is_empty()
             || !r.read_states.is_empty()
+            || !r.rejected_reads.is_empty()
             || r.needs_broadcast
             || r.hard_state() != self.prev_hard_state
             || r.soft_state() != self.prev_soft_state
@@ -189,6 +194,7 @@ impl<S: Storage> RawNode<S> {
         rd.messages = std::mem::take(&mut r.msgs);
         rd.persisted_messages = std::mem::take(&mut r.msgs_after_persist);
         rd.read_states = std::mem::take(&mut r.read_states);
+        rd.rejected_reads = std::mem::take(&mut r.rejected_reads);
         rd
     }
 

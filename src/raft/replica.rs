@@ -55,6 +55,8 @@ pub struct Raft<S: Storage> {
     /// are durable (vote grants, append answers, our own vote requests).
     pub(crate) msgs_after_persist: Vec<Message>,
     pub(crate) read_states: Vec<ReadState>,
+    /// Contexts of ReadIndex requests the leader refused, for the next Ready.
+    pub(crate) rejected_reads: Vec<bytes::Bytes>,
     pub(crate) election_elapsed: u64,
     pub(crate) heartbeat_elapsed: u64,
     pub(crate) randomized_election_timeout: u64,
@@ -93,6 +95,7 @@ impl<S: Storage> Raft<S> {
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             read_states: Vec::new(),
+            rejected_reads: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_timeout_ticks_min,

@@ -195,7 +195,9 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageBody::ReadIndexResponse { context, index, reject } => {
-                if !reject {
+                if reject {
+                    self.rejected_reads.push(context);
+                } else {
                     self.read_states.push(ReadState { index, context });
                 }
             }

@@ -10,8 +10,9 @@
 //! One round is in flight per replica. Reads that arrive meanwhile wait and share the next
 //! round: one message to the leader and one answer for all of them. A round the leader
 //! leaves unanswered for an election time-out, or one cut off by a change of leader or
-//! term, fails its reads with `NotLeader`; the request path then forwards them to the
-//! leader, as it does for every read a follower cannot take. So does an answer that finds
+//! term, or one the leader refuses (too many reads pending there), fails its reads with
+//! `NotLeader`; the request path then forwards them to the leader, as it does for every
+//! read a follower cannot take. So does an answer that finds
 //! the follower more than `FOLLOWER_READ_LAG_ENTRIES_MAX` entries behind the read index (it
 //! is catching up, and the leader answers sooner).
 //!
@@ -131,6 +132,18 @@ impl ShardActor {
             let round = self.follower_reads.round.take().expect("checked above");
             self.refuse_follower_reads(round.reads);
         }
+    }
+
+    /// The leader refused a read index asked with `context` (too many reads pending
+    /// there): if that is the round in flight, its reads go to the leader's node now
+    /// rather than after an election time-out. True if it was.
+    pub(crate) fn follower_round_rejected(&mut self, context: u64) -> bool {
+        if self.follower_reads.round.as_ref().is_none_or(|r| r.context != context) {
+            return false;
+        }
+        let round = self.follower_reads.round.take().expect("checked above");
+        self.refuse_follower_reads(round.reads);
+        true
     }
 
     fn refuse_follower_reads(&mut self, reads: Vec<(u64, PendingRead)>) {

@@ -138,6 +138,7 @@ impl ShardActor {
             self.unflushed_readies += 1;
         }
         self.take_read_states(rd.read_states);
+        self.take_rejected_reads(rd.rejected_reads);
         self.serve_reads();
         if rd.snapshot.is_some() {
             // The snapshot replaces the state machine, what was applied before it included.
@@ -576,6 +577,24 @@ impl ShardActor {
             } else if let Some(tx) = self.member_reads.remove(&id) {
                 // A quorum just confirmed this leadership: its configuration is current.
                 let _ = tx.send(self.members());
+            }
+        }
+    }
+
+    /// Read index requests the leader refused: the follower round ends at once (its reads
+    /// are forwarded), a read waiting here for its index is answered busy.
+    fn take_rejected_reads(&mut self, contexts: Vec<bytes::Bytes>) {
+        for context in contexts {
+            let Ok(raw_id) = <[u8; 8]>::try_from(&context[..]) else { continue };
+            let id = u64::from_be_bytes(raw_id);
+            if self.follower_round_rejected(id) {
+                continue;
+            }
+            let busy = self.busy("the leader has too many reads pending");
+            if let Some(read) = self.reads.remove(&id) {
+                let _ = read.tx.send(Err(busy));
+            } else if let Some(tx) = self.member_reads.remove(&id) {
+                let _ = tx.send(Err(busy));
             }
         }
     }

@@ -244,7 +244,7 @@ fn a_refused_read_index_reaches_the_follower_as_rejected() {
     c.run(60);
     let l = c.leader().expect("a leader of five");
     let (f1, f2) = ((l + 1) % 5, (l + 2) % 5);
-    let mut ask = |c: &mut Cluster, f: usize, context: &'static [u8]| {
+    let ask = |c: &mut Cluster, f: usize, context: &'static [u8]| {
         c.nodes[f].read_index(Bytes::from_static(context)).unwrap();
         let (_, asked) = take_ready(c, f);
         for m in asked {
@@ -257,10 +257,10 @@ fn a_refused_read_index_reaches_the_follower_as_rejected() {
     let first = ask(&mut c, f1, b"r1");
     assert!(first.iter().all(|m| !matches!(m.body, MessageBody::ReadIndexResponse { .. })));
     let second = ask(&mut c, f2, b"r2");
-    assert!(
-        second.iter().any(|m| matches!(m.body, MessageBody::ReadIndexResponse { reject: true, .. })),
-        "{second:?}"
-    );
+    let refused = |m: &Message| {
+        matches!(m.body, MessageBody::ReadIndexResponse { reject: true, .. })
+    };
+    assert!(second.iter().any(refused), "{second:?}");
     for m in second {
         c.nodes[f2].step(m).unwrap();
     }

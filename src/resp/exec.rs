@@ -208,6 +208,14 @@ async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
         merge,
         redirects,
     } = ops;
+    if parts.len() == 1 {
+        // One group: awaited here, no task of its own.
+        let Some(part) = parts.into_iter().next() else { return Frame::Null };
+        return match backend.execute(part.group, part.op).await {
+            Ok(reply) => merge_replies(merge, vec![reply], vec![part.positions]),
+            Err(error) => shard_error(&backend, error, part.slot, write, redirects),
+        };
+    }
     let mut replies: Vec<Option<Reply>> = vec![None; parts.len()];
     let mut positions = Vec::with_capacity(parts.len());
     let mut tasks = JoinSet::new();

@@ -346,6 +346,16 @@ fn pipelined_commands_of_a_group_go_as_one_request_and_answer_in_order() {
                     $2\r\nxy\r\n*3\r\n$1\r\n3\r\n$2\r\nxy\r\n$-1\r\n:1\r\n:2\r\n+OK\r\n";
     assert_eq!(replies, expected);
     assert_eq!(server.backend.executed() - before, 4, "writes, GET, APPEND, reads");
+
+    // Two groups interleaved: a batch each; the DEL over both waits for both batches and
+    // runs as two operations; the reads after it, one per group.
+    let before = server.backend.executed();
+    let pipeline = "SET {a}1 1\r\nSET {b}1 1\r\nSET {a}2 2\r\nSET {b}2 2\r\nDEL {a}1 {b}1\r\n\
+                    GET {a}2\r\nGET {b}2\r\nGET {a}1\r\nQUIT\r\n";
+    let replies = raw(&server, pipeline.as_bytes());
+    let expected = "+OK\r\n+OK\r\n+OK\r\n+OK\r\n:2\r\n$1\r\n2\r\n$1\r\n2\r\n$-1\r\n+OK\r\n";
+    assert_eq!(replies, expected);
+    assert_eq!(server.backend.executed() - before, 6, "two batches, DEL twice, two reads");
 }
 
 #[test]

@@ -66,6 +66,13 @@ pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply
     reply
 }
 
+/// Whether `req` is a retry of one of its client's requests already applied (its seq is
+/// not above the last one the session holds): `apply` answers it without executing.
+pub fn is_retry<V: KvRead>(view: &V, overlay: &Overlay, req: &Request) -> bool {
+    req.client_id != NO_CLIENT_ID
+        && session::find(view, overlay, req.client_id).is_some_and(|s| req.seq <= s.last_seq)
+}
+
 struct Ctx<'a, V> {
     view: &'a V,
     overlay: &'a mut Overlay,

@@ -463,3 +463,27 @@ fn a_read_batch_answers_each_key_read_and_refuses_range_reads() {
     let expected = vec![bulk("1"), Reply::Nil, Reply::Int(2), Reply::Error(KvError::NotHere)];
     assert_eq!(reply, Reply::Array(expected));
 }
+
+#[test]
+fn a_read_batch_past_its_reply_bound_answers_nothing() {
+    use super::read::{ReadCommand, READ_BATCH_REPLY_BYTES_MAX};
+    let mut f = Fixture::new();
+    let big = "x".repeat(READ_BATCH_REPLY_BYTES_MAX as usize / 2 + 1);
+    f.run(set("big", &big));
+    let get = || ReadCommand::Get { key: b("big") };
+    let one = read::execute(&f.kv, NOW_MS, &ReadCommand::Batch { commands: vec![get()] });
+    assert_eq!(one, Reply::Array(vec![bulk(&big)]));
+    let two = read::execute(&f.kv, NOW_MS, &ReadCommand::Batch { commands: vec![get(), get()] });
+    let too_large = KvError::BatchReplyTooLarge(READ_BATCH_REPLY_BYTES_MAX);
+    assert_eq!(two, Reply::Error(too_large));
+}
+
+#[test]
+fn a_write_answering_a_value_stays_out_of_batches() {
+    assert!(set("k", "v").batchable());
+    let set_get = set_with("k", "v", None, false, SetCondition::Always, true);
+    assert!(!set_get.batchable());
+    assert!(!KvCommand::GetDel { key: b("k") }.batchable());
+    assert!(!KvCommand::GetSet { key: b("k"), value: b("v") }.batchable());
+    assert!(!KvCommand::Batch { commands: vec![] }.batchable());
+}

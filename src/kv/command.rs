@@ -156,14 +156,18 @@ pub enum KvCommand {
 }
 
 impl KvCommand {
-    /// Whether the command may go in a `Batch`: a write of named keys.
+    /// Whether the command may go in a `Batch`: a write of named keys that answers no
+    /// value (a batch's replies stay small: they are cached in the client's session and
+    /// cross the wire as one message).
     pub fn batchable(&self) -> bool {
-        !matches!(
-            self,
+        match self {
+            KvCommand::Set { get, .. } => !get,
+            KvCommand::GetSet { .. } | KvCommand::GetDel { .. } | KvCommand::GetEx { .. } => false,
             KvCommand::Batch { .. }
-                | KvCommand::Split { .. }
-                | KvCommand::Meta(_)
-                | KvCommand::FlushSlots { .. }
-        )
+            | KvCommand::Split { .. }
+            | KvCommand::Meta(_)
+            | KvCommand::FlushSlots { .. } => false,
+            _ => true,
+        }
     }
 }

@@ -232,21 +232,33 @@ impl ReadCommand {
     }
 }
 
+/// Value bytes the replies of one read batch may hold: a reply crosses the wire as one
+/// message (forwarded reads), far below the transport's frame bound.
+pub const READ_BATCH_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// The replies of a read batch, or `BatchReplyTooLarge` once they pass the bound.
+fn read_batch(view: &impl KvRead, now_ms: u64, commands: &[ReadCommand]) -> Reply {
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut bytes = 0u64;
+    for c in commands {
+        let reply = if c.batchable() {
+            execute(view, now_ms, c)
+        } else {
+            Reply::Error(KvError::NotHere)
+        };
+        bytes = bytes.saturating_add(reply.value_bytes());
+        if bytes > READ_BATCH_REPLY_BYTES_MAX {
+            return Reply::Error(KvError::BatchReplyTooLarge(READ_BATCH_REPLY_BYTES_MAX));
+        }
+        replies.push(reply);
+    }
+    Reply::Array(replies)
+}
+
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
 pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply {
     match command {
-        ReadCommand::Batch { commands } => Reply::Array(
-            commands
-                .iter()
-                .map(|c| {
-                    if c.batchable() {
-                        execute(view, now_ms, c)
-                    } else {
-                        Reply::Error(KvError::NotHere)
-                    }
-                })
-                .collect(),
-        ),
+        ReadCommand::Batch { commands } => read_batch(view, now_ms, commands),
         ReadCommand::Get { key } => get(view, now_ms, key),
         ReadCommand::MGet { keys } => mget(view, now_ms, keys),
         ReadCommand::StrLen { key } => strlen(view, now_ms, key),

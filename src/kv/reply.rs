@@ -19,6 +19,18 @@ pub enum Reply {
     Error(KvError),
 }
 
+impl Reply {
+    /// Bytes of the values and texts this reply carries (its framing not counted).
+    pub fn value_bytes(&self) -> u64 {
+        match self {
+            Reply::Bulk(b) => b.len() as u64,
+            Reply::Status(s) => s.len() as u64,
+            Reply::Array(items) => items.iter().map(Reply::value_bytes).sum(),
+            Reply::Ok | Reply::Nil | Reply::Int(_) | Reply::Error(_) => 0,
+        }
+    }
+}
+
 impl From<KvError> for Reply {
     fn from(error: KvError) -> Reply {
         Reply::Error(error)
@@ -64,4 +76,8 @@ pub enum KvError {
     /// A change of the cluster map the metadata group refused (the text says why).
     #[error("{0}")]
     Meta(String),
+    /// A read batch whose replies would pass `READ_BATCH_REPLY_BYTES_MAX`: nothing was
+    /// answered; its reads are to be sent one by one (the front end does).
+    #[error("ERR the replies of a read batch exceed {0} bytes")]
+    BatchReplyTooLarge(u64),
 }

@@ -64,7 +64,7 @@ enum ConnectionError {
 enum Pending {
     Ready(Frame),
     Running(JoinHandle<Frame>, Footprint),
-    /// The `index`-th write of the pipeline batch `id` (`Conn::batches`).
+    /// The `index`-th command of the pipeline batch `id` (`Conn::batches`).
     InBatch { id: u64, index: usize },
 }
 
@@ -268,7 +268,6 @@ impl<B: Backend> Conn<B> {
             }
             job => {
                 let footprint = Footprint::of(&job);
-                self.launch_conflicting(&footprint);
                 self.settle_conflicts(&footprint).await;
                 let run = exec::run(self.backend.clone(), job);
                 if alone {
@@ -319,7 +318,6 @@ impl<B: Backend> Conn<B> {
             batch.launch(&self.backend);
         }
         let footprint = Footprint { write, groups: Some(vec![group]) };
-        self.launch_conflicting(&footprint);
         self.settle_conflicts(&footprint).await;
         let id = self.next_batch;
         self.next_batch += 1;
@@ -328,17 +326,22 @@ impl<B: Backend> Conn<B> {
         self.pending.push_back((proto, Pending::InBatch { id, index: 0 }));
     }
 
-    /// Starts every open batch that conflicts with `footprint`.
-    fn launch_conflicting(&mut self, footprint: &Footprint) {
-        for batch in self.batches.iter_mut() {
-            if footprint.conflicts(&batch.footprint()) {
-                batch.launch(&self.backend);
-            }
-        }
-    }
-
     /// Waits, in place, for every queued command and batch that conflicts with `footprint`.
+    /// Before any wait, every open batch starts: none waits behind another group's round
+    /// trip, and one that conflicts is then awaited like any running command.
     async fn settle_conflicts(&mut self, footprint: &Footprint) {
+        let running_conflict = self.pending.iter().any(|(_, pending)| {
+            matches!(pending, Pending::Running(_, other) if footprint.conflicts(other))
+        });
+        let batch_conflict = self.batches.iter().any(|b| {
+            !matches!(b.state, BatchState::Done(_)) && footprint.conflicts(&b.footprint())
+        });
+        if !running_conflict && !batch_conflict {
+            return;
+        }
+        for batch in self.batches.iter_mut() {
+            batch.launch(&self.backend);
+        }
         for (_, pending) in self.pending.iter_mut() {
             let Pending::Running(task, other) = pending else { continue };
             if footprint.conflicts(other) {
@@ -352,7 +355,7 @@ impl<B: Backend> Conn<B> {
         }
     }
 
-    /// The answer to the `index`-th write of batch `id`, once the batch answered.
+    /// The answer to the `index`-th command of batch `id`, once the batch answered.
     async fn batch_answer(&mut self, id: u64, index: usize) -> Frame {
         let Some(at) = self.batches.iter().position(|b| b.id == id) else { return failed() };
         let batch = &mut self.batches[at];

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use super::backend::Backend;
 use super::frame::Frame;
 use crate::kv::read::{scan_cursor, ReadCommand};
-use crate::kv::{KvCommand, Reply, Request};
+use crate::kv::{KvCommand, KvError, Reply, Request};
 use crate::raft::types::GroupId;
 use crate::shard::api::{ShardError, ShardOp};
 
@@ -100,9 +100,10 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
 /// The commands of one connection's pipeline on one group, all writes or all reads, in
 /// request order: one shard operation when there are several (`KvCommand::Batch`: one seq,
 /// one log entry, applied in order; `ReadCommand::Batch`: served at one read index), one
-/// answer per command. A batch that meets a moved slot (a split took some of its keys) was
-/// not applied; its commands then run one after another, each as it would alone. Each of
-/// `batch` is `batchable`.
+/// answer per command. A batch refused for a moved slot (a split took some of its keys;
+/// a retry of a batch already applied gets its cached answers instead) was not applied,
+/// nor was a read batch whose replies would be too large: their commands then run one
+/// after another, each as it would alone. Each of `batch` is `batchable`.
 pub async fn run_batch<B: Backend>(backend: B, batch: Vec<Ops>) -> Vec<Frame> {
     if batch.len() < 2 {
         let mut frames = Vec::with_capacity(1);
@@ -127,14 +128,7 @@ pub async fn run_batch<B: Backend>(backend: B, batch: Vec<Ops>) -> Vec<Frame> {
     };
     let replies = match backend.execute(group, op).await {
         Ok(Reply::Array(replies)) if replies.len() == members.len() => replies,
-        Ok(Reply::Error(error)) => {
-            return members.iter().map(|_| Frame::from(error.clone())).collect();
-        }
-        Ok(_) => {
-            let frame = Frame::error("ERR internal error: malformed batch reply");
-            return members.iter().map(|_| frame.clone()).collect();
-        }
-        Err(ShardError::SlotMoved { .. }) => {
+        Ok(Reply::Error(KvError::BatchReplyTooLarge(_))) | Err(ShardError::SlotMoved { .. }) => {
             let mut frames = Vec::with_capacity(members.len());
             for m in members {
                 let parts = vec![Part { group, slot: m.slot, op: m.op, positions: m.positions }];
@@ -142,6 +136,13 @@ pub async fn run_batch<B: Backend>(backend: B, batch: Vec<Ops>) -> Vec<Frame> {
                 frames.push(run_ops(backend.clone(), ops).await);
             }
             return frames;
+        }
+        Ok(Reply::Error(error)) => {
+            return members.iter().map(|_| Frame::from(error.clone())).collect();
+        }
+        Ok(_) => {
+            let frame = Frame::error("ERR internal error: malformed batch reply");
+            return members.iter().map(|_| frame.clone()).collect();
         }
         Err(error) => {
             return members

@@ -506,7 +506,7 @@ impl ShardActor {
         ShardError::NotLeader { group: self.cfg.group, leader: self.leader_hint() }
     }
 
-    pub(crate) fn busy(&self, reason: impl Into<String>) -> ShardError {
+    fn busy(&self, reason: impl Into<String>) -> ShardError {
         ShardError::Busy { group: self.cfg.group, reason: reason.into() }
     }
 

@@ -12,9 +12,9 @@
 //! leaves unanswered for an election time-out, or one cut off by a change of leader or
 //! term, or one the leader refuses (too many reads pending there), fails its reads with
 //! `NotLeader`; the request path then forwards them to the leader, as it does for every
-//! read a follower cannot take. So does an answer that finds
-//! the follower more than `FOLLOWER_READ_LAG_ENTRIES_MAX` entries behind the read index (it
-//! is catching up, and the leader answers sooner).
+//! read a follower cannot take. So does an answer that finds the follower more than
+//! `FOLLOWER_READ_LAG_ENTRIES_MAX` entries behind the read index (it is catching up, and
+//! the leader answers sooner).
 //!
 //! Must never: serve a read before its replica applied the index the leader gave for it,
 //! or give a read the index of a round asked before the read arrived (that index may miss

@@ -581,21 +581,13 @@ impl ShardActor {
         }
     }
 
-    /// Read index requests the leader refused: the follower round ends at once (its reads
-    /// are forwarded), a read waiting here for its index is answered busy.
+    /// Read index requests the leader refused: the follower round they asked for ends at
+    /// once, its reads forwarded. (Only a follower asks a leader for a read index; this
+    /// replica's own reads wait for rounds it leads.)
     fn take_rejected_reads(&mut self, contexts: Vec<bytes::Bytes>) {
         for context in contexts {
             let Ok(raw_id) = <[u8; 8]>::try_from(&context[..]) else { continue };
-            let id = u64::from_be_bytes(raw_id);
-            if self.follower_round_rejected(id) {
-                continue;
-            }
-            let busy = self.busy("the leader has too many reads pending");
-            if let Some(read) = self.reads.remove(&id) {
-                let _ = read.tx.send(Err(busy));
-            } else if let Some(tx) = self.member_reads.remove(&id) {
-                let _ = tx.send(Err(busy));
-            }
+            self.follower_round_rejected(u64::from_be_bytes(raw_id));
         }
     }
 

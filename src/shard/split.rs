@@ -182,6 +182,13 @@ pub(crate) fn apply_request<V: KvRead>(
             },
         ));
     }
+    // A retried batch that was applied answers from the session even if a split has since
+    // taken some of its slots: run one by one instead, its writes would meet their own
+    // earlier seqs. (A single write retried finds its session in the group that has its
+    // slot now: a split child starts with the parent's sessions.)
+    if matches!(req.command, KvCommand::Batch { .. }) && kv::apply::is_retry(state, batch, req) {
+        return Ok(kv::apply(state, batch, req));
+    }
     if let Some(slot) = range.first_foreign_slot(write_keys(&req.command)) {
         return Err(ShardError::SlotMoved {
             group,
@@ -329,5 +336,42 @@ mod tests {
         assert_eq!(halving_slot(&mem, &pending, 0, 99), 31, "2 of 6 keys lie below 30, 5 below 31");
         assert_eq!(halving_slot(&mem, &[], 50, 99), 75, "no keys: the middle slot");
         assert_eq!(halving_slot(&mem, &[], 20, 21), 21);
+    }
+
+    /// A batch applied, then retried after a split took one of its slots, gets its cached
+    /// answers (run one by one, its writes would meet their own earlier seqs); a new batch
+    /// on those slots is refused as moved.
+    #[test]
+    fn a_retried_batch_answers_from_its_session_after_a_split() {
+        let mut mem = MemKv::new();
+        let (moving, staying) = (Bytes::from_static(b"{a}"), Bytes::from_static(b"{b}"));
+        assert!(crate::kv::key_slot(&moving) > crate::kv::key_slot(&staying));
+        let set = |key: &Bytes| KvCommand::Set {
+            key: key.clone(),
+            value: Bytes::from_static(b"1"),
+            expire_at_ms: None,
+            keep_ttl: false,
+            condition: crate::kv::command::SetCondition::Always,
+            get: false,
+        };
+        let batch = |seq| Request {
+            client_id: 3,
+            seq,
+            now_ms: 1,
+            command: KvCommand::Batch { commands: vec![set(&moving), set(&staying)] },
+        };
+        let mut run = |range: &mut GroupRange, req: &Request| {
+            let mut overlay = Overlay::new();
+            let answer = apply_request(GroupId(1), range, &mem, &mut overlay, req, &mut Vec::new());
+            mem.apply_mutations(&overlay.drain());
+            answer
+        };
+        let mut whole = GroupRange::new(SlotRange::new(0, 16383));
+        let applied = run(&mut whole, &batch(5)).expect("applied");
+        assert_eq!(applied, Reply::Array(vec![Reply::Ok, Reply::Ok]));
+        // The split keeps the slots below `{a}`'s: `{b}` stays, `{a}` moved.
+        let mut kept = GroupRange::new(SlotRange::new(0, crate::kv::key_slot(&moving) - 1));
+        assert_eq!(run(&mut kept, &batch(5)), Ok(applied));
+        assert!(matches!(run(&mut kept, &batch(6)), Err(ShardError::SlotMoved { .. })));
     }
 }

@@ -13,7 +13,9 @@ use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency}
 /// The version of this wire format; a peer speaking another one is refused at the handshake
 /// (frames are rmp-serde arrays: a field added to a struct breaks older decoders).
 /// 2: `ForwardRequest::endorsed_term`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `KvCommand::Batch` and `ReadCommand::Batch` (an older replica could not apply a
+/// batch in the log, so it must not join).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

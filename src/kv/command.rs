@@ -156,6 +156,12 @@ pub enum KvCommand {
 }
 
 impl KvCommand {
+    /// `SET key value`, without options.
+    pub fn plain_set(key: Bytes, value: Bytes) -> KvCommand {
+        let condition = SetCondition::Always;
+        KvCommand::Set { key, value, expire_at_ms: None, keep_ttl: false, condition, get: false }
+    }
+
     /// Whether the command may go in a `Batch`: a write of named keys that answers no
     /// value (a batch's replies stay small: they are cached in the client's session and
     /// cross the wire as one message).

@@ -270,14 +270,7 @@ async fn a_batch_refused_for_a_moved_slot_runs_its_writes_one_by_one_in_order() 
     let key = Bytes::from_static(b"k");
     let slot = key_slot(&key);
     let group = super::Backend::group_of_slot(&backend, slot);
-    let set = KvCommand::Set {
-        key: key.clone(),
-        value: Bytes::from_static(b"1"),
-        expire_at_ms: None,
-        keep_ttl: false,
-        condition: crate::kv::command::SetCondition::Always,
-        get: false,
-    };
+    let set = KvCommand::plain_set(key.clone(), Bytes::from_static(b"1"));
     let incr = KvCommand::IncrBy { key: key.clone(), delta: 1 };
     let writes = [set, incr.clone(), incr]
         .into_iter()

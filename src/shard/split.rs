@@ -346,14 +346,7 @@ mod tests {
         let mut mem = MemKv::new();
         let (moving, staying) = (Bytes::from_static(b"{a}"), Bytes::from_static(b"{b}"));
         assert!(crate::kv::key_slot(&moving) > crate::kv::key_slot(&staying));
-        let set = |key: &Bytes| KvCommand::Set {
-            key: key.clone(),
-            value: Bytes::from_static(b"1"),
-            expire_at_ms: None,
-            keep_ttl: false,
-            condition: crate::kv::command::SetCondition::Always,
-            get: false,
-        };
+        let set = |key: &Bytes| KvCommand::plain_set(key.clone(), Bytes::from_static(b"1"));
         let batch = |seq| Request {
             client_id: 3,
             seq,

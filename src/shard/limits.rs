@@ -47,6 +47,15 @@ pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;
 /// memory while `APPLY_FLUSH_READIES` counts.
 pub const APPLY_UNFLUSHED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
+/// Bytes of records one replica keeps in memory as redb holds them (its clean cache,
+/// `shard::undurable`), by key and record length plus a per-entry overhead: hot keys are
+/// read without a redb read transaction. Eight groups on a node take at most 256 MiB.
+pub const CLEAN_CACHE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+
+/// Records one step of a replica (a batch of reads or of applied entries) fetches from redb
+/// and then keeps in its clean cache, at most; more are read but not kept.
+pub const CLEAN_FETCHED_PER_STEP_MAX: usize = 4096;
+
 /// Snapshots one replica exports and sends at once; more wait for Raft to ask again.
 pub const SNAPSHOT_SENDS_MAX: usize = 2;
 

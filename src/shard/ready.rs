@@ -35,7 +35,7 @@ use crate::shard::limits::{
 use crate::shard::undurable::UNFLUSHED;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
-use crate::storage::group_snapshot::{latest_kv_view, LazyKvView};
+use crate::storage::group_snapshot::LazyKvView;
 use crate::storage::{GroupDurable, GroupWrite, StorageError};
 use crate::transport::api::{GroupMessage, Urgency};
 
@@ -140,6 +140,10 @@ impl ShardActor {
         self.take_read_states(rd.read_states);
         self.take_rejected_reads(rd.rejected_reads);
         self.serve_reads();
+        if !children.is_empty() {
+            // The slots that moved are no longer this group's to read.
+            self.undurable.forget_clean();
+        }
         if rd.snapshot.is_some() {
             // The snapshot replaces the state machine, what was applied before it included.
             self.undurable.drop_unflushed();
@@ -533,7 +537,9 @@ impl ShardActor {
         }
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
+        let fetched = layered.into_fetched();
         view.check()?;
+        self.undurable.remember(fetched);
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }
@@ -600,10 +606,8 @@ impl ShardActor {
         let later = self.confirmed_reads.split_off(&(due, 0));
         let now = std::mem::replace(&mut self.confirmed_reads, later);
         let group = self.cfg.group;
-        let view = match latest_kv_view(&self.deps.db, group) {
-            Ok(view) => view,
-            Err(e) => return self.fail_storage(e.to_string()),
-        };
+        // Opened at the first read the undurable and clean records do not answer.
+        let view = LazyKvView::new(&self.deps.db, group);
         let layered = self.undurable.over(&view);
         let answers: Vec<_> = now
             .into_values()
@@ -613,7 +617,11 @@ impl ShardActor {
                 (reply, r.tx)
             })
             .collect();
-        let checked = view.check().map_err(|e| e.to_string());
+        let fetched = layered.into_fetched();
+        let checked = view.check();
+        if checked.is_ok() {
+            self.undurable.remember(fetched);
+        }
         for (reply, tx) in answers {
             let answer = match &checked {
                 Ok(()) => reply,

@@ -3,17 +3,29 @@
 //! so that a client who got a write's answer sees that write at once (linearizability)
 //! even while the fsync that carries it is still running.
 //!
-//! Owns: that bookkeeping, tagged by the persist generation that carries each mutation.
+//! Beneath them, a bounded cache of records as redb holds them (`Clean`): the records of
+//! mutations once durable, and records a read fetched from redb. A key read goes pending,
+//! clean, then redb: a hot key is answered from memory, with no read transaction and no
+//! B-tree descent.
+//!
+//! Owns: that bookkeeping, tagged by the persist generation that carries each mutation,
+//! and the clean cache.
 //! Must never: drop a mutation before the write carrying it (or a later one for the same
-//! key) is durable.
+//! key) is durable; keep in the clean cache a record redb no longer holds (a record leaves
+//! pending for the clean cache only once durable, a fetched one is kept only if the view
+//! reported no error, and a snapshot, a split or dropped unflushed state empties it).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
+use quick_cache::Equivalent;
 
 use crate::kv::overlay::{layered_count, layered_scan};
 use crate::kv::{KvMutation, KvRead};
+use crate::shard::limits::{CLEAN_CACHE_BYTES_MAX, CLEAN_FETCHED_PER_STEP_MAX};
 
 /// One pending value: `None` is a delete; `gen` the persist that carries it.
 #[derive(Clone, Debug)]
@@ -26,6 +38,79 @@ struct Pending {
 /// `take_unflushed`); no persist generation reaches it.
 pub const UNFLUSHED: u64 = u64::MAX;
 
+/// A key of the clean cache, hashed as `KeyRef` so that a lookup borrows the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CleanKey {
+    slot: u16,
+    key: Bytes,
+}
+
+impl Hash for CleanKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        KeyRef(self.slot, &self.key).hash(state);
+    }
+}
+
+/// A borrowed `CleanKey`.
+#[derive(Hash)]
+struct KeyRef<'a>(u16, &'a [u8]);
+
+impl Equivalent<CleanKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &CleanKey) -> bool {
+        self.0 == key.slot && self.1 == &key.key[..]
+    }
+}
+
+/// Bytes a clean entry counts beyond its key and record: the table slot, the two `Bytes`
+/// handles and the allocator's share.
+const CLEAN_ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+#[derive(Clone)]
+struct CleanWeight;
+
+impl quick_cache::Weighter<CleanKey, Option<Bytes>> for CleanWeight {
+    fn weight(&self, key: &CleanKey, record: &Option<Bytes>) -> u64 {
+        let record = record.as_ref().map_or(0, Bytes::len);
+        CLEAN_ENTRY_OVERHEAD_BYTES + (key.key.len() + record) as u64
+    }
+}
+
+/// Records as redb holds them, `None` for a key redb does not hold; at most
+/// `CLEAN_CACHE_BYTES_MAX` bytes by `CleanWeight`, evicted by quick_cache's policy.
+struct Clean(quick_cache::unsync::Cache<CleanKey, Option<Bytes>, CleanWeight>);
+
+impl Clean {
+    fn with_bytes(bytes: u64) -> Clean {
+        let items = (bytes / 256).max(16) as usize;
+        Clean(quick_cache::unsync::Cache::with_weighter(items, bytes, CleanWeight))
+    }
+
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Option<Bytes>> {
+        self.0.get(&KeyRef(slot, key)).cloned()
+    }
+
+    fn put(&mut self, slot: u16, key: Bytes, record: Option<Bytes>) {
+        self.0.insert(CleanKey { slot, key }, record);
+    }
+}
+
+impl std::fmt::Debug for Clean {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clean").field("len", &self.0.len()).field("bytes", &self.0.weight()).finish()
+    }
+}
+
+impl Default for Clean {
+    fn default() -> Clean {
+        Clean::with_bytes(CLEAN_CACHE_BYTES_MAX)
+    }
+}
+
+/// Records a `Layered` read fetched from its view, to be kept by `Undurable::remember`
+/// once the view reported no error.
+#[derive(Debug, Default)]
+pub struct Fetched(Vec<(u16, Bytes, Option<Bytes>)>);
+
 /// Applied, not yet durable mutations of one group.
 #[derive(Debug, Default)]
 pub struct Undurable {
@@ -37,9 +122,33 @@ pub struct Undurable {
     /// Bytes of keys and records pushed since the last `take_unflushed` (an upper bound: a
     /// key written twice counts twice).
     unflushed_bytes: u64,
+    clean: Clean,
 }
 
 impl Undurable {
+    /// With a clean cache of at most `bytes` (the default is `CLEAN_CACHE_BYTES_MAX`).
+    pub fn with_clean_bytes(bytes: u64) -> Undurable {
+        Undurable { clean: Clean::with_bytes(bytes), ..Undurable::default() }
+    }
+
+    /// Entries in the clean cache.
+    pub fn clean_len(&self) -> usize {
+        self.clean.0.len()
+    }
+
+    /// Keeps the records `fetched` read from a view that reported no error: the view was
+    /// the latest committed one, so they are what redb holds until a release replaces them.
+    pub fn remember(&mut self, fetched: Fetched) {
+        for (slot, key, record) in fetched.0 {
+            self.clean.put(slot, key, record);
+        }
+    }
+
+    /// Empties the clean cache (the group's slots changed).
+    pub fn forget_clean(&mut self) {
+        self.clean.0.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.kv.is_empty() && self.sessions.is_empty()
     }
@@ -104,25 +213,36 @@ impl Undurable {
         out
     }
 
-    /// Forgets the mutations not yet handed to the writer (a snapshot replaces them).
+    /// Forgets the mutations not yet handed to the writer (a snapshot replaces them), and
+    /// the clean cache: a record it holds may be older than the dropped one, which hid it.
     pub fn drop_unflushed(&mut self) {
+        self.clean.0.clear();
         self.unflushed_bytes = 0;
         self.kv.retain(|_, p| p.gen != UNFLUSHED);
         self.sessions.retain(|_, p| p.gen != UNFLUSHED);
     }
 
-    /// Persist generations up to `gen` are durable: their mutations are now in redb.
+    /// Persist generations up to `gen` are durable: their mutations are now in redb, and
+    /// their records move to the clean cache.
     pub fn release_through(&mut self, gen: u64) {
         if self.carrying.first().is_none_or(|&first| first > gen) {
             return;
         }
         self.carrying = self.carrying.split_off(&(gen + 1));
-        self.kv.retain(|_, p| p.gen > gen);
+        let clean = &mut self.clean;
+        self.kv.retain(|(slot, key), p| {
+            let keep = p.gen > gen;
+            if !keep {
+                clean.put(*slot, key.clone(), p.value.take());
+            }
+            keep
+        });
         self.sessions.retain(|_, p| p.gen > gen);
     }
 
     /// Forgets everything (a snapshot replaced the state machine).
     pub fn clear(&mut self) {
+        self.clean.0.clear();
         self.carrying.clear();
         self.unflushed_bytes = 0;
         self.kv.clear();
@@ -147,25 +267,46 @@ impl Undurable {
             .map(|((slot, key), p)| (*slot, key, p.value.is_some()))
     }
 
-    /// `view` as this replica has applied it.
+    /// `view` as this replica has applied it; `view` must be the latest committed one (a
+    /// record released from pending is only in redb, and a fetched one may be kept).
     pub fn over<'a, V: KvRead>(&'a self, view: &'a V) -> Layered<'a, V> {
-        Layered { view, pending: self }
+        Layered { view, pending: self, fetched: RefCell::default() }
     }
 }
 
-/// A committed view with the undurable mutations on top.
+/// A committed view with the undurable mutations on top, and the clean cache between.
 pub struct Layered<'a, V> {
     view: &'a V,
     pending: &'a Undurable,
+    fetched: RefCell<Fetched>,
+}
+
+impl<V> Layered<'_, V> {
+    /// What its reads fetched from the view, for `Undurable::remember`.
+    pub fn into_fetched(self) -> Fetched {
+        self.fetched.into_inner()
+    }
 }
 
 impl<V: KvRead> KvRead for Layered<'_, V> {
     fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+        let pending = &self.pending.kv;
         // The map is keyed by owned `Bytes`; a lookup key costs one copy of the key.
-        match self.pending.kv.get(&(slot, Bytes::copy_from_slice(key))) {
-            Some(p) => p.value.clone(),
-            None => self.view.get(slot, key),
+        if let Some(p) = (!pending.is_empty())
+            .then(|| pending.get(&(slot, Bytes::copy_from_slice(key))))
+            .flatten()
+        {
+            return p.value.clone();
         }
+        if let Some(record) = self.pending.clean.get(slot, key) {
+            return record;
+        }
+        let record = self.view.get(slot, key);
+        let mut fetched = self.fetched.borrow_mut();
+        if fetched.0.len() < CLEAN_FETCHED_PER_STEP_MAX {
+            fetched.0.push((slot, Bytes::copy_from_slice(key), record.clone()));
+        }
+        record
     }
 
     fn session(&self, client_id: u64) -> Option<Bytes> {
@@ -238,7 +379,10 @@ mod tests {
         assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("one")));
         pending.release_through(1);
         assert_eq!(pending.over(&mem).get(1, b"b"), Some(Bytes::from("two")));
-        assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("old")));
+        // Released: the record is redb's now, and the clean cache answers with it.
+        assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("one")));
+        pending.forget_clean();
+        assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("old")), "mem not written");
         pending.push(3, &[KvMutation::Delete { slot: 1, key: Bytes::from("a") }]);
         assert_eq!(pending.over(&mem).get(1, b"a"), None);
         assert_eq!(pending.over(&mem).keys_in_slots(0..=5).len(), 1);
@@ -265,6 +409,116 @@ mod tests {
         assert!(pending.take_unflushed(9).len() == 1);
         pending.release_through(9);
         assert!(pending.is_empty());
+    }
+
+    /// A view that counts the records asked of it.
+    struct Counting {
+        mem: MemKv,
+        gets: std::cell::Cell<u32>,
+    }
+
+    impl KvRead for Counting {
+        fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+            self.gets.set(self.gets.get() + 1);
+            self.mem.get(slot, key)
+        }
+        fn session(&self, client_id: u64) -> Option<Bytes> {
+            self.mem.session(client_id)
+        }
+        fn sessions(&self) -> Vec<(u64, Bytes)> {
+            self.mem.sessions()
+        }
+        fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
+            self.mem.keys_in_slots(slots)
+        }
+        fn scan(
+            &self,
+            slots: RangeInclusive<u16>,
+            after: Option<(u16, &[u8])>,
+            limit: usize,
+        ) -> Vec<(u16, Bytes)> {
+            self.mem.scan(slots, after, limit)
+        }
+        fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+            self.mem.count_keys(slots)
+        }
+    }
+
+    /// Reads `key` through `pending` over `view`, keeping what it fetched.
+    fn read(pending: &mut Undurable, view: &Counting, key: &str) -> Option<Bytes> {
+        let layered = pending.over(view);
+        let record = layered.get(1, key.as_bytes());
+        let fetched = layered.into_fetched();
+        pending.remember(fetched);
+        record
+    }
+
+    #[test]
+    fn durable_and_fetched_records_are_read_from_the_clean_cache() {
+        let mut view = Counting { mem: MemKv::new(), gets: Default::default() };
+        view.mem.apply_mutations(&[put("a", "old")]);
+        let mut pending = Undurable::default();
+        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("old")));
+        assert_eq!(read(&mut pending, &view, "none"), None);
+        assert_eq!(view.gets.get(), 2);
+        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("old")));
+        assert_eq!(read(&mut pending, &view, "none"), None, "an absent key is remembered too");
+        assert_eq!(view.gets.get(), 2, "both answered from the clean cache");
+
+        // A write shadows the clean record until durable, then replaces it.
+        pending.push(1, &[put("a", "new"), KvMutation::Delete { slot: 1, key: "b".into() }]);
+        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("new")));
+        view.mem.apply_mutations(&[put("a", "new")]);
+        pending.release_through(1);
+        assert!(pending.is_empty());
+        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("new")));
+        assert_eq!(read(&mut pending, &view, "b"), None);
+        assert_eq!(view.gets.get(), 2, "released records are answered from memory");
+
+        // A read that is not remembered (its view failed) leaves nothing behind.
+        let layered = pending.over(&view);
+        assert_eq!(layered.get(1, b"c"), None);
+        drop(layered);
+        assert_eq!(read(&mut pending, &view, "c"), None);
+        assert_eq!(view.gets.get(), 4);
+    }
+
+    #[test]
+    fn the_clean_cache_empties_when_redb_may_hold_other_records() {
+        let mut view = Counting { mem: MemKv::new(), gets: Default::default() };
+        view.mem.apply_mutations(&[put("a", "1")]);
+        let mut pending = Undurable::default();
+        read(&mut pending, &view, "a");
+        pending.forget_clean();
+        assert_eq!(pending.clean_len(), 0, "a split empties it");
+        read(&mut pending, &view, "a");
+        pending.push(UNFLUSHED, &[put("a", "2")]);
+        pending.drop_unflushed();
+        assert_eq!(pending.clean_len(), 0, "dropped unflushed state empties it");
+        read(&mut pending, &view, "a");
+        pending.clear();
+        assert_eq!(pending.clean_len(), 0, "a snapshot empties it");
+        view.mem.apply_mutations(&[put("a", "3")]);
+        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("3")));
+    }
+
+    #[test]
+    fn the_clean_cache_stays_within_its_bytes() {
+        let view = Counting { mem: MemKv::new(), gets: Default::default() };
+        let bytes = 64 * (CLEAN_ENTRY_OVERHEAD_BYTES + 16);
+        let mut pending = Undurable::with_clean_bytes(bytes);
+        for i in 0..1000 {
+            pending.push(i + 1, &[put(&format!("key-{i:04}"), "value-8")]);
+            pending.release_through(i + 1);
+        }
+        assert!(pending.clean.0.weight() <= bytes);
+        assert!(pending.clean_len() <= 64 && pending.clean_len() > 0);
+        let hits = (0..1000).filter(|i| {
+            let before = view.gets.get();
+            read(&mut pending, &view, &format!("key-{i:04}"));
+            view.gets.get() == before
+        });
+        assert!(hits.count() <= 64);
     }
 
     #[test]

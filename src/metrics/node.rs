@@ -305,6 +305,7 @@ fn resp(r: &Registry) -> Result<RespMetrics, MetricsError> {
         )?,
         connected_clients,
         rejected_connections,
+        by_index: RespMetrics::by_index(),
     })
 }
 

@@ -2,12 +2,20 @@
 //! name (names from the command table only, so the label set stays bounded), connected
 //! clients and refused connections. Never sees keys or values.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
 /// Label of commands that are not in the command table.
 pub const UNKNOWN_COMMAND: &str = "unknown";
+
+/// Commands whose series handles are kept by index (`RespMetrics::command_at`): more than
+/// the command table holds, so every command of it, and the unknown ones, are.
+pub const CACHED_COMMANDS_MAX: usize = 256;
+
+/// One command's count and latency series.
+type CommandSeries = (IntCounter, Histogram);
 
 /// The front end's series (cheap clones of registered ones).
 #[derive(Clone)]
@@ -16,15 +24,37 @@ pub struct RespMetrics {
     pub(crate) command_seconds: HistogramVec,
     pub(crate) connected_clients: IntGauge,
     pub(crate) rejected_connections: IntCounter,
+    /// Series by command index, made at a command's first use: a command then costs no
+    /// label hashing and no lookup under the vectors' lock.
+    pub(crate) by_index: Arc<[OnceLock<CommandSeries>]>,
 }
 
 impl RespMetrics {
+    /// Room for `CACHED_COMMANDS_MAX` commands' series by index.
+    pub(crate) fn by_index() -> Arc<[OnceLock<CommandSeries>]> {
+        (0..CACHED_COMMANDS_MAX).map(|_| OnceLock::new()).collect()
+    }
+
     /// One command answered after `elapsed`; `name` is a command-table name.
     pub fn command(&self, name: &str, elapsed: Duration) {
         self.commands.with_label_values(&[name]).inc();
         self.command_seconds
             .with_label_values(&[name])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// `command`, for a caller that gives each name one fixed `index` (its command-table
+    /// index): the series are looked up once per index.
+    pub fn command_at(&self, index: usize, name: &str, elapsed: Duration) {
+        let Some(series) = self.by_index.get(index) else {
+            return self.command(name, elapsed);
+        };
+        let (count, seconds) = series.get_or_init(|| {
+            let count = self.commands.with_label_values(&[name]);
+            (count, self.command_seconds.with_label_values(&[name]))
+        });
+        count.inc();
+        seconds.observe(elapsed.as_secs_f64());
     }
 
     pub fn client_connected(&self) {

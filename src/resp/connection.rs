@@ -242,14 +242,15 @@ impl<B: Backend> Conn<B> {
         args: &[bytes::Bytes],
         alone: bool,
     ) -> Result<bool, ConnectionError> {
-        let timer = CommandTimer::start(self.shared.options.metrics.clone(), args);
+        let index = args.first().and_then(|first| cmd::spec_index_of_arg(first));
+        let timer = CommandTimer::start(self.shared.options.metrics.clone(), index);
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
                 client: &mut self.client,
                 shared: &self.shared,
             };
-            cmd::prepare(&mut cx, args)
+            cmd::prepare(&mut cx, args, index)
         };
         let proto = self.client.proto;
         match job {
@@ -413,24 +414,22 @@ fn failed() -> Frame {
 /// Times one command for `RespMetrics`, from its preparation to its reply.
 struct CommandTimer {
     metrics: Option<RespMetrics>,
-    name: &'static str,
+    /// The command's index in the command table; its length for an unknown command.
+    index: usize,
     started: Instant,
 }
 
 impl CommandTimer {
-    fn start(metrics: Option<RespMetrics>, args: &[bytes::Bytes]) -> CommandTimer {
-        let name = match (&metrics, args.first()) {
-            (Some(_), Some(first)) => {
-                cmd::spec_of_arg(first).map_or(UNKNOWN_COMMAND, |spec| spec.name)
-            }
-            _ => UNKNOWN_COMMAND,
-        };
-        CommandTimer { metrics, name, started: Instant::now() }
+    /// `index`: the command's index in the command table, if it is there.
+    fn start(metrics: Option<RespMetrics>, index: Option<usize>) -> CommandTimer {
+        let index = index.unwrap_or(cmd::SPECS.len());
+        CommandTimer { metrics, index, started: Instant::now() }
     }
 
     fn stop(self) {
         if let Some(metrics) = &self.metrics {
-            metrics.command(self.name, self.started.elapsed());
+            let name = cmd::SPECS.get(self.index).map_or(UNKNOWN_COMMAND, |spec| spec.name);
+            metrics.command_at(self.index, name, self.started.elapsed());
         }
     }
 }

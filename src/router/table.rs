@@ -15,6 +15,9 @@ use crate::kv::slot::SLOT_COUNT;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::layout::Layout;
 
+/// `RoutingTable::slots` of a slot no group owns (group ids are never this large).
+const UNOWNED: u64 = u64::MAX;
+
 /// What the table knows about one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupRoute {
@@ -40,7 +43,9 @@ pub struct NodeAddrs {
 #[derive(Debug)]
 pub struct RoutingTable {
     me: NodeId,
-    slots: DashMap<u16, GroupId>,
+    /// The owner of each hash slot by slot number (`UNOWNED` for none): one atomic load
+    /// per lookup on the request path, no lock and no hashing.
+    slots: Box<[AtomicU64]>,
     groups: DashMap<GroupId, GroupRoute>,
     nodes: DashMap<NodeId, NodeAddrs>,
     /// Bumped on every change, so a reader can tell a view is stale.
@@ -52,14 +57,14 @@ impl RoutingTable {
     pub fn new(me: NodeId, layout: &Layout, nodes: &[(NodeId, NodeAddrs)]) -> Arc<RoutingTable> {
         let table = RoutingTable {
             me,
-            slots: DashMap::with_capacity(usize::from(SLOT_COUNT)),
+            slots: (0..SLOT_COUNT).map(|_| AtomicU64::new(UNOWNED)).collect(),
             groups: DashMap::new(),
             nodes: nodes.iter().copied().collect(),
             version: AtomicU64::new(0),
         };
         for (slot, group) in layout.slot_table().into_iter().enumerate() {
             let slot = u16::try_from(slot).expect("a layout has 16384 slots");
-            table.slots.insert(slot, group);
+            table.set_slot(slot, group);
         }
         for g in &layout.groups {
             let route = GroupRoute {
@@ -89,7 +94,14 @@ impl RoutingTable {
 
     /// The group owning `slot`.
     pub fn group_of_slot(&self, slot: u16) -> Option<GroupId> {
-        self.slots.get(&slot).map(|g| *g)
+        let owner = self.slots.get(usize::from(slot))?.load(Ordering::Acquire);
+        (owner != UNOWNED).then_some(GroupId(owner))
+    }
+
+    fn set_slot(&self, slot: u16, group: GroupId) {
+        if let Some(owner) = self.slots.get(usize::from(slot)) {
+            owner.store(group.get(), Ordering::Release);
+        }
     }
 
     pub fn group(&self, group: GroupId) -> Option<GroupRoute> {
@@ -169,7 +181,7 @@ impl RoutingTable {
             if current == Some(group) || current.is_some_and(hosted) {
                 continue;
             }
-            self.slots.insert(slot, group);
+            self.set_slot(slot, group);
             changed = true;
         }
         for (group, slots, replicas) in groups.iter().filter(|(g, _, _)| !hosted(*g)) {
@@ -220,7 +232,7 @@ impl RoutingTable {
         };
         self.groups.insert(child.group, route);
         for slot in first..=last {
-            self.slots.insert(slot, child.group);
+            self.set_slot(slot, child.group);
         }
         self.version.fetch_add(1, Ordering::AcqRel);
         true

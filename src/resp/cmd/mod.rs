@@ -645,7 +645,12 @@ pub fn spec_of(name: &str) -> Option<&'static Spec> {
 
 /// The table entry of a request's first argument, whatever its ASCII case.
 pub fn spec_of_arg(arg: &[u8]) -> Option<&'static Spec> {
-    SPECS.iter().find(|spec| arg.eq_ignore_ascii_case(spec.name.as_bytes()))
+    spec_index_of_arg(arg).and_then(|index| SPECS.get(index))
+}
+
+/// The index in `SPECS` of a request's first argument, whatever its ASCII case.
+pub fn spec_index_of_arg(arg: &[u8]) -> Option<usize> {
+    SPECS.iter().position(|spec| arg.eq_ignore_ascii_case(spec.name.as_bytes()))
 }
 
 /// What a command needs while it is prepared.
@@ -655,12 +660,17 @@ pub struct Ctx<'a, B> {
     pub shared: &'a Shared,
 }
 
-/// Turns one request into a job: table lookup, arity, authentication, then the command.
-pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+/// Turns one request into a job: arity, authentication, then the command. `index` is
+/// `spec_index_of_arg` of its first argument (the caller's metrics need it too).
+pub fn prepare<B: Backend>(
+    cx: &mut Ctx<'_, B>,
+    args: &[Bytes],
+    index: Option<usize>,
+) -> Job {
     let Some(first) = args.first() else {
         return Job::Now(Frame::Null);
     };
-    let Some(spec) = spec_of_arg(first) else {
+    let Some(spec) = index.and_then(|index| SPECS.get(index)) else {
         return Job::Now(unknown_command(first, &args[1..]));
     };
     let name = spec.name;

@@ -72,11 +72,12 @@ pub struct TimeoutConfig {
     /// of) and sends its leaders' pending reports to it.
     pub meta_sync_ms: u64,
     /// A replica writes the state it applied (records and applied index) on its first tick
-    /// this long after it last did, while its writes in flight leave room (sooner after
-    /// `APPLY_FLUSH_READIES` Readies, past its bounds of keys and bytes held, at a split or
-    /// a configuration change). Longer: fewer, larger B-tree transactions under load; a
-    /// restart re-applies about this much of the log. 0: on every tick; at most
-    /// `APPLY_FLUSH_MS_MAX` (a minute).
+    /// in each window of this length, while its writes in flight leave room (sooner past
+    /// its bounds of keys and bytes held, at a split or a configuration change). The
+    /// windows are the node's, so its replicas flush together and one B-tree transaction
+    /// carries several. Longer: fewer, larger transactions under load; a restart re-applies
+    /// about this much of the log. 0: on every tick; at most `APPLY_FLUSH_MS_MAX` (a
+    /// minute).
     pub apply_flush_ms: u64,
 }
 

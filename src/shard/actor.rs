@@ -341,12 +341,11 @@ pub struct ShardActor {
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
     pub(crate) next_gen: u64,
-    /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`), and
-    /// the Readies since it was last handed to the writer.
+    /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`).
     pub(crate) unflushed_applied: Option<LogIndex>,
-    pub(crate) unflushed_readies: u32,
-    /// When the applied state was last handed to the writer (`ShardConfig::apply_flush`).
-    pub(crate) last_flush: std::time::Instant,
+    /// The flush window (`ready::flush_window`) in which the applied state was last handed
+    /// to the writer.
+    pub(crate) flushed_window: u64,
     pub(crate) writes: BTreeMap<LogIndex, PendingWrite>,
     /// Reads waiting for their ReadIndex, by read id (`first_read_id`, then counting up).
     pub(crate) reads: BTreeMap<u64, PendingRead>,
@@ -479,8 +478,7 @@ impl ShardActor {
             deferred: None,
             next_gen: 1,
             unflushed_applied: None,
-            unflushed_readies: 0,
-            last_flush: std::time::Instant::now(),
+            flushed_window: 0,
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),

@@ -17,21 +17,21 @@ pub const PENDING_REQUESTS_MAX: usize = 4096;
 /// filling the writer's queue (`WRITER_QUEUE_SUBMISSIONS_MAX`) alone.
 pub const PERSIST_JOBS_IN_FLIGHT_MAX: usize = 4;
 
-/// Readies whose applied state (key-value records, sessions, the applied index) a replica
-/// keeps in memory before it hands them to the writer. The log is durable before an entry
-/// applies, so a crash loses nothing: the replica applies again from the durable applied
-/// index. Writing the applied state once per many Readies (and at the latest on the first
-/// tick `timeouts.apply_flush_ms` after the last time) turns a hot key's thousands of
-/// updates into one record written, and takes the state machine's scattered pages off most
-/// fsyncs: with random keys each record written costs a B-tree page copied and
-/// checksummed, and records flushed together share pages. A split, a configuration change
-/// or a snapshot writes it at once, and a replica's `Stop` before it goes.
-pub const APPLY_FLUSH_READIES: u32 = 512;
-
-/// Default of `timeouts.apply_flush_ms`: an idle or lightly loaded replica writes its
-/// applied state this long after it last did. Flushing on every tick (50 ms) made the
-/// applied state a B-tree transaction per group per tick under load, a few dozen random
-/// keys each, and those commits the largest cost of a write.
+/// Default of `timeouts.apply_flush_ms`: a replica keeps its applied state (key-value
+/// records, sessions, the applied index) in memory and hands it to the writer once per
+/// window of this length. The log is durable before an entry applies, so a crash loses
+/// nothing: the replica applies again from the durable applied index. Writing it once per
+/// window turns a hot key's thousands of updates into one record written, and takes the
+/// state machine's scattered pages off most fsyncs: with random keys each record written
+/// costs a B-tree page copied and checksummed, and records flushed together share pages.
+/// The windows are the node's (`shard::ready::flush_window`), so the replicas of a node
+/// flush within one tick of each other and a few B-tree transactions carry them all: each
+/// such transaction holds the writer for milliseconds, and every group's log appends
+/// wait behind it. Flushing on every tick (50 ms) made the applied state a B-tree
+/// transaction per group per tick under load, and those commits the largest cost of a
+/// write. A split, a configuration change or a snapshot writes it at once, past
+/// `APPLY_UNFLUSHED_KEYS_MAX` or `APPLY_UNFLUSHED_BYTES_MAX` with the next Ready, and a
+/// replica's `Stop` before it goes.
 pub const APPLY_FLUSH_MS_DEFAULT: u64 = 1_000;
 
 /// Largest `timeouts.apply_flush_ms`: the log is compacted only through the durable applied
@@ -39,12 +39,12 @@ pub const APPLY_FLUSH_MS_DEFAULT: u64 = 1_000;
 pub const APPLY_FLUSH_MS_MAX: u64 = 60_000;
 
 /// Keys (and sessions) applied and not yet durable, per replica, past which the applied
-/// state is written with the next Ready whatever `APPLY_FLUSH_READIES` says.
+/// state is written with the next Ready, before its flush window ends.
 pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;
 
 /// Bytes of keys and records applied and not yet handed to the writer, per replica, past
 /// which the applied state is written with the next Ready: large values do not pile up in
-/// memory while `APPLY_FLUSH_READIES` counts.
+/// memory until the flush window ends.
 pub const APPLY_UNFLUSHED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
 /// Bytes of records one replica keeps in memory as redb holds them (its clean cache,

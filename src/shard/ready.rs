@@ -2,9 +2,9 @@
 //! at once; apply committed entries (durable locally already) through the undurable
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
-//! and earlier Readies once in `APPLY_FLUSH_READIES` (or on a tick `apply_flush` after the
-//! last time, a split, a configuration change, a `Stop`: the log is durable, so a crash
-//! re-applies from the durable applied index). A hard state that only moves the commit index
+//! and earlier Readies once per node-wide window of `apply_flush` (on the window's first
+//! tick), past the bounds of what is held, at a split, a configuration change or a `Stop`:
+//! the log is durable, so a crash re-applies from the durable applied index. A hard state that only moves the commit index
 //! is held back and rides with the next job (`defer_commit_only`). Only when the writer
 //! reports a job durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
@@ -29,7 +29,7 @@ use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_FLUSH_READIES, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
+    APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
     PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::undurable::UNFLUSHED;
@@ -135,7 +135,6 @@ impl ShardActor {
         self.undurable.push(UNFLUSHED, &mutations);
         if !rd.committed_entries.is_empty() {
             self.unflushed_applied = Some(self.applied);
-            self.unflushed_readies += 1;
         }
         self.take_read_states(rd.read_states);
         self.take_rejected_reads(rd.rejected_reads);
@@ -148,15 +147,13 @@ impl ShardActor {
             // The snapshot replaces the state machine, what was applied before it included.
             self.undurable.drop_unflushed();
             self.unflushed_applied = None;
-            self.unflushed_readies = 0;
         }
         // The applied state goes with a configuration (stored beside the applied index) and
-        // a split (its child reads the parent's records from disk) at once; otherwise once
-        // in `APPLY_FLUSH_READIES` Readies, or on a tick `apply_flush` after the last time
+        // a split (its child reads the parent's records from disk) at once, and past the
+        // bounds of what is held; otherwise on the first tick of a flush window
         // (`flush_applied`).
         let flush = !children.is_empty()
             || rd.conf_state.is_some()
-            || self.unflushed_readies >= APPLY_FLUSH_READIES
             || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX
             || self.undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX;
         let (mutations, applied_index) = if flush { self.take_unflushed(gen) } else { (Vec::new(), None) };
@@ -232,15 +229,14 @@ impl ShardActor {
 
     /// The applied state kept in memory, handed to persist generation `gen`.
     fn take_unflushed(&mut self, gen: u64) -> (Vec<KvMutation>, Option<LogIndex>) {
-        self.unflushed_readies = 0;
-        self.last_flush = std::time::Instant::now();
+        self.flushed_window = flush_window(self.cfg.apply_flush);
         (self.undurable.take_unflushed(gen), self.unflushed_applied.take())
     }
 
     /// On a tick: hands the applied state kept in memory to the writer in a job of its own,
-    /// once `apply_flush` passed since it was last handed over (by a Ready or a tick).
+    /// once per flush window (unless a Ready handed it over in this window already).
     pub(crate) fn flush_applied(&mut self, ctx: &mut Context<ShardActor>) {
-        if self.last_flush.elapsed() >= self.cfg.apply_flush {
+        if flush_window(self.cfg.apply_flush) > self.flushed_window {
             self.write_applied(ctx);
         }
     }
@@ -684,6 +680,21 @@ impl ShardActor {
                 Err(e) => warn!(group = %group, %index, error = %e, "compaction failed"),
             }
         }));
+    }
+}
+
+/// The flush window `now` falls in: windows of `interval` counted from the process's first
+/// call, so that every replica of the node enters a new one at the same instant and their
+/// applied states reach the writer within one tick of each other, where a few B-tree
+/// transactions carry them all instead of one per replica at scattered times. A zero
+/// interval makes every call a new window.
+pub(crate) fn flush_window(interval: std::time::Duration) -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    let elapsed = start.elapsed().as_nanos();
+    match interval.as_nanos() {
+        0 => u64::try_from(elapsed).unwrap_or(u64::MAX).saturating_add(1),
+        nanos => u64::try_from(elapsed / nanos).unwrap_or(u64::MAX),
     }
 }
 

@@ -85,10 +85,6 @@ enum BatchState {
 }
 
 impl Batch {
-    fn footprint(&self) -> Footprint {
-        Footprint { write: self.write, groups: Some(vec![self.group]) }
-    }
-
     /// Starts the batch if it is open.
     fn launch<B: Backend>(&mut self, backend: &B) {
         let BatchState::Open { commands, timers, .. } = &mut self.state else { return };
@@ -135,6 +131,11 @@ impl Footprint {
             (Some(a), Some(b)) => a.iter().any(|g| b.contains(g)),
             _ => true,
         }
+    }
+
+    /// `conflicts` with a command that touches `group` alone (a batch).
+    fn conflicts_with(&self, write: bool, group: GroupId) -> bool {
+        (self.write || write) && self.groups.as_ref().is_none_or(|groups| groups.contains(&group))
     }
 }
 
@@ -335,7 +336,7 @@ impl<B: Backend> Conn<B> {
             matches!(pending, Pending::Running(_, other) if footprint.conflicts(other))
         });
         let batch_conflict = self.batches.iter().any(|b| {
-            !matches!(b.state, BatchState::Done(_)) && footprint.conflicts(&b.footprint())
+            !matches!(b.state, BatchState::Done(_)) && footprint.conflicts_with(b.write, b.group)
         });
         if !running_conflict && !batch_conflict {
             return;
@@ -350,7 +351,7 @@ impl<B: Backend> Conn<B> {
             }
         }
         for batch in self.batches.iter_mut() {
-            if footprint.conflicts(&batch.footprint()) {
+            if footprint.conflicts_with(batch.write, batch.group) {
                 batch.settle().await;
             }
         }

@@ -105,10 +105,7 @@ impl ShardActor {
     /// flight, its reads wait for the apply of `index` (or are refused if this replica
     /// lags far behind it). True if it was.
     pub(crate) fn follower_round_answered(&mut self, context: u64, index: LogIndex) -> bool {
-        if self.follower_reads.round.as_ref().is_none_or(|r| r.context != context) {
-            return false;
-        }
-        let round = self.follower_reads.round.take().expect("checked above");
+        let Some(round) = self.take_round(context) else { return false };
         if index > self.applied.plus(FOLLOWER_READ_LAG_ENTRIES_MAX) {
             self.refuse_follower_reads(round.reads);
             return true;
@@ -138,12 +135,14 @@ impl ShardActor {
     /// there): if that is the round in flight, its reads go to the leader's node now
     /// rather than after an election time-out. True if it was.
     pub(crate) fn follower_round_rejected(&mut self, context: u64) -> bool {
-        if self.follower_reads.round.as_ref().is_none_or(|r| r.context != context) {
-            return false;
-        }
-        let round = self.follower_reads.round.take().expect("checked above");
+        let Some(round) = self.take_round(context) else { return false };
         self.refuse_follower_reads(round.reads);
         true
+    }
+
+    /// The round in flight, taken, if `context` is its read id.
+    fn take_round(&mut self, context: u64) -> Option<Round> {
+        self.follower_reads.round.take_if(|round| round.context == context)
     }
 
     fn refuse_follower_reads(&mut self, reads: Vec<(u64, PendingRead)>) {

@@ -28,6 +28,9 @@ pub struct GroupMetrics {
     pub reads_endorsed: IntCounter,
     /// Reads this replica took as a follower: the leader gave their read index.
     pub reads_follower: IntCounter,
+    /// Key lookups its clean cache answered, and those that went past it to redb.
+    pub clean_cache_hits: IntCounter,
+    pub clean_cache_misses: IntCounter,
 }
 
 impl GroupMetrics {
@@ -50,6 +53,8 @@ impl GroupMetrics {
             snapshots_installed: counter("snapshots_installed"),
             reads_endorsed: counter("reads_endorsed"),
             reads_follower: counter("reads_follower"),
+            clean_cache_hits: counter("clean_cache_hits"),
+            clean_cache_misses: counter("clean_cache_misses"),
         }
     }
 

@@ -46,6 +46,8 @@ struct GroupCounters {
     snapshots_installed: IntCounterVec,
     reads_endorsed: IntCounterVec,
     reads_follower: IntCounterVec,
+    clean_cache_hits: IntCounterVec,
+    clean_cache_misses: IntCounterVec,
 }
 
 /// Copies of monotonic totals kept elsewhere, by (metric, peer).
@@ -209,6 +211,18 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             r,
             "raft_reads_follower_total",
             "Reads a follower took to serve itself once the leader gave their read index.",
+            g,
+        )?,
+        clean_cache_hits: counter(
+            r,
+            "kv_clean_cache_hits_total",
+            "Key lookups answered by the replica's cache of records as the database holds them.",
+            g,
+        )?,
+        clean_cache_misses: counter(
+            r,
+            "kv_clean_cache_misses_total",
+            "Key lookups that went past the replica's clean cache to the database.",
             g,
         )?,
     })
@@ -379,6 +393,8 @@ impl NodeMetrics {
             snapshots_installed: c.snapshots_installed.with_label_values(l),
             reads_endorsed: c.reads_endorsed.with_label_values(l),
             reads_follower: c.reads_follower.with_label_values(l),
+            clean_cache_hits: c.clean_cache_hits.with_label_values(l),
+            clean_cache_misses: c.clean_cache_misses.with_label_values(l),
         }
     }
 

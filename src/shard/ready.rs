@@ -32,7 +32,7 @@ use crate::shard::limits::{
     APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
     PERSIST_JOBS_IN_FLIGHT_MAX,
 };
-use crate::shard::undurable::UNFLUSHED;
+use crate::shard::undurable::{Fetched, UNFLUSHED};
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
 use crate::storage::group_snapshot::LazyKvView;
@@ -535,6 +535,7 @@ impl ShardActor {
         self.range = range;
         let fetched = layered.into_fetched();
         view.check()?;
+        self.count_lookups(&fetched);
         self.undurable.remember(fetched);
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
@@ -593,6 +594,11 @@ impl ShardActor {
         }
     }
 
+    fn count_lookups(&self, fetched: &Fetched) {
+        self.cfg.metrics.clean_cache_hits.inc_by(fetched.hits);
+        self.cfg.metrics.clean_cache_misses.inc_by(fetched.misses);
+    }
+
     /// Serves every confirmed read whose index is applied.
     pub(crate) fn serve_reads(&mut self) {
         let due = self.applied.next();
@@ -615,6 +621,7 @@ impl ShardActor {
             .collect();
         let fetched = layered.into_fetched();
         let checked = view.check();
+        self.count_lookups(&fetched);
         if checked.is_ok() {
             self.undurable.remember(fetched);
         }

@@ -107,9 +107,16 @@ impl Default for Clean {
 }
 
 /// Records a `Layered` read fetched from its view, to be kept by `Undurable::remember`
-/// once the view reported no error.
+/// once the view reported no error, and how its key lookups went.
 #[derive(Debug, Default)]
-pub struct Fetched(Vec<(u16, Bytes, Option<Bytes>)>);
+pub struct Fetched {
+    records: Vec<(u16, Bytes, Option<Bytes>)>,
+    /// Lookups the clean cache answered.
+    pub hits: u64,
+    /// Lookups that went to the view (some of them, past `CLEAN_FETCHED_PER_STEP_MAX`, not
+    /// in `records`).
+    pub misses: u64,
+}
 
 /// Applied, not yet durable mutations of one group.
 #[derive(Debug, Default)]
@@ -139,7 +146,7 @@ impl Undurable {
     /// Keeps the records `fetched` read from a view that reported no error: the view was
     /// the latest committed one, so they are what redb holds until a release replaces them.
     pub fn remember(&mut self, fetched: Fetched) {
-        for (slot, key, record) in fetched.0 {
+        for (slot, key, record) in fetched.records {
             self.clean.put(slot, key, record);
         }
     }
@@ -298,13 +305,15 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         {
             return p.value.clone();
         }
+        let mut fetched = self.fetched.borrow_mut();
         if let Some(record) = self.pending.clean.get(slot, key) {
+            fetched.hits += 1;
             return record;
         }
         let record = self.view.get(slot, key);
-        let mut fetched = self.fetched.borrow_mut();
-        if fetched.0.len() < CLEAN_FETCHED_PER_STEP_MAX {
-            fetched.0.push((slot, Bytes::copy_from_slice(key), record.clone()));
+        fetched.misses += 1;
+        if fetched.records.len() < CLEAN_FETCHED_PER_STEP_MAX {
+            fetched.records.push((slot, Bytes::copy_from_slice(key), record.clone()));
         }
         record
     }
@@ -461,8 +470,11 @@ mod tests {
         assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("old")));
         assert_eq!(read(&mut pending, &view, "none"), None);
         assert_eq!(view.gets.get(), 2);
-        assert_eq!(read(&mut pending, &view, "a"), Some(Bytes::from("old")));
-        assert_eq!(read(&mut pending, &view, "none"), None, "an absent key is remembered too");
+        let layered = pending.over(&view);
+        assert_eq!(layered.get(1, b"a"), Some(Bytes::from("old")));
+        assert_eq!(layered.get(1, b"none"), None, "an absent key is remembered too");
+        let fetched = layered.into_fetched();
+        assert_eq!((fetched.hits, fetched.misses), (2, 0));
         assert_eq!(view.gets.get(), 2, "both answered from the clean cache");
 
         // A write shadows the clean record until durable, then replaces it.

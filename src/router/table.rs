@@ -15,7 +15,9 @@ use crate::kv::slot::SLOT_COUNT;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::layout::Layout;
 
-/// `RoutingTable::slots` of a slot no group owns (group ids are never this large).
+/// `RoutingTable::slots` of a slot no group owns. No group has this id: layouts are TOML,
+/// whose integers stop at `i64::MAX`, and split children take ids that `SHARDKV
+/// ALLOC-GROUP` counts up from 1, which the command's argument bounds the same way.
 const UNOWNED: u64 = u64::MAX;
 
 /// What the table knows about one group.

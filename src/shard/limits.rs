@@ -49,7 +49,9 @@ pub const APPLY_UNFLUSHED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
 /// Bytes of records one replica keeps in memory as redb holds them (its clean cache,
 /// `shard::undurable`), by key and record length plus a per-entry overhead: hot keys are
-/// read without a redb read transaction. Eight groups on a node take at most 256 MiB.
+/// read without a redb read transaction. The bound is per replica, so a node's share grows
+/// with the groups it hosts (eight: up to 256 MiB, plus the cache's own tables, a few
+/// bytes per entry); an idle group keeps its cache until it stops.
 pub const CLEAN_CACHE_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
 /// Records one step of a replica (a batch of reads or of applied entries) fetches from redb

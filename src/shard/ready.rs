@@ -2,10 +2,11 @@
 //! at once; apply committed entries (durable locally already) through the undurable
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
-//! and earlier Readies once per node-wide window of `apply_flush` (on the window's first
-//! tick), past the bounds of what is held, at a split, a configuration change or a `Stop`:
-//! the log is durable, so a crash re-applies from the durable applied index. A hard state that only moves the commit index
-//! is held back and rides with the next job (`defer_commit_only`). Only when the writer
+//! and earlier Readies once per node-wide window of `apply_flush` (with the window's first
+//! Ready, else on its first tick), past the bounds of what is held, at a split, a
+//! configuration change or a `Stop`: the log is durable, so a crash re-applies from the
+//! durable applied index. A hard state that only moves the commit index is held back and
+//! rides with the next job (`defer_commit_only`). Only when the writer
 //! reports a job durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
 //! writer batches many replicas per fsync); a job that installs a snapshot or creates split
@@ -29,8 +30,7 @@ use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::ShardActor;
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
-    PERSIST_JOBS_IN_FLIGHT_MAX,
+    APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::undurable::{Fetched, UNFLUSHED};
 use crate::shard::persist::SubmitError;
@@ -150,12 +150,14 @@ impl ShardActor {
         }
         // The applied state goes with a configuration (stored beside the applied index) and
         // a split (its child reads the parent's records from disk) at once, and past the
-        // bounds of what is held; otherwise on the first tick of a flush window
-        // (`flush_applied`).
+        // bounds of what is held; otherwise with the first Ready of a flush window, or on
+        // its first tick (`flush_applied`) if no Ready came: under load every job slot may
+        // be taken when the tick comes, and the Ready's own job needs none.
         let flush = !children.is_empty()
             || rd.conf_state.is_some()
             || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX
-            || self.undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX;
+            || self.undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX
+            || flush_window(self.cfg.apply_flush) > self.flushed_window;
         let (mutations, applied_index) = if flush { self.take_unflushed(gen) } else { (Vec::new(), None) };
         let mut write = GroupWrite {
             entries: rd.entries,
@@ -534,9 +536,9 @@ impl ShardActor {
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
         let fetched = layered.into_fetched();
-        view.check()?;
-        self.count_lookups(&fetched);
-        self.undurable.remember(fetched);
+        let checked = view.check();
+        self.keep_fetched(fetched, checked.is_ok());
+        checked?;
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }
@@ -594,9 +596,14 @@ impl ShardActor {
         }
     }
 
-    fn count_lookups(&self, fetched: &Fetched) {
+    /// Counts a step's key lookups, and keeps the records it fetched in the clean cache if
+    /// its view reported no error (`sound`).
+    fn keep_fetched(&mut self, fetched: Fetched, sound: bool) {
         self.cfg.metrics.clean_cache_hits.inc_by(fetched.hits);
         self.cfg.metrics.clean_cache_misses.inc_by(fetched.misses);
+        if sound {
+            self.undurable.remember(fetched);
+        }
     }
 
     /// Serves every confirmed read whose index is applied.
@@ -621,10 +628,7 @@ impl ShardActor {
             .collect();
         let fetched = layered.into_fetched();
         let checked = view.check();
-        self.count_lookups(&fetched);
-        if checked.is_ok() {
-            self.undurable.remember(fetched);
-        }
+        self.keep_fetched(fetched, checked.is_ok());
         for (reply, tx) in answers {
             let answer = match &checked {
                 Ok(()) => reply,
@@ -690,8 +694,8 @@ impl ShardActor {
     }
 }
 
-/// The flush window `now` falls in: windows of `interval` counted from the process's first
-/// call, so that every replica of the node enters a new one at the same instant and their
+/// The flush window the present falls in: windows of `interval` counted from the process's
+/// first call, so that every replica of the node enters a new one at the same instant and their
 /// applied states reach the writer within one tick of each other, where a few B-tree
 /// transactions carry them all instead of one per replica at scattered times. A zero
 /// interval makes every call a new window.

@@ -11,9 +11,12 @@
 //! Owns: that bookkeeping, tagged by the persist generation that carries each mutation,
 //! and the clean cache.
 //! Must never: drop a mutation before the write carrying it (or a later one for the same
-//! key) is durable; keep in the clean cache a record redb no longer holds (a record leaves
-//! pending for the clean cache only once durable, a fetched one is kept only if the view
-//! reported no error, and a snapshot, a split or dropped unflushed state empties it).
+//! key) is durable; answer a key of the group's slots that pending does not hide with a
+//! clean record other than the latest one applied (a record leaves pending for the clean
+//! cache only once durable, a fetched one is kept only if its view, the latest committed
+//! one, reported no error; dropped unflushed state and a snapshot empty it, and so does a
+//! split, though records of the slots that left may come back with jobs sent before it:
+//! reads and applies refuse those slots first).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,7 +99,8 @@ impl Clean {
 
 impl std::fmt::Debug for Clean {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clean").field("len", &self.0.len()).field("bytes", &self.0.weight()).finish()
+        let (len, bytes) = (self.0.len(), self.0.weight());
+        f.debug_struct("Clean").field("len", &len).field("bytes", &bytes).finish()
     }
 }
 
@@ -134,11 +138,13 @@ pub struct Undurable {
 
 impl Undurable {
     /// With a clean cache of at most `bytes` (the default is `CLEAN_CACHE_BYTES_MAX`).
+    #[cfg(test)]
     pub fn with_clean_bytes(bytes: u64) -> Undurable {
         Undurable { clean: Clean::with_bytes(bytes), ..Undurable::default() }
     }
 
     /// Entries in the clean cache.
+    #[cfg(test)]
     pub fn clean_len(&self) -> usize {
         self.clean.0.len()
     }

@@ -116,8 +116,8 @@ pub fn latest_kv_view(db: &NodeDb, group: GroupId) -> Result<RedbKvView> {
 /// `latest_kv_view`, opened at its first read: applying a batch whose reads the replica's
 /// undurable state answers (a plain SET reads nothing, its client's session is recent)
 /// opens no read transaction. Opened later than the batch began it is as good: the
-/// undurable state gives up only what redb already holds, and never while a batch is
-/// applied.
+/// undurable state gives up only what redb already holds (to the clean cache), and never
+/// while a batch is applied.
 pub struct LazyKvView<'a> {
     db: &'a NodeDb,
     group: GroupId,

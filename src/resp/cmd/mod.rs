@@ -643,11 +643,6 @@ pub fn spec_of(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|spec| spec.name == name)
 }
 
-/// The table entry of a request's first argument, whatever its ASCII case.
-pub fn spec_of_arg(arg: &[u8]) -> Option<&'static Spec> {
-    spec_index_of_arg(arg).and_then(|index| SPECS.get(index))
-}
-
 /// The index in `SPECS` of a request's first argument, whatever its ASCII case.
 pub fn spec_index_of_arg(arg: &[u8]) -> Option<usize> {
     SPECS.iter().position(|spec| arg.eq_ignore_ascii_case(spec.name.as_bytes()))

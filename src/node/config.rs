@@ -71,13 +71,12 @@ pub struct TimeoutConfig {
     /// How often the node reads the cluster map (new nodes, groups it holds no replica
     /// of) and sends its leaders' pending reports to it.
     pub meta_sync_ms: u64,
-    /// A replica writes the state it applied (records and applied index) on its first tick
-    /// in each window of this length, while its writes in flight leave room (sooner past
-    /// its bounds of keys and bytes held, at a split or a configuration change). The
-    /// windows are the node's, so its replicas flush together and one B-tree transaction
-    /// carries several. Longer: fewer, larger transactions under load; a restart re-applies
-    /// about this much of the log. 0: on every tick; at most `APPLY_FLUSH_MS_MAX` (a
-    /// minute).
+    /// A replica writes the state it applied (records and applied index) with its first
+    /// Ready, or on its first tick, in each window of this length (sooner past its bounds
+    /// of keys and bytes held, at a split or a configuration change). The windows are the
+    /// node's, so its replicas flush together and one B-tree transaction carries several.
+    /// Longer: fewer, larger transactions under load; a restart re-applies about this much
+    /// of the log. 0: with every Ready and tick; at most `APPLY_FLUSH_MS_MAX` (a minute).
     pub apply_flush_ms: u64,
 }
 

@@ -412,10 +412,10 @@ fn failed() -> Frame {
     Frame::error("ERR internal error: the command's task failed")
 }
 
-/// Times one command for `RespMetrics`, from its preparation to its reply.
 // Every command's series, and the unknown commands' (index `SPECS.len()`), are kept by index.
 const _: () = assert!(cmd::SPECS.len() < crate::metrics::resp::CACHED_COMMANDS_MAX);
 
+/// Times one command for `RespMetrics`, from its preparation to its reply.
 struct CommandTimer {
     metrics: Option<RespMetrics>,
     /// The command's index in the command table; its length for an unknown command.

@@ -6,8 +6,8 @@
 //! Ready, else on its first tick), past the bounds of what is held, at a split, a
 //! configuration change or a `Stop`: the log is durable, so a crash re-applies from the
 //! durable applied index. A hard state that only moves the commit index is held back and
-//! rides with the next job (`defer_commit_only`). Only when the writer
-//! reports a job durable send `persisted_messages` and call `on_persisted`. Up to
+//! rides with the next job (`defer_commit_only`). Only when the writer reports a job
+//! durable send `persisted_messages` and call `on_persisted`. Up to
 //! `PERSIST_JOBS_IN_FLIGHT_MAX` jobs per replica are in flight, answered in order (the
 //! writer batches many replicas per fsync); a job that installs a snapshot or creates split
 //! children is the last in flight until it is durable. A Ready with nothing to write still

@@ -1,7 +1,7 @@
 //! Real three-node clusters on loopback, driven through the Redis protocol with a plain
 //! (not cluster-aware) client: any node serves any key, forwarding to the group's leader.
-//! Writes, `kill -9` of the node leading most groups, a restarted node catching up, and a
-//! process with the wrong secret being refused.
+//! Writes, leaders placed as the layout lists them, `kill -9` of the node leading most
+//! groups, a restarted node catching up, and a process with the wrong secret being refused.
 
 mod common;
 
@@ -114,6 +114,29 @@ fn cluster_accepts_writes_to_every_group() {
     write_all(&cluster, 1, &keys, "v1");
     check_all(&cluster, 1, &keys, "v1");
     check_all(&cluster, 2, &keys, "v1");
+}
+
+#[test]
+fn a_new_cluster_places_each_leader_on_the_node_its_layout_lists_first() {
+    let cluster = start_local_3x8();
+    let layout = cluster.layout().clone();
+    // Every node leads a share: 3, 3 and 2 of the 8 groups.
+    let firsts: Vec<u64> = layout.groups.iter().map(|g| g.replicas[0]).collect();
+    assert_eq!(firsts, [1, 2, 3, 1, 2, 3, 1, 2], "the layout rotates its replica lists");
+    eventually("each leader on its group's first-listed node", || {
+        for range in cluster.slot_masters(1)? {
+            let group = layout
+                .groups
+                .iter()
+                .find(|g| g.slots[0] == range.first)
+                .ok_or_else(|| format!("no layout group starts at slot {}", range.first))?;
+            let leader = cluster.node_at(range.master);
+            if leader != Some(group.replicas[0]) {
+                return Err(format!("group {} is led by {leader:?}", group.id));
+            }
+        }
+        Ok(())
+    });
 }
 
 #[test]

@@ -78,6 +78,11 @@ pub struct TimeoutConfig {
     /// Longer: fewer, larger transactions under load; a restart re-applies about this much
     /// of the log. 0: with every Ready and tick; at most `APPLY_FLUSH_MS_MAX` (a minute).
     pub apply_flush_ms: u64,
+    /// At its first start (no state on disk), a node asks for the leadership of the layout
+    /// groups that list it first, for at most this long, so that a new cluster's leaders
+    /// are spread as its layout lists them (see `node::placement`). 0: leaders stay where
+    /// the first elections put them.
+    pub leader_placement_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -94,6 +99,7 @@ impl Default for TimeoutConfig {
             shutdown_ms: 5_000,
             meta_sync_ms: 500,
             apply_flush_ms: crate::shard::limits::APPLY_FLUSH_MS_DEFAULT,
+            leader_placement_ms: 30_000,
         }
     }
 }
@@ -113,6 +119,11 @@ impl TimeoutConfig {
 
     pub fn apply_flush(&self) -> Duration {
         Duration::from_millis(self.apply_flush_ms)
+    }
+
+    /// The longest election time-out: a leader transfer ends within it.
+    pub fn election_max(&self) -> Duration {
+        Duration::from_millis(self.tick_ms * self.election_ticks_max)
     }
 }
 

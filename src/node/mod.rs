@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod join;
 pub mod meta;
+mod placement;
 pub mod run;
 
 pub use run::{run, Node, NodeBackend, NodeError};

@@ -21,6 +21,7 @@ use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
 use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
 use crate::node::config::NodeConfig;
 use crate::node::meta::{MetaSync, PendingReports};
+use crate::node::placement::take_leaderships;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::resp::backend::{Backend, ClusterView, GroupView, NodeView};
 use crate::resp::server::{serve, RespOptions};
@@ -249,6 +250,8 @@ pub struct Node {
     metrics: NodeMetrics,
     factory: ReplicaFactory,
     meta_task: tokio::task::JoinHandle<()>,
+    /// Takes the leaderships the layout gives this node, at its first start.
+    placement_task: Option<tokio::task::JoinHandle<()>>,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -290,7 +293,7 @@ impl Node {
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters(config.limits.replica_threads);
         let reports = Arc::new(PendingReports::default());
-        let factory = start_replicas(
+        let (factory, placed) = start_replicas(
             &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
             &reports,
         )?;
@@ -304,6 +307,12 @@ impl Node {
         sync.apply_saved();
         let every = Duration::from_millis(config.timeouts.meta_sync_ms.max(1));
         let meta_task = tokio::spawn(sync.run(every));
+        let t = &config.timeouts;
+        let placement_task = (!placed.is_empty() && t.leader_placement_ms > 0).then(|| {
+            let within = Duration::from_millis(t.leader_placement_ms);
+            let run = take_leaderships(client.clone(), me, placed, within, t.election_max());
+            tokio::spawn(run)
+        });
         info!(node = me.get(), groups = shards.all().len(), "node started");
         Ok(Node {
             config,
@@ -316,6 +325,7 @@ impl Node {
             metrics,
             factory,
             meta_task,
+            placement_task,
             _router: router,
             _writer: writer,
         })
@@ -377,10 +387,14 @@ impl Node {
             transport,
             arbiters,
             meta_task,
+            placement_task,
             _writer,
             ..
         } = self;
         meta_task.abort();
+        if let Some(task) = placement_task {
+            task.abort();
+        }
         let deadline = Duration::from_millis(config.timeouts.shutdown_ms);
         let stops = shards.all().into_iter().map(|(_, addr)| addr.send(Stop));
         let all = futures_join_all(stops);
@@ -476,7 +490,8 @@ fn start_arbiters(threads: usize) -> Vec<Arbiter> {
 /// Starts this node's replicas: the layout's groups that name this node (bootstrapped on
 /// first start) and every group the node holds state for (the children of splits), each
 /// with the slots its durable range record gives. Returns the factory that starts the
-/// children of later splits.
+/// children of later splits, and the groups bootstrapped now that the layout lists this
+/// node first for (their leadership belongs here; see `node::placement`).
 #[allow(clippy::too_many_arguments)]
 fn start_replicas(
     config: &NodeConfig,
@@ -489,7 +504,7 @@ fn start_replicas(
     shards: &Arc<LocalShards>,
     table: &Arc<RoutingTable>,
     reports: &Arc<PendingReports>,
-) -> Result<ReplicaFactory, NodeError> {
+) -> Result<(ReplicaFactory, Vec<GroupId>), NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
     let on_leader_change: crate::shard::actor::LeaderChangeFn = Arc::new(move |change| {
@@ -570,6 +585,7 @@ fn start_replicas(
     };
     let factory = factory.get_or_init(|| made);
     let mut started = std::collections::BTreeSet::new();
+    let mut placed = Vec::new();
     // A joined node's layout is the cluster map's: its groups already have a history, and
     // this node's replicas of them arrive by replica moves (a snapshot), never bootstrap.
     let bootstrap = if config.joined { Vec::new() } else { layout.groups.clone() };
@@ -587,7 +603,9 @@ fn start_replicas(
         }
         let voters: Vec<NodeId> = g.replicas.iter().map(|&n| NodeId(n)).collect();
         let slots = crate::kv::range::SlotRange::new(g.slots[0], g.slots[1]);
-        bootstrap_group(writer, group, &voters, slots)?;
+        if bootstrap_group(writer, group, &voters, slots)? && voters.first() == Some(&me) {
+            placed.push(group);
+        }
         factory.start(group, g.slots[0]..=g.slots[1])?;
         started.insert(group);
     }
@@ -609,7 +627,7 @@ fn start_replicas(
         factory.start(group, range.range.first..=range.range.last)?;
     }
     learn_local_splits(db, table)?;
-    Ok(factory.clone())
+    Ok((factory.clone(), placed))
 }
 
 /// Bootstraps (on first start) and starts this node's replica of the metadata group, if

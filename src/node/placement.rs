@@ -1,0 +1,74 @@
+//! Leader placement at a cluster's first start. A layout lists each group's replicas; the
+//! node listed first is where the group's leader belongs (`Layout::even` and
+//! `shards/local-3x8.toml` rotate the lists, so each node comes first for its share of the
+//! groups). Elections alone put leaders wherever timers first fire: on a fresh three-node
+//! cluster one node often leads most groups and another none, and every write to those
+//! groups costs the loaded node and a forwarding hop.
+//!
+//! So a node that bootstraps a layout group it is listed first for asks the group's
+//! leader, through the node client, to hand it over (`ShardOp::TransferLeader`), until it
+//! leads or `timeouts.leader_placement_ms` has passed since it started. Only at the first
+//! start: a restarted node's groups have a history, and `shardkv admin rebalance` is the
+//! operator's tool to spread leaders again after failures.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::node::client::NodeClient;
+use crate::raft::types::{GroupId, NodeId};
+use crate::shard::api::ShardOp;
+
+/// Takes the leadership of `groups` for `me`, each on its own task, until `deadline`.
+/// `retry`: how long to wait after a transfer request before looking again (a transfer
+/// ends within an election time-out, or is given up by the leader).
+pub(crate) async fn take_leaderships(
+    client: NodeClient,
+    me: NodeId,
+    groups: Vec<GroupId>,
+    within: Duration,
+    retry: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut tasks = JoinSet::new();
+    for group in groups {
+        tasks.spawn(take_leadership(client.clone(), me, group, deadline, retry));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn take_leadership(
+    client: NodeClient,
+    me: NodeId,
+    group: GroupId,
+    deadline: Instant,
+    retry: Duration,
+) {
+    loop {
+        if client.table().leader(group) == Some(me) {
+            info!(group = group.get(), "leading the group, as the layout places it");
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(
+                group = group.get(),
+                leader = ?client.table().leader(group).map(NodeId::get),
+                "the layout places the group's leader here, but it did not move within \
+                 timeouts.leader_placement_ms; `shardkv admin rebalance` spreads leaders"
+            );
+            return;
+        }
+        let asked = tokio::time::timeout_at(
+            deadline,
+            client.execute(group, ShardOp::TransferLeader { to: me }),
+        );
+        match asked.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => debug!(group = group.get(), %error, "leader transfer refused"),
+            Err(_) => continue,
+        }
+        tokio::time::sleep(retry.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}

@@ -10,7 +10,7 @@
 # (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
 #
 # usage: [ROUNDS=n] bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
-# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
+# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools), and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +55,21 @@ wait_for() { # port
 }
 wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
 wait_for 7011; wait_for 7012; wait_for 7013
+# Each node leads its share of the groups once the layout's leader placement is done.
+leaders_spread() { # port
+  for _ in $(seq 1 150); do
+    # The fewest groups any of the three nodes leads.
+    local fewest
+    fewest="$(redis-cli -p "$1" --json CLUSTER SLOTS 2>/dev/null | python3 -c '
+import collections, json, sys
+led = collections.Counter(r[2][1] for r in json.load(sys.stdin))
+print(min(led.values()) if len(led) == 3 else 0)' 2>/dev/null || echo 0)"
+    [ "$fewest" -ge 2 ] && return 0
+    sleep 0.2
+  done
+  echo "note: leaders on port $1's cluster are not spread over its nodes" >&2
+}
+leaders_spread 7001; leaders_spread 7011
 # Let every group elect and take a first write.
 timeout 60 redis-benchmark -p 7001 -t set -n 2000 -c 10 -q >/dev/null
 timeout 60 redis-benchmark -p 7011 -t set -n 2000 -c 10 -q >/dev/null

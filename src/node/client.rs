@@ -316,12 +316,14 @@ fn retryable(error: &ShardError) -> bool {
             | ShardError::Timeout { .. }
             | ShardError::LeadershipLost { .. }
             | ShardError::Stopped { .. }
+            | ShardError::Transferring { .. }
     )
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::sync::atomic::Ordering::SeqCst;
     use std::sync::Mutex;
 
     use super::*;
@@ -333,16 +335,27 @@ mod tests {
 
     /// Node 2 leads every group; it answers writes with the request's seq and reads with
     /// "leader". A follower that `serves` answers the reads offered to it ("follower").
+    /// The leader refuses its first `transfers` writes, as while handing leadership over.
     struct FakeGroups {
         leader: NodeId,
         me: NodeId,
         serves: bool,
+        transfers: Arc<std::sync::atomic::AtomicU32>,
     }
 
     impl LocalGroups for FakeGroups {
         fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
             let (me, leader, serves) = (self.me, self.leader, self.serves);
+            let refuse = me == leader
+                && matches!(op, ShardOp::Write(_))
+                && self
+                    .transfers
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
             Some(Box::pin(async move {
+                if refuse {
+                    return Err(ShardError::Transferring { group, to: NodeId(3) });
+                }
                 if me != leader {
                     if let (ShardOp::Read { follower_ok: true, .. }, true) = (&op, serves) {
                         return Ok(Reply::Bulk(bytes::Bytes::from_static(b"follower")));
@@ -396,6 +409,16 @@ mod tests {
 
     /// Three nodes; `follower_reads` for their request paths, `serves` for their replicas.
     fn cluster_with(follower_reads: bool, serves: bool) -> Vec<NodeClient> {
+        cluster_of(follower_reads, serves, &Arc::default())
+    }
+
+    /// `cluster_with`, the leader refusing writes while `transfers` is above 0 (each
+    /// refusal takes one).
+    fn cluster_of(
+        follower_reads: bool,
+        serves: bool,
+        transfers: &Arc<std::sync::atomic::AtomicU32>,
+    ) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let addrs: Vec<(NodeId, NodeAddrs)> =
@@ -405,7 +428,8 @@ mod tests {
         for i in 1..=3 {
             let me = NodeId(i);
             let table = RoutingTable::new(me, &layout, &addrs);
-            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves });
+            let transfers = transfers.clone();
+            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, transfers });
             let peers = Arc::new(WireEnd { me, wire: wire.clone() });
             let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
                 .with_follower_reads(follower_reads);
@@ -450,6 +474,19 @@ mod tests {
         assert_eq!(forwarding[0].execute(GroupId(1), read()).await, said("leader"));
     }
 
+    /// A write the leader refused while handing its leadership over was not applied: the
+    /// request path retries it, and the client never sees the refusal.
+    #[tokio::test]
+    async fn a_write_refused_during_a_leader_transfer_is_retried() {
+        let transfers = Arc::new(std::sync::atomic::AtomicU32::new(2));
+        let clients = cluster_of(false, false, &transfers);
+        assert_eq!(clients[0].execute(GroupId(1), write(8)).await, Ok(Reply::Int(8)));
+        assert_eq!(transfers.load(SeqCst), 0, "forwarded, refused twice, then applied");
+        transfers.store(1, SeqCst);
+        assert_eq!(clients[1].execute(GroupId(1), write(9)).await, Ok(Reply::Int(9)));
+        assert_eq!(transfers.load(SeqCst), 0, "on the leader's node, refused once");
+    }
+
     #[tokio::test]
     async fn a_stale_leader_cache_is_corrected_by_the_hint() {
         let clients = cluster();
@@ -482,7 +519,12 @@ mod tests {
             (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
         let table = RoutingTable::new(NodeId(1), &layout, &addrs);
         table.set_leader(GroupId(1), Some(NodeId(2)), Term(1));
-        let local = Arc::new(FakeGroups { leader: NodeId(2), me: NodeId(1), serves: false });
+        let local = Arc::new(FakeGroups {
+            leader: NodeId(2),
+            me: NodeId(1),
+            serves: false,
+            transfers: Arc::default(),
+        });
         let client = NodeClient::new(table, local, Arc::new(BlackHole), Duration::from_secs(60));
         let abandoned =
             tokio::time::timeout(Duration::from_millis(20), client.execute(GroupId(1), write(1)));

@@ -271,6 +271,10 @@ impl<S: Storage> RawNode<S> {
     pub fn leader_id(&self) -> NodeId {
         self.raft.leader_id
     }
+    /// The voter a leader is handing its leadership to, while it does.
+    pub fn lead_transferee(&self) -> Option<NodeId> {
+        self.raft.lead_transferee
+    }
     pub fn commit_index(&self) -> LogIndex {
         self.raft.log.committed()
     }

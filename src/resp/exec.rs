@@ -389,6 +389,9 @@ pub fn shard_error<B: Backend>(
         ShardError::NoReplica { group } | ShardError::Stopped { group } => Frame::error(format!(
             "TRYAGAIN shard {group} cannot be reached from this node; {not_applied}"
         )),
+        ShardError::Transferring { group, .. } => Frame::error(format!(
+            "TRYAGAIN shard {group} is handing its leadership over; {not_applied}"
+        )),
         ShardError::Busy { group, reason } => Frame::error(format!(
             "BUSY shard {group} is busy ({reason}); {not_applied}"
         )),

@@ -550,7 +550,11 @@ impl ShardActor {
                 self.writes.insert(index, pending);
             }
             Err(RaftError::ProposalDropped(reason)) => {
-                let _ = tx.send(Err(self.busy(reason)));
+                let error = match self.raw.lead_transferee() {
+                    Some(to) => ShardError::Transferring { group: self.cfg.group, to },
+                    None => self.busy(reason),
+                };
+                let _ = tx.send(Err(error));
             }
             Err(e) => {
                 let _ = tx.send(Err(self.busy(e.to_string())));

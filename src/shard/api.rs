@@ -153,6 +153,10 @@ pub enum ShardError {
     /// The group has no replica on the node that was asked.
     #[error("group {group} has no replica on this node")]
     NoReplica { group: GroupId },
+    /// The leader is handing its leadership to `to` and takes no proposal meanwhile (an
+    /// election time-out at most); definitely not applied, so the request path retries.
+    #[error("group {group} is handing its leadership to node {to}")]
+    Transferring { group: GroupId, to: NodeId },
     /// Backpressure: a bound on pending proposals, reads or uncommitted bytes is reached.
     #[error("group {group} is busy: {reason}")]
     Busy { group: GroupId, reason: String },

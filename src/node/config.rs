@@ -151,6 +151,10 @@ pub struct LimitConfig {
     /// message between them wakes no other thread; a replica's synchronous work (a split
     /// counting keys, DBSIZE) then also delays the node's I/O.
     pub replica_threads: usize,
+    /// Bytes of records the node's replicas keep in memory as the database holds them
+    /// (their clean caches: hot keys read without a database read), split evenly among
+    /// the replicas; 0: no cache.
+    pub clean_cache_bytes_max: u64,
 }
 
 impl Default for LimitConfig {
@@ -164,6 +168,7 @@ impl Default for LimitConfig {
             client_output_bytes_max: 64 * 1024 * 1024,
             pending_requests_per_group_max: 10_000,
             replica_threads: 0,
+            clean_cache_bytes_max: crate::shard::limits::CLEAN_CACHE_BYTES_DEFAULT,
         }
     }
 }

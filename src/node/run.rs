@@ -34,6 +34,7 @@ use crate::shard::actor::{
 };
 use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::persist::ShardWriter;
+use crate::shard::undurable::CleanBudget;
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
     ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Urgency,
@@ -570,6 +571,7 @@ fn start_replicas(
         on_removed,
         on_members,
         on_report,
+        clean_budget: CleanBudget::new(config.limits.clean_cache_bytes_max),
     };
     // No arbiters: the node's own thread (`Node::start` runs on the System's arbiter).
     let handles = match arbiters {

@@ -36,7 +36,7 @@ use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::storage::group_snapshot::GroupSnapshotData;
 use crate::shard::follower_reads::FollowerReads;
 use crate::shard::ready::InFlight;
-use crate::shard::undurable::Undurable;
+use crate::shard::undurable::{CleanBudget, CleanShare, Undurable};
 use crate::storage::{GroupWrite, NodeDb, RedbStorage, StorageError};
 use crate::transport::api::{GroupMessage, PeerSender, Urgency};
 
@@ -155,6 +155,8 @@ pub struct ShardDeps {
     pub on_removed: RemovedFn,
     pub on_members: MembersFn,
     pub on_report: ReportFn,
+    /// The node's bytes for its replicas' clean caches, shared among them.
+    pub clean_budget: Arc<CleanBudget>,
 }
 
 /// Why a replica could not start.
@@ -320,6 +322,9 @@ pub struct ShardActor {
     pub(crate) raw: RawNode<RedbStorage>,
     /// Applied but not yet durable mutations.
     pub(crate) undurable: Undurable,
+    /// This replica's part of the node's clean-cache budget (the cache is resized to it
+    /// every tick).
+    pub(crate) clean_share: CleanShare,
     /// Last index applied to the state machine (durable or not).
     pub(crate) applied: LogIndex,
     pub(crate) durable_applied: LogIndex,
@@ -450,6 +455,7 @@ impl ShardActor {
         info!(group = %group, node = %cfg.node, applied = %applied, term = %raw.term(),
             last_index = %raw.last_index(), slots = %range.range, "replica opened");
         let was_member = raw.conf_state().all_nodes().contains(&cfg.node);
+        let clean_share = deps.clean_budget.join();
         cfg.published_term.store(raw.term().get(), Ordering::Release);
         Ok(ShardActor {
             tick_clock: std::time::Instant::now(),
@@ -467,7 +473,8 @@ impl ShardActor {
             deps,
             role: raw.role(),
             raw,
-            undurable: Undurable::default(),
+            undurable: Undurable::with_clean_bytes(clean_share.bytes()),
+            clean_share,
             applied,
             durable_applied: applied,
             last_hard_state: None,
@@ -766,6 +773,7 @@ impl Actor for ShardActor {
                 return;
             }
             act.catch_up_ticks();
+            act.undurable.resize_clean(act.clean_share.bytes());
             act.check_follower_round();
             act.pump_snapshots();
             act.retry_deferred(ctx);

@@ -47,12 +47,13 @@ pub const APPLY_UNFLUSHED_KEYS_MAX: usize = 16_384;
 /// memory until the flush window ends.
 pub const APPLY_UNFLUSHED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 
-/// Bytes of records one replica keeps in memory as redb holds them (its clean cache,
-/// `shard::undurable`), by key and record length plus a per-entry overhead: hot keys are
-/// read without a redb read transaction. The bound is per replica, so a node's share grows
-/// with the groups it hosts (eight: up to 256 MiB, plus the cache's own tables, a few
-/// bytes per entry); an idle group keeps its cache until it stops.
-pub const CLEAN_CACHE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// Default of `limits.clean_cache_bytes_max`: bytes of records a node's replicas keep in
+/// memory as redb holds them (their clean caches, `shard::undurable`), by key and record
+/// length plus a per-entry overhead, so that hot keys are read without a redb read
+/// transaction. The bound is the node's, split evenly among its replicas (`CleanBudget`):
+/// a node hosting more groups, after splits or moves, gives each a smaller cache, never
+/// more memory in all (plus the caches' own tables, a few bytes per entry).
+pub const CLEAN_CACHE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 
 /// Records one step of a replica (a batch of reads or of applied entries) fetches from redb
 /// and then keeps in its clean cache, at most; more are read but not kept.

@@ -196,6 +196,9 @@ impl Cluster {
             on_removed: Arc::new(|_, _| {}),
             on_members: Arc::new(|_, _| {}),
             on_report: Arc::new(|_| {}),
+            clean_budget: crate::shard::undurable::CleanBudget::new(
+                crate::shard::limits::CLEAN_CACHE_BYTES_DEFAULT,
+            ),
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");

@@ -22,13 +22,15 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use quick_cache::Equivalent;
 
 use crate::kv::overlay::{layered_count, layered_scan};
 use crate::kv::{KvMutation, KvRead};
-use crate::shard::limits::{CLEAN_CACHE_BYTES_MAX, CLEAN_FETCHED_PER_STEP_MAX};
+use crate::shard::limits::{CLEAN_CACHE_BYTES_DEFAULT, CLEAN_FETCHED_PER_STEP_MAX};
 
 /// One pending value: `None` is a delete; `gen` the persist that carries it.
 #[derive(Clone, Debug)]
@@ -78,8 +80,8 @@ impl quick_cache::Weighter<CleanKey, Option<Bytes>> for CleanWeight {
     }
 }
 
-/// Records as redb holds them, `None` for a key redb does not hold; at most
-/// `CLEAN_CACHE_BYTES_MAX` bytes by `CleanWeight`, evicted by quick_cache's policy.
+/// Records as redb holds them, `None` for a key redb does not hold; at most the replica's
+/// share of the node's `CleanBudget` by `CleanWeight`, evicted by quick_cache's policy.
 struct Clean(quick_cache::unsync::Cache<CleanKey, Option<Bytes>, CleanWeight>);
 
 impl Clean {
@@ -106,7 +108,45 @@ impl std::fmt::Debug for Clean {
 
 impl Default for Clean {
     fn default() -> Clean {
-        Clean::with_bytes(CLEAN_CACHE_BYTES_MAX)
+        Clean::with_bytes(CLEAN_CACHE_BYTES_DEFAULT)
+    }
+}
+
+/// A node's bytes for its replicas' clean caches (`limits.clean_cache_bytes_max`), split
+/// evenly among the replicas that joined it: each keeps a `CleanShare` while it runs and
+/// sizes its cache to `CleanShare::bytes` on every tick.
+#[derive(Debug)]
+pub struct CleanBudget {
+    bytes_max: u64,
+    replicas: AtomicU64,
+}
+
+impl CleanBudget {
+    pub fn new(bytes_max: u64) -> Arc<CleanBudget> {
+        Arc::new(CleanBudget { bytes_max, replicas: AtomicU64::new(0) })
+    }
+
+    /// A replica's claim on the budget, until it is dropped.
+    pub fn join(self: &Arc<CleanBudget>) -> CleanShare {
+        self.replicas.fetch_add(1, Ordering::Relaxed);
+        CleanShare(Arc::clone(self))
+    }
+}
+
+/// One replica's part of a `CleanBudget`.
+#[derive(Debug)]
+pub struct CleanShare(Arc<CleanBudget>);
+
+impl CleanShare {
+    /// The budget over the replicas holding a share now.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes_max / self.0.replicas.load(Ordering::Relaxed).max(1)
+    }
+}
+
+impl Drop for CleanShare {
+    fn drop(&mut self) {
+        self.0.replicas.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -137,10 +177,16 @@ pub struct Undurable {
 }
 
 impl Undurable {
-    /// With a clean cache of at most `bytes` (the default is `CLEAN_CACHE_BYTES_MAX`).
-    #[cfg(test)]
+    /// With a clean cache of at most `bytes` (the default is `CLEAN_CACHE_BYTES_DEFAULT`).
     pub fn with_clean_bytes(bytes: u64) -> Undurable {
         Undurable { clean: Clean::with_bytes(bytes), ..Undurable::default() }
+    }
+
+    /// Bounds the clean cache to `bytes` from now on, evicting down to it at once.
+    pub fn resize_clean(&mut self, bytes: u64) {
+        if self.clean.0.capacity() != bytes {
+            self.clean.0.set_capacity(bytes);
+        }
     }
 
     /// Entries in the clean cache.
@@ -495,6 +541,28 @@ mod tests {
         assert!(pending.clean_len() <= 64 && pending.clean_len() > 0);
         let hits = (0..1000).filter(|i| read(&mut pending, &view, &format!("key-{i:04}")).1);
         assert!(hits.count() <= 64);
+    }
+
+    #[test]
+    fn the_nodes_budget_is_split_among_its_replicas() {
+        let budget = CleanBudget::new(1200);
+        let first = budget.join();
+        assert_eq!(first.bytes(), 1200);
+        let (second, third) = (budget.join(), budget.join());
+        assert_eq!((first.bytes(), second.bytes(), third.bytes()), (400, 400, 400));
+        drop((second, third));
+        assert_eq!(first.bytes(), 1200, "a stopped replica's share goes back");
+        // A cache shrunk to its share evicts down to it at once.
+        let bytes = 64 * (CLEAN_ENTRY_OVERHEAD_BYTES + 16);
+        let mut pending = Undurable::with_clean_bytes(bytes);
+        for i in 0..64 {
+            pending.push(i + 1, &[put(&format!("key-{i:04}"), "value-8")]);
+            pending.release_through(i + 1);
+        }
+        assert!(pending.clean_len() > 32);
+        pending.resize_clean(bytes / 4);
+        assert!(pending.clean.0.weight() <= bytes / 4);
+        assert!(pending.clean_len() <= 16 && pending.clean_len() > 0);
     }
 
     #[test]

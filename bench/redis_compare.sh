@@ -55,21 +55,26 @@ wait_for() { # port
 }
 wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
 wait_for 7011; wait_for 7012; wait_for 7013
-# Each node leads its share of the groups once the layout's leader placement is done.
-leaders_spread() { # port
+# Wait for the layout's leader placement: each group led (health "online") by the node its
+# layout lists first, as a new cluster settles (the default layout, shards/local-3x8.toml).
+leaders_placed() { # base port (node n answers on base + n)
   for _ in $(seq 1 150); do
-    # The fewest groups any of the three nodes leads.
-    local fewest
-    fewest="$(redis-cli -p "$1" --json CLUSTER SLOTS 2>/dev/null | python3 -c '
-import collections, json, sys
-led = collections.Counter(r[2][1] for r in json.load(sys.stdin))
-print(min(led.values()) if len(led) == 3 else 0)' 2>/dev/null || echo 0)"
-    [ "$fewest" -ge 2 ] && return 0
+    redis-cli -p "$(($1 + 1))" --json CLUSTER SHARDS 2>/dev/null | python3 -c '
+import json, sys, tomllib
+base = int(sys.argv[1])
+with open("shards/local-3x8.toml", "rb") as f:
+    want = {g["slots"][0]: base + g["replicas"][0] for g in tomllib.load(f)["group"]}
+shards = json.load(sys.stdin)
+masters = {s["slots"][0]: [n for n in s["nodes"] if n["role"] == "master"] for s in shards}
+ok = len(masters) == len(want) and all(
+    m and m[0]["health"] == "online" and m[0]["port"] == want.get(first)
+    for first, m in masters.items())
+sys.exit(0 if ok else 1)' "$1" 2>/dev/null && return 0
     sleep 0.2
   done
-  echo "note: leaders on port $1's cluster are not spread over its nodes" >&2
+  echo "note: leaders of the cluster on port $(($1 + 1)) are not where the layout places them" >&2
 }
-leaders_spread 7001; leaders_spread 7011
+leaders_placed 7000; leaders_placed 7010
 # Let every group elect and take a first write.
 timeout 60 redis-benchmark -p 7001 -t set -n 2000 -c 10 -q >/dev/null
 timeout 60 redis-benchmark -p 7011 -t set -n 2000 -c 10 -q >/dev/null

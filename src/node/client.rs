@@ -29,6 +29,9 @@ pub const FORWARDS_PENDING_MAX: usize = 100_000;
 pub const PEER_DOWN_CHECK_MS: u64 = 20;
 /// Wait before asking again when a group has no known leader.
 pub const NO_LEADER_RETRY_MS: u64 = 20;
+/// Wait before asking a leader that is handing its leadership over again (a transfer ends
+/// within an election time-out; the leader then names its successor).
+pub const TRANSFER_RETRY_MS: u64 = 50;
 /// One attempt (on one node) gets this share of the request time-out, so a dead leader's
 /// silence leaves time to try the others.
 pub const ATTEMPTS_PER_TIMEOUT_MIN: u32 = 4;
@@ -134,6 +137,10 @@ impl NodeClient {
                     self.inner.table.apply_split(group, &off);
                     group = off.group;
                     target = self.first_target(group)?;
+                }
+                // Not applied; the same node answers with its successor once it is done.
+                Err(ShardError::Transferring { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(TRANSFER_RETRY_MS).min(left)).await;
                 }
                 Err(e) if retryable(&e) => {
                     let (g, node) = (group.get(), target.get());
@@ -316,14 +323,13 @@ fn retryable(error: &ShardError) -> bool {
             | ShardError::Timeout { .. }
             | ShardError::LeadershipLost { .. }
             | ShardError::Stopped { .. }
-            | ShardError::Transferring { .. }
     )
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
     use std::sync::Mutex;
 
     use super::*;
@@ -340,7 +346,7 @@ mod tests {
         leader: NodeId,
         me: NodeId,
         serves: bool,
-        transfers: Arc<std::sync::atomic::AtomicU32>,
+        transfers: Arc<AtomicU32>,
     }
 
     impl LocalGroups for FakeGroups {
@@ -417,7 +423,7 @@ mod tests {
     fn cluster_of(
         follower_reads: bool,
         serves: bool,
-        transfers: &Arc<std::sync::atomic::AtomicU32>,
+        transfers: &Arc<AtomicU32>,
     ) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
@@ -478,7 +484,7 @@ mod tests {
     /// request path retries it, and the client never sees the refusal.
     #[tokio::test]
     async fn a_write_refused_during_a_leader_transfer_is_retried() {
-        let transfers = Arc::new(std::sync::atomic::AtomicU32::new(2));
+        let transfers = Arc::new(AtomicU32::new(2));
         let clients = cluster_of(false, false, &transfers);
         assert_eq!(clients[0].execute(GroupId(1), write(8)).await, Ok(Reply::Int(8)));
         assert_eq!(transfers.load(SeqCst), 0, "forwarded, refused twice, then applied");

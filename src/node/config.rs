@@ -79,9 +79,9 @@ pub struct TimeoutConfig {
     /// of the log. 0: with every Ready and tick; at most `APPLY_FLUSH_MS_MAX` (a minute).
     pub apply_flush_ms: u64,
     /// At its first start (no state on disk), a node asks for the leadership of the layout
-    /// groups that list it first, for at most this long, so that a new cluster's leaders
-    /// are spread as its layout lists them (see `node::placement`). 0: leaders stay where
-    /// the first elections put them.
+    /// groups that list it first, for at most this long after it started (start every
+    /// node within it), so that a new cluster's leaders are spread as its layout lists
+    /// them (see `node::placement`). 0: leaders stay where the first elections put them.
     pub leader_placement_ms: u64,
 }
 

@@ -21,7 +21,10 @@ use crate::node::client::NodeClient;
 use crate::raft::types::{GroupId, NodeId};
 use crate::shard::api::ShardOp;
 
-/// Takes the leadership of `groups` for `me`, each on its own task, until `deadline`.
+/// The longest placement window, whatever `timeouts.leader_placement_ms` asks.
+const LEADER_PLACEMENT_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Takes the leadership of `groups` for `me`, each on its own task, for at most `within`.
 /// `retry`: how long to wait after a transfer request before looking again (a transfer
 /// ends within an election time-out, or is given up by the leader).
 pub(crate) async fn take_leaderships(
@@ -31,12 +34,17 @@ pub(crate) async fn take_leaderships(
     within: Duration,
     retry: Duration,
 ) {
-    let deadline = Instant::now() + within;
+    let now = Instant::now();
+    let deadline = now.checked_add(within).unwrap_or(now + LEADER_PLACEMENT_MAX);
     let mut tasks = JoinSet::new();
     for group in groups {
         tasks.spawn(take_leadership(client.clone(), me, group, deadline, retry));
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        if let Err(error) = done {
+            warn!(%error, "a leader placement task failed");
+        }
+    }
 }
 
 async fn take_leadership(
@@ -49,6 +57,12 @@ async fn take_leadership(
     loop {
         if client.table().leader(group) == Some(me) {
             info!(group = group.get(), "leading the group, as the layout places it");
+            return;
+        }
+        // Moved off this node (or the group split away) meanwhile: the layout is history.
+        let route = client.table().group(group);
+        if !route.is_some_and(|route| route.replicas.contains(&me)) {
+            info!(group = group.get(), "no longer a replica here; leader placement ends");
             return;
         }
         if Instant::now() >= deadline {

@@ -15,7 +15,8 @@ use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency}
 /// 2: `ForwardRequest::endorsed_term`.
 /// 3: `KvCommand::Batch` and `ReadCommand::Batch` (an older replica could not apply a
 /// batch in the log, so it must not join).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `ShardError::Transferring` (in forward replies).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -101,8 +101,9 @@ impl NodeClient {
     }
 
     /// Runs `op` on the leader of `group`, wherever it is, within the request time-out.
-    /// A write that times out after it may have been proposed answers `Timeout` (outcome
-    /// unknown); one that was never accepted anywhere answers what the last replica said.
+    /// A write that fails after an attempt of it may have been proposed answers `Timeout`
+    /// (outcome unknown); one that was never accepted anywhere answers what the last
+    /// replica said.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
         let deadline = Instant::now() + self.inner.request_timeout;
@@ -111,6 +112,13 @@ impl NodeClient {
         }
         let mut target = self.first_target(group)?;
         let mut attempt: usize = 0;
+        // An attempt of this write ended with its outcome unknown: any later failure answers
+        // `Timeout` (outcome unknown), never a refusal that says "not applied".
+        let mut uncertain = false;
+        let write = matches!(op, ShardOp::Write(_));
+        let settle = |uncertain: bool, group: GroupId, error: ShardError| -> ShardError {
+            if uncertain { ShardError::Timeout { group } } else { error }
+        };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -119,6 +127,11 @@ impl NodeClient {
             let budget = left.min(self.inner.request_timeout / ATTEMPTS_PER_TIMEOUT_MIN);
             let result = self.attempt(target, group, op.clone(), budget).await;
             attempt += 1;
+            uncertain |= write
+                && matches!(
+                    result,
+                    Err(ShardError::Timeout { .. } | ShardError::LeadershipLost { .. })
+                );
             match result {
                 // Served by `target`: it leads the group (a node without a replica of the
                 // group hears of no election, so it learns the leader here).
@@ -136,7 +149,7 @@ impl NodeClient {
                 Err(ShardError::SlotMoved { moved: Some(off), .. }) if off.group != group => {
                     self.inner.table.apply_split(group, &off);
                     group = off.group;
-                    target = self.first_target(group)?;
+                    target = self.first_target(group).map_err(|e| settle(uncertain, group, e))?;
                 }
                 // Not applied; the same node answers with its successor once it is done.
                 Err(ShardError::Transferring { .. }) => {
@@ -146,9 +159,11 @@ impl NodeClient {
                     let (g, node) = (group.get(), target.get());
                     debug!(group = g, node, attempt, error = %e, "retrying");
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS).min(left)).await;
-                    target = self.next_target(group, target, attempt)?;
+                    target = self
+                        .next_target(group, target, attempt)
+                        .map_err(|e| settle(uncertain, group, e))?;
                 }
-                other => return other,
+                Err(error) => return Err(settle(uncertain, group, error)),
             }
         }
     }
@@ -329,7 +344,6 @@ fn retryable(error: &ShardError) -> bool {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
     use std::sync::Mutex;
 
     use super::*;
@@ -341,26 +355,28 @@ mod tests {
 
     /// Node 2 leads every group; it answers writes with the request's seq and reads with
     /// "leader". A follower that `serves` answers the reads offered to it ("follower").
-    /// The leader refuses its first `transfers` writes, as while handing leadership over.
+    /// The leader answers its first writes from `script`, one each: an error, or `None`
+    /// for no answer ever (a write whose outcome stays unknown).
     struct FakeGroups {
         leader: NodeId,
         me: NodeId,
         serves: bool,
-        transfers: Arc<AtomicU32>,
+        script: Script,
     }
 
     impl LocalGroups for FakeGroups {
         fn execute(&self, group: GroupId, op: ShardOp) -> Option<LocalFuture> {
             let (me, leader, serves) = (self.me, self.leader, self.serves);
-            let refuse = me == leader
-                && matches!(op, ShardOp::Write(_))
-                && self
-                    .transfers
-                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
+            let scripted = if me == leader && matches!(op, ShardOp::Write(_)) {
+                self.script.lock().expect("script").pop_front()
+            } else {
+                None
+            };
             Some(Box::pin(async move {
-                if refuse {
-                    return Err(ShardError::Transferring { group, to: NodeId(3) });
+                match scripted {
+                    Some(Some(error)) => return Err(error),
+                    Some(None) => std::future::pending::<()>().await,
+                    None => {}
                 }
                 if me != leader {
                     if let (ShardOp::Read { follower_ok: true, .. }, true) = (&op, serves) {
@@ -418,13 +434,11 @@ mod tests {
         cluster_of(follower_reads, serves, &Arc::default())
     }
 
-    /// `cluster_with`, the leader refusing writes while `transfers` is above 0 (each
-    /// refusal takes one).
-    fn cluster_of(
-        follower_reads: bool,
-        serves: bool,
-        transfers: &Arc<AtomicU32>,
-    ) -> Vec<NodeClient> {
+    /// Answers the leader gives its first writes (`FakeGroups::script`).
+    type Script = Arc<Mutex<std::collections::VecDeque<Option<ShardError>>>>;
+
+    /// `cluster_with`, the leader answering its first writes from `script`.
+    fn cluster_of(follower_reads: bool, serves: bool, script: &Script) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let addrs: Vec<(NodeId, NodeAddrs)> =
@@ -434,8 +448,8 @@ mod tests {
         for i in 1..=3 {
             let me = NodeId(i);
             let table = RoutingTable::new(me, &layout, &addrs);
-            let transfers = transfers.clone();
-            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, transfers });
+            let script = script.clone();
+            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, script });
             let peers = Arc::new(WireEnd { me, wire: wire.clone() });
             let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
                 .with_follower_reads(follower_reads);
@@ -484,13 +498,30 @@ mod tests {
     /// request path retries it, and the client never sees the refusal.
     #[tokio::test]
     async fn a_write_refused_during_a_leader_transfer_is_retried() {
-        let transfers = Arc::new(AtomicU32::new(2));
-        let clients = cluster_of(false, false, &transfers);
+        let transferring = || Some(ShardError::Transferring { group: GroupId(1), to: NodeId(3) });
+        let script = Script::default();
+        let clients = cluster_of(false, false, &script);
+        script.lock().expect("script").extend([transferring(), transferring()]);
         assert_eq!(clients[0].execute(GroupId(1), write(8)).await, Ok(Reply::Int(8)));
-        assert_eq!(transfers.load(SeqCst), 0, "forwarded, refused twice, then applied");
-        transfers.store(1, SeqCst);
+        assert!(script.lock().expect("script").is_empty(), "forwarded, refused twice, applied");
+        script.lock().expect("script").push_back(transferring());
         assert_eq!(clients[1].execute(GroupId(1), write(9)).await, Ok(Reply::Int(9)));
-        assert_eq!(transfers.load(SeqCst), 0, "on the leader's node, refused once");
+        assert!(script.lock().expect("script").is_empty(), "on the leader's node, refused once");
+    }
+
+    /// A write whose first attempt got no answer may have been applied: a later refusal
+    /// (which only says that attempt was not) must not tell the client "not applied".
+    #[tokio::test]
+    async fn a_refusal_after_an_unknown_outcome_answers_outcome_unknown() {
+        let busy = ShardError::Busy { group: GroupId(1), reason: "too many pending writes".into() };
+        let script = Script::default();
+        let clients = cluster_of(false, false, &script);
+        script.lock().expect("script").extend([None, Some(busy.clone())]);
+        let answer = clients[1].execute(GroupId(1), write(4)).await;
+        assert_eq!(answer, Err(ShardError::Timeout { group: GroupId(1) }));
+        // Refused at once, with no unknown outcome before it: the refusal stands.
+        script.lock().expect("script").push_back(Some(busy.clone()));
+        assert_eq!(clients[1].execute(GroupId(1), write(5)).await, Err(busy));
     }
 
     #[tokio::test]
@@ -529,7 +560,7 @@ mod tests {
             leader: NodeId(2),
             me: NodeId(1),
             serves: false,
-            transfers: Arc::default(),
+            script: Script::default(),
         });
         let client = NodeClient::new(table, local, Arc::new(BlackHole), Duration::from_secs(60));
         let abandoned =

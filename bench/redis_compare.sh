@@ -10,7 +10,8 @@
 # (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
 #
 # usage: [ROUNDS=n] bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
-# Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools), and python3.
+# Needs redis-server and redis-benchmark 7 or later (Debian 12: redis-server, redis-tools)
+# and Python 3.11 or later (tomllib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +30,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in redis-server redis-benchmark redis-cli; do
+for tool in redis-server redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
+python3 -c 'import tomllib' 2>/dev/null || { echo "Python 3.11 or later is required" >&2; exit 1; }
+redis-cli --help 2>&1 | grep -q -- '--json' || { echo "redis-cli 7 or later is required" >&2; exit 1; }
 cargo build --release --quiet
 
 mkdir -p "$work/redis"

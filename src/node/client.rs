@@ -101,9 +101,10 @@ impl NodeClient {
     }
 
     /// Runs `op` on the leader of `group`, wherever it is, within the request time-out.
-    /// A write that fails after an attempt of it may have been proposed answers `Timeout`
-    /// (outcome unknown); one that was never accepted anywhere answers what the last
-    /// replica said.
+    /// An operation that changes state (a write, a split, a membership change) and fails
+    /// after an attempt of it ended with its outcome unknown (no answer, a leader change,
+    /// a replica stopping) answers `Timeout`: outcome unknown. One refused by every
+    /// attempt answers the last refusal, or `Timeout` once the time-out has passed.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
         let deadline = Instant::now() + self.inner.request_timeout;
@@ -115,7 +116,7 @@ impl NodeClient {
         // An attempt of this write ended with its outcome unknown: any later failure answers
         // `Timeout` (outcome unknown), never a refusal that says "not applied".
         let mut uncertain = false;
-        let write = matches!(op, ShardOp::Write(_));
+        let write = !matches!(op, ShardOp::Read { .. } | ShardOp::Members);
         let settle = |uncertain: bool, group: GroupId, error: ShardError| -> ShardError {
             if uncertain { ShardError::Timeout { group } } else { error }
         };
@@ -130,7 +131,9 @@ impl NodeClient {
             uncertain |= write
                 && matches!(
                     result,
-                    Err(ShardError::Timeout { .. } | ShardError::LeadershipLost { .. })
+                    Err(ShardError::Timeout { .. }
+                        | ShardError::LeadershipLost { .. }
+                        | ShardError::Stopped { .. })
                 );
             match result {
                 // Served by `target`: it leads the group (a node without a replica of the
@@ -152,7 +155,9 @@ impl NodeClient {
                     target = self.first_target(group).map_err(|e| settle(uncertain, group, e))?;
                 }
                 // Not applied; the same node answers with its successor once it is done.
-                Err(ShardError::Transferring { .. }) => {
+                Err(ShardError::Transferring { to, .. }) => {
+                    debug!(group = group.get(), to = to.get(), "leader transfer; asking again");
+                    let left = deadline.saturating_duration_since(Instant::now());
                     tokio::time::sleep(Duration::from_millis(TRANSFER_RETRY_MS).min(left)).await;
                 }
                 Err(e) if retryable(&e) => {

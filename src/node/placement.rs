@@ -34,8 +34,7 @@ pub(crate) async fn take_leaderships(
     within: Duration,
     retry: Duration,
 ) {
-    let now = Instant::now();
-    let deadline = now.checked_add(within).unwrap_or(now + LEADER_PLACEMENT_MAX);
+    let deadline = Instant::now() + within.min(LEADER_PLACEMENT_MAX);
     let mut tasks = JoinSet::new();
     for group in groups {
         tasks.spawn(take_leadership(client.clone(), me, group, deadline, retry));
@@ -59,7 +58,7 @@ async fn take_leadership(
             info!(group = group.get(), "leading the group, as the layout places it");
             return;
         }
-        // Moved off this node (or the group split away) meanwhile: the layout is history.
+        // Moved off this node meanwhile (a replica move): the layout is history.
         let route = client.table().group(group);
         if !route.is_some_and(|route| route.replicas.contains(&me)) {
             info!(group = group.get(), "no longer a replica here; leader placement ends");

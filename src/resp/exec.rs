@@ -397,8 +397,8 @@ pub fn shard_error<B: Backend>(
         )),
         ShardError::Timeout { group } | ShardError::LeadershipLost { group } if write => {
             Frame::error(format!(
-                "ERR outcome unknown: shard {group} did not confirm the write in time; it may \
-                 or may not have been applied"
+                "ERR outcome unknown: shard {group} did not confirm the write; it may or may \
+                 not have been applied"
             ))
         }
         ShardError::Timeout { group } | ShardError::LeadershipLost { group } => Frame::error(

@@ -15,7 +15,7 @@ use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency}
 /// 2: `ForwardRequest::endorsed_term`.
 /// 3: `KvCommand::Batch` and `ReadCommand::Batch` (an older replica could not apply a
 /// batch in the log, so it must not join).
-/// 4: `ShardError::Transferring` (in forward replies).
+/// 4: `ShardError::Transferring` (in forward replies: an older node cannot decode it).
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Bytes of the length prefix.

@@ -234,6 +234,9 @@ async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
         };
         match result {
             Ok(reply) => replies[index] = Some(reply),
+            // The command's other parts may have been applied, or may still be (their tasks
+            // are abandoned here): whatever this part says, the outcome is unknown.
+            Err(error) if write => return partial_write_error(&error),
             Err(error) => return shard_error(&backend, error, slot, write, redirects),
         }
     }
@@ -361,6 +364,14 @@ fn resume_point(resume: Vec<Reply>) -> Option<(u16, Bytes)> {
         [Reply::Int(slot), Reply::Bulk(key)] => Some((u16::try_from(*slot).ok()?, key.clone())),
         _ => None,
     }
+}
+
+/// The error for a write over several shards one of which failed (`run_ops`).
+fn partial_write_error(error: &ShardError) -> Frame {
+    Frame::error(format!(
+        "ERR outcome unknown: {error}; the command's parts on other shards may or may not \
+         have been applied"
+    ))
 }
 
 /// The Redis error for a shard failure. `write`: whether the op may have been proposed.

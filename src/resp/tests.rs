@@ -288,3 +288,69 @@ async fn a_batch_refused_for_a_moved_slot_runs_its_writes_one_by_one_in_order() 
     assert_eq!(refused.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(mem.executed(), 3);
 }
+
+/// A `MemBackend` whose group `.1` refuses every write as busy.
+#[derive(Clone)]
+struct BusyGroup(super::MemBackend, crate::raft::types::GroupId);
+
+impl super::Backend for BusyGroup {
+    async fn execute(
+        &self,
+        group: crate::raft::types::GroupId,
+        op: crate::shard::api::ShardOp,
+    ) -> crate::shard::api::ShardResult {
+        use crate::shard::api::{ShardError, ShardOp};
+        if group == self.1 && matches!(op, ShardOp::Write(_)) {
+            return Err(ShardError::Busy { group, reason: "too many pending writes".into() });
+        }
+        self.0.execute(group, op).await
+    }
+    fn group_of_slot(&self, slot: u16) -> crate::raft::types::GroupId {
+        self.0.group_of_slot(slot)
+    }
+    fn cluster_view(&self) -> super::backend::ClusterView {
+        self.0.cluster_view()
+    }
+    fn node_id(&self) -> crate::raft::types::NodeId {
+        self.0.node_id()
+    }
+    fn new_client_id(&self) -> u64 {
+        self.0.new_client_id()
+    }
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+/// A write over two groups, one of which refuses its part: the other part was applied, so
+/// the client must not read "not applied".
+#[tokio::test]
+async fn a_write_over_shards_with_one_refused_part_answers_outcome_unknown() {
+    use super::exec::{run, Merge, Ops, Part};
+    use crate::kv::{key_slot, KvCommand, Request};
+    use crate::shard::api::ShardOp;
+    let mem = super::MemBackend::new(2, "127.0.0.1:1".parse().unwrap());
+    let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
+    let group = |key: &Bytes| super::Backend::group_of_slot(&mem, key_slot(key));
+    assert_ne!(group(&a), group(&b), "the two keys live in different groups");
+    let backend = BusyGroup(mem.clone(), group(&b));
+    let part = |key: &Bytes, seq| Part {
+        group: group(key),
+        slot: key_slot(key),
+        op: ShardOp::Write(Request {
+            client_id: 3,
+            seq,
+            now_ms: 1,
+            command: KvCommand::plain_set(key.clone(), Bytes::from_static(b"1")),
+        }),
+        positions: Vec::new(),
+    };
+    let parts = vec![part(&a, 1), part(&b, 2)];
+    let ops = Ops { write: true, parts, merge: Merge::One, redirects: false };
+    let Frame::Error(text) = run(backend, super::exec::Job::Run(ops)).await else {
+        panic!("a refused part must fail the command");
+    };
+    assert!(text.starts_with("ERR outcome unknown"), "{text}");
+    assert!(!text.contains("not applied"), "{text}");
+    assert_eq!(mem.executed(), 1, "the part of the group that accepted it was applied");
+}

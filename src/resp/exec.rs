@@ -225,20 +225,41 @@ async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
         let backend = backend.clone();
         tasks.spawn(async move {
             let result = backend.execute(part.group, part.op).await;
-            (index, part.slot, result)
+            (index, part.group, part.slot, result)
         });
     }
+    // A write waits for every part (each is bounded by the request time-out): a refusal says
+    // "not applied" only if no part was applied or may have been.
+    let (mut refused, mut failed, mut touched) = (None, None, false);
     while let Some(joined) = tasks.join_next().await {
-        let Ok((index, slot, result)) = joined else {
+        let Ok((index, group, slot, result)) = joined else {
+            if write {
+                failed = failed.or(Some(None));
+                continue;
+            }
             return Frame::error("ERR internal error: a shard operation failed to run");
         };
         match result {
-            Ok(reply) => replies[index] = Some(reply),
-            // The command's other parts may have been applied, or may still be (their tasks
-            // are abandoned here): whatever this part says, the outcome is unknown.
-            Err(error) if write => return partial_write_error(&error),
-            Err(error) => return shard_error(&backend, error, slot, write, redirects),
+            Ok(reply) => {
+                touched = true;
+                replies[index] = Some(reply);
+            }
+            Err(error) if !write => return shard_error(&backend, error, slot, write, redirects),
+            Err(ShardError::Timeout { .. } | ShardError::LeadershipLost { .. }) => {
+                (touched, failed) = (true, failed.or(Some(Some(group))));
+            }
+            Err(error) => {
+                failed = failed.or(Some(Some(group)));
+                refused = refused.or(Some((error, slot)));
+            }
         }
+    }
+    match (refused, failed) {
+        (Some((error, slot)), _) if !touched => {
+            return shard_error(&backend, error, slot, write, redirects)
+        }
+        (_, Some(group)) => return partial_write_error(group),
+        _ => {}
     }
     let replies: Vec<Reply> = replies
         .into_iter()
@@ -366,11 +387,13 @@ fn resume_point(resume: Vec<Reply>) -> Option<(u16, Bytes)> {
     }
 }
 
-/// The error for a write over several shards one of which failed (`run_ops`).
-fn partial_write_error(error: &ShardError) -> Frame {
+/// The error for a write over several shards whose parts did not all succeed, some of them
+/// applied or perhaps applied (`run_ops`); `group`: the first that failed, if known.
+fn partial_write_error(group: Option<GroupId>) -> Frame {
+    let which = group.map_or_else(|| "a shard".to_string(), |g| format!("shard {g}"));
     Frame::error(format!(
-        "ERR outcome unknown: {error}; the command's parts on other shards may or may not \
-         have been applied"
+        "ERR outcome unknown: {which} did not confirm its part of the command; its parts may \
+         or may not have been applied"
     ))
 }
 

@@ -32,8 +32,9 @@
 //! Errors from the shards say whether the command was definitely not applied
 //! (`-MOVED`, `-TRYAGAIN`, `-CLUSTERDOWN`, `-BUSY`) or has an unknown outcome (a write
 //! whose confirmation timed out or whose leader changed, one refused after such an
-//! attempt, or a write over several shards one part of which failed: `-ERR outcome
-//! unknown ...`).
+//! attempt, or a write over several shards (DEL, UNLINK, FLUSHALL) whose parts did not
+//! all succeed while some were, or may have been, applied: `-ERR outcome unknown ...`;
+//! such a write waits for all its parts, and one refused by every shard says so).
 //!
 //! Pipelining: requests are prepared in order; consecutive reads run concurrently, a
 //! write waits for everything before it and holds back everything after it (so one

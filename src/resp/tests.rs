@@ -7,6 +7,8 @@ use proptest::prelude::*;
 use super::decode::{check, decode, split_args, Checked, DecodeLimits, ProtocolError};
 use super::frame::{Frame, Proto};
 use crate::kv::{KvError, Reply};
+use crate::raft::types::GroupId;
+use crate::shard::api::{ShardError, ShardOp};
 
 const LIMITS: DecodeLimits = DecodeLimits {
     bulk_bytes_max: 1024,
@@ -222,23 +224,22 @@ proptest! {
     }
 }
 
-/// A `MemBackend` whose groups refuse every batch as if a split had moved one of its
-/// slots (the batch is then not applied), as a replica does.
-#[derive(Clone)]
-struct RefusesBatches(super::MemBackend, std::sync::Arc<std::sync::atomic::AtomicU64>);
+/// The answer a `Refusing` backend gives instead of running an op, if any.
+type Refusal = std::sync::Arc<dyn Fn(GroupId, &ShardOp) -> Option<ShardError> + Send + Sync>;
 
-impl super::Backend for RefusesBatches {
+/// A `MemBackend` that refuses the ops its `Refusal` picks, as a replica would, and runs
+/// the others.
+#[derive(Clone)]
+struct Refusing(super::MemBackend, Refusal);
+
+impl super::Backend for Refusing {
     async fn execute(
         &self,
         group: crate::raft::types::GroupId,
         op: crate::shard::api::ShardOp,
     ) -> crate::shard::api::ShardResult {
-        use crate::shard::api::{ShardError, ShardOp};
-        if let ShardOp::Write(r) = &op {
-            if matches!(r.command, crate::kv::KvCommand::Batch { .. }) {
-                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(ShardError::SlotMoved { group, slot: 0, moved: None });
-            }
+        if let Some(error) = (self.1)(group, &op) {
+            return Err(error);
         }
         self.0.execute(group, op).await
     }
@@ -263,10 +264,20 @@ impl super::Backend for RefusesBatches {
 async fn a_batch_refused_for_a_moved_slot_runs_its_writes_one_by_one_in_order() {
     use super::exec::{run_batch, Merge, Ops, Part};
     use crate::kv::{key_slot, KvCommand, Request};
-    use crate::shard::api::ShardOp;
     let mem = super::MemBackend::new(1, "127.0.0.1:1".parse().unwrap());
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let backend = RefusesBatches(mem.clone(), refused.clone());
+    let counted = refused.clone();
+    // Every batch is refused as if a split had moved one of its slots (not applied).
+    let backend = Refusing(
+        mem.clone(),
+        std::sync::Arc::new(move |group, op: &ShardOp| {
+            let ShardOp::Write(r) = op else { return None };
+            matches!(r.command, KvCommand::Batch { .. }).then(|| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ShardError::SlotMoved { group, slot: 0, moved: None }
+            })
+        }),
+    );
     let key = Bytes::from_static(b"k");
     let slot = key_slot(&key);
     let group = super::Backend::group_of_slot(&backend, slot);
@@ -289,51 +300,23 @@ async fn a_batch_refused_for_a_moved_slot_runs_its_writes_one_by_one_in_order() 
     assert_eq!(mem.executed(), 3);
 }
 
-/// A `MemBackend` whose group `.1` refuses every write as busy.
-#[derive(Clone)]
-struct BusyGroup(super::MemBackend, crate::raft::types::GroupId);
-
-impl super::Backend for BusyGroup {
-    async fn execute(
-        &self,
-        group: crate::raft::types::GroupId,
-        op: crate::shard::api::ShardOp,
-    ) -> crate::shard::api::ShardResult {
-        use crate::shard::api::{ShardError, ShardOp};
-        if group == self.1 && matches!(op, ShardOp::Write(_)) {
-            return Err(ShardError::Busy { group, reason: "too many pending writes".into() });
-        }
-        self.0.execute(group, op).await
-    }
-    fn group_of_slot(&self, slot: u16) -> crate::raft::types::GroupId {
-        self.0.group_of_slot(slot)
-    }
-    fn cluster_view(&self) -> super::backend::ClusterView {
-        self.0.cluster_view()
-    }
-    fn node_id(&self) -> crate::raft::types::NodeId {
-        self.0.node_id()
-    }
-    fn new_client_id(&self) -> u64 {
-        self.0.new_client_id()
-    }
-    fn now_ms(&self) -> u64 {
-        self.0.now_ms()
-    }
-}
-
-/// A write over two groups, one of which refuses its part: the other part was applied, so
-/// the client must not read "not applied".
+/// A write over two groups: one refusing its part while the other applies it answers
+/// "outcome unknown"; both refusing answers the refusal ("not applied").
 #[tokio::test]
 async fn a_write_over_shards_with_one_refused_part_answers_outcome_unknown() {
-    use super::exec::{run, Merge, Ops, Part};
+    use super::exec::{run, Job, Merge, Ops, Part};
     use crate::kv::{key_slot, KvCommand, Request};
-    use crate::shard::api::ShardOp;
     let mem = super::MemBackend::new(2, "127.0.0.1:1".parse().unwrap());
     let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
     let group = |key: &Bytes| super::Backend::group_of_slot(&mem, key_slot(key));
     assert_ne!(group(&a), group(&b), "the two keys live in different groups");
-    let backend = BusyGroup(mem.clone(), group(&b));
+    let busy = |busy: Vec<GroupId>| {
+        let refuse = move |group, op: &ShardOp| {
+            let refused = busy.contains(&group) && matches!(op, ShardOp::Write(_));
+            refused.then(|| ShardError::Busy { group, reason: "too many pending writes".into() })
+        };
+        Refusing(mem.clone(), std::sync::Arc::new(refuse))
+    };
     let part = |key: &Bytes, seq| Part {
         group: group(key),
         slot: key_slot(key),
@@ -345,12 +328,23 @@ async fn a_write_over_shards_with_one_refused_part_answers_outcome_unknown() {
         }),
         positions: Vec::new(),
     };
-    let parts = vec![part(&a, 1), part(&b, 2)];
-    let ops = Ops { write: true, parts, merge: Merge::One, redirects: false };
-    let Frame::Error(text) = run(backend, super::exec::Job::Run(ops)).await else {
-        panic!("a refused part must fail the command");
+    let both = || Ops {
+        write: true,
+        parts: vec![part(&a, 1), part(&b, 2)],
+        merge: Merge::One,
+        redirects: false,
     };
-    assert!(text.starts_with("ERR outcome unknown"), "{text}");
-    assert!(!text.contains("not applied"), "{text}");
+    // Every part answers before the command does, whatever order they finish in.
+    let reply = run(busy(vec![group(&b)]), Job::Run(both())).await;
+    let want = format!(
+        "ERR outcome unknown: shard {} did not confirm its part of the command; its parts may \
+         or may not have been applied",
+        group(&b)
+    );
+    assert_eq!(reply, Frame::Error(want));
     assert_eq!(mem.executed(), 1, "the part of the group that accepted it was applied");
+    let reply = run(busy(vec![group(&a), group(&b)]), Job::Run(both())).await;
+    let Frame::Error(text) = reply else { panic!("refused everywhere: an error") };
+    assert!(text.starts_with("BUSY") && text.ends_with("the command was not applied"), "{text}");
+    assert_eq!(mem.executed(), 1, "nothing more was applied");
 }

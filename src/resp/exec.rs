@@ -234,7 +234,8 @@ async fn run_ops<B: Backend>(backend: B, ops: Ops) -> Frame {
     while let Some(joined) = tasks.join_next().await {
         let Ok((index, group, slot, result)) = joined else {
             if write {
-                failed = failed.or(Some(None));
+                // A part whose task failed may have been sent: its outcome is unknown.
+                (touched, failed) = (true, failed.or(Some(None)));
                 continue;
             }
             return Frame::error("ERR internal error: a shard operation failed to run");

@@ -205,6 +205,43 @@ fn wrong_secret_is_refused() {
     check_all(&cluster, 1, &keys, "v2");
 }
 
+#[test]
+fn a_node_back_with_a_wiped_data_directory_is_refused_by_its_peers() {
+    let mut cluster = start_local_3x8();
+    let keys = key_per_group(cluster.layout(), "wiped");
+    write_all(&cluster, 1, &keys, "v1");
+    // Node 2's disk is replaced: it comes back under its old id with nothing, and would
+    // bootstrap its groups again, with no memory of its votes and acknowledged entries.
+    cluster.kill9(2);
+    let data_dir = cluster.config(2).data_dir.clone();
+    std::fs::remove_dir_all(&data_dir).expect("wipe node2's data directory");
+    cluster.restart(2);
+    eventually("both peers refuse node2, and node2 hears why", || {
+        for node in [1, 3] {
+            if !cluster.log(node).contains("node 2 lost its state") {
+                return Err(format!("node{node} has not refused node2"));
+            }
+        }
+        if !cluster.log(2).contains("refused by the peer: node 2 presents data directory") {
+            return Err("node2 does not log the refusal".into());
+        }
+        Ok(())
+    });
+    // Nodes 1 and 3 are a majority of every group: the cluster keeps serving.
+    write_all(&cluster, 1, &keys, "v2");
+    check_all(&cluster, 3, &keys, "v2");
+    // Without node 3, node 1 has no majority: the wiped node must not make one with it
+    // (it would vote and acknowledge as if it still held what it had acknowledged).
+    cluster.kill9(3);
+    let (group, key) = &keys[0];
+    for attempt in 0..3 {
+        let written = set(&cluster, 1, key, "v3");
+        assert!(written.is_err(), "group {group} took a write with only node1 and the wiped \
+            node2 (attempt {attempt})");
+        std::thread::sleep(Duration::from_millis(RETRY_INTERVAL_MS * 10));
+    }
+}
+
 /// Writers running through a surviving node while the node leading most groups is killed.
 const WRITERS: u64 = 4;
 /// How long writers run before and after the kill.

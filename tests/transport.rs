@@ -19,6 +19,7 @@ use shardkv::shard::api::{Endorsement, ShardError, ShardOp};
 use shardkv::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
 use shardkv::transport::api::{PeerSender, Urgency};
 use shardkv::transport::wire::{encode_frame, Batch, Frame};
+use shardkv::transport::identity::Identity;
 use shardkv::transport::{handshake, Transport, TransportHandle, TransportOptions};
 
 const SECRET: &str = "a shared cluster secret of some length";
@@ -80,6 +81,7 @@ fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> Tra
         listen: peers[&NodeId(node)],
         peers: peers.clone(),
         secret: secret.to_string(),
+        identity: std::sync::Arc::new(Identity::in_memory(1000 + node)),
         heartbeat_interval: Duration::from_millis(50),
         connect_timeout: Duration::from_millis(500),
         reconnect_min: Duration::from_millis(10),
@@ -87,6 +89,11 @@ fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> Tra
         frame_bytes_max: 1 << 20,
         peer_queue_frames_max: 1024,
     }
+}
+
+/// Node 2's identity as `options(2, ..)` gives it, for a hand-made connection of node 2.
+fn node2_identity() -> Identity {
+    Identity::in_memory(1002)
 }
 
 /// Binds `n` listeners on free ports: node ids 1..=n.
@@ -347,7 +354,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     hostile(addr, &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1], false).await;
     // A peer that passes the handshake, then sends an oversized frame: only it is closed.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
         .await
         .unwrap();
     s.write_all(&(2u32 << 20).to_be_bytes()).await.unwrap();
@@ -361,7 +368,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     );
     // Then one that sends an undecodable body of a legal length.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
         .await
         .unwrap();
     s.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
@@ -537,7 +544,7 @@ async fn a_newer_inbound_connection_of_a_peer_replaces_the_older_one() {
     let (a, _) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
     // A connection of node 2 whose host then goes silent (no FIN).
     let mut stale = TcpStream::connect(a.local_addr()).await.unwrap();
-    handshake::dial(&mut stale, NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut stale, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
         .await
         .unwrap();
     let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;

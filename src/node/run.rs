@@ -40,6 +40,7 @@ use crate::transport::api::{
     ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Urgency,
 };
 use crate::transport::stats::TransportStats;
+use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::{Transport, TransportHandle, TransportOptions};
 
 /// File name of the node's database inside its data directory.
@@ -79,6 +80,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("peer record: {0}")]
+    Identity(#[from] IdentityError),
 }
 
 /// This node's replicas by group: the request path's view of them.
@@ -290,7 +293,7 @@ impl Node {
             shards: shards.clone(),
             client: OnceLock::new(),
         });
-        let transport = start_transport(&config, inbound.clone()).await?;
+        let transport = start_transport(&config, &db, inbound.clone()).await?;
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters(config.limits.replica_threads);
         let reports = Arc::new(PendingReports::default());
@@ -452,9 +455,11 @@ fn open_db(config: &NodeConfig) -> Result<Arc<NodeDb>, NodeError> {
 
 async fn start_transport(
     config: &NodeConfig,
+    db: &NodeDb,
     inbound: Arc<NodeInbound>,
 ) -> Result<TransportHandle, NodeError> {
     let t = &config.timeouts;
+    let identity = Arc::new(Identity::open(db.incarnation(), db.path())?);
     let options = TransportOptions {
         node: NodeId(config.node_id),
         listen: config.listen.peer,
@@ -464,6 +469,7 @@ async fn start_transport(
             .map(|n| (NodeId(n.id), n.peer))
             .collect(),
         secret: config.secret.clone(),
+        identity,
         heartbeat_interval: t.heartbeat(),
         connect_timeout: Duration::from_millis(t.connect_ms),
         reconnect_min: Duration::from_millis(t.reconnect_min_ms),

@@ -45,6 +45,10 @@ pub const FORMAT_VERSION_KEY: &str = "format_version";
 /// The META key holding the sequence number of the last write-ahead log record whose
 /// writes redb holds (written by every transaction that absorbs the log).
 pub const WAL_ABSORBED_SEQ_KEY: &str = "wal_absorbed_seq";
+/// The META key holding the database's incarnation: a random, non-zero number drawn when
+/// the database is created (or first opened by a build that has them), which tells this
+/// data directory from any earlier or later one of the same node (`transport::identity`).
+pub const INCARNATION_KEY: &str = "incarnation";
 /// The first bytes of every redb file (redb's `MAGICNUMBER`).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
@@ -67,6 +71,7 @@ pub struct NodeDb {
     /// caches change in commit order.
     wal: Mutex<Wal>,
     caches: Mutex<BTreeMap<GroupId, Arc<RwLock<GroupCache>>>>,
+    incarnation: u64,
 }
 
 impl std::fmt::Debug for NodeDb {
@@ -96,6 +101,7 @@ impl NodeDb {
         }
         let db = open_existing(&path)?;
         upgrade_format(&db, &path)?;
+        let incarnation = ensure_incarnation(&db, &path)?;
         let absorbed_seq = read_absorbed_seq(&db, &path)?;
         let (wal, replay) = Wal::open(log_path, absorbed_seq)?;
         let node_db = NodeDb {
@@ -106,6 +112,7 @@ impl NodeDb {
             commit_observer: std::sync::OnceLock::new(),
             wal: Mutex::new(wal),
             caches: Mutex::new(BTreeMap::new()),
+            incarnation,
         };
         crate::storage::writer::replay_wal(&node_db, replay)?;
         Ok(node_db)
@@ -114,6 +121,12 @@ impl NodeDb {
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This database's incarnation (`INCARNATION_KEY`): the same across restarts, another
+    /// for a new database of the same node.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Durable commits (fsyncs) made through this handle since it was opened.
@@ -368,6 +381,40 @@ fn upgrade_format(db: &Database, path: &Path) -> Result<()> {
     txn.commit().map_err(|e| err("commit format version", e.into()))
 }
 
+/// The database's incarnation; one is drawn and stored durably if it has none yet (a new
+/// database, or one made by a build without incarnations).
+fn ensure_incarnation(db: &Database, path: &Path) -> Result<u64> {
+    let err = |op, e: redb::Error| StorageError::redb(path, op, e);
+    {
+        let txn = db.begin_read().map_err(|e| err("begin read", e.into()))?;
+        let meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+        let v = meta.get(INCARNATION_KEY).map_err(|e| err("read incarnation", e.into()))?;
+        if let Some(v) = v.map(|v| v.value()).filter(|v| *v != 0) {
+            return Ok(v);
+        }
+    }
+    let mut bytes = [0u8; 8];
+    let incarnation = loop {
+        getrandom::fill(&mut bytes).map_err(|e| StorageError::Io {
+            path: path.to_path_buf(),
+            op: "draw an incarnation",
+            detail: e.to_string(),
+        })?;
+        let v = u64::from_le_bytes(bytes);
+        if v != 0 {
+            break v;
+        }
+    };
+    let txn = begin_durable(db, path)?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err("open meta", e.into()))?;
+        meta.insert(INCARNATION_KEY, incarnation)
+            .map_err(|e| err("write incarnation", e.into()))?;
+    }
+    txn.commit().map_err(|e| err("commit incarnation", e.into()))?;
+    Ok(incarnation)
+}
+
 /// A write transaction on `db` whose commit is durable when it returns.
 fn begin_durable(db: &Database, path: &Path) -> Result<WriteTransaction> {
     let mut txn = db.begin_write().map_err(|e| StorageError::redb(path, "begin write", e))?;
@@ -452,9 +499,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = new_path(&dir);
         let db = NodeDb::open(&path).expect("create");
+        let incarnation = db.incarnation();
+        assert_ne!(incarnation, 0);
         drop(db);
         let db = NodeDb::open(&path).expect("reopen");
         assert_eq!(db.group_ids(), Ok(vec![]));
+        assert_eq!(db.incarnation(), incarnation, "a restart keeps the incarnation");
+        let other = NodeDb::open(dir.path().join("other.redb")).expect("create another");
+        assert_ne!(other.incarnation(), incarnation, "a new database draws another");
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".creating");
         assert!(!PathBuf::from(tmp).exists());

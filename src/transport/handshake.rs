@@ -1,12 +1,16 @@
 //! The peer handshake: both ends prove they hold the cluster's shared secret by
 //! challenge-response, so the secret never crosses the wire, and both learn the other's
-//! node id and wire version. Owns the proofs and the two sides' exchanges; it must never
-//! send the secret, compare proofs in variable time, or trust a frame before checking it.
+//! node id, wire version and database incarnation. Owns the proofs and the two sides'
+//! exchanges; it must never send the secret, compare proofs in variable time, trust a frame
+//! before checking it, or admit a peer whose incarnation changed (`identity`).
 //!
-//! Dialer → `Hello{version, node, nonce_d}`; acceptor → `Challenge{version, node, nonce_a,
-//! proof_a}`; dialer → `Proof{proof_d}`; acceptor → `Welcome`. A proof is
-//! `HMAC-SHA256(secret, role || nonce || dialer id || acceptor id)`; the role tags keep one
-//! side's answers from being replayed as the other's.
+//! Dialer → `Hello{version, node, nonce_d, incarnation_d}`; acceptor → `Challenge{version,
+//! node, nonce_a, proof_a, incarnation_a}`; dialer → `Proof{proof_d}`; acceptor → `Welcome`,
+//! or `Refused{reason}` for a dialer that proved the secret under a changed incarnation. A
+//! proof is `HMAC-SHA256(secret, role || nonce || dialer id || acceptor id || dialer
+//! incarnation || acceptor incarnation)`; the role tags keep one side's answers from being
+//! replayed as the other's. Each side checks the other's incarnation only once the other
+//! proved the secret.
 
 use std::collections::BTreeSet;
 
@@ -15,13 +19,16 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::raft::types::NodeId;
+use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::wire::{
     read_frame, write_frame, Frame, WireError, HANDSHAKE_FRAME_BYTES_MAX, NONCE_BYTES,
     PROTOCOL_VERSION,
 };
 
-const DIALER_ROLE: &[u8] = b"shardkv peer dialer v1";
-const ACCEPTOR_ROLE: &[u8] = b"shardkv peer acceptor v1";
+const DIALER_ROLE: &[u8] = b"shardkv peer dialer v2";
+const ACCEPTOR_ROLE: &[u8] = b"shardkv peer acceptor v2";
+/// Bytes of a refusal's reason sent, at most: it must fit a handshake frame.
+const REFUSAL_BYTES_MAX: usize = HANDSHAKE_FRAME_BYTES_MAX as usize / 2;
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,12 @@ pub enum HandshakeError {
     Timeout(std::time::Duration),
     #[error("no random nonce: {0}")]
     Random(String),
+    /// This side refuses the peer (its incarnation changed, or the record failed).
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    /// The acceptor refused this dialer, for the reason it gives.
+    #[error("refused by the peer: {0}")]
+    RefusedByPeer(String),
     #[error("{0}")]
     Wire(#[from] WireError),
 }
@@ -52,6 +65,7 @@ fn frame_kind(frame: &Frame) -> &'static str {
         Frame::Challenge { .. } => "Challenge",
         Frame::Proof { .. } => "Proof",
         Frame::Welcome => "Welcome",
+        Frame::Refused { .. } => "Refused",
         Frame::Batch(_) => "Batch",
     }
 }
@@ -62,37 +76,34 @@ fn new_nonce() -> Result<Vec<u8>, HandshakeError> {
     Ok(nonce)
 }
 
-fn new_mac(
-    secret: &[u8],
-    role: &[u8],
-    nonce: &[u8],
-    dialer: NodeId,
-    acceptor: NodeId,
-) -> Hmac<Sha256> {
+/// The two ends of a connection: node ids and incarnations, dialer first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
+    pub dialer: (NodeId, u64),
+    pub acceptor: (NodeId, u64),
+}
+
+fn new_mac(secret: &[u8], role: &[u8], nonce: &[u8], ends: Ends) -> Hmac<Sha256> {
     // HMAC takes a key of any length; this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC-SHA256 accepts keys of any length"));
     mac.update(role);
     mac.update(nonce);
-    mac.update(&dialer.get().to_be_bytes());
-    mac.update(&acceptor.get().to_be_bytes());
+    mac.update(&ends.dialer.0.get().to_be_bytes());
+    mac.update(&ends.acceptor.0.get().to_be_bytes());
+    mac.update(&ends.dialer.1.to_be_bytes());
+    mac.update(&ends.acceptor.1.to_be_bytes());
     mac
 }
 
-/// The proof of one side: `HMAC-SHA256(secret, role || nonce || dialer || acceptor)`.
-pub fn proof(
-    secret: &[u8],
-    dialer_side: bool,
-    nonce: &[u8],
-    dialer: NodeId,
-    acceptor: NodeId,
-) -> Vec<u8> {
+/// The proof of one side: `HMAC-SHA256(secret, role || nonce || ids || incarnations)`.
+pub fn proof(secret: &[u8], dialer_side: bool, nonce: &[u8], ends: Ends) -> Vec<u8> {
     let role = if dialer_side {
         DIALER_ROLE
     } else {
         ACCEPTOR_ROLE
     };
-    new_mac(secret, role, nonce, dialer, acceptor)
+    new_mac(secret, role, nonce, ends)
         .finalize()
         .into_bytes()
         .to_vec()
@@ -103,7 +114,7 @@ fn verify(
     secret: &[u8],
     dialer_side: bool,
     nonce: &[u8],
-    ids: (NodeId, NodeId),
+    ends: Ends,
     tag: &[u8],
 ) -> Result<(), HandshakeError> {
     let role = if dialer_side {
@@ -111,7 +122,7 @@ fn verify(
     } else {
         ACCEPTOR_ROLE
     };
-    new_mac(secret, role, nonce, ids.0, ids.1)
+    new_mac(secret, role, nonce, ends)
         .verify_slice(tag)
         .map_err(|_| HandshakeError::WrongSecret)
 }
@@ -125,9 +136,11 @@ async fn read_handshake_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// The dialer's side: proves the secret to `expected` and checks its proof in turn.
+/// The dialer's side: proves the secret to `expected` and checks its proof in turn, then
+/// its incarnation against `identity` (the acceptor checks this side's likewise).
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    identity: &Identity,
     me: NodeId,
     expected: NodeId,
     secret: &[u8],
@@ -137,17 +150,16 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         version: PROTOCOL_VERSION,
         node: me,
         nonce: nonce_d.clone(),
+        incarnation: identity.mine(),
     };
     write_frame(stream, &hello, HANDSHAKE_FRAME_BYTES_MAX).await?;
-    let (version, node, nonce_a, proof_a) = match read_handshake_frame(stream).await? {
-        Frame::Challenge {
-            version,
-            node,
-            nonce,
-            proof,
-        } => (version, node, nonce, proof),
-        other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
-    };
+    let (version, node, nonce_a, proof_a, incarnation_a) =
+        match read_handshake_frame(stream).await? {
+            Frame::Challenge { version, node, nonce, proof, incarnation } => {
+                (version, node, nonce, proof, incarnation)
+            }
+            other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
+        };
     if version != PROTOCOL_VERSION {
         return Err(HandshakeError::Version { got: version });
     }
@@ -160,35 +172,36 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     if nonce_a.len() != NONCE_BYTES {
         return Err(HandshakeError::BadNonce(nonce_a.len()));
     }
+    let ends = Ends { dialer: (me, identity.mine()), acceptor: (node, incarnation_a) };
     // Answer before checking the acceptor's proof, so that an acceptor holding the right
     // secret learns (and logs) that this dialer holds a wrong one.
     let answer = Frame::Proof {
-        proof: proof(secret, true, &nonce_a, me, node),
+        proof: proof(secret, true, &nonce_a, ends),
     };
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
-    verify(secret, false, &nonce_d, (me, node), &proof_a)?;
+    verify(secret, false, &nonce_d, ends, &proof_a)?;
+    identity.admit(node, incarnation_a)?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
+        Frame::Refused { reason } => Err(HandshakeError::RefusedByPeer(reason)),
         other => Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     }
 }
 
-/// The acceptor's side: learns who dials, refuses strangers, versions and wrong secrets.
-/// Returns the dialer's node id; `claimed` learns the id the dialer claims as soon as it
-/// is read, so a refusal can be counted against it.
+/// The acceptor's side: learns who dials, refuses strangers, versions, wrong secrets and
+/// changed incarnations (telling the dialer why). Returns the dialer's node id; `claimed`
+/// learns the id the dialer claims as soon as it is read, so a refusal can be counted
+/// against it.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    identity: &Identity,
     me: NodeId,
     peers: &BTreeSet<NodeId>,
     secret: &[u8],
     claimed: &mut Option<NodeId>,
 ) -> Result<NodeId, HandshakeError> {
-    let (version, node, nonce_d) = match read_handshake_frame(stream).await? {
-        Frame::Hello {
-            version,
-            node,
-            nonce,
-        } => (version, node, nonce),
+    let (version, node, nonce_d, incarnation_d) = match read_handshake_frame(stream).await? {
+        Frame::Hello { version, node, nonce, incarnation } => (version, node, nonce, incarnation),
         other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     };
     *claimed = Some(node);
@@ -201,19 +214,32 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     if nonce_d.len() != NONCE_BYTES {
         return Err(HandshakeError::BadNonce(nonce_d.len()));
     }
+    let ends = Ends { dialer: (node, incarnation_d), acceptor: (me, identity.mine()) };
     let nonce_a = new_nonce()?;
     let challenge = Frame::Challenge {
         version: PROTOCOL_VERSION,
         node: me,
         nonce: nonce_a.clone(),
-        proof: proof(secret, false, &nonce_d, node, me),
+        proof: proof(secret, false, &nonce_d, ends),
+        incarnation: identity.mine(),
     };
     write_frame(stream, &challenge, HANDSHAKE_FRAME_BYTES_MAX).await?;
     let proof_d = match read_handshake_frame(stream).await? {
         Frame::Proof { proof } => proof,
         other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     };
-    verify(secret, true, &nonce_a, (node, me), &proof_d)?;
+    verify(secret, true, &nonce_a, ends, &proof_d)?;
+    if let Err(e) = identity.admit(node, incarnation_d) {
+        let mut reason = e.to_string();
+        // Within a handshake frame, whatever the record's path.
+        while reason.len() > REFUSAL_BYTES_MAX {
+            reason.pop();
+        }
+        let refused = Frame::Refused { reason };
+        // The refusal stands whether or not the dialer hears why.
+        let _ = write_frame(stream, &refused, HANDSHAKE_FRAME_BYTES_MAX).await;
+        return Err(e.into());
+    }
     write_frame(stream, &Frame::Welcome, HANDSHAKE_FRAME_BYTES_MAX).await?;
     Ok(node)
 }
@@ -224,30 +250,36 @@ mod tests {
 
     const SECRET: &[u8] = b"the cluster's shared secret";
 
-    async fn run(
+    type Outcome = (Result<(), HandshakeError>, Result<NodeId, HandshakeError>, Option<NodeId>);
+
+    /// Node `dialer` (incarnation `dialer_inc`) dials node 1; `ids` are the dialer's and
+    /// the acceptor's records.
+    async fn run_with(
         dialer: NodeId,
         dialer_secret: &'static [u8],
         expected: NodeId,
-    ) -> (
-        Result<(), HandshakeError>,
-        Result<NodeId, HandshakeError>,
-        Option<NodeId>,
-    ) {
+        ids: (&Identity, &Identity),
+    ) -> Outcome {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
         let dial = async move {
-            let r = dial(&mut a, dialer, expected, dialer_secret).await;
+            let r = dial(&mut a, ids.0, dialer, expected, dialer_secret).await;
             drop(a);
             r
         };
         let accept = async move {
             let mut claimed = None;
-            let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut claimed).await;
+            let r = accept(&mut b, ids.1, NodeId(1), &peers, SECRET, &mut claimed).await;
             drop(b);
             (r, claimed)
         };
         let (d, (a, claimed)) = tokio::join!(dial, accept);
         (d, a, claimed)
+    }
+
+    async fn run(dialer: NodeId, dialer_secret: &'static [u8], expected: NodeId) -> Outcome {
+        let (d, a) = (Identity::in_memory(20), Identity::in_memory(10));
+        run_with(dialer, dialer_secret, expected, (&d, &a)).await
     }
 
     #[tokio::test]
@@ -263,6 +295,63 @@ mod tests {
         assert!(matches!(d, Err(HandshakeError::WrongSecret)), "{d:?}");
         assert!(matches!(a, Err(HandshakeError::WrongSecret)), "{a:?}");
         assert_eq!(claimed, Some(NodeId(2)));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_records_no_incarnation() {
+        let (dialer, acceptor) = (Identity::in_memory(20), Identity::in_memory(10));
+        let _ = run_with(NodeId(2), b"another secret", NodeId(1), (&dialer, &acceptor)).await;
+        assert_eq!(acceptor.known(NodeId(2)), None);
+        assert_eq!(dialer.known(NodeId(1)), None);
+    }
+
+    #[tokio::test]
+    async fn both_sides_record_each_other_and_refuse_a_changed_incarnation() {
+        let (dialer, acceptor) = (Identity::in_memory(20), Identity::in_memory(10));
+        let (d, a, _) = run_with(NodeId(2), SECRET, NodeId(1), (&dialer, &acceptor)).await;
+        assert!(d.is_ok() && a.is_ok(), "{d:?} {a:?}");
+        assert_eq!(acceptor.known(NodeId(2)), Some(20));
+        assert_eq!(dialer.known(NodeId(1)), Some(10));
+
+        // Node 2 comes back with a new data directory: node 1 refuses it and says why.
+        let wiped = Identity::in_memory(21);
+        let (d, a, _) = run_with(NodeId(2), SECRET, NodeId(1), (&wiped, &acceptor)).await;
+        assert!(
+            matches!(&a, Err(HandshakeError::Identity(IdentityError::Changed {
+                node: NodeId(2), known: 20, got: 21 }))),
+            "{a:?}"
+        );
+        match d {
+            Err(HandshakeError::RefusedByPeer(reason)) => {
+                assert!(reason.contains("node 2 lost its state"), "{reason}")
+            }
+            other => panic!("the wiped dialer must hear the refusal: {other:?}"),
+        }
+        assert_eq!(acceptor.known(NodeId(2)), Some(20), "the record is kept");
+
+        // Node 1 dialling the wiped node 2: here node 2 accepts, node 1 (the dialer) refuses.
+        let wiped_acceptor = Identity::in_memory(21);
+        let node1 = Identity::in_memory(10);
+        node1.admit(NodeId(2), 20).unwrap();
+        let (mut x, mut y) = tokio::io::duplex(4096);
+        let peers: BTreeSet<NodeId> = [NodeId(1)].into_iter().collect();
+        let (d, _) = tokio::join!(
+            async move {
+                let r = dial(&mut x, &node1, NodeId(1), NodeId(2), SECRET).await;
+                drop(x);
+                r
+            },
+            async move {
+                let r = accept(&mut y, &wiped_acceptor, NodeId(2), &peers, SECRET, &mut None)
+                    .await;
+                drop(y);
+                r
+            }
+        );
+        assert!(
+            matches!(&d, Err(HandshakeError::Identity(IdentityError::Changed { .. }))),
+            "{d:?}"
+        );
     }
 
     #[tokio::test]
@@ -291,12 +380,14 @@ mod tests {
             version: 99,
             node: NodeId(2),
             nonce: vec![0; NONCE_BYTES],
+            incarnation: 1,
         };
         write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX)
             .await
             .unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
-        let r = accept(&mut b, NodeId(1), &peers, SECRET, &mut None).await;
+        let id = Identity::in_memory(10);
+        let r = accept(&mut b, &id, NodeId(1), &peers, SECRET, &mut None).await;
         assert!(
             matches!(r, Err(HandshakeError::Version { got: 99 })),
             "{r:?}"
@@ -304,11 +395,14 @@ mod tests {
     }
 
     #[test]
-    fn proofs_differ_by_role_and_never_contain_the_secret() {
+    fn proofs_differ_by_role_and_incarnation_and_never_contain_the_secret() {
         let nonce = [7u8; NONCE_BYTES];
-        let d = proof(SECRET, true, &nonce, NodeId(1), NodeId(2));
-        let a = proof(SECRET, false, &nonce, NodeId(1), NodeId(2));
+        let ends = Ends { dialer: (NodeId(1), 5), acceptor: (NodeId(2), 6) };
+        let d = proof(SECRET, true, &nonce, ends);
+        let a = proof(SECRET, false, &nonce, ends);
         assert_ne!(d, a);
+        let moved = Ends { dialer: (NodeId(1), 7), ..ends };
+        assert_ne!(d, proof(SECRET, true, &nonce, moved));
         assert_eq!(d.len(), 32);
         assert!(!d
             .windows(SECRET.len().min(32))

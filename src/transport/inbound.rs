@@ -34,6 +34,7 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 pub(crate) struct InboundContext {
     pub me: NodeId,
     pub secret: Vec<u8>,
+    pub identity: Arc<super::identity::Identity>,
     pub peers: super::PeerSet,
     /// Counts refusals of strangers that claim no known node id.
     pub strangers: Arc<Counters>,
@@ -135,7 +136,8 @@ async fn handshake(
 ) -> Option<NodeId> {
     let mut claimed = None;
     let known = ctx.peers.ids();
-    let attempt = handshake::accept(stream, ctx.me, &known, &ctx.secret, &mut claimed);
+    let identity = &ctx.identity;
+    let attempt = handshake::accept(stream, identity, ctx.me, &known, &ctx.secret, &mut claimed);
     let refusal = match tokio::time::timeout(ctx.handshake_timeout, attempt).await {
         Ok(Ok(node)) => return Some(node),
         Ok(Err(e)) => e,

@@ -3,13 +3,15 @@
 //!
 //! Each node dials every peer once (`peer`: the outbound link, written only) and accepts
 //! the peers' own dials (`inbound`: read only). Both ends prove the cluster secret first
-//! (`handshake`); then every frame is a length-prefixed rmp-serde `Batch` (`wire`). The
+//! (`handshake`), and each refuses a peer that comes back with another data directory
+//! (`identity`); then every frame is a length-prefixed rmp-serde `Batch` (`wire`). The
 //! node's heartbeat clock flushes each peer's coalesced heartbeat entries once per
 //! heartbeat interval, whatever the number of groups. This module owns start-up, the
 //! handle and shutdown; it must never block a sender or hold an unbounded queue.
 
 pub mod api;
 pub mod handshake;
+pub mod identity;
 mod inbound;
 mod peer;
 pub mod stats;
@@ -82,6 +84,8 @@ pub struct TransportOptions {
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The cluster's shared secret; it never crosses the wire.
     pub secret: String,
+    /// This node's incarnation and the record of its peers' (see `identity`).
+    pub identity: Arc<identity::Identity>,
     /// The node's heartbeat clock: one coalesced heartbeat frame per peer per interval.
     pub heartbeat_interval: Duration,
     /// Connecting plus the handshake, either direction.
@@ -160,6 +164,7 @@ impl Transport {
         let link = LinkConfig {
             me: options.node,
             secret: options.secret.as_bytes().to_vec(),
+            identity: options.identity.clone(),
             connect_timeout: options.connect_timeout,
             reconnect_min: options.reconnect_min,
             reconnect_max: options.reconnect_max,
@@ -178,6 +183,7 @@ impl Transport {
         let ctx = inbound::InboundContext {
             me: options.node,
             secret: link.secret.clone(),
+            identity: link.identity.clone(),
             peers: peers.clone(),
             strangers: strangers.clone(),
             handler,
@@ -257,6 +263,10 @@ impl TransportHandle {
         let Some(peer) = self.inner.peers.write().remove(&node) else { return false };
         peer.removed.store(true, Ordering::Release);
         info!(peer = %node, "peer removed");
+        // Its id may join again, with another data directory.
+        if let Err(e) = self.inner.link.identity.forget(node) {
+            warn!(peer = %node, "the record of the removed peer's incarnation stays: {e}");
+        }
         true
     }
 

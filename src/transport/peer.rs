@@ -37,6 +37,7 @@ pub const FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS: u32 = 10;
 pub(crate) struct LinkConfig {
     pub me: NodeId,
     pub secret: Vec<u8>,
+    pub identity: std::sync::Arc<super::identity::Identity>,
     pub connect_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -319,7 +320,7 @@ async fn connect(peer: &Peer, cfg: &LinkConfig) -> Result<TcpStream, LinkError> 
             .await
             .map_err(LinkError::Connect)?;
         stream.set_nodelay(true).map_err(LinkError::Connect)?;
-        handshake::dial(&mut stream, cfg.me, peer.node, &cfg.secret).await?;
+        handshake::dial(&mut stream, &cfg.identity, cfg.me, peer.node, &cfg.secret).await?;
         Ok(stream)
     };
     match tokio::time::timeout(cfg.connect_timeout, attempt).await {

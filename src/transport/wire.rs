@@ -16,7 +16,8 @@ use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency}
 /// 3: `KvCommand::Batch` and `ReadCommand::Batch` (an older replica could not apply a
 /// batch in the log, so it must not join).
 /// 4: `ShardError::Transferring` (in forward replies: an older node cannot decode it).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: incarnations in `Hello` and `Challenge`, and `Refused`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -155,6 +156,8 @@ pub enum Frame {
         version: u32,
         node: NodeId,
         nonce: Vec<u8>,
+        /// The dialer's database incarnation (`transport::identity`).
+        incarnation: u64,
     },
     /// Acceptor → dialer: who I am, my nonce for the dialer to answer, and my proof.
     Challenge {
@@ -162,11 +165,16 @@ pub enum Frame {
         node: NodeId,
         nonce: Vec<u8>,
         proof: Vec<u8>,
+        incarnation: u64,
     },
     /// Dialer → acceptor: the dialer's proof.
     Proof { proof: Vec<u8> },
     /// Acceptor → dialer: the proof was right; batches may flow.
     Welcome,
+    /// Acceptor → dialer, instead of `Welcome`: the dialer proved the secret but is refused
+    /// (it presents another incarnation than the acceptor recorded); the reason is logged
+    /// on both sides.
+    Refused { reason: String },
     /// Dialer → acceptor, after `Welcome`.
     Batch(Batch),
 }

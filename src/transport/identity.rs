@@ -1,0 +1,216 @@
+//! Which data directory each peer had when this node first met it.
+//!
+//! Every node's database gets a random incarnation when it is created
+//! (`NodeDb::incarnation`); the handshake carries it. A node whose data directory was
+//! wiped or replaced comes back under its old id with a new incarnation, and without the
+//! votes it cast and the entries it acknowledged: letting it vote or count towards a quorum
+//! again could elect a leader that lacks acknowledged writes. So each node records the
+//! incarnation every peer presented at their first authenticated handshake, and refuses a
+//! peer that presents another one, in both directions. The operator replaces such a node
+//! (a new id joins, the groups move to it, the old id is forgotten); a forgotten node's
+//! record is dropped, so its id may be used again.
+//!
+//! File: `<database file>.peers`, one line per peer, `node incarnation` in decimal and
+//! hex, after a header line; it is replaced atomically (write, fsync, rename, fsync of the
+//! directory). A file that does not parse is an error naming it, at start.
+//!
+//! Must never: admit a peer under an incarnation other than the recorded one, record one
+//! the handshake did not authenticate, or admit a new peer before its record is durable.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::raft::types::NodeId;
+
+/// What follows the database file's name to make the record's.
+pub const PEERS_FILE_SUFFIX: &str = ".peers";
+/// The record's first line.
+const HEADER: &str = "# shardkv peer incarnations v1: node incarnation";
+/// Peers recorded, at most: `PEERS_MAX` peers plus forgotten ones not yet dropped.
+pub const RECORDED_PEERS_MAX: usize = 4 * super::PEERS_MAX;
+
+/// Why a peer was refused, or the record could not be kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error(
+        "node {node} presents data directory incarnation {got:016x}, but it had \
+         {known:016x} when this node first met it: node {node} lost its state (a wiped or \
+         replaced data directory) and must not take part under its old id; join the \
+         machine as a new node and move node {node}'s replicas to it"
+    )]
+    Changed { node: NodeId, known: u64, got: u64 },
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// This node's incarnation and the ones its peers presented first.
+#[derive(Debug)]
+pub struct Identity {
+    mine: u64,
+    /// Where the record lives; `None` keeps it in memory only (tests).
+    path: Option<PathBuf>,
+    known: Mutex<BTreeMap<NodeId, u64>>,
+}
+
+impl Identity {
+    /// Opens the record beside the database `db_path` (empty if there is none yet).
+    pub fn open(mine: u64, db_path: &Path) -> Result<Identity, IdentityError> {
+        let mut path = db_path.as_os_str().to_owned();
+        path.push(PEERS_FILE_SUFFIX);
+        let path = PathBuf::from(path);
+        let known = match fs::read_to_string(&path) {
+            Ok(text) => parse(&text).map_err(|reason| file_err(&path, reason))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(file_err(&path, format!("cannot read: {e}"))),
+        };
+        Ok(Identity { mine, path: Some(path), known: Mutex::new(known) })
+    }
+
+    /// A record kept in memory only.
+    pub fn in_memory(mine: u64) -> Identity {
+        Identity { mine, path: None, known: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// This node's incarnation.
+    pub fn mine(&self) -> u64 {
+        self.mine
+    }
+
+    /// Admits `node` presenting `incarnation` after an authenticated handshake: recorded
+    /// (durably, first) if the node is new, refused if it presented another one before.
+    /// A first meeting writes the file, once per peer; the handshake waits for it.
+    pub fn admit(&self, node: NodeId, incarnation: u64) -> Result<(), IdentityError> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(&node) {
+            Some(&k) if k == incarnation => return Ok(()),
+            Some(&k) => return Err(IdentityError::Changed { node, known: k, got: incarnation }),
+            None => {}
+        }
+        if known.len() >= RECORDED_PEERS_MAX {
+            let reason = format!("{RECORDED_PEERS_MAX} peers recorded already");
+            return Err(IdentityError::File { path: self.shown_path(), reason });
+        }
+        let mut next = known.clone();
+        next.insert(node, incarnation);
+        self.save(&next)?;
+        *known = next;
+        Ok(())
+    }
+
+    /// Drops the record of a node that left the cluster, so that its id may join again.
+    pub fn forget(&self, node: NodeId) -> Result<(), IdentityError> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if !known.contains_key(&node) {
+            return Ok(());
+        }
+        let mut next = known.clone();
+        next.remove(&node);
+        self.save(&next)?;
+        *known = next;
+        Ok(())
+    }
+
+    /// The incarnation recorded for `node`, if any.
+    pub fn known(&self, node: NodeId) -> Option<u64> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).get(&node).copied()
+    }
+
+    fn shown_path(&self) -> String {
+        self.path.as_ref().map_or_else(|| "(in memory)".into(), |p| p.display().to_string())
+    }
+
+    fn save(&self, known: &BTreeMap<NodeId, u64>) -> Result<(), IdentityError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut text = format!("{HEADER}\n");
+        for (node, inc) in known {
+            text.push_str(&format!("{} {inc:016x}\n", node.get()));
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| file_err(path, format!("cannot write: {e}")))
+    }
+}
+
+fn file_err(path: &Path, reason: String) -> IdentityError {
+    IdentityError::File { path: path.display().to_string(), reason }
+}
+
+fn parse(text: &str) -> Result<BTreeMap<NodeId, u64>, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return Err("not a shardkv peer record (bad first line)".into());
+    }
+    let mut known = BTreeMap::new();
+    for (n, line) in lines.enumerate() {
+        let bad = || format!("line {}: expected `node incarnation`, found {line:?}", n + 2);
+        let mut words = line.split_whitespace();
+        let (Some(node), Some(inc), None) = (words.next(), words.next(), words.next()) else {
+            return Err(bad());
+        };
+        let node = node.parse::<u64>().ok().filter(|n| *n != 0).ok_or_else(bad)?;
+        let inc = u64::from_str_radix(inc, 16).map_err(|_| bad())?;
+        if known.insert(NodeId(node), inc).is_some() {
+            return Err(format!("line {}: node {node} recorded twice", n + 2));
+        }
+        if known.len() > RECORDED_PEERS_MAX {
+            return Err(format!("more than {RECORDED_PEERS_MAX} peers"));
+        }
+    }
+    Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("node.redb")
+    }
+
+    #[test]
+    fn a_peer_is_admitted_under_its_first_incarnation_only_and_that_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity::open(7, &db_path(&dir)).unwrap();
+        id.admit(NodeId(2), 0xabc).unwrap();
+        id.admit(NodeId(2), 0xabc).unwrap();
+        id.admit(NodeId(3), 0xdef).unwrap();
+        let err = id.admit(NodeId(2), 0x123).unwrap_err();
+        assert_eq!(err, IdentityError::Changed { node: NodeId(2), known: 0xabc, got: 0x123 });
+        assert!(err.to_string().contains("node 2 lost its state"), "{err}");
+
+        let again = Identity::open(7, &db_path(&dir)).unwrap();
+        assert_eq!(again.known(NodeId(2)), Some(0xabc));
+        assert_eq!(again.known(NodeId(3)), Some(0xdef));
+        assert!(again.admit(NodeId(2), 0x123).is_err());
+        again.forget(NodeId(2)).unwrap();
+        let third = Identity::open(7, &db_path(&dir)).unwrap();
+        assert_eq!(third.known(NodeId(2)), None);
+        third.admit(NodeId(2), 0x123).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb.peers");
+        for text in ["", "garbage\n", &format!("{HEADER}\n2 xyz\n"),
+            &format!("{HEADER}\n2 1\n2 1\n"), &format!("{HEADER}\n0 1\n")] {
+            fs::write(&path, text).unwrap();
+            let err = Identity::open(1, &db_path(&dir)).unwrap_err();
+            assert!(err.to_string().contains("node.redb.peers"), "{err}");
+        }
+    }
+}

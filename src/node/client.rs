@@ -104,7 +104,8 @@ impl NodeClient {
     /// An operation that changes state (a write, a split, a membership change) and fails
     /// after an attempt of it ended with its outcome unknown (no answer, a leader change,
     /// a replica stopping) answers `Timeout`: outcome unknown. One refused by every
-    /// attempt answers the last refusal, or `Timeout` once the time-out has passed.
+    /// attempt (a refusal, or a link that was down so nothing was sent) answers the last
+    /// refusal, also once the time-out has passed.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
         let deadline = Instant::now() + self.inner.request_timeout;
@@ -120,10 +121,14 @@ impl NodeClient {
         let settle = |uncertain: bool, group: GroupId, error: ShardError| -> ShardError {
             if uncertain { ShardError::Timeout { group } } else { error }
         };
+        // The last attempt's refusal: what a write refused by every attempt answers once
+        // the time-out has passed (it was applied nowhere).
+        let mut refused: Option<ShardError> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ShardError::Timeout { group });
+                let timeout = ShardError::Timeout { group };
+                return Err(settle(uncertain, group, refused.unwrap_or(timeout)));
             }
             let budget = left.min(self.inner.request_timeout / ATTEMPTS_PER_TIMEOUT_MIN);
             let result = self.attempt(target, group, op.clone(), budget).await;
@@ -163,6 +168,7 @@ impl NodeClient {
                 Err(e) if retryable(&e) => {
                     let (g, node) = (group.get(), target.get());
                     debug!(group = g, node, attempt, error = %e, "retrying");
+                    refused = Some(e);
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS).min(left)).await;
                     target = self
                         .next_target(group, target, attempt)
@@ -264,8 +270,9 @@ impl NodeClient {
         let _forgotten = PendingGuard { inner: &self.inner, request_id };
         // A node whose link is down (it died, say) is not waited for: the request path
         // tries the group's other replicas at once (a write keeps its id: at most once).
+        // Nothing was sent, so this attempt applied nothing.
         if !self.inner.peers.is_up(target) {
-            return Err(ShardError::Timeout { group });
+            return Err(ShardError::Unreachable { group, node: target });
         }
         // A read is endorsed with our replica's term, read now: after the read began.
         let endorsed_term = match op {
@@ -340,6 +347,7 @@ fn retryable(error: &ShardError) -> bool {
         error,
         ShardError::NotLeader { .. }
             | ShardError::NoReplica { .. }
+            | ShardError::Unreachable { .. }
             | ShardError::Timeout { .. }
             | ShardError::LeadershipLost { .. }
             | ShardError::Stopped { .. }
@@ -406,6 +414,8 @@ mod tests {
     #[derive(Default)]
     struct Wire {
         nodes: Mutex<Vec<(NodeId, NodeClient)>>,
+        /// Nodes whose links are down: nothing is sent to them.
+        down: Mutex<Vec<NodeId>>,
     }
 
     struct WireEnd {
@@ -428,10 +438,19 @@ mod tests {
         fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
             self.client(to).on_forward_reply(reply);
         }
+        fn is_up(&self, to: NodeId) -> bool {
+            !self.wire.down.lock().expect("wire").contains(&to)
+        }
     }
 
     fn cluster() -> Vec<NodeClient> {
         cluster_with(false, false)
+    }
+
+    /// `cluster`, and the wire, to take links down.
+    fn cluster_and_wire() -> (Vec<NodeClient>, Arc<Wire>) {
+        let wire = Arc::new(Wire::default());
+        (cluster_of_on(false, false, &Script::default(), &wire), wire)
     }
 
     /// Three nodes; `follower_reads` for their request paths, `serves` for their replicas.
@@ -444,11 +463,20 @@ mod tests {
 
     /// `cluster_with`, the leader answering its first writes from `script`.
     fn cluster_of(follower_reads: bool, serves: bool, script: &Script) -> Vec<NodeClient> {
+        cluster_of_on(follower_reads, serves, script, &Arc::default())
+    }
+
+    /// `cluster_of`, on `wire`.
+    fn cluster_of_on(
+        follower_reads: bool,
+        serves: bool,
+        script: &Script,
+        wire: &Arc<Wire>,
+    ) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let addrs: Vec<(NodeId, NodeAddrs)> =
             (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
-        let wire = Arc::new(Wire::default());
         let mut clients = Vec::new();
         for i in 1..=3 {
             let me = NodeId(i);
@@ -527,6 +555,22 @@ mod tests {
         // Refused at once, with no unknown outcome before it: the refusal stands.
         script.lock().expect("script").push_back(Some(busy.clone()));
         assert_eq!(clients[1].execute(GroupId(1), write(5)).await, Err(busy));
+    }
+
+    /// With the leader's link down nothing is sent to it: the write was applied nowhere,
+    /// and says so once the time-out has passed, instead of "outcome unknown".
+    #[tokio::test]
+    async fn a_write_never_sent_is_refused_not_unknown() {
+        let (clients, wire) = cluster_and_wire();
+        wire.down.lock().expect("wire").push(NodeId(2));
+        let answer = clients[0].execute(GroupId(1), write(3)).await;
+        assert!(
+            matches!(answer, Err(ShardError::Unreachable { node: NodeId(2), .. }
+                | ShardError::NotLeader { .. })),
+            "{answer:?}"
+        );
+        wire.down.lock().expect("wire").clear();
+        assert_eq!(clients[0].execute(GroupId(1), write(4)).await, Ok(Reply::Int(4)));
     }
 
     #[tokio::test]

@@ -421,7 +421,9 @@ pub fn shard_error<B: Backend>(
         ShardError::NotLeader { group, .. } => Frame::error(format!(
             "TRYAGAIN shard {group} has no reachable leader at the moment; {not_applied}"
         )),
-        ShardError::NoReplica { group } | ShardError::Stopped { group } => Frame::error(format!(
+        ShardError::NoReplica { group }
+        | ShardError::Stopped { group }
+        | ShardError::Unreachable { group, .. } => Frame::error(format!(
             "TRYAGAIN shard {group} cannot be reached from this node; {not_applied}"
         )),
         ShardError::Transferring { group, .. } => Frame::error(format!(

@@ -153,6 +153,10 @@ pub enum ShardError {
     /// The group has no replica on the node that was asked.
     #[error("group {group} has no replica on this node")]
     NoReplica { group: GroupId },
+    /// The link to `node` was down, so the request was not sent there: definitely not
+    /// applied by this attempt (the request path tries the group's other replicas).
+    #[error("group {group}: node {node} is unreachable; the request was not sent")]
+    Unreachable { group: GroupId, node: NodeId },
     /// The leader is handing its leadership to `to` and takes no proposal meanwhile (an
     /// election time-out at most); definitely not applied, so the request path retries.
     #[error("group {group} is handing its leadership to node {to}")]

@@ -45,6 +45,10 @@ pub(crate) struct LinkConfig {
     pub peer_queue_frames_max: usize,
 }
 
+/// Yields to the event loop before a frame is written, at most, while each one brings
+/// more to send.
+const COALESCE_YIELDS_MAX: usize = 4;
+
 /// What waits in a peer's queue.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
@@ -361,11 +365,17 @@ async fn run_connected(
         // event loop sends to the peer (other replicas' Readies, the writer's durable
         // answers) is usually a moment behind. Yielding once lets it join the same frame:
         // one write and one wake-up of the peer instead of several.
-        tokio::task::yield_now().await;
-        while items.len() < cfg.peer_queue_frames_max {
-            match rx.try_recv() {
-                Ok(item) => items.push(item),
-                Err(_) => break,
+        for _ in 0..COALESCE_YIELDS_MAX {
+            tokio::task::yield_now().await;
+            let before = items.len();
+            while items.len() < cfg.peer_queue_frames_max {
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+            if items.len() == before {
+                break;
             }
         }
         let batch = peer.take_batch(&mut items);

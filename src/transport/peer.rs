@@ -363,8 +363,10 @@ async fn run_connected(
         }
         // The first message woke this task; the rest of what this round of the node's
         // event loop sends to the peer (other replicas' Readies, the writer's durable
-        // answers) is usually a moment behind. Yielding once lets it join the same frame:
-        // one write and one wake-up of the peer instead of several.
+        // answers) is usually a moment behind. Yielding lets it join the same frame: one
+        // write and one wake-up of the peer instead of several. Yield again while a yield
+        // brought more (the tasks it let run may have woken others); stop at the first
+        // that brought nothing, so a lone message waits for nothing.
         for _ in 0..COALESCE_YIELDS_MAX {
             tokio::task::yield_now().await;
             let before = items.len();

@@ -18,8 +18,8 @@ use shardkv::raft::types::{NodeId, Term};
 use shardkv::shard::api::{Endorsement, ShardError, ShardOp};
 use shardkv::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
 use shardkv::transport::api::{PeerSender, Urgency};
-use shardkv::transport::wire::{encode_frame, Batch, Frame};
 use shardkv::transport::identity::Identity;
+use shardkv::transport::wire::{encode_frame, Batch, Frame};
 use shardkv::transport::{handshake, Transport, TransportHandle, TransportOptions};
 
 const SECRET: &str = "a shared cluster secret of some length";
@@ -81,7 +81,7 @@ fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> Tra
         listen: peers[&NodeId(node)],
         peers: peers.clone(),
         secret: secret.to_string(),
-        identity: std::sync::Arc::new(Identity::in_memory(1000 + node)),
+        identity: std::sync::Arc::new(Identity::in_memory(NodeId(node), 1000 + node)),
         heartbeat_interval: Duration::from_millis(50),
         connect_timeout: Duration::from_millis(500),
         reconnect_min: Duration::from_millis(10),
@@ -92,8 +92,8 @@ fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> Tra
 }
 
 /// Node 2's identity as `options(2, ..)` gives it, for a hand-made connection of node 2.
-fn node2_identity() -> Identity {
-    Identity::in_memory(1002)
+fn node2_identity() -> std::sync::Arc<Identity> {
+    std::sync::Arc::new(Identity::in_memory(NodeId(2), 1002))
 }
 
 /// Binds `n` listeners on free ports: node ids 1..=n.

@@ -193,6 +193,10 @@ impl MetaSync {
         }
         *mapped = map.nodes.keys().copied().collect();
         drop(mapped);
+        // Also the records of nodes forgotten while this node was down or before it read
+        // any map: their ids may join again.
+        let listed: std::collections::BTreeSet<u64> = map.nodes.keys().copied().collect();
+        self.transport.keep_identities(move |n| listed.contains(&n.get()));
         let owners: Vec<Option<GroupId>> =
             map.slot_owners().into_iter().map(|o| o.map(GroupId)).collect();
         let groups: Vec<(GroupId, (u16, u16), Vec<NodeId>)> = map

@@ -39,8 +39,8 @@ use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
     ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Urgency,
 };
-use crate::transport::stats::TransportStats;
 use crate::transport::identity::{Identity, IdentityError};
+use crate::transport::stats::TransportStats;
 use crate::transport::{Transport, TransportHandle, TransportOptions};
 
 /// File name of the node's database inside its data directory.
@@ -459,7 +459,8 @@ async fn start_transport(
     inbound: Arc<NodeInbound>,
 ) -> Result<TransportHandle, NodeError> {
     let t = &config.timeouts;
-    let identity = Arc::new(Identity::open(db.incarnation(), db.path())?);
+    let me = NodeId(config.node_id);
+    let identity = Arc::new(Identity::open(me, db.incarnation(), db.path())?);
     let options = TransportOptions {
         node: NodeId(config.node_id),
         listen: config.listen.peer,

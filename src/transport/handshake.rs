@@ -13,6 +13,7 @@
 //! proved the secret.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -53,8 +54,8 @@ pub enum HandshakeError {
     #[error("{0}")]
     Identity(#[from] IdentityError),
     /// The acceptor refused this dialer, for the reason it gives.
-    #[error("refused by the peer: {0}")]
-    RefusedByPeer(String),
+    #[error("refused by node {node}: {reason}")]
+    RefusedByPeer { node: NodeId, reason: String },
     #[error("{0}")]
     Wire(#[from] WireError),
 }
@@ -140,7 +141,7 @@ async fn read_handshake_frame<R: AsyncRead + Unpin>(
 /// its incarnation against `identity` (the acceptor checks this side's likewise).
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    identity: &Identity,
+    identity: &Arc<Identity>,
     me: NodeId,
     expected: NodeId,
     secret: &[u8],
@@ -180,10 +181,10 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     };
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
     verify(secret, false, &nonce_d, ends, &proof_a)?;
-    identity.admit(node, incarnation_a)?;
+    identity.admit_async(node, incarnation_a).await?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
-        Frame::Refused { reason } => Err(HandshakeError::RefusedByPeer(reason)),
+        Frame::Refused { reason } => Err(HandshakeError::RefusedByPeer { node, reason }),
         other => Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     }
 }
@@ -194,7 +195,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
 /// against it.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    identity: &Identity,
+    identity: &Arc<Identity>,
     me: NodeId,
     peers: &BTreeSet<NodeId>,
     secret: &[u8],
@@ -229,7 +230,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     };
     verify(secret, true, &nonce_a, ends, &proof_d)?;
-    if let Err(e) = identity.admit(node, incarnation_d) {
+    if let Err(e) = identity.admit_async(node, incarnation_d).await {
         let mut reason = e.to_string();
         // Within a handshake frame, whatever the record's path.
         while reason.len() > REFUSAL_BYTES_MAX {
@@ -250,15 +251,18 @@ mod tests {
 
     const SECRET: &[u8] = b"the cluster's shared secret";
 
+    fn ident(me: u64, incarnation: u64) -> Arc<Identity> {
+        Arc::new(Identity::in_memory(NodeId(me), incarnation))
+    }
+
     type Outcome = (Result<(), HandshakeError>, Result<NodeId, HandshakeError>, Option<NodeId>);
 
-    /// Node `dialer` (incarnation `dialer_inc`) dials node 1; `ids` are the dialer's and
-    /// the acceptor's records.
+    /// Node `dialer` dials node 1; `ids` are the dialer's and the acceptor's identities.
     async fn run_with(
         dialer: NodeId,
         dialer_secret: &'static [u8],
         expected: NodeId,
-        ids: (&Identity, &Identity),
+        ids: (&Arc<Identity>, &Arc<Identity>),
     ) -> Outcome {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
@@ -278,7 +282,7 @@ mod tests {
     }
 
     async fn run(dialer: NodeId, dialer_secret: &'static [u8], expected: NodeId) -> Outcome {
-        let (d, a) = (Identity::in_memory(20), Identity::in_memory(10));
+        let (d, a) = (ident(2, 20), ident(1, 10));
         run_with(dialer, dialer_secret, expected, (&d, &a)).await
     }
 
@@ -299,7 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_secret_records_no_incarnation() {
-        let (dialer, acceptor) = (Identity::in_memory(20), Identity::in_memory(10));
+        let (dialer, acceptor) = (ident(2, 20), ident(1, 10));
         let _ = run_with(NodeId(2), b"another secret", NodeId(1), (&dialer, &acceptor)).await;
         assert_eq!(acceptor.known(NodeId(2)), None);
         assert_eq!(dialer.known(NodeId(1)), None);
@@ -307,22 +311,22 @@ mod tests {
 
     #[tokio::test]
     async fn both_sides_record_each_other_and_refuse_a_changed_incarnation() {
-        let (dialer, acceptor) = (Identity::in_memory(20), Identity::in_memory(10));
+        let (dialer, acceptor) = (ident(2, 20), ident(1, 10));
         let (d, a, _) = run_with(NodeId(2), SECRET, NodeId(1), (&dialer, &acceptor)).await;
         assert!(d.is_ok() && a.is_ok(), "{d:?} {a:?}");
         assert_eq!(acceptor.known(NodeId(2)), Some(20));
         assert_eq!(dialer.known(NodeId(1)), Some(10));
 
         // Node 2 comes back with a new data directory: node 1 refuses it and says why.
-        let wiped = Identity::in_memory(21);
+        let wiped = ident(2, 21);
         let (d, a, _) = run_with(NodeId(2), SECRET, NodeId(1), (&wiped, &acceptor)).await;
         assert!(
             matches!(&a, Err(HandshakeError::Identity(IdentityError::Changed {
-                node: NodeId(2), known: 20, got: 21 }))),
+                node: NodeId(2), by: NodeId(1), known: 20, got: 21 }))),
             "{a:?}"
         );
         match d {
-            Err(HandshakeError::RefusedByPeer(reason)) => {
+            Err(HandshakeError::RefusedByPeer { node: NodeId(1), reason }) => {
                 assert!(reason.contains("node 2 lost its state"), "{reason}")
             }
             other => panic!("the wiped dialer must hear the refusal: {other:?}"),
@@ -330,8 +334,8 @@ mod tests {
         assert_eq!(acceptor.known(NodeId(2)), Some(20), "the record is kept");
 
         // Node 1 dialling the wiped node 2: here node 2 accepts, node 1 (the dialer) refuses.
-        let wiped_acceptor = Identity::in_memory(21);
-        let node1 = Identity::in_memory(10);
+        let wiped_acceptor = ident(2, 21);
+        let node1 = ident(1, 10);
         node1.admit(NodeId(2), 20).unwrap();
         let (mut x, mut y) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(1)].into_iter().collect();
@@ -386,12 +390,31 @@ mod tests {
             .await
             .unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
-        let id = Identity::in_memory(10);
+        let id = ident(1, 10);
         let r = accept(&mut b, &id, NodeId(1), &peers, SECRET, &mut None).await;
         assert!(
             matches!(r, Err(HandshakeError::Version { got: 99 })),
             "{r:?}"
         );
+    }
+
+    /// A node of wire version 4 sent a `Hello` without an incarnation: it is refused for
+    /// its version, which says what to do, not as an undecodable frame.
+    #[tokio::test]
+    async fn a_hello_of_version_4_is_refused_for_its_version() {
+        #[derive(serde::Serialize)]
+        enum OldFrame {
+            Hello { version: u32, node: NodeId, nonce: Vec<u8> },
+        }
+        let old = OldFrame::Hello { version: 4, node: NodeId(2), nonce: vec![0; NONCE_BYTES] };
+        let body = rmp_serde::to_vec(&old).unwrap();
+        let mut bytes = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend(body);
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        tokio::io::AsyncWriteExt::write_all(&mut a, &bytes).await.unwrap();
+        let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
+        let r = accept(&mut b, &ident(1, 10), NodeId(1), &peers, SECRET, &mut None).await;
+        assert!(matches!(r, Err(HandshakeError::Version { got: 4 })), "{r:?}");
     }
 
     #[test]

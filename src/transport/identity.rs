@@ -8,11 +8,20 @@
 //! incarnation every peer presented at their first authenticated handshake, and refuses a
 //! peer that presents another one, in both directions. The operator replaces such a node
 //! (a new id joins, the groups move to it, the old id is forgotten); a forgotten node's
-//! record is dropped, so its id may be used again.
+//! record is dropped (when the node leaves the peers, and whenever a cluster map without
+//! it is applied), so its id may be used again.
+//!
+//! Limits: the first incarnation a node sees of a peer is trusted, so a node that never met
+//! a peer's earlier data directory (it joined later, or lost this record) admits a wiped
+//! peer; and a data directory restored from a backup keeps its incarnation. A node that
+//! was down while a peer's id was forgotten and joined again still holds the old record
+//! and refuses the new node: delete that node's line from the record.
 //!
 //! File: `<database file>.peers`, one line per peer, `node incarnation` in decimal and
-//! hex, after a header line; it is replaced atomically (write, fsync, rename, fsync of the
-//! directory). A file that does not parse is an error naming it, at start.
+//! hex, after a header line (blank lines and `#` comments are skipped); it is replaced
+//! atomically (write, fsync, rename, fsync of the directory). A file that does not parse
+//! is an error naming it, at start. The first meeting of a peer writes the file on a
+//! blocking thread, never on the event loop.
 //!
 //! Must never: admit a peer under an incarnation other than the recorded one, record one
 //! the handshake did not authenticate, or admit a new peer before its record is durable.
@@ -21,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::raft::types::NodeId;
 
@@ -36,19 +45,26 @@ pub const RECORDED_PEERS_MAX: usize = 4 * super::PEERS_MAX;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     #[error(
-        "node {node} presents data directory incarnation {got:016x}, but it had \
-         {known:016x} when this node first met it: node {node} lost its state (a wiped or \
-         replaced data directory) and must not take part under its old id; join the \
-         machine as a new node and move node {node}'s replicas to it"
+        "node {node} presents data directory incarnation {got:016x}, but node {by} first met \
+         it with {known:016x}: node {node} lost its state (a wiped or replaced data \
+         directory), or another machine runs as node {node}; it must not take part under \
+         this id: join the machine as a new node and move node {node}'s replicas to it"
     )]
-    Changed { node: NodeId, known: u64, got: u64 },
-    #[error("{path}: {reason}")]
+    Changed { node: NodeId, by: NodeId, known: u64, got: u64 },
+    #[error("{RECORDED_PEERS_MAX} peers are recorded already; node {node} is not admitted")]
+    Full { node: NodeId },
+    #[error(
+        "{path}: {reason} (fix the file, or delete it to trust each peer's next incarnation)"
+    )]
     File { path: String, reason: String },
+    #[error("recording node {node}'s incarnation did not finish: {reason}")]
+    Interrupted { node: NodeId, reason: String },
 }
 
 /// This node's incarnation and the ones its peers presented first.
 #[derive(Debug)]
 pub struct Identity {
+    me: NodeId,
     mine: u64,
     /// Where the record lives; `None` keeps it in memory only (tests).
     path: Option<PathBuf>,
@@ -57,7 +73,7 @@ pub struct Identity {
 
 impl Identity {
     /// Opens the record beside the database `db_path` (empty if there is none yet).
-    pub fn open(mine: u64, db_path: &Path) -> Result<Identity, IdentityError> {
+    pub fn open(me: NodeId, mine: u64, db_path: &Path) -> Result<Identity, IdentityError> {
         let mut path = db_path.as_os_str().to_owned();
         path.push(PEERS_FILE_SUFFIX);
         let path = PathBuf::from(path);
@@ -66,12 +82,12 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(file_err(&path, format!("cannot read: {e}"))),
         };
-        Ok(Identity { mine, path: Some(path), known: Mutex::new(known) })
+        Ok(Identity { me, mine, path: Some(path), known: Mutex::new(known) })
     }
 
     /// A record kept in memory only.
-    pub fn in_memory(mine: u64) -> Identity {
-        Identity { mine, path: None, known: Mutex::new(BTreeMap::new()) }
+    pub fn in_memory(me: NodeId, mine: u64) -> Identity {
+        Identity { me, mine, path: None, known: Mutex::new(BTreeMap::new()) }
     }
 
     /// This node's incarnation.
@@ -84,14 +100,11 @@ impl Identity {
     /// A first meeting writes the file, once per peer; the handshake waits for it.
     pub fn admit(&self, node: NodeId, incarnation: u64) -> Result<(), IdentityError> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        match known.get(&node) {
-            Some(&k) if k == incarnation => return Ok(()),
-            Some(&k) => return Err(IdentityError::Changed { node, known: k, got: incarnation }),
-            None => {}
+        if let Some(checked) = self.compare(&known, node, incarnation) {
+            return checked;
         }
         if known.len() >= RECORDED_PEERS_MAX {
-            let reason = format!("{RECORDED_PEERS_MAX} peers recorded already");
-            return Err(IdentityError::File { path: self.shown_path(), reason });
+            return Err(IdentityError::Full { node });
         }
         let mut next = known.clone();
         next.insert(node, incarnation);
@@ -100,14 +113,57 @@ impl Identity {
         Ok(())
     }
 
+    /// `admit`, from async code: a known peer is checked at once; the file write of a
+    /// first meeting runs on a blocking thread (inside a tokio runtime).
+    pub async fn admit_async(
+        self: &Arc<Self>,
+        node: NodeId,
+        incarnation: u64,
+    ) -> Result<(), IdentityError> {
+        let checked = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            self.compare(&known, node, incarnation)
+        };
+        if let Some(checked) = checked {
+            return checked;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.admit(node, incarnation);
+        }
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.admit(node, incarnation)).await {
+            Ok(admitted) => admitted,
+            Err(e) => Err(IdentityError::Interrupted { node, reason: e.to_string() }),
+        }
+    }
+
+    /// The verdict on a peer already recorded; `None` for a new one.
+    fn compare(
+        &self,
+        known: &BTreeMap<NodeId, u64>,
+        node: NodeId,
+        got: u64,
+    ) -> Option<Result<(), IdentityError>> {
+        match known.get(&node) {
+            Some(&k) if k == got => Some(Ok(())),
+            Some(&k) => Some(Err(IdentityError::Changed { node, by: self.me, known: k, got })),
+            None => None,
+        }
+    }
+
     /// Drops the record of a node that left the cluster, so that its id may join again.
     pub fn forget(&self, node: NodeId) -> Result<(), IdentityError> {
+        self.retain(|n| n != node)
+    }
+
+    /// Keeps the records of the nodes `keep` accepts only (the others left the cluster).
+    pub fn retain(&self, keep: impl Fn(NodeId) -> bool) -> Result<(), IdentityError> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if !known.contains_key(&node) {
+        if known.keys().all(|n| keep(*n)) {
             return Ok(());
         }
         let mut next = known.clone();
-        next.remove(&node);
+        next.retain(|n, _| keep(*n));
         self.save(&next)?;
         *known = next;
         Ok(())
@@ -116,10 +172,6 @@ impl Identity {
     /// The incarnation recorded for `node`, if any.
     pub fn known(&self, node: NodeId) -> Option<u64> {
         self.known.lock().unwrap_or_else(|p| p.into_inner()).get(&node).copied()
-    }
-
-    fn shown_path(&self) -> String {
-        self.path.as_ref().map_or_else(|| "(in memory)".into(), |p| p.display().to_string())
     }
 
     fn save(&self, known: &BTreeMap<NodeId, u64>) -> Result<(), IdentityError> {
@@ -156,6 +208,9 @@ fn parse(text: &str) -> Result<BTreeMap<NodeId, u64>, String> {
     }
     let mut known = BTreeMap::new();
     for (n, line) in lines.enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
         let bad = || format!("line {}: expected `node incarnation`, found {line:?}", n + 2);
         let mut words = line.split_whitespace();
         let (Some(node), Some(inc), None) = (words.next(), words.next(), words.next()) else {
@@ -184,22 +239,35 @@ mod tests {
     #[test]
     fn a_peer_is_admitted_under_its_first_incarnation_only_and_that_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let id = Identity::open(7, &db_path(&dir)).unwrap();
+        let id = Identity::open(NodeId(1), 7, &db_path(&dir)).unwrap();
         id.admit(NodeId(2), 0xabc).unwrap();
         id.admit(NodeId(2), 0xabc).unwrap();
         id.admit(NodeId(3), 0xdef).unwrap();
         let err = id.admit(NodeId(2), 0x123).unwrap_err();
-        assert_eq!(err, IdentityError::Changed { node: NodeId(2), known: 0xabc, got: 0x123 });
+        let (node, by) = (NodeId(2), NodeId(1));
+        assert_eq!(err, IdentityError::Changed { node, by, known: 0xabc, got: 0x123 });
         assert!(err.to_string().contains("node 2 lost its state"), "{err}");
 
-        let again = Identity::open(7, &db_path(&dir)).unwrap();
+        let again = Identity::open(NodeId(1), 7, &db_path(&dir)).unwrap();
         assert_eq!(again.known(NodeId(2)), Some(0xabc));
         assert_eq!(again.known(NodeId(3)), Some(0xdef));
         assert!(again.admit(NodeId(2), 0x123).is_err());
         again.forget(NodeId(2)).unwrap();
-        let third = Identity::open(7, &db_path(&dir)).unwrap();
+        let third = Identity::open(NodeId(1), 7, &db_path(&dir)).unwrap();
         assert_eq!(third.known(NodeId(2)), None);
         third.admit(NodeId(2), 0x123).unwrap();
+        third.retain(|n| n == NodeId(2)).unwrap();
+        let fourth = Identity::open(NodeId(1), 7, &db_path(&dir)).unwrap();
+        assert_eq!((fourth.known(NodeId(2)), fourth.known(NodeId(3))), (Some(0x123), None));
+    }
+
+    #[test]
+    fn a_hand_edited_record_with_blank_lines_and_comments_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{HEADER}\n\n# node 2 was replaced\n3 ff\n");
+        fs::write(dir.path().join("node.redb.peers"), text).unwrap();
+        let id = Identity::open(NodeId(1), 1, &db_path(&dir)).unwrap();
+        assert_eq!((id.known(NodeId(2)), id.known(NodeId(3))), (None, Some(0xff)));
     }
 
     #[test]
@@ -209,7 +277,7 @@ mod tests {
         for text in ["", "garbage\n", &format!("{HEADER}\n2 xyz\n"),
             &format!("{HEADER}\n2 1\n2 1\n"), &format!("{HEADER}\n0 1\n")] {
             fs::write(&path, text).unwrap();
-            let err = Identity::open(1, &db_path(&dir)).unwrap_err();
+            let err = Identity::open(NodeId(1), 1, &db_path(&dir)).unwrap_err();
             assert!(err.to_string().contains("node.redb.peers"), "{err}");
         }
     }

@@ -264,10 +264,25 @@ impl TransportHandle {
         peer.removed.store(true, Ordering::Release);
         info!(peer = %node, "peer removed");
         // Its id may join again, with another data directory.
-        if let Err(e) = self.inner.link.identity.forget(node) {
-            warn!(peer = %node, "the record of the removed peer's incarnation stays: {e}");
-        }
+        self.keep_identities(move |n| n != node);
         true
+    }
+
+    /// Drops the incarnation records of nodes that are neither peers nor accepted by
+    /// `keep` (nodes a cluster map no longer lists): their ids may join again. The file is
+    /// written on a blocking thread; a failure is logged, and the next call tries again.
+    pub fn keep_identities(&self, keep: impl Fn(NodeId) -> bool + Send + 'static) {
+        let identity = self.inner.link.identity.clone();
+        let peers = self.inner.peers.ids();
+        let retain = move || {
+            if let Err(e) = identity.retain(|n| peers.contains(&n) || keep(n)) {
+                warn!("the records of departed peers' incarnations stay: {e}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(retain)),
+            Err(_) => retain(),
+        }
     }
 
     /// Starts dialling a node that joined the cluster, and accepts its connections from now

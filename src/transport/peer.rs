@@ -334,8 +334,8 @@ async fn connect(peer: &Peer, cfg: &LinkConfig) -> Result<TcpStream, LinkError> 
 }
 
 /// Writes one frame per wake-up (queue items or the heartbeat clock, with what else is queued
-/// after one yield to the event loop) until the connection fails; `Ok` only when the queue
-/// is closed (the transport stopped).
+/// after a few yields to the event loop) until the connection fails; `Ok` only when the
+/// queue is closed (the transport stopped).
 async fn run_connected(
     peer: &Peer,
     cfg: &LinkConfig,
@@ -366,7 +366,7 @@ async fn run_connected(
         // answers) is usually a moment behind. Yielding lets it join the same frame: one
         // write and one wake-up of the peer instead of several. Yield again while a yield
         // brought more (the tasks it let run may have woken others); stop at the first
-        // that brought nothing, so a lone message waits for nothing.
+        // that brought nothing, so a lone message waits one yield only.
         for _ in 0..COALESCE_YIELDS_MAX {
             tokio::task::yield_now().await;
             let before = items.len();

@@ -147,7 +147,7 @@ impl Batch {
     }
 }
 
-/// One frame. The first three are the handshake (see `handshake`), the last is traffic.
+/// One frame. All but the last are the handshake (see `handshake`); the last is traffic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
     /// Dialer → acceptor: who I am, which wire version I speak, and a nonce the acceptor
@@ -156,15 +156,19 @@ pub enum Frame {
         version: u32,
         node: NodeId,
         nonce: Vec<u8>,
-        /// The dialer's database incarnation (`transport::identity`).
+        /// The dialer's database incarnation (`transport::identity`). Absent from an
+        /// older node's `Hello`, which is then refused for its version, not as garbage.
+        #[serde(default)]
         incarnation: u64,
     },
-    /// Acceptor → dialer: who I am, my nonce for the dialer to answer, and my proof.
+    /// Acceptor → dialer: who I am, my nonce for the dialer to answer, my proof, and my
+    /// database incarnation.
     Challenge {
         version: u32,
         node: NodeId,
         nonce: Vec<u8>,
         proof: Vec<u8>,
+        #[serde(default)]
         incarnation: u64,
     },
     /// Dialer → acceptor: the dialer's proof.
@@ -172,8 +176,8 @@ pub enum Frame {
     /// Acceptor → dialer: the proof was right; batches may flow.
     Welcome,
     /// Acceptor → dialer, instead of `Welcome`: the dialer proved the secret but is refused
-    /// (it presents another incarnation than the acceptor recorded); the reason is logged
-    /// on both sides.
+    /// (it presents another incarnation than the acceptor recorded, or the record could not
+    /// be written); the reason is logged on both sides.
     Refused { reason: String },
     /// Dialer → acceptor, after `Welcome`.
     Batch(Batch),

@@ -526,6 +526,37 @@ async fn reconnects_after_the_peer_restarts_on_the_same_port() {
     b2.shutdown().await;
 }
 
+/// Node 2 restarts on another data directory (another incarnation): node 1 neither
+/// accepts its connection nor delivers to it, and counts the refusals; node 2's
+/// messages never arrive.
+#[tokio::test]
+async fn a_peer_back_with_another_incarnation_is_refused() {
+    let (listeners, addrs) = bind(2);
+    let mut listeners = listeners.into_iter();
+    let (a, ra) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
+    let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
+    a.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
+    wait_until("first message", || rb.raft_messages().len() == 1).await;
+    b.shutdown().await;
+    let mut wiped = options(2, &addrs, SECRET);
+    wiped.identity = Arc::new(Identity::in_memory(NodeId(2), 4242));
+    let recorder = Arc::new(Recorder::default());
+    let b2 = Transport::start(wiped, recorder.clone()).await.unwrap();
+    wait_until("node 1 refuses node 2's dials", || {
+        a.stats().peers[&NodeId(2)].refused_handshakes >= 2
+    })
+    .await;
+    for i in 2..=4 {
+        a.send_raft(NodeId(2), append(1, 1, 2, i), Urgency::Now);
+        b2.send_raft(NodeId(1), append(1, 2, 1, i), Urgency::Now);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(recorder.raft_messages().is_empty(), "the wiped node 2 got a message");
+    assert!(ra.raft_messages().is_empty(), "node 1 took a message from the wiped node 2");
+    a.shutdown().await;
+    b2.shutdown().await;
+}
+
 #[test]
 fn an_oversized_frame_is_refused_by_the_encoder() {
     let messages = (1..=64).map(|i| append(1, 1, 2, i)).collect();

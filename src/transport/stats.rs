@@ -55,7 +55,8 @@ counters!(
     /// Items dropped because the peer's queue or heartbeat batch was full, or because a
     /// single item exceeded `frame_bytes_max`.
     dropped_full_queue,
-    /// Inbound handshakes refused (wrong secret, unknown node, wrong version, garbage).
+    /// Inbound handshakes refused (wrong secret, unknown node, wrong version, garbage, a
+    /// changed incarnation).
     refused_handshakes,
     /// Outbound connections established (handshake completed).
     connects,

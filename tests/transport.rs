@@ -495,15 +495,22 @@ async fn a_peer_that_is_down_never_blocks_senders_and_its_queue_is_bounded() {
     a.shutdown().await;
 }
 
-#[tokio::test]
-async fn reconnects_after_the_peer_restarts_on_the_same_port() {
+/// Nodes 1 and 2 on loopback; node 1 sends node 2 a message, then node 2 shuts down.
+/// Returns node 1 and both addresses (node 2's port is free again).
+async fn node1_after_node2_left() -> (Node, BTreeMap<NodeId, SocketAddr>) {
     let (listeners, addrs) = bind(2);
     let mut listeners = listeners.into_iter();
-    let (a, _) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
+    let node1 = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
     let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
-    a.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
+    node1.0.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
     wait_until("first message", || rb.raft_messages().len() == 1).await;
     b.shutdown().await;
+    (node1, addrs)
+}
+
+#[tokio::test]
+async fn reconnects_after_the_peer_restarts_on_the_same_port() {
+    let ((a, _), addrs) = node1_after_node2_left().await;
     let recorder = Arc::new(Recorder::default());
     let b2 = Transport::start(options(2, &addrs, SECRET), recorder.clone())
         .await
@@ -531,13 +538,7 @@ async fn reconnects_after_the_peer_restarts_on_the_same_port() {
 /// messages never arrive.
 #[tokio::test]
 async fn a_peer_back_with_another_incarnation_is_refused() {
-    let (listeners, addrs) = bind(2);
-    let mut listeners = listeners.into_iter();
-    let (a, ra) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
-    let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
-    a.send_raft(NodeId(2), append(1, 1, 2, 1), Urgency::Now);
-    wait_until("first message", || rb.raft_messages().len() == 1).await;
-    b.shutdown().await;
+    let ((a, ra), addrs) = node1_after_node2_left().await;
     let mut wiped = options(2, &addrs, SECRET);
     wiped.identity = Arc::new(Identity::in_memory(NodeId(2), 4242));
     let recorder = Arc::new(Recorder::default());

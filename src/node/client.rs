@@ -121,8 +121,8 @@ impl NodeClient {
         let settle = |uncertain: bool, group: GroupId, error: ShardError| -> ShardError {
             if uncertain { ShardError::Timeout { group } } else { error }
         };
-        // The last attempt's refusal: what a write refused by every attempt answers once
-        // the time-out has passed (it was applied nowhere).
+        // The last attempt's error: what an operation answers once the time-out has passed
+        // (through `settle`: outcome unknown if any attempt's outcome was).
         let mut refused: Option<ShardError> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -574,6 +574,18 @@ mod tests {
         assert!(answer == Err(not_sent) || answer == Err(not_leader), "{answer:?}");
         wire.down.lock().expect("wire").clear();
         assert_eq!(clients[0].execute(GroupId(1), write(4)).await, Ok(Reply::Int(4)));
+    }
+
+    /// A leader handing over for longer than the time-out: nothing was applied, and the
+    /// write says so rather than "outcome unknown".
+    #[tokio::test]
+    async fn a_write_refused_until_the_time_out_answers_the_refusal() {
+        let transferring = ShardError::Transferring { group: GroupId(1), to: NodeId(3) };
+        let script = Script::default();
+        let clients = cluster_of(false, false, &script);
+        script.lock().expect("script").extend(vec![Some(transferring.clone()); 1000]);
+        let answer = clients[1].execute(GroupId(1), write(6)).await;
+        assert_eq!(answer, Err(transferring));
     }
 
     #[tokio::test]

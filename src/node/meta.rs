@@ -192,10 +192,11 @@ impl MetaSync {
             }
         }
         *mapped = map.nodes.keys().copied().collect();
+        let listed = mapped.clone();
         drop(mapped);
-        // Also the records of nodes forgotten while this node was down or before it read
-        // any map: their ids may join again.
-        let listed: std::collections::BTreeSet<u64> = map.nodes.keys().copied().collect();
+        // Also the incarnation records of nodes forgotten while this node was down or
+        // before it read any map, unless they are still its peers (its configuration's):
+        // their ids may join again.
         self.transport.keep_identities(move |n| listed.contains(&n.get()));
         let owners: Vec<Option<GroupId>> =
             map.slot_owners().into_iter().map(|o| o.map(GroupId)).collect();

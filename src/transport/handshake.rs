@@ -6,7 +6,8 @@
 //!
 //! Dialer → `Hello{version, node, nonce_d, incarnation_d}`; acceptor → `Challenge{version,
 //! node, nonce_a, proof_a, incarnation_a}`; dialer → `Proof{proof_d}`; acceptor → `Welcome`,
-//! or `Refused{reason}` for a dialer that proved the secret under a changed incarnation. A
+//! or `Refused{reason}` for a dialer that proved the secret but is not admitted (a changed
+//! incarnation, or a record that is full or could not be written). A
 //! proof is `HMAC-SHA256(secret, role || nonce || dialer id || acceptor id || dialer
 //! incarnation || acceptor incarnation)`; the role tags keep one side's answers from being
 //! replayed as the other's. Each side checks the other's incarnation only once the other

@@ -8,17 +8,19 @@
 //! incarnation every peer presented at their first authenticated handshake, and refuses a
 //! peer that presents another one, in both directions. The operator replaces such a node
 //! (a new id joins, the groups move to it, the old id is forgotten); a forgotten node's
-//! record is dropped (when the node leaves the peers, and whenever a cluster map without
-//! it is applied), so its id may be used again.
+//! record is dropped (when the node leaves the peers, and whenever a cluster map is
+//! applied that lists it not and that is not a peer any more), so its id may be used again.
 //!
 //! Limits: the first incarnation a node sees of a peer is trusted, so a node that never met
 //! a peer's earlier data directory (it joined later, or lost this record) admits a wiped
 //! peer; and a data directory restored from a backup keeps its incarnation. A node that
-//! was down while a peer's id was forgotten and joined again still holds the old record
-//! and refuses the new node: delete that node's line from the record.
+//! was down while a peer's id was forgotten and joined again, or whose configuration still
+//! names a forgotten peer (a layout node), keeps the old record and refuses the new node:
+//! delete that node's line from the record.
 //!
 //! File: `<database file>.peers`, one line per peer, `node incarnation` in decimal and
-//! hex, after a header line (blank lines and `#` comments are skipped); it is replaced
+//! hex, after a header line (blank lines and `#` comments are skipped, and not kept when
+//! the file is next written); it is replaced
 //! atomically (write, fsync, rename, fsync of the directory). A file that does not parse
 //! is an error naming it, at start. The first meeting of a peer writes the file on a
 //! blocking thread, never on the event loop.
@@ -57,6 +59,8 @@ pub enum IdentityError {
         "{path}: {reason} (fix the file, or delete it to trust each peer's next incarnation)"
     )]
     File { path: String, reason: String },
+    #[error("{path}: cannot write: {reason}")]
+    Write { path: String, reason: String },
     #[error("recording node {node}'s incarnation did not finish: {reason}")]
     Interrupted { node: NodeId, reason: String },
 }
@@ -120,9 +124,14 @@ impl Identity {
         node: NodeId,
         incarnation: u64,
     ) -> Result<(), IdentityError> {
-        let checked = {
-            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            self.compare(&known, node, incarnation)
+        // Never wait on the event loop for a record being written: a busy lock sends the
+        // check to the blocking thread, where `admit` makes it under the lock.
+        let checked = match self.known.try_lock() {
+            Ok(known) => self.compare(&known, node, incarnation),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                self.compare(&p.into_inner(), node, incarnation)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
         };
         if let Some(checked) = checked {
             return checked;
@@ -193,7 +202,10 @@ impl Identity {
             }
             Ok(())
         };
-        write().map_err(|e| file_err(path, format!("cannot write: {e}")))
+        write().map_err(|e| IdentityError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -270,12 +270,14 @@ impl TransportHandle {
 
     /// Drops the incarnation records of nodes that are neither peers nor accepted by
     /// `keep` (nodes a cluster map no longer lists): their ids may join again. The file is
-    /// written on a blocking thread; a failure is logged, and the next call tries again.
+    /// written on a blocking thread, which reads the peers when it runs (under the record's
+    /// lock: a peer admitted meanwhile keeps its record); a failure is logged, and the
+    /// next call tries again.
     pub fn keep_identities(&self, keep: impl Fn(NodeId) -> bool + Send + 'static) {
         let identity = self.inner.link.identity.clone();
-        let peers = self.inner.peers.ids();
+        let peers = self.inner.peers.clone();
         let retain = move || {
-            if let Err(e) = identity.retain(|n| peers.contains(&n) || keep(n)) {
+            if let Err(e) = identity.retain(|n| peers.get(n).is_some() || keep(n)) {
                 warn!("the records of departed peers' incarnations stay: {e}");
             }
         };

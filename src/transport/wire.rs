@@ -176,8 +176,8 @@ pub enum Frame {
     /// Acceptor → dialer: the proof was right; batches may flow.
     Welcome,
     /// Acceptor → dialer, instead of `Welcome`: the dialer proved the secret but is refused
-    /// (it presents another incarnation than the acceptor recorded, or the record could not
-    /// be written); the reason is logged on both sides.
+    /// (it presents another incarnation than the acceptor recorded, the record is full,
+    /// or it could not be written); the reason is logged on both sides.
     Refused { reason: String },
     /// Dialer → acceptor, after `Welcome`.
     Batch(Batch),

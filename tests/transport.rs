@@ -543,8 +543,9 @@ async fn a_peer_back_with_another_incarnation_is_refused() {
     wiped.identity = Arc::new(Identity::in_memory(NodeId(2), 4242));
     let recorder = Arc::new(Recorder::default());
     let b2 = Transport::start(wiped, recorder.clone()).await.unwrap();
-    wait_until("node 1 refuses node 2's dials", || {
+    wait_until("node 1 refuses node 2's dials, and node 2 counts it", || {
         a.stats().peers[&NodeId(2)].refused_handshakes >= 2
+            && b2.stats().peers[&NodeId(1)].refused_by_peer >= 1
     })
     .await;
     for i in 2..=4 {

@@ -230,7 +230,7 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
 
 fn copied(r: &Registry) -> Result<Copied, MetricsError> {
     type Field = fn(&PeerStats) -> u64;
-    let fields: [(&'static str, &str, Field); 11] = [
+    let fields: [(&'static str, &str, Field); 12] = [
         (
             "transport_frames_sent_total",
             "Frames written to the peer.",
@@ -280,6 +280,12 @@ fn copied(r: &Registry) -> Result<Copied, MetricsError> {
             "transport_refused_handshakes_total",
             "Inbound handshakes refused.",
             |s| s.refused_handshakes,
+        ),
+        (
+            "transport_refused_by_peer_total",
+            "Outbound handshakes the peer refused: it does not admit this node's data \
+             directory.",
+            |s| s.refused_by_peer,
         ),
         (
             "transport_connects_total",

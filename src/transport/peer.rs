@@ -304,6 +304,9 @@ pub(crate) async fn run(
             }
             Err(e) => {
                 failures += 1;
+                if matches!(e, LinkError::Handshake(HandshakeError::RefusedByPeer { .. })) {
+                    bump(&peer.counters.refused_by_peer, 1);
+                }
                 if matches!(e, LinkError::Handshake(_)) {
                     warn!(peer = %peer.node, addr = %peer.addr, "cannot join peer: {e}");
                 } else if failures == 1 {

@@ -58,6 +58,9 @@ counters!(
     /// Inbound handshakes refused (wrong secret, unknown node, wrong version, garbage, a
     /// changed incarnation).
     refused_handshakes,
+    /// Outbound handshakes the peer refused although this node proved the secret: the
+    /// peer does not admit this node's data directory (it lost its state?).
+    refused_by_peer,
     /// Outbound connections established (handshake completed).
     connects,
 );

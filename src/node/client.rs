@@ -123,12 +123,12 @@ impl NodeClient {
         };
         // The last attempt's error: what an operation answers once the time-out has passed
         // (through `settle`: outcome unknown if any attempt's outcome was).
-        let mut refused: Option<ShardError> = None;
+        let mut last_error: Option<ShardError> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let timeout = ShardError::Timeout { group };
-                return Err(settle(uncertain, group, refused.unwrap_or(timeout)));
+                return Err(settle(uncertain, group, last_error.unwrap_or(timeout)));
             }
             let budget = left.min(self.inner.request_timeout / ATTEMPTS_PER_TIMEOUT_MIN);
             let result = self.attempt(target, group, op.clone(), budget).await;
@@ -141,7 +141,7 @@ impl NodeClient {
                         | ShardError::Stopped { .. })
                 );
             if let Err(e) = &result {
-                refused = Some(e.clone());
+                last_error = Some(e.clone());
             }
             match result {
                 // Served by `target`: it leads the group (a node without a replica of the
@@ -160,7 +160,7 @@ impl NodeClient {
                 Err(ShardError::SlotMoved { moved: Some(off), .. }) if off.group != group => {
                     self.inner.table.apply_split(group, &off);
                     group = off.group;
-                    refused = None;
+                    last_error = None;
                     target = self.first_target(group).map_err(|e| settle(uncertain, group, e))?;
                 }
                 // Not applied; the same node answers with its successor once it is done.

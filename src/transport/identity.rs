@@ -117,8 +117,8 @@ impl Identity {
         Ok(())
     }
 
-    /// `admit`, from async code: a known peer is checked at once; the file write of a
-    /// first meeting runs on a blocking thread (inside a tokio runtime).
+    /// `admit`, from async code (on a tokio runtime): a known peer is checked at once; the
+    /// file write of a first meeting runs on a blocking thread.
     pub async fn admit_async(
         self: &Arc<Self>,
         node: NodeId,
@@ -135,9 +135,6 @@ impl Identity {
         };
         if let Some(checked) = checked {
             return checked;
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.admit(node, incarnation);
         }
         let me = self.clone();
         match tokio::task::spawn_blocking(move || me.admit(node, incarnation)).await {
@@ -158,11 +155,6 @@ impl Identity {
             Some(&k) => Some(Err(IdentityError::Changed { node, by: self.me, known: k, got })),
             None => None,
         }
-    }
-
-    /// Drops the record of a node that left the cluster, so that its id may join again.
-    pub fn forget(&self, node: NodeId) -> Result<(), IdentityError> {
-        self.retain(|n| n != node)
     }
 
     /// Keeps the records of the nodes `keep` accepts only (the others left the cluster).
@@ -264,7 +256,7 @@ mod tests {
         assert_eq!(again.known(NodeId(2)), Some(0xabc));
         assert_eq!(again.known(NodeId(3)), Some(0xdef));
         assert!(again.admit(NodeId(2), 0x123).is_err());
-        again.forget(NodeId(2)).unwrap();
+        again.retain(|n| n != NodeId(2)).unwrap();
         let third = Identity::open(NodeId(1), 7, &db_path(&dir)).unwrap();
         assert_eq!(third.known(NodeId(2)), None);
         third.admit(NodeId(2), 0x123).unwrap();

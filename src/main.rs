@@ -174,7 +174,7 @@ struct StatusArgs {
     /// A node's metrics address (listen.metrics); repeat or comma-separate for several.
     #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
     node: Vec<String>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (peer handshakes refused, if any, go to standard error).
     #[arg(long)]
     json: bool,
 }
@@ -382,10 +382,13 @@ fn status(args: &StatusArgs) -> ExitCode {
         return ExitCode::from(EXIT_RUNTIME_FAILURE);
     }
     let rows = status::rows(&scrapes);
+    let refusals = status::refusals_text(&status::refusals(&scrapes));
     if args.json {
+        // Standard output stays the rows alone, for scripts; refusals are a warning.
         println!("{}", status::json(&rows));
+        eprint!("{refusals}");
     } else {
-        print!("{}", status::table(&rows));
+        print!("{}{refusals}", status::table(&rows));
     }
     ExitCode::SUCCESS
 }

@@ -230,6 +230,23 @@ fn a_node_back_with_a_wiped_data_directory_is_refused_by_its_peers() {
         }
         Ok(())
     });
+    // An operator sees it without reading logs: `shardkv status` lists the refusals.
+    let metrics: Vec<String> =
+        [1, 2, 3].iter().map(|&n| cluster.config(n).listen.metrics.to_string()).collect();
+    eventually("shardkv status lists the refusals of node2", || {
+        let out = std::process::Command::new(common::cluster::SHARDKV_EXE)
+            .args(["status", "--node", &metrics.join(",")])
+            .output()
+            .map_err(|e| format!("run shardkv status: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in ["node 2 was refused by node 1", "node 2 was refused by node 3",
+            "node 1 refused node 2", "node 3 refused node 2"] {
+            if !text.contains(want) {
+                return Err(format!("no \"{want}\" in:\n{text}"));
+            }
+        }
+        Ok(())
+    });
     // Nodes 1 and 3 are a majority of every group: the cluster keeps serving.
     write_all(&cluster, 1, &keys, "v2");
     check_all(&cluster, 3, &keys, "v2");

@@ -1,7 +1,10 @@
 //! `shardkv status`: one row per group — slot range, leader, term, commit index, the lag of
 //! each replica behind the leader, and a health word — built from the `/metrics` of one or
 //! more nodes. A node's registry shows only its own replicas, and the per-replica lag only
-//! where it leads, so pass every node for a complete table. Reads, never changes, a node.
+//! where it leads, so pass every node for a complete table. Below it, the peer handshakes
+//! refused since each node started (`refusals`): a node its peers refuse (a wiped data
+//! directory back under its old id, a wrong secret) keeps running and answering, and this
+//! is where an operator sees it. Reads, never changes, a node.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +116,68 @@ pub fn rows(scrapes: &[Vec<Sample>]) -> Vec<GroupRow> {
         .collect()
 }
 
+/// Which side of a refused peer handshake a node counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RefusalSide {
+    /// The peer refused this node (`shardkv_transport_refused_by_peer_total`).
+    RefusedBy,
+    /// This node refused the peer (`shardkv_transport_refused_handshakes_total`).
+    Refused,
+}
+
+/// Peer handshakes refused between two nodes since `node` started, as `node` counted them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PeerRefusal {
+    pub node: u64,
+    pub peer: u64,
+    pub side: RefusalSide,
+    pub count: u64,
+}
+
+/// Every non-zero count of refused peer handshakes in the scrapes, by node, then peer.
+/// Refusals of connections that never named a node (no `peer` label) are left out: they
+/// are strangers, not members.
+pub fn refusals(scrapes: &[Vec<Sample>]) -> Vec<PeerRefusal> {
+    let mut out = Vec::new();
+    for s in scrapes.iter().flatten() {
+        let side = match s.name.as_str() {
+            "shardkv_transport_refused_by_peer_total" => RefusalSide::RefusedBy,
+            "shardkv_transport_refused_handshakes_total" => RefusalSide::Refused,
+            _ => continue,
+        };
+        let count = s.value.max(0.0) as u64;
+        if let (Some(node), Some(peer), true) = (num(s, "node"), num(s, "peer"), count > 0) {
+            out.push(PeerRefusal { node, peer, side, count });
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The refusals for a person at a terminal: empty when there are none.
+pub fn refusals_text(refusals: &[PeerRefusal]) -> String {
+    if refusals.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\npeer handshakes refused since each node started:\n");
+    for r in refusals {
+        let line = match r.side {
+            RefusalSide::RefusedBy => format!(
+                "  node {} was refused by node {} {} time(s): node {} does not admit node {}'s \
+                 data directory (see node {}'s log for why)\n",
+                r.node, r.peer, r.count, r.peer, r.node, r.node
+            ),
+            RefusalSide::Refused => format!(
+                "  node {} refused node {} {} time(s) (another data directory, a wrong secret \
+                 or wire version: see node {}'s log)\n",
+                r.node, r.peer, r.count, r.node
+            ),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
 /// The table for a person at a terminal.
 pub fn table(rows: &[GroupRow]) -> String {
     let mut out = format!(
@@ -155,4 +220,45 @@ pub fn table(rows: &[GroupRow]) -> String {
 /// The rows as a JSON array, for scripts.
 pub fn json(rows: &[GroupRow]) -> String {
     serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::scrape::parse;
+
+    #[test]
+    fn refusals_are_listed_by_node_and_peer_and_zeros_left_out() {
+        let node2 = parse(
+            "shardkv_transport_refused_by_peer_total{node=\"2\",peer=\"3\"} 4\n\
+             shardkv_transport_refused_by_peer_total{node=\"2\",peer=\"1\"} 2\n\
+             shardkv_transport_refused_handshakes_total{node=\"2\",peer=\"1\"} 0\n",
+        );
+        let node1 = parse(
+            "shardkv_transport_refused_handshakes_total{node=\"1\",peer=\"2\"} 2\n\
+             shardkv_transport_refused_handshakes_total{node=\"1\"} 9\n\
+             shardkv_transport_connects_total{node=\"1\",peer=\"2\"} 5\n",
+        );
+        let found = refusals(&[node2, node1]);
+        let refusal = |node, peer, side, count| PeerRefusal { node, peer, side, count };
+        assert_eq!(
+            found,
+            vec![
+                refusal(1, 2, RefusalSide::Refused, 2),
+                refusal(2, 1, RefusalSide::RefusedBy, 2),
+                refusal(2, 3, RefusalSide::RefusedBy, 4),
+            ]
+        );
+        let text = refusals_text(&found);
+        assert!(text.contains("node 2 was refused by node 3 4 time(s)"), "{text}");
+        assert!(text.contains("node 1 refused node 2 2 time(s)"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("  node")).count(), 3, "{text}");
+    }
+
+    #[test]
+    fn no_refusals_print_nothing() {
+        let quiet = parse("shardkv_transport_refused_by_peer_total{node=\"1\",peer=\"2\"} 0\n");
+        assert!(refusals(&[quiet]).is_empty());
+        assert_eq!(refusals_text(&[]), "");
+    }
 }

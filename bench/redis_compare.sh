@@ -78,9 +78,21 @@ sys.exit(0 if ok else 1)' "$1" 2>/dev/null && return 0
   echo "note: leaders of the cluster on port $(($1 + 1)) are not where the layout places them" >&2
 }
 leaders_placed 7000; leaders_placed 7010
-# Let every group elect and take a first write.
-timeout 60 redis-benchmark -p 7001 -t set -n 2000 -c 10 -q >/dev/null
-timeout 60 redis-benchmark -p 7011 -t set -n 2000 -c 10 -q >/dev/null
+# Warm up with the rows' own traffic, plain clients on node 1, for two windows of
+# `timeouts.follow_workload_ms` (5 s): leaders then follow the requests to node 1 (see
+# src/node/workload.rs), as they would under an application that talks to one node.
+leaders_per_node() { # base port
+  redis-cli -p "$(($1 + 1))" --json CLUSTER SHARDS 2>/dev/null | python3 -c '
+import collections, json, sys
+shards = json.load(sys.stdin)
+led = collections.Counter(n["port"] for s in shards for n in s["nodes"] if n["role"] == "master")
+print(" ".join(f"node{p - int(sys.argv[1])}={c}" for p, c in sorted(led.items())))' "$1"
+}
+for base in 7000 7010; do
+  timeout 14 redis-benchmark -p "$((base + 1))" -t set -n 10000000 -c 50 -r 100000 -q \
+    >/dev/null 2>&1 || true
+  echo "leaders of the cluster on port $((base + 1)) after the warm-up: $(leaders_per_node "$base")"
+done
 
 rps() { # port test pipeline extra...
   local port="$1" test="$2" pipe="$3"; shift 3

@@ -140,6 +140,73 @@ fn a_new_cluster_places_each_leader_on_the_node_its_layout_lists_first() {
     });
 }
 
+/// The node that leads the group owning `slot`, as node `asked` sees it (`CLUSTER SLOTS`).
+fn leader_of_slot(cluster: &TestCluster, asked: u64, slot: u16) -> Result<u64, String> {
+    let ranges = cluster.slot_masters(asked)?;
+    let range = ranges.iter().find(|r| (r.first..=r.last).contains(&slot));
+    let range = range.ok_or_else(|| format!("no master for slot {slot}"))?;
+    cluster.node_at(range.master).ok_or_else(|| format!("{} is no node", range.master))
+}
+
+/// A hash tag whose keys (`{tag}...`) all live in `slot`.
+fn tag_of_slot(slot: u16) -> String {
+    (0u64..).map(|n| format!("t{n}")).find(|t| key_slot(t.as_bytes()) == slot).unwrap_or_default()
+}
+
+/// `count` keys of `slot` (tagged `tag`), written through `node` in one pipeline.
+fn write_group_burst(cluster: &TestCluster, node: u64, tag: &str, round: u64, count: u64) {
+    let Ok(mut con) = cluster.client(node).get_connection() else { return };
+    let mut pipe = redis::pipe();
+    for n in 0..count {
+        pipe.cmd("SET").arg(format!("{{{tag}}}:{n}")).arg(round).ignore();
+    }
+    // A leader transfer may refuse a few; the next burst writes them again.
+    let _: redis::RedisResult<()> = pipe.query(&mut con);
+}
+
+#[test]
+fn a_leader_moves_to_the_node_its_requests_come_in_through() {
+    let mut opts = ClusterOpts::default();
+    opts.timeouts.follow_workload_ms = 1_000;
+    let layout = ClusterLayout::File(LAYOUT_FILE.into());
+    let cluster = TestCluster::start(3, layout, opts);
+    if let Err(e) = cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)) {
+        panic!("cluster not ready: {e}");
+    }
+    // Group 2 is placed on node 2 and group 3 on node 3 (the layout's first replicas).
+    let slot_of = |group: u64| cluster.layout().groups[group as usize - 1].slots[0];
+    let (moved, stays) = (slot_of(2), slot_of(3));
+    let (moved_tag, stays_tag) = (tag_of_slot(moved), tag_of_slot(stays));
+    eventually("the layout's leaders are placed", || {
+        match (leader_of_slot(&cluster, 1, moved)?, leader_of_slot(&cluster, 1, stays)?) {
+            (2, 3) => Ok(()),
+            other => Err(format!("leaders of groups 2 and 3: {other:?}")),
+        }
+    });
+    // Group 2's requests all come in through node 1; group 3's through its own leader.
+    let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+    let mut round = 0;
+    while leader_of_slot(&cluster, 1, moved) != Ok(1) {
+        assert!(Instant::now() < deadline, "group 2's leader did not follow its requests to \
+            node1:\n{}", cluster.log_tails());
+        round += 1;
+        write_group_burst(&cluster, 1, &moved_tag, round, 400);
+        write_group_burst(&cluster, 3, &stays_tag, round, 400);
+    }
+    assert!(cluster.log(2).contains("moving the group's leadership to the node its requests \
+        come in through"), "node2 logs why it handed group 2 over");
+    // A few more windows of the same traffic: group 3 stays with its own clients' node,
+    // and group 2 does not move back.
+    let settle = Instant::now() + Duration::from_millis(3_000);
+    while Instant::now() < settle {
+        round += 1;
+        write_group_burst(&cluster, 1, &moved_tag, round, 400);
+        write_group_burst(&cluster, 3, &stays_tag, round, 400);
+    }
+    assert_eq!(leader_of_slot(&cluster, 1, moved), Ok(1));
+    assert_eq!(leader_of_slot(&cluster, 1, stays), Ok(3));
+}
+
 #[test]
 fn kill9_leader_of_most_groups_then_failover() {
     let mut cluster = start_local_3x8();

@@ -20,6 +20,7 @@ use tracing::debug;
 
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
+use crate::node::workload::Workload;
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult};
 use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
 
@@ -57,6 +58,8 @@ pub struct NodeClient {
     inner: Arc<Inner>,
     /// Offer reads to this node's follower of the group first (`with_follower_reads`).
     follower_reads: bool,
+    /// Where the requests this node's leaders serve came in (`with_workload`).
+    workload: Arc<Workload>,
 }
 
 struct Inner {
@@ -83,13 +86,20 @@ impl NodeClient {
             next_request_id: AtomicU64::new(1),
             request_timeout,
         };
-        NodeClient { inner: Arc::new(inner), follower_reads: false }
+        let workload = Arc::new(Workload::new(false));
+        NodeClient { inner: Arc::new(inner), follower_reads: false, workload }
     }
 
     /// Reads of a group whose leader is elsewhere go first to this node's replica of the
     /// group, if it has one, which serves them as a follower when it can.
     pub fn with_follower_reads(self, on: bool) -> NodeClient {
         NodeClient { follower_reads: on, ..self }
+    }
+
+    /// Counts each request a replica here served as leader by the node it came in through
+    /// (`node::workload`).
+    pub fn with_workload(self, workload: Arc<Workload>) -> NodeClient {
+        NodeClient { workload, ..self }
     }
 
     pub fn table(&self) -> &Arc<RoutingTable> {
@@ -247,7 +257,12 @@ impl NodeClient {
                 return Err(ShardError::NoReplica { group });
             };
             return match tokio::time::timeout(left, answer).await {
-                Ok(result) => result,
+                Ok(result) => {
+                    if result.is_ok() {
+                        self.workload.served(group, target);
+                    }
+                    result
+                }
                 Err(_) => Err(ShardError::Timeout { group }),
             };
         }
@@ -318,6 +333,7 @@ impl NodeClient {
         let answer = self.inner.local.execute(group, op);
         let peers = self.inner.peers.clone();
         let timeout = self.inner.request_timeout;
+        let workload = self.workload.clone();
         tokio::spawn(async move {
             let result = match answer {
                 None => Err(ShardError::NoReplica { group }),
@@ -326,6 +342,9 @@ impl NodeClient {
                     Err(_) => Err(ShardError::Timeout { group }),
                 },
             };
+            if result.is_ok() {
+                workload.served(group, from);
+            }
             peers.send_forward_reply(from, ForwardReply { request_id, result });
         });
     }

@@ -83,6 +83,11 @@ pub struct TimeoutConfig {
     /// node within it), so that a new cluster's leaders are spread as its layout lists
     /// them (see `node::placement`). 0: leaders stay where the first elections put them.
     pub leader_placement_ms: u64,
+    /// Leaders follow the workload: every this long, a node hands the leadership of each
+    /// group it led for the whole time to the node most of the group's requests came in
+    /// through, if that is another node and it brought far more (see `node::workload`).
+    /// 0: leaders stay where elections, placement and operators put them.
+    pub follow_workload_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -100,6 +105,7 @@ impl Default for TimeoutConfig {
             meta_sync_ms: 500,
             apply_flush_ms: crate::shard::limits::APPLY_FLUSH_MS_DEFAULT,
             leader_placement_ms: 30_000,
+            follow_workload_ms: 5_000,
         }
     }
 }

@@ -7,5 +7,6 @@ pub mod join;
 pub mod meta;
 mod placement;
 pub mod run;
+pub mod workload;
 
 pub use run::{run, Node, NodeBackend, NodeError};

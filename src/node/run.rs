@@ -22,6 +22,7 @@ use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
 use crate::node::config::NodeConfig;
 use crate::node::meta::{MetaSync, PendingReports};
 use crate::node::placement::take_leaderships;
+use crate::node::workload::{follow_workload, Workload};
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::resp::backend::{Backend, ClusterView, GroupView, NodeView};
 use crate::resp::server::{serve, RespOptions};
@@ -256,6 +257,8 @@ pub struct Node {
     meta_task: tokio::task::JoinHandle<()>,
     /// Takes the leaderships the layout gives this node, at its first start.
     placement_task: Option<tokio::task::JoinHandle<()>>,
+    /// Moves leaders to where their groups' requests come in (`node::workload`).
+    workload_task: Option<tokio::task::JoinHandle<()>>,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -302,20 +305,26 @@ impl Node {
             &reports,
         )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
+        let t = &config.timeouts;
+        let workload = Arc::new(Workload::new(t.follow_workload_ms > 0));
         let client =
             NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request())
-                .with_follower_reads(config.reads.follower);
+                .with_follower_reads(config.reads.follower)
+                .with_workload(workload.clone());
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
         sync.apply_saved();
         let every = Duration::from_millis(config.timeouts.meta_sync_ms.max(1));
         let meta_task = tokio::spawn(sync.run(every));
-        let t = &config.timeouts;
         let placement_task = (!placed.is_empty() && t.leader_placement_ms > 0).then(|| {
             let within = Duration::from_millis(t.leader_placement_ms);
             let run = take_leaderships(client.clone(), me, placed, within, t.election_max());
             tokio::spawn(run)
+        });
+        let workload_task = (t.follow_workload_ms > 0).then(|| {
+            let window = Duration::from_millis(t.follow_workload_ms);
+            tokio::spawn(follow_workload(client.clone(), workload, window))
         });
         info!(node = me.get(), groups = shards.all().len(), "node started");
         Ok(Node {
@@ -330,6 +339,7 @@ impl Node {
             factory,
             meta_task,
             placement_task,
+            workload_task,
             _router: router,
             _writer: writer,
         })
@@ -392,11 +402,12 @@ impl Node {
             arbiters,
             meta_task,
             placement_task,
+            workload_task,
             _writer,
             ..
         } = self;
         meta_task.abort();
-        if let Some(task) = placement_task {
+        for task in [placement_task, workload_task].into_iter().flatten() {
             task.abort();
         }
         let deadline = Duration::from_millis(config.timeouts.shutdown_ms);

@@ -130,6 +130,23 @@ fn the_applied_state_flush_interval_loads() {
 }
 
 #[test]
+fn the_workload_window_is_off_or_at_least_its_minimum() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    assert!(text.contains("follow_workload_ms = 5000"), "{text}");
+    let window = |ms: u64| {
+        move |t: String| {
+            t.replace("follow_workload_ms = 5000", &format!("follow_workload_ms = {ms}"))
+        }
+    };
+    load_edited(window(0)).expect("0 turns it off");
+    load_edited(window(100)).expect("the shortest window loads");
+    let refused = message(load_edited(window(99)));
+    assert!(refused.contains("follow_workload_ms must be 0 (off) or at least 100"), "{refused}");
+}
+
+#[test]
 fn a_missing_layout_file_is_refused_naming_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = valid_files(tmp.path());

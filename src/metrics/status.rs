@@ -3,8 +3,9 @@
 //! more nodes. A node's registry shows only its own replicas, and the per-replica lag only
 //! where it leads, so pass every node for a complete table. Below it, the peer handshakes
 //! refused since each node started (`refusals`): a node its peers refuse (a wiped data
-//! directory back under its old id, a wrong secret) keeps running and answering, and this
-//! is where an operator sees it. Reads, never changes, a node.
+//! directory back under its old id) still accepts client connections but takes no part in
+//! replication, so it serves no read or write, and this is where an operator sees it
+//! without reading logs. Reads, never changes, a node.
 
 use std::collections::BTreeMap;
 
@@ -169,7 +170,7 @@ pub fn refusals_text(refusals: &[PeerRefusal]) -> String {
             ),
             RefusalSide::Refused => format!(
                 "  node {} refused node {} {} time(s) (another data directory, a wrong secret \
-                 or wire version: see node {}'s log)\n",
+                 or wire version, garbage, a time-out: see node {}'s log)\n",
                 r.node, r.peer, r.count, r.node
             ),
         };

@@ -192,6 +192,19 @@ impl NodeClient {
         }
     }
 
+    /// Runs `op` on this node's replica of `group` only, within the request time-out:
+    /// `NoReplica` if there is none here, and the replica's own refusal (`NotLeader`, say)
+    /// as it gives it, never followed elsewhere.
+    pub async fn execute_here(&self, group: GroupId, op: ShardOp) -> ShardResult {
+        let Some(answer) = self.inner.local.execute(group, op) else {
+            return Err(ShardError::NoReplica { group });
+        };
+        match tokio::time::timeout(self.inner.request_timeout, answer).await {
+            Ok(result) => result,
+            Err(_) => Err(ShardError::Timeout { group }),
+        }
+    }
+
     /// A read of a group led elsewhere, offered to this node's replica of it as a follower
     /// read; `None` if there is none here or it did not serve it (not following a known
     /// leader, no answer from the leader in time, a slot moved): the read then takes the
@@ -378,6 +391,7 @@ fn retryable(error: &ShardError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::net::SocketAddr;
     use std::sync::Mutex;
 
@@ -507,7 +521,8 @@ mod tests {
             let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, script });
             let peers = Arc::new(WireEnd { me, wire: wire.clone() });
             let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
-                .with_follower_reads(follower_reads);
+                .with_follower_reads(follower_reads)
+                .with_workload(Arc::new(Workload::new(true)));
             wire.nodes.lock().expect("wire").push((me, client.clone()));
             clients.push(client);
         }
@@ -517,6 +532,25 @@ mod tests {
     fn write(seq: u64) -> ShardOp {
         let command = crate::kv::KvCommand::Del { keys: vec![] };
         ShardOp::Write(Request { client_id: 7, seq, now_ms: 0, command })
+    }
+
+    /// The leader counts each request it served once, by the node it came in through; a
+    /// read a follower served and a refused request count nothing.
+    #[tokio::test]
+    async fn the_leader_counts_requests_by_the_node_they_came_in_through() {
+        let script = Script::default();
+        let clients = cluster_of(true, true, &script);
+        assert_eq!(clients[0].execute(GroupId(1), write(1)).await, Ok(Reply::Int(1)));
+        assert_eq!(clients[2].execute(GroupId(1), write(2)).await, Ok(Reply::Int(2)));
+        assert_eq!(clients[1].execute(GroupId(1), write(3)).await, Ok(Reply::Int(3)));
+        assert_eq!(clients[0].execute(GroupId(1), read()).await, said("follower"));
+        let refusal = ShardError::Refused { group: GroupId(1), reason: "no".into() };
+        script.lock().expect("script").push_back(Some(refusal.clone()));
+        assert_eq!(clients[0].execute(GroupId(1), write(4)).await, Err(refusal));
+        let counted = clients[1].workload.take();
+        let by_origin = BTreeMap::from([(NodeId(1), 1), (NodeId(2), 1), (NodeId(3), 1)]);
+        assert_eq!(counted, BTreeMap::from([(GroupId(1), by_origin)]));
+        assert!(clients[0].workload.take().is_empty() && clients[2].workload.take().is_empty());
     }
 
     #[tokio::test]

@@ -84,9 +84,10 @@ pub struct TimeoutConfig {
     /// them (see `node::placement`). 0: leaders stay where the first elections put them.
     pub leader_placement_ms: u64,
     /// Leaders follow the workload: every this long, a node hands the leadership of each
-    /// group it led for the whole time to the node most of the group's requests came in
-    /// through, if that is another node and it brought far more (see `node::workload`).
-    /// 0: leaders stay where elections, placement and operators put them.
+    /// group it led for the whole time to the other node, among the group's replicas, that
+    /// brought the most of its requests, if that was at least 100 a second and more than
+    /// twice what came in here (see `node::workload`). 0: leaders stay where elections,
+    /// placement and operators put them; else at least `FOLLOW_WINDOW_MIN` (100 ms).
     pub follow_workload_ms: u64,
 }
 
@@ -330,6 +331,12 @@ impl NodeConfig {
         }
         if t.apply_flush_ms > APPLY_FLUSH_MS_MAX {
             return invalid(format!("timeouts.apply_flush_ms must be at most {APPLY_FLUSH_MS_MAX}"));
+        }
+        let window_min = crate::node::workload::FOLLOW_WINDOW_MIN.as_millis();
+        if t.follow_workload_ms > 0 && u128::from(t.follow_workload_ms) < window_min {
+            return invalid(format!(
+                "timeouts.follow_workload_ms must be 0 (off) or at least {window_min}"
+            ));
         }
         if self.reads.mode == ReadConsistency::Lease
             && (self.reads.lease_drift_ticks == 0

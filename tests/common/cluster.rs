@@ -49,6 +49,10 @@ pub fn fast_timeouts() -> TimeoutConfig {
         reconnect_max_ms: 300,
         shutdown_ms: 3_000,
         meta_sync_ms: 200,
+        // Leaders stay where elections, placement and the tests put them: tests that
+        // drive load through one node and then look at leaders would race the moves.
+        // `tests/cluster.rs` turns it on where it tests it.
+        follow_workload_ms: 0,
         ..TimeoutConfig::default()
     }
 }

@@ -4,7 +4,10 @@
 # redis-server runs with `appendonly yes` and `appendfsync always` (every write fsynced
 # before the reply, one fsync per event-loop round), shardkv as a local 3-node cluster
 # (every write committed on a majority of three, each fsyncing). Prints requests per
-# second of both and the ratio shardkv / redis for SET and GET, with -P 1 and -P 16.
+# second of both and the ratio shardkv / redis for SET and GET, with -P 1 and -P 16. The
+# plain rows go through node 1, after a warm-up that lets the leaders follow that traffic
+# there (src/node/workload.rs); the cluster-aware column uses a cluster that keeps them
+# where the layout places them.
 #
 # Each figure is the median of ROUNDS runs (default 3), the runs of one row interleaved
 # (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
@@ -50,6 +53,13 @@ pids+=($!)
   --base-resp-port 7011 --base-peer-port 7111 --base-metrics-port 9111 \
   >"$work/shardkv-lease.log" 2>&1 &
 pids+=($!)
+# The same cluster with leaders kept where the layout places them (no following of the
+# workload), for the cluster-aware rows: redis-benchmark --cluster refuses a cluster whose
+# leaders all sit on one node, as the plain rows' traffic would make them.
+./target/release/shardkv local --follow-workload-ms 0 --data-dir "$work/shardkv-still" \
+  --base-resp-port 7021 --base-peer-port 7121 --base-metrics-port 9121 \
+  >"$work/shardkv-still.log" 2>&1 &
+pids+=($!)
 
 wait_for() { # port
   for _ in $(seq 1 150); do
@@ -60,6 +70,7 @@ wait_for() { # port
 }
 wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
 wait_for 7011; wait_for 7012; wait_for 7013
+wait_for 7021; wait_for 7022; wait_for 7023
 # Wait for the layout's leader placement: each group led (health "online") by the node its
 # layout lists first, as a new cluster settles (the default layout, shards/local-3x8.toml).
 leaders_placed() { # base port (node n answers on base + n)
@@ -79,7 +90,7 @@ sys.exit(0 if ok else 1)' "$1" 2>/dev/null && return 0
   done
   echo "note: leaders of the cluster on port $(($1 + 1)) are not where the layout places them" >&2
 }
-leaders_placed 7000; leaders_placed 7010
+leaders_placed 7000; leaders_placed 7010; leaders_placed 7020
 # Warm up with the rows' own traffic, plain clients on node 1, for two windows of
 # `timeouts.follow_workload_ms` (5 s): leaders then follow the requests to node 1 (see
 # src/node/workload.rs), as they would under an application that talks to one node.
@@ -118,17 +129,19 @@ for pipe in 1 16; do
     for _ in $(seq 1 "$rounds"); do
       rs+=("$(rps "$redis_port" "$test" "$pipe")")
       ss+=("$(rps 7001 "$test" "$pipe")")
-      cs+=("$(rps 7001 "$test" "$pipe" --cluster)")
+      cs+=("$(rps 7021 "$test" "$pipe" --cluster)")
       [ "$test" = get ] && ls+=("$(rps 7011 "$test" "$pipe")")
     done
     r="$(median "${rs[@]}")" s="$(median "${ss[@]}")" c="$(median "${cs[@]}")" l=-
     [ "$test" = get ] && l="$(median "${ls[@]}")"
-    ratio="$(awk -v s="$s" -v r="$r" 'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "n/a" }')"
+    ratio="$(awk -v s="$s" -v r="$r" \
+      'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "n/a" }')"
     lratio="$(awk -v s="$l" -v r="$r" 'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "-" }')"
     printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" "$ratio" "$lratio"
   done
 done
 echo "(ratio = shardkv through one node, as plain clients use it / redis-server;"
 echo " lease = the same with lease reads, [reads] mode = \"lease\";"
-echo " shardkv-cluster = redis-benchmark --cluster, which refuses (-) a cluster whose leaders"
-echo " all followed the plain rows' traffic to node 1: it wants two masters at least)"
+echo " shardkv-cluster = redis-benchmark --cluster on a third cluster whose leaders stay as"
+echo " the layout places them, --follow-workload-ms 0: redis-benchmark refuses a cluster whose"
+echo " leaders all followed the plain rows' traffic to one node)"

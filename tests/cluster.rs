@@ -155,6 +155,9 @@ fn tag_of_slot(slot: u16) -> String {
     (0u64..).map(|n| format!("t{n}")).find(|t| key_slot(t.as_bytes()) == slot).unwrap_or_default()
 }
 
+/// A writer thread gives up on a reply after this long and connects again.
+const WRITER_IO_TIMEOUT_MS: u64 = 5_000;
+
 /// Threads writing keys tagged `tag`, one SET at a time, each through its node of `via`,
 /// until `stop` is set.
 fn write_until(
@@ -169,8 +172,17 @@ fn write_until(
             let (client, stop, tag) = (cluster.client(node), stop.clone(), tag.to_string());
             std::thread::spawn(move || {
                 let mut n = 0u64;
+                let limit = Some(Duration::from_millis(WRITER_IO_TIMEOUT_MS));
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut con) = client.get_connection() else { continue };
+                    let connected = client.get_connection().and_then(|con| {
+                        con.set_read_timeout(limit)?;
+                        con.set_write_timeout(limit)?;
+                        Ok(con)
+                    });
+                    let Ok(mut con) = connected else {
+                        std::thread::sleep(Duration::from_millis(RETRY_INTERVAL_MS));
+                        continue;
+                    };
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
                         let key = format!("{{{tag}}}:{i}:{n}");
@@ -213,11 +225,11 @@ fn a_leader_moves_to_the_node_its_requests_come_in_through() {
             other => Err(format!("leaders of groups 2 and 3: {other:?}")),
         }
     });
-    // Group 2's requests all come in through node 1. Group 3's come in through node 1 and
-    // its own leader's node alike: below the margin, so it stays.
+    // Group 2's requests all come in through node 1. Group 3's come in through node 1 a
+    // little more than through its own leader's node, but not twice as much: it stays.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = write_until(&cluster, &tag_of_slot(moved), &[1, 1, 1], &stop);
-    writers.extend(write_until(&cluster, &tag_of_slot(stays), &[1, 3], &stop));
+    let mut writers = write_until(&cluster, &tag_of_slot(moved), &[1; 6], &stop);
+    writers.extend(write_until(&cluster, &tag_of_slot(stays), &[1, 1, 1, 3, 3], &stop));
     let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
     while leader_of_slot(&cluster, 1, moved) != Ok(1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(RETRY_INTERVAL_MS));
@@ -230,12 +242,12 @@ fn a_leader_moves_to_the_node_its_requests_come_in_through() {
     }
     assert_eq!(leader_of_slot(&cluster, 1, moved), Ok(1), "group 2's leader did not follow \
         its requests to node1:\n{}", cluster.log_tails());
-    assert_eq!(workload_moves(&cluster, 2, 2), 1, "node2 logs once why it handed group 2 over");
+    // (A transfer that gave up, or an election that took the group away, may make a
+    // leader move it again; never away from node 1, where its requests come in.)
+    assert!(workload_moves(&cluster, 2, 2) >= 1, "node2 logs why it handed group 2 over");
+    assert_eq!(workload_moves(&cluster, 1, 2), 0, "node1 moved group 2 away from its clients");
     for node in [1, 2, 3] {
         assert_eq!(workload_moves(&cluster, node, 3), 0, "node{node} moved group 3");
-        if node != 2 {
-            assert_eq!(workload_moves(&cluster, node, 2), 0, "node{node} moved group 2 on");
-        }
     }
 }
 
@@ -351,6 +363,7 @@ fn a_node_back_with_a_wiped_data_directory_is_refused_by_its_peers() {
         .args(["status", "--json", "--node", &metrics.join(",")])
         .output()
         .expect("run shardkv status --json");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).expect("the rows as a JSON array");
     assert!(!rows.is_empty());

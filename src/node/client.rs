@@ -553,6 +553,17 @@ mod tests {
         assert!(clients[0].workload.take().is_empty() && clients[2].workload.take().is_empty());
     }
 
+    /// `execute_here` asks this node's replica only, and answers its refusal as it is.
+    #[tokio::test]
+    async fn execute_here_never_leaves_the_node() {
+        let clients = cluster();
+        let transfer = ShardOp::TransferLeader { to: NodeId(1) };
+        let refused = clients[0].execute_here(GroupId(1), transfer.clone()).await;
+        let not_leader = ShardError::NotLeader { group: GroupId(1), leader: Some(NodeId(2)) };
+        assert_eq!(refused, Err(not_leader));
+        assert_eq!(clients[1].execute_here(GroupId(1), transfer).await, Ok(Reply::Ok));
+    }
+
     #[tokio::test]
     async fn a_write_on_a_follower_node_follows_the_hint_to_the_leader() {
         let clients = cluster();

@@ -111,7 +111,9 @@ fn led_by(routes: &[GroupRoute], me: NodeId) -> BTreeSet<GroupId> {
 /// `routes` where each group's replicas are, `min` the fewest requests a node must bring
 /// (`requests_min` of the window's real length). Origins holding no replica of the group
 /// are left out before choosing, so a busy node without one cannot hide one that has one.
-/// The metadata group stays.
+/// A learner is not told from a voter here (the routing table lists both): Raft refuses
+/// to hand leadership to a learner, and the group stays until the learner is promoted or
+/// the traffic changes. The metadata group stays.
 pub fn decide(
     counts: &BTreeMap<GroupId, BTreeMap<NodeId, u64>>,
     led: (&BTreeSet<GroupId>, &BTreeSet<GroupId>),

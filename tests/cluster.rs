@@ -245,6 +245,14 @@ fn a_leader_moves_to_the_node_its_requests_come_in_through() {
     // (A transfer that gave up, or an election that took the group away, may make a
     // leader move it again; never away from node 1, where its requests come in.)
     assert!(workload_moves(&cluster, 2, 2) >= 1, "node2 logs why it handed group 2 over");
+    let metrics = cluster.config(2).listen.metrics.to_string();
+    let text = shardkv::metrics::scrape::fetch(&metrics, Duration::from_secs(5)).expect("scrape");
+    let counted = shardkv::metrics::scrape::parse(&text)
+        .iter()
+        .filter(|s| s.name == "shardkv_raft_workload_leader_moves_total")
+        .map(|s| s.value)
+        .sum::<f64>();
+    assert!(counted >= 1.0, "node2 counts the move in its metrics");
     assert_eq!(workload_moves(&cluster, 1, 2), 0, "node1 moved group 2 away from its clients");
     for node in [1, 2, 3] {
         assert_eq!(workload_moves(&cluster, node, 3), 0, "node{node} moved group 3");

@@ -67,6 +67,8 @@ struct Inner {
     copied: Copied,
     fsync_seconds: Histogram,
     fsync_batch_writes: Histogram,
+    /// Leaderships handed over to follow the workload (`node::workload`).
+    workload_moves: IntCounter,
     resp: RespMetrics,
     on_scrape: OnceLock<ScrapeHook>,
     /// Serialises scrape-time copies so two scrapes never add the same gain twice.
@@ -369,6 +371,15 @@ impl NodeMetrics {
                 "Group writes per durable commit.",
                 BATCH_BUCKETS_WRITES,
             )?,
+            workload_moves: {
+                let moves = IntCounter::new(
+                    "raft_workload_leader_moves_total",
+                    "Leaderships this node handed to the node its group's requests came in \
+                     through (timeouts.follow_workload_ms).",
+                )?;
+                r.register(Box::new(moves.clone()))?;
+                moves
+            },
             resp: resp(&r)?,
             registry: r,
             node,
@@ -410,6 +421,11 @@ impl NodeMetrics {
 
     pub fn resp(&self) -> RespMetrics {
         self.inner.resp.clone()
+    }
+
+    /// Counts the leaderships this node hands over to follow the workload.
+    pub fn workload_moves(&self) -> IntCounter {
+        self.inner.workload_moves.clone()
     }
 
     /// One durable commit of `group_writes` writes that took `elapsed`.

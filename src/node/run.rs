@@ -324,7 +324,8 @@ impl Node {
         });
         let workload_task = (t.follow_workload_ms > 0).then(|| {
             let window = Duration::from_millis(t.follow_workload_ms);
-            tokio::spawn(follow_workload(client.clone(), workload, window))
+            let moves = metrics.workload_moves();
+            tokio::spawn(follow_workload(client.clone(), workload, window, moves))
         });
         info!(node = me.get(), groups = shards.all().len(), "node started");
         Ok(Node {

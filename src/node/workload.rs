@@ -22,6 +22,9 @@
 //! leader one read index per batch, not a forward per request. The metadata group is left
 //! where it is: its traffic is the nodes' own map syncs.
 //!
+//! Each move is logged on the node that hands the leadership over and counted in
+//! `shardkv_raft_workload_leader_moves_total`.
+//!
 //! Must never: move a leader to a node that holds no replica of the group, or more than
 //! once per group per window.
 
@@ -141,7 +144,12 @@ pub fn decide(
 
 /// Every `window`, hands the leadership of each group led here for the whole window to
 /// the node its requests came in through, where `decide` says so. Runs until dropped.
-pub(crate) async fn follow_workload(client: NodeClient, workload: Arc<Workload>, window: Duration) {
+pub(crate) async fn follow_workload(
+    client: NodeClient,
+    workload: Arc<Workload>,
+    window: Duration,
+    moves: prometheus::IntCounter,
+) {
     let me = client.table().me();
     let window = window.max(FOLLOW_WINDOW_MIN);
     let mut every = tokio::time::interval(window);
@@ -164,13 +172,16 @@ pub(crate) async fn follow_workload(client: NodeClient, workload: Arc<Workload>,
             // This node's own replica only: were its leadership gone meanwhile, the
             // request path would follow the hint and move a leader that just arrived.
             match client.execute_here(group, ShardOp::TransferLeader { to }).await {
-                Ok(_) => info!(
+                Ok(_) => {
+                    moves.inc();
+                    info!(
                     group = group.get(),
                     to = to.get(),
                     requests_there = there.copied().unwrap_or(0),
                     requests_here = here.copied().unwrap_or(0),
                     "moving the group's leadership to the node its requests come in through"
-                ),
+                    )
+                }
                 // A transfer under way, a replica that is not a caught-up voter: the next
                 // window decides again.
                 Err(error) => {

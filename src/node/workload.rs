@@ -22,8 +22,8 @@
 //! leader one read index per batch, not a forward per request. The metadata group is left
 //! where it is: its traffic is the nodes' own map syncs.
 //!
-//! Each move is logged on the node that hands the leadership over and counted in
-//! `shardkv_raft_workload_leader_moves_total`.
+//! Each transfer a replica accepted is logged on the node that hands the leadership over
+//! and counted in `shardkv_raft_workload_leader_moves_total`.
 //!
 //! Must never: move a leader to a node that holds no replica of the group, or more than
 //! once per group per window.
@@ -175,11 +175,11 @@ pub(crate) async fn follow_workload(
                 Ok(_) => {
                     moves.inc();
                     info!(
-                    group = group.get(),
-                    to = to.get(),
-                    requests_there = there.copied().unwrap_or(0),
-                    requests_here = here.copied().unwrap_or(0),
-                    "moving the group's leadership to the node its requests come in through"
+                        group = group.get(),
+                        to = to.get(),
+                        requests_there = there.copied().unwrap_or(0),
+                        requests_here = here.copied().unwrap_or(0),
+                        "moving the group's leadership to the node its requests come in through"
                     )
                 }
                 // A transfer under way, a replica that is not a caught-up voter: the next

@@ -18,9 +18,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
-use crate::node::workload::Workload;
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult};
 use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
 
@@ -196,13 +196,8 @@ impl NodeClient {
     /// `NoReplica` if there is none here, and the replica's own refusal (`NotLeader`, say)
     /// as it gives it, never followed elsewhere.
     pub async fn execute_here(&self, group: GroupId, op: ShardOp) -> ShardResult {
-        let Some(answer) = self.inner.local.execute(group, op) else {
-            return Err(ShardError::NoReplica { group });
-        };
-        match tokio::time::timeout(self.inner.request_timeout, answer).await {
-            Ok(result) => result,
-            Err(_) => Err(ShardError::Timeout { group }),
-        }
+        let answer = self.inner.local.execute(group, op);
+        answer_within(answer, group, self.inner.request_timeout).await
     }
 
     /// A read of a group led elsewhere, offered to this node's replica of it as a follower
@@ -266,18 +261,11 @@ impl NodeClient {
         left: Duration,
     ) -> ShardResult {
         if target == self.inner.table.me() {
-            let Some(answer) = self.inner.local.execute(group, op) else {
-                return Err(ShardError::NoReplica { group });
-            };
-            return match tokio::time::timeout(left, answer).await {
-                Ok(result) => {
-                    if result.is_ok() {
-                        self.workload.served(group, target);
-                    }
-                    result
-                }
-                Err(_) => Err(ShardError::Timeout { group }),
-            };
+            let result = answer_within(self.inner.local.execute(group, op), group, left).await;
+            if result.is_ok() {
+                self.workload.served(group, target);
+            }
+            return result;
         }
         self.forward(target, group, op, left).await
     }
@@ -348,19 +336,24 @@ impl NodeClient {
         let timeout = self.inner.request_timeout;
         let workload = self.workload.clone();
         tokio::spawn(async move {
-            let result = match answer {
-                None => Err(ShardError::NoReplica { group }),
-                Some(answer) => match tokio::time::timeout(timeout, answer).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ShardError::Timeout { group }),
-                },
-            };
+            let result = answer_within(answer, group, timeout).await;
             if result.is_ok() {
                 workload.served(group, from);
             }
             peers.send_forward_reply(from, ForwardReply { request_id, result });
         });
     }
+}
+
+/// A local replica's answer (`LocalGroups::execute`) within `within`: `NoReplica` if the
+/// node holds none of the group, `Timeout` past it.
+async fn answer_within(
+    answer: Option<LocalFuture>,
+    group: GroupId,
+    within: Duration,
+) -> ShardResult {
+    let Some(answer) = answer else { return Err(ShardError::NoReplica { group }) };
+    tokio::time::timeout(within, answer).await.unwrap_or(Err(ShardError::Timeout { group }))
 }
 
 /// Forgets a forward's id when its waiter goes away.

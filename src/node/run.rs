@@ -307,10 +307,9 @@ impl Node {
         let local: Arc<dyn LocalGroups> = shards.clone();
         let t = &config.timeouts;
         let workload = Arc::new(Workload::new(t.follow_workload_ms > 0));
-        let client =
-            NodeClient::new(table.clone(), local.clone(), peers, config.timeouts.request())
-                .with_follower_reads(config.reads.follower)
-                .with_workload(workload.clone());
+        let client = NodeClient::new(table.clone(), local.clone(), peers, t.request())
+            .with_follower_reads(config.reads.follower)
+            .with_workload(workload.clone());
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
@@ -474,7 +473,7 @@ async fn start_transport(
     let me = NodeId(config.node_id);
     let identity = Arc::new(Identity::open(me, db.incarnation(), db.path())?);
     let options = TransportOptions {
-        node: NodeId(config.node_id),
+        node: me,
         listen: config.listen.peer,
         peers: config
             .nodes

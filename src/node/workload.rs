@@ -53,7 +53,6 @@ pub const FOLLOW_WINDOW_MIN: Duration = Duration::from_millis(100);
 /// Requests served by the groups this node leads, by the node they came in through, since
 /// the last `take`. At most one entry per group hosted here, each with one count per node.
 /// The lock is held for a map update only; a node's request path runs on one thread.
-#[derive(Default)]
 pub struct Workload {
     counts: Mutex<BTreeMap<GroupId, BTreeMap<NodeId, u64>>>,
     /// Counting; not when `timeouts.follow_workload_ms = 0`.

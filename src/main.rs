@@ -230,6 +230,10 @@ struct LocalArgs {
     /// ReadIndex round per batch of reads; correct while clocks run at the same rate.
     #[arg(long)]
     lease_reads: bool,
+    /// `[reads] node_rounds = false`: each group confirms its reads with a heartbeat round
+    /// of its own, instead of one node-level round per peer for every group led here.
+    #[arg(long)]
+    no_node_read_rounds: bool,
     /// `timeouts.follow_workload_ms` of every node: how often leaders move toward the node
     /// their requests come in through (0: never) [default: 5000]
     #[arg(long, value_name = "MS")]
@@ -602,6 +606,9 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     let mut plan = LocalPlan::on_loopback(&args.data_dir, layout, base)?;
     if args.lease_reads {
         plan.reads.mode = shardkv::node::config::ReadConsistency::Lease;
+    }
+    if args.no_node_read_rounds {
+        plan.reads.node_rounds = false;
     }
     if let Some(ms) = args.follow_workload_ms {
         plan.timeouts.follow_workload_ms = ms;

@@ -1,5 +1,5 @@
 //! The node-level transport over real loopback sockets: Raft messages of many groups,
-//! forwards, the handshake's refusals, hostile bytes on the peer port, coalesced heartbeat
+//! forwards, read rounds' probes and answers, the handshake's refusals, hostile bytes on the peer port, coalesced heartbeat
 //! frames per interval whatever the number of groups, bounded queues and reconnection.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use shardkv::raft::types::{Entry, EntryPayload, GroupId, LogIndex, Message, Mess
 use shardkv::raft::types::{NodeId, Term};
 use shardkv::shard::api::{Endorsement, ShardError, ShardOp};
 use shardkv::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
-use shardkv::transport::api::{PeerSender, Urgency};
+use shardkv::transport::api::{PeerSender, TermAnswer, TermProbe, Urgency};
 use shardkv::transport::identity::Identity;
 use shardkv::transport::wire::{encode_frame, Batch, Frame};
 use shardkv::transport::{handshake, Transport, TransportHandle, TransportOptions};
@@ -34,6 +34,8 @@ struct Recorder {
     raft: Mutex<Vec<RaftCall>>,
     forwards: Mutex<Vec<(NodeId, ForwardRequest)>>,
     replies: Mutex<Vec<(NodeId, ForwardReply)>>,
+    probes: Mutex<Vec<(NodeId, TermProbe)>>,
+    answers: Mutex<Vec<(NodeId, TermAnswer)>>,
 }
 
 impl InboundHandler for Recorder {
@@ -45,6 +47,12 @@ impl InboundHandler for Recorder {
     }
     fn on_forward_reply(&self, from: NodeId, reply: ForwardReply) {
         self.replies.lock().unwrap().push((from, reply));
+    }
+    fn on_term_probe(&self, from: NodeId, probe: TermProbe) {
+        self.probes.lock().unwrap().push((from, probe));
+    }
+    fn on_term_answer(&self, from: NodeId, answer: TermAnswer) {
+        self.answers.lock().unwrap().push((from, answer));
     }
 }
 
@@ -276,6 +284,23 @@ async fn forwards_and_replies_round_trip() {
         *ra.replies.lock().unwrap(),
         vec![(NodeId(2), ok), (NodeId(2), no)]
     );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_round_probes_and_answers_round_trip() {
+    let nodes = cluster(2, |_| {}).await;
+    let (a, ra) = &nodes[0];
+    let (b, rb) = &nodes[1];
+    let probe = TermProbe { probe_id: 9, groups: vec![GroupId(1), GroupId(4)] };
+    a.send_term_probe(NodeId(2), probe.clone());
+    wait_until("probe", || rb.probes.lock().unwrap().len() == 1).await;
+    assert_eq!(*rb.probes.lock().unwrap(), vec![(NodeId(1), probe)]);
+    let answer = TermAnswer { probe_id: 9, terms: vec![(GroupId(4), Term(3))] };
+    b.send_term_answer(NodeId(1), answer.clone());
+    wait_until("answer", || ra.answers.lock().unwrap().len() == 1).await;
+    assert_eq!(*ra.answers.lock().unwrap(), vec![(NodeId(2), answer)]);
     a.shutdown().await;
     b.shutdown().await;
 }

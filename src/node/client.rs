@@ -18,11 +18,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::node::read_rounds::ReadRounds;
 use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult};
-use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender};
+use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender, TermAnswer, TermProbe};
 
 /// Forwards from this node awaiting an answer before new ones are refused (`Busy`).
 pub const FORWARDS_PENDING_MAX: usize = 100_000;
@@ -60,6 +61,8 @@ pub struct NodeClient {
     follower_reads: bool,
     /// Where the requests this node's leaders serve came in (`with_workload`).
     workload: Arc<Workload>,
+    /// Reads at a leader here are endorsed by a node-level round (`with_read_rounds`).
+    read_rounds: Option<Arc<ReadRounds>>,
 }
 
 struct Inner {
@@ -87,7 +90,18 @@ impl NodeClient {
             request_timeout,
         };
         let workload = Arc::new(Workload::new(false));
-        NodeClient { inner: Arc::new(inner), follower_reads: false, workload }
+        NodeClient { inner: Arc::new(inner), follower_reads: false, workload, read_rounds: None }
+    }
+
+    /// Reads of a group led here wait for a node-level round (`node::read_rounds`), which
+    /// asks every peer once for all of them, instead of their group's own ReadIndex round;
+    /// the round ends within `wait` at the latest.
+    pub fn with_read_rounds(self, wait: Option<Duration>) -> NodeClient {
+        let read_rounds = wait.map(|wait| {
+            let (table, local) = (self.inner.table.clone(), self.inner.local.clone());
+            Arc::new(ReadRounds::new(table, local, self.inner.peers.clone(), wait))
+        });
+        NodeClient { read_rounds, ..self }
     }
 
     /// Reads of a group whose leader is elsewhere go first to this node's replica of the
@@ -261,6 +275,9 @@ impl NodeClient {
         left: Duration,
     ) -> ShardResult {
         if target == self.inner.table.me() {
+            let began = Instant::now();
+            let op = self.endorse_here(group, op).await;
+            let left = left.saturating_sub(began.elapsed());
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
             if result.is_ok() {
                 self.workload.served(group, target);
@@ -268,6 +285,21 @@ impl NodeClient {
             return result;
         }
         self.forward(target, group, op, left).await
+    }
+
+    /// A read of a group this node leads, with a peer's endorsement from the next
+    /// node-level round if one comes (`with_read_rounds`); any other `op` as it is.
+    async fn endorse_here(&self, group: GroupId, op: ShardOp) -> ShardOp {
+        let Some(rounds) = &self.read_rounds else { return op };
+        match op {
+            ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false }
+                if self.inner.table.leader(group) == Some(self.inner.table.me()) =>
+            {
+                let endorsement = rounds.endorsement(group).await;
+                ShardOp::Read { command, now_ms, endorsement, follower_ok: false }
+            }
+            op => op,
+        }
     }
 
     /// Sends `op` to `target` and waits at most `left` for its answer.
@@ -320,6 +352,23 @@ impl NodeClient {
     pub fn on_forward_reply(&self, reply: ForwardReply) {
         if let Some((_, tx)) = self.inner.pending.remove(&reply.request_id) {
             let _ = tx.send(reply.result);
+        }
+    }
+
+    /// A peer's node-level read round reached us: answer with the terms our replicas of
+    /// its groups have published now, after every read it carries began. Answered whether
+    /// or not this node runs rounds of its own.
+    pub fn on_term_probe(&self, from: NodeId, probe: TermProbe) {
+        let local = &self.inner.local;
+        let terms = probe.groups.iter().filter_map(|g| local.term(*g).map(|t| (*g, t)));
+        let answer = TermAnswer { probe_id: probe.probe_id, terms: terms.collect() };
+        self.inner.peers.send_term_answer(from, answer);
+    }
+
+    /// A peer answered one of our read rounds.
+    pub fn on_term_answer(&self, from: NodeId, answer: TermAnswer) {
+        if let Some(rounds) = &self.read_rounds {
+            rounds.on_answer(from, answer);
         }
     }
 
@@ -404,6 +453,8 @@ mod tests {
         me: NodeId,
         serves: bool,
         script: Script,
+        /// The term every replica here published (`LocalGroups::term`), if any.
+        published: Option<Term>,
     }
 
     impl LocalGroups for FakeGroups {
@@ -428,6 +479,10 @@ mod tests {
                 }
                 match op {
                     ShardOp::Write(req) => Ok(Reply::Int(req.seq as i64)),
+                    ShardOp::Read { endorsement: Some(by), .. } => {
+                        let said = format!("leader, endorsed by {} in {}", by.node, by.term);
+                        Ok(Reply::Bulk(said.into()))
+                    }
                     ShardOp::Read { .. } => Ok(Reply::Bulk(bytes::Bytes::from_static(b"leader"))),
                     _ => Ok(Reply::Ok),
                 }
@@ -437,6 +492,10 @@ mod tests {
         fn holds(&self, _group: GroupId) -> bool {
             true
         }
+
+        fn term(&self, _group: GroupId) -> Option<Term> {
+            self.published
+        }
     }
 
     /// Delivers forwards between NodeClients in-process.
@@ -445,6 +504,9 @@ mod tests {
         nodes: Mutex<Vec<(NodeId, NodeClient)>>,
         /// Nodes whose links are down: nothing is sent to them.
         down: Mutex<Vec<NodeId>>,
+        /// Nodes up that never hear a read round (a machine gone silent, its link not
+        /// known to be down yet).
+        silent: Mutex<Vec<NodeId>>,
     }
 
     struct WireEnd {
@@ -467,6 +529,14 @@ mod tests {
         fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
             self.client(to).on_forward_reply(reply);
         }
+        fn send_term_probe(&self, to: NodeId, probe: TermProbe) {
+            if !self.wire.silent.lock().expect("wire").contains(&to) {
+                self.client(to).on_term_probe(self.me, probe);
+            }
+        }
+        fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
+            self.client(to).on_term_answer(self.me, answer);
+        }
         fn is_up(&self, to: NodeId) -> bool {
             !self.wire.down.lock().expect("wire").contains(&to)
         }
@@ -479,7 +549,13 @@ mod tests {
     /// `cluster`, and the wire, to take links down.
     fn cluster_and_wire() -> (Vec<NodeClient>, Arc<Wire>) {
         let wire = Arc::new(Wire::default());
-        (cluster_of_on(false, false, &Script::default(), &wire), wire)
+        (cluster_of_on(false, false, &Script::default(), &wire, None), wire)
+    }
+
+    /// `cluster_and_wire` with node-level read rounds, every replica in term 7.
+    fn cluster_with_rounds() -> (Vec<NodeClient>, Arc<Wire>) {
+        let wire = Arc::new(Wire::default());
+        (cluster_of_on(false, false, &Script::default(), &wire, Some(Term(7))), wire)
     }
 
     /// Three nodes; `follower_reads` for their request paths, `serves` for their replicas.
@@ -492,15 +568,17 @@ mod tests {
 
     /// `cluster_with`, the leader answering its first writes from `script`.
     fn cluster_of(follower_reads: bool, serves: bool, script: &Script) -> Vec<NodeClient> {
-        cluster_of_on(follower_reads, serves, script, &Arc::default())
+        cluster_of_on(follower_reads, serves, script, &Arc::default(), None)
     }
 
-    /// `cluster_of`, on `wire`.
+    /// `cluster_of`, on `wire`; with `rounds`, every replica published that term and the
+    /// nodes run read rounds.
     fn cluster_of_on(
         follower_reads: bool,
         serves: bool,
         script: &Script,
         wire: &Arc<Wire>,
+        rounds: Option<Term>,
     ) -> Vec<NodeClient> {
         let layout = Layout::even(3, 4, 3);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
@@ -511,11 +589,13 @@ mod tests {
             let me = NodeId(i);
             let table = RoutingTable::new(me, &layout, &addrs);
             let script = script.clone();
-            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, script });
+            let published = rounds;
+            let local = Arc::new(FakeGroups { leader: NodeId(2), me, serves, script, published });
             let peers = Arc::new(WireEnd { me, wire: wire.clone() });
             let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
                 .with_follower_reads(follower_reads)
-                .with_workload(Arc::new(Workload::new(true)));
+                .with_workload(Arc::new(Workload::new(true)))
+                .with_read_rounds(rounds.map(|_| Duration::from_millis(100)));
             wire.nodes.lock().expect("wire").push((me, client.clone()));
             clients.push(client);
         }
@@ -569,8 +649,8 @@ mod tests {
         ShardOp::read(crate::kv::read::ReadCommand::Get { key: bytes::Bytes::from_static(b"k") }, 0)
     }
 
-    fn said(text: &'static str) -> ShardResult {
-        Ok(Reply::Bulk(bytes::Bytes::from_static(text.as_bytes())))
+    fn said(text: &str) -> ShardResult {
+        Ok(Reply::Bulk(bytes::Bytes::copy_from_slice(text.as_bytes())))
     }
 
     /// With follower reads, the node's own follower serves a read; one that refuses it
@@ -660,6 +740,34 @@ mod tests {
         assert_eq!(answer, Err(ShardError::NoReplica { group: GroupId(99) }));
     }
 
+    /// A read at the leader's node goes to its replica with a peer's endorsement from a
+    /// node-level round; one forwarded there keeps the forwarder's own.
+    #[tokio::test]
+    async fn a_read_at_the_leader_is_endorsed_by_a_read_round() {
+        let (clients, _wire) = cluster_with_rounds();
+        clients[1].table().set_leader(GroupId(1), Some(NodeId(2)), Term(7));
+        let Ok(Reply::Bulk(text)) = clients[1].execute(GroupId(1), read()).await else {
+            panic!("no answer");
+        };
+        let text = String::from_utf8_lossy(&text).to_string();
+        assert!(
+            text == "leader, endorsed by 1 in 7" || text == "leader, endorsed by 3 in 7",
+            "{text}"
+        );
+        let forwarded = clients[0].execute(GroupId(1), read()).await;
+        assert_eq!(forwarded, said("leader, endorsed by 1 in 7"));
+    }
+
+    /// With one peer silent (its link still up) the other's answer endorses the read.
+    #[tokio::test]
+    async fn a_silent_peer_does_not_hold_a_read_round() {
+        let (clients, wire) = cluster_with_rounds();
+        wire.silent.lock().expect("wire").push(NodeId(1));
+        clients[1].table().set_leader(GroupId(2), Some(NodeId(2)), Term(7));
+        let answer = clients[1].execute(GroupId(2), read()).await;
+        assert_eq!(answer, said("leader, endorsed by 3 in 7"));
+    }
+
     /// Loses every forward.
     struct BlackHole;
 
@@ -667,6 +775,8 @@ mod tests {
         fn send_raft(&self, _: NodeId, _: GroupMessage, _: Urgency) {}
         fn send_forward(&self, _: NodeId, _: ForwardRequest) {}
         fn send_forward_reply(&self, _: NodeId, _: ForwardReply) {}
+        fn send_term_probe(&self, _: NodeId, _: TermProbe) {}
+        fn send_term_answer(&self, _: NodeId, _: TermAnswer) {}
     }
 
     #[tokio::test]
@@ -682,6 +792,7 @@ mod tests {
             me: NodeId(1),
             serves: false,
             script: Script::default(),
+            published: None,
         });
         let client = NodeClient::new(table, local, Arc::new(BlackHole), Duration::from_secs(60));
         let abandoned =

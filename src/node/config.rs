@@ -210,11 +210,22 @@ pub struct ReadConfig {
     /// time-out, far behind) hands the read back, and it is forwarded. False forwards
     /// every read to the leader.
     pub follower: bool,
+    /// With `read_index`: reads of the groups this node leads are confirmed together, by
+    /// one question per peer answered from the terms its replicas published, instead of a
+    /// heartbeat round per group (`node::read_rounds`); a round unanswered within a
+    /// heartbeat interval leaves its reads to their group's own round. False: a round per
+    /// group.
+    pub node_rounds: bool,
 }
 
 impl Default for ReadConfig {
     fn default() -> ReadConfig {
-        ReadConfig { mode: ReadConsistency::ReadIndex, lease_drift_ticks: 3, follower: true }
+        ReadConfig {
+            mode: ReadConsistency::ReadIndex,
+            lease_drift_ticks: 3,
+            follower: true,
+            node_rounds: true,
+        }
     }
 }
 
@@ -222,6 +233,12 @@ impl ReadConfig {
     /// The replicas' setting: `Some(drift ticks)` for lease reads.
     pub fn lease(&self) -> Option<u64> {
         (self.mode == ReadConsistency::Lease).then_some(self.lease_drift_ticks)
+    }
+
+    /// How long a node-level read round may take, when the node runs them.
+    pub fn node_round_wait(&self, timeouts: &TimeoutConfig) -> Option<Duration> {
+        let on = self.node_rounds && self.mode == ReadConsistency::ReadIndex;
+        on.then(|| timeouts.heartbeat())
     }
 }
 

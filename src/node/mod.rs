@@ -6,6 +6,7 @@ pub mod config;
 pub mod join;
 pub mod meta;
 mod placement;
+pub mod read_rounds;
 pub mod run;
 pub mod workload;
 

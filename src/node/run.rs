@@ -38,7 +38,8 @@ use crate::shard::persist::ShardWriter;
 use crate::shard::undurable::CleanBudget;
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
-    ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Urgency,
+    ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, TermAnswer,
+    TermProbe, Urgency,
 };
 use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::stats::TransportStats;
@@ -221,6 +222,18 @@ impl InboundHandler for NodeInbound {
             client.on_forward_reply(reply);
         }
     }
+
+    fn on_term_probe(&self, from: NodeId, probe: TermProbe) {
+        if let Some(client) = self.client.get() {
+            client.on_term_probe(from, probe);
+        }
+    }
+
+    fn on_term_answer(&self, from: NodeId, answer: TermAnswer) {
+        if let Some(client) = self.client.get() {
+            client.on_term_answer(from, answer);
+        }
+    }
 }
 
 /// The transport as a `PeerSender` for the request path and the replicas.
@@ -236,6 +249,12 @@ impl PeerSender for Peers {
     }
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
         self.0.send_forward_reply(to, reply);
+    }
+    fn send_term_probe(&self, to: NodeId, probe: TermProbe) {
+        self.0.send_term_probe(to, probe);
+    }
+    fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
+        self.0.send_term_answer(to, answer);
     }
 
     fn is_up(&self, to: NodeId) -> bool {
@@ -309,6 +328,7 @@ impl Node {
         let workload = Arc::new(Workload::new(t.follow_workload_ms > 0));
         let client = NodeClient::new(table.clone(), local.clone(), peers, t.request())
             .with_follower_reads(config.reads.follower)
+            .with_read_rounds(config.reads.node_round_wait(t))
             .with_workload(workload.clone());
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);

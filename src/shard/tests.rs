@@ -16,6 +16,7 @@ use crate::raft::{GroupId, NodeId, Role};
 use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult};
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, PeerSender, Urgency};
+use crate::transport::api::{TermAnswer, TermProbe};
 
 const GROUP: GroupId = GroupId(1);
 const NODES: [u64; 3] = [1, 2, 3];
@@ -82,6 +83,8 @@ impl PeerSender for Net {
     }
     fn send_forward(&self, _to: NodeId, _request: ForwardRequest) {}
     fn send_forward_reply(&self, _to: NodeId, _reply: ForwardReply) {}
+    fn send_term_probe(&self, _to: NodeId, _probe: TermProbe) {}
+    fn send_term_answer(&self, _to: NodeId, _answer: TermAnswer) {}
 }
 
 impl Net {

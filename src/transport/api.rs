@@ -44,6 +44,23 @@ pub struct ForwardReply {
     pub result: ShardResult,
 }
 
+/// A leader node's question to a peer, for a node-level read round (`node::read_rounds`):
+/// the terms of the peer's replicas of `groups`, read when the question arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermProbe {
+    /// Unique per origin node for the node's lifetime: the answer is matched by it.
+    pub probe_id: u64,
+    pub groups: Vec<GroupId>,
+}
+
+/// The answer to a `TermProbe`: the term each of the asked groups' replicas here had
+/// published (`ShardConfig::published_term`); groups with no replica here are left out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermAnswer {
+    pub probe_id: u64,
+    pub terms: Vec<(GroupId, Term)>,
+}
+
 /// What replicas and the request path use to reach other nodes. Never blocks: messages are
 /// queued in bounded per-peer queues; when a queue is full the message is dropped and
 /// counted (Raft retries), and the drop is logged at debug level.
@@ -51,6 +68,8 @@ pub trait PeerSender: Send + Sync + 'static {
     fn send_raft(&self, to: NodeId, message: GroupMessage, urgency: Urgency);
     fn send_forward(&self, to: NodeId, request: ForwardRequest);
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply);
+    fn send_term_probe(&self, to: NodeId, probe: TermProbe);
+    fn send_term_answer(&self, to: NodeId, answer: TermAnswer);
     /// Whether the link to `to` is up: false from the moment either direction of it
     /// closed until a connection is made again (a forward to a node that died is given up
     /// at once rather than after its time-out).
@@ -67,4 +86,6 @@ pub trait InboundHandler: Send + Sync + 'static {
     fn on_raft(&self, from: NodeId, messages: Vec<(GroupMessage, Urgency)>);
     fn on_forward(&self, from: NodeId, request: ForwardRequest);
     fn on_forward_reply(&self, from: NodeId, reply: ForwardReply);
+    fn on_term_probe(&self, from: NodeId, probe: TermProbe);
+    fn on_term_answer(&self, from: NodeId, answer: TermAnswer);
 }

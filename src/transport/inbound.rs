@@ -169,4 +169,10 @@ fn deliver(ctx: &InboundContext, peer: &Peer, mut batch: Batch, frame_bytes: usi
     for reply in batch.forward_replies {
         ctx.handler.on_forward_reply(peer.node, reply);
     }
+    for probe in batch.term_probes {
+        ctx.handler.on_term_probe(peer.node, probe);
+    }
+    for answer in batch.term_answers {
+        ctx.handler.on_term_answer(peer.node, answer);
+    }
 }

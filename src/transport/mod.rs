@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::raft::types::NodeId;
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
-use crate::transport::api::{PeerSender, Urgency};
+use crate::transport::api::{PeerSender, TermAnswer, TermProbe, Urgency};
 use crate::transport::peer::{LinkConfig, Outgoing, Peer};
 use crate::transport::stats::Counters;
 
@@ -366,6 +366,18 @@ impl PeerSender for TransportHandle {
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
         if let Some(peer) = self.peer(to) {
             peer.enqueue(Outgoing::ForwardReply(reply));
+        }
+    }
+
+    fn send_term_probe(&self, to: NodeId, probe: TermProbe) {
+        if let Some(peer) = self.peer(to) {
+            peer.enqueue(Outgoing::TermProbe(probe));
+        }
+    }
+
+    fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
+        if let Some(peer) = self.peer(to) {
+            peer.enqueue(Outgoing::TermAnswer(answer));
         }
     }
 

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use crate::raft::types::{GroupId, MessageBody, NodeId};
-use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, TermAnswer, TermProbe};
+use crate::transport::api::Urgency;
 use crate::transport::handshake::{self, HandshakeError};
 use crate::transport::stats::{bump, Counters};
 use crate::transport::wire::{
@@ -55,6 +56,8 @@ pub(crate) enum Outgoing {
     Raft(GroupMessage),
     Forward(ForwardRequest),
     ForwardReply(ForwardReply),
+    TermProbe(TermProbe),
+    TermAnswer(TermAnswer),
 }
 
 /// Why a connection to a peer ended or could not be made.
@@ -210,6 +213,8 @@ impl Peer {
                 Outgoing::Raft(m) => batch.messages.push(m),
                 Outgoing::Forward(f) => batch.forwards.push(f),
                 Outgoing::ForwardReply(r) => batch.forward_replies.push(r),
+                Outgoing::TermProbe(p) => batch.term_probes.push(p),
+                Outgoing::TermAnswer(a) => batch.term_answers.push(a),
             }
         }
         let mut hb = match self.heartbeats.lock() {

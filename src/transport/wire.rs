@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::raft::types::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
-use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
+use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, TermAnswer, TermProbe};
+use crate::transport::api::Urgency;
 
 /// The version of this wire format; a peer speaking another one is refused at the handshake
 /// (frames are rmp-serde arrays: a field added to a struct breaks older decoders).
@@ -17,7 +18,8 @@ use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency}
 /// batch in the log, so it must not join).
 /// 4: `ShardError::Transferring` (in forward replies: an older node cannot decode it).
 /// 5: incarnations in `Hello` and `Challenge`, and `Refused`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `Batch::term_probes` and `Batch::term_answers` (node-level read rounds).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -72,6 +74,8 @@ pub struct Batch {
     pub heartbeat_responses: Vec<HeartbeatResponseEntry>,
     pub forwards: Vec<ForwardRequest>,
     pub forward_replies: Vec<ForwardReply>,
+    pub term_probes: Vec<TermProbe>,
+    pub term_answers: Vec<TermAnswer>,
 }
 
 impl Batch {
@@ -81,6 +85,8 @@ impl Batch {
             && self.heartbeat_responses.is_empty()
             && self.forwards.is_empty()
             && self.forward_replies.is_empty()
+            && self.term_probes.is_empty()
+            && self.term_answers.is_empty()
     }
 
     /// Coalesced heartbeat entries (requests and responses) carried.
@@ -94,6 +100,8 @@ impl Batch {
             + self.heartbeat_entries()
             + self.forwards.len()
             + self.forward_replies.len()
+            + self.term_probes.len()
+            + self.term_answers.len()
     }
 
     /// Cuts the batch in two halves (by item, kind by kind); used when one frame would
@@ -109,15 +117,25 @@ impl Batch {
             heartbeat_responses: half(&mut self.heartbeat_responses),
             forwards: half(&mut self.forwards),
             forward_replies: half(&mut self.forward_replies),
+            term_probes: half(&mut self.term_probes),
+            term_answers: half(&mut self.term_answers),
         };
         if self.is_empty() && total >= 2 {
-            // Every kind held at most one item: move one whole kind across.
-            std::mem::swap(&mut self.messages, &mut upper.messages);
-            if self.is_empty() {
-                std::mem::swap(&mut self.forwards, &mut upper.forwards);
-            }
-            if self.is_empty() {
-                std::mem::swap(&mut self.heartbeats, &mut upper.heartbeats);
+            // Every kind held at most one item, now all in `upper`: move the first one back.
+            let moves: [fn(&mut Batch, &mut Batch); 7] = [
+                |a, b| std::mem::swap(&mut a.messages, &mut b.messages),
+                |a, b| std::mem::swap(&mut a.forwards, &mut b.forwards),
+                |a, b| std::mem::swap(&mut a.heartbeats, &mut b.heartbeats),
+                |a, b| std::mem::swap(&mut a.heartbeat_responses, &mut b.heartbeat_responses),
+                |a, b| std::mem::swap(&mut a.forward_replies, &mut b.forward_replies),
+                |a, b| std::mem::swap(&mut a.term_probes, &mut b.term_probes),
+                |a, b| std::mem::swap(&mut a.term_answers, &mut b.term_answers),
+            ];
+            for swap in moves {
+                if !self.is_empty() {
+                    break;
+                }
+                swap(&mut self, &mut upper);
             }
         }
         (self, upper)
@@ -357,6 +375,54 @@ mod tests {
             assert_eq!(a.len() + b.len(), len);
             if len >= 2 {
                 assert!(!a.is_empty() && !b.is_empty(), "{groups} groups");
+            }
+        }
+    }
+
+    /// One item of each of two kinds: each half gets one, whichever the kinds.
+    #[test]
+    fn splitting_two_items_of_different_kinds_puts_one_in_each_half() {
+        use crate::transport::api::{TermAnswer, TermProbe};
+        let one_of = |kind: usize| {
+            let mut b = Batch::default();
+            match kind {
+                0 => {
+                    let mut messages = heartbeat_batch(1).raft_messages(NodeId(1), NodeId(2));
+                    messages.truncate(1);
+                    b.messages = messages.into_iter().map(|(m, _)| m).collect();
+                }
+                1 => b.forwards = vec![ForwardRequest {
+                    request_id: 1,
+                    group: GroupId(1),
+                    op: crate::shard::api::ShardOp::Members,
+                    endorsed_term: None,
+                }],
+                2 => b.heartbeats = heartbeat_batch(1).heartbeats,
+                3 => b.heartbeat_responses = heartbeat_batch(1).heartbeat_responses,
+                4 => b.forward_replies =
+                    vec![ForwardReply { request_id: 1, result: Ok(crate::kv::Reply::Ok) }],
+                5 => b.term_probes = vec![TermProbe { probe_id: 1, groups: vec![GroupId(1)] }],
+                _ => b.term_answers = vec![TermAnswer { probe_id: 1, terms: vec![] }],
+            };
+            b
+        };
+        for x in 0..7 {
+            for y in 0..7 {
+                let (mut batch, other) = (one_of(x), one_of(y));
+                assert_eq!((batch.len(), other.len()), (1, 1));
+                if x == y {
+                    continue;
+                }
+                let b = other;
+                batch.messages.extend(b.messages);
+                batch.forwards.extend(b.forwards);
+                batch.heartbeats.extend(b.heartbeats);
+                batch.heartbeat_responses.extend(b.heartbeat_responses);
+                batch.forward_replies.extend(b.forward_replies);
+                batch.term_probes.extend(b.term_probes);
+                batch.term_answers.extend(b.term_answers);
+                let (lower, upper) = batch.split();
+                assert_eq!((lower.len(), upper.len()), (1, 1), "kinds {x} and {y}");
             }
         }
     }

@@ -13,6 +13,11 @@
 //!   and may see either; endorsed in the new term, they must wait for a round the deposed
 //!   leader cannot win. The test also checks, through `/metrics`, that endorsed reads were
 //!   answered without a round at all.
+//! - ReadIndex at the leader's own node: reads of the groups a node leads are confirmed by
+//!   a node-level read round (`[reads] node_rounds`, the default), one question per peer
+//!   answered from the terms its replicas published; a woken leader's round finds its
+//!   peers in the new term and endorses nothing. Checked through `/metrics`: rounds ran.
+//!   The variant with `node_rounds = false` runs a heartbeat round per group instead.
 //! - ReadIndex with follower reads (the default): a node's follower of the key's group
 //!   asks the leader for a read index and serves the read itself; rounds asked of the
 //!   paused leader end and their reads are forwarded to the new one; a woken leader's late
@@ -70,6 +75,11 @@ fn endorsed_read_index_reads_stay_linearizable_when_a_paused_leader_wakes() {
 }
 
 #[test]
+fn group_round_reads_stay_linearizable_when_a_paused_leader_wakes() {
+    reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "group");
+}
+
+#[test]
 fn follower_reads_stay_linearizable_when_a_paused_leader_wakes() {
     reads_stay_linearizable_when_a_paused_leader_wakes(ReadConsistency::ReadIndex, "follower");
 }
@@ -78,14 +88,19 @@ fn follower_reads_stay_linearizable_when_a_paused_leader_wakes() {
 /// shared machine must see its groups elect new leaders within the pause.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `prefix` names the keys, and "follower" turns follower reads on (the other two variants
-/// keep every read forwarded to a leader, the path they are about).
+/// `prefix` names the keys; "follower" turns follower reads on (the others keep every read
+/// forwarded to a leader, the path they are about), and "group" turns node read rounds off.
 fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, prefix: &str) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let groups = 4;
     let follower = prefix == "follower";
     let opts = ClusterOpts {
-        reads: ReadConfig { mode, follower, ..ReadConfig::default() },
+        reads: ReadConfig {
+            mode,
+            follower,
+            node_rounds: prefix != "group",
+            ..ReadConfig::default()
+        },
         ..ClusterOpts::default()
     };
     let layout = ClusterLayout::Even { groups: groups as u64, replicas: 3 };
@@ -122,6 +137,13 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
         let endorsed = counted(&cluster, "shardkv_raft_reads_endorsed_total");
         println!("reads answered on an endorsement: {endorsed}");
         assert!(endorsed > 0.0, "forwarded reads were endorsed and answered with no round");
+    }
+    let rounds = counted(&cluster, "shardkv_raft_read_rounds_total");
+    println!("node-level read rounds: {rounds}");
+    if mode == ReadConsistency::ReadIndex && prefix != "group" {
+        assert!(rounds > 0.0, "reads at a leader's node were confirmed by node read rounds");
+    } else {
+        assert_eq!(rounds, 0.0, "no node read rounds with leases or node_rounds = false");
     }
     if follower {
         let served = counted(&cluster, "shardkv_raft_reads_follower_total");

@@ -50,6 +50,28 @@ struct GroupCounters {
     clean_cache_misses: IntCounterVec,
 }
 
+/// The counters of the node's read rounds (`node::read_rounds`).
+#[derive(Clone)]
+pub struct ReadRoundCounters {
+    pub rounds: IntCounter,
+    pub unendorsed: IntCounter,
+}
+
+impl ReadRoundCounters {
+    /// Counters in no registry (tests).
+    pub fn unregistered() -> ReadRoundCounters {
+        let counter = |name| IntCounter::new(name, "unregistered").expect("a valid name");
+        ReadRoundCounters { rounds: counter("rounds"), unendorsed: counter("unendorsed") }
+    }
+}
+
+/// A counter named `name` in the node's namespace, registered in `r`.
+fn registered(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    let counter = IntCounter::new(name, help)?;
+    r.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
 /// Copies of monotonic totals kept elsewhere, by (metric, peer).
 struct Copied {
     transport: Vec<(&'static str, IntCounterVec, fn(&PeerStats) -> u64)>,
@@ -69,6 +91,7 @@ struct Inner {
     fsync_batch_writes: Histogram,
     /// Leaderships handed over to follow the workload (`node::workload`).
     workload_moves: IntCounter,
+    read_rounds: ReadRoundCounters,
     resp: RespMetrics,
     on_scrape: OnceLock<ScrapeHook>,
     /// Serialises scrape-time copies so two scrapes never add the same gain twice.
@@ -371,14 +394,25 @@ impl NodeMetrics {
                 "Group writes per durable commit.",
                 BATCH_BUCKETS_WRITES,
             )?,
-            workload_moves: {
-                let moves = IntCounter::new(
-                    "raft_workload_leader_moves_total",
-                    "Leaderships this node handed to the node its group's requests came in \
-                     through (timeouts.follow_workload_ms).",
-                )?;
-                r.register(Box::new(moves.clone()))?;
-                moves
+            workload_moves: registered(
+                &r,
+                "raft_workload_leader_moves_total",
+                "Leaderships this node handed to the node its group's requests came in \
+                 through (timeouts.follow_workload_ms).",
+            )?,
+            read_rounds: ReadRoundCounters {
+                rounds: registered(
+                    &r,
+                    "raft_read_rounds_total",
+                    "Node-level read rounds this node sent: one question per peer for the reads \
+                     of every group it leads ([reads] node_rounds).",
+                )?,
+                unendorsed: registered(
+                    &r,
+                    "raft_read_rounds_unendorsed_reads_total",
+                    "Reads a node-level read round left without a peer's word (no peer in the \
+                     leader's term answered in time): each ran its group's own heartbeat round.",
+                )?,
             },
             resp: resp(&r)?,
             registry: r,
@@ -421,6 +455,11 @@ impl NodeMetrics {
 
     pub fn resp(&self) -> RespMetrics {
         self.inner.resp.clone()
+    }
+
+    /// Counts the node-level read rounds and the reads they left without an endorsement.
+    pub fn read_rounds(&self) -> ReadRoundCounters {
+        self.inner.read_rounds.clone()
     }
 
     /// Counts the leaderships this node hands over to follow the workload.

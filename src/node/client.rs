@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
 use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
@@ -96,10 +97,15 @@ impl NodeClient {
     /// Reads of a group led here wait for a node-level round (`node::read_rounds`), which
     /// asks every peer once for all of them, instead of their group's own ReadIndex round;
     /// the round ends within `wait` at the latest.
-    pub fn with_read_rounds(self, wait: Option<Duration>) -> NodeClient {
+    pub fn with_read_rounds(
+        self,
+        wait: Option<Duration>,
+        counters: ReadRoundCounters,
+    ) -> NodeClient {
         let read_rounds = wait.map(|wait| {
             let (table, local) = (self.inner.table.clone(), self.inner.local.clone());
-            Arc::new(ReadRounds::new(table, local, self.inner.peers.clone(), wait))
+            let peers = self.inner.peers.clone();
+            Arc::new(ReadRounds::new(table, local, peers, wait, counters))
         });
         NodeClient { read_rounds, ..self }
     }
@@ -595,7 +601,10 @@ mod tests {
             let client = NodeClient::new(table, local, peers, Duration::from_secs(2))
                 .with_follower_reads(follower_reads)
                 .with_workload(Arc::new(Workload::new(true)))
-                .with_read_rounds(rounds.map(|_| Duration::from_millis(100)));
+                .with_read_rounds(
+                    rounds.map(|_| Duration::from_millis(100)),
+                    ReadRoundCounters::unregistered(),
+                );
             wire.nodes.lock().expect("wire").push((me, client.clone()));
             clients.push(client);
         }

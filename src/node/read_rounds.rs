@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::metrics::node::ReadRoundCounters;
 use crate::node::client::LocalGroups;
 use crate::raft::types::{GroupId, NodeId};
 use crate::router::table::RoutingTable;
@@ -40,6 +41,7 @@ pub struct ReadRounds {
     peers: Arc<dyn PeerSender>,
     /// A round not over by then ends: its unanswered reads go without an endorsement.
     wait: Duration,
+    counters: ReadRoundCounters,
     state: Mutex<State>,
 }
 
@@ -67,8 +69,10 @@ impl ReadRounds {
         local: Arc<dyn LocalGroups>,
         peers: Arc<dyn PeerSender>,
         wait: Duration,
+        counters: ReadRoundCounters,
     ) -> ReadRounds {
-        ReadRounds { table, local, peers, wait, state: Mutex::new(State::default()) }
+        let state = Mutex::new(State::default());
+        ReadRounds { table, local, peers, wait, counters, state }
     }
 
     /// A peer's endorsement of a read of `group` that began before this call, from the next
@@ -92,7 +96,8 @@ impl ReadRounds {
             }
         };
         self.send(probes);
-        // The round's own end answers every waiter; this only bounds a lost round.
+        // The round's own end answers every waiter (and counts those it leaves without);
+        // this only bounds a round still out.
         tokio::time::timeout(self.wait, rx).await.ok().and_then(Result::ok).flatten()
     }
 
@@ -142,6 +147,7 @@ impl ReadRounds {
     fn end_round(&self, st: &mut State) -> Vec<(NodeId, TermProbe)> {
         if let Some(round) = st.round.take() {
             for tx in round.waiters.into_values().flatten() {
+                self.counters.unendorsed.inc();
                 let _ = tx.send(None);
             }
         }
@@ -173,6 +179,7 @@ impl ReadRounds {
                 waiting.insert(group, txs);
             } else {
                 for tx in txs {
+                    self.counters.unendorsed.inc();
                     let _ = tx.send(None);
                 }
             }
@@ -180,6 +187,7 @@ impl ReadRounds {
         if asked.is_empty() {
             return Vec::new();
         }
+        self.counters.rounds.inc();
         let unanswered = asked.keys().copied().collect();
         st.round = Some(Round { id, sent: Instant::now(), waiters: waiting, unanswered });
         let probe = |(node, groups)| (node, TermProbe { probe_id: id, groups });
@@ -249,7 +257,9 @@ mod tests {
         let table = RoutingTable::new(NodeId(1), &layout, &addrs);
         let sent = Arc::new(Sent { down, ..Sent::default() });
         let wait = Duration::from_millis(100);
-        let rounds = ReadRounds::new(table, Arc::new(Terms(Term(5))), sent.clone(), wait);
+        let terms = Arc::new(Terms(Term(5)));
+        let counters = ReadRoundCounters::unregistered();
+        let rounds = ReadRounds::new(table, terms, sent.clone(), wait, counters);
         (Arc::new(rounds), sent)
     }
 
@@ -300,6 +310,8 @@ mod tests {
         rounds.on_answer(NodeId(2), answer(id, &[(2, 5)]));
         assert_eq!(two.await.unwrap(), Some(Endorsement { node: NodeId(2), term: Term(5) }));
         assert!(sent.take().is_empty(), "nothing waits: no next round");
+        let c = &rounds.counters;
+        assert_eq!((c.rounds.get(), c.unendorsed.get()), (2, 0));
     }
 
     /// A read that arrives while a round is out waits for the next one, which leaves as
@@ -337,6 +349,8 @@ mod tests {
         assert!(!r.is_finished());
         rounds.on_answer(NodeId(3), answer(id, &[]));
         assert_eq!(r.await.unwrap(), None);
+        let c = &rounds.counters;
+        assert_eq!((c.rounds.get(), c.unendorsed.get()), (1, 1));
     }
 
     /// No peer holding the group is up: nothing is asked, the read goes without at once.
@@ -345,6 +359,8 @@ mod tests {
         let (rounds, sent) = rounds(vec![NodeId(2), NodeId(3)]);
         assert_eq!(rounds.endorsement(GroupId(1)).await, None);
         assert!(sent.take().is_empty());
+        let c = &rounds.counters;
+        assert_eq!((c.rounds.get(), c.unendorsed.get()), (0, 1));
     }
 
     /// A peer that never answers holds no read past the wait, and the next read starts a

@@ -1,6 +1,7 @@
 //! The node-level transport over real loopback sockets: Raft messages of many groups,
-//! forwards, read rounds' probes and answers, the handshake's refusals, hostile bytes on the peer port, coalesced heartbeat
-//! frames per interval whatever the number of groups, bounded queues and reconnection.
+//! forwards, read rounds' probes and answers, the handshake's refusals, hostile bytes on the
+//! peer port, coalesced heartbeat frames per interval whatever the number of groups, bounded
+//! queues and reconnection.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -54,6 +54,7 @@ struct GroupCounters {
 #[derive(Clone)]
 pub struct ReadRoundCounters {
     pub rounds: IntCounter,
+    pub endorsed: IntCounter,
     pub unendorsed: IntCounter,
 }
 
@@ -61,15 +62,12 @@ impl ReadRoundCounters {
     /// Counters in no registry (tests).
     pub fn unregistered() -> ReadRoundCounters {
         let counter = |name| IntCounter::new(name, "unregistered").expect("a valid name");
-        ReadRoundCounters { rounds: counter("rounds"), unendorsed: counter("unendorsed") }
+        ReadRoundCounters {
+            rounds: counter("rounds"),
+            endorsed: counter("endorsed"),
+            unendorsed: counter("unendorsed"),
+        }
     }
-}
-
-/// A counter named `name` in the node's namespace, registered in `r`.
-fn registered(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
-    let counter = IntCounter::new(name, help)?;
-    r.register(Box::new(counter.clone()))?;
-    Ok(counter)
 }
 
 /// Copies of monotonic totals kept elsewhere, by (metric, peer).
@@ -122,6 +120,13 @@ fn counter(
     labels: &[&str],
 ) -> Result<IntCounterVec, MetricsError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// A counter without labels.
+fn plain_counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    let c = IntCounter::new(name, help)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
@@ -322,19 +327,18 @@ fn copied(r: &Registry) -> Result<Copied, MetricsError> {
     for (name, help, field) in fields {
         transport.push((name, counter(r, name, help, &["peer"])?, field));
     }
-    let fsyncs = IntCounter::new("storage_fsyncs_total", "Durable commits (one fsync each).")?;
-    r.register(Box::new(fsyncs.clone()))?;
+    let fsyncs = plain_counter(r, "storage_fsyncs_total", "Durable commits (one fsync each).")?;
     Ok(Copied { transport, fsyncs })
 }
 
 fn resp(r: &Registry) -> Result<RespMetrics, MetricsError> {
     let connected_clients = IntGauge::new("resp_connected_clients", "RESP clients connected.")?;
     r.register(Box::new(connected_clients.clone()))?;
-    let rejected_connections = IntCounter::new(
+    let rejected_connections = plain_counter(
+        r,
         "resp_rejected_connections_total",
         "RESP connections refused at clients_max.",
     )?;
-    r.register(Box::new(rejected_connections.clone()))?;
     Ok(RespMetrics {
         commands: counter(
             r,
@@ -394,20 +398,26 @@ impl NodeMetrics {
                 "Group writes per durable commit.",
                 BATCH_BUCKETS_WRITES,
             )?,
-            workload_moves: registered(
+            workload_moves: plain_counter(
                 &r,
                 "raft_workload_leader_moves_total",
                 "Leaderships this node handed to the node its group's requests came in \
                  through (timeouts.follow_workload_ms).",
             )?,
             read_rounds: ReadRoundCounters {
-                rounds: registered(
+                rounds: plain_counter(
                     &r,
                     "raft_read_rounds_total",
                     "Node-level read rounds this node sent: one question per peer for the reads \
                      of every group it leads ([reads] node_rounds).",
                 )?,
-                unendorsed: registered(
+                endorsed: plain_counter(
+                    &r,
+                    "raft_read_rounds_endorsed_reads_total",
+                    "Reads a node-level read round endorsed: a peer answered in the leader's \
+                     term, so the group ran no heartbeat round of its own for them.",
+                )?,
+                unendorsed: plain_counter(
                     &r,
                     "raft_read_rounds_unendorsed_reads_total",
                     "Reads a node-level read round left without a peer's word (no peer in the \

@@ -5,7 +5,9 @@
 //! once. A read of a group this node holds a follower of is first offered to that
 //! follower (`[reads] follower`, `shard::follower_reads`); one it forwards carries the term
 //! its own replica of the group published (an endorsement, `RawNode::read_index_endorsed`).
-//! Owns the table of forwards awaiting an answer; reads no Raft state but that term.
+//! A read of a group led here waits for a peer's endorsement from a node-level read round
+//! (`node::read_rounds`), and the node answers its peers' rounds with its replicas' terms.
+//! Owns the table of forwards awaiting an answer; reads no Raft state but those terms.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +22,7 @@ use tracing::debug;
 
 use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
+use crate::kv::read::ReadCommand;
 use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
@@ -298,6 +301,10 @@ impl NodeClient {
     async fn endorse_here(&self, group: GroupId, op: ShardOp) -> ShardOp {
         let Some(rounds) = &self.read_rounds else { return op };
         match op {
+            // A node's own sync of the cluster map is served without a round anyway.
+            ShardOp::Read { command: ReadCommand::ClusterMap { linearizable: false, .. }, .. } => {
+                op
+            }
             ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false }
                 if self.inner.table.leader(group) == Some(self.inner.table.me()) =>
             {
@@ -602,7 +609,7 @@ mod tests {
                 .with_follower_reads(follower_reads)
                 .with_workload(Arc::new(Workload::new(true)))
                 .with_read_rounds(
-                    rounds.map(|_| Duration::from_millis(100)),
+                    rounds.map(|_| Duration::from_secs(60)),
                     ReadRoundCounters::unregistered(),
                 );
             wire.nodes.lock().expect("wire").push((me, client.clone()));

@@ -210,11 +210,11 @@ pub struct ReadConfig {
     /// time-out, far behind) hands the read back, and it is forwarded. False forwards
     /// every read to the leader.
     pub follower: bool,
-    /// With `read_index`: reads of the groups this node leads are confirmed together, by
-    /// one question per peer answered from the terms its replicas published, instead of a
-    /// heartbeat round per group (`node::read_rounds`); a round unanswered within a
-    /// heartbeat interval leaves its reads to their group's own round. False: a round per
-    /// group.
+    /// With `read-index`: reads of the groups of two or three replicas this node leads
+    /// are confirmed together, by one question per peer answered from the terms its
+    /// replicas published, instead of a heartbeat round per group (`node::read_rounds`).
+    /// A read no peer endorses (every peer asked answered in another term, or none within
+    /// a heartbeat interval) runs its group's own round. False: a round per group.
     pub node_rounds: bool,
 }
 

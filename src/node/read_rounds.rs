@@ -5,16 +5,24 @@
 //! wakes every follower replica to answer. Here the reads waiting at this node, whatever
 //! their group, go out as one `TermProbe` per peer; the peer's transport task answers it
 //! from the terms its replicas published (`ShardConfig::published_term`) without waking
-//! them, and each read goes to its replica with that peer's endorsement. Reads that arrive
-//! while a round is out wait for the next one, which leaves as soon as the round ends: the
-//! peer must read its term after the read began.
+//! them, and each read goes to its replica with the first endorsement a peer holding its
+//! group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
+//! its next, which leaves as soon as the peer answers (the peer must read its term after
+//! the read began). Peers are independent, so a slow peer delays no read another peer
+//! endorses.
 //!
 //! The endorsement only ever saves a group its round: a replica that finds it wanting (not
 //! the leader's term, a learner, a group of five, no no-op committed yet) runs its own
-//! ReadIndex round, as it does for a read that got no endorsement (no peer answered for the
-//! group within a heartbeat interval, too many reads waiting).
+//! ReadIndex round, as it does for a read that got no endorsement (every peer asked
+//! answered without one, or none did within a heartbeat interval, or too many reads wait).
+//!
+//! Must never: let a read take an answer to a probe sent before the read was queued (it
+//! only ever joins a peer's next round, and an answer counts only for the round out to
+//! that peer, by a probe id no earlier run of the node used), or call the transport while
+//! holding the lock.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,39 +36,70 @@ use crate::router::table::RoutingTable;
 use crate::shard::api::Endorsement;
 use crate::transport::api::{PeerSender, TermAnswer, TermProbe};
 
-/// Reads waiting for a node-level round before more are sent without one (to their
-/// group's own round).
+/// Reads waiting for one peer's next round (as many again may be in its round out); a read
+/// finding the queue full does not ask that peer (with no peer left, it goes to its group's
+/// own round). As many as the node's pending forwards (`client::FORWARDS_PENDING_MAX`).
 pub const ROUND_WAITERS_MAX: usize = 100_000;
 
-type Waiter = oneshot::Sender<Option<Endorsement>>;
+/// Replicas of a group whose reads take part: up to three, a peer's word and the leader's
+/// make a majority of the voters.
+const REPLICAS_MAX: usize = 3;
+
+/// One read waiting for an endorsement from any of the peers asked.
+struct Read {
+    tx: Mutex<Option<oneshot::Sender<Option<Endorsement>>>>,
+    /// Peers asked that have not answered yet.
+    asked: AtomicUsize,
+}
+
+impl Read {
+    /// Answers the read unless another peer's answer already did; true if this one did.
+    fn answer(&self, endorsement: Option<Endorsement>) -> bool {
+        let tx = self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        tx.map(|tx| tx.send(endorsement)).is_some()
+    }
+
+    /// One peer asked gave no endorsement: the read goes without once none is left.
+    fn declined(&self) {
+        if self.asked.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.answer(None);
+        }
+    }
+}
+
+type Reads = HashMap<GroupId, Vec<Arc<Read>>>;
 
 /// The read rounds of one node; shared by the request path's tasks.
 pub struct ReadRounds {
     table: Arc<RoutingTable>,
     local: Arc<dyn LocalGroups>,
     peers: Arc<dyn PeerSender>,
-    /// A round not over by then ends: its unanswered reads go without an endorsement.
+    /// A round not answered by then ends: its reads take no word from that peer.
     wait: Duration,
     counters: ReadRoundCounters,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
+    /// Random at start (`first_read_id`): an answer to a round of an earlier run of this
+    /// node, still queued at a peer, never matches a round of this one.
     next_id: u64,
+    peers: HashMap<NodeId, PeerRounds>,
+}
+
+/// One peer's rounds.
+#[derive(Default)]
+struct PeerRounds {
     /// Reads that arrived after the round out was sent, by group.
-    queued: HashMap<GroupId, Vec<Waiter>>,
+    queued: Reads,
     queued_reads: usize,
-    round: Option<Round>,
+    out: Option<Round>,
 }
 
 struct Round {
     id: u64,
     sent: Instant,
-    /// Reads not endorsed yet, by group.
-    waiters: HashMap<GroupId, Vec<Waiter>>,
-    /// Peers asked that have not answered.
-    unanswered: BTreeSet<NodeId>,
+    reads: Reads,
 }
 
 impl ReadRounds {
@@ -71,64 +110,92 @@ impl ReadRounds {
         wait: Duration,
         counters: ReadRoundCounters,
     ) -> ReadRounds {
-        let state = Mutex::new(State::default());
+        let next_id = crate::shard::actor::first_read_id();
+        let state = Mutex::new(State { next_id, peers: HashMap::new() });
         ReadRounds { table, local, peers, wait, counters, state }
     }
 
     /// A peer's endorsement of a read of `group` that began before this call, from the next
-    /// round; `None` if none came within the wait.
+    /// round of each peer up that holds a replica of the group; `None` if none gave one,
+    /// and at once for a group of one replica (no round to save) or of more than three
+    /// (one peer's word and the leader's are no majority there).
     pub async fn endorsement(&self, group: GroupId) -> Option<Endorsement> {
+        let replicas = self.table.group(group).map(|r| r.replicas).unwrap_or_default();
+        if !(2..=REPLICAS_MAX).contains(&replicas.len()) {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
-        let probes = {
+        let me = self.table.me();
+        let read = Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) });
+        let mut probes = Vec::new();
+        {
             let mut st = self.lock();
-            if st.queued_reads >= ROUND_WAITERS_MAX {
-                return None;
+            for node in replicas.into_iter().filter(|n| *n != me && self.peers.is_up(*n)) {
+                let id = st.next_id;
+                let peer = st.peers.entry(node).or_default();
+                if peer.out.as_ref().is_some_and(|r| r.sent.elapsed() >= self.wait) {
+                    // The peer never answered (the probe or its answer was lost, say): the
+                    // round endorses nothing, and the next may leave.
+                    let lost = peer.out.take().map(|r| r.reads).unwrap_or_default();
+                    lost.into_values().flatten().for_each(|r| r.declined());
+                }
+                if peer.queued_reads >= ROUND_WAITERS_MAX {
+                    continue;
+                }
+                read.asked.fetch_add(1, Ordering::AcqRel);
+                peer.queued.entry(group).or_default().push(read.clone());
+                peer.queued_reads += 1;
+                if peer.out.is_none() {
+                    probes.push(self.start_round(node, peer, id));
+                    st.next_id += 1;
+                }
             }
-            st.queued.entry(group).or_default().push(tx);
-            st.queued_reads += 1;
-            let stale = st.round.as_ref().is_some_and(|r| r.sent.elapsed() >= self.wait);
-            if stale {
-                self.end_round(&mut st)
-            } else if st.round.is_none() {
-                self.start_round(&mut st)
-            } else {
-                Vec::new()
-            }
-        };
+        }
+        let asked = read.asked.load(Ordering::Acquire) > 0;
         self.send(probes);
-        // The round's own end answers every waiter (and counts those it leaves without);
-        // this only bounds a round still out.
-        tokio::time::timeout(self.wait, rx).await.ok().and_then(Result::ok).flatten()
+        let endorsement = if asked {
+            // Every round's end answers its reads; this bounds a round still out.
+            tokio::time::timeout(self.wait, rx).await.ok().and_then(Result::ok).flatten()
+        } else {
+            None
+        };
+        if endorsement.is_none() {
+            self.counters.unendorsed.inc();
+        }
+        endorsement
     }
 
-    /// A peer answered a round: each group it gives this node's replica's term for is
-    /// endorsed (a term that is not the leader's is no use to it).
+    /// A peer answered its round: each group it gives this node's replica's term for is
+    /// endorsed (a term that is not the leader's is no use to it), and its next round
+    /// leaves if reads wait for it.
     pub fn on_answer(&self, from: NodeId, answer: TermAnswer) {
-        let probes = self.take_answer(from, answer);
-        self.send(probes);
-    }
-
-    /// `on_answer` under the lock: the next round's probes, if it ended the round.
-    fn take_answer(&self, from: NodeId, answer: TermAnswer) -> Vec<(NodeId, TermProbe)> {
-        let mut st = self.lock();
-        let Some(round) = st.round.as_mut().filter(|r| r.id == answer.probe_id) else {
-            return Vec::new(); // a round that already ended
+        let probe = {
+            let mut st = self.lock();
+            let id = st.next_id;
+            let Some(peer) = st.peers.get_mut(&from) else { return };
+            let Some(round) = peer.out.take_if(|r| r.id == answer.probe_id) else {
+                return; // a round that already ended
+            };
+            let mut reads = round.reads;
+            for (group, term) in answer.terms {
+                if self.local.term(group) != Some(term) {
+                    continue;
+                }
+                for read in reads.remove(&group).unwrap_or_default() {
+                    if read.answer(Some(Endorsement { node: from, term })) {
+                        self.counters.endorsed.inc();
+                    }
+                }
+            }
+            reads.into_values().flatten().for_each(|r| r.declined());
+            if peer.queued.is_empty() {
+                return;
+            }
+            let probe = self.start_round(from, peer, id);
+            st.next_id += 1;
+            probe
         };
-        if !round.unanswered.remove(&from) {
-            return Vec::new();
-        }
-        for (group, term) in answer.terms {
-            if self.local.term(group) != Some(term) {
-                continue;
-            }
-            for tx in round.waiters.remove(&group).unwrap_or_default() {
-                let _ = tx.send(Some(Endorsement { node: from, term }));
-            }
-        }
-        if round.waiters.is_empty() || round.unanswered.is_empty() {
-            return self.end_round(&mut st);
-        }
-        Vec::new()
+        self.send(vec![probe]);
     }
 
     /// Sends probes, outside the lock (a peer's answer may come back on this very call).
@@ -142,56 +209,14 @@ impl ReadRounds {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Ends the round out (its reads not endorsed go without) and starts the next if reads
-    /// wait for it: its probes, to send.
-    fn end_round(&self, st: &mut State) -> Vec<(NodeId, TermProbe)> {
-        if let Some(round) = st.round.take() {
-            for tx in round.waiters.into_values().flatten() {
-                self.counters.unendorsed.inc();
-                let _ = tx.send(None);
-            }
-        }
-        if st.queued.is_empty() {
-            return Vec::new();
-        }
-        self.start_round(st)
-    }
-
-    /// Starts the queued reads' round: its probes, to send, ask each peer that is up for
-    /// the groups it holds a replica of. Reads of a group no such peer holds go without at
-    /// once.
-    fn start_round(&self, st: &mut State) -> Vec<(NodeId, TermProbe)> {
-        let waiters = std::mem::take(&mut st.queued);
-        st.queued_reads = 0;
-        let id = st.next_id;
-        st.next_id += 1;
-        let me = self.table.me();
-        let mut asked: HashMap<NodeId, Vec<GroupId>> = HashMap::new();
-        let mut waiting = HashMap::with_capacity(waiters.len());
-        for (group, txs) in waiters {
-            let replicas = self.table.group(group).map(|r| r.replicas).unwrap_or_default();
-            let mut covered = false;
-            for node in replicas.into_iter().filter(|n| *n != me && self.peers.is_up(*n)) {
-                asked.entry(node).or_default().push(group);
-                covered = true;
-            }
-            if covered {
-                waiting.insert(group, txs);
-            } else {
-                for tx in txs {
-                    self.counters.unendorsed.inc();
-                    let _ = tx.send(None);
-                }
-            }
-        }
-        if asked.is_empty() {
-            return Vec::new();
-        }
+    /// Makes `node`'s queued reads its round `id`: the probe to send.
+    fn start_round(&self, node: NodeId, peer: &mut PeerRounds, id: u64) -> (NodeId, TermProbe) {
+        let reads = std::mem::take(&mut peer.queued);
+        peer.queued_reads = 0;
+        let groups = reads.keys().copied().collect();
+        peer.out = Some(Round { id, sent: Instant::now(), reads });
         self.counters.rounds.inc();
-        let unanswered = asked.keys().copied().collect();
-        st.round = Some(Round { id, sent: Instant::now(), waiters: waiting, unanswered });
-        let probe = |(node, groups)| (node, TermProbe { probe_id: id, groups });
-        asked.into_iter().map(probe).collect()
+        (node, TermProbe { probe_id: id, groups })
     }
 }
 
@@ -206,6 +231,7 @@ mod tests {
     use crate::router::table::NodeAddrs;
     use crate::shard::api::ShardOp;
     use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, Urgency};
+    use tokio::task::JoinHandle;
 
     /// Node 1's replicas, all in `term`.
     struct Terms(Term);
@@ -248,23 +274,34 @@ mod tests {
         }
     }
 
-    /// Node 1 of three, every group on every node, replicas in term 5.
-    fn rounds(down: Vec<NodeId>) -> (Arc<ReadRounds>, Arc<Sent>) {
-        let layout = Layout::even(3, 4, 3);
+    /// Node 1 of `nodes`, groups of `replicas`, replicas in term 5; a round ends after
+    /// `wait` unanswered.
+    fn rounds_of(
+        nodes: u64,
+        replicas: u64,
+        down: Vec<NodeId>,
+        wait: Duration,
+    ) -> (Arc<ReadRounds>, Arc<Sent>) {
+        let layout = Layout::even(nodes, 4, replicas);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let addrs: Vec<(NodeId, NodeAddrs)> =
-            (1..=3).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
+            (1..=nodes).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
         let table = RoutingTable::new(NodeId(1), &layout, &addrs);
         let sent = Arc::new(Sent { down, ..Sent::default() });
-        let wait = Duration::from_millis(100);
         let terms = Arc::new(Terms(Term(5)));
         let counters = ReadRoundCounters::unregistered();
         let rounds = ReadRounds::new(table, terms, sent.clone(), wait, counters);
         (Arc::new(rounds), sent)
     }
 
+    /// Node 1 of three, every group on every node; rounds wait long (no test times out).
+    fn rounds(down: Vec<NodeId>) -> (Arc<ReadRounds>, Arc<Sent>) {
+        rounds_of(3, 3, down, Duration::from_secs(60))
+    }
+
     fn answer(probe_id: u64, terms: &[(u64, u64)]) -> TermAnswer {
-        TermAnswer { probe_id, terms: terms.iter().map(|(g, t)| (GroupId(*g), Term(*t))).collect() }
+        let terms = terms.iter().map(|(g, t)| (GroupId(*g), Term(*t))).collect();
+        TermAnswer { probe_id, terms }
     }
 
     /// Lets the spawned reads queue themselves.
@@ -274,83 +311,112 @@ mod tests {
         }
     }
 
-    fn read(rounds: &Arc<ReadRounds>, group: u64) -> tokio::task::JoinHandle<Option<Endorsement>> {
+    fn read(rounds: &Arc<ReadRounds>, group: u64) -> JoinHandle<Option<Endorsement>> {
         let rounds = rounds.clone();
         tokio::spawn(async move { rounds.endorsement(GroupId(group)).await })
     }
 
-    /// The reads that waited for a round go out as one probe per peer, every group in it;
-    /// each group takes the first answer in the leader's term, from whichever peer.
+    /// The probe sent to `node` (exactly one since the last look), groups sorted.
+    fn probe_to(sent: &[(NodeId, TermProbe)], node: u64) -> (u64, Vec<GroupId>) {
+        let to: Vec<&TermProbe> =
+            sent.iter().filter(|(n, _)| *n == NodeId(node)).map(|(_, p)| p).collect();
+        assert_eq!(to.len(), 1, "one probe to node {node}: {sent:?}");
+        let mut groups = to[0].groups.clone();
+        groups.sort();
+        (to[0].probe_id, groups)
+    }
+
+    fn counted(rounds: &ReadRounds) -> (u64, u64, u64) {
+        let c = &rounds.counters;
+        (c.rounds.get(), c.endorsed.get(), c.unendorsed.get())
+    }
+
+    fn by(node: u64) -> Option<Endorsement> {
+        Some(Endorsement { node: NodeId(node), term: Term(5) })
+    }
+
+    /// Each peer has one round out; the reads that arrive meanwhile go in its next one, all
+    /// groups in one probe, which leaves when it answers. A read takes the first answer in
+    /// the leader's term, from whichever peer.
     #[tokio::test]
-    async fn one_probe_per_peer_carries_every_group_and_the_leaders_term_endorses() {
+    async fn each_peer_has_one_round_out_and_the_next_carries_every_group_waiting() {
         let (rounds, sent) = rounds(vec![]);
         let first = read(&rounds, 4);
         settle().await;
-        let id = sent.take()[0].1.probe_id;
-        let (one, two) = (read(&rounds, 1), read(&rounds, 2));
+        let out = sent.take();
+        let ((two, g2), (three, g3)) = (probe_to(&out, 2), probe_to(&out, 3));
+        assert_eq!((g2, g3), (vec![GroupId(4)], vec![GroupId(4)]));
+        assert_ne!(two, three);
+        let (one, other) = (read(&rounds, 1), read(&rounds, 2));
         settle().await;
-        assert!(sent.take().is_empty(), "one round out at a time");
-        rounds.on_answer(NodeId(2), answer(id, &[(4, 5)]));
-        assert_eq!(first.await.unwrap().map(|e| e.node), Some(NodeId(2)));
-        let probes = sent.take();
-        let mut to: Vec<NodeId> = probes.iter().map(|(n, _)| *n).collect();
-        to.sort();
-        assert_eq!(to, vec![NodeId(2), NodeId(3)]);
-        let id = probes[0].1.probe_id;
-        for (_, p) in &probes {
-            let mut groups = p.groups.clone();
-            groups.sort();
-            assert_eq!((p.probe_id, groups), (id, vec![GroupId(1), GroupId(2)]));
-        }
+        assert!(sent.take().is_empty(), "one round out per peer");
+        rounds.on_answer(NodeId(2), answer(two, &[(4, 5)]));
+        assert_eq!(first.await.unwrap(), by(2));
+        let (two, g2) = probe_to(&sent.take(), 2);
+        assert_eq!(g2, vec![GroupId(1), GroupId(2)]);
+        // Node 3 answers its first round late: the read is answered already.
+        rounds.on_answer(NodeId(3), answer(three, &[(4, 5)]));
+        let (three, g3) = probe_to(&sent.take(), 3);
+        assert_eq!(g3, vec![GroupId(1), GroupId(2)]);
         // Node 3 is still in term 4 for group 2: no use to the leader.
-        rounds.on_answer(NodeId(3), answer(id, &[(1, 5), (2, 4)]));
-        assert_eq!(one.await.unwrap(), Some(Endorsement { node: NodeId(3), term: Term(5) }));
+        rounds.on_answer(NodeId(3), answer(three, &[(1, 5), (2, 4)]));
+        assert_eq!(one.await.unwrap(), by(3));
         settle().await;
-        assert!(!two.is_finished());
-        rounds.on_answer(NodeId(2), answer(id, &[(2, 5)]));
-        assert_eq!(two.await.unwrap(), Some(Endorsement { node: NodeId(2), term: Term(5) }));
+        assert!(!other.is_finished());
+        rounds.on_answer(NodeId(2), answer(two, &[(1, 5), (2, 5)]));
+        assert_eq!(other.await.unwrap(), by(2));
         assert!(sent.take().is_empty(), "nothing waits: no next round");
-        let c = &rounds.counters;
-        assert_eq!((c.rounds.get(), c.unendorsed.get()), (2, 0));
+        assert_eq!(counted(&rounds), (4, 3, 0));
     }
 
-    /// A read that arrives while a round is out waits for the next one, which leaves as
-    /// the round ends; a late answer to the old round endorses nothing.
+    /// A peer that does not answer holds no read the other endorses.
     #[tokio::test]
-    async fn a_read_arriving_during_a_round_waits_for_the_next() {
+    async fn a_silent_peer_delays_no_read_another_endorses() {
         let (rounds, sent) = rounds(vec![]);
+        for _ in 0..3 {
+            let r = read(&rounds, 1);
+            settle().await;
+            let out = sent.take();
+            let (id, _) = probe_to(&out, 2);
+            rounds.on_answer(NodeId(2), answer(id, &[(1, 5)]));
+            assert_eq!(r.await.unwrap(), by(2));
+        }
+        assert_eq!(counted(&rounds), (4, 3, 0), "node 3's first round is still out");
+    }
+
+    /// Only the answer to the round out, from the peer it went to, counts.
+    #[tokio::test]
+    async fn a_stale_or_misdirected_answer_endorses_nothing() {
+        let (rounds, sent) = rounds(vec![NodeId(3)]);
         let first = read(&rounds, 1);
         settle().await;
-        let id = sent.take()[0].1.probe_id;
+        let (old, _) = probe_to(&sent.take(), 2);
         let second = read(&rounds, 1);
         settle().await;
-        assert!(sent.take().is_empty(), "one round out at a time");
-        rounds.on_answer(NodeId(2), answer(id, &[(1, 5)]));
-        assert_eq!(first.await.unwrap().map(|e| e.node), Some(NodeId(2)));
-        let next = sent.take();
-        assert_eq!(next.len(), 2);
-        assert!(next.iter().all(|(_, p)| p.probe_id != id && p.groups == vec![GroupId(1)]));
-        rounds.on_answer(NodeId(3), answer(id, &[(1, 5)]));
+        rounds.on_answer(NodeId(2), answer(old, &[(1, 5)]));
+        assert_eq!(first.await.unwrap(), by(2));
+        let (next, _) = probe_to(&sent.take(), 2);
+        rounds.on_answer(NodeId(2), answer(old, &[(1, 5)]));
+        rounds.on_answer(NodeId(3), answer(next, &[(1, 5)]));
         settle().await;
-        assert!(!second.is_finished(), "an answer to the old round");
-        rounds.on_answer(NodeId(3), answer(next[0].1.probe_id, &[(1, 5)]));
-        assert_eq!(second.await.unwrap().map(|e| e.node), Some(NodeId(3)));
+        assert!(!second.is_finished(), "a repeated old answer, and one from another node");
+        rounds.on_answer(NodeId(2), answer(next, &[(1, 5)]));
+        assert_eq!(second.await.unwrap(), by(2));
     }
 
-    /// Every peer answered and a group is still wanting: its reads go without at once.
+    /// Every peer asked answered and none endorsed: the read goes without at once.
     #[tokio::test]
-    async fn a_group_no_peer_endorses_goes_without_once_all_answered() {
+    async fn a_read_no_peer_endorses_goes_without_once_all_answered() {
         let (rounds, sent) = rounds(vec![]);
         let r = read(&rounds, 3);
         settle().await;
-        let id = sent.take()[0].1.probe_id;
-        rounds.on_answer(NodeId(2), answer(id, &[(3, 6)]));
+        let out = sent.take();
+        rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(3, 6)]));
         settle().await;
         assert!(!r.is_finished());
-        rounds.on_answer(NodeId(3), answer(id, &[]));
+        rounds.on_answer(NodeId(3), answer(probe_to(&out, 3).0, &[]));
         assert_eq!(r.await.unwrap(), None);
-        let c = &rounds.counters;
-        assert_eq!((c.rounds.get(), c.unendorsed.get()), (1, 1));
+        assert_eq!(counted(&rounds), (2, 0, 1));
     }
 
     /// No peer holding the group is up: nothing is asked, the read goes without at once.
@@ -359,24 +425,38 @@ mod tests {
         let (rounds, sent) = rounds(vec![NodeId(2), NodeId(3)]);
         assert_eq!(rounds.endorsement(GroupId(1)).await, None);
         assert!(sent.take().is_empty());
-        let c = &rounds.counters;
-        assert_eq!((c.rounds.get(), c.unendorsed.get()), (0, 1));
+        assert_eq!(counted(&rounds), (0, 0, 1));
     }
 
-    /// A peer that never answers holds no read past the wait, and the next read starts a
-    /// new round once the old one is past it.
+    /// A group of one replica has no round to save; in one of five, a peer's word and the
+    /// leader's are no majority: neither asks anything.
+    #[tokio::test]
+    async fn groups_of_one_or_more_than_three_replicas_take_no_part() {
+        for (nodes, replicas) in [(3, 1), (5, 5)] {
+            let (rounds, sent) = rounds_of(nodes, replicas, vec![], Duration::from_secs(60));
+            for g in 1..=4 {
+                assert_eq!(rounds.endorsement(GroupId(g)).await, None);
+            }
+            assert!(sent.take().is_empty());
+            assert_eq!(counted(&rounds), (0, 0, 0));
+        }
+    }
+
+    /// Peers that never answer hold no read past the wait, and the next read replaces their
+    /// rounds once past it.
     #[tokio::test]
     async fn a_round_nobody_answers_ends_within_the_wait() {
-        let (rounds, sent) = rounds(vec![]);
+        let wait = Duration::from_millis(100);
+        let (rounds, sent) = rounds_of(3, 3, vec![], wait);
         let began = Instant::now();
         assert_eq!(rounds.endorsement(GroupId(1)).await, None);
-        assert!(began.elapsed() >= Duration::from_millis(100));
+        assert!(began.elapsed() >= wait);
         assert_eq!(sent.take().len(), 2);
         let r = read(&rounds, 1);
         settle().await;
-        let next = sent.take();
-        assert_eq!(next.len(), 2, "a stale round is replaced");
-        rounds.on_answer(NodeId(2), answer(next[0].1.probe_id, &[(1, 5)]));
-        assert_eq!(r.await.unwrap().map(|e| e.node), Some(NodeId(2)));
+        let out = sent.take();
+        rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(1, 5)]));
+        assert_eq!(r.await.unwrap(), by(2));
+        assert_eq!(counted(&rounds), (4, 1, 1));
     }
 }

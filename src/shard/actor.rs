@@ -64,8 +64,9 @@ pub struct ShardConfig {
     pub rng_seed: u64,
     /// `Some(drift)`: the leader answers reads on its lease (`ReadMode::LeaseBased`),
     /// trusting clocks to drift less than `drift` ticks over an election time-out; `None`:
-    /// ReadIndex, a heartbeat round per batch of reads, unless a forwarding voter's
-    /// endorsement stands for it (`RawNode::read_index_endorsed`).
+    /// ReadIndex, a heartbeat round per batch of reads, unless a voter's endorsement stands
+    /// for it (`RawNode::read_index_endorsed`): a forwarding node's, or a peer's answer to
+    /// a node-level read round (`node::read_rounds`).
     pub lease_reads: Option<u64>,
     /// Serve the node's own reads as a follower, after a read index from the leader
     /// (`follower_reads`), when the request path asks (`ShardOp::Read::follower_ok`).
@@ -76,7 +77,8 @@ pub struct ShardConfig {
     /// out, and its durable term at open. Votes and append acknowledgements leave only once
     /// their term is durable, so this is at least the term of every vote and acknowledgement
     /// the replica ever sent: the node reads it to endorse a read it forwards to the leader
-    /// (`ShardOp::Read::endorsement`). Made fresh by `ShardConfig::new`: a config cloned for
+    /// (`ShardOp::Read::endorsement`) and to answer a leader node's read round
+    /// (`node::read_rounds`). Made fresh by `ShardConfig::new`: a config cloned for
     /// another replica would share it.
     pub published_term: Arc<AtomicU64>,
 }
@@ -721,8 +723,9 @@ impl ShardActor {
 
 /// Where a replica's read ids (ReadIndex contexts) start: random, so that an answer the
 /// leader addressed to an earlier run of this replica (a restart, a drop and re-add) cannot
-/// match a round of this one. Below 2^63: the ids only count up from here.
-fn first_read_id() -> u64 {
+/// match a round of this one. Below 2^63: the ids only count up from here. A node's read
+/// rounds (`node::read_rounds`) number theirs the same way, for the same reason.
+pub(crate) fn first_read_id() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness: the clock, which also differs between runs.

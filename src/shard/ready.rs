@@ -18,7 +18,8 @@
 //!
 //! Must never: send a persisted message before its write is durable, serve a read before
 //! its ReadIndex is applied, or send a message of a term before publishing that term
-//! (`ShardConfig::published_term`: a forwarded read's endorsement relies on it).
+//! (`ShardConfig::published_term`: a forwarded read's endorsement and a node read round's
+//! answer rely on it).
 
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};

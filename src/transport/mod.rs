@@ -1,5 +1,6 @@
 //! The node-level transport: one TCP connection per peer node carrying the Raft messages
-//! of every group, coalesced heartbeats and forwarded client requests.
+//! of every group, coalesced heartbeats, forwarded client requests and the read rounds'
+//! probes and answers (`node::read_rounds`).
 //!
 //! Each node dials every peer once (`peer`: the outbound link, written only) and accepts
 //! the peers' own dials (`inbound`: read only). Both ends prove the cluster secret first

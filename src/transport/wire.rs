@@ -120,6 +120,16 @@ impl Batch {
             term_probes: half(&mut self.term_probes),
             term_answers: half(&mut self.term_answers),
         };
+        // Every kind must be in `moves` below: a new one fails to compile here.
+        let Batch {
+            messages: _,
+            heartbeats: _,
+            heartbeat_responses: _,
+            forwards: _,
+            forward_replies: _,
+            term_probes: _,
+            term_answers: _,
+        } = &upper;
         if self.is_empty() && total >= 2 {
             // Every kind held at most one item, now all in `upper`: move the first one back.
             let moves: [fn(&mut Batch, &mut Batch); 7] = [

@@ -408,20 +408,21 @@ impl NodeMetrics {
                 rounds: plain_counter(
                     &r,
                     "raft_read_rounds_total",
-                    "Node-level read rounds this node sent: one question per peer for the reads \
-                     of every group it leads ([reads] node_rounds).",
+                    "Node-level read rounds this node sent, one per probe to a peer: a question \
+                     for the reads of every group it leads ([reads] node_rounds).",
                 )?,
                 endorsed: plain_counter(
                     &r,
                     "raft_read_rounds_endorsed_reads_total",
                     "Reads a node-level read round endorsed: a peer answered in the leader's \
-                     term, so the group ran no heartbeat round of its own for them.",
+                     term, which spares their group its own heartbeat round.",
                 )?,
                 unendorsed: plain_counter(
                     &r,
                     "raft_read_rounds_unendorsed_reads_total",
-                    "Reads a node-level read round left without a peer's word (no peer in the \
-                     leader's term answered in time): each ran its group's own heartbeat round.",
+                    "Reads node-level read rounds left without a peer's word (every peer asked \
+                     answered in another term, none answered in time, or none could be asked): \
+                     each ran its group's own heartbeat round.",
                 )?,
             },
             resp: resp(&r)?,

@@ -20,9 +20,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::kv::read::ReadCommand;
 use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
-use crate::kv::read::ReadCommand;
 use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;

@@ -48,15 +48,16 @@ const REPLICAS_MAX: usize = 3;
 /// One read waiting for an endorsement from any of the peers asked.
 struct Read {
     tx: Mutex<Option<oneshot::Sender<Option<Endorsement>>>>,
-    /// Peers asked that have not answered yet.
+    /// Peers asked that have not declined yet.
     asked: AtomicUsize,
 }
 
 impl Read {
-    /// Answers the read unless another peer's answer already did; true if this one did.
+    /// Answers the read unless another peer's answer already did; true if this one did and
+    /// the reader still waited for it.
     fn answer(&self, endorsement: Option<Endorsement>) -> bool {
         let tx = self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        tx.map(|tx| tx.send(endorsement)).is_some()
+        tx.is_some_and(|tx| tx.send(endorsement).is_ok())
     }
 
     /// One peer asked gave no endorsement: the read goes without once none is left.
@@ -74,8 +75,11 @@ pub struct ReadRounds {
     table: Arc<RoutingTable>,
     local: Arc<dyn LocalGroups>,
     peers: Arc<dyn PeerSender>,
-    /// A round not answered by then ends: its reads take no word from that peer.
+    /// A read waits this long at most; a peer's round out longer is replaced by the next
+    /// read for that peer (its reads take no word from it).
     wait: Duration,
+    /// `ROUND_WAITERS_MAX`, but in tests.
+    queued_max: usize,
     counters: ReadRoundCounters,
     state: Mutex<State>,
 }
@@ -112,7 +116,8 @@ impl ReadRounds {
     ) -> ReadRounds {
         let next_id = crate::shard::actor::first_read_id();
         let state = Mutex::new(State { next_id, peers: HashMap::new() });
-        ReadRounds { table, local, peers, wait, counters, state }
+        let queued_max = ROUND_WAITERS_MAX;
+        ReadRounds { table, local, peers, wait, queued_max, counters, state }
     }
 
     /// A peer's endorsement of a read of `group` that began before this call, from the next
@@ -128,32 +133,37 @@ impl ReadRounds {
         let me = self.table.me();
         let read = Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) });
         let mut probes = Vec::new();
+        let mut asked = 0;
         {
             let mut st = self.lock();
-            for node in replicas.into_iter().filter(|n| *n != me && self.peers.is_up(*n)) {
+            for node in replicas.into_iter().filter(|n| *n != me) {
                 let id = st.next_id;
+                let up = self.peers.is_up(node);
                 let peer = st.peers.entry(node).or_default();
-                if peer.out.as_ref().is_some_and(|r| r.sent.elapsed() >= self.wait) {
-                    // The peer never answered (the probe or its answer was lost, say): the
-                    // round endorses nothing, and the next may leave.
+                let stale = peer.out.as_ref().is_some_and(|r| r.sent.elapsed() >= self.wait);
+                if stale || !up {
+                    // The peer never answered (the probe or its answer was lost, say), or
+                    // its link is down: the round endorses nothing, and the next may leave.
                     let lost = peer.out.take().map(|r| r.reads).unwrap_or_default();
                     lost.into_values().flatten().for_each(|r| r.declined());
                 }
-                if peer.queued_reads >= ROUND_WAITERS_MAX {
+                if !up {
                     continue;
                 }
-                read.asked.fetch_add(1, Ordering::AcqRel);
-                peer.queued.entry(group).or_default().push(read.clone());
-                peer.queued_reads += 1;
-                if peer.out.is_none() {
+                if peer.queued_reads < self.queued_max {
+                    read.asked.fetch_add(1, Ordering::AcqRel);
+                    peer.queued.entry(group).or_default().push(read.clone());
+                    peer.queued_reads += 1;
+                    asked += 1;
+                }
+                if peer.out.is_none() && !peer.queued.is_empty() {
                     probes.push(self.start_round(node, peer, id));
                     st.next_id += 1;
                 }
             }
         }
-        let asked = read.asked.load(Ordering::Acquire) > 0;
         self.send(probes);
-        let endorsement = if asked {
+        let endorsement = if asked > 0 {
             // Every round's end answers its reads; this bounds a round still out.
             tokio::time::timeout(self.wait, rx).await.ok().and_then(Result::ok).flatten()
         } else {
@@ -252,7 +262,7 @@ mod tests {
     #[derive(Default)]
     struct Sent {
         probes: Mutex<Vec<(NodeId, TermProbe)>>,
-        down: Vec<NodeId>,
+        down: Mutex<Vec<NodeId>>,
     }
 
     impl PeerSender for Sent {
@@ -264,7 +274,7 @@ mod tests {
         }
         fn send_term_answer(&self, _: NodeId, _: TermAnswer) {}
         fn is_up(&self, to: NodeId) -> bool {
-            !self.down.contains(&to)
+            !self.down.lock().expect("down").contains(&to)
         }
     }
 
@@ -287,7 +297,7 @@ mod tests {
         let addrs: Vec<(NodeId, NodeAddrs)> =
             (1..=nodes).map(|i| (NodeId(i), NodeAddrs { resp: addr, peer: addr })).collect();
         let table = RoutingTable::new(NodeId(1), &layout, &addrs);
-        let sent = Arc::new(Sent { down, ..Sent::default() });
+        let sent = Arc::new(Sent { down: Mutex::new(down), ..Sent::default() });
         let terms = Arc::new(Terms(Term(5)));
         let counters = ReadRoundCounters::unregistered();
         let rounds = ReadRounds::new(table, terms, sent.clone(), wait, counters);
@@ -444,7 +454,7 @@ mod tests {
 
     /// Peers that never answer hold no read past the wait, and the next read replaces their
     /// rounds once past it.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_round_nobody_answers_ends_within_the_wait() {
         let wait = Duration::from_millis(100);
         let (rounds, sent) = rounds_of(3, 3, vec![], wait);
@@ -458,5 +468,42 @@ mod tests {
         rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(1, 5)]));
         assert_eq!(r.await.unwrap(), by(2));
         assert_eq!(counted(&rounds), (4, 1, 1));
+    }
+
+    /// With a peer's queue full, a read does not ask it; once its round is replaced, the
+    /// queue leaves at once. A link going down ends the peer's round: the read the other
+    /// peer declined goes without at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_or_a_link_down_never_wedges_a_peer() {
+        let wait = Duration::from_millis(100);
+        let (rounds, sent) = rounds_of(3, 3, vec![], wait);
+        let rounds = Arc::new(ReadRounds { queued_max: 1, ..Arc::into_inner(rounds).unwrap() });
+        let first = read(&rounds, 1);
+        settle().await;
+        let out = sent.take();
+        let (two, three) = (probe_to(&out, 2).0, probe_to(&out, 3).0);
+        let queued = read(&rounds, 1);
+        settle().await;
+        // Both queues hold one read: the next asks nobody.
+        assert_eq!(rounds.endorsement(GroupId(2)).await, None);
+        rounds.on_answer(NodeId(2), answer(two, &[(1, 5)]));
+        assert_eq!(first.await.unwrap(), by(2));
+        let next = probe_to(&sent.take(), 2).0;
+        rounds.on_answer(NodeId(2), answer(next, &[(1, 5)]));
+        assert_eq!(queued.await.unwrap(), by(2));
+        // Node 3 never answered: past the wait, its round is replaced by the next read.
+        tokio::time::sleep(wait).await;
+        let late = read(&rounds, 3);
+        settle().await;
+        let out = sent.take();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_ne!(probe_to(&out, 3).0, three);
+        // Node 3's link goes down, and node 2 answers in another term.
+        rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(3, 6)]));
+        sent.down.lock().expect("down").push(NodeId(3));
+        let again = read(&rounds, 3);
+        assert_eq!(late.await.unwrap(), None, "declined by node 2, node 3 down");
+        // The new read asked node 2 only, which never answers: it goes without at the wait.
+        assert_eq!(again.await.unwrap(), None);
     }
 }

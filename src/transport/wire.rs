@@ -111,6 +111,7 @@ impl Batch {
             v.split_off(v.len() / 2)
         }
         let total = self.len();
+        // A new kind of item goes here, and in `moves` below.
         let mut upper = Batch {
             messages: half(&mut self.messages),
             heartbeats: half(&mut self.heartbeats),
@@ -120,16 +121,6 @@ impl Batch {
             term_probes: half(&mut self.term_probes),
             term_answers: half(&mut self.term_answers),
         };
-        // Every kind must be in `moves` below: a new one fails to compile here.
-        let Batch {
-            messages: _,
-            heartbeats: _,
-            heartbeat_responses: _,
-            forwards: _,
-            forward_replies: _,
-            term_probes: _,
-            term_answers: _,
-        } = &upper;
         if self.is_empty() && total >= 2 {
             // Every kind held at most one item, now all in `upper`: move the first one back.
             let moves: [fn(&mut Batch, &mut Batch); 7] = [

@@ -148,6 +148,10 @@ impl ReadRounds {
                     lost.into_values().flatten().for_each(|r| r.declined());
                 }
                 if !up {
+                    // Nor will the reads waiting for its next round get a word from it.
+                    peer.queued_reads = 0;
+                    let queued = std::mem::take(&mut peer.queued);
+                    queued.into_values().flatten().for_each(|r| r.declined());
                     continue;
                 }
                 if peer.queued_reads < self.queued_max {
@@ -498,11 +502,19 @@ mod tests {
         let out = sent.take();
         assert_eq!(out.len(), 2, "{out:?}");
         assert_ne!(probe_to(&out, 3).0, three);
-        // Node 3's link goes down, and node 2 answers in another term.
+        // A read queued behind both rounds; node 2 answers in another term, and node 3's
+        // link goes down: neither read waits for the time-out.
+        let queued = read(&rounds, 3);
+        settle().await;
         rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(3, 6)]));
+        let behind = probe_to(&sent.take(), 2).0;
         sent.down.lock().expect("down").push(NodeId(3));
+        let began = Instant::now();
         let again = read(&rounds, 3);
         assert_eq!(late.await.unwrap(), None, "declined by node 2, node 3 down");
+        rounds.on_answer(NodeId(2), answer(behind, &[(3, 6)]));
+        assert_eq!(queued.await.unwrap(), None, "declined by node 2, node 3 down");
+        assert!(began.elapsed() < wait, "answered without waiting");
         // The new read asked node 2 only, which never answers: it goes without at the wait.
         assert_eq!(again.await.unwrap(), None);
     }

@@ -65,6 +65,7 @@ fn safety_and_liveness_hold_across_seeds() {
     if count >= 100 {
         // Reads forwarded with an endorsement, and answered on it in groups of three.
         assert!(counters.reads_endorsed > 0, "no read answered on an endorsement: {counters:?}");
+        assert!(counters.reads_probed > 0, "no read endorsed by a probed peer: {counters:?}");
     }
     for (seed, msg) in &failures {
         println!("FAILED {msg}\n  replay: {}", sim::replay_command(*seed, None));

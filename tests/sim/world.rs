@@ -58,6 +58,9 @@ pub struct Counters {
     /// the leader answered at once (`RawNode::read_index_endorsed`).
     pub reads_forwarded: u64,
     pub reads_endorsed: u64,
+    /// Reads at a leader endorsed by a peer's term read when a probe reached it (a node
+    /// read round, `node::read_rounds`); answered at once, they count in `reads_endorsed`.
+    pub reads_probed: u64,
 }
 
 impl Counters {
@@ -78,6 +81,7 @@ impl Counters {
         self.elections += o.elections;
         self.reads_forwarded += o.reads_forwarded;
         self.reads_endorsed += o.reads_endorsed;
+        self.reads_probed += o.reads_probed;
     }
 }
 
@@ -114,6 +118,8 @@ pub struct World {
     pub crash_armed: Vec<Option<u64>>,
     /// Reads forwarded to a leader, delivered at their tick.
     pub forwards: Vec<Forwarded>,
+    /// Reads at a leader waiting for a peer's term, asked at their tick.
+    pub probes: Vec<Probed>,
 }
 
 /// A read a follower's node forwarded to the leader it knew, with the term of the
@@ -126,7 +132,18 @@ pub struct Forwarded {
     attempt: Attempt,
 }
 
-/// Forwarded reads take up to this many ticks to reach the leader.
+/// A read at a leader's node in a node-level read round (`node::read_rounds`): the probe
+/// reaches `peer` at `due_tick`, which answers with its replica's term then (after the read
+/// began); the answer travels back to the leader as a `Forwarded` endorsement by `peer`.
+pub struct Probed {
+    due_tick: u64,
+    leader: usize,
+    peer: usize,
+    attempt: Attempt,
+}
+
+/// Forwarded reads take up to this many ticks to reach the leader; so do probes and their
+/// answers.
 const FORWARD_DELAY_TICKS_MAX: u64 = 3;
 
 pub fn node_id(n: usize) -> NodeId {
@@ -151,6 +168,7 @@ impl World {
             counters: Counters::default(),
             crash_armed: vec![None; shape.nodes as usize],
             forwards: Vec::new(),
+            probes: Vec::new(),
             up: vec![true; shape.nodes as usize],
             replicas: Vec::new(),
             tick: 0,
@@ -213,6 +231,7 @@ impl World {
             }
         }
         self.client_attempts();
+        self.deliver_probes();
         self.deliver_forwards();
         self.deliver_until((self.tick + 1) * UNITS_PER_TICK);
         self.maybe_compact();
@@ -374,6 +393,40 @@ impl World {
         (l < self.up.len() && l != n).then_some((l, raw.term()))
     }
 
+    /// Probes reaching their peer: its replica's term now becomes an endorsement on its way
+    /// back to the leader. A peer down or holding no replica leaves the read to the leader's
+    /// own ReadIndex round, as a round no peer answers does.
+    fn deliver_probes(&mut self) {
+        let tick = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.probes).into_iter().partition(|p| p.due_tick <= tick);
+        self.probes = later;
+        for p in due {
+            if !self.workload.still_in_flight(&p.attempt) {
+                continue;
+            }
+            let term = self.replicas[p.peer][p.attempt.group].raw.as_ref().map(|r| r.term());
+            if let Some(term) = term.filter(|_| self.up[p.peer]) {
+                let due_tick = self.tick + self.rng.range(0, FORWARD_DELAY_TICKS_MAX);
+                self.counters.reads_probed += 1;
+                let (leader, endorser, attempt) = (p.leader, p.peer, p.attempt);
+                self.forwards.push(Forwarded { due_tick, leader, endorser, term, attempt });
+                continue;
+            }
+            let (n, g) = (p.leader, p.attempt.group);
+            let (accepted, hint) = match self.replicas[n][g].raw.as_mut() {
+                Some(raw) if self.up[n] => {
+                    (raw.read_index(p.attempt.context.clone()).is_ok(), raw.leader_id())
+                }
+                _ => (false, NodeId::NONE),
+            };
+            self.workload.attempt_result(&mut self.rng, &p.attempt, accepted, hint);
+            if self.up[n] {
+                self.after_input(n, g);
+            }
+        }
+    }
+
     fn deliver_forwards(&mut self) {
         let tick = self.tick;
         let (due, later): (Vec<_>, Vec<_>) =
@@ -404,6 +457,16 @@ impl World {
         for a in attempts {
             let n = (a.node.get() - 1) as usize;
             if a.command.is_none() {
+                let leads = self.replicas[n][a.group].raw.as_ref().filter(|_| self.up[n]);
+                let leads = leads.is_some_and(|raw| raw.role() == Role::Leader);
+                if leads && self.up.len() > 1 && self.rng.percent(50) {
+                    let others = self.up.len() as u64 - 1;
+                    let peer = self.rng.range(0, others - 1) as usize;
+                    let peer = if peer >= n { peer + 1 } else { peer };
+                    let due_tick = self.tick + self.rng.range(0, FORWARD_DELAY_TICKS_MAX);
+                    self.probes.push(Probed { due_tick, leader: n, peer, attempt: a });
+                    continue;
+                }
                 if let Some((leader, term)) = self.forward_target(n, a.group) {
                     if self.rng.percent(50) {
                         let due_tick = self.tick + self.rng.range(0, FORWARD_DELAY_TICKS_MAX);

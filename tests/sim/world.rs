@@ -146,6 +146,13 @@ pub struct Probed {
 /// answers.
 const FORWARD_DELAY_TICKS_MAX: u64 = 3;
 
+/// Takes the items of `queue` due by `tick`, leaving the others in order.
+fn take_due<T>(queue: &mut Vec<T>, tick: u64, due_tick: fn(&T) -> u64) -> Vec<T> {
+    let (due, later) = std::mem::take(queue).into_iter().partition(|x| due_tick(x) <= tick);
+    *queue = later;
+    due
+}
+
 pub fn node_id(n: usize) -> NodeId {
     NodeId(n as u64 + 1)
 }
@@ -397,11 +404,7 @@ impl World {
     /// back to the leader. A peer down or holding no replica leaves the read to the leader's
     /// own ReadIndex round, as a round no peer answers does.
     fn deliver_probes(&mut self) {
-        let tick = self.tick;
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.probes).into_iter().partition(|p| p.due_tick <= tick);
-        self.probes = later;
-        for p in due {
+        for p in take_due(&mut self.probes, self.tick, |p| p.due_tick) {
             if !self.workload.still_in_flight(&p.attempt) {
                 continue;
             }
@@ -413,26 +416,12 @@ impl World {
                 self.forwards.push(Forwarded { due_tick, leader, endorser, term, attempt });
                 continue;
             }
-            let (n, g) = (p.leader, p.attempt.group);
-            let (accepted, hint) = match self.replicas[n][g].raw.as_mut() {
-                Some(raw) if self.up[n] => {
-                    (raw.read_index(p.attempt.context.clone()).is_ok(), raw.leader_id())
-                }
-                _ => (false, NodeId::NONE),
-            };
-            self.workload.attempt_result(&mut self.rng, &p.attempt, accepted, hint);
-            if self.up[n] {
-                self.after_input(n, g);
-            }
+            self.attempt_at(p.leader, &p.attempt);
         }
     }
 
     fn deliver_forwards(&mut self) {
-        let tick = self.tick;
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.forwards).into_iter().partition(|f| f.due_tick <= tick);
-        self.forwards = later;
-        for f in due {
+        for f in take_due(&mut self.forwards, self.tick, |f| f.due_tick) {
             if !self.workload.still_in_flight(&f.attempt) {
                 continue;
             }
@@ -477,20 +466,25 @@ impl World {
                     }
                 }
             }
-            let (accepted, hint) = match self.replicas[n][a.group].raw.as_mut() {
-                Some(raw) if self.up[n] => {
-                    let r = match &a.command {
-                        Some(cmd) => raw.propose(cmd.clone()),
-                        None => raw.read_index(a.context.clone()),
-                    };
-                    (r.is_ok(), raw.leader_id())
-                }
-                _ => (false, NodeId::NONE),
-            };
-            self.workload.attempt_result(&mut self.rng, &a, accepted, hint);
-            if self.up[n] {
-                self.after_input(n, a.group);
+            self.attempt_at(n, &a);
+        }
+    }
+
+    /// Attempt `a` on node `n`'s replica: a write proposed, a read given to ReadIndex.
+    fn attempt_at(&mut self, n: usize, a: &Attempt) {
+        let (accepted, hint) = match self.replicas[n][a.group].raw.as_mut() {
+            Some(raw) if self.up[n] => {
+                let r = match &a.command {
+                    Some(cmd) => raw.propose(cmd.clone()),
+                    None => raw.read_index(a.context.clone()),
+                };
+                (r.is_ok(), raw.leader_id())
             }
+            _ => (false, NodeId::NONE),
+        };
+        self.workload.attempt_result(&mut self.rng, a, accepted, hint);
+        if self.up[n] {
+            self.after_input(n, a.group);
         }
     }
 

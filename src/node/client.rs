@@ -99,7 +99,7 @@ impl NodeClient {
 
     /// Reads of a group led here wait for a node-level round (`node::read_rounds`), which
     /// asks every peer once for all of them, instead of their group's own ReadIndex round;
-    /// the round ends within `wait` at the latest.
+    /// a read waits `wait` for an endorsement at most.
     pub fn with_read_rounds(
         self,
         wait: Option<Duration>,

@@ -60,7 +60,8 @@ pub struct ReadRoundCounters {
 
 impl ReadRoundCounters {
     /// Counters in no registry (tests).
-    pub fn unregistered() -> ReadRoundCounters {
+    #[cfg(test)]
+    pub(crate) fn unregistered() -> ReadRoundCounters {
         let counter = |name| IntCounter::new(name, "unregistered").expect("a valid name");
         ReadRoundCounters {
             rounds: counter("rounds"),

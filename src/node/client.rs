@@ -284,9 +284,7 @@ impl NodeClient {
         left: Duration,
     ) -> ShardResult {
         if target == self.inner.table.me() {
-            let began = Instant::now();
-            let op = self.endorse_here(group, op).await;
-            let left = left.saturating_sub(began.elapsed());
+            let (op, left) = self.endorse_here(group, op, left).await;
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
             if result.is_ok() {
                 self.workload.served(group, target);
@@ -297,21 +295,29 @@ impl NodeClient {
     }
 
     /// A read of a group this node leads, with a peer's endorsement from the next
-    /// node-level round if one comes (`with_read_rounds`); any other `op` as it is.
-    async fn endorse_here(&self, group: GroupId, op: ShardOp) -> ShardOp {
-        let Some(rounds) = &self.read_rounds else { return op };
+    /// node-level round if one comes (`with_read_rounds`), and what is `left` of the
+    /// attempt's time after the wait; any other `op` as it is, with all of it.
+    async fn endorse_here(
+        &self,
+        group: GroupId,
+        op: ShardOp,
+        left: Duration,
+    ) -> (ShardOp, Duration) {
+        let Some(rounds) = &self.read_rounds else { return (op, left) };
         match op {
             // A node's own sync of the cluster map is served without a round anyway.
             ShardOp::Read { command: ReadCommand::ClusterMap { linearizable: false, .. }, .. } => {
-                op
+                (op, left)
             }
             ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false }
                 if self.inner.table.leader(group) == Some(self.inner.table.me()) =>
             {
+                let began = Instant::now();
                 let endorsement = rounds.endorsement(group).await;
-                ShardOp::Read { command, now_ms, endorsement, follower_ok: false }
+                let op = ShardOp::Read { command, now_ms, endorsement, follower_ok: false };
+                (op, left.saturating_sub(began.elapsed()))
             }
-            op => op,
+            op => (op, left),
         }
     }
 

@@ -4,7 +4,7 @@
 //! by client id, so every replica picks the same) is evicted to admit a new client.
 //! Owns the session record and the eviction rule; never executes commands.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::apply::KvRead;
@@ -16,6 +16,9 @@ use super::reply::Reply;
 pub const SESSIONS_PER_GROUP_MAX: usize = 4096;
 /// Layout of the session record: this byte, then the rmp-serde encoding of `Session`.
 pub const SESSION_FORMAT_VERSION: u8 = 1;
+/// Bytes reserved for a session record before encoding it: one allocation for a record
+/// whose reply is short (a status, an integer, a small bulk string).
+const SESSION_RECORD_BYTES_HINT: usize = 64;
 
 /// What the group remembers about one client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,12 +43,13 @@ pub enum SessionError {
 }
 
 impl Session {
+    /// The record: the format byte, then the body encoded right after it (one buffer,
+    /// written once: every write of every replica encodes its client's session).
     pub fn encode(&self) -> Bytes {
-        let body = rmp_serde::to_vec(self).expect("a Session always serializes");
-        let mut out = BytesMut::with_capacity(1 + body.len());
-        out.put_u8(SESSION_FORMAT_VERSION);
-        out.put_slice(&body);
-        out.freeze()
+        let mut out = Vec::with_capacity(SESSION_RECORD_BYTES_HINT);
+        out.push(SESSION_FORMAT_VERSION);
+        rmp_serde::encode::write(&mut out, self).expect("a Session always serializes");
+        Bytes::from(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Session, SessionError> {
@@ -101,5 +105,25 @@ fn evict_for_new<V: KvRead>(view: &V, overlay: &mut Overlay) {
     order.sort_unstable();
     for (_, client_id) in order.into_iter().take(excess) {
         overlay.delete_session(client_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_the_format_byte_then_the_body_and_decodes_back() {
+        let reply = Reply::Bulk(Bytes::from(vec![7u8; 300]));
+        for reply in [Reply::Ok, Reply::Int(-3), reply] {
+            let session = Session { last_seq: 41, touched_ms: 1_700_000_000_000, reply };
+            let record = session.encode();
+            let body = rmp_serde::to_vec(&session).expect("encode");
+            assert_eq!(record[0], SESSION_FORMAT_VERSION);
+            assert_eq!(&record[1..], &body[..]);
+            assert_eq!(Session::decode(&record), Ok(session));
+        }
+        assert_eq!(Session::decode(&[]), Err(SessionError::Empty));
+        assert_eq!(Session::decode(&[9, 0]), Err(SessionError::UnknownVersion(9)));
     }
 }

@@ -11,6 +11,10 @@
 #
 # Each figure is the median of ROUNDS runs (default 3), the runs of one row interleaved
 # (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
+# A second table gives the CPU time each server spent per request over the same runs
+# (every thread of redis-server, or of the three shardkv nodes summed, from
+# /proc/<pid>/task/*/schedstat): a measure of work done that moves much less than
+# requests per second when the machine is shared, and the one to compare changes by.
 #
 # usage: [ROUNDS=n] bench/redis_compare.sh [requests (default 100000)] [clients (default 50)]
 # Needs redis-server and redis-benchmark 7 or later (Debian 12: redis-server, redis-tools)
@@ -107,12 +111,34 @@ for base in 7000 7010; do
   echo "leaders of the cluster on port $((base + 1)) after the warm-up: $(leaders_per_node "$base")"
 done
 
-rps() { # port test pipeline extra... ("-" if redis-benchmark gave no figure)
-  local port="$1" test="$2" pipe="$3" got; shift 3
+# The server processes whose CPU time a row counts.
+redis_procs="${pids[0]}"
+nodes_of() { pgrep -P "$1" | tr '\n' ' '; } # the node processes `shardkv local` started
+shardkv_procs="$(nodes_of "${pids[1]}")" lease_procs="$(nodes_of "${pids[2]}")"
+still_procs="$(nodes_of "${pids[3]}")"
+
+cpu_ns() { # pids...: nanoseconds on a CPU so far, summed over every thread of each
+  local total=0 pid f ns
+  for pid in "$@"; do
+    for f in /proc/"$pid"/task/*/schedstat; do
+      { read -r ns _ <"$f"; } 2>/dev/null && total=$((total + ns))
+    done
+  done
+  echo "$total"
+}
+
+# Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give).
+run() { # port test pipeline "pids" extra...
+  local port="$1" test="$2" pipe="$3" procs="$4" got before after; shift 4
+  # shellcheck disable=SC2086 # the pids are words
+  before="$(cpu_ns $procs)"
   got="$(timeout 600 redis-benchmark -p "$port" -t "$test" -n "$requests" -c "$clients" \
     -P "$pipe" -r 100000 --csv "$@" 2>/dev/null \
     | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
-  echo "${got:--}"
+  # shellcheck disable=SC2086
+  after="$(cpu_ns $procs)"
+  echo "${got:--} $(awk -v a="$after" -v b="$before" -v n="$requests" \
+    'BEGIN { printf "%.1f", (a - b) / 1000 / n }')"
 }
 
 median() { # values... ("-" if any is "-")
@@ -121,23 +147,32 @@ median() { # values... ("-" if any is "-")
           print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+ratio() { # numerator denominator default
+  awk -v s="$1" -v r="$2" -v d="$3" \
+    'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print d }'
+}
+
 printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
   shardkv-lease ratio lease
+cpu_rows=()
 for pipe in 1 16; do
   for test in set get; do
-    rs=() ss=() cs=() ls=()
+    rs=() ss=() cs=() ls=() rc=() sc=() cc=() lc=()
     for _ in $(seq 1 "$rounds"); do
-      rs+=("$(rps "$redis_port" "$test" "$pipe")")
-      ss+=("$(rps 7001 "$test" "$pipe")")
-      cs+=("$(rps 7021 "$test" "$pipe" --cluster)")
-      [ "$test" = get ] && ls+=("$(rps 7011 "$test" "$pipe")")
+      read -r x y <<<"$(run "$redis_port" "$test" "$pipe" "$redis_procs")"; rs+=("$x") rc+=("$y")
+      read -r x y <<<"$(run 7001 "$test" "$pipe" "$shardkv_procs")"; ss+=("$x") sc+=("$y")
+      read -r x y <<<"$(run 7021 "$test" "$pipe" "$still_procs" --cluster)"; cs+=("$x") cc+=("$y")
+      if [ "$test" = get ]; then
+        read -r x y <<<"$(run 7011 "$test" "$pipe" "$lease_procs")"; ls+=("$x") lc+=("$y")
+      fi
     done
-    r="$(median "${rs[@]}")" s="$(median "${ss[@]}")" c="$(median "${cs[@]}")" l=-
-    [ "$test" = get ] && l="$(median "${ls[@]}")"
-    ratio="$(awk -v s="$s" -v r="$r" \
-      'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "n/a" }')"
-    lratio="$(awk -v s="$l" -v r="$r" 'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print "-" }')"
-    printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" "$ratio" "$lratio"
+    r="$(median "${rs[@]}")" s="$(median "${ss[@]}")" c="$(median "${cs[@]}")" l=- lu=-
+    [ "$test" = get ] && l="$(median "${ls[@]}")" lu="$(median "${lc[@]}")"
+    printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" \
+      "$(ratio "$s" "$r" n/a)" "$(ratio "$l" "$r" -)"
+    ru="$(median "${rc[@]}")" su="$(median "${sc[@]}")"
+    cpu_rows+=("$(printf '%-8s %-4s %14s %14s %14s %14s %8s %8s' "$test" "$pipe" "$ru" "$su" \
+      "$(median "${cc[@]}")" "$lu" "$(ratio "$su" "$ru" n/a)" "$(ratio "$lu" "$ru" -)")")
   done
 done
 echo "(ratio = shardkv through one node, as plain clients use it / redis-server;"
@@ -145,3 +180,9 @@ echo " lease = the same with lease reads, [reads] mode = \"lease\";"
 echo " shardkv-cluster = redis-benchmark --cluster on a third cluster whose leaders stay as"
 echo " the layout places them, --follow-workload-ms 0: redis-benchmark refuses a cluster whose"
 echo " leaders all followed the plain rows' traffic to one node)"
+echo
+echo "CPU time per request, µs (redis-server's threads; the three shardkv nodes' summed):"
+printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
+  shardkv-lease "x redis" lease
+printf '%s\n' "${cpu_rows[@]}"
+echo "(x redis = shardkv's CPU per request / redis-server's: how many times the work)"

@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in redis-server redis-benchmark redis-cli python3; do
+for tool in redis-server redis-benchmark redis-cli python3 pgrep; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 python3 -c 'import tomllib' 2>/dev/null || { echo "Python 3.11 or later is required" >&2; exit 1; }
@@ -47,8 +47,10 @@ grep -q -- '--json' <<<"$cli_help" || { echo "redis-cli 7 or later is required" 
 cargo build --release --quiet
 
 mkdir -p "$work/redis"
+# No automatic AOF rewrite: it runs in a child process, which the CPU table does not count.
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save "" \
-  --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
+  --auto-aof-rewrite-percentage 0 --appendonly yes --appendfsync always --daemonize no \
+  >"$work/redis.log" 2>&1 &
 pids+=($!)
 ./target/release/shardkv local --data-dir "$work/shardkv" >"$work/shardkv.log" 2>&1 &
 pids+=($!)
@@ -113,32 +115,43 @@ done
 
 # The server processes whose CPU time a row counts.
 redis_procs="${pids[0]}"
-nodes_of() { pgrep -P "$1" | tr '\n' ' '; } # the node processes `shardkv local` started
-shardkv_procs="$(nodes_of "${pids[1]}")" lease_procs="$(nodes_of "${pids[2]}")"
+nodes_of() { # pid of a `shardkv local`: its three node processes
+  local found
+  found="$(pgrep -P "$1" | tr '\n' ' ')" || true
+  [ "$(wc -w <<<"$found")" -eq 3 ] || {
+    echo "expected 3 node processes under pid $1, found: ${found:-none}" >&2; exit 1; }
+  echo "$found"
+}
+shardkv_procs="$(nodes_of "${pids[1]}")"
+lease_procs="$(nodes_of "${pids[2]}")"
 still_procs="$(nodes_of "${pids[3]}")"
 
-cpu_ns() { # pids...: nanoseconds on a CPU so far, summed over every thread of each
-  local total=0 pid f ns
+thread_ns() { # pids...: "thread-id nanoseconds-on-a-CPU-so-far" for every thread of each
+  local pid f ns
   for pid in "$@"; do
     for f in /proc/"$pid"/task/*/schedstat; do
-      { read -r ns _ <"$f"; } 2>/dev/null && total=$((total + ns))
+      { read -r ns _ <"$f"; } 2>/dev/null && echo "${f%/schedstat} $ns"
     done
   done
-  echo "$total"
 }
 
-# Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give).
+# Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give). The
+# CPU time is summed per thread between the two samples, so that a thread that ends
+# during the run (an idle pool thread, say) takes away only its time within the run.
 run() { # port test pipeline "pids" extra...
-  local port="$1" test="$2" pipe="$3" procs="$4" got before after; shift 4
+  local port="$1" test="$2" pipe="$3" procs="$4" got cpu=- before after; shift 4
   # shellcheck disable=SC2086 # the pids are words
-  before="$(cpu_ns $procs)"
+  before="$(thread_ns $procs)"
   got="$(timeout 600 redis-benchmark -p "$port" -t "$test" -n "$requests" -c "$clients" \
     -P "$pipe" -r 100000 --csv "$@" 2>/dev/null \
     | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
   # shellcheck disable=SC2086
-  after="$(cpu_ns $procs)"
-  echo "${got:--} $(awk -v a="$after" -v b="$before" -v n="$requests" \
-    'BEGIN { printf "%.1f", (a - b) / 1000 / n }')"
+  after="$(thread_ns $procs)"
+  if [ -n "$got" ]; then
+    cpu="$(awk -v n="$requests" 'NR == FNR { b[$1] = $2; next } { d += $2 - b[$1] }
+      END { printf "%.3f", d / 1000 / n }' <(echo "$before") <(echo "$after"))"
+  fi
+  echo "${got:--} $cpu"
 }
 
 median() { # values... ("-" if any is "-")

@@ -16,8 +16,8 @@ use super::reply::Reply;
 pub const SESSIONS_PER_GROUP_MAX: usize = 4096;
 /// Layout of the session record: this byte, then the rmp-serde encoding of `Session`.
 pub const SESSION_FORMAT_VERSION: u8 = 1;
-/// Bytes reserved for a session record before encoding it: one allocation for a record
-/// whose reply is short (a status, an integer, a small bulk string).
+/// Bytes reserved for a session record before encoding it: room, with no reallocation,
+/// for a record whose reply is short (a status, an integer, a small bulk string).
 const SESSION_RECORD_BYTES_HINT: usize = 64;
 
 /// What the group remembers about one client.
@@ -43,8 +43,9 @@ pub enum SessionError {
 }
 
 impl Session {
-    /// The record: the format byte, then the body encoded right after it (one buffer,
-    /// written once: every write of every replica encodes its client's session).
+    /// The record: the format byte, then the body encoded right after it, in one buffer
+    /// and with no copy (every write of every replica encodes its client's session). The
+    /// buffer keeps its spare room, less than the record's own length past the hint.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(SESSION_RECORD_BYTES_HINT);
         out.push(SESSION_FORMAT_VERSION);
@@ -123,6 +124,14 @@ mod tests {
             assert_eq!(&record[1..], &body[..]);
             assert_eq!(Session::decode(&record), Ok(session));
         }
+        // The format on disk, spelled out: an array of three (0x93), 41, the clock as a
+        // u64 (0xcf), then the reply's variant by name.
+        let ok = Session { last_seq: 41, touched_ms: 1_700_000_000_000, reply: Reply::Ok };
+        let head = [1, 0x93, 0x29, 0xcf, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00];
+        assert_eq!(&ok.encode()[..], &[&head[..], &[0xa2, b'O', b'k']].concat()[..]);
+        let int = Session { reply: Reply::Int(-3), ..ok };
+        let tail = [0x81, 0xa3, b'I', b'n', b't', 0xfd];
+        assert_eq!(&int.encode()[..], &[&head[..], &tail[..]].concat()[..]);
         assert_eq!(Session::decode(&[]), Err(SessionError::Empty));
         assert_eq!(Session::decode(&[9, 0]), Err(SessionError::UnknownVersion(9)));
     }

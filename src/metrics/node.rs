@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -82,6 +83,10 @@ pub type ScrapeHook = Box<dyn Fn(&NodeMetrics) + Send + Sync>;
 
 struct Inner {
     registry: Registry,
+    /// The process's own series under their conventional names (`process_cpu_seconds_total`,
+    /// `process_resident_memory_bytes`, open file descriptors, threads, start time), with the
+    /// `node` label: outside `registry`, which would prefix them.
+    process: Registry,
     node: NodeId,
     groups: GroupGauges,
     counters: GroupCounters,
@@ -382,7 +387,9 @@ impl NodeMetrics {
     /// A registry for node `node` with every family registered.
     pub fn new(node: NodeId) -> Result<NodeMetrics, MetricsError> {
         let labels = HashMap::from([("node".to_string(), node.get().to_string())]);
-        let r = Registry::new_custom(Some(NAMESPACE.to_string()), Some(labels))?;
+        let r = Registry::new_custom(Some(NAMESPACE.to_string()), Some(labels.clone()))?;
+        let process = Registry::new_custom(None, Some(labels))?;
+        process.register(Box::new(ProcessCollector::for_self()))?;
         let inner = Inner {
             groups: group_gauges(&r)?,
             counters: group_counters(&r)?,
@@ -428,6 +435,7 @@ impl NodeMetrics {
             },
             resp: resp(&r)?,
             registry: r,
+            process,
             node,
             on_scrape: OnceLock::new(),
             copy_lock: Mutex::new(()),
@@ -521,10 +529,35 @@ impl NodeMetrics {
             hook(self);
         }
         let mut out = Vec::new();
-        let families = self.inner.registry.gather();
+        let mut families = self.inner.registry.gather();
+        families.extend(self.inner.process.gather());
         if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(%error, "metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the series `name{node="7"}` in `text`.
+    fn value(text: &str, name: &str) -> f64 {
+        let series = format!("{name}{{node=\"7\"}} ");
+        let line =
+            text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("{text}"));
+        line[series.len()..].parse().expect("a number")
+    }
+
+    #[test]
+    fn the_process_series_keep_their_conventional_names_with_the_node_label() {
+        let text = NodeMetrics::new(NodeId(7)).expect("metrics").render();
+        assert!(value(&text, "process_resident_memory_bytes") > 0.0);
+        assert!(value(&text, "process_open_fds") > 0.0);
+        assert!(value(&text, "process_start_time_seconds") > 0.0);
+        assert!(value(&text, "process_cpu_seconds_total") >= 0.0);
+        assert!(!text.contains("shardkv_process_"), "{text}");
+        assert!(text.contains("shardkv_storage_fsyncs_total{node=\"7\"}"), "{text}");
     }
 }

@@ -541,7 +541,7 @@ impl NodeMetrics {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -554,7 +554,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn the_process_series_keep_their_conventional_names_with_the_node_label() {
         let text = NodeMetrics::new(NodeId(7)).expect("metrics").render();
         assert!(value(&text, "process_resident_memory_bytes") > 0.0);

@@ -339,6 +339,13 @@ impl TransportHandle {
         info!(node = %self.inner.node, "transport stopped");
     }
 
+    /// Queues `item` to `to`, unless the transport stopped or `to` is unknown.
+    fn enqueue(&self, to: NodeId, item: Outgoing) {
+        if let Some(peer) = self.peer(to) {
+            peer.enqueue(item);
+        }
+    }
+
     fn peer(&self, to: NodeId) -> Option<Arc<Peer>> {
         if self.inner.stopped.load(Ordering::Relaxed) {
             return None;
@@ -359,27 +366,19 @@ impl PeerSender for TransportHandle {
     }
 
     fn send_forward(&self, to: NodeId, request: ForwardRequest) {
-        if let Some(peer) = self.peer(to) {
-            peer.enqueue(Outgoing::Forward(request));
-        }
+        self.enqueue(to, Outgoing::Forward(request));
     }
 
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply) {
-        if let Some(peer) = self.peer(to) {
-            peer.enqueue(Outgoing::ForwardReply(reply));
-        }
+        self.enqueue(to, Outgoing::ForwardReply(reply));
     }
 
     fn send_term_probe(&self, to: NodeId, probe: TermProbe) {
-        if let Some(peer) = self.peer(to) {
-            peer.enqueue(Outgoing::TermProbe(probe));
-        }
+        self.enqueue(to, Outgoing::TermProbe(probe));
     }
 
     fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
-        if let Some(peer) = self.peer(to) {
-            peer.enqueue(Outgoing::TermAnswer(answer));
-        }
+        self.enqueue(to, Outgoing::TermAnswer(answer));
     }
 
     fn is_up(&self, to: NodeId) -> bool {

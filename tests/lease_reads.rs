@@ -1,10 +1,15 @@
 //! Reads stay linearizable when the leader of most groups is paused (SIGSTOP) past an
 //! election time-out while clients keep writing and reading through every node, then wakes
 //! (SIGCONT). The history, ending with a read of every key through the woken node, is
-//! checked for linearizability. Two read modes:
+//! checked for linearizability, with reads queued at the paused node after writes through
+//! another node were acknowledged (`QueuedReads`): answered once it wakes, they must see
+//! those writes. The read modes:
 //! - lease reads (`[reads] mode = "lease"`): the paused leader's lease is counted in ticks;
 //!   on waking, its queued reads must find the lease expired (its ticks catch up with the
-//!   monotonic clock first), not answer from a state the new leaders have moved past;
+//!   monotonic clock first), not answer from a state the new leaders have moved past.
+//!   Most reads at a leader's node are answered through the replica's read door
+//!   (`shard::read_door`) instead, which must be shut by then. Checked through `/metrics`:
+//!   the doors answered reads;
 //! - ReadIndex (the default), reads forwarded (`[reads] follower = false`): a read a node
 //!   forwards to a leader carries the term of the node's own replica (an endorsement,
 //!   `RawNode::read_index_endorsed`) and is answered with no heartbeat round when the two
@@ -30,7 +35,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::{ClusterLayout, ClusterOpts, TestCluster};
-use common::workload::{final_reads, report_and_check, Load};
+use common::workload::{final_reads, report_and_check, Load, QueuedReads};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shardkv::metrics::scrape::{fetch, parse};
@@ -45,6 +50,8 @@ const PAUSE_MS: u64 = 1_500;
 const POLL_MS: u64 = 50;
 /// One scrape of a node's `/metrics` gives up after this long.
 const SCRAPE_TIMEOUT_MS: u64 = 2_000;
+/// Values of the writes made while a node is paused (the load's are far below).
+const QUEUED_VALUES: u64 = 1_000_000_000;
 
 fn signal(cluster: &TestCluster, node: u64, sig: Signal) {
     let pid = cluster.pid(node).expect("the node runs");
@@ -116,13 +123,15 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
 
     let keys: Vec<String> = (0..KEYS).map(|k| format!("{prefix}:{k}")).collect();
     let addrs: Vec<String> = (1..=3).map(|n| cluster.resp_addr(n).to_string()).collect();
-    let load = Load::start(CLIENTS, addrs, keys.clone());
+    let load = Load::start(CLIENTS, addrs.clone(), keys.clone());
+    let mut queued = QueuedReads::connect(&addrs[victim as usize - 1], &keys, load.start);
     std::thread::sleep(Duration::from_millis(PHASE_MS));
 
     let paused = load.now();
     signal(&cluster, victim, Signal::SIGSTOP);
     std::thread::sleep(Duration::from_millis(PAUSE_MS));
     let during = leaders(&cluster, survivor, groups);
+    queued.write_then_queue(&addrs[survivor as usize - 1], &keys, QUEUED_VALUES);
     signal(&cluster, victim, Signal::SIGCONT);
     let woke = load.now();
     std::thread::sleep(Duration::from_millis(PHASE_MS));
@@ -130,6 +139,7 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
 
     let start = load.start;
     let (mut history, acks) = load.stop();
+    history.extend(queued.finish());
     println!("leaders before {before:?}, during the pause {during:?}, after {after:?}");
     assert_eq!(during.get(&victim), Some(&0), "the paused node's groups elected new leaders");
     final_reads(&cluster, victim, &keys, start, ready, &mut history);
@@ -146,6 +156,13 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
         assert!(by_rounds > 0.0, "reads at a leader's node were endorsed by node read rounds");
     } else {
         assert_eq!(rounds, 0.0, "no node read rounds with leases or node_rounds = false");
+    }
+    let direct = counted(&cluster, "shardkv_raft_reads_lease_direct_total");
+    println!("reads answered through a leader's read door: {direct}");
+    if mode == ReadConsistency::Lease {
+        assert!(direct > 0.0, "the request path answered reads on a leader's lease itself");
+    } else {
+        assert_eq!(direct, 0.0, "no read doors open without leases");
     }
     if follower {
         let served = counted(&cluster, "shardkv_raft_reads_follower_total");

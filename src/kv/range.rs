@@ -180,6 +180,25 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
     }
 }
 
+/// Whether `command` reads named keys only (`ReadCommand::batchable`, or a batch of such
+/// reads) and every one of them is in `range`. Allocates nothing.
+pub fn key_reads_within(command: &ReadCommand, range: SlotRange) -> bool {
+    use ReadCommand as R;
+    let within = |key: &bytes::Bytes| range.contains(key_slot(key));
+    match command {
+        R::Get { key }
+        | R::StrLen { key }
+        | R::GetRange { key, .. }
+        | R::Ttl { key, .. }
+        | R::Type { key } => within(key),
+        R::MGet { keys } | R::Exists { keys } => keys.iter().all(within),
+        R::Batch { commands } => {
+            commands.iter().all(|c| c.batchable() && key_reads_within(c, range))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use bytes::Bytes;
 
 use crate::kv::meta::{MapNode, MAP_KEY, META_GROUP, META_RANGE, META_SLOT};
+use crate::kv::read::ReadCommand;
 use crate::kv::KvMutation;
 use crate::metrics::{poll::Replicas, MetricsError, NodeMetrics};
 use crate::node::client::{LocalFuture, LocalGroups, NodeClient};
@@ -35,6 +36,7 @@ use crate::shard::actor::{
 };
 use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::persist::ShardWriter;
+use crate::shard::read_door::ReadDoor;
 use crate::shard::undurable::CleanBudget;
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
@@ -106,6 +108,8 @@ struct Replica {
     requests: Arc<Semaphore>,
     /// `ShardConfig::published_term` of the replica.
     term: Arc<AtomicU64>,
+    /// `ShardConfig::read_door` of the replica.
+    door: Arc<ReadDoor>,
 }
 
 impl LocalShards {
@@ -118,9 +122,15 @@ impl LocalShards {
         }
     }
 
-    fn insert(&self, group: GroupId, addr: Addr<ShardActor>, term: Arc<AtomicU64>) {
+    fn insert(
+        &self,
+        group: GroupId,
+        addr: Addr<ShardActor>,
+        term: Arc<AtomicU64>,
+        door: Arc<ReadDoor>,
+    ) {
         let requests = Arc::new(Semaphore::new(self.requests_max));
-        self.replicas.insert(group, Replica { addr, requests, term });
+        self.replicas.insert(group, Replica { addr, requests, term, door });
     }
 
     fn remove(&self, group: GroupId) -> Option<Addr<ShardActor>> {
@@ -182,6 +192,16 @@ impl LocalGroups for LocalShards {
     fn term(&self, group: GroupId) -> Option<Term> {
         let replica = self.replicas.get(&group)?;
         Some(Term(replica.term.load(std::sync::atomic::Ordering::Acquire)))
+    }
+
+    fn lease_read(
+        &self,
+        group: GroupId,
+        command: &ReadCommand,
+        now_ms: u64,
+    ) -> Option<ShardResult> {
+        let replica = self.replicas.get(&group)?;
+        replica.door.read(command, now_ms)
     }
 }
 
@@ -827,13 +847,13 @@ impl ReplicaFactory {
             .next_arbiter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
-        let term = cfg.published_term.clone();
+        let (term, door) = (cfg.published_term.clone(), cfg.read_door.clone());
         let addr = if empty {
             ShardActor::start_empty(arbiter, cfg, self.deps.clone())?
         } else {
             ShardActor::start(arbiter, cfg, self.deps.clone())?
         };
-        self.shards.insert(group, addr.clone(), term);
+        self.shards.insert(group, addr.clone(), term, door);
         Ok(addr)
     }
 }

@@ -354,6 +354,18 @@ impl<S: Storage> Raft<S> {
             && self.lease_anchor_tick.is_some_and(|t| self.ticks < t + lease_ticks)
     }
 
+    /// Whole ticks for which `read_index` answers a read at once at the commit index on
+    /// this leader's lease (lease-based mode, the no-op of this term committed), if nothing
+    /// steps the core meanwhile; `None` if it would not answer one at once now. A runtime
+    /// may answer such reads itself while it leaves the core untouched, for that long.
+    pub fn lease_ticks_left(&self) -> Option<u64> {
+        if self.role != Role::Leader || !self.read_barrier_done() || !self.lease_valid() {
+            return None;
+        }
+        let lease_ticks = self.cfg.election_timeout_ticks_min - self.cfg.lease_clock_drift_ticks;
+        self.lease_anchor_tick.map(|t| t + lease_ticks - self.ticks)
+    }
+
     /// Requests a linearizable read. The answer is a `ReadState` (here) once leadership is
     /// confirmed; the read may be served when the state machine has applied its index.
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {

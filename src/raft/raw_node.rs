@@ -275,6 +275,10 @@ impl<S: Storage> RawNode<S> {
     pub fn lead_transferee(&self) -> Option<NodeId> {
         self.raft.lead_transferee
     }
+    /// See `Raft::lease_ticks_left`.
+    pub fn lease_ticks_left(&self) -> Option<u64> {
+        self.raft.lease_ticks_left()
+    }
     pub fn commit_index(&self) -> LogIndex {
         self.raft.log.committed()
     }

@@ -36,6 +36,7 @@ use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::storage::group_snapshot::GroupSnapshotData;
 use crate::shard::follower_reads::FollowerReads;
 use crate::shard::ready::InFlight;
+use crate::shard::read_door::{GatedRaw, ReadDoor, UndurableGuard};
 use crate::shard::undurable::{CleanBudget, CleanShare, Undurable};
 use crate::storage::{GroupWrite, NodeDb, RedbStorage, StorageError};
 use crate::transport::api::{GroupMessage, PeerSender, Urgency};
@@ -81,6 +82,10 @@ pub struct ShardConfig {
     /// (`node::read_rounds`). Made fresh by `ShardConfig::new`: a config cloned for
     /// another replica would share it.
     pub published_term: Arc<AtomicU64>,
+    /// The replica's door for lease reads on the request path (`read_door`): the node
+    /// keeps it beside the replica's address. Made fresh by `ShardConfig::new`, as
+    /// `published_term` is.
+    pub read_door: Arc<ReadDoor>,
 }
 
 impl ShardConfig {
@@ -103,6 +108,7 @@ impl ShardConfig {
             follower_reads: true,
             metrics: GroupMetrics::detached(),
             published_term: Arc::new(AtomicU64::new(0)),
+            read_door: Arc::new(ReadDoor::default()),
         }
     }
 
@@ -321,9 +327,9 @@ pub struct ShardActor {
     pub(crate) tick_clock: std::time::Instant,
     pub(crate) cfg: ShardConfig,
     pub(crate) deps: ShardDeps,
-    pub(crate) raw: RawNode<RedbStorage>,
-    /// Applied but not yet durable mutations.
-    pub(crate) undurable: Undurable,
+    /// The Raft core; every mutable use closes the read door (`GatedRaw`). The applied but
+    /// not yet durable mutations are the door's (`undurable`).
+    pub(crate) raw: GatedRaw,
     /// This replica's part of the node's clean-cache budget (the cache is resized to it
     /// every tick).
     pub(crate) clean_share: CleanShare,
@@ -459,6 +465,9 @@ impl ShardActor {
         let was_member = raw.conf_state().all_nodes().contains(&cfg.node);
         let clean_share = deps.clean_budget.join();
         cfg.published_term.store(raw.term().get(), Ordering::Release);
+        let undurable = Undurable::with_clean_bytes(clean_share.bytes());
+        cfg.read_door.init(deps.db.clone(), group, cfg.metrics.clone(), undurable);
+        let raw = GatedRaw::new(raw, cfg.read_door.clone());
         Ok(ShardActor {
             tick_clock: std::time::Instant::now(),
             initialized,
@@ -475,7 +484,6 @@ impl ShardActor {
             deps,
             role: raw.role(),
             raw,
-            undurable: Undurable::with_clean_bytes(clean_share.bytes()),
             clean_share,
             applied,
             durable_applied: applied,
@@ -515,6 +523,38 @@ impl ShardActor {
 
     fn busy(&self, reason: impl Into<String>) -> ShardError {
         ShardError::Busy { group: self.cfg.group, reason: reason.into() }
+    }
+
+    /// The applied but not yet durable mutations and the clean cache, which the replica
+    /// shares with its read door.
+    pub(crate) fn undurable(&self) -> UndurableGuard<'_> {
+        self.cfg.read_door.undurable()
+    }
+
+    /// Opens the read door (`read_door`) if this leader may now answer reads at once on
+    /// its lease at an applied index, until its lease ends in real time; closes it if not.
+    pub(crate) fn publish_read_door(&self) {
+        let door = &self.cfg.read_door;
+        let may = self.cfg.lease_reads.is_some()
+            && self.failed.is_none()
+            && self.initialized
+            && !self.removed
+            && !self.retiring
+            && self.raw.lead_transferee().is_none()
+            && self.applied >= self.raw.commit_index();
+        match self.raw.lease_ticks_left().filter(|_| may) {
+            // `tick_clock` is when the core's ticks were last caught up with real time, so
+            // its lease ends `left` whole ticks after it (`catch_up_ticks`).
+            Some(left) => {
+                let left = u32::try_from(left).unwrap_or(u32::MAX);
+                let until = self.tick_clock.checked_add(self.cfg.tick.saturating_mul(left));
+                match until {
+                    Some(until) => door.open_until(until, self.range.range),
+                    None => door.close(),
+                }
+            }
+            None => door.close(),
+        }
     }
 
     pub(crate) fn refusal(&self) -> Option<ShardError> {
@@ -776,7 +816,7 @@ impl Actor for ShardActor {
                 return;
             }
             act.catch_up_ticks();
-            act.undurable.resize_clean(act.clean_share.bytes());
+            act.undurable().resize_clean(act.clean_share.bytes());
             act.check_follower_round();
             act.pump_snapshots();
             act.retry_deferred(ctx);
@@ -788,6 +828,7 @@ impl Actor for ShardActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<ShardActor>) {
+        self.cfg.read_door.shut();
         self.fail_all(&ShardError::Stopped { group: self.cfg.group });
         info!(group = %self.cfg.group, node = %self.cfg.node, "replica stopped");
     }
@@ -856,6 +897,7 @@ impl Handler<Retire> for ShardActor {
 
     fn handle(&mut self, _msg: Retire, _ctx: &mut Context<ShardActor>) {
         self.retiring = true;
+        self.cfg.read_door.close();
         self.maybe_report_removal();
     }
 }

@@ -5,6 +5,7 @@
 //! - [`actor`]: `ShardActor`, its configuration, dependencies, messages and bootstrap.
 //! - `ready`: the Ready loop: send, apply, persist, answer; snapshots and compaction.
 //! - `follower_reads`: the node's own reads served by a follower after a read index.
+//! - [`read_door`]: lease reads answered on the node's request path, without the replica.
 //! - [`split`]: splitting the group (a log entry) and the slot-ownership rule.
 //! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
 //! - [`undurable`]: applied but not yet durable mutations, layered over redb.
@@ -19,6 +20,7 @@ mod follower_reads;
 pub mod limits;
 mod members;
 pub mod persist;
+pub mod read_door;
 mod ready;
 mod snapshot;
 pub mod split;

@@ -85,6 +85,11 @@ fn is_empty(w: &GroupWrite) -> bool {
 impl ShardActor {
     /// Handles what the core has to do, while the replica may take another Ready.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
+        self.drive_rounds(ctx);
+        self.publish_read_door();
+    }
+
+    fn drive_rounds(&mut self, ctx: &mut Context<ShardActor>) {
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
             self.ask_follower_round();
             if !self.may_take_ready() || self.removed || self.retiring {
@@ -133,7 +138,7 @@ impl ShardActor {
         };
         let gen = self.next_gen;
         self.next_gen += 1;
-        self.undurable.push(UNFLUSHED, &mutations);
+        self.undurable().push(UNFLUSHED, &mutations);
         if !rd.committed_entries.is_empty() {
             self.unflushed_applied = Some(self.applied);
         }
@@ -142,11 +147,11 @@ impl ShardActor {
         self.serve_reads();
         if !children.is_empty() {
             // The slots that moved are no longer this group's to read.
-            self.undurable.forget_clean();
+            self.undurable().forget_clean();
         }
         if rd.snapshot.is_some() {
             // The snapshot replaces the state machine, what was applied before it included.
-            self.undurable.drop_unflushed();
+            self.undurable().drop_unflushed();
             self.unflushed_applied = None;
         }
         // The applied state goes with a configuration (stored beside the applied index) and
@@ -154,10 +159,14 @@ impl ShardActor {
         // bounds of what is held; otherwise with the first Ready of a flush window, or on
         // its first tick (`flush_applied`) if no Ready came: under load every job slot may
         // be taken when the tick comes, and the Ready's own job needs none.
+        let held = {
+            let undurable = self.undurable();
+            undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX
+                || undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX
+        };
         let flush = !children.is_empty()
             || rd.conf_state.is_some()
-            || self.undurable.len() >= APPLY_UNFLUSHED_KEYS_MAX
-            || self.undurable.unflushed_bytes() >= APPLY_UNFLUSHED_BYTES_MAX
+            || held
             || flush_window(self.cfg.apply_flush) > self.flushed_window;
         let (mutations, applied_index) = if flush { self.take_unflushed(gen) } else { (Vec::new(), None) };
         let mut write = GroupWrite {
@@ -233,7 +242,8 @@ impl ShardActor {
     /// The applied state kept in memory, handed to persist generation `gen`.
     fn take_unflushed(&mut self, gen: u64) -> (Vec<KvMutation>, Option<LogIndex>) {
         self.flushed_window = flush_window(self.cfg.apply_flush);
-        (self.undurable.take_unflushed(gen), self.unflushed_applied.take())
+        let taken = self.undurable().take_unflushed(gen);
+        (taken, self.unflushed_applied.take())
     }
 
     /// On a tick: hands the applied state kept in memory to the writer in a job of its own,
@@ -308,7 +318,7 @@ impl ShardActor {
     fn complete(&mut self, flight: InFlight, durable_applied: LogIndex) {
         if let Some(index) = flight.snapshot_index {
             self.raw.on_snapshot_persisted(index);
-            self.undurable.clear();
+            self.undurable().clear();
             self.applied = self.applied.max(index);
             self.last_compact = self.last_compact.max(index);
             self.snapshots_installed += 1;
@@ -323,7 +333,7 @@ impl ShardActor {
         if let Some((index, term)) = flight.last_entry {
             self.raw.on_persisted(index, term);
         }
-        self.undurable.release_through(flight.gen);
+        self.undurable().release_through(flight.gen);
         self.durable_applied = self.durable_applied.max(durable_applied);
         for m in flight.persisted_messages {
             self.send_one(m, Urgency::Now);
@@ -377,6 +387,7 @@ impl ShardActor {
             return;
         }
         self.removed = true;
+        self.cfg.read_door.close();
         info!(group = %self.cfg.group, node = %self.cfg.node, "removed from the group");
         let slots = self.initialized.then(|| self.cfg.slots.clone());
         (self.deps.on_removed)(self.cfg.group, slots);
@@ -387,6 +398,7 @@ impl ShardActor {
             "storage failed; the replica stops serving");
         let err = ShardError::Storage { group: self.cfg.group, reason: reason.clone() };
         self.failed = Some(reason);
+        self.cfg.read_door.close();
         self.fail_all(&err);
     }
 
@@ -508,7 +520,10 @@ impl ShardActor {
         let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
         let view = LazyKvView::new(&self.deps.db, self.cfg.group);
-        let layered = self.undurable.over(&view);
+        // Locked until the fetched records are out, before `keep_fetched` locks it again.
+        let door = self.cfg.read_door.clone();
+        let undurable = door.undurable();
+        let layered = undurable.over(&view);
         let mut batch = Overlay::new();
         let mut answers = Vec::with_capacity(entries.len());
         let (group, mut children) = (self.cfg.group, Vec::new());
@@ -537,6 +552,7 @@ impl ShardActor {
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
         let fetched = layered.into_fetched();
+        drop(undurable);
         let checked = view.check();
         self.keep_fetched(fetched, checked.is_ok());
         checked?;
@@ -603,7 +619,7 @@ impl ShardActor {
         self.cfg.metrics.clean_cache_hits.inc_by(fetched.hits);
         self.cfg.metrics.clean_cache_misses.inc_by(fetched.misses);
         if sound {
-            self.undurable.remember(fetched);
+            self.undurable().remember(fetched);
         }
     }
 
@@ -618,7 +634,9 @@ impl ShardActor {
         let group = self.cfg.group;
         // Opened at the first read the undurable and clean records do not answer.
         let view = LazyKvView::new(&self.deps.db, group);
-        let layered = self.undurable.over(&view);
+        let door = self.cfg.read_door.clone();
+        let undurable = door.undurable();
+        let layered = undurable.over(&view);
         let answers: Vec<_> = now
             .into_values()
             .map(|r| {
@@ -628,6 +646,7 @@ impl ShardActor {
             })
             .collect();
         let fetched = layered.into_fetched();
+        drop(undurable);
         let checked = view.check();
         self.keep_fetched(fetched, checked.is_ok());
         for (reply, tx) in answers {

@@ -71,7 +71,7 @@ impl ShardActor {
                 return drop(tx.send(Err(ShardError::Storage { group, reason })));
             }
         };
-        let pending = self.undurable.pending_keys(first..=last);
+        let pending = self.undurable().pending_keys(first..=last);
         let count = tokio::task::spawn_blocking(move || {
             let at = halving_slot(&view, &pending, first, last);
             view.check().map(|()| at)

@@ -141,6 +141,10 @@ struct Cluster {
     metrics: Mutex<HashMap<u64, crate::metrics::GroupMetrics>>,
     /// Election time-out, in ticks of 10 ms: least and most.
     election_ticks: (u64, u64),
+    /// `ShardConfig::lease_reads`.
+    lease_reads: Option<u64>,
+    /// Each node's replica's read door (shared with it).
+    doors: Mutex<HashMap<u64, Weak<crate::shard::read_door::ReadDoor>>>,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -169,6 +173,8 @@ impl Cluster {
             dbs: Mutex::new(HashMap::new()),
             metrics: Mutex::new(HashMap::new()),
             election_ticks: (10, 20),
+            lease_reads: None,
+            doors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -186,6 +192,8 @@ impl Cluster {
         cfg.log_keep_entries = 2;
         cfg.apply_flush = self.apply_flush;
         cfg.rng_seed = 42;
+        cfg.lease_reads = self.lease_reads;
+        self.doors.lock().expect("doors").insert(node, Arc::downgrade(&cfg.read_door));
         self.metrics.lock().expect("metrics").insert(node, cfg.metrics.clone());
         let published = Arc::clone(&cfg.published_term);
         self.net.published.lock().expect("published").insert(NodeId(node), published);
@@ -270,6 +278,10 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("no leader within {WAIT_MAX:?}");
+    }
+
+    fn door(&self, node: u64) -> Arc<crate::shard::read_door::ReadDoor> {
+        self.doors.lock().expect("doors")[&node].upgrade().expect("node running")
     }
 
     async fn exec(&self, node: u64, op: ShardOp) -> ShardResult {
@@ -501,6 +513,83 @@ fn a_read_right_after_a_write_sees_it() {
             assert_eq!(w.await.expect("mailbox"), Ok(Reply::Ok));
         }
         assert_eq!(cluster.exec(leader, get("hot")).await, bulk("p80"));
+        cluster.stop_all().await;
+    });
+}
+
+/// Waits until `node`'s read door answers the read of `key`, and returns that answer.
+async fn door_answer(cluster: &Cluster, node: u64, key: &str) -> ShardResult {
+    let (door, start) = (cluster.door(node), Instant::now());
+    let command = ReadCommand::Get { key: Bytes::from(key.to_string()) };
+    while start.elapsed() < WAIT_MAX {
+        if let Some(answer) = door.read(&command, 1_000) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("node{node}'s read door did not open within {WAIT_MAX:?}");
+}
+
+/// With lease reads, a leader opens its read door once its lease stands and its commit
+/// index is applied; the door answers key reads from the applied state (never older than
+/// an acknowledged write), only for the group's slots and before its time, and closes with
+/// a leader transfer; the new leader's door opens in its stead. Followers' doors stay shut.
+#[test]
+fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
+    use crate::kv::range::SlotRange;
+    use crate::shard::read_door::ReadDoor;
+    run(async {
+        let cluster = Cluster { lease_reads: Some(2), ..Cluster::new(1_000_000) };
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v1"));
+        let direct = cluster.metrics.lock().expect("metrics")[&leader].reads_lease_direct.clone();
+        assert!(direct.get() > 0, "the door's reads are counted");
+        let get_k = ReadCommand::Get { key: Bytes::from_static(b"k") };
+        // Once a write is acknowledged, the door answers it or nothing: never the old value.
+        assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok));
+        let seen = cluster.door(leader).read(&get_k, 1_000);
+        assert!(seen.is_none() || seen == Some(bulk("v2")), "{seen:?}");
+        assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v2"));
+        // Not a key read: the replica answers it.
+        let scan = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
+        assert_eq!(cluster.door(leader).read(&scan, 1_000), None);
+        for follower in NODES.into_iter().filter(|&n| n != leader) {
+            assert_eq!(cluster.door(follower).read(&get_k, 1_000), None, "node{follower}");
+        }
+
+        // A door of the same replica's state, opened by hand: its time and its slots bound it.
+        let door = ReadDoor::default();
+        let metrics = crate::metrics::GroupMetrics::detached();
+        let undurable = crate::shard::undurable::Undurable::default();
+        door.init(cluster.db(leader), GROUP, metrics, undurable);
+        let slot = crate::kv::slot::key_slot(b"k");
+        let others = if slot == 0 { SlotRange::new(1, 16383) } else { SlotRange::new(0, slot - 1) };
+        door.open_until(Instant::now() + WAIT_MAX, others);
+        assert_eq!(door.read(&get_k, 1_000), None, "a slot the door is not open for");
+        door.open_until(Instant::now(), SlotRange::new(0, 16383));
+        assert_eq!(door.read(&get_k, 1_000), None, "past the door's time");
+        door.open_until(Instant::now() + WAIT_MAX, SlotRange::new(0, 16383));
+        assert!(door.read(&get_k, 1_000).is_some(), "open, in time, the group's slot");
+        door.close();
+        assert_eq!(door.read(&get_k, 1_000), None, "closed");
+
+        let to = NODES.into_iter().find(|&n| n != leader).expect("another node");
+        let transfer = ShardOp::TransferLeader { to: NodeId(to) };
+        assert_eq!(cluster.exec(leader, transfer).await, Ok(Reply::Ok));
+        assert_eq!(cluster.door(leader).read(&get_k, 1_000), None, "closed by the transfer");
+        assert_eq!(door_answer(&cluster, to, "k").await, bulk("v2"));
+        assert_eq!(cluster.door(leader).read(&get_k, 1_000), None, "the old leader's stays shut");
+
+        // The new leader's arbiter stalls (as a paused process would): nothing closes its
+        // door, which shuts by itself at the lease's end (8 ticks of 10 ms here).
+        let stall = Duration::from_millis(400);
+        let arbiter = &cluster.arbiters[to as usize % cluster.arbiters.len()];
+        assert!(arbiter.spawn_fn(move || std::thread::sleep(stall)), "the arbiter runs");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(cluster.door(to).read(&get_k, 1_000), None, "shut at the lease's end");
+        tokio::time::sleep(stall).await;
         cluster.stop_all().await;
     });
 }

@@ -189,6 +189,99 @@ pub fn final_reads(
     }
 }
 
+/// Client ids of `QueuedReads`' writes and reads (one per key, each on its own connection).
+const QUEUED_WRITER: u64 = 2_000;
+const QUEUED_READER: u64 = 3_000;
+
+/// Reads queued at a paused node: their connections are opened (accepted by the running
+/// node) first; while it is paused, a fresh value of each key is written through another
+/// node and acknowledged, and then the read of each key is written to its socket. The
+/// paused node answers them once it runs again, when its requests' tasks may well run
+/// before its replicas' timers: the reads began after the writes completed, so they must
+/// see them (a leader answering on a lease it lost while paused would not).
+pub struct QueuedReads {
+    start: Instant,
+    reads: Vec<(u64, std::net::TcpStream)>,
+    history: History,
+}
+
+impl QueuedReads {
+    /// Connections to `addr`, one per key of `keys`, opened while its node runs.
+    pub fn connect(addr: &str, keys: &[String], start: Instant) -> QueuedReads {
+        let reads = (0..keys.len() as u64)
+            .map(|k| {
+                let c = std::net::TcpStream::connect(addr).expect("connect to the node");
+                c.set_read_timeout(Some(Duration::from_millis(CLIENT_TIMEOUT_MS * 4)))
+                    .expect("read time-out");
+                (k, c)
+            })
+            .collect();
+        QueuedReads { start, reads, history: History::new() }
+    }
+
+    /// While the node is paused: writes `value_base + k` to each key through `other` (a
+    /// running node), then sends the reads.
+    pub fn write_then_queue(&mut self, other: &str, keys: &[String], value_base: u64) {
+        use std::io::Write;
+        let now = |start: Instant| start.elapsed().as_nanos() as u64;
+        let mut con = open(other).expect("a connection to a running node");
+        for (k, key) in keys.iter().enumerate() {
+            let value = value_base + k as u64;
+            let call = now(self.start);
+            let outcome = match redis::cmd("SET").arg(key).arg(value).query::<()>(&mut con) {
+                Ok(()) => Outcome::Ok { ret: now(self.start), output: KvOutput::Put },
+                Err(e) if definitely_not_applied(&e) => Outcome::Fail,
+                Err(_) => Outcome::Unknown,
+            };
+            let input = KvInput::Put(k as u64, value);
+            self.history.push(Operation { client_id: QUEUED_WRITER, input, call, outcome });
+        }
+        let mut calls = Vec::with_capacity(self.reads.len());
+        for (k, c) in &mut self.reads {
+            let key = &keys[*k as usize];
+            let frame = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+            calls.push(now(self.start));
+            c.write_all(frame.as_bytes()).expect("queue a read");
+        }
+        for ((k, _), call) in self.reads.iter().zip(calls) {
+            let input = KvInput::Get(*k);
+            let outcome = Outcome::Unknown;
+            self.history.push(Operation { client_id: QUEUED_READER + k, input, call, outcome });
+        }
+    }
+
+    /// Once the node runs again: the reads' answers, and the whole history.
+    pub fn finish(mut self) -> History {
+        let start = self.start;
+        for (k, c) in &mut self.reads {
+            let answer = read_bulk_u64(c);
+            let op = self.history.iter_mut().rev().find(|op| op.client_id == QUEUED_READER + *k);
+            let op = op.expect("the read was queued");
+            if let Some(value) = answer {
+                let ret = start.elapsed().as_nanos() as u64;
+                op.outcome = Outcome::Ok { ret, output: KvOutput::Get(value) };
+            }
+        }
+        self.history
+    }
+}
+
+/// One RESP reply to a GET of a number: `Some(Some(n))`, `Some(None)` for nil, `None` for
+/// an error reply or a connection that failed.
+fn read_bulk_u64(c: &mut std::net::TcpStream) -> Option<Option<u64>> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(c);
+    let mut header = String::new();
+    reader.read_line(&mut header).ok()?;
+    let len: i64 = header.strip_prefix('$')?.trim_end().parse().ok()?;
+    if len < 0 {
+        return Some(None);
+    }
+    let mut body = vec![0u8; len as usize + 2];
+    reader.read_exact(&mut body).ok()?;
+    std::str::from_utf8(&body[..len as usize]).ok()?.parse().ok().map(Some)
+}
+
 /// Replicas and leaderships per node, as each group's leader reports them.
 pub fn spread(admin: &mut Admin, nodes: &[u64]) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
     let mut replicas: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();

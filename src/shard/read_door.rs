@@ -1,0 +1,238 @@
+//! `ReadDoor`: lease reads answered on the request path. A leader whose lease lets it
+//! answer a read at once (`RawNode::lease_ticks_left`, lease-based mode only) and that has
+//! applied its commit index opens its door after each round of its Ready loop; until
+//! anything steps its core, the node's request path answers key reads of the group's
+//! slots itself, from the replica's applied state (the undurable overlay over redb), with
+//! no message to the replica and no wait for its next Ready. That is the answer the
+//! replica would give: `read_index` would hand out the same commit index, already applied.
+//!
+//! The door closes:
+//! - on every mutable use of the core: `GatedRaw` closes it before it lends the core out
+//!   (a tick, a message, a proposal, a Ready), so it is never open on a stale decision;
+//!   the replica opens it again, if it still may, at the end of its next drive;
+//! - at the lease's end in real time: `tick_clock` plus the ticks left, which is where
+//!   the core's ticks, caught up with the monotonic clock, would find the lease expired
+//!   (a paused process, or late timers, do not stretch it);
+//! - when the replica fails, retires, is removed or stops.
+//!
+//! A read the door does not answer (closed, another slot, not a key read) takes the
+//! usual path through the replica, which answers every case as before.
+//!
+//! Owns: the replica's undurable overlay and clean cache, which its actor and the request
+//! path share under one lock. Must never: be open while the replica may not answer a read
+//! at once at an applied index, nor answer from any state but the replica's applied one.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::kv::range::{key_reads_within, SlotRange};
+use crate::kv::read::{self, ReadCommand};
+use crate::metrics::group::GroupMetrics;
+use crate::raft::{GroupId, RawNode};
+use crate::shard::api::{ShardError, ShardResult};
+use crate::shard::undurable::Undurable;
+use crate::storage::group_snapshot::LazyKvView;
+use crate::storage::{NodeDb, RedbStorage};
+
+/// One replica's door; made by `ShardConfig::new`, shared with the node's request path.
+#[derive(Default)]
+pub struct ReadDoor {
+    /// Read first, without the lock: a closed door costs a read path one atomic load.
+    open: AtomicBool,
+    state: Mutex<DoorState>,
+}
+
+struct Backing {
+    db: Arc<NodeDb>,
+    group: GroupId,
+    metrics: GroupMetrics,
+}
+
+#[derive(Default)]
+struct DoorState {
+    undurable: Undurable,
+    /// Until when, and for which slots, the open door answers.
+    gate: Option<Gate>,
+    /// From when the replica opens until it stops.
+    backing: Option<Backing>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Gate {
+    until: Instant,
+    slots: SlotRange,
+}
+
+impl std::fmt::Debug for ReadDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadDoor").field("open", &self.open.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl ReadDoor {
+    /// The replica opened: its database, group, series and overlay.
+    pub(crate) fn init(
+        &self,
+        db: Arc<NodeDb>,
+        group: GroupId,
+        metrics: GroupMetrics,
+        undurable: Undurable,
+    ) {
+        self.close();
+        let mut state = self.lock();
+        state.undurable = undurable;
+        state.backing = Some(Backing { db, group, metrics });
+    }
+
+    /// The replica stopped: the door closes for good and lets go of the database and of
+    /// the overlay's memory (the node may hold the door a little longer).
+    pub(crate) fn shut(&self) {
+        self.close();
+        *self.lock() = DoorState::default();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DoorState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The replica's overlay, for the replica itself.
+    pub(crate) fn undurable(&self) -> UndurableGuard<'_> {
+        UndurableGuard(self.lock())
+    }
+
+    pub(crate) fn close(&self) {
+        self.open.store(false, Ordering::Release);
+    }
+
+    /// Opens the door for reads of `slots` until `until`.
+    pub(crate) fn open_until(&self, until: Instant, slots: SlotRange) {
+        let mut state = self.lock();
+        state.gate = Some(Gate { until, slots });
+        self.open.store(true, Ordering::Release);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Answers `command` as the replica would now, if the door is open for it; `None`:
+    /// the read takes the usual path.
+    pub fn read(&self, command: &ReadCommand, now_ms: u64) -> Option<ShardResult> {
+        if !self.is_open() {
+            return None;
+        }
+        let mut state = self.lock();
+        let gate = state.gate.filter(|_| self.is_open())?;
+        if !key_reads_within(command, gate.slots) || Instant::now() >= gate.until {
+            return None;
+        }
+        let state = &mut *state;
+        let backing = state.backing.as_ref()?;
+        let view = LazyKvView::new(&backing.db, backing.group);
+        let layered = state.undurable.over(&view);
+        let reply = read::execute(&layered, now_ms, command);
+        let fetched = layered.into_fetched();
+        let checked = view.check();
+        let metrics = &backing.metrics;
+        metrics.clean_cache_hits.inc_by(fetched.hits);
+        metrics.clean_cache_misses.inc_by(fetched.misses);
+        if checked.is_ok() {
+            state.undurable.remember(fetched);
+        }
+        metrics.reads_lease_direct.inc();
+        Some(match checked {
+            Ok(()) => Ok(reply),
+            Err(reason) => Err(ShardError::Storage { group: backing.group, reason }),
+        })
+    }
+}
+
+/// The replica's overlay, locked.
+pub(crate) struct UndurableGuard<'a>(MutexGuard<'a, DoorState>);
+
+impl Deref for UndurableGuard<'_> {
+    type Target = Undurable;
+    fn deref(&self) -> &Undurable {
+        &self.0.undurable
+    }
+}
+
+impl DerefMut for UndurableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Undurable {
+        &mut self.0.undurable
+    }
+}
+
+/// The replica's Raft core, which closes the door before every mutable use.
+pub(crate) struct GatedRaw {
+    raw: RawNode<RedbStorage>,
+    door: Arc<ReadDoor>,
+}
+
+impl GatedRaw {
+    pub(crate) fn new(raw: RawNode<RedbStorage>, door: Arc<ReadDoor>) -> GatedRaw {
+        GatedRaw { raw, door }
+    }
+}
+
+impl Deref for GatedRaw {
+    type Target = RawNode<RedbStorage>;
+    fn deref(&self) -> &RawNode<RedbStorage> {
+        &self.raw
+    }
+}
+
+impl DerefMut for GatedRaw {
+    fn deref_mut(&mut self) -> &mut RawNode<RedbStorage> {
+        self.door.close();
+        &mut self.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Config, NodeId};
+    use crate::shard::{bootstrap_group, ShardWriter};
+
+    /// Every mutable use of the core shuts the door; reading the core leaves it as it is.
+    #[test]
+    fn a_mutable_use_of_the_core_shuts_the_door() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(NodeDb::open(dir.path().join("node.redb")).expect("db"));
+        let writer = ShardWriter::start(Arc::clone(&db)).expect("writer");
+        let (group, slots) = (GroupId(1), SlotRange::new(0, 16383));
+        bootstrap_group(&writer, group, &[NodeId(1), NodeId(2), NodeId(3)], slots)
+            .expect("bootstrap");
+        let storage = RedbStorage::open(Arc::clone(&db), group).expect("storage");
+        let raw = RawNode::new(Config::new(NodeId(1), group), storage).expect("raw node");
+        let door = Arc::new(ReadDoor::default());
+        door.init(db, group, GroupMetrics::detached(), Undurable::default());
+        let mut gated = GatedRaw::new(raw, Arc::clone(&door));
+        let until = Instant::now() + std::time::Duration::from_secs(60);
+
+        door.open_until(until, slots);
+        let _ = (gated.role(), gated.term(), gated.commit_index(), gated.lease_ticks_left());
+        assert!(door.is_open(), "reading the core leaves the door open");
+        gated.tick();
+        assert!(!door.is_open(), "a tick shuts it");
+
+        door.open_until(until, slots);
+        gated.campaign();
+        assert!(!door.is_open(), "a campaign shuts it");
+
+        door.open_until(until, slots);
+        let core: &mut RawNode<RedbStorage> = &mut gated;
+        let _ = core.has_ready();
+        assert!(!door.is_open(), "lending the core out mutably shuts it");
+
+        door.open_until(until, slots);
+        door.shut();
+        assert!(!door.is_open());
+        let get = ReadCommand::Get { key: bytes::Bytes::from_static(b"k") };
+        door.open_until(until, slots);
+        assert_eq!(door.read(&get, 0), None, "a shut door has no state to answer from");
+    }
+}

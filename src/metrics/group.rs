@@ -24,13 +24,14 @@ pub struct GroupMetrics {
     pub apply_seconds: Histogram,
     pub snapshots_sent: IntCounter,
     pub snapshots_installed: IntCounter,
-    /// Reads forwarded by another voter answered on its endorsement, with no heartbeat round.
+    /// Reads answered on a voter's endorsement with no heartbeat round (by the replica or
+    /// through its read door).
     pub reads_endorsed: IntCounter,
     /// Reads this replica took as a follower: the leader gave their read index.
     pub reads_follower: IntCounter,
-    /// Reads the node answered on this leader's lease through its read door
-    /// (`shard::read_door`), without a message to the replica.
-    pub reads_lease_direct: IntCounter,
+    /// Reads the node answered through this leader's read door (`shard::read_door`), on
+    /// its lease or a voter's endorsement, without a message to the replica.
+    pub reads_direct: IntCounter,
     /// Key lookups its clean cache answered, and those that went past it to redb.
     pub clean_cache_hits: IntCounter,
     pub clean_cache_misses: IntCounter,
@@ -56,7 +57,7 @@ impl GroupMetrics {
             snapshots_installed: counter("snapshots_installed"),
             reads_endorsed: counter("reads_endorsed"),
             reads_follower: counter("reads_follower"),
-            reads_lease_direct: counter("reads_lease_direct"),
+            reads_direct: counter("reads_direct"),
             clean_cache_hits: counter("clean_cache_hits"),
             clean_cache_misses: counter("clean_cache_misses"),
         }

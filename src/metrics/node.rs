@@ -49,7 +49,7 @@ struct GroupCounters {
     snapshots_installed: IntCounterVec,
     reads_endorsed: IntCounterVec,
     reads_follower: IntCounterVec,
-    reads_lease_direct: IntCounterVec,
+    reads_direct: IntCounterVec,
     clean_cache_hits: IntCounterVec,
     clean_cache_misses: IntCounterVec,
 }
@@ -252,11 +252,11 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             "Reads a follower took to serve itself once the leader gave their read index.",
             g,
         )?,
-        reads_lease_direct: counter(
+        reads_direct: counter(
             r,
-            "raft_reads_lease_direct_total",
-            "Reads the node answered on the leader's lease from its applied state, not \
-             through the replica (its read door was open).",
+            "raft_reads_direct_total",
+            "Reads a leader's node answered from its applied state through the replica's \
+             read door (on its lease or a voter's endorsement), without a message to it.",
             g,
         )?,
         clean_cache_hits: counter(
@@ -475,7 +475,7 @@ impl NodeMetrics {
             snapshots_installed: c.snapshots_installed.with_label_values(l),
             reads_endorsed: c.reads_endorsed.with_label_values(l),
             reads_follower: c.reads_follower.with_label_values(l),
-            reads_lease_direct: c.reads_lease_direct.with_label_values(l),
+            reads_direct: c.reads_direct.with_label_values(l),
             clean_cache_hits: c.clean_cache_hits.with_label_values(l),
             clean_cache_misses: c.clean_cache_misses.with_label_values(l),
         }

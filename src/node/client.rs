@@ -55,14 +55,16 @@ pub trait LocalGroups: Send + Sync + 'static {
     fn term(&self, _group: GroupId) -> Option<Term> {
         None
     }
-    /// The answer of this node's replica of `group` to a key read, given on the request
-    /// path through the replica's open read door (`shard::read_door`: a leader's lease);
-    /// `None` if the door does not answer it (the read then goes to the replica).
-    fn lease_read(
+    /// The answer of this node's replica of `group` to a key read, endorsed as
+    /// `endorsement` says if it is, given on the request path through the replica's open
+    /// read door (`shard::read_door`: a leader's lease, or a voter's endorsement); `None`
+    /// if the door does not answer it (the read then goes to the replica).
+    fn read_at_door(
         &self,
         _group: GroupId,
         _command: &ReadCommand,
         _now_ms: u64,
+        _endorsement: Option<Endorsement>,
     ) -> Option<ShardResult> {
         None
     }
@@ -152,13 +154,8 @@ impl NodeClient {
     /// refusal, also once the time-out has passed.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
-        if let ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false } = &op {
-            if let Some(answer) = self.inner.local.lease_read(group, command, *now_ms) {
-                if answer.is_ok() {
-                    self.workload.served(group, self.inner.table.me());
-                }
-                return answer;
-            }
+        if let Some(answer) = self.read_at_door(group, &op) {
+            return answer;
         }
         let deadline = Instant::now() + self.inner.request_timeout;
         if let Some(served) = self.read_here(group, &op).await {
@@ -242,6 +239,19 @@ impl NodeClient {
         answer_within(answer, group, self.inner.request_timeout).await
     }
 
+    /// A read of the request path (`follower_ok` unset), as this node's replica of `group`
+    /// answers it through its read door if the door is open for it (`shard::read_door`).
+    fn read_at_door(&self, group: GroupId, op: &ShardOp) -> Option<ShardResult> {
+        let ShardOp::Read { command, now_ms, endorsement, follower_ok: false } = op else {
+            return None;
+        };
+        let answer = self.inner.local.read_at_door(group, command, *now_ms, *endorsement)?;
+        if answer.is_ok() {
+            self.workload.served(group, self.inner.table.me());
+        }
+        Some(answer)
+    }
+
     /// A read of a group led elsewhere, offered to this node's replica of it as a follower
     /// read; `None` if there is none here or it did not serve it (not following a known
     /// leader, no answer from the leader in time, a slot moved): the read then takes the
@@ -304,6 +314,9 @@ impl NodeClient {
     ) -> ShardResult {
         if target == self.inner.table.me() {
             let (op, left) = self.endorse_here(group, op, left).await;
+            if let Some(answer) = self.read_at_door(group, &op) {
+                return answer;
+            }
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
             if result.is_ok() {
                 self.workload.served(group, target);
@@ -417,6 +430,16 @@ impl NodeClient {
         if let (ShardOp::Read { endorsement, .. }, Some(term)) = (&mut op, endorsed_term) {
             // The endorser is the node the request came from, whatever the frame says.
             *endorsement = Some(Endorsement { node: from, term });
+        }
+        if let ShardOp::Read { command, now_ms, endorsement, follower_ok: false } = &op {
+            let door = self.inner.local.read_at_door(group, command, *now_ms, *endorsement);
+            if let Some(result) = door {
+                if result.is_ok() {
+                    self.workload.served(group, from);
+                }
+                self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
+                return;
+            }
         }
         let answer = self.inner.local.execute(group, op);
         let peers = self.inner.peers.clone();

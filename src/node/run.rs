@@ -34,7 +34,7 @@ use crate::shard::actor::{
     bootstrap_group, bootstrap_group_with, Campaign, Execute, Inbound, ShardActor, ShardConfig, ShardDeps,
     ShardStartError, Stop,
 };
-use crate::shard::api::{ShardError, ShardOp, ShardResult, SplitDone};
+use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::persist::ShardWriter;
 use crate::shard::read_door::ReadDoor;
 use crate::shard::undurable::CleanBudget;
@@ -194,14 +194,15 @@ impl LocalGroups for LocalShards {
         Some(Term(replica.term.load(std::sync::atomic::Ordering::Acquire)))
     }
 
-    fn lease_read(
+    fn read_at_door(
         &self,
         group: GroupId,
         command: &ReadCommand,
         now_ms: u64,
+        endorsement: Option<Endorsement>,
     ) -> Option<ShardResult> {
         let replica = self.replicas.get(&group)?;
-        replica.door.read(command, now_ms)
+        replica.door.read(command, now_ms, endorsement)
     }
 }
 

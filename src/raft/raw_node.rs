@@ -275,6 +275,10 @@ impl<S: Storage> RawNode<S> {
     pub fn lead_transferee(&self) -> Option<NodeId> {
         self.raft.lead_transferee
     }
+    /// See `Raft::endorsement_answers_now`.
+    pub fn endorsement_answers_now(&self, by: Endorsement) -> bool {
+        self.raft.endorsement_answers_now(by)
+    }
     /// See `Raft::lease_ticks_left`.
     pub fn lease_ticks_left(&self) -> Option<u64> {
         self.raft.lease_ticks_left()

@@ -531,30 +531,40 @@ impl ShardActor {
         self.cfg.read_door.undurable()
     }
 
-    /// Opens the read door (`read_door`) if this leader may now answer reads at once on
-    /// its lease at an applied index, until its lease ends in real time; closes it if not.
+    /// Opens the read door (`read_door`) for the reads this leader's core would answer at
+    /// once now at its commit index, applied: on its lease, until the lease ends in real
+    /// time, and on an endorsement in its term by a voter that makes a quorum with it.
+    /// Closes it if there are none.
     pub(crate) fn publish_read_door(&self) {
         let door = &self.cfg.read_door;
-        let may = self.cfg.lease_reads.is_some()
-            && self.failed.is_none()
+        let may = self.failed.is_none()
             && self.initialized
             && !self.removed
             && !self.retiring
+            && self.raw.role() == Role::Leader
             && self.raw.lead_transferee().is_none()
             && self.applied >= self.raw.commit_index();
-        match self.raw.lease_ticks_left().filter(|_| may) {
-            // `tick_clock` is when the core's ticks were last caught up with real time, so
-            // its lease ends `left` whole ticks after it (`catch_up_ticks`).
-            Some(left) => {
-                let left = u32::try_from(left).unwrap_or(u32::MAX);
-                let until = self.tick_clock.checked_add(self.cfg.tick.saturating_mul(left));
-                match until {
-                    Some(until) => door.open_until(until, self.range.range),
-                    None => door.close(),
-                }
-            }
-            None => door.close(),
+        if !may {
+            return door.close();
         }
+        // `tick_clock` is when the core's ticks were last caught up with real time, so its
+        // lease ends `left` whole ticks after it (`catch_up_ticks`).
+        let lease_until = self.raw.lease_ticks_left().and_then(|left| {
+            let left = u32::try_from(left).unwrap_or(u32::MAX);
+            self.tick_clock.checked_add(self.cfg.tick.saturating_mul(left))
+        });
+        let term = self.raw.term();
+        let conf = self.raw.conf_state();
+        let endorsers: Vec<NodeId> = conf
+            .voters
+            .union(&conf.voters_outgoing)
+            .copied()
+            .filter(|&node| self.raw.endorsement_answers_now(Endorsement { node, term }))
+            .collect();
+        if lease_until.is_none() && endorsers.is_empty() {
+            return door.close();
+        }
+        door.open(self.range.range, lease_until, term, endorsers);
     }
 
     pub(crate) fn refusal(&self) -> Option<ShardError> {

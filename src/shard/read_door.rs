@@ -1,18 +1,23 @@
-//! `ReadDoor`: lease reads answered on the request path. A leader whose lease lets it
-//! answer a read at once (`RawNode::lease_ticks_left`, lease-based mode only) and that has
-//! applied its commit index opens its door after each round of its Ready loop; until
-//! anything steps its core, the node's request path answers key reads of the group's
-//! slots itself, from the replica's applied state (the undurable overlay over redb), with
-//! no message to the replica and no wait for its next Ready. That is the answer the
-//! replica would give: `read_index` would hand out the same commit index, already applied.
+//! `ReadDoor`: linearizable reads answered on the request path. A leader that has applied
+//! its commit index opens its door after each round of its Ready loop if its core would
+//! answer some reads at once, at that commit index:
+//! - on its lease (`RawNode::lease_ticks_left`, lease-based mode only);
+//! - on a voter's endorsement in its term (`RawNode::endorsement_answers_now`): a read a
+//!   node forwards with its replica's term, or one a node-level read round endorsed.
+//!
+//! Until anything steps its core, the node's request path answers such key reads of the
+//! group's slots itself, from the replica's applied state (the undurable overlay over
+//! redb), with no message to the replica and no wait for its next Ready. That is the
+//! answer the replica would give: `read_index` or `read_index_endorsed` would hand out
+//! the same commit index, already applied.
 //!
 //! The door closes:
 //! - on every mutable use of the core: `GatedRaw` closes it before it lends the core out
 //!   (a tick, a message, a proposal, a Ready), so it is never open on a stale decision;
 //!   the replica opens it again, if it still may, at the end of its next drive;
-//! - at the lease's end in real time: `tick_clock` plus the ticks left, which is where
-//!   the core's ticks, caught up with the monotonic clock, would find the lease expired
-//!   (a paused process, or late timers, do not stretch it);
+//! - for lease reads, at the lease's end in real time: `tick_clock` plus the ticks left,
+//!   which is where the core's ticks, caught up with the monotonic clock, would find the
+//!   lease expired (a paused process, or late timers, do not stretch it);
 //! - when the replica fails, retires, is removed or stops.
 //!
 //! A read the door does not answer (closed, another slot, not a key read) takes the
@@ -30,7 +35,7 @@ use std::time::Instant;
 use crate::kv::range::{key_reads_within, SlotRange};
 use crate::kv::read::{self, ReadCommand};
 use crate::metrics::group::GroupMetrics;
-use crate::raft::{GroupId, RawNode};
+use crate::raft::{Endorsement, GroupId, NodeId, RawNode, Term};
 use crate::shard::api::{ShardError, ShardResult};
 use crate::shard::undurable::Undurable;
 use crate::storage::group_snapshot::LazyKvView;
@@ -59,10 +64,36 @@ struct DoorState {
     backing: Option<Backing>,
 }
 
+/// Endorsers an open door lists at most: voters that make a quorum with the leader, two in
+/// a group of three, none in a bigger one (a joint configuration may add one).
+const GATE_ENDORSERS_MAX: usize = 4;
+
 #[derive(Clone, Copy, Debug)]
 struct Gate {
-    until: Instant,
     slots: SlotRange,
+    /// Where the lease ends in real time, if reads may be answered on it.
+    lease_until: Option<Instant>,
+    /// The leader's term, and the voters whose endorsement in it answers a read.
+    term: Term,
+    endorsers: [NodeId; GATE_ENDORSERS_MAX],
+    endorsers_len: usize,
+}
+
+impl Gate {
+    fn answers(&self, endorsement: Option<Endorsement>) -> Option<Answered> {
+        let endorsers = &self.endorsers[..self.endorsers_len];
+        if endorsement.is_some_and(|by| by.term == self.term && endorsers.contains(&by.node)) {
+            return Some(Answered::Endorsed);
+        }
+        self.lease_until.filter(|&until| Instant::now() < until).map(|_| Answered::Lease)
+    }
+}
+
+/// What let the door answer a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answered {
+    Lease,
+    Endorsed,
 }
 
 impl std::fmt::Debug for ReadDoor {
@@ -106,10 +137,28 @@ impl ReadDoor {
         self.open.store(false, Ordering::Release);
     }
 
-    /// Opens the door for reads of `slots` until `until`.
-    pub(crate) fn open_until(&self, until: Instant, slots: SlotRange) {
+    /// Opens the door for key reads of `slots`: on the lease until `lease_until`, and on
+    /// an endorsement in `term` by one of `endorsers`.
+    pub(crate) fn open(
+        &self,
+        slots: SlotRange,
+        lease_until: Option<Instant>,
+        term: Term,
+        endorsers: impl IntoIterator<Item = NodeId>,
+    ) {
+        let mut gate = Gate {
+            slots,
+            lease_until,
+            term,
+            endorsers: [NodeId(0); GATE_ENDORSERS_MAX],
+            endorsers_len: 0,
+        };
+        for (slot, node) in gate.endorsers.iter_mut().zip(endorsers) {
+            *slot = node;
+            gate.endorsers_len += 1;
+        }
         let mut state = self.lock();
-        state.gate = Some(Gate { until, slots });
+        state.gate = Some(gate);
         self.open.store(true, Ordering::Release);
     }
 
@@ -117,17 +166,23 @@ impl ReadDoor {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Answers `command` as the replica would now, if the door is open for it; `None`:
-    /// the read takes the usual path.
-    pub fn read(&self, command: &ReadCommand, now_ms: u64) -> Option<ShardResult> {
+    /// Answers `command`, endorsed as `endorsement` says if it is, as the replica would
+    /// now, if the door is open for it; `None`: the read takes the usual path.
+    pub fn read(
+        &self,
+        command: &ReadCommand,
+        now_ms: u64,
+        endorsement: Option<Endorsement>,
+    ) -> Option<ShardResult> {
         if !self.is_open() {
             return None;
         }
         let mut state = self.lock();
         let gate = state.gate.filter(|_| self.is_open())?;
-        if !key_reads_within(command, gate.slots) || Instant::now() >= gate.until {
+        if !key_reads_within(command, gate.slots) {
             return None;
         }
+        let answered = gate.answers(endorsement)?;
         let state = &mut *state;
         let backing = state.backing.as_ref()?;
         let view = LazyKvView::new(&backing.db, backing.group);
@@ -141,7 +196,10 @@ impl ReadDoor {
         if checked.is_ok() {
             state.undurable.remember(fetched);
         }
-        metrics.reads_lease_direct.inc();
+        metrics.reads_direct.inc();
+        if answered == Answered::Endorsed {
+            metrics.reads_endorsed.inc();
+        }
         Some(match checked {
             Ok(()) => Ok(reply),
             Err(reason) => Err(ShardError::Storage { group: backing.group, reason }),
@@ -213,26 +271,26 @@ mod tests {
         let mut gated = GatedRaw::new(raw, Arc::clone(&door));
         let until = Instant::now() + std::time::Duration::from_secs(60);
 
-        door.open_until(until, slots);
+        door.open(slots, Some(until), Term(1), []);
         let _ = (gated.role(), gated.term(), gated.commit_index(), gated.lease_ticks_left());
         assert!(door.is_open(), "reading the core leaves the door open");
         gated.tick();
         assert!(!door.is_open(), "a tick shuts it");
 
-        door.open_until(until, slots);
+        door.open(slots, Some(until), Term(1), []);
         gated.campaign();
         assert!(!door.is_open(), "a campaign shuts it");
 
-        door.open_until(until, slots);
+        door.open(slots, Some(until), Term(1), []);
         let core: &mut RawNode<RedbStorage> = &mut gated;
         let _ = core.has_ready();
         assert!(!door.is_open(), "lending the core out mutably shuts it");
 
-        door.open_until(until, slots);
+        door.open(slots, Some(until), Term(1), []);
         door.shut();
         assert!(!door.is_open());
         let get = ReadCommand::Get { key: bytes::Bytes::from_static(b"k") };
-        door.open_until(until, slots);
-        assert_eq!(door.read(&get, 0), None, "a shut door has no state to answer from");
+        door.open(slots, Some(until), Term(1), []);
+        assert_eq!(door.read(&get, 0, None), None, "a shut door has no state to answer from");
     }
 }

@@ -522,7 +522,7 @@ async fn door_answer(cluster: &Cluster, node: u64, key: &str) -> ShardResult {
     let (door, start) = (cluster.door(node), Instant::now());
     let command = ReadCommand::Get { key: Bytes::from(key.to_string()) };
     while start.elapsed() < WAIT_MAX {
-        if let Some(answer) = door.read(&command, 1_000) {
+        if let Some(answer) = door.read(&command, 1_000, None) {
             return answer;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -544,19 +544,19 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         let leader = cluster.leader().await;
         assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
         assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v1"));
-        let direct = cluster.metrics.lock().expect("metrics")[&leader].reads_lease_direct.clone();
+        let direct = cluster.metrics.lock().expect("metrics")[&leader].reads_direct.clone();
         assert!(direct.get() > 0, "the door's reads are counted");
         let get_k = ReadCommand::Get { key: Bytes::from_static(b"k") };
         // Once a write is acknowledged, the door answers it or nothing: never the old value.
         assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok));
-        let seen = cluster.door(leader).read(&get_k, 1_000);
+        let seen = cluster.door(leader).read(&get_k, 1_000, None);
         assert!(seen.is_none() || seen == Some(bulk("v2")), "{seen:?}");
         assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v2"));
         // Not a key read: the replica answers it.
         let scan = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
-        assert_eq!(cluster.door(leader).read(&scan, 1_000), None);
+        assert_eq!(cluster.door(leader).read(&scan, 1_000, None), None);
         for follower in NODES.into_iter().filter(|&n| n != leader) {
-            assert_eq!(cluster.door(follower).read(&get_k, 1_000), None, "node{follower}");
+            assert_eq!(cluster.door(follower).read(&get_k, 1_000, None), None, "node{follower}");
         }
 
         // A door of the same replica's state, opened by hand: its time and its slots bound it.
@@ -566,21 +566,30 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         door.init(cluster.db(leader), GROUP, metrics, undurable);
         let slot = crate::kv::slot::key_slot(b"k");
         let others = if slot == 0 { SlotRange::new(1, 16383) } else { SlotRange::new(0, slot - 1) };
-        door.open_until(Instant::now() + WAIT_MAX, others);
-        assert_eq!(door.read(&get_k, 1_000), None, "a slot the door is not open for");
-        door.open_until(Instant::now(), SlotRange::new(0, 16383));
-        assert_eq!(door.read(&get_k, 1_000), None, "past the door's time");
-        door.open_until(Instant::now() + WAIT_MAX, SlotRange::new(0, 16383));
-        assert!(door.read(&get_k, 1_000).is_some(), "open, in time, the group's slot");
+        let all = SlotRange::new(0, 16383);
+        let (term, later) = (crate::raft::Term(5), Some(Instant::now() + WAIT_MAX));
+        door.open(others, later, term, []);
+        assert_eq!(door.read(&get_k, 1_000, None), None, "a slot the door is not open for");
+        door.open(all, Some(Instant::now()), term, []);
+        assert_eq!(door.read(&get_k, 1_000, None), None, "past the door's time");
+        door.open(all, later, term, []);
+        assert!(door.read(&get_k, 1_000, None).is_some(), "open, in time, the group's slot");
+        // No lease: only an endorsement in the door's term, by a voter it lists, answers.
+        door.open(all, None, term, [NodeId(2)]);
+        let by = |node, term| Some(Endorsement { node: NodeId(node), term: crate::raft::Term(term) });
+        assert_eq!(door.read(&get_k, 1_000, None), None, "no lease");
+        assert_eq!(door.read(&get_k, 1_000, by(2, 4)), None, "an older term");
+        assert_eq!(door.read(&get_k, 1_000, by(3, 5)), None, "a voter the door does not list");
+        assert!(door.read(&get_k, 1_000, by(2, 5)).is_some(), "endorsed in the door's term");
         door.close();
-        assert_eq!(door.read(&get_k, 1_000), None, "closed");
+        assert_eq!(door.read(&get_k, 1_000, None), None, "closed");
 
         let to = NODES.into_iter().find(|&n| n != leader).expect("another node");
         let transfer = ShardOp::TransferLeader { to: NodeId(to) };
         assert_eq!(cluster.exec(leader, transfer).await, Ok(Reply::Ok));
-        assert_eq!(cluster.door(leader).read(&get_k, 1_000), None, "closed by the transfer");
+        assert_eq!(cluster.door(leader).read(&get_k, 1_000, None), None, "closed by the transfer");
         assert_eq!(door_answer(&cluster, to, "k").await, bulk("v2"));
-        assert_eq!(cluster.door(leader).read(&get_k, 1_000), None, "the old leader's stays shut");
+        assert_eq!(cluster.door(leader).read(&get_k, 1_000, None), None, "the old leader's stays shut");
 
         // The new leader's arbiter stalls (as a paused process would): nothing closes its
         // door, which shuts by itself at the lease's end (8 ticks of 10 ms here).
@@ -588,8 +597,42 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         let arbiter = &cluster.arbiters[to as usize % cluster.arbiters.len()];
         assert!(arbiter.spawn_fn(move || std::thread::sleep(stall)), "the arbiter runs");
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(cluster.door(to).read(&get_k, 1_000), None, "shut at the lease's end");
+        assert_eq!(cluster.door(to).read(&get_k, 1_000, None), None, "shut at the lease's end");
         tokio::time::sleep(stall).await;
+        cluster.stop_all().await;
+    });
+}
+
+/// Without leases, a leader's read door answers a read endorsed in its term by a voter that
+/// makes a quorum with it, and no other: no endorsement, another term, a stranger.
+#[test]
+fn a_leaders_read_door_answers_endorsed_reads_in_its_term() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        let term = cluster.status(leader).await.term;
+        let follower = NODES.into_iter().find(|&n| n != leader).expect("a follower");
+        let get_k = ReadCommand::Get { key: Bytes::from_static(b"k") };
+        let by = |node, term| Some(Endorsement { node: NodeId(node), term });
+        let door = cluster.door(leader);
+        let start = Instant::now();
+        let answer = loop {
+            if let Some(answer) = door.read(&get_k, 1_000, by(follower, term)) {
+                break answer;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "the door did not open");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(answer, bulk("v1"));
+        let endorsed = cluster.metrics.lock().expect("metrics")[&leader].reads_endorsed.clone();
+        assert!(endorsed.get() > 0, "counted as answered on an endorsement");
+        assert_eq!(door.read(&get_k, 1_000, None), None, "no lease, no endorsement");
+        let older = crate::raft::Term(term.get() - 1);
+        assert_eq!(door.read(&get_k, 1_000, by(follower, older)), None, "an older term");
+        assert_eq!(door.read(&get_k, 1_000, by(9, term)), None, "not a voter");
+        assert_eq!(door.read(&get_k, 1_000, by(leader, term)), None, "the leader itself");
         cluster.stop_all().await;
     });
 }

@@ -62,8 +62,13 @@ pub fn committed_index(conf: &ConfState, index_of: impl Fn(NodeId) -> LogIndex) 
 
 /// True if the nodes in `acks` form a quorum of both halves.
 pub fn has_quorum(conf: &ConfState, acks: &BTreeSet<NodeId>) -> bool {
+    has_quorum_of(conf, |id| acks.contains(&id))
+}
+
+/// `has_quorum` of the voters `acked` says yes of (no set to build).
+pub fn has_quorum_of(conf: &ConfState, acked: impl Fn(NodeId) -> bool) -> bool {
     let full = |voters: &BTreeSet<NodeId>| {
-        voters.is_empty() || voters.iter().filter(|id| acks.contains(id)).count() > voters.len() / 2
+        voters.is_empty() || voters.iter().filter(|&&id| acked(id)).count() > voters.len() / 2
     };
     full(&conf.voters) && full(&conf.voters_outgoing)
 }

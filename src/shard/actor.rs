@@ -555,13 +555,9 @@ impl ShardActor {
         });
         let term = self.raw.term();
         let conf = self.raw.conf_state();
-        let endorsers: Vec<NodeId> = conf
-            .voters
-            .union(&conf.voters_outgoing)
-            .copied()
-            .filter(|&node| self.raw.endorsement_answers_now(Endorsement { node, term }))
-            .collect();
-        if lease_until.is_none() && endorsers.is_empty() {
+        let endorses = |&node: &NodeId| self.raw.endorsement_answers_now(Endorsement { node, term });
+        let endorsers = conf.voters.union(&conf.voters_outgoing).copied().filter(endorses);
+        if lease_until.is_none() && endorsers.clone().next().is_none() {
             return door.close();
         }
         door.open(self.range.range, lease_until, term, endorsers);

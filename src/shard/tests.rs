@@ -517,12 +517,18 @@ fn a_read_right_after_a_write_sees_it() {
     });
 }
 
-/// Waits until `node`'s read door answers the read of `key`, and returns that answer.
-async fn door_answer(cluster: &Cluster, node: u64, key: &str) -> ShardResult {
+/// Waits until `node`'s read door answers the read of `key` (endorsed as `endorsement`
+/// says, if it is), and returns that answer.
+async fn door_answer(
+    cluster: &Cluster,
+    node: u64,
+    key: &str,
+    endorsement: Option<Endorsement>,
+) -> ShardResult {
     let (door, start) = (cluster.door(node), Instant::now());
     let command = ReadCommand::Get { key: Bytes::from(key.to_string()) };
     while start.elapsed() < WAIT_MAX {
-        if let Some(answer) = door.read(&command, 1_000, None) {
+        if let Some(answer) = door.read(&command, 1_000, endorsement) {
             return answer;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -543,7 +549,7 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         cluster.start_all();
         let leader = cluster.leader().await;
         assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
-        assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v1"));
+        assert_eq!(door_answer(&cluster, leader, "k", None).await, bulk("v1"));
         let direct = cluster.metrics.lock().expect("metrics")[&leader].reads_direct.clone();
         assert!(direct.get() > 0, "the door's reads are counted");
         let get_k = ReadCommand::Get { key: Bytes::from_static(b"k") };
@@ -551,7 +557,7 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok));
         let seen = cluster.door(leader).read(&get_k, 1_000, None);
         assert!(seen.is_none() || seen == Some(bulk("v2")), "{seen:?}");
-        assert_eq!(door_answer(&cluster, leader, "k").await, bulk("v2"));
+        assert_eq!(door_answer(&cluster, leader, "k", None).await, bulk("v2"));
         // Not a key read: the replica answers it.
         let scan = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
         assert_eq!(cluster.door(leader).read(&scan, 1_000, None), None);
@@ -588,7 +594,7 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         let transfer = ShardOp::TransferLeader { to: NodeId(to) };
         assert_eq!(cluster.exec(leader, transfer).await, Ok(Reply::Ok));
         assert_eq!(cluster.door(leader).read(&get_k, 1_000, None), None, "closed by the transfer");
-        assert_eq!(door_answer(&cluster, to, "k").await, bulk("v2"));
+        assert_eq!(door_answer(&cluster, to, "k", None).await, bulk("v2"));
         assert_eq!(cluster.door(leader).read(&get_k, 1_000, None), None, "the old leader's stays shut");
 
         // The new leader's arbiter stalls (as a paused process would): nothing closes its
@@ -617,15 +623,7 @@ fn a_leaders_read_door_answers_endorsed_reads_in_its_term() {
         let get_k = ReadCommand::Get { key: Bytes::from_static(b"k") };
         let by = |node, term| Some(Endorsement { node: NodeId(node), term });
         let door = cluster.door(leader);
-        let start = Instant::now();
-        let answer = loop {
-            if let Some(answer) = door.read(&get_k, 1_000, by(follower, term)) {
-                break answer;
-            }
-            assert!(start.elapsed() < WAIT_MAX, "the door did not open");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(answer, bulk("v1"));
+        assert_eq!(door_answer(&cluster, leader, "k", by(follower, term)).await, bulk("v1"));
         let endorsed = cluster.metrics.lock().expect("metrics")[&leader].reads_endorsed.clone();
         assert!(endorsed.get() > 0, "counted as answered on an endorsement");
         assert_eq!(door.read(&get_k, 1_000, None), None, "no lease, no endorsement");

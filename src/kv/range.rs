@@ -204,6 +204,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_reads_within_asks_every_key_of_a_key_read_and_refuses_the_rest() {
+        let key = |k: &str| bytes::Bytes::copy_from_slice(k.as_bytes());
+        let slot = key_slot(b"a");
+        let only = SlotRange::new(slot, slot);
+        let all = SlotRange::new(0, SLOT_COUNT - 1);
+        let get = |k: &str| ReadCommand::Get { key: key(k) };
+        assert!(key_reads_within(&get("a"), only));
+        // `{a}b` hashes as `a` (a hash tag); `b` does not.
+        assert!(key_reads_within(&ReadCommand::MGet { keys: vec![key("a"), key("{a}b")] }, only));
+        assert!(!key_reads_within(&ReadCommand::MGet { keys: vec![key("a"), key("b")] }, only));
+        assert!(key_reads_within(&ReadCommand::MGet { keys: vec![] }, only), "no key to refuse");
+        let batch = |commands| ReadCommand::Batch { commands };
+        assert!(key_reads_within(&batch(vec![get("a"), get("{a}x")]), only));
+        assert!(!key_reads_within(&batch(vec![get("a"), get("b")]), only));
+        let scan = ReadCommand::DbSize { slot_first: 0, slot_last: SLOT_COUNT - 1 };
+        assert!(!key_reads_within(&scan, all), "not a key read");
+        assert!(!key_reads_within(&batch(vec![get("a"), scan]), all), "not all key reads");
+    }
+
+    #[test]
     fn a_split_keeps_the_lower_half_and_remembers_where_the_upper_went() {
         let mut r = GroupRange::new(SlotRange::new(0, 2047));
         let off = r

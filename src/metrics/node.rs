@@ -243,7 +243,8 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
         reads_endorsed: counter(
             r,
             "raft_reads_endorsed_total",
-            "Reads forwarded by another voter answered on its endorsement, with no round.",
+            "Reads answered on a voter's endorsement (a forwarding node's or a node read \
+             round's), with no heartbeat round.",
             g,
         )?,
         reads_follower: counter(

@@ -154,7 +154,7 @@ impl NodeClient {
     /// refusal, also once the time-out has passed.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
-        if let Some(answer) = self.read_at_door(group, &op) {
+        if let Some(answer) = self.read_at_door(group, &op, self.inner.table.me()) {
             return answer;
         }
         let deadline = Instant::now() + self.inner.request_timeout;
@@ -239,15 +239,20 @@ impl NodeClient {
         answer_within(answer, group, self.inner.request_timeout).await
     }
 
-    /// A read of the request path (`follower_ok` unset), as this node's replica of `group`
-    /// answers it through its read door if the door is open for it (`shard::read_door`).
-    fn read_at_door(&self, group: GroupId, op: &ShardOp) -> Option<ShardResult> {
+    /// A read (`follower_ok` unset) that came in at node `origin`, as this node's replica of
+    /// `group` answers it through its read door if the door is open for it
+    /// (`shard::read_door`): only a leader opens one, so this node leads the group.
+    fn read_at_door(&self, group: GroupId, op: &ShardOp, origin: NodeId) -> Option<ShardResult> {
         let ShardOp::Read { command, now_ms, endorsement, follower_ok: false } = op else {
             return None;
         };
         let answer = self.inner.local.read_at_door(group, command, *now_ms, *endorsement)?;
         if answer.is_ok() {
-            self.workload.served(group, self.inner.table.me());
+            let (table, me) = (&self.inner.table, self.inner.table.me());
+            if table.leader(group) != Some(me) {
+                table.learn_leader(group, me);
+            }
+            self.workload.served(group, origin);
         }
         Some(answer)
     }
@@ -314,7 +319,7 @@ impl NodeClient {
     ) -> ShardResult {
         if target == self.inner.table.me() {
             let (op, left) = self.endorse_here(group, op, left).await;
-            if let Some(answer) = self.read_at_door(group, &op) {
+            if let Some(answer) = self.read_at_door(group, &op, target) {
                 return answer;
             }
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
@@ -431,15 +436,9 @@ impl NodeClient {
             // The endorser is the node the request came from, whatever the frame says.
             *endorsement = Some(Endorsement { node: from, term });
         }
-        if let ShardOp::Read { command, now_ms, endorsement, follower_ok: false } = &op {
-            let door = self.inner.local.read_at_door(group, command, *now_ms, *endorsement);
-            if let Some(result) = door {
-                if result.is_ok() {
-                    self.workload.served(group, from);
-                }
-                self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
-                return;
-            }
+        if let Some(result) = self.read_at_door(group, &op, from) {
+            self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
+            return;
         }
         let answer = self.inner.local.execute(group, op);
         let peers = self.inner.peers.clone();

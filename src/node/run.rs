@@ -201,8 +201,9 @@ impl LocalGroups for LocalShards {
         now_ms: u64,
         endorsement: Option<Endorsement>,
     ) -> Option<ShardResult> {
-        let replica = self.replicas.get(&group)?;
-        replica.door.read(command, now_ms, endorsement)
+        // Not read under the map's guard: a door read may wait on redb.
+        let door = Arc::clone(&self.replicas.get(&group)?.door);
+        door.read(command, now_ms, endorsement)
     }
 }
 

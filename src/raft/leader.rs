@@ -347,11 +347,15 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn lease_valid(&self) -> bool {
+    /// The tick at which the lease a quorum last acknowledged ends, in lease-based mode.
+    fn lease_end_tick(&self) -> Option<u64> {
         let lease_ticks = self.cfg.election_timeout_ticks_min - self.cfg.lease_clock_drift_ticks;
-        self.cfg.read_mode == ReadMode::LeaseBased
-            && !self.lease_revoked
-            && self.lease_anchor_tick.is_some_and(|t| self.ticks < t + lease_ticks)
+        let valid = self.cfg.read_mode == ReadMode::LeaseBased && !self.lease_revoked;
+        self.lease_anchor_tick.filter(|_| valid).map(|t| t + lease_ticks)
+    }
+
+    fn lease_valid(&self) -> bool {
+        self.lease_end_tick().is_some_and(|end| self.ticks < end)
     }
 
     /// Whole ticks for which `read_index` answers a read at once at the commit index on
@@ -362,8 +366,7 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader || !self.read_barrier_done() || !self.lease_valid() {
             return None;
         }
-        let lease_ticks = self.cfg.election_timeout_ticks_min - self.cfg.lease_clock_drift_ticks;
-        self.lease_anchor_tick.map(|t| t + lease_ticks - self.ticks)
+        self.lease_end_tick().map(|end| end - self.ticks)
     }
 
     /// Requests a linearizable read. The answer is a `ReadState` (here) once leadership is

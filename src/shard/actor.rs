@@ -82,7 +82,7 @@ pub struct ShardConfig {
     /// (`node::read_rounds`). Made fresh by `ShardConfig::new`: a config cloned for
     /// another replica would share it.
     pub published_term: Arc<AtomicU64>,
-    /// The replica's door for lease reads on the request path (`read_door`): the node
+    /// The replica's door for reads answered on the request path (`read_door`): the node
     /// keeps it beside the replica's address. Made fresh by `ShardConfig::new`, as
     /// `published_term` is.
     pub read_door: Arc<ReadDoor>,
@@ -555,7 +555,8 @@ impl ShardActor {
         });
         let term = self.raw.term();
         let conf = self.raw.conf_state();
-        let endorses = |&node: &NodeId| self.raw.endorsement_answers_now(Endorsement { node, term });
+        let raw = &self.raw;
+        let endorses = |&node: &NodeId| raw.endorsement_answers_now(Endorsement { node, term });
         let endorsers = conf.voters.union(&conf.voters_outgoing).copied().filter(endorses);
         if lease_until.is_none() && endorsers.clone().next().is_none() {
             return door.close();

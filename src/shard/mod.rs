@@ -5,7 +5,8 @@
 //! - [`actor`]: `ShardActor`, its configuration, dependencies, messages and bootstrap.
 //! - `ready`: the Ready loop: send, apply, persist, answer; snapshots and compaction.
 //! - `follower_reads`: the node's own reads served by a follower after a read index.
-//! - [`read_door`]: lease reads answered on the node's request path, without the replica.
+//! - [`read_door`]: reads a leader would answer at once (on its lease or a voter's
+//!   endorsement), answered on the node's request path from its applied state.
 //! - [`split`]: splitting the group (a log entry) and the slot-ownership rule.
 //! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
 //! - [`undurable`]: applied but not yet durable mutations, layered over redb.

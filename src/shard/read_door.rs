@@ -1,6 +1,6 @@
 //! `ReadDoor`: linearizable reads answered on the request path. A leader that has applied
-//! its commit index opens its door after each round of its Ready loop if its core would
-//! answer some reads at once, at that commit index:
+//! its commit index opens its door at the end of each drive of its Ready loop if its core
+//! would answer some reads at once, at that commit index:
 //! - on its lease (`RawNode::lease_ticks_left`, lease-based mode only);
 //! - on a voter's endorsement in its term (`RawNode::endorsement_answers_now`): a read a
 //!   node forwards with its replica's term, or one a node-level read round endorsed.
@@ -18,10 +18,12 @@
 //! - for lease reads, at the lease's end in real time: `tick_clock` plus the ticks left,
 //!   which is where the core's ticks, caught up with the monotonic clock, would find the
 //!   lease expired (a paused process, or late timers, do not stretch it);
-//! - when the replica fails, retires, is removed or stops.
+//! - when the replica fails, retires, is removed, stops or is dropped.
 //!
-//! A read the door does not answer (closed, another slot, not a key read) takes the
-//! usual path through the replica, which answers every case as before.
+//! A read the door does not answer (closed, another slot, not a key read, its lock busy
+//! with the replica on another thread) takes the usual path through the replica, which
+//! answers every case as before. A door read holds the lock while it reads, as the replica
+//! would have held its thread: a key the caches do not hold is read from redb.
 //!
 //! Owns: the replica's undurable overlay and clean cache, which its actor and the request
 //! path share under one lock. Must never: be open while the replica may not answer a read
@@ -29,7 +31,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use crate::kv::range::{key_reads_within, SlotRange};
@@ -37,7 +39,7 @@ use crate::kv::read::{self, ReadCommand};
 use crate::metrics::group::GroupMetrics;
 use crate::raft::{Endorsement, GroupId, NodeId, RawNode, Term};
 use crate::shard::api::{ShardError, ShardResult};
-use crate::shard::undurable::Undurable;
+use crate::shard::undurable::{Layered, Undurable};
 use crate::storage::group_snapshot::LazyKvView;
 use crate::storage::{NodeDb, RedbStorage};
 
@@ -64,9 +66,10 @@ struct DoorState {
     backing: Option<Backing>,
 }
 
-/// Endorsers an open door lists at most: voters that make a quorum with the leader, two in
-/// a group of three, none in a bigger one (a joint configuration may add one).
-const GATE_ENDORSERS_MAX: usize = 4;
+/// Endorsers an open door lists at most. A voter's word and the leader's make a quorum
+/// only in a configuration of at most three voters (in both halves of a joint one), so
+/// there are never more than two.
+const GATE_ENDORSERS_MAX: usize = 2;
 
 #[derive(Clone, Copy, Debug)]
 struct Gate {
@@ -177,34 +180,63 @@ impl ReadDoor {
         if !self.is_open() {
             return None;
         }
-        let mut state = self.lock();
+        // Busy: the replica, on another thread, is changing what the door would read.
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
         let gate = state.gate.filter(|_| self.is_open())?;
         if !key_reads_within(command, gate.slots) {
             return None;
         }
         let answered = gate.answers(endorsement)?;
         let state = &mut *state;
-        let backing = state.backing.as_ref()?;
-        let view = LazyKvView::new(&backing.db, backing.group);
-        let layered = state.undurable.over(&view);
-        let reply = read::execute(&layered, now_ms, command);
-        let fetched = layered.into_fetched();
-        let checked = view.check();
-        let metrics = &backing.metrics;
-        metrics.clean_cache_hits.inc_by(fetched.hits);
-        metrics.clean_cache_misses.inc_by(fetched.misses);
-        if checked.is_ok() {
-            state.undurable.remember(fetched);
+        let Backing { db, group, metrics } = state.backing.as_ref()?;
+        let (reply, checked) = read_applied(db, *group, &mut state.undurable, metrics, |view| {
+            read::execute(view, now_ms, command)
+        });
+        if let Err(reason) = checked {
+            return Some(Err(ShardError::Storage { group: *group, reason }));
         }
         metrics.reads_direct.inc();
         if answered == Answered::Endorsed {
             metrics.reads_endorsed.inc();
         }
-        Some(match checked {
-            Ok(()) => Ok(reply),
-            Err(reason) => Err(ShardError::Storage { group: backing.group, reason }),
-        })
+        Some(Ok(reply))
     }
+
+    /// The term and endorsers of the open door (tests).
+    #[cfg(test)]
+    pub(crate) fn endorsers(&self) -> Option<(Term, Vec<NodeId>)> {
+        let gate = self.lock().gate.filter(|_| self.is_open())?;
+        Some((gate.term, gate.endorsers[..gate.endorsers_len].to_vec()))
+    }
+}
+
+/// Reads a replica's applied state: `read` runs over its undurable overlay and clean cache
+/// on top of redb's latest view of `group`; the lookups are counted, and the records read
+/// from redb are kept in the clean cache if the view reported no error. Returns what `read`
+/// returned and the view's error, if any: every answer read through the view is then void.
+pub(crate) fn read_applied<R>(
+    db: &NodeDb,
+    group: GroupId,
+    undurable: &mut Undurable,
+    metrics: &GroupMetrics,
+    read: impl FnOnce(&Layered<'_, LazyKvView<'_>>) -> R,
+) -> (R, Result<(), String>) {
+    // Opened at the first read the undurable and clean records do not answer.
+    let view = LazyKvView::new(db, group);
+    let layered = undurable.over(&view);
+    let out = read(&layered);
+    let fetched = layered.into_fetched();
+    let checked = view.check();
+    metrics.clean_cache_hits.inc_by(fetched.hits);
+    metrics.clean_cache_misses.inc_by(fetched.misses);
+    if checked.is_ok() {
+        undurable.remember(fetched);
+    }
+    (out, checked)
 }
 
 /// The replica's overlay, locked.
@@ -246,6 +278,13 @@ impl DerefMut for GatedRaw {
     fn deref_mut(&mut self) -> &mut RawNode<RedbStorage> {
         self.door.close();
         &mut self.raw
+    }
+}
+
+impl Drop for GatedRaw {
+    /// However the replica ends (a panic skips `stopped`), its door shuts with its core.
+    fn drop(&mut self) {
+        self.door.shut();
     }
 }
 

@@ -28,15 +28,15 @@ use crate::kv::range::GroupRange;
 use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId};
 use crate::raft::{ReadState, Role, Term};
-use crate::shard::actor::ShardActor;
+use crate::shard::actor::{PendingRead, ShardActor};
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
     APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
 };
-use crate::shard::undurable::{Fetched, UNFLUSHED};
+use crate::shard::read_door::read_applied;
+use crate::shard::undurable::UNFLUSHED;
 use crate::shard::persist::SubmitError;
 use crate::shard::split::{apply_request, prepare_read, ChildWrite};
-use crate::storage::group_snapshot::LazyKvView;
 use crate::storage::{GroupDurable, GroupWrite, StorageError};
 use crate::transport::api::{GroupMessage, Urgency};
 
@@ -519,42 +519,43 @@ impl ShardActor {
     ) -> Result<(Vec<KvMutation>, Vec<ChildWrite>), String> {
         let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
-        let view = LazyKvView::new(&self.deps.db, self.cfg.group);
-        // Locked until the fetched records are out, before `keep_fetched` locks it again.
-        let door = self.cfg.read_door.clone();
-        let undurable = door.undurable();
-        let layered = undurable.over(&view);
         let mut batch = Overlay::new();
-        let mut answers = Vec::with_capacity(entries.len());
         let (group, mut children) = (self.cfg.group, Vec::new());
         // Taken, not cloned, on this hot path; put back below before any early return.
         let placeholder = GroupRange::new(self.range.range);
         let mut range = std::mem::replace(&mut self.range, placeholder);
-        for e in entries {
-            let reply = match &e.payload {
-                EntryPayload::Normal(data) => Some(match rmp_serde::from_slice::<Request>(data) {
-                    Ok(req) => apply_request(group, &mut range, &layered, &mut batch, &req,
-                        &mut children),
-                    Err(err) => {
-                        // Every replica skips the same entry: the state stays identical.
-                        warn!(group = %self.cfg.group, index = %e.index, %err,
-                            "entry does not decode; skipped");
-                        let reason = format!("entry {} does not decode: {err}", e.index);
-                        Err(ShardError::Storage { group: self.cfg.group, reason })
+        let door = self.cfg.read_door.clone();
+        let mut undurable = door.undurable();
+        let (db, metrics) = (&self.deps.db, &self.cfg.metrics);
+        let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
+            let mut answers = Vec::with_capacity(entries.len());
+            for e in entries {
+                let reply = match &e.payload {
+                    EntryPayload::Normal(data) => {
+                        Some(match rmp_serde::from_slice::<Request>(data) {
+                            Ok(req) => apply_request(group, &mut range, layered, &mut batch,
+                                &req, &mut children),
+                            Err(err) => {
+                                // Every replica skips the same entry: the state stays
+                                // identical.
+                                warn!(group = %group, index = %e.index, %err,
+                                    "entry does not decode; skipped");
+                                let reason = format!("entry {} does not decode: {err}", e.index);
+                                Err(ShardError::Storage { group, reason })
+                            }
+                        })
                     }
-                }),
-                // A membership change's proposer is answered once it applied.
-                EntryPayload::ConfChange(_) => Some(Ok(crate::kv::Reply::Ok)),
-                EntryPayload::Noop => None,
-            };
-            answers.push((e.index, e.term, reply));
-        }
+                    // A membership change's proposer is answered once it applied.
+                    EntryPayload::ConfChange(_) => Some(Ok(crate::kv::Reply::Ok)),
+                    EntryPayload::Noop => None,
+                };
+                answers.push((e.index, e.term, reply));
+            }
+            answers
+        });
+        drop(undurable);
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
-        let fetched = layered.into_fetched();
-        drop(undurable);
-        let checked = view.check();
-        self.keep_fetched(fetched, checked.is_ok());
         checked?;
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
@@ -613,16 +614,6 @@ impl ShardActor {
         }
     }
 
-    /// Counts a step's key lookups, and keeps the records it fetched in the clean cache if
-    /// its view reported no error (`sound`).
-    fn keep_fetched(&mut self, fetched: Fetched, sound: bool) {
-        self.cfg.metrics.clean_cache_hits.inc_by(fetched.hits);
-        self.cfg.metrics.clean_cache_misses.inc_by(fetched.misses);
-        if sound {
-            self.undurable().remember(fetched);
-        }
-    }
-
     /// Serves every confirmed read whose index is applied.
     pub(crate) fn serve_reads(&mut self) {
         let due = self.applied.next();
@@ -632,23 +623,18 @@ impl ShardActor {
         let later = self.confirmed_reads.split_off(&(due, 0));
         let now = std::mem::replace(&mut self.confirmed_reads, later);
         let group = self.cfg.group;
-        // Opened at the first read the undurable and clean records do not answer.
-        let view = LazyKvView::new(&self.deps.db, group);
         let door = self.cfg.read_door.clone();
-        let undurable = door.undurable();
-        let layered = undurable.over(&view);
-        let answers: Vec<_> = now
-            .into_values()
-            .map(|r| {
-                let reply = prepare_read(group, &self.range, &r.command)
-                    .map(|command| read::execute(&layered, r.now_ms, &command));
+        let mut undurable = door.undurable();
+        let (db, metrics, range) = (&self.deps.db, &self.cfg.metrics, &self.range);
+        let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
+            let read = |r: PendingRead| {
+                let reply = prepare_read(group, range, &r.command)
+                    .map(|command| read::execute(layered, r.now_ms, &command));
                 (reply, r.tx)
-            })
-            .collect();
-        let fetched = layered.into_fetched();
+            };
+            now.into_values().map(read).collect::<Vec<_>>()
+        });
         drop(undurable);
-        let checked = view.check();
-        self.keep_fetched(fetched, checked.is_ok());
         for (reply, tx) in answers {
             let answer = match &checked {
                 Ok(()) => reply,

@@ -181,8 +181,14 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
 }
 
 /// Whether `command` reads named keys only (`ReadCommand::batchable`, or a batch of such
-/// reads) and every one of them is in `range`. Allocates nothing.
-pub fn key_reads_within(command: &ReadCommand, range: SlotRange) -> bool {
+/// reads), at most `keys_max` of them, and every one of them is in `range`. Allocates
+/// nothing.
+pub fn key_reads_within(command: &ReadCommand, range: SlotRange, keys_max: usize) -> bool {
+    key_reads_counted(command, range).is_some_and(|keys| keys <= keys_max)
+}
+
+/// The keys of a key read whose keys are all in `range`.
+fn key_reads_counted(command: &ReadCommand, range: SlotRange) -> Option<usize> {
     use ReadCommand as R;
     let within = |key: &bytes::Bytes| range.contains(key_slot(key));
     match command {
@@ -190,12 +196,13 @@ pub fn key_reads_within(command: &ReadCommand, range: SlotRange) -> bool {
         | R::StrLen { key }
         | R::GetRange { key, .. }
         | R::Ttl { key, .. }
-        | R::Type { key } => within(key),
-        R::MGet { keys } | R::Exists { keys } => keys.iter().all(within),
-        R::Batch { commands } => {
-            commands.iter().all(|c| c.batchable() && key_reads_within(c, range))
-        }
-        _ => false,
+        | R::Type { key } => within(key).then_some(1),
+        R::MGet { keys } | R::Exists { keys } => keys.iter().all(within).then_some(keys.len()),
+        R::Batch { commands } => commands.iter().try_fold(0, |n, c| {
+            let keys = key_reads_counted(c, range).filter(|_| c.batchable())?;
+            Some(n + keys)
+        }),
+        _ => None,
     }
 }
 
@@ -210,17 +217,22 @@ mod tests {
         let only = SlotRange::new(slot, slot);
         let all = SlotRange::new(0, SLOT_COUNT - 1);
         let get = |k: &str| ReadCommand::Get { key: key(k) };
-        assert!(key_reads_within(&get("a"), only));
+        let mget = |keys: &[&str]| {
+            ReadCommand::MGet { keys: keys.iter().map(|k| key(k)).collect() }
+        };
+        assert!(key_reads_within(&get("a"), only, 1));
         // `{a}b` hashes as `a` (a hash tag); `b` does not.
-        assert!(key_reads_within(&ReadCommand::MGet { keys: vec![key("a"), key("{a}b")] }, only));
-        assert!(!key_reads_within(&ReadCommand::MGet { keys: vec![key("a"), key("b")] }, only));
-        assert!(key_reads_within(&ReadCommand::MGet { keys: vec![] }, only), "no key to refuse");
+        assert!(key_reads_within(&mget(&["a", "{a}b"]), only, 2));
+        assert!(!key_reads_within(&mget(&["a", "{a}b"]), only, 1), "more keys than allowed");
+        assert!(!key_reads_within(&mget(&["a", "b"]), only, 9));
+        assert!(key_reads_within(&mget(&[]), only, 0), "no key to refuse");
         let batch = |commands| ReadCommand::Batch { commands };
-        assert!(key_reads_within(&batch(vec![get("a"), get("{a}x")]), only));
-        assert!(!key_reads_within(&batch(vec![get("a"), get("b")]), only));
+        assert!(key_reads_within(&batch(vec![get("a"), mget(&["{a}x", "a"])]), only, 3));
+        assert!(!key_reads_within(&batch(vec![get("a"), mget(&["{a}x", "a"])]), only, 2));
+        assert!(!key_reads_within(&batch(vec![get("a"), get("b")]), only, 9));
         let scan = ReadCommand::DbSize { slot_first: 0, slot_last: SLOT_COUNT - 1 };
-        assert!(!key_reads_within(&scan, all), "not a key read");
-        assert!(!key_reads_within(&batch(vec![get("a"), scan]), all), "not all key reads");
+        assert!(!key_reads_within(&scan, all, 9), "not a key read");
+        assert!(!key_reads_within(&batch(vec![get("a"), scan]), all, 9), "not all key reads");
     }
 
     #[test]

@@ -94,3 +94,10 @@ pub const LOG_KEEP_ENTRIES: u64 = 1024;
 /// Entries a follower may be behind a read index it was given and still serve the reads
 /// (waiting for the apply); further behind, it is catching up, and they go to the leader.
 pub const FOLLOWER_READ_LAG_ENTRIES_MAX: u64 = 1024;
+
+/// Keys one read answered through a replica's read door may name (`shard::read_door`). The
+/// request path (a client's connection, or a peer's link for a forwarded read) does that
+/// read itself and may have to fetch every key from redb, so a bigger read (a long MGET or
+/// pipeline batch) goes to the replica instead, keeping the link's Raft messages from
+/// waiting behind it.
+pub const DOOR_READ_KEYS_MAX: usize = 64;

@@ -20,10 +20,11 @@
 //!   lease expired (a paused process, or late timers, do not stretch it);
 //! - when the replica fails, retires, is removed, stops or is dropped.
 //!
-//! A read the door does not answer (closed, another slot, not a key read, its lock busy
-//! with the replica on another thread) takes the usual path through the replica, which
-//! answers every case as before. A door read holds the lock while it reads, as the replica
-//! would have held its thread: a key the caches do not hold is read from redb.
+//! A read the door does not answer (closed, another slot, not a key read, more keys than
+//! `DOOR_READ_KEYS_MAX`, its lock busy with the replica on another thread) takes the usual
+//! path through the replica, which answers every case as before. A door read holds the
+//! lock while it reads, as the replica would have held its thread: a key the caches do not
+//! hold is read from redb.
 //!
 //! Owns: the replica's undurable overlay and clean cache, which its actor and the request
 //! path share under one lock. Must never: be open while the replica may not answer a read
@@ -39,6 +40,7 @@ use crate::kv::read::{self, ReadCommand};
 use crate::metrics::group::GroupMetrics;
 use crate::raft::{Endorsement, GroupId, NodeId, RawNode, Term};
 use crate::shard::api::{ShardError, ShardResult};
+use crate::shard::limits::DOOR_READ_KEYS_MAX;
 use crate::shard::undurable::{Layered, Undurable};
 use crate::storage::group_snapshot::LazyKvView;
 use crate::storage::{NodeDb, RedbStorage};
@@ -187,7 +189,7 @@ impl ReadDoor {
             Err(TryLockError::WouldBlock) => return None,
         };
         let gate = state.gate.filter(|_| self.is_open())?;
-        if !key_reads_within(command, gate.slots) {
+        if !key_reads_within(command, gate.slots, DOOR_READ_KEYS_MAX) {
             return None;
         }
         let answered = gate.answers(endorsement)?;

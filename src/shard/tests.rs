@@ -581,6 +581,10 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         assert_eq!(door.read(&get_k, 1_000, None), None, "past the door's time");
         door.open(all, later, term, []);
         assert!(door.read(&get_k, 1_000, None).is_some(), "open, in time, the group's slot");
+        let keys_max = crate::shard::limits::DOOR_READ_KEYS_MAX;
+        let many = |n| ReadCommand::MGet { keys: vec![Bytes::from_static(b"k"); n] };
+        assert!(door.read(&many(keys_max), 1_000, None).is_some(), "as many keys as it takes");
+        assert_eq!(door.read(&many(keys_max + 1), 1_000, None), None, "more: the replica's");
         // No lease: only an endorsement in the door's term, by a voter it lists, answers.
         door.open(all, None, term, [NodeId(2)]);
         let by = |node, term| {

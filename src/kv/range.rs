@@ -184,11 +184,12 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
 /// reads), at most `keys_max` of them, and every one of them is in `range`. Allocates
 /// nothing.
 pub fn key_reads_within(command: &ReadCommand, range: SlotRange, keys_max: usize) -> bool {
-    key_reads_counted(command, range).is_some_and(|keys| keys <= keys_max)
+    key_reads_counted(command, range, keys_max).is_some()
 }
 
-/// The keys of a key read whose keys are all in `range`.
-fn key_reads_counted(command: &ReadCommand, range: SlotRange) -> Option<usize> {
+/// The keys of a key read, if they are at most `left` and all in `range`; a command with
+/// too many keys is refused before any is hashed.
+fn key_reads_counted(command: &ReadCommand, range: SlotRange, left: usize) -> Option<usize> {
     use ReadCommand as R;
     let within = |key: &bytes::Bytes| range.contains(key_slot(key));
     match command {
@@ -196,11 +197,16 @@ fn key_reads_counted(command: &ReadCommand, range: SlotRange) -> Option<usize> {
         | R::StrLen { key }
         | R::GetRange { key, .. }
         | R::Ttl { key, .. }
-        | R::Type { key } => within(key).then_some(1),
-        R::MGet { keys } | R::Exists { keys } => keys.iter().all(within).then_some(keys.len()),
+        | R::Type { key } => (left >= 1 && within(key)).then_some(1),
+        R::MGet { keys } | R::Exists { keys } => {
+            (keys.len() <= left && keys.iter().all(within)).then_some(keys.len())
+        }
+        // Each part counts against what the parts before it left (`n <= left`).
         R::Batch { commands } => commands.iter().try_fold(0, |n, c| {
-            let keys = key_reads_counted(c, range).filter(|_| c.batchable())?;
-            Some(n + keys)
+            if !c.batchable() {
+                return None;
+            }
+            Some(n + key_reads_counted(c, range, left - n)?)
         }),
         _ => None,
     }
@@ -233,6 +239,9 @@ mod tests {
         let scan = ReadCommand::DbSize { slot_first: 0, slot_last: SLOT_COUNT - 1 };
         assert!(!key_reads_within(&scan, all, 9), "not a key read");
         assert!(!key_reads_within(&batch(vec![get("a"), scan]), all, 9), "not all key reads");
+        let nested = batch(vec![get("a"), batch(vec![get("a")])]);
+        assert!(!key_reads_within(&nested, all, 9), "a batch in a batch");
+        assert!(!key_reads_within(&get("a"), all, 0), "no key allowed");
     }
 
     #[test]

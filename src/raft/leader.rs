@@ -349,9 +349,10 @@ impl<S: Storage> Raft<S> {
 
     /// The tick at which the lease a quorum last acknowledged ends, in lease-based mode.
     fn lease_end_tick(&self) -> Option<u64> {
-        let lease_ticks = self.cfg.election_timeout_ticks_min - self.cfg.lease_clock_drift_ticks;
         let valid = self.cfg.read_mode == ReadMode::LeaseBased && !self.lease_revoked;
-        self.lease_anchor_tick.filter(|_| valid).map(|t| t + lease_ticks)
+        self.lease_anchor_tick.filter(|_| valid).map(|t| {
+            t + self.cfg.election_timeout_ticks_min.saturating_sub(self.cfg.lease_clock_drift_ticks)
+        })
     }
 
     fn lease_valid(&self) -> bool {
@@ -363,10 +364,11 @@ impl<S: Storage> Raft<S> {
     /// steps the core meanwhile; `None` if it would not answer one at once now. A runtime
     /// may answer such reads itself while it leaves the core untouched, for that long.
     pub fn lease_ticks_left(&self) -> Option<u64> {
-        if self.role != Role::Leader || !self.read_barrier_done() || !self.lease_valid() {
+        if self.role != Role::Leader || !self.read_barrier_done() {
             return None;
         }
-        self.lease_end_tick().map(|end| end - self.ticks)
+        let end = self.lease_end_tick().filter(|&end| self.ticks < end)?;
+        Some(end - self.ticks)
     }
 
     /// Requests a linearizable read. The answer is a `ReadState` (here) once leadership is

@@ -21,10 +21,10 @@
 //! - when the replica fails, retires, is removed, stops or is dropped.
 //!
 //! A read the door does not answer (closed, another slot, not a key read, more keys than
-//! `DOOR_READ_KEYS_MAX`, its lock busy with the replica on another thread) takes the usual
-//! path through the replica, which answers every case as before. A door read holds the
-//! lock while it reads, as the replica would have held its thread: a key the caches do not
-//! hold is read from redb.
+//! `DOOR_READ_KEYS_MAX`, its lock busy with the replica or another door read on another
+//! thread) takes the usual path through the replica, which answers every case as before.
+//! A door read holds the lock while it reads, as the replica would have held its thread:
+//! a key the caches do not hold is read from redb.
 //!
 //! Owns: the replica's undurable overlay and clean cache, which its actor and the request
 //! path share under one lock. Must never: be open while the replica may not answer a read
@@ -158,6 +158,8 @@ impl ReadDoor {
             endorsers: [NodeId(0); GATE_ENDORSERS_MAX],
             endorsers_len: 0,
         };
+        // More than fit cannot be (see `GATE_ENDORSERS_MAX`); they would only send their
+        // reads the usual way.
         for (slot, node) in gate.endorsers.iter_mut().zip(endorsers) {
             *slot = node;
             gate.endorsers_len += 1;
@@ -182,7 +184,7 @@ impl ReadDoor {
         if !self.is_open() {
             return None;
         }
-        // Busy: the replica, on another thread, is changing what the door would read.
+        // Busy (the replica, or another door read, on another thread): the usual path.
         let mut state = match self.state.try_lock() {
             Ok(state) => state,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),

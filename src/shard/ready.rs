@@ -627,12 +627,12 @@ impl ShardActor {
         let mut undurable = door.undurable();
         let (db, metrics, range) = (&self.deps.db, &self.cfg.metrics, &self.range);
         let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
-            let read = |r: PendingRead| {
+            let answer = |r: PendingRead| {
                 let reply = prepare_read(group, range, &r.command)
                     .map(|command| read::execute(layered, r.now_ms, &command));
                 (reply, r.tx)
             };
-            now.into_values().map(read).collect::<Vec<_>>()
+            now.into_values().map(answer).collect::<Vec<_>>()
         });
         drop(undurable);
         for (reply, tx) in answers {

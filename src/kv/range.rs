@@ -166,49 +166,33 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
 pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
     use ReadCommand as R;
     match command {
-        R::Get { key }
-        | R::StrLen { key }
-        | R::GetRange { key, .. }
-        | R::Ttl { key, .. }
-        | R::Type { key } => vec![key_slot(key)],
-        R::MGet { keys } | R::Exists { keys } => keys.iter().map(|k| key_slot(k)).collect(),
         R::CountKeysInSlot { slot } | R::GetKeysInSlot { slot, .. } => vec![*slot],
         // Only the metadata group owns this slot: any other group refuses the read.
         R::ClusterMap { .. } => vec![crate::kv::meta::META_SLOT],
         R::Keys { .. } | R::Scan(_) | R::DbSize { .. } | R::RandomKey { .. } => Vec::new(),
         R::Batch { commands } => commands.iter().flat_map(read_slots).collect(),
+        // A read of named keys: the slot of each.
+        key_read => key_read.keys().unwrap_or_default().iter().map(|k| key_slot(k)).collect(),
     }
 }
 
-/// Whether `command` reads named keys only (`ReadCommand::batchable`, or a batch of such
-/// reads), at most `keys_max` of them, and every one of them is in `range`. Allocates
-/// nothing.
+/// Whether `command` reads named keys only (`ReadCommand::keys`, or a batch of such reads),
+/// at most `keys_max` of them, and every one of them is in `range`. Allocates nothing, and
+/// refuses a command with too many keys before it hashes any.
 pub fn key_reads_within(command: &ReadCommand, range: SlotRange, keys_max: usize) -> bool {
-    key_reads_counted(command, range, keys_max).is_some()
-}
-
-/// The keys of a key read, if they are at most `left` and all in `range`; a command with
-/// too many keys is refused before any is hashed.
-fn key_reads_counted(command: &ReadCommand, range: SlotRange, left: usize) -> Option<usize> {
-    use ReadCommand as R;
-    let within = |key: &bytes::Bytes| range.contains(key_slot(key));
+    // How many of `keys` there are, if at most `left` and all in `range`.
+    let within = |keys: &[bytes::Bytes], left: usize| {
+        (keys.len() <= left && keys.iter().all(|k| range.contains(key_slot(k))))
+            .then_some(keys.len())
+    };
     match command {
-        R::Get { key }
-        | R::StrLen { key }
-        | R::GetRange { key, .. }
-        | R::Ttl { key, .. }
-        | R::Type { key } => (left >= 1 && within(key)).then_some(1),
-        R::MGet { keys } | R::Exists { keys } => {
-            (keys.len() <= left && keys.iter().all(within)).then_some(keys.len())
-        }
-        // Each part counts against what the parts before it left (`n <= left`).
-        R::Batch { commands } => commands.iter().try_fold(0, |n, c| {
-            if !c.batchable() {
-                return None;
-            }
-            Some(n + key_reads_counted(c, range, left - n)?)
-        }),
-        _ => None,
+        // Each part counts against what the parts before it left (`n <= keys_max`); a batch
+        // in a batch names no keys of its own (`keys` is `None`).
+        ReadCommand::Batch { commands } => commands
+            .iter()
+            .try_fold(0, |n, c| Some(n + within(c.keys()?, keys_max - n)?))
+            .is_some(),
+        command => command.keys().and_then(|keys| within(keys, keys_max)).is_some(),
     }
 }
 

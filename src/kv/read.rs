@@ -217,18 +217,24 @@ pub enum ReadCommand {
 }
 
 impl ReadCommand {
+    /// The keys a read of named keys names; `None` for any other read (ranges, slots, the
+    /// cluster map, a batch).
+    pub fn keys(&self) -> Option<&[Bytes]> {
+        use ReadCommand as R;
+        match self {
+            R::Get { key }
+            | R::StrLen { key }
+            | R::GetRange { key, .. }
+            | R::Ttl { key, .. }
+            | R::Type { key } => Some(std::slice::from_ref(key)),
+            R::MGet { keys } | R::Exists { keys } => Some(keys),
+            _ => None,
+        }
+    }
+
     /// Whether the command may go in a `Batch`: a read of named keys.
     pub fn batchable(&self) -> bool {
-        matches!(
-            self,
-            ReadCommand::Get { .. }
-                | ReadCommand::MGet { .. }
-                | ReadCommand::StrLen { .. }
-                | ReadCommand::GetRange { .. }
-                | ReadCommand::Exists { .. }
-                | ReadCommand::Ttl { .. }
-                | ReadCommand::Type { .. }
-        )
+        self.keys().is_some()
     }
 }
 

@@ -534,7 +534,7 @@ impl ShardActor {
     /// Opens the read door (`read_door`) for the reads this leader's core would answer at
     /// once now at its commit index, applied: on its lease, until the lease ends in real
     /// time, and on an endorsement in its term by a voter that makes a quorum with it.
-    /// Closes it if there are none.
+    /// Closes it if there are none (`ReadDoor::open`).
     pub(crate) fn publish_read_door(&self) {
         let door = &self.cfg.read_door;
         let may = self.failed.is_none()
@@ -558,9 +558,6 @@ impl ShardActor {
         let raw = &self.raw;
         let endorses = |&node: &NodeId| raw.endorsement_answers_now(Endorsement { node, term });
         let endorsers = conf.voters.union(&conf.voters_outgoing).copied().filter(endorses);
-        if lease_until.is_none() && endorsers.clone().next().is_none() {
-            return door.close();
-        }
         door.open(self.range.range, lease_until, term, endorsers);
     }
 

@@ -143,7 +143,7 @@ impl ReadDoor {
     }
 
     /// Opens the door for key reads of `slots`: on the lease until `lease_until`, and on
-    /// an endorsement in `term` by one of `endorsers`.
+    /// an endorsement in `term` by one of `endorsers`; closes it if neither answers any.
     pub(crate) fn open(
         &self,
         slots: SlotRange,
@@ -163,6 +163,9 @@ impl ReadDoor {
         for (slot, node) in gate.endorsers.iter_mut().zip(endorsers) {
             *slot = node;
             gate.endorsers_len += 1;
+        }
+        if gate.lease_until.is_none() && gate.endorsers_len == 0 {
+            return self.close();
         }
         let mut state = self.lock();
         state.gate = Some(gate);

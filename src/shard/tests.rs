@@ -585,6 +585,8 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
         let many = |n| ReadCommand::MGet { keys: vec![Bytes::from_static(b"k"); n] };
         assert!(door.read(&many(keys_max), 1_000, None).is_some(), "as many keys as it takes");
         assert_eq!(door.read(&many(keys_max + 1), 1_000, None), None, "more: the replica's");
+        door.open(all, None, term, []);
+        assert!(!door.is_open(), "neither a lease nor an endorser: the door stays shut");
         // No lease: only an endorsement in the door's term, by a voter it lists, answers.
         door.open(all, None, term, [NodeId(2)]);
         let by = |node, term| {

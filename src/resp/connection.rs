@@ -89,7 +89,9 @@ impl Batch {
     fn launch<B: Backend>(&mut self, backend: &B) {
         let BatchState::Open { commands, timers, .. } = &mut self.state else { return };
         let (commands, timers) = (std::mem::take(commands), std::mem::take(timers));
-        let run = exec::run_batch(backend.clone(), commands);
+        // Boxed: the task's own future stays small, and tokio copies it whole when it
+        // starts the task and when its answer is taken (the batch's own is kilobytes).
+        let run = Box::pin(exec::run_batch(backend.clone(), commands));
         self.state = BatchState::Running(tokio::spawn(async move {
             let frames = run.await;
             timers.into_iter().for_each(CommandTimer::stop);
@@ -280,6 +282,7 @@ impl<B: Backend> Conn<B> {
                     self.pending.push_back((proto, Pending::Ready(frame)));
                     return Ok(true);
                 }
+                let run = Box::pin(run); // as a batch's (`Batch::launch`)
                 let task = tokio::spawn(async move {
                     let frame = run.await;
                     timer.stop();

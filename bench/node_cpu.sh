@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Where a request's CPU time goes, per node: a local 3-node cluster (fresh, on ports of its
 # own), a warm-up of SETs through node 1 long enough for the leaders to follow that traffic
-# there (src/node/workload.rs), then one redis-benchmark run through node 1. Prints the
-# requests per second and, for each node, the CPU time it spent per request (every thread,
-# from /proc/<pid>/task/*/schedstat) and its context switches per request.
+# there (src/node/workload.rs), then one redis-benchmark run through node 1. Prints where
+# the leaders are, the requests per second and, for each node, the CPU time it spent per
+# request (every thread's, from /proc/<pid>/task/*/schedstat) and its context switches per
+# request.
 #
 # With PERF_NODE=n (1..3) and `perf` installed, that node is also sampled during the run
-# (perf record, DWARF call graphs) and the samples are split by what they were doing, in
-# µs per request: the parts of a request's path a change is likely to move. A sample counts
-# in every part its stack passes through, so the parts overlap (indented ones are within
-# the one above).
+# (perf record, one sample per 0.5 ms of CPU, DWARF call graphs) and the samples are split
+# by the part of the request path their stack passes through, in µs per request. A part
+# counts a sample if its stack names any of the part's functions; an indented part only
+# within the part above it. The parts overlap (a context switch counts in the part it
+# interrupts as well) and do not add up to the node's whole; stacks deeper than perf's
+# 16 KB copy lose their outer frames. Kernel frames (fsync, context switches) need root or
+# kernel.perf_event_paranoid at most 1.
 #
-# usage: [LEASE=1] [PERF_NODE=n] bench/node_cpu.sh [set|get] [requests (200000)] [clients (50)]
-#   [pipeline (1)]
-# Needs redis-benchmark and redis-cli (Debian: redis-tools); perf only with PERF_NODE.
+# usage: [LEASE=1] [PERF_NODE=n] bench/node_cpu.sh [set|get] [requests (200000)]
+#   [clients (50)] [pipeline (1)]
+# Needs redis-benchmark and redis-cli (Debian: redis-tools); perf and Python 3 with
+# PERF_NODE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,20 +27,29 @@ requests="${2:-200000}"
 clients="${3:-50}"
 pipeline="${4:-1}"
 case "$test" in set | get) ;; *) echo "test must be set or get" >&2; exit 2 ;; esac
+for value in "$requests" "$clients" "$pipeline"; do
+  [ "$value" -ge 1 ] 2>/dev/null || { echo "requests, clients and pipeline must be whole \
+numbers, at least 1" >&2; exit 2; }
+done
 perf_node="${PERF_NODE:-}"
 if [ -n "$perf_node" ]; then
   case "$perf_node" in 1 | 2 | 3) ;; *) echo "PERF_NODE must be 1, 2 or 3" >&2; exit 2 ;; esac
-  command -v perf >/dev/null || { echo "PERF_NODE needs perf (Debian: linux-perf)" >&2; exit 1; }
+  for tool in perf python3; do
+    command -v "$tool" >/dev/null || { echo "PERF_NODE needs $tool" >&2; exit 1; }
+  done
 fi
-for tool in redis-benchmark redis-cli python3 pgrep; do
+for tool in redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 cargo build --release --quiet
 
 base_resp=7031
+# perf samples every `perf_period_ns` of a thread's CPU time (task-clock).
+perf_period_ns=500000
 work="$(mktemp -d)"
-cluster=""
+cluster="" perf_pid=""
 cleanup() {
+  [ -n "$perf_pid" ] && kill -INT "$perf_pid" 2>/dev/null
   [ -n "$cluster" ] && kill -TERM "$cluster" 2>/dev/null && wait "$cluster" 2>/dev/null
   rm -rf "$work"
 }
@@ -58,90 +72,120 @@ done
 # Two windows of timeouts.follow_workload_ms (5 s) and more: the leaders move to node 1.
 timeout 14 redis-benchmark -p "$base_resp" -t set -n 10000000 -c 50 -r 100000 -q \
   >/dev/null 2>&1 || true
+leaders="$(redis-cli -p "$base_resp" CLUSTER SHARDS 2>/dev/null | awk -v base="$base_resp" '
+  $0 == "port" { getline; port = $0 } $0 == "role" { getline; if ($0 == "master") led[port]++ }
+  END { for (p in led) printf "node%d=%d ", p - base + 1, led[p] }')" || true
+echo "groups led per node after the warm-up: ${leaders:-unknown}"
+sleep 2 # the warm-up's last applies and log absorptions
 
-nodes="$(pgrep -P "$cluster" | tr '\n' ' ')"
-[ "$(wc -w <<<"$nodes")" -eq 3 ] || { echo "expected 3 node processes, found: $nodes" >&2; exit 1; }
-sample() { # "node cpu-ns context-switches" per node
-  local i=0 pid
-  for pid in $nodes; do
-    i=$((i + 1))
-    awk -v node="$i" 'FILENAME ~ /schedstat$/ { ns += $1; next }
-      /ctxt_switches/ { cs += $2 } END { print node, ns, cs }' \
-      /proc/"$pid"/task/*/schedstat /proc/"$pid"/task/*/status
+# The node processes in node order, from the lines `shardkv local` prints as it starts them.
+nodes=()
+for i in 1 2 3; do
+  pid="$(awk -v n="node$i" '$1 == n && $2 == "pid" { print $3; exit }' "$work/cluster.log")"
+  [ -n "$pid" ] || { echo "no pid for node$i in the cluster's output" >&2; exit 1; }
+  nodes+=("$pid")
+done
+
+thread_stats() { # "node thread ns-on-a-CPU context-switches" for every thread of each node
+  local i pid task ns cs
+  for i in 1 2 3; do
+    pid="${nodes[$((i - 1))]}"
+    for task in /proc/"$pid"/task/*; do
+      { read -r ns _ <"$task/schedstat"
+        cs="$(awk '/ctxt_switches/ { s += $2 } END { print s + 0 }' "$task/status")"
+      } 2>/dev/null || continue # the thread ended meanwhile
+      echo "$i ${task##*/} $ns $cs"
+    done
   done
 }
 
-before="$(sample)"
-perf_pid=""
+before="$(thread_stats)"
 if [ -n "$perf_node" ]; then
-  victim="$(cut -d' ' -f"$perf_node" <<<"$nodes")"
-  perf record -q -F 2000 --call-graph dwarf,16384 -p "$victim" -o "$work/perf.data" \
-    >/dev/null 2>&1 &
+  perf record -e task-clock -c "$perf_period_ns" --call-graph dwarf,16384 \
+    -p "${nodes[$((perf_node - 1))]}" -o "$work/perf.data" >"$work/perf.log" 2>&1 &
   perf_pid=$!
+  sleep 0.5
+  kill -0 "$perf_pid" 2>/dev/null || { echo "perf record failed:" >&2; cat "$work/perf.log" >&2
+    perf_pid=""; exit 1; }
 fi
 rps="$(timeout 600 redis-benchmark -p "$base_resp" -t "$test" -n "$requests" -c "$clients" \
-  -P "$pipeline" -r 100000 --csv 2>/dev/null | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')"
+  -P "$pipeline" -r 100000 --csv 2>/dev/null \
+  | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
 if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
+  perf_pid=""
 fi
-after="$(sample)"
+after="$(thread_stats)"
 [ -n "$rps" ] || { echo "redis-benchmark gave no figure" >&2; exit 1; }
 
 mode=ReadIndex
 [ "${LEASE:-0}" = 1 ] && mode=lease
 echo "$test -P $pipeline -c $clients, reads by $mode: $rps requests/s"
-join <(echo "$before") <(echo "$after") | awk -v n="$requests" '
-  { cpu = ($4 - $2) / 1000 / n; cs = ($5 - $3) / n; total += cpu
-    printf "  node %d: %6.2f µs CPU and %.3f context switches per request\n", $1, cpu, cs }
-  END { printf "  all:    %6.2f µs CPU per request\n", total }'
+# Per thread, the difference between the samples (a thread started meanwhile counts whole,
+# one that ended meanwhile not at all).
+awk -v n="$requests" 'NR == FNR { ns[$1 " " $2] = $3; cs[$1 " " $2] = $4; next }
+  { k = $1 " " $2; cpu[$1] += $3 - ns[k]; sw[$1] += $4 - cs[k] }
+  END { for (i = 1; i <= 3; i++) {
+          total += cpu[i] / 1000 / n
+          printf "  node %d: %6.2f µs CPU and %.3f context switches per request\n", i,
+            cpu[i] / 1000 / n, sw[i] / n }
+        printf "  all:    %6.2f µs CPU per request\n", total }' \
+  <(echo "$before") <(echo "$after")
 
 [ -n "$perf_node" ] || exit 0
+[ -s "$work/perf.data" ] || { echo "perf wrote no samples:" >&2; cat "$work/perf.log" >&2; exit 1; }
 echo "node $perf_node by part, µs per request (overlapping; see the header):"
 perf script -i "$work/perf.data" 2>/dev/null | python3 -c '
 import sys
-requests, hz = int(sys.argv[1]), 2000
+requests, period_us = int(sys.argv[1]), int(sys.argv[2]) / 1000
+# (name, parent index or None, patterns: a sample counts if its stack names any)
 parts = [
-    ("RESP connections", "resp::server::serve"),
-    ("  reply writes", "Conn<B>::flush"),
-    ("  request reads", "AsyncRead>::poll_read"),
-    ("  read door", "read_at_door"),
-    ("  node read rounds", "ReadRounds::"),
-    ("replica Readies", "handle_ready"),
-    ("  apply", "apply_request"),
-    ("  applied-state overlay", "Undurable::push"),
-    ("replica persist answers", "Handler<shardkv::shard::ready::Persisted>"),
-    ("replica messages", "Handler<shardkv::shard::actor::Inbound>"),
-    ("group-commit writer", "run_writer"),
-    ("  fsync", "do_fsync"),
-    ("  write-ahead log records", "Wal::append"),
-    ("  redb transactions", "WriteTransaction::commit"),
-    ("  log absorbed into redb", "absorb_into"),
-    ("peer frames out", "transport::peer::run"),
-    ("peer frames in", "transport::inbound::serve"),
-    ("waiting for events", "epoll_wait"),
-    ("context switches", "finish_task_switch"),
+    ("RESP connections", None, ["resp::server::serve", "resp::connection::"]),
+    ("  reply writes", 0, ["Conn<B>::flush"]),
+    ("  request reads", 0, ["AsyncRead>::poll_read"]),
+    ("  read door", 0, ["read_at_door"]),
+    ("  node read rounds", 0, ["ReadRounds::"]),
+    ("replica Readies", None, ["handle_ready"]),
+    ("  apply", 5, ["apply_request"]),
+    ("  applied-state overlay", 5, ["Undurable::push"]),
+    ("replica persist answers", None, ["Handler<shardkv::shard::ready::Persisted>"]),
+    ("replica messages", None, ["Handler<shardkv::shard::actor::Inbound>"]),
+    ("group-commit writer", None, ["run_writer"]),
+    ("  fsync", 10, ["do_fsync"]),
+    ("  write-ahead log records", 10, ["Wal::append"]),
+    ("  redb transactions", 10, ["WriteTransaction::commit"]),
+    ("  log absorbed into redb", 10, ["absorb_into"]),
+    ("peer frames out", None, ["transport::peer::run"]),
+    ("peer frames in", None, ["transport::inbound::serve"]),
+    ("waiting for events", None, ["epoll_wait"]),
+    ("context switches", None, ["finish_task_switch"]),
 ]
-counts = {n: 0 for n, _ in parts}
+counts = [0] * len(parts)
 total, stack = 0, []
 def flush():
     global total
-    if stack:
-        total += 1
-        joined = "\n".join(stack)
-        for name, pattern in parts:
-            if pattern in joined:
-                counts[name] += 1
+    if not stack:
+        return
+    total += 1
+    joined = "\n".join(stack)
+    hit = [any(p in joined for p in patterns) for _, _, patterns in parts]
+    for i, (_, parent, _) in enumerate(parts):
+        if hit[i] and (parent is None or hit[parent]):
+            counts[i] += 1
 for line in sys.stdin:
     if not line.strip():
-        flush(); stack = []
+        flush()
+        stack = []
     elif line[0] in " \t":
         stack.append(line)
     else:
         stack = []
 flush()
-per = lambda n: n / hz * 1e6 / requests
+if total == 0:
+    sys.exit("perf recorded no samples of the node")
+per = lambda n: n * period_us / requests
 print("  %-28s %6.2f" % ("all samples", per(total)))
-for name, _ in parts:
-    print("  %-28s %6.2f" % (name, per(counts[name])))
-' "$requests"
+for (name, _, _), n in zip(parts, counts):
+    print("  %-28s %6.2f" % (name, per(n)))
+' "$requests" "$perf_period_ns"

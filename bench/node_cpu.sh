@@ -17,10 +17,12 @@
 #
 # usage: [LEASE=1] [PERF_NODE=n] bench/node_cpu.sh [set|get] [requests (200000)]
 #   [clients (50)] [pipeline (1)]
-# Needs redis-benchmark and redis-cli (Debian: redis-tools); perf and Python 3 with
+# Needs redis-benchmark and redis-cli (Debian: redis-tools), Python 3, and perf with
 # PERF_NODE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 test="${1:-set}"
 requests="${2:-200000}"
@@ -34,11 +36,9 @@ done
 perf_node="${PERF_NODE:-}"
 if [ -n "$perf_node" ]; then
   case "$perf_node" in 1 | 2 | 3) ;; *) echo "PERF_NODE must be 1, 2 or 3" >&2; exit 2 ;; esac
-  for tool in perf python3; do
-    command -v "$tool" >/dev/null || { echo "PERF_NODE needs $tool" >&2; exit 1; }
-  done
+  command -v perf >/dev/null || { echo "PERF_NODE needs perf" >&2; exit 1; }
 fi
-for tool in redis-benchmark redis-cli; do
+for tool in redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 cargo build --release --quiet
@@ -62,20 +62,10 @@ lease=()
   >"$work/cluster.log" 2>&1 &
 cluster=$!
 for port in "$base_resp" $((base_resp + 1)) $((base_resp + 2)); do
-  for _ in $(seq 1 150); do
-    [ "$(timeout 2 redis-cli -p "$port" PING 2>/dev/null)" = PONG ] && break
-    sleep 0.2
-  done
-  [ "$(timeout 2 redis-cli -p "$port" PING 2>/dev/null)" = PONG ] || {
-    echo "port $port did not answer" >&2; tail -30 "$work/cluster.log" >&2; exit 1; }
+  wait_for_port "$port" "$work/cluster.log"
 done
-# Two windows of timeouts.follow_workload_ms (5 s) and more: the leaders move to node 1.
-timeout 14 redis-benchmark -p "$base_resp" -t set -n 10000000 -c 50 -r 100000 -q \
-  >/dev/null 2>&1 || true
-leaders="$(redis-cli -p "$base_resp" CLUSTER SHARDS 2>/dev/null | awk -v base="$base_resp" '
-  $0 == "port" { getline; port = $0 } $0 == "role" { getline; if ($0 == "master") led[port]++ }
-  END { for (p in led) printf "node%d=%d ", p - base + 1, led[p] }')" || true
-echo "groups led per node after the warm-up: ${leaders:-unknown}"
+warm_up "$base_resp"
+echo "groups led per node after the warm-up: $(leaders_per_node $((base_resp - 1)))"
 sleep 2 # the warm-up's last applies and log absorptions
 
 # The node processes in node order, from the lines `shardkv local` prints as it starts them.
@@ -86,20 +76,7 @@ for i in 1 2 3; do
   nodes+=("$pid")
 done
 
-thread_stats() { # "node thread ns-on-a-CPU context-switches" for every thread of each node
-  local i pid task ns cs
-  for i in 1 2 3; do
-    pid="${nodes[$((i - 1))]}"
-    for task in /proc/"$pid"/task/*; do
-      { read -r ns _ <"$task/schedstat"
-        cs="$(awk '/ctxt_switches/ { s += $2 } END { print s + 0 }' "$task/status")"
-      } 2>/dev/null || continue # the thread ended meanwhile
-      echo "$i ${task##*/} $ns $cs"
-    done
-  done
-}
-
-before="$(thread_stats)"
+before="$(thread_stats "${nodes[@]}")"
 if [ -n "$perf_node" ]; then
   perf record -e task-clock -c "$perf_period_ns" --call-graph dwarf,16384 \
     -p "${nodes[$((perf_node - 1))]}" -o "$work/perf.data" >"$work/perf.log" 2>&1 &
@@ -116,7 +93,7 @@ if [ -n "$perf_pid" ]; then
   wait "$perf_pid" 2>/dev/null || true
   perf_pid=""
 fi
-after="$(thread_stats)"
+after="$(thread_stats "${nodes[@]}")"
 [ -n "$rps" ] || { echo "redis-benchmark gave no figure" >&2; exit 1; }
 
 mode=ReadIndex
@@ -124,8 +101,9 @@ mode=ReadIndex
 echo "$test -P $pipeline -c $clients, reads by $mode: $rps requests/s"
 # Per thread, the difference between the samples (a thread started meanwhile counts whole,
 # one that ended meanwhile not at all).
-awk -v n="$requests" 'NR == FNR { ns[$1 " " $2] = $3; cs[$1 " " $2] = $4; next }
-  { k = $1 " " $2; cpu[$1] += $3 - ns[k]; sw[$1] += $4 - cs[k] }
+awk -v n="$requests" -v pids="${nodes[*]}" 'BEGIN { split(pids, p); for (i in p) node[p[i]] = i }
+  NR == FNR { ns[$1 " " $2] = $3; cs[$1 " " $2] = $4; next }
+  { k = $1 " " $2; cpu[node[$1]] += $3 - ns[k]; sw[node[$1]] += $4 - cs[k] }
   END { for (i = 1; i <= 3; i++) {
           total += cpu[i] / 1000 / n
           printf "  node %d: %6.2f µs CPU and %.3f context switches per request\n", i,

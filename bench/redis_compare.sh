@@ -29,6 +29,8 @@
 # and Python 3.11 or later (tomllib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 requests="${1:-100000}"
 clients="${2:-50}"
@@ -75,16 +77,10 @@ pids+=($!)
   >"$work/shardkv-still.log" 2>&1 &
 pids+=($!)
 
-wait_for() { # port
-  for _ in $(seq 1 150); do
-    [ "$(timeout 2 redis-cli -p "$1" PING 2>/dev/null)" = "PONG" ] && return 0
-    sleep 0.2
-  done
-  echo "port $1 did not answer" >&2; tail -30 "$work/shardkv.log" >&2; exit 1
-}
-wait_for "$redis_port"; wait_for 7001; wait_for 7002; wait_for 7003
-wait_for 7011; wait_for 7012; wait_for 7013
-wait_for 7021; wait_for 7022; wait_for 7023
+wait_for_port "$redis_port" "$work/redis.log"
+for port in 7001 7002 7003; do wait_for_port "$port" "$work/shardkv.log"; done
+for port in 7011 7012 7013; do wait_for_port "$port" "$work/shardkv-lease.log"; done
+for port in 7021 7022 7023; do wait_for_port "$port" "$work/shardkv-still.log"; done
 # Wait for the layout's leader placement: each group led (health "online") by the node its
 # layout lists first, as a new cluster settles (the default layout, shards/local-3x8.toml).
 leaders_placed() { # base port (node n answers on base + n)
@@ -105,19 +101,9 @@ sys.exit(0 if ok else 1)' "$1" 2>/dev/null && return 0
   echo "note: leaders of the cluster on port $(($1 + 1)) are not where the layout places them" >&2
 }
 leaders_placed 7000; leaders_placed 7010; leaders_placed 7020
-# Warm up with the rows' own traffic, plain clients on node 1, for two windows of
-# `timeouts.follow_workload_ms` (5 s): leaders then follow the requests to node 1 (see
-# src/node/workload.rs), as they would under an application that talks to one node.
-leaders_per_node() { # base port
-  redis-cli -p "$(($1 + 1))" --json CLUSTER SHARDS 2>/dev/null | python3 -c '
-import collections, json, sys
-shards = json.load(sys.stdin)
-led = collections.Counter(n["port"] for s in shards for n in s["nodes"] if n["role"] == "master")
-print(" ".join(f"node{p - int(sys.argv[1])}={c}" for p, c in sorted(led.items())))' "$1"
-}
+# Warm up the plain rows' clusters through node 1 (`warm_up`): their leaders move there.
 for base in 7000 7010; do
-  timeout 14 redis-benchmark -p "$((base + 1))" -t set -n 10000000 -c 50 -r 100000 -q \
-    >/dev/null 2>&1 || true
+  warm_up "$((base + 1))"
   echo "leaders of the cluster on port $((base + 1)) after the warm-up: $(leaders_per_node "$base")"
 done
 
@@ -134,29 +120,20 @@ shardkv_procs="$(nodes_of "${pids[1]}")"
 lease_procs="$(nodes_of "${pids[2]}")"
 still_procs="$(nodes_of "${pids[3]}")"
 
-thread_ns() { # pids...: "thread-id nanoseconds-on-a-CPU-so-far" for every thread of each
-  local pid f ns
-  for pid in "$@"; do
-    for f in /proc/"$pid"/task/*/schedstat; do
-      { read -r ns _ <"$f"; } 2>/dev/null && echo "${f%/schedstat} $ns"
-    done
-  done
-}
-
 # Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give). The
 # CPU time is summed per thread between the two samples, so that a thread that ends
 # during the run (an idle pool thread, say) takes away only its time within the run.
 run() { # requests port test pipeline "pids" extra...
   local n="$1" port="$2" test="$3" pipe="$4" procs="$5" got cpu=- before after; shift 5
   # shellcheck disable=SC2086 # the pids are words
-  before="$(thread_ns $procs)"
+  before="$(thread_stats $procs)"
   got="$(timeout 600 redis-benchmark -p "$port" -t "$test" -n "$n" -c "$clients" \
     -P "$pipe" -r 100000 --csv "$@" 2>/dev/null \
     | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
   # shellcheck disable=SC2086
-  after="$(thread_ns $procs)"
+  after="$(thread_stats $procs)"
   if [ -n "$got" ]; then
-    cpu="$(awk -v n="$n" 'NR == FNR { b[$1] = $2; next } { d += $2 - b[$1] }
+    cpu="$(awk -v n="$n" 'NR == FNR { b[$1 " " $2] = $3; next } { d += $3 - b[$1 " " $2] }
       END { printf "%.3f", d / 1000 / n }' <(echo "$before") <(echo "$after"))"
   fi
   echo "${got:--} $cpu"

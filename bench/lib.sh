@@ -1,0 +1,47 @@
+# Shared by the scripts of bench/ (sourced, not run): waiting for a server, the warm-up
+# that moves a cluster's leaders to the node it goes through, where the leaders are, and
+# the CPU time of processes' threads.
+
+# Returns once `port` answers PING; else prints the end of `log` and exits.
+wait_for_port() { # port log
+  for _ in $(seq 1 150); do
+    [ "$(timeout 2 redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0
+    sleep 0.2
+  done
+  echo "port $1 did not answer" >&2; tail -30 "$2" >&2; exit 1
+}
+
+# SETs through `port`, plain clients, for two windows of `timeouts.follow_workload_ms`
+# (5 s) and more: the leaders then follow the requests to that node (src/node/workload.rs),
+# as they would under an application that talks to one node.
+warm_up() { # port
+  timeout 14 redis-benchmark -p "$1" -t set -n 10000000 -c 50 -r 100000 -q \
+    >/dev/null 2>&1 || true
+}
+
+# "node1=a node2=b ..." groups led per node of the cluster whose node n answers on base + n.
+leaders_per_node() { # base port
+  redis-cli -p "$(($1 + 1))" --json CLUSTER SHARDS 2>/dev/null | python3 -c '
+import collections, json, sys
+shards = json.load(sys.stdin)
+led = collections.Counter(n["port"] for s in shards for n in s["nodes"] if n["role"] == "master")
+print(" ".join(f"node{p - int(sys.argv[1])}={c}" for p, c in sorted(led.items())))' "$1"
+}
+
+# "pid thread nanoseconds-on-a-CPU context-switches" so far, for every thread of each
+# process; a thread that ends meanwhile is left out.
+thread_stats() { # pids...
+  local pid task ns cs key value _rest
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      read -r ns _rest 2>/dev/null <"$task/schedstat" || continue
+      cs=0
+      while read -r key value _rest; do
+        case "$key" in
+          voluntary_ctxt_switches: | nonvoluntary_ctxt_switches:) cs=$((cs + value)) ;;
+        esac
+      done 2>/dev/null <"$task/status" || continue
+      echo "$pid ${task##*/} $ns $cs"
+    done
+  done
+}

@@ -283,6 +283,9 @@ impl NodeClient {
 
     /// The cached leader, else this node if it holds a replica, else the first replica.
     fn first_target(&self, group: GroupId) -> Result<NodeId, ShardError> {
+        if let Some(leader) = self.inner.table.leader(group) {
+            return Ok(leader);
+        }
         let route = self.inner.table.group(group).ok_or(ShardError::NoReplica { group })?;
         if let Some(leader) = route.leader {
             return Ok(leader);
@@ -318,10 +321,11 @@ impl NodeClient {
         left: Duration,
     ) -> ShardResult {
         if target == self.inner.table.me() {
-            let (op, left) = self.endorse_here(group, op, left).await;
+            let (op, waited_since) = self.endorse_here(group, op).await;
             if let Some(answer) = self.read_at_door(group, &op, target) {
                 return answer;
             }
+            let left = waited_since.map_or(left, |began| left.saturating_sub(began.elapsed()));
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
             if result.is_ok() {
                 self.workload.served(group, target);
@@ -332,29 +336,24 @@ impl NodeClient {
     }
 
     /// A read of a group this node leads, with a peer's endorsement from the next
-    /// node-level round if one comes (`with_read_rounds`), and what is `left` of the
-    /// attempt's time after the wait; any other `op` as it is, with all of it.
-    async fn endorse_here(
-        &self,
-        group: GroupId,
-        op: ShardOp,
-        left: Duration,
-    ) -> (ShardOp, Duration) {
-        let Some(rounds) = &self.read_rounds else { return (op, left) };
+    /// node-level round if one comes (`with_read_rounds`), and when its wait for the round
+    /// began (the attempt's time runs on); any other `op` as it is, with no wait.
+    async fn endorse_here(&self, group: GroupId, op: ShardOp) -> (ShardOp, Option<Instant>) {
+        let Some(rounds) = &self.read_rounds else { return (op, None) };
         match op {
             // A node's own sync of the cluster map is served without a round anyway.
             ShardOp::Read { command: ReadCommand::ClusterMap { linearizable: false, .. }, .. } => {
-                (op, left)
+                (op, None)
             }
             ShardOp::Read { command, now_ms, endorsement: None, follower_ok: false }
                 if self.inner.table.leader(group) == Some(self.inner.table.me()) =>
             {
                 let began = Instant::now();
-                let endorsement = rounds.endorsement(group).await;
+                let endorsement = rounds.endorsement(group, began).await;
                 let op = ShardOp::Read { command, now_ms, endorsement, follower_ok: false };
-                (op, left.saturating_sub(began.elapsed()))
+                (op, Some(began))
             }
-            op => (op, left),
+            op => (op, None),
         }
     }
 

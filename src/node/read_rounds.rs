@@ -123,24 +123,42 @@ impl ReadRounds {
     /// A peer's endorsement of a read of `group` that began before this call, from the next
     /// round of each peer up that holds a replica of the group; `None` if none gave one,
     /// and at once for a group of one replica (no round to save) or of more than three
-    /// (one peer's word and the leader's are no majority there).
-    pub async fn endorsement(&self, group: GroupId) -> Option<Endorsement> {
-        let replicas = self.table.group(group).map(|r| r.replicas).unwrap_or_default();
-        if !(2..=REPLICAS_MAX).contains(&replicas.len()) {
+    /// (one peer's word and the leader's are no majority there). `now` is the time of the
+    /// call, read once by the caller: the wait ends at `now` and `wait`.
+    pub async fn endorsement(&self, group: GroupId, now: Instant) -> Option<Endorsement> {
+        let me = self.table.me();
+        // The other replicas, read in place: no copy of the route on every read.
+        let mut others = [me; REPLICAS_MAX];
+        let count = self.table.with_group(group, |route| {
+            if !(2..=REPLICAS_MAX).contains(&route.replicas.len()) {
+                return 0;
+            }
+            let mut count = 0;
+            for (slot, node) in others.iter_mut().zip(route.replicas.iter().filter(|n| **n != me))
+            {
+                *slot = *node;
+                count += 1;
+            }
+            count
+        });
+        let count = count.unwrap_or(0);
+        if count == 0 {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        let me = self.table.me();
         let read = Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) });
         let mut probes = Vec::new();
         let mut asked = 0;
         {
             let mut st = self.lock();
-            for node in replicas.into_iter().filter(|n| *n != me) {
+            for &node in &others[..count] {
                 let id = st.next_id;
                 let up = self.peers.is_up(node);
                 let peer = st.peers.entry(node).or_default();
-                let stale = peer.out.as_ref().is_some_and(|r| r.sent.elapsed() >= self.wait);
+                let stale = peer
+                    .out
+                    .as_ref()
+                    .is_some_and(|r| now.saturating_duration_since(r.sent) >= self.wait);
                 if stale || !up {
                     // The peer never answered (the probe or its answer was lost, say), or
                     // its link is down: the round endorses nothing, and the next may leave.
@@ -161,7 +179,7 @@ impl ReadRounds {
                     asked += 1;
                 }
                 if peer.out.is_none() && !peer.queued.is_empty() {
-                    probes.push(self.start_round(node, peer, id));
+                    probes.push(self.start_round(node, peer, id, now));
                     st.next_id += 1;
                 }
             }
@@ -169,7 +187,7 @@ impl ReadRounds {
         self.send(probes);
         let endorsement = if asked > 0 {
             // Every round's end answers its reads; this bounds a round still out.
-            tokio::time::timeout(self.wait, rx).await.ok().and_then(Result::ok).flatten()
+            tokio::time::timeout_at(now + self.wait, rx).await.ok().and_then(Result::ok).flatten()
         } else {
             None
         };
@@ -205,7 +223,7 @@ impl ReadRounds {
             if peer.queued.is_empty() {
                 return;
             }
-            let probe = self.start_round(from, peer, id);
+            let probe = self.start_round(from, peer, id, Instant::now());
             st.next_id += 1;
             probe
         };
@@ -223,12 +241,18 @@ impl ReadRounds {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes `node`'s queued reads its round `id`: the probe to send.
-    fn start_round(&self, node: NodeId, peer: &mut PeerRounds, id: u64) -> (NodeId, TermProbe) {
+    /// Makes `node`'s queued reads its round `id`, sent `now`: the probe to send.
+    fn start_round(
+        &self,
+        node: NodeId,
+        peer: &mut PeerRounds,
+        id: u64,
+        now: Instant,
+    ) -> (NodeId, TermProbe) {
         let reads = std::mem::take(&mut peer.queued);
         peer.queued_reads = 0;
         let groups = reads.keys().copied().collect();
-        peer.out = Some(Round { id, sent: Instant::now(), reads });
+        peer.out = Some(Round { id, sent: now, reads });
         self.counters.rounds.inc();
         (node, TermProbe { probe_id: id, groups })
     }
@@ -327,7 +351,7 @@ mod tests {
 
     fn read(rounds: &Arc<ReadRounds>, group: u64) -> JoinHandle<Option<Endorsement>> {
         let rounds = rounds.clone();
-        tokio::spawn(async move { rounds.endorsement(GroupId(group)).await })
+        tokio::spawn(async move { rounds.endorsement(GroupId(group), Instant::now()).await })
     }
 
     /// The probe sent to `node` (exactly one since the last look), groups sorted.
@@ -437,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn with_every_peer_down_nothing_is_asked() {
         let (rounds, sent) = rounds(vec![NodeId(2), NodeId(3)]);
-        assert_eq!(rounds.endorsement(GroupId(1)).await, None);
+        assert_eq!(rounds.endorsement(GroupId(1), Instant::now()).await, None);
         assert!(sent.take().is_empty());
         assert_eq!(counted(&rounds), (0, 0, 1));
     }
@@ -449,7 +473,7 @@ mod tests {
         for (nodes, replicas) in [(3, 1), (5, 5)] {
             let (rounds, sent) = rounds_of(nodes, replicas, vec![], Duration::from_secs(60));
             for g in 1..=4 {
-                assert_eq!(rounds.endorsement(GroupId(g)).await, None);
+                assert_eq!(rounds.endorsement(GroupId(g), Instant::now()).await, None);
             }
             assert!(sent.take().is_empty());
             assert_eq!(counted(&rounds), (0, 0, 0));
@@ -463,7 +487,7 @@ mod tests {
         let wait = Duration::from_millis(100);
         let (rounds, sent) = rounds_of(3, 3, vec![], wait);
         let began = Instant::now();
-        assert_eq!(rounds.endorsement(GroupId(1)).await, None);
+        assert_eq!(rounds.endorsement(GroupId(1), Instant::now()).await, None);
         assert!(began.elapsed() >= wait);
         assert_eq!(sent.take().len(), 2);
         let r = read(&rounds, 1);
@@ -489,7 +513,7 @@ mod tests {
         let queued = read(&rounds, 1);
         settle().await;
         // Both queues hold one read: the next asks nobody.
-        assert_eq!(rounds.endorsement(GroupId(2)).await, None);
+        assert_eq!(rounds.endorsement(GroupId(2), Instant::now()).await, None);
         rounds.on_answer(NodeId(2), answer(two, &[(1, 5)]));
         assert_eq!(first.await.unwrap(), by(2));
         let next = probe_to(&sent.take(), 2).0;

@@ -110,6 +110,11 @@ impl RoutingTable {
         self.groups.get(&group).map(|r| r.clone())
     }
 
+    /// `f` of `group`'s route, read in place (no copy of its replicas), if the table has it.
+    pub fn with_group<R>(&self, group: GroupId, f: impl FnOnce(&GroupRoute) -> R) -> Option<R> {
+        self.groups.get(&group).map(|r| f(&r))
+    }
+
     /// Every data group, by id (the metadata group owns no hash slot: see `group`).
     pub fn groups(&self) -> Vec<GroupRoute> {
         let mut all: Vec<GroupRoute> = self

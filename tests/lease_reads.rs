@@ -154,7 +154,11 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
     }
     let rounds = counted(&cluster, "shardkv_raft_read_rounds_total");
     let by_rounds = counted(&cluster, "shardkv_raft_read_rounds_endorsed_reads_total");
-    println!("node-level read rounds: {rounds}, reads they endorsed: {by_rounds}");
+    let backed_up = counted(&cluster, "shardkv_raft_read_rounds_backup_reads_total");
+    println!(
+        "node-level read rounds: {rounds}, reads they endorsed: {by_rounds}, reads that \
+         asked more peers once the first was slow: {backed_up}"
+    );
     if mode == ReadConsistency::ReadIndex && prefix != "group" {
         // Peers answered the probes in the leader's term: the whole path, over the wire.
         assert!(by_rounds > 0.0, "reads at a leader's node were endorsed by node read rounds");

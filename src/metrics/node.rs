@@ -60,6 +60,7 @@ pub struct ReadRoundCounters {
     pub rounds: IntCounter,
     pub endorsed: IntCounter,
     pub unendorsed: IntCounter,
+    pub backed_up: IntCounter,
 }
 
 impl ReadRoundCounters {
@@ -71,6 +72,7 @@ impl ReadRoundCounters {
             rounds: counter("rounds"),
             endorsed: counter("endorsed"),
             unendorsed: counter("unendorsed"),
+            backed_up: counter("backed_up"),
         }
     }
 }
@@ -443,6 +445,12 @@ impl NodeMetrics {
                     "Reads node-level read rounds left without a peer's word (every peer asked \
                      answered in another term, none answered in time, or none could be asked): \
                      each ran its group's own heartbeat round.",
+                )?,
+                backed_up: plain_counter(
+                    &r,
+                    "raft_read_rounds_backup_reads_total",
+                    "Reads the first peer they asked left without a word for \
+                     [reads] node_round_backup_ms, which then asked their group's other peers.",
                 )?,
             },
             resp: resp(&r)?,

@@ -111,17 +111,18 @@ impl NodeClient {
     }
 
     /// Reads of a group led here wait for a node-level round (`node::read_rounds`), which
-    /// asks every peer once for all of them, instead of their group's own ReadIndex round;
-    /// a read waits `wait` for an endorsement at most.
+    /// asks a peer once for all of them, instead of their group's own ReadIndex round; a
+    /// read waits `wait` for an endorsement at most, and asks every peer after `backup`.
     pub fn with_read_rounds(
         self,
         wait: Option<Duration>,
+        backup: Duration,
         counters: ReadRoundCounters,
     ) -> NodeClient {
         let read_rounds = wait.map(|wait| {
             let (table, local) = (self.inner.table.clone(), self.inner.local.clone());
             let peers = self.inner.peers.clone();
-            Arc::new(ReadRounds::new(table, local, peers, wait, counters))
+            Arc::new(ReadRounds::new(table, local, peers, wait, backup, counters))
         });
         NodeClient { read_rounds, ..self }
     }
@@ -656,6 +657,7 @@ mod tests {
                 .with_workload(Arc::new(Workload::new(true)))
                 .with_read_rounds(
                     rounds.map(|_| Duration::from_secs(60)),
+                    Duration::from_secs(60),
                     ReadRoundCounters::unregistered(),
                 );
             wire.nodes.lock().expect("wire").push((me, client.clone()));

@@ -216,6 +216,11 @@ pub struct ReadConfig {
     /// A read no peer endorses (every peer asked answered in another term, or none within
     /// a heartbeat interval) runs its group's own round. False: a round per group.
     pub node_rounds: bool,
+    /// With `node_rounds`: a read asks one peer (each node its own, the next node id
+    /// around), which halves the questions a node sends; one that has waited this long
+    /// without a word, or that comes while that peer's question out is this old, asks its
+    /// group's other peers too. 0: every read asks every peer at once.
+    pub node_round_backup_ms: u64,
 }
 
 impl Default for ReadConfig {
@@ -225,6 +230,7 @@ impl Default for ReadConfig {
             lease_drift_ticks: 3,
             follower: true,
             node_rounds: true,
+            node_round_backup_ms: 2,
         }
     }
 }
@@ -233,6 +239,11 @@ impl ReadConfig {
     /// The replicas' setting: `Some(drift ticks)` for lease reads.
     pub fn lease(&self) -> Option<u64> {
         (self.mode == ReadConsistency::Lease).then_some(self.lease_drift_ticks)
+    }
+
+    /// How long a read waits for its first peer's word before it asks the others too.
+    pub fn node_round_backup(&self) -> Duration {
+        Duration::from_millis(self.node_round_backup_ms)
     }
 
     /// How long a node-level read round may take, when the node runs them.

@@ -8,8 +8,15 @@
 //! them, and each read goes to its replica with the first endorsement a peer holding its
 //! group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
 //! its next, which leaves as soon as the peer answers (the peer must read its term after
-//! the read began). Peers are independent, so a slow peer delays no read another peer
-//! endorses.
+//! the read began).
+//!
+//! A read asks one peer: the next node id after this node's around the ring, so that the
+//! reads of every group go to the same peer in as few probes as possible, and each node of
+//! a cluster asks a different one (`preferred`). Every probe costs both nodes a frame each
+//! way, and the peer a wake-up. Peers are independent, so a slow peer delays a read by the
+//! backup at most (`[reads] node_round_backup_ms`): a read that waited that long without a
+//! word asks its group's other peers too, and one that arrives while its first peer's
+//! round out is that old asks the next at once.
 //!
 //! The endorsement only ever saves a group its round: a replica that finds it wanting (not
 //! the leader's term, a learner, a group of five, no no-op committed yet) runs its own
@@ -53,6 +60,11 @@ struct Read {
 }
 
 impl Read {
+    /// Whether no answer ended the read yet.
+    fn waits(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+    }
+
     /// Answers the read unless another peer's answer already did; true if this one did and
     /// the reader still waited for it.
     fn answer(&self, endorsement: Option<Endorsement>) -> bool {
@@ -70,6 +82,13 @@ impl Read {
 
 type Reads = HashMap<GroupId, Vec<Arc<Read>>>;
 
+/// The order in which `me` asks its peers: the next node id after its own first, around
+/// the ring of ids, so that each node's reads go to one peer and the nodes of a cluster
+/// ask different ones.
+fn preferred(me: NodeId, peer: NodeId) -> u64 {
+    peer.get().wrapping_sub(me.get())
+}
+
 /// The read rounds of one node; shared by the request path's tasks.
 pub struct ReadRounds {
     table: Arc<RoutingTable>,
@@ -78,6 +97,9 @@ pub struct ReadRounds {
     /// A read waits this long at most; a peer's round out longer is replaced by the next
     /// read for that peer (its reads take no word from it).
     wait: Duration,
+    /// A read that waited this long without a word asks the group's other peers too, and
+    /// one arriving while its first peer's round out is this old asks the next at once.
+    backup: Duration,
     /// `ROUND_WAITERS_MAX`, but in tests.
     queued_max: usize,
     counters: ReadRoundCounters,
@@ -112,19 +134,25 @@ impl ReadRounds {
         local: Arc<dyn LocalGroups>,
         peers: Arc<dyn PeerSender>,
         wait: Duration,
+        backup: Duration,
         counters: ReadRoundCounters,
     ) -> ReadRounds {
         let next_id = crate::shard::actor::first_read_id();
         let state = Mutex::new(State { next_id, peers: HashMap::new() });
         let queued_max = ROUND_WAITERS_MAX;
-        ReadRounds { table, local, peers, wait, queued_max, counters, state }
+        ReadRounds { table, local, peers, wait, backup, queued_max, counters, state }
     }
 
     /// A peer's endorsement of a read of `group` that began before this call, from the next
-    /// round of each peer up that holds a replica of the group; `None` if none gave one,
-    /// and at once for a group of one replica (no round to save) or of more than three
-    /// (one peer's word and the leader's are no majority there). `now` is the time of the
-    /// call, read once by the caller: the wait ends at `now` and `wait`.
+    /// round of a peer up that holds a replica of the group; `None` if none gave one, and
+    /// at once for a group of one replica (no round to save) or of more than three (one
+    /// peer's word and the leader's are no majority there). `now` is the time of the call,
+    /// read once by the caller: the wait ends at `now` and `wait`.
+    ///
+    /// The read asks one peer, the first of `preferred`'s order, so that the reads of every
+    /// group go to the same peer in as few rounds as possible; it asks the next too if that
+    /// one's round out is already older than `backup`, and every other one once it has
+    /// waited `backup` itself without a word.
     pub async fn endorsement(&self, group: GroupId, now: Instant) -> Option<Endorsement> {
         let me = self.table.me();
         // The other replicas, read in place: no copy of the route on every read.
@@ -141,17 +169,66 @@ impl ReadRounds {
             }
             count
         });
-        let count = count.unwrap_or(0);
-        if count == 0 {
+        let others = &mut others[..count.unwrap_or(0)];
+        if others.is_empty() {
             return None;
         }
-        let (tx, rx) = oneshot::channel();
+        others.sort_unstable_by_key(|node| preferred(me, *node));
+        let (tx, mut rx) = oneshot::channel();
         let read = Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) });
+        let mut asked = [false; REPLICAS_MAX];
+        let endorsement = if self.ask(group, &read, others, &mut asked, now, false) {
+            // Every round's end answers its reads; the time-outs bound a round still out.
+            let first = now + self.backup.min(self.wait);
+            match tokio::time::timeout_at(first, &mut rx).await {
+                Ok(answer) => answer.ok().flatten(),
+                Err(_) => {
+                    if self.ask(group, &read, others, &mut asked, Instant::now(), true) {
+                        self.counters.backed_up.inc();
+                    }
+                    let answer = tokio::time::timeout_at(now + self.wait, rx).await;
+                    answer.ok().and_then(Result::ok).flatten()
+                }
+            }
+        } else {
+            None
+        };
+        if endorsement.is_none() {
+            self.counters.unendorsed.inc();
+        }
+        endorsement
+    }
+
+    /// Queues `read` (of `group`) for the next round of peers of `others` (in the order of
+    /// preference) it has not `asked` yet: with `all`, every one up, if no answer ended the
+    /// read meanwhile; else the first up with room, and each next while every peer asked
+    /// so far has a round out older than `backup`. Starts the round of each such peer with
+    /// none out. Whether this call asked a peer (without `all`: whether the read waits).
+    fn ask(
+        &self,
+        group: GroupId,
+        read: &Arc<Read>,
+        others: &[NodeId],
+        asked: &mut [bool; REPLICAS_MAX],
+        now: Instant,
+        all: bool,
+    ) -> bool {
         let mut probes = Vec::new();
-        let mut asked = 0;
+        let mut asked_now = false;
         {
             let mut st = self.lock();
-            for &node in &others[..count] {
+            if all && !read.waits() {
+                return false;
+            }
+            // A peer asked whose round out is not old yet: the read waits for it alone.
+            let mut covered = false;
+            for (i, &node) in others.iter().enumerate() {
+                if asked[i] {
+                    continue;
+                }
+                if covered && !all {
+                    break;
+                }
                 let id = st.next_id;
                 let up = self.peers.is_up(node);
                 let peer = st.peers.entry(node).or_default();
@@ -176,25 +253,25 @@ impl ReadRounds {
                     read.asked.fetch_add(1, Ordering::AcqRel);
                     peer.queued.entry(group).or_default().push(read.clone());
                     peer.queued_reads += 1;
-                    asked += 1;
+                    asked[i] = true;
+                    asked_now = true;
                 }
-                if peer.out.is_none() && !peer.queued.is_empty() {
+                let start = peer.out.is_none() && !peer.queued.is_empty();
+                if start {
                     probes.push(self.start_round(node, peer, id, now));
+                }
+                let slow = peer
+                    .out
+                    .as_ref()
+                    .is_some_and(|r| now.saturating_duration_since(r.sent) >= self.backup);
+                covered |= asked[i] && !slow;
+                if start {
                     st.next_id += 1;
                 }
             }
         }
         self.send(probes);
-        let endorsement = if asked > 0 {
-            // Every round's end answers its reads; this bounds a round still out.
-            tokio::time::timeout_at(now + self.wait, rx).await.ok().and_then(Result::ok).flatten()
-        } else {
-            None
-        };
-        if endorsement.is_none() {
-            self.counters.unendorsed.inc();
-        }
-        endorsement
+        asked_now
     }
 
     /// A peer answered its round: each group it gives this node's replica's term for is
@@ -313,12 +390,23 @@ mod tests {
     }
 
     /// Node 1 of `nodes`, groups of `replicas`, replicas in term 5; a round ends after
-    /// `wait` unanswered.
+    /// `wait` unanswered; reads ask every peer at once (a backup of 0).
     fn rounds_of(
         nodes: u64,
         replicas: u64,
         down: Vec<NodeId>,
         wait: Duration,
+    ) -> (Arc<ReadRounds>, Arc<Sent>) {
+        rounds_backed_up(nodes, replicas, down, wait, Duration::ZERO)
+    }
+
+    /// `rounds_of`, with reads asking one peer first and the others after `backup`.
+    fn rounds_backed_up(
+        nodes: u64,
+        replicas: u64,
+        down: Vec<NodeId>,
+        wait: Duration,
+        backup: Duration,
     ) -> (Arc<ReadRounds>, Arc<Sent>) {
         let layout = Layout::even(nodes, 4, replicas);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
@@ -328,7 +416,7 @@ mod tests {
         let sent = Arc::new(Sent { down: Mutex::new(down), ..Sent::default() });
         let terms = Arc::new(Terms(Term(5)));
         let counters = ReadRoundCounters::unregistered();
-        let rounds = ReadRounds::new(table, terms, sent.clone(), wait, counters);
+        let rounds = ReadRounds::new(table, terms, sent.clone(), wait, backup, counters);
         (Arc::new(rounds), sent)
     }
 
@@ -405,6 +493,66 @@ mod tests {
         assert_eq!(other.await.unwrap(), by(2));
         assert!(sent.take().is_empty(), "nothing waits: no next round");
         assert_eq!(counted(&rounds), (4, 3, 0));
+    }
+
+    /// Each node asks the next node id around the ring first.
+    #[test]
+    fn each_node_asks_the_next_node_around_first() {
+        let order = |me: u64, mut peers: Vec<u64>| {
+            peers.sort_unstable_by_key(|p| preferred(NodeId(me), NodeId(*p)));
+            peers
+        };
+        assert_eq!(order(1, vec![3, 2]), vec![2, 3]);
+        assert_eq!(order(2, vec![1, 3]), vec![3, 1]);
+        assert_eq!(order(3, vec![2, 1]), vec![1, 2]);
+        assert_eq!(order(4, vec![7, 2, 5]), vec![5, 7, 2]);
+    }
+
+    /// With a backup, a read asks one peer. One that waited the backup without a word asks
+    /// the others too; one arriving while that peer's round out is older than the backup
+    /// asks the next at once, and so does one whose first peer is down.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_asks_one_peer_and_the_others_once_it_is_slow() {
+        let (wait, backup) = (Duration::from_millis(100), Duration::from_millis(10));
+        let (rounds, sent) = rounds_backed_up(3, 3, vec![], wait, backup);
+        let first = read(&rounds, 1);
+        settle().await;
+        let out = sent.take();
+        assert_eq!(out.len(), 1, "node 2 alone is asked: {out:?}");
+        rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(1, 5)]));
+        assert_eq!(first.await.unwrap(), by(2));
+        // Node 2 goes quiet: once the read has waited the backup, it asks node 3 too.
+        let began = Instant::now();
+        let slow = read(&rounds, 2);
+        settle().await;
+        probe_to(&sent.take(), 2);
+        tokio::time::sleep(backup).await;
+        settle().await;
+        let (three, groups) = probe_to(&sent.take(), 3);
+        assert_eq!(groups, vec![GroupId(2)]);
+        // Node 2's round out is older than the backup: the next read asks node 3 at once,
+        // and waits for its next round.
+        let next = read(&rounds, 3);
+        settle().await;
+        assert!(sent.take().is_empty(), "both peers have a round out");
+        rounds.on_answer(NodeId(3), answer(three, &[(2, 5)]));
+        assert_eq!(slow.await.unwrap(), by(3));
+        assert!(began.elapsed() >= backup && began.elapsed() < wait);
+        let (three, groups) = probe_to(&sent.take(), 3);
+        assert_eq!(groups, vec![GroupId(3)]);
+        rounds.on_answer(NodeId(3), answer(three, &[(3, 5)]));
+        assert_eq!(next.await.unwrap(), by(3));
+        assert_eq!(began.elapsed(), backup, "the next read waited for no backup");
+        assert_eq!(rounds.counters.backed_up.get(), 1);
+        // Node 2 down: a read asks node 3 at once.
+        sent.down.lock().expect("down").push(NodeId(2));
+        let last = read(&rounds, 4);
+        settle().await;
+        let out = sent.take();
+        assert_eq!(out.len(), 1, "{out:?}");
+        rounds.on_answer(NodeId(3), answer(probe_to(&out, 3).0, &[(4, 5)]));
+        assert_eq!(last.await.unwrap(), by(3));
+        assert_eq!((rounds.counters.backed_up.get(), rounds.counters.unendorsed.get()), (1, 0));
     }
 
     /// A peer that does not answer holds no read the other endorses.

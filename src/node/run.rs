@@ -350,7 +350,11 @@ impl Node {
         let workload = Arc::new(Workload::new(t.follow_workload_ms > 0));
         let client = NodeClient::new(table.clone(), local.clone(), peers, t.request())
             .with_follower_reads(config.reads.follower)
-            .with_read_rounds(config.reads.node_round_wait(t), metrics.read_rounds())
+            .with_read_rounds(
+                config.reads.node_round_wait(t),
+                config.reads.node_round_backup(),
+                metrics.read_rounds(),
+            )
             .with_workload(workload.clone());
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);

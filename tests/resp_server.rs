@@ -15,7 +15,8 @@ struct Server {
     addr: SocketAddr,
     backend: MemBackend,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _runtime: tokio::runtime::Runtime,
+    /// The runtime serving, unless a thread of its own runs it (`start_one_thread`).
+    _runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Drop for Server {
@@ -49,7 +50,36 @@ fn start(options: RespOptions) -> Server {
         addr,
         backend,
         stop: Some(stop),
-        _runtime: runtime,
+        _runtime: Some(runtime),
+    }
+}
+
+/// `start`, with the server on a runtime of one thread of its own, as a node runs it.
+fn start_one_thread(options: RespOptions) -> Server {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backend = MemBackend::new(4, addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = backend.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            serve(listener, served, options, shutdown).await.unwrap();
+        });
+    });
+    Server {
+        addr,
+        backend,
+        stop: Some(stop),
+        _runtime: None,
     }
 }
 
@@ -423,6 +453,39 @@ fn malformed_frames_close_only_their_connection() {
     // A truncated frame then a close: nothing is answered, nothing breaks.
     assert_eq!(raw(&server, b"*2\r\n$3\r\nGET\r\n$5\r\nab"), "");
     assert_eq!(healthy.get::<_, String>("k").unwrap(), "v");
+}
+
+/// Requests that come in pieces, with pauses between them, are answered whole, on a
+/// runtime of one thread (where a read that drained the socket marks it not readable, and
+/// the next waits for the event loop's word of new bytes) as on one of several; so is a
+/// value larger than the read buffer, and a pipeline split mid-command.
+#[test]
+fn requests_arriving_in_pieces_are_answered() {
+    let big = "x".repeat(40_000);
+    let set_big = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n{big}\r\n", big.len());
+    let get_big = format!("${}\r\n{big}\r\n", big.len());
+    for server in [start_one_thread(RespOptions::default()), start(RespOptions::default())] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let pieces: [&[u8]; 8] = [
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk",
+            b"\r\n$1\r\nv\r",
+            b"\n",
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI",
+            b"NG\r\n",
+            &set_big.as_bytes()[..20_000],
+            &set_big.as_bytes()[20_000..],
+            b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n",
+        ];
+        for piece in pieces {
+            stream.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let expected = format!("+OK\r\n$1\r\nv\r\n+PONG\r\n+OK\r\n{get_big}");
+        let mut got = vec![0u8; expected.len()];
+        stream.read_exact(&mut got).expect("every answer within the read time-out");
+        assert!(got == expected.as_bytes(), "{}", String::from_utf8_lossy(&got[..60]));
+    }
 }
 
 #[test]

@@ -456,9 +456,8 @@ fn malformed_frames_close_only_their_connection() {
 }
 
 /// Requests that come in pieces, with pauses between them, are answered whole, on a
-/// runtime of one thread (where a read that drained the socket marks it not readable, and
-/// the next waits for the event loop's word of new bytes) as on one of several; so is a
-/// value larger than the read buffer, and a pipeline split mid-command.
+/// runtime of one thread (as a node runs connections) as on one of several; so is a value
+/// larger than the read buffer, and a pipeline split mid-command.
 #[test]
 fn requests_arriving_in_pieces_are_answered() {
     let big = "x".repeat(40_000);

@@ -25,10 +25,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::io::Interest;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinHandle;
 
 use super::backend::Backend;
@@ -182,7 +180,6 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         next_batch: 0,
     };
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let one_thread = Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
     // One wait for CLIENT KILL for the whole connection, not one set up for every read.
     let killed = entry.killed();
     tokio::pin!(killed);
@@ -195,11 +192,9 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
                 break;
             }
         }
-        let room = input.capacity() - input.len();
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(n) if n < room && one_thread => forget_readable(&reader),
                 Ok(_) => {}
             },
             _ = &mut killed => break,
@@ -207,17 +202,6 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
     }
     let _ = conn.writer.shutdown().await;
     shared.clients.unregister(id);
-}
-
-/// After a read that left room in the buffer (the kernel had no more bytes), marks the
-/// socket not readable: the next read waits for the event loop's word of new bytes instead
-/// of first asking the kernel, only to hear that none came (a system call per request).
-/// Only on a current-thread runtime, where no event is taken between the read and this
-/// call (tokio clears only the readiness it saw, and the kernel reports bytes that come
-/// later as a new event).
-fn forget_readable(reader: &OwnedReadHalf) {
-    let none = || Err::<(), _>(std::io::Error::from(std::io::ErrorKind::WouldBlock));
-    let _ = reader.as_ref().try_io(Interest::READABLE, none);
 }
 
 impl<B: Backend> Conn<B> {

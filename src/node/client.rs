@@ -155,8 +155,12 @@ impl NodeClient {
     /// refusal, also once the time-out has passed.
     pub async fn execute(&self, group: GroupId, op: ShardOp) -> ShardResult {
         let mut group = group;
-        if let Some(answer) = self.read_at_door(group, &op, self.inner.table.me()) {
-            return answer;
+        // With read rounds (ReadIndex reads), a door answers a read only on the endorsement
+        // a round brings (`attempt`); without, a lease or a forwarder's may let it at once.
+        if self.read_rounds.is_none() {
+            if let Some(answer) = self.read_at_door(group, &op, self.inner.table.me()) {
+                return answer;
+            }
         }
         let deadline = Instant::now() + self.inner.request_timeout;
         if let Some(served) = self.read_here(group, &op).await {

@@ -194,10 +194,12 @@ impl ReadDoor {
             Err(TryLockError::WouldBlock) => return None,
         };
         let gate = state.gate.filter(|_| self.is_open())?;
+        // First what lets it answer, which turns away a read that needs a round before its
+        // keys are hashed.
+        let answered = gate.answers(endorsement)?;
         if !key_reads_within(command, gate.slots, DOOR_READ_KEYS_MAX) {
             return None;
         }
-        let answered = gate.answers(endorsement)?;
         let state = &mut *state;
         let Backing { db, group, metrics } = state.backing.as_ref()?;
         let (reply, checked) = read_applied(db, *group, &mut state.undurable, metrics, |view| {

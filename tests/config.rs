@@ -91,6 +91,24 @@ fn heartbeat_not_shorter_than_the_election_timeout_is_refused() {
 }
 
 #[test]
+fn a_read_round_backup_not_below_the_heartbeat_interval_is_refused() {
+    let backup = |ms: u64| {
+        move |t: String| {
+            t.replace("node_round_backup_ms = 2\n", &format!("node_round_backup_ms = {ms}\n"))
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    assert!(text.contains("node_round_backup_ms = 2\n"), "{text}");
+    std::fs::write(&path, backup(99)(text)).expect("write config");
+    let (config, _) = NodeConfig::load(&path).expect("a backup below 100 ms loads");
+    assert_eq!(config.reads.node_round_backup_ms, 99);
+    // The heartbeat interval of the test's files: 50 ms ticks, 2 of them.
+    assert!(message(load_edited(backup(100))).contains("node_round_backup_ms"));
+}
+
+#[test]
 fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
     let lease = |drift: u64| {
         move |t: String| {

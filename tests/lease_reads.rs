@@ -18,7 +18,7 @@
 //!   leader cannot win. The test also checks, through `/metrics`, that endorsed reads were
 //!   answered without a round at all.
 //! - ReadIndex at the leader's own node: reads of the groups a node leads are confirmed by
-//!   a node-level read round (`[reads] node_rounds`, the default), one question per peer
+//!   a node-level read round (`[reads] node_rounds`, the default), one question to a peer
 //!   answered from the terms its replicas published; a woken leader's round finds its
 //!   peers in the new term and endorses nothing. Checked through `/metrics`: rounds ran.
 //!   The variant with `node_rounds = false` runs a heartbeat round per group instead.
@@ -157,7 +157,7 @@ fn reads_stay_linearizable_when_a_paused_leader_wakes(mode: ReadConsistency, pre
     let backed_up = counted(&cluster, "shardkv_raft_read_rounds_backup_reads_total");
     println!(
         "node-level read rounds: {rounds}, reads they endorsed: {by_rounds}, reads that \
-         asked more peers once the first was slow: {backed_up}"
+         asked more than one peer: {backed_up}"
     );
     if mode == ReadConsistency::ReadIndex && prefix != "group" {
         // Peers answered the probes in the leader's term: the whole path, over the wire.

@@ -487,6 +487,38 @@ fn requests_arriving_in_pieces_are_answered() {
     }
 }
 
+/// CLIENT KILL closes a connection that has served requests and waits for the next, on
+/// either runtime (the connection waits for its kill once, across all its reads).
+#[test]
+fn client_kill_closes_a_connection_that_served_requests() {
+    for server in [start_one_thread(RespOptions::default()), start(RespOptions::default())] {
+        let mut victim = TcpStream::connect(server.addr).unwrap();
+        victim.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reply = |request: &[u8]| {
+            victim.write_all(request).unwrap();
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            while !got.ends_with(b"\r\n") {
+                victim.read_exact(&mut byte).expect("a reply");
+                got.push(byte[0]);
+            }
+            String::from_utf8(got).unwrap()
+        };
+        let id: u64 = reply(b"CLIENT ID\r\n").trim()[1..].parse().unwrap();
+        assert_eq!(reply(b"PING\r\n"), "+PONG\r\n");
+        let mut killer = client(&server);
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query(&mut killer)
+            .unwrap();
+        assert_eq!(killed, 1);
+        let mut rest = [0u8; 16];
+        assert_eq!(victim.read(&mut rest).expect("closed within the time-out"), 0);
+    }
+}
+
 #[test]
 fn clients_beyond_the_bound_are_refused() {
     let limits = LimitConfig {

@@ -449,8 +449,8 @@ impl NodeMetrics {
                 backed_up: plain_counter(
                     &r,
                     "raft_read_rounds_backup_reads_total",
-                    "Reads the first peer they asked left without a word for \
-                     [reads] node_round_backup_ms, which then asked their group's other peers.",
+                    "Reads that asked more than one peer: the first declined, gave no word \
+                     within [reads] node_round_backup_ms, or had a round out that old.",
                 )?,
             },
             resp: resp(&r)?,

@@ -211,15 +211,17 @@ pub struct ReadConfig {
     /// every read to the leader.
     pub follower: bool,
     /// With `read-index`: reads of the groups of two or three replicas this node leads
-    /// are confirmed together, by one question per peer answered from the terms its
+    /// are confirmed together, by one question to a peer answered from the terms its
     /// replicas published, instead of a heartbeat round per group (`node::read_rounds`).
     /// A read no peer endorses (every peer asked answered in another term, or none within
     /// a heartbeat interval) runs its group's own round. False: a round per group.
     pub node_rounds: bool,
-    /// With `node_rounds`: a read asks one peer (each node its own, the next node id
-    /// around), which halves the questions a node sends; one that has waited this long
-    /// without a word, or that comes while that peer's question out is this old, asks its
-    /// group's other peers too. 0: every read asks every peer at once.
+    /// With `node_rounds`: a read asks one of its group's other replicas first (the next
+    /// node id around the ring), so that a node's questions go to one peer where its
+    /// groups share replicas; one that has waited this long without a word, that peer's
+    /// "no", or a question out to it already this old, makes it ask the others too. Below
+    /// the heartbeat interval (`timeouts`), the longest a read waits for a round. 0: every
+    /// read asks every peer at once.
     pub node_round_backup_ms: u64,
 }
 
@@ -365,6 +367,13 @@ impl NodeConfig {
             return invalid(format!(
                 "timeouts.follow_workload_ms must be 0 (off) or at least {window_min}"
             ));
+        }
+        if self.reads.node_round_backup() >= t.heartbeat() {
+            return invalid(
+                "reads.node_round_backup_ms must be below the heartbeat interval \
+                 (timeouts.tick_ms * timeouts.heartbeat_ticks)"
+                    .into(),
+            );
         }
         if self.reads.mode == ReadConsistency::Lease
             && (self.reads.lease_drift_ticks == 0

@@ -1,22 +1,24 @@
-//! Node-level read rounds: one question to each peer confirms the reads of every group this
-//! node leads. A linearizable read at a leader needs a voter's word, given after the read
+//! Node-level read rounds: one question to a peer confirms the reads of every group this
+//! node leads that the peer holds. A linearizable read at a leader needs a voter's word, given after the read
 //! began, that it was still in the leader's term (`RawNode::read_index_endorsed`); a
 //! group's own ReadIndex round asks it with a heartbeat to every follower, per group, and
 //! wakes every follower replica to answer. Here the reads waiting at this node, whatever
-//! their group, go out as one `TermProbe` per peer; the peer's transport task answers it
+//! their group, go out as one `TermProbe` to a peer; the peer's transport task answers it
 //! from the terms its replicas published (`ShardConfig::published_term`) without waking
 //! them, and each read goes to its replica with the first endorsement a peer holding its
 //! group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
 //! its next, which leaves as soon as the peer answers (the peer must read its term after
 //! the read began).
 //!
-//! A read asks one peer: the next node id after this node's around the ring, so that the
-//! reads of every group go to the same peer in as few probes as possible, and each node of
-//! a cluster asks a different one (`preferred`). Every probe costs both nodes a frame each
-//! way, and the peer a wake-up. Peers are independent, so a slow peer delays a read by the
-//! backup at most (`[reads] node_round_backup_ms`): a read that waited that long without a
-//! word asks its group's other peers too, and one that arrives while its first peer's
-//! round out is that old asks the next at once.
+//! A read asks one peer first: of its group's other replicas, the next node id after this
+//! node's around the ring (`preferred`), so that where nodes hold the same groups their
+//! reads go to one peer in as few probes as possible, and each node of a cluster asks a
+//! different one. Every probe costs both nodes a frame each way, and the peer a wake-up.
+//! Peers are independent, so a slow peer delays a read by the backup at most (`[reads]
+//! node_round_backup_ms`): a read that waited that long without a word asks its group's
+//! other peers too, one whose first peer declined asks them at once, and so does one that
+//! arrives while its first peer's round out is that old. A peer's round out is checked for
+//! staleness and a link down only when a read asks that peer.
 //!
 //! The endorsement only ever saves a group its round: a replica that finds it wanting (not
 //! the leader's term, a learner, a group of five, no no-op committed yet) runs its own
@@ -60,6 +62,12 @@ struct Read {
 }
 
 impl Read {
+    /// A read no peer asked yet, and where its answer comes.
+    fn unasked() -> (Arc<Read>, oneshot::Receiver<Option<Endorsement>>) {
+        let (tx, rx) = oneshot::channel();
+        (Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) }), rx)
+    }
+
     /// Whether no answer ended the read yet.
     fn waits(&self) -> bool {
         self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
@@ -174,25 +182,37 @@ impl ReadRounds {
             return None;
         }
         others.sort_unstable_by_key(|node| preferred(me, *node));
-        let (tx, mut rx) = oneshot::channel();
-        let read = Arc::new(Read { tx: Mutex::new(Some(tx)), asked: AtomicUsize::new(0) });
+        let (mut read, mut rx) = Read::unasked();
         let mut asked = [false; REPLICAS_MAX];
         let endorsement = if self.ask(group, &read, others, &mut asked, now, false) {
             // Every round's end answers its reads; the time-outs bound a round still out.
-            let first = now + self.backup.min(self.wait);
-            match tokio::time::timeout_at(first, &mut rx).await {
-                Ok(answer) => answer.ok().flatten(),
-                Err(_) => {
-                    if self.ask(group, &read, others, &mut asked, Instant::now(), true) {
-                        self.counters.backed_up.inc();
+            let end = now + self.wait;
+            match tokio::time::timeout_at(now + self.backup.min(self.wait), &mut rx).await {
+                Ok(Ok(Some(endorsement))) => Some(endorsement),
+                // Every peer asked declined (in another term, not holding the group, its
+                // link down), which ended the read: another asks the peers left, if any.
+                // Or none answered within the backup: the same read asks them too.
+                outcome if Instant::now() < end => {
+                    let declined = outcome.is_ok();
+                    if declined {
+                        (read, rx) = Read::unasked();
                     }
-                    let answer = tokio::time::timeout_at(now + self.wait, rx).await;
-                    answer.ok().and_then(Result::ok).flatten()
+                    let more = self.ask(group, &read, others, &mut asked, Instant::now(), true);
+                    if declined && !more {
+                        None
+                    } else {
+                        let answer = tokio::time::timeout_at(end, rx).await;
+                        answer.ok().and_then(Result::ok).flatten()
+                    }
                 }
+                _ => None,
             }
         } else {
             None
         };
+        if !self.backup.is_zero() && asked.iter().filter(|&&a| a).count() > 1 {
+            self.counters.backed_up.inc();
+        }
         if endorsement.is_none() {
             self.counters.unendorsed.inc();
         }
@@ -543,7 +563,7 @@ mod tests {
         rounds.on_answer(NodeId(3), answer(three, &[(3, 5)]));
         assert_eq!(next.await.unwrap(), by(3));
         assert_eq!(began.elapsed(), backup, "the next read waited for no backup");
-        assert_eq!(rounds.counters.backed_up.get(), 1);
+        assert_eq!(rounds.counters.backed_up.get(), 2, "each asked both peers");
         // Node 2 down: a read asks node 3 at once.
         sent.down.lock().expect("down").push(NodeId(2));
         let last = read(&rounds, 4);
@@ -552,7 +572,40 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         rounds.on_answer(NodeId(3), answer(probe_to(&out, 3).0, &[(4, 5)]));
         assert_eq!(last.await.unwrap(), by(3));
-        assert_eq!((rounds.counters.backed_up.get(), rounds.counters.unendorsed.get()), (1, 0));
+        assert_eq!((rounds.counters.backed_up.get(), rounds.counters.unendorsed.get()), (2, 0));
+    }
+
+    /// With a backup, a read its first peer declines (in another term, say) asks the others
+    /// at once; one every peer declines goes without, and one a peer endorses is never
+    /// backed up.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_its_first_peer_declines_asks_the_others_at_once() {
+        let (wait, backup) = (Duration::from_millis(100), Duration::from_millis(10));
+        let (rounds, sent) = rounds_backed_up(3, 3, vec![], wait, backup);
+        let began = Instant::now();
+        let r = read(&rounds, 1);
+        settle().await;
+        rounds.on_answer(NodeId(2), answer(probe_to(&sent.take(), 2).0, &[(1, 6)]));
+        settle().await;
+        let (three, groups) = probe_to(&sent.take(), 3);
+        assert_eq!(groups, vec![GroupId(1)]);
+        rounds.on_answer(NodeId(3), answer(three, &[(1, 5)]));
+        assert_eq!(r.await.unwrap(), by(3));
+        // Declined by both (node 2 does not hold it, node 3 is a term behind): without.
+        let r = read(&rounds, 2);
+        settle().await;
+        rounds.on_answer(NodeId(2), answer(probe_to(&sent.take(), 2).0, &[]));
+        settle().await;
+        rounds.on_answer(NodeId(3), answer(probe_to(&sent.take(), 3).0, &[(2, 4)]));
+        assert_eq!(r.await.unwrap(), None);
+        assert_eq!(began.elapsed(), Duration::ZERO, "no read waited for the backup");
+        let r = read(&rounds, 3);
+        settle().await;
+        rounds.on_answer(NodeId(2), answer(probe_to(&sent.take(), 2).0, &[(3, 5)]));
+        assert_eq!(r.await.unwrap(), by(2));
+        assert!(sent.take().is_empty());
+        let c = &rounds.counters;
+        assert_eq!((c.backed_up.get(), c.endorsed.get(), c.unendorsed.get()), (2, 2, 1));
     }
 
     /// A peer that does not answer holds no read the other endorses.

@@ -28,58 +28,51 @@ impl Drop for Server {
 }
 
 fn start(options: RespOptions) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let backend = MemBackend::new(4, addr);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = backend.clone();
-    runtime.spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        serve(listener, served, options, shutdown).await.unwrap();
-    });
-    Server {
-        addr,
-        backend,
-        stop: Some(stop),
-        _runtime: Some(runtime),
-    }
+    start_on(options, false)
 }
 
 /// `start`, with the server on a runtime of one thread of its own, as a node runs it.
 fn start_one_thread(options: RespOptions) -> Server {
+    start_on(options, true)
+}
+
+fn start_on(options: RespOptions, one_thread: bool) -> Server {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let backend = MemBackend::new(4, addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = backend.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    let run = async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        serve(listener, served, options, shutdown).await.unwrap();
+    };
+    let runtime = if one_thread {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(run);
+        });
+        None
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            serve(listener, served, options, shutdown).await.unwrap();
-        });
-    });
+        runtime.spawn(run);
+        Some(runtime)
+    };
     Server {
         addr,
         backend,
         stop: Some(stop),
-        _runtime: None,
+        _runtime: runtime,
     }
 }
 

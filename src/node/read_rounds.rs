@@ -481,6 +481,16 @@ mod tests {
         Some(Endorsement { node: NodeId(node), term: Term(5) })
     }
 
+    /// A read of `group`, which sends exactly one probe, to `node`, answered in term 5.
+    async fn asked_alone(rounds: &Arc<ReadRounds>, sent: &Sent, group: u64, node: u64) {
+        let r = read(rounds, group);
+        settle().await;
+        let out = sent.take();
+        assert_eq!(out.len(), 1, "node {node} alone is asked: {out:?}");
+        rounds.on_answer(NodeId(node), answer(probe_to(&out, node).0, &[(group, 5)]));
+        assert_eq!(r.await.unwrap(), by(node));
+    }
+
     /// Each peer has one round out; the reads that arrive meanwhile go in its next one, all
     /// groups in one probe, which leaves when it answers. A read takes the first answer in
     /// the leader's term, from whichever peer.
@@ -535,12 +545,7 @@ mod tests {
     async fn a_read_asks_one_peer_and_the_others_once_it_is_slow() {
         let (wait, backup) = (Duration::from_millis(100), Duration::from_millis(10));
         let (rounds, sent) = rounds_backed_up(3, 3, vec![], wait, backup);
-        let first = read(&rounds, 1);
-        settle().await;
-        let out = sent.take();
-        assert_eq!(out.len(), 1, "node 2 alone is asked: {out:?}");
-        rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(1, 5)]));
-        assert_eq!(first.await.unwrap(), by(2));
+        asked_alone(&rounds, &sent, 1, 2).await;
         // Node 2 goes quiet: once the read has waited the backup, it asks node 3 too.
         let began = Instant::now();
         let slow = read(&rounds, 2);
@@ -566,12 +571,7 @@ mod tests {
         assert_eq!(rounds.counters.backed_up.get(), 2, "each asked both peers");
         // Node 2 down: a read asks node 3 at once.
         sent.down.lock().expect("down").push(NodeId(2));
-        let last = read(&rounds, 4);
-        settle().await;
-        let out = sent.take();
-        assert_eq!(out.len(), 1, "{out:?}");
-        rounds.on_answer(NodeId(3), answer(probe_to(&out, 3).0, &[(4, 5)]));
-        assert_eq!(last.await.unwrap(), by(3));
+        asked_alone(&rounds, &sent, 4, 3).await;
         assert_eq!((rounds.counters.backed_up.get(), rounds.counters.unendorsed.get()), (2, 0));
     }
 
@@ -599,10 +599,7 @@ mod tests {
         rounds.on_answer(NodeId(3), answer(probe_to(&sent.take(), 3).0, &[(2, 4)]));
         assert_eq!(r.await.unwrap(), None);
         assert_eq!(began.elapsed(), Duration::ZERO, "no read waited for the backup");
-        let r = read(&rounds, 3);
-        settle().await;
-        rounds.on_answer(NodeId(2), answer(probe_to(&sent.take(), 2).0, &[(3, 5)]));
-        assert_eq!(r.await.unwrap(), by(2));
+        asked_alone(&rounds, &sent, 3, 2).await;
         assert!(sent.take().is_empty());
         let c = &rounds.counters;
         assert_eq!((c.backed_up.get(), c.endorsed.get(), c.unendorsed.get()), (2, 2, 1));

@@ -1,12 +1,12 @@
 //! Node-level read rounds: one question to a peer confirms the reads of every group this
-//! node leads that the peer holds. A linearizable read at a leader needs a voter's word, given after the read
-//! began, that it was still in the leader's term (`RawNode::read_index_endorsed`); a
-//! group's own ReadIndex round asks it with a heartbeat to every follower, per group, and
-//! wakes every follower replica to answer. Here the reads waiting at this node, whatever
-//! their group, go out as one `TermProbe` to a peer; the peer's transport task answers it
-//! from the terms its replicas published (`ShardConfig::published_term`) without waking
-//! them, and each read goes to its replica with the first endorsement a peer holding its
-//! group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
+//! node leads that the peer holds. A linearizable read at a leader needs a voter's word,
+//! given after the read began, that it was still in the leader's term
+//! (`RawNode::read_index_endorsed`); a group's own ReadIndex round asks it with a heartbeat
+//! to every follower, per group, and wakes every follower replica to answer. Here the
+//! reads waiting at this node, whatever their group, go out as one `TermProbe` to a peer;
+//! the peer's transport task answers it from the terms its replicas published
+//! (`ShardConfig::published_term`) without waking them, and each read goes to its replica
+//! with the first endorsement a peer holding its group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
 //! its next, which leaves as soon as the peer answers (the peer must read its term after
 //! the read began).
 //!

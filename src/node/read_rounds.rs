@@ -6,9 +6,9 @@
 //! reads waiting at this node, whatever their group, go out as one `TermProbe` to a peer;
 //! the peer's transport task answers it from the terms its replicas published
 //! (`ShardConfig::published_term`) without waking them, and each read goes to its replica
-//! with the first endorsement a peer holding its group gives. Each peer has at most one round out: reads that arrive meanwhile wait for
-//! its next, which leaves as soon as the peer answers (the peer must read its term after
-//! the read began).
+//! with the first endorsement a peer holding its group gives. Each peer has at most one
+//! round out: reads that arrive meanwhile wait for its next, which leaves as soon as the
+//! peer answers (the peer must read its term after the read began).
 //!
 //! A read asks one peer first: of its group's other replicas, the next node id after this
 //! node's around the ring (`preferred`), so that where nodes hold the same groups their

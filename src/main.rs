@@ -231,7 +231,8 @@ struct LocalArgs {
     #[arg(long)]
     lease_reads: bool,
     /// `[reads] node_rounds = false`: each group confirms its reads with a heartbeat round
-    /// of its own, instead of one node-level round per peer for every group led here.
+    /// of its own, instead of node-level rounds that ask a peer once for every group led
+    /// here.
     #[arg(long)]
     no_node_read_rounds: bool,
     /// `timeouts.follow_workload_ms` of every node: how often leaders move toward the node

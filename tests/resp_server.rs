@@ -500,6 +500,7 @@ fn client_kill_closes_a_connection_that_served_requests() {
         let id: u64 = reply(b"CLIENT ID\r\n").trim()[1..].parse().unwrap();
         assert_eq!(reply(b"PING\r\n"), "+PONG\r\n");
         let mut killer = client(&server);
+        killer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let killed: i64 = redis::cmd("CLIENT")
             .arg("KILL")
             .arg("ID")

@@ -450,7 +450,8 @@ impl NodeMetrics {
                     &r,
                     "raft_read_rounds_backup_reads_total",
                     "Reads that asked more than one peer: the first declined, gave no word \
-                     within [reads] node_round_backup_ms, or had a round out that old.",
+                     within [reads] node_round_backup_ms, or had a round out that old (none \
+                     with a backup of 0, where every read asks every peer).",
                 )?,
             },
             resp: resp(&r)?,

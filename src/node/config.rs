@@ -117,7 +117,7 @@ impl TimeoutConfig {
     }
 
     pub fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.tick_ms * self.heartbeat_ticks)
+        Duration::from_millis(self.tick_ms.saturating_mul(self.heartbeat_ticks))
     }
 
     pub fn request(&self) -> Duration {
@@ -219,9 +219,10 @@ pub struct ReadConfig {
     /// With `node_rounds`: a read asks one of its group's other replicas first (the next
     /// node id around the ring), so that a node's questions go to one peer where its
     /// groups share replicas; one that has waited this long without a word, that peer's
-    /// "no", or a question out to it already this old, makes it ask the others too. Below
-    /// the heartbeat interval (`timeouts`), the longest a read waits for a round. 0: every
-    /// read asks every peer at once.
+    /// "no", or a question out to it already this old, makes it ask the others too. With
+    /// node rounds on, it must be below the heartbeat interval (`timeouts`), the longest a
+    /// read waits for a round, or the file is refused. 0: every read asks every peer at
+    /// once.
     pub node_round_backup_ms: u64,
 }
 
@@ -368,12 +369,15 @@ impl NodeConfig {
                 "timeouts.follow_workload_ms must be 0 (off) or at least {window_min}"
             ));
         }
-        if self.reads.node_round_backup() >= t.heartbeat() {
-            return invalid(
-                "reads.node_round_backup_ms must be below the heartbeat interval \
-                 (timeouts.tick_ms * timeouts.heartbeat_ticks)"
-                    .into(),
-            );
+        let heartbeat = t.heartbeat();
+        if self.reads.node_round_wait(t).is_some() && self.reads.node_round_backup() >= heartbeat
+        {
+            return invalid(format!(
+                "reads.node_round_backup_ms ({} ms) must be below the heartbeat interval \
+                 ({} ms = timeouts.tick_ms * timeouts.heartbeat_ticks)",
+                self.reads.node_round_backup_ms,
+                heartbeat.as_millis()
+            ));
         }
         if self.reads.mode == ReadConsistency::Lease
             && (self.reads.lease_drift_ticks == 0

@@ -105,8 +105,9 @@ pub struct ReadRounds {
     /// A read waits this long at most; a peer's round out longer is replaced by the next
     /// read for that peer (its reads take no word from it).
     wait: Duration,
-    /// A read that waited this long without a word asks the group's other peers too, and
-    /// one arriving while its first peer's round out is this old asks the next at once.
+    /// A read that waited this long without a word asks the group's other peers too; one
+    /// whose first peer declined asks them at once, and so does one arriving while its
+    /// first peer's round out is this old. Zero: every read asks every peer at once.
     backup: Duration,
     /// `ROUND_WAITERS_MAX`, but in tests.
     queued_max: usize,
@@ -157,10 +158,10 @@ impl ReadRounds {
     /// peer's word and the leader's are no majority there). `now` is the time of the call,
     /// read once by the caller: the wait ends at `now` and `wait`.
     ///
-    /// The read asks one peer, the first of `preferred`'s order, so that the reads of every
-    /// group go to the same peer in as few rounds as possible; it asks the next too if that
-    /// one's round out is already older than `backup`, and every other one once it has
-    /// waited `backup` itself without a word.
+    /// The read asks one peer, the first of `preferred`'s order, so that where nodes hold
+    /// the same groups their reads go to one peer in as few rounds as possible; it asks the
+    /// next too if that one's round out is already older than `backup`, and every other one
+    /// once it has waited `backup` itself without a word or every peer asked declined.
     pub async fn endorsement(&self, group: GroupId, now: Instant) -> Option<Endorsement> {
         let me = self.table.me();
         // The other replicas, read in place: no copy of the route on every read.
@@ -187,25 +188,27 @@ impl ReadRounds {
         let endorsement = if self.ask(group, &read, others, &mut asked, now, false) {
             // Every round's end answers its reads; the time-outs bound a round still out.
             let end = now + self.wait;
-            match tokio::time::timeout_at(now + self.backup.min(self.wait), &mut rx).await {
-                Ok(Ok(Some(endorsement))) => Some(endorsement),
+            let mut until = now + self.backup.min(self.wait);
+            loop {
+                let outcome = tokio::time::timeout_at(until, &mut rx).await;
+                if let Ok(Ok(Some(endorsement))) = outcome {
+                    break Some(endorsement);
+                }
+                let declined = outcome.is_ok();
+                if (!declined && until == end) || Instant::now() >= end {
+                    break None;
+                }
                 // Every peer asked declined (in another term, not holding the group, its
                 // link down), which ended the read: another asks the peers left, if any.
                 // Or none answered within the backup: the same read asks them too.
-                outcome if Instant::now() < end => {
-                    let declined = outcome.is_ok();
-                    if declined {
-                        (read, rx) = Read::unasked();
-                    }
-                    let more = self.ask(group, &read, others, &mut asked, Instant::now(), true);
-                    if declined && !more {
-                        None
-                    } else {
-                        let answer = tokio::time::timeout_at(end, rx).await;
-                        answer.ok().and_then(Result::ok).flatten()
-                    }
+                if declined {
+                    (read, rx) = Read::unasked();
                 }
-                _ => None,
+                let more = self.ask(group, &read, others, &mut asked, Instant::now(), true);
+                if declined && !more {
+                    break None;
+                }
+                until = end;
             }
         } else {
             None
@@ -603,6 +606,29 @@ mod tests {
         assert!(sent.take().is_empty());
         let c = &rounds.counters;
         assert_eq!((c.backed_up.get(), c.endorsed.get(), c.unendorsed.get()), (2, 2, 1));
+    }
+
+    /// In a group of two replicas, a read its one peer declines goes without at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_whose_only_peer_declines_goes_without_at_once() {
+        let (wait, backup) = (Duration::from_millis(100), Duration::from_millis(10));
+        let (rounds, sent) = rounds_backed_up(3, 2, vec![], wait, backup);
+        let held = (1..=4)
+            .map(GroupId)
+            .find(|g| rounds.table.group(*g).unwrap().replicas.contains(&NodeId(1)))
+            .expect("node 1 holds a group");
+        let began = Instant::now();
+        let r = read(&rounds, held.get());
+        settle().await;
+        let out = sent.take();
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (peer, probe) = (out[0].0, out[0].1.probe_id);
+        rounds.on_answer(peer, answer(probe, &[(held.get(), 4)]));
+        assert_eq!(r.await.unwrap(), None);
+        assert_eq!(began.elapsed(), Duration::ZERO, "no wait for the backup or the end");
+        assert!(sent.take().is_empty(), "no other peer to ask");
+        let c = &rounds.counters;
+        assert_eq!((c.backed_up.get(), c.endorsed.get(), c.unendorsed.get()), (0, 0, 1));
     }
 
     /// A peer that does not answer holds no read the other endorses.

@@ -1,6 +1,6 @@
-# Shared by the scripts of bench/ (sourced, not run): waiting for a server, the warm-up
-# that moves a cluster's leaders to the node it goes through, where the leaders are, and
-# the CPU time of processes' threads.
+# Shared by the scripts of bench/ (sourced, not run): waiting for a server, a local
+# cluster's node processes, the warm-up that moves a cluster's leaders to the node it goes
+# through, where the leaders are, and the CPU time of processes' threads.
 
 # Returns once `port` answers PING; else prints the end of `log` and exits.
 wait_for_port() { # port log
@@ -9,6 +9,17 @@ wait_for_port() { # port log
     sleep 0.2
   done
   echo "port $1 did not answer" >&2; tail -30 "$2" >&2; exit 1
+}
+
+# The pids of a `shardkv local`'s three nodes, one per line, node 1 first, from the lines it
+# printed into `log` as it started them; fails if one is missing.
+node_pids() { # log
+  local i pid
+  for i in 1 2 3; do
+    pid="$(awk -v n="node$i" '$1 == n && $2 == "pid" { print $3; exit }' "$1")"
+    [ -n "$pid" ] || { echo "no pid for node$i in $1" >&2; return 1; }
+    echo "$pid"
+  done
 }
 
 # SETs through `port`, plain clients, for two windows of `timeouts.follow_workload_ms`

@@ -68,13 +68,8 @@ warm_up "$base_resp"
 echo "groups led per node after the warm-up: $(leaders_per_node $((base_resp - 1)))"
 sleep 2 # the warm-up's last applies and log absorptions
 
-# The node processes in node order, from the lines `shardkv local` prints as it starts them.
-nodes=()
-for i in 1 2 3; do
-  pid="$(awk -v n="node$i" '$1 == n && $2 == "pid" { print $3; exit }' "$work/cluster.log")"
-  [ -n "$pid" ] || { echo "no pid for node$i in the cluster's output" >&2; exit 1; }
-  nodes+=("$pid")
-done
+found="$(node_pids "$work/cluster.log")"
+read -ra nodes <<<"$(tr '\n' ' ' <<<"$found")"
 
 before="$(thread_stats "${nodes[@]}")"
 if [ -n "$perf_node" ]; then

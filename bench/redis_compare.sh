@@ -47,7 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in redis-server redis-benchmark redis-cli python3 pgrep; do
+for tool in redis-server redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 python3 -c 'import tomllib' 2>/dev/null || { echo "Python 3.11 or later is required" >&2; exit 1; }
@@ -109,16 +109,9 @@ done
 
 # The server processes whose CPU time a row counts.
 redis_procs="${pids[0]}"
-nodes_of() { # pid of a `shardkv local`: its three node processes
-  local found
-  found="$(pgrep -P "$1" | tr '\n' ' ')" || true
-  [ "$(wc -w <<<"$found")" -eq 3 ] || {
-    echo "expected 3 node processes under pid $1, found: ${found:-none}" >&2; exit 1; }
-  echo "$found"
-}
-shardkv_procs="$(nodes_of "${pids[1]}")"
-lease_procs="$(nodes_of "${pids[2]}")"
-still_procs="$(nodes_of "${pids[3]}")"
+shardkv_procs="$(node_pids "$work/shardkv.log" | tr '\n' ' ')"
+lease_procs="$(node_pids "$work/shardkv-lease.log" | tr '\n' ' ')"
+still_procs="$(node_pids "$work/shardkv-still.log" | tr '\n' ' ')"
 
 # Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give). The
 # CPU time is summed per thread between the two samples, so that a thread that ends

@@ -137,6 +137,13 @@ struct Round {
     reads: Reads,
 }
 
+impl PeerRounds {
+    /// Whether the peer has a round out sent at least `age` before `now`.
+    fn out_older_than(&self, now: Instant, age: Duration) -> bool {
+        self.out.as_ref().is_some_and(|r| now.saturating_duration_since(r.sent) >= age)
+    }
+}
+
 impl ReadRounds {
     pub fn new(
         table: Arc<RoutingTable>,
@@ -252,14 +259,12 @@ impl ReadRounds {
                 if covered && !all {
                     break;
                 }
+                // An id for a round this peer may start (one left unused is never sent).
                 let id = st.next_id;
+                st.next_id += 1;
                 let up = self.peers.is_up(node);
                 let peer = st.peers.entry(node).or_default();
-                let stale = peer
-                    .out
-                    .as_ref()
-                    .is_some_and(|r| now.saturating_duration_since(r.sent) >= self.wait);
-                if stale || !up {
+                if peer.out_older_than(now, self.wait) || !up {
                     // The peer never answered (the probe or its answer was lost, say), or
                     // its link is down: the round endorses nothing, and the next may leave.
                     let lost = peer.out.take().map(|r| r.reads).unwrap_or_default();
@@ -279,18 +284,10 @@ impl ReadRounds {
                     asked[i] = true;
                     asked_now = true;
                 }
-                let start = peer.out.is_none() && !peer.queued.is_empty();
-                if start {
+                if peer.out.is_none() && !peer.queued.is_empty() {
                     probes.push(self.start_round(node, peer, id, now));
                 }
-                let slow = peer
-                    .out
-                    .as_ref()
-                    .is_some_and(|r| now.saturating_duration_since(r.sent) >= self.backup);
-                covered |= asked[i] && !slow;
-                if start {
-                    st.next_id += 1;
-                }
+                covered |= asked[i] && !peer.out_older_than(now, self.backup);
             }
         }
         self.send(probes);

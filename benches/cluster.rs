@@ -60,6 +60,7 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             timeouts: TimeoutConfig::default(),
             limits: LimitConfig::default(),
             reads: Default::default(),
+            scheduling: Default::default(),
             joined: false,
         })
         .collect()

@@ -235,6 +235,11 @@ struct LocalArgs {
     /// here.
     #[arg(long)]
     no_node_read_rounds: bool,
+    /// `[scheduling] batch = false`: the nodes' threads keep the default scheduling policy
+    /// instead of SCHED_BATCH, so a thread woken on a busy core preempts the one running
+    /// there.
+    #[arg(long)]
+    no_batch_scheduling: bool,
     /// `timeouts.follow_workload_ms` of every node: how often leaders move toward the node
     /// their requests come in through (0: never) [default: 5000]
     #[arg(long, value_name = "MS")]
@@ -275,7 +280,19 @@ fn server(args: &ServerArgs) -> ExitCode {
         }
     };
     init_tracing(args.log_format);
+    schedule_threads(&config);
     actix_rt::System::new().block_on(serve(config, layout, &args.config))
+}
+
+/// `[scheduling]`, on the main thread before the node starts any other: they inherit it.
+fn schedule_threads(config: &NodeConfig) {
+    use shardkv::node::scheduling::{apply, Applied};
+    match apply(&config.scheduling) {
+        Ok(Applied::Batch) => tracing::info!("the node's threads run under SCHED_BATCH"),
+        Ok(Applied::Unchanged) => {}
+        Err(e) => tracing::warn!(error = %e, "the node's threads keep the default scheduling \
+            policy: SCHED_BATCH ([scheduling] batch) was refused"),
+    }
 }
 
 /// `shardkv server --join`: the layout and peers come from the cluster.
@@ -296,6 +313,7 @@ fn join_and_serve(args: &ServerArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    schedule_threads(&config);
     actix_rt::System::new().block_on(serve(config, layout, &args.config))
 }
 
@@ -610,6 +628,9 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     }
     if args.no_node_read_rounds {
         plan.reads.node_rounds = false;
+    }
+    if args.no_batch_scheduling {
+        plan.scheduling.batch = false;
     }
     if let Some(ms) = args.follow_workload_ms {
         plan.timeouts.follow_workload_ms = ms;

@@ -57,6 +57,7 @@ fn local_help_lists_its_options() {
         "--base-peer-port",
         "--base-metrics-port",
         "--fresh",
+        "--no-batch-scheduling",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
@@ -130,6 +131,28 @@ fn pid_of(lines: &[String], node: u64) -> i32 {
     rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("a PID")
 }
 
+/// The scheduling policy of every thread of process `pid`, once its main thread has taken
+/// the node's (`[scheduling]`: it does so before it starts any other thread) and started
+/// others.
+fn thread_policies(pid: i32) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_millis(OUTPUT_TIMEOUT_MS);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("threads of pid");
+        let tids: Vec<i32> = tasks
+            .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        // SAFETY: reads a thread's policy; a thread that ended meanwhile answers -1.
+        let policies: Vec<i32> =
+            tids.iter().map(|&tid| unsafe { libc::sched_getscheduler(tid) }).collect();
+        let main = tids.iter().position(|&tid| tid == pid).map(|i| policies[i]);
+        let settled = main == Some(libc::SCHED_BATCH) && tids.len() > 1;
+        if settled || Instant::now() >= deadline {
+            return policies.into_iter().filter(|&p| p >= 0).collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -155,6 +178,12 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     for n in 1..=3 {
         let path = tmp.path().join(format!("node{n}.toml"));
         shardkv::node::config::NodeConfig::load(&path).expect("the written config loads");
+    }
+    for &pid in &pids {
+        let policies = thread_policies(pid);
+        assert!(policies.len() > 1, "pid {pid}: {policies:?}");
+        let batch = libc::SCHED_BATCH;
+        assert!(policies.iter().all(|&p| p == batch), "pid {pid}: {policies:?}");
     }
     // A node killed with -9 is reported with the command that restarts it; the rest run on.
     kill(Pid::from_raw(pids[1]), Signal::SIGKILL).expect("kill -9 node2");

@@ -132,6 +132,24 @@ fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
 }
 
 #[test]
+fn batch_scheduling_is_on_unless_turned_off() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = valid_files(tmp.path());
+    let text = std::fs::read_to_string(&path).expect("read config");
+    assert!(text.contains("[scheduling]\nbatch = true"), "{text}");
+    let (config, _) = NodeConfig::load(&path).expect("config loads");
+    assert!(config.scheduling.batch);
+    std::fs::write(&path, text.replace("[scheduling]\nbatch = true", "")).expect("write");
+    let (config, _) = NodeConfig::load(&path).expect("a file without the section loads");
+    assert!(config.scheduling.batch, "on by default");
+    std::fs::write(&path, text.replace("batch = true", "batch = false")).expect("write");
+    let (config, _) = NodeConfig::load(&path).expect("config loads");
+    assert!(!config.scheduling.batch);
+    let unknown = |t: String| t.replace("batch = true", "batch = true\nnice = 5");
+    assert!(message(load_edited(unknown)).contains("nice"));
+}
+
+#[test]
 fn the_applied_state_flush_interval_loads() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = valid_files(tmp.path());

@@ -17,8 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::node::config::{
-    ConfigError, LimitConfig, ListenConfig, NodeConfig, PeerConfig, ReadConfig, TimeoutConfig,
-    SECRET_BYTES_MIN,
+    ConfigError, LimitConfig, ListenConfig, NodeConfig, PeerConfig, ReadConfig, SchedulingConfig,
+    TimeoutConfig, SECRET_BYTES_MIN,
 };
 use crate::router::layout::{Layout, LayoutError};
 
@@ -82,6 +82,7 @@ pub struct LocalPlan {
     pub timeouts: TimeoutConfig,
     pub limits: LimitConfig,
     pub reads: ReadConfig,
+    pub scheduling: SchedulingConfig,
 }
 
 /// One node as written: its configuration file and what that file says.
@@ -123,6 +124,7 @@ impl LocalPlan {
             timeouts: TimeoutConfig::default(),
             limits: LimitConfig::default(),
             reads: ReadConfig::default(),
+            scheduling: SchedulingConfig::default(),
         })
     }
 
@@ -163,6 +165,7 @@ impl LocalPlan {
                 timeouts: self.timeouts.clone(),
                 limits: limits.clone(),
                 reads: self.reads.clone(),
+                scheduling: self.scheduling.clone(),
                 joined: false,
             };
             config

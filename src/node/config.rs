@@ -256,6 +256,25 @@ impl ReadConfig {
     }
 }
 
+/// `[scheduling]`: how the operating system runs the node's threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Linux: the node's threads run under the `SCHED_BATCH` policy, so that one of them
+    /// woken on a busy CPU waits for the thread running there to block or end its time
+    /// slice instead of preempting it (`node::scheduling`). Where the node shares its
+    /// cores with other processes (other nodes, clients) this spares context switches:
+    /// every write hands work between the node's threads and its peers'. False: the
+    /// default policy. Elsewhere than on Linux it has no effect.
+    pub batch: bool,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> SchedulingConfig {
+        SchedulingConfig { batch: true }
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +302,8 @@ pub struct NodeConfig {
     pub limits: LimitConfig,
     #[serde(default)]
     pub reads: ReadConfig,
+    #[serde(default)]
+    pub scheduling: SchedulingConfig,
     /// Set by `shardkv server --join`: the layout and `nodes` came from the cluster map,
     /// so the node bootstraps no group from them (its replicas arrive by replica moves).
     #[serde(skip)]

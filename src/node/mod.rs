@@ -8,6 +8,7 @@ pub mod meta;
 mod placement;
 pub mod read_rounds;
 pub mod run;
+pub mod scheduling;
 pub mod workload;
 
 pub use run::{run, Node, NodeBackend, NodeError};

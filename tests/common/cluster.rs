@@ -197,6 +197,7 @@ impl TestCluster {
             timeouts: opts.timeouts,
             limits: opts.limits,
             reads: opts.reads,
+            scheduling: Default::default(),
         };
         let written = plan.write().expect("write the cluster's files");
         let mut cluster = TestCluster {

@@ -42,6 +42,7 @@ for tool in redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 cargo build --release --quiet
+warn_if_shardkv_runs
 
 base_resp=7031
 # perf samples every `perf_period_ns` of a thread's CPU time (task-clock).

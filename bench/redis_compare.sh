@@ -55,6 +55,7 @@ python3 -c 'import tomllib' 2>/dev/null || { echo "Python 3.11 or later is requi
 cli_help="$(redis-cli --help 2>&1 || true)"
 grep -q -- '--json' <<<"$cli_help" || { echo "redis-cli 7 or later is required" >&2; exit 1; }
 cargo build --release --quiet
+warn_if_shardkv_runs
 
 mkdir -p "$work/redis"
 # No automatic AOF rewrite: it runs in a child process, which the CPU table does not count.

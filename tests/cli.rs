@@ -153,10 +153,21 @@ fn thread_policies(pid: i32) -> Vec<i32> {
     }
 }
 
+/// A `shardkv local`: stopped with SIGTERM, and its nodes with it, if a test ends early.
+struct Local(Option<std::process::Child>);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            terminate(child, Duration::from_millis(OUTPUT_TIMEOUT_MS));
+        }
+    }
+}
+
 #[test]
 fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut local = Command::new(SHARDKV_EXE)
+    let child = Command::new(SHARDKV_EXE)
         .arg("local")
         .arg("--data-dir")
         .arg(tmp.path())
@@ -167,7 +178,9 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start shardkv local");
-    let lines = lines_of(local.stdout.take().expect("stdout"));
+    let mut local = Local(Some(child));
+    let stdout = local.0.as_mut().and_then(|c| c.stdout.take()).expect("stdout");
+    let lines = lines_of(stdout);
     let banner = read_until(&lines, "Stop them all");
     assert!(banner.iter().any(|l| l.starts_with("Talk to it:") && l.contains("redis-cli -p")));
     let pids: Vec<i32> = (1..=3).map(|n| pid_of(&banner, n)).collect();
@@ -192,7 +205,8 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     assert!(restart.contains("node2.toml"), "{restart}");
     assert!(report.iter().any(|l| l.contains("node2") && l.contains("SIGKILL")));
     // SIGTERM to `local` stops the others and it exits 0.
-    let status = terminate(local, Duration::from_millis(OUTPUT_TIMEOUT_MS)).expect("exits");
+    let child = local.0.take().expect("still running");
+    let status = terminate(child, Duration::from_millis(OUTPUT_TIMEOUT_MS)).expect("exits");
     assert!(status.success(), "shardkv local exited with {status}");
     for pid in [pids[0], pids[2]] {
         assert!(kill(Pid::from_raw(pid), None).is_err(), "pid {pid} still runs");

@@ -19,11 +19,16 @@ fn valid_files(dir: &Path) -> PathBuf {
 
 /// Rewrites node 1's configuration with `edit` applied to its text, then loads it.
 fn load_edited(edit: impl FnOnce(String) -> String) -> Result<(), ConfigError> {
+    load_edited_config(edit).map(|_| ())
+}
+
+/// `load_edited`, giving the configuration loaded.
+fn load_edited_config(edit: impl FnOnce(String) -> String) -> Result<NodeConfig, ConfigError> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = valid_files(tmp.path());
     let text = std::fs::read_to_string(&path).expect("read config");
     std::fs::write(&path, edit(text)).expect("write config");
-    NodeConfig::load(&path).map(|_| ())
+    NodeConfig::load(&path).map(|(config, _)| config)
 }
 
 /// Replaces the layout file next to a valid configuration, then loads the configuration.
@@ -133,18 +138,14 @@ fn lease_reads_load_and_a_drift_past_the_election_timeout_is_refused() {
 
 #[test]
 fn batch_scheduling_is_on_unless_turned_off() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let path = valid_files(tmp.path());
-    let text = std::fs::read_to_string(&path).expect("read config");
-    assert!(text.contains("[scheduling]\nbatch = true"), "{text}");
-    let (config, _) = NodeConfig::load(&path).expect("config loads");
-    assert!(config.scheduling.batch);
-    std::fs::write(&path, text.replace("[scheduling]\nbatch = true", "")).expect("write");
-    let (config, _) = NodeConfig::load(&path).expect("a file without the section loads");
-    assert!(config.scheduling.batch, "on by default");
-    std::fs::write(&path, text.replace("batch = true", "batch = false")).expect("write");
-    let (config, _) = NodeConfig::load(&path).expect("config loads");
-    assert!(!config.scheduling.batch);
+    let batch =
+        |edit: fn(String) -> String| load_edited_config(edit).expect("loads").scheduling.batch;
+    assert!(batch(|text| {
+        assert!(text.contains("[scheduling]\nbatch = true"), "written: {text}");
+        text
+    }));
+    assert!(batch(|text| text.replace("[scheduling]\nbatch = true", "")), "on by default");
+    assert!(!batch(|text| text.replace("batch = true", "batch = false")));
     let unknown = |t: String| t.replace("batch = true", "batch = true\nnice = 5");
     assert!(message(load_edited(unknown)).contains("nice"));
 }

@@ -235,9 +235,9 @@ struct LocalArgs {
     /// here.
     #[arg(long)]
     no_node_read_rounds: bool,
-    /// `[scheduling] batch = false`: the nodes' threads keep the default scheduling policy
-    /// instead of SCHED_BATCH, so a thread woken on a busy core preempts the one running
-    /// there.
+    /// `[scheduling] batch = false`: the nodes' threads keep the scheduling policy they are
+    /// started with (normally the default one) instead of SCHED_BATCH, so a thread woken on
+    /// a busy core preempts the one running there.
     #[arg(long)]
     no_batch_scheduling: bool,
     /// `timeouts.follow_workload_ms` of every node: how often leaders move toward the node
@@ -289,6 +289,10 @@ fn schedule_threads(config: &NodeConfig) {
     use shardkv::node::scheduling::{apply, Applied};
     match apply(&config.scheduling) {
         Ok(Applied::Batch) => tracing::info!("the node's threads run under SCHED_BATCH"),
+        Ok(Applied::Kept(policy)) => {
+            tracing::info!("the node's threads keep the scheduling policy they started with: \
+                {policy}")
+        }
         Ok(Applied::Unchanged) => {}
         Err(e) => tracing::warn!(error = %e, "the node's threads keep the default scheduling \
             policy: SCHED_BATCH ([scheduling] batch) was refused"),

@@ -131,6 +131,7 @@ fn pid_of(lines: &[String], node: u64) -> i32 {
     rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("a PID")
 }
 
+#[cfg(target_os = "linux")]
 /// The scheduling policy of every thread of process `pid`, once its main thread has taken
 /// the node's (`[scheduling]`: it does so before it starts any other thread) and started
 /// others.
@@ -153,13 +154,20 @@ fn thread_policies(pid: i32) -> Vec<i32> {
     }
 }
 
-/// A `shardkv local`: stopped with SIGTERM, and its nodes with it, if a test ends early.
-struct Local(Option<std::process::Child>);
+/// A `shardkv local` and the PIDs of its nodes once known: if a test ends early, `local` is
+/// stopped with SIGTERM, which stops its nodes, and any node still there is killed.
+struct Local {
+    child: Option<std::process::Child>,
+    nodes: Vec<i32>,
+}
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some(child) = self.0.take() {
+        if let Some(child) = self.child.take() {
             terminate(child, Duration::from_millis(OUTPUT_TIMEOUT_MS));
+            for &pid in &self.nodes {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 }
@@ -178,12 +186,13 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start shardkv local");
-    let mut local = Local(Some(child));
-    let stdout = local.0.as_mut().and_then(|c| c.stdout.take()).expect("stdout");
+    let mut local = Local { child: Some(child), nodes: Vec::new() };
+    let stdout = local.child.as_mut().and_then(|c| c.stdout.take()).expect("stdout");
     let lines = lines_of(stdout);
     let banner = read_until(&lines, "Stop them all");
     assert!(banner.iter().any(|l| l.starts_with("Talk to it:") && l.contains("redis-cli -p")));
     let pids: Vec<i32> = (1..=3).map(|n| pid_of(&banner, n)).collect();
+    local.nodes.clone_from(&pids);
     let mut distinct = pids.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -192,6 +201,7 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
         let path = tmp.path().join(format!("node{n}.toml"));
         shardkv::node::config::NodeConfig::load(&path).expect("the written config loads");
     }
+    #[cfg(target_os = "linux")]
     for &pid in &pids {
         let policies = thread_policies(pid);
         assert!(policies.len() > 1, "pid {pid}: {policies:?}");
@@ -205,7 +215,7 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     assert!(restart.contains("node2.toml"), "{restart}");
     assert!(report.iter().any(|l| l.contains("node2") && l.contains("SIGKILL")));
     // SIGTERM to `local` stops the others and it exits 0.
-    let child = local.0.take().expect("still running");
+    let child = local.child.take().expect("still running");
     let status = terminate(child, Duration::from_millis(OUTPUT_TIMEOUT_MS)).expect("exits");
     assert!(status.success(), "shardkv local exited with {status}");
     for pid in [pids[0], pids[2]] {

@@ -264,8 +264,9 @@ pub struct SchedulingConfig {
     /// woken on a busy CPU waits for the thread running there to block or end its time
     /// slice instead of preempting it (`node::scheduling`). Where the node shares its
     /// cores with other processes (other nodes, clients) this spares context switches:
-    /// every write hands work between the node's threads and its peers'. False: the
-    /// default policy. Elsewhere than on Linux it has no effect.
+    /// every write hands work between the node's threads and its peers'. A node started
+    /// under a policy other than the default one keeps it. False: the threads keep the
+    /// policy the node was started with. Elsewhere than on Linux it has no effect.
     pub batch: bool,
 }
 

@@ -7,9 +7,12 @@
 //! nodes share their cores with each other and with their clients, many hand-overs then cost
 //! two context switches instead of none, and a context switch is dear, the more so in a
 //! virtual machine. Under `SCHED_BATCH` a woken thread does not preempt: it runs on an idle
-//! CPU at once, else when the running thread blocks or its time slice ends. What that adds
-//! to a hand-over on a busy CPU is bounded by the scheduler's slice, a few milliseconds, far
-//! below the Raft time-outs; a thread's share of the CPU does not change.
+//! CPU at once, else when the running thread blocks or its time slice ends. A thread's share
+//! of the CPU does not change. What it adds to a hand-over on a busy CPU is usually about a
+//! slice (a few milliseconds), more while several threads wait for that CPU. It does not add
+//! up in the Raft clock: a replica's late tick timer fires the ticks it missed at once, so
+//! its tick count lags real time by the latest delay only, far below the election time-out
+//! and the lease's allowance for drift (`[reads] lease_drift_ticks`, 150 ms by default).
 //!
 //! Threads inherit the policy of the thread that starts them, so `apply` runs on the main
 //! thread before the node starts any other.
@@ -23,9 +26,13 @@ use crate::node::config::SchedulingConfig;
 /// What `apply` did to the calling thread's policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// The thread runs under `SCHED_BATCH` now, and so will the threads it starts.
+    /// The thread runs under `SCHED_BATCH` (set here, or it already did), and so will the
+    /// threads it starts.
     Batch,
-    /// Left as it was: turned off, a policy other than the default one, or not Linux.
+    /// The thread runs under another policy than the default one, which an operator chose
+    /// (`chrt`, systemd's `CPUSchedulingPolicy=`): kept. Its name.
+    Kept(&'static str),
+    /// Turned off (`batch = false`) or not Linux: the policy the node was started with.
     Unchanged,
 }
 
@@ -39,17 +46,25 @@ pub fn apply(config: &SchedulingConfig) -> std::io::Result<Applied> {
 
 #[cfg(target_os = "linux")]
 fn batch() -> std::io::Result<Applied> {
-    // SAFETY: both calls only read or set the calling thread's (pid 0) scheduling
-    // attributes; `param` outlives the call.
-    let current = unsafe { libc::sched_getscheduler(0) };
-    if current < 0 {
+    // SAFETY: reads the calling thread's (pid 0) policy; no memory is passed.
+    let raw = unsafe { libc::sched_getscheduler(0) };
+    if raw < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    if current != libc::SCHED_OTHER {
-        return Ok(Applied::Unchanged);
+    // The flag that resets the policy in forked children is kept as it is.
+    let reset_on_fork = raw & libc::SCHED_RESET_ON_FORK;
+    match raw & !libc::SCHED_RESET_ON_FORK {
+        libc::SCHED_BATCH => return Ok(Applied::Batch),
+        libc::SCHED_OTHER => {}
+        libc::SCHED_IDLE => return Ok(Applied::Kept("SCHED_IDLE")),
+        libc::SCHED_FIFO => return Ok(Applied::Kept("SCHED_FIFO")),
+        libc::SCHED_RR => return Ok(Applied::Kept("SCHED_RR")),
+        _ => return Ok(Applied::Kept("a policy other than the default")),
     }
     let param = libc::sched_param { sched_priority: 0 };
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+    // SAFETY: sets the calling thread's (pid 0) policy; `param` is a valid `sched_param`
+    // that outlives the call, which only reads it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH | reset_on_fork, &param) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(Applied::Batch)
@@ -69,8 +84,20 @@ mod tests {
         unsafe { libc::sched_getscheduler(0) }
     }
 
-    /// Runs `f` on a thread of its own, so that no policy set leaks into other tests.
+    fn set_policy(policy: i32) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets the calling thread's policy; `param` outlives the call.
+        let set = unsafe { libc::sched_setscheduler(0, policy, &param) };
+        assert_eq!(set, 0, "policy {policy}: {}", std::io::Error::last_os_error());
+    }
+
+    /// Runs `f` on a thread of its own, under the default policy whatever the test runner's,
+    /// so that no policy set leaks into other tests.
     fn on_a_new_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let f = move || {
+            set_policy(libc::SCHED_OTHER);
+            f()
+        };
         std::thread::spawn(f).join().expect("test thread")
     }
 
@@ -87,6 +114,16 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_under_batch_already_reports_it() {
+        let (applied, mine) = on_a_new_thread(|| {
+            set_policy(libc::SCHED_BATCH);
+            (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
+        });
+        assert_eq!(applied, Applied::Batch);
+        assert_eq!(mine, libc::SCHED_BATCH);
+    }
+
+    #[test]
     fn turned_off_it_leaves_the_default_policy() {
         let (applied, mine) = on_a_new_thread(|| {
             (apply(&SchedulingConfig { batch: false }).expect("apply"), policy())
@@ -98,13 +135,21 @@ mod tests {
     #[test]
     fn a_policy_an_operator_chose_is_kept() {
         let (applied, mine) = on_a_new_thread(|| {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sets the calling thread's policy; any thread may choose SCHED_IDLE.
-            let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+            // Any thread may choose SCHED_IDLE.
+            set_policy(libc::SCHED_IDLE);
             (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
         });
-        assert_eq!(applied, Applied::Unchanged);
+        assert_eq!(applied, Applied::Kept("SCHED_IDLE"));
         assert_eq!(mine, libc::SCHED_IDLE);
+    }
+
+    #[test]
+    fn the_flag_that_resets_forked_children_is_kept() {
+        let (applied, mine) = on_a_new_thread(|| {
+            set_policy(libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK);
+            (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
+        });
+        assert_eq!(applied, Applied::Batch);
+        assert_eq!(mine, libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK);
     }
 }

@@ -294,8 +294,8 @@ fn schedule_threads(config: &NodeConfig) {
                 {policy}")
         }
         Ok(Applied::Unchanged) => {}
-        Err(e) => tracing::warn!(error = %e, "the node's threads keep the default scheduling \
-            policy: SCHED_BATCH ([scheduling] batch) was refused"),
+        Err(e) => tracing::warn!(error = %e, "the node's threads keep the scheduling policy \
+            they started with: SCHED_BATCH ([scheduling] batch) was refused"),
     }
 }
 

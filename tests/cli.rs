@@ -131,10 +131,10 @@ fn pid_of(lines: &[String], node: u64) -> i32 {
     rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("a PID")
 }
 
-#[cfg(target_os = "linux")]
 /// The scheduling policy of every thread of process `pid`, once its main thread has taken
 /// the node's (`[scheduling]`: it does so before it starts any other thread) and started
 /// others.
+#[cfg(target_os = "linux")]
 fn thread_policies(pid: i32) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_millis(OUTPUT_TIMEOUT_MS);
     loop {

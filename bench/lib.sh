@@ -1,7 +1,7 @@
 # Shared by the scripts of bench/ (sourced, not run): a warning about shardkv processes
 # already running, waiting for a server, a local cluster's node processes, the warm-up that
-# moves a cluster's leaders to the node it goes through, where the leaders are, and the CPU
-# time of processes' threads.
+# moves a cluster's leaders to the node it goes through, where the leaders are, the nodes'
+# fsyncs and frames, and the CPU time of processes' threads.
 
 # Returns once `port` answers PING; else prints the end of `log` and exits.
 wait_for_port() { # port log
@@ -50,6 +50,24 @@ import collections, json, sys
 shards = json.load(sys.stdin)
 led = collections.Counter(n["port"] for s in shards for n in s["nodes"] if n["role"] == "master")
 print(" ".join(f"node{p - int(sys.argv[1])}={c}" for p, c in sorted(led.items())))' "$1"
+}
+
+# "fsyncs peer-frames-sent" so far of each node whose metrics answer on the given ports, one
+# line per port: the counts behind a change in CPU per request.
+node_counts() { # metrics ports...
+  python3 - "$@" <<'PY'
+import sys, urllib.request
+names = ("shardkv_storage_fsyncs_total", "shardkv_transport_frames_sent_total")
+for port in sys.argv[1:]:
+    url = f"http://127.0.0.1:{port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    sums = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    print(" ".join(f"{sums[n]:.0f}" for n in names))
+PY
 }
 
 # "pid thread nanoseconds-on-a-CPU context-switches" so far, for every thread of each

@@ -3,8 +3,8 @@
 # own), a warm-up of SETs through node 1 long enough for the leaders to follow that traffic
 # there (src/node/workload.rs), then one redis-benchmark run through node 1. Prints where
 # the leaders are, the requests per second and, for each node, the CPU time it spent per
-# request (every thread's, from /proc/<pid>/task/*/schedstat) and its context switches per
-# request.
+# request (every thread's, from /proc/<pid>/task/*/schedstat), its context switches, fsyncs
+# and peer frames sent per request.
 #
 # With PERF_NODE=n (1..3) and `perf` installed, that node is also sampled during the run
 # (perf record, one sample per 0.5 ms of CPU, DWARF call graphs) and the samples are split
@@ -45,6 +45,7 @@ cargo build --release --quiet
 warn_if_shardkv_runs
 
 base_resp=7031
+base_metrics=9131
 # perf samples every `perf_period_ns` of a thread's CPU time (task-clock).
 perf_period_ns=500000
 work="$(mktemp -d)"
@@ -59,7 +60,7 @@ trap cleanup EXIT
 lease=()
 [ "${LEASE:-0}" = 1 ] && lease=(--lease-reads)
 ./target/release/shardkv local "${lease[@]}" --data-dir "$work/data" \
-  --base-resp-port "$base_resp" --base-peer-port 7131 --base-metrics-port 9131 \
+  --base-resp-port "$base_resp" --base-peer-port 7131 --base-metrics-port "$base_metrics" \
   >"$work/cluster.log" 2>&1 &
 cluster=$!
 for port in "$base_resp" $((base_resp + 1)) $((base_resp + 2)); do
@@ -72,6 +73,8 @@ sleep 2 # the warm-up's last applies and log absorptions
 found="$(node_pids "$work/cluster.log")"
 read -ra nodes <<<"$(tr '\n' ' ' <<<"$found")"
 
+metrics_ports=("$base_metrics" $((base_metrics + 1)) $((base_metrics + 2)))
+counts_before="$(node_counts "${metrics_ports[@]}")"
 before="$(thread_stats "${nodes[@]}")"
 if [ -n "$perf_node" ]; then
   perf record -e task-clock -c "$perf_period_ns" --call-graph dwarf,16384 \
@@ -90,6 +93,7 @@ if [ -n "$perf_pid" ]; then
   perf_pid=""
 fi
 after="$(thread_stats "${nodes[@]}")"
+counts_after="$(node_counts "${metrics_ports[@]}")"
 [ -n "$rps" ] || { echo "redis-benchmark gave no figure" >&2; exit 1; }
 
 mode=ReadIndex
@@ -106,6 +110,9 @@ awk -v n="$requests" -v pids="${nodes[*]}" 'BEGIN { split(pids, p); for (i in p)
             cpu[i] / 1000 / n, sw[i] / n }
         printf "  all:    %6.2f µs CPU per request\n", total }' \
   <(echo "$before") <(echo "$after")
+paste -d ' ' <(echo "$counts_before") <(echo "$counts_after") | awk -v n="$requests" '
+  { printf "  node %d: %.3f fsyncs and %.3f peer frames sent per request\n", NR,
+      ($3 - $1) / n, ($4 - $2) / n }'
 
 [ -n "$perf_node" ] || exit 0
 [ -s "$work/perf.data" ] || { echo "perf wrote no samples:" >&2; cat "$work/perf.log" >&2; exit 1; }

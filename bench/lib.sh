@@ -58,9 +58,11 @@ node_counts() { # metrics ports...
   python3 - "$@" <<'PY'
 import sys, urllib.request
 names = ("shardkv_storage_fsyncs_total", "shardkv_transport_frames_sent_total")
+# Loopback, never through a proxy the environment names.
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 for port in sys.argv[1:]:
     url = f"http://127.0.0.1:{port}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    text = opener.open(url, timeout=5).read().decode()
     sums = dict.fromkeys(names, 0.0)
     for line in text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]

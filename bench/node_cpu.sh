@@ -74,7 +74,8 @@ found="$(node_pids "$work/cluster.log")"
 read -ra nodes <<<"$(tr '\n' ' ' <<<"$found")"
 
 metrics_ports=("$base_metrics" $((base_metrics + 1)) $((base_metrics + 2)))
-counts_before="$(node_counts "${metrics_ports[@]}")"
+# A failed scrape leaves the counts out, not the rest of the figures.
+counts_before="$(node_counts "${metrics_ports[@]}")" || counts_before=""
 before="$(thread_stats "${nodes[@]}")"
 if [ -n "$perf_node" ]; then
   perf record -e task-clock -c "$perf_period_ns" --call-graph dwarf,16384 \
@@ -93,7 +94,7 @@ if [ -n "$perf_pid" ]; then
   perf_pid=""
 fi
 after="$(thread_stats "${nodes[@]}")"
-counts_after="$(node_counts "${metrics_ports[@]}")"
+counts_after="$(node_counts "${metrics_ports[@]}")" || counts_after=""
 [ -n "$rps" ] || { echo "redis-benchmark gave no figure" >&2; exit 1; }
 
 mode=ReadIndex
@@ -110,9 +111,13 @@ awk -v n="$requests" -v pids="${nodes[*]}" 'BEGIN { split(pids, p); for (i in p)
             cpu[i] / 1000 / n, sw[i] / n }
         printf "  all:    %6.2f µs CPU per request\n", total }' \
   <(echo "$before") <(echo "$after")
-paste -d ' ' <(echo "$counts_before") <(echo "$counts_after") | awk -v n="$requests" '
-  { printf "  node %d: %.3f fsyncs and %.3f peer frames sent per request\n", NR,
-      ($3 - $1) / n, ($4 - $2) / n }'
+if [ -n "$counts_before" ] && [ -n "$counts_after" ]; then
+  paste -d ' ' <(echo "$counts_before") <(echo "$counts_after") | awk -v n="$requests" '
+    { printf "  node %d: %.3f fsyncs and %.3f peer frames sent per request\n", NR,
+        ($3 - $1) / n, ($4 - $2) / n }'
+else
+  echo "  (no fsync and frame counts: a node's metrics did not answer)"
+fi
 
 [ -n "$perf_node" ] || exit 0
 [ -s "$work/perf.data" ] || { echo "perf wrote no samples:" >&2; cat "$work/perf.log" >&2; exit 1; }

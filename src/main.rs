@@ -295,7 +295,7 @@ fn schedule_threads(config: &NodeConfig) {
         }
         Ok(Applied::Unchanged) => {}
         Err(e) => tracing::warn!(error = %e, "the node's threads keep the scheduling policy \
-            they started with: SCHED_BATCH ([scheduling] batch) was refused"),
+            they started with: SCHED_BATCH ([scheduling] batch) could not be set"),
     }
 }
 

@@ -154,8 +154,9 @@ fn thread_policies(pid: i32) -> Vec<i32> {
     }
 }
 
-/// A `shardkv local` and the PIDs of its nodes once known: if a test ends early, `local` is
-/// stopped with SIGTERM, which stops its nodes, and any node still there is killed.
+/// A `shardkv local` and the PIDs of its nodes still running: if a test ends early, those
+/// nodes are killed (before `local`, their parent, could reap them and free their PIDs),
+/// then `local` is stopped.
 struct Local {
     child: Option<std::process::Child>,
     nodes: Vec<i32>,
@@ -163,11 +164,11 @@ struct Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
+        for &pid in &self.nodes {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         if let Some(child) = self.child.take() {
             terminate(child, Duration::from_millis(OUTPUT_TIMEOUT_MS));
-            for &pid in &self.nodes {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
         }
     }
 }
@@ -210,6 +211,7 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     }
     // A node killed with -9 is reported with the command that restarts it; the rest run on.
     kill(Pid::from_raw(pids[1]), Signal::SIGKILL).expect("kill -9 node2");
+    local.nodes.retain(|&pid| pid != pids[1]);
     let report = read_until(&lines, "server --config");
     let restart = report.last().expect("a line");
     assert!(restart.contains("node2.toml"), "{restart}");
@@ -221,4 +223,5 @@ fn local_starts_one_process_per_node_and_stops_them_on_sigterm() {
     for pid in [pids[0], pids[2]] {
         assert!(kill(Pid::from_raw(pid), None).is_err(), "pid {pid} still runs");
     }
+    local.nodes.clear();
 }

@@ -51,7 +51,8 @@ fn batch() -> std::io::Result<Applied> {
     if raw < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // The flag that resets the policy in forked children is kept as it is.
+    // The reset-on-fork flag (set by systemd's `CPUSchedulingResetOnFork=`, say) is kept:
+    // an unprivileged thread may not clear it.
     let reset_on_fork = raw & libc::SCHED_RESET_ON_FORK;
     match raw & !libc::SCHED_RESET_ON_FORK {
         libc::SCHED_BATCH => return Ok(Applied::Batch),
@@ -91,8 +92,9 @@ mod tests {
         assert_eq!(set, 0, "policy {policy}: {}", std::io::Error::last_os_error());
     }
 
-    /// Runs `f` on a thread of its own, under the default policy whatever the test runner's,
-    /// so that no policy set leaks into other tests.
+    /// Runs `f` on a thread of its own, first set to the default policy (a test runner under
+    /// SCHED_IDLE, which an unprivileged thread may not leave, fails these tests), so that
+    /// no policy set leaks into other tests.
     fn on_a_new_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         let f = move || {
             set_policy(libc::SCHED_OTHER);

@@ -115,43 +115,36 @@ mod tests {
         assert_eq!(child, libc::SCHED_BATCH, "a thread started afterwards inherits it");
     }
 
+    /// On a new thread under `start`: what `apply` does with `batch`, and the policy after.
+    fn applied_from(start: i32, batch: bool) -> (Applied, i32) {
+        on_a_new_thread(move || {
+            set_policy(start);
+            (apply(&SchedulingConfig { batch }).expect("apply"), policy())
+        })
+    }
+
     #[test]
     fn a_thread_under_batch_already_reports_it() {
-        let (applied, mine) = on_a_new_thread(|| {
-            set_policy(libc::SCHED_BATCH);
-            (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
-        });
-        assert_eq!(applied, Applied::Batch);
-        assert_eq!(mine, libc::SCHED_BATCH);
+        assert_eq!(applied_from(libc::SCHED_BATCH, true), (Applied::Batch, libc::SCHED_BATCH));
     }
 
     #[test]
     fn turned_off_it_leaves_the_default_policy() {
-        let (applied, mine) = on_a_new_thread(|| {
-            (apply(&SchedulingConfig { batch: false }).expect("apply"), policy())
-        });
-        assert_eq!(applied, Applied::Unchanged);
-        assert_eq!(mine, libc::SCHED_OTHER);
+        let default = libc::SCHED_OTHER;
+        assert_eq!(applied_from(default, false), (Applied::Unchanged, default));
     }
 
     #[test]
     fn a_policy_an_operator_chose_is_kept() {
-        let (applied, mine) = on_a_new_thread(|| {
-            // Any thread may choose SCHED_IDLE.
-            set_policy(libc::SCHED_IDLE);
-            (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
-        });
-        assert_eq!(applied, Applied::Kept("SCHED_IDLE"));
-        assert_eq!(mine, libc::SCHED_IDLE);
+        // Any thread may choose SCHED_IDLE.
+        let idle = libc::SCHED_IDLE;
+        assert_eq!(applied_from(idle, true), (Applied::Kept("SCHED_IDLE"), idle));
     }
 
     #[test]
     fn the_flag_that_resets_forked_children_is_kept() {
-        let (applied, mine) = on_a_new_thread(|| {
-            set_policy(libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK);
-            (apply(&SchedulingConfig { batch: true }).expect("apply"), policy())
-        });
-        assert_eq!(applied, Applied::Batch);
-        assert_eq!(mine, libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK);
+        let flag = libc::SCHED_RESET_ON_FORK;
+        let after = (Applied::Batch, libc::SCHED_BATCH | flag);
+        assert_eq!(applied_from(libc::SCHED_OTHER | flag, true), after);
     }
 }

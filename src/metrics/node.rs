@@ -61,6 +61,8 @@ pub struct ReadRoundCounters {
     pub endorsed: IntCounter,
     pub unendorsed: IntCounter,
     pub backed_up: IntCounter,
+    /// From a round's probe to its peer's answer.
+    pub round_seconds: Histogram,
 }
 
 impl ReadRoundCounters {
@@ -73,6 +75,8 @@ impl ReadRoundCounters {
             endorsed: counter("endorsed"),
             unendorsed: counter("unendorsed"),
             backed_up: counter("backed_up"),
+            round_seconds: Histogram::with_opts(HistogramOpts::new("round", "unregistered"))
+                .expect("a valid name"),
         }
     }
 }
@@ -452,6 +456,13 @@ impl NodeMetrics {
                     "Reads that asked more than one peer: the first declined, gave no word \
                      within [reads] node_round_backup_ms, or had a round out that old (none \
                      with a backup of 0, where every read asks every peer).",
+                )?,
+                round_seconds: plain_histogram(
+                    &r,
+                    "raft_read_round_duration_seconds",
+                    "From a node-level read round's probe to the peer's answer: the wait a \
+                     read adds, besides the rest of the round out when it came.",
+                    LATENCY_BUCKETS_SECONDS,
                 )?,
             },
             resp: resp(&r)?,

@@ -305,6 +305,7 @@ impl ReadRounds {
             let Some(round) = peer.out.take_if(|r| r.id == answer.probe_id) else {
                 return; // a round that already ended
             };
+            self.counters.round_seconds.observe(round.sent.elapsed().as_secs_f64());
             let mut reads = round.reads;
             for (group, term) in answer.terms {
                 if self.local.term(group) != Some(term) {
@@ -523,6 +524,7 @@ mod tests {
         assert_eq!(other.await.unwrap(), by(2));
         assert!(sent.take().is_empty(), "nothing waits: no next round");
         assert_eq!(counted(&rounds), (4, 3, 0));
+        assert_eq!(rounds.counters.round_seconds.get_sample_count(), 4, "each answer timed");
     }
 
     /// Each node asks the next node id around the ring first.
@@ -661,6 +663,8 @@ mod tests {
         assert!(!second.is_finished(), "a repeated old answer, and one from another node");
         rounds.on_answer(NodeId(2), answer(next, &[(1, 5)]));
         assert_eq!(second.await.unwrap(), by(2));
+        let timed = rounds.counters.round_seconds.get_sample_count();
+        assert_eq!(timed, 2, "only the answers that ended a round are timed");
     }
 
     /// Every peer asked answered and none endorsed: the read goes without at once.

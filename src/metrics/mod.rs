@@ -45,6 +45,13 @@ pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0,
 ];
+/// Buckets of the read-round time histogram, in seconds: 25 µs to 1 s, finest where a
+/// round on loopback or a LAN falls (a tenth of a millisecond to a few), up to the longest
+/// wait for a round (a heartbeat interval).
+pub const READ_ROUND_BUCKETS_SECONDS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_125, 0.000_15, 0.000_2, 0.000_25, 0.000_3,
+    0.000_4, 0.000_5, 0.000_75, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 /// Buckets of the fsync batch-size histogram, in group writes per fsync.
 pub const BATCH_BUCKETS_WRITES: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,

@@ -15,7 +15,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::LATENCY_BUCKETS_SECONDS;
+use super::{LATENCY_BUCKETS_SECONDS, READ_ROUND_BUCKETS_SECONDS};
 use super::{GroupMetrics, MetricsError, RespMetrics, BATCH_BUCKETS_WRITES};
 use crate::raft::types::{GroupId, NodeId};
 use crate::transport::stats::{PeerStats, TransportStats};
@@ -460,9 +460,10 @@ impl NodeMetrics {
                 round_seconds: plain_histogram(
                     &r,
                     "raft_read_round_duration_seconds",
-                    "From a node-level read round's probe to the peer's answer: the wait a \
-                     read adds, besides the rest of the round out when it came.",
-                    LATENCY_BUCKETS_SECONDS,
+                    "From a node-level read round's probe to its peer's answer ([reads] \
+                     node_rounds); rounds that ended unanswered (a link down, no answer \
+                     within the wait) are not observed.",
+                    READ_ROUND_BUCKETS_SECONDS,
                 )?,
             },
             resp: resp(&r)?,

@@ -643,6 +643,8 @@ mod tests {
             assert_eq!(r.await.unwrap(), by(2));
         }
         assert_eq!(counted(&rounds), (4, 3, 0), "node 3's first round is still out");
+        let timed = rounds.counters.round_seconds.get_sample_count();
+        assert_eq!(timed, 3, "a round is timed when its answer comes, not when it leaves");
     }
 
     /// Only the answer to the round out, from the peer it went to, counts.
@@ -718,9 +720,15 @@ mod tests {
         let r = read(&rounds, 1);
         settle().await;
         let out = sent.take();
+        let took = Duration::from_micros(300);
+        tokio::time::advance(took).await;
         rounds.on_answer(NodeId(2), answer(probe_to(&out, 2).0, &[(1, 5)]));
         assert_eq!(r.await.unwrap(), by(2));
         assert_eq!(counted(&rounds), (4, 1, 1));
+        // The rounds that ended unanswered are not timed; the answered one took `took`.
+        let round_seconds = &rounds.counters.round_seconds;
+        assert_eq!(round_seconds.get_sample_count(), 1);
+        assert_eq!(round_seconds.get_sample_sum(), took.as_secs_f64());
     }
 
     /// With a peer's queue full, a read does not ask it; once its round is replaced, the

@@ -288,11 +288,14 @@ impl Undurable {
             return;
         }
         self.carrying = self.carrying.split_off(&(gen + 1));
-        // Moved out, not cloned: a key released long after it was written is cold, and a
-        // clone and a drop would each touch its shared count.
-        for ((slot, key), p) in self.kv.extract_if(.., |_, p| p.gen <= gen) {
-            self.clean.put(slot, key, p.value);
-        }
+        let clean = &mut self.clean;
+        self.kv.retain(|(slot, key), p| {
+            let keep = p.gen > gen;
+            if !keep {
+                clean.put(*slot, key.clone(), p.value.take());
+            }
+            keep
+        });
         self.sessions.retain(|_, p| p.gen > gen);
     }
 

@@ -207,6 +207,13 @@ CASES = [
      ["SETEX", "{d}a", "abc", "x"], ["PSETEX", "{d}b", "100000", "y"], ["GET", "{d}b"],
      ["PSETEX", "{d}b", "-5", "y"]],
     [["GETSET", "{d}a", "1"], ["GETSET", "{d}a", "2"], ["GETDEL", "{d}a"], ["GETDEL", "{d}a"]],
+    # Repeated expiry options (the last counts), GETEX's nil before its time is read, and
+    # MSET routed before its arguments are counted: found by .ci/redis_fuzz.py.
+    [["SET", "{d}a", "1", "EX", "abc", "EX", "100"], ["TTL", "{d}a"],
+     ["SET", "{d}a", "1", "PX", "5", "EX", "100"], ["GETEX", "{d}a", "EX", "0", "EX", "200"],
+     ["TTL", "{d}a"], ["GETEX", "{d}a", "PERSIST", "PERSIST"], ["TTL", "{d}a"],
+     ["GETEX", "{d}missing", "EX", "0"], ["GETEX", "{d}missing", "PXAT", "x"],
+     ["GETEX", "{d}a", "EX", "0"], ["MSET", "{d}a", "1", "{e}b"], ["MSETNX", "{d}a", "1", "{d}b"]],
     [["SET", "{d}a", "1", "EX", "100"], ["GETEX", "{d}a", "PERSIST"], ["TTL", "{d}a"],
      ["GETEX", "{d}a", "EX", "50"], ["TTL", "{d}a"], ["GETEX", "{d}a", "PX", "0"],
      ["GETEX", "{d}a", "EX", "10", "PERSIST"], ["GETEX", "{d}missing"], ["GETEX", "{d}a", "FOO"]],

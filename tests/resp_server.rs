@@ -181,6 +181,56 @@ fn string_commands_behave_as_redis() {
     );
 }
 
+/// Runs `words` as one command; the reply, or the error as `err_text` gives it.
+fn run(c: &mut redis::Connection, words: &[&str]) -> Result<Value, String> {
+    let mut command = redis::cmd(words[0]);
+    for word in &words[1..] {
+        command.arg(*word);
+    }
+    command.query(c).map_err(|e| err_text(Err(e)))
+}
+
+#[test]
+fn expiry_options_and_argument_checks_follow_redis_order() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let ttl = |c: &mut redis::Connection| c.ttl::<_, i64>("k").unwrap();
+    // The same expiry option again: the last one counts, and only its value is read.
+    run(&mut c, &["SET", "k", "v", "EX", "abc", "EX", "300"]).unwrap();
+    assert!((299..=300).contains(&ttl(&mut c)));
+    let syntax = Err("ERR syntax error".to_string());
+    assert_eq!(run(&mut c, &["SET", "k", "v", "EX", "10", "PX", "10000"]), syntax);
+    assert_eq!(run(&mut c, &["SET", "k", "v", "KEEPTTL", "EX", "10"]), syntax);
+    run(&mut c, &["GETEX", "k", "EX", "0", "EX", "500"]).unwrap();
+    assert!((499..=500).contains(&ttl(&mut c)));
+    assert_eq!(run(&mut c, &["GETEX", "k", "EX", "10", "PXAT", "10"]), syntax);
+    assert_eq!(run(&mut c, &["GETEX", "k", "PERSIST", "EX", "10"]), syntax);
+    run(&mut c, &["GETEX", "k", "PERSIST", "PERSIST"]).unwrap();
+    assert_eq!(ttl(&mut c), -1);
+    // GETEX looks the key up before it reads the time: nil if it is missing.
+    assert_eq!(run(&mut c, &["GETEX", "missing", "EX", "0"]), Ok(Value::Nil));
+    assert_eq!(run(&mut c, &["GETEX", "missing", "PX", "x"]), Ok(Value::Nil));
+    assert_eq!(
+        run(&mut c, &["GETEX", "k", "EX", "0"]),
+        Err("ERR invalid expire time in 'getex' command".to_string())
+    );
+    assert_eq!(
+        run(&mut c, &["GETEX", "k", "PX", "x"]),
+        Err("ERR value is not an integer or out of range".to_string())
+    );
+    assert_eq!(ttl(&mut c), -1);
+    // MSET's keys are routed before its arguments are counted, a last key without a value
+    // included.
+    assert_eq!(
+        run(&mut c, &["MSET", "{a}1", "1", "{b}2"]),
+        Err("CROSSSLOT Keys in request don't hash to the same slot".to_string())
+    );
+    assert_eq!(
+        run(&mut c, &["MSETNX", "{a}1", "1", "{a}2"]),
+        Err("ERR wrong number of arguments for 'msetnx' command".to_string())
+    );
+}
+
 #[test]
 fn keyspace_commands_fan_out_over_groups() {
     let server = start(RespOptions::default());

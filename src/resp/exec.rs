@@ -82,6 +82,9 @@ pub enum Merge {
     RandomKey { start: usize },
     /// INFO: the text so far, then the keyspace section from the summed key count.
     Info { text: String, keyspace: bool },
+    /// A read that answers nil if its key is missing, and this frame otherwise (GETEX with
+    /// an invalid time: Redis looks the key up before it reads the time).
+    NilOr(Frame),
 }
 
 /// Runs a job that is not `Now`/`Close`.
@@ -307,6 +310,10 @@ fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) 
             }
             Frame::Verbatim(text)
         }
+        Merge::NilOr(frame) => match replies.first() {
+            None | Some(Reply::Nil) => Frame::Null,
+            Some(_) => frame,
+        },
     }
 }
 

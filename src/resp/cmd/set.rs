@@ -69,9 +69,13 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             get = true;
         } else if is(option, "keepttl") && expiry.is_none() {
             keep_ttl = true;
-        } else if let (Some(unit), Some(value), false, None) =
-            (ExpiryUnit::of(option), next, keep_ttl, expiry)
+        } else if let (Some(unit), Some(value), false) = (ExpiryUnit::of(option), next, keep_ttl)
         {
+            // As in Redis, the same expiry option may come again: the last one counts, and
+            // only its value is read; two different ones are a syntax error.
+            if expiry.is_some_and(|(given, _)| given != unit) {
+                return Job::Now(syntax_error());
+            }
             expiry = Some((unit, value));
             i += 1;
         } else {

@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""Differential fuzzing: random command sequences, byte for byte, against redis-server and
+shardkv.
+
+Usage: redis_fuzz.py REDIS_PORT SHARDKV_PORT [SEED] [SEQUENCES] [COMMANDS_PER_SEQUENCE]
+
+Where .ci/redis_diff.py replays cases written by hand, this draws them: each sequence is
+`COMMANDS_PER_SEQUENCE` commands drawn from the string and keyspace commands shardkv serves,
+with arguments drawn to hit the edges (integer bounds, overflowing increments, invalid
+expire times, options combined in any order, valid or not, a key in another slot), sent
+on one fresh connection to each server after both are emptied. The key space is small, so
+that commands meet each other's keys. The seed is printed; the same seed draws the same
+sequences, and a sequence that differs is printed whole, ready to become a case of
+redis_diff.py. Half the sequences are sent pipelined (all at once, then every reply read),
+and a quarter speak RESP3.
+
+Compared as redis_diff.py compares (the reference is the same one-node Redis Cluster),
+except the replies that depend on when a command ran: positive TTL, PTTL, EXPIRETIME and
+PEXPIRETIME replies (the two servers run a sequence seconds apart) must agree within
+`TIME_SLACK_S`; RANDOMKEY's reply must be nil on both or a key on both. Redis's DBSIZE,
+CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT count keys past their time that nothing has
+removed yet (a SET with a past PXAT leaves one), which shardkv does not: Redis's counts may
+be the larger, and shardkv's keys must be among Redis's (by number only when fewer than all
+are asked for, as Redis does not say which it gives then).
+INCRBYFLOAT increments are binary fractions, so that no result depends on the width of the
+C `long double` Redis computes in (80 bits on x86-64; shardkv computes in `f64`) while it
+stays below 2^53; once a result is larger, the two are compared as `f64` and the rest of
+that sequence is not compared (its digits may differ from there on). Exits 1 after the
+first sequence that differs.
+"""
+
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis_diff import Conn, Ignored, Unordered, encode, flush, parse  # noqa: E402
+
+SEQUENCES_DEFAULT = 600
+COMMANDS_PER_SEQUENCE_DEFAULT = 40
+# Time replies of the two servers may differ by this much (they run seconds apart).
+TIME_SLACK_S = 120
+# This share of the sequences is sent at once (pipelined), the rest one command at a time.
+PIPELINED_SHARE = 0.5
+# This share of the sequences starts with HELLO 3 (its reply, whose server fields differ
+# by nature, is not compared), and so speaks RESP3.
+RESP3_SHARE = 0.25
+# The run stops drawing new sequences after this long, passed or not.
+RUN_TIME_MAX_S = 240
+
+KEYS = ["{d}a", "{d}b", "{d}c", "{d}n"]
+OTHER_SLOT_KEY = "{e}z"
+INTEGERS = ["0", "1", "-1", "7", "-42", "100", "9223372036854775807",
+            "-9223372036854775808", "9223372036854775808", "-9223372036854775809"]
+FLOATS = ["0.5", "-0.25", "1.5", "3", "-2", "1e2", "0.125", "abc", "inf", "-inf", "nan", " 1",
+          "1 ", ""]
+STRINGS = ["", "x", "hello", "hello world", "12abc", "-", "v" * 100, "\x00\xff"]
+# Relative expire times are whole thousands of seconds up to this, far enough that no key
+# expires during a run; no two in a sequence are the same, as which of two equal ones ends
+# later (EXPIRE's GT and LT) depends on how much time passed between them.
+RELATIVE_SECONDS_MAX = 1_000_000
+# Invalid expire times, or ones that overflow in milliseconds.
+BAD_TIMES = ["0", "-1", "abc", "1.5", "9223372036854775807", "-9223372036854775808",
+             "4611686018427387904"]
+# Absolute times: the year 2100, and the past (the key goes at once).
+UNIX_SECONDS = ["4102444800", "1000", "0", "-5"]
+PAST_OR_FUTURE_MS = ["4102444800000", "1000000"]
+# The relative times drawn in the current sequence.
+drawn_seconds = set()
+PATTERNS = ["*", "{d}*", "{d}?", "{d}[ab]", "{d}[^a]*", "x*", "*\\", "{d}\\a", "[", ""]
+RANGE_INDICES = ["0", "1", "-1", "-2", "3", "100", "-100", "9223372036854775807",
+                 "-9223372036854775808", "x"]
+OFFSETS = ["0", "1", "3", "10", "-1", "536870912", "abc"]
+
+
+def key(r):
+    """A key; now and then one of another slot (`-CROSSSLOT` beside the others)."""
+    if r.random() < 0.04:
+        return OTHER_SLOT_KEY
+    return r.choice(KEYS)
+
+
+def same_slot_keys(r, low, high):
+    """Keys of one slot, for MGET, DEL, UNLINK and EXISTS: over several slots, plain
+    connections (as here) have them split by group and merged, where Redis Cluster answers
+    `-CROSSSLOT` (src/resp/mod.rs)."""
+    return [r.choice(KEYS) for _ in range(r.randint(low, high))]
+
+
+def value(r):
+    roll = r.random()
+    if roll < 0.45:
+        return r.choice(INTEGERS)
+    if roll < 0.6:
+        return r.choice(FLOATS)
+    return r.choice(STRINGS)
+
+
+def relative(r, per_second):
+    """A relative time not drawn before in this sequence (in units of 1/`per_second` s),
+    or now and then an invalid one."""
+    if r.random() < 0.25:
+        return r.choice(BAD_TIMES)
+    while True:
+        seconds = r.randrange(1, RELATIVE_SECONDS_MAX // 1000) * 1000
+        if seconds not in drawn_seconds:
+            drawn_seconds.add(seconds)
+            return str(seconds * per_second)
+
+
+def absolute(r, unix_times):
+    return r.choice(unix_times + BAD_TIMES[:3])
+
+
+def timed(r, form):
+    """The value of expiry option `form` (EX, PX, EXAT, PXAT)."""
+    return {
+        "EX": lambda: relative(r, 1),
+        "PX": lambda: relative(r, 1000),
+        "EXAT": lambda: absolute(r, UNIX_SECONDS),
+        "PXAT": lambda: absolute(r, PAST_OR_FUTURE_MS),
+    }[form]()
+
+
+def expiry_option(r):
+    """One of SET's or GETEX's expiry options, with a value."""
+    form = r.choice(["EX", "PX", "EXAT", "PXAT"])
+    return [form, timed(r, form)]
+
+
+def case_words(r, words):
+    """The words, each in upper or lower case (Redis reads options in any case)."""
+    return [w.lower() if r.random() < 0.3 else w for w in words]
+
+
+def draw_set(r):
+    options = []
+    if r.random() < 0.6:
+        options += expiry_option(r)
+        if r.random() < 0.1:
+            options += expiry_option(r)
+    if r.random() < 0.15:
+        options.append("KEEPTTL")
+    if r.random() < 0.35:
+        options.append(r.choice(["NX", "XX"]))
+    if r.random() < 0.25:
+        options.append("GET")
+    if r.random() < 0.03:
+        options.append(r.choice(["BOGUS", "EX"]))
+    return ["SET", key(r), value(r)] + case_words(r, options)
+
+
+def draw_expire(r):
+    form, name = r.choice([("EX", "EXPIRE"), ("PX", "PEXPIRE"), ("EXAT", "EXPIREAT"),
+                           ("PXAT", "PEXPIREAT")])
+    when = timed(r, form)
+    flags = [r.choice(["NX", "XX", "GT", "LT"]) for _ in range(r.choice([0, 0, 1, 1, 2]))]
+    if r.random() < 0.03:
+        flags.append("BOGUS")
+    return [name, key(r), when] + case_words(r, flags)
+
+
+def draw_getex(r):
+    roll = r.random()
+    if roll < 0.25:
+        options = []
+    elif roll < 0.4:
+        options = ["PERSIST"]
+    elif roll < 0.9:
+        options = expiry_option(r)
+    else:
+        options = r.choice([["PERSIST"], expiry_option(r)]) + r.choice(
+            [["PERSIST"], expiry_option(r), ["BOGUS"], ["KEEPTTL"]])
+    return ["GETEX", key(r)] + case_words(r, options)
+
+
+def draw_incrbyfloat(r):
+    increment = r.choice(["0.5", "-0.25", "1.5", "3", "-2", "1e2", "0.125", "-1e2", "abc",
+                          "inf", "nan", ""])
+    return ["INCRBYFLOAT", key(r), increment]
+
+
+def draw_pairs(r):
+    out = []
+    for _ in range(r.randint(1, 3)):
+        out += [key(r), value(r)]
+    if r.random() < 0.05:
+        out.pop()
+    return out
+
+
+def draw_wrong_arity(r):
+    """A command with a word too few or too many, or an unknown one."""
+    name, words = r.choice([("GET", 2), ("SET", 3), ("STRLEN", 2), ("GETRANGE", 4),
+                            ("SETRANGE", 4), ("INCRBY", 3), ("RENAME", 3), ("TTL", 2),
+                            ("GETDEL", 2), ("APPEND", 3), ("SETEX", 4), ("NOSUCH", 2)])
+    count = words + r.choice([-1, 1, 2]) if name != "NOSUCH" else words
+    return [name] + [key(r) for _ in range(max(count - 1, 0))]
+
+
+DRAWS = [
+    (14, draw_set),
+    (8, lambda r: ["GET", key(r)]),
+    (2, lambda r: ["SETNX", key(r), value(r)]),
+    (2, lambda r: ["SETEX", key(r), timed(r, "EX"), value(r)]),
+    (2, lambda r: ["PSETEX", key(r), timed(r, "PX"), value(r)]),
+    (2, lambda r: ["GETSET", key(r), value(r)]),
+    (2, lambda r: ["GETDEL", key(r)]),
+    (4, draw_getex),
+    (3, lambda r: ["MGET"] + same_slot_keys(r, 1, 4)),
+    (3, lambda r: ["MSET"] + draw_pairs(r)),
+    (2, lambda r: ["MSETNX"] + draw_pairs(r)),
+    (3, lambda r: ["APPEND", key(r), r.choice(STRINGS + INTEGERS[:3])]),
+    (2, lambda r: ["STRLEN", key(r)]),
+    (3, lambda r: ["GETRANGE", key(r), r.choice(RANGE_INDICES), r.choice(RANGE_INDICES)]),
+    (3, lambda r: ["SETRANGE", key(r), r.choice(OFFSETS), r.choice(STRINGS[:5])]),
+    (4, lambda r: [r.choice(["INCR", "DECR"]), key(r)]),
+    (4, lambda r: [r.choice(["INCRBY", "DECRBY"]), key(r), r.choice(INTEGERS + ["x", "1.5"])]),
+    (4, draw_incrbyfloat),
+    (3, lambda r: [r.choice(["DEL", "UNLINK"])] + same_slot_keys(r, 1, 3)),
+    (3, lambda r: ["EXISTS"] + same_slot_keys(r, 1, 4)),
+    (2, lambda r: ["TYPE", key(r)]),
+    (3, lambda r: [r.choice(["RENAME", "RENAMENX"]), key(r), key(r)]),
+    (6, draw_expire),
+    (4, lambda r: [r.choice(["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]), key(r)]),
+    (2, lambda r: ["PERSIST", key(r)]),
+    (2, lambda r: Unordered(["KEYS", r.choice(PATTERNS)])),
+    (1, lambda r: ["DBSIZE"]),
+    (1, lambda r: ["RANDOMKEY"]),
+    (1, lambda r: ["ECHO", value(r)]),
+    (1, lambda r: ["PING"] + ([value(r)] if r.random() < 0.5 else [])),
+    (1, lambda r: ["SELECT", r.choice(["0", "1", "-1", "x"])]),
+    (1, lambda r: ["CLUSTER", "KEYSLOT", key(r)]),
+    (1, lambda r: ["CLUSTER", "COUNTKEYSINSLOT", r.choice(["11298", "0", "16384", "-1", "x"])]),
+    (1, lambda r: ["CLUSTER", "GETKEYSINSLOT", "11298", r.choice(["0", "2", "10", "-1"])]),
+    (1, draw_wrong_arity),
+]
+WEIGHT_TOTAL = sum(w for w, _ in DRAWS)
+
+
+def draw_command(r):
+    pick = r.uniform(0, WEIGHT_TOTAL)
+    for weight, draw in DRAWS:
+        pick -= weight
+        if pick <= 0:
+            break
+    cmd = draw(r)
+    # The command's own name in any case, as Redis reads it.
+    cmd[0] = cmd[0].lower() if r.random() < 0.2 else cmd[0]
+    return cmd
+
+
+# INCRBYFLOAT results from this size on may differ in their last digits (above).
+FLOAT_EXACT_MAX = 2.0 ** 53
+TIMED = {"ttl", "pttl", "expiretime", "pexpiretime"}
+SLACK = {"ttl": TIME_SLACK_S, "pttl": TIME_SLACK_S * 1000, "expiretime": TIME_SLACK_S,
+         "pexpiretime": TIME_SLACK_S * 1000}
+
+
+def agree(cmd, want, got):
+    """Whether shardkv's reply `got` to `cmd` agrees with Redis's `want`."""
+    name = cmd[0].lower()
+    if isinstance(cmd, Ignored):
+        return True
+    if isinstance(cmd, Unordered):
+        return sorted(parse(want)[0]) == sorted(parse(got)[0]) if want[:1] == b"*" \
+            else want == got
+    if name in TIMED and want[:1] == b":" and got[:1] == b":":
+        a, b = int(want[1:-2]), int(got[1:-2])
+        if a >= 0 and b >= 0:
+            return abs(a - b) <= SLACK[name]
+        return a == b
+    # Redis may count keys past their time (below); shardkv's keys must be among its.
+    subcommand = cmd[1].lower() if name == "cluster" else ""
+    if subcommand == "getkeysinslot" and want[:1] == got[:1] == b"*":
+        # Which keys, and in what order, Redis leaves unspecified when asked for fewer.
+        a, b = parse(want)[0], parse(got)[0]
+        return set(b) <= set(a) if int(cmd[3]) >= len(KEYS) else len(b) <= len(a)
+    if (name == "dbsize" or subcommand == "countkeysinslot") \
+            and want[:1] == b":" and got[:1] == b":":
+        return int(want[1:-2]) >= int(got[1:-2])
+    if name == "randomkey":
+        return (want == b"$-1\r\n") == (got == b"$-1\r\n")
+    return want == got
+
+
+def float_beyond_exact(cmd, want, got):
+    """Whether an INCRBYFLOAT's replies are numbers past `FLOAT_EXACT_MAX` that agree as
+    `f64` (the sequence is then compared no further)."""
+    if cmd[0].lower() != "incrbyfloat" or want[:1] != b"$" or got[:1] != b"$":
+        return False
+    a, b = float(parse(want)[0]), float(parse(got)[0])
+    return abs(a) >= FLOAT_EXACT_MAX and a == b
+
+
+def encode_for_print(cmd):
+    return [w if isinstance(w, str) else w.decode("latin-1") for w in cmd]
+
+
+def run_sequence(port, sequence, pipelined):
+    """The raw replies to `sequence`, sent one by one or all at once."""
+    flush(port)
+    conn = Conn(port)
+    requests = [encode([w.encode("latin-1") for w in cmd]) for cmd in sequence]
+    if pipelined:
+        conn.sock.sendall(b"".join(requests))
+        replies = [conn.reply() for _ in sequence]
+    else:
+        replies = []
+        for request in requests:
+            conn.sock.sendall(request)
+            replies.append(conn.reply())
+    conn.close()
+    return replies
+
+
+def main():
+    redis_port, shardkv_port = int(sys.argv[1]), int(sys.argv[2])
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else random.randrange(1 << 32)
+    sequences = int(sys.argv[4]) if len(sys.argv) > 4 else SEQUENCES_DEFAULT
+    per_sequence = int(sys.argv[5]) if len(sys.argv) > 5 else COMMANDS_PER_SEQUENCE_DEFAULT
+    print(f"seed {seed}: {sequences} sequences of {per_sequence} commands")
+    r = random.Random(seed)
+    started = time.monotonic()
+    ran = 0
+    for n in range(sequences):
+        if time.monotonic() - started > RUN_TIME_MAX_S:
+            print(f"stopped drawing after {RUN_TIME_MAX_S} s")
+            break
+        drawn_seconds.clear()
+        sequence = [draw_command(r) for _ in range(per_sequence)]
+        if r.random() < RESP3_SHARE:
+            sequence[0] = Ignored(["HELLO", "3"])
+        pipelined = r.random() < PIPELINED_SHARE
+        want = run_sequence(redis_port, sequence, pipelined)
+        got = run_sequence(shardkv_port, sequence, pipelined)
+        ran += 1
+        for i, (cmd, a, b) in enumerate(zip(sequence, want, got)):
+            if float_beyond_exact(cmd, a, b):
+                break
+            if not agree(cmd, a, b):
+                how = "pipelined" if pipelined else "one by one"
+                print(f"sequence {n} of seed {seed} ({how}) differs at command {i}:")
+                for j, c in enumerate(sequence[:i + 1]):
+                    mark = ">>" if j == i else "  "
+                    print(f"{mark} {encode_for_print(c)!r}")
+                    if j < i:
+                        print(f"     both:    {want[j]!r}")
+                print(f"  redis:   {a!r}")
+                print(f"  shardkv: {b!r}")
+                sys.exit(1)
+    print(f"all {ran * per_sequence} replies of {ran} sequences agree with redis-server")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ on one fresh connection to each server after both are emptied. The key space is 
 that commands meet each other's keys. The seed is printed; the same seed draws the same
 sequences, and a sequence that differs is printed whole, ready to become a case of
 redis_diff.py. Half the sequences are sent pipelined (all at once, then every reply read),
-and a quarter speak RESP3.
+some as inline commands with every word quoted, and a quarter speak RESP3.
 
 Compared as redis_diff.py compares (the reference is the same one-node Redis Cluster),
 except the replies that depend on when a command ran: positive TTL, PTTL, EXPIRETIME and
@@ -43,6 +43,8 @@ COMMANDS_PER_SEQUENCE_DEFAULT = 40
 TIME_SLACK_S = 120
 # This share of the sequences is sent at once (pipelined), the rest one command at a time.
 PIPELINED_SHARE = 0.5
+# This share of the sequences is sent as inline commands, every word quoted.
+INLINE_SHARE = 0.15
 # This share of the sequences starts with HELLO 3 (its reply, whose server fields differ
 # by nature, is not compared), and so speaks RESP3.
 RESP3_SHARE = 0.25
@@ -298,11 +300,35 @@ def encode_for_print(cmd):
     return [w if isinstance(w, str) else w.decode("latin-1") for w in cmd]
 
 
-def run_sequence(port, sequence, pipelined):
-    """The raw replies to `sequence`, sent one by one or all at once."""
+def inline(cmd):
+    r"""`cmd` as an inline command: every word double-quoted, with the escapes Redis's
+    sdssplitargs reads (\\, \", \n, \t, \xHH)."""
+    def quoted(word):
+        out = []
+        for ch in word:
+            if ch in "\\\"":
+                out.append("\\" + ch)
+            elif ch == "\n":
+                out.append("\\n")
+            elif ch == "\t":
+                out.append("\\t")
+            elif " " < ch < "\x7f":
+                out.append(ch)
+            else:
+                out.append("\\x%02x" % ord(ch))
+        return '"' + "".join(out) + '"'
+    return (" ".join(quoted(w) for w in cmd) + "\r\n").encode("latin-1")
+
+
+def run_sequence(port, sequence, pipelined, inlined):
+    """The raw replies to `sequence`, sent one by one or all at once, as multibulk or
+    inline commands."""
     flush(port)
     conn = Conn(port)
-    requests = [encode([w.encode("latin-1") for w in cmd]) for cmd in sequence]
+    if inlined:
+        requests = [inline(cmd) for cmd in sequence]
+    else:
+        requests = [encode([w.encode("latin-1") for w in cmd]) for cmd in sequence]
     if pipelined:
         conn.sock.sendall(b"".join(requests))
         replies = [conn.reply() for _ in sequence]
@@ -332,15 +358,16 @@ def main():
         sequence = [draw_command(r) for _ in range(per_sequence)]
         if r.random() < RESP3_SHARE:
             sequence[0] = Ignored(["HELLO", "3"])
-        pipelined = r.random() < PIPELINED_SHARE
-        want = run_sequence(redis_port, sequence, pipelined)
-        got = run_sequence(shardkv_port, sequence, pipelined)
+        pipelined, inlined = r.random() < PIPELINED_SHARE, r.random() < INLINE_SHARE
+        want = run_sequence(redis_port, sequence, pipelined, inlined)
+        got = run_sequence(shardkv_port, sequence, pipelined, inlined)
         ran += 1
         for i, (cmd, a, b) in enumerate(zip(sequence, want, got)):
             if float_beyond_exact(cmd, a, b):
                 break
             if not agree(cmd, a, b):
-                how = "pipelined" if pipelined else "one by one"
+                how = ("pipelined" if pipelined else "one by one") + \
+                    (", inline" if inlined else "")
                 print(f"sequence {n} of seed {seed} ({how}) differs at command {i}:")
                 for j, c in enumerate(sequence[:i + 1]):
                     mark = ">>" if j == i else "  "

@@ -2,10 +2,11 @@
 """Differential fuzzing: random command sequences, byte for byte, against redis-server and
 shardkv.
 
-Usage: redis_fuzz.py REDIS_PORT SHARDKV_PORT [SEED] [SEQUENCES] [COMMANDS_PER_SEQUENCE]
+Usage: redis_fuzz.py REDIS_PORT SHARDKV_PORT [--standalone-port PORT] [--seed N]
+         [--sequences N] [--commands N]
 
 Where .ci/redis_diff.py replays cases written by hand, this draws them: each sequence is
-`COMMANDS_PER_SEQUENCE` commands drawn from the string and keyspace commands shardkv serves,
+`--commands` commands drawn from the string and keyspace commands shardkv serves,
 with arguments drawn to hit the edges (integer bounds, overflowing increments, invalid
 expire times, options combined in any order, valid or not, a key in another slot), sent
 on one fresh connection to each server after both are emptied. The key space is small, so
@@ -13,6 +14,11 @@ that commands meet each other's keys. The seed is printed; the same seed draws t
 sequences, and a sequence that differs is printed whole, ready to become a case of
 redis_diff.py. Half the sequences are sent pipelined (all at once, then every reply read),
 some as inline commands with every word quoted, and a quarter speak RESP3.
+
+With `--standalone-port`, every other sequence is compared with a standalone redis-server
+instead: there MGET, DEL, UNLINK and EXISTS take keys of several slots, which shardkv's
+plain connections split by group and merge, and the commands that differ by nature in a
+cluster (SELECT, CLUSTER) are left out.
 
 Compared as redis_diff.py compares (the reference is the same one-node Redis Cluster),
 except the replies that depend on when a command ran: positive TTL, PTTL, EXPIRETIME and
@@ -29,6 +35,7 @@ that sequence is not compared (its digits may differ from there on). Exits 1 aft
 first sequence that differs.
 """
 
+import argparse
 import os
 import random
 import sys
@@ -52,7 +59,9 @@ RESP3_SHARE = 0.25
 RUN_TIME_MAX_S = 240
 
 KEYS = ["{d}a", "{d}b", "{d}c", "{d}n"]
-OTHER_SLOT_KEY = "{e}z"
+# Keys of other slots, and of other groups in the layouts shardkv ships (slots 15363 and
+# 7233; the keys above are in slot 11298).
+OTHER_SLOT_KEYS = ["{e}z", "{g}y"]
 INTEGERS = ["0", "1", "-1", "7", "-42", "100", "9223372036854775807",
             "-9223372036854775808", "9223372036854775808", "-9223372036854775809"]
 FLOATS = ["0.5", "-0.25", "1.5", "3", "-2", "1e2", "0.125", "abc", "inf", "-inf", "nan", " 1",
@@ -70,6 +79,11 @@ UNIX_SECONDS = ["4102444800", "1000", "0", "-5"]
 PAST_OR_FUTURE_MS = ["4102444800000", "1000000"]
 # The relative times drawn in the current sequence.
 drawn_seconds = set()
+# Whether the current sequence is compared with the standalone Redis (see `split_keys`).
+against_standalone = False
+# Commands a standalone Redis answers otherwise by nature (SELECT of another database, the
+# CLUSTER commands), left out of the sequences compared with it.
+CLUSTER_ONLY = {"select", "cluster"}
 PATTERNS = ["*", "{d}*", "{d}?", "{d}[ab]", "{d}[^a]*", "x*", "*\\", "{d}\\a", "[", ""]
 RANGE_INDICES = ["0", "1", "-1", "-2", "3", "100", "-100", "9223372036854775807",
                  "-9223372036854775808", "x"]
@@ -77,17 +91,27 @@ OFFSETS = ["0", "1", "3", "10", "-1", "536870912", "abc"]
 
 
 def key(r):
-    """A key; now and then one of another slot (`-CROSSSLOT` beside the others)."""
-    if r.random() < 0.04:
-        return OTHER_SLOT_KEY
+    """A key; now and then one of another slot (`-CROSSSLOT` beside the others), more often
+    against the standalone Redis (keys of other groups)."""
+    if r.random() < (0.3 if against_standalone else 0.04):
+        return r.choice(OTHER_SLOT_KEYS)
     return r.choice(KEYS)
 
 
-def same_slot_keys(r, low, high):
-    """Keys of one slot, for MGET, DEL, UNLINK and EXISTS: over several slots, plain
-    connections (as here) have them split by group and merged, where Redis Cluster answers
-    `-CROSSSLOT` (src/resp/mod.rs)."""
-    return [r.choice(KEYS) for _ in range(r.randint(low, high))]
+def split_keys(r, low, high):
+    """Keys for MGET, DEL, UNLINK and EXISTS. Over several slots, plain connections (as
+    here) have them split by group and merged (src/resp/mod.rs), as a standalone Redis
+    serves them, where Redis Cluster answers `-CROSSSLOT`: keys of one slot against the
+    cluster reference, of any against the standalone one."""
+    pick = key if against_standalone else lambda r: r.choice(KEYS)
+    return [pick(r) for _ in range(r.randint(low, high))]
+
+
+def atomic_key(r):
+    """A key for MSET, MSETNX, RENAME or RENAMENX, which need one slot in shardkv whatever
+    the mode (`-CROSSSLOT` as Redis Cluster): any key against the cluster reference, one of
+    the same slot against the standalone one."""
+    return r.choice(KEYS) if against_standalone else key(r)
 
 
 def value(r):
@@ -186,7 +210,7 @@ def draw_incrbyfloat(r):
 def draw_pairs(r):
     out = []
     for _ in range(r.randint(1, 3)):
-        out += [key(r), value(r)]
+        out += [atomic_key(r), value(r)]
     if r.random() < 0.05:
         out.pop()
     return out
@@ -210,7 +234,7 @@ DRAWS = [
     (2, lambda r: ["GETSET", key(r), value(r)]),
     (2, lambda r: ["GETDEL", key(r)]),
     (4, draw_getex),
-    (3, lambda r: ["MGET"] + same_slot_keys(r, 1, 4)),
+    (3, lambda r: ["MGET"] + split_keys(r, 1, 4)),
     (3, lambda r: ["MSET"] + draw_pairs(r)),
     (2, lambda r: ["MSETNX"] + draw_pairs(r)),
     (3, lambda r: ["APPEND", key(r), r.choice(STRINGS + INTEGERS[:3])]),
@@ -220,10 +244,10 @@ DRAWS = [
     (4, lambda r: [r.choice(["INCR", "DECR"]), key(r)]),
     (4, lambda r: [r.choice(["INCRBY", "DECRBY"]), key(r), r.choice(INTEGERS + ["x", "1.5"])]),
     (4, draw_incrbyfloat),
-    (3, lambda r: [r.choice(["DEL", "UNLINK"])] + same_slot_keys(r, 1, 3)),
-    (3, lambda r: ["EXISTS"] + same_slot_keys(r, 1, 4)),
+    (3, lambda r: [r.choice(["DEL", "UNLINK"])] + split_keys(r, 1, 3)),
+    (3, lambda r: ["EXISTS"] + split_keys(r, 1, 4)),
     (2, lambda r: ["TYPE", key(r)]),
-    (3, lambda r: [r.choice(["RENAME", "RENAMENX"]), key(r), key(r)]),
+    (3, lambda r: [r.choice(["RENAME", "RENAMENX"]), atomic_key(r), atomic_key(r)]),
     (6, draw_expire),
     (4, lambda r: [r.choice(["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]), key(r)]),
     (2, lambda r: ["PERSIST", key(r)]),
@@ -242,12 +266,15 @@ WEIGHT_TOTAL = sum(w for w, _ in DRAWS)
 
 
 def draw_command(r):
-    pick = r.uniform(0, WEIGHT_TOTAL)
-    for weight, draw in DRAWS:
-        pick -= weight
-        if pick <= 0:
+    while True:
+        pick = r.uniform(0, WEIGHT_TOTAL)
+        for weight, draw in DRAWS:
+            pick -= weight
+            if pick <= 0:
+                break
+        cmd = draw(r)
+        if not (against_standalone and cmd[0].lower() in CLUSTER_ONLY):
             break
-    cmd = draw(r)
     # The command's own name in any case, as Redis reads it.
     cmd[0] = cmd[0].lower() if r.random() < 0.2 else cmd[0]
     return cmd
@@ -342,10 +369,20 @@ def run_sequence(port, sequence, pipelined, inlined):
 
 
 def main():
-    redis_port, shardkv_port = int(sys.argv[1]), int(sys.argv[2])
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else random.randrange(1 << 32)
-    sequences = int(sys.argv[4]) if len(sys.argv) > 4 else SEQUENCES_DEFAULT
-    per_sequence = int(sys.argv[5]) if len(sys.argv) > 5 else COMMANDS_PER_SEQUENCE_DEFAULT
+    global against_standalone
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("redis_port", type=int, help="a one-node Redis Cluster")
+    parser.add_argument("shardkv_port", type=int)
+    parser.add_argument("--standalone-port", type=int,
+                        help="a standalone redis-server: every other sequence is compared "
+                             "with it, with MGET, DEL, UNLINK and EXISTS over several slots")
+    parser.add_argument("--seed", type=int, default=random.randrange(1 << 32))
+    parser.add_argument("--sequences", type=int, default=SEQUENCES_DEFAULT)
+    parser.add_argument("--commands", type=int, default=COMMANDS_PER_SEQUENCE_DEFAULT,
+                        help="commands per sequence")
+    args = parser.parse_args()
+    redis_port, shardkv_port, seed = args.redis_port, args.shardkv_port, args.seed
+    sequences, per_sequence = args.sequences, args.commands
     print(f"seed {seed}: {sequences} sequences of {per_sequence} commands")
     r = random.Random(seed)
     started = time.monotonic()
@@ -355,11 +392,13 @@ def main():
             print(f"stopped drawing after {RUN_TIME_MAX_S} s")
             break
         drawn_seconds.clear()
+        against_standalone = args.standalone_port is not None and n % 2 == 1
+        reference = args.standalone_port if against_standalone else redis_port
         sequence = [draw_command(r) for _ in range(per_sequence)]
         if r.random() < RESP3_SHARE:
             sequence[0] = Ignored(["HELLO", "3"])
         pipelined, inlined = r.random() < PIPELINED_SHARE, r.random() < INLINE_SHARE
-        want = run_sequence(redis_port, sequence, pipelined, inlined)
+        want = run_sequence(reference, sequence, pipelined, inlined)
         got = run_sequence(shardkv_port, sequence, pipelined, inlined)
         ran += 1
         for i, (cmd, a, b) in enumerate(zip(sequence, want, got)):
@@ -367,7 +406,8 @@ def main():
                 break
             if not agree(cmd, a, b):
                 how = ("pipelined" if pipelined else "one by one") + \
-                    (", inline" if inlined else "")
+                    (", inline" if inlined else "") + \
+                    (", against the standalone Redis" if against_standalone else "")
                 print(f"sequence {n} of seed {seed} ({how}) differs at command {i}:")
                 for j, c in enumerate(sequence[:i + 1]):
                     mark = ">>" if j == i else "  "

@@ -42,7 +42,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from redis_diff import Conn, Ignored, Unordered, encode, flush, parse  # noqa: E402
+from redis_diff import (  # noqa: E402
+    Conn, Ignored, ScanAll, Unordered, encode, flush, parse, send)
 
 SEQUENCES_DEFAULT = 600
 COMMANDS_PER_SEQUENCE_DEFAULT = 40
@@ -216,6 +217,18 @@ def draw_pairs(r):
     return out
 
 
+def draw_scan(r):
+    """A whole SCAN iteration, with any of its options."""
+    options = []
+    if r.random() < 0.5:
+        options += ["MATCH", r.choice(PATTERNS)]
+    if r.random() < 0.5:
+        options += ["COUNT", r.choice(["1", "2", "10", "1000", "0", "-1", "x"])]
+    if r.random() < 0.3:
+        options += ["TYPE", r.choice(["string", "STRING", "list", "hash"])]
+    return ScanAll(["SCAN"] + case_words(r, options))
+
+
 def draw_wrong_arity(r):
     """A command with a word too few or too many, or an unknown one."""
     name, words = r.choice([("GET", 2), ("SET", 3), ("STRLEN", 2), ("GETRANGE", 4),
@@ -256,6 +269,7 @@ DRAWS = [
     (1, lambda r: ["RANDOMKEY"]),
     (1, lambda r: ["ECHO", value(r)]),
     (1, lambda r: ["PING"] + ([value(r)] if r.random() < 0.5 else [])),
+    (2, draw_scan),
     (1, lambda r: ["SELECT", r.choice(["0", "1", "-1", "x"])]),
     (1, lambda r: ["CLUSTER", "KEYSLOT", key(r)]),
     (1, lambda r: ["CLUSTER", "COUNTKEYSINSLOT", r.choice(["11298", "0", "16384", "-1", "x"])]),
@@ -348,22 +362,36 @@ def inline(cmd):
 
 
 def run_sequence(port, sequence, pipelined, inlined):
-    """The raw replies to `sequence`, sent one by one or all at once, as multibulk or
-    inline commands."""
+    """The raw replies to `sequence`, sent one by one or all at once (up to each full SCAN
+    iteration, which runs on its own), as multibulk or inline commands."""
     flush(port)
     conn = Conn(port)
-    if inlined:
-        requests = [inline(cmd) for cmd in sequence]
-    else:
-        requests = [encode([w.encode("latin-1") for w in cmd]) for cmd in sequence]
-    if pipelined:
-        conn.sock.sendall(b"".join(requests))
-        replies = [conn.reply() for _ in sequence]
-    else:
-        replies = []
-        for request in requests:
-            conn.sock.sendall(request)
-            replies.append(conn.reply())
+    replies = []
+    batch = []
+
+    def send_batch():
+        if inlined:
+            requests = [inline(cmd) for cmd in batch]
+        else:
+            requests = [encode([w.encode("latin-1") for w in cmd]) for cmd in batch]
+        if pipelined:
+            conn.sock.sendall(b"".join(requests))
+            replies.extend(conn.reply() for _ in batch)
+        else:
+            for request in requests:
+                conn.sock.sendall(request)
+                replies.append(conn.reply())
+        batch.clear()
+
+    for cmd in sequence:
+        if isinstance(cmd, ScanAll):
+            send_batch()
+            keys = send(conn, cmd)
+            # The keys of the whole iteration, as one comparable reply.
+            replies.append(keys if isinstance(keys, bytes) else repr(sorted(set(keys))).encode())
+        else:
+            batch.append(cmd)
+    send_batch()
     conn.close()
     return replies
 

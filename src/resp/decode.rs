@@ -135,7 +135,8 @@ fn header(
     if cr + 1 >= rest.len() {
         return Ok(None);
     }
-    Ok(Some((&rest[1..cr], pos + cr + 2)))
+    // A line that starts with its CR has no text (and no `$`, which the caller checks).
+    Ok(Some((rest.get(1..cr).unwrap_or_default(), pos + cr + 2)))
 }
 
 fn check_multibulk(buf: &[u8], limits: &DecodeLimits) -> Result<Checked, ProtocolError> {

@@ -598,9 +598,20 @@ fn cluster_aware_connections_get_moved_and_crossslot() {
         raw(&server, b"GET foo\r\n"),
         "-MOVED 12182 127.0.0.1:7999\r\n"
     );
+    // Routed before the command reads its other arguments, as Redis Cluster does: a
+    // syntax error, a bad time or a missing value sent to the wrong node moves too.
+    let moved = "-MOVED 12182 127.0.0.1:7999\r\n";
+    assert_eq!(raw(&server, b"SET foo v EX 10 PX 10\r\n"), moved);
+    assert_eq!(raw(&server, b"GETEX foo EX 0\r\n"), moved);
+    assert_eq!(raw(&server, b"INCRBY foo x\r\n"), moved);
+    assert_eq!(raw(&server, b"MSET foo 1 {foo}b\r\n"), moved);
     let mut c = client(&server);
     assert_eq!(
         err_text(redis::cmd("MGET").arg("a").arg("b").query(&mut c)),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    assert_eq!(
+        err_text(redis::cmd("RENAME").arg("a").arg("b").query(&mut c)),
         "CROSSSLOT Keys in request don't hash to the same slot"
     );
     server.backend.set_leader(group, None);

@@ -677,6 +677,11 @@ pub fn prepare<B: Backend>(
         return Job::Now(Frame::error("NOAUTH Authentication required."));
     }
     cx.client.entry.show(cx.client.name.as_ref(), name, cx.client.proto);
+    if cx.client.redirects {
+        if let Some(redirect) = cx.route_keys(spec, args) {
+            return Job::Now(redirect);
+        }
+    }
     dispatch(cx, name, args)
 }
 
@@ -784,6 +789,25 @@ impl<B: Backend> Ctx<'_, B> {
             merge,
             redirects: self.client.redirects,
         })
+    }
+
+    /// Redis Cluster's routing of a command by the keys its table entry names, before the
+    /// command reads its other arguments: `-CROSSSLOT` for keys of several slots, `-MOVED`
+    /// when another node leads their slot (a syntax error sent to the wrong node moves too).
+    fn route_keys(&self, spec: &Spec, args: &[Bytes]) -> Option<Frame> {
+        if spec.first_key <= 0 {
+            return None;
+        }
+        let last = match spec.last_key {
+            last if last < 0 => args.len() as i64 + last,
+            last => last,
+        };
+        let positions = (spec.first_key..=last).step_by(spec.step.max(1) as usize);
+        let keys = positions.filter_map(|position| args.get(position as usize));
+        match self.one_slot(keys) {
+            Ok(slot) => self.moved(slot),
+            Err(crossslot) => Some(crossslot),
+        }
     }
 
     /// `-MOVED slot addr` when this connection wants redirects and another node leads.

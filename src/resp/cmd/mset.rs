@@ -12,12 +12,12 @@ use crate::kv::KvCommand;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let name = lower(&args[0]);
-    // Redis Cluster routes the command before it counts its arguments: a key left without
-    // a value still counts, keys of several slots answer `-CROSSSLOT`, and a slot led
-    // elsewhere `-MOVED`.
+    // Redis Cluster checks the keys' slots before the command counts its arguments (a key
+    // left without a value still counts); shardkv does for every connection, as MSET
+    // needs one slot in any mode. A slot led elsewhere was answered `-MOVED` before.
     let slot = tri!(cx.one_slot(args[1..].iter().step_by(2)));
     if args.len() % 2 == 0 {
-        return Job::Now(cx.moved(slot).unwrap_or_else(|| wrong_args(&name)));
+        return Job::Now(wrong_args(&name));
     }
     let pairs: Vec<(Bytes, Bytes)> = args[1..]
         .chunks_exact(2)

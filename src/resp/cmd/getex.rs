@@ -7,7 +7,6 @@ use bytes::Bytes;
 use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Merge};
-use crate::shard::api::ShardOp;
 
 use super::set::{deadline_ms, ExpiryUnit};
 use super::{is, syntax_error};
@@ -47,8 +46,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             // Redis answers a missing key before it reads the time: a read then says which
             // of nil or the error is the answer, with no write to the log.
             Err(error) => {
-                let op = ShardOp::read(ReadCommand::Get { key }, cx.now_ms());
-                return cx.routed(slot, op, false, Merge::NilOr(error));
+                return cx.read_merged(slot, ReadCommand::Get { key }, Merge::NilOr(error));
             }
         },
     };

@@ -761,8 +761,13 @@ impl<B: Backend> Ctx<'_, B> {
 
     /// A read of one slot's group.
     pub fn read(&mut self, slot: u16, command: ReadCommand) -> Job {
+        self.read_merged(slot, command, Merge::One)
+    }
+
+    /// A read of one slot's group whose reply becomes the answer as `merge` says.
+    pub fn read_merged(&mut self, slot: u16, command: ReadCommand, merge: Merge) -> Job {
         let op = ShardOp::read(command, self.now_ms());
-        self.routed(slot, op, false, Merge::One)
+        self.routed(slot, op, false, merge)
     }
 
     /// A write to one slot's group.

@@ -78,9 +78,9 @@ RESP3_SHARE = 0.25
 RUN_TIME_MAX_S = 240
 
 KEYS = ["{d}a", "{d}b", "{d}c", "{d}n"]
-# Keys of other slots, and of other groups in the layouts shardkv ships (slots 15363 and
-# 7233; the keys above are in slot 11298).
-OTHER_SLOT_KEYS = ["{e}z", "{g}y"]
+# Keys of other slots, and of other groups in the layouts shardkv ships (slots 15363, 7233
+# and 0, the empty key; the keys above are in slot 11298).
+OTHER_SLOT_KEYS = ["{e}z", "{g}y", ""]
 INTEGERS = ["0", "1", "-1", "7", "-42", "100", "9223372036854775807",
             "-9223372036854775808", "9223372036854775808", "-9223372036854775809"]
 FLOATS = ["0.5", "-0.25", "1.5", "3", "-2", "1e2", "0.125", "abc", "inf", "-inf", "nan", " 1",

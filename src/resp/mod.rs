@@ -22,7 +22,9 @@
 //! - **Cluster-aware** (`cluster_redirects = true`, or per connection
 //!   `CLIENT REDIRECTS ON`): a key whose group is led by another node answers
 //!   `-MOVED slot host:port`; MGET/DEL/UNLINK/EXISTS over several slots answer
-//!   `-CROSSSLOT` exactly as Redis Cluster; a group with no leader answers
+//!   `-CROSSSLOT` exactly as Redis Cluster, and as there both come before a command reads
+//!   its other arguments (a syntax error sent to the wrong node moves); a group with no
+//!   leader answers
 //!   `-CLUSTERDOWN The cluster is down`. A node serves cluster clients and plain clients
 //!   at once only if their connections differ in mode, hence the per-connection switch.
 //!

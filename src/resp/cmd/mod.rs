@@ -3,8 +3,9 @@
 //! EXPIRETIME/PEXPIRETIME, SETEX/PSETEX, DEL/UNLINK, FLUSHALL/FLUSHDB — shares one file,
 //! since its members share every line but a constant). Each `prepare` checks syntax and
 //! turns the arguments into a `Job`: an answer now, or shard operations routed by key
-//! slot whose replies `exec` merges. Arity and authentication are checked here, before
-//! any command runs. Never awaits and never touches a socket.
+//! slot whose replies `exec` merges. Arity, authentication and, for cluster-aware
+//! connections, the keys' routing (`-CROSSSLOT`, `-MOVED`) are checked here, before any
+//! command reads its arguments. Never awaits and never touches a socket.
 
 use bytes::Bytes;
 
@@ -655,7 +656,8 @@ pub struct Ctx<'a, B> {
     pub shared: &'a Shared,
 }
 
-/// Turns one request into a job: arity, authentication, then the command. `index` is
+/// Turns one request into a job: arity, authentication, the keys' routing for
+/// cluster-aware connections (`Ctx::route_keys`), then the command. `index` is
 /// `spec_index_of_arg` of its first argument (the caller's metrics need it too).
 pub fn prepare<B: Backend>(
     cx: &mut Ctx<'_, B>,
@@ -808,7 +810,11 @@ impl<B: Backend> Ctx<'_, B> {
             last => last,
         };
         let positions = (spec.first_key..=last).step_by(spec.step.max(1) as usize);
-        let keys = positions.filter_map(|position| args.get(position as usize));
+        let mut keys = positions
+            .filter_map(|position| args.get(position as usize))
+            .peekable();
+        // No key given: nothing to route (`one_slot` would say slot 0).
+        keys.peek()?;
         match self.one_slot(keys) {
             Ok(slot) => self.moved(slot),
             Err(crossslot) => Some(crossslot),

@@ -14,7 +14,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let name = lower(&args[0]);
     // Redis Cluster checks the keys' slots before the command counts its arguments (a key
     // left without a value still counts); shardkv does for every connection, as MSET
-    // needs one slot in any mode. A slot led elsewhere was answered `-MOVED` before.
+    // needs one slot in any mode (`cmd::prepare` has answered `-MOVED` already).
     let slot = tri!(cx.one_slot(args[1..].iter().step_by(2)));
     if args.len() % 2 == 0 {
         return Job::Now(wrong_args(&name));

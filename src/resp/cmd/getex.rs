@@ -8,8 +8,8 @@ use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Merge};
 
-use super::set::{deadline_ms, ExpiryUnit};
-use super::{is, syntax_error};
+use super::set::{deadline_ms, take_expiry, ExpiryUnit};
+use super::{is, syntax_error, tri};
 use crate::kv::command::GetExTtl;
 use crate::kv::read::ReadCommand;
 use crate::kv::{key_slot, KvCommand};
@@ -28,10 +28,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         } else if let (Some(unit), Some(value), false) =
             (ExpiryUnit::of(option), args.get(i + 1), persist)
         {
-            if expiry.is_some_and(|(given, _)| given != unit) {
-                return Job::Now(syntax_error());
-            }
-            expiry = Some((unit, value));
+            tri!(take_expiry(&mut expiry, unit, value));
             i += 1;
         } else {
             return Job::Now(syntax_error());

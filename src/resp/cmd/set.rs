@@ -54,6 +54,21 @@ pub fn deadline_ms(now_ms: u64, arg: &[u8], unit: ExpiryUnit, command: &str) -> 
     deadline.map(|d| d as u64).ok_or_else(invalid)
 }
 
+/// Takes the expiry option `unit` with its `value` as Redis does: the same option may come
+/// again (the last one counts, and only its value is read); two different ones are a
+/// syntax error.
+pub fn take_expiry<'a>(
+    expiry: &mut Option<(ExpiryUnit, &'a Bytes)>,
+    unit: ExpiryUnit,
+    value: &'a Bytes,
+) -> Result<(), Frame> {
+    if expiry.is_some_and(|(given, _)| given != unit) {
+        return Err(syntax_error());
+    }
+    *expiry = Some((unit, value));
+    Ok(())
+}
+
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let (mut condition, mut get, mut keep_ttl) = (SetCondition::Always, false, false);
     let mut expiry: Option<(ExpiryUnit, &Bytes)> = None;
@@ -71,12 +86,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             keep_ttl = true;
         } else if let (Some(unit), Some(value), false) = (ExpiryUnit::of(option), next, keep_ttl)
         {
-            // As in Redis, the same expiry option may come again: the last one counts, and
-            // only its value is read; two different ones are a syntax error.
-            if expiry.is_some_and(|(given, _)| given != unit) {
-                return Job::Now(syntax_error());
-            }
-            expiry = Some((unit, value));
+            tri!(take_expiry(&mut expiry, unit, value));
             i += 1;
         } else {
             return Job::Now(syntax_error());

@@ -951,9 +951,18 @@ fn members_of(reply: &crate::kv::Reply) -> Option<Vec<NodeId>> {
 
 /// Client ids: a per-process random prefix in the high 32 bits and a counter below, so an
 /// id is never reused, not even by a restarted node (the groups remember sessions by id).
+/// The top bit stays clear: clients see ids as Redis's, positive 64-bit integers (CLIENT
+/// ID, HELLO, CLIENT KILL ID).
 struct ClientIds {
     prefix: u64,
     next: std::sync::atomic::AtomicU64,
+}
+
+/// The high 32 bits of a process's client ids, drawn from `seed`: never zero, top bit clear.
+fn client_id_prefix(seed: u64) -> u64 {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
+    let prefix = rand_core::Rng::next_u64(&mut rng) & 0x7FFF_FFFF_0000_0000;
+    prefix.max(1 << 32)
 }
 
 impl NodeBackend {
@@ -963,10 +972,8 @@ impl NodeBackend {
             .map_or(0, |d| d.as_nanos());
         let seed =
             (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
-        let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
-        let prefix = rand_core::Rng::next_u64(&mut rng) & 0xFFFF_FFFF_0000_0000;
         let ids = ClientIds {
-            prefix: prefix.max(1 << 32),
+            prefix: client_id_prefix(seed),
             next: 1.into(),
         };
         NodeBackend {
@@ -1091,4 +1098,22 @@ pub async fn run(
     tasks.iter().for_each(tokio::task::JoinHandle::abort);
     node.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_id_prefix;
+
+    /// Every client id a process gives is a positive `i64`, as a Redis client reads it; the
+    /// prefix draws differ between processes.
+    #[test]
+    fn client_ids_are_positive_64_bit_integers() {
+        let prefixes: Vec<u64> = (0..1000).map(client_id_prefix).collect();
+        for prefix in &prefixes {
+            let (first, last) = (prefix | 1, prefix | 0xFFFF_FFFF);
+            assert!(first >= 1 << 32 && i64::try_from(last).is_ok(), "{prefix:#x}");
+        }
+        let distinct: std::collections::BTreeSet<_> = prefixes.iter().collect();
+        assert!(distinct.len() > 990, "{} distinct prefixes", distinct.len());
+    }
 }

@@ -38,6 +38,7 @@ mod getex;
 mod getrange;
 mod getset;
 mod hello;
+mod help;
 mod incr;
 mod incrbyfloat;
 mod info;
@@ -683,6 +684,9 @@ pub fn prepare<B: Backend>(
         if let Some(redirect) = cx.route_keys(spec, args) {
             return Job::Now(redirect);
         }
+    }
+    if let Some(help) = help::answer(name, args) {
+        return Job::Now(help);
     }
     dispatch(cx, name, args)
 }

@@ -263,6 +263,12 @@ def draw_connection(r):
     return r.choice([
         lambda: ["CLIENT", "SETNAME", r.choice(["n1", "", "a b", "x\n", "\xe9", "-"])],
         lambda: ["CLIENT", "GETNAME"],
+        # CLIENT KILL that kills nobody: its errors and its count of none.
+        lambda: ["CLIENT", "KILL"] + r.choice([["ID", "x"], ["ID", "0"], ["TYPE", "bogus"],
+                                                ["1.2.3.4:5"], ["LADDR", "1.2.3.4:5"],
+                                                ["ADDR", "1.2.3.4:5", "SKIPME", "maybe"],
+                                                ["USER", "nobody"], ["MAXAGE", "5"]]),
+        lambda: ["CLIENT", r.choice(["HELP", "INFO", "ID"]), "x"],
         lambda: ["HELLO"] + r.choice([["2"], ["3"], ["4"], ["x"], ["2", "SETNAME", "h1"],
                                       ["3", "AUTH", "default", "p"], ["2", "FOO"], []]),
         lambda: ["RESET"],

@@ -551,13 +551,22 @@ fn client_kill_closes_a_connection_that_served_requests() {
         assert_eq!(reply(b"PING\r\n"), "+PONG\r\n");
         let mut killer = client(&server);
         killer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let killed: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(id)
-            .query(&mut killer)
-            .unwrap();
-        assert_eq!(killed, 1);
+        // CLIENT LIST shows this server's end of each connection (laddr), and the LADDR
+        // filter matches it: not another address, and with SKIPME yes not the killer.
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut killer).unwrap();
+        let laddr = format!("laddr={} ", server.addr);
+        assert!(list.lines().all(|line| line.contains(&laddr)), "{list}");
+        let kill = |killer: &mut redis::Connection, filters: &[String]| -> i64 {
+            let mut command = redis::cmd("CLIENT");
+            command.arg("KILL").arg(filters);
+            command.query(killer).unwrap()
+        };
+        let other = "127.0.0.1:1".to_string();
+        let by_id = ["ID".to_string(), id.to_string()];
+        assert_eq!(kill(&mut killer, &["LADDR".into(), other]), 0);
+        assert_eq!(reply(b"PING\r\n"), "+PONG\r\n");
+        let by_laddr = ["LADDR".to_string(), server.addr.to_string()];
+        assert_eq!(kill(&mut killer, &[by_id, by_laddr].concat()), 1);
         let mut rest = [0u8; 16];
         assert_eq!(victim.read(&mut rest).expect("closed within the time-out"), 0);
     }

@@ -36,6 +36,8 @@ pub struct ClientState {
 pub struct ClientEntry {
     pub id: u64,
     pub addr: SocketAddr,
+    /// This server's end of the connection (`laddr`), if the socket could tell.
+    pub laddr: Option<SocketAddr>,
     pub created: Instant,
     shown: Mutex<Shown>,
     killed: AtomicBool,
@@ -71,10 +73,16 @@ impl ClientEntry {
         let cmd = if shown.last_command.is_empty() { "NULL" } else { shown.last_command };
         let name = shown.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
         format!(
-            "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
+            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
-            self.id, self.addr, name, age, cmd, shown.proto
+            self.id,
+            self.addr,
+            self.laddr.map(|a| a.to_string()).unwrap_or_default(),
+            name,
+            age,
+            cmd,
+            shown.proto
         )
     }
 
@@ -103,10 +111,16 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn register(&self, id: u64, addr: SocketAddr) -> Arc<ClientEntry> {
+    pub fn register(
+        &self,
+        id: u64,
+        addr: SocketAddr,
+        laddr: Option<SocketAddr>,
+    ) -> Arc<ClientEntry> {
         let entry = Arc::new(ClientEntry {
             id,
             addr,
+            laddr,
             created: Instant::now(),
             shown: Mutex::new(Shown {
                 proto: 2,

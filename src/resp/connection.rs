@@ -156,7 +156,7 @@ struct Conn<B> {
 /// Serves one client until it quits, breaks the protocol, is killed or disconnects.
 pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, shared: Arc<Shared>) {
     let id = backend.new_client_id();
-    let entry = shared.clients.register(id, addr);
+    let entry = shared.clients.register(id, addr, stream.local_addr().ok());
     let client = ClientState {
         id,
         addr,

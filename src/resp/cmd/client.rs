@@ -80,8 +80,8 @@ fn client_type(name: &[u8]) -> Result<bool, Frame> {
     }
 }
 
-/// CLIENT KILL addr (old form) or CLIENT KILL [ID id] [TYPE type] [ADDR addr] [USER user]
-/// [SKIPME yes|no].
+/// CLIENT KILL addr (old form) or CLIENT KILL [ID id] [TYPE type] [ADDR addr] [LADDR addr]
+/// [USER user] [SKIPME yes|no].
 fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
     let clients = cx.shared.clients.all();
     if let [addr] = args {
@@ -92,7 +92,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
         target.kill();
         return Ok(Frame::ok());
     }
-    let (mut id, mut addr, mut skip_me, mut any) = (None, None, true, true);
+    let (mut id, mut addr, mut laddr, mut skip_me, mut any) = (None, None, None, true, true);
     for pair in args.chunks(2) {
         let [name, value] = pair else {
             return Err(syntax_error());
@@ -108,6 +108,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
                 return Err(Frame::error(format!("ERR No such user '{}'", clip(value))))
             }
             _ if is(name, "addr") => addr = Some(String::from_utf8_lossy(value).into_owned()),
+            _ if is(name, "laddr") => laddr = Some(String::from_utf8_lossy(value).into_owned()),
             _ if is(name, "skipme") && (is(value, "yes") || is(value, "no")) => {
                 skip_me = is(value, "yes")
             }
@@ -119,6 +120,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
         let chosen = any
             && id.is_none_or(|id| c.id as i64 == id)
             && addr.as_ref().is_none_or(|a| *a == c.addr.to_string())
+            && laddr.as_ref().is_none_or(|a| c.laddr.is_some_and(|l| *a == l.to_string()))
             && !(skip_me && c.id == cx.client.id);
         if chosen {
             c.kill();

@@ -89,6 +89,9 @@ fn raw(server: &Server, bytes: &[u8]) -> String {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream.write_all(bytes).unwrap();
+    // Shutting the sending side lets the server close once it has answered, instead of
+    // the read waiting for its time-out.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -615,6 +618,16 @@ fn cluster_aware_connections_get_moved_and_crossslot() {
     assert_eq!(raw(&server, b"INCRBY foo x\r\n"), moved);
     assert_eq!(raw(&server, b"MSET foo 1 {foo}b\r\n"), moved);
     let mut c = client(&server);
+    // After READONLY, this node (a replica of every group here) serves reads of the slot
+    // and still moves writes; READWRITE moves both again.
+    let _: () = redis::cmd("READONLY").query(&mut c).unwrap();
+    assert_eq!(c.get::<_, Option<String>>("foo").unwrap(), None);
+    assert_eq!(c.exists::<_, i64>("foo").unwrap(), 0);
+    let set = redis::cmd("SET").arg("foo").arg("v").query(&mut c);
+    assert_eq!(err_text(set), "MOVED 12182 127.0.0.1:7999");
+    let _: () = redis::cmd("READWRITE").query(&mut c).unwrap();
+    let get = redis::cmd("GET").arg("foo").query(&mut c);
+    assert_eq!(err_text(get), "MOVED 12182 127.0.0.1:7999");
     assert_eq!(
         err_text(redis::cmd("MGET").arg("a").arg("b").query(&mut c)),
         "CROSSSLOT Keys in request don't hash to the same slot"

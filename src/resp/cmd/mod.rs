@@ -785,7 +785,7 @@ impl<B: Backend> Ctx<'_, B> {
     /// One op on `slot`'s group; `-MOVED` first in redirect mode when another node leads.
     pub fn routed(&self, slot: u16, op: ShardOp, write: bool, merge: Merge) -> Job {
         let group = self.backend.group_of_slot(slot);
-        if let Some(moved) = self.moved(slot) {
+        if let Some(moved) = self.moved(slot, !write) {
             return Job::Now(moved);
         }
         let part = Part {
@@ -820,21 +820,34 @@ impl<B: Backend> Ctx<'_, B> {
         // No key given: nothing to route (`one_slot` would say slot 0).
         keys.peek()?;
         match self.one_slot(keys) {
-            Ok(slot) => self.moved(slot),
+            Ok(slot) => self.moved(slot, spec.flags.contains(&"readonly")),
             Err(crossslot) => Some(crossslot),
         }
     }
 
-    /// `-MOVED slot addr` when this connection wants redirects and another node leads.
-    pub fn moved(&self, slot: u16) -> Option<Frame> {
+    /// `-MOVED slot addr` when this connection wants redirects and another node leads; but
+    /// a `read` on a READONLY connection is served by any node with a replica of the slot's
+    /// group, as a Redis Cluster replica serves it (here linearizable still: the node asks
+    /// the leader), so that clients reading from replicas are not moved on every read.
+    pub fn moved(&self, slot: u16, read: bool) -> Option<Frame> {
         if !self.client.redirects {
             return None;
         }
-        let leader = self.backend.leader_of(self.backend.group_of_slot(slot))?;
-        if leader == self.backend.node_id() {
+        let group = self.backend.group_of_slot(slot);
+        let leader = self.backend.leader_of(group)?;
+        let me = self.backend.node_id();
+        if leader == me {
             return None;
         }
-        let addr = self.backend.cluster_view().resp_addr(leader)?;
+        let view = self.backend.cluster_view();
+        let replica_here = || {
+            let group = view.groups.iter().find(|g| g.id == group);
+            group.is_some_and(|g| g.replicas.contains(&me))
+        };
+        if read && self.client.readonly && replica_here() {
+            return None;
+        }
+        let addr = view.resp_addr(leader)?;
         Some(Frame::error(format!("MOVED {slot} {addr}")))
     }
 

@@ -1,5 +1,8 @@
-//! READONLY / READWRITE: accepted for cluster clients. Reads are linearizable on any
-//! node (ReadIndex through the leader), so READONLY changes nothing but CLIENT LIST.
+//! READONLY / READWRITE: for cluster clients that read from replicas. On a READONLY
+//! cluster-aware connection, a node with a replica of a key's group serves reads of that
+//! key instead of answering `-MOVED` to the leader (`Ctx::moved`), as a Redis Cluster
+//! replica does; the read stays linearizable (ReadIndex through the leader). Writes move
+//! to the leader either way.
 
 use bytes::Bytes;
 

@@ -623,8 +623,17 @@ fn cluster_aware_connections_get_moved_and_crossslot() {
     let _: () = redis::cmd("READONLY").query(&mut c).unwrap();
     assert_eq!(c.get::<_, Option<String>>("foo").unwrap(), None);
     assert_eq!(c.exists::<_, i64>("foo").unwrap(), 0);
+    let both: Vec<Option<String>> = c.mget(&["foo", "{foo}b"]).unwrap();
+    assert_eq!(both, vec![None, None]);
     let set = redis::cmd("SET").arg("foo").arg("v").query(&mut c);
     assert_eq!(err_text(set), "MOVED 12182 127.0.0.1:7999");
+    let getex = redis::cmd("GETEX").arg("foo").arg("PERSIST").query(&mut c);
+    assert_eq!(err_text(getex), "MOVED 12182 127.0.0.1:7999");
+    // Without a replica here, a READONLY read moves too.
+    server.backend.set_replicas(group, vec![NodeId(2)]);
+    let get = redis::cmd("GET").arg("foo").query(&mut c);
+    assert_eq!(err_text(get), "MOVED 12182 127.0.0.1:7999");
+    server.backend.set_replicas(group, vec![NodeId(1), NodeId(2)]);
     let _: () = redis::cmd("READWRITE").query(&mut c).unwrap();
     let get = redis::cmd("GET").arg("foo").query(&mut c);
     assert_eq!(err_text(get), "MOVED 12182 127.0.0.1:7999");

@@ -949,20 +949,22 @@ fn members_of(reply: &crate::kv::Reply) -> Option<Vec<NodeId>> {
         .collect()
 }
 
-/// Client ids: a per-process random prefix in the high 32 bits and a counter below, so an
-/// id is never reused, not even by a restarted node (the groups remember sessions by id).
-/// The top bit stays clear: clients see ids as Redis's, positive 64-bit integers (CLIENT
-/// ID, HELLO, CLIENT KILL ID).
+/// Client ids: a per-process random prefix in the high 32 bits and a counter below that
+/// starts at a random value, so that ids of two processes (a restarted node included: the
+/// groups remember sessions by id) meet only if both 31-bit prefixes and the counters'
+/// ranges do. The top bit stays clear: clients see ids as Redis's, positive 64-bit
+/// integers (CLIENT ID, HELLO, CLIENT KILL ID).
 struct ClientIds {
     prefix: u64,
     next: std::sync::atomic::AtomicU64,
 }
 
-/// The high 32 bits of a process's client ids, drawn from `seed`: never zero, top bit clear.
-fn client_id_prefix(seed: u64) -> u64 {
+/// A process's client-id prefix (the high 32 bits: never zero, top bit clear) and the
+/// counter's first value (the low 32 bits), drawn from `seed`.
+fn client_id_base(seed: u64) -> (u64, u64) {
     let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
-    let prefix = rand_core::Rng::next_u64(&mut rng) & 0x7FFF_FFFF_0000_0000;
-    prefix.max(1 << 32)
+    let draw = rand_core::Rng::next_u64(&mut rng);
+    ((draw & 0x7FFF_FFFF_0000_0000).max(1 << 32), draw & 0xFFFF_FFFF)
 }
 
 impl NodeBackend {
@@ -972,9 +974,10 @@ impl NodeBackend {
             .map_or(0, |d| d.as_nanos());
         let seed =
             (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ client.table().me().get();
+        let (prefix, first) = client_id_base(seed);
         let ids = ClientIds {
-            prefix: client_id_prefix(seed),
-            next: 1.into(),
+            prefix,
+            next: first.into(),
         };
         NodeBackend {
             client,
@@ -1064,6 +1067,12 @@ impl Backend for NodeBackend {
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.client.table().leader(group)
     }
+
+    fn holds_replica(&self, group: GroupId) -> bool {
+        let table = self.client.table();
+        let me = table.me();
+        table.with_group(group, |route| route.replicas.contains(&me)) == Some(true)
+    }
 }
 
 /// Runs a node until `shutdown` resolves: replicas, transport, and the RESP listener on
@@ -1102,13 +1111,16 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::client_id_prefix;
+    use super::client_id_base;
 
     /// Every client id a process gives is a positive `i64`, as a Redis client reads it; the
-    /// prefix draws differ between processes.
+    /// prefix draws differ between processes, and so do the counters' starts.
     #[test]
     fn client_ids_are_positive_64_bit_integers() {
-        let prefixes: Vec<u64> = (0..1000).map(client_id_prefix).collect();
+        let bases: Vec<(u64, u64)> = (0..1000).map(client_id_base).collect();
+        let starts: std::collections::BTreeSet<_> = bases.iter().map(|(_, s)| s).collect();
+        assert!(starts.len() > 990, "{} distinct starts", starts.len());
+        let prefixes: Vec<u64> = bases.iter().map(|(prefix, _)| *prefix).collect();
         for prefix in &prefixes {
             let (first, last) = (prefix | 1, prefix | 0xFFFF_FFFF);
             assert!(first >= 1 << 32 && i64::try_from(last).is_ok(), "{prefix:#x}");

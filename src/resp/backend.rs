@@ -23,7 +23,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn cluster_view(&self) -> ClusterView;
     /// This node's id.
     fn node_id(&self) -> NodeId;
-    /// A fresh client id, unique across the cluster and never reused (request dedup).
+    /// A fresh client id, unique across the cluster and not reused, as far as random draws
+    /// make it so (request dedup).
     fn new_client_id(&self) -> u64;
     /// The node's unix clock in milliseconds (relative TTLs become deadlines with it).
     fn now_ms(&self) -> u64;
@@ -34,6 +35,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
             .into_iter()
             .find(|g| g.id == group)
             .and_then(|g| g.leader)
+    }
+    /// Whether this node holds a replica of `group`; the default asks `cluster_view`.
+    fn holds_replica(&self, group: GroupId) -> bool {
+        let view = self.cluster_view();
+        let me = view.node_id;
+        view.groups.iter().any(|g| g.id == group && g.replicas.contains(&me))
     }
 }
 

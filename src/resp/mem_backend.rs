@@ -87,6 +87,19 @@ impl MemBackend {
         nodes.push(NodeView { id, resp_addr });
     }
 
+    /// Sets the nodes holding a replica of `group` (its leader is added if missing).
+    pub fn set_replicas(&self, group: GroupId, replicas: Vec<NodeId>) {
+        for g in &self.inner.groups {
+            let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            if g.view.id == group {
+                g.view.replicas = replicas.clone();
+                if let Some(leader) = g.view.leader.filter(|l| !g.view.replicas.contains(l)) {
+                    g.view.replicas.push(leader);
+                }
+            }
+        }
+    }
+
     /// Sets the leader of `group`. Led by another node, the group still executes (as if
     /// forwarded); with no leader it answers `NotLeader { leader: None }`.
     pub fn set_leader(&self, group: GroupId, leader: Option<NodeId>) {

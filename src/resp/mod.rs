@@ -23,8 +23,9 @@
 //!   `CLIENT REDIRECTS ON`): a key whose group is led by another node answers
 //!   `-MOVED slot host:port`; MGET/DEL/UNLINK/EXISTS over several slots answer
 //!   `-CROSSSLOT` exactly as Redis Cluster, and as there both come before a command reads
-//!   its other arguments (a syntax error sent to the wrong node moves); a group with no
-//!   leader answers
+//!   its other arguments (a syntax error sent to the wrong node moves); after READONLY,
+//!   reads are served by any node with a replica of the key's group (linearizable still)
+//!   instead of moving; a group with no leader answers
 //!   `-CLUSTERDOWN The cluster is down`. A node serves cluster clients and plain clients
 //!   at once only if their connections differ in mode, hence the per-connection switch.
 //!

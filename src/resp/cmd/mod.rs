@@ -835,19 +835,12 @@ impl<B: Backend> Ctx<'_, B> {
         }
         let group = self.backend.group_of_slot(slot);
         let leader = self.backend.leader_of(group)?;
-        let me = self.backend.node_id();
-        if leader == me {
+        if leader == self.backend.node_id()
+            || (read && self.client.readonly && self.backend.holds_replica(group))
+        {
             return None;
         }
-        let view = self.backend.cluster_view();
-        let replica_here = || {
-            let group = view.groups.iter().find(|g| g.id == group);
-            group.is_some_and(|g| g.replicas.contains(&me))
-        };
-        if read && self.client.readonly && replica_here() {
-            return None;
-        }
-        let addr = view.resp_addr(leader)?;
+        let addr = self.backend.cluster_view().resp_addr(leader)?;
         Some(Frame::error(format!("MOVED {slot} {addr}")))
     }
 

@@ -90,8 +90,9 @@ fn raw(server: &Server, bytes: &[u8]) -> String {
         .unwrap();
     stream.write_all(bytes).unwrap();
     // Shutting the sending side lets the server close once it has answered, instead of
-    // the read waiting for its time-out.
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // the read waiting for its time-out. A server that closed already (a client beyond
+    // the bound is answered and closed at once) leaves nothing to shut.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()

@@ -86,6 +86,13 @@ INTEGERS = ["0", "1", "-1", "7", "-42", "100", "9223372036854775807",
 FLOATS = ["0.5", "-0.25", "1.5", "3", "-2", "1e2", "0.125", "abc", "inf", "-inf", "nan", " 1",
           "1 ", ""]
 STRINGS = ["", "x", "hello", "hello world", "12abc", "-", "v" * 100, "\x00\xff"]
+# Every key drawn, as replies carry them.
+KNOWN_KEYS = {k.encode("latin-1") for k in KEYS + OTHER_SLOT_KEYS}
+# The values of damaged streams (`mutated_stream`): printable, and none a command's name,
+# so that damage which makes a value a command of its own never runs one whose reply
+# differs by nature (HELLO's server fields).
+PRINTABLE_VALUES = [v for v in INTEGERS + FLOATS + STRINGS
+                    if v.isprintable() and (v.split() or [""])[0].lower() not in COMMANDS]
 # Relative expire times are whole thousands of seconds up to this, far enough that no key
 # expires during a run; no two in a sequence are the same, as which of two equal ones ends
 # later (EXPIRE's GT and LT) depends on how much time passed between them.
@@ -353,8 +360,7 @@ def keys_of(reply):
     value = parse(reply)[0] if reply[:1] == b"*" else None
     if not isinstance(value, list) or len(set(value)) != len(value):
         return None
-    known = {k.encode("latin-1") for k in KEYS + OTHER_SLOT_KEYS}
-    return set(value) if set(value) <= known else None
+    return set(value) if set(value) <= KNOWN_KEYS else None
 
 
 def agree(cmd, want, got, gap_s, lingering):
@@ -395,8 +401,7 @@ def agree(cmd, want, got, gap_s, lingering):
     if name == "randomkey" and want[:1] in (b"$", b"_") and got[:1] in (b"$", b"_"):
         # Nil on both, or a known key on both (which one, at random).
         nil = (b"$-1\r\n", b"_\r\n")
-        known = {k.encode("latin-1") for k in KEYS + OTHER_SLOT_KEYS}
-        return (want in nil) == (got in nil) and (got in nil or parse(got)[0] in known)
+        return (want in nil) == (got in nil) and (got in nil or parse(got)[0] in KNOWN_KEYS)
     return want == got
 
 
@@ -490,18 +495,13 @@ def mutated_stream(r):
     or cut short (Redis's protocol errors, and what each server served before them). Values
     are printable: Redis reads an inline command as a C string, so a NUL byte in a line
     that damage made inline hides its end and Redis waits for more; and it echoes an
-    unknown command's name in raw bytes, which shardkv's error text (UTF-8) cannot carry."""
-    def printable():
-        # Nor a command's name: damage that makes a value a command of its own must not
-        # run one whose reply differs by nature (HELLO's server fields).
-        return r.choice([v for v in INTEGERS + FLOATS + STRINGS if v.isprintable()
-                         and (v.split() or [""])[0].lower() not in COMMANDS])
-
+    unknown command's name in raw bytes, which shardkv's error text (UTF-8) cannot carry
+    (`PRINTABLE_VALUES`)."""
     commands = [r.choice([
-        lambda: ["SET", r.choice(KEYS), printable()],
+        lambda: ["SET", r.choice(KEYS), r.choice(PRINTABLE_VALUES)],
         lambda: ["GET", r.choice(KEYS)],
         lambda: ["PING"],
-        lambda: ["ECHO", printable()],
+        lambda: ["ECHO", r.choice(PRINTABLE_VALUES)],
         lambda: ["MGET"] + split_keys(r, 1, 3),
     ])() for _ in range(r.randint(2, 6))]
     if not against_standalone:

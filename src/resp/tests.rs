@@ -32,6 +32,17 @@ fn args(words: &[&str]) -> Vec<Bytes> {
         .collect()
 }
 
+/// `words` as one multibulk request.
+fn multibulk(words: &[Vec<u8>]) -> Vec<u8> {
+    let mut wire = format!("*{}\r\n", words.len()).into_bytes();
+    for w in words {
+        wire.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+        wire.extend_from_slice(w);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire
+}
+
 fn error_of(input: &[u8], limits: &DecodeLimits) -> String {
     match decode_all(input, limits) {
         Err(error) => error.reply_text(),
@@ -221,13 +232,7 @@ proptest! {
 
     #[test]
     fn encoded_requests_decode_back(words in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8)) {
-        let mut wire = format!("*{}\r\n", words.len()).into_bytes();
-        for w in &words {
-            wire.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-            wire.extend_from_slice(w);
-            wire.extend_from_slice(b"\r\n");
-        }
-        let got = decode_all(&wire, &LIMITS).unwrap();
+        let got = decode_all(&multibulk(&words), &LIMITS).unwrap();
         let want: Vec<Bytes> = words.into_iter().map(Bytes::from).collect();
         prop_assert_eq!(got, vec![want]);
     }
@@ -250,15 +255,8 @@ proptest! {
     ) {
         // Two requests of every word each: damage in the first can leave the second's
         // headers where the first expects its own.
-        let mut wire = Vec::new();
-        for _ in 0..2 {
-            wire.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-            for w in &words {
-                wire.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-                wire.extend_from_slice(w);
-                wire.extend_from_slice(b"\r\n");
-            }
-        }
+        let mut wire = multibulk(&words);
+        wire.extend(multibulk(&words));
         for (at, how, byte) in damage {
             if wire.is_empty() {
                 break;

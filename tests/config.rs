@@ -220,3 +220,28 @@ fn a_layout_naming_an_unknown_node_is_refused() {
     let e = message(load_with_layout(&format!("{NODES}{groups}")));
     assert!(e.ends_with("group 1 names node 4, which the layout does not declare"), "{e}");
 }
+
+/// Whatever a client may send must fit what the node carries: a value its peer frames,
+/// a write's log entry its frames, a bulk string its request. Each mistake is named.
+#[test]
+fn size_bounds_that_do_not_fit_each_other_are_refused() {
+    let config = load_edited_config(|t| t).expect("the written configuration loads");
+    assert_eq!(config.limits.bulk_bytes_max, 8 * 1024 * 1024);
+    let set = |field: &'static str, value: u64| {
+        move |t: String| {
+            let line = t.lines().find(|l| l.starts_with(&format!("{field} = "))).unwrap();
+            t.replace(line, &format!("{field} = {value}"))
+        }
+    };
+    let bulk = message(load_edited(set("bulk_bytes_max", 512 * 1024 * 1024)));
+    assert!(bulk.contains("bulk_bytes_max must be between 1 and 8388608"), "{bulk}");
+    let frame = message(load_edited(set("frame_bytes_max", 8 * 1024 * 1024)));
+    assert!(frame.contains("frame_bytes_max must be at least 9437184"), "{frame}");
+    let write = message(load_edited(set("write_bytes_max", 64 * 1024 * 1024)));
+    assert!(write.contains("write_bytes_max must be between"), "{write}");
+    let write = message(load_edited(set("write_bytes_max", 1024)));
+    assert!(write.contains("write_bytes_max must be between"), "{write}");
+    let request = message(load_edited(set("request_bytes_max", 1024 * 1024)));
+    assert!(request.contains("request_bytes_max must be at least"), "{request}");
+    load_edited(set("write_bytes_max", 63 * 1024 * 1024)).expect("the largest write loads");
+}

@@ -576,6 +576,64 @@ fn client_kill_closes_a_connection_that_served_requests() {
     }
 }
 
+/// The size bounds, as a client meets them: a value past `bulk_bytes_max` and a request
+/// past `request_bytes_max` are protocol errors that close only their connection; a write
+/// whose keys and values pass `write_bytes_max` is refused, not applied, and the
+/// connection goes on. CONFIG GET reports the first two under Redis's names.
+#[test]
+fn oversized_values_requests_and_writes_are_refused() {
+    let limits = LimitConfig {
+        bulk_bytes_max: 1000,
+        write_bytes_max: 2500,
+        request_bytes_max: 5000,
+        ..LimitConfig::default()
+    };
+    let server = start(RespOptions { limits, ..RespOptions::default() });
+    let mut c = client(&server);
+    let value = |len: usize| "v".repeat(len);
+    let _: () = c.set("k", value(1000)).unwrap();
+    // An inline request is bounded by its line alone (64 KiB), as in Redis.
+    assert_eq!(
+        raw(&server, format!("SET i {}\r\nPING\r\n", value(1001)).as_bytes()),
+        "+OK\r\n+PONG\r\n"
+    );
+    let set = |len: usize| {
+        let v = value(len);
+        format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${len}\r\n{v}\r\n")
+    };
+    assert_eq!(
+        raw(&server, format!("{}PING\r\n", set(1001)).as_bytes()),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    let pairs: Vec<(String, String)> =
+        (0..3).map(|i| (format!("{{t}}{i}"), value(900))).collect();
+    let refused = c.mset::<_, _, ()>(&pairs).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "ResponseError: write of 2712 bytes of keys and \
+         values exceeds the largest a shard replicates, 2500 bytes (limits.write_bytes_max); \
+         it was not applied"
+    );
+    assert_eq!(c.exists::<_, i64>("{t}0").unwrap(), 0, "nothing of it applied");
+    let _: () = c.mset(&pairs[..2]).unwrap();
+    let mut request = b"*7\r\n$3\r\nDEL\r\n".to_vec();
+    for _ in 0..6 {
+        request.extend_from_slice(format!("$1000\r\n{}\r\n", value(1000)).as_bytes());
+    }
+    assert_eq!(
+        raw(&server, &request),
+        "-ERR Protocol error: too big request (over client-query-buffer-limit, 5000 bytes)\r\n"
+    );
+    let config: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*max-bulk-len")
+        .arg("client-query-buffer-limit")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(config, ["proto-max-bulk-len", "1000", "client-query-buffer-limit", "5000"]);
+    assert_eq!(c.get::<_, String>("k").unwrap(), value(1000));
+}
+
 #[test]
 fn clients_beyond_the_bound_are_refused() {
     let limits = LimitConfig {

@@ -144,10 +144,19 @@ pub struct LimitConfig {
     pub peer_queue_frames_max: usize,
     /// Client connections at once.
     pub clients_max: usize,
-    /// Largest bulk string a client may send (Redis's proto-max-bulk-len).
+    /// Largest bulk string a client may send (Redis's proto-max-bulk-len); at most
+    /// `kv::apply::STRING_BYTES_MAX`, the largest value. A longer one is a protocol error.
     pub bulk_bytes_max: u64,
     /// Most elements of one multibulk request.
     pub multibulk_len_max: u64,
+    /// Largest request, all its arguments together (Redis's client-query-buffer-limit); a
+    /// request declaring more is a protocol error, refused before its bytes are buffered.
+    pub request_bytes_max: u64,
+    /// Most argument bytes of one write command (its keys and values): it becomes one log
+    /// entry per shard, which crosses the wire whole in one peer frame and is copied on
+    /// every replica's node. A larger write is refused at once, not applied. At most
+    /// `frame_bytes_max` less `WRITE_FRAME_OVERHEAD_BYTES`.
+    pub write_bytes_max: u64,
     /// Reply bytes buffered for one client before it is disconnected.
     pub client_output_bytes_max: u64,
     /// Proposals and reads waiting in one group replica.
@@ -170,13 +179,55 @@ impl Default for LimitConfig {
             frame_bytes_max: 64 * 1024 * 1024,
             peer_queue_frames_max: 1024,
             clients_max: 10_000,
-            bulk_bytes_max: 512 * 1024 * 1024,
+            bulk_bytes_max: crate::kv::apply::STRING_BYTES_MAX,
             multibulk_len_max: 1024 * 1024,
+            request_bytes_max: 64 * 1024 * 1024,
+            write_bytes_max: 16 * 1024 * 1024,
             client_output_bytes_max: 64 * 1024 * 1024,
             pending_requests_per_group_max: 10_000,
             replica_threads: 0,
             clean_cache_bytes_max: crate::shard::limits::CLEAN_CACHE_BYTES_DEFAULT,
         }
+    }
+}
+
+/// Room in a peer frame beside a write's arguments, or a read's value: the log entry's
+/// or the answer's other fields and the frame's envelope.
+pub const WRITE_FRAME_OVERHEAD_BYTES: u64 = 1024 * 1024;
+
+impl LimitConfig {
+    /// Whatever a client may send fits what the node can carry: a value its frames, a
+    /// write's entry its frames, a bulk string its request.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let string_max = crate::kv::apply::STRING_BYTES_MAX;
+        let frame_room = self.frame_bytes_max.saturating_sub(WRITE_FRAME_OVERHEAD_BYTES);
+        if self.bulk_bytes_max == 0 || self.bulk_bytes_max > string_max {
+            return invalid(format!(
+                "limits.bulk_bytes_max must be between 1 and {string_max}, the largest value"
+            ));
+        }
+        if frame_room < string_max {
+            return invalid(format!(
+                "limits.frame_bytes_max must be at least {} (the largest value, {string_max}, \
+                 and {WRITE_FRAME_OVERHEAD_BYTES} for the rest of its frame)",
+                string_max + WRITE_FRAME_OVERHEAD_BYTES
+            ));
+        }
+        if self.write_bytes_max < self.bulk_bytes_max || self.write_bytes_max > frame_room {
+            return invalid(format!(
+                "limits.write_bytes_max must be between limits.bulk_bytes_max ({}) and \
+                 limits.frame_bytes_max less {WRITE_FRAME_OVERHEAD_BYTES} ({frame_room})",
+                self.bulk_bytes_max
+            ));
+        }
+        if self.request_bytes_max < self.write_bytes_max {
+            return invalid(format!(
+                "limits.request_bytes_max must be at least limits.write_bytes_max ({})",
+                self.write_bytes_max
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -391,6 +442,7 @@ impl NodeConfig {
                 "timeouts.follow_workload_ms must be 0 (off) or at least {window_min}"
             ));
         }
+        self.limits.validate()?;
         let heartbeat = t.heartbeat();
         if self.reads.node_round_wait(t).is_some() && self.reads.node_round_backup() >= heartbeat
         {

@@ -843,6 +843,10 @@ impl ReplicaFactory {
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.apply_flush = t.apply_flush();
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
+        cfg.entry_bytes_max = config
+            .limits
+            .frame_bytes_max
+            .saturating_sub(crate::shard::limits::ENTRY_FRAME_ENVELOPE_BYTES);
         cfg.lease_reads = config.reads.lease();
         cfg.follower_reads = config.reads.follower;
         cfg.metrics = self.shards.metrics.group(group);

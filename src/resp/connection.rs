@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use super::backend::Backend;
 use super::client::ClientState;
 use super::cmd::{self, Ctx};
-use super::decode::{decode, DecodeLimits};
+use super::decode::{decode, DecodeLimits, Progress};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
 use crate::raft::types::GroupId;
@@ -151,6 +151,8 @@ struct Conn<B> {
     /// Pipeline batches with answers not yet written, oldest first.
     batches: VecDeque<Batch>,
     next_batch: u64,
+    /// How far the decoder got into the partial request at the start of the input.
+    progress: Progress,
 }
 
 /// Serves one client until it quits, breaks the protocol, is killed or disconnects.
@@ -178,6 +180,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         pending: VecDeque::new(),
         batches: VecDeque::new(),
         next_batch: 0,
+        progress: Progress::default(),
     };
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // One wait for CLIENT KILL for the whole connection, not one set up for every read.
@@ -215,9 +218,10 @@ impl<B: Backend> Conn<B> {
             let limits = DecodeLimits {
                 bulk_bytes_max: self.shared.options.limits.bulk_bytes_max,
                 multibulk_len_max: self.shared.options.limits.multibulk_len_max,
+                request_bytes_max: self.shared.options.limits.request_bytes_max,
                 authenticated: self.client.authenticated,
             };
-            let args = match decode(input, &limits) {
+            let args = match decode(input, &limits, &mut self.progress) {
                 Ok(None) => break,
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => args,

@@ -1,9 +1,12 @@
 //! Request decoding: RESP multibulk arrays (`*N` of `$len` bulk strings; RESP3 clients
 //! send requests in the same form) and inline commands, in two phases as mini-redis does
 //! it: `check` finds whether a whole request is buffered and how long it is, then `parse`
-//! builds the arguments from exactly those bytes. Every length is bounded before anything
-//! is allocated, and every protocol error carries Redis's text byte for byte. Never
-//! executes anything and never panics on any input.
+//! builds the arguments from exactly those bytes. `check` keeps its place in a request it
+//! found incomplete (`Progress`), so a request that arrives in many reads is scanned once,
+//! not once per read. Every length is bounded before anything is allocated, and every
+//! protocol error carries Redis's text byte for byte (but `RequestTooBig`, which Redis does
+//! not answer: it closes the connection). Never executes anything and never panics on any
+//! input.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -22,6 +25,9 @@ pub struct DecodeLimits {
     pub bulk_bytes_max: u64,
     /// Most elements of one multibulk request.
     pub multibulk_len_max: u64,
+    /// Most bytes of one multibulk request, headers included (Redis's
+    /// client-query-buffer-limit).
+    pub request_bytes_max: u64,
     /// Whether the client has authenticated (tighter bounds before it has).
     pub authenticated: bool,
 }
@@ -49,6 +55,10 @@ pub enum ProtocolError {
     InvalidBulkLength,
     #[error("Protocol error: unauthenticated bulk length")]
     UnauthenticatedBulkLength,
+    /// A request whose lengths add up past `request_bytes_max` (Redis closes the
+    /// connection without a reply).
+    #[error("Protocol error: too big request (over client-query-buffer-limit, {0} bytes)")]
+    RequestTooBig(u64),
 }
 
 impl ProtocolError {
@@ -67,13 +77,27 @@ pub enum Checked {
     Complete(usize),
 }
 
+/// How far `check` got into the request at the start of a buffer it found incomplete: the
+/// next call on the same buffer, with more bytes after, resumes there. Starts (and is
+/// reset to) `Progress::default()` for each request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes at the start of the buffer already checked: the `*N` line and whole bulk
+    /// strings of a multibulk request, or bytes holding no newline of an inline one.
+    checked: usize,
+    /// Bulk strings of a multibulk request still to check; `None` before its `*N` line.
+    args_left: Option<u64>,
+}
+
 /// Takes the next request out of `buf`: `Ok(None)` when it is not complete yet; an empty
 /// argument list for an empty request (`*0`, `*-1`, a blank line), which the caller skips.
+/// `progress` must come from the previous call on the same buffer, or be fresh.
 pub fn decode(
     buf: &mut BytesMut,
     limits: &DecodeLimits,
+    progress: &mut Progress,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    match check(buf, limits)? {
+    match check(buf, limits, progress)? {
         Checked::Incomplete => Ok(None),
         Checked::Complete(len) => {
             let frame = buf.split_to(len).freeze();
@@ -83,12 +107,21 @@ pub fn decode(
 }
 
 /// Phase one: whether `buf` starts with a whole request, and its length in bytes.
-pub fn check(buf: &[u8], limits: &DecodeLimits) -> Result<Checked, ProtocolError> {
-    match buf.first() {
+/// `progress` (see `decode`) is kept on `Incomplete` and reset otherwise.
+pub fn check(
+    buf: &[u8],
+    limits: &DecodeLimits,
+    progress: &mut Progress,
+) -> Result<Checked, ProtocolError> {
+    let checked = match buf.first() {
         None => Ok(Checked::Incomplete),
-        Some(b'*') => check_multibulk(buf, limits),
-        Some(_) => check_inline(buf),
+        Some(b'*') => check_multibulk(buf, limits, progress),
+        Some(_) => check_inline(buf, progress),
+    };
+    if checked != Ok(Checked::Incomplete) {
+        *progress = Progress::default();
     }
+    checked
 }
 
 /// Phase two: the arguments of a request `check` found complete (`frame` is exactly it).
@@ -105,12 +138,16 @@ pub fn parse(frame: &Bytes) -> Result<Vec<Bytes>, ProtocolError> {
     split_args(line).ok_or(ProtocolError::UnbalancedQuotes)
 }
 
-fn check_inline(buf: &[u8]) -> Result<Checked, ProtocolError> {
-    match buf.iter().position(|&b| b == b'\n') {
+fn check_inline(buf: &[u8], progress: &mut Progress) -> Result<Checked, ProtocolError> {
+    let from = progress.checked.min(buf.len());
+    match buf[from..].iter().position(|&b| b == b'\n').map(|n| from + n) {
         Some(newline) if newline <= INLINE_BYTES_MAX => Ok(Checked::Complete(newline + 1)),
         Some(_) => Err(ProtocolError::InlineTooBig),
         None if buf.len() > INLINE_BYTES_MAX => Err(ProtocolError::InlineTooBig),
-        None => Ok(Checked::Incomplete),
+        None => {
+            progress.checked = buf.len();
+            Ok(Checked::Incomplete)
+        }
     }
 }
 
@@ -139,18 +176,29 @@ fn header(
     Ok(Some((rest.get(1..cr).unwrap_or_default(), pos + cr + 2)))
 }
 
-fn check_multibulk(buf: &[u8], limits: &DecodeLimits) -> Result<Checked, ProtocolError> {
-    let Some((count, mut pos)) = header(buf, 0, ProtocolError::MultibulkCountTooBig)? else {
-        return Ok(Checked::Incomplete);
+fn check_multibulk(
+    buf: &[u8],
+    limits: &DecodeLimits,
+    progress: &mut Progress,
+) -> Result<Checked, ProtocolError> {
+    let (mut pos, mut args_left) = match progress.args_left {
+        Some(args_left) => (progress.checked, args_left),
+        None => {
+            let Some((count, pos)) = header(buf, 0, ProtocolError::MultibulkCountTooBig)? else {
+                return Ok(Checked::Incomplete);
+            };
+            let count = string_to_i64(count).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if count > i64::from(i32::MAX) || count > limits.multibulk_len_max as i64 {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            if !limits.authenticated && count > UNAUTHENTICATED_MULTIBULK_LEN_MAX as i64 {
+                return Err(ProtocolError::UnauthenticatedMultibulkLength);
+            }
+            (pos, count.max(0) as u64)
+        }
     };
-    let count = string_to_i64(count).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    if count > i64::from(i32::MAX) || count > limits.multibulk_len_max as i64 {
-        return Err(ProtocolError::InvalidMultibulkLength);
-    }
-    if !limits.authenticated && count > UNAUTHENTICATED_MULTIBULK_LEN_MAX as i64 {
-        return Err(ProtocolError::UnauthenticatedMultibulkLength);
-    }
-    for _ in 0..count.max(0) {
+    while args_left > 0 {
+        *progress = Progress { checked: pos, args_left: Some(args_left) };
         if pos >= buf.len() {
             return Ok(Checked::Incomplete);
         }
@@ -171,10 +219,14 @@ fn check_multibulk(buf: &[u8], limits: &DecodeLimits) -> Result<Checked, Protoco
         let end = body
             .checked_add(len as usize + 2)
             .ok_or(ProtocolError::InvalidBulkLength)?;
+        if end as u64 > limits.request_bytes_max {
+            return Err(ProtocolError::RequestTooBig(limits.request_bytes_max));
+        }
         if end > buf.len() {
             return Ok(Checked::Incomplete);
         }
         pos = end;
+        args_left -= 1;
     }
     Ok(Checked::Complete(pos))
 }

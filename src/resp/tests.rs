@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
-use super::decode::{check, decode, split_args, Checked, DecodeLimits, ProtocolError};
+use super::decode::{
+    check, decode, split_args, Checked, DecodeLimits, Progress, ProtocolError,
+};
 use super::frame::{Frame, Proto};
 use crate::kv::{KvError, Reply};
 use crate::raft::types::GroupId;
@@ -13,14 +15,38 @@ use crate::shard::api::{ShardError, ShardOp};
 const LIMITS: DecodeLimits = DecodeLimits {
     bulk_bytes_max: 1024,
     multibulk_len_max: 100,
+    request_bytes_max: 4096,
     authenticated: true,
 };
 
 fn decode_all(input: &[u8], limits: &DecodeLimits) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
     let mut buf = BytesMut::from(input);
     let mut out = Vec::new();
-    while let Some(args) = decode(&mut buf, limits)? {
+    let mut progress = Progress::default();
+    while let Some(args) = decode(&mut buf, limits, &mut progress)? {
         out.push(args);
+    }
+    Ok(out)
+}
+
+/// `input` as a connection sees it arrive, in pieces cut at `cuts`: each piece is added to
+/// the buffer and every whole request in it decoded, keeping the decoder's progress.
+fn decode_in_pieces(
+    input: &[u8],
+    cuts: &[usize],
+    limits: &DecodeLimits,
+) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+    cuts.push(input.len());
+    cuts.sort_unstable();
+    let (mut buf, mut out, mut progress, mut from) =
+        (BytesMut::new(), Vec::new(), Progress::default(), 0);
+    for cut in cuts {
+        buf.extend_from_slice(&input[from..cut]);
+        from = cut;
+        while let Some(args) = decode(&mut buf, limits, &mut progress)? {
+            out.push(args);
+        }
     }
     Ok(out)
 }
@@ -70,12 +96,36 @@ fn truncated_frames_wait_for_more_bytes() {
     let whole = b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
     for cut in 0..whole.len() {
         assert_eq!(
-            check(&whole[..cut], &LIMITS),
+            check(&whole[..cut], &LIMITS, &mut Progress::default()),
             Ok(Checked::Incomplete),
             "cut at {cut}"
         );
     }
-    assert_eq!(check(whole, &LIMITS), Ok(Checked::Complete(whole.len())));
+    let mut progress = Progress::default();
+    assert_eq!(check(whole, &LIMITS, &mut progress), Ok(Checked::Complete(whole.len())));
+    assert_eq!(progress, Progress::default(), "reset for the next request");
+}
+
+/// A request arriving in many reads is scanned once: what `check` already passed is not
+/// read again. Shown by damaging, between two reads, bytes it passed (a whole bulk string
+/// and its header): it does not see the damage. Then, fresh, it does.
+#[test]
+fn a_partial_request_is_not_scanned_again() {
+    let whole = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n".to_vec();
+    let partial = whole.len() - 4;
+    let mut progress = Progress::default();
+    assert_eq!(check(&whole[..partial], &LIMITS, &mut progress), Ok(Checked::Incomplete));
+    let mut damaged = whole.clone();
+    damaged[4] = b'x'; // the `$` of the first bulk string
+    assert_eq!(check(&damaged, &LIMITS, &mut progress), Ok(Checked::Complete(whole.len())));
+    assert_eq!(
+        check(&damaged, &LIMITS, &mut Progress::default()),
+        Err(ProtocolError::ExpectedDollar(b'x'))
+    );
+    // An inline request: the bytes searched for its newline are not searched again.
+    let mut progress = Progress::default();
+    assert_eq!(check(b"PING a", &LIMITS, &mut progress), Ok(Checked::Incomplete));
+    assert_eq!(check(b"PI\nG a\r\n", &LIMITS, &mut progress), Ok(Checked::Complete(8)));
 }
 
 #[test]
@@ -130,6 +180,17 @@ fn every_protocol_error_has_redis_text() {
     assert_eq!(
         e(b"set \"k\"x\r\n"),
         "ERR Protocol error: unbalanced quotes in request"
+    );
+    // Each bulk string is within its bound, the request is not: refused at the header
+    // that passes it, before the payload is buffered.
+    let mut wire = b"*9\r\n$1000\r\n".to_vec();
+    for _ in 0..4 {
+        wire.extend_from_slice(&[b'a'; 1000]);
+        wire.extend_from_slice(b"\r\n$1000\r\n");
+    }
+    assert_eq!(
+        e(&wire),
+        "ERR Protocol error: too big request (over client-query-buffer-limit, 4096 bytes)"
     );
     let guest = DecodeLimits {
         authenticated: false,
@@ -270,6 +331,27 @@ proptest! {
         }
         let _ = decode_all(&wire, &LIMITS);
         let _ = decode_all(&wire, &DecodeLimits { authenticated: false, ..LIMITS });
+    }
+
+    /// However the bytes are cut into reads, the decoder resuming where it stopped finds
+    /// the same requests, and the same first error, as from all the bytes at once.
+    #[test]
+    fn requests_in_pieces_decode_as_whole(
+        words in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
+        inline in any::<bool>(),
+        damage in proptest::option::of((any::<prop::sample::Index>(), 0..8usize)),
+        cuts in proptest::collection::vec(0..400usize, 0..12),
+    ) {
+        let mut wire = multibulk(&words);
+        if inline {
+            wire.extend_from_slice(b"SET k \"v w\"\r\n");
+        }
+        wire.extend(multibulk(&words));
+        if let Some((at, byte)) = damage {
+            let at = at.index(wire.len());
+            wire[at] = b"*$\r\n019 "[byte];
+        }
+        prop_assert_eq!(decode_in_pieces(&wire, &cuts, &LIMITS), decode_all(&wire, &LIMITS));
     }
 }
 

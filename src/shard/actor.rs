@@ -28,8 +28,8 @@ use crate::raft::{
 };
 use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX,
-    PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
+    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, ENTRY_BYTES_MAX_DEFAULT, LOG_KEEP_ENTRIES,
+    MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
@@ -55,6 +55,9 @@ pub struct ShardConfig {
     pub heartbeat_ticks: u64,
     /// Client writes and reads waiting for an answer, each; more are refused with `Busy`.
     pub pending_requests_max: usize,
+    /// Largest log entry the replica proposes: what one peer frame carries, less
+    /// `ENTRY_FRAME_ENVELOPE_BYTES`. A larger write is refused, not applied.
+    pub entry_bytes_max: u64,
     /// The applied state is written at the latest this long after it last was, on a tick.
     pub apply_flush: Duration,
     /// Compact the log every this many durably applied entries.
@@ -101,6 +104,7 @@ impl ShardConfig {
             heartbeat_ticks: 2,
             apply_flush: Duration::from_millis(APPLY_FLUSH_MS_DEFAULT),
             pending_requests_max: PENDING_REQUESTS_MAX,
+            entry_bytes_max: ENTRY_BYTES_MAX_DEFAULT,
             compact_every_entries: COMPACT_EVERY_ENTRIES,
             log_keep_entries: LOG_KEEP_ENTRIES,
             rng_seed: 0,
@@ -594,6 +598,14 @@ impl ShardActor {
                 return;
             }
         };
+        if data.len() as u64 > self.cfg.entry_bytes_max {
+            let (bytes, max) = (data.len(), self.cfg.entry_bytes_max);
+            let reason = format!(
+                "a log entry of {bytes} bytes exceeds the {max} bytes a peer frame carries"
+            );
+            let _ = tx.send(Err(ShardError::Refused { group: self.cfg.group, reason }));
+            return;
+        }
         match self.raw.propose(data) {
             Ok(()) => {
                 let index = self.raw.last_index();

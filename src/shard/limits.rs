@@ -11,6 +11,16 @@ pub const MAILBOX_MESSAGES_MAX: usize = 4096;
 /// says otherwise.
 pub const PENDING_REQUESTS_MAX: usize = 4096;
 
+/// Room in a peer frame beside one log entry: the append message's other fields and the
+/// frame's envelope. A replica refuses to propose an entry larger than the node's
+/// `limits.frame_bytes_max` less this: no frame could carry it to the followers, so it
+/// would never commit, and every resend of it would be dropped.
+pub const ENTRY_FRAME_ENVELOPE_BYTES: u64 = 64 * 1024;
+
+/// A replica's largest entry unless the node says otherwise: the default
+/// `limits.frame_bytes_max` (64 MiB) less the envelope.
+pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE_BYTES;
+
 /// Persist jobs one replica has handed to the node's writer and not yet seen durable. More
 /// than one lets a Ready taken while a commit runs join the very next batch instead of
 /// waiting a whole commit for the previous job's answer; the bound keeps a replica from

@@ -145,6 +145,8 @@ struct Cluster {
     lease_reads: Option<u64>,
     /// Each node's replica's read door (shared with it).
     doors: Mutex<HashMap<u64, Weak<crate::shard::read_door::ReadDoor>>>,
+    /// `ShardConfig::entry_bytes_max`.
+    entry_bytes_max: u64,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -175,6 +177,7 @@ impl Cluster {
             election_ticks: (10, 20),
             lease_reads: None,
             doors: Mutex::new(HashMap::new()),
+            entry_bytes_max: crate::shard::limits::ENTRY_BYTES_MAX_DEFAULT,
         }
     }
 
@@ -193,6 +196,7 @@ impl Cluster {
         cfg.apply_flush = self.apply_flush;
         cfg.rng_seed = 42;
         cfg.lease_reads = self.lease_reads;
+        cfg.entry_bytes_max = self.entry_bytes_max;
         self.doors.lock().expect("doors").insert(node, Arc::downgrade(&cfg.read_door));
         self.metrics.lock().expect("metrics").insert(node, cfg.metrics.clone());
         let published = Arc::clone(&cfg.published_term);
@@ -343,6 +347,31 @@ fn three_replicas_elect_write_and_read_linearizably() {
         }
         let changes = cluster.changes.lock().expect("changes").clone();
         assert!(changes.iter().any(|c| c.leader == Some(NodeId(leader))), "{changes:?}");
+        cluster.stop_all().await;
+    });
+}
+
+/// A write whose log entry would not fit a peer frame is refused before it is proposed: it
+/// could never reach the followers, so it would never commit, and each resend would be
+/// dropped. The group goes on in the same term with the same leader.
+#[test]
+fn a_write_larger_than_a_frame_carries_is_refused_before_it_is_proposed() {
+    run(async {
+        let cluster = Cluster { entry_bytes_max: 4096, ..Cluster::new(1_000_000) };
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        let before = cluster.status(leader).await;
+        let refused = cluster.exec(leader, set(1, "k", &"v".repeat(5000))).await;
+        let Err(ShardError::Refused { group: GROUP, reason }) = refused else {
+            panic!("expected a refusal, got {refused:?}");
+        };
+        assert!(reason.contains("exceeds the 4096 bytes a peer frame carries"), "{reason}");
+        let after = cluster.status(leader).await;
+        assert_eq!(after.last_index, before.last_index, "nothing was proposed");
+        assert_eq!(cluster.exec(leader, set(2, "k", &"v".repeat(4000))).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, get("k")).await, bulk(&"v".repeat(4000)));
+        let term = cluster.status(leader).await.term;
+        assert_eq!((term, cluster.leader().await), (before.term, leader));
         cluster.stop_all().await;
     });
 }

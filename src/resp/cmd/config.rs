@@ -41,7 +41,7 @@ fn get<B: Backend>(cx: &Ctx<'_, B>, patterns: &[Bytes]) -> Frame {
         ("cluster-enabled", "yes".into()),
         ("maxclients", limits.clients_max.to_string()),
         ("proto-max-bulk-len", limits.bulk_bytes_max.to_string()),
-        ("client-query-buffer-limit", limits.bulk_bytes_max.to_string()),
+        ("client-query-buffer-limit", limits.request_bytes_max.to_string()),
         ("requirepass", String::new()),
     ];
     let mut out = Vec::new();

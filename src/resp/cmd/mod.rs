@@ -688,7 +688,24 @@ pub fn prepare<B: Backend>(
     if let Some(help) = help::answer(name, args) {
         return Job::Now(help);
     }
+    if spec.flags.contains(&"write") {
+        if let Some(refusal) = write_too_large(cx.shared.options.limits.write_bytes_max, args) {
+            return Job::Now(refusal);
+        }
+    }
     dispatch(cx, name, args)
+}
+
+/// The refusal of a write whose keys and values pass `limits.write_bytes_max`: each of
+/// its shards' parts would be one log entry, which crosses the wire whole.
+fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
+    let bytes: u64 = args[1..].iter().map(|a| a.len() as u64).sum();
+    (bytes > write_bytes_max).then(|| {
+        Frame::error(format!(
+            "ERR write of {bytes} bytes of keys and values exceeds the largest a shard \
+             replicates, {write_bytes_max} bytes (limits.write_bytes_max); it was not applied"
+        ))
+    })
 }
 
 fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {

@@ -80,6 +80,9 @@ pub struct NodeClient {
     workload: Arc<Workload>,
     /// Reads at a leader here are endorsed by a node-level round (`with_read_rounds`).
     read_rounds: Option<Arc<ReadRounds>>,
+    /// Most value bytes an answer to a peer's forwarded request may carry: what one peer
+    /// frame holds, less its envelope (`with_forward_reply_bytes_max`).
+    forward_reply_bytes_max: u64,
 }
 
 struct Inner {
@@ -107,7 +110,20 @@ impl NodeClient {
             request_timeout,
         };
         let workload = Arc::new(Workload::new(false));
-        NodeClient { inner: Arc::new(inner), follower_reads: false, workload, read_rounds: None }
+        NodeClient {
+            inner: Arc::new(inner),
+            follower_reads: false,
+            workload,
+            read_rounds: None,
+            forward_reply_bytes_max: crate::shard::limits::ENTRY_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    /// An answer to a peer holding more value bytes than `bytes_max` (an MGET of many large
+    /// values) is refused instead: no frame could carry it, and the peer's client would
+    /// wait for it until its time-out.
+    pub fn with_forward_reply_bytes_max(self, bytes_max: u64) -> NodeClient {
+        NodeClient { forward_reply_bytes_max: bytes_max, ..self }
     }
 
     /// Reads of a group led here wait for a node-level round (`node::read_rounds`), which
@@ -440,7 +456,9 @@ impl NodeClient {
             // The endorser is the node the request came from, whatever the frame says.
             *endorsement = Some(Endorsement { node: from, term });
         }
+        let bytes_max = self.forward_reply_bytes_max;
         if let Some(result) = self.read_at_door(group, &op, from) {
+            let result = fit_frame(result, group, bytes_max);
             self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
             return;
         }
@@ -453,8 +471,24 @@ impl NodeClient {
             if result.is_ok() {
                 workload.served(group, from);
             }
+            let result = fit_frame(result, group, bytes_max);
             peers.send_forward_reply(from, ForwardReply { request_id, result });
         });
+    }
+}
+
+/// `result`, or a refusal in its place if its values pass `bytes_max` (`on_forward`).
+fn fit_frame(result: ShardResult, group: GroupId, bytes_max: u64) -> ShardResult {
+    match result {
+        Ok(reply) if reply.value_bytes() > bytes_max => {
+            let bytes = reply.value_bytes();
+            let reason = format!(
+                "its answer of {bytes} bytes exceeds the {bytes_max} bytes a peer frame \
+                 carries; ask for fewer keys at once"
+            );
+            Err(ShardError::Refused { group, reason })
+        }
+        result => result,
     }
 }
 
@@ -719,6 +753,26 @@ mod tests {
 
     fn said(text: &str) -> ShardResult {
         Ok(Reply::Bulk(bytes::Bytes::copy_from_slice(text.as_bytes())))
+    }
+
+    /// An answer to a forwarded request that no peer frame could carry is refused in its
+    /// place, so the client hears at once; the same answer given at its own node stands.
+    #[tokio::test]
+    async fn a_forwarded_answer_larger_than_a_frame_is_refused() {
+        let (clients, wire) = cluster_and_wire();
+        for (node, client) in wire.nodes.lock().expect("wire").iter_mut() {
+            if *node == NodeId(2) {
+                *client = client.clone().with_forward_reply_bytes_max(4);
+            }
+        }
+        let Err(ShardError::Refused { group: GroupId(1), reason }) =
+            clients[0].execute(GroupId(1), read()).await
+        else {
+            panic!("expected a refusal");
+        };
+        assert!(reason.starts_with("its answer of 6 bytes exceeds the 4 bytes"), "{reason}");
+        assert_eq!(clients[1].execute(GroupId(1), read()).await, said("leader"));
+        assert_eq!(clients[0].execute(GroupId(1), write(5)).await, Ok(Reply::Int(5)));
     }
 
     /// With follower reads, the node's own follower serves a read; one that refuses it

@@ -35,6 +35,7 @@ use crate::shard::actor::{
     ShardStartError, Stop,
 };
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult, SplitDone};
+use crate::shard::limits::ENTRY_FRAME_ENVELOPE_BYTES;
 use crate::shard::persist::ShardWriter;
 use crate::shard::read_door::ReadDoor;
 use crate::shard::undurable::CleanBudget;
@@ -355,7 +356,10 @@ impl Node {
                 config.reads.node_round_backup(),
                 metrics.read_rounds(),
             )
-            .with_workload(workload.clone());
+            .with_workload(workload.clone())
+            .with_forward_reply_bytes_max(
+                config.limits.frame_bytes_max.saturating_sub(ENTRY_FRAME_ENVELOPE_BYTES),
+            );
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
@@ -846,7 +850,7 @@ impl ReplicaFactory {
         cfg.entry_bytes_max = config
             .limits
             .frame_bytes_max
-            .saturating_sub(crate::shard::limits::ENTRY_FRAME_ENVELOPE_BYTES);
+            .saturating_sub(ENTRY_FRAME_ENVELOPE_BYTES);
         cfg.lease_reads = config.reads.lease();
         cfg.follower_reads = config.reads.follower;
         cfg.metrics = self.shards.metrics.group(group);

@@ -610,9 +610,9 @@ fn oversized_values_requests_and_writes_are_refused() {
     let refused = c.mset::<_, _, ()>(&pairs).unwrap_err();
     assert_eq!(
         refused.to_string(),
-        "ResponseError: write of 2712 bytes of keys and \
-         values exceeds the largest a shard replicates, 2500 bytes (limits.write_bytes_max); \
-         it was not applied"
+        "ResponseError: write of 2760 bytes (its arguments, 8 more each for their encoding) \
+         exceeds the largest a shard replicates, 2500 bytes (limits.write_bytes_max); it was \
+         not applied"
     );
     assert_eq!(c.exists::<_, i64>("{t}0").unwrap(), 0, "nothing of it applied");
     let _: () = c.mset(&pairs[..2]).unwrap();

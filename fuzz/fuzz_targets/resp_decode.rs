@@ -6,6 +6,26 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use shardkv::resp::decode::{decode, DecodeLimits, Progress};
 
+/// The requests, and the first error, of `data` arriving as two reads cut at `cut`.
+fn decode_in_two(
+    data: &[u8],
+    cut: usize,
+    limits: &DecodeLimits,
+) -> (Vec<Vec<bytes::Bytes>>, Option<String>) {
+    let (mut buf, mut progress, mut out) = (BytesMut::new(), Progress::default(), Vec::new());
+    for piece in [&data[..cut], &data[cut..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            match decode(&mut buf, limits, &mut progress) {
+                Ok(Some(args)) => out.push(args),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+    (out, None)
+}
+
 fuzz_target!(|data: &[u8]| {
     for authenticated in [true, false] {
         let limits = DecodeLimits {
@@ -14,8 +34,9 @@ fuzz_target!(|data: &[u8]| {
             request_bytes_max: 4 << 20,
             authenticated,
         };
-        let mut buf = BytesMut::from(data);
-        let mut progress = Progress::default();
-        while let Ok(Some(_)) = decode(&mut buf, &limits, &mut progress) {}
+        let whole = decode_in_two(data, data.len(), &limits);
+        // Cut where the first byte says: the decoder resuming must find the same.
+        let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+        assert_eq!(decode_in_two(data, cut, &limits), whole);
     }
 });

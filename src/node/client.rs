@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::kv::read::ReadCommand;
+use crate::kv::Reply;
 use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
 use crate::node::workload::Workload;
@@ -456,7 +457,12 @@ impl NodeClient {
             // The endorser is the node the request came from, whatever the frame says.
             *endorsement = Some(Endorsement { node: from, term });
         }
-        let bytes_max = self.forward_reply_bytes_max;
+        // Only a read's answer is held against a frame: a write answered has been applied,
+        // and a refusal would say it was not (its answer dropped, it is outcome unknown).
+        let bytes_max = match op {
+            ShardOp::Read { .. } => self.forward_reply_bytes_max,
+            _ => u64::MAX,
+        };
         if let Some(result) = self.read_at_door(group, &op, from) {
             let result = fit_frame(result, group, bytes_max);
             self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
@@ -477,18 +483,29 @@ impl NodeClient {
     }
 }
 
-/// `result`, or a refusal in its place if its values pass `bytes_max` (`on_forward`).
+/// `result`, or a refusal in its place if it passes `bytes_max` (`on_forward`).
 fn fit_frame(result: ShardResult, group: GroupId, bytes_max: u64) -> ShardResult {
-    match result {
-        Ok(reply) if reply.value_bytes() > bytes_max => {
-            let bytes = reply.value_bytes();
-            let reason = format!(
-                "its answer of {bytes} bytes exceeds the {bytes_max} bytes a peer frame \
-                 carries; ask for fewer keys at once"
-            );
-            Err(ShardError::Refused { group, reason })
-        }
-        result => result,
+    let bytes = match &result {
+        Ok(reply) => encoded_bytes_bound(reply),
+        Err(_) => 0,
+    };
+    if bytes <= bytes_max {
+        return result;
+    }
+    let reason = format!(
+        "its answer of {bytes} bytes exceeds the {bytes_max} bytes a peer frame carries; ask \
+         for fewer keys at once"
+    );
+    Err(ShardError::Refused { group, reason })
+}
+
+/// A reply's bytes on the wire at most: its values', and `ENCODING_BYTES_PER_ITEM` for
+/// each reply in it.
+fn encoded_bytes_bound(reply: &Reply) -> u64 {
+    let own = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    match reply {
+        Reply::Array(items) => own + items.iter().map(encoded_bytes_bound).sum::<u64>(),
+        reply => own + reply.value_bytes(),
     }
 }
 
@@ -536,7 +553,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::kv::{Reply, Request};
+    use crate::kv::Request;
     use crate::raft::types::Term;
     use crate::router::layout::Layout;
     use crate::router::table::NodeAddrs;
@@ -770,7 +787,7 @@ mod tests {
         else {
             panic!("expected a refusal");
         };
-        assert!(reason.starts_with("its answer of 6 bytes exceeds the 4 bytes"), "{reason}");
+        assert!(reason.starts_with("its answer of 14 bytes exceeds the 4 bytes"), "{reason}");
         assert_eq!(clients[1].execute(GroupId(1), read()).await, said("leader"));
         assert_eq!(clients[0].execute(GroupId(1), write(5)).await, Ok(Reply::Int(5)));
     }

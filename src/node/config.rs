@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::router::layout::{Layout, LayoutError};
-use crate::shard::limits::APPLY_FLUSH_MS_MAX;
+use crate::shard::limits::{APPLY_FLUSH_MS_MAX, ENTRY_FRAME_ENVELOPE_BYTES};
 
 /// A configuration that cannot be used; the text says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +137,12 @@ impl TimeoutConfig {
 /// Bounds; every one has a default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+///
+/// Every node of a cluster must have the same `frame_bytes_max` and `write_bytes_max`: a
+/// node with larger ones would propose entries its peers' frames cannot carry.
 pub struct LimitConfig {
-    /// Largest peer frame, either direction.
+    /// Largest peer frame, either direction; at least `kv::apply::STRING_BYTES_MAX` and
+    /// `ENTRY_FRAME_ENVELOPE_BYTES` together (8 MiB and 64 KiB), at most `u32::MAX`.
     pub frame_bytes_max: u64,
     /// Frames queued to one peer before new ones are dropped (Raft retries).
     pub peer_queue_frames_max: usize,
@@ -149,13 +153,14 @@ pub struct LimitConfig {
     pub bulk_bytes_max: u64,
     /// Most elements of one multibulk request.
     pub multibulk_len_max: u64,
-    /// Largest request, all its arguments together (Redis's client-query-buffer-limit); a
-    /// request declaring more is a protocol error, refused before its bytes are buffered.
+    /// Largest multibulk request, headers included (Redis's client-query-buffer-limit); at
+    /// least `write_bytes_max`. A request declaring more is a protocol error, refused before
+    /// its bytes are buffered. Inline requests have their own bound, 64 KiB.
     pub request_bytes_max: u64,
-    /// Most argument bytes of one write command (its keys and values): it becomes one log
-    /// entry per shard, which crosses the wire whole in one peer frame and is copied on
-    /// every replica's node. A larger write is refused at once, not applied. At most
-    /// `frame_bytes_max` less `WRITE_FRAME_OVERHEAD_BYTES`.
+    /// Most bytes of one write command's arguments, counting `ENCODING_BYTES_PER_ITEM`
+    /// more for each: it becomes one log entry per shard, which crosses the wire whole in
+    /// one peer frame and is copied on every replica's node. A larger write is refused at
+    /// once, not applied. Between `bulk_bytes_max` and `entry_bytes_max()`.
     pub write_bytes_max: u64,
     /// Reply bytes buffered for one client before it is disconnected.
     pub client_output_bytes_max: u64,
@@ -191,33 +196,36 @@ impl Default for LimitConfig {
     }
 }
 
-/// Room in a peer frame beside a write's arguments, or a read's value: the log entry's
-/// or the answer's other fields and the frame's envelope.
-pub const WRITE_FRAME_OVERHEAD_BYTES: u64 = 1024 * 1024;
-
 impl LimitConfig {
+    /// The largest log entry, or forwarded answer, one peer frame carries.
+    pub fn entry_bytes_max(&self) -> u64 {
+        self.frame_bytes_max.saturating_sub(ENTRY_FRAME_ENVELOPE_BYTES)
+    }
+
     /// Whatever a client may send fits what the node can carry: a value its frames, a
     /// write's entry its frames, a bulk string its request.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let string_max = crate::kv::apply::STRING_BYTES_MAX;
-        let frame_room = self.frame_bytes_max.saturating_sub(WRITE_FRAME_OVERHEAD_BYTES);
+        let frame_room = self.entry_bytes_max();
         if self.bulk_bytes_max == 0 || self.bulk_bytes_max > string_max {
             return invalid(format!(
-                "limits.bulk_bytes_max must be between 1 and {string_max}, the largest value"
+                "limits.bulk_bytes_max must be between 1 and {string_max}, the largest value \
+                 (remove the line to take the default, {string_max})"
             ));
         }
-        if frame_room < string_max {
+        if frame_room < string_max || self.frame_bytes_max > u64::from(u32::MAX) {
             return invalid(format!(
-                "limits.frame_bytes_max must be at least {} (the largest value, {string_max}, \
-                 and {WRITE_FRAME_OVERHEAD_BYTES} for the rest of its frame)",
-                string_max + WRITE_FRAME_OVERHEAD_BYTES
+                "limits.frame_bytes_max must be between {} (the largest value, {string_max}, \
+                 and {ENTRY_FRAME_ENVELOPE_BYTES} for the rest of its frame) and {}",
+                string_max + ENTRY_FRAME_ENVELOPE_BYTES,
+                u32::MAX
             ));
         }
         if self.write_bytes_max < self.bulk_bytes_max || self.write_bytes_max > frame_room {
             return invalid(format!(
                 "limits.write_bytes_max must be between limits.bulk_bytes_max ({}) and \
-                 limits.frame_bytes_max less {WRITE_FRAME_OVERHEAD_BYTES} ({frame_room})",
+                 limits.frame_bytes_max less {ENTRY_FRAME_ENVELOPE_BYTES} ({frame_room})",
                 self.bulk_bytes_max
             ));
         }

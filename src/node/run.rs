@@ -35,7 +35,6 @@ use crate::shard::actor::{
     ShardStartError, Stop,
 };
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult, SplitDone};
-use crate::shard::limits::ENTRY_FRAME_ENVELOPE_BYTES;
 use crate::shard::persist::ShardWriter;
 use crate::shard::read_door::ReadDoor;
 use crate::shard::undurable::CleanBudget;
@@ -357,9 +356,7 @@ impl Node {
                 metrics.read_rounds(),
             )
             .with_workload(workload.clone())
-            .with_forward_reply_bytes_max(
-                config.limits.frame_bytes_max.saturating_sub(ENTRY_FRAME_ENVELOPE_BYTES),
-            );
+            .with_forward_reply_bytes_max(config.limits.entry_bytes_max());
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
@@ -847,10 +844,7 @@ impl ReplicaFactory {
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.apply_flush = t.apply_flush();
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
-        cfg.entry_bytes_max = config
-            .limits
-            .frame_bytes_max
-            .saturating_sub(ENTRY_FRAME_ENVELOPE_BYTES);
+        cfg.entry_bytes_max = config.limits.entry_bytes_max();
         cfg.lease_reads = config.reads.lease();
         cfg.follower_reads = config.reads.follower;
         cfg.metrics = self.shards.metrics.group(group);

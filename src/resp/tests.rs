@@ -181,17 +181,6 @@ fn every_protocol_error_has_redis_text() {
         e(b"set \"k\"x\r\n"),
         "ERR Protocol error: unbalanced quotes in request"
     );
-    // Each bulk string is within its bound, the request is not: refused at the header
-    // that passes it, before the payload is buffered.
-    let mut wire = b"*9\r\n$1000\r\n".to_vec();
-    for _ in 0..4 {
-        wire.extend_from_slice(&[b'a'; 1000]);
-        wire.extend_from_slice(b"\r\n$1000\r\n");
-    }
-    assert_eq!(
-        e(&wire),
-        "ERR Protocol error: too big request (over client-query-buffer-limit, 4096 bytes)"
-    );
     let guest = DecodeLimits {
         authenticated: false,
         ..LIMITS
@@ -207,6 +196,23 @@ fn every_protocol_error_has_redis_text() {
     assert_eq!(
         error_of(b"*1\r\n$20000\r\n", &big),
         "ERR Protocol error: unauthenticated bulk length"
+    );
+}
+
+/// A request whose lengths pass `request_bytes_max` (Redis's client-query-buffer-limit) is
+/// refused at the header that passes it, before its payload is buffered; Redis closes such
+/// a client without a reply, so this text is shardkv's.
+#[test]
+fn a_request_past_its_bound_is_refused_at_its_header() {
+    let e = |input: &[u8]| error_of(input, &LIMITS);
+    let mut wire = b"*9\r\n$1000\r\n".to_vec();
+    for _ in 0..4 {
+        wire.extend_from_slice(&[b'a'; 1000]);
+        wire.extend_from_slice(b"\r\n$1000\r\n");
+    }
+    assert_eq!(
+        e(&wire),
+        "ERR Protocol error: too big request (over client-query-buffer-limit, 4096 bytes)"
     );
 }
 
@@ -351,7 +357,12 @@ proptest! {
             let at = at.index(wire.len());
             wire[at] = b"*$\r\n019 "[byte];
         }
-        prop_assert_eq!(decode_in_pieces(&wire, &cuts, &LIMITS), decode_all(&wire, &LIMITS));
+        // Tight bounds too, so that pieces meet the bulk and request bounds, and a guest's.
+        let tight = DecodeLimits { bulk_bytes_max: 30, request_bytes_max: 200, ..LIMITS };
+        let guest = DecodeLimits { authenticated: false, ..tight };
+        for limits in [LIMITS, tight, guest] {
+            prop_assert_eq!(decode_in_pieces(&wire, &cuts, &limits), decode_all(&wire, &limits));
+        }
     }
 }
 

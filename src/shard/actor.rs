@@ -601,7 +601,8 @@ impl ShardActor {
         if data.len() as u64 > self.cfg.entry_bytes_max {
             let (bytes, max) = (data.len(), self.cfg.entry_bytes_max);
             let reason = format!(
-                "a log entry of {bytes} bytes exceeds the {max} bytes a peer frame carries"
+                "a log entry of {bytes} bytes exceeds the {max} bytes a peer frame carries; \
+                 not applied"
             );
             let _ = tx.send(Err(ShardError::Refused { group: self.cfg.group, reason }));
             return;

@@ -179,8 +179,9 @@ pub enum ShardError {
     /// `moved` is `None` for a slot the group never owned (a stale route).
     #[error("slot {slot} is not served by group {group} (moved to {moved:?})")]
     SlotMoved { group: GroupId, slot: u16, moved: Option<SplitOff> },
-    /// An operator's request that cannot be done as asked (a membership change the
-    /// group's configuration does not allow); nothing was changed.
+    /// A request that cannot be done as asked: an operator's (a membership change the
+    /// group's configuration does not allow), or one too large for a peer frame (a write's
+    /// log entry, a read's answer to a peer); nothing was changed.
     #[error("group {group} refused: {reason}")]
     Refused { group: GroupId, reason: String },
     /// The node's storage failed; the replica stops serving.

@@ -11,11 +11,17 @@ pub const MAILBOX_MESSAGES_MAX: usize = 4096;
 /// says otherwise.
 pub const PENDING_REQUESTS_MAX: usize = 4096;
 
-/// Room in a peer frame beside one log entry: the append message's other fields and the
-/// frame's envelope. A replica refuses to propose an entry larger than the node's
-/// `limits.frame_bytes_max` less this: no frame could carry it to the followers, so it
-/// would never commit, and every resend of it would be dropped.
+/// Room in a peer frame beside one log entry, or one forwarded answer: the message's other
+/// fields and the frame's envelope. A replica refuses to propose an entry larger than the
+/// node's `limits.frame_bytes_max` less this (`LimitConfig::entry_bytes_max`): no frame
+/// could carry it to the followers, so it would never commit, and every resend of it would
+/// be dropped.
 pub const ENTRY_FRAME_ENVELOPE_BYTES: u64 = 64 * 1024;
+
+/// Bytes counted for the encoding of each argument of a write, or each element of an
+/// answer, beside its own bytes, when they are held against a frame's room (msgpack takes
+/// 1 to 5 for a string's header, and a little for the arrays around them).
+pub const ENCODING_BYTES_PER_ITEM: u64 = 8;
 
 /// A replica's largest entry unless the node says otherwise: the default
 /// `limits.frame_bytes_max` (64 MiB) less the envelope.

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use super::kv_store::{group_sessions, open_if_present, slot_bounds, KvStoreError};
 use super::tables::{KV, SESSIONS};
-use crate::kv::apply::STRING_BYTES_MAX;
 
 /// Default bound on one snapshot chunk (frame included), in bytes.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1024 * 1024;
@@ -27,8 +26,10 @@ pub const SNAPSHOT_CHUNK_BYTES_MIN: usize = 64;
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
 /// Room a chunk frame takes beyond its payload (rmp headers and the crc32), rounded up.
 const FRAME_OVERHEAD_BYTES: usize = 32;
-/// Largest entry accepted on import: a key and a value of maximal size, plus framing.
-const ENTRY_BYTES_MAX: u64 = 2 * STRING_BYTES_MAX + 1024;
+/// Largest entry accepted on import: a sanity bound, not the value bound
+/// (`kv::apply::STRING_BYTES_MAX`): records written when values could reach 512 MiB must
+/// still move between replicas. A key and a value of 512 MiB each, plus framing.
+const ENTRY_BYTES_MAX: u64 = 2 * 512 * 1024 * 1024 + 1024;
 const LEN_PREFIX_BYTES: usize = 4;
 const CRC_BYTES: usize = 4;
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -381,6 +382,27 @@ mod snapshot_kv {
             (slot, key, record)
         });
         Ok((records.collect(), view.sessions()))
+    }
+
+    /// A record larger than today's largest value (written when values could reach 512
+    /// MiB) still moves between replicas.
+    #[test]
+    fn a_record_past_the_value_bound_still_imports() -> TestResult {
+        let (_source_file, source) = temp_db()?;
+        let record = Bytes::from(vec![3u8; 20 * 1024 * 1024]);
+        let put = KvMutation::Put { slot: 7, key: Bytes::from_static(b"big"), record };
+        let txn = source.begin_write()?;
+        apply_mutations(&txn, GROUP, &[put])?;
+        txn.commit()?;
+        let txn = source.begin_read()?;
+        let frames = SnapshotExport::new(&txn, GROUP, 0..=16383, SNAPSHOT_CHUNK_BYTES_MAX)?;
+        let frames = frames.collect::<Result<Vec<_>, _>>()?;
+        let (_target_file, target) = temp_db()?;
+        let txn = target.begin_write()?;
+        import_chunks(&txn, GROUP, 0..=16383, &frames)?;
+        txn.commit()?;
+        assert_eq!(dump(&target, GROUP)?, dump(&source, GROUP)?);
+        Ok(())
     }
 
     #[test]

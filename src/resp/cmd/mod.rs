@@ -696,14 +696,17 @@ pub fn prepare<B: Backend>(
     dispatch(cx, name, args)
 }
 
-/// The refusal of a write whose keys and values pass `limits.write_bytes_max`: each of
-/// its shards' parts would be one log entry, which crosses the wire whole.
+/// The refusal of a write whose arguments pass `limits.write_bytes_max` (counted with
+/// their encoding): the whole command, whose part for each shard becomes one log entry,
+/// which crosses the wire whole.
 fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
-    let bytes: u64 = args[1..].iter().map(|a| a.len() as u64).sum();
+    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    let bytes: u64 = args[1..].iter().map(|a| a.len() as u64 + per_arg).sum();
     (bytes > write_bytes_max).then(|| {
         Frame::error(format!(
-            "ERR write of {bytes} bytes of keys and values exceeds the largest a shard \
-             replicates, {write_bytes_max} bytes (limits.write_bytes_max); it was not applied"
+            "ERR write of {bytes} bytes (its arguments, {per_arg} more each for their \
+             encoding) exceeds the largest a shard replicates, {write_bytes_max} bytes \
+             (limits.write_bytes_max); it was not applied"
         ))
     })
 }

@@ -41,6 +41,14 @@ Replies compare byte for byte, as in redis_diff.py, but for these:
   `f64`, and the rest of its sequence is not compared.
 A sequence whose first difference is a shardkv error that a leader election explains
 (`TRANSIENT`) runs once more before it counts.
+
+A share of the sequences against the one-node Redis Cluster (`CLUSTER_AWARE_SHARE`) speak
+as a cluster client does: they go to the node CLUSTER SLOTS names as the master of their
+keys' slot, after `CLIENT REDIRECTS ON` (shardkv's own, so its reply is not compared; sent
+again after each RESET, which ends it), and take their keys from that one slot but for
+MGET, DEL, UNLINK and EXISTS, which may add a key of another slot: `-CROSSSLOT` on both.
+There each command is routed as Redis Cluster routes it: arity, authentication, then the
+slot, then the arguments. A `-MOVED` (a leader moved meanwhile) runs the sequence again.
 """
 
 import argparse
@@ -69,6 +77,8 @@ SEQUENCE_ATTEMPTS = 2
 TRANSIENT = (b"-TRYAGAIN", b"-CLUSTERDOWN", b"-ERR outcome unknown")
 # This share of the sequences is instead a short damaged byte stream (`mutated_stream`).
 DAMAGED_SHARE = 0.15
+# Sequences against the one-node Redis Cluster that speak as a cluster client (see above).
+CLUSTER_AWARE_SHARE = 0.3
 # How long a damaged stream's answer may take to end in the server's close.
 STREAM_TIMEOUT_S = 5.0
 # This share of the sequences starts with HELLO 3 (its reply, whose server fields differ
@@ -111,6 +121,8 @@ PAST_TIMES = {"1000", "1000000"}
 drawn_seconds = set()
 # Whether the current sequence is compared with the standalone Redis (see `split_keys`).
 against_standalone = False
+# Whether the sequence being drawn is cluster-aware (`CLUSTER_AWARE_SHARE`).
+cluster_aware = False
 # Commands a standalone Redis answers otherwise by nature (SELECT of another database, the
 # CLUSTER commands), left out of the sequences compared with it.
 CLUSTER_ONLY = {"select", "cluster"}
@@ -122,19 +134,24 @@ OFFSETS = ["0", "1", "3", "10", "-1", "536870912", "abc"]
 
 def key(r):
     """A key; now and then one of another slot (`-CROSSSLOT` beside the others), more often
-    against the standalone Redis (keys of other groups)."""
-    if r.random() < (0.3 if against_standalone else 0.04):
+    against the standalone Redis (keys of other groups); never in a cluster-aware sequence,
+    where a key of another slot alone would be `-MOVED` elsewhere."""
+    if not cluster_aware and r.random() < (0.3 if against_standalone else 0.04):
         return r.choice(OTHER_SLOT_KEYS)
     return r.choice(KEYS)
 
 
 def split_keys(r, low, high):
-    """Keys for MGET, DEL, UNLINK and EXISTS. Over several slots, plain connections (as
-    here) have them split by group and merged (src/resp/mod.rs), as a standalone Redis
-    serves them, where Redis Cluster answers `-CROSSSLOT`: keys of one slot against the
-    cluster reference, of any against the standalone one."""
+    """Keys for MGET, DEL, UNLINK and EXISTS. Over several slots, plain connections have
+    them split by group and merged (src/resp/mod.rs), as a standalone Redis serves them,
+    where Redis Cluster answers `-CROSSSLOT`: keys of one slot against the cluster
+    reference, of any against the standalone one. A cluster-aware sequence may add one of
+    another slot after them, for `-CROSSSLOT` on both."""
     pick = key if against_standalone else lambda r: r.choice(KEYS)
-    return [pick(r) for _ in range(r.randint(low, high))]
+    keys = [pick(r) for _ in range(r.randint(low, high))]
+    if cluster_aware and r.random() < 0.3:
+        keys.append(r.choice(OTHER_SLOT_KEYS))
+    return keys
 
 
 def atomic_key(r):
@@ -455,6 +472,31 @@ def inline(cmd):
     return (" ".join(quoted(w) for w in cmd) + "\r\n").encode("latin-1")
 
 
+def master_port(port, slot_key):
+    """The RESP port of the node CLUSTER SLOTS (asked on `port`) names as the master of
+    `slot_key`'s slot."""
+    conn = Conn(port)
+    slot, _ = parse(conn.run(["CLUSTER", "KEYSLOT", slot_key]))
+    ranges, _ = parse(conn.run(["CLUSTER", "SLOTS"]))
+    conn.close()
+    for first, last, master, *_ in ranges:
+        if first <= slot <= last:
+            return master[1]
+    raise ValueError(f"CLUSTER SLOTS on port {port} names no master of slot {slot}")
+
+
+def with_redirects(sequence):
+    """`sequence` as a cluster-aware connection sends it: CLIENT REDIRECTS ON first and
+    after each RESET (neither reply compared; Redis has no such subcommand)."""
+    on = Ignored(["CLIENT", "REDIRECTS", "ON"])
+    out = [on]
+    for cmd in sequence:
+        out.append(cmd)
+        if not isinstance(cmd, ScanAll) and [w.lower() for w in cmd] == ["reset"]:
+            out.append(on)
+    return out
+
+
 def run_sequence(port, sequence, pipelined, inlined):
     """The raw replies to `sequence`, sent one by one or all at once (up to each full SCAN
     iteration, which runs on its own), as multibulk or inline commands."""
@@ -549,7 +591,7 @@ def run_stream(port, stream):
 
 
 def main():
-    global against_standalone
+    global against_standalone, cluster_aware
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("redis_port", type=int, help="a one-node Redis Cluster")
     parser.add_argument("shardkv_port", type=int)
@@ -566,13 +608,14 @@ def main():
     print(f"seed {seed}: {sequences} sequences of {per_sequence} commands", flush=True)
     r = random.Random(seed)
     started = time.monotonic()
-    ran = streams = 0
+    ran = streams = aware = 0
     for n in range(sequences):
         if time.monotonic() - started > RUN_TIME_MAX_S:
             print(f"stopped drawing after {RUN_TIME_MAX_S} s", flush=True)
             break
         drawn_seconds.clear()
         against_standalone = args.standalone_port is not None and n % 2 == 1
+        cluster_aware = not against_standalone and r.random() < CLUSTER_AWARE_SHARE
         reference = args.standalone_port if against_standalone else redis_port
         if r.random() < DAMAGED_SHARE:
             stream = mutated_stream(r)
@@ -594,9 +637,12 @@ def main():
         sequence = [draw_command(r) for _ in range(per_sequence)]
         if r.random() < RESP3_SHARE:
             sequence[0] = Ignored(["HELLO", "3"])
+        if cluster_aware:
+            sequence = with_redirects(sequence)
         pipelined, inlined = r.random() < PIPELINED_SHARE, r.random() < INLINE_SHARE
         how = ("pipelined" if pipelined else "one by one") + (", inline" if inlined else "") \
-            + (", against the standalone Redis" if against_standalone else "")
+            + (", against the standalone Redis" if against_standalone else "") \
+            + (", cluster-aware" if cluster_aware else "")
         # A SET with a past EXAT or PXAT leaves Redis a key past its time (see above).
         lingering = any(cmd[0].lower() == "set" and any(
             w.lower() in ("exat", "pxat") and v in PAST_TIMES for w, v in zip(cmd, cmd[1:]))
@@ -605,7 +651,8 @@ def main():
             try:
                 t0 = time.monotonic()
                 want = run_sequence(reference, sequence, pipelined, inlined)
-                got = run_sequence(shardkv_port, sequence, pipelined, inlined)
+                port = master_port(shardkv_port, KEYS[0]) if cluster_aware else shardkv_port
+                got = run_sequence(port, sequence, pipelined, inlined)
                 # A time reply may be off by up to the time from the start of Redis's
                 # run to the end of shardkv's.
                 gap_s = time.monotonic() - t0
@@ -622,14 +669,16 @@ def main():
             if differs is None:
                 break
             # A leader elected meanwhile: the sequence is run again, once.
-            if attempt + 1 < SEQUENCE_ATTEMPTS and got[differs].startswith(TRANSIENT):
+            transient = TRANSIENT + ((b"-MOVED",) if cluster_aware else ())
+            if attempt + 1 < SEQUENCE_ATTEMPTS and got[differs].startswith(transient):
                 print(f"sequence {n}: {got[differs]!r}; running it again", flush=True)
                 continue
             report(n, seed, how, sequence, want, got, differs, "differs")
             sys.exit(1)
         ran += 1
-    print(f"all {ran * per_sequence} replies of {ran} sequences, and the replies to "
-          f"{streams} damaged streams, agree with redis-server")
+        aware += cluster_aware
+    print(f"all {ran * per_sequence} replies of {ran} sequences ({aware} cluster-aware), and "
+          f"the replies to {streams} damaged streams, agree with redis-server")
 
 
 if __name__ == "__main__":

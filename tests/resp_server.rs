@@ -676,6 +676,21 @@ fn cluster_aware_connections_get_moved_and_crossslot() {
     assert_eq!(raw(&server, b"GETEX foo EX 0\r\n"), moved);
     assert_eq!(raw(&server, b"INCRBY foo x\r\n"), moved);
     assert_eq!(raw(&server, b"MSET foo 1 {foo}b\r\n"), moved);
+    // The slot commands name no key: Redis Cluster answers them on any node, never moves
+    // them; here any node answers with the group's keys (found by .ci/redis_fuzz.py).
+    assert_eq!(
+        raw(&server, b"SET {foo}1 v\r\nCLUSTER COUNTKEYSINSLOT 12182\r\n"),
+        format!("{moved}:0\r\n")
+    );
+    assert_eq!(raw(&server, b"CLUSTER GETKEYSINSLOT 12182 5\r\n"), "*0\r\n");
+    server.backend.set_leader(group, Some(NodeId(1)));
+    assert_eq!(raw(&server, b"SET {foo}1 v\r\n"), "+OK\r\n");
+    server.backend.set_leader(group, Some(NodeId(2)));
+    assert_eq!(raw(&server, b"CLUSTER COUNTKEYSINSLOT 12182\r\n"), ":1\r\n");
+    assert_eq!(
+        raw(&server, b"CLUSTER GETKEYSINSLOT 12182 5\r\n"),
+        "*1\r\n$6\r\n{foo}1\r\n"
+    );
     let mut c = client(&server);
     // After READONLY, this node (a replica of every group here) serves reads of the slot
     // and still moves writes; READWRITE moves both again.

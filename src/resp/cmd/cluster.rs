@@ -41,7 +41,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             let Some(slot) = in_slot_range(slot) else {
                 return Job::Now(Frame::error("ERR Invalid slot"));
             };
-            cx.read(slot, ReadCommand::CountKeysInSlot { slot })
+            cx.read_anywhere(slot, ReadCommand::CountKeysInSlot { slot })
         }
         _ => {
             let slot = tri!(int_arg(&args[2]));
@@ -49,7 +49,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             let (Some(slot), true) = (in_slot_range(slot), count >= 0) else {
                 return Job::Now(Frame::error("ERR Invalid slot or number of keys"));
             };
-            cx.read(
+            cx.read_anywhere(
                 slot,
                 ReadCommand::GetKeysInSlot {
                     slot,

@@ -802,6 +802,16 @@ impl<B: Backend> Ctx<'_, B> {
         self.routed(slot, op, true, Merge::One)
     }
 
+    /// A read of `slot`'s group that is never `-MOVED`, on any connection: for CLUSTER
+    /// COUNTKEYSINSLOT and GETKEYSINSLOT, which Redis Cluster answers on every node (with
+    /// the keys that node holds, none for a slot it does not serve); here any node answers
+    /// with the group's keys, read through its leader.
+    pub fn read_anywhere(&mut self, slot: u16, command: ReadCommand) -> Job {
+        let op = ShardOp::read(command, self.now_ms());
+        let part = Part { group: self.backend.group_of_slot(slot), slot, op, positions: vec![] };
+        Job::Run(Ops { write: false, parts: vec![part], merge: Merge::One, redirects: false })
+    }
+
     /// One op on `slot`'s group; `-MOVED` first in redirect mode when another node leads.
     pub fn routed(&self, slot: u16, op: ShardOp, write: bool, merge: Merge) -> Job {
         let group = self.backend.group_of_slot(slot);

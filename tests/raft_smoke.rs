@@ -270,3 +270,28 @@ fn a_refused_read_index_reaches_the_follower_as_rejected() {
     assert_eq!(rd.rejected_reads, vec![Bytes::from_static(b"r2")]);
     c.nodes[f2].advance(&rd);
 }
+
+/// Time the node could not act through (`RawNode::advance_clock`) ends a leader's lease as
+/// real time does, and starts no election: every node counting a long stall that way
+/// keeps its leader and term.
+#[test]
+fn a_stall_counted_by_the_lease_clock_ends_the_lease_and_starts_no_election() {
+    let mut c = Cluster::with_config(3, |cfg| {
+        cfg.read_mode = ReadMode::LeaseBased;
+        cfg.check_quorum = true;
+    });
+    c.run(40);
+    let l = c.leader().expect("a leader after 40 ticks");
+    c.run(3);
+    let term = c.nodes[l].term();
+    assert!(c.nodes[l].lease_ticks_left().is_some(), "a lease after a heartbeat round");
+    let stall = 5 * Config::new(NodeId(1), GroupId(1)).election_timeout_ticks_max;
+    for n in &mut c.nodes {
+        n.advance_clock(stall);
+    }
+    assert_eq!(c.nodes[l].lease_ticks_left(), None, "the lease ended with the stall");
+    c.run(2);
+    assert_eq!((c.leader(), c.nodes[l].term()), (Some(l), term), "same leader, same term");
+    c.run(3);
+    assert!(c.nodes[l].lease_ticks_left().is_some(), "a new round renewed the lease");
+}

@@ -83,6 +83,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick();
     }
 
+    /// `Raft::advance_clock`: the lease clock counts `ticks` the timers do not.
+    pub fn advance_clock(&mut self, ticks: u64) {
+        self.raft.advance_clock(ticks);
+    }
+
     pub fn step(&mut self, m: Message) -> Result<()> {
         self.raft.step(m)
     }

@@ -12,6 +12,17 @@ use crate::raft::storage::Storage;
 use crate::raft::types::*;
 
 impl<S: Storage> Raft<S> {
+    /// Advances the lease clock by `ticks` without running any timer: time that passed
+    /// while the node could not act (its thread stalled). A lease must end in real time,
+    /// so its clock counts that time; the election, heartbeat and check-quorum timers need
+    /// not, and should not: the peers' messages of that time wait unread, so counting it
+    /// would start elections and step-downs no silence of a peer caused. Counting less
+    /// than real time on those timers is safe: a follower then waits longer before it
+    /// votes, which a lease only needs to be long enough.
+    pub fn advance_clock(&mut self, ticks: u64) {
+        self.ticks += ticks;
+    }
+
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;

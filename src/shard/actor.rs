@@ -798,11 +798,22 @@ fn catch_up_ticks_max(cfg: &ShardConfig) -> u64 {
     cfg.election_ticks_max + cfg.election_ticks_max / 2 + 1
 }
 
+/// Ticks owed at once that mean the replica's thread stalled (half the shortest election
+/// time-out, 250 ms by default), not that a timer fired late on a busy machine.
+fn stall_ticks_min(cfg: &ShardConfig) -> u64 {
+    (cfg.election_ticks_min / 2).max(cfg.heartbeat_ticks + 1)
+}
+
 impl ShardActor {
     /// Ticks the core once for every whole tick of real (monotonic) time since the last
     /// one, so that its clock keeps up with time even when timers fire late or the process
     /// was paused: a leader's lease, counted in ticks, must never outlast the real time it
-    /// stands for (followers count their election time-out in real time too).
+    /// stands for. After a stall (`stall_ticks_min` owed: a long apply on this thread, a
+    /// paused process) the timers count a heartbeat interval of it and only the lease clock
+    /// the rest (`RawNode::advance_clock`). The peers' messages of that time wait unread
+    /// behind it: counted whole, a follower would campaign and a leader step down for a
+    /// silence that was its own, as every node that applied one large command at once
+    /// did (a DEL of 500,000 keys: 25 elections).
     pub(crate) fn catch_up_ticks(&mut self) {
         let now = std::time::Instant::now();
         let tick = self.cfg.tick.as_nanos().max(1);
@@ -813,7 +824,13 @@ impl ShardActor {
         }
         let remainder = std::time::Duration::from_nanos((elapsed % tick) as u64);
         self.tick_clock = now - remainder;
-        for _ in 0..(due as u64).min(catch_up_ticks_max(&self.cfg)) {
+        let due = due as u64;
+        let timers = match due >= stall_ticks_min(&self.cfg) {
+            true => due.min(self.cfg.heartbeat_ticks),
+            false => due.min(catch_up_ticks_max(&self.cfg)),
+        };
+        self.raw.advance_clock(due - timers);
+        for _ in 0..timers {
             self.raw.tick();
         }
     }

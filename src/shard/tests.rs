@@ -351,6 +351,31 @@ fn three_replicas_elect_write_and_read_linearizably() {
     });
 }
 
+/// Every node's thread stalls at once for several election time-outs, as when each applies
+/// one large command (a DEL of 500,000 keys held a node's thread for over a second): the
+/// timers count a heartbeat interval of the stall, the lease clock all of it, so no
+/// follower campaigns and the leader does not step down. Same term, same leader.
+#[test]
+fn a_stall_of_every_node_at_once_starts_no_election() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        let term = cluster.status(leader).await.term;
+        // Election time-outs are 100-200 ms here (ticks of 10 ms).
+        let stall = Duration::from_millis(600);
+        for arbiter in &cluster.arbiters {
+            assert!(arbiter.spawn_fn(move || std::thread::sleep(stall)), "the arbiter runs");
+        }
+        tokio::time::sleep(stall + Duration::from_millis(400)).await;
+        let after = cluster.status(leader).await;
+        assert_eq!((after.role, after.term), (Role::Leader, term), "no election");
+        assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok));
+        cluster.stop_all().await;
+    });
+}
+
 /// A write whose log entry would not fit a peer frame is refused before it is proposed: it
 /// could never reach the followers, so it would never commit, and each resend would be
 /// dropped. The group goes on in the same term with the same leader.

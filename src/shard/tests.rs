@@ -284,6 +284,13 @@ impl Cluster {
         panic!("no leader within {WAIT_MAX:?}");
     }
 
+    /// Waits for a leader, writes k = v1 through it, and gives the leader and its term.
+    async fn leader_after_a_write(&self) -> (u64, crate::raft::Term) {
+        let leader = self.leader().await;
+        assert_eq!(self.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        (leader, self.status(leader).await.term)
+    }
+
     fn door(&self, node: u64) -> Arc<crate::shard::read_door::ReadDoor> {
         self.doors.lock().expect("doors")[&node].upgrade().expect("node running")
     }
@@ -360,9 +367,7 @@ fn a_stall_of_every_node_at_once_starts_no_election() {
     run(async {
         let cluster = Cluster::new(1_000_000);
         cluster.start_all();
-        let leader = cluster.leader().await;
-        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
-        let term = cluster.status(leader).await.term;
+        let (leader, term) = cluster.leader_after_a_write().await;
         // Election time-outs are 100-200 ms here (ticks of 10 ms).
         let stall = Duration::from_millis(600);
         for arbiter in &cluster.arbiters {
@@ -681,9 +686,7 @@ fn a_leaders_read_door_answers_endorsed_reads_in_its_term() {
     run(async {
         let cluster = Cluster::new(1_000_000);
         cluster.start_all();
-        let leader = cluster.leader().await;
-        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
-        let term = cluster.status(leader).await.term;
+        let (leader, term) = cluster.leader_after_a_write().await;
         let follower = NODES.into_iter().find(|&n| n != leader).expect("a follower");
         let by = |node, term| Some(Endorsement { node: NodeId(node), term });
         let door = cluster.door(leader);

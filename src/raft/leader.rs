@@ -21,7 +21,7 @@ impl<S: Storage> Raft<S> {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.cfg.election_timeout_ticks_min {
-            self.election_elapsed = 0;
+            self.reset_election_elapsed();
             if self.cfg.check_quorum && !self.quorum_recently_active() {
                 info!(group = %self.cfg.group, node = %self.id, term = %self.term,
                     "check-quorum: lost contact with a quorum, stepping down");
@@ -468,7 +468,7 @@ impl<S: Storage> Raft<S> {
         }
         info!(group = %self.cfg.group, node = %self.id, %to, "leader transfer started");
         self.lead_transferee = Some(to);
-        self.election_elapsed = 0;
+        self.reset_election_elapsed();
         // TimeoutNow lets `to` win while voters still hear from us, so no lease for the
         // rest of this term (a delayed TimeoutNow may arrive after the transfer gave up).
         self.lease_anchor_tick = None;

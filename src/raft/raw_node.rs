@@ -83,9 +83,15 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick();
     }
 
-    /// `Raft::advance_clock`: the lease clock counts `ticks` the timers do not.
+    /// `Raft::advance_clock`: the lease clock counts `ticks` now, the election timer at the
+    /// next `settle_stall` unless the timer was reset meanwhile.
     pub fn advance_clock(&mut self, ticks: u64) {
         self.raft.advance_clock(ticks);
+    }
+
+    /// `Raft::settle_stall`.
+    pub fn settle_stall(&mut self) {
+        self.raft.settle_stall();
     }
 
     pub fn step(&mut self, m: Message) -> Result<()> {

@@ -62,6 +62,9 @@ pub struct Raft<S: Storage> {
     pub(crate) randomized_election_timeout: u64,
     /// Logical time, for the lease.
     pub(crate) ticks: u64,
+    /// Ticks of a stall the lease clock counted and the election timer not yet
+    /// (`advance_clock`); dropped by any reset of the timer.
+    pub(crate) stall_credit: u64,
     pub(crate) lease_anchor_tick: Option<u64>,
     /// Set once a leader transfer started in this term: the lease is off until the term ends.
     pub(crate) lease_revoked: bool,
@@ -100,6 +103,7 @@ impl<S: Storage> Raft<S> {
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_timeout_ticks_min,
             ticks: 0,
+            stall_credit: 0,
             lease_anchor_tick: None,
             lease_revoked: false,
             lead_transferee: None,
@@ -175,7 +179,7 @@ impl<S: Storage> Raft<S> {
             self.voted_for = NodeId::NONE;
         }
         self.leader_id = NodeId::NONE;
-        self.election_elapsed = 0;
+        self.reset_election_elapsed();
         self.heartbeat_elapsed = 0;
         self.reset_randomized_election_timeout();
         self.lead_transferee = None;

@@ -12,15 +12,31 @@ use crate::raft::storage::Storage;
 use crate::raft::types::*;
 
 impl<S: Storage> Raft<S> {
-    /// Advances the lease clock by `ticks` without running any timer: time that passed
-    /// while the node could not act (its thread stalled). A lease must end in real time,
-    /// so its clock counts that time; the election, heartbeat and check-quorum timers need
-    /// not, and should not: the peers' messages of that time wait unread, so counting it
-    /// would start elections and step-downs no silence of a peer caused. Counting less
-    /// than real time on those timers is safe: a follower then waits longer before it
-    /// votes, which a lease only needs to be long enough.
+    /// Advances the lease clock by `ticks` at once, and the election timer by as many at
+    /// the next `settle_stall`, unless a leader's message, a vote or a new role reset the
+    /// timer meanwhile: time that passed while the node could not act (its thread stalled),
+    /// never more than real time. A lease must end in real time, so its clock counts that
+    /// time now. The peers' messages of that time wait unread behind the stall: counted
+    /// now, the election timer would start elections, and check-quorum step-downs, for a
+    /// silence that was this node's own. Counted once they have been read, and only if none
+    /// of them reset the timer, a leader that died meanwhile is still found in real time. A
+    /// timer may count less than real time (a follower then waits longer before it votes,
+    /// which a lease needs to be long enough), never more: so a reset drops the credit.
     pub fn advance_clock(&mut self, ticks: u64) {
         self.ticks += ticks;
+        self.stall_credit += ticks;
+    }
+
+    /// Counts on the election timer the stall `advance_clock` left owed, if no reset
+    /// dropped it: to be called once the messages that waited behind the stall were read.
+    pub fn settle_stall(&mut self) {
+        self.election_elapsed += std::mem::take(&mut self.stall_credit);
+    }
+
+    /// Sets the election timer back to zero, dropping any stall owed to it.
+    pub(crate) fn reset_election_elapsed(&mut self) {
+        self.election_elapsed = 0;
+        self.stall_credit = 0;
     }
 
     /// Advances logical time by one tick.
@@ -36,7 +52,7 @@ impl<S: Storage> Raft<S> {
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
-            self.election_elapsed = 0;
+            self.reset_election_elapsed();
             let kind =
                 if self.cfg.pre_vote { CampaignKind::PreElection } else { CampaignKind::Election };
             self.campaign(kind);
@@ -142,7 +158,7 @@ impl<S: Storage> Raft<S> {
             // tell it from answers to older campaigns.
             self.send(m.from, m.term, body(false));
             if !pre {
-                self.election_elapsed = 0;
+                self.reset_election_elapsed();
                 self.voted_for = m.from;
             }
         } else {
@@ -184,18 +200,18 @@ impl<S: Storage> Raft<S> {
     fn step_follower(&mut self, m: Message) -> Result<()> {
         match m.body {
             MessageBody::Append { prev_log_index, prev_log_term, entries, commit_index } => {
-                self.election_elapsed = 0;
+                self.reset_election_elapsed();
                 self.leader_id = m.from;
                 self.handle_append(m.from, prev_log_index, prev_log_term, entries, commit_index);
             }
             MessageBody::Heartbeat { commit_index, read_round } => {
-                self.election_elapsed = 0;
+                self.reset_election_elapsed();
                 self.leader_id = m.from;
                 self.log.commit_to(commit_index);
                 self.send(m.from, self.term, MessageBody::HeartbeatResponse { read_round });
             }
             MessageBody::Snapshot { snapshot } => {
-                self.election_elapsed = 0;
+                self.reset_election_elapsed();
                 self.leader_id = m.from;
                 self.handle_snapshot(m.from, snapshot);
             }

@@ -329,6 +329,8 @@ pub(crate) struct PendingRead {
 pub struct ShardActor {
     /// Real time up to which the core was ticked (see `catch_up_ticks`).
     pub(crate) tick_clock: std::time::Instant,
+    /// When the stall the core owes its election timer is settled (`catch_up_ticks`).
+    stall_settles_at: Option<std::time::Instant>,
     pub(crate) cfg: ShardConfig,
     pub(crate) deps: ShardDeps,
     /// The Raft core; every mutable use closes the read door (`GatedRaw`). The applied but
@@ -474,6 +476,7 @@ impl ShardActor {
         let raw = GatedRaw::new(raw, cfg.read_door.clone());
         Ok(ShardActor {
             tick_clock: std::time::Instant::now(),
+            stall_settles_at: None,
             initialized,
             was_member,
             removed: false,
@@ -792,12 +795,6 @@ pub(crate) fn first_read_id() -> u64 {
     (u64::from_le_bytes(bytes) >> 1).max(1)
 }
 
-/// Ticks the core makes up at once at most: past an election time-out and a half, every
-/// timer of the core has fired anyway.
-fn catch_up_ticks_max(cfg: &ShardConfig) -> u64 {
-    cfg.election_ticks_max + cfg.election_ticks_max / 2 + 1
-}
-
 /// Ticks owed at once that mean the replica's thread stalled (half the shortest election
 /// time-out, 250 ms by default), not that a timer fired late on a busy machine.
 fn stall_ticks_min(cfg: &ShardConfig) -> u64 {
@@ -805,15 +802,17 @@ fn stall_ticks_min(cfg: &ShardConfig) -> u64 {
 }
 
 impl ShardActor {
-    /// Ticks the core once for every whole tick of real (monotonic) time since the last
-    /// one, so that its clock keeps up with time even when timers fire late or the process
-    /// was paused: a leader's lease, counted in ticks, must never outlast the real time it
-    /// stands for. After a stall (`stall_ticks_min` owed: a long apply on this thread, a
-    /// paused process) the timers count a heartbeat interval of it and only the lease clock
-    /// the rest (`RawNode::advance_clock`). The peers' messages of that time wait unread
-    /// behind it: counted whole, a follower would campaign and a leader step down for a
-    /// silence that was its own, as every node that applied one large command at once
-    /// did (a DEL of 500,000 keys: 25 elections).
+    /// Counts on the core's clock every whole tick of real (monotonic) time since the last
+    /// catch-up, even when timers fire late or the process was paused: a leader's lease,
+    /// counted in ticks, must never outlast the real time it stands for. A few ticks owed
+    /// are ticked. After a stall (`stall_ticks_min` owed: a long apply on this thread, a
+    /// paused process) the timers tick a heartbeat interval of it (a leader's heartbeats go
+    /// out), the lease clock counts all of it, and the election timer counts the rest a few
+    /// ticks later (`RawNode::advance_clock`, `settle_stall_when_due`), after the
+    /// peers' messages that waited behind the stall were read, unless one of them reset it.
+    /// Counted whole at once, a follower would campaign and a leader step down for a
+    /// silence that was its own, as when every node applied one large command at once (a
+    /// DEL of 500,000 keys: two dozen elections).
     pub(crate) fn catch_up_ticks(&mut self) {
         let now = std::time::Instant::now();
         let tick = self.cfg.tick.as_nanos().max(1);
@@ -827,11 +826,26 @@ impl ShardActor {
         let due = due as u64;
         let timers = match due >= stall_ticks_min(&self.cfg) {
             true => due.min(self.cfg.heartbeat_ticks),
-            false => due.min(catch_up_ticks_max(&self.cfg)),
+            false => due,
         };
-        self.raw.advance_clock(due - timers);
+        if due > timers {
+            self.raw.advance_clock(due - timers);
+            let wait = self.cfg.tick.saturating_mul(stall_ticks_min(&self.cfg) as u32);
+            self.stall_settles_at = Some(now + wait);
+        }
         for _ in 0..timers {
             self.raw.tick();
+        }
+    }
+
+    /// Settles the stall `catch_up_ticks` left owed to the election timer `stall_ticks_min`
+    /// ticks of real time after it: time for a heartbeat round, its messages and their
+    /// answers, to be read. Real time, not timer firings: a timer late by a stall fires
+    /// the firings it missed in a burst.
+    fn settle_stall_when_due(&mut self) {
+        if self.stall_settles_at.is_some_and(|at| std::time::Instant::now() >= at) {
+            self.stall_settles_at = None;
+            self.raw.settle_stall();
         }
     }
 }
@@ -849,6 +863,7 @@ impl Actor for ShardActor {
             if act.failed.is_some() {
                 return;
             }
+            act.settle_stall_when_due();
             act.catch_up_ticks();
             act.undurable().resize_clean(act.clean_share.bytes());
             act.check_follower_round();

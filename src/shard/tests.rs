@@ -370,8 +370,15 @@ fn a_stall_of_every_node_at_once_starts_no_election() {
         let (leader, term) = cluster.leader_after_a_write().await;
         // Election time-outs are 100-200 ms here (ticks of 10 ms).
         let stall = Duration::from_millis(600);
+        // Both arbiters stall together, not one after the other.
+        let together = Arc::new(std::sync::Barrier::new(cluster.arbiters.len()));
         for arbiter in &cluster.arbiters {
-            assert!(arbiter.spawn_fn(move || std::thread::sleep(stall)), "the arbiter runs");
+            let together = together.clone();
+            let stalled = arbiter.spawn_fn(move || {
+                together.wait();
+                std::thread::sleep(stall);
+            });
+            assert!(stalled, "the arbiter runs");
         }
         tokio::time::sleep(stall + Duration::from_millis(400)).await;
         let after = cluster.status(leader).await;

@@ -48,7 +48,7 @@ keys' slot, after `CLIENT REDIRECTS ON` (shardkv's own, so its reply is not comp
 again after each RESET, which ends it), and take their keys from that one slot but for
 MGET, DEL, UNLINK and EXISTS, which may add a key of another slot: `-CROSSSLOT` on both.
 There each command is routed as Redis Cluster routes it: arity, authentication, then the
-slot, then the arguments. A `-MOVED` (a leader moved meanwhile) runs the sequence again.
+slot, then the arguments. A `-MOVED` (a leader moved meanwhile) runs the sequence once more.
 """
 
 import argparse

@@ -610,7 +610,7 @@ fn oversized_values_requests_and_writes_are_refused() {
     let refused = c.mset::<_, _, ()>(&pairs).unwrap_err();
     assert_eq!(
         refused.to_string(),
-        "ResponseError: write of 2760 bytes (its arguments, 8 more each for their encoding) \
+        "ResponseError: write of 2808 bytes (its arguments, 16 more each for their encoding) \
          exceeds the largest a shard replicates, 2500 bytes (limits.write_bytes_max); it was \
          not applied"
     );

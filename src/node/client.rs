@@ -787,7 +787,7 @@ mod tests {
         else {
             panic!("expected a refusal");
         };
-        assert!(reason.starts_with("its answer of 14 bytes exceeds the 4 bytes"), "{reason}");
+        assert!(reason.starts_with("its answer of 22 bytes exceeds the 4 bytes"), "{reason}");
         assert_eq!(clients[1].execute(GroupId(1), read()).await, said("leader"));
         assert_eq!(clients[0].execute(GroupId(1), write(5)).await, Ok(Reply::Int(5)));
     }

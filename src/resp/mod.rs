@@ -26,7 +26,10 @@
 //!   its other arguments (a syntax error sent to the wrong node moves); after READONLY,
 //!   reads are served by any node with a replica of the key's group (linearizable still)
 //!   instead of moving; a group with no leader answers
-//!   `-CLUSTERDOWN The cluster is down`. A node serves cluster clients and plain clients
+//!   `-CLUSTERDOWN The cluster is down`. Commands that name no key (DBSIZE, SCAN,
+//!   FLUSHALL, CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT...) are never moved: as in Redis
+//!   Cluster, any node answers them, here with the whole cluster's keys (Redis: the node's
+//!   own, none for a slot it does not serve). A node serves cluster clients and plain clients
 //!   at once only if their connections differ in mode, hence the per-connection switch.
 //!
 //! Whatever the mode, commands that promise atomicity over several keys (MSET, MSETNX,

@@ -19,9 +19,9 @@ pub const PENDING_REQUESTS_MAX: usize = 4096;
 pub const ENTRY_FRAME_ENVELOPE_BYTES: u64 = 64 * 1024;
 
 /// Bytes counted for the encoding of each argument of a write, or each element of an
-/// answer, beside its own bytes, when they are held against a frame's room (msgpack takes
-/// 1 to 5 for a string's header, and a little for the arrays around them).
-pub const ENCODING_BYTES_PER_ITEM: u64 = 8;
+/// answer, beside its own bytes, when they are held against a frame's room: msgpack takes
+/// 1 to 5 for a string's header, and a reply's variant name up to 9 more.
+pub const ENCODING_BYTES_PER_ITEM: u64 = 16;
 
 /// A replica's largest entry unless the node says otherwise: the default
 /// `limits.frame_bytes_max` (64 MiB) less the envelope.

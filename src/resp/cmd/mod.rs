@@ -806,10 +806,10 @@ impl<B: Backend> Ctx<'_, B> {
     /// COUNTKEYSINSLOT and GETKEYSINSLOT, which Redis Cluster answers on every node (with
     /// the keys that node holds, none for a slot it does not serve); here any node answers
     /// with the group's keys, read through its leader.
-    pub fn read_anywhere(&mut self, slot: u16, command: ReadCommand) -> Job {
+    pub fn read_anywhere(&self, slot: u16, command: ReadCommand) -> Job {
         let op = ShardOp::read(command, self.now_ms());
         let part = Part { group: self.backend.group_of_slot(slot), slot, op, positions: vec![] };
-        Job::Run(Ops { write: false, parts: vec![part], merge: Merge::One, redirects: false })
+        self.ops(false, vec![part], Merge::One)
     }
 
     /// One op on `slot`'s group; `-MOVED` first in redirect mode when another node leads.
@@ -909,13 +909,11 @@ impl<B: Backend> Ctx<'_, B> {
         self.ops(false, parts, merge)
     }
 
+    /// Ops that no key routed: a command that names none (DBSIZE, SCAN, FLUSHALL, INFO,
+    /// the slot commands), or keys split by group on a plain connection. Never `-MOVED`: a
+    /// cluster client routes by key, and Redis Cluster answers these on any node.
     pub fn ops(&self, write: bool, parts: Vec<Part>, merge: Merge) -> Job {
-        Job::Run(Ops {
-            write,
-            parts,
-            merge,
-            redirects: self.client.redirects,
-        })
+        Job::Run(Ops { write, parts, merge, redirects: false })
     }
 }
 

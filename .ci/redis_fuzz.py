@@ -608,7 +608,7 @@ def main():
     print(f"seed {seed}: {sequences} sequences of {per_sequence} commands", flush=True)
     r = random.Random(seed)
     started = time.monotonic()
-    ran = streams = aware = 0
+    ran = streams = aware = replies = 0
     for n in range(sequences):
         if time.monotonic() - started > RUN_TIME_MAX_S:
             print(f"stopped drawing after {RUN_TIME_MAX_S} s", flush=True)
@@ -677,7 +677,8 @@ def main():
             sys.exit(1)
         ran += 1
         aware += cluster_aware
-    print(f"all {ran * per_sequence} replies of {ran} sequences ({aware} cluster-aware), and "
+        replies += sum(not isinstance(cmd, Ignored) for cmd in sequence)
+    print(f"all {replies} replies of {ran} sequences ({aware} cluster-aware), and "
           f"the replies to {streams} damaged streams, agree with redis-server")
 
 

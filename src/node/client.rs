@@ -486,8 +486,8 @@ impl NodeClient {
 /// `result`, or a refusal in its place if it passes `bytes_max` (`on_forward`).
 fn fit_frame(result: ShardResult, group: GroupId, bytes_max: u64) -> ShardResult {
     let bytes = match &result {
-        Ok(reply) => encoded_bytes_bound(reply),
-        Err(_) => 0,
+        Ok(reply) if bytes_max < u64::MAX => encoded_bytes_bound(reply),
+        _ => 0,
     };
     if bytes <= bytes_max {
         return result;

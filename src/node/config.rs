@@ -135,11 +135,11 @@ impl TimeoutConfig {
 }
 
 /// Bounds; every one has a default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 ///
 /// Every node of a cluster must have the same `frame_bytes_max` and `write_bytes_max`: a
 /// node with larger ones would propose entries its peers' frames cannot carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
     /// Largest peer frame, either direction; at least `kv::apply::STRING_BYTES_MAX` and
     /// `ENTRY_FRAME_ENVELOPE_BYTES` together (8 MiB and 64 KiB), at most `u32::MAX`.
@@ -154,13 +154,14 @@ pub struct LimitConfig {
     /// Most elements of one multibulk request.
     pub multibulk_len_max: u64,
     /// Largest multibulk request, headers included (Redis's client-query-buffer-limit); at
-    /// least `write_bytes_max`. A request declaring more is a protocol error, refused before
+    /// least `write_bytes_max` and `ENTRY_FRAME_ENVELOPE_BYTES`. A request declaring more is a protocol error, refused before
     /// its bytes are buffered. Inline requests have their own bound, 64 KiB.
     pub request_bytes_max: u64,
     /// Most bytes of one write command's arguments, counting `ENCODING_BYTES_PER_ITEM`
     /// more for each: it becomes one log entry per shard, which crosses the wire whole in
     /// one peer frame and is copied on every replica's node. A larger write is refused at
-    /// once, not applied. Between `bulk_bytes_max` and `entry_bytes_max()`.
+    /// once, not applied. Between `bulk_bytes_max` and `entry_bytes_max()`, with
+    /// `ENTRY_FRAME_ENVELOPE_BYTES` of room from each.
     pub write_bytes_max: u64,
     /// Reply bytes buffered for one client before it is disconnected.
     pub client_output_bytes_max: u64,
@@ -222,17 +223,21 @@ impl LimitConfig {
                 u32::MAX
             ));
         }
-        if self.write_bytes_max < self.bulk_bytes_max || self.write_bytes_max > frame_room {
+        // Room for the largest value with its key and their encoding, in a write and in a
+        // request (with its headers).
+        let room = ENTRY_FRAME_ENVELOPE_BYTES;
+        let write_min = self.bulk_bytes_max + room;
+        if self.write_bytes_max < write_min || self.write_bytes_max > frame_room {
             return invalid(format!(
-                "limits.write_bytes_max must be between limits.bulk_bytes_max ({}) and \
-                 limits.frame_bytes_max less {ENTRY_FRAME_ENVELOPE_BYTES} ({frame_room})",
-                self.bulk_bytes_max
+                "limits.write_bytes_max must be between limits.bulk_bytes_max and {room} more \
+                 ({write_min}) and limits.frame_bytes_max less {room} ({frame_room})"
             ));
         }
-        if self.request_bytes_max < self.write_bytes_max {
+        if self.request_bytes_max < self.write_bytes_max + room {
             return invalid(format!(
-                "limits.request_bytes_max must be at least limits.write_bytes_max ({})",
-                self.write_bytes_max
+                "limits.request_bytes_max must be at least limits.write_bytes_max and {room} \
+                 more ({})",
+                self.write_bytes_max + room
             ));
         }
         Ok(())

@@ -154,8 +154,9 @@ pub struct LimitConfig {
     /// Most elements of one multibulk request.
     pub multibulk_len_max: u64,
     /// Largest multibulk request, headers included (Redis's client-query-buffer-limit); at
-    /// least `write_bytes_max` and `ENTRY_FRAME_ENVELOPE_BYTES`. A request declaring more is a protocol error, refused before
-    /// its bytes are buffered. Inline requests have their own bound, 64 KiB.
+    /// least `write_bytes_max` and `ENTRY_FRAME_ENVELOPE_BYTES`. A request declaring more
+    /// is a protocol error, refused before its bytes are buffered. Inline requests have
+    /// their own bound, 64 KiB.
     pub request_bytes_max: u64,
     /// Most bytes of one write command's arguments, counting `ENCODING_BYTES_PER_ITEM`
     /// more for each: it becomes one log entry per shard, which crosses the wire whole in

@@ -24,6 +24,9 @@ use crate::shard::api::ShardOp;
 /// The longest placement window, whatever `timeouts.leader_placement_ms` asks.
 const LEADER_PLACEMENT_MAX: Duration = Duration::from_secs(24 * 3600);
 
+/// How often a placement task looks whether its transfer took, while it waits.
+const PLACEMENT_POLL: Duration = Duration::from_millis(10);
+
 /// Takes the leadership of `groups` for `me`, each on its own task, for at most `within`.
 /// `retry`: how long to wait after a transfer request before looking again (a transfer
 /// ends within an election time-out, or is given up by the leader).
@@ -82,6 +85,13 @@ async fn take_leadership(
             Ok(Err(error)) => debug!(group = group.get(), %error, "leader transfer refused"),
             Err(_) => continue,
         }
-        tokio::time::sleep(retry.min(deadline.saturating_duration_since(Instant::now()))).await;
+        // Until the transfer shows here, or `retry`: a task that slept `retry` whole, having
+        // led meanwhile without seeing it, then took the group back from whoever an operator
+        // had moved it to (tests/moves.rs once lost a replica move to it that way).
+        let until = (Instant::now() + retry).min(deadline);
+        while Instant::now() < until && client.table().leader(group) != Some(me) {
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(PLACEMENT_POLL.min(left)).await;
+        }
     }
 }

@@ -236,7 +236,7 @@ fn size_bounds_that_do_not_fit_each_other_are_refused() {
     let bulk = message(load_edited(set("bulk_bytes_max", 512 * 1024 * 1024)));
     assert!(bulk.contains("bulk_bytes_max must be between 1 and 8388608"), "{bulk}");
     let frame = message(load_edited(set("frame_bytes_max", 8 * 1024 * 1024)));
-    assert!(frame.contains("frame_bytes_max must be between 8454144"), "{frame}");
+    assert!(frame.contains("frame_bytes_max must be between 8519680"), "{frame}");
     let write = message(load_edited(set("write_bytes_max", 64 * 1024 * 1024)));
     assert!(write.contains("write_bytes_max must be between"), "{write}");
     let write = message(load_edited(set("write_bytes_max", 1024)));

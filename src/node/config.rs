@@ -142,7 +142,7 @@ impl TimeoutConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
     /// Largest peer frame, either direction; at least `kv::apply::STRING_BYTES_MAX` and
-    /// `ENTRY_FRAME_ENVELOPE_BYTES` together (8 MiB and 64 KiB), at most `u32::MAX`.
+    /// twice `ENTRY_FRAME_ENVELOPE_BYTES` (8 MiB and 128 KiB), at most `u32::MAX`.
     pub frame_bytes_max: u64,
     /// Frames queued to one peer before new ones are dropped (Raft retries).
     pub peer_queue_frames_max: usize,
@@ -161,8 +161,8 @@ pub struct LimitConfig {
     /// Most bytes of one write command's arguments, counting `ENCODING_BYTES_PER_ITEM`
     /// more for each: it becomes one log entry per shard, which crosses the wire whole in
     /// one peer frame and is copied on every replica's node. A larger write is refused at
-    /// once, not applied. Between `bulk_bytes_max` and `entry_bytes_max()`, with
-    /// `ENTRY_FRAME_ENVELOPE_BYTES` of room from each.
+    /// once, not applied. From `bulk_bytes_max` plus `ENTRY_FRAME_ENVELOPE_BYTES` up to
+    /// `entry_bytes_max()` (`frame_bytes_max` less the same).
     pub write_bytes_max: u64,
     /// Reply bytes buffered for one client before it is disconnected.
     pub client_output_bytes_max: u64,
@@ -216,11 +216,14 @@ impl LimitConfig {
                  (remove the line to take the default, {string_max})"
             ));
         }
-        if frame_room < string_max || self.frame_bytes_max > u64::from(u32::MAX) {
+        // A frame carries the largest write: the largest value, room for its key and
+        // encoding, and the frame's own envelope.
+        let frame_min = string_max + 2 * ENTRY_FRAME_ENVELOPE_BYTES;
+        if self.frame_bytes_max < frame_min || self.frame_bytes_max > u64::from(u32::MAX) {
             return invalid(format!(
-                "limits.frame_bytes_max must be between {} (the largest value, {string_max}, \
-                 and {ENTRY_FRAME_ENVELOPE_BYTES} for the rest of its frame) and {}",
-                string_max + ENTRY_FRAME_ENVELOPE_BYTES,
+                "limits.frame_bytes_max must be between {frame_min} (the largest value, \
+                 {string_max}, and twice {ENTRY_FRAME_ENVELOPE_BYTES} for its key and its \
+                 frame) and {}",
                 u32::MAX
             ));
         }

@@ -28,8 +28,9 @@ const LEADER_PLACEMENT_MAX: Duration = Duration::from_secs(24 * 3600);
 const PLACEMENT_POLL: Duration = Duration::from_millis(10);
 
 /// Takes the leadership of `groups` for `me`, each on its own task, for at most `within`.
-/// `retry`: how long to wait after a transfer request before looking again (a transfer
-/// ends within an election time-out, or is given up by the leader).
+/// `retry`: how long to wait for a transfer to show before asking again, looking every
+/// `PLACEMENT_POLL` meanwhile (a transfer ends within an election time-out, or is given up
+/// by the leader).
 pub(crate) async fn take_leaderships(
     client: NodeClient,
     me: NodeId,
@@ -85,10 +86,12 @@ async fn take_leadership(
             Ok(Err(error)) => debug!(group = group.get(), %error, "leader transfer refused"),
             Err(_) => continue,
         }
-        // Until the transfer shows here, or `retry`: a task that slept `retry` whole, having
-        // led meanwhile without seeing it, then took the group back from whoever an operator
-        // had moved it to (tests/moves.rs once lost a replica move to it that way).
-        let until = (Instant::now() + retry).min(deadline);
+        // Until the transfer shows here, `retry` or the deadline: a task that slept `retry`
+        // whole, having led meanwhile without seeing it, then took the group back from
+        // whoever an operator had moved it to (tests/moves.rs once lost a replica move to
+        // it that way). This narrows that race to about one look; it does not close it.
+        let now = Instant::now();
+        let until = now + retry.min(deadline.saturating_duration_since(now));
         while Instant::now() < until && client.table().leader(group) != Some(me) {
             let left = until.saturating_duration_since(Instant::now());
             tokio::time::sleep(PLACEMENT_POLL.min(left)).await;

@@ -582,6 +582,9 @@ fn client_kill_closes_a_connection_that_served_requests() {
 /// connection goes on. CONFIG GET reports the first two under Redis's names.
 #[test]
 fn oversized_values_requests_and_writes_are_refused() {
+    // Bounds far below what `LimitConfig::validate` lets a node file ask (it keeps 64 KiB
+    // of room between them), so that small requests reach each; the server takes them as
+    // given.
     let limits = LimitConfig {
         bulk_bytes_max: 1000,
         write_bytes_max: 2500,

@@ -29,6 +29,17 @@ impl Reply {
             Reply::Ok | Reply::Nil | Reply::Int(_) | Reply::Error(_) => 0,
         }
     }
+
+    /// Bytes this reply takes encoded, at most: its values', and `per_item` for each reply
+    /// in it (its own framing).
+    pub fn encoded_bytes_bound(&self, per_item: u64) -> u64 {
+        match self {
+            Reply::Array(items) => {
+                per_item + items.iter().map(|i| i.encoded_bytes_bound(per_item)).sum::<u64>()
+            }
+            reply => per_item + reply.value_bytes(),
+        }
+    }
 }
 
 impl From<KvError> for Reply {

@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::kv::read::ReadCommand;
-use crate::kv::Reply;
 use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
 use crate::node::workload::Workload;
@@ -81,8 +80,8 @@ pub struct NodeClient {
     workload: Arc<Workload>,
     /// Reads at a leader here are endorsed by a node-level round (`with_read_rounds`).
     read_rounds: Option<Arc<ReadRounds>>,
-    /// Most value bytes an answer to a peer's forwarded request may carry: what one peer
-    /// frame holds, less its envelope (`with_forward_reply_bytes_max`).
+    /// Most bytes a read's answer to a peer's forwarded request may take encoded: what one
+    /// peer frame holds, less its envelope (`with_forward_reply_bytes_max`).
     forward_reply_bytes_max: u64,
 }
 
@@ -459,10 +458,8 @@ impl NodeClient {
         }
         // Only a read's answer is held against a frame: a write answered has been applied,
         // and a refusal would say it was not (its answer dropped, it is outcome unknown).
-        let bytes_max = match op {
-            ShardOp::Read { .. } => self.forward_reply_bytes_max,
-            _ => u64::MAX,
-        };
+        let bytes_max =
+            matches!(op, ShardOp::Read { .. }).then_some(self.forward_reply_bytes_max);
         if let Some(result) = self.read_at_door(group, &op, from) {
             let result = fit_frame(result, group, bytes_max);
             self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
@@ -483,12 +480,14 @@ impl NodeClient {
     }
 }
 
-/// `result`, or a refusal in its place if it passes `bytes_max` (`on_forward`).
-fn fit_frame(result: ShardResult, group: GroupId, bytes_max: u64) -> ShardResult {
-    let bytes = match &result {
-        Ok(reply) if bytes_max < u64::MAX => encoded_bytes_bound(reply),
-        _ => 0,
+/// `result`, or a refusal in its place if it passes `bytes_max`, when there is one
+/// (`on_forward`).
+fn fit_frame(result: ShardResult, group: GroupId, bytes_max: Option<u64>) -> ShardResult {
+    let per_item = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    let (Ok(reply), Some(bytes_max)) = (&result, bytes_max) else {
+        return result;
     };
+    let bytes = reply.encoded_bytes_bound(per_item);
     if bytes <= bytes_max {
         return result;
     }
@@ -497,16 +496,6 @@ fn fit_frame(result: ShardResult, group: GroupId, bytes_max: u64) -> ShardResult
          for fewer keys at once"
     );
     Err(ShardError::Refused { group, reason })
-}
-
-/// A reply's bytes on the wire at most: its values', and `ENCODING_BYTES_PER_ITEM` for
-/// each reply in it.
-fn encoded_bytes_bound(reply: &Reply) -> u64 {
-    let own = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
-    match reply {
-        Reply::Array(items) => own + items.iter().map(encoded_bytes_bound).sum::<u64>(),
-        reply => own + reply.value_bytes(),
-    }
 }
 
 /// A local replica's answer (`LocalGroups::execute`) within `within`: `NoReplica` if the
@@ -553,7 +542,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::kv::Request;
+    use crate::kv::{Reply, Request};
     use crate::raft::types::Term;
     use crate::router::layout::Layout;
     use crate::router::table::NodeAddrs;

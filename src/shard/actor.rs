@@ -824,10 +824,8 @@ impl ShardActor {
         let remainder = std::time::Duration::from_nanos((elapsed % tick) as u64);
         self.tick_clock = now - remainder;
         let due = due as u64;
-        let timers = match due >= stall_ticks_min(&self.cfg) {
-            true => due.min(self.cfg.heartbeat_ticks),
-            false => due,
-        };
+        let stalled = due >= stall_ticks_min(&self.cfg);
+        let timers = if stalled { due.min(self.cfg.heartbeat_ticks) } else { due };
         if due > timers {
             self.raw.advance_clock(due - timers);
             let wait = self.cfg.tick.saturating_mul(stall_ticks_min(&self.cfg) as u32);

@@ -244,6 +244,10 @@ CASES = [
      ["INCRBYFLOAT", "{d}g", "1"], ["INCRBYFLOAT", "{d}f", "inf"], ["SET", "{d}h", "3"],
      ["INCRBYFLOAT", "{d}h", "1.5"], ["GET", "{d}h"], ["INCRBYFLOAT", "{d}h", " 1"],
      ["INCRBYFLOAT", "{d}h", "1 "], ["INCRBYFLOAT", "{d}h", "nan"]],
+    # Hexadecimal floats, stored and given (strtold): found by .ci/redis_fuzz.py.
+    [["SET", "{d}x", "0x125"], ["INCRBYFLOAT", "{d}x", "-2"], ["INCRBYFLOAT", "{d}x", "0x1.8p1"],
+     ["INCRBYFLOAT", "{d}x", "0x"], ["INCRBYFLOAT", "{d}x", "0x1p"],
+     ["INCRBYFLOAT", "{d}x", "+0x.8"]],
     # Keys.
     [["MSET", "{d}a", "1", "{d}b", "2"], ["DEL", "{d}a", "{d}b", "{d}c"], ["EXISTS", "{d}a"],
      ["SET", "{d}a", "1"], ["EXISTS", "{d}a", "{d}a", "{d}b"], ["UNLINK", "{d}a"], ["DEL"]],

@@ -41,14 +41,85 @@ pub fn parse_i64(text: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parse a float as Redis's `string2ld`: the whole text must be a number, no leading
-/// space, not NaN. Infinity parses (the increment then fails with NaN-or-Infinity).
+/// Parse a float as Redis's `string2ld` (C's `strtold`): the whole text must be a number,
+/// no leading space, not NaN; hexadecimal floats (`0x1.8p3`) too. Infinity parses (the
+/// increment then fails with NaN-or-Infinity).
 pub fn parse_f64(text: &[u8]) -> Option<f64> {
     if text.is_empty() || text.len() >= FLOAT_CHARS_MAX {
         return None;
     }
-    let value: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    let (negative, unsigned) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let value = match unsigned {
+        [b'0', b'x' | b'X', hex @ ..] => {
+            let magnitude = parse_hex_f64(hex)?;
+            if negative { -magnitude } else { magnitude }
+        }
+        _ => std::str::from_utf8(text).ok()?.parse().ok()?,
+    };
     (!value.is_nan()).then_some(value)
+}
+
+/// The digits of a hexadecimal float after `0x`: hex digits with at most one `.`, at least
+/// one digit, then an optional `p` and a signed decimal exponent of two.
+fn parse_hex_f64(text: &[u8]) -> Option<f64> {
+    let end = text.iter().position(|&c| c == b'p' || c == b'P').unwrap_or(text.len());
+    let (digits, exponent) = text.split_at(end);
+    let mut exp: i64 = match exponent.split_first() {
+        None => 0,
+        Some((_, power)) => {
+            let (sign, power) = match power.split_first() {
+                Some((b'-', rest)) => (-1, rest),
+                Some((b'+', rest)) => (1, rest),
+                _ => (1, power),
+            };
+            if power.is_empty() || !power.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let saturated = power.iter().fold(0i64, |v, &d| {
+                v.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+            });
+            sign * saturated
+        }
+    };
+    // Sixty bits of mantissa at most; later digits only set a sticky bit, so that the one
+    // rounding to 53 bits is right.
+    let (mut mantissa, mut sticky, mut seen, mut point) = (0u64, false, false, false);
+    for &c in digits {
+        if c == b'.' && !point {
+            point = true;
+            continue;
+        }
+        let digit = u64::from((c as char).to_digit(16)?);
+        seen = true;
+        if mantissa < 1 << 56 {
+            mantissa = mantissa * 16 + digit;
+            exp -= if point { 4 } else { 0 };
+        } else {
+            sticky |= digit != 0;
+            exp += if point { 0 } else { 4 };
+        }
+    }
+    if !seen {
+        return None;
+    }
+    let mut value = (mantissa | u64::from(sticky)) as f64;
+    // Scaled in steps, each exact in range: 2^exp alone would overflow or vanish.
+    let step = |e: i64| 2f64.powi(e as i32);
+    while exp > 900 && value.is_finite() && value != 0.0 {
+        value *= step(900);
+        exp -= 900;
+    }
+    while exp < -900 && value != 0.0 {
+        value *= step(-900);
+        exp += 900;
+    }
+    value *= step(exp.clamp(-1100, 1100));
+    // strtold's ERANGE: a result out of range, or a non-zero one that vanished, is refused.
+    (value.is_finite() && (value != 0.0 || mantissa == 0)).then_some(value)
 }
 
 /// Print a float as INCRBYFLOAT stores it: fixed notation (never an exponent), trailing
@@ -109,6 +180,27 @@ mod tests {
         for bad in [&b""[..], b" 1", b"1 ", b"nan", b"abc", b"1.0x", b"\xff"] {
             assert_eq!(parse_f64(bad), None);
         }
+        // Hexadecimal floats, as redis-server 7 parses them (strtold); a value SETRANGE
+        // made "0x125" of was found by .ci/redis_fuzz.py.
+        let hex: [(&[u8], f64); 10] = [
+            (b"0x125", 293.0),
+            (b"0X1p3", 8.0),
+            (b"0x1.8p1", 3.0),
+            (b"-0x10", -16.0),
+            (b"+0x10", 16.0),
+            (b"0x.8", 0.5),
+            (b"0x1p+2", 4.0),
+            (b"0x1P-1", 0.5),
+            (b"0xAbC.dEp0", 2748.8671875),
+            (b"0x1.fffffffffffffp1023", f64::MAX),
+        ];
+        for (text, value) in hex {
+            assert_eq!(parse_f64(text), Some(value), "{}", String::from_utf8_lossy(text));
+        }
+        for bad in [&b"0x"[..], b"0xg", b"0x1p", b"0x1p99999", b"0x1.2.3", b"0x1p-99999"] {
+            assert_eq!(parse_f64(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_f64(b"+1.5"), Some(1.5));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!
 //! So a node that bootstraps a layout group it is listed first for asks the group's
 //! leader, through the node client, to hand it over (`ShardOp::TransferLeader`), until it
-//! leads or `timeouts.leader_placement_ms` has passed since it started. Only at the first
+//! leads, another node leads in a term after the transfer it asked for (`look`: it never
+//! takes back what an operator or the workload follower moved), or
+//! `timeouts.leader_placement_ms` has passed since it started. Only at the first
 //! start: a restarted node's groups have a history, and `shardkv admin rebalance` is the
 //! operator's tool to spread leaders again after failures.
 
@@ -18,7 +20,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::node::client::NodeClient;
-use crate::raft::types::{GroupId, NodeId};
+use crate::raft::types::{GroupId, NodeId, Term};
+use crate::router::table::GroupRoute;
 use crate::shard::api::ShardOp;
 
 /// The longest placement window, whatever `timeouts.leader_placement_ms` asks.
@@ -57,17 +60,30 @@ async fn take_leadership(
     deadline: Instant,
     retry: Duration,
 ) {
+    // The table's term when this task last asked for a transfer.
+    let mut asked: Option<Term> = None;
     loop {
-        if client.table().leader(group) == Some(me) {
-            info!(group = group.get(), "leading the group, as the layout places it");
-            return;
-        }
-        // Moved off this node meanwhile (a replica move): the layout is history.
-        let route = client.table().group(group);
-        if !route.is_some_and(|route| route.replicas.contains(&me)) {
-            info!(group = group.get(), "no longer a replica here; leader placement ends");
-            return;
-        }
+        let term = match client.table().with_group(group, |route| look(route, me, asked)) {
+            Some(Look::Waiting(term)) => term,
+            Some(Look::Leading) => {
+                info!(group = group.get(), "leading the group, as the layout places it");
+                return;
+            }
+            Some(Look::MovedOn(leader)) => {
+                info!(
+                    group = group.get(),
+                    leader = leader.get(),
+                    "the leadership moved on after this node asked for it; leader placement \
+                     ends rather than take it back"
+                );
+                return;
+            }
+            // Moved off this node meanwhile (a replica move): the layout is history.
+            None | Some(Look::NotAReplica) => {
+                info!(group = group.get(), "no longer a replica here; leader placement ends");
+                return;
+            }
+        };
         if Instant::now() >= deadline {
             warn!(
                 group = group.get(),
@@ -77,24 +93,100 @@ async fn take_leadership(
             );
             return;
         }
-        let asked = tokio::time::timeout_at(
+        let ask = tokio::time::timeout_at(
             deadline,
             client.execute(group, ShardOp::TransferLeader { to: me }),
         );
-        match asked.await {
-            Ok(Ok(_)) => {}
+        // Only a granted ask, of a leader the table knew, anchors `look`'s terms: a refused
+        // one moved nothing, and a table that had heard of no leader may be terms behind.
+        asked = None;
+        match ask.await {
+            Ok(Ok(_)) => asked = term,
             Ok(Err(error)) => debug!(group = group.get(), %error, "leader transfer refused"),
             Err(_) => continue,
         }
-        // Until the transfer shows here, `retry` or the deadline: a task that slept `retry`
-        // whole, having led meanwhile without seeing it, then took the group back from
-        // whoever an operator had moved it to (tests/moves.rs once lost a replica move to
-        // it that way). This narrows that race to about one look; it does not close it.
+        // Until the transfer shows here, `retry` or the deadline, looking every
+        // `PLACEMENT_POLL`; then ask again.
         let now = Instant::now();
         let until = now + retry.min(deadline.saturating_duration_since(now));
-        while Instant::now() < until && client.table().leader(group) != Some(me) {
+        while Instant::now() < until {
+            let waiting = client.table().with_group(group, |route| look(route, me, asked));
+            if !matches!(waiting, Some(Look::Waiting(_))) {
+                break;
+            }
             let left = until.saturating_duration_since(Instant::now());
             tokio::time::sleep(PLACEMENT_POLL.min(left)).await;
         }
+    }
+}
+
+/// Where a placement task stands, by the route its table has of the group.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    Leading,
+    NotAReplica,
+    /// Someone else leads, at a term that came after this task's last ask (see `look`).
+    MovedOn(NodeId),
+    /// Not yet: the route's term, for the next ask, if the route names a leader.
+    Waiting(Option<Term>),
+}
+
+/// A transfer to `me` that the leader of term T grants makes `me` campaign in term T + 1.
+/// The table's term at the ask (`asked`), when it names a leader, is T, or one less when it
+/// had not yet heard of T's leader. So once another node leads two terms past `asked`, the leadership
+/// moved on after the ask: an operator's transfer or replica move, the workload follower,
+/// or an election the transfer lost. Whether `me` led between the two or not, taking the
+/// group back would undo someone else's choice (tests/moves.rs once lost a replica move to
+/// a placement task that had led for 14 ms without seeing it, and then asked again).
+fn look(route: &GroupRoute, me: NodeId, asked: Option<Term>) -> Look {
+    if route.leader == Some(me) {
+        return Look::Leading;
+    }
+    if !route.replicas.contains(&me) {
+        return Look::NotAReplica;
+    }
+    match (route.leader, asked) {
+        (Some(leader), Some(asked)) if route.term.0 >= asked.0.saturating_add(2) => {
+            Look::MovedOn(leader)
+        }
+        (leader, _) => Look::Waiting(leader.map(|_| route.term)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(leader: Option<u64>, term: u64) -> GroupRoute {
+        GroupRoute {
+            group: GroupId(1),
+            slots: (0, 100),
+            replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+            leader: leader.map(NodeId),
+            term: Term(term),
+        }
+    }
+
+    #[test]
+    fn placement_ends_once_another_node_leads_after_the_transfer_it_asked_for() {
+        let me = NodeId(1);
+        // Before any ask, whoever leads, at whatever term: ask.
+        assert_eq!(look(&route(Some(2), 9), me, None), Look::Waiting(Some(Term(9))));
+        assert_eq!(look(&route(None, 0), me, None), Look::Waiting(None));
+        // Asked in term 3: the old leader still leads, or the table only now hears of the
+        // term-4 leader it asked (a table one term behind): wait, ask again later.
+        assert_eq!(look(&route(Some(2), 3), me, Some(Term(3))), Look::Waiting(Some(Term(3))));
+        assert_eq!(look(&route(Some(2), 4), me, Some(Term(3))), Look::Waiting(Some(Term(4))));
+        assert_eq!(look(&route(None, 5), me, Some(Term(3))), Look::Waiting(None));
+        // The transfer took: done.
+        assert_eq!(look(&route(Some(1), 4), me, Some(Term(3))), Look::Leading);
+        // This node led in term 4 unseen, and an operator moved the group on in term 5;
+        // or the transfer's election in term 4 was lost to node 3, which leads in term 5.
+        assert_eq!(look(&route(Some(2), 5), me, Some(Term(3))), Look::MovedOn(NodeId(2)));
+        assert_eq!(look(&route(Some(3), 6), me, Some(Term(3))), Look::MovedOn(NodeId(3)));
+        // Moved off this node.
+        let mut gone = route(Some(2), 3);
+        gone.replicas.retain(|&n| n != me);
+        assert_eq!(look(&gone, me, Some(Term(3))), Look::NotAReplica);
     }
 }

@@ -84,6 +84,9 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Every node's `frame_bytes_max` in these tests, but the odd one's.
+const FRAME_BYTES_MAX: u32 = 1 << 20;
+
 fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> TransportOptions {
     TransportOptions {
         node: NodeId(node),
@@ -95,7 +98,7 @@ fn options(node: u64, peers: &BTreeMap<NodeId, SocketAddr>, secret: &str) -> Tra
         connect_timeout: Duration::from_millis(500),
         reconnect_min: Duration::from_millis(10),
         reconnect_max: Duration::from_millis(200),
-        frame_bytes_max: 1 << 20,
+        frame_bytes_max: u64::from(FRAME_BYTES_MAX),
         peer_queue_frames_max: 1024,
     }
 }
@@ -308,14 +311,33 @@ async fn read_round_probes_and_answers_round_trip() {
 
 #[tokio::test]
 async fn peer_with_wrong_secret_is_refused_and_counted_while_good_peers_work() {
+    odd_peer_is_refused_and_counted_while_good_peers_work(|addrs| {
+        options(3, addrs, "not the cluster's secret at all")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn peer_with_another_frame_bound_is_refused_and_counted_while_good_peers_work() {
+    odd_peer_is_refused_and_counted_while_good_peers_work(|addrs| TransportOptions {
+        frame_bytes_max: u64::from(FRAME_BYTES_MAX) * 2,
+        ..options(3, addrs, SECRET)
+    })
+    .await;
+}
+
+/// Nodes 1 and 2 of `options`, and node 3 of `odd`: neither good node admits node 3, which
+/// counts its refusals too, and the good ones still talk.
+async fn odd_peer_is_refused_and_counted_while_good_peers_work(
+    odd: impl FnOnce(&BTreeMap<NodeId, SocketAddr>) -> TransportOptions,
+) {
     let (listeners, addrs) = bind(3);
     let mut listeners = listeners.into_iter();
     let mut nodes = Vec::new();
     for i in 1..=2 {
         nodes.push(start(listeners.next().unwrap(), options(i, &addrs, SECRET)).await);
     }
-    let wrong = options(3, &addrs, "not the cluster's secret at all");
-    let (c, _) = start(listeners.next().unwrap(), wrong).await;
+    let (c, _) = start(listeners.next().unwrap(), odd(&addrs)).await;
     for (h, _) in &nodes {
         let node = h.node();
         wait_until("refusals", || {
@@ -380,7 +402,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     hostile(addr, &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1], false).await;
     // A peer that passes the handshake, then sends an oversized frame: only it is closed.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
         .await
         .unwrap();
     s.write_all(&(2u32 << 20).to_be_bytes()).await.unwrap();
@@ -394,7 +416,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     );
     // Then one that sends an undecodable body of a legal length.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
         .await
         .unwrap();
     s.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
@@ -603,7 +625,7 @@ async fn a_newer_inbound_connection_of_a_peer_replaces_the_older_one() {
     let (a, _) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
     // A connection of node 2 whose host then goes silent (no FIN).
     let mut stale = TcpStream::connect(a.local_addr()).await.unwrap();
-    handshake::dial(&mut stale, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes())
+    handshake::dial(&mut stale, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
         .await
         .unwrap();
     let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;

@@ -4,14 +4,21 @@
 //! exchanges; it must never send the secret, compare proofs in variable time, trust a frame
 //! before checking it, or admit a peer whose incarnation changed (`identity`).
 //!
-//! Dialer → `Hello{version, node, nonce_d, incarnation_d}`; acceptor → `Challenge{version,
-//! node, nonce_a, proof_a, incarnation_a}`; dialer → `Proof{proof_d}`; acceptor → `Welcome`,
-//! or `Refused{reason}` for a dialer that proved the secret but is not admitted (a changed
-//! incarnation, or a record that is full or could not be written). A
+//! Dialer → `Hello{version, node, nonce_d, incarnation_d, frame_bytes_max_d}`; acceptor →
+//! `Challenge{version, node, nonce_a, proof_a, incarnation_a, frame_bytes_max_a}`; dialer →
+//! `Proof{proof_d}`; acceptor → `Welcome`, or `Refused{reason}` for a dialer that proved the
+//! secret but is not admitted (a changed incarnation, a record that is full or could not be
+//! written, or another frame bound). A
 //! proof is `HMAC-SHA256(secret, role || nonce || dialer id || acceptor id || dialer
 //! incarnation || acceptor incarnation)`; the role tags keep one side's answers from being
 //! replayed as the other's. Each side checks the other's incarnation only once the other
 //! proved the secret.
+//!
+//! Both ends must have the same `frame_bytes_max` (`[limits]`): a node sizes the log
+//! entries it proposes and the answers it forwards by its own frame bound
+//! (`LimitConfig::entry_bytes_max`, `NodeClient::fit_frame`), and a peer with a smaller one
+//! would drop the frames that carry them, for good: an entry no follower takes stops its
+//! group. So a node refuses a peer whose bound differs, and both log why.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -57,8 +64,22 @@ pub enum HandshakeError {
     /// The acceptor refused this dialer, for the reason it gives.
     #[error("refused by node {node}: {reason}")]
     RefusedByPeer { node: NodeId, reason: String },
+    /// The peer's `frame_bytes_max` is not this node's.
+    #[error(
+        "node {peer} has limits.frame_bytes_max = {theirs} and this node {ours}: every node \
+         of a cluster needs the same, or frames one sends are too large for the other"
+    )]
+    FrameBound { peer: NodeId, theirs: u32, ours: u32 },
     #[error("{0}")]
     Wire(#[from] WireError),
+}
+
+fn same_frame_bound(peer: NodeId, theirs: u32, ours: u32) -> Result<(), HandshakeError> {
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(HandshakeError::FrameBound { peer, theirs, ours })
+    }
 }
 
 fn frame_kind(frame: &Frame) -> &'static str {
@@ -139,13 +160,15 @@ async fn read_handshake_frame<R: AsyncRead + Unpin>(
 }
 
 /// The dialer's side: proves the secret to `expected` and checks its proof in turn, then
-/// its incarnation against `identity` (the acceptor checks this side's likewise).
+/// its incarnation against `identity` and its frame bound against `frame_bytes_max` (the
+/// acceptor checks this side's likewise).
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     identity: &Arc<Identity>,
     me: NodeId,
     expected: NodeId,
     secret: &[u8],
+    frame_bytes_max: u32,
 ) -> Result<(), HandshakeError> {
     let nonce_d = new_nonce()?;
     let hello = Frame::Hello {
@@ -153,12 +176,13 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         node: me,
         nonce: nonce_d.clone(),
         incarnation: identity.mine(),
+        frame_bytes_max,
     };
     write_frame(stream, &hello, HANDSHAKE_FRAME_BYTES_MAX).await?;
-    let (version, node, nonce_a, proof_a, incarnation_a) =
+    let (version, node, nonce_a, proof_a, incarnation_a, frame_bytes_max_a) =
         match read_handshake_frame(stream).await? {
-            Frame::Challenge { version, node, nonce, proof, incarnation } => {
-                (version, node, nonce, proof, incarnation)
+            Frame::Challenge { version, node, nonce, proof, incarnation, frame_bytes_max } => {
+                (version, node, nonce, proof, incarnation, frame_bytes_max)
             }
             other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
         };
@@ -183,6 +207,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
     verify(secret, false, &nonce_d, ends, &proof_a)?;
     identity.admit_async(node, incarnation_a).await?;
+    same_frame_bound(node, frame_bytes_max_a, frame_bytes_max)?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
         Frame::Refused { reason } => Err(HandshakeError::RefusedByPeer { node, reason }),
@@ -190,8 +215,9 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The acceptor's side: learns who dials, refuses strangers, versions, wrong secrets and
-/// changed incarnations (telling the dialer why). Returns the dialer's node id; `claimed`
+/// The acceptor's side: learns who dials, refuses strangers, versions, wrong secrets,
+/// changed incarnations and frame bounds other than `frame_bytes_max` (telling the dialer
+/// why). Returns the dialer's node id; `claimed`
 /// learns the id the dialer claims as soon as it is read, so a refusal can be counted
 /// against it.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
@@ -200,12 +226,16 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     me: NodeId,
     peers: &BTreeSet<NodeId>,
     secret: &[u8],
+    frame_bytes_max: u32,
     claimed: &mut Option<NodeId>,
 ) -> Result<NodeId, HandshakeError> {
-    let (version, node, nonce_d, incarnation_d) = match read_handshake_frame(stream).await? {
-        Frame::Hello { version, node, nonce, incarnation } => (version, node, nonce, incarnation),
-        other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
-    };
+    let (version, node, nonce_d, incarnation_d, frame_bytes_max_d) =
+        match read_handshake_frame(stream).await? {
+            Frame::Hello { version, node, nonce, incarnation, frame_bytes_max } => {
+                (version, node, nonce, incarnation, frame_bytes_max)
+            }
+            other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
+        };
     *claimed = Some(node);
     if version != PROTOCOL_VERSION {
         return Err(HandshakeError::Version { got: version });
@@ -224,6 +254,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         nonce: nonce_a.clone(),
         proof: proof(secret, false, &nonce_d, ends),
         incarnation: identity.mine(),
+        frame_bytes_max,
     };
     write_frame(stream, &challenge, HANDSHAKE_FRAME_BYTES_MAX).await?;
     let proof_d = match read_handshake_frame(stream).await? {
@@ -231,7 +262,11 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         other => return Err(HandshakeError::UnexpectedFrame(frame_kind(&other))),
     };
     verify(secret, true, &nonce_a, ends, &proof_d)?;
-    if let Err(e) = identity.admit_async(node, incarnation_d).await {
+    let admitted = match identity.admit_async(node, incarnation_d).await {
+        Ok(()) => same_frame_bound(node, frame_bytes_max_d, frame_bytes_max),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = admitted {
         let mut reason = e.to_string();
         // Within a handshake frame, whatever the record's path.
         while reason.len() > REFUSAL_BYTES_MAX {
@@ -240,7 +275,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         let refused = Frame::Refused { reason };
         // The refusal stands whether or not the dialer hears why.
         let _ = write_frame(stream, &refused, HANDSHAKE_FRAME_BYTES_MAX).await;
-        return Err(e.into());
+        return Err(e);
     }
     write_frame(stream, &Frame::Welcome, HANDSHAKE_FRAME_BYTES_MAX).await?;
     Ok(node)
@@ -251,6 +286,7 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"the cluster's shared secret";
+    const FRAME: u32 = 64 << 20;
 
     fn ident(me: u64, incarnation: u64) -> Arc<Identity> {
         Arc::new(Identity::in_memory(NodeId(me), incarnation))
@@ -265,16 +301,28 @@ mod tests {
         expected: NodeId,
         ids: (&Arc<Identity>, &Arc<Identity>),
     ) -> Outcome {
+        run_framed(dialer, dialer_secret, expected, ids, (FRAME, FRAME)).await
+    }
+
+    /// `run_with`, the dialer's and the acceptor's frame bounds given.
+    async fn run_framed(
+        dialer: NodeId,
+        dialer_secret: &'static [u8],
+        expected: NodeId,
+        ids: (&Arc<Identity>, &Arc<Identity>),
+        frames: (u32, u32),
+    ) -> Outcome {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let peers: BTreeSet<NodeId> = [NodeId(2), NodeId(3)].into_iter().collect();
         let dial = async move {
-            let r = dial(&mut a, ids.0, dialer, expected, dialer_secret).await;
+            let r = dial(&mut a, ids.0, dialer, expected, dialer_secret, frames.0).await;
             drop(a);
             r
         };
         let accept = async move {
             let mut claimed = None;
-            let r = accept(&mut b, ids.1, NodeId(1), &peers, SECRET, &mut claimed).await;
+            let r = accept(&mut b, ids.1, NodeId(1), &peers, SECRET, frames.1, &mut claimed)
+                .await;
             drop(b);
             (r, claimed)
         };
@@ -342,13 +390,14 @@ mod tests {
         let peers: BTreeSet<NodeId> = [NodeId(1)].into_iter().collect();
         let (d, _) = tokio::join!(
             async move {
-                let r = dial(&mut x, &node1, NodeId(1), NodeId(2), SECRET).await;
+                let r = dial(&mut x, &node1, NodeId(1), NodeId(2), SECRET, FRAME).await;
                 drop(x);
                 r
             },
             async move {
-                let r = accept(&mut y, &wiped_acceptor, NodeId(2), &peers, SECRET, &mut None)
-                    .await;
+                let r =
+                    accept(&mut y, &wiped_acceptor, NodeId(2), &peers, SECRET, FRAME, &mut None)
+                        .await;
                 drop(y);
                 r
             }
@@ -357,6 +406,72 @@ mod tests {
             matches!(&d, Err(HandshakeError::Identity(IdentityError::Changed { .. }))),
             "{d:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn peers_with_other_frame_bounds_refuse_each_other_and_say_why() {
+        for frames in [(FRAME, FRAME * 2), (FRAME * 2, FRAME)] {
+            let (dialer, acceptor) = (ident(2, 20), ident(1, 10));
+            let (d, a, _) =
+                run_framed(NodeId(2), SECRET, NodeId(1), (&dialer, &acceptor), frames).await;
+            let (theirs, ours) = frames;
+            assert!(
+                matches!(a, Err(HandshakeError::FrameBound { peer: NodeId(2), theirs: t, ours: o })
+                    if (t, o) == (theirs, ours)),
+                "{a:?}"
+            );
+            let (theirs, ours) = (frames.1, frames.0);
+            assert!(
+                matches!(d, Err(HandshakeError::FrameBound { peer: NodeId(1), theirs: t, ours: o })
+                    if (t, o) == (theirs, ours)),
+                "{d:?}"
+            );
+            let said = HandshakeError::FrameBound { peer: NodeId(2), theirs, ours }.to_string();
+            assert!(said.contains("limits.frame_bytes_max"), "{said}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dialer_hears_why_the_acceptor_refused_its_frame_bound() {
+        // An acceptor that checks the bound, against a dialer that sent its own but does
+        // not check the acceptor's (a Challenge it would accept): the Refused reaches it.
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
+        let acceptor = ident(1, 10);
+        let accepting = async move {
+            let r = accept(&mut b, &acceptor, NodeId(1), &peers, SECRET, FRAME * 2, &mut None)
+                .await;
+            drop(b);
+            r
+        };
+        let dialing = async move {
+            let dialer = ident(2, 20);
+            let hello = Frame::Hello {
+                version: PROTOCOL_VERSION,
+                node: NodeId(2),
+                nonce: vec![1; NONCE_BYTES],
+                incarnation: dialer.mine(),
+                frame_bytes_max: FRAME,
+            };
+            write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX).await.unwrap();
+            let Frame::Challenge { nonce, incarnation, .. } =
+                read_handshake_frame(&mut a).await.unwrap()
+            else {
+                panic!("a challenge first")
+            };
+            let ends = Ends { dialer: (NodeId(2), 20), acceptor: (NodeId(1), incarnation) };
+            let answer = Frame::Proof { proof: proof(SECRET, true, &nonce, ends) };
+            write_frame(&mut a, &answer, HANDSHAKE_FRAME_BYTES_MAX).await.unwrap();
+            read_handshake_frame(&mut a).await
+        };
+        let (accepted, heard) = tokio::join!(accepting, dialing);
+        assert!(matches!(accepted, Err(HandshakeError::FrameBound { .. })), "{accepted:?}");
+        match heard {
+            Ok(Frame::Refused { reason }) => {
+                assert!(reason.contains("limits.frame_bytes_max"), "{reason}")
+            }
+            other => panic!("the dialer must hear the refusal: {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -386,13 +501,14 @@ mod tests {
             node: NodeId(2),
             nonce: vec![0; NONCE_BYTES],
             incarnation: 1,
+            frame_bytes_max: FRAME,
         };
         write_frame(&mut a, &hello, HANDSHAKE_FRAME_BYTES_MAX)
             .await
             .unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
         let id = ident(1, 10);
-        let r = accept(&mut b, &id, NodeId(1), &peers, SECRET, &mut None).await;
+        let r = accept(&mut b, &id, NodeId(1), &peers, SECRET, FRAME, &mut None).await;
         assert!(
             matches!(r, Err(HandshakeError::Version { got: 99 })),
             "{r:?}"
@@ -414,7 +530,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(4096);
         tokio::io::AsyncWriteExt::write_all(&mut a, &bytes).await.unwrap();
         let peers: BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
-        let r = accept(&mut b, &ident(1, 10), NodeId(1), &peers, SECRET, &mut None).await;
+        let r = accept(&mut b, &ident(1, 10), NodeId(1), &peers, SECRET, FRAME, &mut None).await;
         assert!(matches!(r, Err(HandshakeError::Version { got: 4 })), "{r:?}");
     }
 

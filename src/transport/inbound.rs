@@ -137,7 +137,9 @@ async fn handshake(
     let mut claimed = None;
     let known = ctx.peers.ids();
     let identity = &ctx.identity;
-    let attempt = handshake::accept(stream, identity, ctx.me, &known, &ctx.secret, &mut claimed);
+    let ours = ctx.frame_bytes_max;
+    let attempt =
+        handshake::accept(stream, identity, ctx.me, &known, &ctx.secret, ours, &mut claimed);
     let refusal = match tokio::time::timeout(ctx.handshake_timeout, attempt).await {
         Ok(Ok(node)) => return Some(node),
         Ok(Err(e)) => e,

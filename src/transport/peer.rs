@@ -332,7 +332,8 @@ async fn connect(peer: &Peer, cfg: &LinkConfig) -> Result<TcpStream, LinkError> 
             .await
             .map_err(LinkError::Connect)?;
         stream.set_nodelay(true).map_err(LinkError::Connect)?;
-        handshake::dial(&mut stream, &cfg.identity, cfg.me, peer.node, &cfg.secret).await?;
+        let (identity, me, secret) = (&cfg.identity, cfg.me, &cfg.secret);
+        handshake::dial(&mut stream, identity, me, peer.node, secret, cfg.frame_bytes_max).await?;
         Ok(stream)
     };
     match tokio::time::timeout(cfg.connect_timeout, attempt).await {

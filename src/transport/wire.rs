@@ -19,7 +19,7 @@ use crate::transport::api::Urgency;
 /// 4: `ShardError::Transferring` (in forward replies: an older node cannot decode it).
 /// 5: incarnations in `Hello` and `Challenge`, and `Refused`.
 /// 6: `Batch::term_probes` and `Batch::term_answers` (node-level read rounds).
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -179,9 +179,12 @@ pub enum Frame {
         /// older node's `Hello`, which is then refused for its version, not as garbage.
         #[serde(default)]
         incarnation: u64,
+        /// The dialer's `frame_bytes_max`, which the acceptor's must equal (`handshake`).
+        #[serde(default)]
+        frame_bytes_max: u32,
     },
-    /// Acceptor → dialer: who I am, my nonce for the dialer to answer, my proof, and my
-    /// database incarnation.
+    /// Acceptor → dialer: who I am, my nonce for the dialer to answer, my proof, my
+    /// database incarnation and my `frame_bytes_max`.
     Challenge {
         version: u32,
         node: NodeId,
@@ -189,6 +192,8 @@ pub enum Frame {
         proof: Vec<u8>,
         #[serde(default)]
         incarnation: u64,
+        #[serde(default)]
+        frame_bytes_max: u32,
     },
     /// Dialer → acceptor: the dialer's proof.
     Proof { proof: Vec<u8> },
@@ -196,7 +201,8 @@ pub enum Frame {
     Welcome,
     /// Acceptor → dialer, instead of `Welcome`: the dialer proved the secret but is refused
     /// (it presents another incarnation than the acceptor recorded, the record is full,
-    /// or it could not be written); the reason is logged on both sides.
+    /// or it could not be written, or its frame bound differs); the reason is logged on
+    /// both sides.
     Refused { reason: String },
     /// Dialer → acceptor, after `Welcome`.
     Batch(Batch),

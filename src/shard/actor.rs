@@ -359,6 +359,9 @@ pub struct ShardActor {
     pub(crate) drive_scheduled: bool,
     /// A persist job the writer's queue had no room for, retried on the next tick.
     pub(crate) deferred: Option<InFlight>,
+    /// A Ready whose messages went out and whose large apply waits `APPLY_PAUSE` for them
+    /// to reach the wire (`ShardActor::handle_ready`); no other Ready is taken meanwhile.
+    pub(crate) paused_ready: Option<crate::raft::Ready>,
     pub(crate) next_gen: u64,
     /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`).
     pub(crate) unflushed_applied: Option<LogIndex>,
@@ -500,6 +503,7 @@ impl ShardActor {
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             drive_scheduled: false,
             deferred: None,
+            paused_ready: None,
             next_gen: 1,
             unflushed_applied: None,
             flushed_window: 0,

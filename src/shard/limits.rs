@@ -27,6 +27,21 @@ pub const ENCODING_BYTES_PER_ITEM: u64 = 16;
 /// `limits.frame_bytes_max` (64 MiB) less the envelope.
 pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE_BYTES;
 
+/// Bytes of committed entries (`Entry::size_bytes`) from which a Ready's apply waits
+/// `APPLY_PAUSE` after its messages were handed to the transport, whose tasks run on the
+/// same thread. Applying a command of hundreds of thousands of keys holds a node's thread
+/// for most of a second; without the pause, the messages of that Ready (a leader's new
+/// commit index, a follower's acknowledgement) left only after it, so a leader's followers
+/// began their own apply as it ended, and their silence then, after its own, made it step
+/// down (check-quorum) in every group it led. With it, the replicas of the group apply at
+/// once and their stalls overlap, which the election timer forgives (`catch_up_ticks`).
+/// Far above a Ready of small writes, so the hot path never pauses.
+pub const APPLY_PAUSE_BYTES_MIN: u64 = 1024 * 1024;
+
+/// How long such an apply waits: a timer, not a yield, because the peer writer tasks yield
+/// a few times themselves to gather a frame before they write it.
+pub const APPLY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Persist jobs one replica has handed to the node's writer and not yet seen durable. More
 /// than one lets a Ready taken while a commit runs join the very next batch instead of
 /// waiting a whole commit for the previous job's answer; the bound keeps a replica from

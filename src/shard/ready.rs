@@ -1,5 +1,7 @@
 //! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
-//! at once; apply committed entries (durable locally already) through the undurable
+//! at once (and, when the Ready commits `APPLY_PAUSE_BYTES_MIN` or more, let them reach the
+//! wire before the apply holds the node's thread: `handle_ready`); apply committed entries
+//! (durable locally already) through the undurable
 //! overlay, answering their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
 //! and earlier Readies once per node-wide window of `apply_flush` (with the window's first
@@ -31,7 +33,8 @@ use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::{PendingRead, ShardActor};
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
+    APPLY_PAUSE, APPLY_PAUSE_BYTES_MIN, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
+    PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::read_door::read_applied;
 use crate::shard::undurable::UNFLUSHED;
@@ -118,17 +121,39 @@ impl ShardActor {
 
     fn may_take_ready(&self) -> bool {
         self.deferred.is_none()
+            && self.paused_ready.is_none()
             && self.failed.is_none()
             && self.in_flight.len() < PERSIST_JOBS_IN_FLIGHT_MAX
             && !self.in_flight.back().is_some_and(InFlight::exclusive)
     }
 
     /// One Ready; true if another may be taken at once (its job was queued or completed).
+    /// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more pauses after its messages
+    /// (false), and goes on `APPLY_PAUSE` later.
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
-        let rd = self.raw.ready();
+        let mut rd = self.raw.ready();
         self.observe_leadership();
         self.check_follower_round();
-        self.send_messages(rd.messages, ctx);
+        self.send_messages(std::mem::take(&mut rd.messages), ctx);
+        let committed: u64 = rd.committed_entries.iter().map(Entry::size_bytes).sum();
+        if committed >= APPLY_PAUSE_BYTES_MIN {
+            self.paused_ready = Some(rd);
+            ctx.run_later(APPLY_PAUSE, |act, ctx| {
+                if let Some(rd) = act.paused_ready.take() {
+                    // A storage failure meanwhile: nothing more applies (`fail_storage`).
+                    if act.failed.is_none() {
+                        act.apply_ready(rd, ctx);
+                    }
+                    act.drive(ctx);
+                }
+            });
+            return false;
+        }
+        self.apply_ready(rd, ctx)
+    }
+
+    /// The rest of `handle_ready`, once its messages are sent.
+    fn apply_ready(&mut self, rd: crate::raft::Ready, ctx: &mut Context<ShardActor>) -> bool {
         let (mutations, children) = match self.apply_committed(&rd.committed_entries) {
             Ok(m) => m,
             Err(reason) => {

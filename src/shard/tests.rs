@@ -388,6 +388,29 @@ fn a_stall_of_every_node_at_once_starts_no_election() {
     });
 }
 
+/// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more hands its messages to the
+/// transport and applies `APPLY_PAUSE` later: the large write, and the writes behind it,
+/// apply in order on every replica, and the group keeps its leader and term.
+#[test]
+fn a_large_commit_pauses_before_it_applies_and_the_writes_behind_it_follow() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        let (leader, term) = cluster.leader_after_a_write().await;
+        let large = "x".repeat(crate::shard::limits::APPLY_PAUSE_BYTES_MIN as usize);
+        assert_eq!(cluster.exec(leader, set(2, "big", &large)).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(3, "k", "v3")).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(4, "big", &large[1..])).await, Ok(Reply::Ok));
+        for node in NODES {
+            assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v3"), "node {node}");
+            let got = cluster.exec(node, follower_get("big")).await;
+            assert_eq!(got, bulk(&large[1..]), "node {node}");
+        }
+        assert_eq!(cluster.status(leader).await.term, term);
+        cluster.stop_all().await;
+    });
+}
+
 /// A write whose log entry would not fit a peer frame is refused before it is proposed: it
 /// could never reach the followers, so it would never commit, and each resend would be
 /// dropped. The group goes on in the same term with the same leader.

@@ -29,7 +29,8 @@ pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE
 
 /// Bytes of committed entries (`Entry::size_bytes`) from which a Ready's apply waits
 /// `APPLY_PAUSE` after its messages were handed to the transport, whose tasks run on the
-/// same thread. Applying a command of hundreds of thousands of keys holds a node's thread
+/// replica's thread when the node has one replica thread (`limits.replica_threads`, as
+/// `local` sets it on a machine of fewer cores than nodes). Applying a command of hundreds of thousands of keys holds a node's thread
 /// for most of a second; without the pause, the messages of that Ready (a leader's new
 /// commit index, a follower's acknowledgement) left only after it, so a leader's followers
 /// began their own apply as it ended, and their silence then, after its own, made it step

@@ -108,6 +108,14 @@ fn node2_identity() -> std::sync::Arc<Identity> {
     std::sync::Arc::new(Identity::in_memory(NodeId(2), 1002))
 }
 
+/// Passes the handshake with node 1 as node 2 would (`options(2, ..)`), by hand.
+async fn dial_as_node2(stream: &mut TcpStream) {
+    let secret = SECRET.as_bytes();
+    handshake::dial(stream, &node2_identity(), NodeId(2), NodeId(1), secret, FRAME_BYTES_MAX)
+        .await
+        .unwrap();
+}
+
 /// Binds `n` listeners on free ports: node ids 1..=n.
 fn bind(n: u64) -> (Vec<TcpListener>, BTreeMap<NodeId, SocketAddr>) {
     let listeners: Vec<TcpListener> = (0..n)
@@ -402,9 +410,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     hostile(addr, &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1], false).await;
     // A peer that passes the handshake, then sends an oversized frame: only it is closed.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
-        .await
-        .unwrap();
+    dial_as_node2(&mut s).await;
     s.write_all(&(2u32 << 20).to_be_bytes()).await.unwrap();
     let mut buf = [0u8; 16];
     let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf))
@@ -416,9 +422,7 @@ async fn garbage_oversized_and_truncated_frames_do_not_harm_the_listener() {
     );
     // Then one that sends an undecodable body of a legal length.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake::dial(&mut s, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
-        .await
-        .unwrap();
+    dial_as_node2(&mut s).await;
     s.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
     let eof = tokio::time::timeout(WAIT_MAX, s.read(&mut buf))
         .await
@@ -625,9 +629,7 @@ async fn a_newer_inbound_connection_of_a_peer_replaces_the_older_one() {
     let (a, _) = start(listeners.next().unwrap(), options(1, &addrs, SECRET)).await;
     // A connection of node 2 whose host then goes silent (no FIN).
     let mut stale = TcpStream::connect(a.local_addr()).await.unwrap();
-    handshake::dial(&mut stale, &node2_identity(), NodeId(2), NodeId(1), SECRET.as_bytes(), FRAME_BYTES_MAX)
-        .await
-        .unwrap();
+    dial_as_node2(&mut stale).await;
     let (b, rb) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
     let mut buf = [0u8; 16];
     let eof = tokio::time::timeout(WAIT_MAX, stale.read(&mut buf))

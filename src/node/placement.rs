@@ -133,11 +133,12 @@ enum Look {
 
 /// A transfer to `me` that the leader of term T grants makes `me` campaign in term T + 1.
 /// The table's term at the ask (`asked`), when it names a leader, is T, or one less when it
-/// had not yet heard of T's leader. So once another node leads two terms past `asked`, the leadership
-/// moved on after the ask: an operator's transfer or replica move, the workload follower,
-/// or an election the transfer lost. Whether `me` led between the two or not, taking the
-/// group back would undo someone else's choice (tests/moves.rs once lost a replica move to
-/// a placement task that had led for 14 ms without seeing it, and then asked again).
+/// had not yet heard of T's leader. So once another node leads two terms past `asked`, the
+/// leadership moved on after the ask: an operator's transfer or replica move, the workload
+/// follower, or an election the transfer lost. Whether `me` led between the two or not,
+/// taking the group back would undo someone else's choice (tests/moves.rs once lost a
+/// replica move to a placement task that had led for 14 ms without seeing it, and then
+/// asked again).
 fn look(route: &GroupRoute, me: NodeId, asked: Option<Term>) -> Look {
     if route.leader == Some(me) {
         return Look::Leading;

@@ -310,6 +310,10 @@ pub struct ShardStatus {
     pub initialized: bool,
 }
 
+/// A committed entry's request, decoded before it applies; `None` for a no-op or a
+/// membership change.
+pub(crate) type Decoded = Option<Result<Request, rmp_serde::decode::Error>>;
+
 /// A write waiting for its entry to apply.
 pub(crate) struct PendingWrite {
     pub term: Term,
@@ -361,7 +365,7 @@ pub struct ShardActor {
     pub(crate) deferred: Option<InFlight>,
     /// A Ready whose messages went out and whose large apply waits `APPLY_PAUSE` for them
     /// to reach the wire (`ShardActor::handle_ready`); no other Ready is taken meanwhile.
-    pub(crate) paused_ready: Option<crate::raft::Ready>,
+    pub(crate) paused_ready: Option<(crate::raft::Ready, Vec<Decoded>)>,
     pub(crate) next_gen: u64,
     /// The applied index whose state is in memory only (`undurable`, as `UNFLUSHED`).
     pub(crate) unflushed_applied: Option<LogIndex>,

@@ -1,8 +1,8 @@
 //! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
-//! at once (and, when the Ready commits `APPLY_PAUSE_BYTES_MIN` or more, let them reach the
-//! wire before the apply holds the node's thread: `handle_ready`); apply committed entries
-//! (durable locally already) through the undurable
-//! overlay, answering their writers; hand entries, hard state, configuration and snapshot
+//! at once (and, when the Ready commits `APPLY_PAUSE_BYTES_MIN` or more or a flush, let them
+//! reach the wire before the apply holds the node's thread: `handle_ready`); apply
+//! committed entries (durable locally already) through the undurable overlay, answering
+//! their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
 //! and earlier Readies once per node-wide window of `apply_flush` (with the window's first
 //! Ready, else on its first tick), past the bounds of what is held, at a split, a
@@ -27,10 +27,10 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
 use crate::kv::range::GroupRange;
-use crate::kv::{read, KvMutation, Overlay, Request};
+use crate::kv::{read, KvCommand, KvMutation, Overlay, Request};
 use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId};
 use crate::raft::{ReadState, Role, Term};
-use crate::shard::actor::{PendingRead, ShardActor};
+use crate::shard::actor::{Decoded, PendingRead, ShardActor};
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
     APPLY_PAUSE, APPLY_PAUSE_BYTES_MIN, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
@@ -128,33 +128,44 @@ impl ShardActor {
     }
 
     /// One Ready; true if another may be taken at once (its job was queued or completed).
-    /// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more pauses after its messages
-    /// (false), and goes on `APPLY_PAUSE` later.
+    /// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more, or a flush, pauses after
+    /// its messages (false), and goes on `APPLY_PAUSE` later.
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
         let mut rd = self.raw.ready();
         self.observe_leadership();
         self.check_follower_round();
         self.send_messages(std::mem::take(&mut rd.messages), ctx);
+        let requests: Vec<Decoded> = rd.committed_entries.iter().map(decode).collect();
         let committed: u64 = rd.committed_entries.iter().map(Entry::size_bytes).sum();
-        if committed >= APPLY_PAUSE_BYTES_MIN {
-            self.paused_ready = Some(rd);
+        let flush = |r: &Decoded| {
+            matches!(r, Some(Ok(Request { command: KvCommand::FlushSlots { .. }, .. })))
+        };
+        if committed >= APPLY_PAUSE_BYTES_MIN || requests.iter().any(flush) {
+            self.paused_ready = Some((rd, requests));
             ctx.run_later(APPLY_PAUSE, |act, ctx| {
-                if let Some(rd) = act.paused_ready.take() {
+                if let Some((rd, requests)) = act.paused_ready.take() {
                     // A storage failure meanwhile: nothing more applies (`fail_storage`).
                     if act.failed.is_none() {
-                        act.apply_ready(rd, ctx);
+                        act.apply_ready(rd, requests, ctx);
                     }
                     act.drive(ctx);
                 }
             });
             return false;
         }
-        self.apply_ready(rd, ctx)
+        self.apply_ready(rd, requests, ctx)
     }
 
-    /// The rest of `handle_ready`, once its messages are sent.
-    fn apply_ready(&mut self, rd: crate::raft::Ready, ctx: &mut Context<ShardActor>) -> bool {
-        let (mutations, children) = match self.apply_committed(&rd.committed_entries) {
+    /// The rest of `handle_ready`, once its messages are sent; `requests` are its committed
+    /// entries' own.
+    fn apply_ready(
+        &mut self,
+        rd: crate::raft::Ready,
+        requests: Vec<Decoded>,
+        ctx: &mut Context<ShardActor>,
+    ) -> bool {
+        let applied = self.apply_committed(&rd.committed_entries, requests);
+        let (mutations, children) = match applied {
             Ok(m) => m,
             Err(reason) => {
                 self.fail_storage(reason);
@@ -541,6 +552,7 @@ impl ShardActor {
     fn apply_committed(
         &mut self,
         entries: &[Entry],
+        requests: Vec<Decoded>,
     ) -> Result<(Vec<KvMutation>, Vec<ChildWrite>), String> {
         let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
@@ -554,10 +566,10 @@ impl ShardActor {
         let (db, metrics) = (&self.deps.db, &self.cfg.metrics);
         let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
             let mut answers = Vec::with_capacity(entries.len());
-            for e in entries {
-                let reply = match &e.payload {
-                    EntryPayload::Normal(data) => {
-                        Some(match rmp_serde::from_slice::<Request>(data) {
+            for (e, request) in entries.iter().zip(requests) {
+                let reply = match (&e.payload, request) {
+                    (EntryPayload::Normal(_), Some(request)) => {
+                        Some(match request {
                             Ok(req) => apply_request(group, &mut range, layered, &mut batch,
                                 &req, &mut children),
                             Err(err) => {
@@ -571,8 +583,8 @@ impl ShardActor {
                         })
                     }
                     // A membership change's proposer is answered once it applied.
-                    EntryPayload::ConfChange(_) => Some(Ok(crate::kv::Reply::Ok)),
-                    EntryPayload::Noop => None,
+                    (EntryPayload::ConfChange(_), _) => Some(Ok(crate::kv::Reply::Ok)),
+                    (EntryPayload::Noop | EntryPayload::Normal(_), _) => None,
                 };
                 answers.push((e.index, e.term, reply));
             }
@@ -741,6 +753,14 @@ pub(crate) fn flush_window(interval: std::time::Duration) -> u64 {
 }
 
 /// A configuration's nodes: voters (outgoing ones included), then learners.
+/// The request of a committed entry (see `Decoded`).
+fn decode(entry: &Entry) -> Decoded {
+    match &entry.payload {
+        EntryPayload::Normal(data) => Some(rmp_serde::from_slice::<Request>(data)),
+        EntryPayload::ConfChange(_) | EntryPayload::Noop => None,
+    }
+}
+
 fn replicas_of(conf: &ConfState) -> Vec<NodeId> {
     let mut replicas: Vec<_> = conf.voters.union(&conf.voters_outgoing).copied().collect();
     replicas.extend(conf.learners.iter().filter(|l| !conf.is_voter(**l)));

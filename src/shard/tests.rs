@@ -388,9 +388,10 @@ fn a_stall_of_every_node_at_once_starts_no_election() {
     });
 }
 
-/// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more hands its messages to the
-/// transport and applies `APPLY_PAUSE` later: the large write, and the writes behind it,
-/// apply in order on every replica, and the group keeps its leader and term.
+/// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more, or a flush, hands its
+/// messages to the transport and applies `APPLY_PAUSE` later: the large write, the flush and
+/// the writes behind them apply in order on every replica, and the group keeps its leader
+/// and term.
 #[test]
 fn a_large_commit_pauses_before_it_applies_and_the_writes_behind_it_follow() {
     run(async {
@@ -405,6 +406,14 @@ fn a_large_commit_pauses_before_it_applies_and_the_writes_behind_it_follow() {
             assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v3"), "node {node}");
             let got = cluster.exec(node, follower_get("big")).await;
             assert_eq!(got, bulk(&large[1..]), "node {node}");
+        }
+        let command = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
+        let flush = ShardOp::Write(Request { client_id: 7, seq: 5, now_ms: 1_000, command });
+        assert_eq!(cluster.exec(leader, flush).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(6, "k", "v6")).await, Ok(Reply::Ok));
+        for node in NODES {
+            assert_eq!(cluster.exec(node, follower_get("big")).await, Ok(Reply::Nil));
+            assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v6"), "node {node}");
         }
         assert_eq!(cluster.status(leader).await.term, term);
         cluster.stop_all().await;

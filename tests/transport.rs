@@ -361,7 +361,7 @@ async fn odd_peer_is_refused_and_counted_while_good_peers_work(
     assert_eq!(c.stats().total.connects, 0);
     assert!(
         c.stats().total.refused_handshakes >= 1,
-        "the impostor refuses the good ones too"
+        "the odd node refuses the good ones too"
     );
     let (h1, _) = &nodes[0];
     let (_, r2) = &nodes[1];

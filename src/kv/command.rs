@@ -162,6 +162,21 @@ impl KvCommand {
         KvCommand::Set { key, value, expire_at_ms: None, keep_ttl: false, condition, get: false }
     }
 
+    /// About how many keys applying the command visits, which is what its apply takes
+    /// time by (`shard::limits::APPLY_PAUSE_KEYS_MIN`); `None` for a flush, which visits
+    /// every key of the group.
+    pub fn keys_applied(&self) -> Option<usize> {
+        Some(match self {
+            KvCommand::Del { keys } => keys.len(),
+            KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => pairs.len(),
+            KvCommand::Batch { commands } => {
+                commands.iter().map(KvCommand::keys_applied).sum::<Option<usize>>()?
+            }
+            KvCommand::FlushSlots { .. } => return None,
+            _ => 1,
+        })
+    }
+
     /// Whether the command may go in a `Batch`: a write of named keys that answers no
     /// value (a batch's replies stay small: they are cached in the client's session and
     /// cross the wire as one message).

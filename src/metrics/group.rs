@@ -24,6 +24,9 @@ pub struct GroupMetrics {
     pub apply_seconds: Histogram,
     pub snapshots_sent: IntCounter,
     pub snapshots_installed: IntCounter,
+    /// Readies whose apply waited for their messages to reach the wire
+    /// (`shard::limits::APPLY_PAUSE_KEYS_MIN`).
+    pub apply_pauses: IntCounter,
     /// Reads answered on a voter's endorsement with no heartbeat round (by the replica or
     /// through its read door).
     pub reads_endorsed: IntCounter,
@@ -55,6 +58,7 @@ impl GroupMetrics {
             apply_seconds: histogram("apply_seconds"),
             snapshots_sent: counter("snapshots_sent"),
             snapshots_installed: counter("snapshots_installed"),
+            apply_pauses: counter("apply_pauses"),
             reads_endorsed: counter("reads_endorsed"),
             reads_follower: counter("reads_follower"),
             reads_direct: counter("reads_direct"),

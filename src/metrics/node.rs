@@ -47,6 +47,7 @@ struct GroupCounters {
     apply_seconds: HistogramVec,
     snapshots_sent: IntCounterVec,
     snapshots_installed: IntCounterVec,
+    apply_pauses: IntCounterVec,
     reads_endorsed: IntCounterVec,
     reads_follower: IntCounterVec,
     reads_direct: IntCounterVec,
@@ -244,6 +245,13 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             r,
             "raft_snapshots_installed_total",
             "Snapshots installed from a leader.",
+            g,
+        )?,
+        apply_pauses: counter(
+            r,
+            "raft_apply_pauses_total",
+            "Long applies (a command of many keys, a flush) that let the Ready's messages \
+             reach the wire first.",
             g,
         )?,
         reads_endorsed: counter(
@@ -495,6 +503,7 @@ impl NodeMetrics {
             apply_seconds: c.apply_seconds.with_label_values(l),
             snapshots_sent: c.snapshots_sent.with_label_values(l),
             snapshots_installed: c.snapshots_installed.with_label_values(l),
+            apply_pauses: c.apply_pauses.with_label_values(l),
             reads_endorsed: c.reads_endorsed.with_label_values(l),
             reads_follower: c.reads_follower.with_label_values(l),
             reads_direct: c.reads_direct.with_label_values(l),

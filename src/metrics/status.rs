@@ -165,12 +165,12 @@ pub fn refusals_text(refusals: &[PeerRefusal]) -> String {
         let line = match r.side {
             RefusalSide::RefusedBy => format!(
                 "  node {} was refused by node {} {} time(s): node {} does not admit node {}'s \
-                 data directory (see node {}'s log for why)\n",
+                 data directory or frame bound (see node {}'s log for why)\n",
                 r.node, r.peer, r.count, r.peer, r.node, r.node
             ),
             RefusalSide::Refused => format!(
-                "  node {} refused node {} {} time(s) (another data directory, a wrong secret \
-                 or wire version, garbage, a time-out: see node {}'s log)\n",
+                "  node {} refused node {} {} time(s) (another data directory, a wrong secret, \
+                 wire version or frame bound, garbage, a time-out: see node {}'s log)\n",
                 r.node, r.peer, r.count, r.node
             ),
         };

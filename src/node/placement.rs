@@ -7,8 +7,8 @@
 //!
 //! So a node that bootstraps a layout group it is listed first for asks the group's
 //! leader, through the node client, to hand it over (`ShardOp::TransferLeader`), until it
-//! leads, another node leads in a term after the transfer it asked for (`look`: it never
-//! takes back what an operator or the workload follower moved), or
+//! leads, another node leads in a term after the one a transfer was granted in (`look`: it
+//! never takes back what an operator or the workload follower moved), or
 //! `timeouts.leader_placement_ms` has passed since it started. Only at the first
 //! start: a restarted node's groups have a history, and `shardkv admin rebalance` is the
 //! operator's tool to spread leaders again after failures.
@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::node::client::NodeClient;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::GroupRoute;
+use crate::kv::Reply;
 use crate::shard::api::ShardOp;
 
 /// The longest placement window, whatever `timeouts.leader_placement_ms` asks.
@@ -60,11 +61,11 @@ async fn take_leadership(
     deadline: Instant,
     retry: Duration,
 ) {
-    // The table's term when this task last asked for a transfer.
-    let mut asked: Option<Term> = None;
+    // The term of the leader that last granted this task a transfer.
+    let mut granted: Option<Term> = None;
     loop {
-        let term = match client.table().with_group(group, |route| look(route, me, asked)) {
-            Some(Look::Waiting(term)) => term,
+        match client.table().with_group(group, |route| look(route, me, granted)) {
+            Some(Look::Waiting) => {}
             Some(Look::Leading) => {
                 info!(group = group.get(), "leading the group, as the layout places it");
                 return;
@@ -73,8 +74,9 @@ async fn take_leadership(
                 info!(
                     group = group.get(),
                     leader = leader.get(),
-                    "the leadership moved on after this node asked for it; leader placement \
-                     ends rather than take it back"
+                    "another node leads since the transfer this node asked for (an operator's \
+                     move, the workload follower, or an election); leader placement ends \
+                     rather than take the group back"
                 );
                 return;
             }
@@ -83,7 +85,7 @@ async fn take_leadership(
                 info!(group = group.get(), "no longer a replica here; leader placement ends");
                 return;
             }
-        };
+        }
         if Instant::now() >= deadline {
             warn!(
                 group = group.get(),
@@ -97,11 +99,13 @@ async fn take_leadership(
             deadline,
             client.execute(group, ShardOp::TransferLeader { to: me }),
         );
-        // Only a granted ask, of a leader the table knew, anchors `look`'s terms: a refused
-        // one moved nothing, and a table that had heard of no leader may be terms behind.
-        asked = None;
         match ask.await {
-            Ok(Ok(_)) => asked = term,
+            // The leader answers the term it started the transfer in.
+            Ok(Ok(Reply::Int(term))) => {
+                let term = Term(u64::try_from(term).unwrap_or(0));
+                granted = granted.max(Some(term));
+            }
+            Ok(Ok(other)) => debug!(group = group.get(), ?other, "leader transfer answered"),
             Ok(Err(error)) => debug!(group = group.get(), %error, "leader transfer refused"),
             Err(_) => continue,
         }
@@ -110,8 +114,8 @@ async fn take_leadership(
         let now = Instant::now();
         let until = now + retry.min(deadline.saturating_duration_since(now));
         while Instant::now() < until {
-            let waiting = client.table().with_group(group, |route| look(route, me, asked));
-            if !matches!(waiting, Some(Look::Waiting(_))) {
+            let look = client.table().with_group(group, |route| look(route, me, granted));
+            if look != Some(Look::Waiting) {
                 break;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -125,32 +129,30 @@ async fn take_leadership(
 enum Look {
     Leading,
     NotAReplica,
-    /// Someone else leads, at a term that came after this task's last ask (see `look`).
+    /// Someone else leads, in a term after the one a transfer was granted in (see `look`).
     MovedOn(NodeId),
-    /// Not yet: the route's term, for the next ask, if the route names a leader.
-    Waiting(Option<Term>),
+    /// Not yet.
+    Waiting,
 }
 
-/// A transfer to `me` that the leader of term T grants makes `me` campaign in term T + 1.
-/// The table's term at the ask (`asked`), when it names a leader, is T, or one less when it
-/// had not yet heard of T's leader. So once another node leads two terms past `asked`, the
-/// leadership moved on after the ask: an operator's transfer or replica move, the workload
-/// follower, or an election the transfer lost. Whether `me` led between the two or not,
-/// taking the group back would undo someone else's choice (tests/moves.rs once lost a
-/// replica move to a placement task that had led for 14 ms without seeing it, and then
-/// asked again).
-fn look(route: &GroupRoute, me: NodeId, asked: Option<Term>) -> Look {
+/// A transfer to `me` granted by the leader of term T (`granted`, the leader's own answer)
+/// makes `me` campaign in term T + 1, and any leader after it leads a term past T. So once
+/// another node leads in a term past T, the leadership moved on after the grant: an
+/// operator's transfer or replica move, the workload follower, or an election the transfer
+/// lost. Whether `me` led between the two or not, taking the group back would undo
+/// someone else's choice (tests/moves.rs once lost a replica move to a placement task that
+/// had led for 14 ms without seeing it, and then asked again). The table's own term may lag
+/// behind the leader's, but never runs ahead of it: a stale route only waits longer.
+fn look(route: &GroupRoute, me: NodeId, granted: Option<Term>) -> Look {
     if route.leader == Some(me) {
         return Look::Leading;
     }
     if !route.replicas.contains(&me) {
         return Look::NotAReplica;
     }
-    match (route.leader, asked) {
-        (Some(leader), Some(asked)) if route.term.0 >= asked.0.saturating_add(2) => {
-            Look::MovedOn(leader)
-        }
-        (leader, _) => Look::Waiting(leader.map(|_| route.term)),
+    match (route.leader, granted) {
+        (Some(leader), Some(granted)) if route.term > granted => Look::MovedOn(leader),
+        _ => Look::Waiting,
     }
 }
 
@@ -169,25 +171,26 @@ mod tests {
     }
 
     #[test]
-    fn placement_ends_once_another_node_leads_after_the_transfer_it_asked_for() {
+    fn placement_ends_once_another_node_leads_after_the_transfer_it_was_granted() {
         let me = NodeId(1);
-        // Before any ask, whoever leads, at whatever term: ask.
-        assert_eq!(look(&route(Some(2), 9), me, None), Look::Waiting(Some(Term(9))));
-        assert_eq!(look(&route(None, 0), me, None), Look::Waiting(None));
-        // Asked in term 3: the old leader still leads, or the table only now hears of the
-        // term-4 leader it asked (a table one term behind): wait, ask again later.
-        assert_eq!(look(&route(Some(2), 3), me, Some(Term(3))), Look::Waiting(Some(Term(3))));
-        assert_eq!(look(&route(Some(2), 4), me, Some(Term(3))), Look::Waiting(Some(Term(4))));
-        assert_eq!(look(&route(None, 5), me, Some(Term(3))), Look::Waiting(None));
+        let granted = Some(Term(3));
+        // Before any grant, whoever leads, at whatever term: ask.
+        assert_eq!(look(&route(Some(2), 9), me, None), Look::Waiting);
+        assert_eq!(look(&route(None, 0), me, None), Look::Waiting);
+        // Granted in term 3: the old leader still leads (the transfer may yet take, or was
+        // given up), or the table has not yet heard of term 3's leader: wait, ask again.
+        assert_eq!(look(&route(Some(2), 3), me, granted), Look::Waiting);
+        assert_eq!(look(&route(Some(3), 1), me, granted), Look::Waiting);
+        assert_eq!(look(&route(None, 4), me, granted), Look::Waiting);
         // The transfer took: done.
-        assert_eq!(look(&route(Some(1), 4), me, Some(Term(3))), Look::Leading);
+        assert_eq!(look(&route(Some(1), 4), me, granted), Look::Leading);
         // This node led in term 4 unseen, and an operator moved the group on in term 5;
-        // or the transfer's election in term 4 was lost to node 3, which leads in term 5.
-        assert_eq!(look(&route(Some(2), 5), me, Some(Term(3))), Look::MovedOn(NodeId(2)));
-        assert_eq!(look(&route(Some(3), 6), me, Some(Term(3))), Look::MovedOn(NodeId(3)));
+        // or the transfer's election in term 4 was lost to node 3.
+        assert_eq!(look(&route(Some(2), 5), me, granted), Look::MovedOn(NodeId(2)));
+        assert_eq!(look(&route(Some(3), 4), me, granted), Look::MovedOn(NodeId(3)));
         // Moved off this node.
         let mut gone = route(Some(2), 3);
         gone.replicas.retain(|&n| n != me);
-        assert_eq!(look(&gone, me, Some(Term(3))), Look::NotAReplica);
+        assert_eq!(look(&gone, me, granted), Look::NotAReplica);
     }
 }

@@ -901,8 +901,11 @@ impl Handler<Execute> for ShardActor {
             }
             ShardOp::Split { at, child } => self.propose_split(at, child, tx, ctx),
             ShardOp::TransferLeader { to } => {
+                // The term it started in: a new leader, `to` or not, comes in a later one.
+                let term = self.raw.term().0;
                 let answer = self.transfer_leadership(to);
-                let _ = tx.send(answer.map(|()| crate::kv::Reply::Ok));
+                let term = i64::try_from(term).unwrap_or(i64::MAX);
+                let _ = tx.send(answer.map(|()| crate::kv::Reply::Int(term)));
             }
             ShardOp::ChangeMembers { steps } => self.propose_members(&steps, tx),
             ShardOp::Members => self.start_members_read(tx),

@@ -35,7 +35,8 @@ pub enum ShardOp {
     /// `child`, on the same replicas; answered once the split entry applied, with
     /// `[child, first slot, last slot]` of the child.
     Split { at: Option<u16>, child: GroupId },
-    /// Hand leadership to `to` (a voter of the group); answered once the transfer started.
+    /// Hand leadership to `to` (a voter of the group); answered once the transfer started,
+    /// with the term of the leader that started it (`Reply::Int`).
     TransferLeader { to: NodeId },
     /// Change the group's replicas (leader only): one step that changes the voters by at
     /// most one node is a simple change, more enter a joint configuration the leader then

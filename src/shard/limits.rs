@@ -27,21 +27,22 @@ pub const ENCODING_BYTES_PER_ITEM: u64 = 16;
 /// `limits.frame_bytes_max` (64 MiB) less the envelope.
 pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE_BYTES;
 
-/// Bytes of committed entries (`Entry::size_bytes`) from which a Ready's apply waits
-/// `APPLY_PAUSE` after its messages were handed to the transport (as does a Ready that
-/// commits a flush, whose apply deletes every key of the group, however small its entry).
-/// The transport's tasks run on the replica's thread when the node has one replica thread
+/// Keys a Ready's committed requests visit (`KvCommand::keys_applied`) from which its
+/// apply waits `APPLY_PAUSE` after its messages were handed to the transport; a Ready that
+/// commits a flush, which visits every key of the group, waits too. The transport's tasks
+/// run on the replica's thread when the node has one replica thread
 /// (`limits.replica_threads`, as `local` sets it on a machine of fewer cores than nodes).
-/// Applying a command of hundreds of thousands of keys holds that thread for most of a
-/// second; without the pause, the messages of that Ready (a leader's new commit index, a
-/// follower's acknowledgement) left only after it, so a leader's followers began their own
-/// apply as it ended, and their silence then, after its own, made it step down
+/// An MSET or DEL of hundreds of thousands of keys holds that thread for most of a second;
+/// without the pause, the messages of that Ready (a leader's new commit index, a
+/// follower's heartbeat answers) left only after it, so a leader's followers began their
+/// own apply as it ended, and their silence then, after its own, made it step down
 /// (check-quorum) in every group it led. With it, the replicas of the group apply at once
-/// and their stalls overlap, which the election timer forgives (`catch_up_ticks`). Far
-/// above a Ready of small writes, so the hot path never pauses. Where nodes share cores,
-/// the command's own answer comes later: its replicas now apply at once, on the same
-/// cores, where the leader's apply used to run alone.
-pub const APPLY_PAUSE_BYTES_MIN: u64 = 1024 * 1024;
+/// and their stalls overlap, which the election timer forgives (`catch_up_ticks`). A Ready
+/// of pipelined writes from many clients holds hundreds of keys, far below it. Where
+/// nodes share cores, such a command's own answer comes later: its replicas now apply at
+/// once, on the same cores, where the leader's apply used to run alone. With several
+/// replica threads the pause is not needed, and costs the command a millisecond.
+pub const APPLY_PAUSE_KEYS_MIN: usize = 32_768;
 
 /// How long such an apply waits: a timer, not a yield, because the peer writer tasks yield
 /// a few times themselves to gather a frame before they write it.

@@ -1,6 +1,6 @@
 //! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
-//! at once (and, when the Ready commits `APPLY_PAUSE_BYTES_MIN` or more or a flush, let them
-//! reach the wire before the apply holds the node's thread: `handle_ready`); apply
+//! at once (and, when the Ready commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more or a
+//! flush, let them reach the wire before the apply holds the thread: `handle_ready`); apply
 //! committed entries (durable locally already) through the undurable overlay, answering
 //! their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this
@@ -27,13 +27,13 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
 use crate::kv::range::GroupRange;
-use crate::kv::{read, KvCommand, KvMutation, Overlay, Request};
+use crate::kv::{read, KvMutation, Overlay, Request};
 use crate::raft::{ConfState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId};
 use crate::raft::{ReadState, Role, Term};
 use crate::shard::actor::{Decoded, PendingRead, ShardActor};
 use crate::shard::api::{GroupReport, LeaderChange, ShardError, ShardResult, SplitDone};
 use crate::shard::limits::{
-    APPLY_PAUSE, APPLY_PAUSE_BYTES_MIN, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
+    APPLY_PAUSE, APPLY_PAUSE_KEYS_MIN, APPLY_UNFLUSHED_BYTES_MAX, APPLY_UNFLUSHED_KEYS_MAX,
     PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::read_door::read_applied;
@@ -128,24 +128,27 @@ impl ShardActor {
     }
 
     /// One Ready; true if another may be taken at once (its job was queued or completed).
-    /// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more, or a flush, pauses after
-    /// its messages (false), and goes on `APPLY_PAUSE` later.
+    /// A Ready that commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more, or a flush,
+    /// pauses after its messages (false), and goes on `APPLY_PAUSE` later.
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
         let mut rd = self.raw.ready();
         self.observe_leadership();
         self.check_follower_round();
         self.send_messages(std::mem::take(&mut rd.messages), ctx);
         let requests: Vec<Decoded> = rd.committed_entries.iter().map(decode).collect();
-        let committed: u64 = rd.committed_entries.iter().map(Entry::size_bytes).sum();
-        let flush = |r: &Decoded| {
-            matches!(r, Some(Ok(Request { command: KvCommand::FlushSlots { .. }, .. })))
-        };
-        if committed >= APPLY_PAUSE_BYTES_MIN || requests.iter().any(flush) {
+        let keys = requests.iter().try_fold(0usize, |keys, r| match r {
+            Some(Ok(req)) => Some(keys + req.command.keys_applied()?),
+            _ => Some(keys),
+        });
+        if keys.is_none_or(|keys| keys >= APPLY_PAUSE_KEYS_MIN) {
+            self.cfg.metrics.apply_pauses.inc();
             self.paused_ready = Some((rd, requests));
             ctx.run_later(APPLY_PAUSE, |act, ctx| {
                 if let Some((rd, requests)) = act.paused_ready.take() {
-                    // A storage failure meanwhile: nothing more applies (`fail_storage`).
-                    if act.failed.is_none() {
+                    // A storage failure, or the replica's removal (`maybe_report_removal`
+                    // waits for a paused Ready, but a `Stop` does not): nothing more
+                    // applies or writes.
+                    if act.failed.is_none() && !act.removed {
                         act.apply_ready(rd, requests, ctx);
                     }
                     act.drive(ctx);
@@ -291,7 +294,8 @@ impl ShardActor {
     }
 
     /// Hands the applied state kept in memory to the writer now, if there is any and the
-    /// replica may write (also on `Stop`: a clean restart then replays nothing).
+    /// replica may write (also on `Stop`: a clean restart then replays nothing, unless a
+    /// Ready was paused or a job held back then, when it replays from the durable index).
     pub(crate) fn write_applied(&mut self, ctx: &mut Context<ShardActor>) {
         let nothing = self.unflushed_applied.is_none();
         if nothing || !self.may_take_ready() || self.removed || self.retiring {
@@ -415,7 +419,10 @@ impl ShardActor {
     /// Tells the node once a durable configuration no longer names this replica's node
     /// (after any compaction in progress ended: none may write after the state is gone).
     pub(crate) fn maybe_report_removal(&mut self) {
-        let busy = !self.in_flight.is_empty() || self.deferred.is_some() || self.compacting;
+        let busy = !self.in_flight.is_empty()
+            || self.deferred.is_some()
+            || self.paused_ready.is_some()
+            || self.compacting;
         if self.removed || busy {
             return;
         }
@@ -554,6 +561,7 @@ impl ShardActor {
         entries: &[Entry],
         requests: Vec<Decoded>,
     ) -> Result<(Vec<KvMutation>, Vec<ChildWrite>), String> {
+        debug_assert_eq!(entries.len(), requests.len(), "one request per committed entry");
         let Some(last) = entries.last() else { return Ok((Vec::new(), Vec::new())) };
         let started = std::time::Instant::now();
         let mut batch = Overlay::new();
@@ -752,7 +760,6 @@ pub(crate) fn flush_window(interval: std::time::Duration) -> u64 {
     }
 }
 
-/// A configuration's nodes: voters (outgoing ones included), then learners.
 /// The request of a committed entry (see `Decoded`).
 fn decode(entry: &Entry) -> Decoded {
     match &entry.payload {
@@ -761,6 +768,7 @@ fn decode(entry: &Entry) -> Decoded {
     }
 }
 
+/// A configuration's nodes: voters (outgoing ones included), then learners.
 fn replicas_of(conf: &ConfState) -> Vec<NodeId> {
     let mut replicas: Vec<_> = conf.voters.union(&conf.voters_outgoing).copied().collect();
     replicas.extend(conf.learners.iter().filter(|l| !conf.is_voter(**l)));

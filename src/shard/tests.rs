@@ -388,33 +388,53 @@ fn a_stall_of_every_node_at_once_starts_no_election() {
     });
 }
 
-/// A Ready that commits `APPLY_PAUSE_BYTES_MIN` bytes or more, or a flush, hands its
-/// messages to the transport and applies `APPLY_PAUSE` later: the large write, the flush and
-/// the writes behind them apply in order on every replica, and the group keeps its leader
-/// and term.
+/// A Ready that commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more, or a flush, hands
+/// its messages to the transport and applies `APPLY_PAUSE` later, on every replica: the
+/// large MSET, the flush and the writes behind them apply in order everywhere, and the
+/// group keeps its leader and term. Writes of fewer keys never pause.
 #[test]
-fn a_large_commit_pauses_before_it_applies_and_the_writes_behind_it_follow() {
+fn a_commit_of_many_keys_pauses_before_it_applies_and_the_writes_behind_it_follow() {
     run(async {
         let cluster = Cluster::new(1_000_000);
         cluster.start_all();
         let (leader, term) = cluster.leader_after_a_write().await;
-        let large = "x".repeat(crate::shard::limits::APPLY_PAUSE_BYTES_MIN as usize);
-        assert_eq!(cluster.exec(leader, set(2, "big", &large)).await, Ok(Reply::Ok));
+        let pauses = |cluster: &Cluster| -> Vec<u64> {
+            let metrics = cluster.metrics.lock().expect("metrics");
+            NODES.iter().map(|n| metrics[n].apply_pauses.get()).collect()
+        };
+        let key = |i: usize| Bytes::from(format!("k{i}"));
+        let mset = |seq: u64, keys: usize| {
+            let pairs = (0..keys).map(|i| (key(i), Bytes::from_static(b"v"))).collect();
+            let command = KvCommand::MSet { pairs };
+            ShardOp::Write(Request { client_id: 7, seq, now_ms: 1_000, command })
+        };
+        let many = crate::shard::limits::APPLY_PAUSE_KEYS_MIN;
+        // With the SET behind it, should a follower commit both in one Ready: still fewer.
+        assert_eq!(cluster.exec(leader, mset(2, many - 2)).await, Ok(Reply::Ok));
         assert_eq!(cluster.exec(leader, set(3, "k", "v3")).await, Ok(Reply::Ok));
-        assert_eq!(cluster.exec(leader, set(4, "big", &large[1..])).await, Ok(Reply::Ok));
         for node in NODES {
             assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v3"), "node {node}");
-            let got = cluster.exec(node, follower_get("big")).await;
-            assert_eq!(got, bulk(&large[1..]), "node {node}");
         }
-        let command = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
-        let flush = ShardOp::Write(Request { client_id: 7, seq: 5, now_ms: 1_000, command });
-        assert_eq!(cluster.exec(leader, flush).await, Ok(Reply::Ok));
-        assert_eq!(cluster.exec(leader, set(6, "k", "v6")).await, Ok(Reply::Ok));
+        assert_eq!(pauses(&cluster), vec![0; NODES.len()], "fewer keys: no pause");
+
+        assert_eq!(cluster.exec(leader, mset(4, many)).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(5, "k", "v5")).await, Ok(Reply::Ok));
+        let last = format!("k{}", many - 1);
         for node in NODES {
-            assert_eq!(cluster.exec(node, follower_get("big")).await, Ok(Reply::Nil));
-            assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v6"), "node {node}");
+            assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v5"), "node {node}");
+            assert_eq!(cluster.exec(node, follower_get(&last)).await, bulk("v"), "node {node}");
         }
+        assert_eq!(pauses(&cluster), vec![1; NODES.len()], "each replica paused once");
+
+        let command = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
+        let flush = ShardOp::Write(Request { client_id: 7, seq: 6, now_ms: 1_000, command });
+        assert_eq!(cluster.exec(leader, flush).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(7, "k", "v7")).await, Ok(Reply::Ok));
+        for node in NODES {
+            assert_eq!(cluster.exec(node, follower_get(&last)).await, Ok(Reply::Nil));
+            assert_eq!(cluster.exec(node, follower_get("k")).await, bulk("v7"), "node {node}");
+        }
+        assert_eq!(pauses(&cluster), vec![2; NODES.len()], "and once for the flush");
         assert_eq!(cluster.status(leader).await.term, term);
         cluster.stop_all().await;
     });
@@ -486,7 +506,8 @@ fn the_published_term_covers_every_message_and_endorses_reads() {
             // A new term for the next round.
             let next = NODES.into_iter().find(|&n| n != leader && n != follower).expect("third");
             let to = NodeId(next);
-            assert_eq!(cluster.exec(leader, ShardOp::TransferLeader { to }).await, Ok(Reply::Ok));
+            let started_in = Ok(Reply::Int(term.get() as i64));
+            assert_eq!(cluster.exec(leader, ShardOp::TransferLeader { to }).await, started_in);
             leader = next;
             let start = Instant::now();
             while cluster.leader().await != next && start.elapsed() < WAIT_MAX {
@@ -699,7 +720,8 @@ fn a_leaders_read_door_answers_on_its_lease_and_closes_with_a_transfer() {
 
         let to = NODES.into_iter().find(|&n| n != leader).expect("another node");
         let transfer = ShardOp::TransferLeader { to: NodeId(to) };
-        assert_eq!(cluster.exec(leader, transfer).await, Ok(Reply::Ok));
+        let term = cluster.status(leader).await.term.get() as i64;
+        assert_eq!(cluster.exec(leader, transfer).await, Ok(Reply::Int(term)), "its term");
         assert_eq!(cluster.door(leader).read(&get_k, 1_000, None), None, "closed by the transfer");
         assert_eq!(door_answer(&cluster, to, "k", None).await, bulk("v2"));
         let old = cluster.door(leader).read(&get_k, 1_000, None);

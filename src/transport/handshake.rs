@@ -66,19 +66,24 @@ pub enum HandshakeError {
     RefusedByPeer { node: NodeId, reason: String },
     /// The peer's `frame_bytes_max` is not this node's.
     #[error(
-        "node {peer} has limits.frame_bytes_max = {theirs} and this node {ours}: every node \
-         of a cluster needs the same, or frames one sends are too large for the other"
+        "node {peer} has limits.frame_bytes_max = {theirs} and node {me} has {ours}: every \
+         node of a cluster needs the same, or frames one sends are too large for the other"
     )]
-    FrameBound { peer: NodeId, theirs: u32, ours: u32 },
+    FrameBound { me: NodeId, peer: NodeId, theirs: u32, ours: u32 },
     #[error("{0}")]
     Wire(#[from] WireError),
 }
 
-fn same_frame_bound(peer: NodeId, theirs: u32, ours: u32) -> Result<(), HandshakeError> {
+fn same_frame_bound(
+    me: NodeId,
+    peer: NodeId,
+    theirs: u32,
+    ours: u32,
+) -> Result<(), HandshakeError> {
     if theirs == ours {
         Ok(())
     } else {
-        Err(HandshakeError::FrameBound { peer, theirs, ours })
+        Err(HandshakeError::FrameBound { me, peer, theirs, ours })
     }
 }
 
@@ -207,7 +212,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     write_frame(stream, &answer, HANDSHAKE_FRAME_BYTES_MAX).await?;
     verify(secret, false, &nonce_d, ends, &proof_a)?;
     identity.admit_async(node, incarnation_a).await?;
-    same_frame_bound(node, frame_bytes_max_a, frame_bytes_max)?;
+    same_frame_bound(me, node, frame_bytes_max_a, frame_bytes_max)?;
     match read_handshake_frame(stream).await? {
         Frame::Welcome => Ok(()),
         Frame::Refused { reason } => Err(HandshakeError::RefusedByPeer { node, reason }),
@@ -263,7 +268,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     };
     verify(secret, true, &nonce_a, ends, &proof_d)?;
     let admitted = match identity.admit_async(node, incarnation_d).await {
-        Ok(()) => same_frame_bound(node, frame_bytes_max_d, frame_bytes_max),
+        Ok(()) => same_frame_bound(me, node, frame_bytes_max_d, frame_bytes_max),
         Err(e) => Err(e.into()),
     };
     if let Err(e) = admitted {
@@ -414,20 +419,23 @@ mod tests {
             let (dialer, acceptor) = (ident(2, 20), ident(1, 10));
             let (d, a, _) =
                 run_framed(NodeId(2), SECRET, NodeId(1), (&dialer, &acceptor), frames).await;
+            // Each side's error names the other as the peer, with both bounds.
+            fn bound<T>(e: &Result<T, HandshakeError>) -> Option<(u64, u64, u32, u32)> {
+                match e {
+                    Err(HandshakeError::FrameBound { me, peer, theirs, ours }) => {
+                        Some((me.get(), peer.get(), *theirs, *ours))
+                    }
+                    _ => None,
+                }
+            }
+            assert_eq!(bound(&a), Some((1, 2, frames.0, frames.1)), "{a:?}");
+            assert_eq!(bound(&d), Some((2, 1, frames.1, frames.0)), "{d:?}");
             let (theirs, ours) = frames;
-            assert!(
-                matches!(a, Err(HandshakeError::FrameBound { peer: NodeId(2), theirs: t, ours: o })
-                    if (t, o) == (theirs, ours)),
-                "{a:?}"
-            );
-            let (theirs, ours) = (frames.1, frames.0);
-            assert!(
-                matches!(d, Err(HandshakeError::FrameBound { peer: NodeId(1), theirs: t, ours: o })
-                    if (t, o) == (theirs, ours)),
-                "{d:?}"
-            );
-            let said = HandshakeError::FrameBound { peer: NodeId(2), theirs, ours }.to_string();
-            assert!(said.contains("limits.frame_bytes_max"), "{said}");
+            let (me, peer) = (NodeId(1), NodeId(2));
+            let said = HandshakeError::FrameBound { me, peer, theirs, ours };
+            let want = format!("node 2 has limits.frame_bytes_max = {theirs} and node 1 has");
+            let want = format!("{want} {ours}: every node of a cluster needs the same");
+            assert!(said.to_string().starts_with(&want), "{said}");
         }
     }
 

@@ -309,8 +309,15 @@ pub(crate) async fn run(
             }
             Err(e) => {
                 failures += 1;
-                if matches!(e, LinkError::Handshake(HandshakeError::RefusedByPeer { .. })) {
-                    bump(&peer.counters.refused_by_peer, 1);
+                match e {
+                    LinkError::Handshake(HandshakeError::RefusedByPeer { .. }) => {
+                        bump(&peer.counters.refused_by_peer, 1)
+                    }
+                    // This side refuses the peer: counted as an acceptor counts its refusals.
+                    LinkError::Handshake(HandshakeError::FrameBound { .. }) => {
+                        bump(&peer.counters.refused_handshakes, 1)
+                    }
+                    _ => {}
                 }
                 if matches!(e, LinkError::Handshake(_)) {
                     warn!(peer = %peer.node, addr = %peer.addr, "cannot join peer: {e}");

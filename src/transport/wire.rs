@@ -19,6 +19,8 @@ use crate::transport::api::Urgency;
 /// 4: `ShardError::Transferring` (in forward replies: an older node cannot decode it).
 /// 5: incarnations in `Hello` and `Challenge`, and `Refused`.
 /// 6: `Batch::term_probes` and `Batch::term_answers` (node-level read rounds).
+/// 7: `frame_bytes_max` in `Hello` and `Challenge` (peers with different bounds refuse
+/// each other).
 pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Bytes of the length prefix.

@@ -102,7 +102,7 @@ const HELP: &[(&str, &[&str])] = &[
             "FORGET-NODE <node>",
             "    Remove a node that holds no replica from the cluster map.",
             "TRANSFER-LEADER <group> <node>",
-            "    Ask <group>'s leader to hand over to <node>.",
+            "    Ask <group>'s leader to hand over to <node>; answers the leader's term.",
             "MEMBERS <group>",
             "    Return <group>'s replicas as its leader sees them.",
             "ADD-LEARNER|PROMOTE|REMOVE-NODE <group> <node>",

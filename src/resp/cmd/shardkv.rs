@@ -17,8 +17,9 @@
 //! - `SHARDKV MAP`: the cluster map (rmp-serde of `kv::meta::ClusterMap`), read through
 //!   the metadata group's leader.
 //! - `SHARDKV TRANSFER-LEADER group node`: asks the group's leader to hand over to `node`;
-//!   `+OK` once the transfer started (the new leader is announced within an election
-//!   time-out; `SHARDKV GROUPS` shows it).
+//!   once the transfer started, the term of the leader that started it (the new leader,
+//!   announced within an election time-out, leads a later one; `SHARDKV GROUPS` shows
+//!   it).
 //! - `SHARDKV MEMBERS group`: the group's replicas as its leader sees them:
 //!   `[leader, commit index, joint 0|1, [[node, voter|learner|outgoing, match index]...]]`.
 //! - `SHARDKV ADD-LEARNER | PROMOTE | REMOVE-NODE group node`, `SHARDKV REPLACE group

@@ -136,8 +136,10 @@ impl TimeoutConfig {
 
 /// Bounds; every one has a default.
 ///
-/// Every node of a cluster must have the same `frame_bytes_max` and `write_bytes_max`: a
-/// node with larger ones would propose entries its peers' frames cannot carry.
+/// Every node of a cluster must have the same `frame_bytes_max`: a node with a larger one
+/// would propose entries, and forward answers, its peers' frames cannot carry. Peers whose
+/// bounds differ refuse each other at the handshake (`transport::handshake`). The other
+/// bounds may differ between nodes: each checks what reaches it against its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {

@@ -165,7 +165,7 @@ pub fn refusals_text(refusals: &[PeerRefusal]) -> String {
         let line = match r.side {
             RefusalSide::RefusedBy => format!(
                 "  node {} was refused by node {} {} time(s): node {} does not admit node {}'s \
-                 data directory or frame bound (see node {}'s log for why)\n",
+                 data directory (see node {}'s log for why)\n",
                 r.node, r.peer, r.count, r.peer, r.node, r.node
             ),
             RefusalSide::Refused => format!(

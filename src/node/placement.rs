@@ -19,10 +19,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::kv::Reply;
 use crate::node::client::NodeClient;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::GroupRoute;
-use crate::kv::Reply;
 use crate::shard::api::ShardOp;
 
 /// The longest placement window, whatever `timeouts.leader_placement_ms` asks.
@@ -74,9 +74,9 @@ async fn take_leadership(
                 info!(
                     group = group.get(),
                     leader = leader.get(),
-                    "another node leads since the transfer this node asked for (an operator's \
-                     move, the workload follower, or an election); leader placement ends \
-                     rather than take the group back"
+                    "another node leads in a term after the transfer this node was granted \
+                     (an operator's move, the workload follower, or an election); leader \
+                     placement ends rather than take the group back"
                 );
                 return;
             }
@@ -141,8 +141,10 @@ enum Look {
 /// operator's transfer or replica move, the workload follower, or an election the transfer
 /// lost. Whether `me` led between the two or not, taking the group back would undo
 /// someone else's choice (tests/moves.rs once lost a replica move to a placement task that
-/// had led for 14 ms without seeing it, and then asked again). The table's own term may lag
-/// behind the leader's, but never runs ahead of it: a stale route only waits longer.
+/// had led for 14 ms without seeing it, and then asked again). The table's term may lag
+/// the leader's (a stale route only waits longer), and a leader hint of an answer can pair
+/// an old leader with a newer term this replica campaigned in: then placement ends early,
+/// which errs towards leaving leaders where they are, never towards taking one back.
 fn look(route: &GroupRoute, me: NodeId, granted: Option<Term>) -> Look {
     if route.leader == Some(me) {
         return Look::Leading;

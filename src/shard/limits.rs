@@ -38,7 +38,8 @@ pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE
 /// own apply as it ended, and their silence then, after its own, made it step down
 /// (check-quorum) in every group it led. With it, the replicas of the group apply at once
 /// and their stalls overlap, which the election timer forgives (`catch_up_ticks`). A Ready
-/// of pipelined writes from many clients holds hundreds of keys, far below it. Where
+/// of pipelined writes from 50 clients holds hundreds of keys, far below it (hundreds of
+/// clients pipelining into one group could reach it, for a millisecond each time). Where
 /// nodes share cores, such a command's own answer comes later: its replicas now apply at
 /// once, on the same cores, where the leader's apply used to run alone. With several
 /// replica threads the pause is not needed, and costs the command a millisecond.

@@ -145,10 +145,12 @@ impl ShardActor {
             self.paused_ready = Some((rd, requests));
             ctx.run_later(APPLY_PAUSE, |act, ctx| {
                 if let Some((rd, requests)) = act.paused_ready.take() {
-                    // A storage failure, or the replica's removal (`maybe_report_removal`
-                    // waits for a paused Ready, but a `Stop` does not): nothing more
-                    // applies or writes.
-                    if act.failed.is_none() && !act.removed {
+                    // A removal waits for a paused Ready (`maybe_report_removal`); a `Stop`
+                    // stops the context, which then runs no such closure, and the Ready
+                    // applies again after a restart.
+                    debug_assert!(!act.removed, "removed with a Ready paused");
+                    // A storage failure meanwhile: nothing more applies (`fail_storage`).
+                    if act.failed.is_none() {
                         act.apply_ready(rd, requests, ctx);
                     }
                     act.drive(ctx);

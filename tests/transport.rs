@@ -649,3 +649,35 @@ async fn a_newer_inbound_connection_of_a_peer_replaces_the_older_one() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A node that dials a peer of another frame bound refuses the peer itself, before it reads
+/// the peer's own refusal: counted among the handshakes it refused, not those refused by the
+/// peer, and it never connects.
+#[tokio::test]
+async fn a_dialer_counts_the_frame_bound_it_refuses() {
+    let (listeners, addrs) = bind(2);
+    let mut listeners = listeners.into_iter();
+    let by_hand = listeners.next().unwrap();
+    // Node 1, by hand: it accepts node 2's dials with twice the frame bound.
+    let acceptor = tokio::spawn(async move {
+        let identity = Arc::new(Identity::in_memory(NodeId(1), 1001));
+        let peers: std::collections::BTreeSet<NodeId> = [NodeId(2)].into_iter().collect();
+        let (secret, frame) = (SECRET.as_bytes(), FRAME_BYTES_MAX * 2);
+        loop {
+            let (mut stream, _) = by_hand.accept().await.unwrap();
+            let (me, mut claimed) = (NodeId(1), None);
+            let accepted =
+                handshake::accept(&mut stream, &identity, me, &peers, secret, frame, &mut claimed);
+            assert!(accepted.await.is_err(), "node 1 refuses node 2's bound too");
+        }
+    });
+    let (b, _) = start(listeners.next().unwrap(), options(2, &addrs, SECRET)).await;
+    wait_until("node 2 refusing node 1's frame bound", || {
+        b.stats().peers[&NodeId(1)].refused_handshakes >= 1
+    })
+    .await;
+    let node1 = b.stats().peers[&NodeId(1)].clone();
+    assert_eq!((node1.refused_by_peer, node1.connects), (0, 0), "{node1:?}");
+    acceptor.abort();
+    b.shutdown().await;
+}

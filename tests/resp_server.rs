@@ -775,3 +775,38 @@ fn config_get_describes_durability_and_refuses_set() {
     let set = redis::cmd("CONFIG").arg("SET").arg("save").arg("").query::<Value>(&mut con);
     assert!(err_text(set).contains("not supported"));
 }
+
+/// Every subcommand a `<CONTAINER> HELP` lists is served: sent without its arguments, it
+/// answers anything but the unknown-subcommand error (an arity or syntax error, or its
+/// answer), so HELP cannot drift from what the node serves.
+#[test]
+fn every_subcommand_help_lists_is_served() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    for container in ["CLIENT", "CLUSTER", "COMMAND", "CONFIG", "SHARDKV"] {
+        let Ok(Value::Array(lines)) = run(&mut c, &[container, "HELP"]) else {
+            panic!("{container} HELP answers no array");
+        };
+        let subcommands: Vec<String> = lines
+            .iter()
+            .skip(1) // the usage line
+            .filter_map(|line| match line {
+                // Not a description, nor COMMAND's "(no subcommand)".
+                Value::SimpleString(line) if !line.starts_with([' ', '(']) => {
+                    line.split_whitespace().next().map(str::to_string)
+                }
+                _ => None,
+            })
+            .flat_map(|names| names.split('|').map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        assert!(subcommands.len() >= 2, "{container} HELP lists {subcommands:?}");
+        for sub in &subcommands {
+            if let Err(error) = run(&mut c, &[container, sub]) {
+                assert!(!error.contains("unknown subcommand"), "{container} {sub}: {error}");
+            }
+        }
+        let unknown = run(&mut c, &[container, "NO-SUCH-SUBCOMMAND"]);
+        let unknown = unknown.expect_err("an unknown subcommand is refused");
+        assert!(unknown.contains("unknown subcommand"), "{container}: {unknown}");
+    }
+}

@@ -33,8 +33,6 @@ pub trait KvRead {
     /// Every session of this group (at most the session bound). Called only when a new
     /// client arrives, to pick the session to evict.
     fn sessions(&self) -> Vec<(u64, Bytes)>;
-    /// Every key stored in `slots`, in (slot, key) order (for FLUSH of a slot range).
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)>;
     /// At most `limit` keys stored in `slots` strictly after `after` (from the start of
     /// `slots` when `None`), in (slot, key) order: one bounded page of KEYS, SCAN,
     /// RANDOMKEY and CLUSTER GETKEYSINSLOT. Expired keys are included until deleted.
@@ -437,14 +435,13 @@ fn apply_meta<V: KvRead>(cx: &mut Ctx<'_, V>, op: &crate::kv::meta::MetaOp) -> R
     reply
 }
 
+/// FLUSHALL / FLUSHDB of the group's part of the keyspace: one range delete of the slots,
+/// whatever number of keys they hold (`Overlay::clear_slots`).
 fn flush_slots<V: KvRead>(
     cx: &mut Ctx<'_, V>,
     slots: RangeInclusive<u16>,
 ) -> Result<Reply, KvError> {
-    let keys = cx.overlay.over(cx.view).keys_in_slots(slots);
-    for (slot, key) in keys {
-        cx.overlay.delete(slot, key);
-    }
+    cx.overlay.clear_slots(slots);
     Ok(Reply::Ok)
 }
 

@@ -163,18 +163,15 @@ impl KvCommand {
     }
 
     /// About how many keys applying the command visits, which is what its apply takes
-    /// time by (`shard::limits::APPLY_PAUSE_KEYS_MIN`); `None` for a flush, which visits
-    /// every key of the group.
-    pub fn keys_applied(&self) -> Option<usize> {
-        Some(match self {
+    /// time by (`shard::limits::APPLY_PAUSE_KEYS_MIN`). A flush counts one: it removes its
+    /// slots' stored keys as one range (`KvMutation::ClearSlots`), off the replica's thread.
+    pub fn keys_applied(&self) -> usize {
+        match self {
             KvCommand::Del { keys } => keys.len(),
             KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => pairs.len(),
-            KvCommand::Batch { commands } => {
-                commands.iter().map(KvCommand::keys_applied).sum::<Option<usize>>()?
-            }
-            KvCommand::FlushSlots { .. } => return None,
+            KvCommand::Batch { commands } => commands.iter().map(KvCommand::keys_applied).sum(),
             _ => 1,
-        })
+        }
     }
 
     /// Whether the command may go in a `Batch`: a write of named keys that answers no

@@ -68,6 +68,9 @@ impl MemKv {
                 KvMutation::DeleteSession { client_id } => {
                     self.sessions.remove(client_id);
                 }
+                KvMutation::ClearSlots { first, last } => {
+                    self.kv.retain(|slot, _| !(*first..=*last).contains(slot));
+                }
             }
         }
     }
@@ -123,12 +126,6 @@ impl KvRead for MemKv {
         self.sessions
             .iter()
             .map(|(id, record)| (*id, record.clone()))
-            .collect()
-    }
-
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
-        let keys = self.kv.range(slots);
-        keys.flat_map(|(slot, keys)| keys.keys().map(|key| (*slot, key.clone())))
             .collect()
     }
 

@@ -50,6 +50,9 @@ pub enum KvMutation {
     PutSession { client_id: u64, record: Bytes },
     /// Remove a client's session (expired or evicted).
     DeleteSession { client_id: u64 },
+    /// Remove every key of slots `first..=last` (FLUSHALL, FLUSHDB): one range delete where
+    /// the store keeps its keys in order, however many keys the slots hold. Sessions stay.
+    ClearSlots { first: u16, last: u16 },
 }
 
 impl KvMutation {
@@ -59,7 +62,7 @@ impl KvMutation {
             KvMutation::Put { key, record, .. } => (key.len() + record.len()) as u64,
             KvMutation::Delete { key, .. } => key.len() as u64,
             KvMutation::PutSession { record, .. } => record.len() as u64,
-            KvMutation::DeleteSession { .. } => 0,
+            KvMutation::DeleteSession { .. } | KvMutation::ClearSlots { .. } => 0,
         }
     }
 }

@@ -9,9 +9,12 @@ use proptest::prelude::*;
 
 use super::command::{ExpireCondition, KvCommand, Request, SetCondition};
 use super::read::{self, TtlForm};
-use super::{apply, KvError, MemKv, Overlay, Reply};
+use super::{apply, key_slot, KvError, KvRead, MemKv, Overlay, Reply};
 
 const KEYS: [&str; 4] = ["a", "b", "{t}c", "{t}d"];
+/// Where a flush's slot range may begin or end: the edges of the keyspace and around the
+/// slots of `KEYS` (3300 "b", 15495 "a", 15891 "{t}").
+const FLUSH_EDGES: [u16; 7] = [0, 3300, 3301, 15495, 15496, 15891, 16383];
 const VALUES: [&str; 8] = ["", "0", "1", "-3", "10", "x", "9223372036854775807", "abc"];
 const START_MS: u64 = 1_000;
 
@@ -25,6 +28,7 @@ enum Op {
     Expire { key: usize, offset_ms: u64, cond: u8 },
     Persist { key: usize },
     SetRange { key: usize, offset: u64, value: usize },
+    Flush { first: u16, last: u16 },
     Advance { ms: u64 },
     Retry,
     Drain,
@@ -57,6 +61,10 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         key.clone().prop_map(|key| Op::Persist { key }),
         (key, 0u64..6, value).prop_map(|(key, offset, value)| Op::SetRange { key, offset, value }),
+        (0..FLUSH_EDGES.len(), 0..FLUSH_EDGES.len()).prop_map(|(i, j)| {
+            let (first, last) = (FLUSH_EDGES[i.min(j)], FLUSH_EDGES[i.max(j)]);
+            Op::Flush { first, last }
+        }),
         (0u64..6).prop_map(|ms| Op::Advance { ms }),
         Just(Op::Retry),
         Just(Op::Drain),
@@ -106,6 +114,7 @@ fn to_command(op: &Op, now_ms: u64) -> Option<KvCommand> {
         Op::SetRange { key: k, offset, value } => {
             KvCommand::SetRange { key: key(k), offset: *offset, value: b(VALUES[*value]) }
         }
+        Op::Flush { first, last } => KvCommand::FlushSlots { slot_first: *first, slot_last: *last },
         Op::Advance { .. } | Op::Retry | Op::Drain => return None,
     })
 }
@@ -191,6 +200,10 @@ impl Model {
             Op::SetRange { key, offset, value } => {
                 self.setrange(KEYS[*key], *offset as usize, VALUES[*value], now_ms)
             }
+            Op::Flush { first, last } => {
+                self.map.retain(|key, _| !(*first..=*last).contains(&key_slot(key)));
+                Reply::Ok
+            }
             Op::Advance { .. } | Op::Retry | Op::Drain => Reply::Nil,
         }
     }
@@ -245,7 +258,20 @@ impl Model {
     }
 }
 
-fn assert_same_state(kv: &MemKv, model: &Model, now_ms: u64) -> Result<(), TestCaseError> {
+/// `kv` answers GET and PTTL of every key as the model does; its keys (`scan`, which lists
+/// expired keys until they are deleted) hold every live key of the model and no key the
+/// model removed, and `count_keys` counts them.
+fn assert_same_state(kv: &impl KvRead, model: &Model, now_ms: u64) -> Result<(), TestCaseError> {
+    let listed: Vec<Vec<u8>> =
+        kv.scan(0..=16383, None, usize::MAX).into_iter().map(|(_, k)| k.to_vec()).collect();
+    for key in &listed {
+        prop_assert!(model.map.contains_key(key), "{:?} listed, not in the model", key);
+    }
+    prop_assert_eq!(kv.count_keys(0..=16383), listed.len() as u64);
+    for key in KEYS {
+        let live = model.live(key, now_ms).is_some();
+        prop_assert!(!live || listed.contains(&key.as_bytes().to_vec()), "{} not listed", key);
+    }
     for key in KEYS {
         let expected = model.live(key, now_ms);
         let value =
@@ -287,6 +313,7 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
                 last = Some((req, reply));
             }
         }
+        assert_same_state(&overlay.over(&kv), &model, now_ms)?;
         if overlay.is_empty() {
             assert_same_state(&kv, &model, now_ms)?;
         }

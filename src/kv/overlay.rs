@@ -1,6 +1,8 @@
 //! The pending mutations of one apply batch, layered over the committed state so that a
 //! later entry of the batch sees what an earlier one wrote. Owns that bookkeeping only;
-//! it never decodes records and never persists anything (storage drains it).
+//! it never decodes records and never persists anything (storage drains it). Also the
+//! `Cleared` view: a committed view with the slot ranges a flush cleared taken away, shared
+//! with the replica's undurable layer (`shard::undurable`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -11,10 +13,12 @@ use super::apply::KvRead;
 use super::session::SESSIONS_PER_GROUP_MAX;
 use super::KvMutation;
 
-/// This batch's writes: `None` is a pending delete.
+/// This batch's writes: `None` is a pending delete; `cleared`, slot ranges whose stored keys
+/// a flush removed (the writes in `kv` came after it).
 #[derive(Clone, Debug)]
 pub struct Overlay {
     kv: BTreeMap<u16, BTreeMap<Bytes, Option<Bytes>>>,
+    cleared: Vec<RangeInclusive<u16>>,
     sessions: BTreeMap<u64, Option<Bytes>>,
     sessions_max: usize,
 }
@@ -37,6 +41,7 @@ impl Overlay {
         assert!(sessions_max > 0, "the session bound must be positive");
         Overlay {
             kv: BTreeMap::new(),
+            cleared: Vec::new(),
             sessions: BTreeMap::new(),
             sessions_max,
         }
@@ -49,7 +54,8 @@ impl Overlay {
 
     /// Number of pending mutations (the caller bounds its batch by it).
     pub fn pending_len(&self) -> usize {
-        self.kv.values().map(BTreeMap::len).sum::<usize>() + self.sessions.len()
+        let keys: usize = self.kv.values().map(BTreeMap::len).sum();
+        keys + self.cleared.len() + self.sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,6 +70,14 @@ impl Overlay {
         self.kv.entry(slot).or_default().insert(key, None);
     }
 
+    /// Removes every key of `slots`: this batch's writes there at once, the stored keys with
+    /// one `KvMutation::ClearSlots` when drained. Costs the batch's own writes, not the
+    /// keys stored.
+    pub fn clear_slots(&mut self, slots: RangeInclusive<u16>) {
+        self.kv.retain(|slot, _| !slots.contains(slot));
+        self.cleared.push(slots);
+    }
+
     pub fn put_session(&mut self, client_id: u64, record: Bytes) {
         self.sessions.insert(client_id, Some(record));
     }
@@ -72,10 +86,14 @@ impl Overlay {
         self.sessions.insert(client_id, None);
     }
 
-    /// The net mutations of the batch in (slot, key) then client id order; the overlay
-    /// is left empty for the next batch.
+    /// The net mutations of the batch: its cleared slot ranges first, then its key writes in
+    /// (slot, key) order, then its sessions in client id order; the overlay is left empty for
+    /// the next batch.
     pub fn drain(&mut self) -> Vec<KvMutation> {
         let mut out = Vec::with_capacity(self.pending_len());
+        for slots in std::mem::take(&mut self.cleared) {
+            out.push(KvMutation::ClearSlots { first: *slots.start(), last: *slots.end() });
+        }
         for (slot, keys) in std::mem::take(&mut self.kv) {
             for (key, record) in keys {
                 out.push(match record {
@@ -108,11 +126,18 @@ pub struct Layered<'a, V> {
     overlay: &'a Overlay,
 }
 
+impl<'a, V: KvRead> Layered<'a, V> {
+    /// The committed view without the slots this batch cleared.
+    fn base(&self) -> Cleared<'a, V> {
+        Cleared::new(self.view, &self.overlay.cleared)
+    }
+}
+
 impl<V: KvRead> KvRead for Layered<'_, V> {
     fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
         match self.overlay.kv.get(&slot).and_then(|keys| keys.get(key)) {
             Some(pending) => pending.clone(),
-            None => self.view.get(slot, key),
+            None => self.base().get(slot, key),
         }
     }
 
@@ -134,21 +159,6 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         all.into_iter().collect()
     }
 
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
-        let mut all: BTreeSet<(u16, Bytes)> =
-            self.view.keys_in_slots(slots.clone()).into_iter().collect();
-        for (slot, keys) in self.overlay.kv.range(slots) {
-            for (key, pending) in keys {
-                let entry = (*slot, key.clone());
-                match pending {
-                    Some(_) => all.insert(entry),
-                    None => all.remove(&entry),
-                };
-            }
-        }
-        all.into_iter().collect()
-    }
-
     fn scan(
         &self,
         slots: RangeInclusive<u16>,
@@ -160,7 +170,7 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
             .kv
             .range(slots.clone())
             .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
-        layered_scan(self.view, pending, slots, after, limit)
+        layered_scan(&self.base(), pending, slots, after, limit)
     }
 
     fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
@@ -169,7 +179,103 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
             .kv
             .range(slots.clone())
             .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
-        layered_count(self.view, pending, slots)
+        layered_count(&self.base(), pending, slots)
+    }
+}
+
+/// A committed view with the keys of some slot ranges gone: the ranges flushes cleared
+/// whose range delete (`KvMutation::ClearSlots`) the view does not hold yet. Sessions are
+/// kept. With no range cleared it reads as the view does, at the cost of one empty check.
+pub struct Cleared<'a, V> {
+    view: &'a V,
+    cleared: &'a [RangeInclusive<u16>],
+}
+
+impl<'a, V: KvRead> Cleared<'a, V> {
+    pub fn new(view: &'a V, cleared: &'a [RangeInclusive<u16>]) -> Cleared<'a, V> {
+        Cleared { view, cleared }
+    }
+
+    /// Whether a cleared range holds `slot`.
+    pub fn covers(&self, slot: u16) -> bool {
+        self.cleared.iter().any(|range| range.contains(&slot))
+    }
+
+    /// The parts of `slots` no cleared range covers, in slot order.
+    fn kept(&self, slots: RangeInclusive<u16>) -> Vec<RangeInclusive<u16>> {
+        let mut parts = vec![slots];
+        for cut in self.cleared {
+            parts = parts.into_iter().flat_map(|part| without(part, cut)).collect();
+        }
+        parts.sort_by_key(|part| *part.start());
+        parts
+    }
+}
+
+/// `part` without the slots of `cut`: none, one or two ranges, in order.
+fn without(part: RangeInclusive<u16>, cut: &RangeInclusive<u16>) -> Vec<RangeInclusive<u16>> {
+    if part.is_empty() {
+        return Vec::new();
+    }
+    if cut.is_empty() || cut.end() < part.start() || cut.start() > part.end() {
+        return vec![part];
+    }
+    // They overlap: `cut` starts at most at `part`'s end and ends at least at its start.
+    let mut out = Vec::new();
+    if cut.start() > part.start() {
+        out.push(*part.start()..=*cut.start() - 1);
+    }
+    if cut.end() < part.end() {
+        out.push(*cut.end() + 1..=*part.end());
+    }
+    out
+}
+
+impl<V: KvRead> KvRead for Cleared<'_, V> {
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+        if self.covers(slot) {
+            return None;
+        }
+        self.view.get(slot, key)
+    }
+
+    fn session(&self, client_id: u64) -> Option<Bytes> {
+        self.view.session(client_id)
+    }
+
+    fn sessions(&self) -> Vec<(u64, Bytes)> {
+        self.view.sessions()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        if self.cleared.is_empty() {
+            return self.view.scan(slots, after, limit);
+        }
+        let mut out = Vec::new();
+        for part in self.kept(slots) {
+            if out.len() >= limit {
+                break;
+            }
+            let after = match after {
+                Some((slot, _)) if slot > *part.end() => continue,
+                Some((slot, _)) if slot < *part.start() => None,
+                after => after,
+            };
+            out.extend(self.view.scan(part, after, limit - out.len()));
+        }
+        out
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+        if self.cleared.is_empty() {
+            return self.view.count_keys(slots);
+        }
+        self.kept(slots).into_iter().map(|part| self.view.count_keys(part)).sum()
     }
 }
 
@@ -223,4 +329,70 @@ pub fn layered_count<'p, V: KvRead>(
         }
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+
+    fn store(keys: &[(u16, &str)]) -> MemKv {
+        let mut kv = MemKv::new();
+        let put = |&(slot, key): &(u16, &str)| {
+            let (key, record) = (Bytes::from(key.to_string()), Bytes::from_static(b"r"));
+            KvMutation::Put { slot, key, record }
+        };
+        kv.apply_mutations(&keys.iter().map(put).collect::<Vec<_>>());
+        kv
+    }
+
+    #[test]
+    fn a_part_without_a_cut_keeps_the_slots_outside_it() {
+        assert_eq!(without(0..=16383, &(0..=16383)), vec![]);
+        assert_eq!(without(0..=16383, &(0..=9)), vec![10..=16383]);
+        assert_eq!(without(0..=16383, &(16383..=16383)), vec![0..=16382]);
+        assert_eq!(without(5..=9, &(7..=7)), vec![5..=6, 8..=9]);
+        assert_eq!(without(5..=9, &(0..=4)), vec![5..=9]);
+        assert_eq!(without(5..=9, &(10..=20)), vec![5..=9]);
+        assert_eq!(without(5..=9, &(9..=20)), vec![5..=8]);
+    }
+
+    #[test]
+    fn a_cleared_view_lists_counts_and_reads_only_the_slots_left() {
+        let kv = store(&[(0, "a"), (3, "b"), (3, "c"), (5, "d"), (9, "e"), (16383, "z")]);
+        let cleared = [3..=4, 9..=9, 16383..=16383];
+        let view = Cleared::new(&kv, &cleared);
+        let keys = |found: Vec<(u16, Bytes)>| -> Vec<String> {
+            found.into_iter().map(|(_, k)| String::from_utf8_lossy(&k).into_owned()).collect()
+        };
+        assert_eq!(keys(view.scan(0..=16383, None, 10)), ["a", "d"]);
+        assert_eq!(keys(view.scan(0..=16383, None, 1)), ["a"]);
+        assert_eq!(keys(view.scan(0..=16383, Some((0, &b"a"[..])), 10)), ["d"]);
+        assert_eq!(keys(view.scan(0..=16383, Some((3, &b"b"[..])), 10)), ["d"]);
+        assert_eq!(keys(view.scan(4..=16383, Some((9, &b"a"[..])), 10)), Vec::<String>::new());
+        assert_eq!(view.count_keys(0..=16383), 2);
+        assert_eq!(view.count_keys(3..=9), 1);
+        assert_eq!(view.get(3, b"b"), None);
+        assert_eq!(view.get(5, b"d"), Some(Bytes::from_static(b"r")));
+        let none = Cleared::new(&kv, &[]);
+        assert_eq!(none.count_keys(0..=16383), 6);
+        assert_eq!(keys(none.scan(1..=16383, None, 3)), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_flush_in_a_batch_drops_the_batch_writes_before_it_and_drains_first() {
+        let kv = store(&[(1, "old"), (2, "other")]);
+        let mut overlay = Overlay::new();
+        overlay.put(1, Bytes::from("before"), Bytes::from_static(b"v"));
+        overlay.clear_slots(0..=1);
+        overlay.put(1, Bytes::from("after"), Bytes::from_static(b"v"));
+        let layered = overlay.over(&kv);
+        assert_eq!(layered.get(1, b"old"), None);
+        assert_eq!(layered.get(1, b"before"), None);
+        assert_eq!(layered.get(2, b"other"), Some(Bytes::from_static(b"r")));
+        assert_eq!(layered.count_keys(0..=16383), 2);
+        let after = KvMutation::Put { slot: 1, key: "after".into(), record: "v".into() };
+        assert_eq!(overlay.drain(), vec![KvMutation::ClearSlots { first: 0, last: 1 }, after]);
+        assert!(overlay.is_empty());
+    }
 }

@@ -250,8 +250,8 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
         apply_pauses: counter(
             r,
             "raft_apply_pauses_total",
-            "Long applies (a command of many keys, a flush) that let the Ready's messages \
-             reach the wire first.",
+            "Long applies (a command of many keys) that let the Ready's messages reach the \
+             wire first.",
             g,
         )?,
         reads_endorsed: counter(

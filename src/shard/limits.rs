@@ -28,8 +28,8 @@ pub const ENCODING_BYTES_PER_ITEM: u64 = 16;
 pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE_BYTES;
 
 /// Keys a Ready's committed requests visit (`KvCommand::keys_applied`) from which its
-/// apply waits `APPLY_PAUSE` after its messages were handed to the transport; a Ready that
-/// commits a flush, which visits every key of the group, waits too. The transport's tasks
+/// apply waits `APPLY_PAUSE` after its messages were handed to the transport (a flush
+/// counts one key: its range delete runs in the writer). The transport's tasks
 /// run on the replica's thread when the node has one replica thread
 /// (`limits.replica_threads`, as `local` sets it on a machine of fewer cores than nodes).
 /// An MSET or DEL of hundreds of thousands of keys holds that thread for most of a second;

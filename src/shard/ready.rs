@@ -128,19 +128,22 @@ impl ShardActor {
     }
 
     /// One Ready; true if another may be taken at once (its job was queued or completed).
-    /// A Ready that commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more, or a flush,
-    /// pauses after its messages (false), and goes on `APPLY_PAUSE` later.
+    /// A Ready that commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more pauses after its
+    /// messages (false), and goes on `APPLY_PAUSE` later.
     fn handle_ready(&mut self, ctx: &mut Context<ShardActor>) -> bool {
         let mut rd = self.raw.ready();
         self.observe_leadership();
         self.check_follower_round();
         self.send_messages(std::mem::take(&mut rd.messages), ctx);
         let requests: Vec<Decoded> = rd.committed_entries.iter().map(decode).collect();
-        let keys = requests.iter().try_fold(0usize, |keys, r| match r {
-            Some(Ok(req)) => Some(keys + req.command.keys_applied()?),
-            _ => Some(keys),
-        });
-        if keys.is_none_or(|keys| keys >= APPLY_PAUSE_KEYS_MIN) {
+        let keys: usize = requests
+            .iter()
+            .map(|r| match r {
+                Some(Ok(req)) => req.command.keys_applied(),
+                _ => 0,
+            })
+            .sum();
+        if keys >= APPLY_PAUSE_KEYS_MIN {
             self.cfg.metrics.apply_pauses.inc();
             self.paused_ready = Some((rd, requests));
             ctx.run_later(APPLY_PAUSE, |act, ctx| {

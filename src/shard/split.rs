@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::kv::command::{KvCommand, NO_CLIENT_ID};
-use crate::kv::overlay::layered_count;
+use crate::kv::overlay::{layered_count, Cleared};
 use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange, SplitOff};
 use crate::kv::read::ReadCommand;
 use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
@@ -71,9 +71,9 @@ impl ShardActor {
                 return drop(tx.send(Err(ShardError::Storage { group, reason })));
             }
         };
-        let pending = self.undurable().pending_keys(first..=last);
+        let (pending, cleared) = self.undurable().pending_keys(first..=last);
         let count = tokio::task::spawn_blocking(move || {
-            let at = halving_slot(&view, &pending, first, last);
+            let at = halving_slot(&Cleared::new(&view, &cleared), &pending, first, last);
             view.check().map(|()| at)
         });
         self.counting_split = true;

@@ -8,6 +8,10 @@
 //! clean, then redb: a hot key is answered from memory, with no read transaction and no
 //! B-tree descent.
 //!
+//! A flush is a cleared slot range in the same bookkeeping: until the writer's range delete
+//! is durable, the range hides redb's keys and the clean cache's (the cache empties at the
+//! flush), and the keys written after it are pending as any write is.
+//!
 //! Owns: that bookkeeping, tagged by the persist generation that carries each mutation,
 //! and the clean cache.
 //! Must never: drop a mutation before the write carrying it (or a later one for the same
@@ -28,7 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quick_cache::Equivalent;
 
-use crate::kv::overlay::{layered_count, layered_scan};
+use crate::kv::overlay::{layered_count, layered_scan, Cleared};
 use crate::kv::{KvMutation, KvRead};
 use crate::shard::limits::{CLEAN_CACHE_BYTES_DEFAULT, CLEAN_FETCHED_PER_STEP_MAX};
 
@@ -42,6 +46,22 @@ struct Pending {
 /// The generation of mutations applied but not yet handed to the writer (see
 /// `take_unflushed`); no persist generation reaches it.
 pub const UNFLUSHED: u64 = u64::MAX;
+
+/// Slot ranges flushes cleared (`KvMutation::ClearSlots`) not yet durable, in the order
+/// applied, each with the persist generation that carries it.
+#[derive(Debug, Default)]
+struct ClearedSlots {
+    slots: Vec<RangeInclusive<u16>>,
+    gens: Vec<u64>,
+}
+
+impl ClearedSlots {
+    fn keep_where(&mut self, keep: impl Fn(u64) -> bool) {
+        let mut gens = self.gens.iter().copied();
+        self.slots.retain(|_| gens.next().is_some_and(&keep));
+        self.gens.retain(|gen| keep(*gen));
+    }
+}
 
 /// A key of the clean cache, hashed as `KeyRef` so that a lookup borrows the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +186,8 @@ pub struct Fetched {
 #[derive(Debug, Default)]
 pub struct Undurable {
     kv: BTreeMap<(u16, Bytes), Pending>,
+    /// Slot ranges cleared: every key of theirs in `kv` was written after the range was.
+    cleared: ClearedSlots,
     sessions: BTreeMap<u64, Pending>,
     /// Generations `take_unflushed` handed mutations to, not yet released: a release that
     /// reaches none of them has nothing to drop and skips the walk over every key.
@@ -209,11 +231,11 @@ impl Undurable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kv.is_empty() && self.sessions.is_empty()
+        self.kv.is_empty() && self.cleared.slots.is_empty() && self.sessions.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.kv.len() + self.sessions.len()
+        self.kv.len() + self.cleared.slots.len() + self.sessions.len()
     }
 
     /// Bytes applied since the applied state was last handed to the writer (at most).
@@ -243,15 +265,32 @@ impl Undurable {
                 KvMutation::DeleteSession { client_id } => {
                     self.sessions.insert(*client_id, Pending { value: None, gen });
                 }
+                KvMutation::ClearSlots { first, last } => {
+                    let slots = *first..=*last;
+                    // The range hides what was pending there, and what redb and the clean
+                    // cache hold, until its range delete is durable.
+                    self.kv.retain(|(slot, _), _| !slots.contains(slot));
+                    self.clean.0.clear();
+                    self.cleared.slots.push(slots);
+                    self.cleared.gens.push(gen);
+                }
             }
         }
     }
 
-    /// Hands every mutation still `UNFLUSHED` to persist generation `gen`: the latest value
-    /// of each key and session, as one batch of mutations for that job.
+    /// Hands every mutation still `UNFLUSHED` to persist generation `gen`: the slot ranges
+    /// cleared, then the latest value of each key and session, as one batch of mutations for
+    /// that job (a key pending in a cleared range was written after the range was cleared).
     pub fn take_unflushed(&mut self, gen: u64) -> Vec<KvMutation> {
         self.unflushed_bytes = 0;
         let mut out = Vec::new();
+        let cleared = &mut self.cleared;
+        for (slots, g) in cleared.slots.iter().zip(&mut cleared.gens) {
+            if *g == UNFLUSHED {
+                *g = gen;
+                out.push(KvMutation::ClearSlots { first: *slots.start(), last: *slots.end() });
+            }
+        }
         for ((slot, key), p) in self.kv.iter_mut().filter(|(_, p)| p.gen == UNFLUSHED) {
             p.gen = gen;
             out.push(match &p.value {
@@ -278,6 +317,7 @@ impl Undurable {
         self.clean.0.clear();
         self.unflushed_bytes = 0;
         self.kv.retain(|_, p| p.gen != UNFLUSHED);
+        self.cleared.keep_where(|g| g != UNFLUSHED);
         self.sessions.retain(|_, p| p.gen != UNFLUSHED);
     }
 
@@ -296,6 +336,7 @@ impl Undurable {
             }
             keep
         });
+        self.cleared.keep_where(|g| g > gen);
         self.sessions.retain(|_, p| p.gen > gen);
     }
 
@@ -305,13 +346,19 @@ impl Undurable {
         self.carrying.clear();
         self.unflushed_bytes = 0;
         self.kv.clear();
+        self.cleared = ClearedSlots::default();
         self.sessions.clear();
     }
 
-    /// The pending keys of `slots` as (slot, key, present), in order: what a count of the
-    /// committed view must add or take away, for work done off the replica's thread.
-    pub fn pending_keys(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes, bool)> {
-        self.pending_in(&slots).map(|(slot, key, present)| (slot, key.clone(), present)).collect()
+    /// The pending keys of `slots` as (slot, key, present), in order, and the slot ranges
+    /// cleared: what a count of the committed view must add or take away (over the view
+    /// without those ranges, `Cleared`), for work done off the replica's thread.
+    pub fn pending_keys(
+        &self,
+        slots: RangeInclusive<u16>,
+    ) -> (Vec<(u16, Bytes, bool)>, Vec<RangeInclusive<u16>>) {
+        let keys = self.pending_in(&slots).map(|(slot, key, present)| (slot, key.clone(), present));
+        (keys.collect(), self.cleared.slots.clone())
     }
 
     /// Pending keys of `slots` as (slot, key, present), in order.
@@ -347,6 +394,13 @@ impl<V> Layered<'_, V> {
     }
 }
 
+impl<'a, V: KvRead> Layered<'a, V> {
+    /// The committed view without the slot ranges cleared.
+    fn base(&self) -> Cleared<'a, V> {
+        Cleared::new(self.view, &self.pending.cleared.slots)
+    }
+}
+
 impl<V: KvRead> KvRead for Layered<'_, V> {
     fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
         let pending = &self.pending.kv;
@@ -356,6 +410,9 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
             .flatten()
         {
             return p.value.clone();
+        }
+        if self.base().covers(slot) {
+            return None;
         }
         let mut fetched = self.fetched.borrow_mut();
         if let Some(record) = self.pending.clean.get(slot, key) {
@@ -388,22 +445,6 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         all.into_iter().collect()
     }
 
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
-        let mut all: BTreeSet<(u16, Bytes)> =
-            self.view.keys_in_slots(slots.clone()).into_iter().collect();
-        for ((slot, key), p) in &self.pending.kv {
-            if !slots.contains(slot) {
-                continue;
-            }
-            let entry = (*slot, key.clone());
-            match p.value {
-                Some(_) => all.insert(entry),
-                None => all.remove(&entry),
-            };
-        }
-        all.into_iter().collect()
-    }
-
     fn scan(
         &self,
         slots: RangeInclusive<u16>,
@@ -411,12 +452,12 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         limit: usize,
     ) -> Vec<(u16, Bytes)> {
         let pending = self.pending.pending_in(&slots);
-        layered_scan(self.view, pending, slots, after, limit)
+        layered_scan(&self.base(), pending, slots, after, limit)
     }
 
     fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
         let pending = self.pending.pending_in(&slots);
-        layered_count(self.view, pending, slots)
+        layered_count(&self.base(), pending, slots)
     }
 }
 
@@ -446,7 +487,7 @@ mod tests {
         assert_eq!(pending.over(&mem).get(1, b"a"), Some(Bytes::from("old")), "mem not written");
         pending.push(3, &[KvMutation::Delete { slot: 1, key: Bytes::from("a") }]);
         assert_eq!(pending.over(&mem).get(1, b"a"), None);
-        assert_eq!(pending.over(&mem).keys_in_slots(0..=5).len(), 1);
+        assert_eq!(pending.over(&mem).scan(0..=5, None, 10).len(), 1);
         pending.release_through(3);
         assert!(pending.is_empty());
     }
@@ -563,6 +604,47 @@ mod tests {
         pending.resize_clean(bytes / 4);
         assert!(pending.clean.0.weight() <= bytes / 4);
         assert!(pending.clean_len() <= 16 && pending.clean_len() > 0);
+    }
+
+    /// A flush (`ClearSlots`) hides what redb, the clean cache and pending writes before it
+    /// hold in its slots, until its range delete is durable; writes after it show; it goes
+    /// to the writer ahead of them, and a snapshot's drop of unflushed state drops it.
+    #[test]
+    fn a_cleared_range_hides_older_records_until_its_delete_is_durable() {
+        let mut view = MemKv::new();
+        let keep = KvMutation::Put { slot: 2, key: Bytes::from("c"), record: Bytes::from("c") };
+        view.apply_mutations(&[put("a", "old"), put("b", "old"), keep]);
+        let mut pending = Undurable::default();
+        assert_eq!(read(&mut pending, &view, "a"), (Some(Bytes::from("old")), false));
+        pending.push(UNFLUSHED, &[put("b", "before")]);
+        let clear = KvMutation::ClearSlots { first: 0, last: 1 };
+        pending.push(UNFLUSHED, &[clear.clone(), put("a", "after")]);
+        assert_eq!(read(&mut pending, &view, "a").0, Some(Bytes::from("after")));
+        assert_eq!(read(&mut pending, &view, "b"), (None, false), "neither cache nor redb");
+        let listed = |pending: &Undurable, view: &MemKv| -> Vec<(u16, Bytes)> {
+            pending.over(view).scan(0..=16383, None, 10)
+        };
+        let (a, c) = ((1, Bytes::from("a")), (2, Bytes::from("c")));
+        assert_eq!(listed(&pending, &view), vec![a.clone(), c.clone()]);
+        assert_eq!(pending.over(&view).count_keys(0..=16383), 2);
+        assert_eq!(pending.pending_keys(0..=16383).1, vec![0..=1]);
+
+        let taken = pending.take_unflushed(5);
+        assert_eq!(taken, vec![clear, put("a", "after")], "the range first");
+        pending.release_through(4);
+        assert_eq!(read(&mut pending, &view, "b").0, None, "not durable yet");
+        view.apply_mutations(&taken);
+        pending.release_through(5);
+        assert!(pending.is_empty());
+        assert_eq!(read(&mut pending, &view, "a"), (Some(Bytes::from("after")), true));
+        assert_eq!(read(&mut pending, &view, "b"), (None, false), "read from redb");
+        assert_eq!(listed(&pending, &view), vec![a, c]);
+
+        pending.push(UNFLUSHED, &[KvMutation::ClearSlots { first: 1, last: 1 }]);
+        assert_eq!(read(&mut pending, &view, "a").0, None);
+        pending.drop_unflushed();
+        assert!(pending.is_empty());
+        assert_eq!(read(&mut pending, &view, "a").0, Some(Bytes::from("after")));
     }
 
     #[test]

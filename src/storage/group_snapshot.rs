@@ -158,10 +158,6 @@ impl KvRead for LazyKvView<'_> {
         self.view().map_or_else(Vec::new, |v| v.sessions())
     }
 
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
-        self.view().map_or_else(Vec::new, |v| v.keys_in_slots(slots))
-    }
-
     fn scan(
         &self,
         slots: RangeInclusive<u16>,

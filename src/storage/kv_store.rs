@@ -117,18 +117,6 @@ impl KvRead for RedbKvView {
             .collect()
     }
 
-    fn keys_in_slots(&self, slots: RangeInclusive<u16>) -> Vec<(u16, Bytes)> {
-        let Some(table) = &self.kv else {
-            return Vec::new();
-        };
-        let Some(range) = self.keep(table.range(slot_bounds(&slots))) else {
-            return Vec::new();
-        };
-        let rows = range.map_while(|row| self.keep(row));
-        rows.map(|(k, _)| (k.value().0, Bytes::copy_from_slice(k.value().1)))
-            .collect()
-    }
-
     fn scan(
         &self,
         slots: RangeInclusive<u16>,
@@ -200,6 +188,9 @@ pub fn write_mutations(
             }
             KvMutation::DeleteSession { client_id } => {
                 sessions.remove((group, *client_id))?;
+            }
+            KvMutation::ClearSlots { first, last } => {
+                kv.retain_in(slot_bounds(&(*first..=*last)), |_, _| false)?;
             }
         }
     }
@@ -278,7 +269,7 @@ mod redb_kv {
         }
         let txn = db.begin_read()?;
         let view = RedbKvView::open(&txn, group)?;
-        assert_eq!(view.keys_in_slots(0..=16383), mem.keys_in_slots(0..=16383));
+        assert_eq!(view.scan(0..=16383, None, usize::MAX), mem.scan(0..=16383, None, usize::MAX));
         assert_eq!(view.sessions(), mem.sessions());
         let slot = crate::kv::key_slot(b"a");
         assert_eq!(view.get(slot, b"a"), mem.get(slot, b"a"));
@@ -302,7 +293,7 @@ mod redb_kv {
         let txn = db.begin_read()?;
         let view = RedbKvView::open(&txn, 1)?;
         assert_eq!(view.get(0, b"k"), None);
-        assert!(view.keys_in_slots(0..=16383).is_empty());
+        assert!(view.scan(0..=16383, None, usize::MAX).is_empty());
         assert!(view.sessions().is_empty());
         view.check()?;
         Ok(())

@@ -376,7 +376,7 @@ mod snapshot_kv {
     fn dump(db: &redb::Database, group: u64) -> Result<Dump, Box<dyn std::error::Error>> {
         let txn = db.begin_read()?;
         let view = RedbKvView::open(&txn, group)?;
-        let keys = view.keys_in_slots(0..=16383);
+        let keys = view.scan(0..=16383, None, usize::MAX);
         let records = keys.into_iter().map(|(slot, key)| {
             let record = view.get(slot, &key);
             (slot, key, record)

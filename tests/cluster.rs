@@ -290,9 +290,9 @@ fn dbsize(cluster: &TestCluster, node: u64) -> Result<i64, String> {
 }
 
 /// FLUSHALL removes every key of every group as one range delete per group: keys written
-/// after it stay, and a `kill -9` of every node brings neither the flushed keys back (the
-/// range delete is durable, or the flush applies again from the log) nor loses the later
-/// writes.
+/// after it stay, and a `kill -9` of every node brings neither the flushed keys back nor
+/// loses the later writes, whether the range delete was durable (first kill) or the flush
+/// applies again from the log (second kill, at once after it).
 #[test]
 fn flushall_stays_flushed_across_a_kill9_of_every_node() {
     let mut cluster = start_local_3x8();
@@ -338,6 +338,23 @@ fn flushall_stays_flushed_across_a_kill9_of_every_node() {
     }
     cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("back");
     check_all(&cluster, 2, &kept, "v2");
+    gone(&cluster);
+
+    // Killed before the flush reached redb, every node applies it again from its log.
+    write_all(&cluster, 1, &keys, "v3");
+    std::thread::sleep(applied_state_written);
+    let mut con = cluster.client(2).get_connection().expect("connect");
+    let flushed: String = redis::cmd("FLUSHALL").query(&mut con).expect("FLUSHALL");
+    assert_eq!(flushed, "OK");
+    write_all(&cluster, 2, &kept, "v4");
+    for node in cluster.node_ids() {
+        cluster.kill9(node);
+    }
+    for node in cluster.node_ids() {
+        cluster.restart(node);
+    }
+    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("back again");
+    check_all(&cluster, 3, &kept, "v4");
     gone(&cluster);
 }
 

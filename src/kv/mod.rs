@@ -50,8 +50,9 @@ pub enum KvMutation {
     PutSession { client_id: u64, record: Bytes },
     /// Remove a client's session (expired or evicted).
     DeleteSession { client_id: u64 },
-    /// Remove every key of slots `first..=last` (FLUSHALL, FLUSHDB): one range delete where
-    /// the store keeps its keys in order, however many keys the slots hold. Sessions stay.
+    /// Remove every key of slots `first..=last` (FLUSHALL, FLUSHDB): one mutation however
+    /// many keys the slots hold; the store deletes them as one range of its ordered keys (a
+    /// walk over them, in the writer). Sessions stay.
     ClearSlots { first: u16, last: u16 },
 }
 

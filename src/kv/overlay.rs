@@ -71,10 +71,11 @@ impl Overlay {
     }
 
     /// Removes every key of `slots`: this batch's writes there at once, the stored keys with
-    /// one `KvMutation::ClearSlots` when drained. Costs the batch's own writes, not the
-    /// keys stored.
+    /// one `KvMutation::ClearSlots` when drained (an earlier range of the batch it covers
+    /// goes). Costs the batch's own writes, not the keys stored.
     pub fn clear_slots(&mut self, slots: RangeInclusive<u16>) {
         self.kv.retain(|slot, _| !slots.contains(slot));
+        self.cleared.retain(|r| r.start() < slots.start() || r.end() > slots.end());
         self.cleared.push(slots);
     }
 
@@ -184,7 +185,7 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
 }
 
 /// A committed view with the keys of some slot ranges gone: the ranges flushes cleared
-/// whose range delete (`KvMutation::ClearSlots`) the view does not hold yet. Sessions are
+/// whose range delete (`KvMutation::ClearSlots`) the view may not hold yet. Sessions are
 /// kept. With no range cleared it reads as the view does, at the cost of one empty check.
 pub struct Cleared<'a, V> {
     view: &'a V,

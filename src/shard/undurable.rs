@@ -5,12 +5,13 @@
 //!
 //! Beneath them, a bounded cache of records as redb holds them (`Clean`): the records of
 //! mutations once durable, and records a read fetched from redb. A key read goes pending,
-//! clean, then redb: a hot key is answered from memory, with no read transaction and no
-//! B-tree descent.
+//! cleared ranges, clean, then redb: a hot key is answered from memory, with no read
+//! transaction and no B-tree descent.
 //!
 //! A flush is a cleared slot range in the same bookkeeping: until the writer's range delete
 //! is durable, the range hides redb's keys and the clean cache's (the cache empties at the
-//! flush), and the keys written after it are pending as any write is.
+//! flush), and the keys written after it are pending as any write is. An unflushed range
+//! that a later one covers is dropped: a loop of FLUSHALLs holds one range, not one each.
 //!
 //! Owns: that bookkeeping, tagged by the persist generation that carries each mutation,
 //! and the clean cache.
@@ -18,9 +19,9 @@
 //! key) is durable; answer a key of the group's slots that pending does not hide with a
 //! clean record other than the latest one applied (a record leaves pending for the clean
 //! cache only once durable, a fetched one is kept only if its view, the latest committed
-//! one, reported no error; dropped unflushed state and a snapshot empty it, and so does a
-//! split, though records of the slots that left may come back with jobs sent before it:
-//! reads and applies refuse those slots first).
+//! one, reported no error; dropped unflushed state, a snapshot and a flush empty it, and so
+//! does a split, though records of the slots that left may come back with jobs sent before
+//! it: reads and applies refuse those slots first).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,10 +57,21 @@ struct ClearedSlots {
 }
 
 impl ClearedSlots {
-    fn keep_where(&mut self, keep: impl Fn(u64) -> bool) {
-        let mut gens = self.gens.iter().copied();
-        self.slots.retain(|_| gens.next().is_some_and(&keep));
-        self.gens.retain(|gen| keep(*gen));
+    /// Keeps the ranges `keep` takes, given each with its generation.
+    fn keep_where(&mut self, keep: impl Fn(&RangeInclusive<u16>, u64) -> bool) {
+        let all = std::mem::take(&mut self.slots).into_iter().zip(std::mem::take(&mut self.gens));
+        (self.slots, self.gens) = all.filter(|(slots, gen)| keep(slots, *gen)).unzip();
+    }
+
+    /// Adds `slots`, cleared by generation `gen`; an unflushed range it covers goes, as
+    /// both would be handed to the same job, this one after it.
+    fn push(&mut self, slots: RangeInclusive<u16>, gen: u64) {
+        if gen == UNFLUSHED {
+            let (first, last) = (*slots.start(), *slots.end());
+            self.keep_where(|r, g| g != UNFLUSHED || *r.start() < first || *r.end() > last);
+        }
+        self.slots.push(slots);
+        self.gens.push(gen);
     }
 }
 
@@ -271,8 +283,7 @@ impl Undurable {
                     // cache hold, until its range delete is durable.
                     self.kv.retain(|(slot, _), _| !slots.contains(slot));
                     self.clean.0.clear();
-                    self.cleared.slots.push(slots);
-                    self.cleared.gens.push(gen);
+                    self.cleared.push(slots, gen);
                 }
             }
         }
@@ -317,7 +328,7 @@ impl Undurable {
         self.clean.0.clear();
         self.unflushed_bytes = 0;
         self.kv.retain(|_, p| p.gen != UNFLUSHED);
-        self.cleared.keep_where(|g| g != UNFLUSHED);
+        self.cleared.keep_where(|_, g| g != UNFLUSHED);
         self.sessions.retain(|_, p| p.gen != UNFLUSHED);
     }
 
@@ -336,7 +347,7 @@ impl Undurable {
             }
             keep
         });
-        self.cleared.keep_where(|g| g > gen);
+        self.cleared.keep_where(|_, g| g > gen);
         self.sessions.retain(|_, p| p.gen > gen);
     }
 
@@ -645,6 +656,89 @@ mod tests {
         pending.drop_unflushed();
         assert!(pending.is_empty());
         assert_eq!(read(&mut pending, &view, "a").0, Some(Bytes::from("after")));
+
+        // A cached record of a cleared slot that nothing rewrote is gone from the cache too.
+        assert_eq!(read(&mut pending, &view, "a"), (Some(Bytes::from("after")), true));
+        let clear_a = KvMutation::ClearSlots { first: 1, last: 1 };
+        pending.push(UNFLUSHED, &[clear_a.clone()]);
+        let taken = pending.take_unflushed(6);
+        view.apply_mutations(&taken);
+        pending.release_through(6);
+        assert_eq!(read(&mut pending, &view, "a").0, None);
+
+        // Unflushed ranges a later one covers go: a loop of flushes holds one range.
+        pending.push(UNFLUSHED, &[clear_a.clone(), clear_a.clone(), put("a", "x")]);
+        pending.push(UNFLUSHED, &[KvMutation::ClearSlots { first: 0, last: 3 }]);
+        pending.push(UNFLUSHED, &[clear_a.clone()]);
+        let both = vec![KvMutation::ClearSlots { first: 0, last: 3 }, clear_a];
+        assert_eq!(pending.take_unflushed(7), both);
+    }
+
+    /// One step of a replica's life: a mutation applied, its unflushed state handed to the
+    /// writer, or the writer's oldest job made durable.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Apply(KvMutation),
+        Take,
+        Durable,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let key = (1u16..4, prop_oneof![Just("a"), Just("b")]);
+        prop_oneof![
+            3 => (key.clone(), 0u8..3).prop_map(|((slot, key), v)| {
+                let record = Bytes::from(format!("{key}{v}"));
+                Step::Apply(KvMutation::Put { slot, key: Bytes::from(key), record })
+            }),
+            1 => key.prop_map(|(slot, key)| Step::Apply(KvMutation::Delete { slot, key: key.into() })),
+            1 => (0u16..5, 0u16..5).prop_map(|(a, b)| {
+                Step::Apply(KvMutation::ClearSlots { first: a.min(b), last: a.max(b) })
+            }),
+            2 => Just(Step::Take),
+            2 => Just(Step::Durable),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the interleaving of applies, hand-overs and durable jobs, every key,
+        /// scan and count read through the replica's undurable state (the clean cache filled
+        /// by those reads) is the state applied so far: `applied`, where every mutation lands
+        /// at once, against `redb`, where only durable jobs do.
+        #[test]
+        fn reads_see_everything_applied_whatever_is_durable(
+            steps in proptest::collection::vec(step(), 1..60)
+        ) {
+            let (mut applied, mut redb) = (MemKv::new(), MemKv::new());
+            let mut pending = Undurable::default();
+            let mut jobs = std::collections::VecDeque::new();
+            for (gen, step) in (1u64..).zip(&steps) {
+                match step {
+                    Step::Apply(m) => {
+                        pending.push(UNFLUSHED, std::slice::from_ref(m));
+                        applied.apply_mutations(std::slice::from_ref(m));
+                    }
+                    Step::Take => jobs.push_back((gen, pending.take_unflushed(gen))),
+                    Step::Durable => {
+                        if let Some((gen, mutations)) = jobs.pop_front() {
+                            redb.apply_mutations(&mutations);
+                            pending.release_through(gen);
+                        }
+                    }
+                }
+                for slot in 1..4 {
+                    for key in ["a", "b"] {
+                        let layered = pending.over(&redb);
+                        let got = layered.get(slot, key.as_bytes());
+                        pending.remember(layered.into_fetched());
+                        proptest::prop_assert_eq!(got, applied.get(slot, key.as_bytes()), "{} {:?}", key, step);
+                    }
+                }
+                let layered = pending.over(&redb);
+                proptest::prop_assert_eq!(layered.scan(0..=4, None, 10), applied.scan(0..=4, None, 10));
+                proptest::prop_assert_eq!(layered.count_keys(2..=4), applied.count_keys(2..=4));
+            }
+        }
     }
 
     #[test]

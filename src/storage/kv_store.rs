@@ -232,9 +232,10 @@ mod redb_kv {
             KvCommand::Del {
                 keys: vec![key("b")],
             },
+            // "c" (slot 7365) goes, "a" (15495) stays, "d" (11298) is written after.
             KvCommand::FlushSlots {
                 slot_first: 0,
-                slot_last: 10_000,
+                slot_last: 12_000,
             },
             set("d", "4", None),
         ]

@@ -337,6 +337,7 @@ DRAWS = [
     (2, lambda r: ["PERSIST", key(r)]),
     (2, lambda r: Unordered(["KEYS", r.choice(PATTERNS)])),
     (1, lambda r: ["DBSIZE"]),
+    (1, lambda r: [r.choice(["FLUSHALL", "FLUSHDB"])] + r.choice([[], ["ASYNC"], ["SYNC"]])),
     (1, lambda r: ["RANDOMKEY"]),
     (1, lambda r: ["ECHO", value(r)]),
     (1, lambda r: ["PING"] + ([value(r)] if r.random() < 0.5 else [])),

@@ -240,6 +240,11 @@ struct LocalArgs {
     /// a busy core preempts the one running there.
     #[arg(long)]
     no_batch_scheduling: bool,
+    /// `cluster_redirects = true`: every connection starts cluster-aware (`-MOVED`, INFO's
+    /// `cluster_enabled:1`), as a Redis Cluster's do; for cluster clients and
+    /// `redis-cli --cluster check` (plain clients then need `CLIENT REDIRECTS OFF`).
+    #[arg(long)]
+    cluster_redirects: bool,
     /// `timeouts.follow_workload_ms` of every node: how often leaders move toward the node
     /// their requests come in through (0: never) [default: 5000]
     #[arg(long, value_name = "MS")]
@@ -636,6 +641,7 @@ fn write_local_files(args: &LocalArgs) -> Result<Vec<LocalNode>, Box<dyn std::er
     if args.no_batch_scheduling {
         plan.scheduling.batch = false;
     }
+    plan.cluster_redirects = args.cluster_redirects;
     if let Some(ms) = args.follow_workload_ms {
         plan.timeouts.follow_workload_ms = ms;
     }

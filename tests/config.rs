@@ -245,3 +245,14 @@ fn size_bounds_that_do_not_fit_each_other_are_refused() {
     assert!(request.contains("request_bytes_max must be at least"), "{request}");
     load_edited(set("write_bytes_max", 63 * 1024 * 1024)).expect("the largest write loads");
 }
+
+#[test]
+fn cluster_redirects_is_written_off_and_read_back_on() {
+    let config = load_edited_config(|text| text).expect("loads");
+    assert!(!config.cluster_redirects, "plain connections by default");
+    let on = |text: String| {
+        assert!(text.contains("cluster_redirects = false"), "{text}");
+        text.replace("cluster_redirects = false", "cluster_redirects = true")
+    };
+    assert!(load_edited_config(on).expect("loads").cluster_redirects);
+}

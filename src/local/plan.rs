@@ -83,6 +83,8 @@ pub struct LocalPlan {
     pub limits: LimitConfig,
     pub reads: ReadConfig,
     pub scheduling: SchedulingConfig,
+    /// `cluster_redirects` of every node.
+    pub cluster_redirects: bool,
 }
 
 /// One node as written: its configuration file and what that file says.
@@ -125,6 +127,7 @@ impl LocalPlan {
             limits: LimitConfig::default(),
             reads: ReadConfig::default(),
             scheduling: SchedulingConfig::default(),
+            cluster_redirects: false,
         })
     }
 
@@ -160,6 +163,7 @@ impl LocalPlan {
                 layout: PathBuf::from(LAYOUT_FILE),
                 secret: secret.to_string(),
                 requirepass: String::new(),
+                cluster_redirects: self.cluster_redirects,
                 listen: listen.clone(),
                 nodes: peers.clone(),
                 timeouts: self.timeouts.clone(),

@@ -362,6 +362,13 @@ pub struct NodeConfig {
     /// `requirepass` for clients; empty: no authentication.
     #[serde(default)]
     pub requirepass: String,
+    /// Every client connection starts cluster-aware, as after `CLIENT REDIRECTS ON`: a key
+    /// led elsewhere answers `-MOVED`, and INFO says `cluster_enabled:1` and
+    /// `redis_mode:cluster`, which `redis-cli --cluster` and tools that look for a Redis
+    /// Cluster check. `false` (the default): plain connections, which any node serves for
+    /// any key, as standalone clients expect; `CLIENT REDIRECTS ON|OFF` switches one.
+    #[serde(default)]
+    pub cluster_redirects: bool,
     pub listen: ListenConfig,
     /// Every node of the layout, this one included (a node started with `--join` learns
     /// them from the cluster; it may list only itself, to give its announced addresses).

@@ -1095,7 +1095,7 @@ pub async fn run(
     let mut options = RespOptions {
         limits: config.limits.clone(),
         requirepass: config.requirepass.clone(),
-        cluster_redirects: false,
+        cluster_redirects: config.cluster_redirects,
         metrics: None,
     };
     let node = Node::start(config, layout).await?;

@@ -19,7 +19,7 @@
 //!   EXISTS over keys of several groups are split per group and merged (no atomicity is
 //!   promised across groups, as in Redis Cluster they would not run at all). A group
 //!   without a reachable leader answers `-TRYAGAIN`.
-//! - **Cluster-aware** (`cluster_redirects = true`, or per connection
+//! - **Cluster-aware** (`cluster_redirects = true`, the node file's, or per connection
 //!   `CLIENT REDIRECTS ON`): a key whose group is led by another node answers
 //!   `-MOVED slot host:port`; MGET/DEL/UNLINK/EXISTS over several slots answer
 //!   `-CROSSSLOT` exactly as Redis Cluster, and as there both come before a command reads

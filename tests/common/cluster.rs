@@ -198,6 +198,7 @@ impl TestCluster {
             limits: opts.limits,
             reads: opts.reads,
             scheduling: Default::default(),
+            cluster_redirects: false,
         };
         let written = plan.write().expect("write the cluster's files");
         let mut cluster = TestCluster {

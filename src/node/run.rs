@@ -647,6 +647,7 @@ fn start_replicas(
         config: config.clone(),
         deps,
         arbiters: handles,
+        on_node_thread: arbiters.is_empty(),
         shards: shards.clone(),
         next_arbiter: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
@@ -809,6 +810,9 @@ struct ReplicaFactory {
     config: NodeConfig,
     deps: ShardDeps,
     arbiters: Vec<actix::ArbiterHandle>,
+    /// The replicas run on the node's own thread, beside its transport (one replica
+    /// thread): they pause before long applies (`ShardConfig::pause_long_applies`).
+    on_node_thread: bool,
     shards: Arc<LocalShards>,
     next_arbiter: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -843,6 +847,7 @@ impl ReplicaFactory {
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.apply_flush = t.apply_flush();
+        cfg.pause_long_applies = self.on_node_thread;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.entry_bytes_max = config.limits.entry_bytes_max();
         cfg.lease_reads = config.reads.lease();

@@ -60,6 +60,11 @@ pub struct ShardConfig {
     pub entry_bytes_max: u64,
     /// The applied state is written at the latest this long after it last was, on a tick.
     pub apply_flush: Duration,
+    /// A Ready that commits `APPLY_PAUSE_KEYS_MIN` keys or more applies `APPLY_PAUSE` after
+    /// its messages go (`shard::limits`): for a replica that shares its thread with the
+    /// node's transport, whose tasks must run for the messages to leave before the apply.
+    /// `false` for a replica on a thread of its own, where they leave meanwhile.
+    pub pause_long_applies: bool,
     /// Compact the log every this many durably applied entries.
     pub compact_every_entries: u64,
     /// Entries kept below the applied index at a compaction.
@@ -103,6 +108,7 @@ impl ShardConfig {
             election_ticks_max: 20,
             heartbeat_ticks: 2,
             apply_flush: Duration::from_millis(APPLY_FLUSH_MS_DEFAULT),
+            pause_long_applies: true,
             pending_requests_max: PENDING_REQUESTS_MAX,
             entry_bytes_max: ENTRY_BYTES_MAX_DEFAULT,
             compact_every_entries: COMPACT_EVERY_ENTRIES,

@@ -42,7 +42,8 @@ pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE
 /// clients pipelining into one group could reach it, for a millisecond each time). Where
 /// nodes share cores, such a command's own answer comes later: its replicas now apply at
 /// once, on the same cores, where the leader's apply used to run alone. With several
-/// replica threads the pause is not needed, and costs the command a millisecond.
+/// replica threads the transport runs beside them and they do not pause
+/// (`ShardConfig::pause_long_applies`).
 pub const APPLY_PAUSE_KEYS_MIN: usize = 32_768;
 
 /// How long such an apply waits: a timer, not a yield, because the peer writer tasks yield

@@ -143,7 +143,7 @@ impl ShardActor {
                 _ => 0,
             })
             .sum();
-        if keys >= APPLY_PAUSE_KEYS_MIN {
+        if self.cfg.pause_long_applies && keys >= APPLY_PAUSE_KEYS_MIN {
             self.cfg.metrics.apply_pauses.inc();
             self.paused_ready = Some((rd, requests));
             ctx.run_later(APPLY_PAUSE, |act, ctx| {

@@ -147,6 +147,8 @@ struct Cluster {
     doors: Mutex<HashMap<u64, Weak<crate::shard::read_door::ReadDoor>>>,
     /// `ShardConfig::entry_bytes_max`.
     entry_bytes_max: u64,
+    /// `ShardConfig::pause_long_applies`.
+    pause_long_applies: bool,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -178,6 +180,7 @@ impl Cluster {
             lease_reads: None,
             doors: Mutex::new(HashMap::new()),
             entry_bytes_max: crate::shard::limits::ENTRY_BYTES_MAX_DEFAULT,
+            pause_long_applies: true,
         }
     }
 
@@ -197,6 +200,7 @@ impl Cluster {
         cfg.rng_seed = 42;
         cfg.lease_reads = self.lease_reads;
         cfg.entry_bytes_max = self.entry_bytes_max;
+        cfg.pause_long_applies = self.pause_long_applies;
         self.doors.lock().expect("doors").insert(node, Arc::downgrade(&cfg.read_door));
         self.metrics.lock().expect("metrics").insert(node, cfg.metrics.clone());
         let published = Arc::clone(&cfg.published_term);
@@ -436,6 +440,36 @@ fn a_commit_of_many_keys_pauses_before_it_applies_and_the_writes_behind_it_follo
         }
         assert_eq!(pauses(&cluster), vec![1; NODES.len()], "a flush does not pause");
         assert_eq!(cluster.status(leader).await.term, term);
+        cluster.stop_all().await;
+    });
+}
+
+/// A replica on a thread of its own (`pause_long_applies` off) applies a commit of many
+/// keys at once, with no pause. (Here the test network shares the replicas' threads, so
+/// the group may elect meanwhile, which the node's own transport thread spares it.)
+#[test]
+fn a_replica_on_its_own_thread_applies_many_keys_without_a_pause() {
+    run(async {
+        let cluster = Cluster { pause_long_applies: false, ..Cluster::new(1_000_000) };
+        cluster.start_all();
+        let (leader, _) = cluster.leader_after_a_write().await;
+        let many = crate::shard::limits::APPLY_PAUSE_KEYS_MIN;
+        let pairs = (0..many).map(|i| (Bytes::from(format!("k{i}")), Bytes::from("v"))).collect();
+        let command = KvCommand::MSet { pairs };
+        let mset = ShardOp::Write(Request { client_id: 7, seq: 2, now_ms: 1_000, command });
+        assert_eq!(cluster.exec(leader, mset).await, Ok(Reply::Ok));
+        let applied = cluster.status(leader).await.applied_index;
+        for node in NODES {
+            let start = Instant::now();
+            while cluster.status(node).await.applied_index < applied {
+                assert!(start.elapsed() < WAIT_MAX, "node {node} never applied the MSET");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let metrics = cluster.metrics.lock().expect("metrics");
+            assert_eq!(metrics[&node].apply_pauses.get(), 0, "node {node}");
+        }
+        let last = get(&format!("k{}", many - 1));
+        assert_eq!(cluster.exec(cluster.leader().await, last).await, bulk("v"));
         cluster.stop_all().await;
     });
 }

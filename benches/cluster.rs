@@ -51,6 +51,7 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             layout: dir.join("layout.toml"),
             secret: "benchmark-secret-0123456789".into(),
             requirepass: String::new(),
+            cluster_redirects: false,
             listen: ListenConfig {
                 resp: addr(ports[i].0),
                 peer: addr(ports[i].1),

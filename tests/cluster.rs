@@ -284,6 +284,17 @@ fn kill9_leader_of_most_groups_then_failover() {
     check_all(&cluster, survivor, &keys, "after");
 }
 
+/// `kill -9` of every node, then every node started again and answering.
+fn kill9_every_node_and_restart(cluster: &mut TestCluster) {
+    for node in cluster.node_ids() {
+        cluster.kill9(node);
+    }
+    for node in cluster.node_ids() {
+        cluster.restart(node);
+    }
+    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("every node back");
+}
+
 fn dbsize(cluster: &TestCluster, node: u64) -> Result<i64, String> {
     let mut con = cluster.client(node).get_connection().map_err(|e| e.to_string())?;
     redis::cmd("DBSIZE").query(&mut con).map_err(|e| e.to_string())
@@ -330,13 +341,7 @@ fn flushall_stays_flushed_across_a_kill9_of_every_node() {
         assert_eq!(eventually("DBSIZE", || dbsize(cluster, 3)), 8);
     };
     gone(&cluster);
-    for node in cluster.node_ids() {
-        cluster.kill9(node);
-    }
-    for node in cluster.node_ids() {
-        cluster.restart(node);
-    }
-    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("back");
+    kill9_every_node_and_restart(&mut cluster);
     check_all(&cluster, 2, &kept, "v2");
     gone(&cluster);
 
@@ -347,13 +352,7 @@ fn flushall_stays_flushed_across_a_kill9_of_every_node() {
     let flushed: String = redis::cmd("FLUSHALL").query(&mut con).expect("FLUSHALL");
     assert_eq!(flushed, "OK");
     write_all(&cluster, 2, &kept, "v4");
-    for node in cluster.node_ids() {
-        cluster.kill9(node);
-    }
-    for node in cluster.node_ids() {
-        cluster.restart(node);
-    }
-    cluster.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).expect("back again");
+    kill9_every_node_and_restart(&mut cluster);
     check_all(&cluster, 3, &kept, "v4");
     gone(&cluster);
 }

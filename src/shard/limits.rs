@@ -31,7 +31,8 @@ pub const ENTRY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024 - ENTRY_FRAME_ENVELOPE
 /// apply waits `APPLY_PAUSE` after its messages were handed to the transport (a flush
 /// counts one key: its range delete runs in the writer). The transport's tasks
 /// run on the replica's thread when the node has one replica thread
-/// (`limits.replica_threads`, as `local` sets it on a machine of fewer cores than nodes).
+/// (`limits.replica_threads`, as `local` sets it on a machine of fewer than two cores per
+/// node).
 /// An MSET or DEL of hundreds of thousands of keys holds that thread for most of a second;
 /// without the pause, the messages of that Ready (a leader's new commit index, a
 /// follower's heartbeat answers) left only after it, so a leader's followers began their

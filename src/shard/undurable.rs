@@ -476,6 +476,7 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
 mod tests {
     use super::*;
     use crate::kv::MemKv;
+    use std::collections::VecDeque;
 
     fn put(key: &str, value: &str) -> KvMutation {
         let (key, record) = (Bytes::from(key.to_string()), Bytes::from(value.to_string()));
@@ -675,17 +676,19 @@ mod tests {
     }
 
     /// One step of a replica's life: a mutation applied, its unflushed state handed to the
-    /// writer, or the writer's oldest job made durable.
+    /// writer, the writer's oldest job committed to redb, or the oldest committed job
+    /// reported durable to the replica (which the writer does after its commit).
     #[derive(Clone, Debug)]
     enum Step {
         Apply(KvMutation),
         Take,
+        Commit,
         Durable,
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
-        let key = (1u16..4, prop_oneof![Just("a"), Just("b")]);
+        let key = (1u16..4, prop_oneof![Just("a"), Just("b"), Just("c")]);
         prop_oneof![
             3 => (key.clone(), 0u8..3).prop_map(|((slot, key), v)| {
                 let record = Bytes::from(format!("{key}{v}"));
@@ -696,48 +699,102 @@ mod tests {
                 Step::Apply(KvMutation::ClearSlots { first: a.min(b), last: a.max(b) })
             }),
             2 => Just(Step::Take),
+            2 => Just(Step::Commit),
             2 => Just(Step::Durable),
         ]
     }
 
+    /// Every key of `slots`, read through `scan` pages of `page` keys.
+    fn paged(view: &impl KvRead, slots: RangeInclusive<u16>, page: usize) -> Vec<(u16, Bytes)> {
+        let mut all: Vec<(u16, Bytes)> = Vec::new();
+        loop {
+            let after = all.last().map(|(slot, key)| (*slot, &key[..]));
+            let next = view.scan(slots.clone(), after, page);
+            let done = next.len() < page;
+            all.extend(next);
+            if done {
+                return all;
+            }
+        }
+    }
+
+    /// A replica's undurable state, the state it applied, and its writer's jobs.
+    #[derive(Default)]
+    struct Life {
+        pending: Undurable,
+        /// Every mutation applied at once.
+        applied: MemKv,
+        /// What committed jobs wrote.
+        redb: MemKv,
+        jobs: VecDeque<(u64, Vec<KvMutation>)>,
+        committed: VecDeque<u64>,
+        gen: u64,
+    }
+
+    impl Life {
+        fn run(&mut self, step: &Step) {
+            match step {
+                Step::Apply(m) => {
+                    self.pending.push(UNFLUSHED, std::slice::from_ref(m));
+                    self.applied.apply_mutations(std::slice::from_ref(m));
+                }
+                Step::Take => {
+                    self.gen += 1;
+                    self.jobs.push_back((self.gen, self.pending.take_unflushed(self.gen)));
+                }
+                Step::Commit => {
+                    if let Some((gen, mutations)) = self.jobs.pop_front() {
+                        self.redb.apply_mutations(&mutations);
+                        self.committed.push_back(gen);
+                    }
+                }
+                Step::Durable => {
+                    if let Some(gen) = self.committed.pop_front() {
+                        self.pending.release_through(gen);
+                    }
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
-        /// Whatever the interleaving of applies, hand-overs and durable jobs, every key,
-        /// scan and count read through the replica's undurable state (the clean cache filled
-        /// by those reads) is the state applied so far: `applied`, where every mutation lands
-        /// at once, against `redb`, where only durable jobs do.
+        /// Whatever the interleaving of applies, hand-overs, commits and durable reports,
+        /// every key, scan (whole, and page by page) and count read through the replica's
+        /// undurable state (the clean cache filled by those reads) is the state applied so
+        /// far: `applied`, where every mutation lands at once, against `redb`, where only
+        /// committed jobs do. Once every job is durable, nothing is pending and redb holds
+        /// what was applied.
         #[test]
         fn reads_see_everything_applied_whatever_is_durable(
             steps in proptest::collection::vec(step(), 1..60)
         ) {
-            let (mut applied, mut redb) = (MemKv::new(), MemKv::new());
-            let mut pending = Undurable::default();
-            let mut jobs = std::collections::VecDeque::new();
-            for (gen, step) in (1u64..).zip(&steps) {
-                match step {
-                    Step::Apply(m) => {
-                        pending.push(UNFLUSHED, std::slice::from_ref(m));
-                        applied.apply_mutations(std::slice::from_ref(m));
-                    }
-                    Step::Take => jobs.push_back((gen, pending.take_unflushed(gen))),
-                    Step::Durable => {
-                        if let Some((gen, mutations)) = jobs.pop_front() {
-                            redb.apply_mutations(&mutations);
-                            pending.release_through(gen);
-                        }
-                    }
-                }
+            use proptest::prop_assert_eq;
+            let mut life = Life::default();
+            for step in &steps {
+                life.run(step);
+                let Life { pending, applied, redb, .. } = &mut life;
                 for slot in 1..4 {
-                    for key in ["a", "b"] {
-                        let layered = pending.over(&redb);
+                    for key in ["a", "b", "c"] {
+                        let layered = pending.over(&*redb);
                         let got = layered.get(slot, key.as_bytes());
                         pending.remember(layered.into_fetched());
-                        proptest::prop_assert_eq!(got, applied.get(slot, key.as_bytes()), "{} {:?}", key, step);
+                        prop_assert_eq!(got, applied.get(slot, key.as_bytes()), "{} {:?}", key, step);
                     }
                 }
-                let layered = pending.over(&redb);
-                proptest::prop_assert_eq!(layered.scan(0..=4, None, 10), applied.scan(0..=4, None, 10));
-                proptest::prop_assert_eq!(layered.count_keys(2..=4), applied.count_keys(2..=4));
+                let layered = pending.over(&*redb);
+                let all = applied.scan(0..=4, None, 10);
+                prop_assert_eq!(&layered.scan(0..=4, None, 10), &all);
+                prop_assert_eq!(&paged(&layered, 0..=4, 2), &all);
+                prop_assert_eq!(&paged(&layered, 2..=3, 1), &applied.scan(2..=3, None, 10));
+                prop_assert_eq!(layered.count_keys(2..=4), applied.count_keys(2..=4));
             }
+            life.run(&Step::Take);
+            while !life.jobs.is_empty() || !life.committed.is_empty() {
+                life.run(&Step::Commit);
+                life.run(&Step::Durable);
+            }
+            proptest::prop_assert!(life.pending.is_empty(), "{:?}", life.pending);
+            prop_assert_eq!(&life.redb, &life.applied);
         }
     }
 

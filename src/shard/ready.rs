@@ -1,6 +1,7 @@
 //! The replica's loop over `Ready`, in the order `raft::Ready` documents: send `messages`
-//! at once (and, when the Ready commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more or a
-//! flush, let them reach the wire before the apply holds the thread: `handle_ready`); apply
+//! at once (and, when the Ready commits requests of `APPLY_PAUSE_KEYS_MIN` keys or more on
+//! a replica sharing the node's thread with its transport, let them reach the wire before
+//! the apply holds the thread: `handle_ready`); apply
 //! committed entries (durable locally already) through the undurable overlay, answering
 //! their writers; hand entries, hard state, configuration and snapshot
 //! to the node's writer as one job, with the applied state (index and mutations) of this

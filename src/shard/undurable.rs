@@ -676,31 +676,43 @@ mod tests {
     }
 
     /// One step of a replica's life: a mutation applied, its unflushed state handed to the
-    /// writer, the writer's oldest job committed to redb, or the oldest committed job
-    /// reported durable to the replica (which the writer does after its commit).
+    /// writer, the writer's oldest job committed to redb, the oldest committed job reported
+    /// durable to the replica (which the writer does after its commit), or a snapshot
+    /// received: it replaces the state machine, what was applied and not yet handed to the
+    /// writer is dropped, and no Ready is taken until its job is durable (`InFlight::exclusive`
+    /// in src/shard/ready.rs), so no mutation is applied and no read is served meanwhile.
     #[derive(Clone, Debug)]
     enum Step {
         Apply(KvMutation),
         Take,
         Commit,
         Durable,
+        Snapshot(Vec<KvMutation>),
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
         let key = (1u16..4, prop_oneof![Just("a"), Just("b"), Just("c")]);
+        let put = (key.clone(), 0u8..3).prop_map(|((slot, key), v)| {
+            let record = Bytes::from(format!("{key}{v}"));
+            KvMutation::Put { slot, key: Bytes::from(key), record }
+        });
+        let session = (1u64..4, 0u8..3).prop_map(|(client_id, v)| KvMutation::PutSession {
+            client_id,
+            record: Bytes::from(format!("s{client_id}.{v}")),
+        });
         prop_oneof![
-            3 => (key.clone(), 0u8..3).prop_map(|((slot, key), v)| {
-                let record = Bytes::from(format!("{key}{v}"));
-                Step::Apply(KvMutation::Put { slot, key: Bytes::from(key), record })
-            }),
+            3 => put.clone().prop_map(Step::Apply),
             1 => key.prop_map(|(slot, key)| Step::Apply(KvMutation::Delete { slot, key: key.into() })),
             1 => (0u16..5, 0u16..5).prop_map(|(a, b)| {
                 Step::Apply(KvMutation::ClearSlots { first: a.min(b), last: a.max(b) })
             }),
+            1 => session.clone().prop_map(Step::Apply),
+            1 => (1u64..4).prop_map(|client_id| Step::Apply(KvMutation::DeleteSession { client_id })),
             2 => Just(Step::Take),
             2 => Just(Step::Commit),
             2 => Just(Step::Durable),
+            1 => proptest::collection::vec(prop_oneof![put, session], 0..4).prop_map(Step::Snapshot),
         ]
     }
 
@@ -718,6 +730,13 @@ mod tests {
         }
     }
 
+    /// What a writer's job carries: applied mutations, or a snapshot's whole state and the
+    /// mutations its Ready hands over after it (none, once the unflushed ones are dropped).
+    enum Job {
+        Mutations(Vec<KvMutation>),
+        Snapshot(MemKv, Vec<KvMutation>),
+    }
+
     /// A replica's undurable state, the state it applied, and its writer's jobs.
     #[derive(Default)]
     struct Life {
@@ -726,44 +745,68 @@ mod tests {
         applied: MemKv,
         /// What committed jobs wrote.
         redb: MemKv,
-        jobs: VecDeque<(u64, Vec<KvMutation>)>,
-        committed: VecDeque<u64>,
+        jobs: VecDeque<(u64, Job)>,
+        /// Committed jobs not yet reported durable, and whether each is a snapshot's.
+        committed: VecDeque<(u64, bool)>,
         gen: u64,
+        /// A snapshot's job is not durable yet.
+        installing: bool,
     }
 
     impl Life {
         fn run(&mut self, step: &Step) {
             match step {
+                Step::Apply(_) | Step::Take | Step::Snapshot(_) if self.installing => {}
                 Step::Apply(m) => {
                     self.pending.push(UNFLUSHED, std::slice::from_ref(m));
                     self.applied.apply_mutations(std::slice::from_ref(m));
                 }
                 Step::Take => {
                     self.gen += 1;
-                    self.jobs.push_back((self.gen, self.pending.take_unflushed(self.gen)));
+                    let taken = self.pending.take_unflushed(self.gen);
+                    self.jobs.push_back((self.gen, Job::Mutations(taken)));
                 }
-                Step::Commit => {
-                    if let Some((gen, mutations)) = self.jobs.pop_front() {
+                Step::Snapshot(records) => {
+                    self.pending.drop_unflushed();
+                    let mut state = MemKv::new();
+                    state.apply_mutations(records);
+                    self.applied = state.clone();
+                    self.gen += 1;
+                    let taken = self.pending.take_unflushed(self.gen);
+                    self.jobs.push_back((self.gen, Job::Snapshot(state, taken)));
+                    self.installing = true;
+                }
+                Step::Commit => match self.jobs.pop_front() {
+                    Some((gen, Job::Mutations(mutations))) => {
                         self.redb.apply_mutations(&mutations);
-                        self.committed.push_back(gen);
+                        self.committed.push_back((gen, false));
                     }
-                }
-                Step::Durable => {
-                    if let Some(gen) = self.committed.pop_front() {
-                        self.pending.release_through(gen);
+                    Some((gen, Job::Snapshot(state, mutations))) => {
+                        self.redb = state;
+                        self.redb.apply_mutations(&mutations);
+                        self.committed.push_back((gen, true));
                     }
-                }
+                    None => {}
+                },
+                Step::Durable => match self.committed.pop_front() {
+                    Some((gen, false)) => self.pending.release_through(gen),
+                    Some((_, true)) => {
+                        self.pending.clear();
+                        self.installing = false;
+                    }
+                    None => {}
+                },
             }
         }
     }
 
     proptest::proptest! {
-        /// Whatever the interleaving of applies, hand-overs, commits and durable reports,
-        /// every key, scan (whole, and page by page) and count read through the replica's
-        /// undurable state (the clean cache filled by those reads) is the state applied so
-        /// far: `applied`, where every mutation lands at once, against `redb`, where only
-        /// committed jobs do. Once every job is durable, nothing is pending and redb holds
-        /// what was applied.
+        /// Whatever the interleaving of applies, hand-overs, commits, durable reports and
+        /// snapshots, every key, session, scan (whole, and page by page) and count read
+        /// through the replica's undurable state (the clean cache filled by those reads) is
+        /// the state applied so far: `applied`, where every mutation lands at once, against
+        /// `redb`, where only committed jobs do. Once every job is durable, nothing is
+        /// pending and redb holds what was applied.
         #[test]
         fn reads_see_everything_applied_whatever_is_durable(
             steps in proptest::collection::vec(step(), 1..60)
@@ -772,6 +815,9 @@ mod tests {
             let mut life = Life::default();
             for step in &steps {
                 life.run(step);
+                if life.installing {
+                    continue;
+                }
                 let Life { pending, applied, redb, .. } = &mut life;
                 for slot in 1..4 {
                     for key in ["a", "b", "c"] {
@@ -782,16 +828,23 @@ mod tests {
                     }
                 }
                 let layered = pending.over(&*redb);
+                for client_id in 1..4 {
+                    prop_assert_eq!(layered.session(client_id), applied.session(client_id));
+                }
+                prop_assert_eq!(layered.sessions(), applied.sessions());
                 let all = applied.scan(0..=4, None, 10);
                 prop_assert_eq!(&layered.scan(0..=4, None, 10), &all);
                 prop_assert_eq!(&paged(&layered, 0..=4, 2), &all);
                 prop_assert_eq!(&paged(&layered, 2..=3, 1), &applied.scan(2..=3, None, 10));
                 prop_assert_eq!(layered.count_keys(2..=4), applied.count_keys(2..=4));
             }
-            life.run(&Step::Take);
-            while !life.jobs.is_empty() || !life.committed.is_empty() {
-                life.run(&Step::Commit);
-                life.run(&Step::Durable);
+            // Hand over and drain; twice, as a snapshot's job holds back the hand-over.
+            for _ in 0..2 {
+                life.run(&Step::Take);
+                while !life.jobs.is_empty() || !life.committed.is_empty() {
+                    life.run(&Step::Commit);
+                    life.run(&Step::Durable);
+                }
             }
             proptest::prop_assert!(life.pending.is_empty(), "{:?}", life.pending);
             prop_assert_eq!(&life.redb, &life.applied);

@@ -703,16 +703,21 @@ mod tests {
         });
         prop_oneof![
             3 => put.clone().prop_map(Step::Apply),
-            1 => key.prop_map(|(slot, key)| Step::Apply(KvMutation::Delete { slot, key: key.into() })),
+            1 => key.prop_map(|(slot, key)| {
+                Step::Apply(KvMutation::Delete { slot, key: key.into() })
+            }),
             1 => (0u16..5, 0u16..5).prop_map(|(a, b)| {
                 Step::Apply(KvMutation::ClearSlots { first: a.min(b), last: a.max(b) })
             }),
             1 => session.clone().prop_map(Step::Apply),
-            1 => (1u64..4).prop_map(|client_id| Step::Apply(KvMutation::DeleteSession { client_id })),
+            1 => (1u64..4).prop_map(|client_id| {
+                Step::Apply(KvMutation::DeleteSession { client_id })
+            }),
             2 => Just(Step::Take),
             2 => Just(Step::Commit),
             2 => Just(Step::Durable),
-            1 => proptest::collection::vec(prop_oneof![put, session], 0..4).prop_map(Step::Snapshot),
+            1 => proptest::collection::vec(prop_oneof![put, session], 0..4)
+                .prop_map(Step::Snapshot),
         ]
     }
 

@@ -31,6 +31,13 @@ def plain(protocol):
         raise SystemExit("GET without a key must fail")
     except redis.ResponseError as e:
         check(str(e), "wrong number of arguments for 'get' command", "arity error")
+    # INFO as redis-py parses it: this client's commands are among the node's counts.
+    info = r.info("all")
+    check(info["cmdstat_get"]["calls"] >= 2, True, "INFO cmdstat_get calls")
+    check(info["cmdstat_get"]["rejected_calls"] >= 1, True, "INFO cmdstat_get rejected_calls")
+    check(info["errorstat_ERR"]["count"] >= 1, True, "INFO errorstat_ERR")
+    check(info["total_commands_processed"] >= 100, True, "INFO total_commands_processed")
+    check(info["used_memory"] > 0 and info["loading"] == 0, True, "INFO memory and persistence")
 
 
 def cluster():

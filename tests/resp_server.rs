@@ -658,6 +658,90 @@ fn clients_beyond_the_bound_are_refused() {
     );
 }
 
+/// `field:value` lines of an INFO reply.
+fn info_fields(text: &str) -> std::collections::HashMap<String, String> {
+    let fields = text.lines().filter_map(|line| line.trim_end().split_once(':'));
+    fields.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// The fields `redis-cli --stat` reads are there (a missing one prints garbage), calls,
+/// refusals and failures are counted as Redis counts them, errors by their first word, a
+/// refused client too, and CONFIG RESETSTAT zeroes them.
+#[test]
+fn info_reports_stats_commandstats_and_errorstats_as_redis_tools_read_them() {
+    let limits = LimitConfig {
+        clients_max: 2,
+        ..LimitConfig::default()
+    };
+    let server = start(RespOptions {
+        limits,
+        ..RespOptions::default()
+    });
+    let mut c = client(&server);
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(c.get::<_, String>("k").unwrap(), "v");
+    let not_a_number = "ERR value is not an integer or out of range";
+    assert_eq!(err_text(redis::cmd("INCR").arg("k").query(&mut c)), not_a_number);
+    assert!(err_text(redis::cmd("GET").query(&mut c)).starts_with("ERR wrong number"));
+    let protocol = raw(&server, b"*1\r\n$-5\r\n");
+    assert!(protocol.starts_with("-ERR Protocol error"), "{protocol}");
+    let _held = client(&server);
+    assert_eq!(raw(&server, b"PING\r\n"), "-ERR max number of clients reached\r\n");
+
+    let info: String = redis::cmd("INFO").query(&mut c).unwrap();
+    let fields = info_fields(&info);
+    for (name, want) in [
+        ("blocked_clients", "0"),
+        ("loading", "0"),
+        ("rdb_bgsave_in_progress", "0"),
+        ("aof_rewrite_in_progress", "0"),
+        ("total_connections_received", "3"),
+        ("rejected_connections", "1"),
+        ("total_error_replies", "3"),
+        ("errorstat_ERR", "count=3"),
+    ] {
+        assert_eq!(fields.get(name).map(String::as_str), Some(want), "{name} in {info}");
+    }
+    assert!(fields["connected_clients"].parse::<u64>().unwrap() >= 2, "{info}");
+    let processed: u64 = fields["total_commands_processed"].parse().unwrap();
+    assert!(fields["used_memory"].parse::<u64>().unwrap() > 0, "{info}");
+    assert!(fields["used_cpu_user"].parse::<f64>().is_ok(), "{info}");
+    assert!(!info.contains("# Commandstats"), "not a default section: {info}");
+    // The `redis` crate's own parse of INFO.
+    let dict: redis::InfoDict = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert_eq!(dict.get::<u64>("total_error_replies"), Some(3));
+
+    let commands: String = redis::cmd("INFO").arg("commandstats").query(&mut c).unwrap();
+    let fields = info_fields(&commands);
+    let stat = |name: &str| fields[&format!("cmdstat_{name}")].clone();
+    // Calls of every command (the client's own handshake included), refusals not counted.
+    let calls: u64 = fields
+        .values()
+        .filter_map(|v| v.strip_prefix("calls=")?.split(',').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(calls, processed + 2, "the two INFOs since: {commands}");
+    assert!(stat("get").starts_with("calls=1,usec="), "{commands}");
+    assert!(stat("get").ends_with(",rejected_calls=1,failed_calls=0"), "{commands}");
+    assert!(stat("incr").starts_with("calls=1,"), "{commands}");
+    assert!(stat("incr").ends_with(",rejected_calls=0,failed_calls=1"), "{commands}");
+    let everything: String = redis::cmd("INFO").arg("all").query(&mut c).unwrap();
+    assert!(everything.contains("# Commandstats\r\ncmdstat_"), "{everything}");
+    let none: String = redis::cmd("INFO").arg("nosuch").query(&mut c).unwrap();
+    assert_eq!(none, "");
+
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let after: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .arg("errorstats")
+        .query(&mut c)
+        .unwrap();
+    let lines: Vec<&str> = after.lines().filter(|l| l.contains(':')).collect();
+    assert_eq!(lines.len(), 1, "only the reset itself: {after}");
+    assert!(lines[0].starts_with("cmdstat_config:calls=1,"), "{after}");
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert_eq!(info_fields(&stats)["total_error_replies"], "0", "{stats}");
+}
+
 #[test]
 fn cluster_aware_connections_get_moved_and_crossslot() {
     let server = start(RespOptions {

@@ -38,7 +38,6 @@ use super::frame::{Frame, Proto};
 use crate::raft::types::GroupId;
 use super::server::Shared;
 use crate::metrics::resp::UNKNOWN_COMMAND;
-use crate::metrics::RespMetrics;
 
 /// Requests of one connection prepared but not yet answered.
 pub const PIPELINE_REQUESTS_MAX: usize = 1024;
@@ -94,7 +93,7 @@ impl Batch {
         let run = Box::pin(exec::run_batch(backend.clone(), commands));
         self.state = BatchState::Running(tokio::spawn(async move {
             let frames = run.await;
-            timers.into_iter().for_each(CommandTimer::stop);
+            timers.into_iter().zip(&frames).for_each(|(timer, frame)| timer.stop(frame));
             frames
         }));
     }
@@ -198,7 +197,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {}
+                Ok(bytes) => shared.stats.input(bytes),
             },
             _ = &mut killed => break,
         }
@@ -228,8 +227,9 @@ impl<B: Backend> Conn<B> {
                 Err(error) => {
                     tracing::debug!(client = self.client.id, %error, "protocol error");
                     let proto = self.client.proto;
-                    self.pending
-                        .push_back((proto, Pending::Ready(Frame::error(error.reply_text()))));
+                    let reply = error.reply_text();
+                    self.shared.stats.error_reply(&reply);
+                    self.pending.push_back((proto, Pending::Ready(Frame::error(reply))));
                     open = false;
                     break;
                 }
@@ -253,7 +253,7 @@ impl<B: Backend> Conn<B> {
         alone: bool,
     ) -> Result<bool, ConnectionError> {
         let index = args.first().and_then(|first| cmd::spec_index_of_arg(first));
-        let timer = CommandTimer::start(self.shared.options.metrics.clone(), index);
+        let timer = CommandTimer::start(self.shared.clone(), index);
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
@@ -265,11 +265,11 @@ impl<B: Backend> Conn<B> {
         let proto = self.client.proto;
         match job {
             Job::Now(frame) => {
-                timer.stop();
+                timer.stop(&frame);
                 self.pending.push_back((proto, Pending::Ready(frame)));
             }
             Job::Close(frame) => {
-                timer.stop();
+                timer.stop(&frame);
                 self.pending.push_back((proto, Pending::Ready(frame)));
                 return Ok(false);
             }
@@ -285,14 +285,14 @@ impl<B: Backend> Conn<B> {
                     // Boxed: a connection's own future stays small while it idles.
                     let frame = Box::pin(AssertUnwindSafe(run).catch_unwind()).await;
                     let frame = frame.unwrap_or_else(|_| failed());
-                    timer.stop();
+                    timer.stop(&frame);
                     self.pending.push_back((proto, Pending::Ready(frame)));
                     return Ok(true);
                 }
                 let run = Box::pin(run); // as a batch's (`Batch::launch`)
                 let task = tokio::spawn(async move {
                     let frame = run.await;
-                    timer.stop();
+                    timer.stop(&frame);
                     frame
                 });
                 self.pending.push_back((proto, Pending::Running(task, footprint)));
@@ -405,6 +405,7 @@ impl<B: Backend> Conn<B> {
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         if !self.output.is_empty() {
+            self.shared.stats.output(self.output.len());
             self.writer.write_all(&self.output).await?;
             self.output.clear();
         }
@@ -425,9 +426,10 @@ fn failed() -> Frame {
 // Every command's series, and the unknown commands' (index `SPECS.len()`), are kept by index.
 const _: () = assert!(cmd::SPECS.len() < crate::metrics::resp::CACHED_COMMANDS_MAX);
 
-/// Times one command for `RespMetrics`, from its preparation to its reply.
+/// Times one command for `RespMetrics` and INFO's `ServerStats`, from its preparation to
+/// its reply.
 struct CommandTimer {
-    metrics: Option<RespMetrics>,
+    shared: Arc<Shared>,
     /// The command's index in the command table; its length for an unknown command.
     index: usize,
     started: Instant,
@@ -435,15 +437,18 @@ struct CommandTimer {
 
 impl CommandTimer {
     /// `index`: the command's index in the command table, if it is there.
-    fn start(metrics: Option<RespMetrics>, index: Option<usize>) -> CommandTimer {
+    fn start(shared: Arc<Shared>, index: Option<usize>) -> CommandTimer {
         let index = index.unwrap_or(cmd::SPECS.len());
-        CommandTimer { metrics, index, started: Instant::now() }
+        CommandTimer { shared, index, started: Instant::now() }
     }
 
-    fn stop(self) {
-        if let Some(metrics) = &self.metrics {
+    /// The command answered `reply`.
+    fn stop(self, reply: &Frame) {
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = &self.shared.options.metrics {
             let name = cmd::SPECS.get(self.index).map_or(UNKNOWN_COMMAND, |spec| spec.name);
-            metrics.command_at(self.index, name, self.started.elapsed());
+            metrics.command_at(self.index, name, elapsed);
         }
+        self.shared.stats.command(self.index, elapsed, reply);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`backend`]: the `Backend` trait the node implements, and `ClusterView`.
 //! - [`mem_backend`]: an in-memory `Backend` for tests.
 //! - [`server`]: the listener (`serve`, `RespOptions`), client bound, shutdown.
+//! - [`stats`]: INFO's counters (stats, commandstats, errorstats sections).
 //! - [`connection`]: one client: pipelining with in-order replies, output bound.
 //! - [`client`]: per-connection state and the client registry.
 //! - [`cmd`]: one file per command: syntax, routing, the shard ops to run.
@@ -56,6 +57,7 @@ pub mod exec;
 pub mod frame;
 pub mod mem_backend;
 pub mod server;
+pub mod stats;
 
 #[cfg(test)]
 mod tests;

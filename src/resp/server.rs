@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use super::backend::Backend;
 use super::client::Clients;
 use super::connection;
+use super::stats::{ServerStats, OPS_SAMPLE_INTERVAL};
 use crate::metrics::RespMetrics;
 use crate::node::config::LimitConfig;
 
@@ -55,6 +56,8 @@ pub struct Shared {
     pub clients: Clients,
     pub started: Instant,
     pub local_addr: SocketAddr,
+    /// INFO's counters.
+    pub stats: ServerStats,
 }
 
 /// Serves RESP clients on `listener` until `shutdown` resolves, then closes every
@@ -72,7 +75,10 @@ pub async fn serve<B: Backend>(
         clients: Clients::default(),
         started: Instant::now(),
         local_addr,
+        stats: ServerStats::default(),
     });
+    let mut sampling = tokio::time::interval(OPS_SAMPLE_INTERVAL);
+    sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let permits = Arc::new(Semaphore::new(clients_max));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -93,6 +99,7 @@ pub async fn serve<B: Backend>(
                 }
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        shared.stats.connection_accepted();
                         let (backend, shared) = (backend.clone(), shared.clone());
                         connections.spawn(async move {
                             let metrics = shared.options.metrics.clone();
@@ -104,11 +111,13 @@ pub async fn serve<B: Backend>(
                     }
                     Err(_) => {
                         shared.options.metrics.iter().for_each(RespMetrics::rejected);
+                        shared.stats.connection_rejected();
                         connections.spawn(refuse(stream, addr));
                     }
                 }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            at = sampling.tick() => shared.stats.sample(at.into_std()),
         }
     }
     tracing::info!(%local_addr, "RESP listener stopping");

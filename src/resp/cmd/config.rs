@@ -2,7 +2,9 @@
 //! reads `save` and `appendonly`), with the values that describe shardkv truthfully — every
 //! write is fsynced on a majority before its reply, so `appendonly yes` and
 //! `appendfsync always`; there are no RDB saves. Parameters come from the node's file, so
-//! CONFIG SET, REWRITE and RESETSTAT answer that they are not supported.
+//! CONFIG SET and REWRITE answer that they are not supported. CONFIG RESETSTAT zeroes INFO's
+//! stats, commandstats and errorstats, as Redis does (the Prometheus series, which are
+//! counters, never go back).
 
 use bytes::Bytes;
 
@@ -21,7 +23,14 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         Some("get") => Job::Now(Frame::error(
             "ERR wrong number of arguments for 'config|get' command",
         )),
-        Some(name @ ("set" | "rewrite" | "resetstat")) => Job::Now(Frame::error(format!(
+        Some("resetstat") if args.len() == 2 => {
+            cx.shared.stats.reset();
+            Job::Now(Frame::ok())
+        }
+        Some("resetstat") => Job::Now(Frame::error(
+            "ERR wrong number of arguments for 'config|resetstat' command",
+        )),
+        Some(name @ ("set" | "rewrite")) => Job::Now(Frame::error(format!(
             "ERR CONFIG {} is not supported: shardkv reads its parameters from the node's \
              configuration file",
             name.to_ascii_uppercase()

@@ -79,8 +79,10 @@ const HELP: &[(&str, &[&str])] = &[
             "GET <pattern> [<pattern> ...]",
             "    Return the parameters matching any of the glob-like patterns, with their",
             "    values.",
-            "(SET, REWRITE and RESETSTAT are not supported: a node reads its parameters",
-            "    from its configuration file.)",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "(SET and REWRITE are not supported: a node reads its parameters from its",
+            "    configuration file.)",
         ],
     ),
     (

@@ -34,6 +34,7 @@ use crate::shard::limits::{
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::storage::group_snapshot::GroupSnapshotData;
+use crate::shard::counts::Counts;
 use crate::shard::follower_reads::FollowerReads;
 use crate::shard::ready::InFlight;
 use crate::shard::read_door::{GatedRaw, ReadDoor, UndurableGuard};
@@ -362,6 +363,8 @@ pub struct ShardActor {
     pub(crate) unsynced_hard_state: Option<HardState>,
     /// A split's halving slot is being counted off the replica's thread (`propose_split`).
     pub(crate) counting_split: bool,
+    /// Key counts served off the replica's thread (`counts`).
+    pub(crate) counts: Counts,
     /// Persist jobs handed to the writer, oldest first, answered in this order (at most
     /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -510,6 +513,7 @@ impl ShardActor {
             last_hard_state: None,
             unsynced_hard_state: None,
             counting_split: false,
+            counts: Counts::default(),
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             drive_scheduled: false,
             deferred: None,

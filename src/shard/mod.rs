@@ -17,6 +17,7 @@
 
 pub mod actor;
 pub mod api;
+mod counts;
 mod follower_reads;
 pub mod limits;
 mod members;

@@ -90,6 +90,7 @@ impl ShardActor {
     /// Handles what the core has to do, while the replica may take another Ready.
     pub(crate) fn drive(&mut self, ctx: &mut Context<ShardActor>) {
         self.drive_rounds(ctx);
+        self.start_counts(ctx);
         self.publish_read_door();
     }
 
@@ -673,6 +674,9 @@ impl ShardActor {
         }
         let later = self.confirmed_reads.split_off(&(due, 0));
         let now = std::mem::replace(&mut self.confirmed_reads, later);
+        // Counts go off the thread (`start_counts`, at the end of the next drive).
+        let counts = &mut self.counts;
+        let now: Vec<PendingRead> = now.into_values().filter_map(|r| counts.take(r)).collect();
         let group = self.cfg.group;
         let door = self.cfg.read_door.clone();
         let mut undurable = door.undurable();
@@ -683,7 +687,7 @@ impl ShardActor {
                     .map(|command| read::execute(layered, r.now_ms, &command));
                 (reply, r.tx)
             };
-            now.into_values().map(answer).collect::<Vec<_>>()
+            now.into_iter().map(answer).collect::<Vec<_>>()
         });
         drop(undurable);
         for (reply, tx) in answers {

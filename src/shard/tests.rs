@@ -850,6 +850,70 @@ fn the_applied_state_is_written_once_per_flush_window() {
     });
 }
 
+/// Key counts (DBSIZE, COUNTKEYSINSLOT) are counted off the replica's thread, many at once
+/// in one batch, over the applied state: records in redb, writes and deletes not yet
+/// written there, and a flush not yet written there. Each count answers at least what was
+/// acknowledged before it was sent, and at most what was sent before it answered.
+#[test]
+fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
+    use futures_util::future::join_all;
+    run(async {
+        use crate::shard::ready::flush_window;
+        let flush_every = Duration::from_secs(3);
+        let cluster = Cluster::started_with_flush(flush_every);
+        let leader = cluster.leader().await;
+        let write = |seq: u64, command: KvCommand| {
+            ShardOp::Write(Request { client_id: 9, seq, now_ms: 1_000, command })
+        };
+        let all = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
+        let dbsize = || ShardOp::read(all.clone(), 1_000);
+        let count = |r: ShardResult| match r {
+            Ok(Reply::Int(n)) => n,
+            other => panic!("not a count: {other:?}"),
+        };
+        let key = |i: u64| format!("key-{i}");
+        // Written to redb, then more on top, pending: written after a window's start, they
+        // wait for the next one.
+        for i in 1..=20 {
+            assert_eq!(cluster.exec(leader, set(i, &key(i), "v")).await, Ok(Reply::Ok));
+        }
+        let written = cluster.status(leader).await.applied_index;
+        while cluster.status(leader).await.durable_applied_index < written {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let window = flush_window(flush_every);
+        while flush_window(flush_every) == window {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(count(cluster.exec(leader, dbsize()).await), 20);
+        let flush = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
+        assert_eq!(cluster.exec(leader, write(1, flush)).await, Ok(Reply::Ok));
+        for i in 21..=40 {
+            assert_eq!(cluster.exec(leader, set(i, &key(i), "v")).await, Ok(Reply::Ok));
+        }
+        let del = KvCommand::Del { keys: vec![Bytes::from(key(21)), Bytes::from(key(1))] };
+        assert_eq!(cluster.exec(leader, write(2, del)).await, Ok(Reply::Int(1)));
+        assert_eq!(count(cluster.exec(leader, dbsize()).await), 19);
+        let s = cluster.status(leader).await;
+        assert!(s.durable_applied_index < s.applied_index, "pending still: {s:?}");
+
+        // Counts sent together with writes: between the keys before and after them.
+        let counts = (0..16).map(|_| cluster.exec(leader, dbsize()));
+        let writes = (41..=56).map(|i| cluster.exec(leader, set(i, &key(i), "v")));
+        let (counts, writes) = futures_util::future::join(join_all(counts), join_all(writes)).await;
+        assert!(writes.iter().all(|w| *w == Ok(Reply::Ok)), "{writes:?}");
+        for n in counts.into_iter().map(count) {
+            assert!((19..=35).contains(&n), "{n}");
+        }
+        assert_eq!(count(cluster.exec(leader, dbsize()).await), 35);
+        let slot = crate::kv::slot::key_slot(key(30).as_bytes());
+        let in_slot = ShardOp::read(ReadCommand::CountKeysInSlot { slot }, 1_000);
+        assert_eq!(count(cluster.exec(leader, in_slot).await), 1);
+        cluster.stop_all().await;
+    });
+}
+
 /// A Ready that only moves the commit index is not synced on its own (followers learn the
 /// commit from heartbeats): each write costs every replica one sync, its entry. Stopped
 /// and restarted, the replicas serve every write.

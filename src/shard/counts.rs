@@ -1,0 +1,124 @@
+//! Key counts (DBSIZE, INFO's keyspace, CLUSTER COUNTKEYSINSLOT) served off the replica's
+//! thread. redb keeps no count per slot, so a count walks every record of its slots, about
+//! 70 ns a key: a million keys held the replica's thread, and every other replica on it,
+//! for 70 ms, and `redis-cli --stat` sends INFO every second.
+//!
+//! A count read whose index is applied waits in `Counts::waiting`; the waiting ones are
+//! counted together on a blocking thread over one capture of the applied state (a redb read
+//! transaction, and the undurable keys and cleared ranges of their slots), one batch at a
+//! time per replica: a flood of counts holds one read transaction and one copy of the
+//! pending keys. A count of a state applied after a read's index is linearizable still (the
+//! read has not answered yet).
+//!
+//! Must never: count slots the group no longer serves (each read is checked against the
+//! group's range when its batch is captured), or count another state than the applied one.
+
+use std::ops::RangeInclusive;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::kv::overlay::{layered_count, Cleared};
+use crate::kv::read::ReadCommand;
+use crate::kv::Reply;
+use crate::shard::actor::{PendingRead, ShardActor};
+use crate::shard::api::{ShardError, ShardResult};
+use crate::shard::split::prepare_read;
+use crate::storage::group_snapshot::latest_kv_view;
+
+/// Count reads waiting for a batch, and whether one is being counted.
+#[derive(Default)]
+pub(crate) struct Counts {
+    waiting: Vec<PendingRead>,
+    running: bool,
+}
+
+/// The slots a read counts the keys of, if it is a count.
+fn counted_slots(command: &ReadCommand) -> Option<RangeInclusive<u16>> {
+    match *command {
+        ReadCommand::DbSize { slot_first, slot_last } => Some(slot_first..=slot_last),
+        ReadCommand::CountKeysInSlot { slot } => Some(slot..=slot),
+        _ => None,
+    }
+}
+
+impl Counts {
+    /// Takes `read` if it is a count (its index applied), to be counted off the thread.
+    pub(crate) fn take(&mut self, read: PendingRead) -> Option<PendingRead> {
+        if counted_slots(&read.command).is_none() {
+            return Some(read);
+        }
+        self.waiting.push(read);
+        None
+    }
+}
+
+/// Answers every read of `txs` with a storage error.
+fn fail(group: crate::raft::GroupId, txs: Vec<oneshot::Sender<ShardResult>>, reason: String) {
+    for tx in txs {
+        let _ = tx.send(Err(ShardError::Storage { group, reason: reason.clone() }));
+    }
+}
+
+impl ShardActor {
+    /// Starts counting every waiting count read, unless a batch is being counted (its end
+    /// starts the next).
+    pub(crate) fn start_counts(&mut self, ctx: &mut Context<ShardActor>) {
+        if self.counts.running || self.counts.waiting.is_empty() {
+            return;
+        }
+        let group = self.cfg.group;
+        let mut slots = Vec::new();
+        let mut txs: Vec<oneshot::Sender<ShardResult>> = Vec::new();
+        for read in std::mem::take(&mut self.counts.waiting) {
+            let prepared = prepare_read(group, &self.range, &read.command);
+            match prepared.as_ref().map(counted_slots) {
+                Ok(Some(counted)) => {
+                    slots.push(counted);
+                    txs.push(read.tx);
+                }
+                Ok(None) => {
+                    let reason = "a count read became another read".to_string();
+                    let _ = read.tx.send(Err(ShardError::Storage { group, reason }));
+                }
+                Err(_) => {
+                    let _ = read.tx.send(prepared.map(|_| Reply::Nil));
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (
+            slots.iter().map(|s| *s.start()).min(),
+            slots.iter().map(|s| *s.end()).max(),
+        ) else {
+            return;
+        };
+        let view = match latest_kv_view(&self.deps.db, group) {
+            Ok(view) => view,
+            Err(e) => return fail(group, txs, e.to_string()),
+        };
+        let (pending, cleared) = self.undurable().pending_keys(first..=last);
+        let counted = tokio::task::spawn_blocking(move || {
+            let base = Cleared::new(&view, &cleared);
+            let count = |slots: RangeInclusive<u16>| {
+                let pending = pending.iter().map(|(slot, key, present)| (*slot, key, *present));
+                layered_count(&base, pending, slots)
+            };
+            let counts: Vec<u64> = slots.into_iter().map(count).collect();
+            view.check().map(|()| counts)
+        });
+        self.counts.running = true;
+        ctx.spawn(fut::wrap_future(counted).map(move |counted, act: &mut ShardActor, ctx| {
+            act.counts.running = false;
+            match counted {
+                Ok(Ok(counts)) => {
+                    for (tx, count) in txs.into_iter().zip(counts) {
+                        let _ = tx.send(Ok(Reply::Int(i64::try_from(count).unwrap_or(i64::MAX))));
+                    }
+                }
+                Ok(Err(e)) => fail(group, txs, e.to_string()),
+                Err(e) => fail(group, txs, format!("counting keys: {e}")),
+            }
+            act.start_counts(ctx);
+        }));
+    }
+}

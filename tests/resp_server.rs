@@ -680,6 +680,7 @@ fn info_reports_stats_commandstats_and_errorstats_as_redis_tools_read_them() {
     let mut c = client(&server);
     let _: () = c.set("k", "v").unwrap();
     assert_eq!(c.get::<_, String>("k").unwrap(), "v");
+    assert_eq!(c.get::<_, Option<String>>("nope").unwrap(), None);
     let not_a_number = "ERR value is not an integer or out of range";
     assert_eq!(err_text(redis::cmd("INCR").arg("k").query(&mut c)), not_a_number);
     assert!(err_text(redis::cmd("GET").query(&mut c)).starts_with("ERR wrong number"));
@@ -699,6 +700,8 @@ fn info_reports_stats_commandstats_and_errorstats_as_redis_tools_read_them() {
         ("rejected_connections", "1"),
         ("total_error_replies", "3"),
         ("errorstat_ERR", "count=3"),
+        ("keyspace_hits", "1"),
+        ("keyspace_misses", "1"),
     ] {
         assert_eq!(fields.get(name).map(String::as_str), Some(want), "{name} in {info}");
     }
@@ -720,7 +723,7 @@ fn info_reports_stats_commandstats_and_errorstats_as_redis_tools_read_them() {
         .filter_map(|v| v.strip_prefix("calls=")?.split(',').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(calls, processed + 2, "the two INFOs since: {commands}");
-    assert!(stat("get").starts_with("calls=1,usec="), "{commands}");
+    assert!(stat("get").starts_with("calls=2,usec="), "{commands}");
     assert!(stat("get").ends_with(",rejected_calls=1,failed_calls=0"), "{commands}");
     assert!(stat("incr").starts_with("calls=1,"), "{commands}");
     assert!(stat("incr").ends_with(",rejected_calls=0,failed_calls=1"), "{commands}");

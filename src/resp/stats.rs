@@ -7,13 +7,17 @@
 //! round included (Redis's is the time the command ran). A refused call is one Redis
 //! refuses before it runs (unknown command or subcommand, wrong arity, NOAUTH, a cluster
 //! redirection or refusal); any other error reply of a command is a failed call.
+//! Key lookups are counted from the replies of the reads that name one key each and say
+//! whether it was there (GET, GETEX, GETDEL, MGET, TYPE, TTL, PTTL, EXPIRETIME,
+//! PEXPIRETIME): Redis counts the lookups of other reads too (EXISTS, STRLEN, GETRANGE,
+//! SET with GET), whose replies do not tell.
 //! Owns these counters only; the Prometheus series (`RespMetrics`) are apart, as they
 //! never reset. Never sees keys or values.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::cmd::SPECS;
@@ -39,6 +43,37 @@ const REJECTED_PREFIXES: [&str; 8] = [
     "CLUSTERDOWN ",
     "TRYAGAIN ",
 ];
+
+/// What a command's reply says about its key lookups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookups {
+    /// Nothing (a write, or a reply that does not tell).
+    Untold,
+    /// One key: a nil reply missed it.
+    NilMisses,
+    /// One key per element: a nil element missed its key.
+    EachNilMisses,
+    /// One key: `none` missed it (TYPE).
+    NoneMisses,
+    /// One key: -2 missed it (the TTL family).
+    MinusTwoMisses,
+}
+
+/// `Lookups` by command-table index (the unknown commands' last).
+fn lookups(index: usize) -> Lookups {
+    static BY_INDEX: OnceLock<Box<[Lookups]>> = OnceLock::new();
+    let by_index = BY_INDEX.get_or_init(|| {
+        let of = |name: &str| match name {
+            "get" | "getex" | "getdel" => Lookups::NilMisses,
+            "mget" => Lookups::EachNilMisses,
+            "type" => Lookups::NoneMisses,
+            "ttl" | "pttl" | "expiretime" | "pexpiretime" => Lookups::MinusTwoMisses,
+            _ => Lookups::Untold,
+        };
+        SPECS.iter().map(|spec| of(spec.name)).chain([Lookups::Untold]).collect()
+    });
+    by_index.get(index).copied().unwrap_or(Lookups::Untold)
+}
 
 #[derive(Default)]
 struct CommandStats {
@@ -66,6 +101,8 @@ pub struct ServerStats {
     net_input_bytes: AtomicU64,
     net_output_bytes: AtomicU64,
     error_replies: AtomicU64,
+    keyspace_hits: AtomicU64,
+    keyspace_misses: AtomicU64,
     /// Error replies by their first word, at most `ERROR_KINDS_MAX` words.
     errors: Mutex<BTreeMap<String, u64>>,
     samples: Mutex<VecDeque<Sample>>,
@@ -80,6 +117,8 @@ impl Default for ServerStats {
             net_input_bytes: AtomicU64::new(0),
             net_output_bytes: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
+            keyspace_hits: AtomicU64::new(0),
+            keyspace_misses: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             samples: Mutex::new(VecDeque::with_capacity(OPS_SAMPLES)),
         }
@@ -106,10 +145,37 @@ impl ServerStats {
                 return;
             }
             stats.failed.fetch_add(1, Relaxed);
+        } else {
+            self.lookups(index, reply);
         }
         stats.calls.fetch_add(1, Relaxed);
         let usec = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         stats.usec.fetch_add(usec, Relaxed);
+    }
+
+    /// The key lookups `reply` (not an error) of command `index` tells of.
+    fn lookups(&self, index: usize, reply: &Frame) {
+        let missed = |frame: &Frame| match lookups(index) {
+            Lookups::Untold => None,
+            Lookups::NilMisses | Lookups::EachNilMisses => Some(*frame == Frame::Null),
+            Lookups::NoneMisses => Some(matches!(frame, Frame::Simple(s) if s == "none")),
+            Lookups::MinusTwoMisses => Some(*frame == Frame::Int(-2)),
+        };
+        let count = |missed: Option<bool>| {
+            let counter = match missed {
+                Some(true) => &self.keyspace_misses,
+                Some(false) => &self.keyspace_hits,
+                None => return,
+            };
+            counter.fetch_add(1, Relaxed);
+        };
+        match (lookups(index), reply) {
+            (Lookups::EachNilMisses, Frame::Array(each)) => {
+                each.iter().for_each(|frame| count(missed(frame)));
+            }
+            (Lookups::EachNilMisses, _) => {}
+            _ => count(missed(reply)),
+        }
     }
 
     /// An error reply that no command gave (a protocol error), or one a command gave.
@@ -180,6 +246,8 @@ impl ServerStats {
             &self.net_input_bytes,
             &self.net_output_bytes,
             &self.error_replies,
+            &self.keyspace_hits,
+            &self.keyspace_misses,
         ] {
             counter.store(0, Relaxed);
         }
@@ -211,12 +279,14 @@ impl ServerStats {
              instantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\n\
              total_net_output_bytes:{}\r\ninstantaneous_input_kbps:{input_kbps:.2}\r\n\
              instantaneous_output_kbps:{output_kbps:.2}\r\nrejected_connections:{}\r\n\
-             total_error_replies:{}\r\n\r\n",
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n\r\n",
             self.connections_received.load(Relaxed),
             self.commands_processed(),
             self.net_input_bytes.load(Relaxed),
             self.net_output_bytes.load(Relaxed),
             self.rejected_connections.load(Relaxed),
+            self.keyspace_hits.load(Relaxed),
+            self.keyspace_misses.load(Relaxed),
             self.error_replies.load(Relaxed),
         )
     }
@@ -299,6 +369,28 @@ mod tests {
         assert_eq!(stats.commandstats_section(), "# Commandstats\r\n\r\n");
         assert_eq!(stats.errorstats_section(), "# Errorstats\r\n\r\n");
         assert_eq!(field(&stats.stats_section(), "total_error_replies"), "0");
+    }
+
+    #[test]
+    fn key_lookups_are_counted_from_the_replies_that_tell_them() {
+        let stats = ServerStats::default();
+        let index = |name: &[u8]| spec_index_of_arg(name).expect("in the table");
+        let zero = Duration::ZERO;
+        let bulk = || Frame::bulk(bytes::Bytes::from_static(b"v"));
+        stats.command(index(b"GET"), zero, &bulk());
+        stats.command(index(b"GETDEL"), zero, &Frame::Null);
+        stats.command(index(b"MGET"), zero, &Frame::Array(vec![bulk(), Frame::Null, bulk()]));
+        stats.command(index(b"TYPE"), zero, &Frame::Simple("none".into()));
+        stats.command(index(b"TYPE"), zero, &Frame::Simple("string".into()));
+        stats.command(index(b"PTTL"), zero, &Frame::Int(-2));
+        stats.command(index(b"TTL"), zero, &Frame::Int(-1));
+        // Writes, errors and replies that do not tell count nothing.
+        stats.command(index(b"SET"), zero, &Frame::Null);
+        stats.command(index(b"STRLEN"), zero, &Frame::Int(0));
+        stats.command(index(b"GET"), zero, &Frame::error("ERR wrong number of arguments x"));
+        let text = stats.stats_section();
+        assert_eq!(field(&text, "keyspace_hits"), "5");
+        assert_eq!(field(&text, "keyspace_misses"), "4");
     }
 
     #[test]

@@ -637,16 +637,21 @@ fn oversized_values_requests_and_writes_are_refused() {
     assert_eq!(c.get::<_, String>("k").unwrap(), value(1000));
 }
 
-#[test]
-fn clients_beyond_the_bound_are_refused() {
+/// A server that takes at most `clients_max` clients.
+fn start_with_clients_max(clients_max: usize) -> Server {
     let limits = LimitConfig {
-        clients_max: 1,
+        clients_max,
         ..LimitConfig::default()
     };
-    let server = start(RespOptions {
+    start(RespOptions {
         limits,
         ..RespOptions::default()
-    });
+    })
+}
+
+#[test]
+fn clients_beyond_the_bound_are_refused() {
+    let server = start_with_clients_max(1);
     let mut first = client(&server);
     assert_eq!(
         redis::cmd("PING").query::<String>(&mut first).unwrap(),
@@ -669,14 +674,7 @@ fn info_fields(text: &str) -> std::collections::HashMap<String, String> {
 /// refused client too, and CONFIG RESETSTAT zeroes them.
 #[test]
 fn info_reports_stats_commandstats_and_errorstats_as_redis_tools_read_them() {
-    let limits = LimitConfig {
-        clients_max: 2,
-        ..LimitConfig::default()
-    };
-    let server = start(RespOptions {
-        limits,
-        ..RespOptions::default()
-    });
+    let server = start_with_clients_max(2);
     let mut c = client(&server);
     let _: () = c.set("k", "v").unwrap();
     assert_eq!(c.get::<_, String>("k").unwrap(), "v");

@@ -405,8 +405,8 @@ impl<B: Backend> Conn<B> {
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         if !self.output.is_empty() {
-            self.shared.stats.output(self.output.len());
             self.writer.write_all(&self.output).await?;
+            self.shared.stats.output(self.output.len());
             self.output.clear();
         }
         Ok(())

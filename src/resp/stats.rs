@@ -6,7 +6,9 @@
 //! `OPS_SAMPLE_INTERVAL`. A command's time is from its preparation to its reply, its Raft
 //! round included (Redis's is the time the command ran). A refused call is one Redis
 //! refuses before it runs (unknown command or subcommand, wrong arity, NOAUTH, a cluster
-//! redirection or refusal); any other error reply of a command is a failed call.
+//! redirection or refusal, BUSY); any other error reply of a command is a failed call.
+//! Commands are counted by their name (`cmdstat_config`), where Redis 7 counts a command's
+//! subcommands apart (`cmdstat_config|get`).
 //! Key lookups are counted from the replies of the reads that name one key each and say
 //! whether it was there (GET, GETEX, GETDEL, MGET, TYPE, TTL, PTTL, EXPIRETIME,
 //! PEXPIRETIME): Redis counts the lookups of other reads too (EXISTS, STRLEN, GETRANGE,
@@ -23,8 +25,9 @@ use std::time::{Duration, Instant};
 use super::cmd::SPECS;
 use super::frame::Frame;
 
-/// Distinct error kinds (first words) counted one by one, as Redis's errorstats: the
-/// errors of a kind past these are counted in `total_error_replies` only.
+/// Distinct error kinds (first words) counted one by one; errors of a kind past these are
+/// counted in `total_error_replies` only (Redis, past its 128, stops counting kinds and
+/// shows `errorstat_ERRORSTATS_DISABLED`).
 pub const ERROR_KINDS_MAX: usize = 128;
 /// How often the recent rates are sampled (Redis: every 100 ms).
 pub const OPS_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -33,7 +36,7 @@ pub const OPS_SAMPLES: usize = 16;
 
 /// Error replies Redis gives before a command runs (`rejected_calls`); every other error
 /// reply of a command is a failure of its own (`failed_calls`).
-const REJECTED_PREFIXES: [&str; 8] = [
+const REJECTED_PREFIXES: [&str; 9] = [
     "ERR unknown command",
     "ERR unknown subcommand",
     "ERR wrong number of arguments",
@@ -42,6 +45,7 @@ const REJECTED_PREFIXES: [&str; 8] = [
     "CROSSSLOT ",
     "CLUSTERDOWN ",
     "TRYAGAIN ",
+    "BUSY ",
 ];
 
 /// What a command's reply says about its key lookups.
@@ -75,7 +79,10 @@ fn lookups(index: usize) -> Lookups {
     by_index.get(index).copied().unwrap_or(Lookups::Untold)
 }
 
+/// One command's counters, on a cache line of their own (connections on several threads
+/// count different commands without sharing a line).
 #[derive(Default)]
+#[repr(align(64))]
 struct CommandStats {
     calls: AtomicU64,
     usec: AtomicU64,

@@ -27,6 +27,7 @@ use crate::raft::{
     SnapshotMetadata, Storage, Term,
 };
 use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
+use crate::shard::counts::Counts;
 use crate::shard::limits::{
     APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, ENTRY_BYTES_MAX_DEFAULT, LOG_KEEP_ENTRIES,
     MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
@@ -34,7 +35,6 @@ use crate::shard::limits::{
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::storage::group_snapshot::GroupSnapshotData;
-use crate::shard::counts::Counts;
 use crate::shard::follower_reads::FollowerReads;
 use crate::shard::ready::InFlight;
 use crate::shard::read_door::{GatedRaw, ReadDoor, UndurableGuard};
@@ -765,7 +765,8 @@ impl ShardActor {
 
     /// Reads waiting for a read index or for its apply.
     fn pending_reads(&self) -> usize {
-        self.reads.len() + self.confirmed_reads.len() + self.follower_reads.len()
+        let confirmed = self.confirmed_reads.len() + self.counts.len();
+        self.reads.len() + confirmed + self.follower_reads.len()
     }
 
     /// The leader's match index of every other replica (empty on a non-leader).
@@ -791,6 +792,9 @@ impl ShardActor {
             let _ = r.tx.send(Err(err.clone()));
         }
         for r in self.follower_reads.take_all() {
+            let _ = r.tx.send(Err(err.clone()));
+        }
+        for r in self.counts.take_waiting() {
             let _ = r.tx.send(Err(err.clone()));
         }
         for (_, tx) in std::mem::take(&mut self.member_reads) {

@@ -3,16 +3,20 @@
 //! 70 ns a key: a million keys held the replica's thread, and every other replica on it,
 //! for 70 ms, and `redis-cli --stat` sends INFO every second.
 //!
-//! A count read whose index is applied waits in `Counts::waiting`; the waiting ones are
+//! A count read whose index is applied waits in `Counts::waiting` (counted among the
+//! replica's pending reads, so `pending_requests_max` bounds it); the waiting ones are
 //! counted together on a blocking thread over one capture of the applied state (a redb read
 //! transaction, and the undurable keys and cleared ranges of their slots), one batch at a
-//! time per replica: a flood of counts holds one read transaction and one copy of the
-//! pending keys. A count of a state applied after a read's index is linearizable still (the
-//! read has not answered yet).
+//! time per replica, each distinct slot range once: a flood of counts holds one read
+//! transaction and one copy of the pending keys, and walks the records once. A count of a
+//! state applied after a read's index is linearizable still (the read has not answered yet).
+//! No batch starts while a snapshot is being installed (the applied state is then neither
+//! redb's nor the undurable layer's until the install is durable) or once the replica failed.
 //!
 //! Must never: count slots the group no longer serves (each read is checked against the
 //! group's range when its batch is captured), or count another state than the applied one.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use actix::prelude::*;
@@ -26,11 +30,11 @@ use crate::shard::api::{ShardError, ShardResult};
 use crate::shard::split::prepare_read;
 use crate::storage::group_snapshot::latest_kv_view;
 
-/// Count reads waiting for a batch, and whether one is being counted.
+/// Count reads waiting for a batch, and the reads of the batch being counted.
 #[derive(Default)]
 pub(crate) struct Counts {
     waiting: Vec<PendingRead>,
-    running: bool,
+    running: usize,
 }
 
 /// The slots a read counts the keys of, if it is a count.
@@ -51,11 +55,21 @@ impl Counts {
         self.waiting.push(read);
         None
     }
+
+    /// Count reads not answered yet.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len() + self.running
+    }
+
+    /// Every waiting read, to be answered otherwise (the replica failed).
+    pub(crate) fn take_waiting(&mut self) -> Vec<PendingRead> {
+        std::mem::take(&mut self.waiting)
+    }
 }
 
 /// Answers every read of `txs` with a storage error.
-fn fail(group: crate::raft::GroupId, txs: Vec<oneshot::Sender<ShardResult>>, reason: String) {
-    for tx in txs {
+fn fail(group: crate::raft::GroupId, txs: Vec<Vec<oneshot::Sender<ShardResult>>>, reason: String) {
+    for tx in txs.into_iter().flatten() {
         let _ = tx.send(Err(ShardError::Storage { group, reason: reason.clone() }));
     }
 }
@@ -64,18 +78,22 @@ impl ShardActor {
     /// Starts counting every waiting count read, unless a batch is being counted (its end
     /// starts the next).
     pub(crate) fn start_counts(&mut self, ctx: &mut Context<ShardActor>) {
-        if self.counts.running || self.counts.waiting.is_empty() {
+        if self.counts.running > 0
+            || self.counts.waiting.is_empty()
+            || self.failed.is_some()
+            || self.installing_snapshot()
+        {
             return;
         }
         let group = self.cfg.group;
-        let mut slots = Vec::new();
-        let mut txs: Vec<oneshot::Sender<ShardResult>> = Vec::new();
+        // The reads of each distinct slot range, counted once.
+        let mut by_slots: BTreeMap<(u16, u16), Vec<oneshot::Sender<ShardResult>>> =
+            BTreeMap::new();
         for read in std::mem::take(&mut self.counts.waiting) {
             let prepared = prepare_read(group, &self.range, &read.command);
             match prepared.as_ref().map(counted_slots) {
                 Ok(Some(counted)) => {
-                    slots.push(counted);
-                    txs.push(read.tx);
+                    by_slots.entry((*counted.start(), *counted.end())).or_default().push(read.tx);
                 }
                 Ok(None) => {
                     let reason = "a count read became another read".to_string();
@@ -87,11 +105,13 @@ impl ShardActor {
             }
         }
         let (Some(first), Some(last)) = (
-            slots.iter().map(|s| *s.start()).min(),
-            slots.iter().map(|s| *s.end()).max(),
+            by_slots.keys().map(|(first, _)| *first).min(),
+            by_slots.keys().map(|(_, last)| *last).max(),
         ) else {
             return;
         };
+        let (slots, txs): (Vec<(u16, u16)>, Vec<Vec<oneshot::Sender<ShardResult>>>) =
+            by_slots.into_iter().unzip();
         let view = match latest_kv_view(&self.deps.db, group) {
             Ok(view) => view,
             Err(e) => return fail(group, txs, e.to_string()),
@@ -99,20 +119,23 @@ impl ShardActor {
         let (pending, cleared) = self.undurable().pending_keys(first..=last);
         let counted = tokio::task::spawn_blocking(move || {
             let base = Cleared::new(&view, &cleared);
-            let count = |slots: RangeInclusive<u16>| {
+            let count = |(first, last): (u16, u16)| {
                 let pending = pending.iter().map(|(slot, key, present)| (*slot, key, *present));
-                layered_count(&base, pending, slots)
+                layered_count(&base, pending, first..=last)
             };
             let counts: Vec<u64> = slots.into_iter().map(count).collect();
             view.check().map(|()| counts)
         });
-        self.counts.running = true;
+        self.counts.running = txs.iter().map(Vec::len).sum();
         ctx.spawn(fut::wrap_future(counted).map(move |counted, act: &mut ShardActor, ctx| {
-            act.counts.running = false;
+            act.counts.running = 0;
             match counted {
                 Ok(Ok(counts)) => {
-                    for (tx, count) in txs.into_iter().zip(counts) {
-                        let _ = tx.send(Ok(Reply::Int(i64::try_from(count).unwrap_or(i64::MAX))));
+                    for (txs, count) in txs.into_iter().zip(counts) {
+                        let count = i64::try_from(count).unwrap_or(i64::MAX);
+                        for tx in txs {
+                            let _ = tx.send(Ok(Reply::Int(count)));
+                        }
                     }
                 }
                 Ok(Err(e)) => fail(group, txs, e.to_string()),

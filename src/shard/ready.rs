@@ -121,6 +121,12 @@ impl ShardActor {
         }));
     }
 
+    /// A snapshot's install is in flight: the applied state is the snapshot's, which is
+    /// neither in redb nor in the undurable layer until the install is durable.
+    pub(crate) fn installing_snapshot(&self) -> bool {
+        self.in_flight.iter().any(|f| f.snapshot_index.is_some())
+    }
+
     fn may_take_ready(&self) -> bool {
         self.deferred.is_none()
             && self.paused_ready.is_none()

@@ -809,6 +809,17 @@ fn a_restarted_replica_catches_up_by_snapshot_and_serves_after_transfer() {
     catch_up_by_snapshot(1);
 }
 
+/// Waits until just past the start of the next flush window of `flush`, and past the
+/// flush that start brings: writes applied from then on wait for the window after.
+async fn past_a_windows_flush(flush: Duration) {
+    use crate::shard::ready::flush_window;
+    let started = flush_window(flush);
+    while flush_window(flush) == started {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// The applied state of a few writes stays in memory (served to reads) until the node's
 /// next flush window begins, then it is written.
 #[test]
@@ -818,12 +829,7 @@ fn the_applied_state_is_written_once_per_flush_window() {
         let flush = Duration::from_millis(1_500);
         let cluster = Cluster::started_with_flush(flush);
         let leader = cluster.leader().await;
-        // Just past the start of a window, and past the flush that start brings.
-        let started = flush_window(flush);
-        while flush_window(flush) == started {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        past_a_windows_flush(flush).await;
         let window = flush_window(flush);
         let before = cluster.status(leader).await;
         let written = Instant::now();
@@ -850,15 +856,14 @@ fn the_applied_state_is_written_once_per_flush_window() {
     });
 }
 
-/// Key counts (DBSIZE, COUNTKEYSINSLOT) are counted off the replica's thread, many at once
-/// in one batch, over the applied state: records in redb, writes and deletes not yet
-/// written there, and a flush not yet written there. Each count answers at least what was
+/// Key counts (DBSIZE, COUNTKEYSINSLOT), counted off the replica's thread, see the applied
+/// state: records in redb, writes and deletes not yet written there, and a flush not yet
+/// written there. Each count answers at least what was
 /// acknowledged before it was sent, and at most what was sent before it answered.
 #[test]
 fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
     use futures_util::future::join_all;
     run(async {
-        use crate::shard::ready::flush_window;
         let flush_every = Duration::from_secs(3);
         let cluster = Cluster::started_with_flush(flush_every);
         let leader = cluster.leader().await;
@@ -881,11 +886,7 @@ fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
         while cluster.status(leader).await.durable_applied_index < written {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let window = flush_window(flush_every);
-        while flush_window(flush_every) == window {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        past_a_windows_flush(flush_every).await;
         assert_eq!(count(cluster.exec(leader, dbsize()).await), 20);
         let flush = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
         assert_eq!(cluster.exec(leader, write(1, flush)).await, Ok(Reply::Ok));

@@ -5,7 +5,8 @@
 //! Memory is the process's resident size (`used_memory` is that too: shardkv does not count
 //! its allocator's bytes apart), peak included; the persistence section says that no
 //! snapshot or rewrite runs in a child and nothing is loading (every write is in the Raft
-//! log before its reply: there is no separate save to report).
+//! log before its reply: there is no separate save to report; `aof_enabled:1` as CONFIG GET
+//! appendonly says, every write being fsynced on a majority before its reply).
 
 use bytes::Bytes;
 
@@ -54,7 +55,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             "memory" => text.push_str(&memory_section()),
             "persistence" => text.push_str(
                 "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
-                 aof_rewrite_in_progress:0\r\n\r\n",
+                 aof_enabled:1\r\naof_rewrite_in_progress:0\r\n\r\n",
             ),
             "stats" => text.push_str(&stats.stats_section()),
             "cpu" => text.push_str(&cpu_section()),

@@ -858,8 +858,8 @@ fn the_applied_state_is_written_once_per_flush_window() {
 
 /// Key counts (DBSIZE, COUNTKEYSINSLOT), counted off the replica's thread, see the applied
 /// state: records in redb, writes and deletes not yet written there, and a flush not yet
-/// written there. Each count answers at least what was
-/// acknowledged before it was sent, and at most what was sent before it answered.
+/// written there. Each count answers at least what was acknowledged before it was sent,
+/// and at most what was sent before it answered.
 #[test]
 fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
     use futures_util::future::join_all;

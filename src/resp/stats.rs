@@ -153,7 +153,7 @@ impl ServerStats {
             }
             stats.failed.fetch_add(1, Relaxed);
         } else {
-            self.lookups(index, reply);
+            self.count_lookups(index, reply);
         }
         stats.calls.fetch_add(1, Relaxed);
         let usec = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -161,27 +161,21 @@ impl ServerStats {
     }
 
     /// The key lookups `reply` (not an error) of command `index` tells of.
-    fn lookups(&self, index: usize, reply: &Frame) {
-        let missed = |frame: &Frame| match lookups(index) {
-            Lookups::Untold => None,
-            Lookups::NilMisses | Lookups::EachNilMisses => Some(*frame == Frame::Null),
-            Lookups::NoneMisses => Some(matches!(frame, Frame::Simple(s) if s == "none")),
-            Lookups::MinusTwoMisses => Some(*frame == Frame::Int(-2)),
-        };
-        let count = |missed: Option<bool>| {
-            let counter = match missed {
-                Some(true) => &self.keyspace_misses,
-                Some(false) => &self.keyspace_hits,
-                None => return,
+    fn count_lookups(&self, index: usize, reply: &Frame) {
+        let kind = lookups(index);
+        let count = |frame: &Frame| {
+            let missed = match kind {
+                Lookups::NoneMisses => matches!(frame, Frame::Simple(s) if s == "none"),
+                Lookups::MinusTwoMisses => *frame == Frame::Int(-2),
+                _ => *frame == Frame::Null,
             };
+            let counter = if missed { &self.keyspace_misses } else { &self.keyspace_hits };
             counter.fetch_add(1, Relaxed);
         };
-        match (lookups(index), reply) {
-            (Lookups::EachNilMisses, Frame::Array(each)) => {
-                each.iter().for_each(|frame| count(missed(frame)));
-            }
-            (Lookups::EachNilMisses, _) => {}
-            _ => count(missed(reply)),
+        match (kind, reply) {
+            (Lookups::EachNilMisses, Frame::Array(each)) => each.iter().for_each(count),
+            (Lookups::Untold | Lookups::EachNilMisses, _) => {}
+            _ => count(reply),
         }
     }
 

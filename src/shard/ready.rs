@@ -680,20 +680,19 @@ impl ShardActor {
         }
         let later = self.confirmed_reads.split_off(&(due, 0));
         let now = std::mem::replace(&mut self.confirmed_reads, later);
-        // Counts go off the thread (`start_counts`, at the end of the next drive).
-        let counts = &mut self.counts;
-        let now: Vec<PendingRead> = now.into_values().filter_map(|r| counts.take(r)).collect();
         let group = self.cfg.group;
         let door = self.cfg.read_door.clone();
         let mut undurable = door.undurable();
         let (db, metrics, range) = (&self.deps.db, &self.cfg.metrics, &self.range);
+        // Counts go off the thread (`start_counts`, at the end of the next drive).
+        let counts = &mut self.counts;
         let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
             let answer = |r: PendingRead| {
                 let reply = prepare_read(group, range, &r.command)
                     .map(|command| read::execute(layered, r.now_ms, &command));
                 (reply, r.tx)
             };
-            now.into_iter().map(answer).collect::<Vec<_>>()
+            now.into_values().filter_map(|r| counts.take(r)).map(answer).collect::<Vec<_>>()
         });
         drop(undurable);
         for (reply, tx) in answers {

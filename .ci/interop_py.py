@@ -38,6 +38,10 @@ def plain(protocol):
     check(info["errorstat_ERR"]["count"] >= 1, True, "INFO errorstat_ERR")
     check(info["total_commands_processed"] >= 100, True, "INFO total_commands_processed")
     check(info["used_memory"] > 0 and info["loading"] == 0, True, "INFO memory and persistence")
+    # The key set with EX 100 above is among the keys with a deadline, each with time left.
+    db0 = info["db0"]
+    check(db0["keys"] >= 100 and db0["expires"] >= 1, True, f"INFO keyspace {db0}")
+    check(db0["avg_ttl"] > 0, True, f"INFO keyspace avg_ttl {db0}")
 
 
 def cluster():

@@ -286,7 +286,22 @@ fn keyspace_commands_fan_out_over_groups() {
         ),
         "ERR NX and XX, GT or LT options at the same time are not compatible"
     );
+    // INFO's keyspace line, summed over the groups: keys with a deadline and their mean
+    // time left, in ms.
+    assert!(c.pexpire::<_, bool>("key:61", 200_000).unwrap());
+    let keyspace = |c: &mut redis::Connection| -> (String, u64) {
+        let info: String = redis::cmd("INFO").arg("keyspace").query(c).unwrap();
+        let db0 = info_fields(&info).remove("db0").expect(&info);
+        let (head, avg_ttl) = db0.rsplit_once(",avg_ttl=").expect(&db0);
+        (head.to_owned(), avg_ttl.parse().expect(&db0))
+    };
+    let (head, avg_ttl) = keyspace(&mut c);
+    assert_eq!(head, "keys=250,expires=2");
+    assert!((140_000..=150_000).contains(&avg_ttl), "{avg_ttl}: 100 and 200 s left");
     assert!(c.persist::<_, bool>("key:60").unwrap());
+    let (head, avg_ttl) = keyspace(&mut c);
+    assert_eq!(head, "keys=250,expires=1");
+    assert!((190_000..=200_000).contains(&avg_ttl), "{avg_ttl}: 200 s left");
     let _: () = redis::cmd("RENAME")
         .arg("{x}a")
         .arg("{x}b")

@@ -12,6 +12,7 @@ use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition
 use super::number::{format_f64, parse_f64, parse_i64};
 use super::overlay::Overlay;
 use super::read;
+use super::read::{KeyCount, Tally};
 use super::record::Record;
 use super::reply::{KvError, Reply};
 use super::session;
@@ -42,9 +43,9 @@ pub trait KvRead {
         after: Option<(u16, &[u8])>,
         limit: usize,
     ) -> Vec<(u16, Bytes)>;
-    /// Number of keys stored in `slots`, expired ones included until deleted (DBSIZE,
-    /// CLUSTER COUNTKEYSINSLOT).
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64;
+    /// The keys stored in `slots`, expired ones included until deleted, and with
+    /// `Tally::Deadlines` their deadlines (DBSIZE, INFO's keyspace, CLUSTER COUNTKEYSINSLOT).
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount;
 }
 
 /// Apply one committed request; its writes go to `overlay`. A retried request (seq not

@@ -487,3 +487,47 @@ fn a_write_answering_a_value_stays_out_of_batches() {
     assert!(!KvCommand::GetSet { key: b("k"), value: b("v") }.batchable());
     assert!(!KvCommand::Batch { commands: vec![] }.batchable());
 }
+
+/// INFO's keyspace count: keys (expired ones until deleted), those with a deadline and
+/// their mean deadline, each group's answer merged into the cluster's; a record whose
+/// header is damaged counts as a key without one.
+#[test]
+fn a_keyspace_count_holds_the_deadlines_and_merges_across_groups() {
+    use super::read::{KeyCount, ReadCommand, Tally};
+    let mut f = Fixture::new();
+    f.run(set("a", "1"));
+    let expiring = |key, value, deadline_ms| {
+        set_with(key, value, Some(deadline_ms), false, SetCondition::Always, false)
+    };
+    f.run(expiring("b", "2", NOW_MS + 1_000));
+    f.run(expiring("c", "3", NOW_MS + 2_000));
+    f.run(set("d", "4"));
+    f.run(expire("d", NOW_MS + 6_000, ExpireCondition::Always));
+    f.run(KvCommand::Persist { key: b("a") });
+    let keyspace = |slot_first, slot_last| ReadCommand::Keyspace { slot_first, slot_last };
+    let mean = (3 * NOW_MS + 9_000) / 3;
+    let all = read::execute(&f.kv, NOW_MS + 5_000, &keyspace(0, 16383));
+    let int = |n: u64| Reply::Int(n as i64);
+    assert_eq!(all, Reply::Array(vec![int(4), int(3), int(mean)]), "b and c expired, kept");
+    let dbsize = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
+    assert_eq!(read::execute(&f.kv, NOW_MS, &dbsize), int(4));
+    let keys_alone = KeyCount { keys: 4, ..KeyCount::default() };
+    assert_eq!(super::KvRead::count_keys(&f.kv, 0..=16383, Tally::Keys), keys_alone);
+
+    // The same keys counted as two groups, each over half the slots.
+    let halves = [keyspace(0, 8191), keyspace(8192, 16383)];
+    let parts = halves.iter().map(|c| read::execute(&f.kv, NOW_MS, c));
+    let merged =
+        parts.map(|r| KeyCount::from_keyspace_reply(&r)).fold(KeyCount::default(), KeyCount::merge);
+    assert_eq!((merged.keys, merged.expires), (4, 3));
+    let merged_mean = merged.mean_deadline_ms().unwrap();
+    assert!(merged_mean.abs_diff(mean) <= 1, "{merged_mean} against {mean}");
+    assert_eq!(KeyCount::default().mean_deadline_ms(), None);
+    assert_eq!(KeyCount::from_keyspace_reply(&Reply::Nil), KeyCount::default());
+
+    let mut damaged = KeyCount::default();
+    damaged.add(b"\x01\x00\x01\x00", Tally::Deadlines);
+    assert_eq!((damaged.keys, damaged.expires), (1, 0));
+    damaged.remove(b"\x01\x00\x01\x00", Tally::Deadlines);
+    assert_eq!(damaged, KeyCount::default());
+}

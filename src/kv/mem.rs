@@ -7,6 +7,7 @@ use std::ops::{Bound, RangeInclusive};
 use bytes::Bytes;
 
 use super::apply::KvRead;
+use super::read::{KeyCount, Tally};
 use super::KvMutation;
 
 /// The records of a slot range and the sessions of a group, as moved by a snapshot.
@@ -153,10 +154,11 @@ impl KvRead for MemKv {
         out
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
-        self.kv
-            .range(slots)
-            .map(|(_, keys)| keys.len() as u64)
-            .sum()
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
+        let mut count = KeyCount::default();
+        for record in self.kv.range(slots).flat_map(|(_, keys)| keys.values()) {
+            count.add(record, tally);
+        }
+        count
     }
 }

@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 use bytes::Bytes;
 
 use super::apply::KvRead;
+use super::read::{KeyCount, Tally};
 use super::session::SESSIONS_PER_GROUP_MAX;
 use super::KvMutation;
 
@@ -132,6 +133,15 @@ impl<'a, V: KvRead> Layered<'a, V> {
     fn base(&self) -> Cleared<'a, V> {
         Cleared::new(self.view, &self.overlay.cleared)
     }
+
+    /// The batch's writes to keys of `slots` as (slot, key, record), in order.
+    fn pending_in(
+        &self,
+        slots: &RangeInclusive<u16>,
+    ) -> impl Iterator<Item = (u16, &'a Bytes, Option<&'a Bytes>)> + use<'a, V> {
+        let keys = self.overlay.kv.range(slots.clone());
+        keys.flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.as_ref())))
+    }
 }
 
 impl<V: KvRead> KvRead for Layered<'_, V> {
@@ -166,21 +176,11 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         after: Option<(u16, &[u8])>,
         limit: usize,
     ) -> Vec<(u16, Bytes)> {
-        let pending = self
-            .overlay
-            .kv
-            .range(slots.clone())
-            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
-        layered_scan(&self.base(), pending, slots, after, limit)
+        layered_scan(&self.base(), self.pending_in(&slots), slots, after, limit)
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
-        let pending = self
-            .overlay
-            .kv
-            .range(slots.clone())
-            .flat_map(|(slot, keys)| keys.iter().map(|(k, v)| (*slot, k, v.is_some())));
-        layered_count(&self.base(), pending, slots)
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
+        layered_count(&self.base(), self.pending_in(&slots), slots, tally)
     }
 }
 
@@ -272,20 +272,21 @@ impl<V: KvRead> KvRead for Cleared<'_, V> {
         out
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
         if self.cleared.is_empty() {
-            return self.view.count_keys(slots);
+            return self.view.count_keys(slots, tally);
         }
-        self.kept(slots).into_iter().map(|part| self.view.count_keys(part)).sum()
+        let parts = self.kept(slots).into_iter().map(|part| self.view.count_keys(part, tally));
+        parts.fold(KeyCount::default(), KeyCount::merge)
     }
 }
 
 /// One bounded page of keys of `view` with pending writes on top: `pending` yields
-/// (slot, key, present) in (slot, key) order, `false` being a pending delete. Shared by
+/// (slot, key, record) in (slot, key) order, `None` being a pending delete. Shared by
 /// every layered view (an apply batch's overlay, a replica's not-yet-durable mutations).
 pub fn layered_scan<'p, V: KvRead>(
     view: &V,
-    pending: impl Iterator<Item = (u16, &'p Bytes, bool)>,
+    pending: impl Iterator<Item = (u16, &'p Bytes, Option<&'p Bytes>)>,
     slots: RangeInclusive<u16>,
     after: Option<(u16, &[u8])>,
     limit: usize,
@@ -296,6 +297,7 @@ pub fn layered_scan<'p, V: KvRead>(
     };
     let pending: Vec<(u16, &Bytes, bool)> = pending
         .filter(|(slot, key, _)| slots.contains(slot) && is_after(*slot, key))
+        .map(|(slot, key, record)| (slot, key, record.is_some()))
         .collect();
     // Pending deletes can hide at most `pending.len()` committed keys, so a page that
     // large still holds `limit` live keys unless the committed data ends.
@@ -315,18 +317,31 @@ pub fn layered_scan<'p, V: KvRead>(
     all.into_iter().take(limit).collect()
 }
 
-/// The number of keys of `view` in `slots` with pending writes on top (see `layered_scan`).
+/// A pending write to a key, owned (taken off a replica's thread), as (slot, key, record):
+/// `None` is a delete.
+pub type PendingKey = (u16, Bytes, Option<Bytes>);
+
+/// `pending`, in (slot, key) order, as `layered_count` and `layered_scan` take it.
+pub fn pending_refs(pending: &[PendingKey]) -> impl Iterator<Item = (u16, &Bytes, Option<&Bytes>)> {
+    pending.iter().map(|(slot, key, record)| (*slot, key, record.as_ref()))
+}
+
+/// The count of the keys of `view` in `slots` with pending writes on top (see
+/// `layered_scan`): each pending key's committed record is taken away and its pending
+/// one added.
 pub fn layered_count<'p, V: KvRead>(
     view: &V,
-    pending: impl Iterator<Item = (u16, &'p Bytes, bool)>,
+    pending: impl Iterator<Item = (u16, &'p Bytes, Option<&'p Bytes>)>,
     slots: RangeInclusive<u16>,
-) -> u64 {
-    let mut count = view.count_keys(slots.clone());
-    for (slot, key, present) in pending.filter(|(slot, _, _)| slots.contains(slot)) {
-        match (view.get(slot, key).is_some(), present) {
-            (false, true) => count += 1,
-            (true, false) => count = count.saturating_sub(1),
-            _ => {}
+    tally: Tally,
+) -> KeyCount {
+    let mut count = view.count_keys(slots.clone(), tally);
+    for (slot, key, record) in pending.filter(|(slot, _, _)| slots.contains(slot)) {
+        if let Some(committed) = view.get(slot, key) {
+            count.remove(&committed, tally);
+        }
+        if let Some(record) = record {
+            count.add(record, tally);
         }
     }
     count
@@ -371,12 +386,12 @@ mod tests {
         assert_eq!(keys(view.scan(0..=16383, Some((0, &b"a"[..])), 10)), ["d"]);
         assert_eq!(keys(view.scan(0..=16383, Some((3, &b"b"[..])), 10)), ["d"]);
         assert_eq!(keys(view.scan(4..=16383, Some((9, &b"a"[..])), 10)), Vec::<String>::new());
-        assert_eq!(view.count_keys(0..=16383), 2);
-        assert_eq!(view.count_keys(3..=9), 1);
+        assert_eq!(view.count_keys(0..=16383, Tally::Keys).keys, 2);
+        assert_eq!(view.count_keys(3..=9, Tally::Keys).keys, 1);
         assert_eq!(view.get(3, b"b"), None);
         assert_eq!(view.get(5, b"d"), Some(Bytes::from_static(b"r")));
         let none = Cleared::new(&kv, &[]);
-        assert_eq!(none.count_keys(0..=16383), 6);
+        assert_eq!(none.count_keys(0..=16383, Tally::Keys).keys, 6);
         assert_eq!(keys(none.scan(1..=16383, None, 3)), ["b", "c", "d"]);
     }
 
@@ -391,7 +406,7 @@ mod tests {
         assert_eq!(layered.get(1, b"old"), None);
         assert_eq!(layered.get(1, b"before"), None);
         assert_eq!(layered.get(2, b"other"), Some(Bytes::from_static(b"r")));
-        assert_eq!(layered.count_keys(0..=16383), 2);
+        assert_eq!(layered.count_keys(0..=16383, Tally::Keys).keys, 2);
         let after = KvMutation::Put { slot: 1, key: "after".into(), record: "v".into() };
         assert_eq!(overlay.drain(), vec![KvMutation::ClearSlots { first: 0, last: 1 }, after]);
         assert!(overlay.is_empty());

@@ -169,7 +169,11 @@ pub fn read_slots(command: &ReadCommand) -> Vec<u16> {
         R::CountKeysInSlot { slot } | R::GetKeysInSlot { slot, .. } => vec![*slot],
         // Only the metadata group owns this slot: any other group refuses the read.
         R::ClusterMap { .. } => vec![crate::kv::meta::META_SLOT],
-        R::Keys { .. } | R::Scan(_) | R::DbSize { .. } | R::RandomKey { .. } => Vec::new(),
+        R::Keys { .. }
+        | R::Scan(_)
+        | R::DbSize { .. }
+        | R::Keyspace { .. }
+        | R::RandomKey { .. } => Vec::new(),
         R::Batch { commands } => commands.iter().flat_map(read_slots).collect(),
         // A read of named keys: the slot of each.
         key_read => key_read.keys().unwrap_or_default().iter().map(|k| key_slot(k)).collect(),

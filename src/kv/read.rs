@@ -190,6 +190,12 @@ pub enum ReadCommand {
         slot_first: u16,
         slot_last: u16,
     },
+    /// Stored keys of `slot_first..=slot_last`, those with a deadline, and their mean
+    /// deadline (INFO's keyspace of one group): `KeyCount::keyspace_reply`.
+    Keyspace {
+        slot_first: u16,
+        slot_last: u16,
+    },
     /// A live key of `slot_first..=slot_last`, starting the search at a point `seed` picks.
     RandomKey {
         slot_first: u16,
@@ -261,6 +267,110 @@ fn read_batch(view: &impl KvRead, now_ms: u64, commands: &[ReadCommand]) -> Repl
     Reply::Array(replies)
 }
 
+/// What a count reads of each record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// The keys alone (DBSIZE, CLUSTER COUNTKEYSINSLOT, a split's halving slot): no record
+    /// is read.
+    Keys,
+    /// The keys and their deadlines (INFO's keyspace): each record's header is read, which
+    /// makes a walk over redb's records half as long again.
+    Deadlines,
+}
+
+impl Tally {
+    /// What `command`, a count read, needs.
+    pub fn of(command: &ReadCommand) -> Tally {
+        match command {
+            ReadCommand::Keyspace { .. } => Tally::Deadlines,
+            _ => Tally::Keys,
+        }
+    }
+}
+
+/// What a count of some slots' stored records finds (DBSIZE, INFO's keyspace, CLUSTER
+/// COUNTKEYSINSLOT). Expired keys count until they are deleted, as Redis counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyCount {
+    /// Stored keys.
+    pub keys: u64,
+    /// Those with a deadline (INFO's `expires`).
+    pub expires: u64,
+    /// The sum of their deadlines, unix ms (their mean gives INFO's `avg_ttl`).
+    pub deadlines_ms: u128,
+}
+
+impl KeyCount {
+    /// Counts one more stored record.
+    pub fn add(&mut self, record: &[u8], tally: Tally) {
+        self.keys += 1;
+        if tally == Tally::Keys {
+            return;
+        }
+        if let Some(deadline_ms) = Record::deadline_of(record) {
+            self.expires += 1;
+            self.deadlines_ms += u128::from(deadline_ms);
+        }
+    }
+
+    /// Takes away a record counted before (one a pending write replaces or deletes).
+    pub fn remove(&mut self, record: &[u8], tally: Tally) {
+        self.keys = self.keys.saturating_sub(1);
+        if tally == Tally::Keys {
+            return;
+        }
+        if let Some(deadline_ms) = Record::deadline_of(record) {
+            self.expires = self.expires.saturating_sub(1);
+            self.deadlines_ms = self.deadlines_ms.saturating_sub(u128::from(deadline_ms));
+        }
+    }
+
+    /// The counts of two disjoint sets of keys, together.
+    pub fn merge(self, other: KeyCount) -> KeyCount {
+        KeyCount {
+            keys: self.keys + other.keys,
+            expires: self.expires + other.expires,
+            deadlines_ms: self.deadlines_ms + other.deadlines_ms,
+        }
+    }
+
+    /// The mean deadline of the keys that have one, unix ms.
+    pub fn mean_deadline_ms(&self) -> Option<u64> {
+        let mean = self.deadlines_ms.checked_div(u128::from(self.expires))?;
+        Some(u64::try_from(mean).unwrap_or(u64::MAX))
+    }
+
+    /// The answer to `command`, a count read: the keys, or for `Keyspace`
+    /// `[keys, expires, mean deadline ms (0 without deadlines)]`.
+    pub fn reply(&self, command: &ReadCommand) -> Reply {
+        let int = |n: u64| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        match command {
+            ReadCommand::Keyspace { .. } => Reply::Array(vec![
+                int(self.keys),
+                int(self.expires),
+                int(self.mean_deadline_ms().unwrap_or(0)),
+            ]),
+            _ => int(self.keys),
+        }
+    }
+
+    /// A group's `Keyspace` answer as a count whose deadlines sum to its mean times its
+    /// expires, to be merged with the other groups' (each mean is rounded down, so the
+    /// merged mean is off by less than a millisecond).
+    pub fn from_keyspace_reply(reply: &Reply) -> KeyCount {
+        let Reply::Array(items) = reply else {
+            return KeyCount::default();
+        };
+        let field = |i: usize| match items.get(i) {
+            Some(Reply::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        let (keys, expires, mean_ms) = (field(0), field(1), field(2));
+        let deadlines_ms = u128::from(mean_ms) * u128::from(expires);
+        KeyCount { keys, expires, deadlines_ms }
+    }
+}
+
 /// Runs a read command against a group's state as of `now_ms` (the serving node's clock).
 pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply {
     match command {
@@ -286,13 +396,19 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::DbSize {
             slot_first,
             slot_last,
-        } => Reply::Int(view.count_keys(*slot_first..=*slot_last) as i64),
+        }
+        | ReadCommand::Keyspace {
+            slot_first,
+            slot_last,
+        } => view.count_keys(*slot_first..=*slot_last, Tally::of(command)).reply(command),
         ReadCommand::RandomKey {
             slot_first,
             slot_last,
             seed,
         } => random_key(view, now_ms, *slot_first..=*slot_last, *seed),
-        ReadCommand::CountKeysInSlot { slot } => Reply::Int(view.count_keys(*slot..=*slot) as i64),
+        ReadCommand::CountKeysInSlot { slot } => {
+            view.count_keys(*slot..=*slot, Tally::Keys).reply(command)
+        }
         ReadCommand::GetKeysInSlot { slot, count } => {
             let limit = (*count).min(READ_PAGE_KEYS_MAX as u64) as usize;
             let keys = view.scan(*slot..=*slot, None, limit);

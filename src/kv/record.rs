@@ -98,6 +98,18 @@ impl Record {
         out.freeze()
     }
 
+    /// The deadline of stored bytes, read from the header alone (no value is copied): for
+    /// walks over many records that need no more of them. Bytes that do not hold a
+    /// well-formed deadline have none.
+    pub fn deadline_of(bytes: &[u8]) -> Option<u64> {
+        match bytes.get(..HEADER_BYTES + DEADLINE_BYTES)? {
+            [RECORD_FORMAT_VERSION, _, FLAG_EXPIRES, deadline @ ..] => {
+                Some(u64::from_be_bytes(deadline.try_into().ok()?))
+            }
+            _ => None,
+        }
+    }
+
     /// Decode stored bytes; the value shares `bytes`' buffer.
     pub fn decode(bytes: &Bytes) -> Result<Record, RecordError> {
         let truncated = RecordError::Truncated { len_bytes: bytes.len() };
@@ -136,6 +148,15 @@ mod tests {
         }
         let empty = Record::string(Bytes::new(), None);
         assert_eq!(empty.encode().len(), 3);
+        for deadline in [None, Some(0), Some(1_700_000_000_000), Some(u64::MAX)] {
+            for value in [&b""[..], b"hello"] {
+                let record = Record::string(Bytes::copy_from_slice(value), deadline);
+                assert_eq!(Record::deadline_of(&record.encode()), deadline);
+            }
+        }
+        let no_value = Record::string(Bytes::new(), Some(7)).encode();
+        assert_eq!(Record::deadline_of(&no_value[..10]), None, "a truncated deadline");
+        assert_eq!(Record::deadline_of(b""), None);
         assert_eq!(Record::decode(&empty.encode()), Ok(empty));
     }
 

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use super::backend::Backend;
 use super::frame::Frame;
-use crate::kv::read::{scan_cursor, ReadCommand};
+use crate::kv::read::{scan_cursor, KeyCount, ReadCommand};
 use crate::kv::{KvCommand, KvError, Reply, Request};
 use crate::raft::types::GroupId;
 use crate::shard::api::{ShardError, ShardOp};
@@ -80,8 +80,9 @@ pub enum Merge {
     Scan { next_slot: Option<u16> },
     /// RANDOMKEY: the first non-nil reply, starting at part `start`.
     RandomKey { start: usize },
-    /// INFO: the text so far, then the keyspace section from the summed key count.
-    Info { text: String, keyspace: bool },
+    /// INFO: the text so far, then the keyspace section from every group's
+    /// `ReadCommand::Keyspace` count, its `avg_ttl` as of `now_ms`.
+    Info { text: String, now_ms: u64 },
     /// A read that answers nil if its key is missing, and this frame otherwise (GETEX with
     /// an invalid time: Redis looks the key up before it reads the time).
     NilOr(Frame),
@@ -300,14 +301,8 @@ fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) 
             let found = pick.into_iter().find(|r| matches!(r, Reply::Bulk(_)));
             found.cloned().map_or(Frame::Null, Frame::from)
         }
-        Merge::Info { mut text, keyspace } => {
-            if keyspace {
-                let keys: i64 = replies.iter().map(int_of).sum();
-                text.push_str("# Keyspace\r\n");
-                if keys > 0 {
-                    text.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
-                }
-            }
+        Merge::Info { mut text, now_ms } => {
+            text.push_str(&keyspace_section(&replies, now_ms));
             Frame::Verbatim(text)
         }
         Merge::NilOr(frame) => match replies.first() {
@@ -315,6 +310,21 @@ fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) 
             Some(_) => frame,
         },
     }
+}
+
+/// INFO's keyspace section from every group's count. `avg_ttl` is the mean time left, in
+/// ms, of the keys with a deadline (Redis estimates it from the keys its expiry cycle
+/// samples; this is exact), 0 when none has one.
+fn keyspace_section(replies: &[Reply], now_ms: u64) -> String {
+    let counts = replies.iter().map(KeyCount::from_keyspace_reply);
+    let all = counts.fold(KeyCount::default(), KeyCount::merge);
+    let mut text = "# Keyspace\r\n".to_string();
+    if all.keys > 0 {
+        let (keys, expires) = (all.keys, all.expires);
+        let avg_ttl = all.mean_deadline_ms().map_or(0, |mean| mean.saturating_sub(now_ms));
+        text.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"));
+    }
+    text
 }
 
 fn int_of(reply: &Reply) -> i64 {

@@ -22,8 +22,8 @@ use std::ops::RangeInclusive;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::kv::overlay::{layered_count, Cleared};
-use crate::kv::read::ReadCommand;
+use crate::kv::overlay::{layered_count, pending_refs, Cleared};
+use crate::kv::read::{KeyCount, ReadCommand, Tally};
 use crate::kv::Reply;
 use crate::shard::actor::{PendingRead, ShardActor};
 use crate::shard::api::{ShardError, ShardResult};
@@ -40,7 +40,8 @@ pub(crate) struct Counts {
 /// The slots a read counts the keys of, if it is a count.
 fn counted_slots(command: &ReadCommand) -> Option<RangeInclusive<u16>> {
     match *command {
-        ReadCommand::DbSize { slot_first, slot_last } => Some(slot_first..=slot_last),
+        ReadCommand::DbSize { slot_first, slot_last }
+        | ReadCommand::Keyspace { slot_first, slot_last } => Some(slot_first..=slot_last),
         ReadCommand::CountKeysInSlot { slot } => Some(slot..=slot),
         _ => None,
     }
@@ -67,9 +68,13 @@ impl Counts {
     }
 }
 
+/// The count reads of one slot range: each one's command (what its answer holds) and
+/// where the answer goes.
+type RangeReads = Vec<(ReadCommand, oneshot::Sender<ShardResult>)>;
+
 /// Answers every read of `txs` with a storage error.
-fn fail(group: crate::raft::GroupId, txs: Vec<Vec<oneshot::Sender<ShardResult>>>, reason: String) {
-    for tx in txs.into_iter().flatten() {
+fn fail(group: crate::raft::GroupId, txs: Vec<RangeReads>, reason: String) {
+    for (_, tx) in txs.into_iter().flatten() {
         let _ = tx.send(Err(ShardError::Storage { group, reason: reason.clone() }));
     }
 }
@@ -87,13 +92,13 @@ impl ShardActor {
         }
         let group = self.cfg.group;
         // The reads of each distinct slot range, counted once.
-        let mut by_slots: BTreeMap<(u16, u16), Vec<oneshot::Sender<ShardResult>>> =
-            BTreeMap::new();
+        let mut by_slots: BTreeMap<(u16, u16), RangeReads> = BTreeMap::new();
         for read in std::mem::take(&mut self.counts.waiting) {
             let prepared = prepare_read(group, &self.range, &read.command);
             match prepared.as_ref().map(counted_slots) {
                 Ok(Some(counted)) => {
-                    by_slots.entry((*counted.start(), *counted.end())).or_default().push(read.tx);
+                    let reads = by_slots.entry((*counted.start(), *counted.end())).or_default();
+                    reads.push((read.command, read.tx));
                 }
                 Ok(None) => {
                     let reason = "a count read became another read".to_string();
@@ -110,8 +115,13 @@ impl ShardActor {
         ) else {
             return;
         };
-        let (slots, txs): (Vec<(u16, u16)>, Vec<Vec<oneshot::Sender<ShardResult>>>) =
-            by_slots.into_iter().unzip();
+        let (slots, txs): (Vec<(u16, u16)>, Vec<RangeReads>) = by_slots.into_iter().unzip();
+        // A range's deadlines are read if one of its reads needs them.
+        let deadlines = |reads: &RangeReads| {
+            let needs = |(command, _): &(ReadCommand, _)| Tally::of(command) == Tally::Deadlines;
+            if reads.iter().any(needs) { Tally::Deadlines } else { Tally::Keys }
+        };
+        let tallies: Vec<Tally> = txs.iter().map(deadlines).collect();
         let view = match latest_kv_view(&self.deps.db, group) {
             Ok(view) => view,
             Err(e) => return fail(group, txs, e.to_string()),
@@ -119,11 +129,10 @@ impl ShardActor {
         let (pending, cleared) = self.undurable().pending_keys(first..=last);
         let counted = tokio::task::spawn_blocking(move || {
             let base = Cleared::new(&view, &cleared);
-            let count = |(first, last): (u16, u16)| {
-                let pending = pending.iter().map(|(slot, key, present)| (*slot, key, *present));
-                layered_count(&base, pending, first..=last)
+            let count = |((first, last), tally): ((u16, u16), Tally)| {
+                layered_count(&base, pending_refs(&pending), first..=last, tally)
             };
-            let counts: Vec<u64> = slots.into_iter().map(count).collect();
+            let counts: Vec<KeyCount> = slots.into_iter().zip(tallies).map(count).collect();
             view.check().map(|()| counts)
         });
         self.counts.running = txs.iter().map(Vec::len).sum();
@@ -131,10 +140,9 @@ impl ShardActor {
             act.counts.running = 0;
             match counted {
                 Ok(Ok(counts)) => {
-                    for (txs, count) in txs.into_iter().zip(counts) {
-                        let count = i64::try_from(count).unwrap_or(i64::MAX);
-                        for tx in txs {
-                            let _ = tx.send(Ok(Reply::Int(count)));
+                    for (reads, count) in txs.into_iter().zip(counts) {
+                        for (command, tx) in reads {
+                            let _ = tx.send(Ok(count.reply(&command)));
                         }
                     }
                 }

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::kv::command::{KvCommand, NO_CLIENT_ID};
-use crate::kv::overlay::{layered_count, Cleared};
+use crate::kv::overlay::{layered_count, pending_refs, Cleared, PendingKey};
 use crate::kv::range::{read_slots, write_keys, GroupRange, SlotRange, SplitOff};
-use crate::kv::read::ReadCommand;
+use crate::kv::read::{ReadCommand, Tally};
 use crate::kv::{self, KvError, KvMutation, KvRead, Overlay, Reply, Request};
 use crate::raft::{GroupId, NodeId};
 use crate::shard::actor::{first_state_write, ShardActor};
@@ -110,11 +110,10 @@ impl ShardActor {
 
 /// The slot that splits the keys of `first..=last` in two halves (the middle slot when
 /// they are fewer than two), found by bisection over key counts of `view` with `pending`
-/// (slot, key, present) on top.
-fn halving_slot<V: KvRead>(view: &V, pending: &[(u16, Bytes, bool)], first: u16, last: u16) -> u16 {
+/// (slot, key, record) on top.
+fn halving_slot<V: KvRead>(view: &V, pending: &[PendingKey], first: u16, last: u16) -> u16 {
     let count = |slots: RangeInclusive<u16>| {
-        let pending = pending.iter().map(|(slot, key, present)| (*slot, key, *present));
-        layered_count(view, pending, slots)
+        layered_count(view, pending_refs(pending), slots, Tally::Keys).keys
     };
     let total = count(first..=last);
     if total < 2 {
@@ -286,6 +285,10 @@ pub(crate) fn prepare_read(
             slot_first,
             slot_last,
         }
+        | ReadCommand::Keyspace {
+            slot_first,
+            slot_last,
+        }
         | ReadCommand::RandomKey {
             slot_first,
             slot_last,
@@ -327,10 +330,12 @@ mod tests {
         assert_eq!(halving_slot(&mem, &[], 0, 99), 11, "four of five keys lie below 11");
         // Pending: three of slot 10's keys deleted, three added in slot 30 and one in 40.
         let deleted = [(10, "a", false), (10, "b", false), (10, "c", false)];
-        let pending: Vec<(u16, Bytes, bool)> = deleted
+        let pending: Vec<PendingKey> = deleted
             .into_iter()
             .chain([(30, "x", true), (30, "y", true), (30, "z", true), (40, "w", true)])
-            .map(|(slot, key, present)| (slot, Bytes::from(key), present))
+            .map(|(slot, key, present)| {
+                (slot, Bytes::from(key), present.then(|| Bytes::from_static(b"v")))
+            })
             .collect();
         // Now: slot 10 holds 1, slot 20 holds 1, slot 30 holds 3, slot 40 holds 1 (6 keys).
         assert_eq!(halving_slot(&mem, &pending, 0, 99), 31, "2 of 6 keys lie below 30, 5 below 31");

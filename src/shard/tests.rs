@@ -9,7 +9,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::*;
-use crate::kv::command::{KvCommand, Request, SetCondition};
+use crate::kv::command::{ExpireCondition, KvCommand, Request, SetCondition};
 use crate::kv::read::ReadCommand;
 use crate::kv::Reply;
 use crate::raft::{GroupId, NodeId, Role};
@@ -856,10 +856,11 @@ fn the_applied_state_is_written_once_per_flush_window() {
     });
 }
 
-/// Key counts (DBSIZE, COUNTKEYSINSLOT), counted off the replica's thread, see the applied
-/// state: records in redb, writes and deletes not yet written there, and a flush not yet
-/// written there. Each count answers at least what was acknowledged before it was sent,
-/// and at most what was sent before it answered.
+/// Key counts (DBSIZE, COUNTKEYSINSLOT, INFO's keyspace), counted off the replica's thread,
+/// see the applied state: records in redb, writes and deletes not yet written there, and a
+/// flush not yet written there; INFO's counts deadlines too, a pending one replacing a
+/// written one. Each count answers at least what was acknowledged before it was sent, and
+/// at most what was sent before it answered.
 #[test]
 fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
     use futures_util::future::join_all;
@@ -877,10 +878,31 @@ fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
             other => panic!("not a count: {other:?}"),
         };
         let key = |i: u64| format!("key-{i}");
+        let deadline = |seq: u64, i: u64, deadline_ms: u64| {
+            let (key, condition) = (Bytes::from(key(i)), ExpireCondition::Always);
+            let command = KvCommand::Expire { key, deadline_ms, condition };
+            ShardOp::Write(Request { client_id: 11, seq, now_ms: 1_000, command })
+        };
+        let keyspace = || {
+            let command = ReadCommand::Keyspace { slot_first: 0, slot_last: 16383 };
+            let cluster = &cluster;
+            async move {
+                match cluster.exec(leader, ShardOp::read(command, 1_000)).await {
+                    Ok(Reply::Array(fields)) => fields,
+                    other => panic!("not a keyspace count: {other:?}"),
+                }
+            }
+        };
+        let fields = |keys: i64, expires: i64, mean_deadline_ms: i64| {
+            vec![Reply::Int(keys), Reply::Int(expires), Reply::Int(mean_deadline_ms)]
+        };
         // Written to redb, then more on top, pending: written after a window's start, they
         // wait for the next one.
         for i in 1..=20 {
             assert_eq!(cluster.exec(leader, set(i, &key(i), "v")).await, Ok(Reply::Ok));
+        }
+        for i in 2..=5 {
+            assert_eq!(cluster.exec(leader, deadline(i, i, i * 10_000)).await, Ok(Reply::Int(1)));
         }
         let written = cluster.status(leader).await.applied_index;
         while cluster.status(leader).await.durable_applied_index < written {
@@ -888,6 +910,13 @@ fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
         }
         past_a_windows_flush(flush_every).await;
         assert_eq!(count(cluster.exec(leader, dbsize()).await), 20);
+        assert_eq!(keyspace().await, fields(20, 4, 35_000), "deadlines 20 to 50 s, in redb");
+        // Pending over redb: key-2 loses its deadline, key-6 gains one.
+        let persist = KvCommand::Persist { key: Bytes::from(key(2)) };
+        let persist = Request { client_id: 11, seq: 6, now_ms: 1_000, command: persist };
+        assert_eq!(cluster.exec(leader, ShardOp::Write(persist)).await, Ok(Reply::Int(1)));
+        assert_eq!(cluster.exec(leader, deadline(7, 6, 60_000)).await, Ok(Reply::Int(1)));
+        assert_eq!(keyspace().await, fields(20, 4, 45_000), "30 to 60 s, two pending");
         let flush = KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 };
         assert_eq!(cluster.exec(leader, write(1, flush)).await, Ok(Reply::Ok));
         for i in 21..=40 {
@@ -896,6 +925,9 @@ fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
         let del = KvCommand::Del { keys: vec![Bytes::from(key(21)), Bytes::from(key(1))] };
         assert_eq!(cluster.exec(leader, write(2, del)).await, Ok(Reply::Int(1)));
         assert_eq!(count(cluster.exec(leader, dbsize()).await), 19);
+        assert_eq!(cluster.exec(leader, deadline(8, 22, 100_000)).await, Ok(Reply::Int(1)));
+        assert_eq!(cluster.exec(leader, deadline(9, 23, 300_000)).await, Ok(Reply::Int(1)));
+        assert_eq!(keyspace().await, fields(19, 2, 200_000), "the flush took the others");
         let s = cluster.status(leader).await;
         assert!(s.durable_applied_index < s.applied_index, "pending still: {s:?}");
 

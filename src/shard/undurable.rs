@@ -33,7 +33,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quick_cache::Equivalent;
 
-use crate::kv::overlay::{layered_count, layered_scan, Cleared};
+use crate::kv::overlay::{layered_count, layered_scan, Cleared, PendingKey};
+use crate::kv::read::{KeyCount, Tally};
 use crate::kv::{KvMutation, KvRead};
 use crate::shard::limits::{CLEAN_CACHE_BYTES_DEFAULT, CLEAN_FETCHED_PER_STEP_MAX};
 
@@ -361,27 +362,28 @@ impl Undurable {
         self.sessions.clear();
     }
 
-    /// The pending keys of `slots` as (slot, key, present), in order, and the slot ranges
+    /// The pending keys of `slots` as (slot, key, record), in order, and the slot ranges
     /// cleared: what a count of the committed view must add or take away (over the view
     /// without those ranges, `Cleared`), for work done off the replica's thread.
     pub fn pending_keys(
         &self,
         slots: RangeInclusive<u16>,
-    ) -> (Vec<(u16, Bytes, bool)>, Vec<RangeInclusive<u16>>) {
-        let keys = self.pending_in(&slots).map(|(slot, key, present)| (slot, key.clone(), present));
+    ) -> (Vec<PendingKey>, Vec<RangeInclusive<u16>>) {
+        let keys = self.pending_in(&slots);
+        let keys = keys.map(|(slot, key, record)| (slot, key.clone(), record.cloned()));
         (keys.collect(), self.cleared.slots.clone())
     }
 
-    /// Pending keys of `slots` as (slot, key, present), in order.
+    /// Pending keys of `slots` as (slot, key, record), in order; `None` is a delete.
     fn pending_in(
         &self,
         slots: &RangeInclusive<u16>,
-    ) -> impl Iterator<Item = (u16, &Bytes, bool)> + use<'_> {
+    ) -> impl Iterator<Item = (u16, &Bytes, Option<&Bytes>)> + use<'_> {
         let (lower, last) = ((*slots.start(), Bytes::new()), *slots.end());
         self.kv
             .range(lower..)
             .take_while(move |((slot, _), _)| *slot <= last)
-            .map(|((slot, key), p)| (*slot, key, p.value.is_some()))
+            .map(|((slot, key), p)| (*slot, key, p.value.as_ref()))
     }
 
     /// `view` as this replica has applied it; `view` must be the latest committed one (a
@@ -466,9 +468,9 @@ impl<V: KvRead> KvRead for Layered<'_, V> {
         layered_scan(&self.base(), pending, slots, after, limit)
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
         let pending = self.pending.pending_in(&slots);
-        layered_count(&self.base(), pending, slots)
+        layered_count(&self.base(), pending, slots, tally)
     }
 }
 
@@ -638,7 +640,7 @@ mod tests {
         };
         let (a, c) = ((1, Bytes::from("a")), (2, Bytes::from("c")));
         assert_eq!(listed(&pending, &view), vec![a.clone(), c.clone()]);
-        assert_eq!(pending.over(&view).count_keys(0..=16383), 2);
+        assert_eq!(pending.over(&view).count_keys(0..=16383, Tally::Keys).keys, 2);
         assert_eq!(pending.pending_keys(0..=16383).1, vec![0..=1]);
 
         let taken = pending.take_unflushed(5);
@@ -841,7 +843,10 @@ mod tests {
                 prop_assert_eq!(&layered.scan(0..=4, None, 10), &all);
                 prop_assert_eq!(&paged(&layered, 0..=4, 2), &all);
                 prop_assert_eq!(&paged(&layered, 2..=3, 1), &applied.scan(2..=3, None, 10));
-                prop_assert_eq!(layered.count_keys(2..=4), applied.count_keys(2..=4));
+                for tally in [Tally::Keys, Tally::Deadlines] {
+                    let counted = layered.count_keys(2..=4, tally);
+                    prop_assert_eq!(counted, applied.count_keys(2..=4, tally));
+                }
             }
             // Hand over and drain; twice, as a snapshot's job holds back the hand-over.
             for _ in 0..2 {
@@ -867,9 +872,9 @@ mod tests {
         let keys: Vec<Bytes> = view.scan(0..=16383, None, 10).into_iter().map(|(_, k)| k).collect();
         assert_eq!(keys, vec![Bytes::from("a"), Bytes::from("c"), Bytes::from("d")]);
         assert_eq!(view.scan(1..=1, Some((1, &b"a"[..])), 1), vec![(1, Bytes::from("c"))]);
-        assert_eq!(view.count_keys(0..=16383), 3);
-        assert_eq!(view.count_keys(2..=16383), 0);
+        assert_eq!(view.count_keys(0..=16383, Tally::Keys).keys, 3);
+        assert_eq!(view.count_keys(2..=16383, Tally::Keys).keys, 0);
         pending.release_through(1);
-        assert_eq!(pending.over(&mem).count_keys(0..=16383), 3);
+        assert_eq!(pending.over(&mem).count_keys(0..=16383, Tally::Keys).keys, 3);
     }
 }

@@ -19,6 +19,7 @@ use super::snapshot_data::SnapshotExport;
 use super::tables::{APPLIED, CONF_STATE, GROUP_RANGE};
 use crate::kv::apply::KvRead;
 use crate::kv::range::GroupRange;
+use crate::kv::read::{KeyCount, Tally};
 use crate::raft::{ConfState, GroupId, LogIndex};
 
 /// A group's state-machine data as of `applied`, as chunk frames of `snapshot_data`.
@@ -167,7 +168,7 @@ impl KvRead for LazyKvView<'_> {
         self.view().map_or_else(Vec::new, |v| v.scan(slots, after, limit))
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
-        self.view().map_or(0, |v| v.count_keys(slots))
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
+        self.view().map_or_else(KeyCount::default, |v| v.count_keys(slots, tally))
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 
 use super::tables::{KV, SESSIONS};
+use crate::kv::read::{KeyCount, Tally};
 use crate::kv::{KvMutation, KvRead};
 
 type KvTable = ReadOnlyTable<(u16, &'static [u8]), &'static [u8]>;
@@ -144,14 +145,26 @@ impl KvRead for RedbKvView {
             .collect()
     }
 
-    fn count_keys(&self, slots: RangeInclusive<u16>) -> u64 {
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
+        let mut count = KeyCount::default();
         let Some(table) = &self.kv else {
-            return 0;
+            return count;
         };
         let Some(range) = self.keep(table.range(slot_bounds(&slots))) else {
-            return 0;
+            return count;
         };
-        range.map_while(|row| self.keep(row)).count() as u64
+        // Each row is looked at where it lies: moved out of its `Result` (as `keep` does),
+        // its two guards were copied, a third of the walk's time.
+        for row in range {
+            match row {
+                Ok((_, record)) => count.add(record.value(), tally),
+                Err(error) => {
+                    self.keep::<()>(Err(error));
+                    break;
+                }
+            }
+        }
+        count
     }
 }
 

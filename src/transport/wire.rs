@@ -21,7 +21,9 @@ use crate::transport::api::Urgency;
 /// 6: `Batch::term_probes` and `Batch::term_answers` (node-level read rounds).
 /// 7: `frame_bytes_max` in `Hello` and `Challenge` (peers with different bounds refuse
 /// each other).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: `ReadCommand::Keyspace` (INFO's keyspace counts deadlines; an older node cannot
+/// decode it).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -11,18 +11,19 @@ use crate::resp::exec::{Merge, Part};
 use crate::shard::api::ShardOp;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
-    let parts = count_parts(cx);
+    let count = |slot_first, slot_last| ReadCommand::DbSize { slot_first, slot_last };
+    let parts = count_parts(cx, count);
     cx.ops(false, parts, Merge::SumInt)
 }
 
-/// One DBSIZE read per group.
-pub fn count_parts<B: Backend>(cx: &Ctx<'_, B>) -> Vec<Part> {
+/// One count read per group, `count` of its first and last slot.
+pub fn count_parts<B: Backend>(
+    cx: &Ctx<'_, B>,
+    count: impl Fn(u16, u16) -> ReadCommand,
+) -> Vec<Part> {
     let now_ms = cx.now_ms();
     let parts = cx.groups().into_iter().map(|g| {
-        let command = ReadCommand::DbSize {
-            slot_first: g.slot_first,
-            slot_last: g.slot_last,
-        };
+        let command = count(g.slot_first, g.slot_last);
         let op = ShardOp::read(command, now_ms);
         Part {
             group: g.id,

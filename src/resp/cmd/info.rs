@@ -1,7 +1,8 @@
 //! INFO [section ...]: Redis's sections where shardkv has their facts — server, clients,
 //! memory, persistence, stats, cpu, commandstats, errorstats, cluster and keyspace (the
-//! keyspace counts keys in every group). `default` (and no section) is every one of them but
-//! commandstats, as in Redis; `all` and `everything` add it; unknown sections add nothing.
+//! keyspace counts keys, those with a deadline and their mean time left, in every group).
+//! `default` (and no section) is every one of them but commandstats, as in Redis; `all` and
+//! `everything` add it; unknown sections add nothing.
 //! Memory is the process's resident size (`used_memory` is that too: shardkv does not count
 //! its allocator's bytes apart), peak included; the persistence section says that no
 //! snapshot or rewrite runs in a child and nothing is loading (every write is in the Raft
@@ -15,6 +16,7 @@ use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 
 use super::lower;
+use crate::kv::read::ReadCommand;
 use crate::resp::exec::Merge;
 use crate::resp::frame::Frame;
 
@@ -71,15 +73,10 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if !wants("keyspace") {
         return Job::Now(Frame::Verbatim(text));
     }
-    let parts = super::dbsize::count_parts(cx);
-    cx.ops(
-        false,
-        parts,
-        Merge::Info {
-            text,
-            keyspace: true,
-        },
-    )
+    let count = |slot_first, slot_last| ReadCommand::Keyspace { slot_first, slot_last };
+    let parts = super::dbsize::count_parts(cx, count);
+    let now_ms = cx.now_ms();
+    cx.ops(false, parts, Merge::Info { text, now_ms })
 }
 
 /// `bytes` as Redis's `*_human` fields write them (`1.50M`).

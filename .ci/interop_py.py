@@ -26,6 +26,13 @@ def plain(protocol):
         pipe.set(f"py:{protocol}:p:{i}", i)
     check(all(pipe.execute()), True, "pipelined SET")
     check(r.get(f"py:{protocol}:p:99"), b"99", "GET after pipeline")
+    # redis-py's default pipeline is a transaction: MULTI, the commands, EXEC.
+    tx = r.pipeline()
+    tx.incr(f"{{py{protocol}}}:hits").expire(f"{{py{protocol}}}:hits", 60)
+    check(tx.execute(), [1, True], "MULTI/EXEC of writes")
+    tx = r.pipeline()
+    tx.get(f"{{py{protocol}}}:hits").ttl(f"{{py{protocol}}}:hits")
+    check(tx.execute(), [b"1", 60], "MULTI/EXEC of reads")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

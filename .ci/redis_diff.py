@@ -316,6 +316,16 @@ CASES = [
     [["INFO", "a", "b", "c"], ["TIME", "x"], ["DBSIZE", "x"], ["RANDOMKEY", "x"], ["READONLY", "x"],
      ["FLUSHALL", "SYNC", "x"], ["SCAN"], ["KEYS"], ["KEYS", "a", "b"], ["QUIT", "x"]],
     [["RESET"], ["READONLY"], ["READWRITE"]],
+    # Transactions: queued answers, EXEC's array, and the errors around them.
+    [["EXEC"], ["DISCARD"], ["MULTI", "x"], ["MULTI"], ["MULTI"], ["SET", "{d}a", "1"],
+     ["INCR", "{d}a"], ["EXPIRE", "{d}a", "100", "NX"], ["PING"], ["SET", "{d}b", "1", "EX", "x"],
+     ["INCR", "{d}c"], ["EXEC"], ["MULTI"], ["GET", "{d}a"], ["TTL", "{d}a"], ["GET", "{d}b"],
+     ["EXISTS", "{d}a", "{d}b"], ["MGET", "{d}a", "{d}c"], ["EXEC"], ["MULTI"], ["NOPE"],
+     ["SET", "{d}a", "2"], ["EXEC"], ["MULTI"], ["SET", "{d}a"], ["EXEC"], ["GET", "{d}a"],
+     ["MULTI"], ["SET", "{d}a", "3"], ["EXEC", "x"], ["EXEC"], ["MULTI"], ["SET", "{d}a", "4"],
+     ["DISCARD"], ["GET", "{d}a"], ["MULTI"], ["EXEC"], ["MULTI"], ["DISCARD", "x"],
+     ["SET", "{d}a", "5"], ["DISCARD"], ["GET", "{d}a"], ["MULTI"], ["RESET"], ["EXEC"],
+     Info("multi"), Info("exec"), Info("discard")],
     # Errors: unknown commands, arity, wrong types of arguments.
     [["NOPE"], ["NOPE", "x", "y"], ["GET"], ["GET", "a", "b"], ["MGET"], ["INCR"], ["TTL"],
      ["EXISTS"], ["GETRANGE", "{d}a", "1"], ["CLUSTER"], ["CLIENT"], ["COMMAND", "NOSUCH"]],

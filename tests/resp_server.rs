@@ -910,3 +910,76 @@ fn every_subcommand_help_lists_is_served() {
         assert!(unknown.contains("unknown subcommand"), "{container}: {unknown}");
     }
 }
+
+/// MULTI/EXEC through the `redis` crate's atomic pipeline: writes run as one, reads at one
+/// point, each command's reply in order; what shardkv cannot run as one (keys of several
+/// groups, reads with writes, a write answering a value) is refused when queued and the
+/// transaction discarded; DISCARD and RESET drop the queue; the queue is bounded.
+#[test]
+fn transactions_run_their_commands_as_one_or_not_at_all() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let mut writes = redis::pipe();
+    writes.atomic().set("{rl}n", 1).ignore().incr("{rl}n", 2).expire("{rl}n", 60).ignore();
+    let (count,): (i64,) = writes.query(&mut c).unwrap();
+    assert_eq!(count, 3);
+    let (count, ttl): (i64, i64) =
+        redis::pipe().atomic().get("{rl}n").ttl("{rl}n").query(&mut c).unwrap();
+    assert_eq!(count, 3);
+    assert!((1..=60).contains(&ttl), "{ttl}");
+
+    // Refused when queued: EXEC discards everything, nothing of it ran.
+    let refused = [
+        redis::pipe().atomic().set("{rl}n", 10).ttl("{rl}n").clone(),
+        redis::pipe().atomic().set("{rl}n", 10).getset("{rl}n", 11).clone(),
+        redis::pipe().atomic().set("{rl}n", 10).cmd("DBSIZE").clone(),
+    ];
+    for pipe in refused {
+        let error = pipe.query::<Value>(&mut c).expect_err("refused");
+        assert_eq!(error.code(), Some("EXECABORT"), "{error}");
+    }
+    // Keys of two groups (four groups, 300 keys: some pair lies in two).
+    let (a, b) = (0..300)
+        .map(|i| format!("k{i}"))
+        .map(|k| (shardkv::kv::key_slot(k.as_bytes()) / 4096, k))
+        .fold((None, None), |(a, b), (group, k)| match (a, b) {
+            (None, _) => (Some((group, k)), None),
+            (Some((g, ka)), None) if g != group => (Some((g, ka)), Some(k)),
+            other => other,
+        });
+    let (a, b) = (a.unwrap().1, b.unwrap());
+    let error = redis::pipe().atomic().set(&a, 1).set(&b, 1).query::<Value>(&mut c).unwrap_err();
+    assert_eq!(error.code(), Some("EXECABORT"), "{error}");
+    assert_eq!(c.get::<_, i64>("{rl}n").unwrap(), 3);
+    assert_eq!(c.exists::<_, i64>(&a).unwrap(), 0);
+
+    // The commands run at EXEC's clock: a key that expired since it was queued is gone.
+    let _: () = redis::cmd("SET").arg("{rl}t").arg(1).arg("PX").arg(100).query(&mut c).unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("GET").arg("{rl}t").query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let exec: Vec<Option<String>> = redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(exec, vec![None]);
+
+    // Raw, as redis-cli sends them: the queue's answers, DISCARD, RESET, EXEC's arity.
+    let script = b"MULTI\r\nSET {rl}n 7\r\nPING\r\nDISCARD\r\nGET {rl}n\r\nMULTI\r\n\
+        SET {rl}n 8\r\nRESET\r\nEXEC\r\nMULTI\r\nEXEC x\r\nEXEC\r\nMULTI\r\nEXEC\r\n";
+    assert_eq!(
+        raw(&server, script),
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n+OK\r\n$1\r\n3\r\n+OK\r\n+QUEUED\r\n+RESET\r\n\
+         -ERR EXEC without MULTI\r\n+OK\r\n-EXECABORT Transaction discarded because of: \
+         wrong number of arguments for 'exec' command\r\n-ERR EXEC without MULTI\r\n+OK\r\n\
+         *0\r\n"
+    );
+    // The bound: one command past it is refused, and EXEC aborts.
+    let max = shardkv::resp::cmd::multi::MULTI_COMMANDS_MAX;
+    let mut script = b"MULTI\r\n".repeat(1);
+    script.extend(b"PING\r\n".repeat(max + 1));
+    script.extend(b"EXEC\r\n");
+    let answer = raw(&server, &script);
+    assert_eq!(answer.matches("+QUEUED\r\n").count(), max);
+    assert!(answer.ends_with(&format!(
+        "-ERR a transaction queues at most {max} commands\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n"
+    )), "{}", &answer[answer.len().saturating_sub(200)..]);
+}

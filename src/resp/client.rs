@@ -28,6 +28,8 @@ pub struct ClientState {
     pub readonly: bool,
     /// The seq of the last write request built; the next write gets `seq + 1`.
     pub seq: u64,
+    /// The transaction being queued, after MULTI.
+    pub multi: Option<super::cmd::multi::Multi>,
     pub entry: Arc<ClientEntry>,
 }
 

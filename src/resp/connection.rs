@@ -120,6 +120,10 @@ impl Footprint {
             Job::Run(ops) => {
                 Footprint { write: ops.write, groups: Some(ops.parts.iter().map(|p| p.group).collect()) }
             }
+            Job::Transaction(tx) => {
+                let groups = tx.ops.iter().flat_map(|(_, ops)| ops.parts.iter().map(|p| p.group));
+                Footprint { write: job.is_write(), groups: Some(groups.collect()) }
+            }
             _ => Footprint { write: false, groups: None },
         }
     }
@@ -167,6 +171,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         redirects: shared.options.cluster_redirects,
         readonly: false,
         seq: 0,
+        multi: None,
         entry: entry.clone(),
     };
     let (mut reader, writer) = stream.into_split();

@@ -32,13 +32,32 @@ pub enum Job {
         groups: Vec<(GroupId, u16, u16)>,
         now_ms: u64,
     },
+    /// EXEC: a transaction's commands, run as one.
+    Transaction(Transaction),
+}
+
+/// The commands MULTI queued, for EXEC: answers known when they were queued, and shard
+/// operations on one group, all writes or all reads, each `batchable`, run as one
+/// (`run_transaction`). Positions are the commands' places in EXEC's answer.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    pub now: Vec<(usize, Frame)>,
+    pub ops: Vec<(usize, Ops)>,
+    pub len: usize,
+    /// When EXEC came (unix ms): the clock the commands run at (which keys have expired),
+    /// however long ago they were queued.
+    pub exec_ms: u64,
 }
 
 impl Job {
     /// Whether the job changes data (it then waits for, and holds back, the connection's
     /// commands on the same groups).
     pub fn is_write(&self) -> bool {
-        matches!(self, Job::Run(ops) if ops.write)
+        match self {
+            Job::Run(ops) => ops.write,
+            Job::Transaction(tx) => tx.ops.iter().any(|(_, ops)| ops.write),
+            _ => false,
+        }
     }
 }
 
@@ -98,7 +117,66 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
             groups,
             now_ms,
         } => keys(backend, pattern, groups, now_ms).await,
+        Job::Transaction(tx) => run_transaction(backend, tx).await,
     }
+}
+
+/// EXEC's answer: every queued command's, in order, its shard operations run as one
+/// (`KvCommand::Batch`: one log entry; `ReadCommand::Batch`: one read index), or the one
+/// error that says none of them ran (a moved slot, no leader) or that their outcome is
+/// unknown. Unlike a pipeline's batch, a refused one is not run again command by command:
+/// that would not be atomic.
+pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
+    let mut frames = vec![Frame::Null; tx.len];
+    for (position, frame) in tx.now {
+        if let Some(slot) = frames.get_mut(position) {
+            *slot = frame;
+        }
+    }
+    let write = tx.ops.iter().any(|(_, ops)| ops.write);
+    let redirects = tx.ops.iter().any(|(_, ops)| ops.redirects);
+    let mut members = Vec::with_capacity(tx.ops.len());
+    let mut at = Vec::with_capacity(tx.ops.len());
+    let mut group = GroupId(0);
+    for (position, ops) in tx.ops {
+        let Some(part) = ops.parts.into_iter().next() else { continue };
+        group = part.group;
+        let (slot, positions, op) = (part.slot, part.positions, part.op);
+        members.push(Member { slot, positions, merge: ops.merge, op });
+        at.push(position);
+    }
+    let op = match &members[..] {
+        [] => return Frame::Array(frames),
+        [one] => Some(one.op.clone()),
+        _ => batch_op(&members),
+    };
+    let Some(mut op) = op else {
+        return Frame::error("ERR internal error: a transaction mixes reads and writes");
+    };
+    match &mut op {
+        ShardOp::Write(request) => request.now_ms = request.now_ms.max(tx.exec_ms),
+        ShardOp::Read { now_ms, .. } => *now_ms = (*now_ms).max(tx.exec_ms),
+        _ => {}
+    }
+    let first_slot = members[0].slot;
+    let replies = match backend.execute(group, op).await {
+        Ok(reply) if members.len() == 1 => vec![reply],
+        Ok(Reply::Array(replies)) if replies.len() == members.len() => replies,
+        Ok(Reply::Error(KvError::BatchReplyTooLarge(bytes_max))) => {
+            return Frame::error(format!(
+                "ERR the transaction's replies exceed {bytes_max} bytes; it was not run"
+            ));
+        }
+        Ok(Reply::Error(error)) => return Frame::from(error),
+        Ok(_) => return Frame::error("ERR internal error: malformed transaction reply"),
+        Err(error) => return shard_error(&backend, error, first_slot, write, redirects),
+    };
+    for ((m, reply), position) in members.into_iter().zip(replies).zip(at) {
+        if let Some(slot) = frames.get_mut(position) {
+            *slot = merge_replies(m.merge, vec![reply], vec![m.positions]);
+        }
+    }
+    Frame::Array(frames)
 }
 
 /// The commands of one connection's pipeline on one group, all writes or all reads, in

@@ -140,6 +140,16 @@ impl std::fmt::Debug for ServerStats {
     }
 }
 
+/// Whether an error reply is one Redis gives before a command runs (`REJECTED_PREFIXES`).
+pub fn rejected_text(text: &str) -> bool {
+    REJECTED_PREFIXES.iter().any(|p| text.starts_with(p))
+}
+
+/// Whether `reply` refuses a command before it runs (a transaction queueing it aborts).
+pub fn is_rejected(reply: &Frame) -> bool {
+    matches!(reply, Frame::Error(text) if rejected_text(text))
+}
+
 impl ServerStats {
     /// A command (by command-table index, the table's length for an unknown one) answered
     /// `reply` after `elapsed`.
@@ -147,7 +157,7 @@ impl ServerStats {
         let Some(stats) = self.commands.get(index) else { return };
         if let Frame::Error(text) = reply {
             self.error_reply(text);
-            if REJECTED_PREFIXES.iter().any(|p| text.starts_with(p)) {
+            if rejected_text(text) {
                 stats.rejected.fetch_add(1, Relaxed);
                 return;
             }

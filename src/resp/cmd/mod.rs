@@ -45,6 +45,7 @@ mod info;
 mod keys;
 mod mget;
 mod mset;
+pub mod multi;
 mod persist;
 mod ping;
 mod quit;
@@ -87,6 +88,8 @@ const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "a
 const STALE: &[&str] = &["loading", "stale"];
 const CONTAINER: &[&str] = &[];
 const W: &[&str] = &["write"];
+const TX_FAST: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const TX_EXEC: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
 const W_FAST: &[&str] = &["write", "fast"];
 const W_DENY: &[&str] = &["write", "denyoom"];
 const W_DENY_FAST: &[&str] = &["write", "denyoom", "fast"];
@@ -97,6 +100,8 @@ const ACL_FAST: &[&str] = &["@fast"];
 const ACL_SLOW: &[&str] = &["@slow"];
 const ACL_CONN_FAST: &[&str] = &["@fast", "@connection"];
 const ACL_CONN_SLOW: &[&str] = &["@slow", "@connection"];
+const ACL_TX_FAST: &[&str] = &["@fast", "@transaction"];
+const ACL_TX_SLOW: &[&str] = &["@slow", "@transaction"];
 const ACL_SLOW_DANGEROUS: &[&str] = &["@slow", "@dangerous"];
 const ACL_ADMIN: &[&str] = &["@admin", "@slow", "@dangerous"];
 const ACL_STRING_READ_FAST: &[&str] = &["@read", "@string", "@fast"];
@@ -196,6 +201,17 @@ pub const SPECS: &[Spec] = &[
         "connection",
         "Resets the connection."
     ),
+    spec!("multi", 1, TX_FAST, ACL_TX_FAST, NO_KEY, "transactions", "Starts a transaction."),
+    spec!(
+        "exec",
+        1,
+        TX_EXEC,
+        ACL_TX_SLOW,
+        NO_KEY,
+        "transactions",
+        "Executes all commands in a transaction."
+    ),
+    spec!("discard", 1, TX_FAST, ACL_TX_FAST, NO_KEY, "transactions", "Discards a transaction."),
     spec!(
         "client",
         -2,
@@ -658,13 +674,30 @@ pub struct Ctx<'a, B> {
 }
 
 /// Turns one request into a job: arity, authentication, the keys' routing for
-/// cluster-aware connections (`Ctx::route_keys`), then the command. `index` is
+/// cluster-aware connections (`Ctx::route_keys`), then the command; after MULTI, the job
+/// is queued and the answer is `+QUEUED` or why not (`multi::Multi::queue`). `index` is
 /// `spec_index_of_arg` of its first argument (the caller's metrics need it too).
 pub fn prepare<B: Backend>(
     cx: &mut Ctx<'_, B>,
     args: &[Bytes],
     index: Option<usize>,
 ) -> Job {
+    if cx.client.multi.is_none() {
+        return prepare_now(cx, args, index);
+    }
+    let name = index.and_then(|index| SPECS.get(index)).map_or("", |spec| spec.name);
+    let job = prepare_now(cx, args, index);
+    if multi::runs_inside(name) {
+        return multi::ran_inside(&mut cx.client.multi, name, job);
+    }
+    match &mut cx.client.multi {
+        Some(queue) => Job::Now(queue.queue(name, job)),
+        None => job,
+    }
+}
+
+/// `prepare`, outside a transaction.
+fn prepare_now<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes], index: Option<usize>) -> Job {
     let Some(first) = args.first() else {
         return Job::Now(Frame::Null);
     };
@@ -720,6 +753,9 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "select" => select::prepare(cx, args),
         "quit" => quit::prepare(cx, args),
         "reset" => reset::prepare(cx, args),
+        "multi" => multi::prepare_multi(cx, args),
+        "exec" => multi::prepare_exec(cx, args),
+        "discard" => multi::prepare_discard(cx, args),
         "client" => client::prepare(cx, args),
         "command" => command::prepare(cx, args),
         "info" => info::prepare(cx, args),

@@ -33,6 +33,10 @@ def plain(protocol):
     tx = r.pipeline()
     tx.get(f"{{py{protocol}}}:hits").ttl(f"{{py{protocol}}}:hits")
     check(tx.execute(), [b"1", 60], "MULTI/EXEC of reads")
+    tx = r.pipeline()
+    hits = f"{{py{protocol}}}:hits"
+    tx.incr(hits).get(hits).getset(hits, 0)
+    check(tx.execute(), [2, b"2", b"2"], "MULTI/EXEC of reads among writes")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

@@ -326,6 +326,10 @@ CASES = [
      ["DISCARD"], ["GET", "{d}a"], ["MULTI"], ["EXEC"], ["MULTI"], ["DISCARD", "x"],
      ["SET", "{d}a", "5"], ["DISCARD"], ["GET", "{d}a"], ["MULTI"], ["RESET"], ["EXEC"],
      Info("multi"), Info("exec"), Info("discard")],
+    [["MULTI"], ["SET", "{d}a", "1"], ["GET", "{d}a"], ["INCR", "{d}a"], ["GETSET", "{d}a", "9"],
+     ["MGET", "{d}a", "{d}b"], ["SET", "{d}b", "2", "GET"], ["GETDEL", "{d}a"],
+     ["EXISTS", "{d}a", "{d}b"], ["APPEND", "{d}b", "x"], ["GETRANGE", "{d}b", "0", "-1"],
+     ["INCR", "{d}b"], ["EXEC"], ["GET", "{d}a"], ["GET", "{d}b"]],
     # Errors: unknown commands, arity, wrong types of arguments.
     [["NOPE"], ["NOPE", "x", "y"], ["GET"], ["GET", "a", "b"], ["MGET"], ["INCR"], ["TTL"],
      ["EXISTS"], ["GETRANGE", "{d}a", "1"], ["CLUSTER"], ["CLIENT"], ["COMMAND", "NOSUCH"]],

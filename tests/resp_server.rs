@@ -911,13 +911,16 @@ fn every_subcommand_help_lists_is_served() {
     }
 }
 
-/// MULTI/EXEC through the `redis` crate's atomic pipeline: writes run as one, reads at one
-/// point, each command's reply in order; what shardkv cannot run as one (keys of several
-/// groups, reads with writes, a write answering a value) is refused when queued and the
-/// transaction discarded; DISCARD and RESET drop the queue; the queue is bounded.
+/// MULTI/EXEC through the `redis` crate's atomic pipeline: the commands run as one, in
+/// order (a read sees the writes queued before it), each reply in its place, relative TTLs
+/// counted from EXEC; what shardkv cannot run as one is refused when queued (a command
+/// reaching several groups, arguments past `write_bytes_max`, more than
+/// `MULTI_COMMANDS_MAX` commands) and EXEC aborts, keys of two groups answer `-CROSSSLOT`
+/// at EXEC; nothing of a refused transaction runs; DISCARD and RESET drop the queue.
 #[test]
 fn transactions_run_their_commands_as_one_or_not_at_all() {
-    let server = start(RespOptions::default());
+    let limits = LimitConfig { write_bytes_max: 4096, ..LimitConfig::default() };
+    let server = start(RespOptions { limits, ..RespOptions::default() });
     let mut c = client(&server);
     let mut writes = redis::pipe();
     writes.atomic().set("{rl}n", 1).ignore().incr("{rl}n", 2).expire("{rl}n", 60).ignore();
@@ -927,12 +930,16 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
         redis::pipe().atomic().get("{rl}n").ttl("{rl}n").query(&mut c).unwrap();
     assert_eq!(count, 3);
     assert!((1..=60).contains(&ttl), "{ttl}");
+    let mut mixed = redis::pipe();
+    mixed.atomic().set("{rl}m", "a").get("{rl}m").getset("{rl}m", "b").append("{rl}m", "c");
+    let mixed: (String, String, String, i64) = mixed.query(&mut c).unwrap();
+    assert_eq!(mixed, ("OK".into(), "a".into(), "a".into(), 2));
+    assert_eq!(c.get::<_, String>("{rl}m").unwrap(), "bc");
 
     // Refused when queued: EXEC discards everything, nothing of it ran.
     let refused = [
-        redis::pipe().atomic().set("{rl}n", 10).ttl("{rl}n").clone(),
-        redis::pipe().atomic().set("{rl}n", 10).getset("{rl}n", 11).clone(),
         redis::pipe().atomic().set("{rl}n", 10).cmd("DBSIZE").clone(),
+        redis::pipe().atomic().set("{rl}n", 10).set("{rl}big", "x".repeat(4096)).clone(),
     ];
     for pipe in refused {
         let error = pipe.query::<Value>(&mut c).expect_err("refused");
@@ -948,18 +955,26 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
             other => other,
         });
     let (a, b) = (a.unwrap().1, b.unwrap());
-    let error = redis::pipe().atomic().set(&a, 1).set(&b, 1).query::<Value>(&mut c).unwrap_err();
-    assert_eq!(error.code(), Some("EXECABORT"), "{error}");
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    for key in [&a, &b] {
+        let _: () = redis::cmd("SET").arg(key).arg(1).query(&mut c).unwrap();
+    }
+    let error = redis::cmd("EXEC").query::<Value>(&mut c).unwrap_err();
+    assert_eq!(error.code(), Some("CROSSSLOT"), "{error}");
     assert_eq!(c.get::<_, i64>("{rl}n").unwrap(), 3);
     assert_eq!(c.exists::<_, i64>(&a).unwrap(), 0);
 
-    // The commands run at EXEC's clock: a key that expired since it was queued is gone.
+    // The commands run at EXEC's clock: a key that expired since it was queued is gone,
+    // and a relative TTL counts from EXEC.
     let _: () = redis::cmd("SET").arg("{rl}t").arg(1).arg("PX").arg(100).query(&mut c).unwrap();
     let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
     let _: () = redis::cmd("GET").arg("{rl}t").query(&mut c).unwrap();
-    std::thread::sleep(Duration::from_millis(150));
-    let exec: Vec<Option<String>> = redis::cmd("EXEC").query(&mut c).unwrap();
-    assert_eq!(exec, vec![None]);
+    let _: () = redis::cmd("SET").arg("{rl}u").arg(1).arg("PX").arg(300).query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let exec: (Option<String>, String) = redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(exec, (None, "OK".into()));
+    let pttl: i64 = redis::cmd("PTTL").arg("{rl}u").query(&mut c).unwrap();
+    assert!(pttl > 200, "{pttl} ms left: counted from the queueing, not from EXEC");
 
     // Raw, as redis-cli sends them: the queue's answers, DISCARD, RESET, EXEC's arity.
     let script = b"MULTI\r\nSET {rl}n 7\r\nPING\r\nDISCARD\r\nGET {rl}n\r\nMULTI\r\n\
@@ -971,12 +986,17 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
          wrong number of arguments for 'exec' command\r\n-ERR EXEC without MULTI\r\n+OK\r\n\
          *0\r\n"
     );
-    // The bound: one command past it is refused, and EXEC aborts.
+    // The bounds: one command past them is refused, and EXEC aborts.
+    let script = format!("MULTI\r\n{}EXEC\r\n", "PING\r\n".repeat(600));
+    let answer = raw(&server, script.as_bytes());
+    assert_eq!(answer.matches("+QUEUED\r\n").count(), 4096 / "+PONG\r\n".len());
+    assert!(answer.contains("-ERR a transaction's commands exceed 4096 bytes"), "{answer}");
+    assert!(answer.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"));
     let max = shardkv::resp::cmd::multi::MULTI_COMMANDS_MAX;
     let mut script = b"MULTI\r\n".repeat(1);
     script.extend(b"PING\r\n".repeat(max + 1));
     script.extend(b"EXEC\r\n");
-    let answer = raw(&server, &script);
+    let answer = raw(&start(RespOptions::default()), &script);
     assert_eq!(answer.matches("+QUEUED\r\n").count(), max);
     assert!(answer.ends_with(&format!(
         "-ERR a transaction queues at most {max} commands\r\n\

@@ -12,6 +12,7 @@ use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition
 use super::number::{format_f64, parse_f64, parse_i64};
 use super::overlay::Overlay;
 use super::read;
+use super::range::write_keys;
 use super::read::{KeyCount, Tally};
 use super::record::Record;
 use super::reply::{KvError, Reply};
@@ -143,6 +144,8 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::Batch { commands } => {
             Ok(Reply::Array(commands.iter().map(|c| batch_member(cx, c)).collect()))
         }
+        KvCommand::Read(read) => Ok(read::execute(&cx.overlay.over(cx.view), cx.now_ms, read)),
+        KvCommand::Transaction { commands } => transaction(cx, commands),
     };
     result.unwrap_or_else(Reply::Error)
 }
@@ -155,6 +158,36 @@ fn batch_member<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
     } else {
         Reply::Error(KvError::NotHere)
     }
+}
+
+/// Value bytes a transaction's replies may hold (its reads', and its writes' that answer a
+/// value): its answer is kept in the client's session and crosses the wire as one message.
+pub const TRANSACTION_REPLY_BYTES_MAX: u64 = read::READ_BATCH_REPLY_BYTES_MAX;
+
+/// MULTI/EXEC: each command in order on the same overlay; a command a transaction may not
+/// hold (a client never builds one) is refused rather than run. Past the reply bound the
+/// overlay is put back as it was: nothing of the transaction is applied.
+fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {
+    let before = cx.overlay.clone();
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut bytes = 0u64;
+    for command in commands {
+        let reply = match command {
+            KvCommand::Read(read) if read.batchable() => execute(cx, command),
+            KvCommand::Read(_) | KvCommand::Batch { .. } | KvCommand::Transaction { .. } => {
+                Reply::Error(KvError::NotHere)
+            }
+            key_write if !write_keys(key_write).is_empty() => execute(cx, key_write),
+            _ => Reply::Error(KvError::NotHere),
+        };
+        bytes = bytes.saturating_add(reply.value_bytes());
+        if bytes > TRANSACTION_REPLY_BYTES_MAX {
+            *cx.overlay = before;
+            return Err(KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX));
+        }
+        replies.push(reply);
+    }
+    Ok(Reply::Array(replies))
 }
 
 #[derive(Clone, Copy)]

@@ -488,9 +488,9 @@ fn a_write_answering_a_value_stays_out_of_batches() {
     assert!(!KvCommand::Batch { commands: vec![] }.batchable());
 }
 
-/// INFO's keyspace count: keys (expired ones until deleted), those with a deadline and
-/// their mean deadline, each group's answer merged into the cluster's; a record whose
-/// header is damaged counts as a key without one.
+/// INFO's keyspace count: keys (expired ones until deleted), those with a deadline still
+/// ahead and their mean deadline, each group's answer merged into the cluster's; a record
+/// whose header is damaged counts as a key without one.
 #[test]
 fn a_keyspace_count_holds_the_deadlines_and_merges_across_groups() {
     use super::read::{KeyCount, ReadCommand, Tally};
@@ -506,9 +506,12 @@ fn a_keyspace_count_holds_the_deadlines_and_merges_across_groups() {
     f.run(KvCommand::Persist { key: b("a") });
     let keyspace = |slot_first, slot_last| ReadCommand::Keyspace { slot_first, slot_last };
     let mean = (3 * NOW_MS + 9_000) / 3;
-    let all = read::execute(&f.kv, NOW_MS + 5_000, &keyspace(0, 16383));
     let int = |n: u64| Reply::Int(n as i64);
-    assert_eq!(all, Reply::Array(vec![int(4), int(3), int(mean)]), "b and c expired, kept");
+    let all = read::execute(&f.kv, NOW_MS, &keyspace(0, 16383));
+    assert_eq!(all, Reply::Array(vec![int(4), int(3), int(mean)]));
+    let later = read::execute(&f.kv, NOW_MS + 5_000, &keyspace(0, 16383));
+    let want = vec![int(4), int(1), int(NOW_MS + 6_000)];
+    assert_eq!(later, Reply::Array(want), "b and c expired: kept, without time left");
     let dbsize = ReadCommand::DbSize { slot_first: 0, slot_last: 16383 };
     assert_eq!(read::execute(&f.kv, NOW_MS, &dbsize), int(4));
     let keys_alone = KeyCount { keys: 4, ..KeyCount::default() };
@@ -526,8 +529,41 @@ fn a_keyspace_count_holds_the_deadlines_and_merges_across_groups() {
     assert_eq!(KeyCount::from_keyspace_reply(&Reply::Nil), KeyCount::default());
 
     let mut damaged = KeyCount::default();
-    damaged.add(b"\x01\x00\x01\x00", Tally::Deadlines);
+    damaged.add(b"\x01\x00\x01\x00", Tally::Deadlines { after_ms: 0 });
     assert_eq!((damaged.keys, damaged.expires), (1, 0));
-    damaged.remove(b"\x01\x00\x01\x00", Tally::Deadlines);
+    damaged.remove(b"\x01\x00\x01\x00", Tally::Deadlines { after_ms: 0 });
     assert_eq!(damaged, KeyCount::default());
+}
+
+/// MULTI/EXEC's request: in order on one state (a read sees the writes before it), each
+/// reply in its place; all or nothing: past the reply bound none of it is applied; a
+/// command a transaction may not hold is refused, the rest run.
+#[test]
+fn a_transaction_applies_in_order_and_all_or_nothing() {
+    use super::apply::TRANSACTION_REPLY_BYTES_MAX;
+    use super::read::ReadCommand;
+    let mut f = Fixture::new();
+    let get = |key: &str| KvCommand::Read(ReadCommand::Get { key: b(key) });
+    let tx = |commands| KvCommand::Transaction { commands };
+    let reply = f.run(tx(vec![set("a", "1"), get("a"), incrby("a", 2), get("a"), get("none")]));
+    let want = vec![Reply::Ok, bulk("1"), Reply::Int(3), bulk("3"), Reply::Nil];
+    assert_eq!(reply, Reply::Array(want));
+
+    let half = "x".repeat(TRANSACTION_REPLY_BYTES_MAX as usize / 2 + 1);
+    let big = vec![set("b", "1"), set("big", &half), get("big"), get("big")];
+    let too_large = KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX);
+    assert_eq!(f.run(tx(big)), Reply::Error(too_large));
+    assert_eq!(f.get("b"), Reply::Nil, "nothing of it applied");
+    assert_eq!(f.get("big"), Reply::Nil);
+
+    let nested = vec![
+        set("c", "1"),
+        KvCommand::Batch { commands: vec![set("d", "1")] },
+        KvCommand::Read(ReadCommand::DbSize { slot_first: 0, slot_last: 16383 }),
+        KvCommand::FlushSlots { slot_first: 0, slot_last: 16383 },
+    ];
+    let not_here = Reply::Error(KvError::NotHere);
+    let want = vec![Reply::Ok, not_here.clone(), not_here.clone(), not_here];
+    assert_eq!(f.run(tx(nested)), Reply::Array(want));
+    assert_eq!((f.get("c"), f.get("d"), f.get("a")), (bulk("1"), Reply::Nil, bulk("3")));
 }

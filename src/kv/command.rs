@@ -153,6 +153,13 @@ pub enum KvCommand {
     /// request (one seq, one log entry, one session reply); answered with the array of
     /// their replies. Holds key writes only: no batch, split, flush or map change.
     Batch { commands: Vec<KvCommand> },
+    /// A key read inside a `Transaction`: answered from the state as the transaction's
+    /// earlier commands left it.
+    Read(crate::kv::read::ReadCommand),
+    /// MULTI/EXEC: key writes (value-answering ones too) and `Read`s of one client on one
+    /// group, applied in order as one request, all or nothing: if their replies' values pass
+    /// `TRANSACTION_REPLY_BYTES_MAX`, none is applied and the answer is an error.
+    Transaction { commands: Vec<KvCommand> },
 }
 
 impl KvCommand {
@@ -169,7 +176,10 @@ impl KvCommand {
         match self {
             KvCommand::Del { keys } => keys.len(),
             KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => pairs.len(),
-            KvCommand::Batch { commands } => commands.iter().map(KvCommand::keys_applied).sum(),
+            KvCommand::Batch { commands } | KvCommand::Transaction { commands } => {
+                commands.iter().map(KvCommand::keys_applied).sum()
+            }
+            KvCommand::Read(read) => read.keys().map_or(1, <[Bytes]>::len),
             _ => 1,
         }
     }
@@ -182,6 +192,8 @@ impl KvCommand {
             KvCommand::Set { get, .. } => !get,
             KvCommand::GetSet { .. } | KvCommand::GetDel { .. } | KvCommand::GetEx { .. } => false,
             KvCommand::Batch { .. }
+            | KvCommand::Read(_)
+            | KvCommand::Transaction { .. }
             | KvCommand::Split { .. }
             | KvCommand::Meta(_)
             | KvCommand::FlushSlots { .. } => false,

@@ -158,7 +158,10 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
         C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
         C::MSet { pairs } | C::MSetNx { pairs } => pairs.iter().map(|(k, _)| &k[..]).collect(),
         C::FlushSlots { .. } | C::Split { .. } | C::Meta(_) => Vec::new(),
-        C::Batch { commands } => commands.iter().flat_map(write_keys).collect(),
+        C::Batch { commands } | C::Transaction { commands } => {
+            commands.iter().flat_map(write_keys).collect()
+        }
+        C::Read(read) => read.keys().unwrap_or_default().iter().map(|k| &k[..]).collect(),
     }
 }
 

@@ -190,8 +190,8 @@ pub enum ReadCommand {
         slot_first: u16,
         slot_last: u16,
     },
-    /// Stored keys of `slot_first..=slot_last`, those with a deadline, and their mean
-    /// deadline (INFO's keyspace of one group): `KeyCount::keyspace_reply`.
+    /// Stored keys of `slot_first..=slot_last`, those with a deadline after the read's
+    /// clock, and their mean deadline (INFO's keyspace of one group): `KeyCount::reply`.
     Keyspace {
         slot_first: u16,
         slot_last: u16,
@@ -273,17 +273,28 @@ pub enum Tally {
     /// The keys alone (DBSIZE, CLUSTER COUNTKEYSINSLOT, a split's halving slot): no record
     /// is read.
     Keys,
-    /// The keys and their deadlines (INFO's keyspace): each record's header is read, which
-    /// makes a walk over redb's records half as long again.
-    Deadlines,
+    /// The keys, and the deadlines after `after_ms` (INFO's keyspace: the keys with time
+    /// left; expired ones wait for a write to delete them): each record's header is read,
+    /// which makes a walk over redb's records half as long again.
+    Deadlines { after_ms: u64 },
 }
 
 impl Tally {
-    /// What `command`, a count read, needs.
-    pub fn of(command: &ReadCommand) -> Tally {
+    /// What `command`, a count read served at `now_ms`, needs.
+    pub fn of(command: &ReadCommand, now_ms: u64) -> Tally {
         match command {
-            ReadCommand::Keyspace { .. } => Tally::Deadlines,
+            ReadCommand::Keyspace { .. } => Tally::Deadlines { after_ms: now_ms },
             _ => Tally::Keys,
+        }
+    }
+
+    /// The deadline of `record` that this tally counts.
+    fn deadline(self, record: &[u8]) -> Option<u64> {
+        match self {
+            Tally::Keys => None,
+            Tally::Deadlines { after_ms } => {
+                Record::deadline_of(record).filter(|deadline_ms| *deadline_ms > after_ms)
+            }
         }
     }
 }
@@ -294,7 +305,7 @@ impl Tally {
 pub struct KeyCount {
     /// Stored keys.
     pub keys: u64,
-    /// Those with a deadline (INFO's `expires`).
+    /// Those with a deadline the tally counts (INFO's `expires`).
     pub expires: u64,
     /// The sum of their deadlines, unix ms (their mean gives INFO's `avg_ttl`).
     pub deadlines_ms: u128,
@@ -304,10 +315,7 @@ impl KeyCount {
     /// Counts one more stored record.
     pub fn add(&mut self, record: &[u8], tally: Tally) {
         self.keys += 1;
-        if tally == Tally::Keys {
-            return;
-        }
-        if let Some(deadline_ms) = Record::deadline_of(record) {
+        if let Some(deadline_ms) = tally.deadline(record) {
             self.expires += 1;
             self.deadlines_ms += u128::from(deadline_ms);
         }
@@ -316,10 +324,7 @@ impl KeyCount {
     /// Takes away a record counted before (one a pending write replaces or deletes).
     pub fn remove(&mut self, record: &[u8], tally: Tally) {
         self.keys = self.keys.saturating_sub(1);
-        if tally == Tally::Keys {
-            return;
-        }
-        if let Some(deadline_ms) = Record::deadline_of(record) {
+        if let Some(deadline_ms) = tally.deadline(record) {
             self.expires = self.expires.saturating_sub(1);
             self.deadlines_ms = self.deadlines_ms.saturating_sub(u128::from(deadline_ms));
         }
@@ -400,7 +405,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         | ReadCommand::Keyspace {
             slot_first,
             slot_last,
-        } => view.count_keys(*slot_first..=*slot_last, Tally::of(command)).reply(command),
+        } => view.count_keys(*slot_first..=*slot_last, Tally::of(command, now_ms)).reply(command),
         ReadCommand::RandomKey {
             slot_first,
             slot_last,

@@ -91,4 +91,7 @@ pub enum KvError {
     /// answered; its reads are to be sent one by one (the front end does).
     #[error("ERR the replies of a read batch exceed {0} bytes")]
     BatchReplyTooLarge(u64),
+    /// A transaction whose replies would pass the bound: none of its commands was applied.
+    #[error("ERR the replies of the transaction exceed {0} bytes; it was not applied")]
+    TransactionReplyTooLarge(u64),
 }

@@ -37,16 +37,13 @@ pub enum Job {
 }
 
 /// The commands MULTI queued, for EXEC: answers known when they were queued, and shard
-/// operations on one group, all writes or all reads, each `batchable`, run as one
-/// (`run_transaction`). Positions are the commands' places in EXEC's answer.
+/// operations of key commands on one group, run as one (`run_transaction`). Positions are
+/// the commands' places in EXEC's answer.
 #[derive(Debug, Default)]
 pub struct Transaction {
     pub now: Vec<(usize, Frame)>,
     pub ops: Vec<(usize, Ops)>,
     pub len: usize,
-    /// When EXEC came (unix ms): the clock the commands run at (which keys have expired),
-    /// however long ago they were queued.
-    pub exec_ms: u64,
 }
 
 impl Job {
@@ -121,9 +118,10 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
     }
 }
 
-/// EXEC's answer: every queued command's, in order, its shard operations run as one
-/// (`KvCommand::Batch`: one log entry; `ReadCommand::Batch`: one read index), or the one
-/// error that says none of them ran (a moved slot, no leader) or that their outcome is
+/// EXEC's answer: every queued command's, in order, their shard operations run as one
+/// request of their group (`KvCommand::Transaction`: one log entry, all or nothing; reads
+/// alone, `ReadCommand::Batch`: one read index), or the one error that says none of them
+/// ran (a moved slot, no leader, replies past their bound) or that their outcome is
 /// unknown. Unlike a pipeline's batch, a refused one is not run again command by command:
 /// that would not be atomic.
 pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
@@ -135,48 +133,76 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     }
     let write = tx.ops.iter().any(|(_, ops)| ops.write);
     let redirects = tx.ops.iter().any(|(_, ops)| ops.redirects);
-    let mut members = Vec::with_capacity(tx.ops.len());
-    let mut at = Vec::with_capacity(tx.ops.len());
-    let mut group = GroupId(0);
-    for (position, ops) in tx.ops {
-        let Some(part) = ops.parts.into_iter().next() else { continue };
-        group = part.group;
-        let (slot, positions, op) = (part.slot, part.positions, part.op);
-        members.push(Member { slot, positions, merge: ops.merge, op });
-        at.push(position);
-    }
-    let op = match &members[..] {
-        [] => return Frame::Array(frames),
-        [one] => Some(one.op.clone()),
-        _ => batch_op(&members),
+    let (at, ops): (Vec<usize>, Vec<Ops>) = tx.ops.into_iter().unzip();
+    let (group, members) = members_of(ops);
+    let Some(first_slot) = members.first().map(|m| m.slot) else {
+        return Frame::Array(frames);
     };
-    let Some(mut op) = op else {
-        return Frame::error("ERR internal error: a transaction mixes reads and writes");
+    let count = members.len();
+    let (requests, members): (Vec<ShardOp>, Vec<(Merge, Vec<usize>)>) =
+        members.into_iter().map(|m| (m.op, (m.merge, m.positions))).unzip();
+    let Some(op) = transaction_op(requests) else {
+        return Frame::error("ERR internal error: a transaction holds a command it cannot run");
     };
-    match &mut op {
-        ShardOp::Write(request) => request.now_ms = request.now_ms.max(tx.exec_ms),
-        ShardOp::Read { now_ms, .. } => *now_ms = (*now_ms).max(tx.exec_ms),
-        _ => {}
-    }
-    let first_slot = members[0].slot;
     let replies = match backend.execute(group, op).await {
-        Ok(reply) if members.len() == 1 => vec![reply],
-        Ok(Reply::Array(replies)) if replies.len() == members.len() => replies,
-        Ok(Reply::Error(KvError::BatchReplyTooLarge(bytes_max))) => {
-            return Frame::error(format!(
-                "ERR the transaction's replies exceed {bytes_max} bytes; it was not run"
-            ));
-        }
+        Ok(reply) if count == 1 => vec![reply],
+        Ok(Reply::Array(replies)) if replies.len() == count => replies,
         Ok(Reply::Error(error)) => return Frame::from(error),
         Ok(_) => return Frame::error("ERR internal error: malformed transaction reply"),
         Err(error) => return shard_error(&backend, error, first_slot, write, redirects),
     };
-    for ((m, reply), position) in members.into_iter().zip(replies).zip(at) {
+    for (((merge, positions), reply), position) in members.into_iter().zip(replies).zip(at) {
         if let Some(slot) = frames.get_mut(position) {
-            *slot = merge_replies(m.merge, vec![reply], vec![m.positions]);
+            *slot = merge_replies(merge, vec![reply], vec![positions]);
         }
     }
     Frame::Array(frames)
+}
+
+/// The one request that runs a transaction's `ops`, in order: one alone as it is; reads
+/// alone as one read batch (one read index); else one `KvCommand::Transaction`, each read
+/// at the point the writes before it left the keys, with the last write's seq and clock.
+/// `None` if one is neither a write nor a read of keys.
+fn transaction_op(mut ops: Vec<ShardOp>) -> Option<ShardOp> {
+    if ops.len() == 1 {
+        return ops.pop();
+    }
+    let last_write = ops.iter().rev().find_map(|op| match op {
+        ShardOp::Write(request) => Some((request.client_id, request.seq, request.now_ms)),
+        _ => None,
+    });
+    let Some((client_id, seq, now_ms)) = last_write else {
+        let now_ms = match ops.last()? {
+            ShardOp::Read { now_ms, .. } => *now_ms,
+            _ => return None,
+        };
+        let commands = ops.into_iter().map(|op| match op {
+            ShardOp::Read { command, .. } => Some(command),
+            _ => None,
+        });
+        let command = ReadCommand::Batch { commands: commands.collect::<Option<_>>()? };
+        return Some(ShardOp::read(command, now_ms));
+    };
+    let commands = ops.into_iter().map(|op| match op {
+        ShardOp::Write(request) => Some(request.command),
+        ShardOp::Read { command, .. } => Some(KvCommand::Read(command)),
+        _ => None,
+    });
+    let command = KvCommand::Transaction { commands: commands.collect::<Option<_>>()? };
+    Some(ShardOp::Write(Request { client_id, seq, now_ms, command }))
+}
+
+/// The group and members of single-group `ops` (a pipeline's batch, a transaction).
+fn members_of(ops: Vec<Ops>) -> (GroupId, Vec<Member>) {
+    let mut members = Vec::with_capacity(ops.len());
+    let mut group = GroupId(0);
+    for ops in ops {
+        let Some(part) = ops.parts.into_iter().next() else { continue };
+        group = part.group;
+        let (slot, positions, op) = (part.slot, part.positions, part.op);
+        members.push(Member { slot, positions, merge: ops.merge, op });
+    }
+    (group, members)
 }
 
 /// The commands of one connection's pipeline on one group, all writes or all reads, in
@@ -196,14 +222,7 @@ pub async fn run_batch<B: Backend>(backend: B, batch: Vec<Ops>) -> Vec<Frame> {
     }
     let write = batch.iter().all(|ops| ops.write);
     let redirects = batch.iter().any(|ops| ops.redirects);
-    let mut members = Vec::with_capacity(batch.len());
-    let mut group = GroupId(0);
-    for ops in batch {
-        let Some(part) = ops.parts.into_iter().next() else { continue };
-        group = part.group;
-        let (slot, positions, op) = (part.slot, part.positions, part.op);
-        members.push(Member { slot, positions, merge: ops.merge, op });
-    }
+    let (group, members) = members_of(batch);
     let Some(op) = batch_op(&members) else {
         let frame = Frame::error("ERR internal error: a pipeline batch mixes reads and writes");
         return members.iter().map(|_| frame.clone()).collect();

@@ -162,7 +162,8 @@ impl ServerStats {
                 return;
             }
             stats.failed.fetch_add(1, Relaxed);
-        } else {
+        } else if !matches!(reply, Frame::Simple(text) if text == "QUEUED") {
+            // A command queued in a transaction has looked nothing up yet.
             self.count_lookups(index, reply);
         }
         stats.calls.fetch_add(1, Relaxed);

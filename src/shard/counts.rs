@@ -68,13 +68,13 @@ impl Counts {
     }
 }
 
-/// The count reads of one slot range: each one's command (what its answer holds) and
-/// where the answer goes.
-type RangeReads = Vec<(ReadCommand, oneshot::Sender<ShardResult>)>;
+/// The count reads of one slot range: each one's command (what its answer holds), clock
+/// and where the answer goes.
+type RangeReads = Vec<(ReadCommand, u64, oneshot::Sender<ShardResult>)>;
 
 /// Answers every read of `txs` with a storage error.
 fn fail(group: crate::raft::GroupId, txs: Vec<RangeReads>, reason: String) {
-    for (_, tx) in txs.into_iter().flatten() {
+    for (_, _, tx) in txs.into_iter().flatten() {
         let _ = tx.send(Err(ShardError::Storage { group, reason: reason.clone() }));
     }
 }
@@ -98,7 +98,7 @@ impl ShardActor {
             match prepared.as_ref().map(counted_slots) {
                 Ok(Some(counted)) => {
                     let reads = by_slots.entry((*counted.start(), *counted.end())).or_default();
-                    reads.push((read.command, read.tx));
+                    reads.push((read.command, read.now_ms, read.tx));
                 }
                 Ok(None) => {
                     let reason = "a count read became another read".to_string();
@@ -116,10 +116,16 @@ impl ShardActor {
             return;
         };
         let (slots, txs): (Vec<(u16, u16)>, Vec<RangeReads>) = by_slots.into_iter().unzip();
-        // A range's deadlines are read if one of its reads needs them.
+        // A range's deadlines are read if one of its reads needs them, those after the
+        // latest clock of its reads.
         let deadlines = |reads: &RangeReads| {
-            let needs = |(command, _): &(ReadCommand, _)| Tally::of(command) == Tally::Deadlines;
-            if reads.iter().any(needs) { Tally::Deadlines } else { Tally::Keys }
+            let after = reads.iter().filter_map(|(command, now_ms, _)| {
+                match Tally::of(command, *now_ms) {
+                    Tally::Deadlines { after_ms } => Some(after_ms),
+                    Tally::Keys => None,
+                }
+            });
+            after.max().map_or(Tally::Keys, |after_ms| Tally::Deadlines { after_ms })
         };
         let tallies: Vec<Tally> = txs.iter().map(deadlines).collect();
         let view = match latest_kv_view(&self.deps.db, group) {
@@ -141,7 +147,7 @@ impl ShardActor {
             match counted {
                 Ok(Ok(counts)) => {
                     for (reads, count) in txs.into_iter().zip(counts) {
-                        for (command, tx) in reads {
+                        for (command, _, tx) in reads {
                             let _ = tx.send(Ok(count.reply(&command)));
                         }
                     }

@@ -185,7 +185,8 @@ pub(crate) fn apply_request<V: KvRead>(
     // taken some of its slots: run one by one instead, its writes would meet their own
     // earlier seqs. (A single write retried finds its session in the group that has its
     // slot now: a split child starts with the parent's sessions.)
-    if matches!(req.command, KvCommand::Batch { .. }) && kv::apply::is_retry(state, batch, req) {
+    let several = matches!(req.command, KvCommand::Batch { .. } | KvCommand::Transaction { .. });
+    if several && kv::apply::is_retry(state, batch, req) {
         return Ok(kv::apply(state, batch, req));
     }
     if let Some(slot) = range.first_foreign_slot(write_keys(&req.command)) {

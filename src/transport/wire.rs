@@ -23,7 +23,9 @@ use crate::transport::api::Urgency;
 /// each other).
 /// 8: `ReadCommand::Keyspace` (INFO's keyspace counts deadlines; an older node cannot
 /// decode it).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: `KvCommand::Transaction` and `KvCommand::Read` (MULTI/EXEC: an older replica could not
+/// apply a transaction in the log).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -690,14 +690,19 @@ pub fn prepare<B: Backend>(
     if multi::runs_inside(name) {
         return multi::ran_inside(&mut cx.client.multi, name, job);
     }
+    let bytes_max = cx.shared.options.limits.write_bytes_max;
     match &mut cx.client.multi {
-        Some(queue) => Job::Now(queue.queue(name, job)),
+        Some(queue) => Job::Now(queue.queue(name, args, index, job, bytes_max)),
         None => job,
     }
 }
 
 /// `prepare`, outside a transaction.
-fn prepare_now<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes], index: Option<usize>) -> Job {
+pub(crate) fn prepare_now<B: Backend>(
+    cx: &mut Ctx<'_, B>,
+    args: &[Bytes],
+    index: Option<usize>,
+) -> Job {
     let Some(first) = args.first() else {
         return Job::Now(Frame::Null);
     };

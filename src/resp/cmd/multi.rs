@@ -1,48 +1,62 @@
-//! MULTI, EXEC, DISCARD: a transaction, as far as one shard group makes it atomic.
+//! MULTI, EXEC, DISCARD: a transaction, atomic within one shard group.
 //!
-//! After MULTI each command is prepared as it comes (its arity, authentication and, for a
-//! cluster-aware connection, its routing checked then, as Redis checks them) and queued,
-//! answered `+QUEUED`. EXEC runs the queue as one: its shard operations as one request on
-//! their group (`KvCommand::Batch`, one log entry, or `ReadCommand::Batch`, one read index;
-//! `exec::run_transaction`), and answers every command's reply in order. A command refused
-//! when queued (unknown, wrong arity, NOAUTH, `-MOVED`, `-CROSSSLOT`) makes EXEC answer
-//! `-EXECABORT`, as in Redis; other errors found when queued (a syntax error) are that
-//! command's answer inside EXEC's, as Redis's are.
+//! After MULTI each command is prepared as it comes, to check it as Redis does when it
+//! queues one (its arity, authentication and, for a cluster-aware connection, its routing),
+//! and answered `+QUEUED`. A command refused then (unknown, wrong arity, NOAUTH, `-MOVED`,
+//! `-CROSSSLOT`) makes EXEC answer `-EXECABORT`, as in Redis; other errors found then (a
+//! syntax error) are that command's answer inside EXEC's, as Redis's are.
 //!
-//! Where shardkv is narrower than Redis, the command is refused when queued (and EXEC
-//! aborts), so that a transaction never runs in part:
-//! - its keys must live in one shard group (on a cluster-aware connection, in one slot, as
-//!   Redis Cluster requires), and a command whose keys span groups (DBSIZE, KEYS, SCAN,
-//!   FLUSHALL, a multi-key command across groups) cannot be queued;
-//! - the commands must be all writes or all reads, and no write may answer a value (SET
-//!   GET, GETSET, GETDEL, GETEX): a log entry's replies stay small, as a pipeline batch's;
-//! - WATCH is not supported.
+//! EXEC prepares the queued key commands again, at its own clock (so that relative TTLs
+//! count from EXEC, as in Redis), and runs them as one request of their group
+//! (`exec::run_transaction`): writes and reads together as one `KvCommand::Transaction`
+//! (one log entry, applied in order, all or nothing), reads alone as one
+//! `ReadCommand::Batch` (one read index). Their keys must live in one group (in one slot
+//! on a cluster-aware connection, as Redis Cluster requires), else EXEC answers
+//! `-CROSSSLOT`, as Redis Cluster's does.
 //!
-//! Connection commands queued (PING, ECHO, CLIENT SETNAME...) take effect when queued, and
-//! their answers wait for EXEC's.
+//! Narrower than Redis, refused when queued so that a transaction never runs in part:
+//! commands that are not reads or writes of named keys on one group (INFO's keyspace,
+//! DBSIZE, KEYS, SCAN, RANDOMKEY, FLUSHALL, CLUSTER COUNTKEYSINSLOT/GETKEYSINSLOT, a
+//! multi-key command across groups); more than `MULTI_COMMANDS_MAX` commands, or
+//! arguments past `limits.write_bytes_max` (the transaction is one log entry). WATCH is not
+//! supported. Connection commands queued (PING, ECHO, TIME, CLIENT SETNAME...) run when
+//! queued; their answers wait for EXEC's.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Ctx;
 use crate::kv::KvError;
-use crate::raft::types::GroupId;
 use crate::resp::backend::Backend;
-use crate::resp::exec::{batchable, Job, Ops, Transaction};
-use crate::resp::frame::Frame;
+use crate::resp::exec::{Job, Ops, Transaction};
+use crate::resp::frame::{Frame, Proto};
 use crate::resp::stats::{is_rejected, rejected_text};
+use crate::shard::api::ShardOp;
+use crate::shard::limits::ENCODING_BYTES_PER_ITEM;
 
 /// Most commands one transaction queues: past it the command is refused and EXEC aborts.
 pub const MULTI_COMMANDS_MAX: usize = 10_000;
 
+/// Refusals of a write before it runs that Redis does not have (`cmd::write_too_large`):
+/// queued, they abort the transaction as Redis's own refusals do.
+const SHARDKV_REFUSALS: [&str; 1] = ["ERR write of "];
+
 /// A transaction being queued, between MULTI and EXEC or DISCARD.
 #[derive(Debug, Default)]
 pub struct Multi {
-    tx: Transaction,
-    /// The group (and slot) of the first shard operation, and whether it writes: every
-    /// later one must match.
-    group: Option<(GroupId, u16, bool)>,
+    queued: Vec<Queued>,
+    /// The queued commands' argument bytes (counted as `cmd::write_too_large` counts
+    /// them) and the encoded bytes of the answers kept.
+    bytes: u64,
     /// A command was refused: EXEC discards the transaction.
     dirty: bool,
+}
+
+#[derive(Debug)]
+enum Queued {
+    /// Answered when queued (a connection command, or a command's own error).
+    Now(Frame),
+    /// A key command, prepared again at EXEC: its arguments and command-table index.
+    Again { args: Vec<Bytes>, index: Option<usize> },
 }
 
 /// Commands that run at once inside a transaction rather than being queued.
@@ -71,11 +85,40 @@ pub fn prepare_exec<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
         Some(multi) if multi.dirty => Job::Now(Frame::error(
             "EXECABORT Transaction discarded because of previous errors.",
         )),
-        Some(mut multi) => {
-            multi.tx.exec_ms = cx.now_ms();
-            Job::Transaction(multi.tx)
-        }
+        Some(multi) => exec(cx, multi.queued),
     }
+}
+
+/// The transaction of `queued`, its key commands prepared again now; or the one error
+/// that answers EXEC (a command's keys moved since it was queued, keys of several groups).
+fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
+    let mut tx = Transaction { len: queued.len(), ..Transaction::default() };
+    let mut at: Option<(crate::raft::types::GroupId, u16)> = None;
+    for (position, queued) in queued.into_iter().enumerate() {
+        let (args, index) = match queued {
+            Queued::Now(frame) => {
+                tx.now.push((position, frame));
+                continue;
+            }
+            Queued::Again { args, index } => (args, index),
+        };
+        let ops = match super::prepare_now(cx, &args, index) {
+            Job::Run(ops) if ops.parts.len() == 1 => ops,
+            Job::Now(frame) if is_rejected(&frame) => return Job::Now(frame),
+            Job::Now(frame) => {
+                tx.now.push((position, frame));
+                continue;
+            }
+            _ => return Job::Now(Frame::error("ERR internal error: a queued command changed")),
+        };
+        let part = &ops.parts[0];
+        let (group, slot) = *at.get_or_insert((part.group, part.slot));
+        if part.group != group || (ops.redirects && part.slot != slot) {
+            return Job::Now(Frame::from(KvError::CrossSlot));
+        }
+        tx.ops.push((position, ops));
+    }
+    Job::Transaction(tx)
 }
 
 /// `job` of `name`, a command that runs at once inside a transaction (`runs_inside`):
@@ -87,7 +130,11 @@ pub fn ran_inside(multi: &mut Option<Multi>, name: &str, job: Job) -> Job {
         return job;
     }
     if name == "exec" {
-        *multi = None;
+        // Still queued: EXEC itself was refused, before it ran (a refusal of its commands,
+        // `-CROSSSLOT` or `-MOVED`, is its answer as it is, as Redis Cluster's is).
+        if multi.take().is_none() {
+            return job;
+        }
         let why = text.strip_prefix("ERR ").unwrap_or(text);
         return Job::Now(Frame::error(format!("EXECABORT Transaction discarded because of: {why}")));
     }
@@ -98,27 +145,47 @@ pub fn ran_inside(multi: &mut Option<Multi>, name: &str, job: Job) -> Job {
 }
 
 impl Multi {
-    /// Queues the prepared `job` of command `name`: what the client is answered now.
-    pub fn queue(&mut self, name: &str, job: Job) -> Frame {
-        if self.tx.len >= MULTI_COMMANDS_MAX {
+    /// Queues command `name` (`args`, at command-table `index`), whose prepared job is
+    /// `job`: what the client is answered now. `bytes_max`: `limits.write_bytes_max`.
+    pub fn queue(
+        &mut self,
+        name: &str,
+        args: &[Bytes],
+        index: Option<usize>,
+        job: Job,
+        bytes_max: u64,
+    ) -> Frame {
+        if self.queued.len() >= MULTI_COMMANDS_MAX {
             let text = format!("ERR a transaction queues at most {MULTI_COMMANDS_MAX} commands");
             return self.refuse(Frame::error(text));
         }
-        match job {
-            Job::Now(frame) if is_rejected(&frame) => return self.refuse(frame),
-            Job::Now(frame) => self.tx.now.push((self.tx.len, frame)),
-            Job::Run(ops) => {
-                if let Err(refusal) = self.fits(name, &ops) {
-                    return self.refuse(refusal);
-                }
-                self.tx.ops.push((self.tx.len, ops));
+        let (queued, bytes) = match job {
+            Job::Now(frame) if refused_now(&frame) => return self.refuse(frame),
+            Job::Now(frame) => {
+                let mut encoded = BytesMut::new();
+                frame.encode(Proto::Resp3, &mut encoded);
+                (Queued::Now(frame), encoded.len() as u64)
+            }
+            Job::Run(ops) if key_command(&ops) => {
+                let bytes = args[1..].iter().map(|a| a.len() as u64 + ENCODING_BYTES_PER_ITEM);
+                (Queued::Again { args: args.to_vec(), index }, bytes.sum())
             }
             Job::Close(frame) => return frame,
-            Job::Keys { .. } | Job::Transaction(_) => {
-                return self.refuse(spans_groups(name));
+            Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) => {
+                return self.refuse(Frame::error(format!(
+                    "ERR '{name}' is not a read or write of named keys of one shard group \
+                     and cannot be queued in a transaction"
+                )));
             }
+        };
+        if self.bytes.saturating_add(bytes) > bytes_max {
+            return self.refuse(Frame::error(format!(
+                "ERR a transaction's commands exceed {bytes_max} bytes \
+                 (limits.write_bytes_max: it is one log entry)"
+            )));
         }
-        self.tx.len += 1;
+        self.bytes += bytes;
+        self.queued.push(queued);
         Frame::Simple("QUEUED".into())
     }
 
@@ -126,33 +193,23 @@ impl Multi {
         self.dirty = true;
         frame
     }
-
-    /// Whether `ops` may join the transaction, else the refusal.
-    fn fits(&mut self, name: &str, ops: &Ops) -> Result<(), Frame> {
-        let [part] = &ops.parts[..] else {
-            return Err(spans_groups(name));
-        };
-        if !batchable(ops) {
-            return Err(Frame::error(format!(
-                "ERR '{name}' answers a value and cannot be queued in a transaction here \
-                 (only writes that answer no value, or reads, are)"
-            )));
-        }
-        let (group, slot, write) = *self.group.get_or_insert((part.group, part.slot, ops.write));
-        if part.group != group || (ops.redirects && part.slot != slot) {
-            return Err(Frame::from(KvError::CrossSlot));
-        }
-        if ops.write != write {
-            return Err(Frame::error(
-                "ERR a transaction here is all writes or all reads; this one would mix them",
-            ));
-        }
-        Ok(())
-    }
 }
 
-fn spans_groups(name: &str) -> Frame {
-    Frame::error(format!(
-        "ERR '{name}' reaches several shard groups and cannot be queued in a transaction"
-    ))
+/// Whether a command answered `frame` when queued is refused: Redis's refusals before a
+/// command runs, and shardkv's own (`SHARDKV_REFUSALS`).
+fn refused_now(frame: &Frame) -> bool {
+    let shardkv_refusal = |text: &str| SHARDKV_REFUSALS.iter().any(|p| text.starts_with(p));
+    is_rejected(frame) || matches!(frame, Frame::Error(text) if shardkv_refusal(text))
+}
+
+/// Whether `ops` reads or writes named keys of one group (what a transaction holds).
+fn key_command(ops: &Ops) -> bool {
+    match &ops.parts[..] {
+        [part] => match &part.op {
+            ShardOp::Write(request) => !crate::kv::range::write_keys(&request.command).is_empty(),
+            ShardOp::Read { command, .. } => command.batchable(),
+            _ => false,
+        },
+        _ => false,
+    }
 }

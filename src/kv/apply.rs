@@ -45,7 +45,8 @@ pub trait KvRead {
         limit: usize,
     ) -> Vec<(u16, Bytes)>;
     /// The keys stored in `slots`, expired ones included until deleted, and with
-    /// `Tally::Deadlines` their deadlines (DBSIZE, INFO's keyspace, CLUSTER COUNTKEYSINSLOT).
+    /// `Tally::Deadlines` the deadlines after its clock (DBSIZE, INFO's keyspace, CLUSTER
+    /// COUNTKEYSINSLOT).
     fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount;
 }
 
@@ -162,27 +163,34 @@ fn batch_member<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
 
 /// Value bytes a transaction's replies may hold (its reads', and its writes' that answer a
 /// value): its answer is kept in the client's session and crosses the wire as one message.
-pub const TRANSACTION_REPLY_BYTES_MAX: u64 = read::READ_BATCH_REPLY_BYTES_MAX;
+/// It decides what apply does: every replica, and every replay of the log, must use the
+/// same value, so changing it needs a new log version.
+pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// MULTI/EXEC: each command in order on the same overlay; a command a transaction may not
 /// hold (a client never builds one) is refused rather than run. Past the reply bound the
-/// overlay is put back as it was: nothing of the transaction is applied.
+/// overlay's entries of the keys the transaction wrote are put back as they were (its
+/// commands write nothing else: no flush, no session): nothing of it is applied.
 fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {
-    let before = cx.overlay.clone();
+    let mut undo = Vec::new();
     let mut replies = Vec::with_capacity(commands.len());
     let mut bytes = 0u64;
     for command in commands {
+        let keys = write_keys(command);
         let reply = match command {
             KvCommand::Read(read) if read.batchable() => execute(cx, command),
             KvCommand::Read(_) | KvCommand::Batch { .. } | KvCommand::Transaction { .. } => {
                 Reply::Error(KvError::NotHere)
             }
-            key_write if !write_keys(key_write).is_empty() => execute(cx, key_write),
-            _ => Reply::Error(KvError::NotHere),
+            _ if keys.is_empty() => Reply::Error(KvError::NotHere),
+            key_write => {
+                undo.extend(cx.overlay.entries(keys.iter().map(|key| (key_slot(key), *key))));
+                execute(cx, key_write)
+            }
         };
         bytes = bytes.saturating_add(reply.value_bytes());
         if bytes > TRANSACTION_REPLY_BYTES_MAX {
-            *cx.overlay = before;
+            cx.overlay.restore(undo);
             return Err(KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX));
         }
         replies.push(reply);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::mem::MemKv;
 use super::read::{self, TtlForm};
-use super::{apply, KvError, Overlay, Reply};
+use super::{apply, KvError, KvMutation, Overlay, Reply};
 
 const NOW_MS: u64 = 1_000_000;
 
@@ -566,4 +566,45 @@ fn a_transaction_applies_in_order_and_all_or_nothing() {
     let want = vec![Reply::Ok, not_here.clone(), not_here.clone(), not_here];
     assert_eq!(f.run(tx(nested)), Reply::Array(want));
     assert_eq!((f.get("c"), f.get("d"), f.get("a")), (bulk("1"), Reply::Nil, bulk("3")));
+}
+
+/// A transaction refused for its replies' size puts back what the batch held for its keys
+/// (earlier writes and deletes of the same batch, a flush), and keeps the batch's other
+/// writes; a retried transaction (same seq) answers from the client's session, applied once.
+#[test]
+fn a_refused_transaction_leaves_the_batch_as_it_was_and_a_retry_applies_nothing() {
+    use super::apply::TRANSACTION_REPLY_BYTES_MAX;
+    use super::read::ReadCommand;
+    let kv = MemKv::new();
+    let mut overlay = Overlay::new();
+    let request = |seq, command| Request { client_id: 9, seq, now_ms: NOW_MS, command };
+    let get = |key: &str| KvCommand::Read(ReadCommand::Get { key: b(key) });
+    let tx = |commands| KvCommand::Transaction { commands };
+    for (seq, command) in [
+        (1, set("a", "1")),
+        (2, KvCommand::FlushSlots { slot_first: 0, slot_last: 0 }),
+        (3, set("b", "2")),
+        (4, KvCommand::Del { keys: vec![b("b")] }),
+    ] {
+        apply(&kv, &mut overlay, &request(seq, command));
+    }
+    let before = overlay.clone().drain();
+    let half = "x".repeat(TRANSACTION_REPLY_BYTES_MAX as usize / 2 + 1);
+    let big = vec![set("a", &half), get("a"), set("b", "3"), incrby("c", 1), set("a", "y")];
+    let big = [big, vec![set("a", &half), get("a")]].concat();
+    let too_large = KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX);
+    assert_eq!(apply(&kv, &mut overlay, &request(5, tx(big))), Reply::Error(too_large));
+    let after: Vec<_> = overlay.clone().drain();
+    let keys_of = |m: &[KvMutation]| {
+        let keys = m.iter().filter(|m| !matches!(m, KvMutation::PutSession { .. }));
+        keys.cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(keys_of(&after), keys_of(&before), "the batch's keys as they were");
+
+    let counted = vec![incrby("n", 5), get("n")];
+    let first = apply(&kv, &mut overlay, &request(6, tx(counted.clone())));
+    assert_eq!(first, Reply::Array(vec![Reply::Int(5), bulk("5")]));
+    assert_eq!(apply(&kv, &mut overlay, &request(6, tx(counted))), first, "from the session");
+    let n = read::get(&overlay.over(&kv), NOW_MS, b"n");
+    assert_eq!(n, bulk("5"), "applied once");
 }

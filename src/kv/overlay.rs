@@ -80,6 +80,34 @@ impl Overlay {
         self.cleared.push(slots);
     }
 
+    /// What the batch holds for each of `keys` (slot, key): a write, a delete, or nothing
+    /// (`None`), to be put back with `restore`.
+    pub fn entries<'k>(
+        &self,
+        keys: impl Iterator<Item = (u16, &'k [u8])>,
+    ) -> Vec<(u16, Bytes, Option<Option<Bytes>>)> {
+        let entry = |(slot, key): (u16, &[u8])| {
+            let held = self.kv.get(&slot).and_then(|keys| keys.get(key)).cloned();
+            (slot, Bytes::copy_from_slice(key), held)
+        };
+        keys.map(entry).collect()
+    }
+
+    /// Puts back `entries` (taken in order with `entries`, the earliest of a key last), and
+    /// with them what the batch held for those keys.
+    pub fn restore(&mut self, entries: Vec<(u16, Bytes, Option<Option<Bytes>>)>) {
+        for (slot, key, held) in entries.into_iter().rev() {
+            let keys = self.kv.entry(slot).or_default();
+            match held {
+                Some(held) => keys.insert(key, held),
+                None => keys.remove(&key),
+            };
+            if keys.is_empty() {
+                self.kv.remove(&slot);
+            }
+        }
+    }
+
     pub fn put_session(&mut self, client_id: u64, record: Bytes) {
         self.sessions.insert(client_id, Some(record));
     }

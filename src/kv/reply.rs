@@ -88,7 +88,8 @@ pub enum KvError {
     #[error("{0}")]
     Meta(String),
     /// A read batch whose replies would pass `READ_BATCH_REPLY_BYTES_MAX`: nothing was
-    /// answered; its reads are to be sent one by one (the front end does).
+    /// answered; its reads are to be sent one by one (the front end does, but for EXEC's,
+    /// which are one or none).
     #[error("ERR the replies of a read batch exceed {0} bytes")]
     BatchReplyTooLarge(u64),
     /// A transaction whose replies would pass the bound: none of its commands was applied.

@@ -147,6 +147,9 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     let replies = match backend.execute(group, op).await {
         Ok(reply) if count == 1 => vec![reply],
         Ok(Reply::Array(replies)) if replies.len() == count => replies,
+        Ok(Reply::Error(KvError::BatchReplyTooLarge(bytes_max))) => {
+            return Frame::from(KvError::TransactionReplyTooLarge(bytes_max));
+        }
         Ok(Reply::Error(error)) => return Frame::from(error),
         Ok(_) => return Frame::error("ERR internal error: malformed transaction reply"),
         Err(error) => return shard_error(&backend, error, first_slot, write, redirects),

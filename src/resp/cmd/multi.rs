@@ -18,9 +18,9 @@
 //! commands that are not reads or writes of named keys on one group (INFO's keyspace,
 //! DBSIZE, KEYS, SCAN, RANDOMKEY, FLUSHALL, CLUSTER COUNTKEYSINSLOT/GETKEYSINSLOT, a
 //! multi-key command across groups); more than `MULTI_COMMANDS_MAX` commands, or
-//! arguments past `limits.write_bytes_max` (the transaction is one log entry). WATCH is not
-//! supported. Connection commands queued (PING, ECHO, TIME, CLIENT SETNAME...) run when
-//! queued; their answers wait for EXEC's.
+//! arguments and kept answers past `limits.write_bytes_max` (the transaction is one log
+//! entry). WATCH is not supported. Connection commands queued (PING, ECHO, TIME, CLIENT
+//! SETNAME...) run when queued; their answers wait for EXEC's.
 
 use bytes::{Bytes, BytesMut};
 
@@ -109,7 +109,8 @@ fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
                 tx.now.push((position, frame));
                 continue;
             }
-            _ => return Job::Now(Frame::error("ERR internal error: a queued command changed")),
+            // Its keys were of one group when queued; a split has since parted them.
+            _ => return Job::Now(Frame::from(KvError::CrossSlot)),
         };
         let part = &ops.parts[0];
         let (group, slot) = *at.get_or_insert((part.group, part.slot));

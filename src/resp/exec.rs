@@ -38,12 +38,11 @@ pub enum Job {
 
 /// The commands MULTI queued, for EXEC: answers known when they were queued, and shard
 /// operations of key commands on one group, run as one (`run_transaction`). Positions are
-/// the commands' places in EXEC's answer.
+/// the commands' places in EXEC's answer; each command is in one of the two.
 #[derive(Debug, Default)]
 pub struct Transaction {
     pub now: Vec<(usize, Frame)>,
     pub ops: Vec<(usize, Ops)>,
-    pub len: usize,
 }
 
 impl Job {
@@ -125,7 +124,7 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
 /// unknown. Unlike a pipeline's batch, a refused one is not run again command by command:
 /// that would not be atomic.
 pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
-    let mut frames = vec![Frame::Null; tx.len];
+    let mut frames = vec![Frame::Null; tx.now.len() + tx.ops.len()];
     for (position, frame) in tx.now {
         if let Some(slot) = frames.get_mut(position) {
             *slot = frame;

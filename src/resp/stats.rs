@@ -141,7 +141,7 @@ impl std::fmt::Debug for ServerStats {
 }
 
 /// Whether an error reply is one Redis gives before a command runs (`REJECTED_PREFIXES`).
-pub fn rejected_text(text: &str) -> bool {
+fn rejected_text(text: &str) -> bool {
     REJECTED_PREFIXES.iter().any(|p| text.starts_with(p))
 }
 

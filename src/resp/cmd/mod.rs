@@ -739,7 +739,7 @@ pub(crate) fn prepare_now<B: Backend>(
 /// which crosses the wire whole.
 fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
     let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
-    let bytes: u64 = args[1..].iter().map(|a| a.len() as u64 + per_arg).sum();
+    let bytes = argument_bytes(args);
     (bytes > write_bytes_max).then(|| {
         Frame::error(format!(
             "ERR write of {bytes} bytes (its arguments, {per_arg} more each for their \
@@ -747,6 +747,13 @@ fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
              (limits.write_bytes_max); it was not applied"
         ))
     })
+}
+
+/// The bytes a command's arguments (its name left out) take in a log entry, counted with
+/// `ENCODING_BYTES_PER_ITEM` more each for their encoding.
+pub(crate) fn argument_bytes(args: &[Bytes]) -> u64 {
+    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    args.iter().skip(1).map(|a| a.len() as u64 + per_arg).sum()
 }
 
 fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {

@@ -29,9 +29,8 @@ use crate::kv::KvError;
 use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Ops, Transaction};
 use crate::resp::frame::{Frame, Proto};
-use crate::resp::stats::{is_rejected, rejected_text};
+use crate::resp::stats::is_rejected;
 use crate::shard::api::ShardOp;
-use crate::shard::limits::ENCODING_BYTES_PER_ITEM;
 
 /// Most commands one transaction queues: past it the command is refused and EXEC aborts.
 pub const MULTI_COMMANDS_MAX: usize = 10_000;
@@ -92,7 +91,7 @@ pub fn prepare_exec<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
 /// The transaction of `queued`, its key commands prepared again now; or the one error
 /// that answers EXEC (a command's keys moved since it was queued, keys of several groups).
 fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
-    let mut tx = Transaction { len: queued.len(), ..Transaction::default() };
+    let mut tx = Transaction::default();
     let mut at: Option<(crate::raft::types::GroupId, u16)> = None;
     for (position, queued) in queued.into_iter().enumerate() {
         let (args, index) = match queued {
@@ -126,8 +125,8 @@ fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
 /// refused (a wrong arity), it aborts the transaction, and EXEC refused discards it at
 /// once, answering why, as Redis's does.
 pub fn ran_inside(multi: &mut Option<Multi>, name: &str, job: Job) -> Job {
-    let Job::Now(Frame::Error(text)) = &job else { return job };
-    if !rejected_text(text) {
+    let Job::Now(frame @ Frame::Error(text)) = &job else { return job };
+    if !is_rejected(frame) {
         return job;
     }
     if name == "exec" {
@@ -168,8 +167,7 @@ impl Multi {
                 (Queued::Now(frame), encoded.len() as u64)
             }
             Job::Run(ops) if key_command(&ops) => {
-                let bytes = args[1..].iter().map(|a| a.len() as u64 + ENCODING_BYTES_PER_ITEM);
-                (Queued::Again { args: args.to_vec(), index }, bytes.sum())
+                (Queued::Again { args: args.to_vec(), index }, super::argument_bytes(args))
             }
             Job::Close(frame) => return frame,
             Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) => {

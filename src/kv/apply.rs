@@ -3,7 +3,7 @@
 //! it reads through a `KvRead`, writes only into the batch's `Overlay`, and takes time
 //! only from `Request::now_ms`. It must never do I/O or read a clock.
 
-use std::ops::RangeInclusive;
+use std::ops::{ControlFlow, RangeInclusive};
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,7 +48,36 @@ pub trait KvRead {
     /// `Tally::Deadlines` the deadlines after its clock (DBSIZE, INFO's keyspace, CLUSTER
     /// COUNTKEYSINSLOT).
     fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount;
+    /// Hands `visit` each (slot, key, record) stored in `slots` strictly after `after`, in
+    /// (slot, key) order, expired ones included, until it breaks or the slots end (the
+    /// active expiry's walk, `kv::expiry`). This default pages through `scan` and `get`; a
+    /// store that can look at its rows in place does better.
+    fn walk(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        visit: &mut dyn FnMut(u16, &[u8], &[u8]) -> ControlFlow<()>,
+    ) {
+        let mut from = after.map(|(slot, key)| (slot, Bytes::copy_from_slice(key)));
+        loop {
+            let after = from.as_ref().map(|(slot, key)| (*slot, &key[..]));
+            let page = self.scan(slots.clone(), after, WALK_PAGE_KEYS);
+            for (slot, key) in &page {
+                let Some(record) = self.get(*slot, key) else { continue };
+                if visit(*slot, key, &record).is_break() {
+                    return;
+                }
+            }
+            if page.len() < WALK_PAGE_KEYS {
+                return;
+            }
+            from = page.into_iter().last();
+        }
+    }
 }
+
+/// Keys `KvRead::walk`'s default reads per `scan`.
+const WALK_PAGE_KEYS: usize = 256;
 
 /// Apply one committed request; its writes go to `overlay`. A retried request (seq not
 /// above the client's last) changes nothing: the last seq gets its cached reply again,

@@ -8,13 +8,16 @@
 //! `slot` (key → hash slot), `record` (stored value layout), `command` (write commands
 //! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
 //! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
-//! `range` (the slots a group owns, splits), `meta` (the cluster map the metadata group holds), `number` (integer/float text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
+//! `expiry` (the expired records a leader deletes), `range` (the slots a group owns,
+//! splits), `meta` (the cluster map the metadata group holds), `number` (integer/float
+//! text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
 //! (in-memory state for the simulation and tests). Nothing here does I/O or reads a clock.
 
 use bytes::Bytes;
 
 pub mod apply;
 pub mod command;
+pub mod expiry;
 pub mod glob;
 pub mod mem;
 pub mod meta;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::command::{ExpireCondition, KvCommand, Request, SetCondition};
+use super::expiry::{delete_request, expired_page, ExpiredPage, PageBounds};
 use super::read::{self, TtlForm};
 use super::{apply, key_slot, KvError, KvRead, MemKv, Overlay, Reply};
 
@@ -32,6 +33,10 @@ enum Op {
     Advance { ms: u64 },
     Retry,
     Drain,
+    /// The active expiry's walk: one page of the stored (drained) records, held for `Reap`.
+    Sweep { rows: usize },
+    /// The held page's deletions, applied at the current clock.
+    Reap,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0u64..6).prop_map(|ms| Op::Advance { ms }),
         Just(Op::Retry),
         Just(Op::Drain),
+        (1usize..4).prop_map(|rows| Op::Sweep { rows }),
+        Just(Op::Reap),
     ]
 }
 
@@ -115,7 +122,7 @@ fn to_command(op: &Op, now_ms: u64) -> Option<KvCommand> {
             KvCommand::SetRange { key: key(k), offset: *offset, value: b(VALUES[*value]) }
         }
         Op::Flush { first, last } => KvCommand::FlushSlots { slot_first: *first, slot_last: *last },
-        Op::Advance { .. } | Op::Retry | Op::Drain => return None,
+        Op::Advance { .. } | Op::Retry | Op::Drain | Op::Sweep { .. } | Op::Reap => return None,
     })
 }
 
@@ -204,7 +211,7 @@ impl Model {
                 self.map.retain(|key, _| !(*first..=*last).contains(&key_slot(key)));
                 Reply::Ok
             }
-            Op::Advance { .. } | Op::Retry | Op::Drain => Reply::Nil,
+            Op::Advance { .. } | Op::Retry | Op::Drain | Op::Sweep { .. } | Op::Reap => Reply::Nil,
         }
     }
 
@@ -289,10 +296,29 @@ fn assert_same_state(kv: &impl KvRead, model: &Model, now_ms: u64) -> Result<(),
     Ok(())
 }
 
+/// Deletes what `page`, walked at `walked_ms`, found expired, as its leader would propose
+/// it: the deletes of keys written again since change nothing, and none changes an answer.
+fn reap(
+    kv: &MemKv,
+    overlay: &mut Overlay,
+    page: &ExpiredPage,
+    walked_ms: u64,
+) -> Result<(), TestCaseError> {
+    if page.keys.is_empty() {
+        return Ok(());
+    }
+    let reply = apply(kv, overlay, &delete_request(&page.keys, walked_ms));
+    prop_assert!(matches!(&reply, Reply::Array(r) if r.len() == page.keys.len()), "{:?}", reply);
+    Ok(())
+}
+
 fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
     let (mut kv, mut overlay, mut model) = (MemKv::new(), Overlay::new(), Model::default());
     let mut now_ms = START_MS;
     let mut last: Option<(Request, Reply)> = None;
+    // The active expiry's walk: where its next page starts, and the page it holds.
+    let mut cursor: Option<(u16, Bytes)> = None;
+    let mut held: Option<(ExpiredPage, u64)> = None;
     for op in ops {
         match op {
             Op::Advance { ms } => {
@@ -300,6 +326,18 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
                 now_ms += ms;
             }
             Op::Drain => kv.apply_mutations(&overlay.drain()),
+            Op::Sweep { rows } => {
+                let bounds = PageBounds { rows_max: *rows, keys_max: 2, key_bytes_max: 64 };
+                let after = cursor.as_ref().map(|(slot, key)| (*slot, &key[..]));
+                let page = expired_page(&kv, 0..=16383, after, now_ms, &bounds);
+                cursor = page.resume.clone();
+                held = Some((page, now_ms));
+            }
+            Op::Reap => {
+                if let Some((page, walked_ms)) = held.take() {
+                    reap(&kv, &mut overlay, &page, walked_ms)?;
+                }
+            }
             Op::Retry => {
                 if let Some((req, reply)) = &last {
                     prop_assert_eq!(&apply(&kv, &mut overlay, req), reply, "retry of {:?}", req);
@@ -320,7 +358,18 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
     kv.apply_mutations(&overlay.drain());
-    assert_same_state(&kv, &model, now_ms)
+    assert_same_state(&kv, &model, now_ms)?;
+    // A whole walk from the start deletes every expired key, and only those.
+    let everything =
+        PageBounds { rows_max: usize::MAX, keys_max: usize::MAX, key_bytes_max: usize::MAX };
+    let page = expired_page(&kv, 0..=16383, None, now_ms, &everything);
+    reap(&kv, &mut overlay, &page, now_ms)?;
+    kv.apply_mutations(&overlay.drain());
+    assert_same_state(&kv, &model, now_ms)?;
+    let stored = kv.count_keys(0..=16383, super::read::Tally::Keys).keys;
+    let live = KEYS.iter().filter(|key| model.live(key, now_ms).is_some()).count();
+    prop_assert_eq!(stored, live as u64, "expired keys left after a whole walk");
+    Ok(())
 }
 
 proptest! {

@@ -38,6 +38,8 @@ pub struct GroupMetrics {
     /// Key lookups its clean cache answered, and those that went past it to redb.
     pub clean_cache_hits: IntCounter,
     pub clean_cache_misses: IntCounter,
+    /// Expired keys deleted by this replica's active expiry, as leader (`shard::expiry`).
+    pub expired_keys: IntCounter,
 }
 
 impl GroupMetrics {
@@ -64,6 +66,7 @@ impl GroupMetrics {
             reads_direct: counter("reads_direct"),
             clean_cache_hits: counter("clean_cache_hits"),
             clean_cache_misses: counter("clean_cache_misses"),
+            expired_keys: counter("expired_keys"),
         }
     }
 

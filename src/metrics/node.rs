@@ -53,6 +53,7 @@ struct GroupCounters {
     reads_direct: IntCounterVec,
     clean_cache_hits: IntCounterVec,
     clean_cache_misses: IntCounterVec,
+    expired_keys: IntCounterVec,
 }
 
 /// The counters of the node's read rounds (`node::read_rounds`).
@@ -286,6 +287,12 @@ fn group_counters(r: &Registry) -> Result<GroupCounters, MetricsError> {
             "Key lookups that went past the replica's clean cache to the database.",
             g,
         )?,
+        expired_keys: counter(
+            r,
+            "kv_expired_keys_total",
+            "Expired keys this replica deleted as the group's leader (active expiry).",
+            g,
+        )?,
     })
 }
 
@@ -509,6 +516,7 @@ impl NodeMetrics {
             reads_direct: c.reads_direct.with_label_values(l),
             clean_cache_hits: c.clean_cache_hits.with_label_values(l),
             clean_cache_misses: c.clean_cache_misses.with_label_values(l),
+            expired_keys: c.expired_keys.with_label_values(l),
         }
     }
 

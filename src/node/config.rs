@@ -89,6 +89,12 @@ pub struct TimeoutConfig {
     /// twice what came in here (see `node::workload`). 0: leaders stay where elections,
     /// placement and operators put them; else at least `FOLLOW_WINDOW_MIN` (100 ms).
     pub follow_workload_ms: u64,
+    /// Each leader looks for expired keys once per this long (`shard::expiry`): it walks a
+    /// page of its group's records (`EXPIRY_ROWS_PER_STEP`) and deletes those whose TTL
+    /// passed (at most `EXPIRY_KEYS_PER_ENTRY` in one log entry, and then again soon after).
+    /// Reads never see an expired key either way; this is what removes it from the store,
+    /// DBSIZE and INFO. 0: off (an expired key stays stored until a write meets it).
+    pub expiry_step_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -107,6 +113,7 @@ impl Default for TimeoutConfig {
             apply_flush_ms: crate::shard::limits::APPLY_FLUSH_MS_DEFAULT,
             leader_placement_ms: 30_000,
             follow_workload_ms: 5_000,
+            expiry_step_ms: crate::shard::limits::EXPIRY_STEP_MS_DEFAULT,
         }
     }
 }
@@ -126,6 +133,11 @@ impl TimeoutConfig {
 
     pub fn apply_flush(&self) -> Duration {
         Duration::from_millis(self.apply_flush_ms)
+    }
+
+    /// The active expiry's step, `None` when it is off.
+    pub fn expiry_step(&self) -> Option<Duration> {
+        (self.expiry_step_ms > 0).then(|| Duration::from_millis(self.expiry_step_ms))
     }
 
     /// The longest election time-out: a leader transfer ends within it.

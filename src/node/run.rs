@@ -847,6 +847,7 @@ impl ReplicaFactory {
         cfg.election_ticks_max = t.election_ticks_max;
         cfg.heartbeat_ticks = t.heartbeat_ticks;
         cfg.apply_flush = t.apply_flush();
+        cfg.expiry_step = t.expiry_step();
         cfg.pause_long_applies = self.on_node_thread;
         cfg.pending_requests_max = config.limits.pending_requests_per_group_max;
         cfg.entry_bytes_max = config.limits.entry_bytes_max();

@@ -28,9 +28,10 @@ use crate::raft::{
 };
 use crate::shard::api::{Endorsement, LeaderChange, ShardError, ShardOp, ShardResult, SplitDone};
 use crate::shard::counts::Counts;
+use crate::shard::expiry::Expiry;
 use crate::shard::limits::{
-    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, ENTRY_BYTES_MAX_DEFAULT, LOG_KEEP_ENTRIES,
-    MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
+    APPLY_FLUSH_MS_DEFAULT, COMPACT_EVERY_ENTRIES, ENTRY_BYTES_MAX_DEFAULT, EXPIRY_STEP_MS_DEFAULT,
+    LOG_KEEP_ENTRIES, MAILBOX_MESSAGES_MAX, PENDING_REQUESTS_MAX, PERSIST_JOBS_IN_FLIGHT_MAX,
 };
 use crate::shard::persist::ShardWriter;
 use crate::shard::snapshot::{IncomingSnapshot, OutgoingSnapshot};
@@ -81,6 +82,9 @@ pub struct ShardConfig {
     /// Serve the node's own reads as a follower, after a read index from the leader
     /// (`follower_reads`), when the request path asks (`ShardOp::Read::follower_ok`).
     pub follower_reads: bool,
+    /// As leader, look for expired records to delete once per this long (`shard::expiry`);
+    /// `None`: never (an expired key stays stored, unseen by reads, until a write meets it).
+    pub expiry_step: Option<Duration>,
     /// Counters and histograms this replica updates (detached unless the node sets them).
     pub metrics: GroupMetrics,
     /// The replica's term as of its latest Ready, stored before that Ready's messages go
@@ -117,6 +121,7 @@ impl ShardConfig {
             rng_seed: 0,
             lease_reads: None,
             follower_reads: true,
+            expiry_step: Some(Duration::from_millis(EXPIRY_STEP_MS_DEFAULT)),
             metrics: GroupMetrics::detached(),
             published_term: Arc::new(AtomicU64::new(0)),
             read_door: Arc::new(ReadDoor::default()),
@@ -365,6 +370,8 @@ pub struct ShardActor {
     pub(crate) counting_split: bool,
     /// Key counts served off the replica's thread (`counts`).
     pub(crate) counts: Counts,
+    /// The active expiry's walk, as leader (`expiry`).
+    pub(crate) expiry: Expiry,
     /// Persist jobs handed to the writer, oldest first, answered in this order (at most
     /// `PERSIST_JOBS_IN_FLIGHT_MAX`).
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -514,6 +521,7 @@ impl ShardActor {
             unsynced_hard_state: None,
             counting_split: false,
             counts: Counts::default(),
+            expiry: Expiry::default(),
             in_flight: VecDeque::with_capacity(PERSIST_JOBS_IN_FLIGHT_MAX),
             drive_scheduled: false,
             deferred: None,
@@ -891,6 +899,7 @@ impl Actor for ShardActor {
             act.retry_deferred(ctx);
             act.drive(ctx);
             act.flush_applied(ctx);
+            act.expire_when_due(ctx);
             act.maybe_report_removal();
         });
         self.drive(ctx);

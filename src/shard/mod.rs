@@ -7,6 +7,7 @@
 //! - `follower_reads`: the node's own reads served by a follower after a read index.
 //! - [`read_door`]: reads a leader would answer at once (on its lease or a voter's
 //!   endorsement), answered on the node's request path from its applied state.
+//! - `expiry`: the leader's active expiry, deleting the records whose deadline passed.
 //! - [`split`]: splitting the group (a log entry) and the slot-ownership rule.
 //! - [`persist`]: `ShardWriter`, the node's non-blocking path to the group-commit writer.
 //! - [`undurable`]: applied but not yet durable mutations, layered over redb.
@@ -18,6 +19,7 @@
 pub mod actor;
 pub mod api;
 mod counts;
+mod expiry;
 mod follower_reads;
 pub mod limits;
 mod members;

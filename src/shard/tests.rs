@@ -149,6 +149,9 @@ struct Cluster {
     entry_bytes_max: u64,
     /// `ShardConfig::pause_long_applies`.
     pause_long_applies: bool,
+    /// `ShardConfig::expiry_step`: off unless a test studies it (the tests' writes carry a
+    /// clock of 1970, whose deadlines the real clock of the active expiry has passed).
+    expiry_step: Option<Duration>,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -181,6 +184,7 @@ impl Cluster {
             doors: Mutex::new(HashMap::new()),
             entry_bytes_max: crate::shard::limits::ENTRY_BYTES_MAX_DEFAULT,
             pause_long_applies: true,
+            expiry_step: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Cluster {
         cfg.lease_reads = self.lease_reads;
         cfg.entry_bytes_max = self.entry_bytes_max;
         cfg.pause_long_applies = self.pause_long_applies;
+        cfg.expiry_step = self.expiry_step;
         self.doors.lock().expect("doors").insert(node, Arc::downgrade(&cfg.read_door));
         self.metrics.lock().expect("metrics").insert(node, cfg.metrics.clone());
         let published = Arc::clone(&cfg.published_term);
@@ -943,6 +948,72 @@ fn key_counts_see_every_applied_write_whether_written_to_redb_or_not() {
         let slot = crate::kv::slot::key_slot(key(30).as_bytes());
         let in_slot = ShardOp::read(ReadCommand::CountKeysInSlot { slot }, 1_000);
         assert_eq!(count(cluster.exec(leader, in_slot).await), 1);
+        cluster.stop_all().await;
+    });
+}
+
+/// The leader's active expiry deletes, on every replica, the keys whose deadline passed
+/// (a backlog of more than one entry holds too), and keeps those without a deadline or
+/// with one ahead. Writes carry the real clock here, as the active expiry does.
+#[test]
+fn the_leader_deletes_expired_keys_on_every_replica_and_keeps_the_rest() {
+    use crate::shard::limits::EXPIRY_KEYS_PER_ENTRY;
+    run(async {
+        let step = Duration::from_millis(20);
+        let cluster = Cluster { expiry_step: Some(step), ..Cluster::new(1_000_000) };
+        cluster.start_all();
+        let leader = cluster.leader().await;
+        let now_ms = || {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.expect("clock after 1970").as_millis() as u64
+        };
+        let soon = 2 * EXPIRY_KEYS_PER_ENTRY + 300;
+        let set = |i: usize, expire_at_ms: Option<u64>| KvCommand::Set {
+            key: Bytes::from(format!("key-{i}")),
+            value: Bytes::from_static(b"v"),
+            expire_at_ms,
+            keep_ttl: false,
+            condition: SetCondition::Always,
+            get: false,
+        };
+        // Keys that expire in 300 ms, keys without a deadline, keys with an hour left.
+        let at = now_ms();
+        let commands: Vec<KvCommand> = (0..soon)
+            .map(|i| set(i, Some(at + 300)))
+            .chain((soon..soon + 10).map(|i| set(i, None)))
+            .chain((soon + 10..soon + 20).map(|i| set(i, Some(at + 3_600_000))))
+            .collect();
+        let command = KvCommand::Batch { commands };
+        let batch = Request { client_id: 5, seq: 1, now_ms: at, command };
+        assert!(matches!(cluster.exec(leader, ShardOp::Write(batch)).await, Ok(Reply::Array(_))));
+        let stored = |node: u64| {
+            let view = crate::storage::group_snapshot::latest_kv_view(&cluster.db(node), GROUP)
+                .expect("view");
+            crate::kv::KvRead::count_keys(&view, 0..=16383, crate::kv::read::Tally::Keys).keys
+        };
+        let start = Instant::now();
+        for node in NODES {
+            while stored(node) != 20 {
+                assert!(start.elapsed() < WAIT_MAX, "node {node} holds {} keys", stored(node));
+                tokio::time::sleep(step).await;
+            }
+        }
+        let expired = cluster.metrics.lock().expect("metrics")[&leader].expired_keys.get();
+        assert_eq!(expired, soon as u64, "deleted by the leader");
+        for node in NODES.into_iter().filter(|n| *n != leader) {
+            let metrics = cluster.metrics.lock().expect("metrics")[&node].expired_keys.get();
+            assert_eq!(metrics, 0, "node {node} is no leader");
+        }
+        let keyspace = ReadCommand::Keyspace { slot_first: 0, slot_last: 16383 };
+        let counted = cluster.exec(leader, ShardOp::read(keyspace, now_ms())).await;
+        let Ok(Reply::Array(fields)) = counted else { panic!("{counted:?}") };
+        assert_eq!(fields[..2], [Reply::Int(20), Reply::Int(10)]);
+        let read = |i: usize| {
+            ShardOp::read(ReadCommand::Get { key: Bytes::from(format!("key-{i}")) }, now_ms())
+        };
+        assert_eq!(cluster.exec(leader, read(soon + 5)).await, bulk("v"));
+        assert_eq!(cluster.exec(leader, read(soon + 15)).await, bulk("v"));
+        assert_eq!(cluster.exec(leader, read(0)).await, Ok(Reply::Nil));
         cluster.stop_all().await;
     });
 }

@@ -38,8 +38,6 @@ pub struct ExpiredPage {
     pub keys: Vec<(Bytes, u64)>,
     /// Records looked at.
     pub rows: usize,
-    /// Of those, the records with a deadline, passed or not.
-    pub deadlines: usize,
     /// Where the next page starts (after this record); `None` when the slots are done.
     pub resume: Option<(u16, Bytes)>,
 }
@@ -67,8 +65,7 @@ pub fn expired_page(
     let (mut last_slot, mut last_key) = (0u16, Vec::new());
     let mut stopped = false;
     view.walk(slots, after, &mut |slot, key, record| {
-        let deadline = Record::deadline_of(record);
-        let expired = deadline.filter(|deadline_ms| *deadline_ms <= now_ms);
+        let expired = Record::deadline_of(record).filter(|deadline_ms| *deadline_ms <= now_ms);
         let full = expired.is_some()
             && !page.keys.is_empty()
             && (page.keys.len() >= bounds.keys_max
@@ -82,7 +79,6 @@ pub fn expired_page(
             page.keys.push((Bytes::copy_from_slice(key), deadline_ms));
         }
         page.rows += 1;
-        page.deadlines += usize::from(deadline.is_some());
         last_slot = slot;
         last_key.clear();
         last_key.extend_from_slice(key);
@@ -172,7 +168,7 @@ mod tests {
         assert_eq!(expired.len(), 3);
         let bounds = PageBounds { rows_max: 100, keys_max: 100, key_bytes_max: 100 };
         let page = expired_page(&kv, 0..=16383, None, NOW_MS, &bounds);
-        assert_eq!((page.keys.clone(), page.rows, page.deadlines), (expired.clone(), 5, 4));
+        assert_eq!((page.keys.clone(), page.rows), (expired.clone(), 5));
         assert_eq!(page.resume, None);
         assert!(!page.is_full(&bounds));
         // Two keys at most: the page stops before the third expired key, and is full.

@@ -4,8 +4,8 @@
 //! proposes one log entry of `DeleteExpired` for the expired keys it found (at most
 //! `EXPIRY_KEYS_PER_ENTRY`). The next step starts where the page ended; after the group's
 //! last slot the walk starts over. A page that held all it may is followed at once
-//! (`EXPIRY_BACKLOG_PAUSE`); a whole pass that met no deadline rests
-//! `EXPIRY_IDLE_PASS_STEPS` steps.
+//! (`EXPIRY_BACKLOG_PAUSE`); a whole pass that found fewer than `EXPIRY_BUSY_PASS_PERCENT`
+//! of its records expired rests `EXPIRY_QUIET_PASS_REST_STEPS` steps.
 //!
 //! The page is read without the applied but undurable records (`undurable`): those it
 //! misses are found by a later pass, and a record it reads that has since been written
@@ -28,8 +28,8 @@ use crate::kv::meta::META_GROUP;
 use crate::shard::actor::ShardActor;
 use crate::shard::api::ShardResult;
 use crate::shard::limits::{
-    EXPIRY_BACKLOG_PAUSE, EXPIRY_IDLE_PASS_STEPS, EXPIRY_KEYS_PER_ENTRY,
-    EXPIRY_KEY_BYTES_PER_ENTRY, EXPIRY_ROWS_PER_STEP,
+    EXPIRY_BACKLOG_PAUSE, EXPIRY_BUSY_PASS_PERCENT, EXPIRY_KEYS_PER_ENTRY,
+    EXPIRY_KEY_BYTES_PER_ENTRY, EXPIRY_QUIET_PASS_REST_STEPS, EXPIRY_ROWS_PER_STEP,
 };
 use crate::storage::group_snapshot::latest_kv_view;
 
@@ -49,8 +49,9 @@ pub(crate) struct Expiry {
     busy: bool,
     /// No step starts before this.
     next_at: Option<Instant>,
-    /// The pass under way met a record with a deadline.
-    pass_saw_deadline: bool,
+    /// Records the pass under way walked, and the expired ones it found.
+    pass_rows: u64,
+    pass_expired: u64,
 }
 
 impl Expiry {
@@ -129,18 +130,22 @@ impl ShardActor {
                 return;
             }
         };
-        self.expiry.pass_saw_deadline |= page.deadlines > 0;
+        let expiry = &mut self.expiry;
+        expiry.pass_rows += page.rows as u64;
+        expiry.pass_expired += page.keys.len() as u64;
+        let quiet = expiry.pass_expired.saturating_mul(100)
+            < expiry.pass_rows.saturating_mul(EXPIRY_BUSY_PASS_PERCENT);
         let wait = if page.is_full(&BOUNDS) {
             EXPIRY_BACKLOG_PAUSE
-        } else if page.resume.is_none() && !self.expiry.pass_saw_deadline {
-            step.saturating_mul(EXPIRY_IDLE_PASS_STEPS)
+        } else if page.resume.is_none() && quiet {
+            step.saturating_mul(EXPIRY_QUIET_PASS_REST_STEPS)
         } else {
             step
         };
         if page.resume.is_none() {
-            self.expiry.pass_saw_deadline = false;
+            (expiry.pass_rows, expiry.pass_expired) = (0, 0);
         }
-        self.expiry.cursor = page.resume;
+        expiry.cursor = page.resume;
         if page.keys.is_empty() {
             self.expiry.rest(wait);
             return;

@@ -945,16 +945,7 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
         let error = pipe.query::<Value>(&mut c).expect_err("refused");
         assert_eq!(error.code(), Some("EXECABORT"), "{error}");
     }
-    // Keys of two groups (four groups, 300 keys: some pair lies in two).
-    let (a, b) = (0..300)
-        .map(|i| format!("k{i}"))
-        .map(|k| (shardkv::kv::key_slot(k.as_bytes()) / 4096, k))
-        .fold((None, None), |(a, b), (group, k)| match (a, b) {
-            (None, _) => (Some((group, k)), None),
-            (Some((g, ka)), None) if g != group => (Some((g, ka)), Some(k)),
-            other => other,
-        });
-    let (a, b) = (a.unwrap().1, b.unwrap());
+    let (a, b) = two_groups_keys();
     let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
     for key in [&a, &b] {
         let _: () = redis::cmd("SET").arg(key).arg(1).query(&mut c).unwrap();
@@ -1002,4 +993,89 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
         "-ERR a transaction queues at most {max} commands\r\n\
          -EXECABORT Transaction discarded because of previous errors.\r\n"
     )), "{}", &answer[answer.len().saturating_sub(200)..]);
+}
+
+/// Two keys of two groups of the `MemBackend`'s four.
+fn two_groups_keys() -> (String, String) {
+    let (a, b) = (0..300)
+        .map(|i| format!("k{i}"))
+        .map(|k| (shardkv::kv::key_slot(k.as_bytes()) / 4096, k))
+        .fold((None, None), |(a, b), (group, k)| match (a, b) {
+            (None, _) => (Some((group, k)), None),
+            (Some((g, ka)), None) if g != group => (Some((g, ka)), Some(k)),
+            other => other,
+        });
+    (a.unwrap().1, b.unwrap())
+}
+
+/// WATCH: EXEC applies nothing, and answers a null array, when a watched key changed since
+/// it was watched, by another client or by this one; its transaction runs otherwise. EXEC,
+/// DISCARD, UNWATCH and RESET forget the watched keys.
+#[test]
+fn watch_makes_exec_apply_nothing_once_a_watched_key_changed() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let mut other = client(&server);
+    let watch = |c: &mut redis::Connection, keys: &[&str]| {
+        let _: () = redis::cmd("WATCH").arg(keys).query(c).unwrap();
+    };
+    let _: () = c.set("{w}n", 1).unwrap();
+    // Unchanged (a key absent when watched, still absent): the transaction runs.
+    watch(&mut c, &["{w}n", "{w}none"]);
+    let n: i64 = c.get("{w}n").unwrap();
+    let ran: Option<(i64,)> = redis::pipe().atomic().incr("{w}n", n).query(&mut c).unwrap();
+    assert_eq!(ran, Some((2,)));
+    // Changed by another client: nothing of it applies.
+    for change in [("{w}n", "7"), ("{w}none", "came")] {
+        watch(&mut c, &["{w}n", "{w}none"]);
+        let _: () = other.set(change.0, change.1).unwrap();
+        let mut pipe = redis::pipe();
+        pipe.atomic().set("{w}n", 100).ignore().set("{w}x", 1).ignore();
+        assert_eq!(pipe.query::<Option<()>>(&mut c).unwrap(), None, "after {change:?}");
+        assert_eq!(c.get::<_, Option<i64>>("{w}x").unwrap(), None);
+        let _: () = other.del("{w}none").unwrap();
+    }
+    assert_eq!(c.get::<_, i64>("{w}n").unwrap(), 7);
+    // Changed by this very client, pipelined right before: reads alone, and none, abort too.
+    let aborted = raw(
+        &server,
+        b"WATCH {w}n\r\nSET {w}n 8\r\nMULTI\r\nGET {w}n\r\nEXEC\r\n\
+          WATCH {w}n\r\nINCR {w}n\r\nMULTI\r\nEXEC\r\nGET {w}n\r\n",
+    );
+    assert_eq!(
+        aborted,
+        "+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n+OK\r\n:9\r\n+OK\r\n*-1\r\n$1\r\n9\r\n"
+    );
+    // EXEC forgot its watched keys: the next transaction runs whatever changed.
+    let _: () = other.set("{w}n", 10).unwrap();
+    let ran: Option<(i64,)> = redis::pipe().atomic().incr("{w}n", 1).query(&mut c).unwrap();
+    assert_eq!(ran, Some((11,)));
+    // UNWATCH, DISCARD and RESET forget them; UNWATCH queued in a transaction does not.
+    let forgets = raw(
+        &server,
+        b"WATCH {w}n\r\nUNWATCH\r\nSET {w}n 1\r\nMULTI\r\nGET {w}n\r\nEXEC\r\n\
+          WATCH {w}n\r\nMULTI\r\nDISCARD\r\nSET {w}n 2\r\nMULTI\r\nEXEC\r\n\
+          WATCH {w}n\r\nSET {w}n 3\r\nMULTI\r\nUNWATCH\r\nEXEC\r\n\
+          WATCH {w}n\r\nMULTI\r\nWATCH {w}x\r\nEXEC\r\n",
+    );
+    assert_eq!(
+        forgets,
+        "+OK\r\n+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n$1\r\n1\r\n\
+         +OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n*0\r\n\
+         +OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n\
+         +OK\r\n+OK\r\n-ERR WATCH inside MULTI is not allowed\r\n*0\r\n"
+    );
+    let reset = raw(&server, b"WATCH {w}n\r\nRESET\r\nSET {w}n 4\r\nMULTI\r\nEXEC\r\n");
+    assert_eq!(reset, "+OK\r\n+RESET\r\n+OK\r\n+OK\r\n*0\r\n");
+    // Under RESP3 an aborted EXEC is a null.
+    let resp3 = raw(&server, b"HELLO 3\r\nWATCH {w}n\r\nSET {w}n 5\r\nMULTI\r\nEXEC\r\n");
+    assert!(resp3.ends_with("+OK\r\n+OK\r\n+OK\r\n_\r\n"), "{resp3}");
+    // Watched keys must share the transaction's group.
+    let (a, b) = two_groups_keys();
+    let cross = format!("WATCH {a}\r\nMULTI\r\nSET {b} 1\r\nEXEC\r\nGET {b}\r\n");
+    assert_eq!(
+        raw(&server, cross.as_bytes()),
+        "+OK\r\n+OK\r\n+QUEUED\r\n\
+         -CROSSSLOT Keys in request don't hash to the same slot\r\n$-1\r\n"
+    );
 }

@@ -176,6 +176,8 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         }
         KvCommand::Read(read) => Ok(read::execute(&cx.overlay.over(cx.view), cx.now_ms, read)),
         KvCommand::Transaction { commands } => transaction(cx, commands),
+        // Only a transaction holds one.
+        KvCommand::Watched { .. } => Err(KvError::NotHere),
     };
     result.unwrap_or_else(Reply::Error)
 }
@@ -199,14 +201,26 @@ pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// MULTI/EXEC: each command in order on the same overlay; a command a transaction may not
 /// hold (a client never builds one) is refused rather than run. Past the reply bound the
 /// overlay's entries of the keys the transaction wrote are put back as they were (its
-/// commands write nothing else: no flush, no session): nothing of it is applied.
+/// commands write nothing else: no flush, no session): nothing of it is applied. If a
+/// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
+/// nil (EXEC's null array); the `Watched` members answer nothing.
 fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {
+    for command in commands {
+        if let KvCommand::Watched { key, digest } = command {
+            let now = read::digest(&cx.overlay.over(cx.view), cx.now_ms, key);
+            let watched = digest.map_or(Reply::Nil, Reply::Int);
+            if now != watched {
+                return Ok(Reply::Nil);
+            }
+        }
+    }
     let mut undo = Vec::new();
     let mut replies = Vec::with_capacity(commands.len());
     let mut bytes = 0u64;
     for command in commands {
         let keys = write_keys(command);
         let reply = match command {
+            KvCommand::Watched { .. } => continue,
             KvCommand::Read(read) if read.batchable() => execute(cx, command),
             KvCommand::Read(_) | KvCommand::Batch { .. } | KvCommand::Transaction { .. } => {
                 Reply::Error(KvError::NotHere)

@@ -608,3 +608,54 @@ fn a_refused_transaction_leaves_the_batch_as_it_was_and_a_retry_applies_nothing(
     let n = read::get(&overlay.over(&kv), NOW_MS, b"n");
     assert_eq!(n, bulk("5"), "applied once");
 }
+
+/// WATCH: a transaction applies only if every watched key's digest is still the one watched
+/// (its type, deadline and value; nil for no live value), else nothing of it, answering nil.
+#[test]
+fn a_transaction_with_a_changed_watched_key_applies_nothing() {
+    use super::read::{digest, ReadCommand};
+    let mut f = Fixture::new();
+    let tx = |commands| KvCommand::Transaction { commands };
+    let watched = |key: &str, kv: &MemKv, now_ms| {
+        let digest = match digest(kv, now_ms, key.as_bytes()) {
+            Reply::Int(d) => Some(d),
+            Reply::Nil => None,
+            other => panic!("{other:?}"),
+        };
+        KvCommand::Watched { key: b(key), digest }
+    };
+    f.run(set("w", "1"));
+    let seen = watched("w", &f.kv, NOW_MS);
+    let absent = watched("none", &f.kv, NOW_MS);
+    assert_eq!(absent, KvCommand::Watched { key: b("none"), digest: None });
+    // Unchanged: applied, the watched members answer nothing.
+    let reply = f.run(tx(vec![seen.clone(), absent.clone(), set("x", "1")]));
+    assert_eq!(reply, Reply::Array(vec![Reply::Ok]));
+    // Another value, another deadline, a key that came, a key that expired: nothing applies.
+    let get = KvCommand::Read(ReadCommand::Get { key: b("w") });
+    for change in [
+        set("w", "2"),
+        KvCommand::Expire {
+            key: b("w"),
+            deadline_ms: NOW_MS + 10,
+            condition: ExpireCondition::Always,
+        },
+        set("none", "1"),
+    ] {
+        let mut g = Fixture::new();
+        g.run(set("w", "1"));
+        g.run(change.clone());
+        let reply = g.run(tx(vec![seen.clone(), absent.clone(), set("x", "2"), get.clone()]));
+        assert_eq!(reply, Reply::Nil, "after {change:?}");
+        assert_eq!(g.get("x"), Reply::Nil, "nothing applied after {change:?}");
+    }
+    let mut g = Fixture::new();
+    g.run(set_with("w", "1", Some(NOW_MS + 5), false, SetCondition::Always, false));
+    let live = watched("w", &g.kv, NOW_MS);
+    let ran = g.at(NOW_MS + 4, tx(vec![live.clone(), set("x", "3")]));
+    assert_eq!(ran, Reply::Array(vec![Reply::Ok]));
+    assert_eq!(g.at(NOW_MS + 5, tx(vec![live, set("y", "3")])), Reply::Nil, "it expired");
+    // Alone, outside a transaction, it is refused.
+    assert_eq!(f.run(seen), Reply::Error(KvError::NotHere));
+    assert_eq!(f.get("x"), bulk("1"));
+}

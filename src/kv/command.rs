@@ -158,8 +158,12 @@ pub enum KvCommand {
     Read(crate::kv::read::ReadCommand),
     /// MULTI/EXEC: key writes (value-answering ones too) and `Read`s of one client on one
     /// group, applied in order as one request, all or nothing: if their replies' values pass
-    /// `TRANSACTION_REPLY_BYTES_MAX`, none is applied and the answer is an error.
+    /// `TRANSACTION_REPLY_BYTES_MAX`, none is applied and the answer is an error; if a
+    /// `Watched` key changed, none is applied and the answer is nil.
     Transaction { commands: Vec<KvCommand> },
+    /// WATCH, inside a `Transaction`: the key's `read::digest` when it was watched (`None`:
+    /// no live value). Answers nothing of its own.
+    Watched { key: Bytes, digest: Option<i64> },
 }
 
 impl KvCommand {
@@ -194,6 +198,7 @@ impl KvCommand {
             KvCommand::Batch { .. }
             | KvCommand::Read(_)
             | KvCommand::Transaction { .. }
+            | KvCommand::Watched { .. }
             | KvCommand::Split { .. }
             | KvCommand::Meta(_)
             | KvCommand::FlushSlots { .. } => false,

@@ -153,7 +153,8 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
         | C::IncrByFloat { key, .. }
         | C::Expire { key, .. }
         | C::Persist { key }
-        | C::DeleteExpired { key, .. } => vec![&key[..]],
+        | C::DeleteExpired { key, .. }
+        | C::Watched { key, .. } => vec![&key[..]],
         C::Del { keys } => keys.iter().map(|k| &k[..]).collect(),
         C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
         C::MSet { pairs } | C::MSetNx { pairs } => pairs.iter().map(|(k, _)| &k[..]).collect(),

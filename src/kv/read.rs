@@ -57,6 +57,30 @@ pub fn mget(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
     Reply::Array(values.collect())
 }
 
+/// What WATCH remembers of a key, and EXEC's transaction compares (`KvCommand::Watched`):
+/// nil when it holds no live value, else a digest (CRC-64) of its type, deadline and value,
+/// which every replica computes alike. A write that leaves all three as they were (a SET
+/// of the same value) goes unnoticed, where Redis counts any write to the key.
+pub fn digest(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
+    answer(lookup(view, now_ms, key).map(|found| match found {
+        Some(record) => Reply::Int(record_digest(&record)),
+        None => Reply::Nil,
+    }))
+}
+
+fn record_digest(record: &Record) -> i64 {
+    const CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+    let mut digest = CRC.digest();
+    digest.update(&[record.value_type as u8]);
+    // No deadline and a deadline differ even where the value bytes run on alike.
+    match record.expire_at_ms {
+        Some(deadline_ms) => digest.update(&[&[1u8][..], &deadline_ms.to_be_bytes()].concat()),
+        None => digest.update(&[0u8]),
+    }
+    digest.update(&record.value);
+    digest.finalize() as i64
+}
+
 /// STRLEN.
 pub fn strlen(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
     answer(
@@ -158,6 +182,10 @@ pub enum ReadCommand {
     MGet {
         keys: Vec<Bytes>,
     },
+    /// WATCH: each key's `digest`, in order.
+    Digests {
+        keys: Vec<Bytes>,
+    },
     StrLen {
         key: Bytes,
     },
@@ -233,7 +261,7 @@ impl ReadCommand {
             | R::GetRange { key, .. }
             | R::Ttl { key, .. }
             | R::Type { key } => Some(std::slice::from_ref(key)),
-            R::MGet { keys } | R::Exists { keys } => Some(keys),
+            R::MGet { keys } | R::Exists { keys } | R::Digests { keys } => Some(keys),
             _ => None,
         }
     }
@@ -382,6 +410,9 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::Batch { commands } => read_batch(view, now_ms, commands),
         ReadCommand::Get { key } => get(view, now_ms, key),
         ReadCommand::MGet { keys } => mget(view, now_ms, keys),
+        ReadCommand::Digests { keys } => {
+            Reply::Array(keys.iter().map(|key| digest(view, now_ms, key)).collect())
+        }
         ReadCommand::StrLen { key } => strlen(view, now_ms, key),
         ReadCommand::GetRange { key, start, end } => getrange(view, now_ms, key, *start, *end),
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),

@@ -30,6 +30,8 @@ pub struct ClientState {
     pub seq: u64,
     /// The transaction being queued, after MULTI.
     pub multi: Option<super::cmd::multi::Multi>,
+    /// WATCHed keys, for the next EXEC (at most `multi::WATCH_KEYS_MAX`).
+    pub watched: Vec<super::cmd::multi::Watch>,
     pub entry: Arc<ClientEntry>,
 }
 

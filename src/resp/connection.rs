@@ -122,7 +122,13 @@ impl Footprint {
             }
             Job::Transaction(tx) => {
                 let groups = tx.ops.iter().flat_map(|(_, ops)| ops.parts.iter().map(|p| p.group));
-                Footprint { write: job.is_write(), groups: Some(groups.collect()) }
+                // Watched keys are read again, or compared, after the connection's writes.
+                let watched = tx.watch_at.map(|(group, _)| group);
+                Footprint { write: job.is_write(), groups: Some(groups.chain(watched).collect()) }
+            }
+            Job::Watch(ops, _) => {
+                let groups = ops.parts.iter().map(|p| p.group).collect();
+                Footprint { write: false, groups: Some(groups) }
             }
             _ => Footprint { write: false, groups: None },
         }
@@ -172,6 +178,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         readonly: false,
         seq: 0,
         multi: None,
+        watched: Vec::new(),
         entry: entry.clone(),
     };
     let (mut reader, writer) = stream.into_split();

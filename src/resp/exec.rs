@@ -5,9 +5,11 @@
 //! Owns no connection state; never writes to a socket.
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::backend::Backend;
+use super::cmd::multi::Watch;
 use super::frame::Frame;
 use crate::kv::read::{scan_cursor, KeyCount, ReadCommand};
 use crate::kv::{KvCommand, KvError, Reply, Request};
@@ -34,6 +36,9 @@ pub enum Job {
     },
     /// EXEC: a transaction's commands, run as one.
     Transaction(Transaction),
+    /// WATCH: the keys' digests (`ReadCommand::Digests`), sent to the connection's
+    /// `multi::Watch` for EXEC (`None` if the read failed); answered `+OK`.
+    Watch(Ops, oneshot::Sender<Option<Vec<Frame>>>),
 }
 
 /// The commands MULTI queued, for EXEC: answers known when they were queued, and shard
@@ -43,6 +48,10 @@ pub enum Job {
 pub struct Transaction {
     pub now: Vec<(usize, Frame)>,
     pub ops: Vec<(usize, Ops)>,
+    /// The keys WATCHed since the last EXEC, compared as the transaction runs.
+    pub watched: Vec<Watch>,
+    /// The group (and slot) of the watched keys and the commands, when keys are watched.
+    pub watch_at: Option<(GroupId, u16)>,
 }
 
 impl Job {
@@ -114,6 +123,16 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
             now_ms,
         } => keys(backend, pattern, groups, now_ms).await,
         Job::Transaction(tx) => run_transaction(backend, tx).await,
+        Job::Watch(ops, digests) => match run_ops(backend, ops).await {
+            Frame::Array(read) => {
+                let _ = digests.send(Some(read));
+                Frame::ok()
+            }
+            failed => {
+                let _ = digests.send(None);
+                failed
+            }
+        },
     }
 }
 
@@ -130,21 +149,38 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
             *slot = frame;
         }
     }
+    let Some(watched) = watched_digests(tx.watched).await else {
+        return Frame::NullArray;
+    };
     let write = tx.ops.iter().any(|(_, ops)| ops.write);
     let redirects = tx.ops.iter().any(|(_, ops)| ops.redirects);
     let (at, ops): (Vec<usize>, Vec<Ops>) = tx.ops.into_iter().unzip();
     let (group, members) = members_of(ops);
-    let Some(first_slot) = members.first().map(|m| m.slot) else {
-        return Frame::Array(frames);
+    let (group, first_slot) = match (members.first(), tx.watch_at) {
+        (Some(member), _) => (group, member.slot),
+        (None, Some(watch_at)) => watch_at,
+        (None, None) => return Frame::Array(frames),
     };
     let count = members.len();
     let (requests, members): (Vec<ShardOp>, Vec<(Merge, Vec<usize>)>) =
         members.into_iter().map(|m| (m.op, (m.merge, m.positions))).unzip();
-    let Some(op) = transaction_op(requests) else {
+    let Some(op) = transaction_op(requests, &watched, backend.now_ms()) else {
         return Frame::error("ERR internal error: a transaction holds a command it cannot run");
     };
+    let watching = !watched.is_empty();
     let replies = match backend.execute(group, op).await {
-        Ok(reply) if count == 1 => vec![reply],
+        // A watched key changed: nothing was applied.
+        Ok(Reply::Nil) if watching => return Frame::NullArray,
+        Ok(reply) if count == 1 && !watching => vec![reply],
+        // Reads (or none) at one read index, after the watched keys' digests there.
+        Ok(Reply::Array(mut replies)) if watching && !write && replies.len() == count + 1 => {
+            let digests = replies.remove(0);
+            let expected = watched.iter().map(|(_, d)| d.map_or(Reply::Nil, Reply::Int));
+            if digests != Reply::Array(expected.collect()) {
+                return Frame::NullArray;
+            }
+            replies
+        }
         Ok(Reply::Array(replies)) if replies.len() == count => replies,
         Ok(Reply::Error(KvError::BatchReplyTooLarge(bytes_max))) => {
             return Frame::from(KvError::TransactionReplyTooLarge(bytes_max));
@@ -161,12 +197,39 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     Frame::Array(frames)
 }
 
-/// The one request that runs a transaction's `ops`, in order: one alone as it is; reads
-/// alone as one read batch (one read index); else one `KvCommand::Transaction`, each read
-/// at the point the writes before it left the keys, with the last write's seq and clock.
-/// `None` if one is neither a write nor a read of keys.
-fn transaction_op(mut ops: Vec<ShardOp>) -> Option<ShardOp> {
-    if ops.len() == 1 {
+/// Each watched key and its digest when watched (`None`: no live value); `None` if a
+/// WATCH's read failed.
+async fn watched_digests(watched: Vec<Watch>) -> Option<Vec<(Bytes, Option<i64>)>> {
+    let mut digests = Vec::new();
+    for watch in watched {
+        let read = watch.digests.await.ok()??;
+        if read.len() != watch.keys.len() {
+            return None;
+        }
+        for (key, digest) in watch.keys.into_iter().zip(read) {
+            let digest = match digest {
+                Frame::Int(digest) => Some(digest),
+                Frame::Null => None,
+                _ => return None,
+            };
+            digests.push((key, digest));
+        }
+    }
+    Some(digests)
+}
+
+/// The one request that runs a transaction's `ops`, in order, checking the `watched`
+/// keys' digests first: with none watched, one alone as it is; reads alone (or none) as
+/// one read batch (one read index, at `now_ms` if none has a clock), after the watched
+/// keys' `Digests`; else one `KvCommand::Transaction`, its `Watched` members first, each
+/// read at the point the writes before it left the keys, with the last write's seq and
+/// clock. `None` if one is neither a write nor a read of keys.
+fn transaction_op(
+    mut ops: Vec<ShardOp>,
+    watched: &[(Bytes, Option<i64>)],
+    now_ms: u64,
+) -> Option<ShardOp> {
+    if ops.len() == 1 && watched.is_empty() {
         return ops.pop();
     }
     let last_write = ops.iter().rev().find_map(|op| match op {
@@ -174,23 +237,31 @@ fn transaction_op(mut ops: Vec<ShardOp>) -> Option<ShardOp> {
         _ => None,
     });
     let Some((client_id, seq, now_ms)) = last_write else {
-        let now_ms = match ops.last()? {
-            ShardOp::Read { now_ms, .. } => *now_ms,
-            _ => return None,
+        let now_ms = match ops.last() {
+            Some(ShardOp::Read { now_ms, .. }) => *now_ms,
+            Some(_) => return None,
+            None => now_ms,
         };
+        let keys = watched.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
+        let digests = (!keys.is_empty()).then_some(ReadCommand::Digests { keys });
         let commands = ops.into_iter().map(|op| match op {
             ShardOp::Read { command, .. } => Some(command),
             _ => None,
         });
+        let commands = digests.into_iter().map(Some).chain(commands);
         let command = ReadCommand::Batch { commands: commands.collect::<Option<_>>()? };
         return Some(ShardOp::read(command, now_ms));
     };
+    let watched = watched.iter().map(|(key, digest)| {
+        Some(KvCommand::Watched { key: key.clone(), digest: *digest })
+    });
     let commands = ops.into_iter().map(|op| match op {
         ShardOp::Write(request) => Some(request.command),
         ShardOp::Read { command, .. } => Some(KvCommand::Read(command)),
         _ => None,
     });
-    let command = KvCommand::Transaction { commands: commands.collect::<Option<_>>()? };
+    let commands = watched.chain(commands).collect::<Option<_>>()?;
+    let command = KvCommand::Transaction { commands };
     Some(ShardOp::Write(Request { client_id, seq, now_ms, command }))
 }
 

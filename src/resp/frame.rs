@@ -32,6 +32,9 @@ pub enum Frame {
     Int(i64),
     Bulk(Bytes),
     Null,
+    /// A null array: `*-1` under RESP2 (EXEC of a transaction a WATCH aborted), `_` under
+    /// RESP3.
+    NullArray,
     Double(f64),
     Bool(bool),
     Array(Vec<Frame>),
@@ -71,6 +74,8 @@ impl Frame {
             Frame::Bulk(bytes) => bulk(out, b'$', bytes),
             Frame::Null if proto == Proto::Resp3 => out.put_slice(b"_\r\n"),
             Frame::Null => out.put_slice(b"$-1\r\n"),
+            Frame::NullArray if proto == Proto::Resp3 => out.put_slice(b"_\r\n"),
+            Frame::NullArray => out.put_slice(b"*-1\r\n"),
             Frame::Double(value) if proto == Proto::Resp3 => {
                 line(out, b',', double_text(*value).as_bytes())
             }

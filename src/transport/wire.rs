@@ -25,7 +25,8 @@ use crate::transport::api::Urgency;
 /// decode it).
 /// 9: `KvCommand::Transaction` and `KvCommand::Read` (MULTI/EXEC: an older replica could not
 /// apply a transaction in the log).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: `KvCommand::Watched` and `ReadCommand::Digests` (WATCH).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -213,6 +213,24 @@ pub const SPECS: &[Spec] = &[
     ),
     spec!("discard", 1, TX_FAST, ACL_TX_FAST, NO_KEY, "transactions", "Discards a transaction."),
     spec!(
+        "watch",
+        -2,
+        TX_FAST,
+        ACL_TX_FAST,
+        ALL_KEYS,
+        "transactions",
+        "Monitors changes to keys to determine the execution of a transaction."
+    ),
+    spec!(
+        "unwatch",
+        1,
+        TX_FAST,
+        ACL_TX_FAST,
+        NO_KEY,
+        "transactions",
+        "Forgets about watched keys of a transaction."
+    ),
+    spec!(
         "client",
         -2,
         CONTAINER,
@@ -688,7 +706,12 @@ pub fn prepare<B: Backend>(
     let name = index.and_then(|index| SPECS.get(index)).map_or("", |spec| spec.name);
     let job = prepare_now(cx, args, index);
     if multi::runs_inside(name) {
-        return multi::ran_inside(&mut cx.client.multi, name, job);
+        let job = multi::ran_inside(&mut cx.client.multi, name, job);
+        if cx.client.multi.is_none() {
+            // EXEC refused, or RESET: the watched keys go with the transaction.
+            cx.client.watched.clear();
+        }
+        return job;
     }
     let bytes_max = cx.shared.options.limits.write_bytes_max;
     match &mut cx.client.multi {
@@ -768,6 +791,8 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "multi" => multi::prepare_multi(cx, args),
         "exec" => multi::prepare_exec(cx, args),
         "discard" => multi::prepare_discard(cx, args),
+        "watch" => multi::prepare_watch(cx, args),
+        "unwatch" => multi::prepare_unwatch(cx, args),
         "client" => client::prepare(cx, args),
         "command" => command::prepare(cx, args),
         "info" => info::prepare(cx, args),

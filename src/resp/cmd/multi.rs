@@ -19,21 +19,44 @@
 //! DBSIZE, KEYS, SCAN, RANDOMKEY, FLUSHALL, CLUSTER COUNTKEYSINSLOT/GETKEYSINSLOT, a
 //! multi-key command across groups); more than `MULTI_COMMANDS_MAX` commands, or
 //! arguments and kept answers past `limits.write_bytes_max` (the transaction is one log
-//! entry). WATCH is not supported. Connection commands queued (PING, ECHO, TIME, CLIENT
-//! SETNAME...) run when queued; their answers wait for EXEC's.
+//! entry). Connection commands queued (PING, ECHO, TIME, CLIENT SETNAME...) run when
+//! queued; their answers wait for EXEC's.
+//!
+//! WATCH reads its keys' digests (`kv::read::digest`: type, deadline and value) at once,
+//! linearizably; EXEC's transaction carries them (`KvCommand::Watched`) and applies nothing,
+//! answering a null array, if one differs when it applies (a transaction of reads alone, or
+//! of none, reads them again at its read index). Narrower than Redis: a write that leaves a
+//! key as it was (a SET of the same value) does not abort it; the watched keys must live in
+//! the transaction's group (its slot, on a cluster-aware connection), else EXEC answers
+//! `-CROSSSLOT`; at most `WATCH_KEYS_MAX` keys; a WATCH whose read failed aborts the next
+//! EXEC.
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use super::Ctx;
-use crate::kv::KvError;
+use crate::kv::read::ReadCommand;
+use crate::kv::{key_slot, KvError};
 use crate::resp::backend::Backend;
-use crate::resp::exec::{Job, Ops, Transaction};
+use crate::resp::exec::{Job, Merge, Ops, Transaction};
 use crate::resp::frame::{Frame, Proto};
 use crate::resp::stats::is_rejected;
 use crate::shard::api::ShardOp;
 
 /// Most commands one transaction queues: past it the command is refused and EXEC aborts.
 pub const MULTI_COMMANDS_MAX: usize = 10_000;
+
+/// Keys one connection watches at once (Redis has no bound): each is read when watched
+/// and compared inside the transaction's log entry.
+pub const WATCH_KEYS_MAX: usize = 1_000;
+
+/// The keys of one WATCH, and their digests once its read answers (`None`: it failed, and
+/// EXEC aborts: it cannot tell whether they changed).
+#[derive(Debug)]
+pub struct Watch {
+    pub keys: Vec<Bytes>,
+    pub digests: oneshot::Receiver<Option<Vec<Frame>>>,
+}
 
 /// Refusals of a write before it runs that Redis does not have (`cmd::write_too_large`):
 /// queued, they abort the transaction as Redis's own refusals do.
@@ -60,7 +83,7 @@ enum Queued {
 
 /// Commands that run at once inside a transaction rather than being queued.
 pub fn runs_inside(name: &str) -> bool {
-    matches!(name, "exec" | "discard" | "multi" | "quit" | "reset")
+    matches!(name, "exec" | "discard" | "multi" | "quit" | "reset" | "watch")
 }
 
 pub fn prepare_multi<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
@@ -73,24 +96,58 @@ pub fn prepare_multi<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
 
 pub fn prepare_discard<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     match cx.client.multi.take() {
-        Some(_) => Job::Now(Frame::ok()),
+        Some(_) => {
+            cx.client.watched.clear();
+            Job::Now(Frame::ok())
+        }
         None => Job::Now(Frame::error("ERR DISCARD without MULTI")),
     }
 }
 
 pub fn prepare_exec<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
-    match cx.client.multi.take() {
-        None => Job::Now(Frame::error("ERR EXEC without MULTI")),
-        Some(multi) if multi.dirty => Job::Now(Frame::error(
-            "EXECABORT Transaction discarded because of previous errors.",
-        )),
-        Some(multi) => exec(cx, multi.queued),
+    let Some(multi) = cx.client.multi.take() else {
+        return Job::Now(Frame::error("ERR EXEC without MULTI"));
+    };
+    let watched = std::mem::take(&mut cx.client.watched);
+    if multi.dirty {
+        let text = "EXECABORT Transaction discarded because of previous errors.";
+        return Job::Now(Frame::error(text));
     }
+    exec(cx, multi.queued, watched)
 }
 
-/// The transaction of `queued`, its key commands prepared again now; or the one error
-/// that answers EXEC (a command's keys moved since it was queued, keys of several groups).
-fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
+/// WATCH: reads the keys' digests now; EXEC compares them.
+pub fn prepare_watch<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+    if cx.client.multi.is_some() {
+        return Job::Now(Frame::error("ERR WATCH inside MULTI is not allowed"));
+    }
+    let keys = &args[1..];
+    let watching: usize = cx.client.watched.iter().map(|w| w.keys.len()).sum();
+    if watching + keys.len() > WATCH_KEYS_MAX {
+        let text = format!("ERR a connection watches at most {WATCH_KEYS_MAX} keys");
+        return Job::Now(Frame::error(text));
+    }
+    let merge = Merge::MGet { len: keys.len() };
+    let job = cx.multi_key_read(keys, |keys| ReadCommand::Digests { keys }, merge);
+    let Job::Run(ops) = job else { return job };
+    let (tx, digests) = oneshot::channel();
+    cx.client.watched.push(Watch { keys: keys.to_vec(), digests });
+    Job::Watch(ops, tx)
+}
+
+/// UNWATCH. Queued inside a transaction, as in Redis, where it unwatches nothing before
+/// EXEC compares.
+pub fn prepare_unwatch<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
+    if cx.client.multi.is_none() {
+        cx.client.watched.clear();
+    }
+    Job::Now(Frame::ok())
+}
+
+/// The transaction of `queued`, its key commands prepared again now, and of the keys
+/// `watched`; or the one error that answers EXEC (a command's keys moved since it was
+/// queued, keys of several groups).
+fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>, watched: Vec<Watch>) -> Job {
     let mut tx = Transaction::default();
     let mut at: Option<(crate::raft::types::GroupId, u16)> = None;
     for (position, queued) in queued.into_iter().enumerate() {
@@ -117,6 +174,18 @@ fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>) -> Job {
             return Job::Now(Frame::from(KvError::CrossSlot));
         }
         tx.ops.push((position, ops));
+    }
+    for key in watched.iter().flat_map(|w| &w.keys) {
+        let slot = key_slot(key);
+        let group = cx.backend.group_of_slot(slot);
+        let (first_group, first_slot) = *at.get_or_insert((group, slot));
+        if group != first_group || (cx.client.redirects && slot != first_slot) {
+            return Job::Now(Frame::from(KvError::CrossSlot));
+        }
+    }
+    if !watched.is_empty() {
+        tx.watched = watched;
+        tx.watch_at = at;
     }
     Job::Transaction(tx)
 }
@@ -170,7 +239,7 @@ impl Multi {
                 (Queued::Again { args: args.to_vec(), index }, super::argument_bytes(args))
             }
             Job::Close(frame) => return frame,
-            Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) => {
+            Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) | Job::Watch(..) => {
                 return self.refuse(Frame::error(format!(
                     "ERR '{name}' is not a read or write of named keys of one shard group \
                      and cannot be queued in a transaction"

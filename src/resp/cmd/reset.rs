@@ -1,5 +1,6 @@
 //! RESET: back to a fresh connection's state (RESP2, no name, not authenticated when a
-//! password is required, the server's redirect mode, no transaction), answered `+RESET`.
+//! password is required, the server's redirect mode, no transaction, no watched key),
+//! answered `+RESET`.
 
 use bytes::Bytes;
 
@@ -17,6 +18,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     client.redirects = cx.shared.options.cluster_redirects;
     client.authenticated = cx.shared.options.requirepass.is_empty();
     client.multi = None;
+    client.watched.clear();
     client.entry.show(None, "reset", Proto::Resp2);
     Job::Now(Frame::Simple("RESET".into()))
 }

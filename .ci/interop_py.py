@@ -37,6 +37,34 @@ def plain(protocol):
     hits = f"{{py{protocol}}}:hits"
     tx.incr(hits).get(hits).getset(hits, 0)
     check(tx.execute(), [2, b"2", b"2"], "MULTI/EXEC of reads among writes")
+    # Optimistic locking as redis-py does it: WATCH, read, MULTI/EXEC; a write by another
+    # client between them makes EXEC answer nil (WatchError), and `transaction` retries.
+    balance, other = f"{{py{protocol}}}:balance", redis.Redis(port=7003, protocol=protocol)
+    r.set(balance, 10)
+    with r.pipeline() as tx:
+        tx.watch(balance)
+        current = int(tx.get(balance))
+        other.incrby(balance, 5)
+        tx.multi()
+        tx.set(balance, current - 3)
+        try:
+            tx.execute()
+            raise SystemExit("EXEC after a watched key changed must fail")
+        except redis.WatchError:
+            pass
+    check(r.get(balance), b"15", "a watched transaction applied nothing")
+    tries = []
+
+    def spend(pipe):
+        current = int(pipe.get(balance))
+        if not tries:
+            other.incrby(balance, 1)
+        tries.append(current)
+        pipe.multi()
+        pipe.set(balance, current - 3)
+
+    r.transaction(spend, balance)
+    check((tries, r.get(balance)), ([15, 16], b"13"), "redis-py's transaction retried once")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

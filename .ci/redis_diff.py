@@ -13,7 +13,9 @@ that Redis Cluster rules allow every multi-key command. A command may be wrapped
   fields of its reply differ by nature);
 - `Info(name)`: COMMAND INFO name, compared on name, arity, flags, key positions and ACL
   categories (shardkv does not list tips, key specs or subcommands);
-- `Raw(bytes)`: sent as is (malformed input); the replies up to the close must match.
+- `Raw(bytes)`: sent as is (malformed input); the replies up to the close must match;
+- `Other(cmd)`: sent on a second connection of the case (another client's write, which a
+  WATCH of the first must notice).
 Replies that differ by nature (INFO, TIME, CLIENT ID, HELLO's server fields, CONFIG GET, a
 SCAN cursor) are not compared; the Rust tests check their shape. Nor are these, on purpose:
 CLIENT SETINFO (shardkv speaks Redis 7.2, the reference may be 7.0); SCAN with a negative
@@ -108,6 +110,10 @@ class Raw(bytes):
     pass
 
 
+class Other(list):
+    pass
+
+
 class ScanAll(list):
     """SCAN cursor ... repeated until the cursor is 0: compared as the sorted set of keys."""
 
@@ -150,7 +156,9 @@ def comparable(cmd, raw):
     return raw
 
 
-def send(conn, cmd):
+def send(conn, cmd, other):
+    if isinstance(cmd, Other):
+        return other.run(cmd)
     if isinstance(cmd, Raw):
         conn.sock.sendall(cmd)
         out = b""
@@ -330,6 +338,19 @@ CASES = [
      ["MGET", "{d}a", "{d}b"], ["SET", "{d}b", "2", "GET"], ["GETDEL", "{d}a"],
      ["EXISTS", "{d}a", "{d}b"], ["APPEND", "{d}b", "x"], ["GETRANGE", "{d}b", "0", "-1"],
      ["INCR", "{d}b"], ["EXEC"], ["GET", "{d}a"], ["GET", "{d}b"]],
+    # WATCH: EXEC runs while the watched keys are as they were, and answers a null array,
+    # having applied nothing, once another client or this one changed one of them.
+    [["WATCH"], ["UNWATCH", "x"], ["SET", "{d}a", "1"], ["WATCH", "{d}a", "{d}b"], ["MULTI"],
+     ["INCR", "{d}a"], ["EXEC"], ["WATCH", "{d}a"], Other(["SET", "{d}a", "7"]), ["MULTI"],
+     ["INCR", "{d}a"], ["SET", "{d}c", "1"], ["EXEC"], ["GET", "{d}a"], ["GET", "{d}c"],
+     ["WATCH", "{d}b"], Other(["SET", "{d}b", "1"]), ["MULTI"], ["GET", "{d}b"], ["EXEC"],
+     ["WATCH", "{d}a"], ["INCR", "{d}a"], ["MULTI"], ["EXEC"], ["WATCH", "{d}a"],
+     Other(["DEL", "{d}a"]), ["UNWATCH"], ["MULTI"], ["SET", "{d}a", "2"], ["EXEC"],
+     ["WATCH", "{d}a"], ["MULTI"], ["WATCH", "{d}b"], ["UNWATCH"], ["GET", "{d}a"], ["EXEC"],
+     ["WATCH", "{d}a"], Other(["EXPIRE", "{d}a", "100"]), ["MULTI"], ["DISCARD"], ["MULTI"],
+     ["PING"], ["EXEC"], ["WATCH", "{d}a"], Other(["PERSIST", "{d}a"]), ["MULTI"],
+     ["PING"], ["EXEC"], ["WATCH", "{d}a"], ["MULTI"], ["WATCH"], ["EXEC"],
+     Info("watch"), Info("unwatch")],
     # Errors: unknown commands, arity, wrong types of arguments.
     [["NOPE"], ["NOPE", "x", "y"], ["GET"], ["GET", "a", "b"], ["MGET"], ["INCR"], ["TTL"],
      ["EXISTS"], ["GETRANGE", "{d}a", "1"], ["CLUSTER"], ["CLIENT"], ["COMMAND", "NOSUCH"]],
@@ -432,9 +453,10 @@ def main():
         replies = []
         for port in (redis_port, shardkv_port):
             flush(port)
-            c = Conn(port)
-            replies.append([send(c, cmd) for cmd in case])
+            c, other = Conn(port), Conn(port)
+            replies.append([send(c, cmd, other) for cmd in case])
             c.close()
+            other.close()
         for cmd, want, got in zip(case, replies[0], replies[1]):
             want, got = comparable(cmd, want), comparable(cmd, got)
             if want != got:

@@ -1070,6 +1070,12 @@ fn watch_makes_exec_apply_nothing_once_a_watched_key_changed() {
     // Under RESP3 an aborted EXEC is a null.
     let resp3 = raw(&server, b"HELLO 3\r\nWATCH {w}n\r\nSET {w}n 5\r\nMULTI\r\nEXEC\r\n");
     assert!(resp3.ends_with("+OK\r\n+OK\r\n+OK\r\n_\r\n"), "{resp3}");
+    // CLIENT LIST shows EXEC as the connection's last command, not its last queued one.
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
+    let _: Option<(i64,)> = redis::pipe().atomic().incr("{w}n", 1).query(&mut c).unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut other).unwrap();
+    let line = list.lines().find(|l| l.starts_with(&format!("id={id} "))).expect(&list);
+    assert!(line.contains(" cmd=exec "), "{line}");
     // Watched keys must share the transaction's group.
     let (a, b) = two_groups_keys();
     let cross = format!("WATCH {a}\r\nMULTI\r\nSET {b} 1\r\nEXEC\r\nGET {b}\r\n");

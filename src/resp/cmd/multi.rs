@@ -113,7 +113,10 @@ pub fn prepare_exec<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
         let text = "EXECABORT Transaction discarded because of previous errors.";
         return Job::Now(Frame::error(text));
     }
-    exec(cx, multi.queued, watched)
+    let job = exec(cx, multi.queued, watched);
+    // Preparing the queued commands again showed each as the connection's last command.
+    cx.client.entry.show(cx.client.name.as_ref(), "exec", cx.client.proto);
+    job
 }
 
 /// WATCH: reads the keys' digests now; EXEC compares them.

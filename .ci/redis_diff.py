@@ -156,7 +156,7 @@ def comparable(cmd, raw):
     return raw
 
 
-def send(conn, cmd, other):
+def send(conn, cmd, other=None):
     if isinstance(cmd, Other):
         return other.run(cmd)
     if isinstance(cmd, Raw):

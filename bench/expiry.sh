@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Active expiry: shardkv beside redis-server in one run, with the same loads.
 #
-# 1. Drain: `keys` keys (default 200,000) SET with `PX ttl_ms` (3,000) by redis-benchmark
+# 1. Drain: `keys` keys (default 200,000) SET with `PX ttl_ms` (5,000) by redis-benchmark
 #    (50 clients, -P 16), then DBSIZE polled every 100 ms until it is back where it was
 #    before the load. Prints, for each server, how long after the last key was due its
 #    DBSIZE got back (neither reads an expired key; this is how long they stay stored), and

@@ -993,6 +993,14 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
         "-ERR a transaction queues at most {max} commands\r\n\
          -EXECABORT Transaction discarded because of previous errors.\r\n"
     )), "{}", &answer[answer.len().saturating_sub(200)..]);
+    // Watched keys go in the transaction's log entry: bounded by `limits.write_bytes_max`.
+    let limits = LimitConfig { write_bytes_max: 4096, ..LimitConfig::default() };
+    let server = start(RespOptions { limits, ..RespOptions::default() });
+    let mut c = client(&server);
+    let long = format!("{{rl}}{}", "k".repeat(2100));
+    let _: () = redis::cmd("WATCH").arg(&long).arg(&long).query(&mut c).unwrap();
+    let error = redis::cmd("WATCH").arg(format!("{long}2")).query::<Value>(&mut c).unwrap_err();
+    assert!(error.to_string().contains("the watched keys exceed 4096 bytes"), "{error}");
 }
 
 /// Two keys of two groups of the `MemBackend`'s four.

@@ -205,13 +205,20 @@ pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
 /// nil (EXEC's null array); the `Watched` members answer nothing.
 fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {
-    for command in commands {
-        if let KvCommand::Watched { key, digest } = command {
-            let now = read::digest(&cx.overlay.over(cx.view), cx.now_ms, key);
-            let watched = digest.map_or(Reply::Nil, Reply::Int);
-            if now != watched {
-                return Ok(Reply::Nil);
+    let (keys, watched): (Vec<Bytes>, Vec<Reply>) = commands
+        .iter()
+        .filter_map(|command| match command {
+            KvCommand::Watched { key, digest } => {
+                Some((key.clone(), digest.map_or(Reply::Nil, Reply::Int)))
             }
+            _ => None,
+        })
+        .unzip();
+    if !keys.is_empty() {
+        match read::digests(&cx.overlay.over(cx.view), cx.now_ms, &keys) {
+            Reply::Error(error) => return Err(error),
+            now if now != Reply::Array(watched) => return Ok(Reply::Nil),
+            _ => {}
         }
     }
     let mut undo = Vec::new();

@@ -613,13 +613,16 @@ fn a_refused_transaction_leaves_the_batch_as_it_was_and_a_retry_applies_nothing(
 /// (its type, deadline and value; nil for no live value), else nothing of it, answering nil.
 #[test]
 fn a_transaction_with_a_changed_watched_key_applies_nothing() {
-    use super::read::{digest, ReadCommand};
+    use super::read::{digests, ReadCommand, WATCH_DIGEST_BYTES_MAX};
     let mut f = Fixture::new();
     let tx = |commands| KvCommand::Transaction { commands };
     let watched = |key: &str, kv: &MemKv, now_ms| {
-        let digest = match digest(kv, now_ms, key.as_bytes()) {
-            Reply::Int(d) => Some(d),
-            Reply::Nil => None,
+        let digest = match digests(kv, now_ms, &[b(key)]) {
+            Reply::Array(d) if d[0] == Reply::Nil => None,
+            Reply::Array(d) => match d[0] {
+                Reply::Int(d) => Some(d),
+                ref other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         };
         KvCommand::Watched { key: b(key), digest }
@@ -658,4 +661,19 @@ fn a_transaction_with_a_changed_watched_key_applies_nothing() {
     // Alone, outside a transaction, it is refused.
     assert_eq!(f.run(seen), Reply::Error(KvError::NotHere));
     assert_eq!(f.get("x"), bulk("1"));
+    // Values past the digest bound: an error, nothing applied, whatever the digests.
+    let half = "v".repeat(WATCH_DIGEST_BYTES_MAX as usize / 2 + 1);
+    f.run(set("big1", &half));
+    f.run(set("big2", &half));
+    let too_large = Reply::Error(KvError::WatchTooLarge(WATCH_DIGEST_BYTES_MAX));
+    assert_eq!(digests(&f.kv, NOW_MS, &[b("big1"), b("big2")]), too_large);
+    let big = vec![watched("big1", &f.kv, NOW_MS), watched("none", &f.kv, NOW_MS)];
+    let both = [big[0].clone(), KvCommand::Watched { key: b("big2"), digest: Some(1) }];
+    assert_eq!(f.run(tx(vec![both[0].clone(), both[1].clone(), set("x", "4")])), too_large);
+    assert_eq!(f.run(tx(vec![big[0].clone(), big[1].clone(), set("x", "5")])), ok_array());
+    assert_eq!(f.get("x"), bulk("5"));
+}
+
+fn ok_array() -> Reply {
+    Reply::Array(vec![Reply::Ok])
 }

@@ -57,28 +57,56 @@ pub fn mget(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
     Reply::Array(values.collect())
 }
 
-/// What WATCH remembers of a key, and EXEC's transaction compares (`KvCommand::Watched`):
-/// nil when it holds no live value, else a digest (CRC-64) of its type, deadline and value,
-/// which every replica computes alike. A write that leaves all three as they were (a SET
-/// of the same value) goes unnoticed, where Redis counts any write to the key.
-pub fn digest(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
-    answer(lookup(view, now_ms, key).map(|found| match found {
-        Some(record) => Reply::Int(record_digest(&record)),
-        None => Reply::Nil,
-    }))
+/// Value bytes one WATCH, or one transaction's `Watched` keys, may digest: each replica
+/// digests the watched keys when the transaction applies, on its thread. Two of the largest
+/// values (`STRING_BYTES_MAX`). It decides what apply does, so changing it needs a new log
+/// version.
+pub const WATCH_DIGEST_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// What WATCH remembers of each of `keys`, and EXEC's transaction compares
+/// (`KvCommand::Watched`): nil when it holds no live value, else a digest of its type,
+/// deadline and value (the first 8 bytes of their SHA-256, as a signed integer), which
+/// every replica computes alike. A write that leaves all three as they were (a SET of the
+/// same value) goes unnoticed, where Redis counts any write to the key. Past
+/// `WATCH_DIGEST_BYTES_MAX` of values, an error.
+pub fn digests(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
+    let mut digested = 0u64;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let record = match lookup(view, now_ms, key) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                out.push(Reply::Nil);
+                continue;
+            }
+            Err(error) => return Reply::Error(error),
+        };
+        digested = digested.saturating_add(record.value.len() as u64);
+        if digested > WATCH_DIGEST_BYTES_MAX {
+            return Reply::Error(KvError::WatchTooLarge(WATCH_DIGEST_BYTES_MAX));
+        }
+        out.push(Reply::Int(record_digest(&record)));
+    }
+    Reply::Array(out)
 }
 
 fn record_digest(record: &Record) -> i64 {
-    const CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-    let mut digest = CRC.digest();
-    digest.update(&[record.value_type as u8]);
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update([record.value_type as u8]);
     // No deadline and a deadline differ even where the value bytes run on alike.
     match record.expire_at_ms {
-        Some(deadline_ms) => digest.update(&[&[1u8][..], &deadline_ms.to_be_bytes()].concat()),
-        None => digest.update(&[0u8]),
+        Some(deadline_ms) => {
+            hash.update([1u8]);
+            hash.update(deadline_ms.to_be_bytes());
+        }
+        None => hash.update([0u8]),
     }
-    digest.update(&record.value);
-    digest.finalize() as i64
+    hash.update(&record.value);
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// STRLEN.
@@ -182,7 +210,7 @@ pub enum ReadCommand {
     MGet {
         keys: Vec<Bytes>,
     },
-    /// WATCH: each key's `digest`, in order.
+    /// WATCH: the keys' `digests`, in order.
     Digests {
         keys: Vec<Bytes>,
     },
@@ -302,7 +330,8 @@ pub enum Tally {
     /// is read.
     Keys,
     /// The keys, and the deadlines after `after_ms` (INFO's keyspace: the keys with time
-    /// left; expired ones wait for a write to delete them): each record's header is read,
+    /// left; expired ones stay stored until a write or the active expiry deletes them):
+    /// each record's header is read,
     /// which makes a walk over redb's records half as long again.
     Deadlines { after_ms: u64 },
 }
@@ -410,9 +439,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::Batch { commands } => read_batch(view, now_ms, commands),
         ReadCommand::Get { key } => get(view, now_ms, key),
         ReadCommand::MGet { keys } => mget(view, now_ms, keys),
-        ReadCommand::Digests { keys } => {
-            Reply::Array(keys.iter().map(|key| digest(view, now_ms, key)).collect())
-        }
+        ReadCommand::Digests { keys } => digests(view, now_ms, keys),
         ReadCommand::StrLen { key } => strlen(view, now_ms, key),
         ReadCommand::GetRange { key, start, end } => getrange(view, now_ms, key, *start, *end),
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),

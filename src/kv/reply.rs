@@ -95,4 +95,8 @@ pub enum KvError {
     /// A transaction whose replies would pass the bound: none of its commands was applied.
     #[error("ERR the replies of the transaction exceed {0} bytes; it was not applied")]
     TransactionReplyTooLarge(u64),
+    /// Watched keys whose values pass `read::WATCH_DIGEST_BYTES_MAX`: not watched, or the
+    /// transaction not applied.
+    #[error("ERR the watched keys' values exceed {0} bytes; watch fewer or smaller keys")]
+    WatchTooLarge(u64),
 }

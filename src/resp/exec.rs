@@ -52,6 +52,8 @@ pub struct Transaction {
     pub watched: Vec<Watch>,
     /// The group (and slot) of the watched keys and the commands, when keys are watched.
     pub watch_at: Option<(GroupId, u16)>,
+    /// The connection is cluster-aware (NotLeader becomes `-MOVED`).
+    pub redirects: bool,
 }
 
 impl Job {
@@ -153,7 +155,7 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
         return Frame::NullArray;
     };
     let write = tx.ops.iter().any(|(_, ops)| ops.write);
-    let redirects = tx.ops.iter().any(|(_, ops)| ops.redirects);
+    let redirects = tx.redirects;
     let (at, ops): (Vec<usize>, Vec<Ops>) = tx.ops.into_iter().unzip();
     let (group, members) = members_of(ops);
     let (group, first_slot) = match (members.first(), tx.watch_at) {
@@ -197,12 +199,13 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     Frame::Array(frames)
 }
 
-/// Each watched key and its digest when watched (`None`: no live value); `None` if a
-/// WATCH's read failed.
+/// Each watched key and its digest when watched (`None`: no live value), leaving out the
+/// keys of a WATCH that answered an error (they are not watched); `None` if a digest is
+/// malformed.
 async fn watched_digests(watched: Vec<Watch>) -> Option<Vec<(Bytes, Option<i64>)>> {
     let mut digests = Vec::new();
     for watch in watched {
-        let read = watch.digests.await.ok()??;
+        let Ok(Some(read)) = watch.digests.await else { continue };
         if read.len() != watch.keys.len() {
             return None;
         }

@@ -245,6 +245,7 @@ fn golden(frame: Frame, resp2: &str, resp3: &str) {
 fn replies_encode_as_redis_under_resp2_and_resp3() {
     golden(Frame::ok(), "+OK\r\n", "+OK\r\n");
     golden(Frame::Null, "$-1\r\n", "_\r\n");
+    golden(Frame::NullArray, "*-1\r\n", "_\r\n");
     golden(Frame::Int(-3), ":-3\r\n", ":-3\r\n");
     golden(Frame::text("hi"), "$2\r\nhi\r\n", "$2\r\nhi\r\n");
     golden(Frame::Double(1.5), "$3\r\n1.5\r\n", ",1.5\r\n");

@@ -10,8 +10,8 @@
 //! The page is read without the applied but undurable records (`undurable`): those it
 //! misses are found by a later pass, and a record it reads that has since been written
 //! again is kept by the entry's own check at apply. The entry carries the leader's clock at
-//! the walk; every replica applies it alike. A new leader starts its walk from the group's
-//! first slot.
+//! the walk; every replica applies it alike. The walk moves on only once a page's entry
+//! applied (or it found none); a replica that leads again resumes where its walk stopped.
 //!
 //! Must never: have more than one step (a walk, or its entry) in flight, walk on a follower
 //! or the metadata group, or walk slots the group no longer owns.
@@ -60,6 +60,28 @@ impl Expiry {
         self.busy = false;
         self.next_at = Some(Instant::now() + wait);
     }
+
+    /// Ends a step whose `page` is done with (its entry applied, or it found nothing): the
+    /// walk moves past it, and the next step starts soon after a `full` page, a whole
+    /// `step` later otherwise, or a rest later after a quiet pass.
+    fn walked(&mut self, page: &ExpiredPage, full: bool, step: Duration) {
+        self.pass_rows += page.rows as u64;
+        self.pass_expired += page.keys.len() as u64;
+        let quiet = self.pass_expired.saturating_mul(100)
+            < self.pass_rows.saturating_mul(EXPIRY_BUSY_PASS_PERCENT);
+        let wait = if full {
+            EXPIRY_BACKLOG_PAUSE
+        } else if page.resume.is_none() && quiet {
+            step.saturating_mul(EXPIRY_QUIET_PASS_REST_STEPS)
+        } else {
+            step
+        };
+        if page.resume.is_none() {
+            (self.pass_rows, self.pass_expired) = (0, 0);
+        }
+        self.cursor = page.resume.clone();
+        self.rest(wait);
+    }
 }
 
 /// The unix clock in ms: the time of an expiry entry, as a client's write carries its
@@ -89,8 +111,9 @@ impl ShardActor {
         }
         let group = self.cfg.group;
         let slots = self.range.range.first..=self.range.range.last;
-        // A split since the last step may have taken the cursor's slot.
-        let after = self.expiry.cursor.take().filter(|(slot, _)| slots.contains(slot));
+        // A split since the last step may have taken the cursor's slot. The cursor stays
+        // until the page's entry applied.
+        let after = self.expiry.cursor.clone().filter(|(slot, _)| slots.contains(slot));
         let view = match latest_kv_view(&self.deps.db, group) {
             Ok(view) => view,
             Err(e) => {
@@ -130,24 +153,9 @@ impl ShardActor {
                 return;
             }
         };
-        let expiry = &mut self.expiry;
-        expiry.pass_rows += page.rows as u64;
-        expiry.pass_expired += page.keys.len() as u64;
-        let quiet = expiry.pass_expired.saturating_mul(100)
-            < expiry.pass_rows.saturating_mul(EXPIRY_BUSY_PASS_PERCENT);
-        let wait = if page.is_full(&BOUNDS) {
-            EXPIRY_BACKLOG_PAUSE
-        } else if page.resume.is_none() && quiet {
-            step.saturating_mul(EXPIRY_QUIET_PASS_REST_STEPS)
-        } else {
-            step
-        };
-        if page.resume.is_none() {
-            (expiry.pass_rows, expiry.pass_expired) = (0, 0);
-        }
-        expiry.cursor = page.resume;
+        let full = page.is_full(&BOUNDS);
         if page.keys.is_empty() {
-            self.expiry.rest(wait);
+            self.expiry.walked(&page, full, step);
             return;
         }
         let (tx, rx) = oneshot::channel::<ShardResult>();
@@ -156,12 +164,18 @@ impl ShardActor {
         let expired = self.cfg.metrics.expired_keys.clone();
         ctx.spawn(fut::wrap_future(rx).map(move |answer, act: &mut ShardActor, _ctx| {
             match answer {
-                Ok(Ok(reply)) => expired.inc_by(deleted(&reply)),
-                // Not leader any more, or busy: a later step, or the next leader, finds them.
-                Ok(Err(e)) => debug!(group = %group, error = %e, "active expiry: not applied"),
-                Err(_) => {}
+                Ok(Ok(reply)) => {
+                    expired.inc_by(deleted(&reply));
+                    act.expiry.walked(&page, full, step);
+                }
+                // Not leader any more, or too busy: the walk stays where it was, for this
+                // leader's next step or the replica's next leadership.
+                Ok(Err(e)) => {
+                    debug!(group = %group, error = %e, "active expiry: not applied");
+                    act.expiry.rest(step);
+                }
+                Err(_) => act.expiry.rest(step),
             }
-            act.expiry.rest(wait);
         }));
     }
 }

@@ -148,8 +148,9 @@ pub const EXPIRY_STEP_MS_DEFAULT: u64 = 100;
 
 /// Records one step of the active expiry looks at, off the replica's thread, reading each
 /// one's header in place in redb (about 50 ns each: half a millisecond per step). At the
-/// default step, a leader walks 100,000 records a second of each group it leads, and the
-/// CPU this takes is the same whether any expire or not.
+/// default step, a leader walks up to 100,000 records a second of each group it leads,
+/// costing the same whether any expire or not, then rests after a quiet pass
+/// (`EXPIRY_BUSY_PASS_PERCENT`).
 pub const EXPIRY_ROWS_PER_STEP: usize = 10_000;
 
 /// Expired keys one step deletes: the `DeleteExpired` commands of one log entry, which each

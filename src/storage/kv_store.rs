@@ -84,6 +84,27 @@ impl RedbKvView {
         }
     }
 
+    /// The rows of `slots` strictly after `after` (from the first of `slots` when it is
+    /// before them); `None` when there are none to read, or redb failed (kept).
+    fn rows_after(
+        &self,
+        slots: &RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+    ) -> Option<redb::Range<'_, (u16, &'static [u8]), &'static [u8]>> {
+        let table = self.kv.as_ref()?;
+        if after.is_some_and(|(slot, _)| slot > *slots.end()) {
+            return None;
+        }
+        let (lower, upper) = slot_bounds(slots);
+        let range = match after {
+            Some(after) if after.0 >= *slots.start() => {
+                table.range::<(u16, &[u8])>((Bound::Excluded(after), upper))
+            }
+            _ => table.range((lower, upper)),
+        };
+        self.keep(range)
+    }
+
     fn keep<T>(&self, result: Result<T, redb::StorageError>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
@@ -124,20 +145,7 @@ impl KvRead for RedbKvView {
         after: Option<(u16, &[u8])>,
         limit: usize,
     ) -> Vec<(u16, Bytes)> {
-        let Some(table) = &self.kv else {
-            return Vec::new();
-        };
-        if after.is_some_and(|(slot, _)| slot > *slots.end()) {
-            return Vec::new();
-        }
-        let (lower, upper) = slot_bounds(&slots);
-        let range = match after {
-            Some(after) if after.0 >= *slots.start() => {
-                table.range::<(u16, &[u8])>((Bound::Excluded(after), upper))
-            }
-            _ => table.range((lower, upper)),
-        };
-        let Some(range) = self.keep(range) else {
+        let Some(range) = self.rows_after(&slots, after) else {
             return Vec::new();
         };
         let rows = range.map_while(|row| self.keep(row)).take(limit);
@@ -173,20 +181,7 @@ impl KvRead for RedbKvView {
         after: Option<(u16, &[u8])>,
         visit: &mut dyn FnMut(u16, &[u8], &[u8]) -> ControlFlow<()>,
     ) {
-        let Some(table) = &self.kv else {
-            return;
-        };
-        if after.is_some_and(|(slot, _)| slot > *slots.end()) {
-            return;
-        }
-        let (lower, upper) = slot_bounds(&slots);
-        let range = match after {
-            Some(after) if after.0 >= *slots.start() => {
-                table.range::<(u16, &[u8])>((Bound::Excluded(after), upper))
-            }
-            _ => table.range((lower, upper)),
-        };
-        let Some(range) = self.keep(range) else {
+        let Some(range) = self.rows_after(&slots, after) else {
             return;
         };
         // In place, as `count_keys` looks at its rows: no copy of a key or record.

@@ -28,8 +28,8 @@
 //! of none, reads them again at its read index). Narrower than Redis: a write that leaves a
 //! key as it was (a SET of the same value) does not abort it; the watched keys must live in
 //! the transaction's group (its slot, on a cluster-aware connection), else EXEC answers
-//! `-CROSSSLOT`; at most `WATCH_KEYS_MAX` keys; a WATCH whose read failed aborts the next
-//! EXEC.
+//! `-CROSSSLOT`; at most `WATCH_KEYS_MAX` keys. A WATCH that answered an error watches
+//! nothing.
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -41,17 +41,22 @@ use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Merge, Ops, Transaction};
 use crate::resp::frame::{Frame, Proto};
 use crate::resp::stats::is_rejected;
+use crate::shard::limits::ENCODING_BYTES_PER_ITEM;
 use crate::shard::api::ShardOp;
 
 /// Most commands one transaction queues: past it the command is refused and EXEC aborts.
 pub const MULTI_COMMANDS_MAX: usize = 10_000;
 
 /// Keys one connection watches at once (Redis has no bound): each is read when watched
-/// and compared inside the transaction's log entry.
+/// and compared inside the transaction's log entry. Their bytes are bounded too, by
+/// `limits.write_bytes_max`, and their values by `read::WATCH_DIGEST_BYTES_MAX`.
 pub const WATCH_KEYS_MAX: usize = 1_000;
 
+/// Bytes a watched key's digest takes in the log entry, counted with its key.
+const DIGEST_BYTES: u64 = 9;
+
 /// The keys of one WATCH, and their digests once its read answers (`None`: it failed, and
-/// EXEC aborts: it cannot tell whether they changed).
+/// answered the client an error: its keys are not watched, as in Redis).
 #[derive(Debug)]
 pub struct Watch {
     pub keys: Vec<Bytes>,
@@ -124,17 +129,35 @@ pub fn prepare_watch<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if cx.client.multi.is_some() {
         return Job::Now(Frame::error("ERR WATCH inside MULTI is not allowed"));
     }
-    let keys = &args[1..];
-    let watching: usize = cx.client.watched.iter().map(|w| w.keys.len()).sum();
-    if watching + keys.len() > WATCH_KEYS_MAX {
+    let watching = || cx.client.watched.iter().flat_map(|w| &w.keys);
+    // A key watched already, or twice, is watched once (as in Redis).
+    let mut keys: Vec<Bytes> = Vec::new();
+    for key in &args[1..] {
+        if !keys.contains(key) && !watching().any(|k| k == key) {
+            keys.push(key.clone());
+        }
+    }
+    if keys.is_empty() {
+        return Job::Now(Frame::ok());
+    }
+    if watching().count() + keys.len() > WATCH_KEYS_MAX {
         let text = format!("ERR a connection watches at most {WATCH_KEYS_MAX} keys");
         return Job::Now(Frame::error(text));
     }
+    // Each watched key goes in the transaction's log entry, with its digest.
+    let bytes_max = cx.shared.options.limits.write_bytes_max;
+    let bytes = |key: &Bytes| key.len() as u64 + ENCODING_BYTES_PER_ITEM + DIGEST_BYTES;
+    if watching().chain(&keys).map(bytes).sum::<u64>() > bytes_max {
+        return Job::Now(Frame::error(format!(
+            "ERR the watched keys exceed {bytes_max} bytes \
+             (limits.write_bytes_max: they go in the transaction's log entry)"
+        )));
+    }
     let merge = Merge::MGet { len: keys.len() };
-    let job = cx.multi_key_read(keys, |keys| ReadCommand::Digests { keys }, merge);
+    let job = cx.multi_key_read(&keys, |keys| ReadCommand::Digests { keys }, merge);
     let Job::Run(ops) = job else { return job };
     let (tx, digests) = oneshot::channel();
-    cx.client.watched.push(Watch { keys: keys.to_vec(), digests });
+    cx.client.watched.push(Watch { keys, digests });
     Job::Watch(ops, tx)
 }
 
@@ -151,8 +174,13 @@ pub fn prepare_unwatch<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job 
 /// `watched`; or the one error that answers EXEC (a command's keys moved since it was
 /// queued, keys of several groups).
 fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>, watched: Vec<Watch>) -> Job {
-    let mut tx = Transaction::default();
+    let mut tx = Transaction { redirects: cx.client.redirects, ..Transaction::default() };
     let mut at: Option<(crate::raft::types::GroupId, u16)> = None;
+    // Whether a key of `group` and `slot` may join the transaction's first one.
+    let mut joins = |group, slot, redirects: bool| {
+        let (first_group, first_slot) = *at.get_or_insert((group, slot));
+        group == first_group && (!redirects || slot == first_slot)
+    };
     for (position, queued) in queued.into_iter().enumerate() {
         let (args, index) = match queued {
             Queued::Now(frame) => {
@@ -172,17 +200,14 @@ fn exec<B: Backend>(cx: &mut Ctx<'_, B>, queued: Vec<Queued>, watched: Vec<Watch
             _ => return Job::Now(Frame::from(KvError::CrossSlot)),
         };
         let part = &ops.parts[0];
-        let (group, slot) = *at.get_or_insert((part.group, part.slot));
-        if part.group != group || (ops.redirects && part.slot != slot) {
+        if !joins(part.group, part.slot, ops.redirects) {
             return Job::Now(Frame::from(KvError::CrossSlot));
         }
         tx.ops.push((position, ops));
     }
     for key in watched.iter().flat_map(|w| &w.keys) {
         let slot = key_slot(key);
-        let group = cx.backend.group_of_slot(slot);
-        let (first_group, first_slot) = *at.get_or_insert((group, slot));
-        if group != first_group || (cx.client.redirects && slot != first_slot) {
+        if !joins(cx.backend.group_of_slot(slot), slot, cx.client.redirects) {
             return Job::Now(Frame::from(KvError::CrossSlot));
         }
     }

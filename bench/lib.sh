@@ -1,7 +1,16 @@
-# Shared by the scripts of bench/ (sourced, not run): a warning about shardkv processes
-# already running, waiting for a server, a local cluster's node processes, the warm-up that
+# Shared by the scripts of bench/ (sourced, not run): stopping the servers a script started,
+# a warning about shardkv processes already running, waiting for a server, a local cluster's node processes, the warm-up that
 # moves a cluster's leaders to the node it goes through, where the leaders are, the nodes'
 # fsyncs and frames, and the CPU time of processes' threads.
+
+# The EXIT trap of a script that starts servers: stops the processes in its `pids` (TERM,
+# then KILL a second later) and removes its `work` directory.
+stop_started() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 
 # Returns once `port` answers PING; else prints the end of `log` and exits.
 wait_for_port() { # port log

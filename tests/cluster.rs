@@ -392,6 +392,15 @@ fn keys_past_their_ttl_leave_the_store_without_a_write() {
     // Each key is deleted once; a leader that lost its leadership before its entry's
     // answer does not count the keys it deleted.
     assert!(deleted > 0.0 && deleted <= 1_000.0, "{deleted} expired keys counted");
+    // INFO's `expired_keys` counts the same deletes, node by node.
+    let mut reported = 0;
+    for node in cluster.node_ids() {
+        let mut con = cluster.client(node).get_connection().expect("connect");
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut con).expect("INFO");
+        let line = info.lines().find_map(|l| l.strip_prefix("expired_keys:")).expect(&info);
+        reported += line.trim().parse::<u64>().expect(line);
+    }
+    assert_eq!(reported as f64, deleted, "INFO's expired_keys against the metrics");
 }
 
 #[test]

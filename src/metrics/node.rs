@@ -520,6 +520,14 @@ impl NodeMetrics {
         }
     }
 
+    /// Expired keys this node's replicas deleted as leaders, over every group
+    /// (`kv_expired_keys_total`): INFO's `expired_keys`.
+    pub fn expired_keys_total(&self) -> u64 {
+        let families = prometheus::core::Collector::collect(&self.inner.counters.expired_keys);
+        let counters = families.iter().flat_map(|family| family.get_metric());
+        counters.map(|m| m.get_counter().get_value() as u64).sum()
+    }
+
     pub(crate) fn gauges(&self) -> &GroupGauges {
         &self.inner.groups
     }

@@ -1072,6 +1072,10 @@ impl Backend for NodeBackend {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
+    fn expired_keys(&self) -> u64 {
+        self.local.as_ref().map_or(0, |local| local.shards.metrics.expired_keys_total())
+    }
+
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.client.table().leader(group)
     }

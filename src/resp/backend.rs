@@ -36,6 +36,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
             .find(|g| g.id == group)
             .and_then(|g| g.leader)
     }
+    /// Expired keys this node's replicas deleted as their groups' leaders so far (INFO's
+    /// `expired_keys`); the default knows of none.
+    fn expired_keys(&self) -> u64 {
+        0
+    }
     /// Whether this node holds a replica of `group`; the default asks `cluster_view`.
     fn holds_replica(&self, group: GroupId) -> bool {
         let view = self.cluster_view();

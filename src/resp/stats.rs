@@ -110,6 +110,8 @@ pub struct ServerStats {
     error_replies: AtomicU64,
     keyspace_hits: AtomicU64,
     keyspace_misses: AtomicU64,
+    /// The node's active expiry deletes at the last `CONFIG RESETSTAT`.
+    expired_keys_at_reset: AtomicU64,
     /// Error replies by their first word, at most `ERROR_KINDS_MAX` words.
     errors: Mutex<BTreeMap<String, u64>>,
     samples: Mutex<VecDeque<Sample>>,
@@ -126,6 +128,7 @@ impl Default for ServerStats {
             error_replies: AtomicU64::new(0),
             keyspace_hits: AtomicU64::new(0),
             keyspace_misses: AtomicU64::new(0),
+            expired_keys_at_reset: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             samples: Mutex::new(VecDeque::with_capacity(OPS_SAMPLES)),
         }
@@ -245,8 +248,10 @@ impl ServerStats {
         samples.push_back(sample);
     }
 
-    /// Every counter back to zero (`CONFIG RESETSTAT`).
-    pub fn reset(&self) {
+    /// Every counter back to zero (`CONFIG RESETSTAT`); `expired_keys`: the node's active
+    /// expiry deletes so far, from which INFO counts again.
+    pub fn reset(&self, expired_keys: u64) {
+        self.expired_keys_at_reset.store(expired_keys, Relaxed);
         for c in self.commands.iter() {
             for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
                 counter.store(0, Relaxed);
@@ -283,14 +288,17 @@ impl ServerStats {
         (ops, kbps(first.input, last.input), kbps(first.output, last.output))
     }
 
-    /// INFO's `# Stats` section.
-    pub fn stats_section(&self) -> String {
+    /// INFO's `# Stats` section; `expired_keys`: the node's active expiry deletes so far
+    /// (`Backend::expired_keys`), counted from the last reset.
+    pub fn stats_section(&self, expired_keys: u64) -> String {
         let (ops, input_kbps, output_kbps) = self.recent_rates();
+        let expired_keys = expired_keys.saturating_sub(self.expired_keys_at_reset.load(Relaxed));
         format!(
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              instantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\n\
              total_net_output_bytes:{}\r\ninstantaneous_input_kbps:{input_kbps:.2}\r\n\
              instantaneous_output_kbps:{output_kbps:.2}\r\nrejected_connections:{}\r\n\
+             expired_keys:{expired_keys}\r\nevicted_keys:0\r\n\
              keyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n\r\n",
             self.connections_received.load(Relaxed),
             self.commands_processed(),
@@ -373,14 +381,17 @@ mod tests {
             "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_MOVED:count=1\r\n\
              errorstat_WRONGTYPE:count=1\r\n\r\n"
         );
-        let text = stats.stats_section();
+        let text = stats.stats_section(40);
         assert_eq!(field(&text, "total_commands_processed"), "3");
         assert_eq!(field(&text, "total_error_replies"), "6");
+        assert_eq!(field(&text, "expired_keys"), "40");
 
-        stats.reset();
+        // The node's expired keys count on; INFO counts them from the reset.
+        stats.reset(40);
         assert_eq!(stats.commandstats_section(), "# Commandstats\r\n\r\n");
         assert_eq!(stats.errorstats_section(), "# Errorstats\r\n\r\n");
-        assert_eq!(field(&stats.stats_section(), "total_error_replies"), "0");
+        assert_eq!(field(&stats.stats_section(45), "total_error_replies"), "0");
+        assert_eq!(field(&stats.stats_section(45), "expired_keys"), "5");
     }
 
     #[test]
@@ -400,7 +411,7 @@ mod tests {
         stats.command(index(b"SET"), zero, &Frame::Null);
         stats.command(index(b"STRLEN"), zero, &Frame::Int(0));
         stats.command(index(b"GET"), zero, &Frame::error("ERR wrong number of arguments x"));
-        let text = stats.stats_section();
+        let text = stats.stats_section(0);
         assert_eq!(field(&text, "keyspace_hits"), "5");
         assert_eq!(field(&text, "keyspace_misses"), "4");
     }
@@ -417,7 +428,7 @@ mod tests {
         let section = stats.errorstats_section();
         let kinds = section.lines().filter(|l| l.starts_with("errorstat_")).count();
         assert_eq!(kinds, ERROR_KINDS_MAX);
-        assert_eq!(field(&stats.stats_section(), "total_error_replies"), "134");
+        assert_eq!(field(&stats.stats_section(0), "total_error_replies"), "134");
     }
 
     #[test]
@@ -425,7 +436,7 @@ mod tests {
         let stats = ServerStats::default();
         let get = spec_index_of_arg(b"GET").expect("get");
         let start = Instant::now();
-        assert_eq!(field(&stats.stats_section(), "instantaneous_ops_per_sec"), "0");
+        assert_eq!(field(&stats.stats_section(0), "instantaneous_ops_per_sec"), "0");
         stats.sample(start);
         for _ in 0..300 {
             stats.command(get, Duration::ZERO, &Frame::Null);
@@ -433,7 +444,7 @@ mod tests {
         stats.input(3 * 1024);
         stats.output(6 * 1024);
         stats.sample(start + Duration::from_millis(1500));
-        let text = stats.stats_section();
+        let text = stats.stats_section(0);
         assert_eq!(field(&text, "instantaneous_ops_per_sec"), "200");
         assert_eq!(field(&text, "instantaneous_input_kbps"), "2.00");
         assert_eq!(field(&text, "instantaneous_output_kbps"), "4.00");
@@ -441,6 +452,6 @@ mod tests {
         for i in 0..OPS_SAMPLES as u64 {
             stats.sample(start + Duration::from_millis(2000 + 100 * i));
         }
-        assert_eq!(field(&stats.stats_section(), "instantaneous_ops_per_sec"), "0", "idle");
+        assert_eq!(field(&stats.stats_section(0), "instantaneous_ops_per_sec"), "0", "idle");
     }
 }

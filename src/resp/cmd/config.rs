@@ -24,7 +24,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             "ERR wrong number of arguments for 'config|get' command",
         )),
         Some("resetstat") if args.len() == 2 => {
-            cx.shared.stats.reset();
+            cx.shared.stats.reset(cx.backend.expired_keys());
             Job::Now(Frame::ok())
         }
         Some("resetstat") => Job::Now(Frame::error(

@@ -633,7 +633,7 @@ fn a_transaction_with_a_changed_watched_key_applies_nothing() {
     assert_eq!(absent, KvCommand::Watched { key: b("none"), digest: None });
     // Unchanged: applied, the watched members answer nothing.
     let reply = f.run(tx(vec![seen.clone(), absent.clone(), set("x", "1")]));
-    assert_eq!(reply, Reply::Array(vec![Reply::Ok]));
+    assert_eq!(reply, ok_array());
     // Another value, another deadline, a key that came, a key that expired: nothing applies.
     let get = KvCommand::Read(ReadCommand::Get { key: b("w") });
     for change in [
@@ -655,8 +655,7 @@ fn a_transaction_with_a_changed_watched_key_applies_nothing() {
     let mut g = Fixture::new();
     g.run(set_with("w", "1", Some(NOW_MS + 5), false, SetCondition::Always, false));
     let live = watched("w", &g.kv, NOW_MS);
-    let ran = g.at(NOW_MS + 4, tx(vec![live.clone(), set("x", "3")]));
-    assert_eq!(ran, Reply::Array(vec![Reply::Ok]));
+    assert_eq!(g.at(NOW_MS + 4, tx(vec![live.clone(), set("x", "3")])), ok_array());
     assert_eq!(g.at(NOW_MS + 5, tx(vec![live, set("y", "3")])), Reply::Nil, "it expired");
     // Alone, outside a transaction, it is refused.
     assert_eq!(f.run(seen), Reply::Error(KvError::NotHere));

@@ -161,7 +161,7 @@ pub enum KvCommand {
     /// `TRANSACTION_REPLY_BYTES_MAX`, none is applied and the answer is an error; if a
     /// `Watched` key changed, none is applied and the answer is nil.
     Transaction { commands: Vec<KvCommand> },
-    /// WATCH, inside a `Transaction`: the key's `read::digest` when it was watched (`None`:
+    /// WATCH, inside a `Transaction`: the key's digest (`read::digests`) when watched (`None`:
     /// no live value). Answers nothing of its own.
     Watched { key: Bytes, digest: Option<i64> },
 }

@@ -22,7 +22,7 @@
 //! entry). Connection commands queued (PING, ECHO, TIME, CLIENT SETNAME...) run when
 //! queued; their answers wait for EXEC's.
 //!
-//! WATCH reads its keys' digests (`kv::read::digest`: type, deadline and value) at once,
+//! WATCH reads its keys' digests (`kv::read::digests`: type, deadline and value) at once,
 //! linearizably; EXEC's transaction carries them (`KvCommand::Watched`) and applies nothing,
 //! answering a null array, if one differs when it applies (a transaction of reads alone, or
 //! of none, reads them again at its read index). Narrower than Redis: a write that leaves a

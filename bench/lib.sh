@@ -1,7 +1,8 @@
-# Shared by the scripts of bench/ (sourced, not run): stopping the servers a script started,
-# a warning about shardkv processes already running, waiting for a server, a local cluster's node processes, the warm-up that
-# moves a cluster's leaders to the node it goes through, where the leaders are, the nodes'
-# fsyncs and frames, and the CPU time of processes' threads.
+# Shared by the scripts of bench/ (sourced, not run): stopping the servers a script
+# started, a warning about shardkv processes already running, waiting for a server, a local
+# cluster's node processes, the warm-up that moves a cluster's leaders to the node it goes
+# through, where the leaders are, the nodes' fsyncs and frames, and the CPU time of
+# processes' threads.
 
 # The EXIT trap of a script that starts servers: stops the processes in its `pids` (TERM,
 # then KILL a second later) and removes its `work` directory.

@@ -65,6 +65,7 @@ def plain(protocol):
 
     r.transaction(spend, balance)
     check((tries, r.get(balance)), ([15, 16], b"13"), "redis-py's transaction retried once")
+    other.close()
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

@@ -350,6 +350,8 @@ CASES = [
      ["WATCH", "{d}a"], Other(["EXPIRE", "{d}a", "100"]), ["MULTI"], ["DISCARD"], ["MULTI"],
      ["PING"], ["EXEC"], ["WATCH", "{d}a"], Other(["PERSIST", "{d}a"]), ["MULTI"],
      ["PING"], ["EXEC"], ["WATCH", "{d}a"], ["MULTI"], ["WATCH"], ["EXEC"],
+     ["WATCH", "{d}a", "{d}a"], Other(["SET", "{d}a", "9"]), ["WATCH", "{d}a"], ["MULTI"],
+     ["PING"], ["EXEC"], ["WATCH", "{d}b", "{d}b", "{d}c"], ["MULTI"], ["EXEC"],
      Info("watch"), Info("unwatch")],
     # Errors: unknown commands, arity, wrong types of arguments.
     [["NOPE"], ["NOPE", "x", "y"], ["GET"], ["GET", "a", "b"], ["MGET"], ["INCR"], ["TTL"],

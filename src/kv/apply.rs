@@ -203,23 +203,19 @@ pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// overlay's entries of the keys the transaction wrote are put back as they were (its
 /// commands write nothing else: no flush, no session): nothing of it is applied. If a
 /// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
-/// nil (EXEC's null array); the `Watched` members answer nothing.
+/// nil (EXEC's null array); if their values pass `read::WATCH_DIGEST_BYTES_MAX` before one
+/// differs, nothing runs and the answer is that error. The `Watched` members answer
+/// nothing.
 fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {
-    let (keys, watched): (Vec<Bytes>, Vec<Reply>) = commands
+    let watched: Vec<(&Bytes, Option<i64>)> = commands
         .iter()
         .filter_map(|command| match command {
-            KvCommand::Watched { key, digest } => {
-                Some((key.clone(), digest.map_or(Reply::Nil, Reply::Int)))
-            }
+            KvCommand::Watched { key, digest } => Some((key, *digest)),
             _ => None,
         })
-        .unzip();
-    if !keys.is_empty() {
-        match read::digests(&cx.overlay.over(cx.view), cx.now_ms, &keys) {
-            Reply::Error(error) => return Err(error),
-            now if now != Reply::Array(watched) => return Ok(Reply::Nil),
-            _ => {}
-        }
+        .collect();
+    if !read::unchanged(&cx.overlay.over(cx.view), cx.now_ms, &watched)? {
+        return Ok(Reply::Nil);
     }
     let mut undo = Vec::new();
     let mut replies = Vec::with_capacity(commands.len());

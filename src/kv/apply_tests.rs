@@ -669,6 +669,8 @@ fn a_transaction_with_a_changed_watched_key_applies_nothing() {
     let big = vec![watched("big1", &f.kv, NOW_MS), watched("none", &f.kv, NOW_MS)];
     let both = [big[0].clone(), KvCommand::Watched { key: b("big2"), digest: Some(1) }];
     assert_eq!(f.run(tx(vec![both[0].clone(), both[1].clone(), set("x", "4")])), too_large);
+    // A change found before the bound is passed aborts, as any change does.
+    assert_eq!(f.run(tx(vec![both[1].clone(), both[0].clone(), set("x", "4")])), Reply::Nil);
     assert_eq!(f.run(tx(vec![big[0].clone(), big[1].clone(), set("x", "5")])), ok_array());
     assert_eq!(f.get("x"), bulk("5"));
 }

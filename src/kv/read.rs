@@ -71,23 +71,45 @@ pub const WATCH_DIGEST_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// `WATCH_DIGEST_BYTES_MAX` of values, an error.
 pub fn digests(view: &impl KvRead, now_ms: u64, keys: &[Bytes]) -> Reply {
     let mut digested = 0u64;
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let record = match lookup(view, now_ms, key) {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                out.push(Reply::Nil);
-                continue;
-            }
-            Err(error) => return Reply::Error(error),
-        };
-        digested = digested.saturating_add(record.value.len() as u64);
-        if digested > WATCH_DIGEST_BYTES_MAX {
-            return Reply::Error(KvError::WatchTooLarge(WATCH_DIGEST_BYTES_MAX));
+    let digests = keys.iter().map(|key| digest(view, now_ms, key, &mut digested));
+    answer(digests.collect::<Result<Vec<_>, _>>().map(|d| {
+        Reply::Array(d.into_iter().map(|d| d.map_or(Reply::Nil, Reply::Int)).collect())
+    }))
+}
+
+/// Whether every key of `watched` still has its digest (`None`: no live value): false at
+/// the first that does not, so a change is told even where the digests of all would pass
+/// `WATCH_DIGEST_BYTES_MAX`, which is an error only while they all still match.
+pub fn unchanged(
+    view: &impl KvRead,
+    now_ms: u64,
+    watched: &[(&Bytes, Option<i64>)],
+) -> Result<bool, KvError> {
+    let mut digested = 0u64;
+    for (key, was) in watched {
+        if digest(view, now_ms, key, &mut digested)? != *was {
+            return Ok(false);
         }
-        out.push(Reply::Int(record_digest(&record)));
     }
-    Reply::Array(out)
+    Ok(true)
+}
+
+/// The digest of `key`'s live record (`None`: none), counting its value's bytes into
+/// `digested`: past `WATCH_DIGEST_BYTES_MAX`, an error.
+fn digest(
+    view: &impl KvRead,
+    now_ms: u64,
+    key: &[u8],
+    digested: &mut u64,
+) -> Result<Option<i64>, KvError> {
+    let Some(record) = lookup(view, now_ms, key)? else {
+        return Ok(None);
+    };
+    *digested = digested.saturating_add(record.value.len() as u64);
+    if *digested > WATCH_DIGEST_BYTES_MAX {
+        return Err(KvError::WatchTooLarge(WATCH_DIGEST_BYTES_MAX));
+    }
+    Ok(Some(record_digest(&record)))
 }
 
 fn record_digest(record: &Record) -> i64 {
@@ -331,8 +353,8 @@ pub enum Tally {
     Keys,
     /// The keys, and the deadlines after `after_ms` (INFO's keyspace: the keys with time
     /// left; expired ones stay stored until a write or the active expiry deletes them):
-    /// each record's header is read,
-    /// which makes a walk over redb's records half as long again.
+    /// each record's header is read, which makes a walk over redb's records half as long
+    /// again.
     Deadlines { after_ms: u64 },
 }
 

@@ -160,8 +160,8 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     let (group, members) = members_of(ops);
     let (group, first_slot) = match (members.first(), tx.watch_at) {
         (Some(member), _) => (group, member.slot),
-        (None, Some(watch_at)) => watch_at,
-        (None, None) => return Frame::Array(frames),
+        (None, Some(watch_at)) if !watched.is_empty() => watch_at,
+        (None, _) => return Frame::Array(frames),
     };
     let count = members.len();
     let (requests, members): (Vec<ShardOp>, Vec<(Merge, Vec<usize>)>) =
@@ -178,10 +178,13 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
         Ok(Reply::Array(mut replies)) if watching && !write && replies.len() == count + 1 => {
             let digests = replies.remove(0);
             let expected = watched.iter().map(|(_, d)| d.map_or(Reply::Nil, Reply::Int));
-            if digests != Reply::Array(expected.collect()) {
-                return Frame::NullArray;
+            match digests {
+                Reply::Error(error) => return Frame::from(error),
+                digests if digests != Reply::Array(expected.collect()) => {
+                    return Frame::NullArray;
+                }
+                _ => replies,
             }
-            replies
         }
         Ok(Reply::Array(replies)) if replies.len() == count => replies,
         Ok(Reply::Error(KvError::BatchReplyTooLarge(bytes_max))) => {
@@ -199,11 +202,11 @@ pub async fn run_transaction<B: Backend>(backend: B, tx: Transaction) -> Frame {
     Frame::Array(frames)
 }
 
-/// Each watched key and its digest when watched (`None`: no live value), leaving out the
-/// keys of a WATCH that answered an error (they are not watched); `None` if a digest is
-/// malformed.
+/// Each watched key, once, and its digest when first watched (`None`: no live value),
+/// leaving out the keys of a WATCH that answered an error (they are not watched); `None`
+/// (EXEC aborts) if a key watched twice changed in between, or a digest is malformed.
 async fn watched_digests(watched: Vec<Watch>) -> Option<Vec<(Bytes, Option<i64>)>> {
-    let mut digests = Vec::new();
+    let mut digests: Vec<(Bytes, Option<i64>)> = Vec::new();
     for watch in watched {
         let Ok(Some(read)) = watch.digests.await else { continue };
         if read.len() != watch.keys.len() {
@@ -215,7 +218,11 @@ async fn watched_digests(watched: Vec<Watch>) -> Option<Vec<(Bytes, Option<i64>)
                 Frame::Null => None,
                 _ => return None,
             };
-            digests.push((key, digest));
+            match digests.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) if *first != digest => return None,
+                Some(_) => {}
+                None => digests.push((key, digest)),
+            }
         }
     }
     Some(digests)

@@ -67,8 +67,10 @@ impl Expiry {
     fn walked(&mut self, page: &ExpiredPage, full: bool, step: Duration) {
         self.pass_rows += page.rows as u64;
         self.pass_expired += page.keys.len() as u64;
-        let quiet = self.pass_expired.saturating_mul(100)
-            < self.pass_rows.saturating_mul(EXPIRY_BUSY_PASS_PERCENT);
+        // A pass over no record (an empty group) is quiet too.
+        let quiet = self.pass_rows == 0
+            || self.pass_expired.saturating_mul(100)
+                < self.pass_rows.saturating_mul(EXPIRY_BUSY_PASS_PERCENT);
         let wait = if full {
             EXPIRY_BACKLOG_PAUSE
         } else if page.resume.is_none() && quiet {

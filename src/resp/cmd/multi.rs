@@ -28,8 +28,10 @@
 //! of none, reads them again at its read index). Narrower than Redis: a write that leaves a
 //! key as it was (a SET of the same value) does not abort it; the watched keys must live in
 //! the transaction's group (its slot, on a cluster-aware connection), else EXEC answers
-//! `-CROSSSLOT`; at most `WATCH_KEYS_MAX` keys. A WATCH that answered an error watches
-//! nothing.
+//! `-CROSSSLOT`; at most `WATCH_KEYS_MAX` keys, their bytes counted with the queue's against
+//! `limits.write_bytes_max`, their values digested up to `WATCH_DIGEST_BYTES_MAX`. A WATCH
+//! that answered an error watches nothing (its keys still count in those bounds and in the
+//! group check, until EXEC, DISCARD or UNWATCH).
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -41,8 +43,8 @@ use crate::resp::backend::Backend;
 use crate::resp::exec::{Job, Merge, Ops, Transaction};
 use crate::resp::frame::{Frame, Proto};
 use crate::resp::stats::is_rejected;
-use crate::shard::limits::ENCODING_BYTES_PER_ITEM;
 use crate::shard::api::ShardOp;
+use crate::shard::limits::ENCODING_BYTES_PER_ITEM;
 
 /// Most commands one transaction queues: past it the command is refused and EXEC aborts.
 pub const MULTI_COMMANDS_MAX: usize = 10_000;
@@ -54,6 +56,17 @@ pub const WATCH_KEYS_MAX: usize = 1_000;
 
 /// Bytes a watched key's digest takes in the log entry, counted with its key.
 const DIGEST_BYTES: u64 = 9;
+
+/// The bytes a watched key takes in the transaction's log entry.
+fn key_bytes(key: &Bytes) -> u64 {
+    key.len() as u64 + ENCODING_BYTES_PER_ITEM + DIGEST_BYTES
+}
+
+/// The bytes the keys `watched` take in the transaction's log entry: a transaction's
+/// queue starts with them (`limits.write_bytes_max` bounds the whole entry).
+fn watched_bytes(watched: &[Watch]) -> u64 {
+    watched.iter().flat_map(|w| &w.keys).map(key_bytes).sum()
+}
 
 /// The keys of one WATCH, and their digests once its read answers (`None`: it failed, and
 /// answered the client an error: its keys are not watched, as in Redis).
@@ -95,7 +108,8 @@ pub fn prepare_multi<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     if cx.client.multi.is_some() {
         return Job::Now(Frame::error("ERR MULTI calls can not be nested"));
     }
-    cx.client.multi = Some(Multi::default());
+    let bytes = watched_bytes(&cx.client.watched);
+    cx.client.multi = Some(Multi { bytes, ..Multi::default() });
     Job::Now(Frame::ok())
 }
 
@@ -129,25 +143,22 @@ pub fn prepare_watch<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if cx.client.multi.is_some() {
         return Job::Now(Frame::error("ERR WATCH inside MULTI is not allowed"));
     }
-    let watching = || cx.client.watched.iter().flat_map(|w| &w.keys);
-    // A key watched already, or twice, is watched once (as in Redis).
-    let mut keys: Vec<Bytes> = Vec::new();
-    for key in &args[1..] {
-        if !keys.contains(key) && !watching().any(|k| k == key) {
-            keys.push(key.clone());
-        }
-    }
-    if keys.is_empty() {
-        return Job::Now(Frame::ok());
-    }
-    if watching().count() + keys.len() > WATCH_KEYS_MAX {
+    let watching = cx.client.watched.iter().map(|w| w.keys.len()).sum::<usize>();
+    if watching + (args.len() - 1) > WATCH_KEYS_MAX {
         let text = format!("ERR a connection watches at most {WATCH_KEYS_MAX} keys");
         return Job::Now(Frame::error(text));
     }
+    // A key named twice is read once. One watched by an earlier WATCH is read again (that
+    // one may have failed, or not answered yet); EXEC keeps the first digest of each key.
+    let mut keys: Vec<Bytes> = Vec::new();
+    for key in &args[1..] {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
     // Each watched key goes in the transaction's log entry, with its digest.
     let bytes_max = cx.shared.options.limits.write_bytes_max;
-    let bytes = |key: &Bytes| key.len() as u64 + ENCODING_BYTES_PER_ITEM + DIGEST_BYTES;
-    if watching().chain(&keys).map(bytes).sum::<u64>() > bytes_max {
+    if watched_bytes(&cx.client.watched) + keys.iter().map(key_bytes).sum::<u64>() > bytes_max {
         return Job::Now(Frame::error(format!(
             "ERR the watched keys exceed {bytes_max} bytes \
              (limits.write_bytes_max: they go in the transaction's log entry)"

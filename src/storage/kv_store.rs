@@ -155,23 +155,10 @@ impl KvRead for RedbKvView {
 
     fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
         let mut count = KeyCount::default();
-        let Some(table) = &self.kv else {
-            return count;
-        };
-        let Some(range) = self.keep(table.range(slot_bounds(&slots))) else {
-            return count;
-        };
-        // Each row is looked at where it lies: moved out of its `Result` (as `keep` does),
-        // its two guards were copied, a third of the walk's time.
-        for row in range {
-            match row {
-                Ok((_, record)) => count.add(record.value(), tally),
-                Err(error) => {
-                    self.keep::<()>(Err(error));
-                    break;
-                }
-            }
-        }
+        self.walk(slots, None, &mut |_, _, record| {
+            count.add(record, tally);
+            ControlFlow::Continue(())
+        });
         count
     }
 
@@ -184,7 +171,8 @@ impl KvRead for RedbKvView {
         let Some(range) = self.rows_after(&slots, after) else {
             return;
         };
-        // In place, as `count_keys` looks at its rows: no copy of a key or record.
+        // Each row is looked at where it lies, no key or record copied: moved out of its
+        // `Result` (as `keep` does), its two guards were copied, a third of a count's time.
         for row in range {
             match row {
                 Ok((key, record)) => {

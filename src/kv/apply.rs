@@ -7,6 +7,7 @@ use std::ops::{ControlFlow, RangeInclusive};
 
 use bytes::{Bytes, BytesMut};
 
+use super::bits;
 use super::command::NO_CLIENT_ID;
 use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::number::{format_f64, parse_f64, parse_i64};
@@ -161,6 +162,9 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::Persist { key } => persist(cx, key),
         KvCommand::Rename { key, new_key } => rename(cx, key, new_key, false),
         KvCommand::RenameNx { key, new_key } => rename(cx, key, new_key, true),
+        KvCommand::SetBit { key, offset, bit } => setbit(cx, key, *offset, *bit),
+        KvCommand::BitOp { op, dest, keys } => bitop(cx, *op, dest, keys),
+        KvCommand::Copy { source, dest, replace } => copy(cx, source, dest, *replace),
         KvCommand::MSet { pairs } => mset(cx, pairs, false),
         KvCommand::MSetNx { pairs } => mset(cx, pairs, true),
         KvCommand::FlushSlots { slot_first, slot_last } => {
@@ -483,6 +487,76 @@ fn rename<V: KvRead>(
     cx.delete(key);
     cx.store(new_key, &record);
     Ok(done)
+}
+
+/// SETBIT: zero-pads the string to reach the bit (a missing key becomes one, even to
+/// clear a bit); keeps the TTL.
+fn setbit<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    offset: u64,
+    bit: bool,
+) -> Result<Reply, KvError> {
+    let old = cx.lookup_string(key)?;
+    let needed = check_string_len(Some((offset >> 3) + 1))?;
+    let (value, expire_at_ms) =
+        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
+    let mut buffer = BytesMut::from(&value[..]);
+    if buffer.len() < needed {
+        buffer.resize(needed, 0);
+    }
+    let was = bits::set_bit(&mut buffer, offset, bit);
+    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    Ok(Reply::Int(i64::from(was)))
+}
+
+/// BITOP: `dest` loses its TTL; an empty result deletes it. Answers the result's length.
+fn bitop<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    op: bits::BitOpKind,
+    dest: &Bytes,
+    keys: &[Bytes],
+) -> Result<Reply, KvError> {
+    if keys.is_empty() || (op == bits::BitOpKind::Not && keys.len() != 1) {
+        return Err(KvError::Syntax);
+    }
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        values.push(cx.lookup_string(key)?.map_or_else(Bytes::new, |record| record.value));
+    }
+    let sources: Vec<&[u8]> = values.iter().map(|value| &value[..]).collect();
+    let result = bits::combine(op, &sources);
+    let len = result.len() as i64;
+    if result.is_empty() {
+        cx.delete(dest);
+    } else {
+        cx.store(dest, &Record::string(Bytes::from(result), None));
+    }
+    Ok(Reply::Int(len))
+}
+
+/// COPY: the value and its deadline; 0 if `source` is missing or `dest` exists without
+/// `replace`.
+fn copy<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    source: &Bytes,
+    dest: &Bytes,
+    replace: bool,
+) -> Result<Reply, KvError> {
+    if key_slot(source) != key_slot(dest) {
+        return Err(KvError::CrossSlot);
+    }
+    if source == dest {
+        return Err(KvError::SameObject);
+    }
+    let Some(record) = cx.lookup(source)? else {
+        return Ok(Reply::Int(0));
+    };
+    if !replace && cx.lookup(dest)?.is_some() {
+        return Ok(Reply::Int(0));
+    }
+    cx.store(dest, &record);
+    Ok(Reply::Int(1))
 }
 
 /// MSET / MSETNX: values without TTL; MSETNX writes nothing if any key exists.

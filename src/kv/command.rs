@@ -127,6 +127,26 @@ pub enum KvCommand {
     MSetNx {
         pairs: Vec<(Bytes, Bytes)>,
     },
+    /// SETBIT: grows the string with zeros to reach `offset`; answers the old bit.
+    SetBit {
+        key: Bytes,
+        offset: u64,
+        bit: bool,
+    },
+    /// BITOP: `dest` becomes the operation over `keys` (a missing one reads as empty), or
+    /// is deleted when the result is empty; answers the result's length.
+    BitOp {
+        op: crate::kv::bits::BitOpKind,
+        dest: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// COPY: `dest` becomes a copy of `source`, deadline included, if `source` exists and
+    /// `dest` does not (or `replace`); answers 1 if it copied.
+    Copy {
+        source: Bytes,
+        dest: Bytes,
+        replace: bool,
+    },
     /// FLUSHALL/FLUSHDB of the slots `slot_first..=slot_last` of a group.
     FlushSlots {
         slot_first: u16,
@@ -180,6 +200,8 @@ impl KvCommand {
         match self {
             KvCommand::Del { keys } => keys.len(),
             KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => pairs.len(),
+            KvCommand::BitOp { keys, .. } => keys.len() + 1,
+            KvCommand::Copy { .. } => 2,
             KvCommand::Batch { commands } | KvCommand::Transaction { commands } => {
                 commands.iter().map(KvCommand::keys_applied).sum()
             }

@@ -8,6 +8,7 @@
 //! `slot` (key → hash slot), `record` (stored value layout), `command` (write commands
 //! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
 //! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
+//! `bits` (the bit commands and LCS over string values),
 //! `expiry` (the expired records a leader deletes), `range` (the slots a group owns,
 //! splits), `meta` (the cluster map the metadata group holds), `number` (integer/float
 //! text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
@@ -16,6 +17,7 @@
 use bytes::Bytes;
 
 pub mod apply;
+pub mod bits;
 pub mod command;
 pub mod expiry;
 pub mod glob;

@@ -157,6 +157,12 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
         | C::Watched { key, .. } => vec![&key[..]],
         C::Del { keys } => keys.iter().map(|k| &k[..]).collect(),
         C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
+        C::SetBit { key, .. } => vec![&key[..]],
+        // The sources too: every key a write reads must be the group's.
+        C::BitOp { dest, keys, .. } => {
+            std::iter::once(&dest[..]).chain(keys.iter().map(|k| &k[..])).collect()
+        }
+        C::Copy { source, dest, .. } => vec![&source[..], &dest[..]],
         C::MSet { pairs } | C::MSetNx { pairs } => pairs.iter().map(|(k, _)| &k[..]).collect(),
         C::FlushSlots { .. } | C::Split { .. } | C::Meta(_) => Vec::new(),
         C::Batch { commands } | C::Transaction { commands } => {

@@ -1,5 +1,5 @@
 //! Read commands (GET, MGET, STRLEN, GETRANGE, EXISTS, TTL, PTTL, EXPIRETIME, PEXPIRETIME,
-//! TYPE, and the key scans of KEYS, SCAN, DBSIZE, RANDOMKEY, CLUSTER COUNTKEYSINSLOT and
+//! TYPE, GETBIT, BITCOUNT, BITPOS, LCS, and the key scans of KEYS, SCAN, DBSIZE, RANDOMKEY, CLUSTER COUNTKEYSINSLOT and
 //! GETKEYSINSLOT) over a `KvRead` at a given `now_ms`. The leader serves them after
 //! ReadIndex. A key whose deadline is not after `now_ms` is invisible. Never writes, never
 //! reads a clock; every scan examines a bounded page of keys.
@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use super::apply::KvRead;
+use super::bits::{self, LcsAnswer};
 use super::glob::glob_match;
 use super::record::{Record, ValueType};
 use super::reply::{KvError, Reply};
@@ -247,6 +248,30 @@ pub enum ReadCommand {
     Exists {
         keys: Vec<Bytes>,
     },
+    GetBit {
+        key: Bytes,
+        offset: u64,
+    },
+    /// BITCOUNT: `args` are the words after the key, read only once the key exists, as
+    /// Redis reads them (`bits::count`).
+    BitCount {
+        key: Bytes,
+        args: Vec<Bytes>,
+    },
+    /// BITPOS: `args` are the words after the bit, read only once the key exists, as Redis
+    /// reads them (`bits::position`).
+    BitPos {
+        key: Bytes,
+        bit: bool,
+        args: Vec<Bytes>,
+    },
+    /// LCS of the two `keys`; refused when its table would pass `table_bytes_max`
+    /// (`proto-max-bulk-len`, as in Redis).
+    Lcs {
+        keys: Vec<Bytes>,
+        answer: LcsAnswer,
+        table_bytes_max: u64,
+    },
     Ttl {
         key: Bytes,
         form: TtlForm,
@@ -310,8 +335,13 @@ impl ReadCommand {
             | R::StrLen { key }
             | R::GetRange { key, .. }
             | R::Ttl { key, .. }
+            | R::GetBit { key, .. }
+            | R::BitCount { key, .. }
+            | R::BitPos { key, .. }
             | R::Type { key } => Some(std::slice::from_ref(key)),
-            R::MGet { keys } | R::Exists { keys } | R::Digests { keys } => Some(keys),
+            R::MGet { keys } | R::Exists { keys } | R::Digests { keys } | R::Lcs { keys, .. } => {
+                Some(keys)
+            }
             _ => None,
         }
     }
@@ -465,6 +495,26 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::StrLen { key } => strlen(view, now_ms, key),
         ReadCommand::GetRange { key, start, end } => getrange(view, now_ms, key, *start, *end),
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),
+        ReadCommand::GetBit { key, offset } => answer(
+            lookup_string(view, now_ms, key)
+                .map(|found| found.map_or(false, |r| bits::get_bit(&r.value, *offset)))
+                .map(|bit| Reply::Int(i64::from(bit))),
+        ),
+        ReadCommand::BitCount { key, args } => {
+            answer(lookup_string(view, now_ms, key).and_then(|found| match found {
+                Some(record) => bits::count(&record.value, args),
+                None => Ok(Reply::Int(0)),
+            }))
+        }
+        ReadCommand::BitPos { key, bit, args } => {
+            answer(lookup_string(view, now_ms, key).and_then(|found| match found {
+                Some(record) => bits::position(&record.value, *bit, args),
+                None => Ok(Reply::Int(if *bit { -1 } else { 0 })),
+            }))
+        }
+        ReadCommand::Lcs { keys, answer: form, table_bytes_max } => {
+            answer(lcs(view, now_ms, keys, *form, *table_bytes_max))
+        }
         ReadCommand::Ttl { key, form } => ttl(view, now_ms, key, *form),
         ReadCommand::Type { key } => value_type(view, now_ms, key),
         ReadCommand::Keys {
@@ -499,6 +549,27 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
             let keys = view.scan(*slot..=*slot, None, limit);
             Reply::Array(keys.into_iter().map(|(_, key)| Reply::Bulk(key)).collect())
         }
+    }
+}
+
+/// LCS: a missing key reads as empty.
+fn lcs(
+    view: &impl KvRead,
+    now_ms: u64,
+    keys: &[Bytes],
+    form: LcsAnswer,
+    table_bytes_max: u64,
+) -> Result<Reply, KvError> {
+    let mut values = Vec::with_capacity(2);
+    for key in keys {
+        values.push(lookup_string(view, now_ms, key)?.map_or_else(Bytes::new, |r| r.value));
+    }
+    let [a, b] = values.as_slice() else {
+        return Err(KvError::Syntax);
+    };
+    match bits::lcs_table_bytes(a, b) {
+        Some(bytes) if bytes <= table_bytes_max => Ok(bits::lcs(a, b, form)),
+        _ => Err(KvError::LcsTooLarge),
     }
 }
 

@@ -68,10 +68,15 @@ pub enum KvError {
     InvalidExpireTime(String),
     #[error("ERR no such key")]
     NoSuchKey,
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,
     #[error("ERR syntax error")]
     Syntax,
+    /// LCS's table would pass `proto-max-bulk-len` (Redis's words).
+    #[error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")]
+    LcsTooLarge,
     /// A retried request older than the client's last applied one.
     #[error("ERR request already applied")]
     AlreadyApplied,

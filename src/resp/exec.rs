@@ -112,6 +112,8 @@ pub enum Merge {
     /// A read that answers nil if its key is missing, and this frame otherwise (GETEX with
     /// an invalid time: Redis looks the key up before it reads the time).
     NilOr(Frame),
+    /// The single part's array, its items taken in pairs, as a map (LCS IDX).
+    Map,
 }
 
 /// Runs a job that is not `Now`/`Close`.
@@ -488,6 +490,17 @@ fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) 
         Merge::NilOr(frame) => match replies.first() {
             None | Some(Reply::Nil) => Frame::Null,
             Some(_) => frame,
+        },
+        Merge::Map => match replies.into_iter().next() {
+            Some(Reply::Array(items)) => {
+                let mut items = items.into_iter().map(Frame::from);
+                let mut pairs = Vec::new();
+                while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                    pairs.push((name, value));
+                }
+                Frame::Map(pairs)
+            }
+            other => other.map_or(Frame::Null, Frame::from),
         },
     }
 }

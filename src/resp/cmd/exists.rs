@@ -1,4 +1,5 @@
-//! EXISTS key [key ...]: split across groups for plain connections; `-CROSSSLOT` for
+//! EXISTS key [key ...], and TOUCH key [key ...] (the same count: no access time is kept to
+//! update): split across groups for plain connections; `-CROSSSLOT` for
 //! cluster-aware ones when the keys hash to different slots.
 
 use bytes::Bytes;

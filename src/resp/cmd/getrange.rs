@@ -1,4 +1,4 @@
-//! GETRANGE key start end.
+//! GETRANGE key start end, and SUBSTR, its old name.
 
 use bytes::Bytes;
 

@@ -22,10 +22,13 @@ use crate::shard::api::ShardOp;
 
 mod append;
 mod auth;
+mod bitcount;
+mod bitop;
 mod client;
 mod cluster;
 mod command;
 mod config;
+mod copy;
 mod dbsize;
 mod del;
 mod echo;
@@ -34,6 +37,7 @@ mod expire;
 mod flushall;
 mod get;
 mod getdel;
+mod getbit;
 mod getex;
 mod getrange;
 mod getset;
@@ -43,6 +47,7 @@ mod incr;
 mod incrbyfloat;
 mod info;
 mod keys;
+mod lcs;
 mod mget;
 mod mset;
 pub mod multi;
@@ -108,6 +113,9 @@ const ACL_STRING_READ_FAST: &[&str] = &["@read", "@string", "@fast"];
 const ACL_STRING_READ_SLOW: &[&str] = &["@read", "@string", "@slow"];
 const ACL_STRING_WRITE_FAST: &[&str] = &["@write", "@string", "@fast"];
 const ACL_STRING_WRITE_SLOW: &[&str] = &["@write", "@string", "@slow"];
+const ACL_BITMAP_READ_FAST: &[&str] = &["@read", "@bitmap", "@fast"];
+const ACL_BITMAP_READ_SLOW: &[&str] = &["@read", "@bitmap", "@slow"];
+const ACL_BITMAP_WRITE_SLOW: &[&str] = &["@write", "@bitmap", "@slow"];
 const ACL_KEYS_READ_FAST: &[&str] = &["@keyspace", "@read", "@fast"];
 const ACL_KEYS_READ_SLOW: &[&str] = &["@keyspace", "@read", "@slow"];
 const ACL_KEYS_READ_DANGEROUS: &[&str] = &["@keyspace", "@read", "@slow", "@dangerous"];
@@ -448,6 +456,69 @@ pub const SPECS: &[Spec] = &[
         "Overwrites part of a string value at an offset."
     ),
     spec!(
+        "substr",
+        4,
+        R,
+        ACL_STRING_READ_SLOW,
+        ONE_KEY,
+        "string",
+        "Returns a substring of the string of a key (GETRANGE's old name)."
+    ),
+    spec!(
+        "lcs",
+        -3,
+        R,
+        ACL_STRING_READ_SLOW,
+        (1, 2, 1),
+        "string",
+        "Finds the longest common subsequence of two strings."
+    ),
+    spec!(
+        "getbit",
+        3,
+        R_FAST,
+        ACL_BITMAP_READ_FAST,
+        ONE_KEY,
+        "bitmap",
+        "Returns one bit of a string value."
+    ),
+    spec!(
+        "setbit",
+        4,
+        W_DENY,
+        ACL_BITMAP_WRITE_SLOW,
+        ONE_KEY,
+        "bitmap",
+        "Sets or clears one bit of a string value, growing it with zeros if needed."
+    ),
+    spec!(
+        "bitcount",
+        -2,
+        R,
+        ACL_BITMAP_READ_SLOW,
+        ONE_KEY,
+        "bitmap",
+        "Counts the set bits of a string value, or of a range of it."
+    ),
+    spec!(
+        "bitpos",
+        -3,
+        R,
+        ACL_BITMAP_READ_SLOW,
+        ONE_KEY,
+        "bitmap",
+        "Finds the first set or clear bit of a string value."
+    ),
+    spec!(
+        "bitop",
+        -4,
+        W_DENY,
+        ACL_BITMAP_WRITE_SLOW,
+        (2, -1, 1),
+        "bitmap",
+        "Stores the bitwise AND, OR, XOR or NOT of string values in a key."
+    ),
+    spec!(
         "incr",
         2,
         W_DENY_FAST,
@@ -518,6 +589,24 @@ pub const SPECS: &[Spec] = &[
         ALL_KEYS,
         "generic",
         "Determines whether one or more keys exist."
+    ),
+    spec!(
+        "touch",
+        -2,
+        R_FAST,
+        ACL_KEYS_READ_FAST,
+        ALL_KEYS,
+        "generic",
+        "Counts the given keys that exist (there is no access time to update)."
+    ),
+    spec!(
+        "copy",
+        -3,
+        W_DENY,
+        ACL_KEYS_WRITE_SLOW,
+        (1, 2, 1),
+        "generic",
+        "Copies a key's value and deadline to another key."
     ),
     spec!(
         "type",
@@ -813,12 +902,17 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "mset" | "msetnx" => mset::prepare(cx, args),
         "append" => append::prepare(cx, args),
         "strlen" => strlen::prepare(cx, args),
-        "getrange" => getrange::prepare(cx, args),
+        "getrange" | "substr" => getrange::prepare(cx, args),
         "setrange" => setrange::prepare(cx, args),
+        "lcs" => lcs::prepare(cx, args),
+        "getbit" | "setbit" => getbit::prepare(cx, args),
+        "bitcount" | "bitpos" => bitcount::prepare(cx, args),
+        "bitop" => bitop::prepare(cx, args),
         "incr" | "decr" | "incrby" | "decrby" => incr::prepare(cx, args),
         "incrbyfloat" => incrbyfloat::prepare(cx, args),
         "del" | "unlink" => del::prepare(cx, args),
-        "exists" => exists::prepare(cx, args),
+        "exists" | "touch" => exists::prepare(cx, args),
+        "copy" => copy::prepare(cx, args),
         "type" => type_::prepare(cx, args),
         "rename" | "renamenx" => rename::prepare(cx, args),
         "expire" | "pexpire" | "expireat" | "pexpireat" => expire::prepare(cx, args),

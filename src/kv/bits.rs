@@ -1,0 +1,315 @@
+//! The bit and sequence operations on string values, with Redis 7's semantics: GETBIT,
+//! SETBIT, BITCOUNT, BITPOS, BITOP and LCS. Pure functions over byte strings; `read` and
+//! `apply` look the keys up and store the results. Bit 0 is the most significant bit of
+//! byte 0, as in Redis.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::number::parse_i64;
+use super::reply::{KvError, Reply};
+
+/// Whether BITCOUNT's and BITPOS's range counts bytes or bits (`BYTE`, the default, or
+/// `BIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BitUnit {
+    Byte,
+    Bit,
+}
+
+impl BitUnit {
+    /// `BYTE` or `BIT`, in any case.
+    fn parse(word: &[u8]) -> Option<BitUnit> {
+        if word.eq_ignore_ascii_case(b"byte") {
+            Some(BitUnit::Byte)
+        } else if word.eq_ignore_ascii_case(b"bit") {
+            Some(BitUnit::Bit)
+        } else {
+            None
+        }
+    }
+}
+
+/// A range of BITCOUNT or BITPOS: `start end [BYTE|BIT]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BitRange {
+    start: i64,
+    end: i64,
+    unit: BitUnit,
+}
+
+/// BITOP's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BitOpKind {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+impl BitOpKind {
+    pub fn parse(word: &[u8]) -> Option<BitOpKind> {
+        [("and", BitOpKind::And), ("or", BitOpKind::Or), ("xor", BitOpKind::Xor)]
+            .into_iter()
+            .chain([("not", BitOpKind::Not)])
+            .find(|(name, _)| word.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, op)| op)
+    }
+}
+
+/// What LCS answers: the sequence itself, its length (`LEN`), or the matching ranges
+/// (`IDX`, with `MINMATCHLEN` and `WITHMATCHLEN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LcsAnswer {
+    Sequence,
+    Len,
+    Ranges { min_match_len: u64, with_match_len: bool },
+}
+
+/// The bit at `offset` (0 past the end).
+pub fn get_bit(value: &[u8], offset: u64) -> bool {
+    let Ok(byte) = usize::try_from(offset >> 3) else {
+        return false;
+    };
+    value.get(byte).is_some_and(|b| b & (0x80 >> (offset & 7)) != 0)
+}
+
+/// Sets the bit at `offset` of `value`, which must already reach it; answers the old bit.
+pub fn set_bit(value: &mut [u8], offset: u64, bit: bool) -> bool {
+    let byte = &mut value[(offset >> 3) as usize];
+    let mask = 0x80u8 >> (offset & 7);
+    let old = *byte & mask != 0;
+    if bit {
+        *byte |= mask;
+    } else {
+        *byte &= !mask;
+    }
+    old
+}
+
+/// Counts the bits of a whole byte slice that are set.
+fn popcount(bytes: &[u8]) -> u64 {
+    bytes.iter().map(|b| u64::from(b.count_ones())).sum()
+}
+
+/// Redis's conversion of a `start..=end` range over `len` units: negative positions count
+/// from the end, both are clamped into the value, and `None` means the range is empty.
+fn clamp_range(start: i64, end: i64, len: i64) -> Option<(u64, u64)> {
+    let from_end = |at: i64| if at < 0 { len.saturating_add(at).max(0) } else { at };
+    let (start, mut end) = (from_end(start), from_end(end));
+    if end >= len {
+        end = len - 1;
+    }
+    (start <= end && len > 0).then_some((start as u64, end as u64))
+}
+
+/// The first and last bit a range covers, or `None` when it covers none.
+fn bit_bounds(value: &[u8], range: BitRange) -> Option<(u64, u64)> {
+    let bytes = value.len() as i64;
+    match range.unit {
+        BitUnit::Byte => clamp_range(range.start, range.end, bytes)
+            .map(|(first, last)| (first * 8, last * 8 + 7)),
+        BitUnit::Bit => clamp_range(range.start, range.end, bytes.saturating_mul(8)),
+    }
+}
+
+/// BITCOUNT after the key was found: `args` are the command's words after the key (none,
+/// or `start end [BYTE|BIT]`). Two negative positions with the start after the end count
+/// nothing, before they are clamped.
+pub fn count(value: &[u8], args: &[Bytes]) -> Result<Reply, KvError> {
+    let range = match args {
+        [] => return Ok(Reply::Int(popcount(value) as i64)),
+        [start, end, unit @ ..] if unit.len() <= 1 => {
+            let (start, end) = (int(start)?, int(end)?);
+            let unit = match unit.first() {
+                Some(word) => BitUnit::parse(word).ok_or(KvError::Syntax)?,
+                None => BitUnit::Byte,
+            };
+            BitRange { start, end, unit }
+        }
+        _ => return Err(KvError::Syntax),
+    };
+    if range.start < 0 && range.end < 0 && range.start > range.end {
+        return Ok(Reply::Int(0));
+    }
+    let counted = bit_bounds(value, range).map_or(0, |(first, last)| count_bits(value, first, last));
+    Ok(Reply::Int(counted as i64))
+}
+
+fn int(word: &Bytes) -> Result<i64, KvError> {
+    parse_i64(word).ok_or(KvError::NotInteger)
+}
+
+/// The set bits from bit `first` to bit `last`, both within `value`.
+fn count_bits(value: &[u8], first: u64, last: u64) -> u64 {
+    let (first_byte, last_byte) = ((first >> 3) as usize, (last >> 3) as usize);
+    let mut total = popcount(&value[first_byte..=last_byte]);
+    // Take away the bits of the edge bytes outside the range.
+    let before = (first & 7) as u32;
+    if before > 0 {
+        total -= u64::from((value[first_byte] >> (8 - before)).count_ones());
+    }
+    let after = (7 - (last & 7)) as u32;
+    if after > 0 {
+        total -= u64::from((value[last_byte] & ((1u8 << after) - 1)).count_ones());
+    }
+    total
+}
+
+/// BITPOS after the key was found: `args` are the command's words after the bit (`start
+/// [end [BYTE|BIT]]`), read here as Redis reads them only once the key exists. Without an
+/// end, a value whose range holds no clear bit answers the first bit past it.
+pub fn position(value: &[u8], bit: bool, args: &[Bytes]) -> Result<Reply, KvError> {
+    let (range, end_given) = match args {
+        [] => (BitRange { start: 0, end: -1, unit: BitUnit::Byte }, false),
+        [start, rest @ ..] if rest.len() <= 2 => {
+            let start = int(start)?;
+            let unit = match rest.get(1) {
+                Some(word) => BitUnit::parse(word).ok_or(KvError::Syntax)?,
+                None => BitUnit::Byte,
+            };
+            match rest.first() {
+                Some(end) => (BitRange { start, end: int(end)?, unit }, true),
+                None => (BitRange { start, end: i64::MAX, unit }, false),
+            }
+        }
+        _ => return Err(KvError::Syntax),
+    };
+    let Some((first, last)) = bit_bounds(value, range) else {
+        return Ok(Reply::Int(-1));
+    };
+    let found = find_bit(value, bit, first, last);
+    Ok(Reply::Int(match found {
+        Some(at) => at as i64,
+        None if bit || end_given => -1,
+        None => last as i64 + 1,
+    }))
+}
+
+/// The first bit from `first` to `last` (within `value`) that is `bit`; whole bytes that
+/// cannot hold it are skipped.
+fn find_bit(value: &[u8], bit: bool, first: u64, last: u64) -> Option<u64> {
+    let skip = if bit { 0x00 } else { 0xff };
+    let mut at = first;
+    while at <= last {
+        if at & 7 == 0 && at + 7 <= last && value[(at >> 3) as usize] == skip {
+            at += 8;
+            continue;
+        }
+        if get_bit(value, at) == bit {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+/// BITOP over `sources` (a missing key reads as empty): as long as the longest, shorter
+/// ones read as zeros; NOT takes one source.
+pub fn combine(op: BitOpKind, sources: &[&[u8]]) -> Vec<u8> {
+    let len = sources.iter().map(|s| s.len()).max().unwrap_or(0);
+    let byte = |source: &[u8], at: usize| source.get(at).copied().unwrap_or(0);
+    (0..len)
+        .map(|at| {
+            let mut bytes = sources.iter().map(|s| byte(s, at));
+            let first = bytes.next().unwrap_or(0);
+            match op {
+                BitOpKind::Not => !first,
+                BitOpKind::And => bytes.fold(first, |acc, b| acc & b),
+                BitOpKind::Or => bytes.fold(first, |acc, b| acc | b),
+                BitOpKind::Xor => bytes.fold(first, |acc, b| acc ^ b),
+            }
+        })
+        .collect()
+}
+
+/// Cells of LCS's table: one per pair of prefixes, `u32` each as in Redis, whose table
+/// may not pass `proto-max-bulk-len` bytes; `None` past `u64`.
+pub fn lcs_table_bytes(a: &[u8], b: &[u8]) -> Option<u64> {
+    let cells = (a.len() as u64 + 1).checked_mul(b.len() as u64 + 1)?;
+    cells.checked_mul(std::mem::size_of::<u32>() as u64)
+}
+
+/// LCS of `a` and `b` (the caller checked `lcs_table_bytes`): the longest common
+/// subsequence, its length, or its matching ranges from the end of the strings to their
+/// start, each `[[a_start, a_end], [b_start, b_end]]` (with the length after them on
+/// `with_match_len`) and those shorter than `min_match_len` left out, followed by the
+/// length: the answer of `IDX`, a map of `matches` and `len`, as a flat array.
+pub fn lcs(a: &[u8], b: &[u8], answer: LcsAnswer) -> Reply {
+    let width = b.len() + 1;
+    let mut table = vec![0u32; (a.len() + 1) * width];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let len = table[a.len() * width + b.len()];
+    if answer == LcsAnswer::Len {
+        return Reply::Int(i64::from(len));
+    }
+    let (min_match_len, with_match_len) = match answer {
+        LcsAnswer::Ranges { min_match_len, with_match_len } => (min_match_len, with_match_len),
+        _ => (0, false),
+    };
+    // Walk back from the end; a run of matches that step back together is one range.
+    let mut sequence = vec![0u8; len as usize];
+    let mut left = len as usize;
+    let mut ranges = Vec::new();
+    let mut run: Option<[usize; 4]> = None; // a_start, a_end, b_start, b_end
+    let (mut i, mut j) = (a.len(), b.len());
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            left -= 1;
+            sequence[left] = a[i - 1];
+            run = Some(match run {
+                None => [i - 1, i - 1, j - 1, j - 1],
+                Some([a0, a1, b0, b1]) if a0 == i && b0 == j => [a0 - 1, a1, b0 - 1, b1],
+                Some(current) => {
+                    emit = true;
+                    current
+                }
+            });
+            if run.is_some_and(|[a0, _, b0, _]| a0 == 0 || b0 == 0) {
+                emit = true;
+            }
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[(i - 1) * width + j] > table[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            emit = run.is_some();
+        }
+        if emit {
+            if let Some([a0, a1, b0, b1]) = run.take() {
+                let match_len = (a1 - a0 + 1) as u64;
+                if match_len >= min_match_len {
+                    let pair = |x: usize, y: usize| {
+                        Reply::Array(vec![Reply::Int(x as i64), Reply::Int(y as i64)])
+                    };
+                    let mut range = vec![pair(a0, a1), pair(b0, b1)];
+                    if with_match_len {
+                        range.push(Reply::Int(match_len as i64));
+                    }
+                    ranges.push(Reply::Array(range));
+                }
+            }
+        }
+    }
+    match answer {
+        LcsAnswer::Ranges { .. } => Reply::Array(vec![
+            Reply::Bulk(Bytes::from_static(b"matches")),
+            Reply::Array(ranges),
+            Reply::Bulk(Bytes::from_static(b"len")),
+            Reply::Int(i64::from(len)),
+        ]),
+        _ => Reply::Bulk(sequence.into()),
+    }
+}

@@ -20,9 +20,9 @@ sequences. The run stops at the first sequence that differs, which it prints wit
 reply before the difference, and exits 1; it stops drawing after `RUN_TIME_MAX_S`.
 
 With `--standalone-port`, every other sequence is compared with a standalone redis-server
-instead of the one-node Redis Cluster: there MGET, DEL, UNLINK and EXISTS take keys of
-several slots, which shardkv's plain connections split by group and merge, and the
-commands that differ by nature in a cluster (SELECT, CLUSTER) are left out.
+instead of the one-node Redis Cluster: there MGET, DEL, UNLINK, EXISTS and TOUCH take keys
+of several slots, which shardkv's plain connections split by group and merge, and the
+commands that differ by nature in a cluster (SELECT, CLUSTER, COPY's DB) are left out.
 
 Replies compare byte for byte, as in redis_diff.py, but for these:
 - positive TTL, PTTL, EXPIRETIME and PEXPIRETIME replies may differ by the time from the
@@ -46,7 +46,8 @@ A share of the sequences against the one-node Redis Cluster (`CLUSTER_AWARE_SHAR
 as a cluster client does: they go to the node CLUSTER SLOTS names as the master of their
 keys' slot, after `CLIENT REDIRECTS ON` (shardkv's own, so its reply is not compared; sent
 again after each RESET, which ends it), and take their keys from that one slot but for
-MGET, DEL, UNLINK and EXISTS, which may add a key of another slot: `-CROSSSLOT` on both.
+MGET, DEL, UNLINK, EXISTS and TOUCH, which may add a key of another slot: `-CROSSSLOT` on
+both.
 There each command is routed as Redis Cluster routes it: arity, authentication, then the
 slot, then the arguments. A `-MOVED` (a leader moved meanwhile) runs the sequence once more.
 """
@@ -130,6 +131,10 @@ PATTERNS = ["*", "{d}*", "{d}?", "{d}[ab]", "{d}[^a]*", "x*", "*\\", "{d}\\a", "
 RANGE_INDICES = ["0", "1", "-1", "-2", "3", "100", "-100", "9223372036854775807",
                  "-9223372036854775808", "x"]
 OFFSETS = ["0", "1", "3", "10", "-1", "536870912", "abc"]
+# Bit offsets: within the first bytes, so that the bit commands meet each other's bits, or
+# invalid (negative, not a number, past Redis's 512 MiB and shardkv's bound alike).
+BIT_OFFSETS = ["0", "1", "6", "7", "8", "15", "23", "40", "-1", "x", "4294967296"]
+BIT_UNITS = ["BYTE", "BIT", "bit", "WORD"]
 
 
 def key(r):
@@ -142,7 +147,7 @@ def key(r):
 
 
 def split_keys(r, low, high):
-    """Keys for MGET, DEL, UNLINK and EXISTS. Over several slots, plain connections have
+    """Keys for MGET, DEL, UNLINK, EXISTS and TOUCH. Over several slots, plain connections have
     them split by group and merged (src/resp/mod.rs), as a standalone Redis serves them,
     where Redis Cluster answers `-CROSSSLOT`: keys of one slot against the cluster
     reference, of any against the standalone one. A cluster-aware sequence may add one of
@@ -155,9 +160,9 @@ def split_keys(r, low, high):
 
 
 def atomic_key(r):
-    """A key for MSET, MSETNX, RENAME or RENAMENX, which need one slot in shardkv whatever
-    the mode (`-CROSSSLOT` as Redis Cluster): any key against the cluster reference, one of
-    the same slot against the standalone one."""
+    """A key for MSET, MSETNX, RENAME, RENAMENX, BITOP, COPY or LCS, which need one slot in
+    shardkv whatever the mode (`-CROSSSLOT` as Redis Cluster): any key against the cluster
+    reference, one of the same slot against the standalone one."""
     return r.choice(KEYS) if against_standalone else key(r)
 
 
@@ -300,6 +305,48 @@ def draw_connection(r):
     ])()
 
 
+def draw_bit_range(r):
+    """BITCOUNT's or BITPOS's words after the key (or the bit): none, a start, a range, a
+    range and a unit, or a word more."""
+    count = r.choice([0, 0, 1, 2, 2, 3, 3, 4])
+    words = [r.choice(RANGE_INDICES) for _ in range(min(count, 2))]
+    if count >= 3:
+        words.append(r.choice(BIT_UNITS))
+    if count >= 4:
+        words.append(r.choice(RANGE_INDICES))
+    return words
+
+
+def draw_bitop(r):
+    op = r.choice(["AND", "OR", "XOR", "NOT", "and", "NAND"])
+    sources = r.randint(1, 3) if op != "NOT" or r.random() < 0.2 else 1
+    return ["BITOP", op, atomic_key(r)] + [atomic_key(r) for _ in range(sources)]
+
+
+def draw_copy(r):
+    options = []
+    for _ in range(r.randint(0, 2)):
+        roll = r.random()
+        if roll < 0.5:
+            options.append(r.choice(["REPLACE", "replace"]))
+        elif roll < 0.8:
+            dbs = ["0"] if against_standalone else ["0", "1", "16", "x"]
+            options += ["DB", r.choice(dbs)]
+        else:
+            options.append(r.choice(["BAD", "DB"]))
+    return ["COPY", atomic_key(r), atomic_key(r)] + options
+
+
+def draw_lcs(r):
+    options = []
+    for _ in range(r.randint(0, 3)):
+        word = r.choice(["LEN", "IDX", "WITHMATCHLEN", "MINMATCHLEN", "idx", "BAD"])
+        options.append(word)
+        if word == "MINMATCHLEN" and r.random() < 0.9:
+            options.append(r.choice(["0", "1", "2", "-1", "x"]))
+    return ["LCS", atomic_key(r), atomic_key(r)] + options
+
+
 def draw_wrong_arity(r):
     """A command with a word too few or too many, or an unknown one."""
     name, words = r.choice([("GET", 2), ("SET", 3), ("STRLEN", 2), ("GETRANGE", 4),
@@ -325,11 +372,20 @@ DRAWS = [
     (2, lambda r: ["STRLEN", key(r)]),
     (3, lambda r: ["GETRANGE", key(r), r.choice(RANGE_INDICES), r.choice(RANGE_INDICES)]),
     (3, lambda r: ["SETRANGE", key(r), r.choice(OFFSETS), r.choice(STRINGS[:5])]),
+    (1, lambda r: ["SUBSTR", key(r), r.choice(RANGE_INDICES), r.choice(RANGE_INDICES)]),
+    (3, lambda r: ["SETBIT", key(r), r.choice(BIT_OFFSETS), r.choice(["0", "1", "1", "2", "x"])]),
+    (2, lambda r: ["GETBIT", key(r), r.choice(BIT_OFFSETS)]),
+    (2, lambda r: ["BITCOUNT", key(r)] + draw_bit_range(r)),
+    (2, lambda r: ["BITPOS", key(r), r.choice(["0", "1", "1", "2", "x"])] + draw_bit_range(r)),
+    (2, draw_bitop),
+    (2, draw_copy),
+    (2, draw_lcs),
     (4, lambda r: [r.choice(["INCR", "DECR"]), key(r)]),
     (4, lambda r: [r.choice(["INCRBY", "DECRBY"]), key(r), r.choice(INTEGERS + ["x", "1.5"])]),
     (4, draw_incrbyfloat),
     (3, lambda r: [r.choice(["DEL", "UNLINK"])] + split_keys(r, 1, 3)),
     (3, lambda r: ["EXISTS"] + split_keys(r, 1, 4)),
+    (1, lambda r: ["TOUCH"] + split_keys(r, 1, 3)),
     (2, lambda r: ["TYPE", key(r)]),
     (3, lambda r: [r.choice(["RENAME", "RENAMENX"]), atomic_key(r), atomic_key(r)]),
     (6, draw_expire),

@@ -12,6 +12,8 @@ use crate::kv::KvCommand;
 use crate::resp::frame::Frame;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+    // The keys first, as Redis Cluster routes them before the command reads a word.
+    let slot = tri!(cx.one_slot(&args[2..]));
     let Some(op) = BitOpKind::parse(&args[1]) else {
         return Job::Now(syntax_error());
     };
@@ -19,6 +21,5 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         return Job::Now(Frame::error("ERR BITOP NOT must be called with a single source key."));
     }
     let (dest, keys) = (args[2].clone(), args[3..].to_vec());
-    let slot = tri!(cx.one_slot(std::iter::once(&dest).chain(&keys)));
     cx.write(slot, KvCommand::BitOp { op, dest, keys })
 }

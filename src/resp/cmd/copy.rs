@@ -15,6 +15,8 @@ use crate::resp::frame::Frame;
 const DATABASES: i64 = 16;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+    // The keys first, as Redis Cluster routes them before the command reads a word.
+    let slot = tri!(cx.one_slot(&args[1..3]));
     let (mut replace, mut db) = (false, 0);
     let mut at = 3;
     while at < args.len() {
@@ -45,6 +47,5 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     if source == dest {
         return Job::Now(Frame::from(KvError::SameObject));
     }
-    let slot = tri!(cx.one_slot([&source, &dest]));
     cx.write(slot, KvCommand::Copy { source, dest, replace })
 }

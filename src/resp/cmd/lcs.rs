@@ -13,6 +13,8 @@ use crate::kv::read::ReadCommand;
 use crate::resp::frame::Frame;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
+    // The keys first, as Redis Cluster routes them before the command reads a word.
+    let slot = tri!(cx.one_slot(&args[1..3]));
     let (mut len, mut idx, mut with_match_len, mut min_match_len) = (false, false, false, 0);
     let mut at = 3;
     while at < args.len() {
@@ -42,7 +44,6 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         (false, false) => LcsAnswer::Sequence,
     };
     let keys = args[1..3].to_vec();
-    let slot = tri!(cx.one_slot(&keys));
     let table_bytes_max = cx.shared.options.limits.bulk_bytes_max;
     let merge = if idx { Merge::Map } else { Merge::One };
     cx.read_merged(slot, ReadCommand::Lcs { keys, answer, table_bytes_max }, merge)

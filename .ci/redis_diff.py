@@ -419,6 +419,7 @@ CASES = [
      ["BITCOUNT", "{d}a", "5", "30", "BIT"], ["BITCOUNT", "{d}a", "-1", "-1"],
      ["BITCOUNT", "{d}a", "-3", "-5"], ["BITCOUNT", "{d}a", "-100", "-200"],
      ["BITCOUNT", "{d}a", "-100", "100"], ["BITCOUNT", "{d}a", "3", "1"],
+     ["BITCOUNT", "{d}a", "-1", "-5", "WORD"], ["BITCOUNT", "{d}a", "-1", "-5", "WORD", "x"],
      ["BITCOUNT", "{d}a", "-7", "-2", "bit"], ["BITCOUNT", "{d}a", "0", "1000", "BIT"],
      ["BITCOUNT", "{d}a", "1"], ["BITCOUNT", "{d}a", "1", "2", "WORD"],
      ["BITCOUNT", "{d}a", "x", "2"], ["BITCOUNT", "{d}a", "1", "2", "BIT", "x"],

@@ -115,12 +115,16 @@ fn bit_bounds(value: &[u8], range: BitRange) -> Option<(u64, u64)> {
 
 /// BITCOUNT after the key was found: `args` are the command's words after the key (none,
 /// or `start end [BYTE|BIT]`). Two negative positions with the start after the end count
-/// nothing, before they are clamped.
+/// nothing, before they are clamped (and before the unit is read).
 pub fn count(value: &[u8], args: &[Bytes]) -> Result<Reply, KvError> {
     let range = match args {
         [] => return Ok(Reply::Int(popcount(value) as i64)),
         [start, end, unit @ ..] if unit.len() <= 1 => {
             let (start, end) = (int(start)?, int(end)?);
+            // Redis 7.0 answers this before it reads the unit.
+            if start < 0 && end < 0 && start > end {
+                return Ok(Reply::Int(0));
+            }
             let unit = match unit.first() {
                 Some(word) => BitUnit::parse(word).ok_or(KvError::Syntax)?,
                 None => BitUnit::Byte,
@@ -129,9 +133,6 @@ pub fn count(value: &[u8], args: &[Bytes]) -> Result<Reply, KvError> {
         }
         _ => return Err(KvError::Syntax),
     };
-    if range.start < 0 && range.end < 0 && range.start > range.end {
-        return Ok(Reply::Int(0));
-    }
     let counted = bit_bounds(value, range).map_or(0, |(first, last)| count_bits(value, first, last));
     Ok(Reply::Int(counted as i64))
 }

@@ -133,7 +133,8 @@ pub fn count(value: &[u8], args: &[Bytes]) -> Result<Reply, KvError> {
         }
         _ => return Err(KvError::Syntax),
     };
-    let counted = bit_bounds(value, range).map_or(0, |(first, last)| count_bits(value, first, last));
+    let counted =
+        bit_bounds(value, range).map_or(0, |(first, last)| count_bits(value, first, last));
     Ok(Reply::Int(counted as i64))
 }
 
@@ -312,5 +313,134 @@ pub fn lcs(a: &[u8], b: &[u8], answer: LcsAnswer) -> Reply {
             Reply::Int(i64::from(len)),
         ]),
         _ => Reply::Bulk(sequence.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn words(text: &str) -> Vec<Bytes> {
+        text.split_whitespace().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+    }
+
+    fn naive_bits(value: &[u8]) -> Vec<bool> {
+        value.iter().flat_map(|b| (0..8).map(move |i| b & (0x80 >> i) != 0)).collect()
+    }
+
+    #[test]
+    fn the_examples_of_redis_documentation() {
+        let count = |value: &[u8], args: &str| count(value, &words(args)).unwrap();
+        assert_eq!(count(b"foobar", ""), Reply::Int(26));
+        assert_eq!(count(b"foobar", "0 0"), Reply::Int(4));
+        assert_eq!(count(b"foobar", "1 1"), Reply::Int(6));
+        assert_eq!(count(b"foobar", "1 1 BYTE"), Reply::Int(6));
+        assert_eq!(count(b"foobar", "5 30 BIT"), Reply::Int(17));
+        assert_eq!(count(b"foobar", "-3 -5"), Reply::Int(0));
+        assert_eq!(super::count(b"foobar", &words("1 2 WORD")), Err(KvError::Syntax));
+        assert_eq!(super::count(b"foobar", &words("1")), Err(KvError::Syntax));
+        assert_eq!(super::count(b"foobar", &words("x 1")), Err(KvError::NotInteger));
+        let position = |value: &[u8], bit, args: &str| position(value, bit, &words(args));
+        assert_eq!(position(b"\xff\xf0\x00", false, ""), Ok(Reply::Int(12)));
+        assert_eq!(position(b"\x00\xff\xf0", true, "0"), Ok(Reply::Int(8)));
+        assert_eq!(position(b"\x00\xff\xf0", true, "2"), Ok(Reply::Int(16)));
+        assert_eq!(position(b"\x00\xff\xf0", true, "2 -1 BYTE"), Ok(Reply::Int(16)));
+        assert_eq!(position(b"\x00\xff\xf0", true, "7 15 BIT"), Ok(Reply::Int(8)));
+        assert_eq!(position(b"\x00\x00\x00", true, ""), Ok(Reply::Int(-1)));
+        // No end: the first clear bit past an all-ones value; with an end, none.
+        assert_eq!(position(b"\xff\xff", false, ""), Ok(Reply::Int(16)));
+        assert_eq!(position(b"\xff\xff", false, "0 -1"), Ok(Reply::Int(-1)));
+        assert_eq!(position(b"", false, ""), Ok(Reply::Int(-1)));
+        let lcs = |answer| lcs(b"ohmytext", b"mynewtext", answer);
+        assert_eq!(lcs(LcsAnswer::Sequence), Reply::Bulk(Bytes::from_static(b"mytext")));
+        assert_eq!(lcs(LcsAnswer::Len), Reply::Int(6));
+        let pair = |x, y| Reply::Array(vec![Reply::Int(x), Reply::Int(y)]);
+        let ranges = lcs(LcsAnswer::Ranges { min_match_len: 4, with_match_len: true });
+        let Reply::Array(items) = ranges else { panic!("{ranges:?}") };
+        let range = Reply::Array(vec![pair(4, 7), pair(5, 8), Reply::Int(4)]);
+        assert_eq!(items[1], Reply::Array(vec![range]));
+        assert_eq!(items[3], Reply::Int(6));
+    }
+
+    proptest! {
+        /// The byte-at-a-time paths (edge masks, skipped bytes) agree with a bit-by-bit
+        /// count and search.
+        #[test]
+        fn counts_and_searches_agree_with_bit_by_bit(
+            value in proptest::collection::vec(
+                prop_oneof![Just(0u8), Just(0xff), any::<u8>()], 1..40),
+            a in 0u64..320,
+            b in 0u64..320,
+            bit in any::<bool>(),
+        ) {
+            let bits = naive_bits(&value);
+            let last_bit = bits.len() as u64 - 1;
+            let (first, last) = (a.min(b).min(last_bit), a.max(b).min(last_bit));
+            let range = first as usize..=last as usize;
+            let want = bits[range.clone()].iter().filter(|set| **set).count() as u64;
+            prop_assert_eq!(count_bits(&value, first, last), want);
+            let found = bits[range].iter().position(|b| *b == bit).map(|i| i as u64 + first);
+            prop_assert_eq!(find_bit(&value, bit, first, last), found);
+        }
+
+        /// BITOP, byte by byte and bit by bit.
+        #[test]
+        fn combine_works_bit_by_bit(
+            sources in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..6), 1..4),
+            op in 0usize..4,
+        ) {
+            let op = [BitOpKind::And, BitOpKind::Or, BitOpKind::Xor, BitOpKind::Not][op];
+            let sources = if op == BitOpKind::Not { sources[..1].to_vec() } else { sources };
+            let refs: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+            let result = combine(op, &refs);
+            let len = sources.iter().map(Vec::len).max().unwrap_or(0);
+            prop_assert_eq!(result.len(), len);
+            for at in 0..len as u64 * 8 {
+                let bits: Vec<bool> = sources.iter().map(|s| get_bit(s, at)).collect();
+                let want = match op {
+                    BitOpKind::And => bits.iter().all(|b| *b),
+                    BitOpKind::Or => bits.iter().any(|b| *b),
+                    BitOpKind::Xor => bits.iter().filter(|b| **b).count() % 2 == 1,
+                    BitOpKind::Not => !bits[0],
+                };
+                prop_assert_eq!(get_bit(&result, at), want, "bit {}", at);
+            }
+        }
+
+        /// LCS's sequence is a subsequence of both strings, as long as LEN says, and its
+        /// ranges (no minimum) are equal substrings, from the end backwards, that add up
+        /// to it.
+        #[test]
+        fn lcs_answers_agree_with_each_other(
+            a in proptest::collection::vec(0u8..3, 0..12),
+            b in proptest::collection::vec(0u8..3, 0..12),
+        ) {
+            let Reply::Int(len) = lcs(&a, &b, LcsAnswer::Len) else { panic!() };
+            let Reply::Bulk(sequence) = lcs(&a, &b, LcsAnswer::Sequence) else { panic!() };
+            prop_assert_eq!(sequence.len() as i64, len);
+            let subsequence = |of: &[u8]| {
+                let mut rest = of.iter();
+                sequence.iter().all(|c| rest.any(|x| x == c))
+            };
+            prop_assert!(subsequence(&a) && subsequence(&b));
+            let answer = LcsAnswer::Ranges { min_match_len: 0, with_match_len: true };
+            let Reply::Array(items) = lcs(&a, &b, answer) else { panic!() };
+            let Reply::Array(ranges) = &items[1] else { panic!() };
+            let int = |r: &Reply| match r { Reply::Int(n) => *n as usize, _ => panic!() };
+            let (mut total, mut before) = (0, (usize::MAX, usize::MAX));
+            for range in ranges {
+                let Reply::Array(parts) = range else { panic!() };
+                let (Reply::Array(x), Reply::Array(y)) = (&parts[0], &parts[1]) else { panic!() };
+                let (a0, a1, b0, b1) = (int(&x[0]), int(&x[1]), int(&y[0]), int(&y[1]));
+                prop_assert_eq!(&a[a0..=a1], &b[b0..=b1]);
+                prop_assert_eq!(int(&parts[2]), a1 - a0 + 1);
+                prop_assert!(a1 < before.0 && b1 < before.1);
+                before = (a0, b0);
+                total += a1 - a0 + 1;
+            }
+            prop_assert_eq!(total as i64, len);
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Property test: random command sequences applied through `apply` + `MemKv` (in batches,
 //! with retries) answer and end up exactly as an independent, obvious model of Redis
-//! strings: a map from key to (value, deadline).
+//! strings: a map from key to (value, deadline). The bit commands' byte work is spelled out
+//! again here, not taken from `bits`.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use super::bits::BitOpKind;
 use super::command::{ExpireCondition, KvCommand, Request, SetCondition};
 use super::expiry::{delete_request, expired_page, ExpiredPage, PageBounds};
 use super::read::{self, TtlForm};
@@ -18,6 +20,9 @@ const KEYS: [&str; 4] = ["a", "b", "{t}c", "{t}d"];
 const FLUSH_EDGES: [u16; 7] = [0, 3300, 3301, 15495, 15496, 15891, 16383];
 const VALUES: [&str; 8] = ["", "0", "1", "-3", "10", "x", "9223372036854775807", "abc"];
 const START_MS: u64 = 1_000;
+/// The keys of `KEYS` that share a slot, for BITOP.
+const SLOT_KEYS: [usize; 2] = [2, 3];
+const BIT_OPS: [BitOpKind; 4] = [BitOpKind::And, BitOpKind::Or, BitOpKind::Xor, BitOpKind::Not];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -29,6 +34,11 @@ enum Op {
     Expire { key: usize, offset_ms: u64, cond: u8 },
     Persist { key: usize },
     SetRange { key: usize, offset: u64, value: usize },
+    SetBit { key: usize, offset: u64, bit: bool },
+    /// BITOP over keys of one slot (`{t}c`, `{t}d`): `dest` and `keys` index `SLOT_KEYS`.
+    BitOp { op: u8, dest: usize, keys: Vec<usize> },
+    /// COPY between any two keys: across slots, or onto itself, an error.
+    Copy { source: usize, dest: usize, replace: bool },
     Flush { first: u16, last: u16 },
     Advance { ms: u64 },
     Retry,
@@ -65,7 +75,17 @@ fn op() -> impl Strategy<Value = Op> {
             cond
         }),
         key.clone().prop_map(|key| Op::Persist { key }),
-        (key, 0u64..6, value).prop_map(|(key, offset, value)| Op::SetRange { key, offset, value }),
+        (key.clone(), 0u64..6, value).prop_map(|(key, offset, value)| Op::SetRange {
+            key,
+            offset,
+            value
+        }),
+        (key.clone(), 0u64..24, any::<bool>())
+            .prop_map(|(key, offset, bit)| Op::SetBit { key, offset, bit }),
+        (0u8..4, 0..SLOT_KEYS.len(), proptest::collection::vec(0..SLOT_KEYS.len(), 1..4))
+            .prop_map(|(op, dest, keys)| Op::BitOp { op, dest, keys }),
+        (key.clone(), key, any::<bool>())
+            .prop_map(|(source, dest, replace)| Op::Copy { source, dest, replace }),
         (0..FLUSH_EDGES.len(), 0..FLUSH_EDGES.len()).prop_map(|(i, j)| {
             let (first, last) = (FLUSH_EDGES[i.min(j)], FLUSH_EDGES[i.max(j)]);
             Op::Flush { first, last }
@@ -120,6 +140,17 @@ fn to_command(op: &Op, now_ms: u64) -> Option<KvCommand> {
         Op::Persist { key: k } => KvCommand::Persist { key: key(k) },
         Op::SetRange { key: k, offset, value } => {
             KvCommand::SetRange { key: key(k), offset: *offset, value: b(VALUES[*value]) }
+        }
+        Op::SetBit { key: k, offset, bit } => {
+            KvCommand::SetBit { key: key(k), offset: *offset, bit: *bit }
+        }
+        Op::BitOp { op, dest, keys } => KvCommand::BitOp {
+            op: BIT_OPS[*op as usize],
+            dest: key(&SLOT_KEYS[*dest]),
+            keys: keys.iter().map(|k| key(&SLOT_KEYS[*k])).collect(),
+        },
+        Op::Copy { source, dest, replace } => {
+            KvCommand::Copy { source: key(source), dest: key(dest), replace: *replace }
         }
         Op::Flush { first, last } => KvCommand::FlushSlots { slot_first: *first, slot_last: *last },
         Op::Advance { .. } | Op::Retry | Op::Drain | Op::Sweep { .. } | Op::Reap => return None,
@@ -206,6 +237,62 @@ impl Model {
             },
             Op::SetRange { key, offset, value } => {
                 self.setrange(KEYS[*key], *offset as usize, VALUES[*value], now_ms)
+            }
+            Op::SetBit { key, offset, bit } => {
+                let (mut bytes, deadline) = self.live(KEYS[*key], now_ms).unwrap_or_default();
+                let byte = (*offset / 8) as usize;
+                if bytes.len() <= byte {
+                    bytes.resize(byte + 1, 0);
+                }
+                let mask = 0x80u8 >> (offset % 8);
+                let old = bytes[byte] & mask != 0;
+                bytes[byte] = if *bit { bytes[byte] | mask } else { bytes[byte] & !mask };
+                self.put(KEYS[*key], bytes, deadline, now_ms);
+                Reply::Int(old as i64)
+            }
+            Op::BitOp { op, dest, keys } => {
+                if *op == 3 && keys.len() != 1 {
+                    return Reply::Error(KvError::Syntax);
+                }
+                let sources: Vec<Vec<u8>> = keys
+                    .iter()
+                    .map(|k| self.live(KEYS[SLOT_KEYS[*k]], now_ms).unwrap_or_default().0)
+                    .collect();
+                let len = sources.iter().map(Vec::len).max().unwrap_or(0);
+                let mut result = Vec::new();
+                for at in 0..len {
+                    let mut bytes = sources.iter().map(|s| s.get(at).copied().unwrap_or(0));
+                    let first = bytes.next().unwrap_or(0);
+                    result.push(match op {
+                        0 => bytes.fold(first, |a, b| a & b),
+                        1 => bytes.fold(first, |a, b| a | b),
+                        2 => bytes.fold(first, |a, b| a ^ b),
+                        _ => !first,
+                    });
+                }
+                let dest = KEYS[SLOT_KEYS[*dest]];
+                match result.is_empty() {
+                    true => self.map.remove(dest.as_bytes()),
+                    false => self.map.insert(dest.as_bytes().to_vec(), (result, None)),
+                };
+                Reply::Int(len as i64)
+            }
+            Op::Copy { source, dest, replace } => {
+                let (source, dest) = (KEYS[*source], KEYS[*dest]);
+                if key_slot(source.as_bytes()) != key_slot(dest.as_bytes()) {
+                    return Reply::Error(KvError::CrossSlot);
+                }
+                if source == dest {
+                    return Reply::Error(KvError::SameObject);
+                }
+                let Some((value, deadline)) = self.live(source, now_ms) else {
+                    return Reply::Int(0);
+                };
+                if !replace && self.live(dest, now_ms).is_some() {
+                    return Reply::Int(0);
+                }
+                self.put(dest, value, deadline, now_ms);
+                Reply::Int(1)
             }
             Op::Flush { first, last } => {
                 self.map.retain(|key, _| !(*first..=*last).contains(&key_slot(key)));

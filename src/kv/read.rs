@@ -1,8 +1,8 @@
 //! Read commands (GET, MGET, STRLEN, GETRANGE, EXISTS, TTL, PTTL, EXPIRETIME, PEXPIRETIME,
 //! TYPE, GETBIT, BITCOUNT, BITPOS, LCS, and the key scans of KEYS, SCAN, DBSIZE, RANDOMKEY,
-//! CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT) over a `KvRead` at a given `now_ms`. The leader serves them after
-//! ReadIndex. A key whose deadline is not after `now_ms` is invisible. Never writes, never
-//! reads a clock; every scan examines a bounded page of keys.
+//! CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT) over a `KvRead` at a given `now_ms`. The
+//! leader serves them after ReadIndex. A key whose deadline is not after `now_ms` is
+//! invisible. Never writes, never reads a clock; every scan examines a bounded page of keys.
 
 use bytes::Bytes;
 

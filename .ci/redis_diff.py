@@ -193,7 +193,7 @@ readonly readwrite cluster get set setnx setex psetex getset getdel getex mget m
 append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
-copy""".split()
+copy bitfield bitfield_ro""".split()
 
 V = "v" * 40
 CASES = [
@@ -450,6 +450,37 @@ CASES = [
      ["BITOP", "OR", "{d}r", "{d}missing"], ["EXISTS", "{d}r"],
      ["BITOP", "NOT", "{d}r", "{d}a", "{d}b"], ["BITOP", "NAND", "{d}r", "{d}a"],
      ["BITOP", "AND", "{d}r", "{e}a"], ["BITOP", "NOT", "{d}r", "{d}r"]],
+    # BITFIELD: wrapping, saturating and failing fields of every width; the string grows
+    # even when every write fails; errors before anything runs.
+    [["BITFIELD", "{d}a", "SET", "i8", "0", "100", "GET", "i8", "0", "INCRBY", "i8", "0", "100",
+      "OVERFLOW", "SAT", "INCRBY", "i8", "0", "100", "INCRBY", "i8", "0", "-300",
+      "OVERFLOW", "FAIL", "INCRBY", "i8", "0", "-1", "GET", "u8", "0"],
+     ["BITFIELD", "{d}a", "SET", "u8", "#1", "-1", "GET", "u8", "8", "GET", "u4", "4",
+      "GET", "i64", "0", "GET", "u63", "1", "GET", "i5", "#3", "GET", "u1", "100000"],
+     ["BITFIELD", "{d}b", "SET", "i64", "0", "-9223372036854775808", "INCRBY", "i64", "0", "-1",
+      "OVERFLOW", "SAT", "INCRBY", "i64", "0", "-9223372036854775808", "INCRBY", "i64", "0",
+      "9223372036854775807", "INCRBY", "i64", "0", "9223372036854775807",
+      "OVERFLOW", "fail", "INCRBY", "i64", "0", "1", "SET", "i64", "0", "5"],
+     ["BITFIELD", "{d}c", "OVERFLOW", "SAT", "SET", "u8", "3", "-5", "SET", "u8", "3", "300",
+      "OVERFLOW", "WRAP", "SET", "u3", "13", "12", "INCRBY", "u63", "20", "-1",
+      "OVERFLOW", "SAT", "INCRBY", "u63", "20", "-2", "INCRBY", "u63", "20",
+      "9223372036854775807", "SET", "i3", "0", "-5", "SET", "i3", "0", "4"],
+     ["GET", "{d}c"], ["GET", "{d}b"],
+     ["BITFIELD", "{d}n", "OVERFLOW", "FAIL", "SET", "u8", "0", "300"], ["GET", "{d}n"],
+     ["BITFIELD", "{d}m", "GET", "u8", "0"], ["EXISTS", "{d}m"], ["BITFIELD", "{d}a"],
+     ["BITFIELD_RO", "{d}a", "GET", "u8", "0", "GET", "i4", "#1"],
+     ["BITFIELD_RO", "{d}a", "SET", "u8", "0", "1"], ["BITFIELD", "{d}a", "GET", "U8", "0"],
+     ["BITFIELD", "{d}a", "GET", "u64", "0"], ["BITFIELD", "{d}a", "GET", "i65", "0"],
+     ["BITFIELD", "{d}a", "GET", "i0", "0"], ["BITFIELD", "{d}a", "GET", "u08", "0"],
+     ["BITFIELD", "{d}a", "OVERFLOW", "BAD"], ["BITFIELD", "{d}a", "OVERFLOW"],
+     ["BITFIELD", "{d}a", "GET", "u8"], ["BITFIELD", "{d}a", "SET", "u8", "0"],
+     ["BITFIELD", "{d}a", "INCRBY", "i8", "0", "x"], ["BITFIELD", "{d}a", "SET", "u8", "#x", "1"],
+     ["BITFIELD", "{d}a", "GET", "u8", "-1"], ["BITFIELD", "{d}a", "GET", "u8", "#-1"],
+     ["BITFIELD", "{d}a", "GET", "u8", "4294967296"], ["BITFIELD", "{d}a", "GET", "u8", "0", "BAD"],
+     ["BITFIELD_RO", "{d}a", "GET", "u8", "0", "SET", "u8", "0", "1", "BAD"],
+     ["BITFIELD", "{d}a", "SET", "u8", "0", "1", "GET", "u9x", "0"], ["GET", "{d}a"],
+     ["SET", "{d}t", "x", "EX", "100"], ["BITFIELD", "{d}t", "SET", "u8", "16", "65"],
+     ["TTL", "{d}t"], ["GET", "{d}t"]],
     [["SET", "{d}a", "1", "EX", "100"], ["COPY", "{d}a", "{d}b"], ["GET", "{d}b"],
      ["TTL", "{d}b"], ["COPY", "{d}a", "{d}b"], ["SET", "{d}a", "2"],
      ["COPY", "{d}a", "{d}b", "REPLACE"], ["GET", "{d}b"], ["TTL", "{d}b"],

@@ -317,6 +317,31 @@ def draw_bit_range(r):
     return words
 
 
+# BITFIELD's types (valid at the edges, and invalid) and values (around the edges of the
+# widths drawn).
+FIELD_TYPES = ["i1", "u1", "i3", "u4", "i8", "u8", "i16", "u63", "i64", "u64", "i65", "I8",
+               "u0", "x"]
+FIELD_NUMBERS = ["0", "1", "-1", "7", "-8", "100", "127", "128", "-129", "255", "256", "-300",
+                 "9223372036854775807", "-9223372036854775808", "x"]
+
+
+def draw_bitfield(r):
+    name = r.choice(["BITFIELD", "BITFIELD", "BITFIELD_RO"])
+    words = []
+    for _ in range(r.randint(0, 4)):
+        roll = r.random()
+        field = [r.choice(FIELD_TYPES), r.choice(["0", "3", "8", "#1", "#2", "13", "-1", "#x"])]
+        if roll < 0.4 or name == "BITFIELD_RO" and roll < 0.9:
+            words += ["GET"] + field
+        elif roll < 0.8:
+            words += [r.choice(["SET", "INCRBY", "incrby"])] + field + [r.choice(FIELD_NUMBERS)]
+        else:
+            words += ["OVERFLOW", r.choice(["WRAP", "SAT", "FAIL", "fail", "BAD"])]
+    if r.random() < 0.05:
+        words = words[:-1] if words else ["GET"]
+    return [name, key(r)] + words
+
+
 def draw_bitop(r):
     op = r.choice(["AND", "OR", "XOR", "NOT", "and", "NAND"])
     sources = r.randint(1, 3) if op != "NOT" or r.random() < 0.2 else 1
@@ -378,6 +403,7 @@ DRAWS = [
     (2, lambda r: ["BITCOUNT", key(r)] + draw_bit_range(r)),
     (2, lambda r: ["BITPOS", key(r), r.choice(["0", "1", "1", "2", "x"])] + draw_bit_range(r)),
     (2, draw_bitop),
+    (3, draw_bitfield),
     (2, draw_copy),
     (2, draw_lcs),
     (4, lambda r: [r.choice(["INCR", "DECR"]), key(r)]),

@@ -164,6 +164,7 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::RenameNx { key, new_key } => rename(cx, key, new_key, true),
         KvCommand::SetBit { key, offset, bit } => setbit(cx, key, *offset, *bit),
         KvCommand::BitOp { op, dest, keys } => bitop(cx, *op, dest, keys),
+        KvCommand::BitField { key, ops } => bitfield(cx, key, ops),
         KvCommand::Copy { source, dest, replace } => copy(cx, source, dest, *replace),
         KvCommand::MSet { pairs } => mset(cx, pairs, false),
         KvCommand::MSetNx { pairs } => mset(cx, pairs, true),
@@ -508,6 +509,30 @@ fn setbit<V: KvRead>(
     let was = bits::set_bit(&mut buffer, offset, bit);
     cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
     Ok(Reply::Int(i64::from(was)))
+}
+
+/// BITFIELD with writes: zero-pads the string to reach the last bit they write (a missing
+/// key becomes one, even if no write happens); keeps the TTL.
+fn bitfield<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    ops: &[bits::FieldOp],
+) -> Result<Reply, KvError> {
+    let last = ops.iter().filter_map(bits::FieldOp::last_written_bit).max();
+    let Some(last) = last else {
+        return Err(KvError::Syntax);
+    };
+    let old = cx.lookup_string(key)?;
+    let needed = check_string_len(Some((last >> 3) + 1))?;
+    let (value, expire_at_ms) =
+        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
+    let mut buffer = BytesMut::from(&value[..]);
+    if buffer.len() < needed {
+        buffer.resize(needed, 0);
+    }
+    let reply = bits::bitfield(&mut buffer, ops);
+    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    Ok(reply)
 }
 
 /// BITOP: `dest` loses its TTL; an empty result deletes it. Answers the result's length.

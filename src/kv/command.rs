@@ -140,6 +140,13 @@ pub enum KvCommand {
         dest: Bytes,
         keys: Vec<Bytes>,
     },
+    /// BITFIELD with a SET or INCRBY: the string grows with zeros to reach every field
+    /// they write (a missing key becomes one, even if every write fails under `OVERFLOW
+    /// FAIL`), then the operations run in order (`bits::bitfield`).
+    BitField {
+        key: Bytes,
+        ops: Vec<crate::kv::bits::FieldOp>,
+    },
     /// COPY: `dest` becomes a copy of `source`, deadline included, if `source` exists and
     /// `dest` does not (or `replace`); answers 1 if it copied.
     Copy {

@@ -1,8 +1,9 @@
 //! Read commands (GET, MGET, STRLEN, GETRANGE, EXISTS, TTL, PTTL, EXPIRETIME, PEXPIRETIME,
-//! TYPE, GETBIT, BITCOUNT, BITPOS, LCS, and the key scans of KEYS, SCAN, DBSIZE, RANDOMKEY,
-//! CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT) over a `KvRead` at a given `now_ms`. The
-//! leader serves them after ReadIndex. A key whose deadline is not after `now_ms` is
-//! invisible. Never writes, never reads a clock; every scan examines a bounded page of keys.
+//! TYPE, GETBIT, BITCOUNT, BITPOS, BITFIELD's GETs, LCS, and the key scans of KEYS, SCAN,
+//! DBSIZE, RANDOMKEY, CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT) over a `KvRead` at a given
+//! `now_ms`. The leader serves them after ReadIndex. A key whose deadline is not after
+//! `now_ms` is invisible. Never writes, never reads a clock; every scan examines a bounded
+//! page of keys.
 
 use bytes::Bytes;
 
@@ -265,6 +266,11 @@ pub enum ReadCommand {
         bit: bool,
         args: Vec<Bytes>,
     },
+    /// BITFIELD of GETs alone, and BITFIELD_RO.
+    BitField {
+        key: Bytes,
+        ops: Vec<bits::FieldOp>,
+    },
     /// LCS of the two `keys`; refused when its table would pass `table_bytes_max`
     /// (`proto-max-bulk-len`, as in Redis).
     Lcs {
@@ -338,6 +344,7 @@ impl ReadCommand {
             | R::GetBit { key, .. }
             | R::BitCount { key, .. }
             | R::BitPos { key, .. }
+            | R::BitField { key, .. }
             | R::Type { key } => Some(std::slice::from_ref(key)),
             R::MGet { keys } | R::Exists { keys } | R::Digests { keys } | R::Lcs { keys, .. } => {
                 Some(keys)
@@ -512,6 +519,10 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
                 None => Ok(Reply::Int(if *bit { -1 } else { 0 })),
             }))
         }
+        ReadCommand::BitField { key, ops } => answer(lookup_string(view, now_ms, key).map(|found| {
+            let value = found.map_or_else(Bytes::new, |record| record.value);
+            Reply::Array(ops.iter().map(|op| bits::field_get(&value, op)).collect())
+        })),
         ReadCommand::Lcs { keys, answer: form, table_bytes_max } => {
             answer(lcs(view, now_ms, keys, *form, *table_bytes_max))
         }

@@ -23,6 +23,7 @@ use crate::shard::api::ShardOp;
 mod append;
 mod auth;
 mod bitcount;
+mod bitfield;
 mod bitop;
 mod client;
 mod cluster;
@@ -519,6 +520,24 @@ pub const SPECS: &[Spec] = &[
         "Stores the bitwise AND, OR, XOR or NOT of string values in a key."
     ),
     spec!(
+        "bitfield",
+        -2,
+        W_DENY,
+        ACL_BITMAP_WRITE_SLOW,
+        ONE_KEY,
+        "bitmap",
+        "Reads, writes and increments integer fields of a string value."
+    ),
+    spec!(
+        "bitfield_ro",
+        -2,
+        R_FAST,
+        ACL_BITMAP_READ_FAST,
+        ONE_KEY,
+        "bitmap",
+        "Reads integer fields of a string value."
+    ),
+    spec!(
         "incr",
         2,
         W_DENY_FAST,
@@ -908,6 +927,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "getbit" | "setbit" => getbit::prepare(cx, args),
         "bitcount" | "bitpos" => bitcount::prepare(cx, args),
         "bitop" => bitop::prepare(cx, args),
+        "bitfield" | "bitfield_ro" => bitfield::prepare(cx, args),
         "incr" | "decr" | "incrby" | "decrby" => incr::prepare(cx, args),
         "incrbyfloat" => incrbyfloat::prepare(cx, args),
         "del" | "unlink" => del::prepare(cx, args),

@@ -66,6 +66,25 @@ def plain(protocol):
     r.transaction(spend, balance)
     check((tries, r.get(balance)), ([15, 16], b"13"), "redis-py's transaction retried once")
     other.close()
+    # Bits, fields and sequences, as redis-py builds and parses them.
+    bits, seq = f"{{py{protocol}}}:bits", f"{{py{protocol}}}:seq"
+    r.delete(bits, seq, f"{seq}:3")
+    check(r.setbit(bits, 7, 1), 0, "SETBIT")
+    check((r.getbit(bits, 7), r.bitcount(bits), r.bitpos(bits, 1)), (1, 1, 7), "bit reads")
+    field = r.bitfield(bits).set("u8", 8, 250).incrby("u8", 8, 10, overflow="SAT")
+    check(field.get("i4", "#1").execute(), [0, 255, 1], "BITFIELD")
+    check(r.bitfield_ro(bits, "u8", 8), [255], "BITFIELD_RO")
+    check(r.bitop("NOT", seq, bits), 2, "BITOP")
+    check(r.get(seq), b"\xfe\x00", "BITOP's result")
+    r.set(seq, "ohmytext")
+    r.set(f"{seq}:2", "mynewtext")
+    check(r.lcs(seq, f"{seq}:2"), b"mytext", "LCS")
+    ranges = r.lcs(seq, f"{seq}:2", idx=True, minmatchlen=4, withmatchlen=True)
+    want = [b"matches", [[[4, 7], [5, 8], 4]], b"len", 6]
+    if protocol == 3:
+        want = {b"matches": [[[4, 7], [5, 8], 4]], b"len": 6}
+    check(ranges, want, "LCS IDX")
+    check((r.copy(seq, f"{seq}:3"), r.touch(seq, f"{seq}:3", f"{seq}:4")), (True, 2), "COPY")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

@@ -185,6 +185,46 @@ fn string_commands_behave_as_redis() {
     );
 }
 
+#[test]
+fn bit_commands_and_lcs_through_the_redis_crate() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    assert!(!c.setbit::<_, bool>("{b}bits", 10, true).unwrap());
+    assert!(c.getbit::<_, bool>("{b}bits", 10).unwrap());
+    assert_eq!(c.strlen::<_, i64>("{b}bits").unwrap(), 2);
+    assert_eq!(c.bitcount::<_, i64>("{b}bits").unwrap(), 1);
+    assert_eq!(c.bitcount_range::<_, i64>("{b}bits", 0, 0).unwrap(), 0);
+    assert_eq!(run(&mut c, &["BITPOS", "{b}bits", "1"]), Ok(Value::Int(10)));
+    assert_eq!(run(&mut c, &["BITPOS", "{b}bits", "0", "0", "-1"]), Ok(Value::Int(0)));
+    let _: () = c.bit_not("{b}not", "{b}bits").unwrap();
+    assert_eq!(c.get::<_, Vec<u8>>("{b}not").unwrap(), vec![0xff, 0xdf]);
+    let len: i64 = c.bit_and("{b}and", &["{b}bits", "{b}not"]).unwrap();
+    assert_eq!((len, c.bitcount::<_, i64>("{b}and").unwrap()), (2, 0));
+    let words = ["BITFIELD", "{b}f", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5", "SET", "i8"];
+    let fields = run(&mut c, &[&words[..], &["#1", "-1", "GET", "u8", "8"]].concat());
+    assert_eq!(fields, Ok(Value::Array(vec![Value::Nil, Value::Int(0), Value::Int(255)])));
+    assert_eq!(
+        run(&mut c, &["BITFIELD_RO", "{b}f", "SET", "u8", "0", "1"]),
+        Err("ERR BITFIELD_RO only supports the GET subcommand".into())
+    );
+    assert_eq!(
+        run(&mut c, &["SETBIT", "{b}bits", "67108864", "1"]),
+        Err("ERR bit offset is not an integer or out of range".into()),
+        "offsets stop at proto-max-bulk-len bytes"
+    );
+    let _: () = c.set("{b}x", "ohmytext").unwrap();
+    let _: () = c.set("{b}y", "mynewtext").unwrap();
+    assert_eq!(run(&mut c, &["LCS", "{b}x", "{b}y"]), Ok(Value::BulkString(b"mytext".to_vec())));
+    assert_eq!(run(&mut c, &["LCS", "{b}x", "{b}y", "LEN"]), Ok(Value::Int(6)));
+    assert_eq!(run(&mut c, &["COPY", "{b}x", "{b}z"]), Ok(Value::Int(1)));
+    assert_eq!(run(&mut c, &["COPY", "{b}x", "{b}z"]), Ok(Value::Int(0)));
+    assert_eq!(run(&mut c, &["TOUCH", "{b}x", "{b}z", "{b}none"]), Ok(Value::Int(2)));
+    assert_eq!(
+        run(&mut c, &["BITOP", "AND", "{b}r", "{c}bits"]),
+        Err("CROSSSLOT Keys in request don't hash to the same slot".into())
+    );
+}
+
 /// Runs `words` as one command; the reply, or the error as `err_text` gives it.
 fn run(c: &mut redis::Connection, words: &[&str]) -> Result<Value, String> {
     let mut command = redis::cmd(words[0]);

@@ -85,6 +85,10 @@ def plain(protocol):
         want = {b"matches": [[[4, 7], [5, 8], 4]], b"len": 6}
     check(ranges, want, "LCS IDX")
     check((r.copy(seq, f"{seq}:3"), r.touch(seq, f"{seq}:3", f"{seq}:4")), (True, 2), "COPY")
+    r.set(seq, "x" * 500)
+    payload = r.dump(seq)
+    check(r.restore(f"{seq}:3", 60000, payload, replace=True), b"OK", "RESTORE")
+    check((r.get(f"{seq}:3"), 0 < r.pttl(f"{seq}:3") <= 60000), (b"x" * 500, True), "RESTORE's")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

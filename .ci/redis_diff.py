@@ -193,7 +193,7 @@ readonly readwrite cluster get set setnx setex psetex getset getdel getex mget m
 append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
-copy bitfield bitfield_ro""".split()
+copy bitfield bitfield_ro dump restore restore-asking""".split()
 
 V = "v" * 40
 CASES = [
@@ -481,6 +481,41 @@ CASES = [
      ["BITFIELD", "{d}a", "SET", "u8", "0", "1", "GET", "u9x", "0"], ["GET", "{d}a"],
      ["SET", "{d}t", "x", "EX", "100"], ["BITFIELD", "{d}t", "SET", "u8", "16", "65"],
      ["TTL", "{d}t"], ["GET", "{d}t"]],
+    # DUMP and RESTORE: Redis's payloads (integers, lengths, LZF) both ways; BUSYKEY before
+    # the time and the payload are read; deadlines relative, absolute and past.
+    [["SET", "{d}a", "hello"], ["DUMP", "{d}a"], ["SET", "{d}a", "123"], ["DUMP", "{d}a"],
+     ["SET", "{d}a", "-70000"], ["DUMP", "{d}a"], ["SET", "{d}a", "4294967296"],
+     ["DUMP", "{d}a"], ["SET", "{d}a", "a" * 94], ["DUMP", "{d}a"], ["SET", "{d}a", "x" * 64],
+     ["DUMP", "{d}a"], ["SET", "{d}a", "ab" * 200], ["DUMP", "{d}a"], ["SET", "{d}a", V],
+     ["DUMP", "{d}a"], ["SET", "{d}a", ""], ["DUMP", "{d}a"], ["DUMP", "{d}missing"],
+     ["SETBIT", "{d}b", "100", "1"], ["DUMP", "{d}b"],
+     ["RESTORE", "{d}r", "0", bytes.fromhex("000568656c6c6f0a006372df766534200a")],
+     ["GET", "{d}r"], ["TTL", "{d}r"],
+     ["RESTORE", "{d}r", "0", bytes.fromhex("00c07b0a0048e253e1007a67b9")],
+     ["RESTORE", "{d}r", "5000", bytes.fromhex("00c07b0a0048e253e1007a67b9"), "REPLACE"],
+     ["GET", "{d}r"], ["TTL", "{d}r"],
+     ["RESTORE", "{d}s", "4102444800000",
+      bytes.fromhex("00c309405e016161e051000161610a00f0621c6b6a904cdb"), "ABSTTL"],
+     ["GET", "{d}s"], ["EXPIRETIME", "{d}s"],
+     ["RESTORE", "{d}s", "1000", bytes.fromhex("00c07b0a0048e253e1007a67b9"), "ABSTTL",
+      "REPLACE"], ["EXISTS", "{d}s"],
+     ["RESTORE", "{d}s", "1000", bytes.fromhex("00c07b0a0048e253e1007a67b9"), "ABSTTL"],
+     ["EXISTS", "{d}s"],
+     ["RESTORE", "{d}t", "0", bytes.fromhex("00c2701101000a0001a408fe953095a5"), "IDLETIME",
+      "10", "REPLACE"], ["GET", "{d}t"],
+     ["RESTORE", "{d}t", "0", bytes.fromhex("00c12c010a00954261f265825c10"), "FREQ", "100",
+      "REPLACE"], ["GET", "{d}t"],
+     ["RESTORE", "{d}r", "abc", "xyz"], ["RESTORE", "{d}u", "abc", "xyz"],
+     ["RESTORE", "{d}u", "-1", "xyz"], ["RESTORE", "{d}u", "0", "xyz"],
+     ["RESTORE", "{d}r", "0", "xyz", "REPLACE"], ["RESTORE", "{d}u", "0", ""],
+     ["RESTORE", "{d}u", "0", bytes.fromhex("000568656c6c6f0a006372df766534200b")],
+     ["RESTORE", "{d}u", "0", bytes.fromhex("000568656c6c6f0b00d1cb1f3f1c8a39a5")],
+     ["RESTORE", "{d}u", "0", "xyz", "IDLETIME", "5", "FREQ", "3"],
+     ["RESTORE", "{d}u", "0", "xyz", "FREQ", "300"],
+     ["RESTORE", "{d}u", "0", "xyz", "IDLETIME", "-1"], ["RESTORE", "{d}u", "0", "xyz", "BAD"],
+     ["RESTORE", "{d}u", "0", "xyz", "IDLETIME"], ["RESTORE", "{d}u", "0", "xyz", "FREQ", "x"],
+     ["RESTORE-ASKING", "{d}v", "0", bytes.fromhex("000568656c6c6f0a006372df766534200a")],
+     ["GET", "{d}v"]],
     [["SET", "{d}a", "1", "EX", "100"], ["COPY", "{d}a", "{d}b"], ["GET", "{d}b"],
      ["TTL", "{d}b"], ["COPY", "{d}a", "{d}b"], ["SET", "{d}a", "2"],
      ["COPY", "{d}a", "{d}b", "REPLACE"], ["GET", "{d}b"], ["TTL", "{d}b"],

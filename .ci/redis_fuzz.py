@@ -342,6 +342,25 @@ def draw_bitfield(r):
     return [name, key(r)] + words
 
 
+# DUMP payloads redis-server 7.0 gives ("hello", 123, 300, 70000, "a" * 94 compressed),
+# one with a bad checksum, and words that are none (as words are sent: latin-1).
+PAYLOADS = [bytes.fromhex(h).decode("latin-1") for h in [
+    "000568656c6c6f0a006372df766534200a", "00c07b0a0048e253e1007a67b9",
+    "00c12c010a00954261f265825c10", "00c2701101000a0001a408fe953095a5",
+    "00c309405e016161e051000161610a00f0621c6b6a904cdb",
+    "000568656c6c6f0a006372df766534200b"]] + ["", "xyz"]
+
+
+def draw_restore(r):
+    ttl = r.choice(["0", "0", "100000", "-1", "x", timed(r, "PX")])
+    options = []
+    for _ in range(r.randint(0, 2)):
+        options += r.choice([["REPLACE"], ["replace"], ["IDLETIME", r.choice(["5", "-1"])],
+                             ["FREQ", r.choice(["3", "256"])], ["BAD"]])
+    return [r.choice(["RESTORE", "RESTORE", "RESTORE-ASKING"]), key(r), ttl,
+            r.choice(PAYLOADS)] + options
+
+
 def draw_bitop(r):
     op = r.choice(["AND", "OR", "XOR", "NOT", "and", "NAND"])
     sources = r.randint(1, 3) if op != "NOT" or r.random() < 0.2 else 1
@@ -404,6 +423,8 @@ DRAWS = [
     (2, lambda r: ["BITPOS", key(r), r.choice(["0", "1", "1", "2", "x"])] + draw_bit_range(r)),
     (2, draw_bitop),
     (3, draw_bitfield),
+    (2, lambda r: ["DUMP", key(r)]),
+    (2, draw_restore),
     (2, draw_copy),
     (2, draw_lcs),
     (4, lambda r: [r.choice(["INCR", "DECR"]), key(r)]),

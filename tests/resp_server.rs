@@ -186,7 +186,7 @@ fn string_commands_behave_as_redis() {
 }
 
 #[test]
-fn bit_commands_and_lcs_through_the_redis_crate() {
+fn bit_commands_lcs_dump_and_restore_through_the_redis_crate() {
     let server = start(RespOptions::default());
     let mut c = client(&server);
     assert!(!c.setbit::<_, bool>("{b}bits", 10, true).unwrap());
@@ -222,6 +222,26 @@ fn bit_commands_and_lcs_through_the_redis_crate() {
     assert_eq!(
         run(&mut c, &["BITOP", "AND", "{b}r", "{c}bits"]),
         Err("CROSSSLOT Keys in request don't hash to the same slot".into())
+    );
+    // DUMP and RESTORE: a compressed value and a number.
+    let dump = |c: &mut redis::Connection| -> Vec<u8> {
+        redis::cmd("DUMP").arg("{b}d").query(c).unwrap()
+    };
+    for value in ["ab".repeat(300), "-70000".to_string()] {
+        let _: () = c.set("{b}d", &value).unwrap();
+        let payload = dump(&mut c);
+        let restore = || redis::cmd("RESTORE").arg("{b}e").arg(0).arg(&payload).clone();
+        let _: () = restore().query(&mut c).unwrap();
+        assert_eq!(c.get::<_, String>("{b}e").unwrap(), value);
+        let busy = restore().query::<()>(&mut c).unwrap_err();
+        assert_eq!(busy.code(), Some("BUSYKEY"));
+        let _: () = c.del("{b}e").unwrap();
+    }
+    let mut damaged = dump(&mut c);
+    damaged[1] ^= 1;
+    assert_eq!(
+        err_text(redis::cmd("RESTORE").arg("{b}e").arg(0).arg(damaged).query(&mut c)),
+        "ERR DUMP payload version or checksum are wrong"
     );
 }
 

@@ -166,6 +166,9 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::BitOp { op, dest, keys } => bitop(cx, *op, dest, keys),
         KvCommand::BitField { key, ops } => bitfield(cx, key, ops),
         KvCommand::Copy { source, dest, replace } => copy(cx, source, dest, *replace),
+        KvCommand::Restore { key, value, deadline_ms, replace } => {
+            restore(cx, key, value, *deadline_ms, *replace)
+        }
         KvCommand::MSet { pairs } => mset(cx, pairs, false),
         KvCommand::MSetNx { pairs } => mset(cx, pairs, true),
         KvCommand::FlushSlots { slot_first, slot_last } => {
@@ -558,6 +561,22 @@ fn bitop<V: KvRead>(
         cx.store(dest, &Record::string(Bytes::from(result), None));
     }
     Ok(Reply::Int(len))
+}
+
+/// RESTORE: a deadline already passed leaves the key absent (deleted with `replace`).
+fn restore<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    value: &Bytes,
+    deadline_ms: Option<u64>,
+    replace: bool,
+) -> Result<Reply, KvError> {
+    if !replace && cx.lookup(key)?.is_some() {
+        return Err(KvError::BusyKey);
+    }
+    check_string_len(Some(value.len() as u64))?;
+    cx.store(key, &Record::string(value.clone(), deadline_ms));
+    Ok(Reply::Ok)
 }
 
 /// COPY: the value and its deadline; 0 if `source` is missing or `dest` exists without

@@ -147,6 +147,15 @@ pub enum KvCommand {
         key: Bytes,
         ops: Vec<crate::kv::bits::FieldOp>,
     },
+    /// RESTORE of a DUMP payload the leader decoded: `key` becomes `value` with
+    /// `deadline_ms` (one already passed leaves it absent), unless it exists and not
+    /// `replace` (`-BUSYKEY`).
+    Restore {
+        key: Bytes,
+        value: Bytes,
+        deadline_ms: Option<u64>,
+        replace: bool,
+    },
     /// COPY: `dest` becomes a copy of `source`, deadline included, if `source` exists and
     /// `dest` does not (or `replace`); answers 1 if it copied.
     Copy {

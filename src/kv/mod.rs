@@ -8,7 +8,8 @@
 //! `slot` (key → hash slot), `record` (stored value layout), `command` (write commands
 //! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
 //! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
-//! `bits` (the bit commands and LCS over string values),
+//! `bits` (the bit commands and LCS over string values), `dump` (DUMP and RESTORE's
+//! payload),
 //! `expiry` (the expired records a leader deletes), `range` (the slots a group owns,
 //! splits), `meta` (the cluster map the metadata group holds), `number` (integer/float
 //! text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
@@ -19,6 +20,7 @@ use bytes::Bytes;
 pub mod apply;
 pub mod bits;
 pub mod command;
+pub mod dump;
 pub mod expiry;
 pub mod glob;
 pub mod mem;

@@ -157,7 +157,9 @@ pub fn write_keys(command: &KvCommand) -> Vec<&[u8]> {
         | C::Watched { key, .. } => vec![&key[..]],
         C::Del { keys } => keys.iter().map(|k| &k[..]).collect(),
         C::Rename { key, new_key } | C::RenameNx { key, new_key } => vec![&key[..], &new_key[..]],
-        C::SetBit { key, .. } | C::BitField { key, .. } => vec![&key[..]],
+        C::SetBit { key, .. } | C::BitField { key, .. } | C::Restore { key, .. } => {
+            vec![&key[..]]
+        }
         // The sources too: every key a write reads must be the group's.
         C::BitOp { dest, keys, .. } => {
             std::iter::once(&dest[..]).chain(keys.iter().map(|k| &k[..])).collect()

@@ -70,6 +70,8 @@ pub enum KvError {
     NoSuchKey,
     #[error("ERR source and destination objects are the same")]
     SameObject,
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,
     #[error("ERR syntax error")]

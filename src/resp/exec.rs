@@ -114,6 +114,11 @@ pub enum Merge {
     NilOr(Frame),
     /// The single part's array, its items taken in pairs, as a map (LCS IDX).
     Map,
+    /// DUMP: the single part's value as a DUMP payload (`kv::dump`); nil stays nil.
+    Dump,
+    /// RESTORE of a payload or a time it refused: `-BUSYKEY` if the single part (EXISTS)
+    /// found the key, else this frame.
+    BusyOr(Frame),
 }
 
 /// Runs a job that is not `Now`/`Close`.
@@ -490,6 +495,14 @@ fn merge_replies(merge: Merge, replies: Vec<Reply>, positions: Vec<Vec<usize>>) 
         Merge::NilOr(frame) => match replies.first() {
             None | Some(Reply::Nil) => Frame::Null,
             Some(_) => frame,
+        },
+        Merge::Dump => match replies.into_iter().next() {
+            Some(Reply::Bulk(value)) => Frame::Bulk(crate::kv::dump::dump(&value)),
+            other => other.map_or(Frame::Null, Frame::from),
+        },
+        Merge::BusyOr(frame) => match replies.first() {
+            Some(Reply::Int(found)) if *found > 0 => Frame::from(KvError::BusyKey),
+            _ => frame,
         },
         Merge::Map => match replies.into_iter().next() {
             Some(Reply::Array(items)) => {

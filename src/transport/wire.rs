@@ -26,8 +26,8 @@ use crate::transport::api::Urgency;
 /// 9: `KvCommand::Transaction` and `KvCommand::Read` (MULTI/EXEC: an older replica could not
 /// apply a transaction in the log).
 /// 10: `KvCommand::Watched` and `ReadCommand::Digests` (WATCH).
-/// 11: `KvCommand::SetBit`, `BitOp`, `BitField` and `Copy`; `ReadCommand::GetBit`,
-/// `BitCount`, `BitPos`, `BitField` and `Lcs`.
+/// 11: `KvCommand::SetBit`, `BitOp`, `BitField`, `Copy` and `Restore`;
+/// `ReadCommand::GetBit`, `BitCount`, `BitPos`, `BitField` and `Lcs`.
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Bytes of the length prefix.

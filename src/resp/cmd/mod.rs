@@ -31,6 +31,7 @@ mod command;
 mod config;
 mod copy;
 mod dbsize;
+mod dump;
 mod del;
 mod echo;
 mod exists;
@@ -98,6 +99,7 @@ const TX_FAST: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"]
 const TX_EXEC: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
 const W_FAST: &[&str] = &["write", "fast"];
 const W_DENY: &[&str] = &["write", "denyoom"];
+const W_DENY_ASKING: &[&str] = &["write", "denyoom", "asking"];
 const W_DENY_FAST: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
 const R_FAST: &[&str] = &["readonly", "fast"];
@@ -628,6 +630,33 @@ pub const SPECS: &[Spec] = &[
         "Copies a key's value and deadline to another key."
     ),
     spec!(
+        "dump",
+        2,
+        R,
+        ACL_KEYS_READ_SLOW,
+        ONE_KEY,
+        "generic",
+        "Serializes a key's value as Redis does, for RESTORE."
+    ),
+    spec!(
+        "restore",
+        -4,
+        W_DENY,
+        ACL_KEYS_WRITE_DANGEROUS,
+        ONE_KEY,
+        "generic",
+        "Creates a key from a DUMP payload."
+    ),
+    spec!(
+        "restore-asking",
+        -4,
+        W_DENY_ASKING,
+        ACL_KEYS_WRITE_DANGEROUS,
+        ONE_KEY,
+        "generic",
+        "Creates a key from a DUMP payload (RESTORE, as a migrating cluster sends it)."
+    ),
+    spec!(
         "type",
         2,
         R_FAST,
@@ -933,6 +962,8 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "del" | "unlink" => del::prepare(cx, args),
         "exists" | "touch" => exists::prepare(cx, args),
         "copy" => copy::prepare(cx, args),
+        "dump" => dump::prepare_dump(cx, args),
+        "restore" | "restore-asking" => dump::prepare_restore(cx, args),
         "type" => type_::prepare(cx, args),
         "rename" | "renamenx" => rename::prepare(cx, args),
         "expire" | "pexpire" | "expireat" | "pexpireat" => expire::prepare(cx, args),

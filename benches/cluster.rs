@@ -62,6 +62,7 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             limits: LimitConfig::default(),
             reads: Default::default(),
             scheduling: Default::default(),
+            slowlog: Default::default(),
             joined: false,
         })
         .collect()

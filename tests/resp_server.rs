@@ -245,6 +245,79 @@ fn bit_commands_lcs_dump_and_restore_through_the_redis_crate() {
     );
 }
 
+#[test]
+fn restore_counts_its_decoded_value_and_lcs_runs_alone() {
+    let limits = shardkv::node::config::LimitConfig {
+        bulk_bytes_max: 100_000,
+        write_bytes_max: 150_000,
+        ..Default::default()
+    };
+    let server = start(RespOptions { limits, ..RespOptions::default() });
+    let mut c = client(&server);
+    // 90,000 bytes that compress to about a thousand: the payload is small, the entry not.
+    let payload = shardkv::kv::dump::dump(&vec![b'a'; 90_000]);
+    assert!(payload.len() < 2_000, "{}", payload.len());
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let restore = |key: &str| redis::cmd("RESTORE").arg(key).arg(0).arg(&payload[..]).clone();
+    assert_eq!(restore("{r}1").query::<String>(&mut c).unwrap(), "QUEUED");
+    let refused = err_text(restore("{r}2").query(&mut c));
+    assert!(refused.starts_with("ERR a transaction's commands exceed 150000 bytes"), "{refused}");
+    let refused = err_text(redis::cmd("LCS").arg("{r}1").arg("{r}2").query(&mut c));
+    assert!(refused.contains("cannot be queued in a transaction"), "{refused}");
+    let aborted = err_text(redis::cmd("EXEC").query(&mut c));
+    assert!(aborted.starts_with("EXECABORT"), "{aborted}");
+    // Alone, each is fine; pipelined, each goes as its own request.
+    let mut pipe = redis::pipe();
+    pipe.add_command(restore("{r}1")).add_command(restore("{r}2"));
+    let (one, two): (String, String) = pipe.query(&mut c).unwrap();
+    assert_eq!((one.as_str(), two.as_str()), ("OK", "OK"));
+    // Two 90,000-byte strings would need a table of 32 GB: refused, as Redis bounds it.
+    assert_eq!(
+        err_text(redis::cmd("LCS").arg("{r}1").arg("{r}2").arg("LEN").query(&mut c)),
+        "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+    );
+}
+
+#[test]
+fn slowlog_keeps_the_slow_commands_as_redis_shows_them() {
+    let slowlog = shardkv::node::config::SlowlogConfig { log_slower_than_us: 0, max_len: 3 };
+    let server = start(RespOptions { slowlog, ..RespOptions::default() });
+    let mut c = client(&server);
+    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg("slow").query(&mut c).unwrap();
+    let long = "a".repeat(200);
+    let _: () = c.set("k", &long).unwrap();
+    assert!(run(&mut c, &["AUTH", "someone", "secret"]).is_err());
+    assert!(run(&mut c, &["GET"]).is_err(), "refused before it runs: not kept");
+    let entries = run(&mut c, &["SLOWLOG", "GET"]).unwrap();
+    let Value::Array(entries) = entries else { panic!("{entries:?}") };
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let fields = |entry: &Value| match entry {
+        Value::Array(fields) => fields.clone(),
+        other => panic!("{other:?}"),
+    };
+    let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+    let auth = fields(&entries[0]);
+    assert_eq!(auth[3], Value::Array(vec![bulk("AUTH"), bulk("(redacted)"), bulk("(redacted)")]));
+    let set = fields(&entries[1]);
+    let cut = format!("{}... (72 more bytes)", "a".repeat(128));
+    assert_eq!(set[3], Value::Array(vec![bulk("SET"), bulk("k"), bulk(&cut)]));
+    assert_eq!(set[5], bulk("slow"));
+    let Value::BulkString(addr) = &set[4] else { panic!("{set:?}") };
+    assert!(String::from_utf8_lossy(addr).starts_with("127.0.0.1:"), "{set:?}");
+    let (Value::Int(newer), Value::Int(older)) = (&auth[0], &set[0]) else { panic!() };
+    assert_eq!(*newer, older + 1);
+    assert_eq!(run(&mut c, &["SLOWLOG", "LEN"]), Ok(Value::Int(3)), "bounded by max_len");
+    assert_eq!(run(&mut c, &["SLOWLOG", "RESET"]), Ok(Value::Okay));
+    assert_eq!(run(&mut c, &["SLOWLOG", "GET", "0"]), Ok(Value::Array(vec![])));
+    assert_eq!(
+        run(&mut c, &["SLOWLOG", "GET", "-2"]),
+        Err("ERR count should be greater than or equal to -1".into())
+    );
+    let config = run(&mut c, &["CONFIG", "GET", "slowlog-*"]).unwrap();
+    let want = ["slowlog-log-slower-than", "0", "slowlog-max-len", "3"];
+    assert_eq!(config, Value::Array(want.iter().map(|w| bulk(w)).collect()));
+}
+
 /// Runs `words` as one command; the reply, or the error as `err_text` gives it.
 fn run(c: &mut redis::Connection, words: &[&str]) -> Result<Value, String> {
     let mut command = redis::cmd(words[0]);

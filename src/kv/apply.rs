@@ -362,13 +362,9 @@ fn setrange<V: KvRead>(
     if value.is_empty() {
         return Ok(Reply::Int(old.map_or(0, |record| record.value.len() as i64)));
     }
-    let end = check_string_len(offset.checked_add(value.len() as u64))?;
-    let (old_value, expire_at_ms) =
-        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
-    let mut buffer = BytesMut::from(&old_value[..]);
-    if buffer.len() < end {
-        buffer.resize(end, 0);
-    }
+    let end = offset.checked_add(value.len() as u64);
+    let (mut buffer, expire_at_ms) = grown(old, end)?;
+    let end = end.unwrap_or_default() as usize;
     buffer[end - value.len()..end].copy_from_slice(value);
     let new_len = buffer.len() as i64;
     cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
@@ -502,16 +498,33 @@ fn setbit<V: KvRead>(
     bit: bool,
 ) -> Result<Reply, KvError> {
     let old = cx.lookup_string(key)?;
-    let needed = check_string_len(Some((offset >> 3) + 1))?;
-    let (value, expire_at_ms) =
-        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
-    let mut buffer = BytesMut::from(&value[..]);
-    if buffer.len() < needed {
-        buffer.resize(needed, 0);
+    let within = |record: &Record| ((offset >> 3) as usize) < record.value.len();
+    if old.as_ref().is_some_and(|r| within(r) && bits::get_bit(&r.value, offset) == bit) {
+        // Nothing changes: no copy of the value, no write.
+        return Ok(Reply::Int(i64::from(bit)));
     }
+    let (mut buffer, expire_at_ms) = grown(old, Some((offset >> 3) + 1))?;
     let was = bits::set_bit(&mut buffer, offset, bit);
     cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
     Ok(Reply::Int(i64::from(was)))
+}
+
+fn old_value(old: &Option<Record>) -> Bytes {
+    old.as_ref().map_or_else(Bytes::new, |record| record.value.clone())
+}
+
+/// A copy of `old`'s string (empty if none) to change, zero-padded to at least `len`
+/// bytes (`None`: past `u64`, refused as past the largest string), with its deadline.
+fn grown(old: Option<Record>, len: Option<u64>) -> Result<(BytesMut, Option<u64>), KvError> {
+    let len = check_string_len(len)?;
+    let (value, expire_at_ms) =
+        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
+    let mut buffer = BytesMut::with_capacity(len.max(value.len()));
+    buffer.extend_from_slice(&value);
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    Ok((buffer, expire_at_ms))
 }
 
 /// BITFIELD with writes: zero-pads the string to reach the last bit they write (a missing
@@ -526,15 +539,13 @@ fn bitfield<V: KvRead>(
         return Err(KvError::Syntax);
     };
     let old = cx.lookup_string(key)?;
-    let needed = check_string_len(Some((last >> 3) + 1))?;
-    let (value, expire_at_ms) =
-        old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
-    let mut buffer = BytesMut::from(&value[..]);
-    if buffer.len() < needed {
-        buffer.resize(needed, 0);
-    }
+    let before = old_value(&old);
+    let existed = old.is_some();
+    let (mut buffer, expire_at_ms) = grown(old, Some((last >> 3) + 1))?;
     let reply = bits::bitfield(&mut buffer, ops);
-    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    if !existed || buffer[..] != before[..] {
+        cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    }
     Ok(reply)
 }
 

@@ -402,8 +402,8 @@ pub fn combine(op: BitOpKind, sources: &[&[u8]]) -> Vec<u8> {
         .collect()
 }
 
-/// Cells of LCS's table: one per pair of prefixes, `u32` each as in Redis, whose table
-/// may not pass `proto-max-bulk-len` bytes; `None` past `u64`.
+/// The bytes of LCS's table: a cell per pair of prefixes, `u32` each as in Redis, whose
+/// table may not pass `proto-max-bulk-len` bytes; `None` past `u64`.
 pub fn lcs_table_bytes(a: &[u8], b: &[u8]) -> Option<u64> {
     let cells = (a.len() as u64 + 1).checked_mul(b.len() as u64 + 1)?;
     cells.checked_mul(std::mem::size_of::<u32>() as u64)

@@ -147,7 +147,7 @@ pub enum KvCommand {
         key: Bytes,
         ops: Vec<crate::kv::bits::FieldOp>,
     },
-    /// RESTORE of a DUMP payload the leader decoded: `key` becomes `value` with
+    /// RESTORE of a DUMP payload the receiving node decoded: `key` becomes `value` with
     /// `deadline_ms` (one already passed leaves it absent), unless it exists and not
     /// `replace` (`-BUSYKEY`).
     Restore {
@@ -226,13 +226,15 @@ impl KvCommand {
         }
     }
 
-    /// Whether the command may go in a `Batch`: a write of named keys that answers no
-    /// value (a batch's replies stay small: they are cached in the client's session and
-    /// cross the wire as one message).
+    /// Whether the command may go in a `Batch`: a write of named keys whose answer is
+    /// small (no value of a key: a batch's replies are cached in the client's session and
+    /// cross the wire as one message; BITFIELD's integers are), and whose log entry is as
+    /// large as its arguments (not RESTORE's).
     pub fn batchable(&self) -> bool {
         match self {
             KvCommand::Set { get, .. } => !get,
             KvCommand::GetSet { .. } | KvCommand::GetDel { .. } | KvCommand::GetEx { .. } => false,
+            KvCommand::Restore { .. } => false,
             KvCommand::Batch { .. }
             | KvCommand::Read(_)
             | KvCommand::Transaction { .. }

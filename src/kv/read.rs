@@ -353,9 +353,11 @@ impl ReadCommand {
         }
     }
 
-    /// Whether the command may go in a `Batch`: a read of named keys.
+    /// Whether the command may go in a `Batch` (and a transaction): a read of named keys,
+    /// but LCS, whose work (up to a table of `proto-max-bulk-len` bytes) is bounded per
+    /// command, not per batch: it runs alone.
     pub fn batchable(&self) -> bool {
-        self.keys().is_some()
+        self.keys().is_some() && !matches!(self, ReadCommand::Lcs { .. })
     }
 }
 
@@ -504,7 +506,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         ReadCommand::Exists { keys } => exists(view, now_ms, keys),
         ReadCommand::GetBit { key, offset } => answer(
             lookup_string(view, now_ms, key)
-                .map(|found| found.map_or(false, |r| bits::get_bit(&r.value, *offset)))
+                .map(|found| found.is_some_and(|r| bits::get_bit(&r.value, *offset)))
                 .map(|bit| Reply::Int(i64::from(bit))),
         ),
         ReadCommand::BitCount { key, args } => {

@@ -170,6 +170,7 @@ impl LocalPlan {
                 limits: limits.clone(),
                 reads: self.reads.clone(),
                 scheduling: self.scheduling.clone(),
+                slowlog: crate::node::config::SlowlogConfig::default(),
                 joined: false,
             };
             config

@@ -358,6 +358,28 @@ impl Default for SchedulingConfig {
     }
 }
 
+/// `[slowlog]`: the commands SLOWLOG keeps, as Redis's `slowlog-log-slower-than` and
+/// `slowlog-max-len` choose them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowlogConfig {
+    /// A command whose reply took longer than this many µs, from its arrival (replication
+    /// and fsync included), is kept; 0: every command; negative: none.
+    pub log_slower_than_us: i64,
+    /// Entries kept, the oldest dropped first; at most `SLOWLOG_LEN_MAX`.
+    pub max_len: usize,
+}
+
+/// Most SLOWLOG entries a node keeps, whatever `slowlog.max_len` asks: each holds up to
+/// 32 arguments of 128 bytes.
+pub const SLOWLOG_LEN_MAX: usize = 10_000;
+
+impl Default for SlowlogConfig {
+    fn default() -> SlowlogConfig {
+        SlowlogConfig { log_slower_than_us: 10_000, max_len: 128 }
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -394,6 +416,8 @@ pub struct NodeConfig {
     pub reads: ReadConfig,
     #[serde(default)]
     pub scheduling: SchedulingConfig,
+    #[serde(default)]
+    pub slowlog: SlowlogConfig,
     /// Set by `shardkv server --join`: the layout and `nodes` came from the cluster map,
     /// so the node bootstraps no group from them (its replicas arrive by replica moves).
     #[serde(skip)]
@@ -463,6 +487,9 @@ impl NodeConfig {
             if !self.nodes.iter().any(|p| p.id == n.id) {
                 return invalid(format!("node {} of the layout has no [[nodes]] entry", n.id));
             }
+        }
+        if self.slowlog.max_len > SLOWLOG_LEN_MAX {
+            return invalid(format!("slowlog.max_len must be at most {SLOWLOG_LEN_MAX}"));
         }
         let t = &self.timeouts;
         if t.tick_ms == 0 || t.heartbeat_ticks == 0 || t.election_ticks_min <= t.heartbeat_ticks {

@@ -1107,6 +1107,7 @@ pub async fn run(
         requirepass: config.requirepass.clone(),
         cluster_redirects: config.cluster_redirects,
         metrics: None,
+        slowlog: config.slowlog.clone(),
     };
     let node = Node::start(config, layout).await?;
     options.metrics = Some(node.metrics().resp());

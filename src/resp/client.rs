@@ -70,6 +70,12 @@ impl ClientEntry {
         shown.proto = proto.number();
     }
 
+    /// The name CLIENT SETNAME gave, empty if none.
+    pub fn name(&self) -> Bytes {
+        let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.name.clone().unwrap_or_default()
+    }
+
     /// The CLIENT LIST / CLIENT INFO line of this client (without a newline).
     pub fn line(&self) -> String {
         let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::backend::Backend;
-use super::client::ClientState;
+use super::client::{ClientEntry, ClientState};
 use super::cmd::{self, Ctx};
 use super::decode::{decode, DecodeLimits, Progress};
 use super::exec::{self, Job};
@@ -247,7 +247,7 @@ impl<B: Backend> Conn<B> {
                 }
             };
             let alone = self.pending.is_empty() && input.is_empty();
-            if !self.submit(&args, alone).await? {
+            if !self.submit(args, alone).await? {
                 open = false;
                 break;
             }
@@ -261,19 +261,21 @@ impl<B: Backend> Conn<B> {
     /// request to overlap it with, so it runs here and now.
     async fn submit(
         &mut self,
-        args: &[bytes::Bytes],
+        args: Vec<bytes::Bytes>,
         alone: bool,
     ) -> Result<bool, ConnectionError> {
         let index = args.first().and_then(|first| cmd::spec_index_of_arg(first));
-        let timer = CommandTimer::start(self.shared.clone(), index);
+        let mut timer = CommandTimer::start(self.shared.clone(), index);
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
                 client: &mut self.client,
                 shared: &self.shared,
             };
-            cmd::prepare(&mut cx, args, index)
+            cmd::prepare(&mut cx, &args, index)
         };
+        let bytes = args.iter().map(|a| a.len()).sum();
+        timer.keep(args, &self.client.entry);
         let proto = self.client.proto;
         match job {
             Job::Now(frame) => {
@@ -286,7 +288,6 @@ impl<B: Backend> Conn<B> {
                 return Ok(false);
             }
             Job::Run(ops) if !alone && exec::batchable(&ops) => {
-                let bytes = args.iter().map(|a| a.len()).sum();
                 self.add_to_batch(ops, timer, bytes, proto).await;
             }
             job => {
@@ -438,20 +439,34 @@ fn failed() -> Frame {
 // Every command's series, and the unknown commands' (index `SPECS.len()`), are kept by index.
 const _: () = assert!(cmd::SPECS.len() < crate::metrics::resp::CACHED_COMMANDS_MAX);
 
-/// Times one command for `RespMetrics` and INFO's `ServerStats`, from its preparation to
-/// its reply.
+/// Times one command for `RespMetrics`, INFO's `ServerStats` and SLOWLOG, from its
+/// preparation to its reply.
 struct CommandTimer {
     shared: Arc<Shared>,
     /// The command's index in the command table; its length for an unknown command.
     index: usize,
     started: Instant,
+    /// For SLOWLOG, if it may keep the command: its arguments (moved here once prepared,
+    /// not copied) and its client.
+    kept: Option<(Vec<bytes::Bytes>, Arc<ClientEntry>)>,
 }
 
 impl CommandTimer {
     /// `index`: the command's index in the command table, if it is there.
     fn start(shared: Arc<Shared>, index: Option<usize>) -> CommandTimer {
         let index = index.unwrap_or(cmd::SPECS.len());
-        CommandTimer { shared, index, started: Instant::now() }
+        CommandTimer { shared, index, started: Instant::now(), kept: None }
+    }
+
+    /// Holds the command's arguments for SLOWLOG, unless it keeps none or never keeps
+    /// this command (EXEC: its commands are timed one by one as they are queued).
+    fn keep(&mut self, args: Vec<bytes::Bytes>, client: &Arc<ClientEntry>) {
+        let spec = cmd::SPECS.get(self.index);
+        let skipped = spec.is_some_and(|spec| spec.flags.contains(&"skip_slowlog"));
+        let config = self.shared.slowlog.config();
+        if config.log_slower_than_us >= 0 && config.max_len > 0 && !skipped {
+            self.kept = Some((args, client.clone()));
+        }
     }
 
     /// The command answered `reply`.
@@ -462,5 +477,11 @@ impl CommandTimer {
             metrics.command_at(self.index, name, elapsed);
         }
         self.shared.stats.command(self.index, elapsed, reply);
+        if let Some((args, client)) = self.kept {
+            // As in Redis, a command refused before it runs is never kept.
+            if self.shared.slowlog.is_slow(elapsed) && !super::stats::is_rejected(reply) {
+                self.shared.slowlog.add(&args, elapsed, client.addr.to_string(), client.name());
+            }
+        }
     }
 }

@@ -57,6 +57,7 @@ pub mod exec;
 pub mod frame;
 pub mod mem_backend;
 pub mod server;
+pub mod slowlog;
 pub mod stats;
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct RespOptions {
     pub cluster_redirects: bool,
     /// Where commands, latencies and connections are counted, if anywhere.
     pub metrics: Option<RespMetrics>,
+    /// The commands SLOWLOG keeps.
+    pub slowlog: crate::node::config::SlowlogConfig,
 }
 
 /// A listener failure (accept errors are logged and retried, not returned).
@@ -58,6 +60,7 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     /// INFO's counters.
     pub stats: ServerStats,
+    pub slowlog: super::slowlog::SlowLog,
 }
 
 /// Serves RESP clients on `listener` until `shutdown` resolves, then closes every
@@ -70,12 +73,14 @@ pub async fn serve<B: Backend>(
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let clients_max = options.limits.clients_max.max(1);
+    let slowlog = super::slowlog::SlowLog::new(options.slowlog.clone());
     let shared = Arc::new(Shared {
         options,
         clients: Clients::default(),
         started: Instant::now(),
         local_addr,
         stats: ServerStats::default(),
+        slowlog,
     });
     let mut sampling = tokio::time::interval(OPS_SAMPLE_INTERVAL);
     sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

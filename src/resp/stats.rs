@@ -68,7 +68,7 @@ fn lookups(index: usize) -> Lookups {
     static BY_INDEX: OnceLock<Box<[Lookups]>> = OnceLock::new();
     let by_index = BY_INDEX.get_or_init(|| {
         let of = |name: &str| match name {
-            "get" | "getex" | "getdel" => Lookups::NilMisses,
+            "get" | "getex" | "getdel" | "dump" => Lookups::NilMisses,
             "mget" => Lookups::EachNilMisses,
             "type" => Lookups::NoneMisses,
             "ttl" | "pttl" | "expiretime" | "pexpiretime" => Lookups::MinusTwoMisses,

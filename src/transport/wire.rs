@@ -27,7 +27,8 @@ use crate::transport::api::Urgency;
 /// apply a transaction in the log).
 /// 10: `KvCommand::Watched` and `ReadCommand::Digests` (WATCH).
 /// 11: `KvCommand::SetBit`, `BitOp`, `BitField`, `Copy` and `Restore`;
-/// `ReadCommand::GetBit`, `BitCount`, `BitPos`, `BitField` and `Lcs`.
+/// `ReadCommand::GetBit`, `BitCount`, `BitPos`, `BitField` and `Lcs`; `KvError::SameObject`,
+/// `BusyKey` and `LcsTooLarge` (in forwarded replies and in snapshots' session records).
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Bytes of the length prefix.

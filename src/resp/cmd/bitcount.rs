@@ -12,18 +12,21 @@ use crate::kv::key_slot;
 use crate::kv::read::ReadCommand;
 use crate::resp::frame::Frame;
 
+/// Words after the key (BITCOUNT) or the bit (BITPOS) sent on with the read: one more than
+/// either reads is a syntax error, whatever follows.
+const RANGE_WORDS_MAX: usize = 4;
+
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let key = args[1].clone();
+    let range = |from: usize| args[from..].iter().take(RANGE_WORDS_MAX).cloned().collect();
     if is(&args[0], "bitcount") {
         // Redis reads the range only once it found the key: the read does.
-        let args = args[2..].to_vec();
-        return cx.read(key_slot(&key), ReadCommand::BitCount { key, args });
+        return cx.read(key_slot(&key), ReadCommand::BitCount { key, args: range(2) });
     }
     let bit = match tri!(int_arg(&args[2])) {
         0 => false,
         1 => true,
         _ => return Job::Now(Frame::error("ERR The bit argument must be 1 or 0.")),
     };
-    let args = args[3..].to_vec();
-    cx.read(key_slot(&key), ReadCommand::BitPos { key, bit, args })
+    cx.read(key_slot(&key), ReadCommand::BitPos { key, bit, args: range(3) })
 }

@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 
-use super::{int_arg, is, syntax_error, tri};
+use super::{bit_offset, int_arg, is, syntax_error, tri};
 use crate::kv::bits::{FieldAction, FieldOp, Overflow};
 use crate::kv::number::parse_i64;
 use crate::kv::read::ReadCommand;
@@ -36,7 +36,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return Job::Now(syntax_error());
         };
         let (signed, bits) = tri!(field_type(&args[at + 1]));
-        let offset = tri!(field_offset(cx, &args[at + 2], bits));
+        let offset = tri!(bit_offset(cx, &args[at + 2], Some(bits)));
         let action = match takes_value {
             false => FieldAction::Get,
             true => {
@@ -78,18 +78,4 @@ fn field_type(word: &[u8]) -> Result<(bool, u32), Frame> {
         Some(bits) if (1..=widest).contains(&bits) => Ok((signed, bits as u32)),
         _ => Err(invalid()),
     }
-}
-
-/// A field's offset in bits, or `#n` for the n-th field of its width; within a string of
-/// `proto-max-bulk-len` bytes, as Redis bounds it.
-fn field_offset<B: Backend>(cx: &Ctx<'_, B>, word: &[u8], bits: u32) -> Result<u64, Frame> {
-    let bytes_max = cx.shared.options.limits.bulk_bytes_max;
-    let offset = match word.strip_prefix(b"#") {
-        Some(index) => parse_i64(index).and_then(|index| index.checked_mul(i64::from(bits))),
-        None => parse_i64(word),
-    };
-    offset
-        .and_then(|offset| u64::try_from(offset).ok())
-        .filter(|offset| offset >> 3 < bytes_max)
-        .ok_or_else(|| Frame::error("ERR bit offset is not an integer or out of range"))
 }

@@ -42,7 +42,8 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
 /// Every (name, value) pair whose name matches one of `patterns`, as a map.
 fn get<B: Backend>(cx: &Ctx<'_, B>, patterns: &[Bytes]) -> Frame {
     let limits = &cx.shared.options.limits;
-    let params: [(&str, String); 9] = [
+    let slowlog = cx.shared.slowlog.config();
+    let params: [(&str, String); 11] = [
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
         ("save", String::new()),
@@ -52,6 +53,8 @@ fn get<B: Backend>(cx: &Ctx<'_, B>, patterns: &[Bytes]) -> Frame {
         ("proto-max-bulk-len", limits.bulk_bytes_max.to_string()),
         ("client-query-buffer-limit", limits.request_bytes_max.to_string()),
         ("requirepass", String::new()),
+        ("slowlog-log-slower-than", slowlog.log_slower_than_us.to_string()),
+        ("slowlog-max-len", slowlog.max_len.to_string()),
     ];
     let mut out = Vec::new();
     for (name, value) in params {

@@ -11,7 +11,8 @@ use super::{int_arg, is, syntax_error, tri};
 use crate::kv::{KvCommand, KvError};
 use crate::resp::frame::Frame;
 
-/// Redis's default `databases`: the indexes SELECT and COPY's DB know of.
+/// Redis's default `databases`: the indexes Redis Cluster's COPY takes for a database
+/// (answering that it copies to none but 0), past which it answers that none is there.
 const DATABASES: i64 = 16;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {

@@ -68,6 +68,13 @@ pub fn prepare_restore<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return cx.read_merged(slot, exists, Merge::BusyOr(error));
         }
     };
+    // The log entry holds the value decoded: bound it as the write it is.
+    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    let logged = key.len() as u64 + value.len() as u64 + 2 * per_arg;
+    let write_bytes_max = cx.shared.options.limits.write_bytes_max;
+    if let Some(refusal) = super::write_of_too_many_bytes(write_bytes_max, logged) {
+        return Job::Now(refusal);
+    }
     let deadline_ms = match (ttl, absolute) {
         (0, _) => None,
         (at, true) => Some(at),

@@ -1,7 +1,7 @@
-//! `<CONTAINER> HELP` for CLIENT, CLUSTER, COMMAND, CONFIG and SHARDKV: the subcommands this
-//! node serves, in Redis's layout (an array of status lines: a usage line, each subcommand
-//! with its description indented below it, then HELP itself). The unknown-subcommand error
-//! points here ("Try CLIENT HELP.").
+//! `<CONTAINER> HELP` for CLIENT, CLUSTER, COMMAND, CONFIG, SLOWLOG and SHARDKV: the
+//! subcommands this node serves, in Redis's layout (an array of status lines: a usage
+//! line, each subcommand with its description indented below it, then HELP itself). The
+//! unknown-subcommand error points here ("Try CLIENT HELP.").
 
 use bytes::Bytes;
 
@@ -83,6 +83,20 @@ const HELP: &[(&str, &[&str])] = &[
             "    Reset statistics reported by the INFO command.",
             "(SET and REWRITE are not supported: a node reads its parameters from its",
             "    configuration file.)",
+        ],
+    ),
+    (
+        "slowlog",
+        &[
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
         ],
     ),
     (

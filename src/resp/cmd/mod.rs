@@ -31,15 +31,15 @@ mod command;
 mod config;
 mod copy;
 mod dbsize;
-mod dump;
 mod del;
+mod dump;
 mod echo;
 mod exists;
 mod expire;
 mod flushall;
 mod get;
-mod getdel;
 mod getbit;
+mod getdel;
 mod getex;
 mod getrange;
 mod getset;
@@ -67,6 +67,7 @@ mod setex;
 mod setnx;
 mod setrange;
 mod shardkv;
+mod slowlog;
 mod strlen;
 mod time;
 mod ttl;
@@ -286,6 +287,15 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "server",
         "Returns the effective values of configuration parameters."
+    ),
+    spec!(
+        "slowlog",
+        -2,
+        CONTAINER,
+        ACL_SLOW,
+        NO_KEY,
+        "server",
+        "Returns, counts or clears this node's slow commands."
     ),
     spec!(
         "readonly",
@@ -898,8 +908,13 @@ pub(crate) fn prepare_now<B: Backend>(
 /// their encoding): the whole command, whose part for each shard becomes one log entry,
 /// which crosses the wire whole.
 fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
+    write_of_too_many_bytes(write_bytes_max, argument_bytes(args))
+}
+
+/// The refusal of a write that takes `bytes` in a log entry, if that is more than
+/// `write_bytes_max`.
+pub(crate) fn write_of_too_many_bytes(write_bytes_max: u64, bytes: u64) -> Option<Frame> {
     let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
-    let bytes = argument_bytes(args);
     (bytes > write_bytes_max).then(|| {
         Frame::error(format!(
             "ERR write of {bytes} bytes (its arguments, {per_arg} more each for their \
@@ -939,6 +954,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "readonly" | "readwrite" => readonly::prepare(cx, args),
         "cluster" => cluster::prepare(cx, args),
         "shardkv" => shardkv::prepare(cx, args),
+        "slowlog" => slowlog::prepare(cx, args),
         "get" => get::prepare(cx, args),
         "set" => set::prepare(cx, args),
         "setnx" => setnx::prepare(cx, args),
@@ -1166,6 +1182,27 @@ pub fn is(arg: &[u8], word: &str) -> bool {
 /// An integer argument, or Redis's "not an integer" error.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
     parse_i64(arg).ok_or_else(|| Frame::from(KvError::NotInteger))
+}
+
+/// A bit offset (GETBIT, SETBIT, BITFIELD): not negative, and within a string of
+/// `proto-max-bulk-len` bytes (the node's `limits.bulk_bytes_max`), as Redis bounds it.
+/// With `field_bits` (BITFIELD), `#n` is the n-th field of that width.
+pub fn bit_offset<B: Backend>(
+    cx: &Ctx<'_, B>,
+    word: &[u8],
+    field_bits: Option<u32>,
+) -> Result<u64, Frame> {
+    let bytes_max = cx.shared.options.limits.bulk_bytes_max;
+    let offset = match (word.strip_prefix(b"#"), field_bits) {
+        (Some(index), Some(bits)) => {
+            parse_i64(index).and_then(|index| index.checked_mul(i64::from(bits)))
+        }
+        _ => parse_i64(word),
+    };
+    offset
+        .and_then(|offset| u64::try_from(offset).ok())
+        .filter(|offset| offset >> 3 < bytes_max)
+        .ok_or_else(|| Frame::error("ERR bit offset is not an integer or out of range"))
 }
 
 pub fn syntax_error() -> Frame {

@@ -275,7 +275,8 @@ impl Multi {
                 (Queued::Now(frame), encoded.len() as u64)
             }
             Job::Run(ops) if key_command(&ops) => {
-                (Queued::Again { args: args.to_vec(), index }, super::argument_bytes(args))
+                let bytes = super::argument_bytes(args).max(restored_bytes(&ops));
+                (Queued::Again { args: args.to_vec(), index }, bytes)
             }
             Job::Close(frame) => return frame,
             Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) | Job::Watch(..) => {
@@ -310,6 +311,24 @@ fn refused_now(frame: &Frame) -> bool {
 }
 
 /// Whether `ops` reads or writes named keys of one group (what a transaction holds).
+/// The bytes a RESTORE's decoded value takes in the log entry (its compressed payload was
+/// counted as its argument); 0 for any other command.
+fn restored_bytes(ops: &Ops) -> u64 {
+    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    ops.parts
+        .iter()
+        .map(|part| match &part.op {
+            ShardOp::Write(request) => match &request.command {
+                crate::kv::KvCommand::Restore { key, value, .. } => {
+                    key.len() as u64 + value.len() as u64 + 2 * per_arg
+                }
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .sum()
+}
+
 fn key_command(ops: &Ops) -> bool {
     match &ops.parts[..] {
         [part] => match &part.op {

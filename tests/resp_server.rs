@@ -309,6 +309,15 @@ fn slowlog_keeps_the_slow_commands_as_redis_shows_them() {
     assert_eq!(run(&mut c, &["SLOWLOG", "LEN"]), Ok(Value::Int(3)), "bounded by max_len");
     assert_eq!(run(&mut c, &["SLOWLOG", "RESET"]), Ok(Value::Okay));
     assert_eq!(run(&mut c, &["SLOWLOG", "GET", "0"]), Ok(Value::Array(vec![])));
+    // A queued command is not kept; EXEC is, whole.
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let _: Value = redis::cmd("EXEC").query(&mut c).unwrap();
+    let Ok(Value::Array(entries)) = run(&mut c, &["SLOWLOG", "GET"]) else { panic!() };
+    let names: Vec<Value> = entries.iter().map(|e| fields(e)[3].clone()).collect();
+    let words = |words: &[&str]| Value::Array(words.iter().map(|w| bulk(w)).collect());
+    let get = words(&["SLOWLOG", "GET", "0"]);
+    assert_eq!(names, vec![words(&["EXEC"]), words(&["MULTI"]), get]);
     assert_eq!(
         run(&mut c, &["SLOWLOG", "GET", "-2"]),
         Err("ERR count should be greater than or equal to -1".into())
@@ -517,8 +526,9 @@ fn introspection_and_subcommand_errors_match_redis() {
         ("COMMAND COUNT x", "-ERR wrong number of arguments for 'command|count' command\r\n"),
         ("COMMAND LIST FILTERBY", "-ERR syntax error\r\n"),
         ("COMMAND LIST FILTERBY PATTERN GETR*", "*1\r\n$8\r\ngetrange\r\n"),
-        ("COMMAND LIST FILTERBY ACLCAT dangerous", "*5\r\n$4\r\ninfo\r\n$7\r\nshardkv\r\n\
-             $4\r\nkeys\r\n$8\r\nflushall\r\n$7\r\nflushdb\r\n"),
+        ("COMMAND LIST FILTERBY ACLCAT dangerous", "*7\r\n$4\r\ninfo\r\n$7\r\nshardkv\r\n\
+             $7\r\nrestore\r\n$14\r\nrestore-asking\r\n$4\r\nkeys\r\n$8\r\nflushall\r\n\
+             $7\r\nflushdb\r\n"),
         ("SELECT 1", "-ERR SELECT is not allowed in cluster mode\r\n"),
         ("CLIENT LIST TYPE foo", "-ERR Unknown client type 'foo'\r\n"),
         ("CLIENT LIST TYPE pubsub", "$0\r\n\r\n"),

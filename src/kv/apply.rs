@@ -362,9 +362,7 @@ fn setrange<V: KvRead>(
     if value.is_empty() {
         return Ok(Reply::Int(old.map_or(0, |record| record.value.len() as i64)));
     }
-    let end = offset.checked_add(value.len() as u64);
-    let (mut buffer, expire_at_ms) = grown(old, end)?;
-    let end = end.unwrap_or_default() as usize;
+    let (mut buffer, expire_at_ms, end) = grown(old, offset.checked_add(value.len() as u64))?;
     buffer[end - value.len()..end].copy_from_slice(value);
     let new_len = buffer.len() as i64;
     cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
@@ -503,19 +501,19 @@ fn setbit<V: KvRead>(
         // Nothing changes: no copy of the value, no write.
         return Ok(Reply::Int(i64::from(bit)));
     }
-    let (mut buffer, expire_at_ms) = grown(old, Some((offset >> 3) + 1))?;
+    let (mut buffer, expire_at_ms, _) = grown(old, Some((offset >> 3) + 1))?;
     let was = bits::set_bit(&mut buffer, offset, bit);
     cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
     Ok(Reply::Int(i64::from(was)))
 }
 
-fn old_value(old: &Option<Record>) -> Bytes {
-    old.as_ref().map_or_else(Bytes::new, |record| record.value.clone())
-}
-
 /// A copy of `old`'s string (empty if none) to change, zero-padded to at least `len`
-/// bytes (`None`: past `u64`, refused as past the largest string), with its deadline.
-fn grown(old: Option<Record>, len: Option<u64>) -> Result<(BytesMut, Option<u64>), KvError> {
+/// bytes (`None`: past `u64`, refused as past the largest string), with its deadline and
+/// `len` checked.
+fn grown(
+    old: Option<Record>,
+    len: Option<u64>,
+) -> Result<(BytesMut, Option<u64>, usize), KvError> {
     let len = check_string_len(len)?;
     let (value, expire_at_ms) =
         old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
@@ -524,11 +522,12 @@ fn grown(old: Option<Record>, len: Option<u64>) -> Result<(BytesMut, Option<u64>
     if buffer.len() < len {
         buffer.resize(len, 0);
     }
-    Ok((buffer, expire_at_ms))
+    Ok((buffer, expire_at_ms, len))
 }
 
 /// BITFIELD with writes: zero-pads the string to reach the last bit they write (a missing
-/// key becomes one, even if no write happens); keeps the TTL.
+/// key becomes one, even if no write happens); keeps the TTL; stores nothing if nothing
+/// changed.
 fn bitfield<V: KvRead>(
     cx: &mut Ctx<'_, V>,
     key: &Bytes,
@@ -539,9 +538,9 @@ fn bitfield<V: KvRead>(
         return Err(KvError::Syntax);
     };
     let old = cx.lookup_string(key)?;
-    let before = old_value(&old);
+    let before = old.as_ref().map_or_else(Bytes::new, |record| record.value.clone());
     let existed = old.is_some();
-    let (mut buffer, expire_at_ms) = grown(old, Some((last >> 3) + 1))?;
+    let (mut buffer, expire_at_ms, _) = grown(old, Some((last >> 3) + 1))?;
     let reply = bits::bitfield(&mut buffer, ops);
     if !existed || buffer[..] != before[..] {
         cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::mem::MemKv;
-use super::read::{self, TtlForm};
+use super::read::{self, ReadCommand, TtlForm};
 use super::{apply, KvError, KvMutation, Overlay, Reply};
 
 const NOW_MS: u64 = 1_000_000;
@@ -486,6 +486,13 @@ fn a_write_answering_a_value_stays_out_of_batches() {
     assert!(!KvCommand::GetDel { key: b("k") }.batchable());
     assert!(!KvCommand::GetSet { key: b("k"), value: b("v") }.batchable());
     assert!(!KvCommand::Batch { commands: vec![] }.batchable());
+    // RESTORE's entry is larger than its arguments; LCS's work is bounded per command.
+    let (key, value) = (b("k"), b("v"));
+    assert!(!KvCommand::Restore { key, value, deadline_ms: None, replace: false }.batchable());
+    let answer = crate::kv::bits::LcsAnswer::Len;
+    let lcs = ReadCommand::Lcs { keys: vec![b("{a}1"), b("{a}2")], answer, table_bytes_max: 1 };
+    assert!(!lcs.batchable());
+    assert!(ReadCommand::BitCount { key: b("k"), args: vec![] }.batchable());
 }
 
 /// INFO's keyspace count: keys (expired ones until deleted), those with a deadline still

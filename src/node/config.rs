@@ -363,8 +363,9 @@ impl Default for SchedulingConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlowlogConfig {
-    /// A command whose reply took longer than this many µs, from its arrival (replication
-    /// and fsync included), is kept; 0: every command; negative: none.
+    /// A command whose reply took at least this many µs, from its preparation (once
+    /// decoded) to its reply (replication and fsync included), is kept; 0: every command;
+    /// negative: none.
     pub log_slower_than_us: i64,
     /// Entries kept, the oldest dropped first; at most `SLOWLOG_LEN_MAX`.
     pub max_len: usize,

@@ -274,7 +274,10 @@ impl<B: Backend> Conn<B> {
             };
             cmd::prepare(&mut cx, &args, index)
         };
-        let bytes = args.iter().map(|a| a.len()).sum();
+        let bytes = match &job {
+            Job::Run(_) => args.iter().map(|a| a.len()).sum(),
+            _ => 0,
+        };
         timer.keep(args, &self.client.entry);
         let proto = self.client.proto;
         match job {
@@ -458,13 +461,12 @@ impl CommandTimer {
         CommandTimer { shared, index, started: Instant::now(), kept: None }
     }
 
-    /// Holds the command's arguments for SLOWLOG, unless it keeps none or never keeps
-    /// this command (EXEC: its commands are timed one by one as they are queued).
+    /// Holds the command's arguments for SLOWLOG until its reply, unless it keeps none.
+    /// Moved, not copied; they stay alive until then (a RESTORE's payload beside its
+    /// decoded value).
     fn keep(&mut self, args: Vec<bytes::Bytes>, client: &Arc<ClientEntry>) {
-        let spec = cmd::SPECS.get(self.index);
-        let skipped = spec.is_some_and(|spec| spec.flags.contains(&"skip_slowlog"));
         let config = self.shared.slowlog.config();
-        if config.log_slower_than_us >= 0 && config.max_len > 0 && !skipped {
+        if config.log_slower_than_us >= 0 && config.max_len > 0 {
             self.kept = Some((args, client.clone()));
         }
     }
@@ -478,8 +480,12 @@ impl CommandTimer {
         }
         self.shared.stats.command(self.index, elapsed, reply);
         if let Some((args, client)) = self.kept {
-            // As in Redis, a command refused before it runs is never kept.
-            if self.shared.slowlog.is_slow(elapsed) && !super::stats::is_rejected(reply) {
+            // As in Redis, a command refused before it runs is never kept, nor one queued
+            // in a transaction. EXEC is kept whole (its commands run as one request), where
+            // Redis keeps each of its commands and not EXEC.
+            let queued = matches!(reply, Frame::Simple(text) if text == "QUEUED");
+            let slow = self.shared.slowlog.is_slow(elapsed);
+            if slow && !queued && !super::stats::is_rejected(reply) {
                 self.shared.slowlog.add(&args, elapsed, client.addr.to_string(), client.name());
             }
         }

@@ -1,5 +1,5 @@
-//! SLOWLOG's entries: the commands whose reply took longer than
-//! `slowlog.log_slower_than_us`, newest first, at most `slowlog.max_len` of them, each as
+//! SLOWLOG's entries: the commands whose reply took at least `slowlog.log_slower_than_us`
+//! µs, newest first, at most `slowlog.max_len` of them, each as
 //! Redis keeps one (id, unix time, µs, arguments, client address, client name) with its
 //! arguments cut as Redis cuts them. Shared by a server's connections; its lock is taken
 //! only to add a slow command's entry or to answer SLOWLOG.
@@ -61,7 +61,8 @@ impl SlowLog {
     }
 
     /// Keeps a command that took `elapsed` (the caller checked `is_slow`); `args` with
-    /// AUTH's and HELLO's secrets replaced, as Redis shows them.
+    /// AUTH's and HELLO's secrets replaced, as Redis shows them. What it keeps is copied,
+    /// never a slice of a connection's buffer.
     pub fn add(&self, args: &[Bytes], elapsed: Duration, client: String, name: Bytes) {
         let unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let micros = i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
@@ -70,6 +71,7 @@ impl SlowLog {
         let id = log.next_id;
         log.next_id += 1;
         let unix_s = i64::try_from(unix_s).unwrap_or(i64::MAX);
+        let name = Bytes::copy_from_slice(&name);
         log.entries.push_front(Entry { id, unix_s, micros, args, client, name });
         log.entries.truncate(self.config.max_len);
     }
@@ -129,7 +131,8 @@ fn kept_args(args: &[Bytes]) -> Vec<Bytes> {
                 cut.extend_from_slice(format!("... ({more} more bytes)").as_bytes());
                 Bytes::from(cut)
             } else {
-                arg.clone()
+                // A copy: the argument is a slice of the request's whole read buffer.
+                Bytes::copy_from_slice(arg)
             }
         })
         .collect();

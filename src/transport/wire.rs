@@ -28,7 +28,8 @@ use crate::transport::api::Urgency;
 /// 10: `KvCommand::Watched` and `ReadCommand::Digests` (WATCH).
 /// 11: `KvCommand::SetBit`, `BitOp`, `BitField`, `Copy` and `Restore`;
 /// `ReadCommand::GetBit`, `BitCount`, `BitPos`, `BitField` and `Lcs`; `KvError::SameObject`,
-/// `BusyKey` and `LcsTooLarge` (in forwarded replies and in snapshots' session records).
+/// `BusyKey` and `LcsTooLarge` (in forwarded replies and in snapshots' session records);
+/// `Restore` and `Lcs` are not batchable, which decides what apply accepts in a batch.
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Bytes of the length prefix.

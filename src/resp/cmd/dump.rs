@@ -17,6 +17,13 @@ use crate::kv::read::ReadCommand;
 use crate::kv::{key_slot, KvCommand, KvError};
 use crate::resp::frame::Frame;
 
+/// The bytes a RESTORE of `value` under `key` takes in a log entry, counted as
+/// `cmd::argument_bytes` counts a command's arguments.
+pub fn logged_bytes(key: &[u8], value: &[u8]) -> u64 {
+    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    key.len() as u64 + value.len() as u64 + 2 * per_arg
+}
+
 /// DUMP: the payload of a string value, nil for a missing key.
 pub fn prepare_dump<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let key = args[1].clone();
@@ -69,11 +76,15 @@ pub fn prepare_restore<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         }
     };
     // The log entry holds the value decoded: bound it as the write it is.
-    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
-    let logged = key.len() as u64 + value.len() as u64 + 2 * per_arg;
+    let logged = logged_bytes(&key, &value);
     let write_bytes_max = cx.shared.options.limits.write_bytes_max;
-    if let Some(refusal) = super::write_of_too_many_bytes(write_bytes_max, logged) {
-        return Job::Now(refusal);
+    if logged > write_bytes_max {
+        return Job::Now(Frame::error(format!(
+            "ERR RESTORE of {logged} bytes (its key and decoded value, {} more each for their \
+             encoding) exceeds the largest write a shard replicates, {write_bytes_max} bytes \
+             (limits.write_bytes_max); it was not applied",
+            crate::shard::limits::ENCODING_BYTES_PER_ITEM
+        )));
     }
     let deadline_ms = match (ttl, absolute) {
         (0, _) => None,

@@ -32,7 +32,7 @@ mod config;
 mod copy;
 mod dbsize;
 mod del;
-mod dump;
+pub mod dump;
 mod echo;
 mod exists;
 mod expire;
@@ -908,13 +908,8 @@ pub(crate) fn prepare_now<B: Backend>(
 /// their encoding): the whole command, whose part for each shard becomes one log entry,
 /// which crosses the wire whole.
 fn write_too_large(write_bytes_max: u64, args: &[Bytes]) -> Option<Frame> {
-    write_of_too_many_bytes(write_bytes_max, argument_bytes(args))
-}
-
-/// The refusal of a write that takes `bytes` in a log entry, if that is more than
-/// `write_bytes_max`.
-pub(crate) fn write_of_too_many_bytes(write_bytes_max: u64, bytes: u64) -> Option<Frame> {
     let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
+    let bytes = argument_bytes(args);
     (bytes > write_bytes_max).then(|| {
         Frame::error(format!(
             "ERR write of {bytes} bytes (its arguments, {per_arg} more each for their \

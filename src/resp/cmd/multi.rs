@@ -85,7 +85,8 @@ const SHARDKV_REFUSALS: [&str; 1] = ["ERR write of "];
 pub struct Multi {
     queued: Vec<Queued>,
     /// The queued commands' argument bytes (counted as `cmd::write_too_large` counts
-    /// them) and the encoded bytes of the answers kept.
+    /// them; a RESTORE's decoded value, if larger) and the encoded bytes of the answers
+    /// kept.
     bytes: u64,
     /// A command was refused: EXEC discards the transaction.
     dirty: bool,
@@ -279,6 +280,12 @@ impl Multi {
                 (Queued::Again { args: args.to_vec(), index }, bytes)
             }
             Job::Close(frame) => return frame,
+            Job::Run(_) if name == "lcs" => {
+                return self.refuse(Frame::error(
+                    "ERR LCS cannot be queued in a transaction: its work is bounded per \
+                     command, so it runs alone",
+                ));
+            }
             Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) | Job::Watch(..) => {
                 return self.refuse(Frame::error(format!(
                     "ERR '{name}' is not a read or write of named keys of one shard group \
@@ -310,17 +317,15 @@ fn refused_now(frame: &Frame) -> bool {
     is_rejected(frame) || matches!(frame, Frame::Error(text) if shardkv_refusal(text))
 }
 
-/// Whether `ops` reads or writes named keys of one group (what a transaction holds).
 /// The bytes a RESTORE's decoded value takes in the log entry (its compressed payload was
 /// counted as its argument); 0 for any other command.
 fn restored_bytes(ops: &Ops) -> u64 {
-    let per_arg = crate::shard::limits::ENCODING_BYTES_PER_ITEM;
     ops.parts
         .iter()
         .map(|part| match &part.op {
             ShardOp::Write(request) => match &request.command {
                 crate::kv::KvCommand::Restore { key, value, .. } => {
-                    key.len() as u64 + value.len() as u64 + 2 * per_arg
+                    super::dump::logged_bytes(key, value)
                 }
                 _ => 0,
             },
@@ -329,6 +334,7 @@ fn restored_bytes(ops: &Ops) -> u64 {
         .sum()
 }
 
+/// Whether `ops` reads or writes named keys of one group (what a transaction holds).
 fn key_command(ops: &Ops) -> bool {
     match &ops.parts[..] {
         [part] => match &part.op {

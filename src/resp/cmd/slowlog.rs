@@ -1,5 +1,5 @@
 //! SLOWLOG GET [count] | LEN | RESET: this node's slow commands (`resp::slowlog`), timed
-//! from their arrival to their reply, replication and fsync included.
+//! from their preparation to their reply, replication and fsync included.
 
 use bytes::Bytes;
 

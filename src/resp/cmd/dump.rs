@@ -89,7 +89,10 @@ pub fn prepare_restore<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let deadline_ms = match (ttl, absolute) {
         (0, _) => None,
         (at, true) => Some(at),
-        (ttl, false) => Some(cx.now_ms().saturating_add(ttl)),
+        // Past i64, Redis's sum wraps below now: the key is gone at once. So here.
+        (ttl, false) => Some(
+            cx.now_ms().checked_add(ttl).filter(|at| i64::try_from(*at).is_ok()).unwrap_or(0),
+        ),
     };
     cx.write(slot, KvCommand::Restore { key, value, deadline_ms, replace })
 }

@@ -1,7 +1,7 @@
 //! The bit and sequence operations on string values, with Redis 7's semantics: GETBIT,
-//! SETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD and LCS. Pure functions over byte strings; `read` and
-//! `apply` look the keys up and store the results. Bit 0 is the most significant bit of
-//! byte 0, as in Redis.
+//! SETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD and LCS. Pure functions over byte strings;
+//! `read` and `apply` look the keys up and store the results. Bit 0 is the most
+//! significant bit of byte 0, as in Redis.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,13 @@ enum BitUnit {
 }
 
 impl BitUnit {
-    /// `BYTE` or `BIT`, in any case.
-    fn parse(word: &[u8]) -> Option<BitUnit> {
-        if word.eq_ignore_ascii_case(b"byte") {
-            Some(BitUnit::Byte)
-        } else if word.eq_ignore_ascii_case(b"bit") {
-            Some(BitUnit::Bit)
-        } else {
-            None
+    /// `BYTE` or `BIT`, in any case; `BYTE` when none is given; else a syntax error.
+    fn of(word: Option<&Bytes>) -> Result<BitUnit, KvError> {
+        match word {
+            None => Ok(BitUnit::Byte),
+            Some(word) if word.eq_ignore_ascii_case(b"byte") => Ok(BitUnit::Byte),
+            Some(word) if word.eq_ignore_ascii_case(b"bit") => Ok(BitUnit::Bit),
+            Some(_) => Err(KvError::Syntax),
         }
     }
 }
@@ -302,11 +301,7 @@ pub fn count(value: &[u8], args: &[Bytes]) -> Result<Reply, KvError> {
             if start < 0 && end < 0 && start > end {
                 return Ok(Reply::Int(0));
             }
-            let unit = match unit.first() {
-                Some(word) => BitUnit::parse(word).ok_or(KvError::Syntax)?,
-                None => BitUnit::Byte,
-            };
-            BitRange { start, end, unit }
+            BitRange { start, end, unit: BitUnit::of(unit.first())? }
         }
         _ => return Err(KvError::Syntax),
     };
@@ -343,10 +338,7 @@ pub fn position(value: &[u8], bit: bool, args: &[Bytes]) -> Result<Reply, KvErro
         [] => (BitRange { start: 0, end: -1, unit: BitUnit::Byte }, false),
         [start, rest @ ..] if rest.len() <= 2 => {
             let start = int(start)?;
-            let unit = match rest.get(1) {
-                Some(word) => BitUnit::parse(word).ok_or(KvError::Syntax)?,
-                None => BitUnit::Byte,
-            };
+            let unit = BitUnit::of(rest.get(1))?;
             match rest.first() {
                 Some(end) => (BitRange { start, end: int(end)?, unit }, true),
                 None => (BitRange { start, end: i64::MAX, unit }, false),

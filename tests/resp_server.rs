@@ -1059,7 +1059,8 @@ fn every_subcommand_help_lists_is_served() {
 /// counted from EXEC; what shardkv cannot run as one is refused when queued (a command
 /// reaching several groups, arguments past `write_bytes_max`, more than
 /// `MULTI_COMMANDS_MAX` commands) and EXEC aborts, keys of two groups answer `-CROSSSLOT`
-/// at EXEC; nothing of a refused transaction runs; DISCARD and RESET drop the queue.
+/// at EXEC, commands past the work bound an error; nothing of a refused transaction runs;
+/// DISCARD and RESET drop the queue.
 #[test]
 fn transactions_run_their_commands_as_one_or_not_at_all() {
     let limits = LimitConfig { write_bytes_max: 4096, ..LimitConfig::default() };
@@ -1136,6 +1137,22 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
         "-ERR a transaction queues at most {max} commands\r\n\
          -EXECABORT Transaction discarded because of previous errors.\r\n"
     )), "{}", &answer[answer.len().saturating_sub(200)..]);
+    // Past the work bound at apply (17 COPYs of 4 MiB, each reading and writing it), EXEC
+    // answers an error and nothing of it ran.
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let _: () = c.set("{rl}v", "v".repeat(4 << 20)).unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("{rl}w").arg(1).query(&mut c).unwrap();
+    for n in 0..17 {
+        let copy = redis::cmd("COPY").arg("{rl}v").arg(format!("{{rl}}copy{n}")).clone();
+        let _: () = copy.query(&mut c).unwrap();
+    }
+    let error = redis::cmd("EXEC").query::<Value>(&mut c).expect_err("past the work bound");
+    let bound = shardkv::kv::apply::TRANSACTION_WORK_BYTES_MAX;
+    let text = format!("the transaction reads and writes more than {bound} bytes of values");
+    assert!(error.to_string().contains(&text), "{error}");
+    assert_eq!(c.exists::<_, i64>(&["{rl}w", "{rl}copy0", "{rl}copy16"]).unwrap(), 0);
     // Watched keys go in the transaction's log entry: bounded by `limits.write_bytes_max`.
     let limits = LimitConfig { write_bytes_max: 4096, ..LimitConfig::default() };
     let server = start(RespOptions { limits, ..RespOptions::default() });

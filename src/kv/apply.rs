@@ -3,6 +3,7 @@
 //! it reads through a `KvRead`, writes only into the batch's `Overlay`, and takes time
 //! only from `Request::now_ms`. It must never do I/O or read a clock.
 
+use std::cell::Cell;
 use std::ops::{ControlFlow, RangeInclusive};
 
 use bytes::{Bytes, BytesMut};
@@ -11,7 +12,7 @@ use super::bits;
 use super::command::NO_CLIENT_ID;
 use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
 use super::number::{format_f64, parse_f64, parse_i64};
-use super::overlay::Overlay;
+use super::overlay::{Layered, Overlay};
 use super::read;
 use super::range::write_keys;
 use super::read::{KeyCount, Tally};
@@ -85,7 +86,7 @@ const WALK_PAGE_KEYS: usize = 256;
 /// older ones `ERR request already applied`.
 pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply {
     if req.client_id == NO_CLIENT_ID {
-        return execute(&mut Ctx { view, overlay, now_ms: req.now_ms }, &req.command);
+        return execute(&mut Ctx::new(view, overlay, req.now_ms), &req.command);
     }
     let known = session::find(view, overlay, req.client_id);
     if let Some(last) = &known {
@@ -96,7 +97,7 @@ pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply
             return Reply::Error(KvError::AlreadyApplied);
         }
     }
-    let reply = execute(&mut Ctx { view, overlay, now_ms: req.now_ms }, &req.command);
+    let reply = execute(&mut Ctx::new(view, overlay, req.now_ms), &req.command);
     session::remember(view, overlay, req, known.is_none(), &reply);
     reply
 }
@@ -112,15 +113,28 @@ struct Ctx<'a, V> {
     view: &'a V,
     overlay: &'a mut Overlay,
     now_ms: u64,
+    /// Bytes of records the command has read and written so far (`TRANSACTION_WORK_BYTES_MAX`
+    /// bounds a transaction's).
+    work: Cell<u64>,
 }
 
-impl<V: KvRead> Ctx<'_, V> {
+impl<'a, V: KvRead> Ctx<'a, V> {
+    fn new(view: &'a V, overlay: &'a mut Overlay, now_ms: u64) -> Ctx<'a, V> {
+        Ctx { view, overlay, now_ms, work: Cell::new(0) }
+    }
+
+    /// The state as the command sees it (the batch's writes on the committed view), counting
+    /// the records it reads.
+    fn state(&self) -> Metered<'_, Layered<'_, V>> {
+        Metered { view: self.overlay.over(self.view), work: &self.work }
+    }
+
     fn lookup(&self, key: &[u8]) -> Result<Option<Record>, KvError> {
-        read::lookup(&self.overlay.over(self.view), self.now_ms, key)
+        read::lookup(&self.state(), self.now_ms, key)
     }
 
     fn lookup_string(&self, key: &[u8]) -> Result<Option<Record>, KvError> {
-        read::lookup_string(&self.overlay.over(self.view), self.now_ms, key)
+        read::lookup_string(&self.state(), self.now_ms, key)
     }
 
     /// Store `record`, or delete the key if the record's deadline has already passed.
@@ -128,12 +142,53 @@ impl<V: KvRead> Ctx<'_, V> {
         if record.is_expired(self.now_ms) {
             self.delete(key);
         } else {
-            self.overlay.put(key_slot(key), key.clone(), record.encode());
+            let record = record.encode();
+            add_work(&self.work, record.len());
+            self.overlay.put(key_slot(key), key.clone(), record);
         }
     }
 
     fn delete(&mut self, key: &Bytes) {
         self.overlay.delete(key_slot(key), key.clone());
+    }
+}
+
+fn add_work(work: &Cell<u64>, bytes: usize) {
+    work.set(work.get().saturating_add(bytes as u64));
+}
+
+/// A view that counts the bytes of the records it hands out in a meter.
+struct Metered<'a, R> {
+    view: R,
+    work: &'a Cell<u64>,
+}
+
+impl<R: KvRead> KvRead for Metered<'_, R> {
+    fn get(&self, slot: u16, key: &[u8]) -> Option<Bytes> {
+        let record = self.view.get(slot, key);
+        add_work(self.work, record.as_ref().map_or(0, Bytes::len));
+        record
+    }
+
+    fn session(&self, client_id: u64) -> Option<Bytes> {
+        self.view.session(client_id)
+    }
+
+    fn sessions(&self) -> Vec<(u64, Bytes)> {
+        self.view.sessions()
+    }
+
+    fn scan(
+        &self,
+        slots: RangeInclusive<u16>,
+        after: Option<(u16, &[u8])>,
+        limit: usize,
+    ) -> Vec<(u16, Bytes)> {
+        self.view.scan(slots, after, limit)
+    }
+
+    fn count_keys(&self, slots: RangeInclusive<u16>, tally: Tally) -> KeyCount {
+        self.view.count_keys(slots, tally)
     }
 }
 
@@ -182,7 +237,7 @@ fn execute<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
         KvCommand::Batch { commands } => {
             Ok(Reply::Array(commands.iter().map(|c| batch_member(cx, c)).collect()))
         }
-        KvCommand::Read(read) => Ok(read::execute(&cx.overlay.over(cx.view), cx.now_ms, read)),
+        KvCommand::Read(read) => Ok(read::execute(&cx.state(), cx.now_ms, read)),
         KvCommand::Transaction { commands } => transaction(cx, commands),
         // Only a transaction holds one.
         KvCommand::Watched { .. } => Err(KvError::NotHere),
@@ -206,8 +261,20 @@ fn batch_member<V: KvRead>(cx: &mut Ctx<'_, V>, command: &KvCommand) -> Reply {
 /// same value, so changing it needs a new log version.
 pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
+/// Bytes of records a transaction's commands may read and write at apply, together: each
+/// record read counts its length, each record stored its encoded length (an APPEND to a
+/// 1 MiB value counts about 2 MiB). A transaction queues up to 10,000 commands of a few
+/// bytes each (`resp::cmd::multi::MULTI_COMMANDS_MAX`), and without this bound 10,000
+/// APPENDs to an 8 MiB value would copy 160 GiB, and 10,000 COPYs of it hold 80 GiB in the
+/// batch, on every replica and on every replay of the log. This keeps a transaction's stall
+/// at tens of milliseconds and what it holds at this many bytes. Checked after each
+/// command, so one command may pass it by its own work. Like the reply bound, it decides
+/// what apply does.
+pub const TRANSACTION_WORK_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
 /// MULTI/EXEC: each command in order on the same overlay; a command a transaction may not
-/// hold (a client never builds one) is refused rather than run. Past the reply bound the
+/// hold (a client never builds one) is refused rather than run. Past the reply bound, or the
+/// work bound, the
 /// overlay's entries of the keys the transaction wrote are put back as they were (its
 /// commands write nothing else: no flush, no session): nothing of it is applied. If a
 /// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
@@ -246,6 +313,10 @@ fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result
         if bytes > TRANSACTION_REPLY_BYTES_MAX {
             cx.overlay.restore(undo);
             return Err(KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX));
+        }
+        if cx.work.get() > TRANSACTION_WORK_BYTES_MAX {
+            cx.overlay.restore(undo);
+            return Err(KvError::TransactionWorkTooLarge(TRANSACTION_WORK_BYTES_MAX));
         }
         replies.push(reply);
     }

@@ -616,6 +616,39 @@ fn a_refused_transaction_leaves_the_batch_as_it_was_and_a_retry_applies_nothing(
     assert_eq!(n, bulk("5"), "applied once");
 }
 
+/// A transaction's commands may read and write `TRANSACTION_WORK_BYTES_MAX` bytes of records:
+/// past it none of them applies (COPYs multiplying one large value, APPENDs to it), under it
+/// all do.
+#[test]
+fn a_transaction_past_the_work_bound_applies_nothing() {
+    use super::apply::TRANSACTION_WORK_BYTES_MAX;
+    let mut f = Fixture::new();
+    let tx = |commands| KvCommand::Transaction { commands };
+    let mib = 1024 * 1024;
+    let big = "x".repeat(4 * mib);
+    assert_eq!(f.run(set("{t}big", &big)), Reply::Ok);
+    // Each COPY reads 4 MiB and writes 4 MiB: 16 of them reach the bound, 17 pass it.
+    let copies = (TRANSACTION_WORK_BYTES_MAX as usize / (8 * mib)) + 1;
+    let copy = |n: usize| KvCommand::Copy {
+        source: b("{t}big"),
+        dest: b(&format!("{{t}}copy{n}")),
+        replace: false,
+    };
+    let commands = [vec![set("{t}a", "1")], (0..copies).map(copy).collect()].concat();
+    let refused = KvError::TransactionWorkTooLarge(TRANSACTION_WORK_BYTES_MAX);
+    assert_eq!(f.run(tx(commands)), Reply::Error(refused.clone()));
+    assert_eq!((f.get("{t}a"), f.get("{t}copy0")), (Reply::Nil, Reply::Nil), "nothing applied");
+
+    let append = || KvCommand::Append { key: b("{t}big"), value: b("y") };
+    let under: Vec<_> = (0..copies - 2).map(|_| append()).collect();
+    let want: Vec<_> = (1..copies - 1).map(|n| Reply::Int((4 * mib + n) as i64)).collect();
+    assert_eq!(f.run(tx(under)), Reply::Array(want), "under the bound every command runs");
+    let over: Vec<_> = (0..copies).map(|_| append()).collect();
+    assert_eq!(f.run(tx(over)), Reply::Error(refused));
+    let strlen = read::strlen(&f.kv, NOW_MS, b"{t}big");
+    assert_eq!(strlen, Reply::Int((4 * mib + copies - 2) as i64), "the refused one undone");
+}
+
 /// WATCH: a transaction applies only if every watched key's digest is still the one watched
 /// (its type, deadline and value; nil for no live value), else nothing of it, answering nil.
 #[test]

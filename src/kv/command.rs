@@ -194,7 +194,8 @@ pub enum KvCommand {
     Read(crate::kv::read::ReadCommand),
     /// MULTI/EXEC: key writes (value-answering ones too) and `Read`s of one client on one
     /// group, applied in order as one request, all or nothing: if their replies' values pass
-    /// `TRANSACTION_REPLY_BYTES_MAX`, none is applied and the answer is an error; if a
+    /// `TRANSACTION_REPLY_BYTES_MAX`, or the records they read and write
+    /// `TRANSACTION_WORK_BYTES_MAX`, none is applied and the answer is an error; if a
     /// `Watched` key changed, none is applied and the answer is nil.
     Transaction { commands: Vec<KvCommand> },
     /// WATCH, inside a `Transaction`: the key's digest (`read::digests`) when watched (`None`:

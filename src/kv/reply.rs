@@ -106,4 +106,10 @@ pub enum KvError {
     /// transaction not applied.
     #[error("ERR the watched keys' values exceed {0} bytes; watch fewer or smaller keys")]
     WatchTooLarge(u64),
+    /// A transaction whose commands would read and write more than the bound of records
+    /// (`apply::TRANSACTION_WORK_BYTES_MAX`): none of its commands was applied.
+    #[error(
+        "ERR the transaction reads and writes more than {0} bytes of values; it was not applied"
+    )]
+    TransactionWorkTooLarge(u64),
 }

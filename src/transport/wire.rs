@@ -30,7 +30,9 @@ use crate::transport::api::Urgency;
 /// `ReadCommand::GetBit`, `BitCount`, `BitPos`, `BitField` and `Lcs`; `KvError::SameObject`,
 /// `BusyKey` and `LcsTooLarge` (in forwarded replies and in snapshots' session records);
 /// `Restore` and `Lcs` are not batchable, which decides what apply accepts in a batch.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: `apply::TRANSACTION_WORK_BYTES_MAX` (an older replica would apply a transaction this
+/// one refuses) and `KvError::TransactionWorkTooLarge`.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

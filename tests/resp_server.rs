@@ -734,6 +734,63 @@ fn client_kill_closes_a_connection_that_served_requests() {
     }
 }
 
+/// WAIT, on the in-memory backend (one state every replica of a group holds): Redis's
+/// errors for its numbers; the replicas beyond the leader at once when they are enough,
+/// else after the time-out; refused in MULTI; a client that goes while WAIT blocks takes
+/// its connection with it, as does CLIENT KILL.
+#[test]
+fn wait_counts_replicas_and_ends_with_its_client() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let not_integer = "ERR value is not an integer or out of range";
+    assert_eq!(run(&mut c, &["WAIT", "x", "0"]), Err(not_integer.into()));
+    let timeout = "ERR timeout is not an integer or out of range";
+    assert_eq!(run(&mut c, &["WAIT", "0", "1.5"]), Err(timeout.into()));
+    assert_eq!(run(&mut c, &["WAIT", "0", "-1"]), Err("ERR timeout is negative".into()));
+    assert_eq!(run(&mut c, &["WAIT", "0", "0"]), Ok(Value::Int(0)), "no write, one replica");
+    let _: () = c.set("{w}k", 1).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(run(&mut c, &["WAIT", "1", "150"]), Ok(Value::Int(0)));
+    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    // A group with a second replica (a leader on another node): one holds the writes.
+    let group = server.backend.group_of_slot(shardkv::kv::key_slot(b"{w}k"));
+    server.backend.set_leader(group, Some(NodeId(7)));
+    assert_eq!(run(&mut c, &["WAIT", "1", "0"]), Ok(Value::Int(1)));
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let refused = run(&mut c, &["WAIT", "0", "0"]).unwrap_err();
+    assert!(refused.contains("'wait' is not a read or write of named keys"), "{refused}");
+    let _: () = redis::cmd("DISCARD").query(&mut c).unwrap();
+
+    let clients = |c: &mut redis::Connection| {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(c).unwrap();
+        list.lines().count()
+    };
+    let gone_within = |c: &mut redis::Connection, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while clients(c) > 1 {
+            assert!(std::time::Instant::now() < deadline, "{what}: the WAIT still blocks");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut blocked = TcpStream::connect(server.addr).unwrap();
+    blocked.write_all(b"SET {w}k 2\r\nWAIT 5 0\r\n").unwrap();
+    let mut ok = [0u8; 5];
+    blocked.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    assert_eq!(clients(&mut c), 2);
+    drop(blocked);
+    gone_within(&mut c, "a client that closed");
+    let mut blocked = TcpStream::connect(server.addr).unwrap();
+    blocked.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    blocked.write_all(b"CLIENT ID\r\nWAIT 5 0\r\n").unwrap();
+    let mut id = [0u8; 64];
+    let read = blocked.read(&mut id).unwrap();
+    let id = String::from_utf8_lossy(&id[1..read]).trim().to_string();
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&id).query(&mut c).unwrap();
+    assert_eq!(killed, 1);
+    gone_within(&mut c, "a killed client");
+}
+
 /// The size bounds, as a client meets them: a value past `bulk_bytes_max` and a request
 /// past `request_bytes_max` are protocol errors that close only their connection; a write
 /// whose keys and values pass `write_bytes_max` is refused, not applied, and the

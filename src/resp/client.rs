@@ -2,7 +2,7 @@
 //! the server-wide registry of connected clients behind CLIENT LIST/KILL and INFO. Owns
 //! that bookkeeping; never reads or writes a socket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::frame::Proto;
+use crate::raft::types::GroupId;
 
 /// What one connection knows about itself.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct ClientState {
     pub multi: Option<super::cmd::multi::Multi>,
     /// WATCHed keys, for the next EXEC (at most `multi::WATCH_KEYS_MAX`).
     pub watched: Vec<super::cmd::multi::Watch>,
+    /// The groups the connection sent writes to, for WAIT (at most the cluster's groups).
+    pub written: BTreeSet<GroupId>,
     pub entry: Arc<ClientEntry>,
 }
 
@@ -96,20 +99,25 @@ impl ClientEntry {
         )
     }
 
-    /// Asks the connection to close (CLIENT KILL, shutdown).
+    /// Asks the connection to close (CLIENT KILL, shutdown): wakes every wait for it (the
+    /// connection's own, and a blocked WAIT's).
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        self.kill.notify_one();
+        self.kill.notify_waiters();
     }
 
     pub fn is_killed(&self) -> bool {
         self.killed.load(Ordering::SeqCst)
     }
 
-    /// Resolves once `kill` has been called.
+    /// Resolves once `kill` has been called. Registered for the wake-up before it looks at
+    /// the flag, so a `kill` between the two is not missed.
     pub async fn killed(&self) {
+        let notified = self.kill.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         if !self.is_killed() {
-            self.kill.notified().await;
+            notified.await;
         }
     }
 }

@@ -16,7 +16,7 @@
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -154,6 +154,8 @@ struct Conn<B> {
     backend: B,
     shared: Arc<Shared>,
     client: ClientState,
+    /// Read by `run`'s loop between requests, and by a blocked WAIT to see the client go.
+    reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     output: BytesMut,
     pending: VecDeque<(Proto, Pending)>,
@@ -179,13 +181,15 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         seq: 0,
         multi: None,
         watched: Vec::new(),
+        written: BTreeSet::new(),
         entry: entry.clone(),
     };
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     let mut conn = Conn {
         backend,
         shared: shared.clone(),
         client,
+        reader,
         writer,
         output: BytesMut::new(),
         pending: VecDeque::new(),
@@ -207,7 +211,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
             }
         }
         tokio::select! {
-            read = reader.read_buf(&mut input) => match read {
+            read = conn.reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(bytes) => shared.stats.input(bytes),
             },
@@ -280,6 +284,7 @@ impl<B: Backend> Conn<B> {
         };
         timer.keep(args, &self.client.entry);
         let proto = self.client.proto;
+        self.note_written(&job);
         match job {
             Job::Now(frame) => {
                 timer.stop(&frame);
@@ -292,6 +297,22 @@ impl<B: Backend> Conn<B> {
             }
             Job::Run(ops) if !alone && exec::batchable(&ops) => {
                 self.add_to_batch(ops, timer, bytes, proto).await;
+            }
+            Job::Wait(wait) => {
+                // Once everything before it answered (its answers sent): blocks the
+                // connection, as in Redis, until it answers or the client goes.
+                self.drain().await?;
+                self.flush().await?;
+                let backend = self.backend.clone();
+                let killed = self.client.entry.clone();
+                let frame = tokio::select! {
+                    biased;
+                    frame = crate::resp::wait::run(backend, wait) => frame,
+                    () = gone(&mut self.reader) => return Ok(false),
+                    () = killed.killed() => return Ok(false),
+                };
+                timer.stop(&frame);
+                self.pending.push_back((proto, Pending::Ready(frame)));
             }
             job => {
                 let footprint = Footprint::of(&job);
@@ -315,6 +336,19 @@ impl<B: Backend> Conn<B> {
             }
         }
         Ok(true)
+    }
+
+    /// Remembers the groups a write goes to, for WAIT.
+    fn note_written(&mut self, job: &Job) {
+        let written = &mut self.client.written;
+        match job {
+            Job::Run(ops) if ops.write => written.extend(ops.parts.iter().map(|p| p.group)),
+            Job::Transaction(tx) => {
+                let writes = tx.ops.iter().filter(|(_, ops)| ops.write);
+                written.extend(writes.flat_map(|(_, ops)| ops.parts.iter().map(|p| p.group)));
+            }
+            _ => {}
+        }
     }
 
     /// Queues a batchable command in its group's open batch of its kind, or opens one
@@ -489,5 +523,16 @@ impl CommandTimer {
                 self.shared.slowlog.add(&args, elapsed, client.addr.to_string(), client.name());
             }
         }
+    }
+}
+
+/// Resolves once the client closed its end (or the socket failed); never while it has sent
+/// more requests that are still unread (a pipelined request after a blocked WAIT keeps the
+/// WAIT until its time-out).
+async fn gone(reader: &mut OwnedReadHalf) {
+    let mut byte = [0u8; 1];
+    match reader.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

@@ -39,6 +39,8 @@ pub enum Job {
     /// WATCH: the keys' digests (`ReadCommand::Digests`), sent to the connection's
     /// `multi::Watch` for EXEC (`None` if the read failed); answered `+OK`.
     Watch(Ops, oneshot::Sender<Option<Vec<Frame>>>),
+    /// WAIT: the replicas holding the connection's writes (`resp::wait`).
+    Wait(super::wait::Wait),
 }
 
 /// The commands MULTI queued, for EXEC: answers known when they were queued, and shard
@@ -132,6 +134,7 @@ pub async fn run<B: Backend>(backend: B, job: Job) -> Frame {
             now_ms,
         } => keys(backend, pattern, groups, now_ms).await,
         Job::Transaction(tx) => run_transaction(backend, tx).await,
+        Job::Wait(wait) => super::wait::run(backend, wait).await,
         Job::Watch(ops, digests) => match run_ops(backend, ops).await {
             Frame::Array(read) => {
                 let _ = digests.send(Some(read));

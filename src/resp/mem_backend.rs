@@ -13,7 +13,7 @@ use crate::kv::read;
 use crate::kv::slot::SLOT_COUNT;
 use crate::kv::{MemKv, Overlay};
 use crate::raft::types::{GroupId, NodeId};
-use crate::shard::api::{ShardError, ShardOp, ShardResult};
+use crate::shard::api::{MemberKind, Members, ShardError, ShardOp, ShardResult};
 
 /// An in-memory backend: `groups` groups of even slot ranges, all on this one node.
 #[derive(Clone)]
@@ -141,10 +141,17 @@ impl MemBackend {
                 Ok(reply)
             }
             ShardOp::Read { command, now_ms, .. } => Ok(read::execute(&g.kv, now_ms, &command)),
+            // One state that every replica of the view holds: each has the whole log.
+            ShardOp::Members => {
+                let leader = g.view.leader.unwrap_or(NodeId(0));
+                let replicas = g.view.replicas.iter().map(|&n| (n, MemberKind::Voter, 0));
+                let members =
+                    Members { leader, commit_index: 0, joint: false, replicas: replicas.collect() };
+                Ok(members.to_reply())
+            }
             ShardOp::Split { .. }
             | ShardOp::TransferLeader { .. }
             | ShardOp::ChangeMembers { .. }
-            | ShardOp::Members
             | ShardOp::OpenReplica
             | ShardOp::DropReplica => Err(ShardError::Busy {
                 group,

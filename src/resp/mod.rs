@@ -59,6 +59,7 @@ pub mod mem_backend;
 pub mod server;
 pub mod slowlog;
 pub mod stats;
+pub mod wait;
 
 #[cfg(test)]
 mod tests;

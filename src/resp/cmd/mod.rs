@@ -72,6 +72,7 @@ mod strlen;
 mod time;
 mod ttl;
 mod type_;
+mod wait;
 
 /// A command as the table describes it (COMMAND INFO/DOCS and the arity check).
 #[derive(Clone, Copy, Debug)]
@@ -296,6 +297,15 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "server",
         "Returns, counts or clears this node's slow commands."
+    ),
+    spec!(
+        "wait",
+        3,
+        &["noscript"],
+        ACL_CONN_SLOW,
+        NO_KEY,
+        "generic",
+        "Blocks until the replicas of the connection's groups hold its writes, or a time-out."
     ),
     spec!(
         "readonly",
@@ -950,6 +960,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "cluster" => cluster::prepare(cx, args),
         "shardkv" => shardkv::prepare(cx, args),
         "slowlog" => slowlog::prepare(cx, args),
+        "wait" => wait::prepare(cx, args),
         "get" => get::prepare(cx, args),
         "set" => set::prepare(cx, args),
         "setnx" => setnx::prepare(cx, args),

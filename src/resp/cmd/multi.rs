@@ -286,7 +286,11 @@ impl Multi {
                      command, so it runs alone",
                 ));
             }
-            Job::Run(_) | Job::Keys { .. } | Job::Transaction(_) | Job::Watch(..) => {
+            Job::Run(_)
+            | Job::Keys { .. }
+            | Job::Transaction(_)
+            | Job::Watch(..)
+            | Job::Wait(_) => {
                 return self.refuse(Frame::error(format!(
                     "ERR '{name}' is not a read or write of named keys of one shard group \
                      and cannot be queued in a transaction"

@@ -193,7 +193,7 @@ readonly readwrite cluster get set setnx setex psetex getset getdel getex mget m
 append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
-copy bitfield bitfield_ro dump restore restore-asking slowlog""".split()
+copy bitfield bitfield_ro dump restore restore-asking slowlog wait""".split()
 
 V = "v" * 40
 CASES = [
@@ -219,6 +219,9 @@ CASES = [
     # HELP of the container commands with a word too many (their help texts differ).
     [["CLIENT", "HELP", "x"], ["COMMAND", "HELP", "x"], ["CLUSTER", "HELP", "x"],
      ["CONFIG", "HELP", "x"], ["SLOWLOG", "HELP", "x"]],
+    # WAIT's numbers (its count differs by nature: the reference has no replica).
+    [["WAIT", "x", "0"], ["WAIT", "0", "x"], ["WAIT", "0", "1.5"], ["WAIT", "0", "-1"],
+     ["WAIT", "99999999999999999999", "0"], ["WAIT", "-1", "-1"], ["WAIT", "x", "-1"]],
     # SLOWLOG's words (what it holds depends on each server's timing: not compared).
     [["SLOWLOG", "RESET"], ["SLOWLOG", "GET", "-2"], ["SLOWLOG", "GET", "x"],
      ["SLOWLOG", "GET", "1", "2"], ["SLOWLOG", "FOO"], ["SLOWLOG", "LEN", "x"],

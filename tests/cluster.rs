@@ -259,6 +259,26 @@ fn a_leader_moves_to_the_node_its_requests_come_in_through() {
     }
 }
 
+/// On one connection: a SET of each key (retried while leaders change), then `WAIT replicas
+/// timeout_ms`; its answer and how long it took.
+fn write_and_wait(
+    con: &mut redis::Connection,
+    keys: &[(u64, String)],
+    replicas: i64,
+    timeout_ms: u64,
+) -> (i64, Duration) {
+    for (group, key) in keys {
+        eventually(&format!("SET to group {group} before WAIT"), || {
+            redis::cmd("SET").arg(key).arg("w").query::<()>(con).map_err(|e| e.to_string())
+        });
+    }
+    let started = Instant::now();
+    let answer = redis::cmd("WAIT").arg(replicas).arg(timeout_ms).query(con).expect("WAIT");
+    (answer, started.elapsed())
+}
+
+/// Also WAIT, through a surviving node: both other replicas of every group written hold
+/// the writes before the `kill -9`, one after it (WAIT for two answers 1 at its time-out).
 #[test]
 fn kill9_leader_of_most_groups_then_failover() {
     let mut cluster = start_local_3x8();
@@ -267,6 +287,10 @@ fn kill9_leader_of_most_groups_then_failover() {
     let counts = settled_leaders(&cluster, 1);
     let (&victim, _) = counts.iter().max_by_key(|(_, &led)| led).expect("three nodes");
     let survivor = cluster.node_ids().into_iter().find(|&n| n != victim).expect("a survivor");
+    let mut waiting = cluster.client(survivor).get_connection().expect("a connection");
+    let waited = key_per_group(cluster.layout(), "wait");
+    let (replicas, _) = write_and_wait(&mut waiting, &waited[..2], 2, 10_000);
+    assert_eq!(replicas, 2, "both followers hold the writes");
     cluster.kill9(victim);
     // Every group elects a leader among the two survivors, and none is still the victim.
     let after = eventually("failover", || {
@@ -282,6 +306,12 @@ fn kill9_leader_of_most_groups_then_failover() {
     check_all(&cluster, survivor, &keys, "before");
     write_all(&cluster, survivor, &keys, "after");
     check_all(&cluster, survivor, &keys, "after");
+    let (replicas, took) = write_and_wait(&mut waiting, &waited[..2], 2, 300);
+    assert_eq!(replicas, 1, "one follower left to hold the writes");
+    assert!(took >= Duration::from_millis(300), "answered before its time-out: {took:?}");
+    let (replicas, took) = write_and_wait(&mut waiting, &waited[2..4], 1, 0);
+    assert_eq!(replicas, 1);
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 /// `kill -9` of every node, then every node started again and answering.

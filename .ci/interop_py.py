@@ -90,7 +90,7 @@ def plain(protocol):
     check(r.restore(f"{seq}:3", 60000, payload, replace=True), b"OK", "RESTORE")
     check((r.get(f"{seq}:3"), 0 < r.pttl(f"{seq}:3") <= 60000), (b"x" * 500, True), "RESTORE's")
     # WAIT: both other replicas of the group hold this connection's writes.
-    check(r.wait(2, 10000), 2, "WAIT")
+    check(r.wait(2, 5000), 2, "WAIT")
     try:
         r.execute_command("GET")
         raise SystemExit("GET without a key must fail")

@@ -772,14 +772,33 @@ fn wait_counts_replicas_and_ends_with_its_client() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let mut blocked = TcpStream::connect(server.addr).unwrap();
-    blocked.write_all(b"SET {w}k 2\r\nWAIT 5 0\r\n").unwrap();
-    let mut ok = [0u8; 5];
-    blocked.read_exact(&mut ok).unwrap();
-    assert_eq!(&ok, b"+OK\r\n");
-    assert_eq!(clients(&mut c), 2);
-    drop(blocked);
-    gone_within(&mut c, "a client that closed");
+    // Requests sent behind a blocked WAIT are answered after it, in order.
+    let mut behind = TcpStream::connect(server.addr).unwrap();
+    behind.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    behind.write_all(b"SET {w}k 2\r\nWAIT 5 200\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    behind.write_all(b"PING\r\nGET {w}k\r\n").unwrap();
+    let want = b"+OK\r\n:1\r\n+PONG\r\n$1\r\n2\r\n";
+    let mut got = vec![0u8; want.len()];
+    behind.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    drop(behind);
+    gone_within(&mut c, "a client that closed after its answers");
+    // A client that closes while WAIT blocks, with a request sent behind it or not.
+    for pipelined in [&b""[..], b"PING\r\n"] {
+        let mut blocked = TcpStream::connect(server.addr).unwrap();
+        blocked.write_all(b"SET {w}k 2\r\nWAIT 5 0\r\n").unwrap();
+        blocked.write_all(pipelined).unwrap();
+        let mut ok = [0u8; 5];
+        blocked.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+        blocked.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let blocks = blocked.read(&mut ok).expect_err("WAIT blocks");
+        assert_eq!(blocks.kind(), std::io::ErrorKind::WouldBlock, "{blocks}");
+        assert_eq!(clients(&mut c), 2);
+        drop(blocked);
+        gone_within(&mut c, "a client that closed");
+    }
     let mut blocked = TcpStream::connect(server.addr).unwrap();
     blocked.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     blocked.write_all(b"CLIENT ID\r\nWAIT 5 0\r\n").unwrap();

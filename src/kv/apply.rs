@@ -267,16 +267,19 @@ pub const TRANSACTION_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// bytes each (`resp::cmd::multi::MULTI_COMMANDS_MAX`), and without this bound 10,000
 /// APPENDs to an 8 MiB value would copy 160 GiB, and 10,000 COPYs of it hold 80 GiB in the
 /// batch, on every replica and on every replay of the log. This keeps a transaction's stall
-/// at tens of milliseconds and what it holds at this many bytes. Checked after each
-/// command, so one command may pass it by its own work. Like the reply bound, it decides
-/// what apply does.
+/// at tens of milliseconds and what it holds near this many bytes. Checked after each
+/// command, so the command that passes it adds its own work (a command's work is bounded by
+/// its arguments alone: a BITOP naming one 8 MiB key a thousand times reads it a thousand
+/// times, in a transaction or not). A record counts its whole length even where the
+/// command reads a part of it (STRLEN, EXISTS, TTL). Like the reply bound, it decides what
+/// apply does.
 pub const TRANSACTION_WORK_BYTES_MAX: u64 = 128 * 1024 * 1024;
 
 /// MULTI/EXEC: each command in order on the same overlay; a command a transaction may not
 /// hold (a client never builds one) is refused rather than run. Past the reply bound, or the
-/// work bound, the
-/// overlay's entries of the keys the transaction wrote are put back as they were (its
-/// commands write nothing else: no flush, no session): nothing of it is applied. If a
+/// work bound, the overlay's entries of the keys the transaction wrote are put back as they
+/// were (its commands write nothing else: no flush, no session): nothing of it is applied.
+/// If a
 /// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
 /// nil (EXEC's null array); if their values pass `read::WATCH_DIGEST_BYTES_MAX` before one
 /// differs, nothing runs and the answer is that error. The `Watched` members answer

@@ -347,8 +347,9 @@ impl NodeClient {
                 return answer;
             }
             let left = waited_since.map_or(left, |began| left.saturating_sub(began.elapsed()));
+            let counted = counts_as_workload(&op);
             let result = answer_within(self.inner.local.execute(group, op), group, left).await;
-            if result.is_ok() {
+            if result.is_ok() && counted {
                 self.workload.served(group, target);
             }
             return result;
@@ -465,13 +466,14 @@ impl NodeClient {
             self.inner.peers.send_forward_reply(from, ForwardReply { request_id, result });
             return;
         }
+        let counted = counts_as_workload(&op);
         let answer = self.inner.local.execute(group, op);
         let peers = self.inner.peers.clone();
         let timeout = self.inner.request_timeout;
         let workload = self.workload.clone();
         tokio::spawn(async move {
             let result = answer_within(answer, group, timeout).await;
-            if result.is_ok() {
+            if result.is_ok() && counted {
                 workload.served(group, from);
             }
             let result = fit_frame(result, group, bytes_max);
@@ -500,6 +502,13 @@ fn fit_frame(result: ShardResult, group: GroupId, bytes_max: Option<u64>) -> Sha
 
 /// A local replica's answer (`LocalGroups::execute`) within `within`: `NoReplica` if the
 /// node holds none of the group, `Timeout` past it.
+/// Whether a request answered here counts as the group's traffic through its node, which
+/// leaders follow (`timeouts.follow_workload_ms`): a `Members` read is WAIT's polling (100
+/// a second at first) or an operator's, not the application's traffic.
+fn counts_as_workload(op: &ShardOp) -> bool {
+    !matches!(op, ShardOp::Members)
+}
+
 async fn answer_within(
     answer: Option<LocalFuture>,
     group: GroupId,

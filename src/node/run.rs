@@ -943,18 +943,8 @@ impl LocalAdmin {
 
 /// The node ids of a `Members` reply.
 fn members_of(reply: &crate::kv::Reply) -> Option<Vec<NodeId>> {
-    use crate::kv::Reply;
-    let Reply::Array(fields) = reply else { return None };
-    let Some(Reply::Array(rows)) = fields.get(3) else { return None };
-    rows.iter()
-        .map(|row| match row {
-            Reply::Array(cols) => match cols.first() {
-                Some(Reply::Int(id)) => u64::try_from(*id).ok().map(NodeId),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
+    let members = crate::shard::api::Members::from_reply(reply)?;
+    Some(members.replicas.into_iter().map(|(node, _, _)| node).collect())
 }
 
 /// Client ids: a per-process random prefix in the high 32 bits and a counter below that

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::frame::Proto;
-use crate::raft::types::GroupId;
 
 /// What one connection knows about itself.
 #[derive(Debug)]
@@ -33,8 +32,9 @@ pub struct ClientState {
     pub multi: Option<super::cmd::multi::Multi>,
     /// WATCHed keys, for the next EXEC (at most `multi::WATCH_KEYS_MAX`).
     pub watched: Vec<super::cmd::multi::Watch>,
-    /// The groups the connection sent writes to, for WAIT (at most the cluster's groups).
-    pub written: BTreeSet<GroupId>,
+    /// The slots the connection sent writes to, for WAIT (at most the 16384 slots): a slot
+    /// for each group a write reached, the one its part names.
+    pub written: BTreeSet<u16>,
     pub entry: Arc<ClientEntry>,
 }
 

@@ -156,6 +156,9 @@ struct Conn<B> {
     client: ClientState,
     /// Read by `run`'s loop between requests, and by a blocked WAIT to see the client go.
     reader: OwnedReadHalf,
+    /// What a blocked WAIT read (later requests), for the decoder once it answered: at most
+    /// `limits.request_bytes_max` bytes, past which it reads no more until then.
+    stash: BytesMut,
     writer: OwnedWriteHalf,
     output: BytesMut,
     pending: VecDeque<(Proto, Pending)>,
@@ -190,6 +193,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         shared: shared.clone(),
         client,
         reader,
+        stash: BytesMut::new(),
         writer,
         output: BytesMut::new(),
         pending: VecDeque::new(),
@@ -255,6 +259,10 @@ impl<B: Backend> Conn<B> {
                 open = false;
                 break;
             }
+            if !self.stash.is_empty() {
+                // Read after what `input` holds: it goes after it.
+                input.extend_from_slice(&self.stash.split());
+            }
         }
         self.drain().await?;
         self.flush().await?;
@@ -305,12 +313,15 @@ impl<B: Backend> Conn<B> {
                 self.flush().await?;
                 let backend = self.backend.clone();
                 let killed = self.client.entry.clone();
+                let stash_max = self.shared.options.limits.request_bytes_max as usize;
                 let frame = tokio::select! {
                     biased;
                     frame = crate::resp::wait::run(backend, wait) => frame,
-                    () = gone(&mut self.reader) => return Ok(false),
+                    () = gone(&mut self.reader, &mut self.stash, stash_max) => return Ok(false),
                     () = killed.killed() => return Ok(false),
                 };
+                // As Redis, the time spent blocked is not the command's (SLOWLOG, stats).
+                timer.started = Instant::now();
                 timer.stop(&frame);
                 self.pending.push_back((proto, Pending::Ready(frame)));
             }
@@ -338,14 +349,14 @@ impl<B: Backend> Conn<B> {
         Ok(true)
     }
 
-    /// Remembers the groups a write goes to, for WAIT.
+    /// Remembers the slots a write goes to, for WAIT.
     fn note_written(&mut self, job: &Job) {
         let written = &mut self.client.written;
         match job {
-            Job::Run(ops) if ops.write => written.extend(ops.parts.iter().map(|p| p.group)),
+            Job::Run(ops) if ops.write => written.extend(ops.parts.iter().map(|p| p.slot)),
             Job::Transaction(tx) => {
                 let writes = tx.ops.iter().filter(|(_, ops)| ops.write);
-                written.extend(writes.flat_map(|(_, ops)| ops.parts.iter().map(|p| p.group)));
+                written.extend(writes.flat_map(|(_, ops)| ops.parts.iter().map(|p| p.slot)));
             }
             _ => {}
         }
@@ -526,13 +537,15 @@ impl CommandTimer {
     }
 }
 
-/// Resolves once the client closed its end (or the socket failed); never while it has sent
-/// more requests that are still unread (a pipelined request after a blocked WAIT keeps the
-/// WAIT until its time-out).
-async fn gone(reader: &mut OwnedReadHalf) {
-    let mut byte = [0u8; 1];
-    match reader.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+/// Resolves once the client closed its end (or the socket failed), reading what it sends
+/// meanwhile into `stash`, up to `stash_max` bytes (then it waits, reading no more).
+async fn gone(reader: &mut OwnedReadHalf, stash: &mut BytesMut, stash_max: usize) {
+    while stash.len() < stash_max {
+        stash.reserve(READ_BUFFER_BYTES.min(stash_max - stash.len()));
+        match reader.read_buf(stash).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
+    std::future::pending().await
 }

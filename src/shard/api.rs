@@ -142,6 +142,30 @@ impl Members {
             Reply::Array(rows.collect()),
         ])
     }
+
+    /// `to_reply` read back; `None` for a reply of another shape.
+    pub fn from_reply(reply: &Reply) -> Option<Members> {
+        let int = |reply: Option<&Reply>| match reply {
+            Some(Reply::Int(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        let Reply::Array(fields) = reply else { return None };
+        let Some(Reply::Array(rows)) = fields.get(3) else { return None };
+        let replicas = rows.iter().map(|row| {
+            let Reply::Array(cols) = row else { return None };
+            let kind = match cols.get(1) {
+                Some(Reply::Status(name)) => MemberKind::parse(name)?,
+                _ => return None,
+            };
+            Some((NodeId(int(cols.first())?), kind, int(cols.get(2))?))
+        });
+        Some(Members {
+            leader: NodeId(int(fields.first())?),
+            commit_index: int(fields.get(1))?,
+            joint: int(fields.get(2))? == 1,
+            replicas: replicas.collect::<Option<_>>()?,
+        })
+    }
 }
 
 /// Why a group could not answer. `Display` texts are for logs; the RESP layer maps each
@@ -224,4 +248,30 @@ pub struct GroupReport {
     pub slots: (u16, u16),
     /// Voters (outgoing ones included), then learners.
     pub replicas: Vec<NodeId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Members::to_reply` read back whole; a reply of another shape is refused.
+    #[test]
+    fn members_read_back_from_their_reply() {
+        let members = Members {
+            leader: NodeId(2),
+            commit_index: 40,
+            joint: true,
+            replicas: vec![
+                (NodeId(1), MemberKind::Voter, 38),
+                (NodeId(2), MemberKind::Outgoing, 41),
+                (NodeId(3), MemberKind::Learner, 40),
+            ],
+        };
+        assert_eq!(Members::from_reply(&members.to_reply()), Some(members.clone()));
+        let Reply::Array(mut fields) = members.to_reply() else { unreachable!() };
+        fields[3] = Reply::Array(vec![Reply::Array(vec![Reply::Int(1)])]);
+        assert_eq!(Members::from_reply(&Reply::Array(fields)), None, "a row cut short");
+        assert_eq!(Members::from_reply(&Reply::Ok), None);
+        assert_eq!(Members::from_reply(&Reply::Array(vec![Reply::Int(-1)])), None);
+    }
 }

@@ -1239,6 +1239,52 @@ fn transactions_run_their_commands_as_one_or_not_at_all() {
     assert!(error.to_string().contains("the watched keys exceed 4096 bytes"), "{error}");
 }
 
+/// On a cluster-aware connection DBSIZE, INFO's keyspace, KEYS, SCAN and RANDOMKEY cover
+/// the groups this node is master of (CLUSTER SLOTS's slots of the node), as a Redis
+/// Cluster node answers for its own keys: a cluster client summing or joining the masters'
+/// answers counts each key once. A plain connection still sees every group.
+#[test]
+fn cluster_aware_keyspace_commands_cover_the_nodes_own_groups() {
+    use std::collections::BTreeSet;
+    let server = start(RespOptions::default());
+    server.backend.add_node(NodeId(2), "127.0.0.1:7999".parse().unwrap());
+    let mut plain = client(&server);
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        let _: () = plain.set(key, 1).unwrap();
+    }
+    let group_of = |key: &str| server.backend.group_of_slot(shardkv::kv::key_slot(key.as_bytes()));
+    let elsewhere = group_of("k0");
+    server.backend.set_leader(elsewhere, Some(NodeId(2)));
+    let own: BTreeSet<String> = keys.iter().filter(|k| group_of(k) != elsewhere).cloned().collect();
+    assert!(!own.is_empty() && own.len() < keys.len(), "{own:?}");
+    assert_eq!(run(&mut plain, &["DBSIZE"]), Ok(Value::Int(40)));
+
+    let mut aware = client(&server);
+    let _: () = redis::cmd("CLIENT").arg("REDIRECTS").arg("ON").query(&mut aware).unwrap();
+    assert_eq!(run(&mut aware, &["DBSIZE"]), Ok(Value::Int(own.len() as i64)));
+    let listed: BTreeSet<String> = aware.keys("*").unwrap();
+    assert_eq!(listed, own);
+    let (mut cursor, mut scanned) = (0u64, Vec::new());
+    loop {
+        let (next, page): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(3).query(&mut aware).unwrap();
+        scanned.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    scanned.sort();
+    assert_eq!(scanned, own.iter().cloned().collect::<Vec<_>>(), "each own key once");
+    for _ in 0..10 {
+        let key: String = redis::cmd("RANDOMKEY").query(&mut aware).unwrap();
+        assert!(own.contains(&key), "{key}");
+    }
+    let info: String = redis::cmd("INFO").arg("keyspace").query(&mut aware).unwrap();
+    assert!(info.contains(&format!("db0:keys={},", own.len())), "{info}");
+}
+
 /// Two keys of two groups of the `MemBackend`'s four.
 fn two_groups_keys() -> (String, String) {
     let (a, b) = (0..300)

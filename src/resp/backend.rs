@@ -80,6 +80,14 @@ pub struct GroupView {
     pub leader: Option<NodeId>,
 }
 
+impl GroupView {
+    /// The node Redis Cluster replies show as the group's master: its leader, or with none
+    /// its first replica.
+    pub fn master(&self) -> Option<NodeId> {
+        self.leader.or_else(|| self.replicas.first().copied())
+    }
+}
+
 impl ClusterView {
     pub fn node(&self, id: NodeId) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)

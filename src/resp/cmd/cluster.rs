@@ -71,7 +71,7 @@ pub(super) fn slot_arg(arg: &[u8]) -> Result<u16, Frame> {
 
 /// The master first, then the other replicas.
 fn members(group: &GroupView) -> Vec<NodeId> {
-    let master = group.leader.or_else(|| group.replicas.first().copied());
+    let master = group.master();
     let mut members: Vec<NodeId> = master.into_iter().collect();
     members.extend(group.replicas.iter().filter(|r| Some(**r) != master));
     members

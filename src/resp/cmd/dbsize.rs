@@ -1,4 +1,5 @@
-//! DBSIZE: the sum of every group's stored keys.
+//! DBSIZE: the sum of the stored keys of every group (a cluster-aware connection's: of the
+//! groups the node is master of, `Ctx::keyspace_groups`).
 
 use bytes::Bytes;
 
@@ -16,13 +17,14 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     cx.ops(false, parts, Merge::SumInt)
 }
 
-/// One count read per group, `count` of its first and last slot.
+/// One count read per group of the keyspace (`Ctx::keyspace_groups`), `count` of its first
+/// and last slot.
 pub fn count_parts<B: Backend>(
     cx: &Ctx<'_, B>,
     count: impl Fn(u16, u16) -> ReadCommand,
 ) -> Vec<Part> {
     let now_ms = cx.now_ms();
-    let parts = cx.groups().into_iter().map(|g| {
+    let parts = cx.keyspace_groups().into_iter().map(|g| {
         let command = count(g.slot_first, g.slot_last);
         let op = ShardOp::read(command, now_ms);
         Part {

@@ -9,7 +9,7 @@ use crate::resp::exec::Job;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let groups = cx
-        .groups()
+        .keyspace_groups()
         .into_iter()
         .map(|g| (g.id, g.slot_first, g.slot_last))
         .collect();

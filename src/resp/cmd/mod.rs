@@ -1121,6 +1121,20 @@ impl<B: Backend> Ctx<'_, B> {
         groups
     }
 
+    /// The groups a keyspace command covers (DBSIZE, INFO's keyspace, KEYS, SCAN,
+    /// RANDOMKEY), in slot order: on a cluster-aware connection those this node is master
+    /// of (`GroupView::master`, the slots CLUSTER SLOTS lists as its own), as a Redis
+    /// Cluster node answers for its own keys, so that a cluster client summing or joining
+    /// the masters' answers counts each key once; on a plain connection every group.
+    pub fn keyspace_groups(&self) -> Vec<GroupView> {
+        let mut groups = self.groups();
+        if self.client.redirects {
+            let me = self.backend.node_id();
+            groups.retain(|g| g.master() == Some(me));
+        }
+        groups
+    }
+
     /// Ops over several groups.
     /// A read of several keys (MGET, EXISTS): one slot on a cluster-aware connection
     /// (`-CROSSSLOT` otherwise), else split per group and merged by `merge`.

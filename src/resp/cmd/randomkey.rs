@@ -16,7 +16,7 @@ use crate::shard::api::ShardOp;
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     let random = RandomState::new();
     let now_ms = cx.now_ms();
-    let groups = cx.groups();
+    let groups = cx.keyspace_groups();
     let count = groups.len().max(1);
     let parts = groups
         .into_iter()

@@ -1,8 +1,10 @@
-//! SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. The cursor holds a slot and an
-//! offset into it (`kv::read::scan_cursor`); a step stays inside the group owning that
-//! slot, and when the group is done the next cursor points at the next group's first
-//! slot. Keys deleted during a scan may make it skip a key that sits after them in the
-//! same slot (Redis guarantees more); keys are never returned twice within one slot walk.
+//! SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. The cursor holds a slot and
+//! an offset into it (`kv::read::scan_cursor`); a step stays inside the group owning
+//! that slot, and when the group is done the next cursor points at the next group's
+//! first slot (on a cluster-aware connection, the next of the groups the node is master
+//! of, `Ctx::keyspace_groups`, as a Redis Cluster node scans its own keys). Keys
+//! deleted during a scan may make it skip a key that sits after them in the same slot
+//! (Redis guarantees more); keys are never returned twice within one slot walk.
 
 use bytes::Bytes;
 
@@ -51,15 +53,19 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
             return Job::Now(syntax_error());
         }
     }
-    let groups = cx.groups();
+    let groups = cx.keyspace_groups();
     let group = cx.backend.group_of_slot(slot);
-    let Some(view) = groups.iter().find(|g| g.id == group) else {
-        return Job::Now(Frame::error("ERR invalid cursor"));
+    let (view, slot, offset) = match groups.iter().find(|g| g.id == group) {
+        Some(view) => (view, slot, offset),
+        // A cluster-aware connection's scan covers the node's own groups: from a slot of
+        // another (cursor 0, or a group whose master changed) it goes on at the next own.
+        None if cx.client.redirects => match groups.iter().find(|g| g.slot_first > slot) {
+            Some(view) => (view, view.slot_first, 0),
+            None => return Job::Now(Frame::Array(vec![Frame::text("0"), Frame::Array(vec![])])),
+        },
+        None => return Job::Now(Frame::error("ERR invalid cursor")),
     };
-    let next_slot = view
-        .slot_last
-        .checked_add(1)
-        .filter(|s| *s < crate::kv::slot::SLOT_COUNT);
+    let next_slot = groups.iter().find(|g| g.slot_first > view.slot_last).map(|g| g.slot_first);
     let step = ScanStep {
         slot,
         offset,

@@ -76,7 +76,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     };
     let op = ShardOp::read(ReadCommand::Scan(step), cx.now_ms());
     let part = Part {
-        group,
+        group: view.id,
         slot,
         op,
         positions: Vec::new(),

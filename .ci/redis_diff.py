@@ -193,7 +193,7 @@ readonly readwrite cluster get set setnx setex psetex getset getdel getex mget m
 append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
-copy bitfield bitfield_ro dump restore restore-asking slowlog wait""".split()
+copy bitfield bitfield_ro dump restore restore-asking slowlog wait memory""".split()
 
 V = "v" * 40
 CASES = [
@@ -219,6 +219,12 @@ CASES = [
     # HELP of the container commands with a word too many (their help texts differ).
     [["CLIENT", "HELP", "x"], ["COMMAND", "HELP", "x"], ["CLUSTER", "HELP", "x"],
      ["CONFIG", "HELP", "x"], ["SLOWLOG", "HELP", "x"]],
+    # MEMORY USAGE's words, and a missing key (a key's size differs by nature).
+    [["MEMORY", "USAGE", "{d}none"], ["MEMORY", "USAGE", "{d}none", "SAMPLES", "x"],
+     ["MEMORY", "USAGE", "{d}none", "SAMPLES", "-1"], ["MEMORY", "USAGE", "{d}none", "x"],
+     ["MEMORY", "USAGE", "{d}none", "SAMPLES"], ["MEMORY", "FOO"], ["MEMORY", "USAGE"],
+     ["MEMORY", "usage", "{d}none", "samples", "5", "SAMPLES", "0"],
+     ["SET", "{d}a", "1", "PX", "1"], ["MEMORY", "USAGE", "{d}a", "SAMPLES", "x"]],
     # WAIT's numbers (its count differs by nature: the reference has no replica).
     [["WAIT", "x", "0"], ["WAIT", "0", "x"], ["WAIT", "0", "1.5"], ["WAIT", "0", "-1"],
      ["WAIT", "99999999999999999999", "0"], ["WAIT", "-1", "-1"], ["WAIT", "x", "-1"]],

@@ -1286,6 +1286,36 @@ fn cluster_aware_keyspace_commands_cover_the_nodes_own_groups() {
     assert!(info.contains(&format!("db0:keys={},", own.len())), "{info}");
 }
 
+/// MEMORY USAGE: a live key's bytes grow with its value, byte for byte; a missing or
+/// expired key is nil; its options are checked as Redis checks them; a cluster-aware
+/// connection is moved by the key before the options are read.
+#[test]
+fn memory_usage_measures_a_key_and_is_routed_by_it() {
+    let server = start(RespOptions::default());
+    let mut c = client(&server);
+    let usage = |c: &mut redis::Connection, key: &str| run(c, &["MEMORY", "USAGE", key]);
+    let _: () = c.set("m", "x".repeat(10)).unwrap();
+    let Ok(Value::Int(small)) = usage(&mut c, "m") else { panic!("no size") };
+    assert!(small > 10 + 1, "{small}");
+    let _: () = c.set("m", "x".repeat(110)).unwrap();
+    assert_eq!(usage(&mut c, "m"), Ok(Value::Int(small + 100)));
+    assert_eq!(usage(&mut c, "none"), Ok(Value::Nil));
+    let _: () = redis::cmd("SET").arg("gone").arg(1).arg("PX").arg(1).query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(usage(&mut c, "gone"), Ok(Value::Nil));
+    let samples = run(&mut c, &["MEMORY", "USAGE", "m", "SAMPLES", "0"]);
+    assert_eq!(samples, Ok(Value::Int(small + 100)));
+    let syntax = Err("ERR syntax error".to_string());
+    assert_eq!(run(&mut c, &["MEMORY", "USAGE", "m", "SAMPLES", "-1"]), syntax);
+
+    server.backend.add_node(NodeId(2), "127.0.0.1:7999".parse().unwrap());
+    let slot = shardkv::kv::key_slot(b"m");
+    server.backend.set_leader(server.backend.group_of_slot(slot), Some(NodeId(2)));
+    let _: () = redis::cmd("CLIENT").arg("REDIRECTS").arg("ON").query(&mut c).unwrap();
+    let moved = run(&mut c, &["MEMORY", "USAGE", "m", "BOGUS"]).unwrap_err();
+    assert_eq!(moved, format!("MOVED {slot} 127.0.0.1:7999"));
+}
+
 /// Two keys of two groups of the `MemBackend`'s four.
 fn two_groups_keys() -> (String, String) {
     let (a, b) = (0..300)

@@ -224,6 +224,24 @@ pub fn value_type(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
     }))
 }
 
+/// Bytes an entry held in memory takes beyond its key and record: a table slot, two
+/// `Bytes` handles and the allocator's share (the replicas' caches count it; MEMORY USAGE
+/// adds it).
+pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+/// MEMORY USAGE: the bytes a live key takes, its key and stored record (value, type,
+/// deadline) and `ENTRY_OVERHEAD_BYTES`, as a replica's cache counts it; nil for none.
+pub fn memory_usage(view: &impl KvRead, now_ms: u64, key: &[u8]) -> Reply {
+    let Some(raw) = view.get(key_slot(key), key) else {
+        return Reply::Nil;
+    };
+    match Record::decode(&raw) {
+        Ok(record) if record.is_expired(now_ms) => Reply::Nil,
+        Ok(_) => Reply::Int((ENTRY_OVERHEAD_BYTES + (key.len() + raw.len()) as u64) as i64),
+        Err(e) => Reply::Error(KvError::CorruptRecord(e.to_string())),
+    }
+}
+
 /// A read command as the router hands it to a group (and as it crosses the wire when
 /// forwarded to the leader's node). Every key of one command belongs to the group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -283,6 +301,10 @@ pub enum ReadCommand {
         form: TtlForm,
     },
     Type {
+        key: Bytes,
+    },
+    /// MEMORY USAGE: `memory_usage`.
+    MemoryUsage {
         key: Bytes,
     },
     /// One page of KEYS over `slot_first..=slot_last`, after `after` (exclusive).
@@ -345,7 +367,8 @@ impl ReadCommand {
             | R::BitCount { key, .. }
             | R::BitPos { key, .. }
             | R::BitField { key, .. }
-            | R::Type { key } => Some(std::slice::from_ref(key)),
+            | R::Type { key }
+            | R::MemoryUsage { key } => Some(std::slice::from_ref(key)),
             R::MGet { keys } | R::Exists { keys } | R::Digests { keys } | R::Lcs { keys, .. } => {
                 Some(keys)
             }
@@ -530,6 +553,7 @@ pub fn execute(view: &impl KvRead, now_ms: u64, command: &ReadCommand) -> Reply 
         }
         ReadCommand::Ttl { key, form } => ttl(view, now_ms, key, *form),
         ReadCommand::Type { key } => value_type(view, now_ms, key),
+        ReadCommand::MemoryUsage { key } => memory_usage(view, now_ms, key),
         ReadCommand::Keys {
             pattern,
             slot_first,

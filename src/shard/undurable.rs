@@ -99,9 +99,8 @@ impl Equivalent<CleanKey> for KeyRef<'_> {
     }
 }
 
-/// Bytes a clean entry counts beyond its key and record: the table slot, the two `Bytes`
-/// handles and the allocator's share.
-const CLEAN_ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// Bytes a clean entry counts beyond its key and record.
+const CLEAN_ENTRY_OVERHEAD_BYTES: u64 = crate::kv::read::ENTRY_OVERHEAD_BYTES;
 
 #[derive(Clone)]
 struct CleanWeight;

@@ -31,7 +31,7 @@ use crate::transport::api::Urgency;
 /// `BusyKey` and `LcsTooLarge` (in forwarded replies and in snapshots' session records);
 /// `Restore` and `Lcs` are not batchable, which decides what apply accepts in a batch.
 /// 12: `apply::TRANSACTION_WORK_BYTES_MAX` (an older replica would apply a transaction this
-/// one refuses) and `KvError::TransactionWorkTooLarge`.
+/// one refuses), `KvError::TransactionWorkTooLarge` and `ReadCommand::MemoryUsage`.
 pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Bytes of the length prefix.

@@ -86,6 +86,14 @@ const HELP: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "memory",
+        &[
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value (its stored record and a",
+            "    per-entry overhead).",
+        ],
+    ),
+    (
         "slowlog",
         &[
             "GET [<count>]",

@@ -50,6 +50,7 @@ mod incrbyfloat;
 mod info;
 mod keys;
 mod lcs;
+mod memory;
 mod mget;
 mod mset;
 pub mod multi;
@@ -297,6 +298,15 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "server",
         "Returns, counts or clears this node's slow commands."
+    ),
+    spec!(
+        "memory",
+        -2,
+        CONTAINER,
+        ACL_SLOW,
+        NO_KEY,
+        "server",
+        "A container for memory diagnostics commands."
     ),
     spec!(
         "wait",
@@ -961,6 +971,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "shardkv" => shardkv::prepare(cx, args),
         "slowlog" => slowlog::prepare(cx, args),
         "wait" => wait::prepare(cx, args),
+        "memory" => memory::prepare(cx, args),
         "get" => get::prepare(cx, args),
         "set" => set::prepare(cx, args),
         "setnx" => setnx::prepare(cx, args),

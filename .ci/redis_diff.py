@@ -224,7 +224,8 @@ CASES = [
      ["MEMORY", "USAGE", "{d}none", "SAMPLES", "-1"], ["MEMORY", "USAGE", "{d}none", "x"],
      ["MEMORY", "USAGE", "{d}none", "SAMPLES"], ["MEMORY", "FOO"], ["MEMORY", "USAGE"],
      ["MEMORY", "usage", "{d}none", "samples", "5", "SAMPLES", "0"],
-     ["SET", "{d}a", "1", "PX", "1"], ["MEMORY", "USAGE", "{d}a", "SAMPLES", "x"]],
+     ["SET", "{d}a", "1", "PX", "1"], ["MEMORY", "USAGE", "{d}a", "SAMPLES", "x"],
+     ["MEMORY", "HELP", "x"]],
     # WAIT's numbers (its count differs by nature: the reference has no replica).
     [["WAIT", "x", "0"], ["WAIT", "0", "x"], ["WAIT", "0", "1.5"], ["WAIT", "0", "-1"],
      ["WAIT", "99999999999999999999", "0"], ["WAIT", "-1", "-1"], ["WAIT", "x", "-1"]],

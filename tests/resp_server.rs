@@ -784,14 +784,15 @@ fn wait_counts_replicas_and_ends_with_its_client() {
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
     drop(behind);
     gone_within(&mut c, "a client that closed after its answers");
-    // A client that closes while WAIT blocks, with a request sent behind it or not.
+    // A client that closes while WAIT blocks, with a request sent behind it (once WAIT
+    // blocks: read then, not with WAIT) or not.
     for pipelined in [&b""[..], b"PING\r\n"] {
         let mut blocked = TcpStream::connect(server.addr).unwrap();
         blocked.write_all(b"SET {w}k 2\r\nWAIT 5 0\r\n").unwrap();
-        blocked.write_all(pipelined).unwrap();
         let mut ok = [0u8; 5];
         blocked.read_exact(&mut ok).unwrap();
         assert_eq!(&ok, b"+OK\r\n");
+        blocked.write_all(pipelined).unwrap();
         blocked.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let blocks = blocked.read(&mut ok).expect_err("WAIT blocks");
         assert_eq!(blocks.kind(), std::io::ErrorKind::WouldBlock, "{blocks}");

@@ -279,9 +279,8 @@ pub const TRANSACTION_WORK_BYTES_MAX: u64 = 128 * 1024 * 1024;
 /// hold (a client never builds one) is refused rather than run. Past the reply bound, or the
 /// work bound, the overlay's entries of the keys the transaction wrote are put back as they
 /// were (its commands write nothing else: no flush, no session): nothing of it is applied.
-/// If a
-/// `Watched` key's digest is not the one watched any more, nothing runs and the answer is
-/// nil (EXEC's null array); if their values pass `read::WATCH_DIGEST_BYTES_MAX` before one
+/// If a `Watched` key's digest is not the one watched any more, nothing runs and the answer
+/// is nil (EXEC's null array); if their values pass `read::WATCH_DIGEST_BYTES_MAX` before one
 /// differs, nothing runs and the answer is that error. The `Watched` members answer
 /// nothing.
 fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result<Reply, KvError> {

@@ -500,15 +500,16 @@ fn fit_frame(result: ShardResult, group: GroupId, bytes_max: Option<u64>) -> Sha
     Err(ShardError::Refused { group, reason })
 }
 
-/// A local replica's answer (`LocalGroups::execute`) within `within`: `NoReplica` if the
-/// node holds none of the group, `Timeout` past it.
 /// Whether a request answered here counts as the group's traffic through its node, which
-/// leaders follow (`timeouts.follow_workload_ms`): a `Members` read is WAIT's polling (100
-/// a second at first) or an operator's, not the application's traffic.
+/// leaders follow (`timeouts.follow_workload_ms`): a `Members` read is WAIT's polling (up
+/// to 200 rounds a second at first, `resp::wait`) or an operator's, not the application's
+/// traffic.
 fn counts_as_workload(op: &ShardOp) -> bool {
     !matches!(op, ShardOp::Members)
 }
 
+/// A local replica's answer (`LocalGroups::execute`) within `within`: `NoReplica` if the
+/// node holds none of the group, `Timeout` past it.
 async fn answer_within(
     answer: Option<LocalFuture>,
     group: GroupId,

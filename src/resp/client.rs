@@ -2,7 +2,7 @@
 //! the server-wide registry of connected clients behind CLIENT LIST/KILL and INFO. Owns
 //! that bookkeeping; never reads or writes a socket.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +32,44 @@ pub struct ClientState {
     pub multi: Option<super::cmd::multi::Multi>,
     /// WATCHed keys, for the next EXEC (at most `multi::WATCH_KEYS_MAX`).
     pub watched: Vec<super::cmd::multi::Watch>,
-    /// The slots the connection sent writes to, for WAIT (at most the 16384 slots): a slot
-    /// for each group a write reached, the one its part names.
-    pub written: BTreeSet<u16>,
+    /// The slots the connection sent writes to, for WAIT: for each group a write reached,
+    /// the slot its part names.
+    pub written: SlotSet,
     pub entry: Arc<ClientEntry>,
+}
+
+/// Hash slots, one bit each: 2 KiB, taken on the first insert, then no allocation.
+#[derive(Debug, Default)]
+pub struct SlotSet {
+    bits: Option<Box<[u64; SLOT_WORDS]>>,
+}
+
+const SLOT_WORDS: usize = crate::kv::slot::SLOT_COUNT as usize / 64;
+
+impl SlotSet {
+    /// Adds `slot` (one past the last slot is ignored).
+    pub fn insert(&mut self, slot: u16) {
+        let bits = self.bits.get_or_insert_with(|| Box::new([0; SLOT_WORDS]));
+        if let Some(word) = bits.get_mut(usize::from(slot / 64)) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+
+    /// The slots in the set, in order.
+    pub fn slots(&self) -> Vec<u16> {
+        let Some(bits) = &self.bits else { return Vec::new() };
+        let set = |(i, word): (usize, &u64)| {
+            let word = *word;
+            (0..64u16).filter(move |bit| word & (1 << bit) != 0).map(move |bit| i as u16 * 64 + bit)
+        };
+        bits.iter().enumerate().flat_map(set).collect()
+    }
+}
+
+impl Extend<u16> for SlotSet {
+    fn extend<I: IntoIterator<Item = u16>>(&mut self, slots: I) {
+        slots.into_iter().for_each(|slot| self.insert(slot));
+    }
 }
 
 /// A connected client as others see it (CLIENT LIST, CLIENT KILL).
@@ -165,5 +199,19 @@ impl Clients {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotSet;
+
+    /// Each slot once, in order, at word edges too; one past the last slot is ignored.
+    #[test]
+    fn a_slot_set_holds_each_slot_once_in_order() {
+        let mut set = SlotSet::default();
+        assert_eq!(set.slots(), Vec::<u16>::new());
+        set.extend([16383, 64, 5, 0, 63, 5, 16384]);
+        assert_eq!(set.slots(), vec![0, 5, 63, 64, 16383]);
     }
 }

@@ -16,13 +16,13 @@
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
 //! client is disconnected). Never interprets a command itself.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,13 +30,14 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::backend::Backend;
-use super::client::{ClientEntry, ClientState};
+use super::client::{ClientEntry, ClientState, SlotSet};
 use super::cmd::{self, Ctx};
 use super::decode::{decode, DecodeLimits, Progress};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
 use crate::raft::types::GroupId;
 use super::server::Shared;
+use super::stats::ServerStats;
 use crate::metrics::resp::UNKNOWN_COMMAND;
 
 /// Requests of one connection prepared but not yet answered.
@@ -156,8 +157,9 @@ struct Conn<B> {
     client: ClientState,
     /// Read by `run`'s loop between requests, and by a blocked WAIT to see the client go.
     reader: OwnedReadHalf,
-    /// What a blocked WAIT read (later requests), for the decoder once it answered: at most
-    /// `limits.request_bytes_max` bytes, past which it reads no more until then.
+    /// What a blocked WAIT read (later requests), for the decoder once it answered: with the
+    /// bytes read before it, at most `limits.request_bytes_max`, past which it reads no more
+    /// until then.
     stash: BytesMut,
     writer: OwnedWriteHalf,
     output: BytesMut,
@@ -184,7 +186,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         seq: 0,
         multi: None,
         watched: Vec::new(),
-        written: BTreeSet::new(),
+        written: SlotSet::default(),
         entry: entry.clone(),
     };
     let (reader, writer) = stream.into_split();
@@ -255,13 +257,14 @@ impl<B: Backend> Conn<B> {
                 }
             };
             let alone = self.pending.is_empty() && input.is_empty();
-            if !self.submit(args, alone).await? {
+            if !self.submit(args, alone, input.len()).await? {
                 open = false;
                 break;
             }
             if !self.stash.is_empty() {
-                // Read after what `input` holds: it goes after it.
-                input.extend_from_slice(&self.stash.split());
+                // Read after what `input` holds: it goes after it. Taken, so that the
+                // stash's memory goes with it.
+                input.extend_from_slice(&std::mem::take(&mut self.stash));
             }
         }
         self.drain().await?;
@@ -270,11 +273,13 @@ impl<B: Backend> Conn<B> {
     }
 
     /// Prepares one request and queues it, running; false after QUIT. `alone`: no other
-    /// request to overlap it with, so it runs here and now.
+    /// request to overlap it with, so it runs here and now. `buffered`: bytes of later
+    /// requests read already (a blocked WAIT reads more only up to the request bound).
     async fn submit(
         &mut self,
         args: Vec<bytes::Bytes>,
         alone: bool,
+        buffered: usize,
     ) -> Result<bool, ConnectionError> {
         let index = args.first().and_then(|first| cmd::spec_index_of_arg(first));
         let mut timer = CommandTimer::start(self.shared.clone(), index);
@@ -313,11 +318,13 @@ impl<B: Backend> Conn<B> {
                 self.flush().await?;
                 let backend = self.backend.clone();
                 let killed = self.client.entry.clone();
-                let stash_max = self.shared.options.limits.request_bytes_max as usize;
+                let limit = self.shared.options.limits.request_bytes_max as usize;
+                let room = limit.saturating_sub(buffered);
+                let stats = &self.shared.stats;
                 let frame = tokio::select! {
                     biased;
                     frame = crate::resp::wait::run(backend, wait) => frame,
-                    () = gone(&mut self.reader, &mut self.stash, stash_max) => return Ok(false),
+                    () = gone(&mut self.reader, &mut self.stash, room, stats) => return Ok(false),
                     () = killed.killed() => return Ok(false),
                 };
                 // As Redis, the time spent blocked is not the command's (SLOWLOG, stats).
@@ -538,13 +545,14 @@ impl CommandTimer {
 }
 
 /// Resolves once the client closed its end (or the socket failed), reading what it sends
-/// meanwhile into `stash`, up to `stash_max` bytes (then it waits, reading no more).
-async fn gone(reader: &mut OwnedReadHalf, stash: &mut BytesMut, stash_max: usize) {
-    while stash.len() < stash_max {
-        stash.reserve(READ_BUFFER_BYTES.min(stash_max - stash.len()));
-        match reader.read_buf(stash).await {
+/// meanwhile into `stash`, up to `room` bytes (then it waits, reading no more).
+async fn gone(reader: &mut OwnedReadHalf, stash: &mut BytesMut, room: usize, stats: &ServerStats) {
+    while stash.len() < room {
+        let left = room - stash.len();
+        let mut space = (&mut *stash).limit(left);
+        match reader.read_buf(&mut space).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(bytes) => stats.input(bytes),
         }
     }
     std::future::pending().await

@@ -9,10 +9,13 @@
 //! that index covers every write acknowledged before). The groups are those owning the
 //! slots the connection wrote to, as the node routes them when WAIT runs (a write that
 //! followed a split went to the group that owns its slot now). The answer is the fewest
-//! over those groups, each group's count the most seen in any round (an entry a replica
-//! holds stays there: a leader change or a refused round does not take it away); with no
-//! write, the fewest replicas beyond a leader of any group, as the node's routing table
-//! lists them (Redis counts every connected replica for a client that wrote nothing).
+//! over those groups, each group's count the most seen in any round (a committed entry a
+//! replica holds stays there: a leader change or a refused round does not take it away,
+//! though a replica removed from the group since still counts); with no write, the fewest
+//! replicas beyond a leader of any group, as the node's routing table lists them (Redis
+//! counts every connected replica for a client that wrote nothing). A write names one slot
+//! of each group it reached (a multi-key write, the slot of its first key there): after a
+//! split, the group that took a slot it did not name is not asked.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -38,7 +41,7 @@ pub const WAIT_POLL_MS_MAX: u64 = 100;
 pub struct Wait {
     /// The slots the connection wrote to.
     pub slots: Vec<u16>,
-    /// Replicas asked for (Redis's `numreplicas`; zero or less answers at once).
+    /// Replicas asked for (Redis's `numreplicas`; zero or less answers after one round).
     pub replicas: i64,
     /// Milliseconds to wait at most; 0 waits until the replicas are there.
     pub timeout_ms: u64,
@@ -62,22 +65,16 @@ pub async fn run<B: Backend>(backend: B, wait: Wait) -> Frame {
     let groups: BTreeSet<GroupId> =
         wait.slots.iter().map(|&slot| backend.group_of_slot(slot)).collect();
     let groups: Vec<GroupId> = groups.into_iter().collect();
-    if groups.is_empty() {
-        let view = backend.cluster_view();
-        let beyond = view.groups.iter().map(|g| g.replicas.len().saturating_sub(1));
-        let fewest = beyond.min().unwrap_or(0) as i64;
-        if fewest < wait.replicas {
-            // Nothing will change that while it waits.
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        }
-        return Frame::Int(fewest);
-    }
     let mut seen = vec![Seen::default(); groups.len()];
     let mut pause = Duration::from_millis(WAIT_POLL_MS_MIN);
     loop {
+        if groups.is_empty() {
+            // No write: the replicas as the routing table lists them, which a membership
+            // change or a newer table may change while it waits.
+            let view = backend.cluster_view();
+            let beyond = view.groups.iter().map(|g| g.replicas.len().saturating_sub(1));
+            seen = vec![Seen { target: None, count: beyond.min().unwrap_or(0) as i64 }];
+        }
         let asks = groups.iter().map(|group| backend.execute(*group, ShardOp::Members));
         let round = join_all(asks);
         // A round that outlasts the time-out (a leader being elected) leaves the counts

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use quick_cache::Equivalent;
 
 use crate::kv::overlay::{layered_count, layered_scan, Cleared, PendingKey};
-use crate::kv::read::{KeyCount, Tally};
+use crate::kv::read::{KeyCount, Tally, ENTRY_OVERHEAD_BYTES};
 use crate::kv::{KvMutation, KvRead};
 use crate::shard::limits::{CLEAN_CACHE_BYTES_DEFAULT, CLEAN_FETCHED_PER_STEP_MAX};
 
@@ -99,8 +99,6 @@ impl Equivalent<CleanKey> for KeyRef<'_> {
     }
 }
 
-/// Bytes a clean entry counts beyond its key and record.
-const CLEAN_ENTRY_OVERHEAD_BYTES: u64 = crate::kv::read::ENTRY_OVERHEAD_BYTES;
 
 #[derive(Clone)]
 struct CleanWeight;
@@ -108,7 +106,7 @@ struct CleanWeight;
 impl quick_cache::Weighter<CleanKey, Option<Bytes>> for CleanWeight {
     fn weight(&self, key: &CleanKey, record: &Option<Bytes>) -> u64 {
         let record = record.as_ref().map_or(0, Bytes::len);
-        CLEAN_ENTRY_OVERHEAD_BYTES + (key.key.len() + record) as u64
+        ENTRY_OVERHEAD_BYTES + (key.key.len() + record) as u64
     }
 }
 
@@ -585,7 +583,7 @@ mod tests {
     #[test]
     fn the_clean_cache_stays_within_its_bytes() {
         let view = MemKv::new();
-        let bytes = 64 * (CLEAN_ENTRY_OVERHEAD_BYTES + 16);
+        let bytes = 64 * (ENTRY_OVERHEAD_BYTES + 16);
         let mut pending = Undurable::with_clean_bytes(bytes);
         for i in 0..1000 {
             pending.push(i + 1, &[put(&format!("key-{i:04}"), "value-8")]);
@@ -607,7 +605,7 @@ mod tests {
         drop((second, third));
         assert_eq!(first.bytes(), 1200, "a stopped replica's share goes back");
         // A cache shrunk to its share evicts down to it at once.
-        let bytes = 64 * (CLEAN_ENTRY_OVERHEAD_BYTES + 16);
+        let bytes = 64 * (ENTRY_OVERHEAD_BYTES + 16);
         let mut pending = Undurable::with_clean_bytes(bytes);
         for i in 0..64 {
             pending.push(i + 1, &[put(&format!("key-{i:04}"), "value-8")]);

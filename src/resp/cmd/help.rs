@@ -1,4 +1,4 @@
-//! `<CONTAINER> HELP` for CLIENT, CLUSTER, COMMAND, CONFIG, SLOWLOG and SHARDKV: the
+//! `<CONTAINER> HELP` for CLIENT, CLUSTER, COMMAND, CONFIG, MEMORY, SLOWLOG and SHARDKV: the
 //! subcommands this node serves, in Redis's layout (an array of status lines: a usage
 //! line, each subcommand with its description indented below it, then HELP itself). The
 //! unknown-subcommand error points here ("Try CLIENT HELP.").

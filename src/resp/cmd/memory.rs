@@ -4,16 +4,14 @@
 
 use bytes::Bytes;
 
-use super::Ctx;
-use crate::resp::backend::Backend;
-use crate::resp::exec::Job;
-use crate::resp::frame::Frame;
-
-use super::{is, lower, syntax_error, unknown_subcommand, wrong_args};
+use super::{is, lower, syntax_error, unknown_subcommand, wrong_args, Ctx};
 use crate::kv::key_slot;
 use crate::kv::number::parse_i64;
 use crate::kv::read::ReadCommand;
 use crate::kv::KvError;
+use crate::resp::backend::Backend;
+use crate::resp::exec::Job;
+use crate::resp::frame::Frame;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     match lower(&args[1]).as_str() {

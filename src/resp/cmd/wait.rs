@@ -21,6 +21,6 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     let Ok(timeout_ms) = u64::try_from(timeout_ms) else {
         return Job::Now(Frame::error("ERR timeout is negative"));
     };
-    let slots = cx.client.written.iter().copied().collect();
+    let slots = cx.client.written.slots();
     Job::Wait(Wait { slots, replicas, timeout_ms })
 }

@@ -47,7 +47,7 @@ pub struct SlotSet {
 const SLOT_WORDS: usize = crate::kv::slot::SLOT_COUNT as usize / 64;
 
 impl SlotSet {
-    /// Adds `slot` (one past the last slot is ignored).
+    /// Adds `slot` (a number past the last slot is ignored).
     pub fn insert(&mut self, slot: u16) {
         let bits = self.bits.get_or_insert_with(|| Box::new([0; SLOT_WORDS]));
         if let Some(word) = bits.get_mut(usize::from(slot / 64)) {

@@ -15,7 +15,10 @@ that Redis Cluster rules allow every multi-key command. A command may be wrapped
   categories (shardkv does not list tips, key specs or subcommands);
 - `Raw(bytes)`: sent as is (malformed input); the replies up to the close must match;
 - `Other(cmd)`: sent on a second connection of the case (another client's write, which a
-  WATCH of the first must notice).
+  WATCH of the first must notice, or a PUBLISH its subscription must deliver);
+- `Several(n, cmd)`: a command that answers `n` replies (SUBSCRIBE of `n` channels),
+  compared together;
+- `Pushed()`: nothing sent; the next reply the connection reads (a Pub/Sub message).
 Replies that differ by nature (INFO, TIME, CLIENT ID, HELLO's server fields, CONFIG GET, a
 SCAN cursor) are not compared; the Rust tests check their shape. Nor are these, on purpose:
 CLIENT SETINFO (shardkv speaks Redis 7.2, the reference may be 7.0); SCAN with a negative
@@ -114,6 +117,16 @@ class Other(list):
     pass
 
 
+class Several(list):
+    def __init__(self, n, cmd):
+        super().__init__(cmd)
+        self.n = n
+
+
+class Pushed(list):
+    pass
+
+
 class ScanAll(list):
     """SCAN cursor ... repeated until the cursor is 0: compared as the sorted set of keys."""
 
@@ -173,6 +186,11 @@ def send(conn, cmd, other=None):
         return conn.buf + out
     if isinstance(cmd, Info):
         return conn.run(["COMMAND", "INFO", str(cmd)])
+    if isinstance(cmd, Several):
+        first = conn.run(cmd)
+        return first + b"".join(conn.reply() for _ in range(cmd.n - 1))
+    if isinstance(cmd, Pushed):
+        return conn.reply()
     if isinstance(cmd, ScanAll):
         keys, cursor = [], b"0"
         for _ in range(SCAN_ROUNDS_MAX):
@@ -193,7 +211,8 @@ readonly readwrite cluster get set setnx setex psetex getset getdel getex mget m
 append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink exists type
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
-copy bitfield bitfield_ro dump restore restore-asking slowlog wait memory""".split()
+copy bitfield bitfield_ro dump restore restore-asking slowlog wait memory subscribe
+unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish pubsub""".split()
 
 V = "v" * 40
 CASES = [
@@ -565,6 +584,32 @@ CASES = [
     [Raw(b"SET {d}a \"unbalanced\r\n")],
     [Raw(b"*1\r\n$-5\r\n")],
     [Raw(b"*3000000000\r\n")],
+    # Pub/Sub: confirmations, messages published by another client, the RESP2 subscribed
+    # context, RESP3 pushes, shard channels, PUBSUB's counts and errors.
+    [Several(2, ["SUBSCRIBE", "a", "b"]), Several(1, ["SUBSCRIBE", "a"]),
+     Other(["PUBLISH", "a", "hi"]), Pushed(), Other(["PUBLISH", "nobody", "x"]),
+     Other(["PUBSUB", "NUMSUB", "a", "b", "c"]), Other(["PUBSUB", "CHANNELS"]),
+     Other(["PUBSUB", "CHANNELS", "[a]"]), ["PING"], ["PING", "x"], ["GET", "{d}a"],
+     ["SET", "{d}a", "1"], ["PUBSUB", "NUMPAT"], Several(2, ["UNSUBSCRIBE", "a", "b"]),
+     ["UNSUBSCRIBE"], ["GET", "{d}a"], ["PING"]],
+    [Several(2, ["PSUBSCRIBE", "a*", "b?"]), Other(["PUBLISH", "abc", "m"]), Pushed(),
+     Other(["PUBLISH", "bc", ""]), Pushed(), Other(["PUBSUB", "NUMPAT"]),
+     Several(1, ["SUBSCRIBE", "abc"]), Other(["PUBLISH", "abc", "twice"]), Pushed(), Pushed(),
+     Several(1, ["PUNSUBSCRIBE", "a*"]), Several(1, ["PUNSUBSCRIBE", "zz"]),
+     Several(1, ["UNSUBSCRIBE", "abc"]), ["PUNSUBSCRIBE", "b?"], ["PUNSUBSCRIBE"],
+     ["UNSUBSCRIBE", "abc"]],
+    [Ignored(["HELLO", "3"]), ["SUBSCRIBE", "a"], Other(["PUBLISH", "a", "m"]), Pushed(),
+     ["GET", "{d}a"], ["PING"], ["SUNSUBSCRIBE"], ["UNSUBSCRIBE", "a"], ["PUNSUBSCRIBE"]],
+    [Several(2, ["SSUBSCRIBE", "{d}s", "{d}t"]), Other(["SPUBLISH", "{d}s", "m"]), Pushed(),
+     Other(["PUBLISH", "{d}s", "not a shard message"]), Other(["SPUBLISH", "{d}u", "m"]),
+     Other(["PUBSUB", "SHARDCHANNELS"]), Other(["PUBSUB", "SHARDCHANNELS", "*t"]),
+     Other(["PUBSUB", "SHARDNUMSUB", "{d}s", "{d}u"]), Other(["PUBSUB", "CHANNELS"]),
+     ["SSUBSCRIBE", "{d}s", "x"], ["SUNSUBSCRIBE", "{d}s"], ["SUNSUBSCRIBE", "{d}t"],
+     ["SUNSUBSCRIBE"]],
+    [["PUBSUB", "NUMPAT", "x"], ["PUBSUB", "CHANNELS", "a", "b"], ["PUBSUB", "foo"],
+     ["PUBSUB", "HELP", "x"], ["PUBSUB", "SHARDCHANNELS", "a", "b"], ["PUBSUB", "NUMSUB"],
+     ["PUBLISH", "a", "b"], ["SPUBLISH", "{d}a", "b"], ["UNSUBSCRIBE"], ["PUNSUBSCRIBE", "x"],
+     ["SUNSUBSCRIBE", "{d}a"]],
     [["SET", "{d}big", V], ["GET", "{d}big"], ["STRLEN", "{d}big"], ["SET", "{d}empty", ""],
      ["GET", "{d}empty"], ["STRLEN", "{d}empty"]],
 ]

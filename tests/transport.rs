@@ -18,7 +18,7 @@ use shardkv::raft::types::{Entry, EntryPayload, GroupId, LogIndex, Message, Mess
 use shardkv::raft::types::{NodeId, Term};
 use shardkv::shard::api::{Endorsement, ShardError, ShardOp};
 use shardkv::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
-use shardkv::transport::api::{PeerSender, TermAnswer, TermProbe, Urgency};
+use shardkv::transport::api::{PeerSender, Publication, TermAnswer, TermProbe, Urgency};
 use shardkv::transport::identity::Identity;
 use shardkv::transport::wire::{encode_frame, Batch, Frame};
 use shardkv::transport::{handshake, Transport, TransportHandle, TransportOptions};
@@ -37,6 +37,7 @@ struct Recorder {
     replies: Mutex<Vec<(NodeId, ForwardReply)>>,
     probes: Mutex<Vec<(NodeId, TermProbe)>>,
     answers: Mutex<Vec<(NodeId, TermAnswer)>>,
+    publications: Mutex<Vec<(NodeId, Publication)>>,
 }
 
 impl InboundHandler for Recorder {
@@ -54,6 +55,9 @@ impl InboundHandler for Recorder {
     }
     fn on_term_answer(&self, from: NodeId, answer: TermAnswer) {
         self.answers.lock().unwrap().push((from, answer));
+    }
+    fn on_publication(&self, from: NodeId, publication: Publication) {
+        self.publications.lock().unwrap().push((from, publication));
     }
 }
 
@@ -313,6 +317,29 @@ async fn read_round_probes_and_answers_round_trip() {
     b.send_term_answer(NodeId(1), answer.clone());
     wait_until("answer", || ra.answers.lock().unwrap().len() == 1).await;
     assert_eq!(*ra.answers.lock().unwrap(), vec![(NodeId(2), answer)]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Pub/Sub messages cross in the order they were sent.
+#[tokio::test]
+async fn publications_cross_in_order() {
+    let nodes = cluster(2, |_| {}).await;
+    let (a, _) = &nodes[0];
+    let (b, rb) = &nodes[1];
+    let sent: Vec<Publication> = (0..50)
+        .map(|i| Publication {
+            shard: i % 2 == 0,
+            channel: format!("ch{}", i % 3).into(),
+            message: vec![b'x'; i].into(),
+        })
+        .collect();
+    for p in &sent {
+        a.send_publication(NodeId(2), p.clone());
+    }
+    wait_until("publications", || rb.publications.lock().unwrap().len() == sent.len()).await;
+    let got = rb.publications.lock().unwrap().clone();
+    assert_eq!(got, sent.into_iter().map(|p| (NodeId(1), p)).collect::<Vec<_>>());
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -27,7 +27,9 @@ use crate::node::workload::Workload;
 use crate::raft::types::{GroupId, NodeId, Term};
 use crate::router::table::RoutingTable;
 use crate::shard::api::{Endorsement, ShardError, ShardOp, ShardResult};
+use crate::resp::pubsub::Hub;
 use crate::transport::api::{ForwardReply, ForwardRequest, PeerSender, TermAnswer, TermProbe};
+use crate::transport::api::Publication;
 
 /// Forwards from this node awaiting an answer before new ones are refused (`Busy`).
 pub const FORWARDS_PENDING_MAX: usize = 100_000;
@@ -92,6 +94,8 @@ struct Inner {
     pending: DashMap<u64, oneshot::Sender<ShardResult>>,
     next_request_id: AtomicU64,
     request_timeout: Duration,
+    /// This node's Pub/Sub subscribers.
+    hub: Arc<Hub>,
 }
 
 impl NodeClient {
@@ -108,6 +112,7 @@ impl NodeClient {
             pending: DashMap::new(),
             next_request_id: AtomicU64::new(1),
             request_timeout,
+            hub: Arc::default(),
         };
         let workload = Arc::new(Workload::new(false));
         NodeClient {
@@ -442,6 +447,26 @@ impl NodeClient {
         self.inner.peers.send_term_answer(from, answer);
     }
 
+    /// This node's Pub/Sub subscribers.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Hands `publication` to every other node of the cluster, for their subscribers.
+    pub fn publish_to_peers(&self, publication: &Publication) {
+        let me = self.inner.table.me();
+        for (node, _) in self.inner.table.nodes() {
+            if node != me {
+                self.inner.peers.send_publication(node, publication.clone());
+            }
+        }
+    }
+
+    /// A peer relayed a message published there: for this node's subscribers.
+    pub fn on_publication(&self, _from: NodeId, publication: Publication) {
+        self.inner.hub.deliver(publication);
+    }
+
     /// A peer answered one of our read rounds.
     pub fn on_term_answer(&self, from: NodeId, answer: TermAnswer) {
         if let Some(rounds) = &self.read_rounds {
@@ -650,6 +675,9 @@ mod tests {
         }
         fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
             self.client(to).on_term_answer(self.me, answer);
+        }
+        fn send_publication(&self, to: NodeId, publication: Publication) {
+            self.client(to).on_publication(self.me, publication);
         }
         fn is_up(&self, to: NodeId) -> bool {
             !self.wire.down.lock().expect("wire").contains(&to)
@@ -915,6 +943,7 @@ mod tests {
         fn send_forward_reply(&self, _: NodeId, _: ForwardReply) {}
         fn send_term_probe(&self, _: NodeId, _: TermProbe) {}
         fn send_term_answer(&self, _: NodeId, _: TermAnswer) {}
+        fn send_publication(&self, _: NodeId, _: Publication) {}
     }
 
     #[tokio::test]

@@ -399,6 +399,7 @@ mod tests {
             self.probes.lock().expect("probes").push((to, probe));
         }
         fn send_term_answer(&self, _: NodeId, _: TermAnswer) {}
+        fn send_publication(&self, _: NodeId, _: crate::transport::api::Publication) {}
         fn is_up(&self, to: NodeId) -> bool {
             !self.down.lock().expect("down").contains(&to)
         }

@@ -40,9 +40,10 @@ use crate::shard::read_door::ReadDoor;
 use crate::shard::undurable::CleanBudget;
 use crate::storage::{NodeDb, StorageError};
 use crate::transport::api::{
-    ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, TermAnswer,
-    TermProbe, Urgency,
+    ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Publication,
+    TermAnswer, TermProbe, Urgency,
 };
+use crate::resp::pubsub::Hub;
 use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::stats::TransportStats;
 use crate::transport::{Transport, TransportHandle, TransportOptions};
@@ -256,6 +257,12 @@ impl InboundHandler for NodeInbound {
             client.on_term_answer(from, answer);
         }
     }
+
+    fn on_publication(&self, from: NodeId, publication: Publication) {
+        if let Some(client) = self.client.get() {
+            client.on_publication(from, publication);
+        }
+    }
 }
 
 /// The transport as a `PeerSender` for the request path and the replicas.
@@ -277,6 +284,9 @@ impl PeerSender for Peers {
     }
     fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
         self.0.send_term_answer(to, answer);
+    }
+    fn send_publication(&self, to: NodeId, publication: Publication) {
+        self.0.send_publication(to, publication);
     }
 
     fn is_up(&self, to: NodeId) -> bool {
@@ -1068,6 +1078,14 @@ impl Backend for NodeBackend {
 
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.client.table().leader(group)
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        self.client.hub()
+    }
+
+    fn publish_to_peers(&self, publication: &Publication) {
+        self.client.publish_to_peers(publication);
     }
 
     fn holds_replica(&self, group: GroupId) -> bool {

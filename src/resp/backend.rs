@@ -5,6 +5,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::pubsub::{Hub, Publication};
 
 use crate::raft::types::{GroupId, NodeId};
 use crate::shard::api::{ShardOp, ShardResult};
@@ -28,6 +31,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn new_client_id(&self) -> u64;
     /// The node's unix clock in milliseconds (relative TTLs become deadlines with it).
     fn now_ms(&self) -> u64;
+    /// This node's Pub/Sub subscribers.
+    fn hub(&self) -> &Arc<Hub>;
+    /// Hands `publication` to every other node of the cluster, for their subscribers (at
+    /// most once: a link that is down or a full queue drops it).
+    fn publish_to_peers(&self, publication: &Publication);
     /// The leader of `group` as this node knows it; the default asks `cluster_view`.
     fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.cluster_view()

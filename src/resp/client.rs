@@ -35,7 +35,17 @@ pub struct ClientState {
     /// The slots the connection sent writes to, for WAIT: for each group a write reached,
     /// the slot its part names.
     pub written: SlotSet,
+    /// Its Pub/Sub subscriptions, once it subscribed to anything.
+    pub subscriptions: Option<Box<super::pubsub::Subscriptions>>,
     pub entry: Arc<ClientEntry>,
+}
+
+impl ClientState {
+    /// Subscribed to any channel, pattern or shard channel: a RESP2 connection takes only
+    /// Pub/Sub commands, PING, QUIT and RESET then.
+    pub fn subscribed(&self) -> bool {
+        self.subscriptions.as_ref().is_some_and(|s| s.total() > 0)
+    }
 }
 
 /// Hash slots, one bit each: 2 KiB, taken on the first insert, then no allocation.
@@ -92,6 +102,8 @@ struct Shown {
     name: Option<Bytes>,
     last_command: &'static str,
     proto: i64,
+    /// Channels, patterns and shard channels subscribed to.
+    subscriptions: [usize; 3],
 }
 
 impl ClientEntry {
@@ -107,6 +119,17 @@ impl ClientEntry {
         shown.proto = proto.number();
     }
 
+    /// Records how many channels, patterns and shard channels the connection listens to.
+    pub fn show_subscriptions(&self, counts: [usize; 3]) {
+        self.shown.lock().unwrap_or_else(|e| e.into_inner()).subscriptions = counts;
+    }
+
+    /// Redis's client type `pubsub`: subscribed to anything.
+    pub fn is_pubsub(&self) -> bool {
+        let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.subscriptions.iter().any(|&n| n > 0)
+    }
+
     /// The name CLIENT SETNAME gave, empty if none.
     pub fn name(&self) -> Bytes {
         let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,14 +143,18 @@ impl ClientEntry {
         let cmd = if shown.last_command.is_empty() { "NULL" } else { shown.last_command };
         let name = shown.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
+            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags={} db=0 sub={} psub={} \
+             ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr.map(|a| a.to_string()).unwrap_or_default(),
             name,
             age,
+            if shown.subscriptions.iter().any(|&n| n > 0) { "P" } else { "N" },
+            shown.subscriptions[0],
+            shown.subscriptions[1],
+            shown.subscriptions[2],
             cmd,
             shown.proto
         )

@@ -35,6 +35,7 @@ use super::cmd::{self, Ctx};
 use super::decode::{decode, DecodeLimits, Progress};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
+use super::pubsub::{Mailbox, Overflow};
 use crate::raft::types::GroupId;
 use super::server::Shared;
 use super::stats::ServerStats;
@@ -187,6 +188,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         multi: None,
         watched: Vec::new(),
         written: SlotSet::default(),
+        subscriptions: None,
         entry: entry.clone(),
     };
     let (reader, writer) = stream.into_split();
@@ -216,12 +218,19 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
                 break;
             }
         }
+        let mailbox = conn.client.subscriptions.as_ref().map(|s| s.mailbox().clone());
         tokio::select! {
             read = conn.reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(bytes) => shared.stats.input(bytes),
             },
             _ = &mut killed => break,
+            () = posted(mailbox.as_deref()) => {
+                if let Err(error) = conn.deliver().await {
+                    tracing::debug!(client = id, %addr, %error, "closing subscriber connection");
+                    break;
+                }
+            }
         }
     }
     let _ = conn.writer.shutdown().await;
@@ -471,6 +480,23 @@ impl<B: Backend> Conn<B> {
         Ok(())
     }
 
+    /// Writes the Pub/Sub messages waiting in the connection's mailbox, oldest first; an
+    /// error if the mailbox passed its bound (the client did not read them).
+    async fn deliver(&mut self) -> Result<(), ConnectionError> {
+        let Some(subscriptions) = &self.client.subscriptions else { return Ok(()) };
+        let deliveries = subscriptions
+            .mailbox()
+            .take()
+            .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;
+        for delivery in deliveries {
+            delivery.frame().encode(self.client.proto, &mut self.output);
+            if self.output.len() >= OUTPUT_FLUSH_BYTES {
+                self.flush().await?;
+            }
+        }
+        self.flush().await
+    }
+
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         if !self.output.is_empty() {
             self.writer.write_all(&self.output).await?;
@@ -541,6 +567,14 @@ impl CommandTimer {
                 self.shared.slowlog.add(&args, elapsed, client.addr.to_string(), client.name());
             }
         }
+    }
+}
+
+/// Resolves when `mailbox` has messages (never without one).
+async fn posted(mailbox: Option<&Mailbox>) {
+    match mailbox {
+        Some(mailbox) => mailbox.posted().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -42,6 +42,12 @@ pub enum Frame {
     Set(Vec<Frame>),
     /// Plain text (`=…txt:` under RESP3, a bulk string under RESP2).
     Verbatim(String),
+    /// Out-of-band data (Pub/Sub's messages and confirmations): `>` under RESP3, an array
+    /// under RESP2.
+    Push(Vec<Frame>),
+    /// Several replies in a row, for one command that answers more than one (SUBSCRIBE
+    /// confirms each channel): each encoded in turn. Never nested in another frame.
+    Several(Vec<Frame>),
 }
 
 impl Frame {
@@ -99,6 +105,13 @@ impl Frame {
                 bulk(out, b'=', &body);
             }
             Frame::Verbatim(text) => bulk(out, b'$', text.as_bytes()),
+            Frame::Push(items) => items_of(
+                out,
+                if proto == Proto::Resp3 { b'>' } else { b'*' },
+                items,
+                proto,
+            ),
+            Frame::Several(frames) => frames.iter().for_each(|frame| frame.encode(proto, out)),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::backend::{Backend, ClusterView, GroupView, NodeView};
+use super::pubsub::{Hub, Publication};
 use crate::kv::read;
 use crate::kv::slot::SLOT_COUNT;
 use crate::kv::{MemKv, Overlay};
@@ -28,6 +29,8 @@ struct Inner {
     next_client_id: AtomicU64,
     /// Operations executed, for tests that count what a client's commands became.
     executed: AtomicU64,
+    /// Pub/Sub subscribers (this backend's one node: it has no peers to relay to).
+    hub: Arc<Hub>,
 }
 
 struct MemGroup {
@@ -76,6 +79,7 @@ impl MemBackend {
                 groups,
                 next_client_id,
                 executed: AtomicU64::new(0),
+                hub: Arc::default(),
             }),
         }
     }
@@ -196,6 +200,13 @@ impl Backend for MemBackend {
     fn new_client_id(&self) -> u64 {
         self.inner.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// One node: no other node's subscribers to reach.
+    fn publish_to_peers(&self, _publication: &Publication) {}
 
     fn now_ms(&self) -> u64 {
         SystemTime::now()

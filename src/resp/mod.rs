@@ -13,6 +13,7 @@
 //! - [`client`]: per-connection state and the client registry.
 //! - [`cmd`]: one file per command: syntax, routing, the shard ops to run.
 //! - [`exec`]: runs shard ops, merges replies, maps `ShardError`s to Redis errors.
+//! - [`pubsub`]: the node's Pub/Sub subscriptions and their delivery.
 //!
 //! # Two kinds of client
 //! - **Plain** (the default, `RespOptions::cluster_redirects = false`): any node accepts
@@ -56,6 +57,7 @@ pub mod decode;
 pub mod exec;
 pub mod frame;
 pub mod mem_backend;
+pub mod pubsub;
 pub mod server;
 pub mod slowlog;
 pub mod stats;

@@ -290,7 +290,8 @@ impl ServerStats {
 
     /// INFO's `# Stats` section; `expired_keys`: the node's active expiry deletes so far
     /// (`Backend::expired_keys`), counted from the last reset.
-    pub fn stats_section(&self, expired_keys: u64) -> String {
+    /// `pubsub`: this node's channels, patterns and shard channels with a subscriber.
+    pub fn stats_section(&self, expired_keys: u64, pubsub: [usize; 3]) -> String {
         let (ops, input_kbps, output_kbps) = self.recent_rates();
         let expired_keys = expired_keys.saturating_sub(self.expired_keys_at_reset.load(Relaxed));
         format!(
@@ -299,7 +300,8 @@ impl ServerStats {
              total_net_output_bytes:{}\r\ninstantaneous_input_kbps:{input_kbps:.2}\r\n\
              instantaneous_output_kbps:{output_kbps:.2}\r\nrejected_connections:{}\r\n\
              expired_keys:{expired_keys}\r\nevicted_keys:0\r\n\
-             keyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n\r\n",
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\n\
+             pubsub_patterns:{}\r\npubsubshard_channels:{}\r\ntotal_error_replies:{}\r\n\r\n",
             self.connections_received.load(Relaxed),
             self.commands_processed(),
             self.net_input_bytes.load(Relaxed),
@@ -307,6 +309,9 @@ impl ServerStats {
             self.rejected_connections.load(Relaxed),
             self.keyspace_hits.load(Relaxed),
             self.keyspace_misses.load(Relaxed),
+            pubsub[0],
+            pubsub[1],
+            pubsub[2],
             self.error_replies.load(Relaxed),
         )
     }
@@ -381,7 +386,7 @@ mod tests {
             "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_MOVED:count=1\r\n\
              errorstat_WRONGTYPE:count=1\r\n\r\n"
         );
-        let text = stats.stats_section(40);
+        let text = stats.stats_section(40, [0; 3]);
         assert_eq!(field(&text, "total_commands_processed"), "3");
         assert_eq!(field(&text, "total_error_replies"), "6");
         assert_eq!(field(&text, "expired_keys"), "40");
@@ -390,8 +395,8 @@ mod tests {
         stats.reset(40);
         assert_eq!(stats.commandstats_section(), "# Commandstats\r\n\r\n");
         assert_eq!(stats.errorstats_section(), "# Errorstats\r\n\r\n");
-        assert_eq!(field(&stats.stats_section(45), "total_error_replies"), "0");
-        assert_eq!(field(&stats.stats_section(45), "expired_keys"), "5");
+        assert_eq!(field(&stats.stats_section(45, [0; 3]), "total_error_replies"), "0");
+        assert_eq!(field(&stats.stats_section(45, [0; 3]), "expired_keys"), "5");
     }
 
     #[test]
@@ -411,7 +416,7 @@ mod tests {
         stats.command(index(b"SET"), zero, &Frame::Null);
         stats.command(index(b"STRLEN"), zero, &Frame::Int(0));
         stats.command(index(b"GET"), zero, &Frame::error("ERR wrong number of arguments x"));
-        let text = stats.stats_section(0);
+        let text = stats.stats_section(0, [0; 3]);
         assert_eq!(field(&text, "keyspace_hits"), "5");
         assert_eq!(field(&text, "keyspace_misses"), "4");
     }
@@ -428,7 +433,7 @@ mod tests {
         let section = stats.errorstats_section();
         let kinds = section.lines().filter(|l| l.starts_with("errorstat_")).count();
         assert_eq!(kinds, ERROR_KINDS_MAX);
-        assert_eq!(field(&stats.stats_section(0), "total_error_replies"), "134");
+        assert_eq!(field(&stats.stats_section(0, [0; 3]), "total_error_replies"), "134");
     }
 
     #[test]
@@ -436,7 +441,7 @@ mod tests {
         let stats = ServerStats::default();
         let get = spec_index_of_arg(b"GET").expect("get");
         let start = Instant::now();
-        assert_eq!(field(&stats.stats_section(0), "instantaneous_ops_per_sec"), "0");
+        assert_eq!(field(&stats.stats_section(0, [0; 3]), "instantaneous_ops_per_sec"), "0");
         stats.sample(start);
         for _ in 0..300 {
             stats.command(get, Duration::ZERO, &Frame::Null);
@@ -444,7 +449,7 @@ mod tests {
         stats.input(3 * 1024);
         stats.output(6 * 1024);
         stats.sample(start + Duration::from_millis(1500));
-        let text = stats.stats_section(0);
+        let text = stats.stats_section(0, [0; 3]);
         assert_eq!(field(&text, "instantaneous_ops_per_sec"), "200");
         assert_eq!(field(&text, "instantaneous_input_kbps"), "2.00");
         assert_eq!(field(&text, "instantaneous_output_kbps"), "4.00");
@@ -452,6 +457,6 @@ mod tests {
         for i in 0..OPS_SAMPLES as u64 {
             stats.sample(start + Duration::from_millis(2000 + 100 * i));
         }
-        assert_eq!(field(&stats.stats_section(0), "instantaneous_ops_per_sec"), "0", "idle");
+        assert_eq!(field(&stats.stats_section(0, [0; 3]), "instantaneous_ops_per_sec"), "0", "idle");
     }
 }

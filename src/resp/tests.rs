@@ -404,6 +404,12 @@ impl super::Backend for Refusing {
     fn now_ms(&self) -> u64 {
         self.0.now_ms()
     }
+    fn hub(&self) -> &std::sync::Arc<super::pubsub::Hub> {
+        self.0.hub()
+    }
+    fn publish_to_peers(&self, publication: &super::pubsub::Publication) {
+        self.0.publish_to_peers(publication);
+    }
 }
 
 #[tokio::test]

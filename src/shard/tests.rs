@@ -85,6 +85,7 @@ impl PeerSender for Net {
     fn send_forward_reply(&self, _to: NodeId, _reply: ForwardReply) {}
     fn send_term_probe(&self, _to: NodeId, _probe: TermProbe) {}
     fn send_term_answer(&self, _to: NodeId, _answer: TermAnswer) {}
+    fn send_publication(&self, _to: NodeId, _publication: crate::transport::api::Publication) {}
 }
 
 impl Net {

@@ -61,6 +61,16 @@ pub struct TermAnswer {
     pub terms: Vec<(GroupId, Term)>,
 }
 
+/// A Pub/Sub message published on one node, for the others' subscribers
+/// (`resp::pubsub`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// SPUBLISH (to shard channel subscribers) rather than PUBLISH.
+    pub shard: bool,
+    pub channel: bytes::Bytes,
+    pub message: bytes::Bytes,
+}
+
 /// What replicas and the request path use to reach other nodes. Never blocks: messages are
 /// queued in bounded per-peer queues; when a queue is full the message is dropped and
 /// counted (Raft retries), and the drop is logged at debug level.
@@ -70,6 +80,7 @@ pub trait PeerSender: Send + Sync + 'static {
     fn send_forward_reply(&self, to: NodeId, reply: ForwardReply);
     fn send_term_probe(&self, to: NodeId, probe: TermProbe);
     fn send_term_answer(&self, to: NodeId, answer: TermAnswer);
+    fn send_publication(&self, to: NodeId, publication: Publication);
     /// Whether the link to `to` is up: false from the moment either direction of it
     /// closed until a connection is made again (a forward to a node that died is given up
     /// at once rather than after its time-out).
@@ -88,4 +99,5 @@ pub trait InboundHandler: Send + Sync + 'static {
     fn on_forward_reply(&self, from: NodeId, reply: ForwardReply);
     fn on_term_probe(&self, from: NodeId, probe: TermProbe);
     fn on_term_answer(&self, from: NodeId, answer: TermAnswer);
+    fn on_publication(&self, from: NodeId, publication: Publication);
 }

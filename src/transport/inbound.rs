@@ -177,4 +177,7 @@ fn deliver(ctx: &InboundContext, peer: &Peer, mut batch: Batch, frame_bytes: usi
     for answer in batch.term_answers {
         ctx.handler.on_term_answer(peer.node, answer);
     }
+    for publication in batch.publications {
+        ctx.handler.on_publication(peer.node, publication);
+    }
 }

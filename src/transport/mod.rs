@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::raft::types::NodeId;
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, InboundHandler};
-use crate::transport::api::{PeerSender, TermAnswer, TermProbe, Urgency};
+use crate::transport::api::{PeerSender, Publication, TermAnswer, TermProbe, Urgency};
 use crate::transport::peer::{LinkConfig, Outgoing, Peer};
 use crate::transport::stats::Counters;
 
@@ -379,6 +379,10 @@ impl PeerSender for TransportHandle {
 
     fn send_term_answer(&self, to: NodeId, answer: TermAnswer) {
         self.enqueue(to, Outgoing::TermAnswer(answer));
+    }
+
+    fn send_publication(&self, to: NodeId, publication: Publication) {
+        self.enqueue(to, Outgoing::Publication(publication));
     }
 
     fn is_up(&self, to: NodeId) -> bool {

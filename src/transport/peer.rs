@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::raft::types::{GroupId, MessageBody, NodeId};
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, TermAnswer, TermProbe};
+use crate::transport::api::Publication;
 use crate::transport::api::Urgency;
 use crate::transport::handshake::{self, HandshakeError};
 use crate::transport::stats::{bump, Counters};
@@ -58,6 +59,7 @@ pub(crate) enum Outgoing {
     ForwardReply(ForwardReply),
     TermProbe(TermProbe),
     TermAnswer(TermAnswer),
+    Publication(Publication),
 }
 
 /// Why a connection to a peer ended or could not be made.
@@ -215,6 +217,7 @@ impl Peer {
                 Outgoing::ForwardReply(r) => batch.forward_replies.push(r),
                 Outgoing::TermProbe(p) => batch.term_probes.push(p),
                 Outgoing::TermAnswer(a) => batch.term_answers.push(a),
+                Outgoing::Publication(p) => batch.publications.push(p),
             }
         }
         let mut hb = match self.heartbeats.lock() {

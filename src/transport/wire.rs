@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::raft::types::{GroupId, LogIndex, Message, MessageBody, NodeId, Term};
 use crate::transport::api::{ForwardReply, ForwardRequest, GroupMessage, TermAnswer, TermProbe};
+use crate::transport::api::Publication;
 use crate::transport::api::Urgency;
 
 /// The version of this wire format; a peer speaking another one is refused at the handshake
@@ -32,7 +33,8 @@ use crate::transport::api::Urgency;
 /// `Restore` and `Lcs` are not batchable, which decides what apply accepts in a batch.
 /// 12: `apply::TRANSACTION_WORK_BYTES_MAX` (an older replica would apply a transaction this
 /// one refuses), `KvError::TransactionWorkTooLarge` and `ReadCommand::MemoryUsage`.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: `Batch::publications` (Pub/Sub messages relayed to the other nodes).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -89,6 +91,7 @@ pub struct Batch {
     pub forward_replies: Vec<ForwardReply>,
     pub term_probes: Vec<TermProbe>,
     pub term_answers: Vec<TermAnswer>,
+    pub publications: Vec<Publication>,
 }
 
 impl Batch {
@@ -100,6 +103,7 @@ impl Batch {
             && self.forward_replies.is_empty()
             && self.term_probes.is_empty()
             && self.term_answers.is_empty()
+            && self.publications.is_empty()
     }
 
     /// Coalesced heartbeat entries (requests and responses) carried.
@@ -115,6 +119,7 @@ impl Batch {
             + self.forward_replies.len()
             + self.term_probes.len()
             + self.term_answers.len()
+            + self.publications.len()
     }
 
     /// Cuts the batch in two halves (by item, kind by kind); used when one frame would
@@ -133,10 +138,11 @@ impl Batch {
             forward_replies: half(&mut self.forward_replies),
             term_probes: half(&mut self.term_probes),
             term_answers: half(&mut self.term_answers),
+            publications: half(&mut self.publications),
         };
         if self.is_empty() && total >= 2 {
             // Every kind held at most one item, now all in `upper`: move the first one back.
-            let moves: [fn(&mut Batch, &mut Batch); 7] = [
+            let moves: [fn(&mut Batch, &mut Batch); 8] = [
                 |a, b| std::mem::swap(&mut a.messages, &mut b.messages),
                 |a, b| std::mem::swap(&mut a.forwards, &mut b.forwards),
                 |a, b| std::mem::swap(&mut a.heartbeats, &mut b.heartbeats),
@@ -144,6 +150,7 @@ impl Batch {
                 |a, b| std::mem::swap(&mut a.forward_replies, &mut b.forward_replies),
                 |a, b| std::mem::swap(&mut a.term_probes, &mut b.term_probes),
                 |a, b| std::mem::swap(&mut a.term_answers, &mut b.term_answers),
+                |a, b| std::mem::swap(&mut a.publications, &mut b.publications),
             ];
             for swap in moves {
                 if !self.is_empty() {
@@ -422,12 +429,17 @@ mod tests {
                 4 => b.forward_replies =
                     vec![ForwardReply { request_id: 1, result: Ok(crate::kv::Reply::Ok) }],
                 5 => b.term_probes = vec![TermProbe { probe_id: 1, groups: vec![GroupId(1)] }],
-                _ => b.term_answers = vec![TermAnswer { probe_id: 1, terms: vec![] }],
+                6 => b.term_answers = vec![TermAnswer { probe_id: 1, terms: vec![] }],
+                _ => b.publications = vec![crate::transport::api::Publication {
+                    shard: false,
+                    channel: "c".into(),
+                    message: "m".into(),
+                }],
             };
             b
         };
-        for x in 0..7 {
-            for y in 0..7 {
+        for x in 0..8 {
+            for y in 0..8 {
                 let (mut batch, other) = (one_of(x), one_of(y));
                 assert_eq!((batch.len(), other.len()), (1, 1));
                 if x == y {
@@ -441,6 +453,7 @@ mod tests {
                 batch.forward_replies.extend(b.forward_replies);
                 batch.term_probes.extend(b.term_probes);
                 batch.term_answers.extend(b.term_answers);
+                batch.publications.extend(b.publications);
                 let (lower, upper) = batch.split();
                 assert_eq!((lower.len(), upper.len()), (1, 1), "kinds {x} and {y}");
             }

@@ -53,10 +53,10 @@ fn list<B: Backend>(cx: &Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
     let clients = cx.shared.clients.all();
     let chosen: Vec<_> = match args {
         [] => clients.iter().collect(),
-        [name, kind] if is(name, "type") => match client_type(kind)? {
-            true => clients.iter().collect(),
-            false => Vec::new(),
-        },
+        [name, kind] if is(name, "type") => {
+            let kind = client_type(kind)?;
+            clients.iter().filter(|c| kind == Some(c.is_pubsub())).collect()
+        }
         [name, ids @ ..] if is(name, "id") && !ids.is_empty() => {
             let mut chosen = Vec::new();
             for id in ids {
@@ -70,12 +70,14 @@ fn list<B: Backend>(cx: &Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame> {
     Ok(Frame::Verbatim(chosen.iter().map(|c| format!("{}\n", c.line())).collect()))
 }
 
-/// Whether a connection of Redis client type `name` is one of ours (all are `normal`); an
-/// unknown type is an error, as in Redis.
-fn client_type(name: &[u8]) -> Result<bool, Frame> {
+/// Which connections Redis client type `name` names: `Some(false)` those not subscribed to
+/// anything (`normal`), `Some(true)` the subscribed ones (`pubsub`), `None` none (shardkv
+/// has no replication clients); an unknown type is an error, as in Redis.
+fn client_type(name: &[u8]) -> Result<Option<bool>, Frame> {
     match lower(name).as_str() {
-        "normal" => Ok(true),
-        "master" | "slave" | "replica" | "pubsub" => Ok(false),
+        "normal" => Ok(Some(false)),
+        "pubsub" => Ok(Some(true)),
+        "master" | "slave" | "replica" => Ok(None),
         _ => Err(Frame::error(format!("ERR Unknown client type '{}'", clip(name)))),
     }
 }
@@ -92,7 +94,8 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
         target.kill();
         return Ok(Frame::ok());
     }
-    let (mut id, mut addr, mut laddr, mut skip_me, mut any) = (None, None, None, true, true);
+    let (mut id, mut addr, mut laddr, mut skip_me) = (None, None, None, true);
+    let mut kind: Option<Option<bool>> = None;
     for pair in args.chunks(2) {
         let [name, value] = pair else {
             return Err(syntax_error());
@@ -102,7 +105,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
                 let bad = || Frame::error("ERR client-id should be greater than 0");
                 id = Some(int_arg(value).ok().filter(|id| *id > 0).ok_or_else(bad)?);
             }
-            _ if is(name, "type") => any &= client_type(value)?,
+            _ if is(name, "type") => kind = Some(client_type(value)?),
             _ if is(name, "user") && is(value, "default") => {}
             _ if is(name, "user") => {
                 return Err(Frame::error(format!("ERR No such user '{}'", clip(value))))
@@ -117,7 +120,7 @@ fn kill<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Result<Frame, Frame>
     }
     let mut killed = 0;
     for c in clients {
-        let chosen = any
+        let chosen = kind.is_none_or(|kind| kind == Some(c.is_pubsub()))
             && id.is_none_or(|id| c.id as i64 == id)
             && addr.as_ref().is_none_or(|a| *a == c.addr.to_string())
             && laddr.as_ref().is_none_or(|a| c.laddr.is_some_and(|l| *a == l.to_string()))

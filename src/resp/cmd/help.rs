@@ -94,6 +94,22 @@ const HELP: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pubsub",
+        &[
+            "CHANNELS [<pattern>]",
+            "    Return the channels with a subscriber on this node, matching <pattern>.",
+            "NUMPAT",
+            "    Return the number of patterns subscribed to on this node.",
+            "NUMSUB [<channel> ...]",
+            "    Return the number of subscribers on this node of each channel (patterns",
+            "    left out).",
+            "SHARDCHANNELS [<pattern>]",
+            "    Return the shard channels with a subscriber on this node, matching <pattern>.",
+            "SHARDNUMSUB [<shardchannel> ...]",
+            "    Return the number of subscribers on this node of each shard channel.",
+        ],
+    ),
+    (
         "slowlog",
         &[
             "GET [<count>]",
@@ -138,6 +154,11 @@ const HELP: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// Whether `name` is a container command (one with subcommands).
+pub fn is_container(name: &str) -> bool {
+    HELP.iter().any(|(container, _)| *container == name)
+}
 
 /// The answer to `args` if it asks a container command for its HELP; `None` otherwise.
 pub fn answer(container: &str, args: &[Bytes]) -> Option<Frame> {

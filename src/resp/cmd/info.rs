@@ -59,7 +59,11 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
                 "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
                  aof_enabled:1\r\naof_rewrite_in_progress:0\r\n\r\n",
             ),
-            "stats" => text.push_str(&stats.stats_section(cx.backend.expired_keys())),
+            "stats" => {
+                let hub = cx.backend.hub();
+                let pubsub = crate::resp::pubsub::Kind::ALL.map(|kind| hub.count(kind));
+                text.push_str(&stats.stats_section(cx.backend.expired_keys(), pubsub));
+            }
             "cpu" => text.push_str(&cpu_section()),
             "commandstats" => text.push_str(&stats.commandstats_section()),
             "errorstats" => text.push_str(&stats.errorstats_section()),

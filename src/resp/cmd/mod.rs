@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::backend::{Backend, GroupView};
 use super::client::ClientState;
 use super::exec::{Job, Merge, Ops, Part};
-use super::frame::Frame;
+use super::frame::{Frame, Proto};
 use super::server::Shared;
 use crate::kv::number::parse_i64;
 use crate::kv::read::ReadCommand;
@@ -55,6 +55,7 @@ mod mget;
 mod mset;
 pub mod multi;
 mod persist;
+mod pubsub;
 mod ping;
 mod quit;
 mod randomkey;
@@ -106,6 +107,8 @@ const W_DENY_ASKING: &[&str] = &["write", "denyoom", "asking"];
 const W_DENY_FAST: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
 const R_FAST: &[&str] = &["readonly", "fast"];
+const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const PUBSUB_FAST: &[&str] = &["pubsub", "loading", "stale", "fast"];
 
 const ACL_FAST: &[&str] = &["@fast"];
 const ACL_SLOW: &[&str] = &["@slow"];
@@ -114,6 +117,8 @@ const ACL_CONN_SLOW: &[&str] = &["@slow", "@connection"];
 const ACL_TX_FAST: &[&str] = &["@fast", "@transaction"];
 const ACL_TX_SLOW: &[&str] = &["@slow", "@transaction"];
 const ACL_SLOW_DANGEROUS: &[&str] = &["@slow", "@dangerous"];
+const ACL_PUBSUB_SLOW: &[&str] = &["@pubsub", "@slow"];
+const ACL_PUBSUB_FAST: &[&str] = &["@pubsub", "@fast"];
 const ACL_ADMIN: &[&str] = &["@admin", "@slow", "@dangerous"];
 const ACL_STRING_READ_FAST: &[&str] = &["@read", "@string", "@fast"];
 const ACL_STRING_READ_SLOW: &[&str] = &["@read", "@string", "@slow"];
@@ -316,6 +321,87 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "generic",
         "Blocks until the replicas of the connection's groups hold its writes, or a time-out."
+    ),
+    spec!(
+        "subscribe",
+        -2,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        NO_KEY,
+        "pubsub",
+        "Listens for messages published to channels."
+    ),
+    spec!(
+        "unsubscribe",
+        -1,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        NO_KEY,
+        "pubsub",
+        "Stops listening to messages posted to channels."
+    ),
+    spec!(
+        "psubscribe",
+        -2,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        NO_KEY,
+        "pubsub",
+        "Listens for messages published to channels that match one or more patterns."
+    ),
+    spec!(
+        "punsubscribe",
+        -1,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        NO_KEY,
+        "pubsub",
+        "Stops listening to messages published to channels that match one or more patterns."
+    ),
+    spec!(
+        "ssubscribe",
+        -2,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        ALL_KEYS,
+        "pubsub",
+        "Listens for messages published to shard channels."
+    ),
+    spec!(
+        "sunsubscribe",
+        -1,
+        PUBSUB,
+        ACL_PUBSUB_SLOW,
+        ALL_KEYS,
+        "pubsub",
+        "Stops listening to messages posted to shard channels."
+    ),
+    spec!(
+        "publish",
+        3,
+        PUBSUB_FAST,
+        ACL_PUBSUB_FAST,
+        NO_KEY,
+        "pubsub",
+        "Posts a message to a channel."
+    ),
+    spec!(
+        "spublish",
+        3,
+        PUBSUB_FAST,
+        ACL_PUBSUB_FAST,
+        ONE_KEY,
+        "pubsub",
+        "Post a message to a shard channel"
+    ),
+    spec!(
+        "pubsub",
+        -2,
+        CONTAINER,
+        ACL_SLOW,
+        NO_KEY,
+        "pubsub",
+        "A container for Pub/Sub commands."
     ),
     spec!(
         "readonly",
@@ -913,6 +999,14 @@ pub(crate) fn prepare_now<B: Backend>(
             return Job::Now(redirect);
         }
     }
+    if cx.client.proto == Proto::Resp2 && cx.client.subscribed() {
+        if name == "ping" && args.len() <= 2 {
+            return Job::Now(pubsub::ping_when_subscribed(args));
+        }
+        if !pubsub::allowed_when_subscribed(name) {
+            return Job::Now(pubsub::not_allowed_when_subscribed(name, args));
+        }
+    }
     if let Some(help) = help::answer(name, args) {
         return Job::Now(help);
     }
@@ -972,6 +1066,12 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "slowlog" => slowlog::prepare(cx, args),
         "wait" => wait::prepare(cx, args),
         "memory" => memory::prepare(cx, args),
+        "subscribe" | "psubscribe" | "ssubscribe" => pubsub::prepare_subscribe(cx, name, args),
+        "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
+            pubsub::prepare_unsubscribe(cx, name, args)
+        }
+        "publish" | "spublish" => pubsub::prepare_publish(cx, name, args),
+        "pubsub" => pubsub::prepare_pubsub(cx, args),
         "get" => get::prepare(cx, args),
         "set" => set::prepare(cx, args),
         "setnx" => setnx::prepare(cx, args),

@@ -19,6 +19,8 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     client.authenticated = cx.shared.options.requirepass.is_empty();
     client.multi = None;
     client.watched.clear();
+    client.subscriptions = None;
+    client.entry.show_subscriptions([0; 3]);
     client.entry.show(None, "reset", Proto::Resp2);
     Job::Now(Frame::Simple("RESET".into()))
 }

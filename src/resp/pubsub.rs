@@ -1,0 +1,382 @@
+//! Pub/Sub: which connections of this node listen to which channels, patterns and shard
+//! channels, and the delivery of a published message to them. Owns the node's registry
+//! (`Hub`) and each subscribed connection's mailbox; never touches a socket (the
+//! connection writes what its mailbox holds) and never persists anything.
+//!
+//! Delivery is at most once, as in Redis: a message reaches the clients subscribed when it
+//! arrives, on every node (`Backend::publish_to_peers` hands it to the other nodes, whose
+//! transport drops it if their link is down or its queue full), in the order one node
+//! published them. A subscriber that does not read is bounded by its mailbox
+//! (`Mailbox::bytes_max`, `limits.client_output_bytes_max`): past it the connection is
+//! closed, as Redis closes a Pub/Sub client past its output buffer limit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::frame::Frame;
+use crate::kv::glob::glob_match;
+pub use crate::transport::api::Publication;
+
+/// Channels, patterns and shard channels one connection listens to at once, together
+/// (Redis has no bound): each costs an entry in the node's registry.
+pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 100_000;
+
+/// What a subscription names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// SUBSCRIBE: one channel.
+    Channel,
+    /// PSUBSCRIBE: every channel its glob pattern matches.
+    Pattern,
+    /// SSUBSCRIBE: one shard channel (a name of its own space, routed by its slot).
+    Shard,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Channel, Kind::Pattern, Kind::Shard];
+
+    /// The word a confirmation of `subscribe` (or its reverse) begins with.
+    pub fn confirmation(self, subscribe: bool) -> &'static str {
+        match (self, subscribe) {
+            (Kind::Channel, true) => "subscribe",
+            (Kind::Channel, false) => "unsubscribe",
+            (Kind::Pattern, true) => "psubscribe",
+            (Kind::Pattern, false) => "punsubscribe",
+            (Kind::Shard, true) => "ssubscribe",
+            (Kind::Shard, false) => "sunsubscribe",
+        }
+    }
+}
+
+/// The bytes a mailbox counts for `p`.
+fn publication_bytes(p: &Publication) -> u64 {
+    (p.channel.len() + p.message.len()) as u64
+}
+
+/// One message waiting for its subscriber, with the pattern that matched if any.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub pattern: Option<Bytes>,
+    pub publication: Arc<Publication>,
+}
+
+impl Delivery {
+    /// The push frame the subscriber reads (`message`, `pmessage` or `smessage`).
+    pub fn frame(&self) -> Frame {
+        let p = &self.publication;
+        let mut items = Vec::with_capacity(4);
+        match (&self.pattern, p.shard) {
+            (Some(pattern), _) => {
+                items.push(Frame::text("pmessage"));
+                items.push(Frame::Bulk(pattern.clone()));
+            }
+            (None, true) => items.push(Frame::text("smessage")),
+            (None, false) => items.push(Frame::text("message")),
+        }
+        items.push(Frame::Bulk(p.channel.clone()));
+        items.push(Frame::Bulk(p.message.clone()));
+        Frame::Push(items)
+    }
+
+    fn bytes(&self) -> u64 {
+        publication_bytes(&self.publication) + self.pattern.as_ref().map_or(0, |p| p.len() as u64)
+    }
+}
+
+/// The messages waiting for one subscribed connection.
+#[derive(Debug)]
+pub struct Mailbox {
+    state: Mutex<MailboxState>,
+    ready: Notify,
+    /// Bytes of messages (channel, pattern and payload) it holds at most; one more closes
+    /// the connection.
+    bytes_max: u64,
+}
+
+#[derive(Debug, Default)]
+struct MailboxState {
+    waiting: VecDeque<Delivery>,
+    bytes: u64,
+    overflowed: bool,
+}
+
+/// A subscriber's mailbox passed its bound: the connection must close.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Overflow(pub u64);
+
+impl Mailbox {
+    pub fn new(bytes_max: u64) -> Mailbox {
+        Mailbox { state: Mutex::default(), ready: Notify::new(), bytes_max }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MailboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leaves `delivery` for the connection; past the bound, drops everything and marks
+    /// the mailbox overflowed. Whether it was taken.
+    fn post(&self, delivery: Delivery) -> bool {
+        let mut state = self.lock();
+        if state.overflowed {
+            return false;
+        }
+        state.bytes += delivery.bytes();
+        if state.bytes > self.bytes_max {
+            state.overflowed = true;
+            state.waiting = VecDeque::new();
+        } else {
+            state.waiting.push_back(delivery);
+        }
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Everything waiting, oldest first; `Overflow` once the bound was passed.
+    pub fn take(&self) -> Result<Vec<Delivery>, Overflow> {
+        let mut state = self.lock();
+        if state.overflowed {
+            return Err(Overflow(self.bytes_max));
+        }
+        state.bytes = 0;
+        Ok(std::mem::take(&mut state.waiting).into())
+    }
+
+    /// Resolves when something was posted since the last `take` began (at once if so).
+    pub async fn posted(&self) {
+        self.ready.notified().await;
+    }
+}
+
+type Listeners = HashMap<Bytes, BTreeMap<u64, Arc<Mailbox>>>;
+
+/// The node's subscriptions, by kind and name, then by client id.
+#[derive(Debug, Default)]
+pub struct Hub {
+    registry: Mutex<[Listeners; 3]>,
+}
+
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Channel => 0,
+        Kind::Pattern => 1,
+        Kind::Shard => 2,
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, [Listeners; 3]> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn subscribe(&self, kind: Kind, name: &Bytes, client: u64, mailbox: &Arc<Mailbox>) {
+        let mut registry = self.lock();
+        let listeners = registry[slot(kind)].entry(name.clone()).or_default();
+        listeners.insert(client, mailbox.clone());
+    }
+
+    fn unsubscribe(&self, kind: Kind, name: &Bytes, client: u64) {
+        let mut registry = self.lock();
+        let listeners = &mut registry[slot(kind)];
+        if let Some(clients) = listeners.get_mut(name) {
+            clients.remove(&client);
+            if clients.is_empty() {
+                listeners.remove(name);
+            }
+        }
+    }
+
+    /// Delivers `publication` to this node's subscribers: of its channel and the patterns
+    /// matching it, or of its shard channel. Answers how many received it (a client
+    /// subscribed to the channel and to a pattern matching it counts twice, as in Redis).
+    pub fn deliver(&self, publication: Publication) -> usize {
+        let publication = Arc::new(publication);
+        let registry = self.lock();
+        let mut received = 0;
+        let direct = if publication.shard { Kind::Shard } else { Kind::Channel };
+        if let Some(clients) = registry[slot(direct)].get(&publication.channel) {
+            for mailbox in clients.values() {
+                let delivery = Delivery { pattern: None, publication: publication.clone() };
+                received += usize::from(mailbox.post(delivery));
+            }
+        }
+        if !publication.shard {
+            for (pattern, clients) in &registry[slot(Kind::Pattern)] {
+                if !glob_match(pattern, &publication.channel) {
+                    continue;
+                }
+                for mailbox in clients.values() {
+                    let pattern = Some(pattern.clone());
+                    let delivery = Delivery { pattern, publication: publication.clone() };
+                    received += usize::from(mailbox.post(delivery));
+                }
+            }
+        }
+        received
+    }
+
+    /// The names of `kind` with a subscriber here, matching `pattern` if given, sorted.
+    pub fn names(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let registry = self.lock();
+        let mut names: Vec<Bytes> = registry[slot(kind)]
+            .keys()
+            .filter(|name| pattern.is_none_or(|p| glob_match(p, name)))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Subscribers here of the name `name` of `kind`.
+    pub fn subscribers(&self, kind: Kind, name: &[u8]) -> usize {
+        self.lock()[slot(kind)].get(name).map_or(0, BTreeMap::len)
+    }
+
+    /// Distinct names of `kind` with a subscriber here (NUMPAT for patterns).
+    pub fn count(&self, kind: Kind) -> usize {
+        self.lock()[slot(kind)].len()
+    }
+}
+
+/// One connection's subscriptions; dropping it (the connection ends, RESET) takes them
+/// out of the hub.
+#[derive(Debug)]
+pub struct Subscriptions {
+    hub: Arc<Hub>,
+    client: u64,
+    mailbox: Arc<Mailbox>,
+    names: [BTreeSet<Bytes>; 3],
+}
+
+impl Subscriptions {
+    pub fn new(hub: Arc<Hub>, client: u64, mailbox_bytes_max: u64) -> Subscriptions {
+        let mailbox = Arc::new(Mailbox::new(mailbox_bytes_max));
+        Subscriptions { hub, client, mailbox, names: Default::default() }
+    }
+
+    pub fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
+    }
+
+    /// Channels, patterns and shard channels together.
+    pub fn total(&self) -> usize {
+        self.names.iter().map(BTreeSet::len).sum()
+    }
+
+    /// How many of `kind`.
+    pub fn len(&self, kind: Kind) -> usize {
+        self.names[slot(kind)].len()
+    }
+
+    /// The names of `kind`, sorted.
+    pub fn names(&self, kind: Kind) -> Vec<Bytes> {
+        self.names[slot(kind)].iter().cloned().collect()
+    }
+
+    /// Subscribes to `name` (again is harmless); false if the bound forbids a new one.
+    pub fn add(&mut self, kind: Kind, name: &Bytes) -> bool {
+        if self.names[slot(kind)].contains(name) {
+            return true;
+        }
+        if self.total() >= SUBSCRIPTIONS_PER_CLIENT_MAX {
+            return false;
+        }
+        self.hub.subscribe(kind, name, self.client, &self.mailbox);
+        self.names[slot(kind)].insert(name.clone());
+        true
+    }
+
+    /// Unsubscribes from `name` (a name not subscribed is harmless).
+    pub fn remove(&mut self, kind: Kind, name: &Bytes) {
+        if self.names[slot(kind)].remove(name) {
+            self.hub.unsubscribe(kind, name, self.client);
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for kind in Kind::ALL {
+            for name in std::mem::take(&mut self.names[slot(kind)]) {
+                self.hub.unsubscribe(kind, &name, self.client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(shard: bool, channel: &'static str, message: &'static str) -> Publication {
+        Publication { shard, channel: Bytes::from(channel), message: Bytes::from(message) }
+    }
+
+    fn channels(deliveries: &[Delivery]) -> Vec<(Option<Bytes>, Bytes)> {
+        deliveries.iter().map(|d| (d.pattern.clone(), d.publication.channel.clone())).collect()
+    }
+
+    /// Channels, patterns and shard channels each reach their own subscribers; a client on
+    /// a channel and a matching pattern gets it twice; a dropped subscriber is gone.
+    #[test]
+    fn a_message_reaches_the_channel_and_pattern_subscribers_and_no_one_else() {
+        let hub = Arc::new(Hub::default());
+        let mut a = Subscriptions::new(hub.clone(), 1, 1 << 20);
+        let mut b = Subscriptions::new(hub.clone(), 2, 1 << 20);
+        assert!(a.add(Kind::Channel, &Bytes::from("news")));
+        assert!(a.add(Kind::Pattern, &Bytes::from("n*")));
+        assert!(b.add(Kind::Shard, &Bytes::from("news")));
+        assert_eq!(hub.deliver(publication(false, "news", "hi")), 2);
+        assert_eq!(hub.deliver(publication(true, "news", "shard")), 1);
+        assert_eq!(hub.deliver(publication(false, "other", "x")), 0);
+        let got = a.mailbox().take().unwrap();
+        let news = Bytes::from("news");
+        assert_eq!(channels(&got), vec![(None, news.clone()), (Some("n*".into()), news.clone())]);
+        let got = b.mailbox().take().unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].publication.shard);
+        assert_eq!(hub.names(Kind::Channel, None), vec![news.clone()]);
+        assert_eq!(hub.names(Kind::Channel, Some(b"x*")), Vec::<Bytes>::new());
+        assert_eq!(hub.count(Kind::Pattern), 1);
+        a.remove(Kind::Channel, &news);
+        assert_eq!(hub.deliver(publication(false, "news", "hi")), 1, "the pattern only");
+        drop(a);
+        drop(b);
+        assert_eq!(hub.deliver(publication(false, "news", "hi")), 0);
+        assert_eq!(hub.deliver(publication(true, "news", "hi")), 0);
+        assert_eq!(Kind::ALL.map(|k| hub.count(k)), [0, 0, 0]);
+    }
+
+    /// Past its bound a mailbox drops what it held and says so from then on.
+    #[test]
+    fn a_mailbox_past_its_bound_overflows_for_good() {
+        let hub = Arc::new(Hub::default());
+        let mut s = Subscriptions::new(hub.clone(), 1, 10);
+        s.add(Kind::Channel, &Bytes::from("c"));
+        assert_eq!(hub.deliver(publication(false, "c", "12345678")), 1);
+        assert_eq!(s.mailbox().take().unwrap().len(), 1, "9 bytes fit");
+        hub.deliver(publication(false, "c", "1234"));
+        hub.deliver(publication(false, "c", "12345678"));
+        assert_eq!(s.mailbox().take().err(), Some(Overflow(10)));
+        assert_eq!(hub.deliver(publication(false, "c", "1")), 0);
+        assert_eq!(s.mailbox().take().err(), Some(Overflow(10)));
+    }
+
+    /// A connection subscribes to at most `SUBSCRIPTIONS_PER_CLIENT_MAX` names.
+    #[test]
+    fn subscriptions_are_bounded_per_connection() {
+        let hub = Arc::new(Hub::default());
+        let mut s = Subscriptions::new(hub.clone(), 1, 10);
+        for i in 0..SUBSCRIPTIONS_PER_CLIENT_MAX {
+            assert!(s.add(Kind::Channel, &Bytes::from(i.to_string())));
+        }
+        assert!(s.add(Kind::Channel, &Bytes::from("0")), "again is no new one");
+        assert!(!s.add(Kind::Pattern, &Bytes::from("p")));
+        assert_eq!(s.total(), SUBSCRIPTIONS_PER_CLIENT_MAX);
+        drop(s);
+        assert_eq!(hub.count(Kind::Channel), 0);
+    }
+}

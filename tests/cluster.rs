@@ -314,6 +314,56 @@ fn kill9_leader_of_most_groups_then_failover() {
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
+/// Pub/Sub over a real cluster: a message published on one node reaches the channel and
+/// pattern subscribers of the others, in the order it was published; with a node killed,
+/// publishing goes on and reaches the survivors.
+#[test]
+fn published_messages_reach_subscribers_on_every_node() {
+    let mut cluster = start_local_3x8();
+    let mut subscribers: Vec<(u64, redis::Connection)> = [2, 3]
+        .into_iter()
+        .map(|node| (node, cluster.client(node).get_connection().expect("a connection")))
+        .collect();
+    let mut pubsubs: Vec<redis::PubSub<'_>> = Vec::new();
+    for (node, con) in &mut subscribers {
+        let mut pubsub = con.as_pubsub();
+        pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match node {
+            2 => pubsub.subscribe("orders").unwrap(),
+            _ => pubsub.psubscribe("ord*").unwrap(),
+        }
+        pubsubs.push(pubsub);
+    }
+    let mut publisher = cluster.client(1).get_connection().expect("a connection");
+    for n in 0..20 {
+        let received: i64 = redis::cmd("PUBLISH")
+            .arg("orders")
+            .arg(format!("order {n}"))
+            .query(&mut publisher)
+            .unwrap();
+        assert_eq!(received, 0, "no subscriber on node 1 itself");
+    }
+    for pubsub in &mut pubsubs {
+        for n in 0..20 {
+            let message = pubsub.get_message().expect("a message within the time-out");
+            assert_eq!(message.get_channel_name(), "orders");
+            assert_eq!(message.get_payload::<String>().unwrap(), format!("order {n}"));
+        }
+    }
+    drop(pubsubs);
+    drop(subscribers);
+    let mut listener = cluster.client(2).get_connection().expect("a connection");
+    let mut pubsub = listener.as_pubsub();
+    pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    pubsub.subscribe("after").unwrap();
+    cluster.kill9(3);
+    let received: i64 =
+        redis::cmd("PUBLISH").arg("after").arg("still").query(&mut publisher).unwrap();
+    assert_eq!(received, 0);
+    let message = pubsub.get_message().expect("a message after node 3 died");
+    assert_eq!(message.get_payload::<String>().unwrap(), "still");
+}
+
 /// `kill -9` of every node, then every node started again and answering.
 fn kill9_every_node_and_restart(cluster: &mut TestCluster) {
     for node in cluster.node_ids() {

@@ -1407,3 +1407,132 @@ fn watch_makes_exec_apply_nothing_once_a_watched_key_changed() {
          -CROSSSLOT Keys in request don't hash to the same slot\r\n$-1\r\n"
     );
 }
+
+/// Reads one whole RESP2 reply (simple, error, integer, bulk or array) from `stream`.
+fn read_reply(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).expect("a reply");
+        line.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&line).into_owned();
+    let count: i64 = text[1..text.len() - 2].parse().unwrap_or(-1);
+    match line[0] {
+        b'$' if count >= 0 => {
+            let mut body = vec![0u8; count as usize + 2];
+            stream.read_exact(&mut body).unwrap();
+            text + &String::from_utf8_lossy(&body)
+        }
+        b'*' | b'>' => (0..count.max(0)).fold(text, |all, _| all + &read_reply(stream)),
+        _ => text,
+    }
+}
+
+/// Pub/Sub on one node: channel and pattern subscribers through the `redis` crate; RESP2's
+/// subscribed context; refused in MULTI; CLIENT LIST and KILL of type pubsub; RESET
+/// unsubscribes.
+#[test]
+fn pubsub_delivers_to_channel_and_pattern_subscribers() {
+    let server = start(RespOptions::default());
+    let mut publisher = client(&server);
+    let mut subscriber = client(&server);
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("news").unwrap();
+    pubsub.psubscribe("n*").unwrap();
+    pubsub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let received: i64 = publisher.publish("news", "hi").unwrap();
+    assert_eq!(received, 2, "the channel and the pattern");
+    let first = pubsub.get_message().unwrap();
+    let payload: String = first.get_payload().unwrap();
+    assert_eq!((first.get_channel_name(), payload.as_str()), ("news", "hi"));
+    assert!(!first.from_pattern());
+    let second = pubsub.get_message().unwrap();
+    assert_eq!(second.get_pattern::<String>().unwrap(), "n*");
+    let none: i64 = publisher.publish("other", "x").unwrap();
+    assert_eq!(none, 0);
+    let list: String =
+        redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query(&mut publisher).unwrap();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(" flags=P ") && list.contains(" sub=1 psub=1 ssub=0 "), "{list}");
+    let numsub: Vec<Value> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg("news").query(&mut publisher).unwrap();
+    assert_eq!(numsub[1], Value::Int(1));
+
+    // RESP2's subscribed context, on a raw socket.
+    let mut raw_sub = TcpStream::connect(server.addr).unwrap();
+    raw_sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw_sub.write_all(b"SUBSCRIBE a b\r\n").unwrap();
+    assert_eq!(read_reply(&mut raw_sub), "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+    assert_eq!(read_reply(&mut raw_sub), "*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+    raw_sub.write_all(b"GET k\r\nPING\r\n").unwrap();
+    assert_eq!(
+        read_reply(&mut raw_sub),
+        "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+         RESET are allowed in this context\r\n"
+    );
+    assert_eq!(read_reply(&mut raw_sub), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    let received: i64 = publisher.publish("b", "m").unwrap();
+    assert_eq!(received, 1);
+    assert_eq!(read_reply(&mut raw_sub), "*3\r\n$7\r\nmessage\r\n$1\r\nb\r\n$1\r\nm\r\n");
+    raw_sub.write_all(b"RESET\r\nGET k\r\n").unwrap();
+    assert_eq!(read_reply(&mut raw_sub), "+RESET\r\n");
+    assert_eq!(read_reply(&mut raw_sub), "$-1\r\n", "RESET unsubscribed");
+    let received: i64 = publisher.publish("b", "m").unwrap();
+    assert_eq!(received, 0);
+
+    // Not in a transaction: refused when queued, and the transaction is discarded.
+    raw_sub.write_all(b"MULTI\r\nSUBSCRIBE c\r\nPUBLISH c m\r\nEXEC\r\n").unwrap();
+    assert_eq!(read_reply(&mut raw_sub), "+OK\r\n");
+    let refusal = "-ERR Pub/Sub commands cannot be queued in a transaction\r\n";
+    assert_eq!(read_reply(&mut raw_sub), refusal);
+    assert_eq!(read_reply(&mut raw_sub), refusal);
+    assert!(read_reply(&mut raw_sub).starts_with("-EXECABORT"));
+    let channels: Vec<String> =
+        redis::cmd("PUBSUB").arg("CHANNELS").query(&mut publisher).unwrap();
+    assert_eq!(channels, vec!["news".to_string()]);
+
+    // CLIENT KILL TYPE pubsub takes the subscriber, and with it its subscriptions.
+    let kill = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query(&mut publisher);
+    let killed: i64 = kill.unwrap();
+    assert_eq!(killed, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let numpat: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut publisher).unwrap();
+        if numpat == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the killed subscriber's pattern stays");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received: i64 = publisher.publish("news", "gone").unwrap();
+    assert_eq!(received, 0);
+}
+
+/// A subscriber that stops reading is disconnected once its messages pass
+/// `client_output_bytes_max`; the publisher and the node go on.
+#[test]
+fn a_subscriber_that_does_not_read_is_disconnected_past_its_bound() {
+    let limits = LimitConfig { client_output_bytes_max: 256 * 1024, ..LimitConfig::default() };
+    let server = start(RespOptions { limits, ..RespOptions::default() });
+    let mut publisher = client(&server);
+    let mut sleeper = TcpStream::connect(server.addr).unwrap();
+    sleeper.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sleeper.write_all(b"SUBSCRIBE c\r\n").unwrap();
+    assert_eq!(read_reply(&mut sleeper), "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+    // Far more than the socket buffers and the bound hold, in at most 64 MiB.
+    let message = vec![b'x'; 64 * 1024];
+    let mut gone = false;
+    for _ in 0..1024 {
+        let _: i64 = publisher.publish("c", &message[..]).unwrap();
+        let numsub: Vec<Value> =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg("c").query(&mut publisher).unwrap();
+        if numsub[1] == Value::Int(0) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the subscriber that does not read is still subscribed");
+    let pong: String = redis::cmd("PING").query(&mut publisher).unwrap();
+    assert_eq!(pong, "PONG");
+}

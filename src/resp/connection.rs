@@ -484,17 +484,26 @@ impl<B: Backend> Conn<B> {
     /// error if the mailbox passed its bound (the client did not read them).
     async fn deliver(&mut self) -> Result<(), ConnectionError> {
         let Some(subscriptions) = &self.client.subscriptions else { return Ok(()) };
-        let deliveries = subscriptions
-            .mailbox()
+        let mailbox = subscriptions.mailbox().clone();
+        let deliveries = mailbox
             .take()
             .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;
         for delivery in deliveries {
             delivery.frame().encode(self.client.proto, &mut self.output);
             if self.output.len() >= OUTPUT_FLUSH_BYTES {
-                self.flush().await?;
+                self.flush_unless_overflow(&mailbox).await?;
             }
         }
-        self.flush().await
+        self.flush_unless_overflow(&mailbox).await
+    }
+
+    /// `flush`, given up with an error once `mailbox` passes its bound meanwhile: a
+    /// subscriber that stopped reading is disconnected, not waited for.
+    async fn flush_unless_overflow(&mut self, mailbox: &Mailbox) -> Result<(), ConnectionError> {
+        tokio::select! {
+            flushed = self.flush() => flushed,
+            () = mailbox.overflow() => Err(ConnectionError::OutputLimit(mailbox.bytes_max())),
+        }
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {

@@ -149,6 +149,17 @@ impl Mailbox {
     pub async fn posted(&self) {
         self.ready.notified().await;
     }
+
+    /// Resolves once the bound was passed (while the connection writes what it took).
+    pub async fn overflow(&self) {
+        while !self.lock().overflowed {
+            self.posted().await;
+        }
+    }
+
+    pub fn bytes_max(&self) -> u64 {
+        self.bytes_max
+    }
 }
 
 type Listeners = HashMap<Bytes, BTreeMap<u64, Arc<Mailbox>>>;

@@ -457,6 +457,7 @@ mod tests {
         for i in 0..OPS_SAMPLES as u64 {
             stats.sample(start + Duration::from_millis(2000 + 100 * i));
         }
-        assert_eq!(field(&stats.stats_section(0, [0; 3]), "instantaneous_ops_per_sec"), "0", "idle");
+        let idle = stats.stats_section(0, [0; 3]);
+        assert_eq!(field(&idle, "instantaneous_ops_per_sec"), "0", "idle");
     }
 }

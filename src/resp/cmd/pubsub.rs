@@ -172,8 +172,8 @@ pub fn prepare_publish<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Byte
              published"
         )));
     }
-    let publication =
-        Publication { shard: name == "spublish", channel: args[1].clone(), message: args[2].clone() };
+    let (channel, message) = (args[1].clone(), args[2].clone());
+    let publication = Publication { shard: name == "spublish", channel, message };
     cx.backend.publish_to_peers(&publication);
     let received = cx.backend.hub().deliver(publication);
     Job::Now(Frame::Int(received as i64))

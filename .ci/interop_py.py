@@ -1,5 +1,7 @@
 """redis-py against a live local shardkv cluster: the plain client (RESP2 and RESP3) and the
 cluster client, each checked for what it reads back."""
+import time
+
 import redis
 from redis.cluster import RedisCluster
 
@@ -119,7 +121,63 @@ def cluster():
     check(rc.mget_nonatomic([f"pyc:{i}" for i in range(5)]), [b"0", b"1", b"2", b"3", b"4"], "MGET")
 
 
+def message(pubsub, what):
+    """The next message of `pubsub` (confirmations skipped), within 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        if got is not None:
+            return got
+    raise SystemExit(f"{what}: no message within 10 s")
+
+
+def pubsub(protocol):
+    """Pub/Sub across nodes: subscribers on nodes 2 and 3, messages published on node 1."""
+    listeners = [redis.Redis(port=7002, protocol=protocol), redis.Redis(port=7003,
+                                                                         protocol=protocol)]
+    channel, pattern = listeners[0].pubsub(), listeners[1].pubsub()
+    channel.subscribe("py:news")
+    pattern.psubscribe("py:*")
+    publisher = redis.Redis(port=7001, protocol=protocol)
+    deadline = time.monotonic() + 10
+    while channel.get_message(timeout=0.1) is None and time.monotonic() < deadline:
+        pass  # the subscribe confirmation
+    while pattern.get_message(timeout=0.1) is None and time.monotonic() < deadline:
+        pass
+    check(publisher.publish("py:news", "hello"), 0, "PUBLISH's receivers on node 1")
+    got = message(channel, "SUBSCRIBE on node 2")
+    check((got["type"], got["channel"], got["data"]), ("message", b"py:news", b"hello"),
+          "message")
+    got = message(pattern, "PSUBSCRIBE on node 3")
+    check((got["type"], got["pattern"], got["data"]), ("pmessage", b"py:*", b"hello"),
+          "pmessage")
+    check(listeners[0].pubsub_numsub("py:news"), [(b"py:news", 1)], "PUBSUB NUMSUB")
+    check(listeners[1].pubsub_numpat(), 1, "PUBSUB NUMPAT")
+    channel.close()
+    pattern.close()
+
+
+def cluster_pubsub():
+    """A cluster-aware client's shard channel: SSUBSCRIBE and SPUBLISH routed by slot."""
+    rc = RedisCluster(host="127.0.0.1", port=7001, socket_timeout=10)
+    p = rc.pubsub()
+    p.ssubscribe("py:shard")
+    deadline = time.monotonic() + 10
+    while p.get_sharded_message(timeout=0.1) is None and time.monotonic() < deadline:
+        pass  # the confirmation
+    rc.spublish("py:shard", "sharded")
+    deadline = time.monotonic() + 10
+    got = None
+    while got is None and time.monotonic() < deadline:
+        got = p.get_sharded_message(ignore_subscribe_messages=True, timeout=1)
+    check(got and (got["type"], got["data"]), ("smessage", b"sharded"), "SSUBSCRIBE")
+    p.close()
+
+
 plain(2)
 plain(3)
 cluster()
+pubsub(2)
+pubsub(3)
+cluster_pubsub()
 print("redis-py: ok")

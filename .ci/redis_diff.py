@@ -212,7 +212,8 @@ append strlen getrange setrange incr decr incrby decrby incrbyfloat del unlink e
 rename renamenx expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist keys
 scan randomkey flushall flushdb substr lcs getbit setbit bitcount bitpos bitop touch
 copy bitfield bitfield_ro dump restore restore-asking slowlog wait memory subscribe
-unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish pubsub""".split()
+unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish pubsub
+monitor""".split()
 
 V = "v" * 40
 CASES = [

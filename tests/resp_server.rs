@@ -526,7 +526,8 @@ fn introspection_and_subcommand_errors_match_redis() {
         ("COMMAND COUNT x", "-ERR wrong number of arguments for 'command|count' command\r\n"),
         ("COMMAND LIST FILTERBY", "-ERR syntax error\r\n"),
         ("COMMAND LIST FILTERBY PATTERN GETR*", "*1\r\n$8\r\ngetrange\r\n"),
-        ("COMMAND LIST FILTERBY ACLCAT dangerous", "*7\r\n$4\r\ninfo\r\n$7\r\nshardkv\r\n\
+        ("COMMAND LIST FILTERBY ACLCAT dangerous", "*8\r\n$4\r\ninfo\r\n$7\r\nmonitor\r\n\
+             $7\r\nshardkv\r\n\
              $7\r\nrestore\r\n$14\r\nrestore-asking\r\n$4\r\nkeys\r\n$8\r\nflushall\r\n\
              $7\r\nflushdb\r\n"),
         ("SELECT 1", "-ERR SELECT is not allowed in cluster mode\r\n"),
@@ -1535,4 +1536,56 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_its_bound() {
     assert!(gone, "the subscriber that does not read is still subscribed");
     let pong: String = redis::cmd("PING").query(&mut publisher).unwrap();
     assert_eq!(pong, "PONG");
+}
+
+/// MONITOR: every command of every client, as Redis writes the line (time, database,
+/// client, quoted arguments); refused ones and SHARDKV not shown; AUTH redacted; CLIENT
+/// LIST's flag O; RESET stops it; refused in MULTI.
+#[test]
+fn monitor_shows_every_command_as_redis_writes_it() {
+    let server = start(RespOptions::default());
+    let mut monitor = TcpStream::connect(server.addr).unwrap();
+    monitor.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    monitor.write_all(b"MONITOR\r\n").unwrap();
+    assert_eq!(read_reply(&mut monitor), "+OK\r\n");
+    let mut other = TcpStream::connect(server.addr).unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let requests =
+        b"SET k \"a b\\n\"\r\nNOSUCH x\r\nGET\r\nSHARDKV GROUPS\r\nAUTH secret\r\nget k\r\n";
+    other.write_all(requests).unwrap();
+    for _ in 0..6 {
+        read_reply(&mut other);
+    }
+    let lines: Vec<String> = (0..3).map(|_| read_reply(&mut monitor)).collect();
+    let shown: Vec<&str> = lines
+        .iter()
+        .map(|line| {
+            let (time, rest) = line[1..].split_once(' ').expect("a time");
+            let (seconds, micros) = time.split_once('.').expect("seconds.micros");
+            let seconds: u64 = seconds.parse().unwrap();
+            assert!(seconds > 1_600_000_000 && micros.len() == 6, "{line}");
+            let client = format!("[0 {other_addr}] ");
+            rest.strip_prefix(&client).unwrap_or_else(|| panic!("{line}")).trim_end()
+        })
+        .collect();
+    assert_eq!(shown, [r#""SET" "k" "a b\n""#, r#""AUTH" "(redacted)""#, r#""get" "k""#]);
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut client(&server)).unwrap();
+    assert_eq!(list.lines().filter(|line| line.contains(" flags=O ")).count(), 1, "{list}");
+    monitor.write_all(b"RESET\r\n").unwrap();
+    // Lines of the CLIENT LIST client and of the monitor's own RESET come before its answer.
+    let mut reply = read_reply(&mut monitor);
+    for _ in 0..10 {
+        if !reply.starts_with("+1") {
+            break;
+        }
+        reply = read_reply(&mut monitor);
+    }
+    assert_eq!(reply, "+RESET\r\n");
+    other.write_all(b"PING\r\n").unwrap();
+    assert_eq!(read_reply(&mut other), "+PONG\r\n");
+    monitor.write_all(b"MULTI\r\nMONITOR\r\nEXEC\r\n").unwrap();
+    assert_eq!(read_reply(&mut monitor), "+OK\r\n", "RESET ended the monitor: no PING line");
+    assert_eq!(read_reply(&mut monitor), "-ERR MONITOR cannot be queued in a transaction\r\n");
+    assert!(read_reply(&mut monitor).starts_with("-EXECABORT"));
 }

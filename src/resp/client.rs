@@ -37,10 +37,20 @@ pub struct ClientState {
     pub written: SlotSet,
     /// Its Pub/Sub subscriptions, once it subscribed to anything.
     pub subscriptions: Option<Box<super::pubsub::Subscriptions>>,
+    /// MONITOR runs on it.
+    pub monitor: Option<super::pubsub::Monitor>,
+    /// Where its messages and MONITOR lines wait to be written, once it listens to any.
+    pub mailbox: Option<Arc<super::pubsub::Mailbox>>,
     pub entry: Arc<ClientEntry>,
 }
 
 impl ClientState {
+    /// Its mailbox, made on first use with room for `bytes_max` bytes.
+    pub fn mailbox(&mut self, bytes_max: u64) -> Arc<super::pubsub::Mailbox> {
+        let new = || Arc::new(super::pubsub::Mailbox::new(bytes_max));
+        self.mailbox.get_or_insert_with(new).clone()
+    }
+
     /// Subscribed to any channel, pattern or shard channel: a RESP2 connection takes only
     /// Pub/Sub commands, PING, QUIT and RESET then.
     pub fn subscribed(&self) -> bool {
@@ -104,6 +114,8 @@ struct Shown {
     proto: i64,
     /// Channels, patterns and shard channels subscribed to.
     subscriptions: [usize; 3],
+    /// MONITOR runs on it.
+    monitor: bool,
 }
 
 impl ClientEntry {
@@ -122,6 +134,11 @@ impl ClientEntry {
     /// Records how many channels, patterns and shard channels the connection listens to.
     pub fn show_subscriptions(&self, counts: [usize; 3]) {
         self.shown.lock().unwrap_or_else(|e| e.into_inner()).subscriptions = counts;
+    }
+
+    /// Records that MONITOR runs on the connection (or no longer does).
+    pub fn show_monitor(&self, monitor: bool) {
+        self.shown.lock().unwrap_or_else(|e| e.into_inner()).monitor = monitor;
     }
 
     /// Redis's client type `pubsub`: subscribed to anything.
@@ -151,7 +168,12 @@ impl ClientEntry {
             self.laddr.map(|a| a.to_string()).unwrap_or_default(),
             name,
             age,
-            if shown.subscriptions.iter().any(|&n| n > 0) { "P" } else { "N" },
+            match (shown.monitor, shown.subscriptions.iter().any(|&n| n > 0)) {
+                (true, true) => "OP",
+                (true, false) => "O",
+                (false, true) => "P",
+                (false, false) => "N",
+            },
             shown.subscriptions[0],
             shown.subscriptions[1],
             shown.subscriptions[2],

@@ -189,6 +189,8 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         watched: Vec::new(),
         written: SlotSet::default(),
         subscriptions: None,
+        monitor: None,
+        mailbox: None,
         entry: entry.clone(),
     };
     let (reader, writer) = stream.into_split();
@@ -218,7 +220,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
                 break;
             }
         }
-        let mailbox = conn.client.subscriptions.as_ref().map(|s| s.mailbox().clone());
+        let mailbox = conn.client.mailbox.clone();
         tokio::select! {
             read = conn.reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break,
@@ -304,6 +306,9 @@ impl<B: Backend> Conn<B> {
             Job::Run(_) => args.iter().map(|a| a.len()).sum(),
             _ => 0,
         };
+        if self.backend.hub().monitored() {
+            self.feed_monitors(index, &args, &job);
+        }
         timer.keep(args, &self.client.entry);
         let proto = self.client.proto;
         self.note_written(&job);
@@ -363,6 +368,17 @@ impl<B: Backend> Conn<B> {
             }
         }
         Ok(true)
+    }
+
+    /// Shows the command to this node's monitors, unless it was refused before running or
+    /// is one they do not see (`cmd::monitor::shown`).
+    fn feed_monitors(&self, index: Option<usize>, args: &[bytes::Bytes], job: &Job) {
+        let Some(spec) = index.and_then(|index| cmd::SPECS.get(index)) else { return };
+        let refused = matches!(job, Job::Now(frame) if super::stats::is_rejected(frame));
+        if !refused && cmd::monitor::shown(spec) {
+            let line = cmd::monitor::line(spec, &self.client.addr.to_string(), args);
+            self.backend.hub().feed_monitors(line);
+        }
     }
 
     /// Remembers the slots a write goes to, for WAIT.
@@ -480,11 +496,11 @@ impl<B: Backend> Conn<B> {
         Ok(())
     }
 
-    /// Writes the Pub/Sub messages waiting in the connection's mailbox, oldest first; an
-    /// error if the mailbox passed its bound (the client did not read them).
+    /// Writes the Pub/Sub messages and MONITOR lines waiting in the connection's mailbox,
+    /// oldest first; an error if the mailbox passed its bound (the client did not read
+    /// them).
     async fn deliver(&mut self) -> Result<(), ConnectionError> {
-        let Some(subscriptions) = &self.client.subscriptions else { return Ok(()) };
-        let mailbox = subscriptions.mailbox().clone();
+        let Some(mailbox) = self.client.mailbox.clone() else { return Ok(()) };
         let deliveries = mailbox
             .take()
             .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;

@@ -1,7 +1,8 @@
-//! Pub/Sub: which connections of this node listen to which channels, patterns and shard
-//! channels, and the delivery of a published message to them. Owns the node's registry
-//! (`Hub`) and each subscribed connection's mailbox; never touches a socket (the
-//! connection writes what its mailbox holds) and never persists anything.
+//! Pub/Sub and MONITOR: which connections of this node listen to which channels, patterns
+//! and shard channels, or to every command the node receives, and the delivery of what
+//! they listen to. Owns the node's registry (`Hub`) and each listening connection's
+//! mailbox; never touches a socket (the connection writes what its mailbox holds) and
+//! never persists anything.
 //!
 //! Delivery is at most once, as in Redis: a message reaches the clients subscribed when it
 //! arrives, on every node (`Backend::publish_to_peers` hands it to the other nodes, whose
@@ -11,6 +12,7 @@
 //! closed, as Redis closes a Pub/Sub client past its output buffer limit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -56,19 +58,25 @@ fn publication_bytes(p: &Publication) -> u64 {
     (p.channel.len() + p.message.len()) as u64
 }
 
-/// One message waiting for its subscriber, with the pattern that matched if any.
+/// What waits for a listening connection.
 #[derive(Clone, Debug)]
-pub struct Delivery {
-    pub pattern: Option<Bytes>,
-    pub publication: Arc<Publication>,
+pub enum Delivery {
+    /// A published message, with the pattern that matched if any.
+    Message { pattern: Option<Bytes>, publication: Arc<Publication> },
+    /// A MONITOR line: a command this node received.
+    Monitor(Arc<str>),
 }
 
 impl Delivery {
-    /// The push frame the subscriber reads (`message`, `pmessage` or `smessage`).
+    /// The frame the connection reads: a push (`message`, `pmessage` or `smessage`), or a
+    /// status line for MONITOR.
     pub fn frame(&self) -> Frame {
-        let p = &self.publication;
+        let (pattern, p) = match self {
+            Delivery::Message { pattern, publication } => (pattern, publication),
+            Delivery::Monitor(line) => return Frame::Simple(line.to_string()),
+        };
         let mut items = Vec::with_capacity(4);
-        match (&self.pattern, p.shard) {
+        match (pattern, p.shard) {
             (Some(pattern), _) => {
                 items.push(Frame::text("pmessage"));
                 items.push(Frame::Bulk(pattern.clone()));
@@ -82,7 +90,12 @@ impl Delivery {
     }
 
     fn bytes(&self) -> u64 {
-        publication_bytes(&self.publication) + self.pattern.as_ref().map_or(0, |p| p.len() as u64)
+        match self {
+            Delivery::Message { pattern, publication } => {
+                publication_bytes(publication) + pattern.as_ref().map_or(0, |p| p.len() as u64)
+            }
+            Delivery::Monitor(line) => line.len() as u64,
+        }
     }
 }
 
@@ -164,10 +177,14 @@ impl Mailbox {
 
 type Listeners = HashMap<Bytes, BTreeMap<u64, Arc<Mailbox>>>;
 
-/// The node's subscriptions, by kind and name, then by client id.
+/// The node's subscriptions, by kind and name, then by client id; and its monitors.
 #[derive(Debug, Default)]
 pub struct Hub {
     registry: Mutex<[Listeners; 3]>,
+    monitors: Mutex<BTreeMap<u64, Arc<Mailbox>>>,
+    /// How many monitors there are: read for every command, so that one with none costs
+    /// a load.
+    monitoring: AtomicUsize,
 }
 
 fn slot(kind: Kind) -> usize {
@@ -210,7 +227,8 @@ impl Hub {
         let direct = if publication.shard { Kind::Shard } else { Kind::Channel };
         if let Some(clients) = registry[slot(direct)].get(&publication.channel) {
             for mailbox in clients.values() {
-                let delivery = Delivery { pattern: None, publication: publication.clone() };
+                let publication = publication.clone();
+                let delivery = Delivery::Message { pattern: None, publication };
                 received += usize::from(mailbox.post(delivery));
             }
         }
@@ -221,7 +239,8 @@ impl Hub {
                 }
                 for mailbox in clients.values() {
                     let pattern = Some(pattern.clone());
-                    let delivery = Delivery { pattern, publication: publication.clone() };
+                    let publication = publication.clone();
+                    let delivery = Delivery::Message { pattern, publication };
                     received += usize::from(mailbox.post(delivery));
                 }
             }
@@ -246,6 +265,29 @@ impl Hub {
         self.lock()[slot(kind)].get(name).map_or(0, BTreeMap::len)
     }
 
+    /// Whether any connection of this node runs MONITOR.
+    pub fn monitored(&self) -> bool {
+        self.monitoring.load(Ordering::Relaxed) > 0
+    }
+
+    /// Hands `line` to every monitor.
+    pub fn feed_monitors(&self, line: String) {
+        let line: Arc<str> = line.into();
+        let monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        for mailbox in monitors.values() {
+            mailbox.post(Delivery::Monitor(line.clone()));
+        }
+    }
+
+    fn set_monitor(&self, client: u64, mailbox: Option<&Arc<Mailbox>>) {
+        let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        match mailbox {
+            Some(mailbox) => monitors.insert(client, mailbox.clone()),
+            None => monitors.remove(&client),
+        };
+        self.monitoring.store(monitors.len(), Ordering::Relaxed);
+    }
+
     /// Distinct names of `kind` with a subscriber here (NUMPAT for patterns).
     pub fn count(&self, kind: Kind) -> usize {
         self.lock()[slot(kind)].len()
@@ -263,11 +305,12 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    pub fn new(hub: Arc<Hub>, client: u64, mailbox_bytes_max: u64) -> Subscriptions {
-        let mailbox = Arc::new(Mailbox::new(mailbox_bytes_max));
+    /// None yet, delivered to `mailbox`.
+    pub fn new(hub: Arc<Hub>, client: u64, mailbox: Arc<Mailbox>) -> Subscriptions {
         Subscriptions { hub, client, mailbox, names: Default::default() }
     }
 
+    /// Where its messages go.
     pub fn mailbox(&self) -> &Arc<Mailbox> {
         &self.mailbox
     }
@@ -318,6 +361,60 @@ impl Drop for Subscriptions {
     }
 }
 
+/// A connection running MONITOR; dropping it (the connection ends, RESET) stops it.
+#[derive(Debug)]
+pub struct Monitor {
+    hub: Arc<Hub>,
+    client: u64,
+}
+
+impl Monitor {
+    /// Every command this node receives from now on goes to `mailbox` too.
+    pub fn start(hub: Arc<Hub>, client: u64, mailbox: &Arc<Mailbox>) -> Monitor {
+        hub.set_monitor(client, Some(mailbox));
+        Monitor { hub, client }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.hub.set_monitor(self.client, None);
+    }
+}
+
+/// The MONITOR line of a command received at `unix_micros` from `addr` (Redis's: the
+/// time, the database and the client, then each argument quoted with `quote`).
+pub fn monitor_line(unix_micros: u64, addr: &str, args: &[Bytes]) -> String {
+    let (seconds, micros) = (unix_micros / 1_000_000, unix_micros % 1_000_000);
+    let mut line = format!("{seconds}.{micros:06} [0 {addr}]");
+    for arg in args {
+        line.push(' ');
+        quote(&mut line, arg);
+    }
+    line
+}
+
+/// Appends `bytes` in double quotes as Redis's `sdscatrepr` writes them: backslash
+/// escapes for `\`, `"`, and the control characters it names, `\xHH` for any other byte
+/// that is not printable ASCII.
+pub fn quote(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x07 => out.push_str("\\a"),
+            0x08 => out.push_str("\\b"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,8 +423,18 @@ mod tests {
         Publication { shard, channel: Bytes::from(channel), message: Bytes::from(message) }
     }
 
+    fn mailbox(bytes_max: u64) -> Arc<Mailbox> {
+        Arc::new(Mailbox::new(bytes_max))
+    }
+
     fn channels(deliveries: &[Delivery]) -> Vec<(Option<Bytes>, Bytes)> {
-        deliveries.iter().map(|d| (d.pattern.clone(), d.publication.channel.clone())).collect()
+        let message = |d: &Delivery| match d {
+            Delivery::Message { pattern, publication } => {
+                (pattern.clone(), publication.channel.clone())
+            }
+            Delivery::Monitor(line) => panic!("a monitor line {line}"),
+        };
+        deliveries.iter().map(message).collect()
     }
 
     /// Channels, patterns and shard channels each reach their own subscribers; a client on
@@ -335,8 +442,8 @@ mod tests {
     #[test]
     fn a_message_reaches_the_channel_and_pattern_subscribers_and_no_one_else() {
         let hub = Arc::new(Hub::default());
-        let mut a = Subscriptions::new(hub.clone(), 1, 1 << 20);
-        let mut b = Subscriptions::new(hub.clone(), 2, 1 << 20);
+        let mut a = Subscriptions::new(hub.clone(), 1, mailbox(1 << 20));
+        let mut b = Subscriptions::new(hub.clone(), 2, mailbox(1 << 20));
         assert!(a.add(Kind::Channel, &Bytes::from("news")));
         assert!(a.add(Kind::Pattern, &Bytes::from("n*")));
         assert!(b.add(Kind::Shard, &Bytes::from("news")));
@@ -348,7 +455,7 @@ mod tests {
         assert_eq!(channels(&got), vec![(None, news.clone()), (Some("n*".into()), news.clone())]);
         let got = b.mailbox().take().unwrap();
         assert_eq!(got.len(), 1);
-        assert!(got[0].publication.shard);
+        assert!(matches!(&got[0], Delivery::Message { publication, .. } if publication.shard));
         assert_eq!(hub.names(Kind::Channel, None), vec![news.clone()]);
         assert_eq!(hub.names(Kind::Channel, Some(b"x*")), Vec::<Bytes>::new());
         assert_eq!(hub.count(Kind::Pattern), 1);
@@ -365,7 +472,7 @@ mod tests {
     #[test]
     fn a_mailbox_past_its_bound_overflows_for_good() {
         let hub = Arc::new(Hub::default());
-        let mut s = Subscriptions::new(hub.clone(), 1, 10);
+        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(10));
         s.add(Kind::Channel, &Bytes::from("c"));
         assert_eq!(hub.deliver(publication(false, "c", "12345678")), 1);
         assert_eq!(s.mailbox().take().unwrap().len(), 1, "9 bytes fit");
@@ -380,7 +487,7 @@ mod tests {
     #[test]
     fn subscriptions_are_bounded_per_connection() {
         let hub = Arc::new(Hub::default());
-        let mut s = Subscriptions::new(hub.clone(), 1, 10);
+        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(10));
         for i in 0..SUBSCRIPTIONS_PER_CLIENT_MAX {
             assert!(s.add(Kind::Channel, &Bytes::from(i.to_string())));
         }
@@ -389,5 +496,33 @@ mod tests {
         assert_eq!(s.total(), SUBSCRIPTIONS_PER_CLIENT_MAX);
         drop(s);
         assert_eq!(hub.count(Kind::Channel), 0);
+    }
+
+    /// Monitors get each line fed while they run, nobody after; the line quotes as Redis.
+    #[test]
+    fn monitors_get_lines_while_they_run() {
+        let hub = Arc::new(Hub::default());
+        assert!(!hub.monitored());
+        let (a, b) = (mailbox(1 << 20), mailbox(1 << 20));
+        let first = Monitor::start(hub.clone(), 1, &a);
+        let second = Monitor::start(hub.clone(), 2, &b);
+        assert!(hub.monitored());
+        let odd = Bytes::from(&b"\r\n\t\x07\x08\x00\xff"[..]);
+        let args = [Bytes::from("SET"), Bytes::from("k \"x\"\\"), odd];
+        let line = monitor_line(1_700_000_000_000_042, "127.0.0.1:5000", &args);
+        assert_eq!(
+            line,
+            r#"1700000000.000042 [0 127.0.0.1:5000] "SET" "k \"x\"\\" "\r\n\t\a\b\x00\xff""#
+        );
+        hub.feed_monitors(line.clone());
+        drop(first);
+        hub.feed_monitors("later".into());
+        let frames = |m: &Arc<Mailbox>| -> Vec<Frame> {
+            m.take().unwrap().iter().map(Delivery::frame).collect()
+        };
+        assert_eq!(frames(&a), vec![Frame::Simple(line.clone())]);
+        assert_eq!(frames(&b), vec![Frame::Simple(line), Frame::Simple("later".into())]);
+        drop(second);
+        assert!(!hub.monitored());
     }
 }

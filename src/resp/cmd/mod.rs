@@ -51,6 +51,7 @@ mod info;
 mod keys;
 mod lcs;
 mod memory;
+pub mod monitor;
 mod mget;
 mod mset;
 pub mod multi;
@@ -108,6 +109,7 @@ const W_DENY_FAST: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
 const R_FAST: &[&str] = &["readonly", "fast"];
 const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const PUBSUB_FAST: &[&str] = &["pubsub", "loading", "stale", "fast"];
 
 const ACL_FAST: &[&str] = &["@fast"];
@@ -321,6 +323,15 @@ pub const SPECS: &[Spec] = &[
         NO_KEY,
         "generic",
         "Blocks until the replicas of the connection's groups hold its writes, or a time-out."
+    ),
+    spec!(
+        "monitor",
+        1,
+        ADMIN,
+        ACL_ADMIN,
+        NO_KEY,
+        "server",
+        "Listens for all requests received by the server in real-time."
     ),
     spec!(
         "subscribe",
@@ -1066,6 +1077,7 @@ fn dispatch<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job 
         "slowlog" => slowlog::prepare(cx, args),
         "wait" => wait::prepare(cx, args),
         "memory" => memory::prepare(cx, args),
+        "monitor" => monitor::prepare(cx, args),
         "subscribe" | "psubscribe" | "ssubscribe" => pubsub::prepare_subscribe(cx, name, args),
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
             pubsub::prepare_unsubscribe(cx, name, args)

@@ -95,12 +95,12 @@ pub fn prepare_subscribe<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[By
         tri!(cx.one_slot(&args[1..]));
     }
     let hub = cx.backend.hub().clone();
-    let bytes_max = cx.shared.options.limits.client_output_bytes_max;
+    let mailbox = cx.client.mailbox(cx.shared.options.limits.client_output_bytes_max);
     let id = cx.client.id;
     let subscriptions = cx
         .client
         .subscriptions
-        .get_or_insert_with(|| Box::new(Subscriptions::new(hub, id, bytes_max)));
+        .get_or_insert_with(|| Box::new(Subscriptions::new(hub, id, mailbox)));
     let mut frames = Vec::with_capacity(args.len() - 1);
     for channel in &args[1..] {
         if !subscriptions.add(kind, channel) {

@@ -20,6 +20,9 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, _args: &[Bytes]) -> Job {
     client.multi = None;
     client.watched.clear();
     client.subscriptions = None;
+    client.monitor = None;
+    client.mailbox = None;
+    client.entry.show_monitor(false);
     client.entry.show_subscriptions([0; 3]);
     client.entry.show(None, "reset", Proto::Resp2);
     Job::Now(Frame::Simple("RESET".into()))

@@ -1517,25 +1517,35 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_its_bound() {
     let limits = LimitConfig { client_output_bytes_max: 256 * 1024, ..LimitConfig::default() };
     let server = start(RespOptions { limits, ..RespOptions::default() });
     let mut publisher = client(&server);
-    let mut sleeper = TcpStream::connect(server.addr).unwrap();
-    sleeper.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sleeper.write_all(b"SUBSCRIBE c\r\n").unwrap();
-    assert_eq!(read_reply(&mut sleeper), "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
-    // Far more than the socket buffers and the bound hold, in at most 64 MiB.
-    let message = vec![b'x'; 64 * 1024];
-    let mut gone = false;
-    for _ in 0..1024 {
-        let _: i64 = publisher.publish("c", &message[..]).unwrap();
-        let numsub: Vec<Value> =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg("c").query(&mut publisher).unwrap();
-        if numsub[1] == Value::Int(0) {
-            gone = true;
-            break;
+    // One flooded with large messages, one with empty ones: each counts against the bound.
+    for message in [vec![b'x'; 64 * 1024], Vec::new()] {
+        let mut sleeper = TcpStream::connect(server.addr).unwrap();
+        sleeper.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sleeper.write_all(b"SUBSCRIBE c\r\n").unwrap();
+        assert_eq!(read_reply(&mut sleeper), "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+        // Far more than the socket buffers and the bound hold: at most 64 MiB, or 4 Mi
+        // empty messages (whose deliveries are counted with their overhead).
+        let (rounds, each) = if message.is_empty() { (4096, 1024) } else { (1024, 1) };
+        let mut gone = false;
+        for _ in 0..rounds {
+            let mut pipe = redis::pipe();
+            for _ in 0..each {
+                pipe.cmd("PUBLISH").arg("c").arg(&message[..]).ignore();
+            }
+            pipe.cmd("PUBSUB").arg("NUMSUB").arg("c");
+            let (numsub,): (Vec<Value>,) = pipe.query(&mut publisher).unwrap();
+            if numsub[1] == Value::Int(0) {
+                gone = true;
+                break;
+            }
         }
+        assert!(gone, "the subscriber that does not read is still subscribed");
+        // What the server wrote before it closed, then the end of the stream.
+        let mut rest = Vec::new();
+        sleeper.read_to_end(&mut rest).expect("the server closed the connection");
+        let pong: String = redis::cmd("PING").query(&mut publisher).unwrap();
+        assert_eq!(pong, "PONG");
     }
-    assert!(gone, "the subscriber that does not read is still subscribed");
-    let pong: String = redis::cmd("PING").query(&mut publisher).unwrap();
-    assert_eq!(pong, "PONG");
 }
 
 /// MONITOR: every command of every client, as Redis writes the line (time, database,
@@ -1551,13 +1561,13 @@ fn monitor_shows_every_command_as_redis_writes_it() {
     let mut other = TcpStream::connect(server.addr).unwrap();
     other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let other_addr = other.local_addr().unwrap();
-    let requests =
-        b"SET k \"a b\\n\"\r\nNOSUCH x\r\nGET\r\nSHARDKV GROUPS\r\nAUTH secret\r\nget k\r\n";
+    let requests = b"SET k \"a b\\n\"\r\nNOSUCH x\r\nGET\r\nSHARDKV GROUPS\r\nAUTH secret\r\n\
+        HELLO 2 AUTH default secret\r\nMONITOR x\r\nget k\r\n";
     other.write_all(requests).unwrap();
-    for _ in 0..6 {
+    for _ in 0..8 {
         read_reply(&mut other);
     }
-    let lines: Vec<String> = (0..3).map(|_| read_reply(&mut monitor)).collect();
+    let lines: Vec<String> = (0..4).map(|_| read_reply(&mut monitor)).collect();
     let shown: Vec<&str> = lines
         .iter()
         .map(|line| {
@@ -1569,19 +1579,21 @@ fn monitor_shows_every_command_as_redis_writes_it() {
             rest.strip_prefix(&client).unwrap_or_else(|| panic!("{line}")).trim_end()
         })
         .collect();
-    assert_eq!(shown, [r#""SET" "k" "a b\n""#, r#""AUTH" "(redacted)""#, r#""get" "k""#]);
-    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut client(&server)).unwrap();
+    let want = [
+        r#""SET" "k" "a b\n""#,
+        r#""AUTH" "(redacted)""#,
+        r#""HELLO" "2" "AUTH" "(redacted)" "(redacted)""#,
+        r#""get" "k""#,
+    ];
+    assert_eq!(shown, want);
+    other.write_all(b"CLIENT LIST\r\n").unwrap();
+    let list = read_reply(&mut other);
     assert_eq!(list.lines().filter(|line| line.contains(" flags=O ")).count(), 1, "{list}");
-    monitor.write_all(b"RESET\r\n").unwrap();
-    // Lines of the CLIENT LIST client and of the monitor's own RESET come before its answer.
-    let mut reply = read_reply(&mut monitor);
-    for _ in 0..10 {
-        if !reply.starts_with("+1") {
-            break;
-        }
-        reply = read_reply(&mut monitor);
-    }
-    assert_eq!(reply, "+RESET\r\n");
+    assert!(read_reply(&mut monitor).ends_with("] \"CLIENT\" \"LIST\"\r\n"));
+    // A second MONITOR answers nothing, as in Redis: the next reply is RESET's (RESET ends
+    // the monitor before its own line would be shown).
+    monitor.write_all(b"MONITOR\r\nRESET\r\n").unwrap();
+    assert_eq!(read_reply(&mut monitor), "+RESET\r\n");
     other.write_all(b"PING\r\n").unwrap();
     assert_eq!(read_reply(&mut other), "+PONG\r\n");
     monitor.write_all(b"MULTI\r\nMONITOR\r\nEXEC\r\n").unwrap();

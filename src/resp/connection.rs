@@ -35,7 +35,7 @@ use super::cmd::{self, Ctx};
 use super::decode::{decode, DecodeLimits, Progress};
 use super::exec::{self, Job};
 use super::frame::{Frame, Proto};
-use super::pubsub::{Mailbox, Overflow};
+use super::pubsub::{Delivery, Mailbox, Overflow};
 use crate::raft::types::GroupId;
 use super::server::Shared;
 use super::stats::ServerStats;
@@ -60,6 +60,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("reply bytes exceeded client_output_bytes_max ({0} bytes)")]
     OutputLimit(u64),
+    #[error("killed (CLIENT KILL) while writing")]
+    Killed,
 }
 
 enum Pending {
@@ -302,6 +304,19 @@ impl<B: Backend> Conn<B> {
             };
             cmd::prepare(&mut cx, &args, index)
         };
+        if let Some(mailbox) = &self.client.mailbox {
+            // What was published before this request was read, or while it was prepared (a
+            // PUBLISH to the connection itself), goes before its reply, as Redis writes it:
+            // an UNSUBSCRIBE's confirmation comes after those messages.
+            let deliveries = mailbox
+                .take()
+                .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;
+            if !deliveries.is_empty() {
+                let frames = deliveries.iter().map(Delivery::frame).collect();
+                let proto = self.client.proto;
+                self.pending.push_back((proto, Pending::Ready(Frame::Several(frames))));
+            }
+        }
         let bytes = match &job {
             Job::Run(_) => args.iter().map(|a| a.len()).sum(),
             _ => 0,
@@ -374,9 +389,10 @@ impl<B: Backend> Conn<B> {
     /// is one they do not see (`cmd::monitor::shown`).
     fn feed_monitors(&self, index: Option<usize>, args: &[bytes::Bytes], job: &Job) {
         let Some(spec) = index.and_then(|index| cmd::SPECS.get(index)) else { return };
-        let refused = matches!(job, Job::Now(frame) if super::stats::is_rejected(frame));
+        let refused = matches!(job, Job::Now(frame) if cmd::multi::refused_now(frame));
         if !refused && cmd::monitor::shown(spec) {
-            let line = cmd::monitor::line(spec, &self.client.addr.to_string(), args);
+            let bytes_max = self.shared.options.limits.client_output_bytes_max;
+            let line = cmd::monitor::line(spec, &self.client.addr.to_string(), args, bytes_max);
             self.backend.hub().feed_monitors(line);
         }
     }
@@ -516,9 +532,11 @@ impl<B: Backend> Conn<B> {
     /// `flush`, given up with an error once `mailbox` passes its bound meanwhile: a
     /// subscriber that stopped reading is disconnected, not waited for.
     async fn flush_unless_overflow(&mut self, mailbox: &Mailbox) -> Result<(), ConnectionError> {
+        let entry = self.client.entry.clone();
         tokio::select! {
             flushed = self.flush() => flushed,
             () = mailbox.overflow() => Err(ConnectionError::OutputLimit(mailbox.bytes_max())),
+            () = entry.killed() => Err(ConnectionError::Killed),
         }
     }
 

@@ -5,11 +5,16 @@
 //! never persists anything.
 //!
 //! Delivery is at most once, as in Redis: a message reaches the clients subscribed when it
-//! arrives, on every node (`Backend::publish_to_peers` hands it to the other nodes, whose
-//! transport drops it if their link is down or its queue full), in the order one node
+//! arrives, on every node (`Backend::publish_to_peers` hands it to each peer's transport
+//! queue, which drops it if the link is down, the queue half full or the publications
+//! queued past `transport::peer::PEER_PUBLICATION_BYTES_MAX`), in the order one node
 //! published them. A subscriber that does not read is bounded by its mailbox
-//! (`Mailbox::bytes_max`, `limits.client_output_bytes_max`): past it the connection is
-//! closed, as Redis closes a Pub/Sub client past its output buffer limit.
+//! (`Mailbox::bytes_max`, `limits.client_output_bytes_max`, each delivery counted with
+//! `DELIVERY_OVERHEAD_BYTES`): past it the connection is closed, even while a write to it
+//! blocks, as Redis closes a Pub/Sub client past its output buffer limit.
+//!
+//! Publishing matches the channel against every pattern subscribed on the node, under the
+//! registry's lock: its cost grows with the patterns, as in Redis.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,9 +58,14 @@ impl Kind {
     }
 }
 
+/// What a mailbox counts for a delivery beyond its channel, pattern and message (or its
+/// MONITOR line): its place in the queue and its frame's encoding, so that a flood of
+/// empty messages fills the bound too.
+pub const DELIVERY_OVERHEAD_BYTES: u64 = 64;
+
 /// The bytes a mailbox counts for `p`.
 fn publication_bytes(p: &Publication) -> u64 {
-    (p.channel.len() + p.message.len()) as u64
+    (p.channel.len() + p.message.len()) as u64 + DELIVERY_OVERHEAD_BYTES
 }
 
 /// What waits for a listening connection.
@@ -94,7 +104,7 @@ impl Delivery {
             Delivery::Message { pattern, publication } => {
                 publication_bytes(publication) + pattern.as_ref().map_or(0, |p| p.len() as u64)
             }
-            Delivery::Monitor(line) => line.len() as u64,
+            Delivery::Monitor(line) => line.len() as u64 + DELIVERY_OVERHEAD_BYTES,
         }
     }
 }
@@ -103,9 +113,13 @@ impl Delivery {
 #[derive(Debug)]
 pub struct Mailbox {
     state: Mutex<MailboxState>,
+    /// Rung by every post, for the connection's one wait (a permit is kept until then).
     ready: Notify,
-    /// Bytes of messages (channel, pattern and payload) it holds at most; one more closes
-    /// the connection.
+    /// Rung once, when the bound is passed: for a connection blocked writing what it took.
+    overflowed: Notify,
+    /// Bytes of deliveries (channel, pattern and message, or MONITOR line, each with
+    /// `DELIVERY_OVERHEAD_BYTES`) waiting at most; one more closes the connection. The
+    /// connection holds besides at most what one `take` gave it, while it writes that.
     bytes_max: u64,
 }
 
@@ -122,7 +136,8 @@ pub struct Overflow(pub u64);
 
 impl Mailbox {
     pub fn new(bytes_max: u64) -> Mailbox {
-        Mailbox { state: Mutex::default(), ready: Notify::new(), bytes_max }
+        let (ready, overflowed) = (Notify::new(), Notify::new());
+        Mailbox { state: Mutex::default(), ready, overflowed, bytes_max }
     }
 
     fn lock(&self) -> MutexGuard<'_, MailboxState> {
@@ -137,13 +152,17 @@ impl Mailbox {
             return false;
         }
         state.bytes += delivery.bytes();
-        if state.bytes > self.bytes_max {
+        let overflowed = state.bytes > self.bytes_max;
+        if overflowed {
             state.overflowed = true;
             state.waiting = VecDeque::new();
         } else {
             state.waiting.push_back(delivery);
         }
         drop(state);
+        if overflowed {
+            self.overflowed.notify_waiters();
+        }
         self.ready.notify_one();
         true
     }
@@ -164,9 +183,14 @@ impl Mailbox {
     }
 
     /// Resolves once the bound was passed (while the connection writes what it took).
+    /// Registered before it looks, so an overflow between the two is not missed; it takes
+    /// no permit of `posted`'s.
     pub async fn overflow(&self) {
-        while !self.lock().overflowed {
-            self.posted().await;
+        let notified = self.overflowed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.lock().overflowed {
+            notified.await;
         }
     }
 
@@ -331,6 +355,7 @@ impl Subscriptions {
     }
 
     /// Subscribes to `name` (again is harmless); false if the bound forbids a new one.
+    /// The name is copied: it outlives the request it came in.
     pub fn add(&mut self, kind: Kind, name: &Bytes) -> bool {
         if self.names[slot(kind)].contains(name) {
             return true;
@@ -338,8 +363,9 @@ impl Subscriptions {
         if self.total() >= SUBSCRIPTIONS_PER_CLIENT_MAX {
             return false;
         }
-        self.hub.subscribe(kind, name, self.client, &self.mailbox);
-        self.names[slot(kind)].insert(name.clone());
+        let name = Bytes::copy_from_slice(name);
+        self.hub.subscribe(kind, &name, self.client, &self.mailbox);
+        self.names[slot(kind)].insert(name);
         true
     }
 
@@ -383,13 +409,18 @@ impl Drop for Monitor {
 }
 
 /// The MONITOR line of a command received at `unix_micros` from `addr` (Redis's: the
-/// time, the database and the client, then each argument quoted with `quote`).
-pub fn monitor_line(unix_micros: u64, addr: &str, args: &[Bytes]) -> String {
+/// time, the database and the client, then each argument quoted with `quote`). Written
+/// only until it passes `bytes_max` (what a monitor's mailbox holds: a longer line
+/// overflows it, whatever its end).
+pub fn monitor_line(unix_micros: u64, addr: &str, args: &[Bytes], bytes_max: u64) -> String {
     let (seconds, micros) = (unix_micros / 1_000_000, unix_micros % 1_000_000);
     let mut line = format!("{seconds}.{micros:06} [0 {addr}]");
     for arg in args {
+        if line.len() as u64 > bytes_max {
+            break;
+        }
         line.push(' ');
-        quote(&mut line, arg);
+        quote(&mut line, arg, bytes_max);
     }
     line
 }
@@ -397,9 +428,13 @@ pub fn monitor_line(unix_micros: u64, addr: &str, args: &[Bytes]) -> String {
 /// Appends `bytes` in double quotes as Redis's `sdscatrepr` writes them: backslash
 /// escapes for `\`, `"`, and the control characters it names, `\xHH` for any other byte
 /// that is not printable ASCII.
-pub fn quote(out: &mut String, bytes: &[u8]) {
+/// Stops once `out` passes `bytes_max`.
+pub fn quote(out: &mut String, bytes: &[u8], bytes_max: u64) {
     out.push('"');
-    for &b in bytes {
+    for (i, &b) in bytes.iter().enumerate() {
+        if i % 1024 == 0 && out.len() as u64 > bytes_max {
+            return;
+        }
         match b {
             b'\\' => out.push_str("\\\\"),
             b'"' => out.push_str("\\\""),
@@ -472,22 +507,26 @@ mod tests {
     #[test]
     fn a_mailbox_past_its_bound_overflows_for_good() {
         let hub = Arc::new(Hub::default());
-        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(10));
+        // Each message of channel `c` and 8 bytes counts 9 bytes and the overhead.
+        let each = 9 + DELIVERY_OVERHEAD_BYTES;
+        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(2 * each));
         s.add(Kind::Channel, &Bytes::from("c"));
         assert_eq!(hub.deliver(publication(false, "c", "12345678")), 1);
-        assert_eq!(s.mailbox().take().unwrap().len(), 1, "9 bytes fit");
-        hub.deliver(publication(false, "c", "1234"));
+        assert_eq!(hub.deliver(publication(false, "c", "12345678")), 1);
+        assert_eq!(s.mailbox().take().unwrap().len(), 2, "two fit");
         hub.deliver(publication(false, "c", "12345678"));
-        assert_eq!(s.mailbox().take().err(), Some(Overflow(10)));
+        hub.deliver(publication(false, "c", "12345678"));
+        hub.deliver(publication(false, "c", ""));
+        assert_eq!(s.mailbox().take().err(), Some(Overflow(2 * each)), "an empty one counts");
         assert_eq!(hub.deliver(publication(false, "c", "1")), 0);
-        assert_eq!(s.mailbox().take().err(), Some(Overflow(10)));
+        assert_eq!(s.mailbox().take().err(), Some(Overflow(2 * each)));
     }
 
     /// A connection subscribes to at most `SUBSCRIPTIONS_PER_CLIENT_MAX` names.
     #[test]
     fn subscriptions_are_bounded_per_connection() {
         let hub = Arc::new(Hub::default());
-        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(10));
+        let mut s = Subscriptions::new(hub.clone(), 1, mailbox(1024));
         for i in 0..SUBSCRIPTIONS_PER_CLIENT_MAX {
             assert!(s.add(Kind::Channel, &Bytes::from(i.to_string())));
         }
@@ -509,7 +548,9 @@ mod tests {
         assert!(hub.monitored());
         let odd = Bytes::from(&b"\r\n\t\x07\x08\x00\xff"[..]);
         let args = [Bytes::from("SET"), Bytes::from("k \"x\"\\"), odd];
-        let line = monitor_line(1_700_000_000_000_042, "127.0.0.1:5000", &args);
+        let line = monitor_line(1_700_000_000_000_042, "127.0.0.1:5000", &args, 1 << 20);
+        let cut = monitor_line(1_700_000_000_000_042, "127.0.0.1:5000", &args, 10);
+        assert_eq!(cut, "1700000000.000042 [0 127.0.0.1:5000]", "past the bound at once");
         assert_eq!(
             line,
             r#"1700000000.000042 [0 127.0.0.1:5000] "SET" "k \"x\"\\" "\r\n\t\a\b\x00\xff""#

@@ -36,7 +36,7 @@ pub const OPS_SAMPLES: usize = 16;
 
 /// Error replies Redis gives before a command runs (`rejected_calls`); every other error
 /// reply of a command is a failure of its own (`failed_calls`).
-const REJECTED_PREFIXES: [&str; 9] = [
+const REJECTED_PREFIXES: [&str; 10] = [
     "ERR unknown command",
     "ERR unknown subcommand",
     "ERR wrong number of arguments",
@@ -46,6 +46,7 @@ const REJECTED_PREFIXES: [&str; 9] = [
     "CLUSTERDOWN ",
     "TRYAGAIN ",
     "BUSY ",
+    "ERR Can't execute '",
 ];
 
 /// What a command's reply says about its key lookups.

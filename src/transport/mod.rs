@@ -382,7 +382,9 @@ impl PeerSender for TransportHandle {
     }
 
     fn send_publication(&self, to: NodeId, publication: Publication) {
-        self.enqueue(to, Outgoing::Publication(publication));
+        if let Some(peer) = self.peer(to) {
+            peer.send_publication(publication);
+        }
     }
 
     fn is_up(&self, to: NodeId) -> bool {

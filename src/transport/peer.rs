@@ -30,6 +30,15 @@ use crate::transport::wire::{
 /// group and kind, the newest wins); beyond this many groups new entries are dropped.
 pub const HEARTBEAT_BATCH_ENTRIES_MAX: usize = 65_536;
 
+/// Bytes of Pub/Sub messages (channel and message, plus `PUBLICATION_OVERHEAD_BYTES`
+/// each) queued for one peer at most; past it, or once the queue is half full,
+/// publications are dropped and counted, so that they never take the room of Raft
+/// messages and forwarded requests.
+pub const PEER_PUBLICATION_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// What a publication is counted beyond its channel and message.
+pub const PUBLICATION_OVERHEAD_BYTES: u64 = 64;
+
 /// Writing one frame may take this many connect time-outs before the connection is taken
 /// for dead and re-dialled (a peer host that vanished without a FIN or RST).
 pub const FRAME_WRITE_TIMEOUT_CONNECT_TIMEOUTS: u32 = 10;
@@ -107,6 +116,12 @@ pub(crate) struct Peer {
     pub inbound_gen: AtomicU64,
     /// The node left the cluster: its link is not dialled again once it closes.
     pub removed: AtomicBool,
+    /// Bytes of publications in the queue (`PEER_PUBLICATION_BYTES_MAX`).
+    publication_bytes: AtomicU64,
+}
+
+fn publication_bytes(p: &Publication) -> u64 {
+    (p.channel.len() + p.message.len()) as u64 + PUBLICATION_OVERHEAD_BYTES
 }
 
 impl Peer {
@@ -134,6 +149,7 @@ impl Peer {
             inbound_up: AtomicBool::new(false),
             inbound_gen: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            publication_bytes: AtomicU64::new(0),
         };
         (peer, rx)
     }
@@ -202,6 +218,24 @@ impl Peer {
         }
     }
 
+    /// Queues a Pub/Sub message, within its own budget: dropped if the queue is half full
+    /// or the publications queued pass `PEER_PUBLICATION_BYTES_MAX`.
+    pub fn send_publication(&self, publication: Publication) {
+        if self.queue.capacity() <= self.queue.max_capacity() / 2 {
+            return self.dropped("queue half full, publications leave the rest to Raft");
+        }
+        let bytes = publication_bytes(&publication);
+        let queued = self.publication_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if queued > PEER_PUBLICATION_BYTES_MAX {
+            self.publication_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return self.dropped("publications past PEER_PUBLICATION_BYTES_MAX");
+        }
+        if self.queue.try_send(Outgoing::Publication(publication)).is_err() {
+            self.publication_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped("queue full or transport stopped");
+        }
+    }
+
     fn dropped(&self, why: &str) {
         bump(&self.counters.dropped_full_queue, 1);
         debug!(peer = %self.node, addr = %self.addr, "dropped a message to the peer: {why}");
@@ -217,7 +251,10 @@ impl Peer {
                 Outgoing::ForwardReply(r) => batch.forward_replies.push(r),
                 Outgoing::TermProbe(p) => batch.term_probes.push(p),
                 Outgoing::TermAnswer(a) => batch.term_answers.push(a),
-                Outgoing::Publication(p) => batch.publications.push(p),
+                Outgoing::Publication(p) => {
+                    self.publication_bytes.fetch_sub(publication_bytes(&p), Ordering::Relaxed);
+                    batch.publications.push(p);
+                }
             }
         }
         let mut hb = match self.heartbeats.lock() {
@@ -409,5 +446,51 @@ async fn run_connected(
             Ok(r) => r?,
             Err(_) => return Err(LinkError::WriteTimeout(write_timeout)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(bytes: usize) -> Publication {
+        Publication { shard: false, channel: "c".into(), message: vec![b'x'; bytes].into() }
+    }
+
+    fn forward(request_id: u64) -> Outgoing {
+        Outgoing::Forward(ForwardRequest {
+            request_id,
+            group: GroupId(1),
+            op: crate::shard::api::ShardOp::Members,
+            endorsed_term: None,
+        })
+    }
+
+    /// Publications take at most half the queue and `PEER_PUBLICATION_BYTES_MAX`: the rest
+    /// stays for Raft messages and forwards; taking them out of the queue frees their bytes.
+    #[test]
+    fn publications_leave_half_the_queue_and_keep_to_their_bytes() {
+        let (peer, mut rx) = Peer::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 8);
+        for _ in 0..8 {
+            peer.send_publication(publication(10));
+        }
+        assert_eq!(peer.queue.capacity(), 4, "four publications, then dropped");
+        for id in 0..4 {
+            peer.enqueue(forward(id));
+        }
+        assert_eq!(peer.queue.capacity(), 0, "every forward queued");
+        let dropped = peer.counters.dropped_full_queue.load(Ordering::Relaxed);
+        assert_eq!(dropped, 4);
+        let mut items = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            items.push(item);
+        }
+        let batch = peer.take_batch(&mut items);
+        assert_eq!((batch.publications.len(), batch.forwards.len()), (4, 4));
+        assert_eq!(peer.publication_bytes.load(Ordering::Relaxed), 0);
+        let half = PEER_PUBLICATION_BYTES_MAX as usize / 2;
+        peer.send_publication(publication(half));
+        peer.send_publication(publication(half));
+        assert_eq!(peer.queue.capacity(), 7, "the second passes the bytes bound");
     }
 }

@@ -317,7 +317,7 @@ impl Multi {
 
 /// Whether a command answered `frame` when queued is refused: Redis's refusals before a
 /// command runs, and shardkv's own (`SHARDKV_REFUSALS`).
-fn refused_now(frame: &Frame) -> bool {
+pub(crate) fn refused_now(frame: &Frame) -> bool {
     let shardkv_refusal = |text: &str| SHARDKV_REFUSALS.iter().any(|p| text.starts_with(p));
     is_rejected(frame) || matches!(frame, Frame::Error(text) if shardkv_refusal(text))
 }

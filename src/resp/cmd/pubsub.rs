@@ -172,7 +172,9 @@ pub fn prepare_publish<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Byte
              published"
         )));
     }
-    let (channel, message) = (args[1].clone(), args[2].clone());
+    // Copied: a subscriber that reads slowly must not hold the publisher's read buffer.
+    let channel = Bytes::copy_from_slice(&args[1]);
+    let message = Bytes::copy_from_slice(&args[2]);
     let publication = Publication { shard: name == "spublish", channel, message };
     cx.backend.publish_to_peers(&publication);
     let received = cx.backend.hub().deliver(publication);

@@ -1546,6 +1546,7 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_its_bound() {
         let pong: String = redis::cmd("PING").query(&mut publisher).unwrap();
         assert_eq!(pong, "PONG");
     }
+    assert_eq!(server.backend.hub().stats().disconnected, 2, "counted for the metrics");
 }
 
 /// MONITOR: every command of every client, as Redis writes the line (time, database,

@@ -87,6 +87,11 @@ impl ReadRoundCounters {
 struct Copied {
     transport: Vec<(&'static str, IntCounterVec, fn(&PeerStats) -> u64)>,
     fsyncs: IntCounter,
+    pubsub_delivered: IntCounter,
+    pubsub_from_peers: IntCounter,
+    pubsub_disconnected: IntCounter,
+    /// Names with a subscriber, by kind (`channel`, `pattern`, `shard`).
+    pubsub_names: IntGaugeVec,
 }
 
 /// A hook run before every scrape (copies the transport and fsync totals).
@@ -366,7 +371,31 @@ fn copied(r: &Registry) -> Result<Copied, MetricsError> {
         transport.push((name, counter(r, name, help, &["peer"])?, field));
     }
     let fsyncs = plain_counter(r, "storage_fsyncs_total", "Durable commits (one fsync each).")?;
-    Ok(Copied { transport, fsyncs })
+    Ok(Copied {
+        transport,
+        fsyncs,
+        pubsub_delivered: plain_counter(
+            r,
+            "pubsub_delivered_total",
+            "Pub/Sub messages handed to this node's subscribers (one per subscriber and match).",
+        )?,
+        pubsub_from_peers: plain_counter(
+            r,
+            "pubsub_from_peers_total",
+            "Pub/Sub messages other nodes relayed to this one.",
+        )?,
+        pubsub_disconnected: plain_counter(
+            r,
+            "pubsub_disconnected_total",
+            "Subscribers and monitors disconnected past their mailbox's bound.",
+        )?,
+        pubsub_names: gauge(
+            r,
+            "pubsub_names",
+            "Channels, patterns and shard channels with a subscriber on this node.",
+            &["kind"],
+        )?,
+    })
 }
 
 fn resp(r: &Registry) -> Result<RespMetrics, MetricsError> {
@@ -572,6 +601,22 @@ impl NodeMetrics {
         }
     }
 
+    /// Copies the node's Pub/Sub totals and subscription counts.
+    pub fn copy_pubsub(&self, stats: &crate::resp::pubsub::HubStats) {
+        let _serial = self
+            .inner
+            .copy_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let c = &self.inner.copied;
+        copy_total(&c.pubsub_delivered, stats.delivered);
+        copy_total(&c.pubsub_from_peers, stats.from_peers);
+        copy_total(&c.pubsub_disconnected, stats.disconnected);
+        for (kind, names) in ["channel", "pattern", "shard"].into_iter().zip(stats.names) {
+            c.pubsub_names.with_label_values(&[kind]).set(names as i64);
+        }
+    }
+
     /// Copies the database's fsync total.
     pub fn copy_fsyncs(&self, total: u64) {
         let _serial = self
@@ -619,6 +664,7 @@ mod tests {
         assert!(value(&text, "process_cpu_seconds_total") >= 0.0);
         assert!(!text.contains("shardkv_process_"), "{text}");
         assert!(text.contains("shardkv_storage_fsyncs_total{node=\"7\"}"), "{text}");
+        assert!(text.contains("shardkv_pubsub_delivered_total{node=\"7\"}"), "{text}");
         // The two registries render as one exposition: no family twice.
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
         let unique: std::collections::BTreeSet<&str> = types.iter().copied().collect();

@@ -464,7 +464,7 @@ impl NodeClient {
 
     /// A peer relayed a message published there: for this node's subscribers.
     pub fn on_publication(&self, _from: NodeId, publication: Publication) {
-        self.inner.hub.deliver(publication);
+        self.inner.hub.deliver_from_peer(publication);
     }
 
     /// A peer answered one of our read rounds.

@@ -428,13 +428,15 @@ impl Node {
         &self.metrics
     }
 
-    /// Copies the transport and fsync totals into the registry before every scrape, and
+    /// Copies the transport, fsync and Pub/Sub totals into the registry before every scrape, and
     /// polls every replica's status into the per-group gauges until the task is aborted.
     pub fn start_metrics(&self) -> tokio::task::JoinHandle<()> {
         let (transport, db) = (self.transport.clone(), self.db.clone());
+        let hub = self.client.hub().clone();
         self.metrics.on_scrape(Box::new(move |m| {
             m.copy_transport(&transport.stats());
             m.copy_fsyncs(db.fsync_count());
+            m.copy_pubsub(&hub.stats());
         }));
         crate::metrics::poll::spawn(self.metrics.clone(), self.shards.clone())
     }

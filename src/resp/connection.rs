@@ -237,6 +237,9 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
             }
         }
     }
+    if conn.client.mailbox.as_ref().is_some_and(|mailbox| mailbox.is_overflowed()) {
+        conn.backend.hub().count_disconnected();
+    }
     let _ = conn.writer.shutdown().await;
     shared.clients.unregister(id);
 }

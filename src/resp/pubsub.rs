@@ -17,7 +17,7 @@
 //! registry's lock: its cost grows with the patterns, as in Redis.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -197,6 +197,11 @@ impl Mailbox {
     pub fn bytes_max(&self) -> u64 {
         self.bytes_max
     }
+
+    /// Whether the bound was passed.
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
 }
 
 type Listeners = HashMap<Bytes, BTreeMap<u64, Arc<Mailbox>>>;
@@ -209,6 +214,28 @@ pub struct Hub {
     /// How many monitors there are: read for every command, so that one with none costs
     /// a load.
     monitoring: AtomicUsize,
+    counts: HubCounts,
+}
+
+/// What a node's Pub/Sub did since it started (`Hub::stats`, the node's metrics).
+#[derive(Debug, Default)]
+struct HubCounts {
+    delivered: AtomicU64,
+    from_peers: AtomicU64,
+    disconnected: AtomicU64,
+}
+
+/// A snapshot of a node's Pub/Sub: monotonic totals, then the names with a subscriber.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Messages handed to this node's subscribers (one per subscriber and match).
+    pub delivered: u64,
+    /// Messages other nodes relayed here.
+    pub from_peers: u64,
+    /// Subscribers and monitors disconnected past their mailbox's bound.
+    pub disconnected: u64,
+    /// Channels, patterns and shard channels with a subscriber here.
+    pub names: [usize; 3],
 }
 
 fn slot(kind: Kind) -> usize {
@@ -269,7 +296,29 @@ impl Hub {
                 }
             }
         }
+        self.counts.delivered.fetch_add(received as u64, Ordering::Relaxed);
         received
+    }
+
+    /// `deliver`, for a message another node relayed.
+    pub fn deliver_from_peer(&self, publication: Publication) {
+        self.counts.from_peers.fetch_add(1, Ordering::Relaxed);
+        self.deliver(publication);
+    }
+
+    /// A subscriber or monitor was disconnected past its mailbox's bound.
+    pub fn count_disconnected(&self) {
+        self.counts.disconnected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let c = &self.counts;
+        HubStats {
+            delivered: c.delivered.load(Ordering::Relaxed),
+            from_peers: c.from_peers.load(Ordering::Relaxed),
+            disconnected: c.disconnected.load(Ordering::Relaxed),
+            names: Kind::ALL.map(|kind| self.count(kind)),
+        }
     }
 
     /// The names of `kind` with a subscriber here, matching `pattern` if given, sorted.
@@ -496,6 +545,9 @@ mod tests {
         assert_eq!(hub.count(Kind::Pattern), 1);
         a.remove(Kind::Channel, &news);
         assert_eq!(hub.deliver(publication(false, "news", "hi")), 1, "the pattern only");
+        hub.deliver_from_peer(publication(false, "news", "relayed"));
+        let stats = hub.stats();
+        assert_eq!((stats.delivered, stats.from_peers, stats.names), (5, 1, [0, 1, 1]));
         drop(a);
         drop(b);
         assert_eq!(hub.deliver(publication(false, "news", "hi")), 0);

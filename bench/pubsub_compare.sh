@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# PUBLISH beside redis-server in one run, with the same redis-benchmark arguments and the
+# same number of subscribers listening.
+#
+# redis-server has every subscriber on its one process. shardkv runs as a local 3-node
+# cluster: the publishers go through node 1 and the subscribers listen on nodes 2 and 3
+# (alternately), so every message crosses the node-level transport to both, as a message
+# published on one node of a cluster reaches the subscribers of the others. Prints
+# PUBLISH/s of both and the ratio shardkv / redis, each server's CPU time per PUBLISH
+# (every thread; the three nodes summed), and how many messages shardkv handed to its
+# subscribers against how many it should have (`shardkv_pubsub_delivered_total` of nodes 2
+# and 3): delivery is at most once, as in Redis, and a relay the transport could not queue
+# is dropped and counted (`shardkv_transport_dropped_total`). Each figure is the median of
+# ROUNDS runs (default 3), the runs interleaved (redis, shardkv, redis, ...).
+#
+# usage: [ROUNDS=n] bench/pubsub_compare.sh [publishes (100000)] [publishers (50)]
+#   [subscribers (4)] [message bytes (64)]
+# Needs redis-server, redis-benchmark and redis-cli (Debian: redis-server, redis-tools) and
+# Python 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+requests="${1:-100000}"
+clients="${2:-50}"
+subscribers="${3:-4}"
+size="${4:-64}"
+rounds="${ROUNDS:-3}"
+for value in "$requests" "$clients" "$subscribers" "$size" "$rounds"; do
+  [ "$value" -ge 1 ] 2>/dev/null || { echo "every number must be whole, at least 1" >&2; exit 2; }
+done
+for tool in redis-server redis-benchmark redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+redis_port=6391
+# Node n of the shardkv cluster answers RESP on base + n - 1, metrics on metrics_base + n - 1.
+base=7061
+metrics_base=9161
+# Subscribers stop by themselves after this, whatever happens to the script.
+subscriber_seconds=3600
+work="$(mktemp -d)"
+pids=()
+trap stop_started EXIT
+cargo build --release --quiet
+warn_if_shardkv_runs
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no \
+  --daemonize no >"$work/redis.log" 2>&1 &
+pids+=($!)
+./target/release/shardkv local --data-dir "$work/shardkv" --base-resp-port "$base" \
+  --base-peer-port $((base + 100)) --base-metrics-port "$metrics_base" \
+  >"$work/shardkv.log" 2>&1 &
+pids+=($!)
+wait_for_port "$redis_port" "$work/redis.log"
+for node in 1 2 3; do wait_for_port $((base + node - 1)) "$work/shardkv.log"; done
+redis_procs="${pids[0]}"
+shardkv_procs="$(node_pids "$work/shardkv.log" | tr '\n' ' ')"
+
+for i in $(seq 1 "$subscribers"); do
+  timeout "$subscriber_seconds" redis-cli -p "$redis_port" subscribe bench >/dev/null 2>&1 &
+  pids+=($!)
+  timeout "$subscriber_seconds" redis-cli -p $((base + 1 + i % 2)) subscribe bench \
+    >/dev/null 2>&1 &
+  pids+=($!)
+done
+# Subscribers of `bench` on the servers at the given ports, summed.
+subscribed() { # ports...
+  local port total=0 n
+  for port in "$@"; do
+    n="$(redis-cli -p "$port" pubsub numsub bench | sed -n 2p)"
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+for _ in $(seq 1 100); do
+  [ "$(subscribed "$redis_port")" -eq "$subscribers" ] &&
+    [ "$(subscribed $((base + 1)) $((base + 2)))" -eq "$subscribers" ] && break
+  sleep 0.1
+done
+[ "$(subscribed "$redis_port")" -eq "$subscribers" ] &&
+  [ "$(subscribed $((base + 1)) $((base + 2)))" -eq "$subscribers" ] ||
+  { echo "the subscribers did not all subscribe" >&2; exit 1; }
+
+# Messages nodes 2 and 3 handed to their subscribers so far.
+delivered() {
+  python3 - $((metrics_base + 1)) $((metrics_base + 2)) <<'PY'
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+total = 0.0
+for port in sys.argv[1:]:
+    text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("shardkv_pubsub_delivered_total"):
+            total += float(line.rsplit(" ", 1)[1])
+print(f"{total:.0f}")
+PY
+}
+
+message="$(head -c "$size" /dev/zero | tr '\0' x)"
+# Prints "publishes/s CPU-µs/publish" ("-" for a figure redis-benchmark did not give).
+run() { # port "pids"
+  local port="$1" procs="$2" got cpu=- before after
+  # shellcheck disable=SC2086 # the pids are words
+  before="$(thread_stats $procs)"
+  got="$(timeout 600 redis-benchmark -p "$port" -n "$requests" -c "$clients" --csv \
+    publish bench "$message" 2>/dev/null | awk -F'"' 'NR == 2 {print $4}')" || true
+  # shellcheck disable=SC2086
+  after="$(thread_stats $procs)"
+  if [ -n "$got" ]; then
+    cpu="$(awk -v n="$requests" 'NR == FNR { b[$1 " " $2] = $3; next }
+      { d += $3 - b[$1 " " $2] } END { printf "%.3f", d / 1000 / n }' \
+      <(echo "$before") <(echo "$after"))"
+  fi
+  echo "${got:--} $cpu"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR == 0) ? "-" : v[int((NR + 1) / 2)] }'; }
+
+redis_rps=() redis_cpu=() shardkv_rps=() shardkv_cpu=()
+expected=0
+got_before="$(delivered)"
+for _ in $(seq 1 "$rounds"); do
+  read -r rps cpu <<<"$(run "$redis_port" "$redis_procs")"
+  redis_rps+=("$rps") redis_cpu+=("$cpu")
+  read -r rps cpu <<<"$(run "$base" "$shardkv_procs")"
+  shardkv_rps+=("$rps") shardkv_cpu+=("$cpu")
+  expected=$((expected + requests * subscribers))
+done
+# Relayed messages may still be on their way for a moment.
+for _ in $(seq 1 50); do
+  [ $(($(delivered) - got_before)) -ge "$expected" ] && break
+  sleep 0.1
+done
+handed=$(($(delivered) - got_before))
+
+r="$(printf '%s\n' "${redis_rps[@]}" | median)"
+s="$(printf '%s\n' "${shardkv_rps[@]}" | median)"
+rc="$(printf '%s\n' "${redis_cpu[@]}" | median)"
+sc="$(printf '%s\n' "${shardkv_cpu[@]}" | median)"
+ratio="$(awk -v r="$r" -v s="$s" 'BEGIN { if (r + 0 > 0) printf "%.2f", s / r; else print "-" }')"
+echo "PUBLISH of $size bytes, -c $clients, $subscribers subscribers, median of $rounds runs"
+printf '%-10s %14s %14s %8s\n' "" "redis (/s)" "shardkv (/s)" "ratio"
+printf '%-10s %14s %14s %8s\n' "PUBLISH" "$r" "$s" "$ratio"
+echo "CPU per PUBLISH (µs): redis $rc, shardkv (three nodes) $sc"
+echo "messages handed to shardkv's subscribers: $handed of $expected"

@@ -16,6 +16,7 @@ that Redis Cluster rules allow every multi-key command. A command may be wrapped
 - `Raw(bytes)`: sent as is (malformed input); the replies up to the close must match;
 - `Other(cmd)`: sent on a second connection of the case (another client's write, which a
   WATCH of the first must notice, or a PUBLISH its subscription must deliver);
+- `OtherUnordered(cmd)`: both of the above (PUBSUB CHANNELS);
 - `Several(n, cmd)`: a command that answers `n` replies (SUBSCRIBE of `n` channels),
   compared together;
 - `Pushed()`: nothing sent; the next reply the connection reads (a Pub/Sub message).
@@ -115,6 +116,10 @@ class Raw(bytes):
 
 class Other(list):
     pass
+
+
+class OtherUnordered(Other, Unordered):
+    """`Other` and `Unordered` both (PUBSUB CHANNELS: Redis lists them in hash order)."""
 
 
 class Several(list):
@@ -589,7 +594,7 @@ CASES = [
     # context, RESP3 pushes, shard channels, PUBSUB's counts and errors.
     [Several(2, ["SUBSCRIBE", "a", "b"]), Several(1, ["SUBSCRIBE", "a"]),
      Other(["PUBLISH", "a", "hi"]), Pushed(), Other(["PUBLISH", "nobody", "x"]),
-     Other(["PUBSUB", "NUMSUB", "a", "b", "c"]), Other(["PUBSUB", "CHANNELS"]),
+     Other(["PUBSUB", "NUMSUB", "a", "b", "c"]), OtherUnordered(["PUBSUB", "CHANNELS"]),
      Other(["PUBSUB", "CHANNELS", "[a]"]), ["PING"], ["PING", "x"], ["GET", "{d}a"],
      ["SET", "{d}a", "1"], ["PUBSUB", "NUMPAT"], Several(2, ["UNSUBSCRIBE", "a", "b"]),
      ["UNSUBSCRIBE"], ["GET", "{d}a"], ["PING"]],
@@ -606,8 +611,9 @@ CASES = [
      Other(["PUBLISH", "b", "other"]), Several(2, ["UNSUBSCRIBE", "b"])],
     [Several(2, ["SSUBSCRIBE", "{d}s", "{d}t"]), Other(["SPUBLISH", "{d}s", "m"]), Pushed(),
      Other(["PUBLISH", "{d}s", "not a shard message"]), Other(["SPUBLISH", "{d}u", "m"]),
-     Other(["PUBSUB", "SHARDCHANNELS"]), Other(["PUBSUB", "SHARDCHANNELS", "*t"]),
-     Other(["PUBSUB", "SHARDNUMSUB", "{d}s", "{d}u"]), Other(["PUBSUB", "CHANNELS"]),
+     OtherUnordered(["PUBSUB", "SHARDCHANNELS"]),
+     OtherUnordered(["PUBSUB", "SHARDCHANNELS", "*t"]),
+     Other(["PUBSUB", "SHARDNUMSUB", "{d}s", "{d}u"]), OtherUnordered(["PUBSUB", "CHANNELS"]),
      ["SSUBSCRIBE", "{d}s", "x"], ["SUNSUBSCRIBE", "{d}s"], ["SUNSUBSCRIBE", "{d}t"],
      ["SUNSUBSCRIBE"]],
     [["PUBSUB", "NUMPAT", "x"], ["PUBSUB", "CHANNELS", "a", "b"], ["PUBSUB", "foo"],

@@ -9,8 +9,8 @@
 # PUBLISH/s of both and the ratio shardkv / redis, each server's CPU time per PUBLISH
 # (every thread; the three nodes summed), and how many messages shardkv handed to its
 # subscribers against how many it should have (`shardkv_pubsub_delivered_total` of nodes 2
-# and 3): delivery is at most once, as in Redis, and a relay the transport could not queue
-# is dropped and counted (`shardkv_transport_dropped_total`). Each figure is the median of
+# and 3), and fails if they missed any: delivery is at most once, as in Redis, and a relay
+# the transport could not queue is dropped and counted (`shardkv_transport_dropped_total`). Each figure is the median of
 # ROUNDS runs (default 3), the runs interleaved (redis, shardkv, redis, ...).
 #
 # usage: [ROUNDS=n] bench/pubsub_compare.sh [publishes (100000)] [publishers (50)]
@@ -68,7 +68,7 @@ done
 subscribed() { # ports...
   local port total=0 n
   for port in "$@"; do
-    n="$(redis-cli -p "$port" pubsub numsub bench | sed -n 2p)"
+    n="$(timeout 5 redis-cli -p "$port" pubsub numsub bench | sed -n 2p)"
     total=$((total + ${n:-0}))
   done
   echo "$total"
@@ -143,3 +143,4 @@ printf '%-10s %14s %14s %8s\n' "" "redis (/s)" "shardkv (/s)" "ratio"
 printf '%-10s %14s %14s %8s\n' "PUBLISH" "$r" "$s" "$ratio"
 echo "CPU per PUBLISH (µs): redis $rc, shardkv (three nodes) $sc"
 echo "messages handed to shardkv's subscribers: $handed of $expected"
+[ "$handed" -ge "$expected" ] || { echo "shardkv's subscribers missed messages" >&2; exit 1; }

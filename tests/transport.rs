@@ -327,6 +327,9 @@ async fn publications_cross_in_order() {
     let nodes = cluster(2, |_| {}).await;
     let (a, _) = &nodes[0];
     let (b, rb) = &nodes[1];
+    // A publication is dropped while the link is down: a probe that crossed shows it up.
+    a.send_term_probe(NodeId(2), TermProbe { probe_id: 1, groups: vec![] });
+    wait_until("link", || rb.probes.lock().unwrap().len() == 1).await;
     let sent: Vec<Publication> = (0..50)
         .map(|i| Publication {
             shard: i % 2 == 0,

@@ -14,7 +14,12 @@
 //! bounds or the end of what was read starts it; a group has at most one open batch.
 //! A protocol error is answered and closes this connection only. Bounds: the number of
 //! requests in flight, and the reply bytes buffered (past `client_output_bytes_max` the
-//! client is disconnected). Never interprets a command itself.
+//! client is disconnected). A connection that listens (Pub/Sub, MONITOR) writes what its
+//! mailbox (`resp::pubsub`) holds whenever it idles, and before each reply what was posted
+//! before that reply's request was prepared or while it was; past the mailbox's bound
+//! (what waits there and what was taken for replies not yet written, together), or
+//! killed, while any write to it blocks or a WAIT does, it is disconnected. Never
+//! interprets a command itself.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -66,6 +71,9 @@ enum ConnectionError {
 
 enum Pending {
     Ready(Frame),
+    /// Messages and MONITOR lines taken from the mailbox to go before a reply, with the
+    /// bytes the mailbox counted for them (`Conn::taken_bytes`).
+    Pushed(Frame, u64),
     Running(JoinHandle<Frame>, Footprint),
     /// The `index`-th command of the pipeline batch `id` (`Conn::batches`).
     InBatch { id: u64, index: usize },
@@ -172,6 +180,9 @@ struct Conn<B> {
     next_batch: u64,
     /// How far the decoder got into the partial request at the start of the input.
     progress: Progress,
+    /// Bytes of the messages in `pending` (`Pending::Pushed`): with those still in the
+    /// mailbox, at most its bound.
+    taken_bytes: u64,
 }
 
 /// Serves one client until it quits, breaks the protocol, is killed or disconnects.
@@ -208,6 +219,7 @@ pub async fn run<B: Backend>(stream: TcpStream, addr: SocketAddr, backend: B, sh
         batches: VecDeque::new(),
         next_batch: 0,
         progress: Progress::default(),
+        taken_bytes: 0,
     };
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // One wait for CLIENT KILL for the whole connection, not one set up for every read.
@@ -299,6 +311,9 @@ impl<B: Backend> Conn<B> {
     ) -> Result<bool, ConnectionError> {
         let index = args.first().and_then(|first| cmd::spec_index_of_arg(first));
         let mut timer = CommandTimer::start(self.shared.clone(), index);
+        // Held across the request: a RESET lets the connection's mailbox go, not what
+        // waits in it for the replies before.
+        let listening = self.client.mailbox.clone();
         let job = {
             let mut cx = Ctx {
                 backend: &self.backend,
@@ -307,17 +322,20 @@ impl<B: Backend> Conn<B> {
             };
             cmd::prepare(&mut cx, &args, index)
         };
-        if let Some(mailbox) = &self.client.mailbox {
+        if let Some(mailbox) = self.client.mailbox.clone().or(listening) {
             // What was published before this request was read, or while it was prepared (a
             // PUBLISH to the connection itself), goes before its reply, as Redis writes it:
             // an UNSUBSCRIBE's confirmation comes after those messages.
-            let deliveries = mailbox
-                .take()
-                .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;
+            let deliveries = self.take(&mailbox)?;
             if !deliveries.is_empty() {
+                let bytes: u64 = deliveries.iter().map(Delivery::bytes).sum();
+                self.taken_bytes += bytes;
+                if self.taken_bytes > mailbox.bytes_max() {
+                    return Err(ConnectionError::OutputLimit(mailbox.bytes_max()));
+                }
                 let frames = deliveries.iter().map(Delivery::frame).collect();
                 let proto = self.client.proto;
-                self.pending.push_back((proto, Pending::Ready(Frame::Several(frames))));
+                self.pending.push_back((proto, Pending::Pushed(Frame::Several(frames), bytes)));
             }
         }
         let bytes = match &job {
@@ -353,11 +371,13 @@ impl<B: Backend> Conn<B> {
                 let limit = self.shared.options.limits.request_bytes_max as usize;
                 let room = limit.saturating_sub(buffered);
                 let stats = &self.shared.stats;
+                let mailbox = self.client.mailbox.clone();
                 let frame = tokio::select! {
                     biased;
                     frame = crate::resp::wait::run(backend, wait) => frame,
                     () = gone(&mut self.reader, &mut self.stash, room, stats) => return Ok(false),
                     () = killed.killed() => return Ok(false),
+                    () = overflowed(mailbox.as_deref()) => return Ok(false),
                 };
                 // As Redis, the time spent blocked is not the command's (SLOWLOG, stats).
                 timer.started = Instant::now();
@@ -500,6 +520,10 @@ impl<B: Backend> Conn<B> {
         while let Some((proto, pending)) = self.pending.pop_front() {
             let frame = match pending {
                 Pending::Ready(frame) => frame,
+                Pending::Pushed(frame, bytes) => {
+                    self.taken_bytes -= bytes;
+                    frame
+                }
                 Pending::Running(mut task, _) => finish(&mut task).await,
                 Pending::InBatch { id, index } => self.batch_answer(id, index).await,
             };
@@ -520,30 +544,39 @@ impl<B: Backend> Conn<B> {
     /// them).
     async fn deliver(&mut self) -> Result<(), ConnectionError> {
         let Some(mailbox) = self.client.mailbox.clone() else { return Ok(()) };
+        for delivery in self.take(&mailbox)? {
+            delivery.frame().encode(self.client.proto, &mut self.output);
+            if self.output.len() >= OUTPUT_FLUSH_BYTES {
+                self.flush().await?;
+            }
+        }
+        self.flush().await
+    }
+
+    /// What waits in `mailbox`, counted as handed out (`HubStats::delivered`); an error
+    /// once it passed its bound.
+    fn take(&self, mailbox: &Mailbox) -> Result<Vec<Delivery>, ConnectionError> {
         let deliveries = mailbox
             .take()
             .map_err(|Overflow(bytes_max)| ConnectionError::OutputLimit(bytes_max))?;
-        for delivery in deliveries {
-            delivery.frame().encode(self.client.proto, &mut self.output);
-            if self.output.len() >= OUTPUT_FLUSH_BYTES {
-                self.flush_unless_overflow(&mailbox).await?;
-            }
-        }
-        self.flush_unless_overflow(&mailbox).await
+        self.backend.hub().count_delivered(deliveries.len());
+        Ok(deliveries)
     }
 
-    /// `flush`, given up with an error once `mailbox` passes its bound meanwhile: a
-    /// subscriber that stopped reading is disconnected, not waited for.
-    async fn flush_unless_overflow(&mut self, mailbox: &Mailbox) -> Result<(), ConnectionError> {
+    /// Writes the output. A connection that listens gives up with an error once its
+    /// mailbox passes its bound or it is killed meanwhile: a subscriber that stopped
+    /// reading is disconnected, not waited for.
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        let Some(mailbox) = self.client.mailbox.clone() else { return self.write_out().await };
         let entry = self.client.entry.clone();
         tokio::select! {
-            flushed = self.flush() => flushed,
+            written = self.write_out() => written,
             () = mailbox.overflow() => Err(ConnectionError::OutputLimit(mailbox.bytes_max())),
             () = entry.killed() => Err(ConnectionError::Killed),
         }
     }
 
-    async fn flush(&mut self) -> Result<(), ConnectionError> {
+    async fn write_out(&mut self) -> Result<(), ConnectionError> {
         if !self.output.is_empty() {
             self.writer.write_all(&self.output).await?;
             self.shared.stats.output(self.output.len());
@@ -613,6 +646,14 @@ impl CommandTimer {
                 self.shared.slowlog.add(&args, elapsed, client.addr.to_string(), client.name());
             }
         }
+    }
+}
+
+/// Resolves once `mailbox` passed its bound (never without one).
+async fn overflowed(mailbox: Option<&Mailbox>) {
+    match mailbox {
+        Some(mailbox) => mailbox.overflow().await,
+        None => std::future::pending().await,
     }
 }
 

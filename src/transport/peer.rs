@@ -218,9 +218,13 @@ impl Peer {
         }
     }
 
-    /// Queues a Pub/Sub message, within its own budget: dropped if the queue is half full
-    /// or the publications queued pass `PEER_PUBLICATION_BYTES_MAX`.
+    /// Queues a Pub/Sub message, within its own budget: dropped if our link to the peer is
+    /// down (it would arrive stale, once the link is back), the queue is half full or the
+    /// publications queued pass `PEER_PUBLICATION_BYTES_MAX`.
     pub fn send_publication(&self, publication: Publication) {
+        if !self.outbound_up.load(Ordering::Acquire) {
+            return self.dropped("no link to the peer for a publication");
+        }
         if self.queue.capacity() <= self.queue.max_capacity() / 2 {
             return self.dropped("queue half full, publications leave the rest to Raft");
         }
@@ -471,6 +475,9 @@ mod tests {
     #[test]
     fn publications_leave_half_the_queue_and_keep_to_their_bytes() {
         let (peer, mut rx) = Peer::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), 8);
+        peer.send_publication(publication(10));
+        assert_eq!(peer.queue.capacity(), 8, "no link yet: dropped");
+        peer.outbound_up.store(true, Ordering::Release);
         for _ in 0..8 {
             peer.send_publication(publication(10));
         }
@@ -480,7 +487,7 @@ mod tests {
         }
         assert_eq!(peer.queue.capacity(), 0, "every forward queued");
         let dropped = peer.counters.dropped_full_queue.load(Ordering::Relaxed);
-        assert_eq!(dropped, 4);
+        assert_eq!(dropped, 5);
         let mut items = Vec::new();
         while let Ok(item) = rx.try_recv() {
             items.push(item);

@@ -26,6 +26,10 @@ use crate::resp::pubsub::{Kind, Publication, Subscriptions, SUBSCRIPTIONS_PER_CL
 /// the transaction is discarded).
 pub const IN_MULTI: &str = "ERR Pub/Sub commands cannot be queued in a transaction";
 
+/// How PUBLISH's refusal of a message past `limits.write_bytes_max` begins (a refusal
+/// before it runs: `multi::SHARDKV_REFUSALS`).
+pub const TOO_LARGE: &str = "ERR message of ";
+
 /// The commands a RESP2 connection takes while it is subscribed.
 pub fn allowed_when_subscribed(name: &str) -> bool {
     matches!(
@@ -167,7 +171,7 @@ pub fn prepare_publish<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Byte
     let bytes_max = cx.shared.options.limits.write_bytes_max;
     if bytes > bytes_max {
         return Job::Now(Frame::error(format!(
-            "ERR message of {bytes} bytes (with its channel) exceeds the largest a node \
+            "{TOO_LARGE}{bytes} bytes (with its channel) exceeds the largest a node \
              relays to the others, {bytes_max} bytes (limits.write_bytes_max); it was not \
              published"
         )));

@@ -10,8 +10,9 @@
 # (every thread; the three nodes summed), and how many messages shardkv handed to its
 # subscribers against how many it should have (`shardkv_pubsub_delivered_total` of nodes 2
 # and 3), and fails if they missed any: delivery is at most once, as in Redis, and a relay
-# the transport could not queue is dropped and counted (`shardkv_transport_dropped_total`). Each figure is the median of
-# ROUNDS runs (default 3), the runs interleaved (redis, shardkv, redis, ...).
+# the transport could not queue is dropped and counted (`shardkv_transport_dropped_total`).
+# Each figure is the median of ROUNDS runs (default 3), the runs interleaved (redis,
+# shardkv, redis, ...).
 #
 # usage: [ROUNDS=n] bench/pubsub_compare.sh [publishes (100000)] [publishers (50)]
 #   [subscribers (4)] [message bytes (64)]

@@ -89,15 +89,22 @@ fn confirmation(kind: Kind, subscribe: bool, name: Option<&Bytes>, count: usize)
     ])
 }
 
-/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE channel [channel ...].
-pub fn prepare_subscribe<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {
+/// What a (un)subscribe names, once it may run: not in MULTI, and shard channels of one
+/// slot (`-CROSSSLOT` else, as Redis Cluster answers on any connection).
+fn checked_kind<B: Backend>(cx: &Ctx<'_, B>, name: &str, args: &[Bytes]) -> Result<Kind, Frame> {
     if cx.client.multi.is_some() {
-        return Job::Now(Frame::error(IN_MULTI));
+        return Err(Frame::error(IN_MULTI));
     }
     let kind = kind_of(name);
     if kind == Kind::Shard {
-        tri!(cx.one_slot(&args[1..]));
+        cx.one_slot(&args[1..])?;
     }
+    Ok(kind)
+}
+
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE channel [channel ...].
+pub fn prepare_subscribe<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {
+    let kind = tri!(checked_kind(cx, name, args));
     let hub = cx.backend.hub().clone();
     let mailbox = cx.client.mailbox(cx.shared.options.limits.client_output_bytes_max);
     let id = cx.client.id;
@@ -123,13 +130,7 @@ pub fn prepare_subscribe<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[By
 /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE [channel ...]: the names given, or every one of
 /// the kind (in sorted order); none subscribed answers one confirmation with a nil name.
 pub fn prepare_unsubscribe<B: Backend>(cx: &mut Ctx<'_, B>, name: &str, args: &[Bytes]) -> Job {
-    if cx.client.multi.is_some() {
-        return Job::Now(Frame::error(IN_MULTI));
-    }
-    let kind = kind_of(name);
-    if kind == Kind::Shard {
-        tri!(cx.one_slot(&args[1..]));
-    }
+    let kind = tri!(checked_kind(cx, name, args));
     let mut subscriptions = cx.client.subscriptions.as_mut();
     let names = match (&args[1..], &subscriptions) {
         ([], Some(subscriptions)) => subscriptions.names(kind),

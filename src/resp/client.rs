@@ -118,6 +118,12 @@ struct Shown {
     monitor: bool,
 }
 
+impl Shown {
+    fn subscribed(&self) -> bool {
+        self.subscriptions.iter().any(|&n| n > 0)
+    }
+}
+
 impl ClientEntry {
     /// Records what CLIENT LIST shows of the connection.
     pub fn show(&self, name: Option<&Bytes>, last_command: &'static str, proto: Proto) {
@@ -143,8 +149,7 @@ impl ClientEntry {
 
     /// Redis's client type `pubsub`: subscribed to anything.
     pub fn is_pubsub(&self) -> bool {
-        let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-        shown.subscriptions.iter().any(|&n| n > 0)
+        self.shown.lock().unwrap_or_else(|e| e.into_inner()).subscribed()
     }
 
     /// The name CLIENT SETNAME gave, empty if none.
@@ -168,7 +173,7 @@ impl ClientEntry {
             self.laddr.map(|a| a.to_string()).unwrap_or_default(),
             name,
             age,
-            match (shown.monitor, shown.subscriptions.iter().any(|&n| n > 0)) {
+            match (shown.monitor, shown.subscribed()) {
                 (true, true) => "OP",
                 (true, false) => "O",
                 (false, true) => "P",

@@ -4,14 +4,11 @@
 
 use bytes::Bytes;
 
-use super::{is, lower, syntax_error, unknown_subcommand, wrong_args, Ctx};
+use super::{int_arg, is, lower, syntax_error, tri, unknown_subcommand, wrong_args, Ctx};
 use crate::kv::key_slot;
-use crate::kv::number::parse_i64;
 use crate::kv::read::ReadCommand;
-use crate::kv::KvError;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
-use crate::resp::frame::Frame;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
     match lower(&args[1]).as_str() {
@@ -33,10 +30,8 @@ fn usage<B: Backend>(cx: &mut Ctx<'_, B>, key: &Bytes, options: &[Bytes]) -> Job
         let Some(count) = count else {
             return Job::Now(syntax_error());
         };
-        match parse_i64(count) {
-            None => return Job::Now(Frame::from(KvError::NotInteger)),
-            Some(count) if count < 0 => return Job::Now(syntax_error()),
-            Some(_) => {}
+        if tri!(int_arg(count)) < 0 {
+            return Job::Now(syntax_error());
         }
     }
     cx.read(slot, ReadCommand::MemoryUsage { key: key.clone() })

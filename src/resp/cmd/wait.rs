@@ -3,18 +3,15 @@
 
 use bytes::Bytes;
 
-use super::Ctx;
+use super::{int_arg, tri, Ctx};
 use crate::kv::number::parse_i64;
-use crate::kv::KvError;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 use crate::resp::frame::Frame;
 use crate::resp::wait::Wait;
 
 pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
-    let Some(replicas) = parse_i64(&args[1]) else {
-        return Job::Now(Frame::from(KvError::NotInteger));
-    };
+    let replicas = tri!(int_arg(&args[1]));
     let Some(timeout_ms) = parse_i64(&args[2]) else {
         return Job::Now(Frame::error("ERR timeout is not an integer or out of range"));
     };

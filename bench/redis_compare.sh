@@ -17,6 +17,13 @@
 # reported as at least 1 s long: the rounding then costs the figure at most about 8%
 # (first round) or 6% (later ones).
 #
+# A second peer, redis-repl, is what Redis itself does with three copies on the same
+# machine: a redis-server primary with two replicas, all three with `appendfsync always`,
+# the benchmark against the primary. Redis replicates asynchronously: the primary answers
+# once its own fsync is done, before any replica has the write, so this peer does less
+# than a majority of three fsyncing before the reply. shardkv's ratio to it (`x repl`)
+# says how near it comes to Redis's own work for three copies on these cores.
+#
 # Each figure is the median of ROUNDS runs (default 3), the runs of one row interleaved
 # (redis, shardkv, redis, ...), so that a slow moment of a shared machine lands on both.
 # A second table gives the CPU time each server spent per request over the same runs
@@ -37,6 +44,8 @@ clients="${2:-50}"
 rounds="${ROUNDS:-3}"
 [ "$rounds" -ge 1 ] 2>/dev/null || { echo "ROUNDS must be a whole number, at least 1" >&2; exit 2; }
 redis_port=6390
+# The replicated peer: primary on repl_port, replicas on the two ports after it.
+repl_port=6391
 work="$(mktemp -d)"
 pids=()
 trap stop_started EXIT
@@ -57,6 +66,13 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save ""
   --auto-aof-rewrite-percentage 0 --appendonly yes --appendfsync always --daemonize no \
   >"$work/redis.log" 2>&1 &
 pids+=($!)
+for port in "$repl_port" $((repl_port + 1)) $((repl_port + 2)); do
+  mkdir -p "$work/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$work/redis-$port" --save "" \
+    --auto-aof-rewrite-percentage 0 --appendonly yes --appendfsync always --daemonize no \
+    >"$work/redis-$port.log" 2>&1 &
+  pids+=($!)
+done
 ./target/release/shardkv local --data-dir "$work/shardkv" >"$work/shardkv.log" 2>&1 &
 pids+=($!)
 # The same cluster with lease reads (`[reads] mode = "lease"`), for the GET rows.
@@ -73,6 +89,21 @@ pids+=($!)
 pids+=($!)
 
 wait_for_port "$redis_port" "$work/redis.log"
+for port in "$repl_port" $((repl_port + 1)) $((repl_port + 2)); do
+  wait_for_port "$port" "$work/redis-$port.log"
+done
+for port in $((repl_port + 1)) $((repl_port + 2)); do
+  redis-cli -p "$port" REPLICAOF 127.0.0.1 "$repl_port" >/dev/null
+done
+repl_online() { # both replicas in sync with the primary
+  for _ in $(seq 1 150); do
+    [ "$(redis-cli -p "$repl_port" INFO replication | grep -c 'state=online')" = 2 ] && return 0
+    sleep 0.2
+  done
+  echo "the Redis replicas did not come online" >&2
+  exit 1
+}
+repl_online
 for port in 7001 7002 7003; do wait_for_port "$port" "$work/shardkv.log"; done
 for port in 7011 7012 7013; do wait_for_port "$port" "$work/shardkv-lease.log"; done
 for port in 7021 7022 7023; do wait_for_port "$port" "$work/shardkv-still.log"; done
@@ -104,6 +135,7 @@ done
 
 # The server processes whose CPU time a row counts.
 redis_procs="${pids[0]}"
+repl_procs="${pids[1]} ${pids[2]} ${pids[3]}"
 shardkv_procs="$(node_pids "$work/shardkv.log" | tr '\n' ' ')"
 lease_procs="$(node_pids "$work/shardkv-lease.log" | tr '\n' ' ')"
 still_procs="$(node_pids "$work/shardkv-still.log" | tr '\n' ' ')"
@@ -160,16 +192,21 @@ ratio() { # numerator denominator default
     'BEGIN { if (r > 0 && s != "-") printf "%.2f", s / r; else print d }'
 }
 
-printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
-  shardkv-lease ratio lease
+header() { # name of the ratio to redis-server
+  printf '%-8s %-4s %13s %13s %13s %13s %13s %7s %7s %7s\n' test P redis-always redis-repl \
+    shardkv shardkv-cluster shardkv-lease "$1" lease "x repl"
+}
+header ratio
 cpu_rows=()
 for pipe in 1 16; do
   for test in set get; do
-    rs=() ss=() cs=() ls=() rc=() sc=() cc=() lc=()
+    rs=() ps=() ss=() cs=() ls=() rc=() pc=() sc=() cc=() lc=()
     best="$(calibrate "$test" "$pipe")"
     for _ in $(seq 1 "$rounds"); do
       read -r x y <<<"$(run "$requests" "$redis_port" "$test" "$pipe" "$redis_procs")"
       rs+=("$x") rc+=("$y")
+      read -r x y <<<"$(run "$requests" "$repl_port" "$test" "$pipe" "$repl_procs")"
+      ps+=("$x") pc+=("$y")
       read -r x y <<<"$(run "$requests" 7001 "$test" "$pipe" "$shardkv_procs")"
       ss+=("$x") sc+=("$y")
       read -r x y <<<"$(run "$(cluster_requests "$best")" 7021 "$test" "$pipe" \
@@ -180,16 +217,20 @@ for pipe in 1 16; do
         ls+=("$x") lc+=("$y")
       fi
     done
-    r="$(median "${rs[@]}")" s="$(median "${ss[@]}")" c="$(median "${cs[@]}")" l=- lu=-
+    r="$(median "${rs[@]}")" p="$(median "${ps[@]}")" s="$(median "${ss[@]}")"
+    c="$(median "${cs[@]}")" l=- lu=-
     [ "$test" = get ] && l="$(median "${ls[@]}")" lu="$(median "${lc[@]}")"
-    printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' "$test" "$pipe" "$r" "$s" "$c" "$l" \
-      "$(ratio "$s" "$r" n/a)" "$(ratio "$l" "$r" -)"
-    ru="$(median "${rc[@]}")" su="$(median "${sc[@]}")"
-    cpu_rows+=("$(printf '%-8s %-4s %14s %14s %14s %14s %8s %8s' "$test" "$pipe" "$ru" "$su" \
-      "$(median "${cc[@]}")" "$lu" "$(ratio "$su" "$ru" n/a)" "$(ratio "$lu" "$ru" -)")")
+    printf '%-8s %-4s %13s %13s %13s %13s %13s %7s %7s %7s\n' "$test" "$pipe" "$r" "$p" "$s" \
+      "$c" "$l" "$(ratio "$s" "$r" n/a)" "$(ratio "$l" "$r" -)" "$(ratio "$s" "$p" n/a)"
+    ru="$(median "${rc[@]}")" pu="$(median "${pc[@]}")" su="$(median "${sc[@]}")"
+    cpu_rows+=("$(printf '%-8s %-4s %13s %13s %13s %13s %13s %7s %7s %7s' "$test" "$pipe" \
+      "$ru" "$pu" "$su" "$(median "${cc[@]}")" "$lu" "$(ratio "$su" "$ru" n/a)" \
+      "$(ratio "$lu" "$ru" -)" "$(ratio "$su" "$pu" n/a)")")
   done
 done
 echo "(ratio = shardkv through one node, as plain clients use it / redis-server;"
+echo " x repl = the same / redis-repl, a primary and two replicas all fsyncing every write,"
+echo " replicated asynchronously: the primary answers before the replicas have the write;"
 echo " lease = the same with lease reads, [reads] mode = \"lease\";"
 echo " shardkv-cluster = redis-benchmark --cluster on a third cluster whose leaders stay as"
 echo " the layout places them, --follow-workload-ms 0: redis-benchmark refuses a cluster whose"
@@ -197,7 +238,7 @@ echo " leaders all followed the plain rows' traffic to one node; its runs last a
 echo " ${cluster_run_seconds} s, as its elapsed time comes out as a multiple of 250 ms)"
 echo
 echo "CPU time per request, µs (redis-server's threads; the three shardkv nodes' summed):"
-printf '%-8s %-4s %14s %14s %14s %14s %8s %8s\n' test P redis-always shardkv shardkv-cluster \
-  shardkv-lease "x redis" lease
+header "x redis"
 printf '%s\n' "${cpu_rows[@]}"
-echo "(x redis = shardkv's CPU per request / redis-server's: how many times the work)"
+echo "(x redis, lease and x repl = shardkv's CPU per request / the peer's: how many times the"
+echo " work; redis-repl's is its three processes' summed)"

@@ -20,8 +20,8 @@ that Redis Cluster rules allow every multi-key command. A command may be wrapped
 - `Several(n, cmd)`: a command that answers `n` replies (SUBSCRIBE of `n` channels),
   compared together;
 - `Pushed()`: nothing sent; the next reply the connection reads (a Pub/Sub message).
-Replies that differ by nature (INFO, TIME, CLIENT ID, HELLO's server fields, CONFIG GET, a
-SCAN cursor) are not compared; the Rust tests check their shape. Nor are these, on purpose:
+Replies that differ by nature (INFO, TIME, CLIENT ID, HELLO's server fields, CONFIG GET but
+of notify-keyspace-events, a SCAN cursor) are not compared; the Rust tests check their shape. Nor are these, on purpose:
 CLIENT SETINFO (shardkv speaks Redis 7.2, the reference may be 7.0); SCAN with a negative
 cursor (shardkv refuses it, Redis wraps it); INCRBYFLOAT of hexadecimal floats (`0x10`,
 which Redis's strtold reads; shardkv refuses it as not a valid float). INCRBYFLOAT cases
@@ -622,6 +622,68 @@ CASES = [
      ["SUNSUBSCRIBE", "{d}a"]],
     [["SET", "{d}big", V], ["GET", "{d}big"], ["STRLEN", "{d}big"], ["SET", "{d}empty", ""],
      ["GET", "{d}empty"], ["STRLEN", "{d}empty"]],
+    # Keyspace notifications: CONFIG SET's checks, and CONFIG GET's form of the flags.
+    [["CONFIG", "SET", "notify-keyspace-events", "KEq"],
+     ["CONFIG", "SET", "notify-keyspace-events"],
+     ["CONFIG", "SET", "notify-keyspace-events", "KEA", "notify-keyspace-events", "E"],
+     ["CONFIG", "SET", "notify-keyspace-events", "K", "notify-keyspace-events"],
+     ["CONFIG", "SET", "notify-keyspace-events", "Ex$gn"],
+     ["CONFIG", "GET", "notify-keyspace-events"],
+     ["CONFIG", "SET", "NOTIFY-KEYSPACE-EVENTS", "KEAmn"],
+     ["CONFIG", "GET", "notify-keyspace-events"],
+     ["CONFIG", "SET", "notify-keyspace-events", ""], ["CONFIG", "GET", "notify-keyspace-events"]],
+]
+
+
+def keyspace_case(flags, channels, writes):
+    """A subscriber to every keyspace event, `flags` set, and `writes` (command, events)
+    from another client, each followed by reading its events' messages (`channels` per
+    event: 2 with both K and E); the flags are switched off at the end."""
+    case = [Several(1, ["PSUBSCRIBE", "__key*__:*"]),
+            Other(["CONFIG", "SET", "notify-keyspace-events", flags])]
+    for cmd, events in writes:
+        case.append(Other(cmd))
+        case.extend(Pushed() for _ in range(events * channels))
+    case.append(Other(["CONFIG", "SET", "notify-keyspace-events", ""]))
+    return case
+
+
+# The events of each write, as Redis 7 raises them (`new` only with the `n` class).
+CASES += [
+    keyspace_case("KEA", 2, [
+        (["SET", "{d}a", "1"], 1), (["SET", "{d}a", "2", "EX", "100"], 2),
+        (["SET", "{d}a", "3", "NX"], 0), (["SET", "{d}a", "3", "KEEPTTL"], 1),
+        (["GETSET", "{d}a", "4"], 1), (["APPEND", "{d}a", "x"], 1),
+        (["SETRANGE", "{d}a", "0", "y"], 1), (["SETRANGE", "{d}a", "0", ""], 0),
+        (["SETRANGE", "{d}none", "0", ""], 0), (["INCR", "{d}n"], 1),
+        (["DECRBY", "{d}n", "5"], 1), (["INCRBYFLOAT", "{d}n", "1.5"], 1),
+        (["EXPIRE", "{d}n", "100"], 1), (["EXPIRE", "{d}n", "200", "NX"], 0),
+        (["EXPIRE", "{d}n", "200", "GT"], 1), (["PERSIST", "{d}n"], 1),
+        (["PERSIST", "{d}n"], 0), (["GETEX", "{d}n", "EX", "50"], 1),
+        (["GETEX", "{d}n", "PERSIST"], 1), (["GETEX", "{d}n"], 0), (["GETDEL", "{d}n"], 1),
+        (["GETDEL", "{d}n"], 0), (["RENAME", "{d}a", "{d}b"], 2),
+        (["RENAMENX", "{d}b", "{d}b"], 0), (["COPY", "{d}b", "{d}c"], 1),
+        (["COPY", "{d}b", "{d}c"], 0), (["COPY", "{d}b", "{d}c", "REPLACE"], 1),
+        (["MSET", "{d}p", "1", "{d}q", "2"], 2), (["MSETNX", "{d}p", "1", "{d}r", "1"], 0),
+        (["MSETNX", "{d}r", "1"], 1), (["SETBIT", "{d}s", "1", "1"], 1),
+        (["SETBIT", "{d}s", "1", "1"], 0), (["BITOP", "AND", "{d}t", "{d}s"], 1),
+        (["BITOP", "AND", "{d}t", "{d}none"], 1), (["BITOP", "AND", "{d}t", "{d}none"], 0),
+        (["BITFIELD", "{d}h", "SET", "u8", "0", "255"], 1),
+        (["DEL", "{d}p", "{d}q", "{d}none"], 2), (["UNLINK", "{d}r"], 1),
+        (["EXPIRE", "{d}c", "0"], 1), (["SETEX", "{d}e", "10", "v"], 2),
+        (["PSETEX", "{d}e", "10000", "v"], 2), (["SETNX", "{d}e", "v"], 0),
+        (["SETNX", "{d}f", "v"], 1), (["GETEX", "{d}f", "PXAT", "1"], 1),
+        (["MULTI"], 0), (["SET", "{d}x", "1"], 0), (["INCR", "{d}x"], 0), (["EXEC"], 2),
+        (["SET", "{d}a", "1", "GET"], 1), (["GET", "{d}a"], 0)]),
+    keyspace_case("E$gn", 1, [
+        (["SET", "{d}a", "1"], 2), (["SET", "{d}a", "2"], 1), (["RENAME", "{d}a", "{d}b"], 3),
+        (["COPY", "{d}b", "{d}c"], 2), (["APPEND", "{d}z", "x"], 2), (["INCR", "{d}i"], 2),
+        (["MSET", "{d}z", "1", "{d}y", "2"], 3), (["SETBIT", "{d}s", "0", "0"], 2),
+        (["BITOP", "OR", "{d}o", "{d}z"], 2), (["EXPIRE", "{d}o", "0"], 1),
+        (["CONFIG", "GET", "notify-keyspace-events"], 0)]),
+    # Classes not asked for raise nothing: the next message is the one published.
+    keyspace_case("Kx", 1, [(["SET", "{d}a", "1"], 0), (["DEL", "{d}a"], 0),
+                            (["PUBLISH", "__keyevent@0__:x", "m"], 1)]),
 ]
 
 

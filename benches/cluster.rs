@@ -63,6 +63,7 @@ fn configs(dir: &std::path::Path) -> Vec<NodeConfig> {
             reads: Default::default(),
             scheduling: Default::default(),
             slowlog: Default::default(),
+            notify_keyspace_events: String::new(),
             joined: false,
         })
         .collect()

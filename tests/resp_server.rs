@@ -1097,6 +1097,78 @@ fn config_get_describes_durability_and_refuses_set() {
     assert!(err_text(set).contains("not supported"));
 }
 
+/// CONFIG SET notify-keyspace-events: the writes after it publish their events, in Redis's
+/// order, on both channel kinds; CONFIG GET shows the flags as Redis does; a bad letter
+/// and a duplicate are refused and change nothing.
+#[test]
+fn keyspace_events_follow_config_set() {
+    let server = start(RespOptions::default());
+    let mut con = client(&server);
+    let flags = |con: &mut redis::Connection| -> String {
+        let got: Vec<String> =
+            redis::cmd("CONFIG").arg("GET").arg("notify-*").query(con).unwrap();
+        got[1].clone()
+    };
+    assert_eq!(flags(&mut con), "");
+    let mut sub = client(&server);
+    let mut pubsub = sub.as_pubsub();
+    pubsub.psubscribe("__key*__:*").unwrap();
+    pubsub.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    // Off: nothing is published.
+    let _: () = redis::cmd("SET").arg("quiet").arg("1").query(&mut con).unwrap();
+    for (value, want) in [("KEq", Err(())), ("Eg$n", Ok("g$nE")), ("KEA", Ok("AKE"))] {
+        let mut set = redis::cmd("CONFIG");
+        set.arg("SET").arg("notify-keyspace-events").arg(value);
+        match (set.query::<Value>(&mut con), want) {
+            (Ok(_), Ok(shown)) => assert_eq!(flags(&mut con), shown),
+            (Err(e), Err(())) => assert!(e.to_string().contains("Invalid event class"), "{e}"),
+            (got, _) => panic!("CONFIG SET notify-keyspace-events {value}: {got:?}"),
+        }
+    }
+    let twice = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("")
+        .arg("NOTIFY-keyspace-events")
+        .arg("")
+        .query::<Value>(&mut con);
+    assert!(err_text(twice).contains("duplicate parameter"));
+    assert_eq!(flags(&mut con), "AKE");
+    let _: () = redis::cmd("SET").arg("k").arg("1").arg("EX").arg("100").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("INCR").arg("k").query(&mut con).unwrap();
+    let _: () = redis::cmd("RENAME").arg("k").arg("{k}2").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL").arg("{k}2").arg("nosuch").query(&mut con).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("notify-keyspace-events").arg("E$")
+        .query(&mut con).unwrap();
+    let _: i64 = redis::cmd("APPEND").arg("s").arg("x").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("EXPIRE").arg("s").arg("100").query(&mut con).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("notify-keyspace-events").arg("")
+        .query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("quiet").arg("2").query(&mut con).unwrap();
+    let _: () = redis::cmd("PUBLISH").arg("__keyevent@0__:end").arg("end").query(&mut con)
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let msg = pubsub.get_message().unwrap();
+        let (channel, payload): (String, String) =
+            (msg.get_channel_name().to_string(), msg.get_payload().unwrap());
+        if payload == "end" {
+            break;
+        }
+        got.push(format!("{channel} {payload}"));
+    }
+    let want = [
+        "__keyspace@0__:k set", "__keyevent@0__:set k",
+        "__keyspace@0__:k expire", "__keyevent@0__:expire k",
+        "__keyspace@0__:k incrby", "__keyevent@0__:incrby k",
+        "__keyspace@0__:k rename_from", "__keyevent@0__:rename_from k",
+        "__keyspace@0__:{k}2 rename_to", "__keyevent@0__:rename_to {k}2",
+        "__keyspace@0__:{k}2 del", "__keyevent@0__:del {k}2",
+        "__keyevent@0__:append s",
+    ];
+    assert_eq!(got, want);
+}
+
 /// Every subcommand a `<CONTAINER> HELP` lists is served: sent without its arguments, it
 /// answers anything but the unknown-subcommand error (an arity or syntax error, or its
 /// answer), so HELP cannot drift from what the node serves.

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use super::bits;
 use super::command::NO_CLIENT_ID;
 use super::command::{ExpireCondition, GetExTtl, KvCommand, Request, SetCondition};
+use super::notify::{KeyEvents, EXPIRED, GENERIC, NEW, STRING};
 use super::number::{format_f64, parse_f64, parse_i64};
 use super::overlay::{Layered, Overlay};
 use super::read;
@@ -85,8 +86,19 @@ const WALK_PAGE_KEYS: usize = 256;
 /// above the client's last) changes nothing: the last seq gets its cached reply again,
 /// older ones `ERR request already applied`.
 pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply {
+    apply_notified(view, overlay, req, None)
+}
+
+/// `apply`, pushing the keyspace events the command raises into `events` (see `notify`). A
+/// retry raises none. What `events` asks for never changes the writes or the reply.
+pub fn apply_notified<V: KvRead>(
+    view: &V,
+    overlay: &mut Overlay,
+    req: &Request,
+    events: Option<&mut KeyEvents>,
+) -> Reply {
     if req.client_id == NO_CLIENT_ID {
-        return execute(&mut Ctx::new(view, overlay, req.now_ms), &req.command);
+        return execute(&mut Ctx::new(view, overlay, req.now_ms, events), &req.command);
     }
     let known = session::find(view, overlay, req.client_id);
     if let Some(last) = &known {
@@ -97,7 +109,7 @@ pub fn apply<V: KvRead>(view: &V, overlay: &mut Overlay, req: &Request) -> Reply
             return Reply::Error(KvError::AlreadyApplied);
         }
     }
-    let reply = execute(&mut Ctx::new(view, overlay, req.now_ms), &req.command);
+    let reply = execute(&mut Ctx::new(view, overlay, req.now_ms, events), &req.command);
     session::remember(view, overlay, req, known.is_none(), &reply);
     reply
 }
@@ -116,11 +128,49 @@ struct Ctx<'a, V> {
     /// Bytes of records the command has read and written so far (`TRANSACTION_WORK_BYTES_MAX`
     /// bounds a transaction's).
     work: Cell<u64>,
+    /// Where its keyspace events go, if anywhere. Node-local: what it asks must never change
+    /// a write, a reply or `work` (so its own reads are not metered).
+    events: Option<&'a mut KeyEvents>,
 }
 
 impl<'a, V: KvRead> Ctx<'a, V> {
-    fn new(view: &'a V, overlay: &'a mut Overlay, now_ms: u64) -> Ctx<'a, V> {
-        Ctx { view, overlay, now_ms, work: Cell::new(0) }
+    fn new(
+        view: &'a V,
+        overlay: &'a mut Overlay,
+        now_ms: u64,
+        events: Option<&'a mut KeyEvents>,
+    ) -> Ctx<'a, V> {
+        Ctx { view, overlay, now_ms, work: Cell::new(0), events }
+    }
+
+    /// Raises `event` on `key` (kept if its class is published).
+    fn raise(&mut self, class: u16, event: &'static str, key: &Bytes) {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.raise(class, event, key);
+        }
+    }
+
+    /// Forgets the events raised after the first `mark` (a transaction undone).
+    fn forget_events_after(&mut self, mark: usize) {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.truncate(mark);
+        }
+    }
+
+    fn wants(&self, class: u16) -> bool {
+        self.events.as_ref().is_some_and(|events| events.flags().wants(class))
+    }
+
+    /// Whether `key` holds a live value, read without metering (for events only).
+    fn exists_unmetered(&self, key: &[u8]) -> bool {
+        read::lookup(&self.overlay.over(self.view), self.now_ms, key).is_ok_and(|r| r.is_some())
+    }
+
+    /// Raises `new` if `key` holds no live value: call before storing it.
+    fn raise_new_if_absent(&mut self, key: &Bytes) {
+        if self.wants(NEW) && !self.exists_unmetered(key) {
+            self.raise(NEW, "new", key);
+        }
     }
 
     /// The state as the command sees it (the batch's writes on the committed view), counting
@@ -295,6 +345,7 @@ fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result
         return Ok(Reply::Nil);
     }
     let mut undo = Vec::new();
+    let raised = cx.events.as_ref().map_or(0, |events| events.len());
     let mut replies = Vec::with_capacity(commands.len());
     let mut bytes = 0u64;
     for command in commands {
@@ -314,10 +365,12 @@ fn transaction<V: KvRead>(cx: &mut Ctx<'_, V>, commands: &[KvCommand]) -> Result
         bytes = bytes.saturating_add(reply.value_bytes());
         if bytes > TRANSACTION_REPLY_BYTES_MAX {
             cx.overlay.restore(undo);
+            cx.forget_events_after(raised);
             return Err(KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX));
         }
         if cx.work.get() > TRANSACTION_WORK_BYTES_MAX {
             cx.overlay.restore(undo);
+            cx.forget_events_after(raised);
             return Err(KvError::TransactionWorkTooLarge(TRANSACTION_WORK_BYTES_MAX));
         }
         replies.push(reply);
@@ -381,7 +434,18 @@ fn set<V: KvRead>(
         true => old.and_then(|record| record.expire_at_ms),
         false => options.expire_at_ms,
     };
-    cx.store(key, &Record::string(value.clone(), expire_at_ms));
+    let record = Record::string(value.clone(), expire_at_ms);
+    cx.raise_new_if_absent(key);
+    cx.store(key, &record);
+    // As Redis 7.0: `set`, then `expire` for a deadline given; a deadline already passed
+    // leaves the key absent, and Redis's expiry raises `expired` for it later.
+    cx.raise(STRING, "set", key);
+    if options.expire_at_ms.is_some() {
+        cx.raise(GENERIC, "expire", key);
+    }
+    if record.is_expired(cx.now_ms) {
+        cx.raise(EXPIRED, "expired", key);
+    }
     Ok(answer)
 }
 
@@ -390,6 +454,7 @@ fn getdel<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes) -> Result<Reply, KvError>
         return Ok(Reply::Nil);
     };
     cx.delete(key);
+    cx.raise(GENERIC, "del", key);
     Ok(Reply::Bulk(record.value))
 }
 
@@ -407,13 +472,25 @@ fn getex<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, ttl: GetExTtl) -> Result<R
         GetExTtl::Persist => {
             record.expire_at_ms = None;
             cx.store(key, &record);
+            cx.raise(GENERIC, "persist", key);
         }
         GetExTtl::At { deadline_ms } => {
             record.expire_at_ms = Some(deadline_ms);
             cx.store(key, &record);
+            cx.raise(GENERIC, deadline_event(&record, cx.now_ms), key);
         }
     }
     Ok(Reply::Bulk(value))
+}
+
+/// The event of a deadline set on a live key: `del` if it has passed (the key is gone),
+/// else `expire`.
+fn deadline_event(record: &Record, now_ms: u64) -> &'static str {
+    if record.is_expired(now_ms) {
+        "del"
+    } else {
+        "expire"
+    }
 }
 
 /// Error if a string of `len_bytes` would exceed the maximum string size.
@@ -435,16 +512,18 @@ fn setrange<V: KvRead>(
     if value.is_empty() {
         return Ok(Reply::Int(old.map_or(0, |record| record.value.len() as i64)));
     }
+    let created = old.is_none();
     let (mut buffer, expire_at_ms, end) = grown(old, offset.checked_add(value.len() as u64))?;
     buffer[end - value.len()..end].copy_from_slice(value);
     let new_len = buffer.len() as i64;
-    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    store_string(cx, key, buffer.freeze(), expire_at_ms, created, "setrange");
     Ok(Reply::Int(new_len))
 }
 
 /// APPEND: keeps the TTL.
 fn append<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, value: &Bytes) -> Result<Reply, KvError> {
     let old = cx.lookup_string(key)?;
+    let created = old.is_none();
     let (old_value, expire_at_ms) =
         old.map_or((Bytes::new(), None), |record| (record.value, record.expire_at_ms));
     check_string_len((old_value.len() as u64).checked_add(value.len() as u64))?;
@@ -452,8 +531,24 @@ fn append<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, value: &Bytes) -> Result<
     buffer.extend_from_slice(&old_value);
     buffer.extend_from_slice(value);
     let new_len = buffer.len() as i64;
-    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    store_string(cx, key, buffer.freeze(), expire_at_ms, created, "append");
     Ok(Reply::Int(new_len))
+}
+
+/// Stores a string command's result, raising `new` if it `created` the key, then `event`.
+fn store_string<V: KvRead>(
+    cx: &mut Ctx<'_, V>,
+    key: &Bytes,
+    value: Bytes,
+    expire_at_ms: Option<u64>,
+    created: bool,
+    event: &'static str,
+) {
+    if created {
+        cx.raise(NEW, "new", key);
+    }
+    cx.store(key, &Record::string(value, expire_at_ms));
+    cx.raise(STRING, event, key);
 }
 
 /// INCRBY and friends: the value must be a canonical 64-bit integer; keeps the TTL.
@@ -464,8 +559,9 @@ fn incrby<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: i64) -> Result<Rep
         None => 0,
     };
     let new = current.checked_add(delta).ok_or(KvError::Overflow)?;
+    let created = old.is_none();
     let expire_at_ms = old.and_then(|record| record.expire_at_ms);
-    cx.store(key, &Record::string(Bytes::from(new.to_string()), expire_at_ms));
+    store_string(cx, key, Bytes::from(new.to_string()), expire_at_ms, created, "incrby");
     Ok(Reply::Int(new))
 }
 
@@ -481,8 +577,9 @@ fn incrbyfloat<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes, delta: f64) -> Resul
         return Err(KvError::NanOrInfinity);
     }
     let text = Bytes::from(format_f64(new));
+    let created = old.is_none();
     let expire_at_ms = old.and_then(|record| record.expire_at_ms);
-    cx.store(key, &Record::string(text.clone(), expire_at_ms));
+    store_string(cx, key, text.clone(), expire_at_ms, created, "incrbyfloat");
     Ok(Reply::Bulk(text))
 }
 
@@ -492,6 +589,7 @@ fn del<V: KvRead>(cx: &mut Ctx<'_, V>, keys: &[Bytes]) -> Result<Reply, KvError>
     for key in keys {
         if cx.lookup(key)?.is_some() {
             cx.delete(key);
+            cx.raise(GENERIC, "del", key);
             removed += 1;
         }
     }
@@ -523,6 +621,7 @@ fn expire<V: KvRead>(
     }
     record.expire_at_ms = Some(deadline_ms);
     cx.store(key, &record);
+    cx.raise(GENERIC, deadline_event(&record, cx.now_ms), key);
     Ok(Reply::Int(1))
 }
 
@@ -531,6 +630,7 @@ fn persist<V: KvRead>(cx: &mut Ctx<'_, V>, key: &Bytes) -> Result<Reply, KvError
         Some(mut record) if record.expire_at_ms.is_some() => {
             record.expire_at_ms = None;
             cx.store(key, &record);
+            cx.raise(GENERIC, "persist", key);
             Ok(Reply::Int(1))
         }
         _ => Ok(Reply::Int(0)),
@@ -557,6 +657,10 @@ fn rename<V: KvRead>(
     }
     cx.delete(key);
     cx.store(new_key, &record);
+    // Redis deletes the destination, then adds it: always `new`.
+    cx.raise(NEW, "new", new_key);
+    cx.raise(GENERIC, "rename_from", key);
+    cx.raise(GENERIC, "rename_to", new_key);
     Ok(done)
 }
 
@@ -571,12 +675,13 @@ fn setbit<V: KvRead>(
     let old = cx.lookup_string(key)?;
     let within = |record: &Record| ((offset >> 3) as usize) < record.value.len();
     if old.as_ref().is_some_and(|r| within(r) && bits::get_bit(&r.value, offset) == bit) {
-        // Nothing changes: no copy of the value, no write.
+        // Nothing changes: no copy of the value, no write, no event.
         return Ok(Reply::Int(i64::from(bit)));
     }
+    let created = old.is_none();
     let (mut buffer, expire_at_ms, _) = grown(old, Some((offset >> 3) + 1))?;
     let was = bits::set_bit(&mut buffer, offset, bit);
-    cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+    store_string(cx, key, buffer.freeze(), expire_at_ms, created, "setbit");
     Ok(Reply::Int(i64::from(was)))
 }
 
@@ -616,7 +721,7 @@ fn bitfield<V: KvRead>(
     let (mut buffer, expire_at_ms, _) = grown(old, Some((last >> 3) + 1))?;
     let reply = bits::bitfield(&mut buffer, ops);
     if !existed || buffer[..] != before[..] {
-        cx.store(key, &Record::string(buffer.freeze(), expire_at_ms));
+        store_string(cx, key, buffer.freeze(), expire_at_ms, !existed, "setbit");
     }
     Ok(reply)
 }
@@ -639,9 +744,14 @@ fn bitop<V: KvRead>(
     let result = bits::combine(op, &sources);
     let len = result.len() as i64;
     if result.is_empty() {
+        if cx.wants(GENERIC) && cx.exists_unmetered(dest) {
+            cx.raise(GENERIC, "del", dest);
+        }
         cx.delete(dest);
     } else {
+        cx.raise_new_if_absent(dest);
         cx.store(dest, &Record::string(Bytes::from(result), None));
+        cx.raise(STRING, "set", dest);
     }
     Ok(Reply::Int(len))
 }
@@ -658,7 +768,18 @@ fn restore<V: KvRead>(
         return Err(KvError::BusyKey);
     }
     check_string_len(Some(value.len() as u64))?;
-    cx.store(key, &Record::string(value.clone(), deadline_ms));
+    let record = Record::string(value.clone(), deadline_ms);
+    if record.is_expired(cx.now_ms) {
+        // Only a key REPLACE deleted raises anything.
+        if cx.wants(GENERIC) && cx.exists_unmetered(key) {
+            cx.raise(GENERIC, "del", key);
+        }
+        cx.store(key, &record);
+    } else {
+        cx.store(key, &record);
+        cx.raise(NEW, "new", key);
+        cx.raise(GENERIC, "restore", key);
+    }
     Ok(Reply::Ok)
 }
 
@@ -683,6 +804,8 @@ fn copy<V: KvRead>(
         return Ok(Reply::Int(0));
     }
     cx.store(dest, &record);
+    cx.raise(NEW, "new", dest);
+    cx.raise(GENERIC, "copy_to", dest);
     Ok(Reply::Int(1))
 }
 
@@ -700,7 +823,9 @@ fn mset<V: KvRead>(
         }
     }
     for (key, value) in pairs {
+        cx.raise_new_if_absent(key);
         cx.store(key, &Record::string(value.clone(), None));
+        cx.raise(STRING, "set", key);
     }
     Ok(if only_if_none_exist { Reply::Int(1) } else { Reply::Ok })
 }
@@ -748,5 +873,6 @@ fn delete_expired<V: KvRead>(
         return Ok(Reply::Int(0));
     }
     cx.delete(key);
+    cx.raise(EXPIRED, "expired", key);
     Ok(Reply::Int(1))
 }

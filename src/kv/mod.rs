@@ -9,9 +9,8 @@
 //! as logged), `apply` (dedup + command semantics), `overlay` (a batch's pending
 //! writes), `session` (exactly-once client sessions, bounded), `read` (read commands),
 //! `bits` (the bit commands and LCS over string values), `dump` (DUMP and RESTORE's
-//! payload),
-//! `expiry` (the expired records a leader deletes), `range` (the slots a group owns,
-//! splits), `meta` (the cluster map the metadata group holds), `number` (integer/float
+//! payload), `expiry` (the expired records a leader deletes), `notify` (the keyspace
+//! events a write raises), `range` (the slots a group owns, splits), `meta` (the cluster map the metadata group holds), `number` (integer/float
 //! text), `glob` (KEYS/SCAN patterns), `reply` (answers and Redis error texts), `mem`
 //! (in-memory state for the simulation and tests). Nothing here does I/O or reads a clock.
 
@@ -25,6 +24,7 @@ pub mod expiry;
 pub mod glob;
 pub mod mem;
 pub mod meta;
+pub mod notify;
 pub mod number;
 pub mod overlay;
 pub mod range;

@@ -171,6 +171,7 @@ impl LocalPlan {
                 reads: self.reads.clone(),
                 scheduling: self.scheduling.clone(),
                 slowlog: crate::node::config::SlowlogConfig::default(),
+                notify_keyspace_events: String::new(),
                 joined: false,
             };
             config

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::kv::notify::Notifier;
 use crate::kv::read::ReadCommand;
 use crate::metrics::node::ReadRoundCounters;
 use crate::node::read_rounds::ReadRounds;
@@ -96,6 +97,8 @@ struct Inner {
     request_timeout: Duration,
     /// This node's Pub/Sub subscribers.
     hub: Arc<Hub>,
+    /// Which keyspace events this node's replicas publish (`kv::notify`).
+    notifier: Arc<Notifier>,
 }
 
 impl NodeClient {
@@ -113,6 +116,7 @@ impl NodeClient {
             next_request_id: AtomicU64::new(1),
             request_timeout,
             hub: Arc::default(),
+            notifier: Arc::default(),
         };
         let workload = Arc::new(Workload::new(false));
         NodeClient {
@@ -450,6 +454,11 @@ impl NodeClient {
     /// This node's Pub/Sub subscribers.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// Which keyspace events this node's replicas publish.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.inner.notifier
     }
 
     /// Hands `publication` to every other node of the cluster, for their subscribers.

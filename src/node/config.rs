@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::notify::NotifyFlags;
 use crate::router::layout::{Layout, LayoutError};
 use crate::shard::limits::{APPLY_FLUSH_MS_MAX, ENTRY_FRAME_ENVELOPE_BYTES};
 
@@ -419,10 +420,21 @@ pub struct NodeConfig {
     pub scheduling: SchedulingConfig,
     #[serde(default)]
     pub slowlog: SlowlogConfig,
+    /// Redis's `notify-keyspace-events` at start (`KEA`, `Ex`, ...; empty: none), which
+    /// `CONFIG SET notify-keyspace-events` changes until the node restarts.
+    #[serde(default)]
+    pub notify_keyspace_events: String,
     /// Set by `shardkv server --join`: the layout and `nodes` came from the cluster map,
     /// so the node bootstraps no group from them (its replicas arrive by replica moves).
     #[serde(skip)]
     pub joined: bool,
+}
+
+impl NodeConfig {
+    /// `notify_keyspace_events` parsed (`validate` refused any other).
+    pub fn notify_flags(&self) -> NotifyFlags {
+        NotifyFlags::parse(self.notify_keyspace_events.as_bytes()).unwrap_or_default()
+    }
 }
 
 /// Smallest accepted shared secret.
@@ -488,6 +500,12 @@ impl NodeConfig {
             if !self.nodes.iter().any(|p| p.id == n.id) {
                 return invalid(format!("node {} of the layout has no [[nodes]] entry", n.id));
             }
+        }
+        if let Err(c) = NotifyFlags::parse(self.notify_keyspace_events.as_bytes()) {
+            return invalid(format!(
+                "notify_keyspace_events: '{c}' is no event class; use letters of \
+                 'Ag$lshzxeKEtmdn'"
+            ));
         }
         if self.slowlog.max_len > SLOWLOG_LEN_MAX {
             return invalid(format!("slowlog.max_len must be at most {SLOWLOG_LEN_MAX}"));

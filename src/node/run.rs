@@ -43,6 +43,7 @@ use crate::transport::api::{
     ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Publication,
     TermAnswer, TermProbe, Urgency,
 };
+use crate::kv::notify::Notifier;
 use crate::resp::pubsub::Hub;
 use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::stats::TransportStats;
@@ -351,14 +352,10 @@ impl Node {
         let peers: Arc<dyn PeerSender> = Arc::new(Peers(transport.clone()));
         let arbiters = start_arbiters(config.limits.replica_threads);
         let reports = Arc::new(PendingReports::default());
-        let (factory, placed) = start_replicas(
-            &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
-            &reports,
-        )?;
         let local: Arc<dyn LocalGroups> = shards.clone();
         let t = &config.timeouts;
         let workload = Arc::new(Workload::new(t.follow_workload_ms > 0));
-        let client = NodeClient::new(table.clone(), local.clone(), peers, t.request())
+        let client = NodeClient::new(table.clone(), local.clone(), peers.clone(), t.request())
             .with_follower_reads(config.reads.follower)
             .with_read_rounds(
                 config.reads.node_round_wait(t),
@@ -367,6 +364,11 @@ impl Node {
             )
             .with_workload(workload.clone())
             .with_forward_reply_bytes_max(config.limits.entry_bytes_max());
+        client.notifier().set(config.notify_flags());
+        let (factory, placed) = start_replicas(
+            &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
+            &reports, &client,
+        )?;
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
         let sync = MetaSync::new(client.clone(), transport.clone(), local, reports, saved);
@@ -582,6 +584,7 @@ fn start_replicas(
     shards: &Arc<LocalShards>,
     table: &Arc<RoutingTable>,
     reports: &Arc<PendingReports>,
+    client: &NodeClient,
 ) -> Result<(ReplicaFactory, Vec<GroupId>), NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
@@ -639,6 +642,16 @@ fn start_replicas(
         let reports = reports.clone();
         Arc::new(move |report| reports.report(report))
     };
+    // Keyspace events go to this node's subscribers only: every node raises the events of
+    // the groups it holds a replica of, as it applies them.
+    let on_key_events: crate::shard::actor::KeyEventsFn = {
+        let hub = client.hub().clone();
+        Arc::new(move |events| {
+            for (channel, message) in events.messages() {
+                hub.deliver(Publication { shard: false, channel, message });
+            }
+        })
+    };
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),
@@ -649,6 +662,8 @@ fn start_replicas(
         on_members,
         on_report,
         clean_budget: CleanBudget::new(config.limits.clean_cache_bytes_max),
+        notifier: client.notifier().clone(),
+        on_key_events,
     };
     // No arbiters: the node's own thread (`Node::start` runs on the System's arbiter).
     let handles = match arbiters {
@@ -1084,6 +1099,10 @@ impl Backend for NodeBackend {
 
     fn hub(&self) -> &Arc<Hub> {
         self.client.hub()
+    }
+
+    fn notifier(&self) -> &Arc<Notifier> {
+        self.client.notifier()
     }
 
     fn publish_to_peers(&self, publication: &Publication) {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::pubsub::{Hub, Publication};
+use crate::kv::notify::Notifier;
 
 use crate::raft::types::{GroupId, NodeId};
 use crate::shard::api::{ShardOp, ShardResult};
@@ -33,6 +34,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn now_ms(&self) -> u64;
     /// This node's Pub/Sub subscribers.
     fn hub(&self) -> &Arc<Hub>;
+    /// Which keyspace events this node publishes (CONFIG's `notify-keyspace-events`).
+    fn notifier(&self) -> &Arc<Notifier>;
     /// Hands `publication` to every other node of the cluster, for their subscribers (at
     /// most once: a link that is down or a full queue drops it).
     fn publish_to_peers(&self, publication: &Publication);

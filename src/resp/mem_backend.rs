@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::backend::{Backend, ClusterView, GroupView, NodeView};
 use super::pubsub::{Hub, Publication};
+use crate::kv::apply::apply_notified;
+use crate::kv::notify::Notifier;
 use crate::kv::read;
 use crate::kv::slot::SLOT_COUNT;
 use crate::kv::{MemKv, Overlay};
@@ -31,6 +33,8 @@ struct Inner {
     executed: AtomicU64,
     /// Pub/Sub subscribers (this backend's one node: it has no peers to relay to).
     hub: Arc<Hub>,
+    /// Which keyspace events its writes publish.
+    notifier: Arc<Notifier>,
 }
 
 struct MemGroup {
@@ -80,6 +84,7 @@ impl MemBackend {
                 next_client_id,
                 executed: AtomicU64::new(0),
                 hub: Arc::default(),
+                notifier: Arc::default(),
             }),
         }
     }
@@ -139,9 +144,13 @@ impl MemBackend {
         match op {
             ShardOp::Write(request) => {
                 let mut overlay = Overlay::new();
-                let reply = crate::kv::apply(&g.kv, &mut overlay, &request);
+                let mut events = self.inner.notifier.collector();
+                let reply = apply_notified(&g.kv, &mut overlay, &request, events.as_mut());
                 let mutations = overlay.drain();
                 g.kv.apply_mutations(&mutations);
+                for (channel, message) in events.iter().flat_map(|events| events.messages()) {
+                    self.inner.hub.deliver(Publication { shard: false, channel, message });
+                }
                 Ok(reply)
             }
             ShardOp::Read { command, now_ms, .. } => Ok(read::execute(&g.kv, now_ms, &command)),
@@ -203,6 +212,10 @@ impl Backend for MemBackend {
 
     fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    fn notifier(&self) -> &Arc<Notifier> {
+        &self.inner.notifier
     }
 
     /// One node: no other node's subscribers to reach.

@@ -407,6 +407,9 @@ impl super::Backend for Refusing {
     fn hub(&self) -> &std::sync::Arc<super::pubsub::Hub> {
         self.0.hub()
     }
+    fn notifier(&self) -> &std::sync::Arc<crate::kv::notify::Notifier> {
+        self.0.notifier()
+    }
     fn publish_to_peers(&self, publication: &super::pubsub::Publication) {
         self.0.publish_to_peers(publication);
     }

@@ -167,6 +167,10 @@ pub type MembersFn = Arc<dyn Fn(GroupId, Vec<NodeId>) + Send + Sync>;
 /// whenever its configuration or slots changed since. Must not block.
 pub type ReportFn = Arc<dyn Fn(crate::shard::api::GroupReport) + Send + Sync>;
 
+/// Fed the keyspace events a replica's apply batch raised (`kv::notify`), before the
+/// writes that raised them are answered. Called on the replica's arbiter: must not block.
+pub type KeyEventsFn = Arc<dyn Fn(crate::kv::notify::KeyEvents) + Send + Sync>;
+
 /// What a replica shares with the rest of the node.
 #[derive(Clone)]
 pub struct ShardDeps {
@@ -181,6 +185,9 @@ pub struct ShardDeps {
     pub on_report: ReportFn,
     /// The node's bytes for its replicas' clean caches, shared among them.
     pub clean_budget: Arc<CleanBudget>,
+    /// The node's keyspace notification flags, read at each apply batch.
+    pub notifier: Arc<crate::kv::notify::Notifier>,
+    pub on_key_events: KeyEventsFn,
 }
 
 /// Why a replica could not start.

@@ -583,6 +583,7 @@ impl ShardActor {
         let placeholder = GroupRange::new(self.range.range);
         let mut range = std::mem::replace(&mut self.range, placeholder);
         let door = self.cfg.read_door.clone();
+        let mut events = self.deps.notifier.collector();
         let mut undurable = door.undurable();
         let (db, metrics) = (&self.deps.db, &self.cfg.metrics);
         let (answers, checked) = read_applied(db, group, &mut undurable, metrics, |layered| {
@@ -592,7 +593,7 @@ impl ShardActor {
                     (EntryPayload::Normal(_), Some(request)) => {
                         Some(match request {
                             Ok(req) => apply_request(group, &mut range, layered, &mut batch,
-                                &req, &mut children),
+                                &req, &mut children, events.as_mut()),
                             Err(err) => {
                                 // Every replica skips the same entry: the state stays
                                 // identical.
@@ -615,6 +616,9 @@ impl ShardActor {
         self.cfg.slots = range.range.first..=range.range.last;
         self.range = range;
         checked?;
+        if let Some(events) = events.filter(|events| !events.is_empty()) {
+            (self.deps.on_key_events)(events);
+        }
         for (index, term, reply) in answers {
             self.answer_write(index, term, reply);
         }

@@ -141,6 +141,7 @@ pub(crate) fn apply_request<V: KvRead>(
     batch: &mut Overlay,
     req: &Request,
     children: &mut Vec<ChildWrite>,
+    events: Option<&mut crate::kv::notify::KeyEvents>,
 ) -> ShardResult {
     if let KvCommand::Split {
         at,
@@ -196,7 +197,7 @@ pub(crate) fn apply_request<V: KvRead>(
             moved: range.moved(slot).cloned(),
         });
     }
-    Ok(kv::apply(state, batch, req))
+    Ok(kv::apply::apply_notified(state, batch, req, events))
 }
 
 fn apply_split(
@@ -361,7 +362,8 @@ mod tests {
         };
         let mut run = |range: &mut GroupRange, req: &Request| {
             let mut overlay = Overlay::new();
-            let answer = apply_request(GroupId(1), range, &mem, &mut overlay, req, &mut Vec::new());
+            let answer =
+                apply_request(GroupId(1), range, &mem, &mut overlay, req, &mut Vec::new(), None);
             mem.apply_mutations(&overlay.drain());
             answer
         };

@@ -224,6 +224,8 @@ impl Cluster {
             clean_budget: crate::shard::undurable::CleanBudget::new(
                 crate::shard::limits::CLEAN_CACHE_BYTES_DEFAULT,
             ),
+            notifier: Arc::default(),
+            on_key_events: Arc::new(|_| {}),
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");

@@ -1,8 +1,10 @@
 //! CONFIG GET: the server parameters a Redis client or tool asks about (redis-benchmark
 //! reads `save` and `appendonly`), with the values that describe shardkv truthfully — every
 //! write is fsynced on a majority before its reply, so `appendonly yes` and
-//! `appendfsync always`; there are no RDB saves. Parameters come from the node's file, so
-//! CONFIG SET and REWRITE answer that they are not supported. CONFIG RESETSTAT zeroes INFO's
+//! `appendfsync always`; there are no RDB saves. Parameters come from the node's file; CONFIG
+//! SET changes only `notify-keyspace-events` (this node's, until it restarts, as a Redis
+//! Cluster node's own), and answers that the others, and REWRITE, are not supported. CONFIG
+//! RESETSTAT zeroes INFO's
 //! stats, commandstats and errorstats, as Redis does (the Prometheus series, which are
 //! counters, never go back).
 
@@ -10,6 +12,7 @@ use bytes::Bytes;
 
 use super::Ctx;
 use crate::kv::glob::glob_match;
+use crate::kv::notify::NotifyFlags;
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 use crate::resp::frame::Frame;
@@ -30,20 +33,62 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         Some("resetstat") => Job::Now(Frame::error(
             "ERR wrong number of arguments for 'config|resetstat' command",
         )),
-        Some(name @ ("set" | "rewrite")) => Job::Now(Frame::error(format!(
-            "ERR CONFIG {} is not supported: shardkv reads its parameters from the node's \
+        Some("set") if args.len() >= 4 => Job::Now(set(cx, &args[2..])),
+        Some("set") => Job::Now(Frame::error(
+            "ERR wrong number of arguments for 'config|set' command",
+        )),
+        Some("rewrite") => Job::Now(Frame::error(
+            "ERR CONFIG REWRITE is not supported: shardkv reads its parameters from the node's \
              configuration file",
-            name.to_ascii_uppercase()
-        ))),
+        )),
         _ => Job::Now(unknown_subcommand(&args[1], "config")),
     }
+}
+
+/// The parameter CONFIG SET changes.
+const NOTIFY_PARAM: &str = "notify-keyspace-events";
+
+/// CONFIG SET of (name, value) pairs: all checked before any is set, as Redis does.
+fn set<B: Backend>(cx: &Ctx<'_, B>, pairs: &[Bytes]) -> Frame {
+    if pairs.len() % 2 != 0 {
+        return Frame::error("ERR syntax error");
+    }
+    let mut flags = None;
+    for pair in pairs.chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        if name != NOTIFY_PARAM {
+            return Frame::error(format!(
+                "ERR CONFIG SET {name} is not supported: shardkv reads its parameters from the \
+                 node's configuration file, and changes only {NOTIFY_PARAM} at run time"
+            ));
+        }
+        if flags.is_some() {
+            return Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{NOTIFY_PARAM}') - \
+                 duplicate parameter"
+            ));
+        }
+        match NotifyFlags::parse(&pair[1]) {
+            Ok(parsed) => flags = Some(parsed),
+            Err(_) => {
+                return Frame::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{NOTIFY_PARAM}') - \
+                     Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+                ))
+            }
+        }
+    }
+    if let Some(flags) = flags {
+        cx.backend.notifier().set(flags);
+    }
+    Frame::ok()
 }
 
 /// Every (name, value) pair whose name matches one of `patterns`, as a map.
 fn get<B: Backend>(cx: &Ctx<'_, B>, patterns: &[Bytes]) -> Frame {
     let limits = &cx.shared.options.limits;
     let slowlog = cx.shared.slowlog.config();
-    let params: [(&str, String); 11] = [
+    let params: [(&str, String); 12] = [
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
         ("save", String::new()),
@@ -55,6 +100,7 @@ fn get<B: Backend>(cx: &Ctx<'_, B>, patterns: &[Bytes]) -> Frame {
         ("requirepass", String::new()),
         ("slowlog-log-slower-than", slowlog.log_slower_than_us.to_string()),
         ("slowlog-max-len", slowlog.max_len.to_string()),
+        (NOTIFY_PARAM, cx.backend.notifier().flags().to_string()),
     ];
     let mut out = Vec::new();
     for (name, value) in params {

@@ -81,8 +81,10 @@ const HELP: &[(&str, &[&str])] = &[
             "    values.",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
-            "(SET and REWRITE are not supported: a node reads its parameters from its",
-            "    configuration file.)",
+            "SET notify-keyspace-events <value>",
+            "    Set which keyspace events this node publishes, until it restarts. The other",
+            "    parameters come from the node's configuration file.",
+            "(REWRITE is not supported.)",
         ],
     ),
     (

@@ -382,6 +382,55 @@ fn published_messages_reach_subscribers_on_every_node() {
     assert_eq!(message.get_payload::<String>().unwrap(), "still");
 }
 
+/// Keyspace events are raised by every replica as it applies: a node asked for them
+/// (CONFIG SET, node-local) publishes the events of writes sent through another node, in
+/// the group's log order, and `expired` when the leader's active expiry deletes a key.
+#[test]
+fn keyspace_events_reach_subscribers_of_every_node_that_asks() {
+    let cluster = start_local_3x8();
+    let mut listeners = Vec::new();
+    for (node, flags) in [(2, "E$gx"), (3, "Ex")] {
+        let mut con = cluster.client(node).get_connection().expect("a connection");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(flags)
+            .query(&mut con)
+            .unwrap();
+        listeners.push(cluster.client(node).get_connection().expect("a connection"));
+    }
+    let mut pubsubs: Vec<redis::PubSub<'_>> = Vec::new();
+    for listener in &mut listeners {
+        let mut pubsub = listener.as_pubsub();
+        pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        pubsub.psubscribe("__keyevent@0__:*").unwrap();
+        pubsubs.push(pubsub);
+    }
+    let mut writer = cluster.client(1).get_connection().expect("a connection");
+    let run = |writer: &mut redis::Connection, args: &[&str]| {
+        let mut cmd = redis::cmd(args[0]);
+        args[1..].iter().for_each(|a| {
+            cmd.arg(*a);
+        });
+        cmd.query::<redis::Value>(writer).unwrap();
+    };
+    // One hash tag: one group, whose log order the events keep.
+    run(&mut writer, &["SET", "{o}1", "v"]);
+    run(&mut writer, &["INCR", "{o}n"]);
+    run(&mut writer, &["DEL", "{o}1", "{o}none"]);
+    run(&mut writer, &["SET", "{o}short", "v", "PX", "200"]);
+    let mut next = |pubsub: &mut redis::PubSub<'_>| {
+        let message = pubsub.get_message().expect("an event within the time-out");
+        let event = message.get_channel_name().trim_start_matches("__keyevent@0__:").to_string();
+        format!("{event} {}", message.get_payload::<String>().unwrap())
+    };
+    let on_2: Vec<String> = (0..6).map(|_| next(&mut pubsubs[0])).collect();
+    let want = ["set {o}1", "incrby {o}n", "del {o}1", "set {o}short", "expire {o}short",
+        "expired {o}short"];
+    assert_eq!(on_2, want, "node 2 asked for string, generic and expired events");
+    assert_eq!(next(&mut pubsubs[1]), "expired {o}short", "node 3 asked for expired only");
+}
+
 /// `kill -9` of every node, then every node started again and answering.
 fn kill9_every_node_and_restart(cluster: &mut TestCluster) {
     for node in cluster.node_ids() {

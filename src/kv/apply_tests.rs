@@ -719,3 +719,90 @@ fn a_transaction_with_a_changed_watched_key_applies_nothing() {
 fn ok_array() -> Reply {
     Reply::Array(vec![Reply::Ok])
 }
+
+/// Applies `req` to `f` asking for every keyspace event; answers the reply and the events
+/// raised, as "event key".
+fn notified(f: &mut Fixture, req: &Request) -> (Reply, Vec<String>) {
+    use super::apply::apply_notified;
+    use super::notify::{KeyEvents, NotifyFlags};
+    let mut events = KeyEvents::new(NotifyFlags::parse(b"KEAn").unwrap());
+    let reply = apply_notified(&f.kv, &mut f.overlay, req, Some(&mut events));
+    f.kv.apply_mutations(&f.overlay.drain());
+    let shown = events.events().iter().map(|e| {
+        format!("{} {}", e.event, String::from_utf8_lossy(&e.key))
+    });
+    (reply, shown.collect())
+}
+
+/// The keyspace events redis_diff cannot reach: the active expiry's `expired`, RESTORE's,
+/// a retry's (none), and a transaction's undone past its bound (none).
+#[test]
+fn keyspace_events_of_expiry_restore_retries_and_undone_transactions() {
+    let mut f = Fixture::new();
+    let mut seq = 0;
+    let mut req = |now_ms, command| {
+        seq += 1;
+        Request { client_id: 9, seq, now_ms, command }
+    };
+    let events = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    let first = req(NOW_MS, set_with("k", "v", Some(NOW_MS + 10), false, SetCondition::Always,
+        false));
+    assert_eq!(notified(&mut f, &first), (Reply::Ok, events(&["new k", "set k", "expire k"])));
+    assert_eq!(notified(&mut f, &first), (Reply::Ok, vec![]), "a retry raises nothing");
+    let expired = Request {
+        client_id: super::command::NO_CLIENT_ID,
+        seq: 0,
+        now_ms: NOW_MS + 20,
+        command: KvCommand::DeleteExpired { key: b("k"), deadline_ms: NOW_MS + 10 },
+    };
+    assert_eq!(notified(&mut f, &expired), (Reply::Int(1), events(&["expired k"])));
+
+    let restore = |deadline_ms, replace| KvCommand::Restore {
+        key: b("r"),
+        value: b("v"),
+        deadline_ms,
+        replace,
+    };
+    let restored = notified(&mut f, &req(NOW_MS, restore(None, false)));
+    assert_eq!(restored, (Reply::Ok, events(&["new r", "restore r"])));
+    let replaced = notified(&mut f, &req(NOW_MS, restore(Some(NOW_MS - 1), true)));
+    assert_eq!(replaced, (Reply::Ok, events(&["del r"])), "a passed deadline deletes it");
+    let absent = notified(&mut f, &req(NOW_MS, restore(Some(NOW_MS - 1), false)));
+    assert_eq!(absent, (Reply::Ok, vec![]));
+
+    // A transaction whose replies pass their bound applies nothing, and raises nothing.
+    use super::apply::TRANSACTION_REPLY_BYTES_MAX;
+    let big = "x".repeat(TRANSACTION_REPLY_BYTES_MAX as usize + 1);
+    assert_eq!(notified(&mut f, &req(NOW_MS, set("{t}big", &big))).0, Reply::Ok);
+    let get = KvCommand::Read(ReadCommand::Get { key: b("{t}big") });
+    let tx = KvCommand::Transaction { commands: vec![set("{t}a", "1"), get] };
+    let refused = KvError::TransactionReplyTooLarge(TRANSACTION_REPLY_BYTES_MAX);
+    assert_eq!(notified(&mut f, &req(NOW_MS, tx)), (Reply::Error(refused), vec![]));
+    assert_eq!(f.get("{t}a"), Reply::Nil);
+}
+
+/// Asking for events never changes what a command writes or answers, nor a transaction's
+/// work count (replicas may ask differently: the flags are node-local).
+#[test]
+fn asking_for_keyspace_events_changes_no_write_and_no_reply() {
+    let commands = vec![
+        set("a", "1"),
+        set_with("a", "2", Some(NOW_MS + 5), false, SetCondition::IfPresent, true),
+        incrby("n", 3),
+        KvCommand::Rename { key: b("a"), new_key: b("{a}b") },
+        KvCommand::Copy { source: b("{a}b"), dest: b("a"), replace: true },
+        KvCommand::MSet { pairs: vec![(b("{m}1"), b("x")), (b("{m}2"), b("y"))] },
+        KvCommand::SetBit { key: b("s"), offset: 9, bit: true },
+        KvCommand::Append { key: b("s"), value: b("z") },
+        expire("n", NOW_MS - 1, ExpireCondition::Always),
+        KvCommand::Del { keys: vec![b("a"), b("none")] },
+        KvCommand::Transaction { commands: vec![set("{t}1", "1"), incrby("{t}1", 1)] },
+    ];
+    let (mut quiet, mut loud) = (Fixture::new(), Fixture::new());
+    for (seq, command) in commands.into_iter().enumerate() {
+        let req = Request { client_id: 4, seq: seq as u64 + 1, now_ms: NOW_MS, command };
+        let (reply, _) = notified(&mut loud, &req);
+        assert_eq!(quiet.send(&req), reply, "{:?}", req.command);
+        assert_eq!(quiet.kv, loud.kv, "{:?}", req.command);
+    }
+}

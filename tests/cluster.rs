@@ -419,7 +419,7 @@ fn keyspace_events_reach_subscribers_of_every_node_that_asks() {
     run(&mut writer, &["INCR", "{o}n"]);
     run(&mut writer, &["DEL", "{o}1", "{o}none"]);
     run(&mut writer, &["SET", "{o}short", "v", "PX", "200"]);
-    let mut next = |pubsub: &mut redis::PubSub<'_>| {
+    let next = |pubsub: &mut redis::PubSub<'_>| {
         let message = pubsub.get_message().expect("an event within the time-out");
         let event = message.get_channel_name().trim_start_matches("__keyevent@0__:").to_string();
         format!("{event} {}", message.get_payload::<String>().unwrap())

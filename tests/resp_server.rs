@@ -1167,6 +1167,7 @@ fn keyspace_events_follow_config_set() {
         "__keyevent@0__:append s",
     ];
     assert_eq!(got, want);
+    assert_eq!(server.backend.hub().stats().keyspace, want.len() as u64, "for the metrics");
 }
 
 /// Every subcommand a `<CONTAINER> HELP` lists is served: sent without its arguments, it

@@ -90,6 +90,7 @@ struct Copied {
     pubsub_delivered: IntCounter,
     pubsub_from_peers: IntCounter,
     pubsub_disconnected: IntCounter,
+    pubsub_keyspace: IntCounter,
     /// Names with a subscriber, by kind (`channel`, `pattern`, `shard`).
     pubsub_names: IntGaugeVec,
 }
@@ -389,6 +390,11 @@ fn copied(r: &Registry) -> Result<Copied, MetricsError> {
             "pubsub_disconnected_total",
             "Subscribers and monitors disconnected past their mailbox's bound.",
         )?,
+        pubsub_keyspace: plain_counter(
+            r,
+            "pubsub_keyspace_total",
+            "Keyspace notification messages this node's replicas published.",
+        )?,
         pubsub_names: gauge(
             r,
             "pubsub_names",
@@ -612,6 +618,7 @@ impl NodeMetrics {
         copy_total(&c.pubsub_delivered, stats.delivered);
         copy_total(&c.pubsub_from_peers, stats.from_peers);
         copy_total(&c.pubsub_disconnected, stats.disconnected);
+        copy_total(&c.pubsub_keyspace, stats.keyspace);
         for (kind, names) in ["channel", "pattern", "shard"].into_iter().zip(stats.names) {
             c.pubsub_names.with_label_values(&[kind]).set(names as i64);
         }

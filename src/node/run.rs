@@ -646,11 +646,7 @@ fn start_replicas(
     // the groups it holds a replica of, as it applies them.
     let on_key_events: crate::shard::actor::KeyEventsFn = {
         let hub = client.hub().clone();
-        Arc::new(move |events| {
-            for (channel, message) in events.messages() {
-                hub.deliver(Publication { shard: false, channel, message });
-            }
-        })
+        Arc::new(move |events| hub.deliver_keyspace(&events))
     };
     let deps = ShardDeps {
         db: db.clone(),

@@ -148,8 +148,8 @@ impl MemBackend {
                 let reply = apply_notified(&g.kv, &mut overlay, &request, events.as_mut());
                 let mutations = overlay.drain();
                 g.kv.apply_mutations(&mutations);
-                for (channel, message) in events.iter().flat_map(|events| events.messages()) {
-                    self.inner.hub.deliver(Publication { shard: false, channel, message });
+                if let Some(events) = events {
+                    self.inner.hub.deliver_keyspace(&events);
                 }
                 Ok(reply)
             }

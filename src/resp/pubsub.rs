@@ -225,6 +225,7 @@ struct HubCounts {
     delivered: AtomicU64,
     from_peers: AtomicU64,
     disconnected: AtomicU64,
+    keyspace: AtomicU64,
 }
 
 /// A snapshot of a node's Pub/Sub: monotonic totals, then the names with a subscriber.
@@ -237,6 +238,8 @@ pub struct HubStats {
     pub from_peers: u64,
     /// Subscribers and monitors disconnected past their mailbox's bound.
     pub disconnected: u64,
+    /// Keyspace notification messages this node's replicas published.
+    pub keyspace: u64,
     /// Channels, patterns and shard channels with a subscriber here.
     pub names: [usize; 3],
 }
@@ -302,6 +305,14 @@ impl Hub {
         received
     }
 
+    /// `deliver`, for the keyspace events of an apply batch (`kv::notify`).
+    pub fn deliver_keyspace(&self, events: &crate::kv::notify::KeyEvents) {
+        for (channel, message) in events.messages() {
+            self.counts.keyspace.fetch_add(1, Ordering::Relaxed);
+            self.deliver(Publication { shard: false, channel, message });
+        }
+    }
+
     /// A connection took `n` deliveries from its mailbox to write them.
     pub fn count_delivered(&self, n: usize) {
         self.counts.delivered.fetch_add(n as u64, Ordering::Relaxed);
@@ -324,6 +335,7 @@ impl Hub {
             delivered: c.delivered.load(Ordering::Relaxed),
             from_peers: c.from_peers.load(Ordering::Relaxed),
             disconnected: c.disconnected.load(Ordering::Relaxed),
+            keyspace: c.keyspace.load(Ordering::Relaxed),
             names: Kind::ALL.map(|kind| self.count(kind)),
         }
     }

@@ -50,7 +50,7 @@ const NOTIFY_PARAM: &str = "notify-keyspace-events";
 
 /// CONFIG SET of (name, value) pairs: all checked before any is set, as Redis does.
 fn set<B: Backend>(cx: &Ctx<'_, B>, pairs: &[Bytes]) -> Frame {
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR syntax error");
     }
     let mut flags = None;

@@ -638,13 +638,15 @@ CASES = [
 def keyspace_case(flags, channels, writes):
     """A subscriber to every keyspace event, `flags` set, and `writes` (command, events)
     from another client, each followed by reading its events' messages (`channels` per
-    event: 2 with both K and E); the flags are switched off at the end."""
+    event: 2 with both K and E); then a message published, the next one read (so that an
+    event too many fails the case), and the flags switched off."""
     case = [Several(1, ["PSUBSCRIBE", "__key*__:*"]),
             Other(["CONFIG", "SET", "notify-keyspace-events", flags])]
     for cmd, events in writes:
         case.append(Other(cmd))
         case.extend(Pushed() for _ in range(events * channels))
-    case.append(Other(["CONFIG", "SET", "notify-keyspace-events", ""]))
+    case += [Other(["PUBLISH", "__keyevent@0__:end", "end"]), Pushed(),
+             Other(["CONFIG", "SET", "notify-keyspace-events", ""])]
     return case
 
 

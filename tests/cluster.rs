@@ -389,7 +389,7 @@ fn published_messages_reach_subscribers_on_every_node() {
 fn keyspace_events_reach_subscribers_of_every_node_that_asks() {
     let cluster = start_local_3x8();
     let mut listeners = Vec::new();
-    for (node, flags) in [(2, "E$gx"), (3, "Ex")] {
+    for (node, flags) in [(1, ""), (2, "E$gx"), (3, "Ex")] {
         let mut con = cluster.client(node).get_connection().expect("a connection");
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
@@ -424,11 +424,17 @@ fn keyspace_events_reach_subscribers_of_every_node_that_asks() {
         let event = message.get_channel_name().trim_start_matches("__keyevent@0__:").to_string();
         format!("{event} {}", message.get_payload::<String>().unwrap())
     };
-    let on_2: Vec<String> = (0..6).map(|_| next(&mut pubsubs[0])).collect();
+    let on_2: Vec<String> = (0..6).map(|_| next(&mut pubsubs[1])).collect();
     let want = ["set {o}1", "incrby {o}n", "del {o}1", "set {o}short", "expire {o}short",
         "expired {o}short"];
     assert_eq!(on_2, want, "node 2 asked for string, generic and expired events");
-    assert_eq!(next(&mut pubsubs[1]), "expired {o}short", "node 3 asked for expired only");
+    assert_eq!(next(&mut pubsubs[2]), "expired {o}short", "node 3 asked for expired only");
+    // Nothing more on any node, and nothing at all on node 1, which did not ask: the next
+    // message each reads is one published after the events.
+    run(&mut writer, &["PUBLISH", "__keyevent@0__:end", "marker"]);
+    for (pubsub, node) in pubsubs.iter_mut().zip(1..) {
+        assert_eq!(next(pubsub), "end marker", "node {node}");
+    }
 }
 
 /// `kill -9` of every node, then every node started again and answering.

@@ -80,6 +80,25 @@ fn a_short_secret_is_refused() {
 }
 
 #[test]
+fn keyspace_event_flags_load_and_a_bad_letter_is_refused() {
+    let set = |flags: &'static str| {
+        move |text: String| {
+            let line = "notify_keyspace_events = \"\"";
+            assert!(text.contains(line), "a written configuration names it: {text}");
+            text.replace(line, &format!("notify_keyspace_events = \"{flags}\""))
+        }
+    };
+    let config = load_edited_config(set("KEA")).expect("loads");
+    assert_eq!(config.notify_flags().to_string(), "AKE");
+    let e = load_edited(set("KEé"));
+    assert_eq!(
+        message(e),
+        "invalid configuration: notify_keyspace_events: 'é' is no event class; use letters of \
+         'Ag$lshzxeKEtmdn'"
+    );
+}
+
+#[test]
 fn a_missing_peer_entry_is_refused() {
     let e = load_edited(|text| {
         let start = text.find("[[nodes]]\nid = 3").expect("node 3 entry");

@@ -1110,6 +1110,13 @@ fn keyspace_events_follow_config_set() {
         got[1].clone()
     };
     assert_eq!(flags(&mut con), "");
+    // Queued, it would change the node's flags before EXEC or DISCARD decides: refused.
+    assert_eq!(
+        raw(&server, b"MULTI\r\nCONFIG SET notify-keyspace-events KEA\r\nEXEC\r\nQUIT\r\n"),
+        "+OK\r\n-ERR CONFIG SET cannot be queued in a transaction\r\n-EXECABORT Transaction \
+         discarded because of previous errors.\r\n+OK\r\n"
+    );
+    assert_eq!(flags(&mut con), "");
     let mut sub = client(&server);
     let mut pubsub = sub.as_pubsub();
     pubsub.psubscribe("__key*__:*").unwrap();

@@ -410,13 +410,15 @@ fn set<V: KvRead>(
         return Err(KvError::InvalidExpireTime("set".to_string()));
     }
     // A plain SET replaces whatever is there: it needs no read of the old record.
+    let looked_up = options.get || options.keep_ttl || options.condition != SetCondition::Always;
     let old = if options.get {
         cx.lookup_string(key)?
-    } else if options.keep_ttl || options.condition != SetCondition::Always {
+    } else if looked_up {
         cx.lookup(key)?
     } else {
         None
     };
+    let existed = old.is_some();
     let answer = match (&old, options.get) {
         (Some(record), true) => Reply::Bulk(record.value.clone()),
         (None, true) => Reply::Nil,
@@ -435,7 +437,11 @@ fn set<V: KvRead>(
         false => options.expire_at_ms,
     };
     let record = Record::string(value.clone(), expire_at_ms);
-    cx.raise_new_if_absent(key);
+    if !looked_up {
+        cx.raise_new_if_absent(key);
+    } else if !existed {
+        cx.raise(NEW, "new", key);
+    }
     cx.store(key, &record);
     // As Redis 7.0: `set`, then `expire` for a deadline given; a deadline already passed
     // leaves the key absent, and Redis's expiry raises `expired` for it later.

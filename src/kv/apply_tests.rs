@@ -781,6 +781,27 @@ fn keyspace_events_of_expiry_restore_retries_and_undone_transactions() {
     assert_eq!(f.get("{t}a"), Reply::Nil);
 }
 
+/// The reads events alone need (is the key new?) are not metered: a transaction of plain
+/// SETs over 129 values of 1 MiB applies with `n` asked for, as without; metered, they
+/// would pass `TRANSACTION_WORK_BYTES_MAX` and refuse it.
+#[test]
+fn reads_for_keyspace_events_are_not_in_a_transactions_work() {
+    use super::apply::TRANSACTION_WORK_BYTES_MAX;
+    let mib = 1024 * 1024;
+    let keys = TRANSACTION_WORK_BYTES_MAX as usize / mib + 1;
+    let key = |n: usize| format!("{{t}}{n}");
+    let big = "x".repeat(mib);
+    let mut f = Fixture::new();
+    for n in 0..keys {
+        assert_eq!(f.run(set(&key(n), &big)), Reply::Ok);
+    }
+    let tx = KvCommand::Transaction { commands: (0..keys).map(|n| set(&key(n), "1")).collect() };
+    let req = Request { client_id: 5, seq: 1, now_ms: NOW_MS, command: tx };
+    let (reply, events) = notified(&mut f, &req);
+    assert_eq!(reply, Reply::Array(vec![Reply::Ok; keys]));
+    assert_eq!(events.len(), keys, "one set each, no new: {:?}", &events[..3]);
+}
+
 /// Asking for events never changes what a command writes or answers, nor a transaction's
 /// work count (replicas may ask differently: the flags are node-local).
 #[test]

@@ -9,9 +9,15 @@
 //! group it holds a replica of, in each group's log order; the node turns them into
 //! messages on `__keyspace@0__:<key>` (the event) and `__keyevent@0__:<event>` (the key).
 //!
-//! Classes this store has no use for (lists, sets, hashes, sorted sets, streams, module
-//! types, evictions) parse, and raise nothing. `m` (key misses, which Redis raises on reads)
-//! parses and raises nothing too: reads here never reach the state machine's apply.
+//! `expired` is raised when the active expiry's `DeleteExpired` applies: a key written over
+//! or deleted after its deadline, before that, raises only that write's events (Redis's
+//! lazy expiry raises `expired` first). Classes this store has no use for (lists, sets,
+//! hashes, sorted sets, streams, module types, evictions) parse, and raise nothing. `m` (key
+//! misses, which Redis raises on reads) parses and raises nothing too: reads here never
+//! reach the state machine's apply.
+//!
+//! Must never: let what the flags ask change a write, a reply or a transaction's work (the
+//! flags are node-local: replicas may differ).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -217,7 +223,18 @@ impl KeyEvents {
     pub fn events(&self) -> &[KeyEvent] {
         &self.list
     }
+
+    /// What they hold, for a queue's bound: each event's key and name, plus
+    /// `EVENT_OVERHEAD_BYTES`.
+    pub fn bytes(&self) -> u64 {
+        let each = |e: &KeyEvent| (e.key.len() + e.event.len()) as u64 + EVENT_OVERHEAD_BYTES;
+        self.list.iter().map(each).sum()
+    }
 }
+
+/// What a queue counts for one event beyond its key and name (its place in the list and
+/// the messages it becomes), so that events of empty keys fill a bound too.
+pub const EVENT_OVERHEAD_BYTES: u64 = 64;
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,7 @@ struct Copied {
     pubsub_from_peers: IntCounter,
     pubsub_disconnected: IntCounter,
     pubsub_keyspace: IntCounter,
+    pubsub_keyspace_dropped: IntCounter,
     /// Names with a subscriber, by kind (`channel`, `pattern`, `shard`).
     pubsub_names: IntGaugeVec,
 }
@@ -395,6 +396,11 @@ fn copied(r: &Registry) -> Result<Copied, MetricsError> {
             "pubsub_keyspace_total",
             "Keyspace notification messages this node's replicas published.",
         )?,
+        pubsub_keyspace_dropped: plain_counter(
+            r,
+            "pubsub_keyspace_dropped_total",
+            "Keyspace events dropped before delivery: the node's queue of them was full.",
+        )?,
         pubsub_names: gauge(
             r,
             "pubsub_names",
@@ -619,6 +625,7 @@ impl NodeMetrics {
         copy_total(&c.pubsub_from_peers, stats.from_peers);
         copy_total(&c.pubsub_disconnected, stats.disconnected);
         copy_total(&c.pubsub_keyspace, stats.keyspace);
+        copy_total(&c.pubsub_keyspace_dropped, stats.keyspace_dropped);
         for (kind, names) in ["channel", "pattern", "shard"].into_iter().zip(stats.names) {
             c.pubsub_names.with_label_values(&[kind]).set(names as i64);
         }

@@ -501,7 +501,9 @@ impl NodeConfig {
                 return invalid(format!("node {} of the layout has no [[nodes]] entry", n.id));
             }
         }
-        if let Err(c) = NotifyFlags::parse(self.notify_keyspace_events.as_bytes()) {
+        let no_class =
+            |c: &char| NotifyFlags::parse(c.encode_utf8(&mut [0; 4]).as_bytes()).is_err();
+        if let Some(c) = self.notify_keyspace_events.chars().find(no_class) {
             return invalid(format!(
                 "notify_keyspace_events: '{c}' is no event class; use letters of \
                  'Ag$lshzxeKEtmdn'"

@@ -43,7 +43,7 @@ use crate::transport::api::{
     ForwardReply, ForwardRequest, GroupMessage, InboundHandler, PeerSender, Publication,
     TermAnswer, TermProbe, Urgency,
 };
-use crate::kv::notify::Notifier;
+use crate::kv::notify::{KeyEvents, Notifier};
 use crate::resp::pubsub::Hub;
 use crate::transport::identity::{Identity, IdentityError};
 use crate::transport::stats::TransportStats;
@@ -573,6 +573,38 @@ fn start_arbiters(threads: usize) -> Vec<Arbiter> {
 /// children of later splits, and the groups bootstrapped now that the layout lists this
 /// node first for (their leadership belongs here; see `node::placement`).
 #[allow(clippy::too_many_arguments)]
+/// Bytes of keyspace events (`KeyEvents::bytes`) a node's delivery queue holds: past it an
+/// apply batch's events are dropped and counted (`shardkv_pubsub_keyspace_dropped_total`),
+/// so that a replica's thread never waits for subscribers.
+pub const KEYSPACE_QUEUED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Keyspace events go to this node's subscribers only (every node raises the events of the
+/// groups it holds a replica of, as it applies them), handed from the replicas' threads to
+/// a task of the node's, which matches them against the subscriptions: a replica's thread
+/// does not pay for the patterns subscribed, nor hold the hub's lock. One queue keeps each
+/// group's order.
+fn keyspace_delivery(hub: Arc<Hub>) -> crate::shard::actor::KeyEventsFn {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, KeyEvents)>();
+    let queued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (task_hub, task_queued) = (hub.clone(), queued.clone());
+    tokio::spawn(async move {
+        while let Some((bytes, events)) = rx.recv().await {
+            task_hub.deliver_keyspace(&events);
+            task_queued.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Arc::new(move |events: KeyEvents| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = events.bytes();
+        let count = events.len();
+        let full = queued.fetch_add(bytes, Relaxed) + bytes > KEYSPACE_QUEUED_BYTES_MAX;
+        if full || tx.send((bytes, events)).is_err() {
+            queued.fetch_sub(bytes, Relaxed);
+            hub.count_keyspace_dropped(count);
+        }
+    })
+}
+
 fn start_replicas(
     config: &NodeConfig,
     layout: &Layout,
@@ -642,12 +674,7 @@ fn start_replicas(
         let reports = reports.clone();
         Arc::new(move |report| reports.report(report))
     };
-    // Keyspace events go to this node's subscribers only: every node raises the events of
-    // the groups it holds a replica of, as it applies them.
-    let on_key_events: crate::shard::actor::KeyEventsFn = {
-        let hub = client.hub().clone();
-        Arc::new(move |events| hub.deliver_keyspace(&events))
-    };
+    let on_key_events = keyspace_delivery(client.hub().clone());
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),

@@ -226,6 +226,7 @@ struct HubCounts {
     from_peers: AtomicU64,
     disconnected: AtomicU64,
     keyspace: AtomicU64,
+    keyspace_dropped: AtomicU64,
 }
 
 /// A snapshot of a node's Pub/Sub: monotonic totals, then the names with a subscriber.
@@ -240,6 +241,8 @@ pub struct HubStats {
     pub disconnected: u64,
     /// Keyspace notification messages this node's replicas published.
     pub keyspace: u64,
+    /// Keyspace events dropped: the node's delivery queue was full.
+    pub keyspace_dropped: u64,
     /// Channels, patterns and shard channels with a subscriber here.
     pub names: [usize; 3],
 }
@@ -313,6 +316,11 @@ impl Hub {
         }
     }
 
+    /// `n` keyspace events were dropped before delivery (`node::run`'s queue was full).
+    pub fn count_keyspace_dropped(&self, n: usize) {
+        self.counts.keyspace_dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A connection took `n` deliveries from its mailbox to write them.
     pub fn count_delivered(&self, n: usize) {
         self.counts.delivered.fetch_add(n as u64, Ordering::Relaxed);
@@ -336,6 +344,7 @@ impl Hub {
             from_peers: c.from_peers.load(Ordering::Relaxed),
             disconnected: c.disconnected.load(Ordering::Relaxed),
             keyspace: c.keyspace.load(Ordering::Relaxed),
+            keyspace_dropped: c.keyspace_dropped.load(Ordering::Relaxed),
             names: Kind::ALL.map(|kind| self.count(kind)),
         }
     }

@@ -33,6 +33,7 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
         Some("resetstat") => Job::Now(Frame::error(
             "ERR wrong number of arguments for 'config|resetstat' command",
         )),
+        Some("set") if cx.client.multi.is_some() => Job::Now(Frame::error(SET_IN_MULTI)),
         Some("set") if args.len() >= 4 => Job::Now(set(cx, &args[2..])),
         Some("set") => Job::Now(Frame::error(
             "ERR wrong number of arguments for 'config|set' command",
@@ -48,38 +49,36 @@ pub fn prepare<B: Backend>(cx: &mut Ctx<'_, B>, args: &[Bytes]) -> Job {
 /// The parameter CONFIG SET changes.
 const NOTIFY_PARAM: &str = "notify-keyspace-events";
 
-/// CONFIG SET of (name, value) pairs: all checked before any is set, as Redis does.
+/// CONFIG SET after MULTI: it would change the node's flags when queued, before EXEC (or a
+/// DISCARD) decides (a refusal before it runs: `multi::SHARDKV_REFUSALS`).
+pub const SET_IN_MULTI: &str = "ERR CONFIG SET cannot be queued in a transaction";
+
+/// CONFIG SET of (name, value) pairs: every name checked, then every value, before any is
+/// set, as Redis does.
 fn set<B: Backend>(cx: &Ctx<'_, B>, pairs: &[Bytes]) -> Frame {
     if !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR syntax error");
     }
-    let mut flags = None;
-    for pair in pairs.chunks(2) {
-        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-        if name != NOTIFY_PARAM {
+    let failed = |name: &[u8], why: &str| {
+        let name = String::from_utf8_lossy(name);
+        let text = format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}");
+        Frame::error(text)
+    };
+    for (i, pair) in pairs.chunks(2).enumerate() {
+        if !pair[0].eq_ignore_ascii_case(NOTIFY_PARAM.as_bytes()) {
             return Frame::error(format!(
-                "ERR CONFIG SET {name} is not supported: shardkv reads its parameters from the \
-                 node's configuration file, and changes only {NOTIFY_PARAM} at run time"
+                "ERR CONFIG SET {} is not supported: shardkv reads its parameters from the \
+                 node's configuration file, and changes only {NOTIFY_PARAM} at run time",
+                String::from_utf8_lossy(&pair[0])
             ));
         }
-        if flags.is_some() {
-            return Frame::error(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{NOTIFY_PARAM}') - \
-                 duplicate parameter"
-            ));
-        }
-        match NotifyFlags::parse(&pair[1]) {
-            Ok(parsed) => flags = Some(parsed),
-            Err(_) => {
-                return Frame::error(format!(
-                    "ERR CONFIG SET failed (possibly related to argument '{NOTIFY_PARAM}') - \
-                     Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
-                ))
-            }
+        if i > 0 {
+            return failed(&pair[0], "duplicate parameter");
         }
     }
-    if let Some(flags) = flags {
-        cx.backend.notifier().set(flags);
+    match NotifyFlags::parse(&pairs[1]) {
+        Ok(flags) => cx.backend.notifier().set(flags),
+        Err(_) => return failed(&pairs[0], "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
     }
     Frame::ok()
 }

@@ -78,11 +78,12 @@ pub struct Watch {
 
 /// Refusals of a write before it runs that Redis does not have (`cmd::write_too_large`):
 /// queued, they abort the transaction as Redis's own refusals do.
-const SHARDKV_REFUSALS: [&str; 4] = [
+const SHARDKV_REFUSALS: [&str; 5] = [
     "ERR write of ",
     super::pubsub::IN_MULTI,
     super::pubsub::TOO_LARGE,
     super::monitor::IN_MULTI,
+    super::config::SET_IN_MULTI,
 ];
 
 /// A transaction being queued, between MULTI and EXEC or DISCARD.

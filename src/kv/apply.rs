@@ -161,15 +161,48 @@ impl<'a, V: KvRead> Ctx<'a, V> {
         self.events.as_ref().is_some_and(|events| events.flags().wants(class))
     }
 
-    /// Whether `key` holds a live value, read without metering (for events only).
-    fn exists_unmetered(&self, key: &[u8]) -> bool {
-        read::lookup(&self.overlay.over(self.view), self.now_ms, key).is_ok_and(|r| r.is_some())
+    /// What `key` holds, read without metering (for events only). A record that does not
+    /// decode counts as live: no event calls it new or expired.
+    fn stored_unmetered(&self, key: &[u8]) -> Stored {
+        match self.overlay.over(self.view).get(key_slot(key), key).map(|r| Record::decode(&r)) {
+            None => Stored::Nothing,
+            Some(Ok(record)) if record.is_expired(self.now_ms) => Stored::Expired,
+            Some(_) => Stored::Live,
+        }
     }
 
-    /// Raises `new` if `key` holds no live value: call before storing it.
+    fn exists_unmetered(&self, key: &[u8]) -> bool {
+        self.stored_unmetered(key) == Stored::Live
+    }
+
+    /// Before `key` is written over or deleted: raises `expired` if it still holds a record
+    /// whose deadline has passed, as Redis's lazy expiry deletes it first (the active expiry
+    /// will not find it any more).
+    fn raise_expired_if_stored(&mut self, key: &Bytes) {
+        if self.wants(EXPIRED) && self.stored_unmetered(key) == Stored::Expired {
+            self.raise(EXPIRED, "expired", key);
+        }
+    }
+
+    /// Before `key`, known to hold no live value, is created: `expired` for a record left
+    /// past its deadline, then `new`.
+    fn raise_created(&mut self, key: &Bytes) {
+        self.raise_expired_if_stored(key);
+        self.raise(NEW, "new", key);
+    }
+
+    /// Before `key` is stored: `raise_created` if it holds no live value.
     fn raise_new_if_absent(&mut self, key: &Bytes) {
-        if self.wants(NEW) && !self.exists_unmetered(key) {
-            self.raise(NEW, "new", key);
+        if !self.wants(NEW) && !self.wants(EXPIRED) {
+            return;
+        }
+        match self.stored_unmetered(key) {
+            Stored::Live => {}
+            Stored::Expired => {
+                self.raise(EXPIRED, "expired", key);
+                self.raise(NEW, "new", key);
+            }
+            Stored::Nothing => self.raise(NEW, "new", key),
         }
     }
 
@@ -201,6 +234,15 @@ impl<'a, V: KvRead> Ctx<'a, V> {
     fn delete(&mut self, key: &Bytes) {
         self.overlay.delete(key_slot(key), key.clone());
     }
+}
+
+/// What a key holds, for events.
+#[derive(PartialEq, Eq)]
+enum Stored {
+    Nothing,
+    /// A record whose deadline has passed, not deleted yet.
+    Expired,
+    Live,
 }
 
 fn add_work(work: &Cell<u64>, bytes: usize) {
@@ -440,7 +482,7 @@ fn set<V: KvRead>(
     if !looked_up {
         cx.raise_new_if_absent(key);
     } else if !existed {
-        cx.raise(NEW, "new", key);
+        cx.raise_created(key);
     }
     cx.store(key, &record);
     // As Redis 7.0: `set`, then `expire` for a deadline given; a deadline already passed
@@ -551,7 +593,7 @@ fn store_string<V: KvRead>(
     event: &'static str,
 ) {
     if created {
-        cx.raise(NEW, "new", key);
+        cx.raise_created(key);
     }
     cx.store(key, &Record::string(value, expire_at_ms));
     cx.raise(STRING, event, key);
@@ -661,6 +703,7 @@ fn rename<V: KvRead>(
     if only_if_absent && cx.lookup(new_key)?.is_some() {
         return Ok(Reply::Int(0));
     }
+    cx.raise_expired_if_stored(new_key);
     cx.delete(key);
     cx.store(new_key, &record);
     // Redis deletes the destination, then adds it: always `new`.
@@ -750,6 +793,7 @@ fn bitop<V: KvRead>(
     let result = bits::combine(op, &sources);
     let len = result.len() as i64;
     if result.is_empty() {
+        cx.raise_expired_if_stored(dest);
         if cx.wants(GENERIC) && cx.exists_unmetered(dest) {
             cx.raise(GENERIC, "del", dest);
         }
@@ -775,6 +819,7 @@ fn restore<V: KvRead>(
     }
     check_string_len(Some(value.len() as u64))?;
     let record = Record::string(value.clone(), deadline_ms);
+    cx.raise_expired_if_stored(key);
     if record.is_expired(cx.now_ms) {
         // Only a key REPLACE deleted raises anything.
         if cx.wants(GENERIC) && cx.exists_unmetered(key) {
@@ -809,6 +854,7 @@ fn copy<V: KvRead>(
     if !replace && cx.lookup(dest)?.is_some() {
         return Ok(Reply::Int(0));
     }
+    cx.raise_expired_if_stored(dest);
     cx.store(dest, &record);
     cx.raise(NEW, "new", dest);
     cx.raise(GENERIC, "copy_to", dest);

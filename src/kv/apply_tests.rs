@@ -827,3 +827,42 @@ fn asking_for_keyspace_events_changes_no_write_and_no_reply() {
         assert_eq!(quiet.kv, loud.kv, "{:?}", req.command);
     }
 }
+
+/// A write over a key whose deadline passed before the active expiry deleted it raises
+/// `expired` first, as Redis's lazy expiry does, and the active expiry then raises none for
+/// it; a write that does not touch such a key leaves `expired` to the active expiry.
+#[test]
+fn a_write_over_an_expired_record_raises_expired_once() {
+    let mut f = Fixture::new();
+    for key in ["k", "n", "{k}dst", "x", "d"] {
+        f.run(set_with(key, "v", Some(NOW_MS + 10), false, SetCondition::Always, false));
+    }
+    f.run(set("{k}src", "s"));
+    let later = NOW_MS + 20;
+    let mut seq = 0;
+    let mut at_later = |f: &mut Fixture, command| {
+        seq += 1;
+        notified(f, &Request { client_id: 11, seq, now_ms: later, command })
+    };
+    let events = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(at_later(&mut f, set("k", "2")).1, events(&["expired k", "new k", "set k"]));
+    assert_eq!(at_later(&mut f, incrby("n", 1)).1, events(&["expired n", "new n", "incrby n"]));
+    let rename = KvCommand::Rename { key: b("{k}src"), new_key: b("{k}dst") };
+    let want = ["expired {k}dst", "new {k}dst", "rename_from {k}src", "rename_to {k}dst"];
+    assert_eq!(at_later(&mut f, rename).1, events(&want));
+    // SET XX finds no live key and writes nothing; DEL deletes nothing: no event yet.
+    let xx = set_with("x", "2", None, false, SetCondition::IfPresent, false);
+    assert_eq!(at_later(&mut f, xx), (Reply::Nil, vec![]));
+    assert_eq!(at_later(&mut f, KvCommand::Del { keys: vec![b("d")] }), (Reply::Int(0), vec![]));
+    // The active expiry raises it for the keys still stored, and for none written over.
+    let expire = |key: &str| Request {
+        client_id: super::command::NO_CLIENT_ID,
+        seq: 0,
+        now_ms: later,
+        command: KvCommand::DeleteExpired { key: b(key), deadline_ms: NOW_MS + 10 },
+    };
+    let still = |key| events(&[&format!("expired {key}")]);
+    for (key, want) in [("k", vec![]), ("x", still("x")), ("d", still("d"))] {
+        assert_eq!(notified(&mut f, &expire(key)).1, want, "{key}");
+    }
+}

@@ -9,9 +9,9 @@
 //! group it holds a replica of, in each group's log order; the node turns them into
 //! messages on `__keyspace@0__:<key>` (the event) and `__keyevent@0__:<event>` (the key).
 //!
-//! `expired` is raised when the active expiry's `DeleteExpired` applies: a key written over
-//! or deleted after its deadline, before that, raises only that write's events (Redis's
-//! lazy expiry raises `expired` first). Classes this store has no use for (lists, sets,
+//! `expired` is raised when the active expiry's `DeleteExpired` applies, or before a write
+//! stores over (or BITOP deletes) a record whose deadline passed, as Redis's lazy expiry
+//! raises it first; never by a read, which does not reach the apply. Classes this store has no use for (lists, sets,
 //! hashes, sorted sets, streams, module types, evictions) parse, and raise nothing. `m` (key
 //! misses, which Redis raises on reads) parses and raises nothing too: reads here never
 //! reach the state machine's apply.

@@ -174,10 +174,33 @@ def cluster_pubsub():
     p.close()
 
 
+def keyspace_events():
+    """Keyspace notifications as redis-py's users turn them on: config_set on node 2, a
+    pattern subscriber there, a write through node 1 (every node applies every group's
+    writes in the local cluster, so node 2 raises its events)."""
+    node2 = redis.Redis(port=7002)
+    check(node2.config_set("notify-keyspace-events", "KEA"), True, "CONFIG SET")
+    check(node2.config_get("notify-keyspace-events"), {"notify-keyspace-events": "AKE"},
+          "CONFIG GET")
+    p = node2.pubsub()
+    p.psubscribe("__keyspace@0__:py:ks:*")
+    deadline = time.monotonic() + 10
+    while p.get_message(timeout=0.1) is None and time.monotonic() < deadline:
+        pass  # the confirmation
+    writer = redis.Redis(port=7001)
+    writer.set("py:ks:1", "v", ex=100)
+    writer.delete("py:ks:1")
+    got = [message(p, "keyspace event")["data"] for _ in range(3)]
+    check(got, [b"set", b"expire", b"del"], "keyspace events of SET EX and DEL")
+    node2.config_set("notify-keyspace-events", "")
+    p.close()
+
+
 plain(2)
 plain(3)
 cluster()
 pubsub(2)
 pubsub(3)
 cluster_pubsub()
+keyspace_events()
 print("redis-py: ok")

@@ -153,6 +153,10 @@ struct Cluster {
     /// `ShardConfig::expiry_step`: off unless a test studies it (the tests' writes carry a
     /// clock of 1970, whose deadlines the real clock of the active expiry has passed).
     expiry_step: Option<Duration>,
+    /// Each node's keyspace notification flags (off unless a test sets them).
+    notifiers: Mutex<HashMap<u64, Arc<crate::kv::notify::Notifier>>>,
+    /// The keyspace events each node's replica raised, as "event key", in order.
+    key_events: Arc<Mutex<HashMap<u64, Vec<String>>>>,
 }
 
 fn open_db(path: &std::path::Path) -> Arc<NodeDb> {
@@ -186,7 +190,19 @@ impl Cluster {
             entry_bytes_max: crate::shard::limits::ENTRY_BYTES_MAX_DEFAULT,
             pause_long_applies: true,
             expiry_step: None,
+            notifiers: Mutex::new(HashMap::new()),
+            key_events: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Node `node`'s keyspace notification flags (the node must have started).
+    fn notify(&self, node: u64, flags: &str) {
+        let flags = crate::kv::notify::NotifyFlags::parse(flags.as_bytes()).expect("flags");
+        self.notifiers.lock().expect("notifiers")[&node].set(flags);
+    }
+
+    fn key_events(&self, node: u64) -> Vec<String> {
+        self.key_events.lock().expect("events").get(&node).cloned().unwrap_or_default()
     }
 
     fn start_node(&self, node: u64) {
@@ -212,6 +228,16 @@ impl Cluster {
         let published = Arc::clone(&cfg.published_term);
         self.net.published.lock().expect("published").insert(NodeId(node), published);
         let changes = Arc::clone(&self.changes);
+        let notifier = Arc::clone(
+            self.notifiers.lock().expect("notifiers").entry(node).or_default(),
+        );
+        let key_events = Arc::clone(&self.key_events);
+        let on_key_events: crate::shard::actor::KeyEventsFn = Arc::new(move |events| {
+            let shown = events.events().iter().map(|e| {
+                format!("{} {}", e.event, String::from_utf8_lossy(&e.key))
+            });
+            key_events.lock().expect("events").entry(node).or_default().extend(shown);
+        });
         let deps = ShardDeps {
             db,
             writer,
@@ -224,8 +250,8 @@ impl Cluster {
             clean_budget: crate::shard::undurable::CleanBudget::new(
                 crate::shard::limits::CLEAN_CACHE_BYTES_DEFAULT,
             ),
-            notifier: Arc::default(),
-            on_key_events: Arc::new(|_| {}),
+            notifier,
+            on_key_events,
         };
         let arbiter = &self.arbiters[node as usize % self.arbiters.len()];
         let addr = ShardActor::start(&arbiter.handle(), cfg, deps).expect("start");
@@ -366,6 +392,39 @@ fn three_replicas_elect_write_and_read_linearizably() {
         }
         let changes = cluster.changes.lock().expect("changes").clone();
         assert!(changes.iter().any(|c| c.leader == Some(NodeId(leader))), "{changes:?}");
+        cluster.stop_all().await;
+    });
+}
+
+/// Each replica raises the keyspace events of what it applies, as its node's flags ask,
+/// leader and followers alike, in log order; a node that does not ask raises none.
+#[test]
+fn every_replica_raises_the_keyspace_events_its_node_asks_for() {
+    run(async {
+        let cluster = Cluster::new(1_000_000);
+        cluster.start_all();
+        cluster.notify(1, "KEA");
+        cluster.notify(3, "E$gn");
+        let leader = cluster.leader().await;
+        let del = |seq, key: &str| {
+            let command = KvCommand::Del { keys: vec![Bytes::from(key.to_string())] };
+            ShardOp::Write(Request { client_id: 7, seq, now_ms: 1_000, command })
+        };
+        assert_eq!(cluster.exec(leader, set(1, "k", "v1")).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok));
+        assert_eq!(cluster.exec(leader, set(2, "k", "v2")).await, Ok(Reply::Ok), "a retry");
+        assert_eq!(cluster.exec(leader, del(3, "k")).await, Ok(Reply::Int(1)));
+        let want_1 = ["set k", "set k", "del k"].map(String::from).to_vec();
+        let want_3 = ["new k", "set k", "set k", "del k"].map(String::from).to_vec();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (cluster.key_events(1) != want_1 || cluster.key_events(3) != want_3)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(cluster.key_events(1), want_1, "node 1 asked for every class");
+        assert_eq!(cluster.key_events(3), want_3, "node 3 asked for new too");
+        assert_eq!(cluster.key_events(2), Vec::<String>::new(), "node 2 did not ask");
         cluster.stop_all().await;
     });
 }

@@ -109,14 +109,9 @@ run() { # port "pids"
     -r 100000 --csv 2>/dev/null | awk -F'"' '$2 == "SET" {print $4}')" || true
   # shellcheck disable=SC2086
   after="$(thread_stats $procs)"
-  if [ -n "$got" ]; then
-    cpu="$(awk -v n="$requests" 'NR == FNR { b[$1 " " $2] = $3; next }
-      { d += $3 - b[$1 " " $2] } END { printf "%.3f", d / 1000 / n }' \
-      <(echo "$before") <(echo "$after"))"
-  fi
+  [ -z "$got" ] || cpu="$(cpu_per_request "$requests" "$before" "$after")"
   echo "${got:--} $cpu"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR == 0) ? "-" : v[int((NR + 1) / 2)] }'; }
 
 declare -A rps cpu
 read -r published_before delivered_before <<<"$(counts)"
@@ -141,7 +136,7 @@ for _ in $(seq 1 50); do
 done
 published=$((published - published_before)) delivered=$((delivered - delivered_before))
 
-of() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
+of() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median_of_lines; }
 echo "SET -c $clients, $requests per run, median of $rounds runs; notifications KEA, one"
 echo "subscriber of __key*__:* on redis-server and on each shardkv node"
 printf '%-8s %12s %12s %7s %16s %16s\n' "" "off (/s)" "on (/s)" "kept" "CPU/SET off (µs)" \

@@ -1,8 +1,8 @@
 # Shared by the scripts of bench/ (sourced, not run): stopping the servers a script
 # started, a warning about shardkv processes already running, waiting for a server, a local
 # cluster's node processes, the warm-up that moves a cluster's leaders to the node it goes
-# through, where the leaders are, the nodes' fsyncs and frames, and the CPU time of
-# processes' threads.
+# through, where the leaders are, the nodes' fsyncs and frames, the CPU time of processes'
+# threads (and per request between two samples), and a median.
 
 # The EXIT trap of a script that starts servers: stops the processes in its `pids` (TERM,
 # then KILL a second later) and removes its `work` directory.
@@ -80,6 +80,19 @@ for port in sys.argv[1:]:
             sums[name] += float(line.rsplit(" ", 1)[1])
     print(" ".join(f"{sums[n]:.0f}" for n in names))
 PY
+}
+
+# µs of CPU per request between two `thread_stats` samples of the same processes, summed
+# per thread: a thread started between them counts whole, one that ended not at all.
+cpu_per_request() { # requests "before" "after"
+  awk -v n="$1" 'NR == FNR { b[$1 " " $2] = $3; next } { d += $3 - b[$1 " " $2] }
+    END { printf "%.3f", d / 1000 / n }' <(echo "$2") <(echo "$3")
+}
+
+# The median of the numbers on standard input, one a line ("-" if none; the upper of the
+# two middle ones for an even count).
+median_of_lines() {
+  sort -g | awk '{ v[NR] = $1 } END { print (NR == 0) ? "-" : v[int((NR + 1) / 2)] }'
 }
 
 # "pid thread nanoseconds-on-a-CPU context-switches" so far, for every thread of each

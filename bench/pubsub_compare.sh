@@ -108,14 +108,9 @@ run() { # port "pids"
     publish bench "$message" 2>/dev/null | awk -F'"' 'NR == 2 {print $4}')" || true
   # shellcheck disable=SC2086
   after="$(thread_stats $procs)"
-  if [ -n "$got" ]; then
-    cpu="$(awk -v n="$requests" 'NR == FNR { b[$1 " " $2] = $3; next }
-      { d += $3 - b[$1 " " $2] } END { printf "%.3f", d / 1000 / n }' \
-      <(echo "$before") <(echo "$after"))"
-  fi
+  [ -z "$got" ] || cpu="$(cpu_per_request "$requests" "$before" "$after")"
   echo "${got:--} $cpu"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR == 0) ? "-" : v[int((NR + 1) / 2)] }'; }
 
 redis_rps=() redis_cpu=() shardkv_rps=() shardkv_cpu=()
 expected=0
@@ -134,10 +129,10 @@ for _ in $(seq 1 50); do
 done
 handed=$(($(delivered) - got_before))
 
-r="$(printf '%s\n' "${redis_rps[@]}" | median)"
-s="$(printf '%s\n' "${shardkv_rps[@]}" | median)"
-rc="$(printf '%s\n' "${redis_cpu[@]}" | median)"
-sc="$(printf '%s\n' "${shardkv_cpu[@]}" | median)"
+r="$(printf '%s\n' "${redis_rps[@]}" | median_of_lines)"
+s="$(printf '%s\n' "${shardkv_rps[@]}" | median_of_lines)"
+rc="$(printf '%s\n' "${redis_cpu[@]}" | median_of_lines)"
+sc="$(printf '%s\n' "${shardkv_cpu[@]}" | median_of_lines)"
 ratio="$(awk -v r="$r" -v s="$s" 'BEGIN { if (r + 0 > 0) printf "%.2f", s / r; else print "-" }')"
 echo "PUBLISH of $size bytes, -c $clients, $subscribers subscribers, median of $rounds runs"
 printf '%-10s %14s %14s %8s\n' "" "redis (/s)" "shardkv (/s)" "ratio"

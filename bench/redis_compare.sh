@@ -152,10 +152,7 @@ run() { # requests port test pipeline "pids" extra...
     | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
   # shellcheck disable=SC2086
   after="$(thread_stats $procs)"
-  if [ -n "$got" ]; then
-    cpu="$(awk -v n="$n" 'NR == FNR { b[$1 " " $2] = $3; next } { d += $3 - b[$1 " " $2] }
-      END { printf "%.3f", d / 1000 / n }' <(echo "$before") <(echo "$after"))"
-  fi
+  [ -z "$got" ] || cpu="$(cpu_per_request "$n" "$before" "$after")"
   echo "${got:--} $cpu"
 }
 

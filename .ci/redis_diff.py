@@ -638,14 +638,16 @@ CASES = [
 def keyspace_case(flags, channels, writes):
     """A subscriber to every keyspace event, `flags` set, and `writes` (command, events)
     from another client, each followed by reading its events' messages (`channels` per
-    event: 2 with both K and E); then a message published, the next one read (so that an
-    event too many fails the case), and the flags switched off."""
+    event: 2 with both K and E); then a marker write's events, with every class asked for,
+    read next (so that an event too many fails the case: it would come before them, as
+    events keep their order), and the flags switched off."""
     case = [Several(1, ["PSUBSCRIBE", "__key*__:*"]),
             Other(["CONFIG", "SET", "notify-keyspace-events", flags])]
     for cmd, events in writes:
         case.append(Other(cmd))
         case.extend(Pushed() for _ in range(events * channels))
-    case += [Other(["PUBLISH", "__keyevent@0__:end", "end"]), Pushed(),
+    case += [Other(["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+             Other(["SET", "{d}end", "marker"]), Pushed(), Pushed(),
              Other(["CONFIG", "SET", "notify-keyspace-events", ""])]
     return case
 

@@ -171,6 +171,16 @@ impl<'a, V: KvRead> Ctx<'a, V> {
         }
     }
 
+    /// `stored_unmetered` if events of any of `classes` are published; else `Nothing`,
+    /// unread.
+    fn stored_if_wanted(&self, key: &[u8], classes: u16) -> Stored {
+        if self.wants(classes) {
+            self.stored_unmetered(key)
+        } else {
+            Stored::Nothing
+        }
+    }
+
     fn exists_unmetered(&self, key: &[u8]) -> bool {
         self.stored_unmetered(key) == Stored::Live
     }
@@ -793,9 +803,12 @@ fn bitop<V: KvRead>(
     let result = bits::combine(op, &sources);
     let len = result.len() as i64;
     if result.is_empty() {
-        cx.raise_expired_if_stored(dest);
-        if cx.wants(GENERIC) && cx.exists_unmetered(dest) {
-            cx.raise(GENERIC, "del", dest);
+        // Redis deletes the destination without looking at its deadline (`del` for any
+        // record), unless reading it as a source expired it first.
+        match cx.stored_if_wanted(dest, EXPIRED | GENERIC) {
+            Stored::Expired if keys.contains(dest) => cx.raise(EXPIRED, "expired", dest),
+            Stored::Expired | Stored::Live => cx.raise(GENERIC, "del", dest),
+            Stored::Nothing => {}
         }
         cx.delete(dest);
     } else {
@@ -819,10 +832,14 @@ fn restore<V: KvRead>(
     }
     check_string_len(Some(value.len() as u64))?;
     let record = Record::string(value.clone(), deadline_ms);
-    cx.raise_expired_if_stored(key);
+    // Without REPLACE, Redis looks the key up (expiring it); with it, it deletes whatever
+    // record is there without an event, and raises `del` for it if the new deadline passed.
+    let stored = cx.stored_if_wanted(key, EXPIRED | GENERIC);
+    if !replace && stored == Stored::Expired {
+        cx.raise(EXPIRED, "expired", key);
+    }
     if record.is_expired(cx.now_ms) {
-        // Only a key REPLACE deleted raises anything.
-        if cx.wants(GENERIC) && cx.exists_unmetered(key) {
+        if replace && stored != Stored::Nothing {
             cx.raise(GENERIC, "del", key);
         }
         cx.store(key, &record);
@@ -873,9 +890,22 @@ fn mset<V: KvRead>(
                 return Ok(Reply::Int(0));
             }
         }
+        // Redis's check expires every key past its deadline before the first is set.
+        if cx.wants(EXPIRED) {
+            let mut seen = std::collections::HashSet::new();
+            for (key, _) in pairs {
+                if seen.insert(key) {
+                    cx.raise_expired_if_stored(key);
+                }
+            }
+        }
     }
     for (key, value) in pairs {
-        cx.raise_new_if_absent(key);
+        if !only_if_none_exist {
+            cx.raise_new_if_absent(key);
+        } else if cx.wants(NEW) && !cx.exists_unmetered(key) {
+            cx.raise(NEW, "new", key);
+        }
         cx.store(key, &Record::string(value.clone(), None));
         cx.raise(STRING, "set", key);
     }

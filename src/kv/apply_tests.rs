@@ -820,6 +820,13 @@ fn asking_for_keyspace_events_changes_no_write_and_no_reply() {
         KvCommand::Transaction { commands: vec![set("{t}1", "1"), incrby("{t}1", 1)] },
     ];
     let (mut quiet, mut loud) = (Fixture::new(), Fixture::new());
+    // Records past their deadline, not deleted yet, that the commands write over.
+    for f in [&mut quiet, &mut loud] {
+        for key in ["a", "n", "{m}2"] {
+            let stale = set_with(key, "0", Some(NOW_MS - 50), false, SetCondition::Always, false);
+            f.at(NOW_MS - 100, stale);
+        }
+    }
     for (seq, command) in commands.into_iter().enumerate() {
         let req = Request { client_id: 4, seq: seq as u64 + 1, now_ms: NOW_MS, command };
         let (reply, _) = notified(&mut loud, &req);
@@ -864,5 +871,60 @@ fn a_write_over_an_expired_record_raises_expired_once() {
     let still = |key| events(&[&format!("expired {key}")]);
     for (key, want) in [("k", vec![]), ("x", still("x")), ("d", still("d"))] {
         assert_eq!(notified(&mut f, &expire(key)).1, want, "{key}");
+    }
+}
+
+/// Every write path over a key stored past its deadline raises what Redis 7.0 raises there:
+/// `expired` where Redis looks the key up first (then `new` and the command's event), none
+/// where it deletes without looking (RESTORE REPLACE; BITOP's empty result: `del`), and
+/// MSETNX's check expires every key before the first is set.
+#[test]
+fn each_write_path_over_an_expired_record_raises_as_redis() {
+    use super::bits::BitOpKind;
+    let mut f = Fixture::new();
+    let stale = ["e1", "e2", "{c}e3", "e4", "e5", "e6", "{b}e7", "{b}e8", "{m}e9", "{m}e10",
+        "{m}e11", "{m}e12", "{m}e13"];
+    for key in stale {
+        f.run(set_with(key, "v", Some(NOW_MS + 10), false, SetCondition::Always, false));
+    }
+    f.run(set("{c}src", "s"));
+    let later = NOW_MS + 20;
+    let restore = |key: &str, deadline_ms, replace| KvCommand::Restore {
+        key: b(key),
+        value: b("r"),
+        deadline_ms,
+        replace,
+    };
+    let bitop = |dest: &str, source: &str| KvCommand::BitOp {
+        op: BitOpKind::And,
+        dest: b(dest),
+        keys: vec![b(source)],
+    };
+    let pairs = |keys: &[&str]| keys.iter().map(|k| (b(k), b("1"))).collect::<Vec<_>>();
+    let cases: Vec<(KvCommand, Vec<&str>)> = vec![
+        (set_with("e1", "2", None, false, SetCondition::IfAbsent, false),
+            vec!["expired e1", "new e1", "set e1"]),
+        (KvCommand::Append { key: b("e2"), value: b("x") },
+            vec!["expired e2", "new e2", "append e2"]),
+        (KvCommand::Copy { source: b("{c}src"), dest: b("{c}e3"), replace: false },
+            vec!["expired {c}e3", "new {c}e3", "copy_to {c}e3"]),
+        (restore("e4", None, false), vec!["expired e4", "new e4", "restore e4"]),
+        (restore("e5", None, true), vec!["new e5", "restore e5"]),
+        (restore("e6", Some(NOW_MS), true), vec!["del e6"]),
+        (bitop("{b}e7", "{b}none"), vec!["del {b}e7"]),
+        (bitop("{b}e8", "{b}e8"), vec!["expired {b}e8"]),
+        (KvCommand::MSetNx { pairs: pairs(&["{m}e9", "{m}e10"]) },
+            vec!["expired {m}e9", "expired {m}e10", "new {m}e9", "set {m}e9", "new {m}e10",
+                "set {m}e10"]),
+        (KvCommand::MSet { pairs: pairs(&["{m}e11", "{m}e12"]) },
+            vec!["expired {m}e11", "new {m}e11", "set {m}e11", "expired {m}e12", "new {m}e12",
+                "set {m}e12"]),
+        (KvCommand::MSetNx { pairs: pairs(&["{m}e13", "{m}e13"]) },
+            vec!["expired {m}e13", "new {m}e13", "set {m}e13", "set {m}e13"]),
+    ];
+    for (seq, (command, want)) in cases.into_iter().enumerate() {
+        let shown = format!("{command:?}");
+        let req = Request { client_id: 12, seq: seq as u64 + 1, now_ms: later, command };
+        assert_eq!(notified(&mut f, &req).1, want, "{shown}");
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! `expired` is raised when the active expiry's `DeleteExpired` applies, or before a write
 //! stores over (or BITOP deletes) a record whose deadline passed, as Redis's lazy expiry
-//! raises it first; never by a read, which does not reach the apply. Classes this store has no use for (lists, sets,
+//! raises it first; never by a read, which does not reach the apply (nor by a write's
+//! reading of a key it leaves in place: BITOP's sources, SET XX, DEL). A SET whose deadline
+//! already passed raises `expired` at once (Redis: when its expiry gets to it). Classes this store has no use for (lists, sets,
 //! hashes, sorted sets, streams, module types, evictions) parse, and raise nothing. `m` (key
 //! misses, which Redis raises on reads) parses and raises nothing too: reads here never
 //! reach the state machine's apply.
@@ -87,7 +89,7 @@ impl NotifyFlags {
         self.0 & (KEYSPACE | KEYEVENT) != 0 && self.0 & !(KEYSPACE | KEYEVENT) != 0
     }
 
-    /// Whether events of `class` are published.
+    /// Whether events of `class` (of any of them, for several) are published.
     pub fn wants(self, class: u16) -> bool {
         self.publishes() && self.0 & class != 0
     }

@@ -311,6 +311,8 @@ pub struct Node {
     placement_task: Option<tokio::task::JoinHandle<()>>,
     /// Moves leaders to where their groups' requests come in (`node::workload`).
     workload_task: Option<tokio::task::JoinHandle<()>>,
+    /// Hands the keyspace events the replicas raise to the node's subscribers.
+    keyspace_task: tokio::task::JoinHandle<()>,
     _router: Addr<RouterActor>,
     _writer: ShardWriter,
 }
@@ -365,9 +367,10 @@ impl Node {
             .with_workload(workload.clone())
             .with_forward_reply_bytes_max(config.limits.entry_bytes_max());
         client.notifier().set(config.notify_flags());
+        let (on_key_events, keyspace_task) = keyspace_delivery(client.hub().clone());
         let (factory, placed) = start_replicas(
             &config, &layout, &writer, &db, &peers, &router, &arbiters, &shards, &table,
-            &reports, &client,
+            &reports, (client.notifier(), on_key_events),
         )?;
         let _ = inbound.client.set(client.clone());
         let saved = config.data_dir.join(crate::node::meta::SAVED_MAP_FILE);
@@ -399,6 +402,7 @@ impl Node {
             meta_task,
             placement_task,
             workload_task,
+            keyspace_task,
             _router: router,
             _writer: writer,
         })
@@ -464,10 +468,12 @@ impl Node {
             meta_task,
             placement_task,
             workload_task,
+            keyspace_task,
             _writer,
             ..
         } = self;
         meta_task.abort();
+        keyspace_task.abort();
         for task in [placement_task, workload_task].into_iter().flatten() {
             task.abort();
         }
@@ -567,44 +573,58 @@ fn start_arbiters(threads: usize) -> Vec<Arbiter> {
     }
 }
 
+/// Bytes of keyspace events (`KeyEvents::bytes`) a node's delivery queue holds: past it an
+/// apply batch's events are dropped and counted (`shardkv_pubsub_keyspace_dropped_total`),
+/// so that a replica's thread never waits for subscribers. A batch larger than the bound
+/// alone is taken into an empty queue.
+pub const KEYSPACE_QUEUED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Keyspace events the delivery task matches against the subscriptions before it lets the
+/// node's other tasks (its RESP connections among them) run.
+const KEYSPACE_DELIVERY_CHUNK: usize = 256;
+
+/// Keyspace events go to this node's subscribers only (every node raises the events of the
+/// groups it holds a replica of, as it applies them), handed from the replicas' threads to
+/// a task of the node's, which matches them against the subscriptions: a replica's thread
+/// does not pay for the patterns subscribed, nor hold the hub's lock. One queue keeps each
+/// group's order. Returns what the replicas call, and the task (aborted when the node
+/// stops).
+fn keyspace_delivery(
+    hub: Arc<Hub>,
+) -> (crate::shard::actor::KeyEventsFn, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, KeyEvents)>();
+    let queued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (task_hub, task_queued) = (hub.clone(), queued.clone());
+    let task = tokio::spawn(async move {
+        while let Some((bytes, events)) = rx.recv().await {
+            for chunk in events.events().chunks(KEYSPACE_DELIVERY_CHUNK) {
+                task_hub.deliver_keyspace(events.flags(), chunk);
+                tokio::task::yield_now().await;
+            }
+            task_queued.fetch_sub(bytes, Relaxed);
+        }
+    });
+    let deliver = Arc::new(move |events: KeyEvents| {
+        let (bytes, count) = (events.bytes(), events.len());
+        let fits = |q: u64| (q == 0 || q + bytes <= KEYSPACE_QUEUED_BYTES_MAX).then_some(q + bytes);
+        let taken = queued.fetch_update(Relaxed, Relaxed, fits).is_ok();
+        if !taken || tx.send((bytes, events)).is_err() {
+            if taken {
+                queued.fetch_sub(bytes, Relaxed);
+            }
+            hub.count_keyspace_dropped(count);
+        }
+    });
+    (deliver, task)
+}
+
 /// Starts this node's replicas: the layout's groups that name this node (bootstrapped on
 /// first start) and every group the node holds state for (the children of splits), each
 /// with the slots its durable range record gives. Returns the factory that starts the
 /// children of later splits, and the groups bootstrapped now that the layout lists this
 /// node first for (their leadership belongs here; see `node::placement`).
 #[allow(clippy::too_many_arguments)]
-/// Bytes of keyspace events (`KeyEvents::bytes`) a node's delivery queue holds: past it an
-/// apply batch's events are dropped and counted (`shardkv_pubsub_keyspace_dropped_total`),
-/// so that a replica's thread never waits for subscribers.
-pub const KEYSPACE_QUEUED_BYTES_MAX: u64 = 64 * 1024 * 1024;
-
-/// Keyspace events go to this node's subscribers only (every node raises the events of the
-/// groups it holds a replica of, as it applies them), handed from the replicas' threads to
-/// a task of the node's, which matches them against the subscriptions: a replica's thread
-/// does not pay for the patterns subscribed, nor hold the hub's lock. One queue keeps each
-/// group's order.
-fn keyspace_delivery(hub: Arc<Hub>) -> crate::shard::actor::KeyEventsFn {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, KeyEvents)>();
-    let queued = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (task_hub, task_queued) = (hub.clone(), queued.clone());
-    tokio::spawn(async move {
-        while let Some((bytes, events)) = rx.recv().await {
-            task_hub.deliver_keyspace(&events);
-            task_queued.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    Arc::new(move |events: KeyEvents| {
-        use std::sync::atomic::Ordering::Relaxed;
-        let bytes = events.bytes();
-        let count = events.len();
-        let full = queued.fetch_add(bytes, Relaxed) + bytes > KEYSPACE_QUEUED_BYTES_MAX;
-        if full || tx.send((bytes, events)).is_err() {
-            queued.fetch_sub(bytes, Relaxed);
-            hub.count_keyspace_dropped(count);
-        }
-    })
-}
-
 fn start_replicas(
     config: &NodeConfig,
     layout: &Layout,
@@ -616,7 +636,7 @@ fn start_replicas(
     shards: &Arc<LocalShards>,
     table: &Arc<RoutingTable>,
     reports: &Arc<PendingReports>,
-    client: &NodeClient,
+    keyspace: (&Arc<Notifier>, crate::shard::actor::KeyEventsFn),
 ) -> Result<(ReplicaFactory, Vec<GroupId>), NodeError> {
     let me = NodeId(config.node_id);
     let router = router.clone();
@@ -674,7 +694,6 @@ fn start_replicas(
         let reports = reports.clone();
         Arc::new(move |report| reports.report(report))
     };
-    let on_key_events = keyspace_delivery(client.hub().clone());
     let deps = ShardDeps {
         db: db.clone(),
         writer: writer.clone(),
@@ -685,8 +704,8 @@ fn start_replicas(
         on_members,
         on_report,
         clean_budget: CleanBudget::new(config.limits.clean_cache_bytes_max),
-        notifier: client.notifier().clone(),
-        on_key_events,
+        notifier: keyspace.0.clone(),
+        on_key_events: keyspace.1,
     };
     // No arbiters: the node's own thread (`Node::start` runs on the System's arbiter).
     let handles = match arbiters {

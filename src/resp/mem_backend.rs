@@ -149,7 +149,7 @@ impl MemBackend {
                 let mutations = overlay.drain();
                 g.kv.apply_mutations(&mutations);
                 if let Some(events) = events {
-                    self.inner.hub.deliver_keyspace(&events);
+                    self.inner.hub.deliver_keyspace(events.flags(), events.events());
                 }
                 Ok(reply)
             }

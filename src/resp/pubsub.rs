@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 use super::frame::Frame;
 use crate::kv::glob::glob_match;
+use crate::kv::notify::{KeyEvent, NotifyFlags};
 pub use crate::transport::api::Publication;
 
 /// Channels, patterns and shard channels one connection listens to at once, together
@@ -308,9 +309,9 @@ impl Hub {
         received
     }
 
-    /// `deliver`, for the keyspace events of an apply batch (`kv::notify`).
-    pub fn deliver_keyspace(&self, events: &crate::kv::notify::KeyEvents) {
-        for (channel, message) in events.messages() {
+    /// `deliver`, for keyspace events raised under `flags` (`kv::notify`).
+    pub fn deliver_keyspace(&self, flags: NotifyFlags, events: &[KeyEvent]) {
+        for (channel, message) in events.iter().flat_map(|event| flags.messages(event)) {
             self.counts.keyspace.fetch_add(1, Ordering::Relaxed);
             self.deliver(Publication { shard: false, channel, message });
         }

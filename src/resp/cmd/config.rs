@@ -78,7 +78,10 @@ fn set<B: Backend>(cx: &Ctx<'_, B>, pairs: &[Bytes]) -> Frame {
     }
     match NotifyFlags::parse(&pairs[1]) {
         Ok(flags) => cx.backend.notifier().set(flags),
-        Err(_) => return failed(&pairs[0], "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+        Err(_) => {
+            let why = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
+            return failed(NOTIFY_PARAM.as_bytes(), why);
+        }
     }
     Frame::ok()
 }

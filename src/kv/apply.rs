@@ -495,8 +495,9 @@ fn set<V: KvRead>(
         cx.raise_created(key);
     }
     cx.store(key, &record);
-    // As Redis 7.0: `set`, then `expire` for a deadline given; a deadline already passed
-    // leaves the key absent, and Redis's expiry raises `expired` for it later.
+    // As Redis 7.0: `set`, then `expire` for a deadline given. A deadline already passed
+    // leaves the key absent: its `expired` comes at once (Redis's, when its expiry gets to
+    // the key).
     cx.raise(STRING, "set", key);
     if options.expire_at_ms.is_some() {
         cx.raise(GENERIC, "expire", key);

@@ -13,7 +13,8 @@
 //! stores over (or BITOP deletes) a record whose deadline passed, as Redis's lazy expiry
 //! raises it first; never by a read, which does not reach the apply (nor by a write's
 //! reading of a key it leaves in place: BITOP's sources, SET XX, DEL). A SET whose deadline
-//! already passed raises `expired` at once (Redis: when its expiry gets to it). Classes this store has no use for (lists, sets,
+//! already passed raises `expired` at once (Redis: when its expiry gets to it). A BITFIELD
+//! whose writes leave the bytes as they were raises nothing (Redis: `setbit`). Classes this store has no use for (lists, sets,
 //! hashes, sorted sets, streams, module types, evictions) parse, and raise nothing. `m` (key
 //! misses, which Redis raises on reads) parses and raises nothing too: reads here never
 //! reach the state machine's apply.

@@ -25,15 +25,8 @@ keys="${1:-200000}"
 ttl_ms="${2:-5000}"
 idle_s="${3:-20}"
 redis_port=6391
-work="$(mktemp -d)"
-pids=()
-trap stop_started EXIT
-
-for tool in redis-server redis-benchmark redis-cli; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
-cargo build --release --quiet
-warn_if_shardkv_runs
+require_tools redis-server redis-benchmark redis-cli
+start_bench
 
 # CPU seconds the given processes have spent so far.
 cpu_s() { # pids...

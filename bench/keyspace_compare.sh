@@ -25,23 +25,15 @@ cd "$(dirname "$0")/.."
 requests="${1:-100000}"
 clients="${2:-50}"
 rounds="${ROUNDS:-3}"
-for value in "$requests" "$clients" "$rounds"; do
-  [ "$value" -ge 1 ] 2>/dev/null || { echo "every number must be whole, at least 1" >&2; exit 2; }
-done
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+require_counts "$requests" "$clients" "$rounds"
+require_tools redis-server redis-benchmark redis-cli python3
 redis_port=6392
 # Node n of the shardkv cluster answers RESP on base + n - 1, metrics on metrics_base + n - 1.
 base=7081
 metrics_base=9181
 # Subscribers stop by themselves after this, whatever happens to the script.
 subscriber_seconds=3600
-work="$(mktemp -d)"
-pids=()
-trap stop_started EXIT
-cargo build --release --quiet
-warn_if_shardkv_runs
+start_bench
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" \
   --auto-aof-rewrite-percentage 0 --appendonly yes --appendfsync always --daemonize no \
@@ -77,19 +69,8 @@ done
 # "published delivered": keyspace messages shardkv's nodes published and messages they
 # handed to subscribers so far, summed.
 counts() {
-  python3 - "$metrics_base" $((metrics_base + 1)) $((metrics_base + 2)) <<'PY'
-import sys, urllib.request
-names = ("shardkv_pubsub_keyspace_total", "shardkv_pubsub_delivered_total")
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-sums = dict.fromkeys(names, 0.0)
-for port in sys.argv[1:]:
-    text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in sums:
-            sums[name] += float(line.rsplit(" ", 1)[1])
-print(" ".join(f"{sums[n]:.0f}" for n in names))
-PY
+  metric_totals "shardkv_pubsub_keyspace_total shardkv_pubsub_delivered_total" \
+    "$metrics_base" $((metrics_base + 1)) $((metrics_base + 2)) | column_sums
 }
 
 notify() { # flags ports...
@@ -102,15 +83,7 @@ notify() { # flags ports...
 
 # Prints "SETs/s CPU-µs/SET" ("-" for a figure redis-benchmark did not give).
 run() { # port "pids"
-  local port="$1" procs="$2" got cpu=- before after
-  # shellcheck disable=SC2086 # the pids are words
-  before="$(thread_stats $procs)"
-  got="$(timeout 600 redis-benchmark -p "$port" -t set -n "$requests" -c "$clients" \
-    -r 100000 --csv 2>/dev/null | awk -F'"' '$2 == "SET" {print $4}')" || true
-  # shellcheck disable=SC2086
-  after="$(thread_stats $procs)"
-  [ -z "$got" ] || cpu="$(cpu_per_request "$requests" "$before" "$after")"
-  echo "${got:--} $cpu"
+  benchmark_cpu "$requests" "$2" -p "$1" -t set -c "$clients" -r 100000
 }
 
 # Waits (up to 10 s) until shardkv's nodes published and handed out as many messages as

@@ -1,8 +1,9 @@
-# Shared by the scripts of bench/ (sourced, not run): stopping the servers a script
-# started, a warning about shardkv processes already running, waiting for a server, a local
-# cluster's node processes, the warm-up that moves a cluster's leaders to the node it goes
-# through, where the leaders are, the nodes' fsyncs and frames, the CPU time of processes'
-# threads (and per request between two samples), and a median.
+# Shared by the scripts of bench/ (sourced, not run): checking their arguments and tools,
+# their start (a work directory, shardkv built) and stopping the servers they started, a
+# warning about shardkv processes already running, waiting for a server, a local cluster's
+# node processes, the warm-up that moves a cluster's leaders to the node it goes through,
+# where the leaders are, the nodes' metrics, a redis-benchmark run with the CPU time the
+# servers spent per request, and a median.
 
 # The EXIT trap of a script that starts servers: stops the processes in its `pids` (TERM,
 # then KILL a second later) and removes its `work` directory.
@@ -11,6 +12,17 @@ stop_started() {
   sleep 1
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$work"
+}
+
+# The start of a script that starts servers: a fresh `work` directory and an empty `pids`,
+# both cleaned up on exit (`stop_started`), then shardkv built and any other shardkv running
+# here warned of. Call it after the script's own checks, from its top level.
+start_bench() {
+  work="$(mktemp -d)"
+  pids=()
+  trap stop_started EXIT
+  cargo build --release --quiet
+  warn_if_shardkv_runs
 }
 
 # Returns once `port` answers PING; else prints the end of `log` and exits.
@@ -62,15 +74,32 @@ led = collections.Counter(n["port"] for s in shards for n in s["nodes"] if n["ro
 print(" ".join(f"node{p - int(sys.argv[1])}={c}" for p, c in sorted(led.items())))' "$1"
 }
 
-# "fsyncs peer-frames-sent" so far of each node whose metrics answer on the given ports, one
-# line per port: the counts behind a change in CPU per request.
-node_counts() { # metrics ports...
+# Exits 2 unless every argument is a whole number, at least 1 (a script's arguments).
+require_counts() { # values...
+  local value
+  for value in "$@"; do
+    [ "$value" -ge 1 ] 2>/dev/null ||
+      { echo "'$value': every number must be whole, at least 1" >&2; exit 2; }
+  done
+}
+
+# Exits 1 naming the first of the commands that this machine lacks.
+require_tools() { # commands...
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+  done
+}
+
+# The totals so far of the metrics `names` (each summed over its labels) of each node whose
+# metrics answer on the given ports: one line per port, the names' totals in their order.
+metric_totals() { # "names" metrics ports...
   python3 - "$@" <<'PY'
 import sys, urllib.request
-names = ("shardkv_storage_fsyncs_total", "shardkv_transport_frames_sent_total")
+names = sys.argv[1].split()
 # Loopback, never through a proxy the environment names.
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-for port in sys.argv[1:]:
+for port in sys.argv[2:]:
     url = f"http://127.0.0.1:{port}/metrics"
     text = opener.open(url, timeout=5).read().decode()
     sums = dict.fromkeys(names, 0.0)
@@ -80,6 +109,33 @@ for port in sys.argv[1:]:
             sums[name] += float(line.rsplit(" ", 1)[1])
     print(" ".join(f"{sums[n]:.0f}" for n in names))
 PY
+}
+
+# The sums of the columns of the lines on standard input, as one line.
+column_sums() {
+  awk '{ for (i = 1; i <= NF; i++) s[i] += $i; if (NF > n) n = NF }
+    END { for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? " " : ""), s[i]; print "" }'
+}
+
+# "fsyncs peer-frames-sent" so far of each node whose metrics answer on the given ports, one
+# line per port: the counts behind a change in CPU per request.
+node_counts() { # metrics ports...
+  metric_totals "shardkv_storage_fsyncs_total shardkv_transport_frames_sent_total" "$@"
+}
+
+# Runs `redis-benchmark --csv` with `args` and prints "requests/s CPU-µs/request": the rate
+# of its result, and the CPU time the processes `pids` spent per request meanwhile ("-" for
+# a figure it did not give).
+benchmark_cpu() { # requests "pids" args...
+  local n="$1" procs="$2" got cpu=- before after; shift 2
+  # shellcheck disable=SC2086 # the pids are words
+  before="$(thread_stats $procs)"
+  got="$(timeout 600 redis-benchmark -n "$n" --csv "$@" 2>/dev/null \
+    | awk -F'"' '$4 ~ /^[0-9.]+$/ { print $4; exit }')" || true
+  # shellcheck disable=SC2086
+  after="$(thread_stats $procs)"
+  [ -z "$got" ] || cpu="$(cpu_per_request "$n" "$before" "$after")"
+  echo "${got:--} $cpu"
 }
 
 # µs of CPU per request between two `thread_stats` samples of the same processes, summed

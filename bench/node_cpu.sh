@@ -29,18 +29,13 @@ requests="${2:-200000}"
 clients="${3:-50}"
 pipeline="${4:-1}"
 case "$test" in set | get) ;; *) echo "test must be set or get" >&2; exit 2 ;; esac
-for value in "$requests" "$clients" "$pipeline"; do
-  [ "$value" -ge 1 ] 2>/dev/null || { echo "requests, clients and pipeline must be whole \
-numbers, at least 1" >&2; exit 2; }
-done
+require_counts "$requests" "$clients" "$pipeline"
 perf_node="${PERF_NODE:-}"
 if [ -n "$perf_node" ]; then
   case "$perf_node" in 1 | 2 | 3) ;; *) echo "PERF_NODE must be 1, 2 or 3" >&2; exit 2 ;; esac
-  command -v perf >/dev/null || { echo "PERF_NODE needs perf" >&2; exit 1; }
+  require_tools perf
 fi
-for tool in redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+require_tools redis-benchmark redis-cli python3
 cargo build --release --quiet
 warn_if_shardkv_runs
 

@@ -28,23 +28,15 @@ clients="${2:-50}"
 subscribers="${3:-4}"
 size="${4:-64}"
 rounds="${ROUNDS:-3}"
-for value in "$requests" "$clients" "$subscribers" "$size" "$rounds"; do
-  [ "$value" -ge 1 ] 2>/dev/null || { echo "every number must be whole, at least 1" >&2; exit 2; }
-done
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+require_counts "$requests" "$clients" "$subscribers" "$size" "$rounds"
+require_tools redis-server redis-benchmark redis-cli python3
 redis_port=6391
 # Node n of the shardkv cluster answers RESP on base + n - 1, metrics on metrics_base + n - 1.
 base=7061
 metrics_base=9161
 # Subscribers stop by themselves after this, whatever happens to the script.
 subscriber_seconds=3600
-work="$(mktemp -d)"
-pids=()
-trap stop_started EXIT
-cargo build --release --quiet
-warn_if_shardkv_runs
+start_bench
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no \
   --daemonize no >"$work/redis.log" 2>&1 &
@@ -85,31 +77,14 @@ done
 
 # Messages nodes 2 and 3 handed to their subscribers so far.
 delivered() {
-  python3 - $((metrics_base + 1)) $((metrics_base + 2)) <<'PY'
-import sys, urllib.request
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-total = 0.0
-for port in sys.argv[1:]:
-    text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith("shardkv_pubsub_delivered_total"):
-            total += float(line.rsplit(" ", 1)[1])
-print(f"{total:.0f}")
-PY
+  metric_totals shardkv_pubsub_delivered_total $((metrics_base + 1)) $((metrics_base + 2)) \
+    | column_sums
 }
 
 message="$(head -c "$size" /dev/zero | tr '\0' x)"
 # Prints "publishes/s CPU-µs/publish" ("-" for a figure redis-benchmark did not give).
 run() { # port "pids"
-  local port="$1" procs="$2" got cpu=- before after
-  # shellcheck disable=SC2086 # the pids are words
-  before="$(thread_stats $procs)"
-  got="$(timeout 600 redis-benchmark -p "$port" -n "$requests" -c "$clients" --csv \
-    publish bench "$message" 2>/dev/null | awk -F'"' 'NR == 2 {print $4}')" || true
-  # shellcheck disable=SC2086
-  after="$(thread_stats $procs)"
-  [ -z "$got" ] || cpu="$(cpu_per_request "$requests" "$before" "$after")"
-  echo "${got:--} $cpu"
+  benchmark_cpu "$requests" "$2" -p "$1" -c "$clients" publish bench "$message"
 }
 
 redis_rps=() redis_cpu=() shardkv_rps=() shardkv_cpu=()

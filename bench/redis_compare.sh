@@ -42,23 +42,16 @@ cd "$(dirname "$0")/.."
 requests="${1:-100000}"
 clients="${2:-50}"
 rounds="${ROUNDS:-3}"
-[ "$rounds" -ge 1 ] 2>/dev/null || { echo "ROUNDS must be a whole number, at least 1" >&2; exit 2; }
+require_counts "$requests" "$clients" "$rounds"
 redis_port=6390
 # The replicated peer: primary on repl_port, replicas on the two ports after it.
 repl_port=6391
-work="$(mktemp -d)"
-pids=()
-trap stop_started EXIT
-
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+require_tools redis-server redis-benchmark redis-cli python3
 python3 -c 'import tomllib' 2>/dev/null || { echo "Python 3.11 or later is required" >&2; exit 1; }
 # (The help is read whole first: `grep -q` leaving early would fail the pipe under pipefail.)
 cli_help="$(redis-cli --help 2>&1 || true)"
 grep -q -- '--json' <<<"$cli_help" || { echo "redis-cli 7 or later is required" >&2; exit 1; }
-cargo build --release --quiet
-warn_if_shardkv_runs
+start_bench
 
 mkdir -p "$work/redis"
 # No automatic AOF rewrite: it runs in a child process, which the CPU table does not count.
@@ -140,20 +133,10 @@ shardkv_procs="$(node_pids "$work/shardkv.log" | tr '\n' ' ')"
 lease_procs="$(node_pids "$work/shardkv-lease.log" | tr '\n' ' ')"
 still_procs="$(node_pids "$work/shardkv-still.log" | tr '\n' ' ')"
 
-# Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give). The
-# CPU time is summed per thread between the two samples, so that a thread that ends
-# during the run (an idle pool thread, say) takes away only its time within the run.
+# Prints "requests/s CPU-µs/request" ("-" for a figure redis-benchmark did not give).
 run() { # requests port test pipeline "pids" extra...
-  local n="$1" port="$2" test="$3" pipe="$4" procs="$5" got cpu=- before after; shift 5
-  # shellcheck disable=SC2086 # the pids are words
-  before="$(thread_stats $procs)"
-  got="$(timeout 600 redis-benchmark -p "$port" -t "$test" -n "$n" -c "$clients" \
-    -P "$pipe" -r 100000 --csv "$@" 2>/dev/null \
-    | awk -F'"' '$2 == "SET" || $2 == "GET" {print $4}')" || true
-  # shellcheck disable=SC2086
-  after="$(thread_stats $procs)"
-  [ -z "$got" ] || cpu="$(cpu_per_request "$n" "$before" "$after")"
-  echo "${got:--} $cpu"
+  local n="$1" port="$2" test="$3" pipe="$4" procs="$5"; shift 5
+  benchmark_cpu "$n" "$procs" -p "$port" -t "$test" -c "$clients" -P "$pipe" -r 100000 "$@"
 }
 
 cluster_run_seconds=5

@@ -725,7 +725,7 @@ fn ok_array() -> Reply {
 fn notified(f: &mut Fixture, req: &Request) -> (Reply, Vec<String>) {
     use super::apply::apply_notified;
     use super::notify::{KeyEvents, NotifyFlags};
-    let mut events = KeyEvents::new(NotifyFlags::parse(b"KEAn").unwrap());
+    let mut events = KeyEvents::new(NotifyFlags::parse("KEAn").unwrap());
     let reply = apply_notified(&f.kv, &mut f.overlay, req, Some(&mut events));
     f.kv.apply_mutations(&f.overlay.drain());
     let shown = events.events().iter().map(|e| {

@@ -14,10 +14,10 @@
 //! raises it first; never by a read, which does not reach the apply (nor by a write's
 //! reading of a key it leaves in place: BITOP's sources, SET XX, DEL). A SET whose deadline
 //! already passed raises `expired` at once (Redis: when its expiry gets to it). A BITFIELD
-//! whose writes leave the bytes as they were raises nothing (Redis: `setbit`). Classes this store has no use for (lists, sets,
-//! hashes, sorted sets, streams, module types, evictions) parse, and raise nothing. `m` (key
-//! misses, which Redis raises on reads) parses and raises nothing too: reads here never
-//! reach the state machine's apply.
+//! whose writes leave the bytes as they were raises nothing (Redis: `setbit`). Classes this
+//! store has no use for (lists, sets, hashes, sorted sets, streams, module types,
+//! evictions) parse, and raise nothing. `m` (key misses, which Redis raises on reads)
+//! parses and raises nothing too: reads here never reach the state machine's apply.
 //!
 //! Must never: let what the flags ask change a write, a reply or a transaction's work (the
 //! flags are node-local: replicas may differ).
@@ -50,36 +50,43 @@ pub const NEW: u16 = 1 << 14;
 /// `A`: every class but `m` and `n`.
 const ALL: u16 =
     GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+/// The flags that are not classes of events.
+const NOT_CLASSES: u16 = KEYSPACE | KEYEVENT | KEY_MISS;
+
+/// Each letter but `A` and its flag, in the order CONFIG GET shows them (Redis's).
+const LETTERS: [(char, u16); 14] = [
+    ('g', GENERIC),
+    ('$', STRING),
+    ('l', LIST),
+    ('s', SET),
+    ('h', HASH),
+    ('z', ZSET),
+    ('x', EXPIRED),
+    ('e', EVICTED),
+    ('t', STREAM),
+    ('d', MODULE),
+    ('n', NEW),
+    ('K', KEYSPACE),
+    ('E', KEYEVENT),
+    ('m', KEY_MISS),
+];
+
+/// Every letter, as Redis's error texts list them.
+pub const LETTERS_SHOWN: &str = "Ag$lshzxeKEtmdn";
 
 /// Which events are published, as `notify-keyspace-events` sets them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NotifyFlags(u16);
 
 impl NotifyFlags {
-    /// Nothing published: Redis's default.
-    pub const OFF: NotifyFlags = NotifyFlags(0);
-
     /// Parses Redis's letters (`KEA`, `Ex`, ...); an unknown letter is `Err` with it.
-    pub fn parse(text: &[u8]) -> Result<NotifyFlags, char> {
+    pub fn parse(text: &str) -> Result<NotifyFlags, char> {
         let mut flags = 0;
-        for &c in text {
-            flags |= match c {
-                b'A' => ALL,
-                b'g' => GENERIC,
-                b'$' => STRING,
-                b'l' => LIST,
-                b's' => SET,
-                b'h' => HASH,
-                b'z' => ZSET,
-                b'x' => EXPIRED,
-                b'e' => EVICTED,
-                b'K' => KEYSPACE,
-                b'E' => KEYEVENT,
-                b't' => STREAM,
-                b'm' => KEY_MISS,
-                b'd' => MODULE,
-                b'n' => NEW,
-                other => return Err(char::from(other)),
+        for c in text.chars() {
+            flags |= match LETTERS.iter().find(|(letter, _)| *letter == c) {
+                Some((_, bit)) => *bit,
+                None if c == 'A' => ALL,
+                None => return Err(c),
             };
         }
         Ok(NotifyFlags(flags))
@@ -119,30 +126,12 @@ fn prefixed(prefix: &str, rest: &[u8]) -> Bytes {
 /// letter, then `K`, `E` and `m`.
 impl fmt::Display for NotifyFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let letters: [(u16, char); 11] = [
-            (GENERIC, 'g'),
-            (STRING, '$'),
-            (LIST, 'l'),
-            (SET, 's'),
-            (HASH, 'h'),
-            (ZSET, 'z'),
-            (EXPIRED, 'x'),
-            (EVICTED, 'e'),
-            (STREAM, 't'),
-            (MODULE, 'd'),
-            (NEW, 'n'),
-        ];
-        let mut out = String::new();
-        if self.0 & ALL == ALL {
-            out.push('A');
-        } else {
-            out.extend(letters.iter().filter(|(bit, _)| self.0 & bit != 0).map(|(_, c)| c));
-        }
-        for (bit, c) in [(KEYSPACE, 'K'), (KEYEVENT, 'E'), (KEY_MISS, 'm')] {
-            if self.0 & bit != 0 {
-                out.push(c);
-            }
-        }
+        let all = self.0 & ALL == ALL;
+        let mut out = String::from(if all { "A" } else { "" });
+        let shown = |&&(_, bit): &&(char, u16)| {
+            self.0 & bit != 0 && !(all && bit & NOT_CLASSES == 0)
+        };
+        out.extend(LETTERS.iter().filter(shown).map(|(c, _)| c));
         f.write_str(&out)
     }
 }
@@ -154,10 +143,6 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(flags: NotifyFlags) -> Notifier {
-        Notifier { flags: AtomicU16::new(flags.0) }
-    }
-
     pub fn flags(&self) -> NotifyFlags {
         NotifyFlags(self.flags.load(Ordering::Relaxed))
     }
@@ -244,7 +229,7 @@ mod tests {
     use super::*;
 
     fn shown(text: &str) -> String {
-        NotifyFlags::parse(text.as_bytes()).unwrap().to_string()
+        NotifyFlags::parse(text).unwrap().to_string()
     }
 
     #[test]
@@ -256,24 +241,27 @@ mod tests {
         assert_eq!(shown("Ex$g"), "g$xE");
         assert_eq!(shown("mKn"), "nKm");
         assert_eq!(shown("g$lshzxetd"), "A");
-        assert_eq!(NotifyFlags::parse(b"KEq"), Err('q'));
-        assert_eq!(NotifyFlags::parse(b"KE a"), Err(' '));
+        assert_eq!(NotifyFlags::parse("KEq"), Err('q'));
+        assert_eq!(NotifyFlags::parse("KE a"), Err(' '));
+        assert_eq!(NotifyFlags::parse("Eé"), Err('é'));
     }
 
     #[test]
     fn nothing_is_published_without_a_channel_kind_and_a_class() {
         for text in ["", "A", "K", "KE", "Kn"] {
-            let flags = NotifyFlags::parse(text.as_bytes()).unwrap();
+            let flags = NotifyFlags::parse(text).unwrap();
             assert_eq!(flags.publishes(), text == "Kn", "{text}");
-            assert_eq!(Notifier::new(flags).collector().is_some(), text == "Kn", "{text}");
+            let notifier = Notifier::default();
+            notifier.set(flags);
+            assert_eq!(notifier.collector().is_some(), text == "Kn", "{text}");
         }
-        let flags = NotifyFlags::parse(b"E$").unwrap();
+        let flags = NotifyFlags::parse("E$").unwrap();
         assert!(flags.wants(STRING) && !flags.wants(GENERIC) && !flags.wants(NEW));
     }
 
     #[test]
     fn events_become_keyspace_then_keyevent_messages_of_the_wanted_classes() {
-        let mut events = KeyEvents::new(NotifyFlags::parse(b"KE$").unwrap());
+        let mut events = KeyEvents::new(NotifyFlags::parse("KE$").unwrap());
         let key = Bytes::from_static(b"k:1");
         events.raise(NEW, "new", &key);
         events.raise(STRING, "set", &key);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::notify::NotifyFlags;
+use crate::kv::notify::{NotifyFlags, LETTERS_SHOWN};
 use crate::router::layout::{Layout, LayoutError};
 use crate::shard::limits::{APPLY_FLUSH_MS_MAX, ENTRY_FRAME_ENVELOPE_BYTES};
 
@@ -433,7 +433,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// `notify_keyspace_events` parsed (`validate` refused any other).
     pub fn notify_flags(&self) -> NotifyFlags {
-        NotifyFlags::parse(self.notify_keyspace_events.as_bytes()).unwrap_or_default()
+        NotifyFlags::parse(&self.notify_keyspace_events).unwrap_or_default()
     }
 }
 
@@ -501,12 +501,10 @@ impl NodeConfig {
                 return invalid(format!("node {} of the layout has no [[nodes]] entry", n.id));
             }
         }
-        let no_class =
-            |c: &char| NotifyFlags::parse(c.encode_utf8(&mut [0; 4]).as_bytes()).is_err();
-        if let Some(c) = self.notify_keyspace_events.chars().find(no_class) {
+        if let Err(c) = NotifyFlags::parse(&self.notify_keyspace_events) {
             return invalid(format!(
                 "notify_keyspace_events: '{c}' is no event class; use letters of \
-                 'Ag$lshzxeKEtmdn'"
+                 '{LETTERS_SHOWN}'"
             ));
         }
         if self.slowlog.max_len > SLOWLOG_LEN_MAX {

@@ -187,6 +187,7 @@ pub struct ShardDeps {
     pub clean_budget: Arc<CleanBudget>,
     /// The node's keyspace notification flags, read at each apply batch.
     pub notifier: Arc<crate::kv::notify::Notifier>,
+    /// Where the events of an apply batch go (the node's delivery task).
     pub on_key_events: KeyEventsFn,
 }
 

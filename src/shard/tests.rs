@@ -197,7 +197,7 @@ impl Cluster {
 
     /// Node `node`'s keyspace notification flags (the node must have started).
     fn notify(&self, node: u64, flags: &str) {
-        let flags = crate::kv::notify::NotifyFlags::parse(flags.as_bytes()).expect("flags");
+        let flags = crate::kv::notify::NotifyFlags::parse(flags).expect("flags");
         self.notifiers.lock().expect("notifiers")[&node].set(flags);
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::Ctx;
 use crate::kv::glob::glob_match;
-use crate::kv::notify::NotifyFlags;
+use crate::kv::notify::{NotifyFlags, LETTERS_SHOWN};
 use crate::resp::backend::Backend;
 use crate::resp::exec::Job;
 use crate::resp::frame::Frame;
@@ -76,11 +76,11 @@ fn set<B: Backend>(cx: &Ctx<'_, B>, pairs: &[Bytes]) -> Frame {
             return failed(&pair[0], "duplicate parameter");
         }
     }
-    match NotifyFlags::parse(&pairs[1]) {
-        Ok(flags) => cx.backend.notifier().set(flags),
-        Err(_) => {
-            let why = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
-            return failed(NOTIFY_PARAM.as_bytes(), why);
+    match std::str::from_utf8(&pairs[1]).ok().map(NotifyFlags::parse) {
+        Some(Ok(flags)) => cx.backend.notifier().set(flags),
+        _ => {
+            let why = format!("Invalid event class character. Use '{LETTERS_SHOWN}'.");
+            return failed(NOTIFY_PARAM.as_bytes(), &why);
         }
     }
     Frame::ok()
